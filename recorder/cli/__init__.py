@@ -1,0 +1,47 @@
+"""The ``recorder`` command line: a click group and nothing more.
+
+Each command lives in a small module of this package and stays thin: build the
+Config, run one coroutine, and let :func:`main` turn any RecorderError into one
+line on stderr with its exit code.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from recorder import __version__
+from recorder.cli.common import CONTEXT_SETTINGS, RecorderGroup
+from recorder.cli.db import db
+from recorder.cli.planned import PLANNED_COMMANDS
+
+__all__ = ["cli", "main"]
+
+
+@click.group(cls=RecorderGroup, context_settings=CONTEXT_SETTINGS)
+@click.version_option(__version__, "-V", "--version", prog_name="recorder")
+def cli() -> None:
+    """Record Agora meetings as speaker-attributed transcripts in SQL.
+
+    \b
+    Try it with no account:
+        recorder demo
+    Record a real channel (credentials in the environment or .env):
+        recorder join --channel standup
+    Then read, export and search what was said:
+        recorder meetings
+        recorder export latest -o standup.html
+        recorder search "budget"
+    """
+
+
+cli.add_command(db)
+for _command in PLANNED_COMMANDS:
+    if _command.name not in cli.commands:
+        cli.add_command(_command)
+
+
+def main() -> None:
+    """Entry point of the ``recorder`` console script."""
+    sys.exit(cli.main(prog_name="recorder", standalone_mode=True))

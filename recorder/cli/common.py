@@ -1,0 +1,72 @@
+"""What the commands share: context settings, the error boundary, shared options."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+import click
+
+from recorder.config import Config, load_config
+from recorder.errors import RecorderError
+
+__all__ = ["CONTEXT_SETTINGS", "RecorderGroup", "build_config", "db_option", "fail", "run"]
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+
+log = logging.getLogger("recorder")
+
+
+class _CleanExit(click.ClickException):
+    """A RecorderError on its way out: one line on stderr, its own exit code."""
+
+    def __init__(self, error: RecorderError) -> None:
+        super().__init__(str(error))
+        self.exit_code = error.exit_code
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+class RecorderGroup(click.Group):
+    """A click group that turns every RecorderError into one line and an exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RecorderError as exc:
+            raise _CleanExit(exc) from exc
+
+
+def fail(error: RecorderError) -> click.ClickException:
+    """Wrap a RecorderError for raising from inside a command callback."""
+    return _CleanExit(error)
+
+
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run one coroutine to completion, as every command does."""
+    return asyncio.run(coroutine)
+
+
+def db_option(function: F) -> F:
+    """The ``--db URL`` option shared by every command that touches the database."""
+    return click.option(
+        "--db",
+        "database_url",
+        metavar="URL",
+        help=(
+            "Database URL (SQLAlchemy async form), e.g. sqlite+aiosqlite:///notes.db or "
+            "postgresql+asyncpg://user@host/db. Default: $RECORDER_DATABASE_URL, else a "
+            "SQLite file in your user data directory."
+        ),
+    )(function)
+
+
+def build_config(**flags: Any) -> Config:
+    """Load the Config with these flag values on top of the environment."""
+    return load_config(**flags)

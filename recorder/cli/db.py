@@ -1,0 +1,47 @@
+"""``recorder db``: migrate and inspect the transcript database."""
+
+from __future__ import annotations
+
+import click
+
+from recorder.cli.common import CONTEXT_SETTINGS, build_config, db_option, run
+
+__all__ = ["db"]
+
+
+@click.group(context_settings=CONTEXT_SETTINGS)
+def db() -> None:
+    """Migrate and inspect the transcript database."""
+
+
+@db.command()
+@db_option
+def upgrade(database_url: str | None) -> None:
+    """Bring the database schema up to date (creates the database if needed).
+
+    \b
+    Example:
+        recorder db upgrade --db postgresql+asyncpg://recorder@db.example/recorder
+    """
+    from storage.db import upgrade_database
+
+    config = build_config(database_url=database_url)
+    revision = run(upgrade_database(config.database_url))
+    click.echo(f"database is at revision {revision}")
+
+
+@db.command()
+@db_option
+def info(database_url: str | None) -> None:
+    """Show the database URL (password masked), its revision and row counts.
+
+    \b
+    Example:
+        recorder db info
+    """
+    from storage.db import database_info
+
+    config = build_config(database_url=database_url)
+    details = run(database_info(config.database_url))
+    for key, value in details.items():
+        click.echo(f"{key}: {value}")

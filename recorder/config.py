@@ -1,0 +1,218 @@
+"""One frozen settings object, built from flags > environment > ``.env`` > defaults.
+
+:func:`load_config` is the only code in recorder that reads environment
+variables. Secrets (API keys, the Agora certificate and tokens) come only from
+the environment or ``.env``, never from flags, and are hidden from ``repr``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from recorder.errors import ConfigError
+
+__all__ = [
+    "DEFAULT_BOT_UID",
+    "DEFAULT_SPEECH_MODEL",
+    "STT_REGION_URLS",
+    "Config",
+    "default_database_url",
+    "load_config",
+    "mask_url",
+]
+
+DEFAULT_BOT_UID = 9999
+DEFAULT_SPEECH_MODEL = "u3-rt-pro"
+# Streaming v3 endpoints per data-residency region (spec: assemblyai-streaming-v3.md §1).
+STT_REGION_URLS = {
+    "us": "wss://streaming.assemblyai.com/v3/ws",
+    "eu": "wss://streaming.eu.assemblyai.com/v3/ws",
+}
+# Agora uids are unsigned 32-bit; 0 asks the server to assign one, which a bot must not do.
+_MAX_UID = 2**32 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Everything a recorder run needs to know, validated.
+
+    Attributes:
+        database_url: SQLAlchemy async URL of the transcript database.
+        assemblyai_api_key: streaming STT key (secret).
+        agora_app_id: the Agora project's App ID (not secret, but not logged either).
+        agora_app_certificate: the Agora App Certificate, to build tokens (secret).
+        agora_token: a prebuilt Agora token to use instead of building one (secret).
+        channel: the Agora channel to join.
+        bot_uid: the uid the bot joins with.
+        stt_url: full streaming URL override (an emulator), else from ``stt_region``.
+        stt_region: ``us`` or ``eu``.
+        speech_model: the streaming speech model.
+        agent_url: Voice Agent URL override (an emulator), if any.
+    """
+
+    database_url: str
+    assemblyai_api_key: str | None = field(default=None, repr=False)
+    agora_app_id: str | None = field(default=None, repr=False)
+    agora_app_certificate: str | None = field(default=None, repr=False)
+    agora_token: str | None = field(default=None, repr=False)
+    channel: str | None = None
+    bot_uid: int = DEFAULT_BOT_UID
+    stt_url: str | None = None
+    stt_region: str = "us"
+    speech_model: str = DEFAULT_SPEECH_MODEL
+    agent_url: str | None = None
+
+    @property
+    def is_default_database(self) -> bool:
+        """Whether the database is the per-user SQLite file recorder manages itself."""
+        return self.database_url == default_database_url()
+
+    @property
+    def streaming_url(self) -> str:
+        """The streaming endpoint to connect to: the override, else the region's."""
+        return self.stt_url or STT_REGION_URLS[self.stt_region]
+
+    def require_api_key(self) -> str:
+        """Return the AssemblyAI key or raise a ConfigError saying how to set it."""
+        if not self.assemblyai_api_key:
+            raise ConfigError(
+                "ASSEMBLYAI_API_KEY is not set; put it in the environment or a .env file "
+                "(or run 'recorder demo' to try recorder with no account)"
+            )
+        return self.assemblyai_api_key
+
+
+def default_database_url() -> str:
+    """The default database: a SQLite file in the user data directory."""
+    from platformdirs import user_data_path
+
+    path = user_data_path("recorder", appauthor=False) / "recorder.db"
+    return f"sqlite+aiosqlite:///{path}"
+
+
+def mask_url(url: str) -> str:
+    """Hide the password in a database URL, for display."""
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+def _read_dotenv(path: Path) -> dict[str, str]:
+    if not path.is_file():
+        return {}
+    from dotenv import dotenv_values
+
+    try:
+        values = dotenv_values(path)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc.__class__.__name__}; fix or remove it") from exc
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def _validate_database_url(url: str, source: str) -> str:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ConfigError(
+            f"{source} is not a database URL: {mask_url(url)!r}; "
+            "expected e.g. sqlite+aiosqlite:///path/recorder.db or "
+            "postgresql+asyncpg://user@host/db"
+        ) from exc
+    if parsed.drivername in ("sqlite", "sqlite+pysqlite"):
+        parsed = parsed.set(drivername="sqlite+aiosqlite")
+    elif parsed.drivername in ("postgresql", "postgres", "postgresql+psycopg2"):
+        parsed = parsed.set(drivername="postgresql+asyncpg")
+    if parsed.drivername not in ("sqlite+aiosqlite", "postgresql+asyncpg"):
+        raise ConfigError(
+            f"{source} uses the unsupported driver {parsed.drivername!r}; "
+            "use sqlite+aiosqlite:// or postgresql+asyncpg://"
+        )
+    return parsed.render_as_string(hide_password=False)
+
+
+def _parse_uid(value: str, source: str) -> int:
+    try:
+        uid = int(value)
+    except ValueError:
+        raise ConfigError(f"{source} must be a whole number, got {value!r}") from None
+    if not 0 < uid <= _MAX_UID:
+        raise ConfigError(f"{source} must be between 1 and {_MAX_UID}, got {uid}")
+    return uid
+
+
+def load_config(
+    environ: Mapping[str, str] | None = None,
+    *,
+    dotenv_path: Path | None = None,
+    **overrides: Any,
+) -> Config:
+    """Build and validate the settings.
+
+    Args:
+        environ: the environment to read (defaults to ``os.environ``; tests pass a dict).
+        dotenv_path: the ``.env`` file to read (defaults to ``./.env``); values in the
+            environment win over it.
+        **overrides: values from command-line flags; ``None`` means "not given".
+
+    Returns:
+        The validated settings.
+
+    Raises:
+        ConfigError: a value is malformed; the message names the variable or flag.
+    """
+    env = dict(_read_dotenv(dotenv_path or Path.cwd() / ".env"))
+    env.update(os.environ if environ is None else environ)
+    flags = {key: value for key, value in overrides.items() if value is not None}
+    unknown = set(flags) - {f.name for f in dataclasses.fields(Config)}
+    if unknown:
+        raise TypeError(f"unknown settings: {sorted(unknown)}")
+
+    def pick(name: str, *variables: str) -> tuple[str | None, str]:
+        if name in flags:
+            return str(flags[name]), f"--{name.replace('_', '-')}"
+        for variable in variables:
+            if env.get(variable):
+                return env[variable], variable
+        return None, variables[0] if variables else name
+
+    raw_db, db_source = pick("database_url", "RECORDER_DATABASE_URL")
+    database_url = (
+        _validate_database_url(raw_db, db_source) if raw_db else default_database_url()
+    )
+    raw_uid, uid_source = pick("bot_uid", "AGORA_BOT_UID")
+    bot_uid = _parse_uid(raw_uid, uid_source) if raw_uid else DEFAULT_BOT_UID
+    region, region_source = pick("stt_region", "RECORDER_STT_REGION")
+    region = (region or "us").lower()
+    if region not in STT_REGION_URLS:
+        raise ConfigError(f"{region_source} must be one of us, eu; got {region!r}")
+    stt_url, stt_source = pick("stt_url", "RECORDER_STT_URL")
+    if stt_url and not stt_url.startswith(("ws://", "wss://")):
+        raise ConfigError(f"{stt_source} must start with ws:// or wss://, got {stt_url!r}")
+    agent_url, agent_source = pick("agent_url", "RECORDER_AGENT_URL")
+    if agent_url and not agent_url.startswith(("ws://", "wss://")):
+        raise ConfigError(f"{agent_source} must start with ws:// or wss://, got {agent_url!r}")
+    speech_model, _ = pick("speech_model", "RECORDER_SPEECH_MODEL")
+
+    return Config(
+        database_url=database_url,
+        # Secrets: environment or .env only (STYLE.md §3.4), never flags.
+        assemblyai_api_key=env.get("ASSEMBLYAI_API_KEY") or None,
+        agora_app_id=env.get("AGORA_APP_ID") or None,
+        agora_app_certificate=(
+            env.get("AGORA_APP_CERTIFICATE") or env.get("AGORA_APP_CERT") or None
+        ),
+        agora_token=env.get("AGORA_TOKEN") or None,
+        channel=pick("channel", "AGORA_CHANNEL")[0],
+        bot_uid=bot_uid,
+        stt_url=stt_url,
+        stt_region=region,
+        speech_model=speech_model or DEFAULT_SPEECH_MODEL,
+        agent_url=agent_url,
+    )

@@ -1,0 +1,197 @@
+"""Plain frozen records that the transcript store takes and returns.
+
+Nothing outside ``storage`` ever sees an ORM object: these dataclasses are
+the whole vocabulary between the store and the bot, the CLI and the exports.
+Times are timezone-aware UTC datetimes; positions on the meeting timeline are
+integer milliseconds since the meeting started.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+__all__ = [
+    "MEETING_STATUSES",
+    "Meeting",
+    "MeetingSummary",
+    "Note",
+    "Participant",
+    "QueryResult",
+    "SearchHit",
+    "StreamSession",
+    "Turn",
+    "TurnRecord",
+    "Word",
+]
+
+MEETING_STATUSES = ("recording", "completed", "interrupted")
+
+
+@dataclass(frozen=True, slots=True)
+class Word:
+    """One recognised word with its place on the meeting timeline."""
+
+    text: str
+    start_ms: int
+    end_ms: int
+    confidence: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TurnRecord:
+    """A final turn to store; upserted by (stream_session_id, turn_order).
+
+    A second record with the same key replaces the first (a formatted final
+    replacing an unformatted one).
+    """
+
+    meeting_id: int
+    uid: int
+    stream_session_id: int
+    turn_order: int
+    start_ms: int
+    end_ms: int
+    text: str
+    words: tuple[Word, ...] = ()
+    end_of_turn_confidence: float | None = None
+    language: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """A stored turn, as read back."""
+
+    id: int
+    meeting_id: int
+    uid: int
+    display_name: str | None
+    stream_session_id: int
+    turn_order: int
+    start_ms: int
+    end_ms: int
+    text: str
+    words: tuple[Word, ...] = ()
+    end_of_turn_confidence: float | None = None
+    language: str | None = None
+
+    @property
+    def speaker(self) -> str:
+        """The name to show: the display name if known, else the uid."""
+        return self.display_name or str(self.uid)
+
+
+@dataclass(frozen=True, slots=True)
+class Participant:
+    """Someone who was in the meeting's channel."""
+
+    meeting_id: int
+    uid: int
+    display_name: str | None
+    first_seen: datetime
+    last_seen: datetime
+    talk_ms: int = 0
+    turn_count: int = 0
+
+    @property
+    def speaker(self) -> str:
+        """The name to show: the display name if known, else the uid."""
+        return self.display_name or str(self.uid)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSession:
+    """One STT socket; its open time is what the provider bills."""
+
+    id: int
+    meeting_id: int
+    uid: int
+    provider_session_id: str | None
+    opened_at: datetime
+    closed_at: datetime | None
+    audio_seconds: float
+    close_code: int | None
+    close_reason: str | None
+
+    @property
+    def billed_seconds(self) -> float:
+        """Seconds the socket was open (0 while still open)."""
+        if self.closed_at is None:
+            return 0.0
+        return max(0.0, (self.closed_at - self.opened_at).total_seconds())
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """Something the bot wrote about the meeting, such as a spoken recap."""
+
+    id: int
+    meeting_id: int
+    kind: str
+    text: str
+    created_at: datetime
+    spoken: bool = False
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class MeetingSummary:
+    """One line of ``recorder meetings``."""
+
+    id: int
+    channel: str
+    started_at: datetime
+    ended_at: datetime | None
+    status: str
+    bot_uid: int
+    participant_count: int
+    turn_count: int
+
+    @property
+    def duration_s(self) -> float | None:
+        """Length of the meeting in seconds, or None while it is still recording."""
+        if self.ended_at is None:
+            return None
+        return (self.ended_at - self.started_at).total_seconds()
+
+
+@dataclass(frozen=True, slots=True)
+class Meeting:
+    """A whole meeting: header, participants, turns in time order, notes, sessions."""
+
+    summary: MeetingSummary
+    participants: tuple[Participant, ...]
+    turns: tuple[Turn, ...]
+    notes: tuple[Note, ...]
+    stream_sessions: tuple[StreamSession, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    """One ranked full-text match."""
+
+    turn_id: int
+    meeting_id: int
+    channel: str
+    meeting_started_at: datetime
+    uid: int
+    display_name: str | None
+    start_ms: int
+    end_ms: int
+    text: str
+    snippet: str
+    rank: float
+
+    @property
+    def speaker(self) -> str:
+        """The name to show: the display name if known, else the uid."""
+        return self.display_name or str(self.uid)
+
+
+@dataclass(frozen=True, slots=True)
+class QueryResult:
+    """Rows from a read-only ``recorder sql`` statement."""
+
+    columns: tuple[str, ...]
+    rows: tuple[tuple[Any, ...], ...]
