@@ -1,0 +1,216 @@
+"""Pure PCM16 helpers: frame arithmetic, chunk assembly, energy, resampling.
+
+Everything here is synchronous and free of asyncio and threads, so the
+transports (which run it on native threads) and the tests can share it.
+Audio is always PCM16 little-endian mono unless a name says otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import soxr
+
+__all__ = [
+    "BYTES_PER_SAMPLE",
+    "CHUNK_MS",
+    "FRAME_MS",
+    "SAMPLE_RATE_HZ",
+    "SPEECH_DBFS",
+    "Chunk",
+    "ChunkAssembler",
+    "StreamingResampler",
+    "bytes_for_ms",
+    "level_dbfs",
+    "ms_for_bytes",
+    "resample",
+    "silence",
+]
+
+SAMPLE_RATE_HZ = 16_000
+BYTES_PER_SAMPLE = 2
+# Agora delivers 10 ms frames (agora-server-sdk.md §5.3).
+FRAME_MS = 10
+# The v3 API takes 50-1000 ms per message (assemblyai-streaming-v3.md §6.1);
+# 100 ms keeps latency low and costs one loop wake-up per chunk (DESIGN.md).
+CHUNK_MS = 100
+# Energy above which a chunk counts as speech: speech sits around -30..-10 dBFS,
+# a quiet room and the replay transport's comfort noise near -70 dBFS.
+SPEECH_DBFS = -50.0
+# A frame arriving this much later than the previous one ended starts a new
+# run of audio on the meeting clock (a mute, an outage), instead of being
+# glued onto the previous frame's end.
+_GAP_TOLERANCE_MS = 200.0
+
+
+def bytes_for_ms(duration_ms: float, sample_rate_hz: int = SAMPLE_RATE_HZ) -> int:
+    """Number of PCM16 bytes holding ``duration_ms`` of mono audio (whole samples)."""
+    return int(round(duration_ms * sample_rate_hz / 1000)) * BYTES_PER_SAMPLE
+
+
+def ms_for_bytes(size: int, sample_rate_hz: int = SAMPLE_RATE_HZ) -> float:
+    """Duration in milliseconds of ``size`` bytes of PCM16 mono audio."""
+    return size / BYTES_PER_SAMPLE * 1000 / sample_rate_hz
+
+
+def silence(duration_ms: float, sample_rate_hz: int = SAMPLE_RATE_HZ) -> bytes:
+    """Digital silence of the given length."""
+    return bytes(bytes_for_ms(duration_ms, sample_rate_hz))
+
+
+def level_dbfs(pcm: bytes | bytearray | memoryview) -> float:
+    """RMS level of PCM16 audio in dBFS (-inf for digital silence or no audio)."""
+    samples = np.frombuffer(pcm, dtype="<i2")
+    if samples.size == 0:
+        return -math.inf
+    # float32 keeps the sum of squares exact enough for a level and halves the work.
+    power = float(np.dot(samples.astype(np.float32), samples.astype(np.float32))) / samples.size
+    if power <= 0.0:
+        return -math.inf
+    return 10.0 * math.log10(power / (32768.0 * 32768.0))
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """A run of contiguous audio of one participant.
+
+    Attributes:
+        pcm: PCM16 mono 16 kHz audio.
+        start_ms: position of the first sample on the transport's clock
+            (milliseconds since the transport started).
+        is_speech: whether its level reached the speech threshold.
+    """
+
+    pcm: bytes
+    start_ms: float
+    is_speech: bool
+
+    @property
+    def duration_ms(self) -> float:
+        """Length of the chunk in milliseconds."""
+        return ms_for_bytes(len(self.pcm))
+
+    @property
+    def end_ms(self) -> float:
+        """Position just after the last sample on the transport's clock."""
+        return self.start_ms + self.duration_ms
+
+
+class ChunkAssembler:
+    """Gathers one participant's 10 ms frames into ~100 ms chunks.
+
+    Runs on the transport's native thread: :meth:`append` copies the frame
+    (native buffers are reused) and returns a :class:`Chunk` only when a whole
+    chunk has gathered, so the caller wakes the event loop once per chunk,
+    never once per frame (STYLE.md §3.2). Timestamps follow the sample count
+    while frames arrive back to back, and re-anchor on the arrival time after
+    a gap, so a mute or an outage shows up on the meeting timeline.
+
+    Args:
+        chunk_ms: target chunk length.
+        first_chunk_ms: length of the first chunk; giving participants
+            different values staggers their chunk boundaries so their sends
+            do not all leave on the same tick (DESIGN.md, measured p99 lateness).
+        speech_dbfs: level at which a chunk counts as speech.
+    """
+
+    __slots__ = ("_buffer", "_chunk_bytes", "_next_bytes", "_speech_dbfs", "_start_ms")
+
+    def __init__(
+        self,
+        *,
+        chunk_ms: int = CHUNK_MS,
+        first_chunk_ms: int | None = None,
+        speech_dbfs: float = SPEECH_DBFS,
+    ) -> None:
+        if not 50 <= chunk_ms <= 1000:
+            raise ValueError(f"chunk_ms must be within 50-1000 ms, got {chunk_ms}")
+        self._chunk_bytes = bytes_for_ms(chunk_ms)
+        self._next_bytes = bytes_for_ms(first_chunk_ms if first_chunk_ms else chunk_ms)
+        self._speech_dbfs = speech_dbfs
+        self._buffer = bytearray()
+        self._start_ms: float | None = None
+
+    @property
+    def buffered_ms(self) -> float:
+        """Audio gathered towards the next chunk."""
+        return ms_for_bytes(len(self._buffer))
+
+    def append(self, frame: bytes | bytearray | memoryview, arrival_ms: float) -> Chunk | None:
+        """Add one frame that arrived at ``arrival_ms``; return a chunk when one is whole.
+
+        Args:
+            frame: PCM16 mono 16 kHz audio (copied).
+            arrival_ms: when the frame arrived on the transport's clock.
+
+        Returns:
+            A whole chunk, or None while one is still gathering. After a gap the
+            audio gathered so far is returned early (it is at least one frame),
+            so a chunk never spans a gap.
+        """
+        frame_ms = ms_for_bytes(len(frame))
+        start = arrival_ms - frame_ms
+        early: Chunk | None = None
+        if self._start_ms is None:
+            self._start_ms = start
+        else:
+            expected = self._start_ms + ms_for_bytes(len(self._buffer))
+            if abs(start - expected) > _GAP_TOLERANCE_MS:
+                early = self._take()
+                self._start_ms = start
+        self._buffer += frame
+        if len(self._buffer) >= self._next_bytes:
+            self._next_bytes = self._chunk_bytes
+            whole = self._take()
+            if early is not None:  # pragma: no cover - a gap inside a single frame
+                return early
+            return whole
+        return early
+
+    def flush(self) -> Chunk | None:
+        """Return whatever audio is gathered (at the end of a participant's audio)."""
+        return self._take()
+
+    def _take(self) -> Chunk | None:
+        if not self._buffer or self._start_ms is None:
+            return None
+        pcm = bytes(self._buffer)
+        chunk = Chunk(pcm, self._start_ms, level_dbfs(pcm) >= self._speech_dbfs)
+        self._start_ms += ms_for_bytes(len(pcm))
+        self._buffer.clear()
+        return chunk
+
+
+def resample(pcm: bytes, from_hz: int, to_hz: int) -> bytes:
+    """Resample a whole PCM16 mono signal (for files; use StreamingResampler for streams)."""
+    if from_hz == to_hz:
+        return bytes(pcm)
+    samples = np.frombuffer(pcm, dtype="<i2")
+    out = soxr.resample(samples, from_hz, to_hz, quality="HQ")
+    return np.asarray(out, dtype="<i2").tobytes()
+
+
+class StreamingResampler:
+    """Resamples a PCM16 mono stream chunk by chunk, keeping filter state across chunks.
+
+    Chunk edges add no clicks: the output of many small chunks equals the
+    output of one big call, up to the filter's latency (soxr ``ResampleStream``).
+    """
+
+    def __init__(self, from_hz: int, to_hz: int) -> None:
+        self.from_hz = from_hz
+        self.to_hz = to_hz
+        self._stream = soxr.ResampleStream(from_hz, to_hz, 1, dtype="int16", quality="HQ")
+
+    def process(self, pcm: bytes, *, last: bool = False) -> bytes:
+        """Feed audio; returns what the resampler can emit so far.
+
+        Args:
+            pcm: PCM16 mono at ``from_hz`` (any length, whole samples).
+            last: True on the final call, to drain the filter.
+        """
+        samples = np.frombuffer(pcm, dtype="<i2")
+        out = self._stream.resample_chunk(samples, last=last)
+        return np.asarray(out, dtype="<i2").tobytes()
