@@ -1,0 +1,93 @@
+"""The live console of ``recorder join``: final turns on stdout, who is speaking on stderr."""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+__all__ = ["LiveConsole", "format_clock"]
+
+
+def format_clock(ms: float) -> str:
+    """Meeting time as ``mm:ss`` (``h:mm:ss`` past an hour)."""
+    seconds = max(0, int(ms // 1000))
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes:02d}:{seconds:02d}"
+
+
+class LiveConsole:
+    """Prints final turns as ``[mm:ss] Name (uid): text`` and a live "speaking" line.
+
+    The speaking line is drawn only when ``status`` is a terminal, so piped
+    output stays clean and diff-friendly.
+    """
+
+    def __init__(
+        self,
+        names: dict[int, str] | None = None,
+        *,
+        out: TextIO | None = None,
+        status: TextIO | None = None,
+        quiet: bool = False,
+    ) -> None:
+        self.names = dict(names or {})
+        self._out = out or sys.stdout
+        self._status = status or sys.stderr
+        self._is_tty = bool(getattr(self._status, "isatty", lambda: False)())
+        self._quiet = quiet
+        self._speaking: dict[int, str] = {}
+        self._status_drawn = False
+
+    def label(self, uid: int) -> str:
+        """``Name (uid)``, or ``uid`` alone when no name is known."""
+        name = self.names.get(uid)
+        return f"{name} ({uid})" if name else str(uid)
+
+    def info(self, message: str) -> None:
+        """A diagnostic line (stderr)."""
+        self._clear_status()
+        print(message, file=self._status, flush=True)
+
+    def final(self, uid: int, start_ms: float, text: str) -> None:
+        """Print one final turn."""
+        self._speaking.pop(uid, None)
+        if self._quiet:
+            return
+        self._clear_status()
+        print(f"[{format_clock(start_ms)}] {self.label(uid)}: {text}", file=self._out, flush=True)
+        self._draw_status()
+
+    def partial(self, uid: int, text: str) -> None:
+        """Show what ``uid`` is saying right now (terminal only)."""
+        self._speaking[uid] = text
+        self._draw_status()
+
+    def speaking(self, uid: int, is_speaking: bool) -> None:
+        """Mark ``uid`` as speaking or not."""
+        if is_speaking:
+            self._speaking.setdefault(uid, "")
+        else:
+            self._speaking.pop(uid, None)
+        self._draw_status()
+
+    def _draw_status(self) -> None:
+        if not self._is_tty or self._quiet:
+            return
+        if not self._speaking:
+            self._clear_status()
+            return
+        parts = []
+        for uid, text in list(self._speaking.items())[:4]:
+            tail = f": {text[-40:]}" if text else ""
+            parts.append(f"{self.label(uid)}{tail}")
+        line = "speaking: " + " | ".join(parts)
+        self._status.write("\r\x1b[2K" + line[:160])
+        self._status.flush()
+        self._status_drawn = True
+
+    def _clear_status(self) -> None:
+        if self._status_drawn:
+            self._status.write("\r\x1b[2K")
+            self._status.flush()
+            self._status_drawn = False
