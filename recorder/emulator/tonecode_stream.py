@@ -1,0 +1,279 @@
+"""Streaming tone-code decoder: an energy detector that cuts PCM16 into bursts and decodes each.
+
+The detector works on fixed 5 ms frames counted from the first sample ever fed, and every
+decision depends only on those frames, so any chunking of the same audio gives the same words.
+It also exposes what the emulator needs to decide turn ends (spec §5.2): whether speech is
+going on now, and how much silence ends what was fed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+import numpy as np
+import numpy.typing as npt
+
+from recorder.emulator.tonecode_modem import FULL_SCALE, DecodedWord, demodulate
+
+__all__ = ["MERGE_GAP_MS", "StreamDecoder"]
+
+FRAME_MS = 5.0
+#: A burst ends after this much silence. Tone-code words are 60 ms apart, real speech has
+#: shorter dips, which :data:`MERGE_GAP_MS` glues back together.
+_END_GAP_FRAMES = 5
+#: Bursts shorter than this are clicks, not speech.
+_MIN_BURST_FRAMES = 4
+#: Samples kept either side of a burst for the decoder's envelope.
+_MARGIN_FRAMES = 2
+#: Undecodable bursts less than this far apart form one segment: the emulator treats 100 ms of
+#: silence as a pause (spec §5.2, ``min_turn_silence``), so shorter dips are inside speech.
+MERGE_GAP_MS = 100
+#: Noise floor: the quietest frame of each 100 ms block, minimum over the last 5 s.
+_BLOCK_FRAMES = 20
+_FLOOR_BLOCKS = 50
+#: A frame is loud above floor + 15 dB, never below -55 dBFS; the floor is capped at -40 dBFS
+#: so a long burst cannot raise it to the level of the burst itself.
+_FLOOR_OFFSET_DB = 15.0
+_MIN_THRESHOLD_DB = -55.0
+_FLOOR_CAP_DB = -40.0
+#: Bursts longer than this are not buffered for decoding (a word of ~2000 bytes).
+_MAX_DECODE_MS = 60_000
+
+
+class StreamDecoder:
+    """Decode one stream of PCM16 little-endian mono audio fed in arbitrary chunks.
+
+    ``feed`` returns the words completed by that chunk and ``flush`` the rest at the end of the
+    stream; together they return exactly what :func:`~recorder.emulator.tonecode.decode` returns
+    for the whole audio. Times are ms from the first sample ever fed.
+
+    Args:
+        sample_rate_hz: Sample rate of the audio, at least 8000.
+
+    Raises:
+        ValueError: If the sample rate is too low for the tones.
+    """
+
+    def __init__(self, sample_rate_hz: int) -> None:
+        if sample_rate_hz < 8000:
+            raise ValueError(f"sample rate {sample_rate_hz} Hz is too low; use 8000 Hz or more")
+        self._rate = sample_rate_hz
+        self._frame = max(1, round(FRAME_MS * sample_rate_hz / 1000))
+        self._max_decode_frames = round(_MAX_DECODE_MS / FRAME_MS)
+        self._fed = 0
+        self._frames = 0
+        self._remainder = np.zeros(0, dtype=np.float32)
+        # Retained audio for decoding: chunks starting at absolute sample _kept_from.
+        self._kept: list[npt.NDArray[np.float32]] = []
+        self._kept_from = 0
+        # Segmentation: the open burst (frames), its last loud frame, the latest speech.
+        self._open: int | None = None
+        self._last_loud = -1
+        self._speech_start: int | None = None
+        self._speech_end: int | None = None
+        # Noise floor tracking.
+        self._block_mins: deque[float] = deque(maxlen=_FLOOR_BLOCKS)
+        self._block_min = math.inf
+        self._threshold_db = _MIN_THRESHOLD_DB
+        # The threshold each recent block was judged by, to judge a closed burst the same way
+        # whatever the chunking.
+        self._block_thresholds: dict[int, float] = {}
+        # An undecodable segment waiting to see whether the next burst extends it.
+        self._pending: DecodedWord | None = None
+        self._pending_end = 0
+
+    @property
+    def position_ms(self) -> int:
+        """Audio fed so far, in ms."""
+        return self._ms(self._fed)
+
+    @property
+    def in_speech(self) -> bool:
+        """Whether the audio fed so far ends inside a burst of speech."""
+        return self._open is not None and self._last_loud - self._open + 1 >= _MIN_BURST_FRAMES
+
+    @property
+    def speech_start_ms(self) -> int | None:
+        """Start of the current or latest burst of speech, or ``None`` before any."""
+        return None if self._speech_start is None else self._ms(self._speech_start * self._frame)
+
+    @property
+    def trailing_silence_ms(self) -> int:
+        """Silence at the end of the audio fed so far (all of it before any speech)."""
+        end = 0 if self._speech_end is None else self._speech_end * self._frame
+        return self._ms(self._fed - end)
+
+    def feed(self, pcm: bytes) -> list[DecodedWord]:
+        """Add audio and return the words it completes.
+
+        Args:
+            pcm: PCM16 little-endian mono, any whole number of samples.
+
+        Returns:
+            Words (and undecodable segments) that ended within the audio fed so far.
+
+        Raises:
+            ValueError: If ``pcm`` holds half a sample.
+        """
+        if len(pcm) % 2:
+            raise ValueError(f"pcm16 needs whole samples; got {len(pcm)} bytes")
+        samples = np.frombuffer(pcm, dtype="<i2").astype(np.float32)
+        if not samples.size:
+            return []
+        self._kept.append(samples)
+        self._fed += samples.size
+        buffer = np.concatenate((self._remainder, samples)) if self._remainder.size else samples
+        count = buffer.size // self._frame
+        out: list[DecodedWord] = []
+        if count:
+            frames = buffer[: count * self._frame].reshape(count, self._frame)
+            power = np.einsum("ij,ij->i", frames, frames, dtype=np.float64) / self._frame
+            level_db = 10.0 * np.log10(power / FULL_SCALE**2 + 1e-12)
+            loud = self._classify(level_db)
+            self._segment(loud, out)
+        self._remainder = buffer[count * self._frame :]
+        self._release_pending(out, final=False)
+        self._trim()
+        return out
+
+    def flush(self) -> list[DecodedWord]:
+        """End the stream: close the burst in progress and return what remains.
+
+        Returns:
+            The remaining words and undecodable segments.
+        """
+        out: list[DecodedWord] = []
+        if self._open is not None:
+            start, self._open = self._open, None
+            self._close(start, self._last_loud, out, final=True)
+        self._release_pending(out, final=True)
+        self._trim()
+        return out
+
+    def _ms(self, samples: int) -> int:
+        return round(samples * 1000 / self._rate)
+
+    def _classify(self, level_db: npt.NDArray[np.float64]) -> npt.NDArray[np.bool_]:
+        """Mark frames above the threshold, updating the noise floor block by block."""
+        loud = np.empty(level_db.size, dtype=np.bool_)
+        frame = self._frames
+        i = 0
+        while i < level_db.size:
+            j = min(level_db.size, i + _BLOCK_FRAMES - frame % _BLOCK_FRAMES)
+            part = level_db[i:j]
+            self._block_thresholds[frame // _BLOCK_FRAMES] = self._threshold_db
+            loud[i:j] = part > self._threshold_db
+            self._block_min = min(self._block_min, float(part.min()))
+            frame += j - i
+            i = j
+            if frame % _BLOCK_FRAMES == 0:
+                self._block_mins.append(self._block_min)
+                self._block_min = math.inf
+                floor = min(min(self._block_mins), _FLOOR_CAP_DB)
+                self._threshold_db = max(_MIN_THRESHOLD_DB, floor + _FLOOR_OFFSET_DB)
+        return loud
+
+    def _segment(self, loud: npt.NDArray[np.bool_], out: list[DecodedWord]) -> None:
+        """Cut loud frames into bursts; close (and decode) those followed by enough silence."""
+        base = self._frames
+        self._frames += loud.size
+        indices = np.flatnonzero(loud) + base
+        if indices.size:
+            if self._open is None:
+                start = int(indices[0])
+                sequence = indices
+            else:
+                start = self._open
+                sequence = np.concatenate(([self._last_loud], indices))
+            for gap in np.flatnonzero(np.diff(sequence) > _END_GAP_FRAMES):
+                self._open = None
+                self._close(start, int(sequence[gap]), out)
+                start = int(sequence[gap + 1])
+            self._open = start
+            self._last_loud = int(indices[-1])
+        if self._open is not None:
+            if self._frames - 1 - self._last_loud >= _END_GAP_FRAMES:
+                start, self._open = self._open, None
+                self._close(start, self._last_loud, out)
+            elif self.in_speech:
+                self._speech_start = self._open
+                self._speech_end = self._last_loud + 1
+
+    def _close(self, start: int, last: int, out: list[DecodedWord], *, final: bool = False) -> None:
+        """Decode the burst of frames ``start..last`` and queue the result."""
+        if last - start + 1 < _MIN_BURST_FRAMES:
+            return
+        # Judge the burst by the threshold in force when its end was decided.
+        decided = min(last + _END_GAP_FRAMES, self._frames - 1) if final else last + _END_GAP_FRAMES
+        threshold_db = self._block_thresholds.get(decided // _BLOCK_FRAMES, self._threshold_db)
+        word = self._decode(start, last, threshold_db)
+        if word is None:
+            return
+        self._speech_start = start
+        self._speech_end = last + 1
+        end_sample = (last + 1) * self._frame
+        if word.text is not None:
+            self._release_pending(out, final=True)
+            out.append(word)
+            return
+        if self._pending is not None:
+            if start * self._frame - self._pending_end < self._ms_to_samples(MERGE_GAP_MS):
+                self._pending = DecodedWord(None, self._pending.start_ms, word.end_ms)
+                self._pending_end = end_sample
+                return
+            self._release_pending(out, final=True)
+        self._pending = word
+        self._pending_end = end_sample
+
+    def _decode(self, start: int, last: int, threshold_db: float) -> DecodedWord | None:
+        """Return the burst's word, an undecodable segment, or ``None`` if it is too quiet."""
+        begin, stop = start * self._frame, (last + 1) * self._frame
+        unknown = DecodedWord(None, self._ms(begin), self._ms(stop))
+        if last - start > self._max_decode_frames:
+            return unknown  # too long to have been kept: not a word anyone encodes
+        low = max(self._kept_from, begin - _MARGIN_FRAMES * self._frame)
+        high = min(self._fed, stop + _MARGIN_FRAMES * self._frame)
+        kept = np.concatenate(self._kept) if len(self._kept) > 1 else self._kept[0]
+        self._kept = [kept]
+        signal = kept[low - self._kept_from : high - self._kept_from]
+        core = slice(begin - low, stop - low)
+        mean = float(np.mean(np.square(signal[core], dtype=np.float64)))
+        # The first 100 ms are judged against the default threshold; a noisy start can open a
+        # burst that the floor, once known, shows to be background.
+        if 10.0 * math.log10(mean / FULL_SCALE**2 + 1e-12) <= threshold_db:
+            return None
+        decoded = demodulate(signal, core, self._rate)
+        if decoded is None:
+            return unknown
+        text, first, end = decoded
+        return DecodedWord(text, self._ms(low + round(first)), self._ms(low + round(end)))
+
+    def _release_pending(self, out: list[DecodedWord], *, final: bool) -> None:
+        """Emit the waiting undecodable segment once nothing can extend it any more."""
+        if self._pending is None:
+            return
+        if not final:
+            horizon = self._fed if self._open is None else self._open * self._frame
+            if horizon - self._pending_end < self._ms_to_samples(MERGE_GAP_MS):
+                return
+        out.append(self._pending)
+        self._pending = None
+
+    def _ms_to_samples(self, ms: int) -> int:
+        return ms * self._rate // 1000
+
+    def _trim(self) -> None:
+        """Forget audio that no burst can need any more."""
+        anchor = self._frames
+        if self._open is not None and self._last_loud - self._open <= self._max_decode_frames:
+            anchor = self._open
+        keep_from = max(0, (anchor - _MARGIN_FRAMES) * self._frame)
+        oldest_block = (max(self._frames, 1) - 1) // _BLOCK_FRAMES
+        for block in [b for b in self._block_thresholds if b < oldest_block]:
+            del self._block_thresholds[block]
+        while self._kept and self._kept_from + self._kept[0].size <= keep_from:
+            self._kept_from += self._kept.pop(0).size
+        if self._kept and self._kept_from < keep_from:
+            self._kept[0] = self._kept[0][keep_from - self._kept_from :]
+            self._kept_from = keep_from
