@@ -1,0 +1,326 @@
+"""The JSON export: a documented, versioned, lossless copy of one meeting.
+
+Unlike the human formats, JSON keeps every string exactly as stored (JSON's
+own escaping makes control characters harmless), so it can be read back into
+the same records: :func:`meeting_from_json` is the inverse of
+:func:`write_json`. The schema is :data:`SCHEMA`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from datetime import datetime
+from typing import Any
+
+from recorder.errors import RenderError
+from storage.records import (
+    Meeting,
+    MeetingSummary,
+    Note,
+    Participant,
+    StreamSession,
+    Turn,
+    Word,
+)
+
+__all__ = [
+    "SCHEMA",
+    "SCHEMA_VERSION",
+    "meeting_from_json",
+    "meeting_to_json",
+    "turn_to_json",
+    "write_json",
+]
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """\
+JSON export, schema_version 1.
+
+Times of day are ISO 8601 strings in UTC ending in ``Z``; positions in the
+meeting are integer milliseconds since the meeting started (``*_ms``).
+Fields marked "or null" are always present. New fields may be added within
+a schema version; a field is never removed or changed in meaning without
+bumping ``schema_version``.
+
+Top level (keys in this order):
+    schema_version   integer, 1
+    meeting          object, below
+    participants     array of participant objects, by first_seen
+    stream_sessions  array of stream session objects, by opened_at
+    notes            array of note objects, by created_at
+    turns            array of turn objects, in time order (start_ms), one per line
+
+meeting:
+    id                 integer
+    channel            string, the Agora channel
+    bot_uid            integer, the uid the recorder joined with
+    status             string, one of "recording", "completed", "interrupted"
+    started_at         string (time of day)
+    ended_at           string (time of day) or null while recording
+    duration_ms        integer or null while recording
+    participant_count  integer
+    turn_count         integer
+
+participant:
+    uid           integer, the Agora uid
+    display_name  string or null when no name is known
+    speaker       string, display_name or else the uid as text (what exports show)
+    first_seen    string (time of day)
+    last_seen     string (time of day)
+    talk_ms       integer, total length of the participant's turns
+    turn_count    integer
+
+stream_session (one speech-to-text socket; its open time is what is billed):
+    id                   integer
+    uid                  integer
+    provider_session_id  string or null
+    opened_at            string (time of day)
+    closed_at            string (time of day) or null if still open
+    audio_seconds        number, audio sent on the socket
+    close_code           integer or null
+    close_reason         string or null
+
+note:
+    id          integer
+    kind        string, e.g. "recap"
+    text        string, may contain line breaks
+    created_at  string (time of day)
+    spoken      boolean, whether it was spoken into the channel
+    meta        object, free-form details from the writer
+
+turn:
+    id                      integer
+    uid                     integer
+    speaker                 string, display_name or else the uid as text
+    display_name            string or null
+    stream_session_id       integer
+    turn_order              integer, order within its stream session
+    start_ms                integer
+    end_ms                  integer
+    text                    string, may be empty
+    language                string or null
+    end_of_turn_confidence  number or null
+    words                   array of word objects (may be empty)
+
+word:
+    text        string, with attached punctuation
+    start_ms    integer
+    end_ms      integer
+    confidence  number or null
+"""
+
+
+def _time(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def _parse_time(value: Any, where: str) -> datetime:
+    if not isinstance(value, str):
+        raise RenderError(f"{where} must be an ISO 8601 time, got {value!r}")
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise RenderError(f"{where} must be an ISO 8601 time, got {value!r}") from None
+
+
+def meeting_to_json(meeting: Meeting) -> dict[str, Any]:
+    """Everything but the turns, as the JSON-ready header object."""
+    summary = meeting.summary
+    duration_s = summary.duration_s
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "meeting": {
+            "id": summary.id,
+            "channel": summary.channel,
+            "bot_uid": summary.bot_uid,
+            "status": summary.status,
+            "started_at": _time(summary.started_at),
+            "ended_at": _time(summary.ended_at),
+            "duration_ms": None if duration_s is None else round(duration_s * 1000),
+            "participant_count": summary.participant_count,
+            "turn_count": summary.turn_count,
+        },
+        "participants": [
+            {
+                "uid": p.uid,
+                "display_name": p.display_name,
+                "speaker": p.speaker,
+                "first_seen": _time(p.first_seen),
+                "last_seen": _time(p.last_seen),
+                "talk_ms": p.talk_ms,
+                "turn_count": p.turn_count,
+            }
+            for p in meeting.participants
+        ],
+        "stream_sessions": [
+            {
+                "id": s.id,
+                "uid": s.uid,
+                "provider_session_id": s.provider_session_id,
+                "opened_at": _time(s.opened_at),
+                "closed_at": _time(s.closed_at),
+                "audio_seconds": s.audio_seconds,
+                "close_code": s.close_code,
+                "close_reason": s.close_reason,
+            }
+            for s in meeting.stream_sessions
+        ],
+        "notes": [
+            {
+                "id": n.id,
+                "kind": n.kind,
+                "text": n.text,
+                "created_at": _time(n.created_at),
+                "spoken": n.spoken,
+                "meta": n.meta,
+            }
+            for n in meeting.notes
+        ],
+    }
+
+
+def turn_to_json(turn: Turn) -> dict[str, Any]:
+    """One turn as its JSON object."""
+    return {
+        "id": turn.id,
+        "uid": turn.uid,
+        "speaker": turn.speaker,
+        "display_name": turn.display_name,
+        "stream_session_id": turn.stream_session_id,
+        "turn_order": turn.turn_order,
+        "start_ms": turn.start_ms,
+        "end_ms": turn.end_ms,
+        "text": turn.text,
+        "language": turn.language,
+        "end_of_turn_confidence": turn.end_of_turn_confidence,
+        "words": [
+            {"text": w.text, "start_ms": w.start_ms, "end_ms": w.end_ms, "confidence": w.confidence}
+            for w in turn.words
+        ],
+    }
+
+
+def _dumps(value: Any, **options: Any) -> str:
+    # U+2028/2029 are valid JSON but end a line in JavaScript before ES2019 and
+    # in some line-oriented tools; escape them like the other line breaks.
+    text = json.dumps(value, ensure_ascii=False, **options)
+    return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+
+
+async def write_json(meeting: Meeting, turns: AsyncIterable[Turn]) -> AsyncIterator[str]:
+    """Stream the export: the header pretty-printed, then one turn per line.
+
+    Args:
+        meeting: header records (its ``turns`` are ignored).
+        turns: the meeting's turns in time order.
+
+    Yields:
+        Pieces of one JSON document.
+    """
+    header = _dumps(meeting_to_json(meeting), indent=2)
+    yield header[: header.rindex("}")].rstrip() + ',\n  "turns": ['
+    first = True
+    async for turn in turns:
+        yield ("\n    " if first else ",\n    ") + _dumps(turn_to_json(turn))
+        first = False
+    yield "\n  ]\n}\n" if not first else "]\n}\n"
+
+
+def meeting_from_json(data: Mapping[str, Any]) -> Meeting:
+    """Read an export back into the store's records (the inverse of :func:`write_json`).
+
+    Raises:
+        RenderError: the document is not a schema_version 1 export.
+    """
+    if data.get("schema_version") != SCHEMA_VERSION:
+        raise RenderError(
+            f"expected a recorder JSON export with schema_version {SCHEMA_VERSION}, "
+            f"got {data.get('schema_version')!r}"
+        )
+    try:
+        m = data["meeting"]
+        meeting_id = m["id"]
+        summary = MeetingSummary(
+            id=meeting_id,
+            channel=m["channel"],
+            started_at=_parse_time(m["started_at"], "meeting.started_at"),
+            ended_at=None
+            if m["ended_at"] is None
+            else _parse_time(m["ended_at"], "meeting.ended_at"),
+            status=m["status"],
+            bot_uid=m["bot_uid"],
+            participant_count=m["participant_count"],
+            turn_count=m["turn_count"],
+        )
+        participants = tuple(
+            Participant(
+                meeting_id=meeting_id,
+                uid=p["uid"],
+                display_name=p["display_name"],
+                first_seen=_parse_time(p["first_seen"], "participant.first_seen"),
+                last_seen=_parse_time(p["last_seen"], "participant.last_seen"),
+                talk_ms=p["talk_ms"],
+                turn_count=p["turn_count"],
+            )
+            for p in data["participants"]
+        )
+        sessions = tuple(
+            StreamSession(
+                id=s["id"],
+                meeting_id=meeting_id,
+                uid=s["uid"],
+                provider_session_id=s["provider_session_id"],
+                opened_at=_parse_time(s["opened_at"], "stream_session.opened_at"),
+                closed_at=None
+                if s["closed_at"] is None
+                else _parse_time(s["closed_at"], "stream_session.closed_at"),
+                audio_seconds=s["audio_seconds"],
+                close_code=s["close_code"],
+                close_reason=s["close_reason"],
+            )
+            for s in data["stream_sessions"]
+        )
+        notes = tuple(
+            Note(
+                id=n["id"],
+                meeting_id=meeting_id,
+                kind=n["kind"],
+                text=n["text"],
+                created_at=_parse_time(n["created_at"], "note.created_at"),
+                spoken=n["spoken"],
+                meta=n["meta"],
+            )
+            for n in data["notes"]
+        )
+        turns = tuple(
+            Turn(
+                id=t["id"],
+                meeting_id=meeting_id,
+                uid=t["uid"],
+                display_name=t["display_name"],
+                stream_session_id=t["stream_session_id"],
+                turn_order=t["turn_order"],
+                start_ms=t["start_ms"],
+                end_ms=t["end_ms"],
+                text=t["text"],
+                words=tuple(
+                    Word(w["text"], w["start_ms"], w["end_ms"], w["confidence"]) for w in t["words"]
+                ),
+                end_of_turn_confidence=t["end_of_turn_confidence"],
+                language=t["language"],
+            )
+            for t in data["turns"]
+        )
+    except (KeyError, TypeError) as exc:
+        raise RenderError(f"the JSON export is missing or garbles the field {exc}") from exc
+    return Meeting(
+        summary=summary,
+        participants=participants,
+        turns=turns,
+        notes=notes,
+        stream_sessions=sessions,
+    )
