@@ -1,0 +1,82 @@
+"""A fake agora-python-server-sdk for tests, put on sys.path as ``agora`` only on request.
+
+The fake's source lives in ``sdk/`` (not named ``agora``, so nothing imports it
+as the SDK by accident). :func:`installed_fake_agora` builds a temporary
+directory holding ``agora/`` (links to ``sdk/``'s files plus the native-library
+placeholder files and ``version.txt`` the pre-flight looks for), prepends it to
+``sys.path``, and on exit stops the fake's native thread, removes the path and
+purges every ``agora`` module, so each use starts from a fresh world.
+
+Usage in a test module::
+
+    @pytest.fixture
+    def world(tmp_path):
+        with installed_fake_agora(tmp_path) as world:
+            yield world
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import sys
+import types
+from collections.abc import Iterator
+from pathlib import Path
+
+__all__ = ["SDK_SOURCE", "SURFACE_PATH", "installed_fake_agora", "purge_agora_modules"]
+
+HERE = Path(__file__).resolve().parent
+SDK_SOURCE = HERE / "sdk"
+SURFACE_PATH = HERE / "agora-sdk-surface.json"
+# What the real install leaves next to the package (spec §1.1, §1.3).
+NATIVE_FILES = ("libagora_rtc_sdk.so", "libaosl.so", "libAgoraRtcKit.dylib")
+
+
+def purge_agora_modules() -> None:
+    """Forget every imported ``agora`` module (real or fake)."""
+    for name in list(sys.modules):
+        if name == "agora" or name.startswith("agora."):
+            del sys.modules[name]
+
+
+def _materialise(root: Path) -> Path:
+    package = root / "agora"
+    package.mkdir(parents=True)
+    for entry in SDK_SOURCE.iterdir():
+        if entry.name != "__pycache__":
+            (package / entry.name).symlink_to(entry, target_is_directory=entry.is_dir())
+    (package / "agora_sdk").mkdir()
+    for name in NATIVE_FILES:
+        (package / "agora_sdk" / name).write_bytes(b"")
+    init = (SDK_SOURCE / "__init__.py").read_text(encoding="utf-8")
+    url = init.split('FAKE_DOWNLOAD_URL = "', 1)[1].split('"', 1)[0]
+    (package / "version.txt").write_text(url + "\n", encoding="utf-8")
+    return package
+
+
+@contextlib.contextmanager
+def installed_fake_agora(tmp_dir: Path) -> Iterator[types.ModuleType]:
+    """Make ``import agora`` load the fake for the duration of the block.
+
+    Args:
+        tmp_dir: an empty temporary directory to build the ``agora/`` tree in.
+
+    Yields:
+        The ``agora.fake_control`` module's ``world`` object (the test-control API).
+    """
+    root = Path(tmp_dir) / "fake-agora-site"
+    _materialise(root)
+    purge_agora_modules()
+    sys.path.insert(0, str(root))
+    importlib.invalidate_caches()
+    control = importlib.import_module("agora.fake_control")
+    try:
+        yield control.world
+    finally:
+        try:
+            control.world.shutdown()
+        finally:
+            sys.path.remove(str(root))
+            purge_agora_modules()
+            importlib.invalidate_caches()

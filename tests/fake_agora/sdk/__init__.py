@@ -1,0 +1,11 @@
+"""The fake ``agora`` package (agora-python-server-sdk 2.4.10 stand-in for tests only).
+
+It is never installed: tests/fake_agora/__init__.py links this directory into a
+temporary directory as ``agora/`` and puts that on ``sys.path``. Unlike the real
+package, importing it downloads nothing, prints nothing and exits nothing (the
+loader's own tests reproduce those traps, spec §15.14).
+"""
+
+# The real agora/__init__.py hard-codes its download URL; version.txt must equal it
+# (recorder.transport.agora_preflight checks this without importing).
+FAKE_DOWNLOAD_URL = "https://download.agora.io/sdk/release/fake-agora-for-tests.zip"
