@@ -130,14 +130,15 @@ def _edges(
     """Return the burst's start and end (in samples of ``signal``) from its power envelope.
 
     The envelope is the power averaged over 2.5 ms; its crossings of a quarter of the burst's
-    median power (half amplitude) sit near the middle of the fade-in and fade-out.
+    power (half amplitude) sit near the middle of the fade-in and fade-out. The burst's power is
+    a high percentile, not the median, in case the detector glued background noise to it.
     """
     length = max(1, round(0.0025 * sample_rate_hz))
     power = np.square(signal, dtype=np.float64)
     cumulative = np.concatenate(([0.0], np.cumsum(power)))
     envelope = (cumulative[length:] - cumulative[:-length]) / length
     core_env = envelope[core.start : max(core.start + 1, core.stop - length + 1)]
-    level = 0.25 * float(np.median(core_env)) if core_env.size else 0.0
+    level = 0.25 * float(np.percentile(core_env, 90)) if core_env.size else 0.0
     above = np.flatnonzero(envelope >= level)
     if not above.size or level <= 0.0:
         return 0.0, 0.0

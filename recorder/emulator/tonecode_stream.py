@@ -29,9 +29,24 @@ _MARGIN_FRAMES = 2
 #: Undecodable bursts less than this far apart form one segment: the emulator treats 100 ms of
 #: silence as a pause (spec §5.2, ``min_turn_silence``), so shorter dips are inside speech.
 MERGE_GAP_MS = 100
-#: Noise floor: the quietest frame of each 100 ms block, minimum over the last 5 s.
+#: Noise floor: the quietest frame of each 100 ms block, minimum over the last 10 s. Words are
+#: 60 ms apart, so any 100 ms block between two words holds silence; a floor over a longer
+#: window than the longest word never rises to the level of the words.
 _BLOCK_FRAMES = 20
-_FLOOR_BLOCKS = 50
+_FLOOR_BLOCKS = 100
+#: Energy alone cannot tell steady noise from a long burst, so the floor starts where a silent
+#: participant's background usually is and rises at most 0.5 dB per block (falls at once): a
+#: word of 5 s at the very start of a stream at -30 dBFS survives. Louder noise at the start of
+#: a stream reads as speech for a few seconds; closing that burst cuts it again by its own
+#: levels, so no word in it is lost, only late.
+_INITIAL_FLOOR_DB = -70.0
+_FLOOR_RISE_DB = 0.5
+#: When a burst is cut again, its loud frames are those above its quietest frame + 15 dB but
+#: never closer than 10 dB to its loud frames (90th percentile), so a steady burst stays whole.
+_BURST_HEADROOM_DB = 10.0
+#: An undecodable part must be this far above the threshold to count as speech: background
+#: noise near the threshold opens short bursts whose mean level is barely above it.
+_SEGMENT_MARGIN_DB = 3.0
 #: A frame is loud above floor + 15 dB, never below -55 dBFS; the floor is capped at -40 dBFS
 #: so a long burst cannot raise it to the level of the burst itself.
 _FLOOR_OFFSET_DB = 15.0
@@ -74,6 +89,7 @@ class StreamDecoder:
         self._speech_end: int | None = None
         # Noise floor tracking.
         self._block_mins: deque[float] = deque(maxlen=_FLOOR_BLOCKS)
+        self._floor_db = _INITIAL_FLOOR_DB
         self._block_min = math.inf
         self._threshold_db = _MIN_THRESHOLD_DB
         # The threshold each recent block was judged by, to judge a closed burst the same way
@@ -170,7 +186,8 @@ class StreamDecoder:
             if frame % _BLOCK_FRAMES == 0:
                 self._block_mins.append(self._block_min)
                 self._block_min = math.inf
-                floor = min(min(self._block_mins), _FLOOR_CAP_DB)
+                self._floor_db = min(min(self._block_mins), self._floor_db + _FLOOR_RISE_DB)
+                floor = min(self._floor_db, _FLOOR_CAP_DB)
                 self._threshold_db = max(_MIN_THRESHOLD_DB, floor + _FLOOR_OFFSET_DB)
         return loud
 
@@ -201,15 +218,25 @@ class StreamDecoder:
                 self._speech_end = self._last_loud + 1
 
     def _close(self, start: int, last: int, out: list[DecodedWord], *, final: bool = False) -> None:
-        """Decode the burst of frames ``start..last`` and queue the result."""
+        """Decode the burst of frames ``start..last`` and queue the results."""
         if last - start + 1 < _MIN_BURST_FRAMES:
             return
-        # Judge the burst by the threshold in force when its end was decided.
+        # Judge the burst by the threshold in force when its end was decided, whatever the
+        # chunking; it is the best guess at the background level.
         decided = min(last + _END_GAP_FRAMES, self._frames - 1) if final else last + _END_GAP_FRAMES
         threshold_db = self._block_thresholds.get(decided // _BLOCK_FRAMES, self._threshold_db)
-        word = self._decode(start, last, threshold_db)
-        if word is None:
+        if last - start > self._max_decode_frames:
+            # Too long to have been kept: not a word anyone encodes.
+            begin, stop = start * self._frame, (last + 1) * self._frame
+            self._queue(DecodedWord(None, self._ms(begin), self._ms(stop)), start, last, out)
             return
+        for part_start, part_last, level_db in self._resegment(start, last):
+            word = self._decode(part_start, part_last)
+            if word.text is not None or level_db > threshold_db + _SEGMENT_MARGIN_DB:
+                self._queue(word, part_start, part_last, out)
+
+    def _queue(self, word: DecodedWord, start: int, last: int, out: list[DecodedWord]) -> None:
+        """Emit a decoded word, or hold an undecodable segment to merge it with the next."""
         self._speech_start = start
         self._speech_end = last + 1
         end_sample = (last + 1) * self._frame
@@ -226,24 +253,53 @@ class StreamDecoder:
         self._pending = word
         self._pending_end = end_sample
 
-    def _decode(self, start: int, last: int, threshold_db: float) -> DecodedWord | None:
-        """Return the burst's word, an undecodable segment, or ``None`` if it is too quiet."""
-        begin, stop = start * self._frame, (last + 1) * self._frame
-        unknown = DecodedWord(None, self._ms(begin), self._ms(stop))
-        if last - start > self._max_decode_frames:
-            return unknown  # too long to have been kept: not a word anyone encodes
-        low = max(self._kept_from, begin - _MARGIN_FRAMES * self._frame)
-        high = min(self._fed, stop + _MARGIN_FRAMES * self._frame)
+    def _kept_audio(self, begin: int, stop: int) -> npt.NDArray[np.float32]:
+        """Return the kept samples ``begin..stop`` (absolute indices, clipped to what is kept)."""
         kept = np.concatenate(self._kept) if len(self._kept) > 1 else self._kept[0]
         self._kept = [kept]
-        signal = kept[low - self._kept_from : high - self._kept_from]
-        core = slice(begin - low, stop - low)
-        mean = float(np.mean(np.square(signal[core], dtype=np.float64)))
-        # The first 100 ms are judged against the default threshold; a noisy start can open a
-        # burst that the floor, once known, shows to be background.
-        if 10.0 * math.log10(mean / FULL_SCALE**2 + 1e-12) <= threshold_db:
-            return None
-        decoded = demodulate(signal, core, self._rate)
+        low = max(begin, self._kept_from) - self._kept_from
+        return kept[low : max(low, min(stop, self._fed) - self._kept_from)]
+
+    def _resegment(self, start: int, last: int) -> list[tuple[int, int, float]]:
+        """Cut frames ``start..last`` again by their own levels.
+
+        A burst opened before the noise floor was known (background noise at the start of a
+        stream) can hold several words glued by the noise between them; this separates them.
+
+        Returns:
+            ``(first frame, last frame, mean level in dBFS)`` of each part.
+        """
+        frames = self._kept_audio(start * self._frame, (last + 1) * self._frame)
+        frames = frames.reshape(-1, self._frame)
+        power = np.einsum("ij,ij->i", frames, frames, dtype=np.float64) / self._frame
+        level_db = 10.0 * np.log10(power / FULL_SCALE**2 + 1e-12)
+        threshold_db = max(
+            _MIN_THRESHOLD_DB,
+            min(
+                float(level_db.min()) + _FLOOR_OFFSET_DB,
+                float(np.percentile(level_db, 90)) - _BURST_HEADROOM_DB,
+            ),
+        )
+        loud = np.flatnonzero(level_db > threshold_db)
+        if not loud.size:
+            return []
+        cuts = np.flatnonzero(np.diff(loud) > _END_GAP_FRAMES)
+        firsts = np.concatenate(([loud[0]], loud[cuts + 1]))
+        lasts = np.concatenate((loud[cuts], [loud[-1]]))
+        parts = []
+        for a, b in zip(firsts.tolist(), lasts.tolist(), strict=True):
+            if b - a + 1 >= _MIN_BURST_FRAMES:
+                mean_db = 10.0 * math.log10(float(power[a : b + 1].mean()) / FULL_SCALE**2 + 1e-12)
+                parts.append((start + a, start + b, mean_db))
+        return parts
+
+    def _decode(self, start: int, last: int) -> DecodedWord:
+        """Return the word in frames ``start..last``, or an undecodable segment."""
+        begin, stop = start * self._frame, (last + 1) * self._frame
+        unknown = DecodedWord(None, self._ms(begin), self._ms(stop))
+        low = max(self._kept_from, begin - _MARGIN_FRAMES * self._frame)
+        signal = self._kept_audio(low, stop + _MARGIN_FRAMES * self._frame)
+        decoded = demodulate(signal, slice(begin - low, stop - low), self._rate)
         if decoded is None:
             return unknown
         text, first, end = decoded
