@@ -14,6 +14,7 @@ import click
 from recorder import __version__
 from recorder.cli.common import CONTEXT_SETTINGS, RecorderGroup
 from recorder.cli.db import db
+from recorder.cli.emulate import emulate
 from recorder.cli.planned import PLANNED_COMMANDS
 
 __all__ = ["cli", "main"]
@@ -37,6 +38,7 @@ def cli() -> None:
 
 
 cli.add_command(db)
+cli.add_command(emulate)
 for _command in PLANNED_COMMANDS:
     if _command.name not in cli.commands:
         cli.add_command(_command)

@@ -31,7 +31,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import http
-import importlib
 import json
 import logging
 import secrets
@@ -55,6 +54,7 @@ from recorder.emulator.streaming_params import (
 )
 from recorder.emulator.streaming_records import SessionRecord, StreamingBehaviour
 from recorder.emulator.streaming_session import Admission, StreamingSession
+from recorder.emulator.tonecode import StreamDecoder
 
 __all__ = [
     "STREAMING_PATH",
@@ -75,10 +75,7 @@ log = logging.getLogger("recorder.emulator")
 
 def default_recognizer(sample_rate_hz: int) -> Recognizer:
     """The synthetic speech codec's stream decoder for one socket."""
-    # Imported on first use: the codec module is built alongside (issue 4, part 1).
-    tonecode = importlib.import_module("recorder.emulator.tonecode")
-    decoder: Recognizer = tonecode.StreamDecoder(sample_rate_hz)
-    return decoder
+    return StreamDecoder(sample_rate_hz)
 
 
 def server_options() -> dict[str, Any]:
@@ -135,6 +132,9 @@ class StreamingEmulator:
         behaviour: model and rule switches.
         recognizer: builds the speech decoder of a socket from its sample rate.
     """
+
+    #: The request paths this emulator answers (for routing next to other emulators).
+    paths = frozenset({STREAMING_PATH, TOKEN_PATH})
 
     def __init__(
         self,

@@ -1,0 +1,88 @@
+"""``recorder emulate``: serve the local AssemblyAI-compatible emulators until Ctrl+C."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import sys
+
+import click
+
+from recorder.cli.common import CONTEXT_SETTINGS, fail
+from recorder.errors import ConfigError
+
+__all__ = ["emulate"]
+
+
+async def _serve(host: str, port: int, api_keys: tuple[str, ...], realtime_factor: float) -> None:
+    from recorder.emulator.server import serve_emulators
+
+    try:
+        server_cm = serve_emulators(
+            host, port, api_keys=frozenset(api_keys), realtime_factor=realtime_factor
+        )
+        async with server_cm as server:
+            for name, url in server.urls.items():
+                click.echo(f"{name}: {url}")
+            streaming_url = server.urls["streaming"]
+            click.echo(f"try: recorder join --transport replay:FILE --stt-url {streaming_url}")
+            click.echo("press Ctrl+C to stop", err=True)
+            await asyncio.Event().wait()
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise fail(
+                ConfigError(f"port {port} on {host} is in use; pick another with --port")
+            ) from exc
+        raise fail(ConfigError(f"cannot listen on {host}:{port} ({exc.strerror})")) from exc
+
+
+@click.command(context_settings=CONTEXT_SETTINGS)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option(
+    "--port",
+    default=8765,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="TCP port (0 picks a free one).",
+)
+@click.option(
+    "api_keys",
+    "--api-key",
+    multiple=True,
+    metavar="KEY",
+    help="Accept only this key (repeatable). Default: any non-empty key.",
+)
+@click.option(
+    "--realtime-factor",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Accept audio this many times faster than real time (1.0 is the real rule).",
+)
+def emulate(host: str, port: int, api_keys: tuple[str, ...], realtime_factor: float) -> None:
+    """Serve local AssemblyAI-compatible emulators, no account needed.
+
+    The streaming emulator speaks the Universal-Streaming v3 protocol at /v3/ws
+    and hears the synthetic tone-code speech of `recorder demo` and the replay
+    transport. It logs one line per session: id, audio seconds, billed
+    seconds and close code.
+
+    \b
+    Example:
+        recorder emulate --port 8765 --api-key dev-key
+        # then, in another shell, with ASSEMBLYAI_API_KEY=dev-key:
+        recorder join --transport replay:meeting.json --stt-url ws://127.0.0.1:8765/v3/ws
+    """  # noqa: D301 - click's no-rewrap marker must be a real backspace, not r"\b"
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    emulator_log = logging.getLogger("recorder.emulator")
+    emulator_log.addHandler(handler)
+    emulator_log.setLevel(logging.INFO)
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_serve(host, port, api_keys, realtime_factor))
+        click.echo("stopped", err=True)
+    finally:
+        emulator_log.removeHandler(handler)

@@ -1,0 +1,110 @@
+"""Serve every emulator on one port, routed by request path.
+
+The streaming emulator answers ``/v3/ws`` (and ``/v3/token``); the Voice Agent
+emulator will answer ``/v1/ws`` next to it. Used by ``recorder emulate``, the
+demo and the benchmarks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+from urllib.parse import urlsplit
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.http11 import Request, Response
+
+from recorder.emulator.streaming import STREAMING_PATH, StreamingEmulator, server_options
+
+__all__ = ["EmulatorServer", "RoutedEmulator", "serve_emulators"]
+
+
+class RoutedEmulator(Protocol):
+    """What an emulator offers the shared server."""
+
+    @property
+    def paths(self) -> frozenset[str]:
+        """Request paths it answers."""
+
+    def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        """Answer or accept one HTTP request for one of its paths."""
+
+    async def handle(self, connection: ServerConnection) -> None:
+        """Serve one upgraded socket."""
+
+
+@dataclass(frozen=True, slots=True)
+class EmulatorServer:
+    """The running emulators.
+
+    Attributes:
+        host: the bound host.
+        port: the bound port.
+        streaming: the streaming emulator (its ``sessions`` are the records).
+        urls: what is served, by name (``"streaming"``: ``ws://HOST:PORT/v3/ws``).
+        server: the websockets server.
+    """
+
+    host: str
+    port: int
+    streaming: StreamingEmulator
+    urls: Mapping[str, str] = field(default_factory=dict)
+    server: Server | None = None
+
+
+def _route(emulators: Iterable[RoutedEmulator], path: str) -> RoutedEmulator | None:
+    for emulator in emulators:
+        if path in emulator.paths:
+            return emulator
+    return None
+
+
+@contextlib.asynccontextmanager
+async def serve_emulators(
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    api_keys: Iterable[str] = frozenset(),
+    realtime_factor: float = 1.0,
+    streaming: StreamingEmulator | None = None,
+) -> AsyncIterator[EmulatorServer]:
+    """Serve the emulators on one port until the block exits.
+
+    Args:
+        host: interface to bind (keep it on loopback unless you mean it).
+        port: TCP port; 0 picks a free one.
+        api_keys: keys accepted; empty means any non-empty key.
+        realtime_factor: how much faster than real time audio may arrive.
+        streaming: a pre-built streaming emulator (tests); overrides the two above.
+
+    Yields:
+        The running emulators and their URLs.
+    """
+    streaming = streaming or StreamingEmulator(api_keys=api_keys, realtime_factor=realtime_factor)
+    emulators: list[RoutedEmulator] = [streaming]
+
+    def process_request(connection: ServerConnection, request: Request) -> Response | None:
+        emulator = _route(emulators, urlsplit(request.path).path)
+        if emulator is None:
+            # Any path nobody serves is simply not here (spec §9 item 1); v2 is gone.
+            return streaming.process_request(connection, request)
+        return emulator.process_request(connection, request)
+
+    async def handle(connection: ServerConnection) -> None:
+        request = connection.request
+        assert request is not None  # handlers only run after the handshake
+        emulator = _route(emulators, urlsplit(request.path).path)
+        if emulator is None:  # pragma: no cover - process_request refused it already
+            await connection.close(1011)
+            return
+        await emulator.handle(connection)
+
+    async with serve(handle, host, port, process_request=process_request, **server_options()) as (
+        server
+    ):
+        bound_host, bound_port = next(iter(server.sockets)).getsockname()[:2]
+        base = f"ws://{bound_host}:{bound_port}"
+        urls = {"streaming": base + STREAMING_PATH}
+        yield EmulatorServer(bound_host, bound_port, streaming, urls, server)
