@@ -20,6 +20,7 @@ The tree::
     │   ├── SttProtocolError     it sent something we cannot parse
     │   └── SttRejected          it refused us for good (key, account, params)
     ├── AgentError               the Voice Agent service (recaps)
+    │   └── AgentProtocolError   it sent something we cannot parse
     ├── StorageError             the transcript database
     │   ├── DatabaseUnreachable  cannot connect
     │   ├── MigrationRequired    the schema is behind; run ``recorder db upgrade``
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 __all__ = [
     "AgentError",
+    "AgentProtocolError",
     "ChannelError",
     "ConfigError",
     "DatabaseUnreachable",
@@ -151,6 +153,18 @@ class SttRejected(SttError):
 
 class AgentError(RecorderError):
     """The Voice Agent service failed (a recap could not be made or spoken)."""
+
+
+class AgentProtocolError(AgentError):
+    """A message from the Voice Agent service could not be understood.
+
+    Attributes:
+        field: the message field that was missing or malformed, if known.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        self.field = field
+        super().__init__(message)
 
 
 class StorageError(RecorderError):
