@@ -25,6 +25,7 @@ __all__ = [
     "DecodedWord",
     "burst_samples",
     "demodulate",
+    "high_level",
     "modulate",
 ]
 
@@ -116,6 +117,12 @@ def modulate(payload: bytes, sample_rate_hz: int) -> FloatArray:
     return wave
 
 
+def high_level(values: npt.NDArray[np.float64]) -> float:
+    """Return the 90th percentile of ``values`` (nearest rank; cheaper than np.percentile)."""
+    k = (values.size - 1) * 9 // 10
+    return float(np.partition(values, k)[k])
+
+
 @functools.lru_cache(maxsize=16)
 def _basis(sample_rate_hz: int) -> tuple[npt.NDArray[np.complex128], int]:
     """Return the DFT basis (window x tones) for the symbol windows, and the window length."""
@@ -138,7 +145,7 @@ def _edges(
     cumulative = np.concatenate(([0.0], np.cumsum(power)))
     envelope = (cumulative[length:] - cumulative[:-length]) / length
     core_env = envelope[core.start : max(core.start + 1, core.stop - length + 1)]
-    level = 0.25 * float(np.percentile(core_env, 90)) if core_env.size else 0.0
+    level = 0.25 * high_level(core_env) if core_env.size else 0.0
     above = np.flatnonzero(envelope >= level)
     if not above.size or level <= 0.0:
         return 0.0, 0.0

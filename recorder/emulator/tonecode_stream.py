@@ -14,7 +14,7 @@ from collections import deque
 import numpy as np
 import numpy.typing as npt
 
-from recorder.emulator.tonecode_modem import FULL_SCALE, DecodedWord, demodulate
+from recorder.emulator.tonecode_modem import FULL_SCALE, DecodedWord, demodulate, high_level
 
 __all__ = ["MERGE_GAP_MS", "StreamDecoder"]
 
@@ -277,7 +277,7 @@ class StreamDecoder:
             _MIN_THRESHOLD_DB,
             min(
                 float(level_db.min()) + _FLOOR_OFFSET_DB,
-                float(np.percentile(level_db, 90)) - _BURST_HEADROOM_DB,
+                high_level(level_db) - _BURST_HEADROOM_DB,
             ),
         )
         loud = np.flatnonzero(level_db > threshold_db)
