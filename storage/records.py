@@ -191,7 +191,11 @@ class SearchHit:
 
 @dataclass(frozen=True, slots=True)
 class QueryResult:
-    """Rows from a read-only ``recorder sql`` statement."""
+    """Rows from a read-only ``recorder sql`` statement.
+
+    ``truncated`` is true when the statement had more rows than were asked for.
+    """
 
     columns: tuple[str, ...]
     rows: tuple[tuple[Any, ...], ...]
+    truncated: bool = False

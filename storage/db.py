@@ -1,0 +1,341 @@
+"""Engines and migrations for the two supported databases: SQLite (aiosqlite) and PostgreSQL.
+
+:func:`create_engine` sets every SQLite connection up for a recorder that
+writes while other processes read or write (WAL, foreign keys, a busy
+timeout, ``BEGIN IMMEDIATE`` for writes). Migrations run through alembic on a
+connection of that engine, inside the caller's event loop (``run_sync``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import event, func, select
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool, StaticPool
+
+import migrations
+from recorder.errors import ConfigError, MigrationRequired, StorageError
+from storage.errors import map_db_errors, mask_url
+from storage.models import MeetingRow, NoteRow, TurnRow
+
+__all__ = [
+    "BUSY_TIMEOUT_S",
+    "WRITE",
+    "create_engine",
+    "current_revision",
+    "database_info",
+    "default_database_url",
+    "downgrade_database",
+    "ensure_schema",
+    "head_revision",
+    "is_memory_database",
+    "migrations_config",
+    "normalize_url",
+    "prepare_sqlite_file",
+    "sqlite_path",
+    "upgrade_database",
+]
+
+log = logging.getLogger("storage.db")
+
+# How long a SQLite connection waits for another process's write lock before
+# giving up with "database is locked". Writes are short (one batch of turns),
+# so 10 s only runs out if another process is stuck.
+BUSY_TIMEOUT_S = 10.0
+# Connect timeout for PostgreSQL (asyncpg waits 60 s by default).
+_CONNECT_TIMEOUT_S = 10.0
+# Execution option read by the SQLite "begin" hook: writers take the write
+# lock up front (BEGIN IMMEDIATE), so a transaction never has to upgrade a
+# read lock, which SQLite refuses at once with SQLITE_BUSY instead of waiting.
+WRITE = {"recorder_begin": "IMMEDIATE"}
+MIGRATIONS_DIR = Path(migrations.__file__).parent
+_DRIVERS = {
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+pysqlite": "sqlite+aiosqlite",
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+    "postgres": "postgresql+asyncpg",
+    "postgresql": "postgresql+asyncpg",
+    "postgresql+psycopg2": "postgresql+asyncpg",
+    "postgresql+asyncpg": "postgresql+asyncpg",
+}
+
+
+def default_database_url() -> str:
+    """The default database: a SQLite file in the user data directory.
+
+    Must agree with ``recorder.config.default_database_url`` (a test checks);
+    storage cannot import recorder.config (imports point one way).
+    """
+    from platformdirs import user_data_path
+
+    path = user_data_path("recorder", appauthor=False) / "recorder.db"
+    return f"sqlite+aiosqlite:///{path}"
+
+
+def normalize_url(url: str | URL) -> URL:
+    """Parse a database URL and switch it to its async driver.
+
+    Raises:
+        ConfigError: the URL is malformed or names an unsupported database.
+    """
+    try:
+        parsed = make_url(url) if isinstance(url, str) else url
+    except ArgumentError as exc:
+        raise ConfigError(
+            f"{mask_url(str(url))!r} is not a database URL; expected e.g. "
+            "sqlite+aiosqlite:///path/recorder.db or postgresql+asyncpg://user@host/db"
+        ) from exc
+    driver = _DRIVERS.get(parsed.drivername)
+    if driver is None:
+        raise ConfigError(
+            f"the database URL {mask_url(parsed)} uses the unsupported driver "
+            f"{parsed.drivername!r}; use sqlite+aiosqlite:// or postgresql+asyncpg://"
+        )
+    return parsed.set(drivername=driver)
+
+
+def is_memory_database(url: URL) -> bool:
+    """Whether the URL is an in-memory SQLite database (gone when the engine closes)."""
+    return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
+
+
+def sqlite_path(url: URL) -> Path | None:
+    """The file behind a SQLite URL, or None for PostgreSQL and in-memory databases."""
+    if url.get_backend_name() != "sqlite" or is_memory_database(url):
+        return None
+    database = url.database or ""
+    if database.startswith("file:"):  # URI form: file:path?mode=...
+        database = database[len("file:") :].split("?", 1)[0]
+    return Path(database).expanduser()
+
+
+def _on_sqlite_connect(dbapi_connection: Any, connection_record: Any) -> None:
+    # The driver's own transaction handling would start transactions behind
+    # our back; turn it off and emit BEGIN ourselves (see _on_sqlite_begin).
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        # WAL lets readers (exports, search) run while the recorder writes.
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+    finally:
+        cursor.close()
+
+
+def _on_sqlite_begin(connection: Connection) -> None:
+    mode = connection.get_execution_options().get("recorder_begin", "DEFERRED")
+    connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+def create_engine(url: str | URL, *, pooled: bool = True) -> AsyncEngine:
+    """Create the async engine for a recorder database.
+
+    SQLite connections get WAL mode, ``foreign_keys=ON`` and a busy timeout on
+    every connect. A PostgreSQL URL may carry ``?search_path=schema`` to keep
+    recorder's tables in a schema of their own.
+
+    Args:
+        url: the database URL.
+        pooled: keep connections open for reuse; False closes each one when
+            it is returned (NullPool).
+
+    Raises:
+        ConfigError: the URL is malformed or unsupported.
+    """
+    parsed = normalize_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        options: dict[str, Any] = {} if pooled else {"poolclass": NullPool}
+        if is_memory_database(parsed):
+            # One shared connection, or every checkout would see a new empty database.
+            options = {"poolclass": StaticPool}
+        with map_db_errors(parsed):
+            engine = create_async_engine(parsed, **options)
+        event.listen(engine.sync_engine, "connect", _on_sqlite_connect)
+        event.listen(engine.sync_engine, "begin", _on_sqlite_begin)
+        return engine
+    connect_args: dict[str, Any] = {"timeout": _CONNECT_TIMEOUT_S}
+    search_path = parsed.query.get("search_path")
+    if search_path:
+        value = search_path if isinstance(search_path, str) else ",".join(search_path)
+        connect_args["server_settings"] = {"search_path": value}
+        parsed = parsed.difference_update_query(["search_path"])
+    with map_db_errors(parsed):
+        if not pooled:
+            return create_async_engine(parsed, connect_args=connect_args, poolclass=NullPool)
+        return create_async_engine(parsed, connect_args=connect_args, pool_pre_ping=True)
+
+
+def migrations_config() -> AlembicConfig:
+    """The alembic configuration, built in code from the installed migrations package."""
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("path_separator", "os")
+    return config
+
+
+def head_revision() -> str:
+    """The revision this version of recorder needs."""
+    head = ScriptDirectory.from_config(migrations_config()).get_current_head()
+    if head is None:  # pragma: no cover - the package always ships revisions
+        raise StorageError("recorder was installed without its database migrations")
+    return head
+
+
+async def current_revision(engine: AsyncEngine) -> str | None:
+    """The revision the database is at, or None if recorder never migrated it."""
+    with map_db_errors(engine.url):
+        async with engine.connect() as connection:
+            return await connection.run_sync(
+                lambda sync: MigrationContext.configure(sync).get_current_revision()
+            )
+
+
+async def _run_alembic(engine: AsyncEngine, action: Callable[[AlembicConfig], None]) -> None:
+    config = migrations_config()
+
+    def work(connection: Connection) -> None:
+        # env.py runs on this connection instead of starting its own event loop.
+        config.attributes["connection"] = connection
+        action(config)
+
+    with map_db_errors(engine.url):
+        async with engine.execution_options(**WRITE).begin() as connection:
+            await connection.run_sync(work)
+
+
+def prepare_sqlite_file(url: URL) -> None:
+    """Create the directory a SQLite database file goes in.
+
+    Raises:
+        ConfigError: the directory cannot be created.
+    """
+    path = sqlite_path(url)
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot create the directory for the database at {mask_url(url)}: "
+                f"{exc.strerror or exc}; pick a writable path with --db"
+            ) from exc
+
+
+async def upgrade_database(url: str | URL, revision: str = "head") -> str:
+    """Migrate the database to ``revision`` (creating a SQLite file if needed).
+
+    Returns:
+        The revision the database is at afterwards.
+
+    Raises:
+        ConfigError: bad URL; DatabaseUnreachable: cannot connect; StorageError: the
+            migration failed.
+    """
+    parsed = normalize_url(url)
+    prepare_sqlite_file(parsed)
+    engine = create_engine(parsed)
+    try:
+        await _run_alembic(engine, lambda config: command.upgrade(config, revision))
+        current = await current_revision(engine)
+    finally:
+        await engine.dispose()
+    log.info("= database %s is at revision %s", mask_url(parsed), current)
+    return current or "base"
+
+
+async def downgrade_database(url: str | URL, revision: str = "base") -> str | None:
+    """Migrate the database down to ``revision`` (``base`` drops every recorder table).
+
+    Returns:
+        The revision the database is at afterwards (None at base).
+    """
+    engine = create_engine(url)
+    try:
+        await _run_alembic(engine, lambda config: command.downgrade(config, revision))
+        return await current_revision(engine)
+    finally:
+        await engine.dispose()
+
+
+async def ensure_schema(engine: AsyncEngine, *, auto_migrate: bool) -> None:
+    """Migrate the database, or check that it is at head.
+
+    Raises:
+        MigrationRequired: the database is behind and ``auto_migrate`` is false.
+        StorageError: the database is at a revision this recorder does not know.
+    """
+    if auto_migrate:
+        await _run_alembic(engine, lambda config: command.upgrade(config, "head"))
+        return
+    current = await current_revision(engine)
+    head = head_revision()
+    if current == head:
+        return
+    where = mask_url(engine.url)
+    hint = f"run 'recorder db upgrade --db {where}'"
+    if current is None:
+        raise MigrationRequired(
+            f"the database at {where} has no recorder tables yet but recorder needs "
+            f"revision {head}; {hint}"
+        )
+    known = {
+        script.revision
+        for script in ScriptDirectory.from_config(migrations_config()).walk_revisions()
+    }
+    if current not in known:
+        raise StorageError(
+            f"the database at {where} is at revision {current}, which this version of "
+            "recorder does not know; upgrade recorder"
+        )
+    raise MigrationRequired(
+        f"the database at {where} is at revision {current} but recorder needs {head}; {hint}"
+    )
+
+
+async def database_info(url: str | URL) -> dict[str, object]:
+    """Describe a database without changing it.
+
+    Returns:
+        ``url`` (password masked), ``dialect``, ``revision`` (``none`` if never
+        migrated), ``head``, and, when migrated, counts of ``meetings``,
+        ``turns`` and ``notes``.
+    """
+    parsed = normalize_url(url)
+    info: dict[str, object] = {
+        "url": mask_url(parsed),
+        "dialect": parsed.get_backend_name(),
+    }
+    head = head_revision()
+    path = sqlite_path(parsed)
+    if path is not None and not path.exists():
+        # Do not create the file just to look at it.
+        info.update(revision="none (no database file yet)", head=head)
+        return info
+    engine = create_engine(parsed)
+    try:
+        current = await current_revision(engine)
+        info.update(revision=current or "none", head=head)
+        if current is not None:
+            with map_db_errors(parsed):
+                async with engine.connect() as connection:
+                    for name, table in (
+                        ("meetings", MeetingRow),
+                        ("turns", TurnRow),
+                        ("notes", NoteRow),
+                    ):
+                        count = await connection.scalar(select(func.count()).select_from(table))
+                        info[name] = int(count or 0)
+    finally:
+        await engine.dispose()
+    return info

@@ -1,0 +1,221 @@
+"""``recorder sql``: run one user statement on a connection the database keeps read-only.
+
+Read-only is enforced by the database, not by inspecting the SQL:
+
+* SQLite: a separate connection opened ``mode=ro`` (URI), ``PRAGMA
+  query_only=ON``, and an authorizer that refuses ATTACH/DETACH (which would
+  create files, as would ``VACUUM INTO``) and any PRAGMA that is not a known
+  read (``writable_schema``, ``journal_mode=...`` and friends);
+* PostgreSQL: a fresh, unpooled connection whose session default and
+  transaction are ``READ ONLY``, with a statement timeout; it is closed
+  afterwards, so no ``SET`` can leak into the store's pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from typing import Any
+from urllib.parse import quote
+
+from sqlalchemy.engine import URL
+
+from recorder.errors import ReadOnlyViolation, RecorderError, StorageError
+from storage.db import create_engine, is_memory_database, sqlite_path
+from storage.errors import translate_db_error
+from storage.records import QueryResult
+
+__all__ = ["run_read_only_query"]
+
+_READ_ONLY_SQLSTATE = "25006"
+_TIMEOUT_SQLSTATE = "57014"  # query_canceled (statement_timeout)
+# PRAGMAs whose argument names a table or index, or a limit: reads only.
+_PRAGMAS_WITH_ARGUMENT = frozenset(
+    {
+        "foreign_key_check",
+        "foreign_key_list",
+        "index_info",
+        "index_list",
+        "index_xinfo",
+        "integrity_check",
+        "quick_check",
+        "table_info",
+        "table_list",
+        "table_xinfo",
+    }
+)
+# PRAGMAs allowed only without a value (reading a setting, not changing it).
+# data_version is also run internally by FTS5 when reading turns_fts.
+_PRAGMAS_READ = frozenset(
+    {
+        "application_id",
+        "auto_vacuum",
+        "busy_timeout",
+        "cache_size",
+        "collation_list",
+        "compile_options",
+        "data_version",
+        "database_list",
+        "encoding",
+        "foreign_keys",
+        "freelist_count",
+        "function_list",
+        "journal_mode",
+        "module_list",
+        "page_count",
+        "page_size",
+        "pragma_list",
+        "query_only",
+        "schema_version",
+        "synchronous",
+        "user_version",
+    }
+)
+_PROGRESS_STEPS = 10_000  # SQLite VM steps between deadline checks
+
+
+def _authorize(
+    action: int, arg1: str | None, arg2: str | None, database: str | None, trigger: str | None
+) -> int:
+    if action in (sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH):
+        return sqlite3.SQLITE_DENY
+    if action == sqlite3.SQLITE_PRAGMA:
+        name = (arg1 or "").lower()
+        if name in _PRAGMAS_WITH_ARGUMENT or (name in _PRAGMAS_READ and arg2 is None):
+            return sqlite3.SQLITE_OK
+        return sqlite3.SQLITE_DENY
+    return sqlite3.SQLITE_OK
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else exc.__class__.__name__
+
+
+def _sqlite_error(exc: sqlite3.Error, *, timed_out: bool, timeout_s: float) -> RecorderError:
+    message = _first_line(exc)
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    if name.startswith("SQLITE_READONLY") or "readonly database" in message:
+        return ReadOnlyViolation(
+            f"'recorder sql' is read-only; the statement tried to change the database ({message})"
+        )
+    if name == "SQLITE_AUTH" or "not authorized" in message:
+        return ReadOnlyViolation(
+            "'recorder sql' is read-only; ATTACH, DETACH and PRAGMAs that change settings "
+            f"are refused ({message})"
+        )
+    if timed_out or name == "SQLITE_INTERRUPT":
+        return StorageError(f"the query ran longer than {timeout_s:g} s and was stopped")
+    return StorageError(f"the query failed: {message}")
+
+
+async def _run_sqlite(url: URL, sql: str, *, max_rows: int, timeout_s: float) -> QueryResult:
+    import aiosqlite
+
+    path = sqlite_path(url)
+    if path is None:
+        raise StorageError("read-only SQL needs a database file; an in-memory database has none")
+    if not path.exists():
+        raise StorageError(f"there is no database file at {path}")
+    uri = f"file:{quote(str(path.resolve()))}?mode=ro"
+    deadline = time.monotonic() + timeout_s
+    timed_out = False
+
+    def past_deadline() -> int:
+        nonlocal timed_out
+        timed_out = time.monotonic() > deadline
+        return 1 if timed_out else 0
+
+    try:
+        async with aiosqlite.connect(uri, uri=True) as connection:
+            await connection.execute("PRAGMA query_only = ON")
+            await connection.execute("PRAGMA busy_timeout = 10000")
+            await connection.set_authorizer(_authorize)
+            await connection.set_progress_handler(past_deadline, _PROGRESS_STEPS)
+            async with connection.execute(sql) as cursor:
+                columns = tuple(item[0] for item in cursor.description or ())
+                rows = list(await cursor.fetchmany(max_rows + 1))
+            # A DML statement has run by now (and failed); undo anything partial.
+            await connection.rollback()
+    except sqlite3.Error as exc:
+        raise _sqlite_error(exc, timed_out=timed_out, timeout_s=timeout_s) from exc
+    except ValueError as exc:  # e.g. NUL in the statement
+        raise StorageError(f"the query failed: {_first_line(exc)}") from exc
+    return QueryResult(
+        columns=columns,
+        rows=tuple(tuple(row) for row in rows[:max_rows]),
+        truncated=len(rows) > max_rows,
+    )
+
+
+def _postgres_error(exc: BaseException, url: URL, timeout_s: float) -> RecorderError:
+    state = getattr(exc, "sqlstate", None)
+    message = _first_line(exc)
+    if state == _READ_ONLY_SQLSTATE:
+        return ReadOnlyViolation(
+            f"'recorder sql' is read-only; the statement tried to change the database ({message})"
+        )
+    if state == _TIMEOUT_SQLSTATE:
+        return StorageError(f"the query ran longer than {timeout_s:g} s and was stopped")
+    if state is not None and state[:2] not in ("08", "28", "3D"):
+        return StorageError(f"the query failed: {message}")
+    mapped = translate_db_error(exc, url)
+    return mapped if mapped is not None else StorageError(f"the query failed: {message}")
+
+
+async def _run_postgres(url: URL, sql: str, *, max_rows: int, timeout_s: float) -> QueryResult:
+    # A connection of its own, closed afterwards: whatever session state the
+    # statement sets dies with it instead of returning to the store's pool.
+    query_engine = create_engine(url, pooled=False)
+    try:
+        async with query_engine.connect() as connection:
+            raw = await connection.get_raw_connection()
+            driver: Any = raw.driver_connection
+            await driver.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+            async with driver.transaction(readonly=True):
+                await driver.execute(f"SET LOCAL statement_timeout = {int(timeout_s * 1000)}")
+                statement = await driver.prepare(sql)
+                columns = tuple(attribute.name for attribute in statement.get_attributes())
+                if columns:
+                    cursor = await statement.cursor()
+                    rows = await cursor.fetch(max_rows + 1)
+                else:
+                    await statement.fetch()
+                    rows = []
+    except RecorderError:
+        raise
+    except Exception as exc:
+        raise _postgres_error(exc, url, timeout_s) from exc
+    finally:
+        await query_engine.dispose()
+    return QueryResult(
+        columns=columns,
+        rows=tuple(tuple(row) for row in rows[:max_rows]),
+        truncated=len(rows) > max_rows,
+    )
+
+
+async def run_read_only_query(
+    url: URL, sql: str, *, max_rows: int = 1000, timeout_s: float = 30.0
+) -> QueryResult:
+    """Run one statement read-only and return at most ``max_rows`` rows.
+
+    Raises:
+        ReadOnlyViolation: the statement tried to change the database.
+        StorageError: the statement failed or ran past ``timeout_s``.
+    """
+    if max_rows < 0:
+        raise ValueError("max_rows must not be negative")
+    if url.get_backend_name() == "sqlite":
+        if is_memory_database(url):
+            raise StorageError(
+                "read-only SQL needs a database file; an in-memory database has none"
+            )
+        return await _run_sqlite(url, sql, max_rows=max_rows, timeout_s=timeout_s)
+    try:
+        return await asyncio.wait_for(
+            _run_postgres(url, sql, max_rows=max_rows, timeout_s=timeout_s), timeout_s + 10
+        )
+    except TimeoutError as exc:
+        raise StorageError(f"the query ran longer than {timeout_s:g} s and was stopped") from exc

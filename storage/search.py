@@ -1,0 +1,231 @@
+"""Full-text search: user text to a safe query, and the ranked query for each database.
+
+Any text is a valid search. :func:`parse_query` keeps only plain words,
+``"quoted phrases"`` and a trailing ``*`` for prefixes; everything else
+(unbalanced quotes, ``-``, ``AND``, ``OR``, ``NEAR``, ``:``, ``^``, parentheses,
+column filters) is read as words or separators, never as query syntax. The
+terms are then rendered as an FTS5 MATCH string of quoted phrases (SQLite) or a
+tsquery of quoted lexemes (PostgreSQL), so neither parser can fail on them.
+
+Snippets mark each match as ``«match»`` (:data:`HIGHLIGHT_START`,
+:data:`HIGHLIGHT_END`): guillemets are rare in speech transcripts and need no
+escaping in HTML, Markdown or a terminal.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Float, Integer, Select, String, column, func, literal_column, select, table
+from sqlalchemy.sql.elements import ColumnElement
+
+from storage.models import MeetingRow, ParticipantRow, TurnRow
+
+__all__ = [
+    "ELLIPSIS",
+    "HIGHLIGHT_END",
+    "HIGHLIGHT_START",
+    "MAX_TERMS",
+    "Term",
+    "build_search",
+    "parse_query",
+    "to_fts5_match",
+    "to_tsquery",
+]
+
+HIGHLIGHT_START = "«"
+HIGHLIGHT_END = "»"
+ELLIPSIS = "…"
+# Bounds the work one search can ask for; further terms are ignored.
+MAX_TERMS = 16
+# Tokens around a match in an SQLite snippet (FTS5 allows up to 64).
+_SNIPPET_TOKENS = 16
+_HEADLINE_OPTIONS = (
+    f'StartSel="{HIGHLIGHT_START}", StopSel="{HIGHLIGHT_END}", '
+    f'MaxWords=24, MinWords=10, ShortWord=1, FragmentDelimiter=" {ELLIPSIS} "'
+)
+
+_PHRASE = re.compile(r'"([^"]*)"(\*?)')
+# A word as both FTS5 unicode61 and PostgreSQL's parser see it: letters and
+# digits; underscore, apostrophes, hyphens and every symbol separate words.
+_WORD = re.compile(r"([^\W_]+)(\*?)")
+
+
+@dataclass(frozen=True, slots=True)
+class Term:
+    """One thing every hit must contain: a word, or adjacent words (a phrase).
+
+    Attributes:
+        words: the words, in order; more than one means they must be adjacent.
+        is_prefix: the last word may be the start of a longer word.
+    """
+
+    words: tuple[str, ...]
+    is_prefix: bool = False
+
+
+def _terms_of(chunk: str, *, is_prefix: bool | None = None) -> Term | None:
+    matches = _WORD.findall(chunk)
+    if not matches:
+        return None
+    words = tuple(word for word, _ in matches)
+    prefix = matches[-1][1] == "*" if is_prefix is None else is_prefix
+    return Term(words, prefix)
+
+
+def parse_query(text: str) -> tuple[Term, ...]:
+    """Split user text into search terms; never fails.
+
+    ``"..."`` (balanced) is a phrase, a ``*`` straight after a word or a
+    closing quote makes a prefix, and a whitespace-separated chunk made of
+    several words (``e-mail``, ``text:budget``) is a phrase of those words.
+
+    Returns:
+        The terms (at most :data:`MAX_TERMS`), all of which a hit must contain;
+        empty if the text holds no words.
+    """
+    terms: list[Term] = []
+    position = 0
+
+    def add_loose(segment: str) -> None:
+        for chunk in segment.split():
+            term = _terms_of(chunk)
+            if term is not None:
+                terms.append(term)
+
+    for match in _PHRASE.finditer(text):
+        add_loose(text[position : match.start()])
+        term = _terms_of(match.group(1), is_prefix=match.group(2) == "*")
+        if term is not None:
+            terms.append(term)
+        position = match.end()
+    add_loose(text[position:])
+    return tuple(terms[:MAX_TERMS])
+
+
+def to_fts5_match(terms: tuple[Term, ...]) -> str:
+    """Render terms as an FTS5 MATCH expression of quoted phrases.
+
+    Inside double quotes FTS5 treats every character as text for the
+    tokenizer, so no operator or column filter can slip through
+    (https://sqlite.org/fts5.html section 3.1).
+    """
+    parts = []
+    for term in terms:
+        phrase = " ".join(term.words).replace('"', '""')
+        parts.append(f'"{phrase}"' + (" *" if term.is_prefix else ""))
+    return " AND ".join(parts)
+
+
+def to_tsquery(terms: tuple[Term, ...]) -> str:
+    """Render terms as a ``to_tsquery`` string of quoted lexemes.
+
+    Words hold only letters and digits, so quoting them in single quotes is
+    enough; phrases use ``<->`` (followed by) and prefixes ``:*``.
+    """
+    parts = []
+    for term in terms:
+        lexemes = [f"'{word.replace(chr(39), chr(39) * 2)}'" for word in term.words]
+        if term.is_prefix:
+            lexemes[-1] += ":*"
+        parts.append("(" + " <-> ".join(lexemes) + ")")
+    return " & ".join(parts)
+
+
+def _filters(
+    *, channel: str | None, speaker: str | None, since: datetime | None
+) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
+    if channel is not None:
+        conditions.append(MeetingRow.channel == channel)
+    if since is not None:
+        conditions.append(MeetingRow.started_at >= since)
+    if speaker is not None:
+        by_name = func.lower(ParticipantRow.display_name) == speaker.strip().lower()
+        if speaker.strip().isdigit():
+            conditions.append(by_name | (ParticipantRow.uid == int(speaker.strip())))
+        else:
+            conditions.append(by_name)
+    return conditions
+
+
+def _hit_columns() -> list[Any]:
+    return [
+        TurnRow.id.label("turn_id"),
+        TurnRow.meeting_id,
+        MeetingRow.channel,
+        MeetingRow.started_at.label("meeting_started_at"),
+        ParticipantRow.uid,
+        ParticipantRow.display_name,
+        TurnRow.start_ms,
+        TurnRow.end_ms,
+        TurnRow.text,
+    ]
+
+
+def build_search(
+    dialect: str,
+    terms: tuple[Term, ...],
+    *,
+    channel: str | None = None,
+    speaker: str | None = None,
+    since: datetime | None = None,
+    limit: int = 20,
+) -> Select[Any]:
+    """The ranked search statement for a dialect.
+
+    Its rows carry the :class:`storage.records.SearchHit` fields, best first;
+    ``rank`` is larger for better matches on both databases.
+
+    Args:
+        dialect: ``sqlite`` or ``postgresql``.
+        terms: from :func:`parse_query`; must not be empty.
+        channel: only meetings of this channel.
+        speaker: only turns of the participant with this display name
+            (case-insensitive) or uid.
+        since: only meetings started at or after this time.
+        limit: at most this many hits.
+    """
+    conditions = _filters(channel=channel, speaker=speaker, since=since)
+    if dialect == "sqlite":
+        fts = table("turns_fts", column("rowid", Integer))
+        fts_ref: ColumnElement[Any] = literal_column("turns_fts")
+        bm25 = func.bm25(fts_ref, type_=Float)
+        snippet = func.snippet(
+            fts_ref, 0, HIGHLIGHT_START, HIGHLIGHT_END, ELLIPSIS, _SNIPPET_TOKENS, type_=String
+        )
+        return (
+            select(*_hit_columns(), snippet.label("snippet"), (-bm25).label("rank"))
+            .select_from(fts)
+            .join(TurnRow, TurnRow.id == fts.c.rowid)
+            .join(MeetingRow, MeetingRow.id == TurnRow.meeting_id)
+            .join(ParticipantRow, ParticipantRow.id == TurnRow.participant_id)
+            .where(fts_ref.op("MATCH")(to_fts5_match(terms)), *conditions)
+            .order_by(bm25, TurnRow.id)
+            .limit(limit)
+        )
+    if dialect == "postgresql":
+        config: ColumnElement[Any] = literal_column("'simple'::regconfig")
+        tsquery = func.to_tsquery(config, to_tsquery(terms))
+        text_search: ColumnElement[Any] = literal_column("turns.text_search")
+        rank = func.ts_rank(text_search, tsquery, type_=Float)
+        ranked = (
+            select(*_hit_columns(), rank.label("rank"))
+            .join(MeetingRow, MeetingRow.id == TurnRow.meeting_id)
+            .join(ParticipantRow, ParticipantRow.id == TurnRow.participant_id)
+            .where(text_search.op("@@")(tsquery), *conditions)
+            .order_by(rank.desc(), TurnRow.id)
+            .limit(limit)
+            .subquery("ranked")
+        )
+        # ts_headline re-parses the text, so only the returned rows get one.
+        headline = func.ts_headline(config, ranked.c.text, tsquery, _HEADLINE_OPTIONS, type_=String)
+        return select(
+            *[c for c in ranked.c if c.name != "rank"],
+            headline.label("snippet"),
+            ranked.c.rank,
+        ).order_by(ranked.c.rank.desc(), ranked.c.turn_id)
+    raise ValueError(f"no full-text search for dialect {dialect!r}")

@@ -1,0 +1,972 @@
+"""The transcript store: every read and write the bot, the CLI and exports make.
+
+Each method owns one short transaction and returns frozen records from
+:mod:`storage.records`, never ORM objects. Text is cleaned the same way on
+both databases before it is stored (see :func:`clean_text`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+from sqlalchemy import Select, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import URL, Row
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from recorder.errors import MigrationRequired, NotFoundError, RecorderError, StorageError
+from storage import db
+from storage.errors import is_locked_error, mask_url, raise_translated
+from storage.models import MeetingRow, NoteRow, ParticipantRow, StreamSessionRow, TurnRow
+from storage.readonly import run_read_only_query
+from storage.records import (
+    MEETING_STATUSES,
+    Meeting,
+    MeetingSummary,
+    Note,
+    Participant,
+    QueryResult,
+    SearchHit,
+    StreamSession,
+    Turn,
+    TurnRecord,
+    Word,
+)
+from storage.search import build_search, parse_query
+
+__all__ = ["DEFAULT_MAX_ROWS", "DEFAULT_STALE_AFTER", "TranscriptStore", "clean_text"]
+
+log = logging.getLogger("storage.store")
+
+T = TypeVar("T")
+
+# SQLite: after busy_timeout (db.BUSY_TIMEOUT_S) a writer may still meet
+# "database is locked" (e.g. a checkpoint); retry the whole short transaction
+# a few times before telling the user.
+_LOCK_RETRIES = 3
+_LOCK_BACKOFF_S = 0.05
+# A 'recording' meeting of another host (or of an unknown process) is only
+# declared interrupted once nothing was written to it for this long, so a
+# restart on one machine of a fleet never closes a live meeting on another.
+DEFAULT_STALE_AFTER = timedelta(hours=6)
+DEFAULT_MAX_ROWS = 1000
+# Rows per INSERT statement: keeps SQLite under its bound-variable limit.
+_TURN_CHUNK = 500
+_HOST = socket.gethostname()
+
+
+def clean_text(value: str) -> str:
+    """Make text storable on every backend, identically.
+
+    PostgreSQL text cannot hold NUL, so NUL characters are removed on both
+    databases (they carry no meaning in a transcript); lone UTF-16 surrogates,
+    which UTF-8 cannot encode, become U+FFFD (a split surrogate pair is joined).
+    """
+    if "\x00" in value:
+        value = value.replace("\x00", "")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        # Through UTF-16: a surrogate pair becomes its character, a lone one U+FFFD.
+        value = value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return value
+
+
+def _clean_optional(value: str | None) -> str | None:
+    return None if value is None else clean_text(value)
+
+
+def _pid_is_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # no permission to signal it: it exists
+        return True
+    return True
+
+
+def _words_to_json(words: Sequence[Word]) -> list[dict[str, Any]]:
+    return [
+        {
+            "text": clean_text(word.text),
+            "start_ms": word.start_ms,
+            "end_ms": word.end_ms,
+            "confidence": word.confidence,
+        }
+        for word in words
+    ]
+
+
+def _words_from_json(value: Any) -> tuple[Word, ...]:
+    if not value:
+        return ()
+    return tuple(
+        Word(
+            text=item["text"],
+            start_ms=int(item["start_ms"]),
+            end_ms=int(item["end_ms"]),
+            confidence=item.get("confidence"),
+        )
+        for item in value
+    )
+
+
+def _summary_select() -> Select[Any]:
+    participant_count = (
+        select(func.count(ParticipantRow.id))
+        .where(ParticipantRow.meeting_id == MeetingRow.id)
+        .scalar_subquery()
+    )
+    turn_count = (
+        select(func.count(TurnRow.id)).where(TurnRow.meeting_id == MeetingRow.id).scalar_subquery()
+    )
+    return select(
+        MeetingRow.id,
+        MeetingRow.channel,
+        MeetingRow.started_at,
+        MeetingRow.ended_at,
+        MeetingRow.status,
+        MeetingRow.bot_uid,
+        participant_count.label("participant_count"),
+        turn_count.label("turn_count"),
+    )
+
+
+def _summary(row: Row[Any]) -> MeetingSummary:
+    return MeetingSummary(
+        id=row.id,
+        channel=row.channel,
+        started_at=row.started_at,
+        ended_at=row.ended_at,
+        status=row.status,
+        bot_uid=row.bot_uid,
+        participant_count=int(row.participant_count or 0),
+        turn_count=int(row.turn_count or 0),
+    )
+
+
+def _turn_select() -> Select[Any]:
+    return select(
+        TurnRow.id,
+        TurnRow.meeting_id,
+        ParticipantRow.uid,
+        ParticipantRow.display_name,
+        TurnRow.stream_session_id,
+        TurnRow.turn_order,
+        TurnRow.start_ms,
+        TurnRow.end_ms,
+        TurnRow.text,
+        TurnRow.words,
+        TurnRow.end_of_turn_confidence,
+        TurnRow.language,
+    ).join(ParticipantRow, ParticipantRow.id == TurnRow.participant_id)
+
+
+def _turn(row: Row[Any]) -> Turn:
+    return Turn(
+        id=row.id,
+        meeting_id=row.meeting_id,
+        uid=row.uid,
+        display_name=row.display_name,
+        stream_session_id=row.stream_session_id,
+        turn_order=row.turn_order,
+        start_ms=row.start_ms,
+        end_ms=row.end_ms,
+        text=row.text,
+        words=_words_from_json(row.words),
+        end_of_turn_confidence=row.end_of_turn_confidence,
+        language=row.language,
+    )
+
+
+class TranscriptStore:
+    """Async access to the transcript database.
+
+    Open with :meth:`open` (or ``async with await TranscriptStore.open(url)``)
+    and :meth:`close` when done.
+    """
+
+    def __init__(self, engine: AsyncEngine, url: URL) -> None:
+        self._engine = engine
+        self._writer = engine.execution_options(**db.WRITE)
+        self._url = url
+        self._dialect = url.get_backend_name()
+
+    # -- lifecycle ------------------------------------------------------------
+
+    @classmethod
+    async def open(cls, url: str | URL, *, auto_migrate: bool | None = None) -> TranscriptStore:
+        """Connect to the database and make sure its schema is current.
+
+        Args:
+            url: an async SQLAlchemy URL (``sqlite+aiosqlite://`` or
+                ``postgresql+asyncpg://``).
+            auto_migrate: migrate to head if behind. Defaults to True only for the
+                default SQLite file (and in-memory SQLite); every other database
+                needs an explicit ``recorder db upgrade``.
+
+        Raises:
+            ConfigError: the URL is malformed or unsupported.
+            DatabaseUnreachable: the database cannot be opened or reached.
+            MigrationRequired: the schema is behind and auto_migrate is off.
+        """
+        parsed = db.normalize_url(url)
+        if auto_migrate is None:
+            auto_migrate = (
+                db.is_memory_database(parsed)
+                or parsed.render_as_string(hide_password=False) == db.default_database_url()
+            )
+        path = db.sqlite_path(parsed)
+        if path is not None:
+            if auto_migrate:
+                db.prepare_sqlite_file(parsed)
+            elif not path.exists():
+                where = mask_url(parsed)
+                raise MigrationRequired(
+                    f"there is no database at {where} yet; create it with "
+                    f"'recorder db upgrade --db {where}'"
+                )
+        engine = db.create_engine(parsed)
+        try:
+            await db.ensure_schema(engine, auto_migrate=auto_migrate)
+        except BaseException:
+            await engine.dispose()
+            raise
+        return cls(engine, parsed)
+
+    async def close(self) -> None:
+        """Close every pooled connection."""
+        await self._engine.dispose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @property
+    def url(self) -> str:
+        """The database URL with the password masked."""
+        return mask_url(self._url)
+
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self._dialect
+
+    # -- transactions ---------------------------------------------------------
+
+    async def _transaction(
+        self, work: Callable[[AsyncConnection], Awaitable[T]], *, write: bool
+    ) -> T:
+        engine = self._writer if write else self._engine
+        attempt = 0
+        while True:
+            try:
+                async with engine.begin() as connection:
+                    return await work(connection)
+            except RecorderError:
+                raise
+            except Exception as exc:
+                if is_locked_error(exc) and attempt < _LOCK_RETRIES:
+                    attempt += 1
+                    log.debug("= database locked, retry %d of %d", attempt, _LOCK_RETRIES)
+                    await asyncio.sleep(_LOCK_BACKOFF_S * 2**attempt)
+                    continue
+                raise_translated(exc, self._url)
+
+    def _insert(self, model: Any) -> Any:
+        return (sqlite_insert if self._dialect == "sqlite" else pg_insert)(model)
+
+    # -- meetings -------------------------------------------------------------
+
+    async def start_meeting(self, channel: str, bot_uid: int, started_at: datetime) -> int:
+        """Record that a meeting started; returns its id (status ``recording``)."""
+
+        async def work(connection: AsyncConnection) -> int:
+            result = await connection.execute(
+                self._insert(MeetingRow)
+                .values(
+                    channel=clean_text(channel),
+                    bot_uid=bot_uid,
+                    started_at=started_at,
+                    status="recording",
+                    host=_HOST,
+                    pid=os.getpid(),
+                    heartbeat_at=started_at,
+                )
+                .returning(MeetingRow.id)
+            )
+            return int(result.scalar_one())
+
+        return await self._transaction(work, write=True)
+
+    async def heartbeat(self, meeting_id: int, at: datetime) -> None:
+        """Note that the meeting's recorder is alive (see :meth:`mark_interrupted_meetings`)."""
+
+        async def work(connection: AsyncConnection) -> None:
+            await connection.execute(
+                update(MeetingRow).where(MeetingRow.id == meeting_id).values(heartbeat_at=at)
+            )
+
+        await self._transaction(work, write=True)
+
+    async def mark_interrupted_meetings(
+        self,
+        channel: str | None = None,
+        *,
+        stale_after: timedelta = DEFAULT_STALE_AFTER,
+        now: datetime | None = None,
+    ) -> int:
+        """Mark meetings left ``recording`` by a killed process as ``interrupted``.
+
+        A meeting counts as abandoned when it was started on this host by a
+        process that no longer exists, or, wherever it was started, when
+        nothing was written to it for ``stale_after`` (its heartbeat: the last
+        turn, participant or :meth:`heartbeat`). So on a fleet sharing one
+        PostgreSQL database, starting a recorder never closes a live meeting of
+        another machine. Its ``ended_at`` becomes the last heartbeat.
+
+        Args:
+            channel: only meetings of this channel.
+            stale_after: how long a meeting may go without writes before any
+                host may close it.
+            now: the current time (tests pass one).
+
+        Returns:
+            How many meetings were marked.
+        """
+        now = now or datetime.now(UTC)
+        me = os.getpid()
+
+        async def work(connection: AsyncConnection) -> int:
+            query = select(
+                MeetingRow.id,
+                MeetingRow.host,
+                MeetingRow.pid,
+                MeetingRow.started_at,
+                MeetingRow.heartbeat_at,
+            ).where(MeetingRow.status == "recording")
+            if channel is not None:
+                query = query.where(MeetingRow.channel == channel)
+            marked = 0
+            for row in (await connection.execute(query)).all():
+                last = row.heartbeat_at or row.started_at
+                if row.host == _HOST and row.pid is not None:
+                    abandoned = row.pid != me and not _pid_is_alive(row.pid)
+                else:
+                    abandoned = False
+                if abandoned or now - last >= stale_after:
+                    await connection.execute(
+                        update(MeetingRow)
+                        .where(MeetingRow.id == row.id, MeetingRow.status == "recording")
+                        .values(status="interrupted", ended_at=last)
+                    )
+                    marked += 1
+            return marked
+
+        count = await self._transaction(work, write=True)
+        if count:
+            log.info("= marked %d abandoned meeting(s) interrupted", count)
+        return count
+
+    async def finish_meeting(
+        self, meeting_id: int, ended_at: datetime, status: str = "completed"
+    ) -> None:
+        """Record the end of a meeting.
+
+        Raises:
+            ValueError: ``status`` is not ``completed`` or ``interrupted``.
+            NotFoundError: no such meeting.
+        """
+        if status not in MEETING_STATUSES or status == "recording":
+            raise ValueError(f"a finished meeting is completed or interrupted, not {status!r}")
+
+        async def work(connection: AsyncConnection) -> None:
+            result = await connection.execute(
+                update(MeetingRow)
+                .where(MeetingRow.id == meeting_id)
+                .values(ended_at=ended_at, status=status, heartbeat_at=ended_at)
+            )
+            if result.rowcount == 0:
+                raise NotFoundError(f"no meeting with id {meeting_id}")
+
+        await self._transaction(work, write=True)
+
+    # -- participants and stream sessions -------------------------------------
+
+    async def _upsert_participant(
+        self,
+        connection: AsyncConnection,
+        meeting_id: int,
+        uid: int,
+        seen_at: datetime,
+        display_name: str | None,
+    ) -> int:
+        statement = self._insert(ParticipantRow).values(
+            meeting_id=meeting_id,
+            uid=uid,
+            display_name=_clean_optional(display_name),
+            first_seen=seen_at,
+            last_seen=seen_at,
+        )
+        latest = func.max if self._dialect == "sqlite" else func.greatest
+        changes: dict[str, Any] = {
+            "last_seen": latest(ParticipantRow.last_seen, statement.excluded.last_seen)
+        }
+        if display_name is not None:
+            changes["display_name"] = statement.excluded.display_name
+        statement = statement.on_conflict_do_update(
+            index_elements=[ParticipantRow.meeting_id, ParticipantRow.uid], set_=changes
+        ).returning(ParticipantRow.id)
+        participant_id = int((await connection.execute(statement)).scalar_one())
+        await connection.execute(
+            update(MeetingRow).where(MeetingRow.id == meeting_id).values(heartbeat_at=seen_at)
+        )
+        return participant_id
+
+    async def _require_meeting(self, connection: AsyncConnection, meeting_id: int) -> None:
+        found = await connection.scalar(select(MeetingRow.id).where(MeetingRow.id == meeting_id))
+        if found is None:
+            raise NotFoundError(f"no meeting with id {meeting_id}")
+
+    async def record_participant(
+        self, meeting_id: int, uid: int, seen_at: datetime, display_name: str | None = None
+    ) -> int:
+        """Add a participant, or update when it was last seen (and its name, if given).
+
+        Returns:
+            The participant's row id.
+
+        Raises:
+            NotFoundError: no such meeting.
+        """
+
+        async def work(connection: AsyncConnection) -> int:
+            await self._require_meeting(connection, meeting_id)
+            return await self._upsert_participant(
+                connection, meeting_id, uid, seen_at, display_name
+            )
+
+        return await self._transaction(work, write=True)
+
+    async def set_display_name(self, meeting_id: int, uid: int, name: str | None) -> None:
+        """Name a participant (None clears the name).
+
+        Raises:
+            NotFoundError: the meeting has no participant with this uid.
+        """
+
+        async def work(connection: AsyncConnection) -> None:
+            result = await connection.execute(
+                update(ParticipantRow)
+                .where(ParticipantRow.meeting_id == meeting_id, ParticipantRow.uid == uid)
+                .values(display_name=_clean_optional(name))
+            )
+            if result.rowcount == 0:
+                raise NotFoundError(
+                    f"meeting {meeting_id} has no participant with uid {uid}; "
+                    f"see 'recorder show {meeting_id}' for who took part"
+                )
+
+        await self._transaction(work, write=True)
+
+    async def open_stream_session(
+        self,
+        meeting_id: int,
+        uid: int,
+        opened_at: datetime,
+        provider_session_id: str | None = None,
+    ) -> int:
+        """Record that an STT socket opened for a participant; returns the session id.
+
+        The participant is recorded too if it was not yet.
+
+        Raises:
+            NotFoundError: no such meeting.
+        """
+
+        async def work(connection: AsyncConnection) -> int:
+            await self._require_meeting(connection, meeting_id)
+            participant_id = await self._upsert_participant(
+                connection, meeting_id, uid, opened_at, None
+            )
+            result = await connection.execute(
+                self._insert(StreamSessionRow)
+                .values(
+                    meeting_id=meeting_id,
+                    participant_id=participant_id,
+                    provider_session_id=_clean_optional(provider_session_id),
+                    opened_at=opened_at,
+                    audio_seconds=0.0,
+                )
+                .returning(StreamSessionRow.id)
+            )
+            return int(result.scalar_one())
+
+        return await self._transaction(work, write=True)
+
+    async def set_provider_session_id(self, session_id: int, provider_session_id: str) -> None:
+        """Store the provider's session id (``Begin.id``) once the socket has it."""
+        await self._update_session(
+            session_id, provider_session_id=_clean_optional(provider_session_id)
+        )
+
+    async def close_stream_session(
+        self,
+        session_id: int,
+        *,
+        closed_at: datetime,
+        audio_seconds: float,
+        close_code: int | None = None,
+        close_reason: str | None = None,
+        provider_session_id: str | None = None,
+    ) -> None:
+        """Record that an STT socket closed: the billed interval and why it closed.
+
+        Raises:
+            NotFoundError: no such stream session.
+        """
+        values: dict[str, Any] = {
+            "closed_at": closed_at,
+            "audio_seconds": float(audio_seconds),
+            "close_code": close_code,
+            "close_reason": _clean_optional(close_reason),
+        }
+        if provider_session_id is not None:
+            values["provider_session_id"] = clean_text(provider_session_id)
+        await self._update_session(session_id, **values)
+
+    async def _update_session(self, session_id: int, **values: Any) -> None:
+        async def work(connection: AsyncConnection) -> None:
+            result = await connection.execute(
+                update(StreamSessionRow).where(StreamSessionRow.id == session_id).values(**values)
+            )
+            if result.rowcount == 0:
+                raise NotFoundError(f"no stream session with id {session_id}")
+
+        await self._transaction(work, write=True)
+
+    # -- turns and notes ------------------------------------------------------
+
+    async def upsert_turns(self, records: Sequence[TurnRecord]) -> None:
+        """Store final turns in one transaction; a repeated (session, turn order) is replaced.
+
+        Within a batch and across batches the later record wins (a formatted
+        final replacing the unformatted one).
+
+        Raises:
+            NotFoundError: a record names a stream session that does not exist.
+            StorageError: a record's meeting or uid does not match its session.
+        """
+        if not records:
+            return
+        latest: dict[tuple[int, int], TurnRecord] = {}
+        for record in records:
+            latest[(record.stream_session_id, record.turn_order)] = record
+        session_ids = sorted({record.stream_session_id for record in latest.values()})
+
+        async def work(connection: AsyncConnection) -> None:
+            sessions = {
+                row.id: row
+                for row in (
+                    await connection.execute(
+                        select(
+                            StreamSessionRow.id,
+                            StreamSessionRow.meeting_id,
+                            StreamSessionRow.participant_id,
+                            ParticipantRow.uid,
+                        )
+                        .join(ParticipantRow, ParticipantRow.id == StreamSessionRow.participant_id)
+                        .where(StreamSessionRow.id.in_(session_ids))
+                    )
+                ).all()
+            }
+            rows = []
+            for record in latest.values():
+                session = sessions.get(record.stream_session_id)
+                if session is None:
+                    raise NotFoundError(f"no stream session with id {record.stream_session_id}")
+                if (session.meeting_id, session.uid) != (record.meeting_id, record.uid):
+                    raise StorageError(
+                        f"turn {record.turn_order} of stream session {session.id} names meeting "
+                        f"{record.meeting_id} uid {record.uid}, but the session belongs to "
+                        f"meeting {session.meeting_id} uid {session.uid}"
+                    )
+                rows.append(
+                    {
+                        "meeting_id": record.meeting_id,
+                        "participant_id": session.participant_id,
+                        "stream_session_id": record.stream_session_id,
+                        "turn_order": record.turn_order,
+                        "start_ms": record.start_ms,
+                        "end_ms": record.end_ms,
+                        "text": clean_text(record.text),
+                        "words": _words_to_json(record.words),
+                        "end_of_turn_confidence": record.end_of_turn_confidence,
+                        "language": _clean_optional(record.language),
+                    }
+                )
+            statement = self._insert(TurnRow)
+            statement = statement.on_conflict_do_update(
+                index_elements=[TurnRow.stream_session_id, TurnRow.turn_order],
+                set_={
+                    name: statement.excluded[name]
+                    for name in (
+                        "start_ms",
+                        "end_ms",
+                        "text",
+                        "words",
+                        "end_of_turn_confidence",
+                        "language",
+                    )
+                },
+            )
+            for start in range(0, len(rows), _TURN_CHUNK):
+                await connection.execute(statement, rows[start : start + _TURN_CHUNK])
+            meeting_ids = sorted({record.meeting_id for record in latest.values()})
+            await connection.execute(
+                update(MeetingRow)
+                .where(MeetingRow.id.in_(meeting_ids))
+                .values(heartbeat_at=datetime.now(UTC))
+            )
+
+        await self._transaction(work, write=True)
+
+    async def add_note(
+        self,
+        meeting_id: int,
+        kind: str,
+        text: str,
+        *,
+        created_at: datetime,
+        spoken: bool = False,
+        meta: dict[str, Any] | None = None,
+    ) -> int:
+        """Attach a note (a recap, ...) to a meeting; returns its id.
+
+        Raises:
+            NotFoundError: no such meeting.
+        """
+
+        async def work(connection: AsyncConnection) -> int:
+            await self._require_meeting(connection, meeting_id)
+            result = await connection.execute(
+                self._insert(NoteRow)
+                .values(
+                    meeting_id=meeting_id,
+                    kind=clean_text(kind),
+                    text=clean_text(text),
+                    created_at=created_at,
+                    spoken=spoken,
+                    meta=dict(meta or {}),
+                )
+                .returning(NoteRow.id)
+            )
+            return int(result.scalar_one())
+
+        return await self._transaction(work, write=True)
+
+    async def set_note_spoken(self, note_id: int, spoken: bool = True) -> None:
+        """Record whether a note was spoken into the channel.
+
+        Raises:
+            NotFoundError: no such note.
+        """
+
+        async def work(connection: AsyncConnection) -> None:
+            result = await connection.execute(
+                update(NoteRow).where(NoteRow.id == note_id).values(spoken=spoken)
+            )
+            if result.rowcount == 0:
+                raise NotFoundError(f"no note with id {note_id}")
+
+        await self._transaction(work, write=True)
+
+    # -- reading --------------------------------------------------------------
+
+    async def list_meetings(
+        self, *, channel: str | None = None, since: datetime | None = None
+    ) -> list[MeetingSummary]:
+        """Meetings, newest first, optionally of one channel or started since a time."""
+        query = _summary_select().order_by(MeetingRow.started_at.desc(), MeetingRow.id.desc())
+        if channel is not None:
+            query = query.where(MeetingRow.channel == channel)
+        if since is not None:
+            query = query.where(MeetingRow.started_at >= since)
+
+        async def work(connection: AsyncConnection) -> list[MeetingSummary]:
+            return [_summary(row) for row in (await connection.execute(query)).all()]
+
+        return await self._transaction(work, write=False)
+
+    async def resolve_meeting(self, ref: str | int, *, channel: str | None = None) -> int:
+        """Turn a user's meeting reference (an id, or ``latest``) into a meeting id.
+
+        Raises:
+            NotFoundError: no such meeting, or nothing recorded yet; the message
+                says what to do.
+        """
+        where = f" in channel {channel!r}" if channel is not None else ""
+        text = str(ref).strip()
+        if text.lower() == "latest":
+            query = select(MeetingRow.id).order_by(
+                MeetingRow.started_at.desc(), MeetingRow.id.desc()
+            )
+            if channel is not None:
+                query = query.where(MeetingRow.channel == channel)
+
+            async def latest(connection: AsyncConnection) -> int | None:
+                found: int | None = await connection.scalar(query.limit(1))
+                return found
+
+            found = await self._transaction(latest, write=False)
+            if found is None:
+                raise NotFoundError(
+                    f"no meetings recorded{where} yet; record one with 'recorder join' "
+                    "or try 'recorder demo'"
+                )
+            return int(found)
+        if not text.isdigit():
+            raise NotFoundError(
+                f"{text!r} is not a meeting; give a meeting id from 'recorder meetings' or 'latest'"
+            )
+        by_id = select(MeetingRow.id).where(MeetingRow.id == int(text))
+        if channel is not None:
+            by_id = by_id.where(MeetingRow.channel == channel)
+
+        async def exact(connection: AsyncConnection) -> int | None:
+            found: int | None = await connection.scalar(by_id)
+            return found
+
+        if await self._transaction(exact, write=False) is None:
+            raise NotFoundError(
+                f"no meeting with id {text}{where}; run 'recorder meetings' to list them"
+            )
+        return int(text)
+
+    async def get_meeting(self, meeting_id: int) -> Meeting:
+        """A whole meeting: header, participants with talk time, turns, notes, sessions.
+
+        Raises:
+            NotFoundError: no such meeting.
+        """
+
+        async def work(connection: AsyncConnection) -> Meeting:
+            header = (
+                await connection.execute(_summary_select().where(MeetingRow.id == meeting_id))
+            ).one_or_none()
+            if header is None:
+                raise NotFoundError(
+                    f"no meeting with id {meeting_id}; run 'recorder meetings' to list them"
+                )
+            talk = (
+                select(
+                    TurnRow.participant_id,
+                    func.sum(TurnRow.end_ms - TurnRow.start_ms).label("talk_ms"),
+                    func.count(TurnRow.id).label("turn_count"),
+                )
+                .where(TurnRow.meeting_id == meeting_id)
+                .group_by(TurnRow.participant_id)
+                .subquery()
+            )
+            participants = tuple(
+                Participant(
+                    meeting_id=meeting_id,
+                    uid=row.uid,
+                    display_name=row.display_name,
+                    first_seen=row.first_seen,
+                    last_seen=row.last_seen,
+                    talk_ms=int(row.talk_ms or 0),
+                    turn_count=int(row.turn_count or 0),
+                )
+                for row in await connection.execute(
+                    select(
+                        ParticipantRow.uid,
+                        ParticipantRow.display_name,
+                        ParticipantRow.first_seen,
+                        ParticipantRow.last_seen,
+                        talk.c.talk_ms,
+                        talk.c.turn_count,
+                    )
+                    .outerjoin(talk, talk.c.participant_id == ParticipantRow.id)
+                    .where(ParticipantRow.meeting_id == meeting_id)
+                    .order_by(ParticipantRow.first_seen, ParticipantRow.uid)
+                )
+            )
+            turns = tuple(
+                _turn(row)
+                for row in await connection.execute(
+                    _turn_select()
+                    .where(TurnRow.meeting_id == meeting_id)
+                    .order_by(TurnRow.start_ms, TurnRow.id)
+                )
+            )
+            notes = tuple(
+                Note(
+                    id=row.id,
+                    meeting_id=row.meeting_id,
+                    kind=row.kind,
+                    text=row.text,
+                    created_at=row.created_at,
+                    spoken=bool(row.spoken),
+                    meta=dict(row.meta or {}),
+                )
+                for row in await connection.execute(
+                    select(NoteRow)
+                    .where(NoteRow.meeting_id == meeting_id)
+                    .order_by(NoteRow.created_at, NoteRow.id)
+                )
+            )
+            sessions = tuple(
+                StreamSession(
+                    id=row.id,
+                    meeting_id=row.meeting_id,
+                    uid=row.uid,
+                    provider_session_id=row.provider_session_id,
+                    opened_at=row.opened_at,
+                    closed_at=row.closed_at,
+                    audio_seconds=float(row.audio_seconds or 0.0),
+                    close_code=row.close_code,
+                    close_reason=row.close_reason,
+                )
+                for row in await connection.execute(
+                    select(
+                        StreamSessionRow.id,
+                        StreamSessionRow.meeting_id,
+                        ParticipantRow.uid,
+                        StreamSessionRow.provider_session_id,
+                        StreamSessionRow.opened_at,
+                        StreamSessionRow.closed_at,
+                        StreamSessionRow.audio_seconds,
+                        StreamSessionRow.close_code,
+                        StreamSessionRow.close_reason,
+                    )
+                    .join(ParticipantRow, ParticipantRow.id == StreamSessionRow.participant_id)
+                    .where(StreamSessionRow.meeting_id == meeting_id)
+                    .order_by(StreamSessionRow.opened_at, StreamSessionRow.id)
+                )
+            )
+            return Meeting(
+                summary=_summary(header),
+                participants=participants,
+                turns=turns,
+                notes=notes,
+                stream_sessions=sessions,
+            )
+
+        return await self._transaction(work, write=False)
+
+    async def iter_turns(self, meeting_id: int, *, batch: int = 1000) -> AsyncIterator[Turn]:
+        """Yield a meeting's turns in time order, ``batch`` rows per query.
+
+        Keyset pagination on (start_ms, id): memory stays flat however long the
+        meeting, and no transaction stays open while the caller works.
+
+        Raises:
+            NotFoundError: no such meeting.
+        """
+        if batch < 1:
+            raise ValueError("batch must be at least 1")
+
+        async def exists(connection: AsyncConnection) -> None:
+            await self._require_meeting(connection, meeting_id)
+
+        await self._transaction(exists, write=False)
+        after: tuple[int, int] | None = None
+        while True:
+            query = _turn_select().where(TurnRow.meeting_id == meeting_id)
+            if after is not None:
+                query = query.where(
+                    (TurnRow.start_ms > after[0])
+                    | ((TurnRow.start_ms == after[0]) & (TurnRow.id > after[1]))
+                )
+            query = query.order_by(TurnRow.start_ms, TurnRow.id).limit(batch)
+
+            async def page(connection: AsyncConnection, query: Select[Any] = query) -> list[Turn]:
+                return [_turn(row) for row in await connection.execute(query)]
+
+            turns = await self._transaction(page, write=False)
+            for turn in turns:
+                yield turn
+            if len(turns) < batch:
+                return
+            after = (turns[-1].start_ms, turns[-1].id)
+
+    async def search(
+        self,
+        query: str,
+        *,
+        channel: str | None = None,
+        speaker: str | None = None,
+        since: datetime | None = None,
+        limit: int = 20,
+    ) -> list[SearchHit]:
+        """Full-text search over every turn, best match first.
+
+        Any text is accepted (see :func:`storage.search.parse_query`); text
+        without words finds nothing. Snippets mark matches as ``«word»``.
+
+        Args:
+            query: what to look for: words, "quoted phrases", prefix*.
+            channel: only meetings of this channel.
+            speaker: only this participant (display name, case-insensitive, or uid).
+            since: only meetings started at or after this time.
+            limit: at most this many hits.
+        """
+        terms = parse_query(query)
+        if not terms or limit < 1:
+            return []
+        statement = build_search(
+            self._dialect, terms, channel=channel, speaker=speaker, since=since, limit=limit
+        )
+
+        async def work(connection: AsyncConnection) -> list[SearchHit]:
+            return [
+                SearchHit(
+                    turn_id=row.turn_id,
+                    meeting_id=row.meeting_id,
+                    channel=row.channel,
+                    meeting_started_at=row.meeting_started_at,
+                    uid=row.uid,
+                    display_name=row.display_name,
+                    start_ms=row.start_ms,
+                    end_ms=row.end_ms,
+                    text=row.text,
+                    snippet=row.snippet or row.text,
+                    rank=float(row.rank or 0.0),
+                )
+                for row in await connection.execute(statement)
+            ]
+
+        return await self._transaction(work, write=False)
+
+    async def run_query(
+        self, sql: str, *, max_rows: int = DEFAULT_MAX_ROWS, timeout_s: float = 30.0
+    ) -> QueryResult:
+        """Run one SQL statement on a connection the database itself keeps read-only.
+
+        Args:
+            sql: a single statement.
+            max_rows: return at most this many rows (``truncated`` says if more existed).
+            timeout_s: stop the statement after this long.
+
+        Raises:
+            ReadOnlyViolation: the statement tried to change something.
+            StorageError: the statement failed (syntax, unknown table, timeout, ...).
+        """
+        return await run_read_only_query(self._url, sql, max_rows=max_rows, timeout_s=timeout_s)
