@@ -4,9 +4,19 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from recorder.export.exporter import iter_export
-from storage.records import Meeting, MeetingSummary, Note, Participant, StreamSession, Turn, Word
+from storage.records import (
+    Meeting,
+    MeetingSummary,
+    Note,
+    Participant,
+    StreamSession,
+    Turn,
+    TurnRecord,
+    Word,
+)
 
 __all__ = [
     "START",
@@ -15,6 +25,7 @@ __all__ = [
     "make_meeting",
     "make_turn",
     "render",
+    "store_meeting",
     "words_for",
 ]
 
@@ -173,3 +184,61 @@ async def aiter_turns(turns: Iterable[Turn]) -> AsyncIterator[Turn]:
 
 async def render(meeting: Meeting, fmt: str) -> str:
     return "".join([piece async for piece in iter_export(meeting, aiter_turns(meeting.turns), fmt)])
+
+
+async def store_meeting(store: Any, meeting: Meeting) -> int:
+    """Write a meeting built from records into a real store; returns its new id.
+
+    Participants, stream sessions, turns and notes go through the same store
+    calls the bot makes. Ids differ from the records' (the database assigns them).
+    """
+    summary = meeting.summary
+    meeting_id = await store.start_meeting(summary.channel, summary.bot_uid, summary.started_at)
+    sessions: dict[int, int] = {}
+    for participant in meeting.participants:
+        await store.record_participant(
+            meeting_id, participant.uid, participant.first_seen, participant.display_name
+        )
+        await store.record_participant(meeting_id, participant.uid, participant.last_seen)
+    for session in meeting.stream_sessions:
+        sessions[session.id] = await store.open_stream_session(
+            meeting_id, session.uid, session.opened_at, session.provider_session_id
+        )
+    records = [
+        TurnRecord(
+            meeting_id=meeting_id,
+            uid=turn.uid,
+            stream_session_id=sessions[turn.stream_session_id],
+            turn_order=turn.turn_order,
+            start_ms=turn.start_ms,
+            end_ms=turn.end_ms,
+            text=turn.text,
+            words=turn.words,
+            end_of_turn_confidence=turn.end_of_turn_confidence,
+            language=turn.language,
+        )
+        for turn in meeting.turns
+    ]
+    for start in range(0, len(records), 5000):
+        await store.upsert_turns(records[start : start + 5000])
+    for note in meeting.notes:
+        await store.add_note(
+            meeting_id,
+            note.kind,
+            note.text,
+            created_at=note.created_at,
+            spoken=note.spoken,
+            meta=note.meta,
+        )
+    for session in meeting.stream_sessions:
+        if session.closed_at is not None:
+            await store.close_stream_session(
+                sessions[session.id],
+                closed_at=session.closed_at,
+                audio_seconds=session.audio_seconds,
+                close_code=session.close_code,
+                close_reason=session.close_reason,
+            )
+    if summary.ended_at is not None:
+        await store.finish_meeting(meeting_id, summary.ended_at, status=summary.status)
+    return int(meeting_id)

@@ -14,8 +14,10 @@ import click
 from recorder import __version__
 from recorder.cli.common import CONTEXT_SETTINGS, RecorderGroup
 from recorder.cli.db import db
+from recorder.cli.export import export
 from recorder.cli.emulate import emulate
 from recorder.cli.planned import PLANNED_COMMANDS
+from recorder.cli.query import meetings, search, show, speakers, sql
 
 __all__ = ["cli", "main"]
 
@@ -38,6 +40,8 @@ def cli() -> None:
 
 
 cli.add_command(db)
+for _command in (export, meetings, show, search, speakers, sql):
+    cli.add_command(_command)
 cli.add_command(emulate)
 for _command in PLANNED_COMMANDS:
     if _command.name not in cli.commands:
