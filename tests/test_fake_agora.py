@@ -338,6 +338,15 @@ def test_join_failures(world: Any, sdk: SimpleNamespace) -> None:
     assert third.connect("good", "x" * 64, "9999") == -2
 
 
+def test_join_failure_knob(world: Any, sdk: SimpleNamespace) -> None:
+    world.join_failure = 6
+    conn, rec = make_bot(sdk)
+    conn.connect("t", "room", "1")
+    rec.wait_count("on_connection_failure")
+    assert rec.args("on_connection_failure")[0][2] == 6
+    assert world.connection().state == 5
+
+
 def test_presence_roles_and_leave_reasons(world: Any, sdk: SimpleNamespace) -> None:
     room = world.channel("room")
     conn, rec = make_bot(sdk)
@@ -578,6 +587,18 @@ def test_push_return_codes(world: Any, sdk: SimpleNamespace) -> None:
         talker.push_audio_pcm_data(bytes(320), 16000, 1)
     assert talker.push_audio_pcm_data(memoryview(bytearray(320)), 16000, 1) == 0
     assert talker.interrupt_audio() == -1000
+
+
+def test_push_completed_is_a_wall_clock_estimate(world: Any, sdk: SimpleNamespace) -> None:
+    conn, _ = make_bot(sdk, publish=True)
+    native = world.connection()
+    assert conn.is_push_to_rtc_completed()
+    conn.push_audio_pcm_data(bytearray(3200), 16000, 1)  # 100 ms
+    start = native.round_start
+    assert not native.push_completed(start + 0.279)
+    assert native.push_completed(start + 0.281)  # pushed ms + 180 ms (spec §8.2)
+    conn.interrupt_audio()
+    assert conn.is_push_to_rtc_completed()
 
 
 def test_audience_publish_is_refused(world: Any, sdk: SimpleNamespace) -> None:

@@ -270,6 +270,12 @@ class FakeAgoraWorld:
             (the real path is UNCONFIRMED, spec §8.1).
         role_change_failure: a reason makes ``set_user_role`` fail via
             ``on_change_role_failure`` (co-host authentication refused).
+        join_failure: a reason makes every later join fail with
+            ``on_connection_failure(state 5, reason)`` (e.g. 6 invalid App ID).
+        fail_connection_create: ``create_rtc_connection`` returns a half-built
+            connection whose ``conn_handle`` is None (spec §4.1).
+        sdk_prints: print the SDK's stdout lines (spec §1.3); off for benchmarks.
+        compute_levels: fill ``rms``/``voice_prob`` from the PCM (costs CPU).
 
     Observations:
         counts: callbacks delivered to the bot's observers, by method name.
@@ -301,6 +307,9 @@ class FakeAgoraWorld:
         self.audience_publish_error = 5
         self.role_change_failure: int | None = None
         self.fail_connection_create = False
+        self.join_failure: int | None = None
+        self.sdk_prints = True
+        self.compute_levels = True
         self.counts: Counter[str] = Counter()
         self.errors: list[tuple[str, BaseException]] = []
         self.bad_returns: list[str] = []
@@ -381,6 +390,14 @@ class FakeAgoraWorld:
                     c, "on_connection_failure", c.conn_info(FAILED), REASON_TOKEN_EXPIRED
                 )
 
+    def connection(self) -> NativeConnection:
+        """The one live connection (for tests that target it explicitly)."""
+        with self._lock:
+            live = [c for c in self.connections if not c.released]
+            if len(live) != 1:
+                raise LookupError(f"expected one live connection, found {len(live)}")
+            return live[0]
+
     def published_pcm(self) -> bytes:
         """Everything the bot published, concatenated in playout order."""
         with self._lock:
@@ -443,7 +460,7 @@ class FakeAgoraWorld:
             conn.state = CONNECTING
             self._ensure_thread()
             self._conn_event(conn, "on_connecting", conn.conn_info(CONNECTING), REASON_CONNECTING)
-            reason = None if valid else REASON_INVALID_CHANNEL_NAME
+            reason = self.join_failure if valid else REASON_INVALID_CHANNEL_NAME
             if reason is None and self.token_validator is not None:
                 reason = self.token_validator(token, channel, conn.local_uid)
             if reason is not None:
@@ -635,8 +652,9 @@ class FakeAgoraWorld:
         self._post(lambda: self._run_thunk("on_aiqos_capability_missing", False, call))
 
     def _print(self, line: str) -> None:
-        self.stdout_prints.append(line)
-        print(line)
+        if self.sdk_prints:
+            self.stdout_prints.append(line)
+            print(line)
 
     def _conn_event(self, conn: NativeConnection, method: str, *args: Any) -> None:
         observer = conn.conn_observer
@@ -769,9 +787,12 @@ class FakeAgoraWorld:
         else:
             buffer = bytearray(pcm)
         conn.rtp[uid] += 160
-        samples = array.array("h", pcm)
-        rms = math.sqrt(sum(s * s for s in samples) / len(samples)) if samples else 0.0
-        level = max(0, min(127, round(20 * math.log10(rms / 32768) + 127))) if rms else 0
+        level = 0
+        if self.compute_levels:
+            samples = array.array("h", pcm)
+            rms = math.sqrt(sum(s * s for s in samples) / len(samples))
+            # Spec §5.2: rms on a 0..127 scale (dB + 127).
+            level = max(0, min(127, round(20 * math.log10(rms / 32768) + 127))) if rms else 0
         frame = base.AudioFrame(
             type=0,
             samples_per_channel=160,
