@@ -171,6 +171,29 @@ def test_noise_at_30_db_snr(gain_db: int, seed: int) -> None:
     assert_matches(decode(pcm16(x + noise), 16000), truth)
 
 
+@settings(max_examples=20, deadline=None)
+@given(
+    text=st.text(max_size=20).filter(lambda t: t.split()),
+    gain_db=st.floats(min_value=-12, max_value=12),
+    rate=st.sampled_from([16000, 24000]),
+    seed=st.integers(min_value=0, max_value=2**32 - 1),
+    sizes=st.lists(st.integers(min_value=1, max_value=4000), min_size=1, max_size=4),
+)
+def test_everything_at_once(
+    text: str, gain_db: float, rate: int, seed: int, sizes: list[int]
+) -> None:
+    # Resampled, rescaled, noisy (SNR 30 dB) and streamed in odd chunks, all at once.
+    pcm, truth = encode_words(text)
+    x = (
+        soxr.resample(samples(pcm) * 10 ** (gain_db / 20), 16000, rate)
+        if rate != 16000
+        else (samples(pcm) * 10 ** (gain_db / 20))
+    )
+    level = TONE_DBFS + gain_db - 30
+    noise = np.random.default_rng(seed).normal(0, 32768 * 10 ** (level / 20), x.size)
+    assert_matches(feed_in_chunks(pcm16(x + noise), sizes, rate), truth)
+
+
 def test_chirp_and_white_noise_are_undecodable_speech() -> None:
     rate = 16000
     quiet = samples(silence(1000, rate))
@@ -295,6 +318,18 @@ def test_silence_before_speech_counts() -> None:
     decoder = StreamDecoder(24000)
     assert decoder.feed(silence(700, 24000)) == []
     assert decoder.trailing_silence_ms == 700 and decoder.position_ms == 700
+
+
+def test_feeding_after_flush_continues_the_timeline() -> None:
+    first, second = encode("One two."), encode("Three")
+    decoder = StreamDecoder(16000)
+    got = decoder.feed(first[:5000]) + decoder.flush() + decoder.feed(first[5000:])
+    got += decoder.flush() + decoder.feed(second) + decoder.flush()
+    offset = len(first) // 32
+    _, truth = encode_words("Three", start_ms=offset)
+    assert [w.text for w in got[-1:]] == ["Three"]
+    assert_matches(got[-1:], truth)
+    assert decoder.position_ms == (len(first) + len(second)) // 32
 
 
 def test_bad_input() -> None:

@@ -29,9 +29,14 @@ _MARGIN_FRAMES = 2
 #: Undecodable bursts less than this far apart form one segment: the emulator treats 100 ms of
 #: silence as a pause (spec §5.2, ``min_turn_silence``), so shorter dips are inside speech.
 MERGE_GAP_MS = 100
+#: A frame is loud above the noise floor + 15 dB, never below -55 dBFS. The floor is capped at
+#: -40 dBFS so that even a long burst cannot raise it to the level of the burst itself.
+_FLOOR_OFFSET_DB = 15.0
+_MIN_THRESHOLD_DB = -55.0
+_FLOOR_CAP_DB = -40.0
 #: Noise floor: the quietest frame of each 100 ms block, minimum over the last 10 s. Words are
-#: 60 ms apart, so any 100 ms block between two words holds silence; a floor over a longer
-#: window than the longest word never rises to the level of the words.
+#: 60 ms apart, so a block between two words holds silence; over a window longer than the
+#: longest word the floor never rises to the level of the words.
 _BLOCK_FRAMES = 20
 _FLOOR_BLOCKS = 100
 #: Energy alone cannot tell steady noise from a long burst, so the floor starts where a silent
@@ -47,11 +52,6 @@ _BURST_HEADROOM_DB = 10.0
 #: An undecodable part must be this far above the threshold to count as speech: background
 #: noise near the threshold opens short bursts whose mean level is barely above it.
 _SEGMENT_MARGIN_DB = 3.0
-#: A frame is loud above floor + 15 dB, never below -55 dBFS; the floor is capped at -40 dBFS
-#: so a long burst cannot raise it to the level of the burst itself.
-_FLOOR_OFFSET_DB = 15.0
-_MIN_THRESHOLD_DB = -55.0
-_FLOOR_CAP_DB = -40.0
 #: Bursts longer than this are not buffered for decoding (a word of ~2000 bytes).
 _MAX_DECODE_MS = 60_000
 
