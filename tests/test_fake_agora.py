@@ -417,6 +417,19 @@ def test_fresh_buffers_when_reuse_is_off(world: Any, sdk: SimpleNamespace) -> No
     assert len(kept) == 3 and len({id(b) for b in kept}) == 3
 
 
+def test_idle_silence_and_fast_clock_knobs(world: Any, sdk: SimpleNamespace) -> None:
+    world.idle_silence = True
+    world.tick_s = 0.001  # 10 ms of audio per 1 ms of wall clock
+    world.channel("room").add_user("1")
+    conn, rec = make_bot(sdk)
+    start = time.monotonic()
+    conn.connect("t", "room", "1")
+    rec.wait_count("on_playback_audio_frame_before_mixing", 200)
+    assert time.monotonic() - start < 1.5  # 2 s of audio
+    frames = rec.args("on_playback_audio_frame_before_mixing")
+    assert frames[0][3].rms == 0 and frames[0][3].voice_prob == 0
+
+
 def test_mute_pattern_and_no_frames_while_muted(world: Any, sdk: SimpleNamespace) -> None:
     room = world.channel("room")
     room.add_user("5")

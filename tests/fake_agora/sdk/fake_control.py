@@ -714,8 +714,15 @@ class FakeAgoraWorld:
         next_tick = time.monotonic()
         while True:
             with self._lock:
-                while not self._stopping and not self._events and time.monotonic() < next_tick:
-                    self._cv.wait(max(0.0, next_tick - time.monotonic()))
+                while not self._stopping and not self._events:
+                    if not self._has_audio_work():
+                        # Nothing to pace: sleep until something is queued.
+                        self._cv.wait()
+                        next_tick = time.monotonic()
+                        continue
+                    if time.monotonic() >= next_tick:
+                        break
+                    self._cv.wait(next_tick - time.monotonic())
                 if self._stopping:
                     return
                 event = self._events.popleft() if self._events else None
@@ -732,6 +739,12 @@ class FakeAgoraWorld:
                 with self._lock:
                     self._busy = False
                     self._cv.notify_all()
+
+    def _has_audio_work(self) -> bool:
+        users = [u for ch in self.channels.values() for u in ch.users.values()]
+        if any(u.speech for u in users) or any(c.pending for c in self.connections):
+            return True
+        return self.idle_silence and any(u.host and not u.muted for u in users)
 
     def _tick(self) -> None:
         deliveries: list[tuple[NativeConnection, RemoteUser, bytes]] = []
