@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import asyncio
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -197,20 +197,17 @@ async def test_list_meetings_filters(store: TranscriptStore) -> None:
 
 
 async def test_mark_interrupted_meetings(store: TranscriptStore) -> None:
-    import subprocess
     import sys
 
     # A meeting of this process is alive: never marked.
     mine = await store.start_meeting("live", 1, T0)
     # A meeting of a process that has exited, on this host: marked at once.
     dead = await store.start_meeting("dead", 1, T0)
-    child = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        check=True,
-        capture_output=True,
-        text=True,
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "import os; print(os.getpid())", stdout=asyncio.subprocess.PIPE
     )
-    dead_pid = int(child.stdout)
+    stdout, _ = await child.communicate()
+    dead_pid = int(stdout)
     from sqlalchemy import update
 
     from storage.models import MeetingRow
@@ -281,11 +278,11 @@ def test_default_database_url_matches_config() -> None:
 async def test_default_database_is_created_and_migrated(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     monkeypatch.setenv("HOME", str(tmp_path))
-    from storage.db import default_database_url, sqlite_path, normalize_url
+    from storage.db import default_database_url, normalize_url, sqlite_path
 
     url = default_database_url()
     path = sqlite_path(normalize_url(url))
     assert path is not None and str(tmp_path) in str(path) and not path.exists()
     async with await TranscriptStore.open(url) as store:
         assert await store.list_meetings() == []
-    assert path.exists() and os.path.getsize(path) > 0
+    assert path.stat().st_size > 0
