@@ -26,7 +26,6 @@ from storage.db import database_info, upgrade_database
 from storage.errors import map_db_errors, mask_url
 from storage.store import TranscriptStore
 
-
 SECRET = "hunter2"
 URL = f"postgresql+asyncpg://rec:{SECRET}@db.example:5432/recorder"
 
