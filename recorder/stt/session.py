@@ -1,0 +1,669 @@
+"""The asyncio driver of one participant's streaming STT: socket, pacing, reconnects.
+
+:class:`StreamingSession` feeds :class:`~recorder.stt.protocol.SttProtocol`
+over a websockets connection, sends audio in 50-1000 ms chunks no faster
+than real time, and on a retryable close reconnects with backoff and replays
+the audio not yet covered by a final turn (spec assemblyai-streaming-v3.md §6.2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import logging
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
+
+from recorder.errors import ConfigError, RecorderError, SttConnectionError, SttRejected
+from recorder.stt.backoff import QuickFailureTracker, backoff
+from recorder.stt.chunker import Chunker
+from recorder.stt.connect import open_socket, redact_url
+from recorder.stt.events import (
+    AudioDropped,
+    Closed,
+    Disposition,
+    Event,
+    FinalTranscript,
+    PartialTranscript,
+    SegmentClosed,
+    SegmentOpened,
+    ServerError,
+    SessionStarted,
+    SessionTerminated,
+    SpeechStarted,
+)
+from recorder.stt.protocol import (
+    MAX_CHUNK_MS,
+    MIN_CHUNK_MS,
+    State,
+    SttProtocol,
+    auth_headers,
+    build_url,
+    bytes_per_second,
+)
+
+__all__ = ["StreamingSession"]
+
+logger = logging.getLogger(__name__)
+
+_DEFAULT_MODEL = "u3-rt-pro"
+# How long to wait for the server's close frame after ours before dropping TCP.
+_CLOSE_TIMEOUT_S = 1.0
+
+
+class StreamingSession:
+    """One participant's transcription, over as many sockets as it takes.
+
+    Call :meth:`start`, then :meth:`send` audio (any sizes; it is re-chunked),
+    read :meth:`events`, and finish with :meth:`stop`. Event timestamps are
+    relative to their socket; each carries ``socket_index`` and
+    ``audio_offset_ms``, the caller audio position (ms of audio given to
+    :meth:`send` since the session began) of that socket's offset 0.
+
+    Args:
+        url: the ``/v3/ws`` endpoint (or an emulator's).
+        api_key: the API key, sent as ``Authorization`` (hidden from repr, never logged).
+        token: a temporary token instead of ``api_key``, sent as ``?token=``.
+            A token opens one session only, so reconnecting needs ``api_key``.
+        speech_model: always sent (§0).
+        sample_rate_hz: of the audio given to :meth:`send`.
+        encoding: ``pcm_s16le`` or ``pcm_mulaw``.
+        keyterms: keyterms prompt (≤ 100 terms).
+        prompt: instruction prompt.
+        inactivity_timeout_s: server-side idle close (5-3600 s), or None.
+        language_detection: ask for ``language_code`` on finals.
+        min_turn_silence_ms: see spec §2.1.
+        max_turn_silence_ms: see spec §2.1.
+        chunk_ms: size of the audio messages sent (50-1000; 100 is one send per 100 ms).
+        connect_timeout_s: bound on the upgrade and on waiting for ``Begin``.
+        terminate_timeout_s: bound on waiting for ``Termination`` after ``Terminate`` (§8.4).
+        backoff_initial_s: first reconnect delay.
+        backoff_max_s: largest reconnect delay.
+        give_up_s: stop reconnecting after this long without a working socket.
+        quick_failure_s: a socket that dies sooner than this after ``Begin`` is a quick failure.
+        quick_failure_limit: this many quick failures in a row: give up.
+        replay_max_s: most audio kept for replay since the end of the last final turn.
+        backlog_max_s: most unsent audio kept while no socket is up; older audio is dropped
+            (reported as :class:`AudioDropped`).
+        realtime_factor: audio clock speed; 1.0 in production, higher in tests.
+        max_lead_s: how far audio may run ahead of real time on a socket; 0 means
+            at most one chunk ahead (the server closes 3007 when sent too fast, §8.2).
+        name: a label for logs, e.g. ``"uid 1234"``.
+    """
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        api_key: str | None = None,
+        token: str | None = None,
+        speech_model: str = _DEFAULT_MODEL,
+        sample_rate_hz: int = 16000,
+        encoding: str = "pcm_s16le",
+        keyterms: Iterable[str] = (),
+        prompt: str | None = None,
+        inactivity_timeout_s: int | None = None,
+        language_detection: bool = True,
+        min_turn_silence_ms: int | None = None,
+        max_turn_silence_ms: int | None = None,
+        chunk_ms: int = 100,
+        connect_timeout_s: float = 10.0,
+        terminate_timeout_s: float = 5.0,
+        backoff_initial_s: float = 0.5,
+        backoff_max_s: float = 10.0,
+        give_up_s: float = 60.0,
+        quick_failure_s: float = 5.0,
+        quick_failure_limit: int = 3,
+        replay_max_s: float = 15.0,
+        backlog_max_s: float = 60.0,
+        realtime_factor: float = 1.0,
+        max_lead_s: float = 0.0,
+        name: str = "stt",
+    ) -> None:
+        if (api_key is None) == (token is None):
+            raise ConfigError("give the stt session exactly one of an api key or a token")
+        if not MIN_CHUNK_MS <= chunk_ms <= MAX_CHUNK_MS:
+            raise ConfigError(f"stt chunk of {chunk_ms} ms is outside 50-1000 ms")
+        if realtime_factor <= 0:
+            raise ConfigError("stt realtime factor must be positive")
+        self._url = build_url(
+            url,
+            speech_model=speech_model,
+            sample_rate_hz=sample_rate_hz,
+            encoding=encoding,
+            keyterms=keyterms,
+            prompt=prompt,
+            inactivity_timeout_s=inactivity_timeout_s,
+            language_detection=language_detection,
+            min_turn_silence_ms=min_turn_silence_ms,
+            max_turn_silence_ms=max_turn_silence_ms,
+            token=token,
+        )
+        self._headers = auth_headers(api_key) if api_key is not None else {}
+        self._has_token = token is not None
+        self.speech_model = speech_model
+        self.name = name
+        self._sample_rate_hz = sample_rate_hz
+        self._encoding = encoding
+        self._inactivity_timeout_set = inactivity_timeout_s is not None
+        self._bps = bytes_per_second(sample_rate_hz, encoding)
+        sample_bytes = 2 if encoding == "pcm_s16le" else 1
+        self._chunker = Chunker(
+            chunk_bytes=self._bps * chunk_ms // 1000,
+            min_bytes=self._bps * MIN_CHUNK_MS // 1000,
+            max_bytes=self._bps * MAX_CHUNK_MS // 1000,
+            sample_bytes=sample_bytes,
+            silence=0 if encoding == "pcm_s16le" else 0xFF,
+        )
+        self._connect_timeout_s = connect_timeout_s
+        self._terminate_timeout_s = terminate_timeout_s
+        self._backoff_initial_s = backoff_initial_s
+        self._backoff_max_s = backoff_max_s
+        self._give_up_s = give_up_s
+        self._quick = QuickFailureTracker(window_s=quick_failure_s, limit=quick_failure_limit)
+        self._replay_max_bytes = int(replay_max_s * self._bps)
+        self._backlog_max_bytes = int(backlog_max_s * self._bps)
+        self._factor = realtime_factor
+        self._max_lead_s = max_lead_s
+
+        # Audio bookkeeping, in caller byte positions (bytes given to send()).
+        self._chunked_pos = 0  # caller position after the last chunk made
+        self._pending: collections.deque[tuple[int, bytes]] = collections.deque()
+        self._pending_bytes = 0
+        self._sent: collections.deque[tuple[int, bytes]] = collections.deque()
+        self._sent_bytes = 0
+        self._control: list[str] = []  # control frames for the open socket
+        self._config_updates: dict[str, Any] = {}  # re-applied on every new socket
+        self.dropped_bytes = 0
+
+        # One socket at a time.
+        self._conn: ClientConnection | None = None
+        self._proto: SttProtocol | None = None
+        self._socket_count = 0
+        # (socket byte offset, caller byte position) pieces of the current socket.
+        self._pieces: list[tuple[int, int]] = []
+        self._socket_next_pos = 0
+
+        self._wake = asyncio.Event()
+        self._events: collections.deque[Event] = collections.deque()
+        self._events_ready = asyncio.Event()
+        self._max_partials_queued = 200
+        self._runner: asyncio.Task[None] | None = None
+        self._opened: asyncio.Future[None] | None = None
+        self._stopping = False
+        self._finished = False
+        self.error: RecorderError | None = None
+        self._proto_terminate_sent = False
+        self._last_server_error: str | None = None
+        self._terminated: SessionTerminated | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"StreamingSession(url={redact_url(self._url)!r}, "
+            f"speech_model={self.speech_model!r}, name={self.name!r})"
+        )
+
+    # -- public API ----------------------------------------------------------
+
+    @property
+    def audio_ms(self) -> int:
+        """Caller audio position: ms of audio given to :meth:`send` so far (chunked)."""
+        return self._chunked_pos * 1000 // self._bps
+
+    @property
+    def socket_count(self) -> int:
+        """How many sockets have been opened (0 before the first ``Begin``)."""
+        return self._socket_count
+
+    async def start(self) -> None:
+        """Open the first socket and wait for ``Begin``.
+
+        Raises:
+            SttRejected: the server refused us for good (bad key, bad URL).
+            SttConnectionError: no socket could be opened within ``give_up_s``.
+        """
+        if self._runner is not None:
+            raise RuntimeError("stt session already started")
+        loop = asyncio.get_running_loop()
+        self._opened = loop.create_future()
+        self._runner = asyncio.create_task(self._run(), name=f"stt {self.name}")
+        await asyncio.wait({self._opened, self._runner}, return_when=asyncio.FIRST_COMPLETED)
+        if not self._opened.done():
+            self._raise_error()
+
+    def send(self, pcm: bytes) -> None:
+        """Queue audio (any size; re-chunked). Never blocks; sending is paced to real time.
+
+        Raises:
+            SttRejected: the session failed for good earlier.
+            SttConnectionError: the session gave up reconnecting earlier.
+        """
+        if self.error is not None:
+            self._raise_error()
+        if self._stopping:
+            raise RuntimeError("stt session is stopping; no more audio")
+        for chunk in self._chunker.push(pcm):
+            self._pending.append((self._chunked_pos, chunk))
+            self._chunked_pos += len(chunk)
+            self._pending_bytes += len(chunk)
+        if self._pending_bytes > self._backlog_max_bytes:
+            self._trim_backlog()
+        self._wake.set()
+
+    def force_endpoint(self) -> None:
+        """End the current turn now (§3.3); ignored while no socket is open."""
+        self._control_frame("force_endpoint")
+
+    def update_configuration(self, **fields: Any) -> None:
+        """Change settings mid-session with wire names, e.g. ``keyterms_prompt=[...]`` (§3.2).
+
+        The update is also applied to every later socket of this session.
+        """
+        self._config_updates.update(fields)
+        self._control_frame("update", fields)
+
+    def keepalive(self) -> None:
+        """Reset the server's inactivity timer (§3.4); ignored while no socket is open."""
+        self._control_frame("keepalive")
+
+    async def events(self) -> AsyncIterator[Event]:
+        """Yield events until the session ends.
+
+        Raises:
+            SttRejected: the session failed for good (after the events before it).
+            SttConnectionError: reconnecting was given up.
+        """
+        while True:
+            if self._events:
+                yield self._events.popleft()
+                continue
+            if self._finished:
+                break
+            self._events_ready.clear()
+            await self._events_ready.wait()
+        if self.error is not None:
+            self._raise_error()
+
+    async def stop(self) -> None:
+        """Send the tail and ``Terminate``, wait (bounded) for ``Termination``, close.
+
+        Failures are not raised here; :meth:`events` (or :attr:`error`) reports them.
+        """
+        if self._runner is None:
+            self._finish()
+            return
+        if not self._stopping:
+            self._stopping = True
+            tail = self._chunker.flush()
+            if tail is not None:
+                self._pending.append((self._chunked_pos, tail))
+                self._chunked_pos += len(tail)
+                self._pending_bytes += len(tail)
+            self._wake.set()
+        try:
+            await asyncio.shield(self._runner)
+        except RecorderError:
+            pass
+
+    async def aclose(self) -> None:
+        """Abort at once without flushing (cancellation path)."""
+        if self._runner is not None and not self._runner.done():
+            self._runner.cancel()
+            try:
+                await self._runner
+            except (asyncio.CancelledError, RecorderError):
+                pass
+        self._finish()
+
+    # -- internals: caller side ----------------------------------------------
+
+    def _raise_error(self) -> None:
+        assert self.error is not None
+        raise self.error
+
+    def _control_frame(self, kind: str, fields: dict[str, Any] | None = None) -> None:
+        proto = self._proto
+        if proto is None or proto.state is not State.OPEN:
+            return
+        if kind == "force_endpoint":
+            proto.send_force_endpoint()
+        elif kind == "update":
+            proto.send_update_configuration(**(fields or {}))
+        else:
+            proto.send_keepalive()
+        self._control.extend(str(frame) for frame in proto.data_to_send())
+        self._wake.set()
+
+    def _trim_backlog(self) -> None:
+        # Unsent audio beyond backlog_max_s is lost: report it (STYLE.md §3.2).
+        dropped_from = None
+        dropped = 0
+        while self._pending and self._pending_bytes > self._backlog_max_bytes:
+            pos, chunk = self._pending.popleft()
+            self._pending_bytes -= len(chunk)
+            dropped_from = pos if dropped_from is None else dropped_from
+            dropped += len(chunk)
+        if dropped_from is not None:
+            self.dropped_bytes += dropped
+            logger.warning(
+                "! %s: stt backlog full, dropped %d ms of audio",
+                self.name,
+                dropped * 1000 // self._bps,
+            )
+            self._emit(AudioDropped(dropped_from * 1000 // self._bps, dropped * 1000 // self._bps))
+
+    def _emit(self, event: Event) -> None:
+        if isinstance(event, PartialTranscript) and len(self._events) >= self._max_partials_queued:
+            return  # partials are live-only; a slow reader loses some, never finals
+        self._events.append(event)
+        self._events_ready.set()
+
+    def _finish(self) -> None:
+        self._finished = True
+        self._events_ready.set()
+
+    # -- internals: the runner -----------------------------------------------
+
+    async def _run(self) -> None:
+        try:
+            await self._run_sockets()
+        except RecorderError as exc:
+            self.error = exc
+            logger.warning("! %s: stt session failed: %s", self.name, exc)
+        finally:
+            self._finish()
+
+    def _has_unfinalised_audio(self) -> bool:
+        return bool(self._pending or self._sent)
+
+    async def _run_sockets(self) -> None:
+        loop = asyncio.get_running_loop()
+        delays = None
+        streak_start: float | None = None  # first failure since the last Begin
+        last_problem = ""
+        first = True
+        while True:
+            if not first and self._stopping and not self._has_unfinalised_audio():
+                return
+            first = False
+            if self._token_used():
+                raise SttRejected(
+                    "a temporary token opens one session only and this one was used",
+                    hint="give the recorder an api key so it can reconnect",
+                )
+            disposition: Disposition
+            try:
+                conn = await open_socket(
+                    self._url,
+                    self._headers,
+                    open_timeout_s=self._connect_timeout_s,
+                    close_timeout_s=_CLOSE_TIMEOUT_S,
+                )
+            except SttConnectionError as exc:
+                disposition, last_problem = Disposition.RETRY, str(exc)
+                logger.info("! %s: %s", self.name, exc)
+            else:
+                closed, lifetime = await self._run_socket(conn)
+                disposition = closed.disposition
+                last_problem = f"close code {closed.code}: {closed.reason or 'no reason'}"
+                if self._stopping and (
+                    disposition is Disposition.DONE or self._proto_terminate_sent
+                ):
+                    return
+                if disposition is Disposition.FATAL:
+                    message = self._last_server_error or closed.reason or "no reason given"
+                    raise SttRejected(message, code=closed.code, hint=closed.hint)
+                if lifetime is not None:
+                    streak_start, delays = None, None
+                    if disposition is Disposition.RETRY and self._quick.record(lifetime):
+                        raise SttConnectionError(
+                            f"the stt connection closed within {self._quick.window_s:g} s of "
+                            f"opening {self._quick.limit} times in a row ({last_problem}); "
+                            "giving up"
+                        )
+                if disposition is Disposition.DONE:
+                    return
+                if disposition is Disposition.REOPEN:
+                    continue
+                if disposition is Disposition.REOPEN_ON_AUDIO:
+                    # The server saw no audio for inactivity_timeout: nothing is in flight.
+                    self._sent.clear()
+                    self._sent_bytes = 0
+                    while not self._pending and not self._stopping:
+                        self._wake.clear()
+                        await self._wake.wait()
+                    continue
+            # RETRY: back off, bounded in total time.
+            now = loop.time()
+            streak_start = now if streak_start is None else streak_start
+            if delays is None:
+                delays = backoff(initial_s=self._backoff_initial_s, max_s=self._backoff_max_s)
+            delay = next(delays)
+            if now + delay - streak_start > self._give_up_s:
+                raise SttConnectionError(
+                    f"gave up reconnecting to the speech-to-text service after "
+                    f"{now - streak_start:.0f} s ({last_problem}); "
+                    "check the network and the stt url"
+                )
+            logger.info("= %s: reconnecting in %.2f s (%s)", self.name, delay, last_problem)
+            await asyncio.sleep(delay)
+
+    def _token_used(self) -> bool:
+        return self._has_token and self._socket_count > 0
+
+    async def _run_socket(self, conn: ClientConnection) -> tuple[Closed, float | None]:
+        """Drive one socket until it closes; return its Closed event and lifetime after Begin."""
+        loop = asyncio.get_running_loop()
+        upgraded_at = loop.time()
+        index = self._socket_count
+        # Replay: the new socket starts with the oldest unfinalised audio (§6.2).
+        if self._sent:
+            self._pending.extendleft(reversed(self._sent))
+            self._pending_bytes += self._sent_bytes
+            self._sent.clear()
+            self._sent_bytes = 0
+        start_pos = self._pending[0][0] if self._pending else self._chunked_pos
+        proto = SttProtocol(
+            sample_rate_hz=self._sample_rate_hz,
+            encoding=self._encoding,
+            inactivity_timeout_set=self._inactivity_timeout_set,
+            socket_index=index,
+            audio_offset_ms=start_pos * 1000 // self._bps,
+        )
+        self._proto = proto
+        self._proto_terminate_sent = False
+        self._last_server_error = None
+        self._terminated = None
+        self._pieces = [(0, start_pos)]
+        self._socket_next_pos = start_pos
+        began_at: float | None = None
+        sender: asyncio.Task[None] | None = None
+        try:
+            try:
+                async with asyncio.timeout(self._connect_timeout_s):
+                    while proto.state is State.CONNECTING:
+                        frame = await conn.recv()
+                        if isinstance(frame, str):
+                            proto.receive_text(frame)
+                            self._dispatch(proto)
+            except TimeoutError:
+                logger.info("! %s: no begin within %g s", self.name, self._connect_timeout_s)
+                conn.transport.abort()
+                proto.receive_close(None, "no Begin from the server in time")
+                return self._close_events(proto, upgraded_at, None), None
+            began_at = loop.time()
+            self._socket_count += 1
+            self._conn = conn
+            if self._config_updates:
+                proto.send_update_configuration(**self._config_updates)
+                self._control.extend(str(f) for f in proto.data_to_send())
+            sender = asyncio.create_task(
+                self._send_loop(conn, proto, began_at), name=f"stt {self.name} sender {index}"
+            )
+            async for frame in conn:
+                if isinstance(frame, str):
+                    proto.receive_text(frame)
+                    self._dispatch(proto)
+        except ConnectionClosed:
+            pass
+        finally:
+            self._conn = None
+            if sender is not None:
+                sender.cancel()
+                try:
+                    await sender
+                except asyncio.CancelledError:
+                    pass
+            if proto.state is not State.CLOSED and conn.close_code is None:
+                conn.transport.abort()  # cancelled: do not linger on the socket
+        proto.receive_close(conn.close_code, conn.close_reason or "")
+        lifetime = None if began_at is None else loop.time() - began_at
+        return self._close_events(proto, upgraded_at, began_at), lifetime
+
+    def _close_events(
+        self, proto: SttProtocol, upgraded_at: float, began_at: float | None
+    ) -> Closed:
+        closed: Closed | None = None
+        for event in proto.events_received():
+            if isinstance(event, Closed):
+                closed = event
+            self._emit(event)
+        assert closed is not None
+        if began_at is not None:
+            self._emit(
+                SegmentClosed(
+                    socket_index=proto.socket_index,
+                    audio_seconds=proto.audio_seconds_sent,
+                    open_seconds=asyncio.get_running_loop().time() - upgraded_at,
+                    close_code=closed.code,
+                    reason=closed.reason,
+                    billed_seconds=(
+                        self._terminated.session_duration_s if self._terminated else None
+                    ),
+                )
+            )
+        logger.info(
+            "= %s: socket %d closed, code %s (%s)",
+            self.name,
+            proto.socket_index,
+            closed.code,
+            closed.disposition.value,
+        )
+        return closed
+
+    def _dispatch(self, proto: SttProtocol) -> None:
+        """Hand on the protocol's events, keeping the replay buffer and segments up to date."""
+        for event in proto.events_received():
+            if isinstance(event, FinalTranscript):
+                if len(self._pieces) > 1:
+                    event = self._remap(event)
+                self._finalised_up_to(event)
+            elif isinstance(event, PartialTranscript | SpeechStarted) and len(self._pieces) > 1:
+                event = self._remap(event)
+            elif isinstance(event, SessionStarted):
+                self._emit(event)
+                self._emit(
+                    SegmentOpened(
+                        socket_index=proto.socket_index,
+                        provider_id=event.id,
+                        audio_offset_ms=proto.audio_offset_ms,
+                        expires_at=event.expires_at,
+                    )
+                )
+                if event.model is not None and event.model != self.speech_model:
+                    logger.warning(
+                        "! %s: asked for speech model %s but the server applied %s",
+                        self.name,
+                        self.speech_model,
+                        event.model,
+                    )
+                if self._opened is not None and not self._opened.done():
+                    self._opened.set_result(None)
+                continue
+            elif isinstance(event, SessionTerminated):
+                self._terminated = event
+            elif isinstance(event, ServerError):
+                self._last_server_error = event.message
+                logger.warning(
+                    "! %s: stt server error %s: %s", self.name, event.code, event.message
+                )
+            self._emit(event)
+
+    def _remap(self, event: Any) -> Any:
+        """Correct ``audio_offset_ms`` when this socket's audio has a gap (a dropped backlog)."""
+        start_ms = getattr(event, "timestamp_ms", None)
+        if start_ms is None:
+            start_ms = event.words[0].start_ms if event.words else 0
+        socket_byte = start_ms * self._bps // 1000
+        offset = self._pieces[0][1]
+        for sock_off, caller_pos in self._pieces:
+            if sock_off > socket_byte:
+                break
+            offset = caller_pos - sock_off
+        return dataclasses.replace(event, audio_offset_ms=offset * 1000 // self._bps)
+
+    def _finalised_up_to(self, event: FinalTranscript) -> None:
+        end_ms = event.end_ms
+        if end_ms is None:
+            return
+        end_pos = end_ms * self._bps // 1000
+        sent = self._sent
+        while sent and sent[0][0] + len(sent[0][1]) <= end_pos:
+            _, chunk = sent.popleft()
+            self._sent_bytes -= len(chunk)
+
+    # -- internals: the sender -------------------------------------------------
+
+    async def _send_loop(self, conn: ClientConnection, proto: SttProtocol, began_at: float) -> None:
+        """Send queued audio paced to real time, then ``Terminate`` when stopping."""
+        loop = asyncio.get_running_loop()
+        pending = self._pending
+        bps_factor = self._bps * self._factor
+        try:
+            while True:
+                if self._control:
+                    frames, self._control = self._control, []
+                    for text in frames:
+                        await conn.send(text)
+                    continue
+                if not pending:
+                    if self._stopping:
+                        break
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
+                # Pacing (§6.1, §8.2): chunk k may go at began_at + (audio before it) / rate.
+                delay = began_at + proto.audio_bytes_sent / bps_factor - self._max_lead_s
+                delay -= loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                    continue
+                pos, chunk = pending.popleft()
+                self._pending_bytes -= len(chunk)
+                if pos != self._socket_next_pos:
+                    self._pieces.append((proto.audio_bytes_sent, pos))
+                self._socket_next_pos = pos + len(chunk)
+                proto.send_audio(chunk)
+                proto.data_to_send()
+                self._sent.append((pos, chunk))
+                self._sent_bytes += len(chunk)
+                # Unfinalised audio beyond replay_max_s only loses the ability to replay it.
+                while self._sent_bytes > self._replay_max_bytes:
+                    self._sent_bytes -= len(self._sent.popleft()[1])
+                await conn.send(chunk)
+            proto.send_terminate()
+            self._proto_terminate_sent = True
+            for frame in proto.data_to_send():
+                await conn.send(frame)
+            # Bounded wait for Termination (§8.4); the receiver returns when the server closes.
+            await asyncio.sleep(self._terminate_timeout_s)
+            logger.warning(
+                "! %s: no termination within %g s; closing", self.name, self._terminate_timeout_s
+            )
+            await conn.close()
+        except ConnectionClosed:
+            return
