@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import re
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -60,6 +61,20 @@ async def server(emulator: StreamingEmulator) -> AsyncIterator[RunningServer]:
         yield running
 
 
+async def http_get(server: RunningServer, path: str, key: str | None) -> tuple[int, dict[str, Any]]:
+    """One plain HTTP GET on its own connection (the server closes after answering)."""
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    try:
+        auth = f"Authorization: {key}\r\n" if key else ""
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n{auth}\r\n".encode())
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        return int(head.split()[1]), json.loads(await reader.readexactly(length))
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
 def three_sentences() -> bytes:
     return (
         speech(SCRIPT[:2])
@@ -97,6 +112,7 @@ async def test_full_session_three_finals_and_termination(
     assert record.audio_seconds == pytest.approx(audio_s)
     assert record.billed_seconds > 0
     assert [m["type"] for m in record.sent] == kinds
+    assert all(isinstance(frame, str) for frame in client.raw)  # text frames only (item 26)
     assert all(frame.kind == "audio" for frame in record.received[:-1])
     assert record.received[-1].text == '{"type": "Terminate"}'
 
@@ -171,7 +187,7 @@ async def test_short_frame_not_followed_by_terminate_still_closes(
         assert (await client.closed())[0] == 3007
 
 
-@pytest.mark.parametrize(("factor", "expected"), [(1.0, 3007), (1000.0, 1000)])
+@pytest.mark.parametrize(("factor", "expected"), [(1.0, 3007), (100.0, 1000)])
 async def test_burst_faster_than_real_time(
     make_emulator: Callable[..., StreamingEmulator], factor: float, expected: int
 ) -> None:
@@ -179,7 +195,10 @@ async def test_burst_faster_than_real_time(
     async with emulator.serve() as server:
         client = await open_client(server.url)
         await client.next_of("Begin")
-        for _ in range(8):  # 8 s of audio at once: beyond the 3 s allowance
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for i in range(8):  # 8 s of audio in 0.16 s: 50 times real time
+            await asyncio.sleep(max(0.0, start + i * 0.02 - loop.time()))
             try:
                 await client.ws.send(silence(1000))
             except websockets.ConnectionClosed:
@@ -189,8 +208,10 @@ async def test_burst_faster_than_real_time(
         code, reason = await client.closed()
     assert code == expected
     if expected == 3007:
-        assert reason is not None and reason.startswith(
-            "Audio Transmission Rate Exceeded: Received 4.0 sec. audio in 0.0"
+        # Refused at the first frame past the 3 s allowance.
+        assert reason is not None
+        assert re.fullmatch(
+            r"Audio Transmission Rate Exceeded: Received 4\.0 sec\. audio in 0\.\d{6} sec", reason
         )
         assert emulator.sessions[0].audio_seconds == pytest.approx(4.0)
 
@@ -252,6 +273,7 @@ async def test_update_keep_alive_produce_no_reply(
 ) -> None:
     client = await open_client(server.url)
     await client.next_of("Begin")
+    keyterms, silences = [], []
     for message in [
         {"type": "KeepAlive"},
         {
@@ -264,9 +286,17 @@ async def test_update_keep_alive_produce_no_reply(
         {"type": "UpdateConfiguration", "keyterms_prompt": []},
     ]:
         await client.ws.send(json.dumps(message))
+        await emulator.sessions[0].wait_received(len(keyterms) + 1)
+        params = emulator.sessions[0].params
+        assert params is not None
+        keyterms.append(params.keyterms_prompt)
+        silences.append(params.min_turn_silence_ms)
     await client.terminate()
     await client.closed()
     assert [m["type"] for m in client.messages] == ["Begin", "Termination"]
+    assert keyterms == [(), ("Agora",), ()]  # replaced as a whole, [] clears
+    assert silences == [100, 400, 400]
+    assert params.sample_rate_hz == 16000  # not mutable: ignored
 
 
 async def test_force_endpoint(server: RunningServer) -> None:
@@ -434,14 +464,17 @@ async def test_inactivity_timeout_with_manual_clock(
     async with emulator.serve() as server:
         client = await open_client(server.url, "speech_model=u3-rt-pro&inactivity_timeout=5")
         await client.next_of("Begin")
+        record = emulator.sessions[0]
+        await clock.wait_sleeping_until(5)  # the watchdog: idle deadline 0 + 5 s
         clock.advance(4)
         await client.ws.send(json.dumps({"type": "KeepAlive"}))  # resets the timer
-        await client.ws.ping()  # a round trip: the KeepAlive has been read
+        await record.wait_received(1)
         clock.advance(4)
-        await client.ws.send(silence(100))
-        await client.ws.ping()
+        await clock.wait_sleeping_until(9)  # woke at 8, idle since 4: sleeps on
+        await client.ws.send(silence(100))  # audio resets it too
+        await record.wait_received(2)
         clock.advance(4.5)
-        await client.ws.ping()
+        await clock.wait_sleeping_until(13)
         assert client.ws.close_code is None
         clock.advance(1)
         code, reason = await client.closed()
@@ -458,8 +491,9 @@ async def test_three_hour_cap_closes_3008(
         client = await open_client(server.url)
         begin = await client.next_of("Begin")
         assert begin["expires_at"] == int(clock.time()) + 10800
+        await clock.wait_sleeping_until(10800)
         clock.advance(10799)
-        await client.ws.ping()
+        assert clock.deadlines == [10800]
         assert client.ws.close_code is None
         clock.advance(1)
         code, reason = await client.closed()
@@ -648,19 +682,7 @@ async def test_delay_termination_fault(make_emulator: Callable[..., StreamingEmu
 async def test_temporary_token_works_once(make_emulator: Callable[..., StreamingEmulator]) -> None:
     emulator = make_emulator(api_keys={"good"})
     async with emulator.serve() as server:
-        base = server.url.removesuffix("/v3/ws")
-        reader, writer = await asyncio.open_connection(server.host, server.port)
-
-        async def get(path: str, key: str | None) -> tuple[int, dict[str, Any]]:
-            auth = f"Authorization: {key}\r\n" if key else ""
-            writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n{auth}\r\n".encode())
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
-            return int(head.split()[1]), json.loads(await reader.readexactly(length))
-
-        assert base
-        status, body = await get("/v3/token?expires_in_seconds=60", "good")
-        writer.close()
+        status, body = await http_get(server, "/v3/token?expires_in_seconds=60", "good")
         assert status == 200 and body["expires_in_seconds"] == 60
         token = body["token"]
         first = await open_client(server.url, f"speech_model=u3-rt-pro&token={token}", key=None)
@@ -668,3 +690,55 @@ async def test_temporary_token_works_once(make_emulator: Callable[..., Streaming
         await first.ws.close()
         again = await open_client(server.url, f"speech_model=u3-rt-pro&token={token}", key=None)
         assert (await again.closed())[0] == 1008
+
+
+async def test_token_in_header_and_token_limits(
+    make_emulator: Callable[..., StreamingEmulator],
+) -> None:
+    clock = ManualClock()
+    emulator = make_emulator(api_keys={"good"}, clock=clock)
+    async with emulator.serve() as server:
+        assert (await http_get(server, "/v3/token?expires_in_seconds=60", None))[0] == 401
+        assert (await http_get(server, "/v3/token?expires_in_seconds=0", "good"))[0] == 400
+        status, body = await http_get(server, "/v3/token?expires_in_seconds=601", "good")
+        assert status == 400 and "error" in body
+        assert (
+            await http_get(
+                server, "/v3/token?expires_in_seconds=9&max_session_duration_seconds=59", "good"
+            )
+        )[0] == 400
+        _, body = await http_get(
+            server, "/v3/token?expires_in_seconds=10&max_session_duration_seconds=60", "good"
+        )
+        capped = body["token"]
+        _, body = await http_get(server, "/v3/token?expires_in_seconds=10", "good")
+        late = body["token"]
+        client = await open_client(server.url, key=capped)  # token in the header
+        begin = await client.next_of("Begin")
+        assert begin["expires_at"] == int(clock.time()) + 60  # the token's cap (item 21)
+        clock.advance(11)
+        stale = await open_client(server.url, key=late)  # window passed
+        assert (await stale.closed())[0] == 1008
+        clock.advance(49)
+        assert (await client.closed())[0] == 3008
+
+
+async def test_unknown_model_switch(make_emulator: Callable[..., StreamingEmulator]) -> None:
+    behaviour = StreamingBehaviour(processing_delay_s=0.0, reject_unknown_model=False)
+    async with make_emulator(behaviour=behaviour).serve() as server:
+        client = await open_client(server.url, "speech_model=nova-3")
+        await client.next_of("Begin")
+        await client.terminate()
+        assert (await client.closed())[0] == 1000
+
+
+async def test_rate_limit_legacy_1008_switch(
+    make_emulator: Callable[..., StreamingEmulator],
+) -> None:
+    behaviour = StreamingBehaviour(
+        processing_delay_s=0.0, max_sessions_per_minute=0, rate_limit_legacy_1008=True
+    )
+    async with make_emulator(behaviour=behaviour).serve() as server:
+        client = await open_client(server.url)
+        code, reason = await client.closed()
+    assert (code, reason) == (1008, "Unauthorized Connection: Too many concurrent sessions")

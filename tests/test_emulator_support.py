@@ -119,6 +119,7 @@ class RawClient:
         self.ws = connection
         self.messages: list[dict[str, Any]] = []
         self.raw: list[str | bytes] = []
+        self._arrived = asyncio.Event()
         self._reader = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
@@ -129,6 +130,8 @@ class RawClient:
                     self.messages.append(json.loads(frame))
                 except ValueError:
                     pass
+                self._arrived.set()
+        self._arrived.set()
 
     async def next_of(self, kind: str, after: int = 0) -> dict[str, Any]:
         """Wait for the first message of ``type`` ``kind`` at index >= ``after``."""
@@ -139,7 +142,8 @@ class RawClient:
                         return message
                 if self._reader.done():
                     raise AssertionError(f"closed before a {kind}: {self.messages}")
-                await asyncio.sleep(0.005)
+                self._arrived.clear()
+                await self._arrived.wait()
 
     async def closed(self) -> tuple[int | None, str | None]:
         """Wait for the close; return (code, reason) as the client saw them."""

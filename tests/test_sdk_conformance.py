@@ -63,12 +63,17 @@ class Collector:
         self.events: list[Any] = []
         self.errors: list[StreamingError] = []
         self.done = threading.Event()
+        self.failed = threading.Event()
 
     def register(self, client: Any) -> None:
         for kind in (StreamingEvents.Begin, StreamingEvents.SpeechStarted, StreamingEvents.Turn):
             client.on(kind, lambda _client, event: self.events.append(event))
         client.on(StreamingEvents.Termination, self._on_termination)
-        client.on(StreamingEvents.Error, lambda _client, error: self.errors.append(error))
+        client.on(StreamingEvents.Error, self._on_error)
+
+    def _on_error(self, _client: Any, error: StreamingError) -> None:
+        self.errors.append(error)
+        self.failed.set()
 
     def _on_termination(self, _client: Any, event: TerminationEvent) -> None:
         self.events.append(event)
@@ -133,9 +138,7 @@ async def test_sdk_sees_a_wrong_key_as_1008(server: RunningServer) -> None:
     client = AsyncStreamingClient(StreamingClientOptions(api_key="wrong", api_host=host_of(server)))
     collector.register(client)
     await client.connect(StreamingParameters(speech_model="u3-rt-pro", sample_rate=16000))
-    async with asyncio.timeout(TIMEOUT):
-        while not collector.errors:
-            await asyncio.sleep(0.01)
+    assert await asyncio.to_thread(collector.failed.wait, TIMEOUT)
     await client.disconnect()
     assert collector.errors[0].code == 1008
     assert not any(isinstance(event, BeginEvent) for event in collector.events)

@@ -58,6 +58,7 @@ class ManualClock:
         self._unix_offset = start
         self._now = 0.0
         self._waiters: list[tuple[float, asyncio.Future[None]]] = []
+        self._registered: asyncio.Event | None = None
 
     def time(self) -> float:
         """Unix time in seconds."""
@@ -73,10 +74,25 @@ class ManualClock:
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append((deadline, future))
+        if self._registered is not None:
+            self._registered.set()
         try:
             await future
         finally:
             self._waiters = [(d, f) for d, f in self._waiters if f is not future]
+
+    @property
+    def deadlines(self) -> list[float]:
+        """The deadlines somebody is sleeping until, soonest first."""
+        return sorted(deadline for deadline, future in self._waiters if not future.done())
+
+    async def wait_sleeping_until(self, deadline: float) -> None:
+        """Wait until somebody sleeps until ``deadline`` (a test's synchronisation point)."""
+        if self._registered is None:
+            self._registered = asyncio.Event()
+        while deadline not in self.deadlines:
+            self._registered.clear()
+            await self._registered.wait()
 
     def advance(self, seconds: float) -> None:
         """Move the clock forward and wake every sleeper whose deadline has passed."""

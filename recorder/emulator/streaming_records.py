@@ -105,6 +105,18 @@ class SessionRecord:
     received: list[ReceivedFrame] = field(default_factory=list)
     sent: list[dict[str, Any]] = field(default_factory=list)
     closed: asyncio.Event = field(default_factory=asyncio.Event)
+    _frame_arrived: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+
+    def add_received(self, frame: ReceivedFrame) -> None:
+        """Record a frame the server has processed."""
+        self.received.append(frame)
+        self._frame_arrived.set()
+
+    async def wait_received(self, count: int) -> None:
+        """Wait until the server has processed ``count`` frames (needs ``record_frames``)."""
+        while len(self.received) < count:
+            self._frame_arrived.clear()
+            await self._frame_arrived.wait()
 
     def sent_of_type(self, message_type: str) -> list[dict[str, Any]]:
         """The sent messages of one ``type``, in order."""

@@ -298,7 +298,7 @@ class StreamingSession:
         params = self._engine.params
         duration_ms = len(data) * 1000 / params.bytes_per_second
         if self._behaviour.record_frames:
-            self._record.received.append(ReceivedFrame("audio", len(data), duration_ms))
+            self._record.add_received(ReceivedFrame("audio", len(data), duration_ms))
         if self._short_tail is not None:
             return self._duration_error(len(self._short_tail) * 1000 / params.bytes_per_second)
         # Chunk rule, spec §3.1 and §6.1; integer form of 50 <= ms <= 1000.
@@ -353,7 +353,7 @@ class StreamingSession:
     def _on_text(self, text: str) -> _Outcome | None:
         assert self._engine is not None
         if self._behaviour.record_frames:
-            self._record.received.append(ReceivedFrame("text", len(text.encode()), text=text))
+            self._record.add_received(ReceivedFrame("text", len(text.encode()), text=text))
         try:
             message = json.loads(text)
         except ValueError:
@@ -371,6 +371,7 @@ class StreamingSession:
                 self._engine.update(apply_update(self._engine.params, message))
             except ParameterError as exc:
                 return _Close(3006, str(exc))
+            self._record.params = self._engine.params
             return None
         if kind == "ForceEndpoint":
             self._post(self._engine.force_endpoint())
