@@ -17,6 +17,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
 from recorder.emulator.streaming import STREAMING_PATH, StreamingEmulator, server_options
+from recorder.emulator.streaming_records import StreamingBehaviour
 
 __all__ = ["EmulatorServer", "RoutedEmulator", "serve_emulators"]
 
@@ -78,11 +79,18 @@ async def serve_emulators(
         api_keys: keys accepted; empty means any non-empty key.
         realtime_factor: how much faster than real time audio may arrive.
         streaming: a pre-built streaming emulator (tests); overrides the two above.
+            Without it, frames are not recorded (``record_frames=False``), only sessions.
 
     Yields:
         The running emulators and their URLs.
     """
-    streaming = streaming or StreamingEmulator(api_keys=api_keys, realtime_factor=realtime_factor)
+    if streaming is None:
+        # A long-running server keeps session records but not every frame (memory).
+        streaming = StreamingEmulator(
+            api_keys=api_keys,
+            realtime_factor=realtime_factor,
+            behaviour=StreamingBehaviour(record_frames=False),
+        )
     emulators: list[RoutedEmulator] = [streaming]
 
     def process_request(connection: ServerConnection, request: Request) -> Response | None:
