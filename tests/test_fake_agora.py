@@ -307,6 +307,10 @@ def test_connect_events_come_from_another_thread_with_states(
     subscribed = rec.args("on_user_audio_track_subscribed")[0]
     assert subscribed[1] == "1001" and subscribed[2].user_id == "1001"
     assert rec.args("on_user_audio_track_state_changed")[0][1:4] == ("1001", None, 2)
+    bases = (sdk.IRTCConnectionObserver, sdk.IRTCLocalUserObserver, sdk.IAudioFrameObserver)
+    for name, _, args in rec.calls:
+        base = next(b for b in bases if hasattr(b, name))
+        assert len(args) == len(inspect.signature(getattr(base, name)).parameters) - 1, name
     threads = {t for _, t, _ in rec.calls}
     assert threading.main_thread() not in threads
     assert conn.connect("token", "room", "9") == -8  # already connecting/connected
