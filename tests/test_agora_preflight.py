@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 import ssl
 import sys
@@ -80,6 +81,9 @@ def _assert_unavailable(info: pytest.ExceptionInfo[TransportUnavailable], *words
         assert word in message
 
 
+@pytest.mark.skipif(
+    importlib.util.find_spec("agora") is not None, reason="an agora package is installed here"
+)
 def test_not_installed(site: Path) -> None:
     with pytest.raises(TransportUnavailable) as info:
         load_agora_sdk(system="linux", machine="x86_64")
