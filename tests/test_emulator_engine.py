@@ -5,11 +5,39 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_emulator_support import StandInRecognizer, chunks, silence, speech, tone
 
 from recorder.emulator.streaming_engine import EngineOptions, TurnEngine
-from recorder.emulator.streaming_params import SessionParams, apply_update, parse_params
+from recorder.emulator.streaming_params import (
+    ParameterError,
+    SessionParams,
+    apply_update,
+    parse_params,
+)
 
+FIELDS = [
+    "sample_rate",
+    "encoding",
+    "min_turn_silence",
+    "max_turn_silence",
+    "vad_threshold",
+    "keyterms_prompt",
+    "language_detection",
+    "inactivity_timeout",
+    "speaker_labels",
+    "max_speakers",
+    "domain",
+    "format_turns",
+    "llm_gateway",
+    "language_codes",
+    "mode",
+    "interruption_delay",
+    "continuous_partials",
+    "end_of_turn_confidence_threshold",
+    "unknown",
+]
 PARAMS = parse_params({"speech_model": "u3-rt-pro", "sample_rate": "16000"})
 
 
@@ -178,3 +206,33 @@ def test_universal_streaming_sends_no_speech_started() -> None:
     params = dataclasses.replace(PARAMS, speech_model="universal-streaming-english")
     out = run(make(["Hi."], params), speech(["Hi."]) + silence(200))
     assert [m["type"] for m in out] == ["Turn"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.dictionaries(st.sampled_from(FIELDS), st.text(max_size=20), max_size=6))
+def test_parse_params_raises_only_parameter_error(query: dict[str, str]) -> None:
+    try:
+        params = parse_params({"speech_model": "u3-rt-pro", **query})
+    except ParameterError as exc:
+        assert exc.name in query
+        assert str(exc).startswith(f"Invalid Message: {exc.name}: ")
+    else:
+        assert 50 <= params.min_turn_silence_ms <= 10000
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.integers(min_value=50, max_value=1000), min_size=1, max_size=8))
+def test_any_chunking_gives_the_same_messages(sizes_ms: list[int]) -> None:
+    script = ["Hello", "there.", "How", "are", "you?", "Fine"]
+    pcm = speech(script[:2]) + silence(1200) + speech(script[2:5]) + silence(300)
+    pcm += speech(script[5:]) + silence(150)
+    reference = run(make(list(script)), pcm)
+    engine = make(list(script))
+    out: list[dict] = []
+    position, index = 0, 0
+    while position < len(pcm):
+        size = sizes_ms[index % len(sizes_ms)] * 32
+        out.extend(engine.receive_audio(pcm[position : position + size]))
+        position += size
+        index += 1
+    assert out == reference

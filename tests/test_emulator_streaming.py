@@ -153,6 +153,19 @@ async def test_chunk_outside_50_to_1000_ms_closes_3007(server: RunningServer, ms
     assert error["error"] == f"Input Duration Error: {reason}"
 
 
+async def test_frames_may_split_a_sample(
+    emulator: StreamingEmulator, server: RunningServer
+) -> None:
+    pcm = tone(200) + silence(200)
+    client = await open_client(server.url)
+    await client.ws.send(pcm[:3201])
+    await client.ws.send(pcm[3201:6400])
+    await client.ws.send(pcm[6400:])
+    await client.terminate()
+    assert (await client.closed())[0] == 1000
+    assert client.of_type("Turn")[0]["words"][0]["end"] == 200
+
+
 @pytest.mark.parametrize("ms", [50, 1000])
 async def test_chunk_bounds_are_inclusive(server: RunningServer, ms: int) -> None:
     client = await open_client(server.url)

@@ -139,6 +139,7 @@ class StreamingSession:
         self._begin_loop_time = 0.0
         self._chunks = 0
         self._short_tail: bytes | None = None
+        self._odd_byte = b""
         self._engine: TurnEngine | None = None
 
     async def run(self) -> None:
@@ -333,9 +334,18 @@ class StreamingSession:
                 outcome = self._fire(fault)
                 if outcome is not None:
                     return outcome
-        pcm = data if params.encoding == "pcm_s16le" else mulaw_to_pcm16(data)
-        self._post(self._engine.receive_audio(pcm))
+        self._post(self._engine.receive_audio(self._to_pcm16(data)))
         return None
+
+    def _to_pcm16(self, data: bytes) -> bytes:
+        assert self._engine is not None
+        if self._engine.params.encoding == "pcm_mulaw":
+            return mulaw_to_pcm16(data)
+        # A frame may split a sample; keep the odd byte for the next frame.
+        data = self._odd_byte + data
+        cut = len(data) - len(data) % 2
+        self._odd_byte = data[cut:]
+        return data[:cut]
 
     def _fire(self, fault: Fault) -> _Outcome | None:
         if fault.kind is FaultKind.MALFORMED_JSON:
@@ -386,9 +396,7 @@ class StreamingSession:
             # The tolerated tail (switch allow_short_tail): hear it like any audio.
             tail, self._short_tail = self._short_tail, None
             self._record.audio_bytes += len(tail)
-            params = self._engine.params
-            pcm = tail if params.encoding == "pcm_s16le" else mulaw_to_pcm16(tail)
-            self._post(self._engine.receive_audio(pcm))
+            self._post(self._engine.receive_audio(self._to_pcm16(tail)))
         self._post(self._engine.terminate())
         delay = 0.0
         for fault in self._faults:
