@@ -24,6 +24,16 @@ Spec §9 checklist items deliberately not modelled, and why:
   validated and stored but do not change the decoded text: the codec is exact.
 * 1009 for messages over 128 KB is websockets' own ``max_size`` close, so no
   ``Error`` frame precedes it.
+* Later or optional server messages (``Heartbeat``, ``SpeakerRevision``,
+  ``LLMGatewayResponse``, ``Warning``) and ``Begin.configuration`` are never
+  sent: u3-rt-pro of Feb-Mar 2026 (the default model) did not send them, and
+  clients must ignore unknown messages anyway (spec §4.6).
+* The pacing allowance (``StreamingBehaviour.rate_allowance_s``, 3 s) is our
+  choice; the real tolerance is UNCONFIRMED (spec §6.1).
+
+Test aids: :class:`~recorder.emulator.streaming_clock.ManualClock` moves the
+session cap and inactivity timers by hand; ``realtime_factor=math.inf``
+switches the pacing rule off.
 """
 
 from __future__ import annotations
