@@ -14,8 +14,9 @@ import click
 from recorder import __version__
 from recorder.cli.common import CONTEXT_SETTINGS, RecorderGroup
 from recorder.cli.db import db
-from recorder.cli.export import export
 from recorder.cli.emulate import emulate
+from recorder.cli.export import export
+from recorder.cli.join import demo, join
 from recorder.cli.planned import PLANNED_COMMANDS
 from recorder.cli.query import meetings, search, show, speakers, sql
 
@@ -25,7 +26,7 @@ __all__ = ["cli", "main"]
 @click.group(cls=RecorderGroup, context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, "-V", "--version", prog_name="recorder")
 def cli() -> None:
-    """Record Agora meetings as speaker-attributed transcripts in SQL.
+    r"""Record Agora meetings as speaker-attributed transcripts in SQL.
 
     \b
     Try it with no account:
@@ -43,6 +44,8 @@ cli.add_command(db)
 for _command in (export, meetings, show, search, speakers, sql):
     cli.add_command(_command)
 cli.add_command(emulate)
+cli.add_command(join)
+cli.add_command(demo)
 for _command in PLANNED_COMMANDS:
     if _command.name not in cli.commands:
         cli.add_command(_command)

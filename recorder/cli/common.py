@@ -27,9 +27,11 @@ class _CleanExit(click.ClickException):
 
     def __init__(self, error: RecorderError) -> None:
         super().__init__(str(error))
-        self.exit_code = error.exit_code
+        # click declares exit_code a ClassVar but reads it from the instance.
+        self.exit_code = error.exit_code  # type: ignore[misc]
 
     def show(self, file: Any = None) -> None:
+        """Print ``error: <message>`` on stderr, no usage text and no traceback."""
         click.echo(f"error: {self.format_message()}", err=True)
 
 
@@ -37,6 +39,7 @@ class RecorderGroup(click.Group):
     """A click group that turns every RecorderError into one line and an exit code."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; a RecorderError leaves as one line and its exit code."""
         try:
             return super().invoke(ctx)
         except RecorderError as exc:

@@ -1,0 +1,370 @@
+"""One recording: transport → per-participant STT streams → store, and a clean shutdown.
+
+:class:`MeetingRecorder` is the transport's sink. It makes a
+:class:`~recorder.pipeline.ParticipantStream` on a participant's first audio,
+stores each socket as a stream session (the cost record) and each final turn
+through the one :class:`~recorder.writer.TranscriptWriter`, and on stop ends
+every socket cleanly before marking the meeting completed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from recorder.audio import Chunk
+from recorder.console import LiveConsole
+from recorder.errors import RecorderError
+from recorder.limiter import SessionBudget
+from recorder.pipeline import FinalTurn, ParticipantStream, SpeechStream, StreamHooks
+from recorder.stt.events import SegmentClosed, SegmentOpened
+from recorder.stt.session import StreamingSession
+from recorder.transport.base import (
+    ConnectionStateChanged,
+    ParticipantJoined,
+    ParticipantLeft,
+    ParticipantMuted,
+    Transport,
+    TransportEvent,
+    TransportSink,
+)
+from recorder.writer import TranscriptWriter
+from storage.records import TurnRecord, Word
+from storage.store import TranscriptStore
+
+__all__ = ["MeetingRecorder", "MeetingReport", "RecorderSettings", "stream_factory"]
+
+# A recording process marks its meeting alive this often, so a fleet sharing one
+# database can tell a live meeting from one whose recorder was killed.
+HEARTBEAT_S = 60.0
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RecorderSettings:
+    """How a meeting is recorded.
+
+    Attributes:
+        bot_uid: the bot's own uid (stored with the meeting).
+        idle_close_s: silence after which a participant's socket closes.
+        sessions_per_minute: new STT sessions the account allows per minute.
+        duration_s: stop after this long (None: until the transport ends or a signal).
+        stop_timeout_s: bound on closing every socket at shutdown.
+        names: display names by uid, stored with the participants.
+    """
+
+    bot_uid: int
+    idle_close_s: float = 5.0
+    sessions_per_minute: float = 5.0
+    duration_s: float | None = None
+    stop_timeout_s: float = 10.0
+    names: dict[int, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class MeetingReport:
+    """What a finished recording tells the user."""
+
+    meeting_id: int
+    channel: str
+    duration_s: float
+    turns: int
+    participants: int
+    billed_seconds: float
+    sessions: int
+    dropped_speech_ms: float
+    interrupted_before: int
+
+
+class MeetingRecorder(TransportSink):
+    """Records one meeting from a transport into the store.
+
+    Args:
+        transport: where audio comes from.
+        store: where turns go.
+        open_stream: makes a new STT stream for a participant (uid → stream).
+        settings: how to record.
+        console: the live display.
+    """
+
+    def __init__(
+        self,
+        *,
+        transport: Transport,
+        store: TranscriptStore,
+        open_stream: Callable[[int], SpeechStream],
+        settings: RecorderSettings,
+        console: LiveConsole | None = None,
+    ) -> None:
+        self.transport = transport
+        self.store = store
+        self.settings = settings
+        self.console = console or LiveConsole(settings.names, quiet=True)
+        self._open_stream = open_stream
+        self._budget = SessionBudget(settings.sessions_per_minute)
+        self._streams: dict[int, ParticipantStream] = {}
+        self._session_ids: dict[tuple[int, tuple[int, int]], int] = {}
+        self._session_opened_at: dict[int, datetime] = {}
+        self._writer = TranscriptWriter(store.upsert_turns)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stop = asyncio.Event()
+        self._fatal: RecorderError | None = None
+        self._meeting_id: int | None = None
+        self._started_at = datetime.now(UTC)
+        self._seen: set[int] = set()
+        self.turns = 0
+        self.billed_seconds = 0.0
+        self.sessions = 0
+
+    @property
+    def meeting_id(self) -> int | None:
+        """The meeting's id once recording has started."""
+        return self._meeting_id
+
+    def request_stop(self) -> None:
+        """Ask the recording to stop cleanly (Ctrl+C, SIGTERM, --duration)."""
+        self._stop.set()
+
+    async def run(self) -> MeetingReport:
+        """Record until the transport ends, the duration passes or a stop is requested.
+
+        Raises:
+            RecorderError: the recording could not start, or the STT service
+                refused us for good (bad key); what was recorded is kept.
+        """
+        interrupted = await self.store.mark_interrupted_meetings()
+        self._started_at = datetime.now(UTC)
+        self._meeting_id = await self.store.start_meeting(
+            self.transport.channel, self.settings.bot_uid, self._started_at
+        )
+        writer_task = asyncio.create_task(self._writer.run(), name="transcript-writer")
+        heartbeat = asyncio.create_task(self._heartbeat(), name="meeting-heartbeat")
+        try:
+            await self.transport.start(self)
+            await self._wait_for_end()
+        finally:
+            heartbeat.cancel()
+            await self._shutdown(writer_task)
+        if self._fatal is not None:
+            raise self._fatal
+        return await self._report(interrupted)
+
+    async def _heartbeat(self) -> None:
+        assert self._meeting_id is not None
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            try:
+                await self.store.heartbeat(self._meeting_id, datetime.now(UTC))
+            except RecorderError as exc:
+                log.warning("! heartbeat not stored: %s", exc)
+
+    async def _wait_for_end(self) -> None:
+        waiters = [
+            asyncio.create_task(self._stop.wait(), name="stop-requested"),
+            asyncio.create_task(self.transport.wait_finished(), name="transport-finished"),
+        ]
+        try:
+            await asyncio.wait(
+                waiters, timeout=self.settings.duration_s, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+            await asyncio.gather(*waiters, return_exceptions=True)
+
+    async def _shutdown(self, writer_task: asyncio.Task[None]) -> None:
+        assert self._meeting_id is not None
+        with contextlib.suppress(RecorderError):
+            await self.transport.stop()
+        streams = [stream.aclose() for stream in self._streams.values()]
+        try:
+            await asyncio.wait_for(asyncio.gather(*streams), self.settings.stop_timeout_s)
+        except TimeoutError:
+            log.warning("! some streams did not close within %.0f s", self.settings.stop_timeout_s)
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._writer.close()
+        await asyncio.shield(writer_task)
+        ended = self._started_at + timedelta(milliseconds=self._clock_ms())
+        await self.store.finish_meeting(self._meeting_id, ended_at=max(ended, self._started_at))
+
+    def _clock_ms(self) -> float:
+        bridge = getattr(self.transport, "bridge", None)
+        if bridge is not None:
+            return float(bridge.clock_ms())
+        return (datetime.now(UTC) - self._started_at).total_seconds() * 1000
+
+    async def _report(self, interrupted: int) -> MeetingReport:
+        assert self._meeting_id is not None
+        return MeetingReport(
+            meeting_id=self._meeting_id,
+            channel=self.transport.channel,
+            duration_s=self._clock_ms() / 1000,
+            turns=self.turns,
+            participants=len(self._seen),
+            billed_seconds=self.billed_seconds,
+            sessions=self.sessions,
+            dropped_speech_ms=sum(s.dropped_ms for s in self._streams.values()),
+            interrupted_before=interrupted,
+        )
+
+    # -- TransportSink (on the loop) -----------------------------------------
+
+    def on_event(self, event: TransportEvent) -> None:
+        """Route a participant or connection event."""
+        if isinstance(event, ParticipantJoined):
+            self._spawn(self._record_participant(event.uid, event.at_ms), f"joined-{event.uid}")
+            self.console.info(f"+ {self.console.label(event.uid)} joined")
+        elif isinstance(event, ParticipantLeft):
+            if (stream := self._streams.get(event.uid)) is not None:
+                stream.pause("left")
+            self._spawn(self._record_participant(event.uid, event.at_ms), f"left-{event.uid}")
+            self.console.info(f"- {self.console.label(event.uid)} left ({event.reason})")
+        elif isinstance(event, ParticipantMuted):
+            if event.is_muted and (stream := self._streams.get(event.uid)) is not None:
+                stream.pause("muted")
+            self.console.info(
+                f"{'~' if event.is_muted else '+'} {self.console.label(event.uid)} "
+                f"{'muted' if event.is_muted else 'unmuted'}"
+            )
+        elif isinstance(event, ConnectionStateChanged):
+            log.info(
+                "= channel %s connection %s %s",
+                self.transport.channel,
+                event.state.value,
+                event.reason,
+            )
+
+    def on_audio(self, uid: int, chunk: Chunk) -> None:
+        """Hand a chunk to the participant's stream, creating it on first audio."""
+        stream = self._streams.get(uid)
+        if stream is None:
+            stream = self._streams[uid] = ParticipantStream(
+                uid,
+                open_stream=lambda: self._open_stream(uid),
+                budget=self._budget,
+                hooks=self._hooks,
+                idle_close_ms=self.settings.idle_close_s * 1000,
+            )
+        stream.feed(chunk)
+
+    # -- stream hooks ------------------------------------------------------------
+
+    @property
+    def _hooks(self) -> StreamHooks:
+        return StreamHooks(
+            on_final=self._on_final,
+            on_partial=self.console.partial,
+            on_speech_started=self._on_speech_started,
+            on_socket_opened=self._on_socket_opened,
+            on_socket_closed=self._on_socket_closed,
+            on_fatal=self._on_fatal,
+        )
+
+    async def _on_final(self, turn: FinalTurn) -> None:
+        assert self._meeting_id is not None
+        session_id = self._session_ids.get((turn.uid, turn.socket_key))
+        if session_id is None:  # a final without its socket record: make one
+            session_id = await self._open_session_record(turn.uid, turn.socket_key, None)
+        self._writer.put(
+            TurnRecord(
+                meeting_id=self._meeting_id,
+                uid=turn.uid,
+                stream_session_id=session_id,
+                turn_order=turn.turn_order,
+                start_ms=turn.start_ms,
+                end_ms=turn.end_ms,
+                text=turn.text,
+                words=tuple(
+                    Word(w.text, int(round(w.start_ms)), int(round(w.end_ms)), w.confidence)
+                    for w in turn.words
+                ),
+                end_of_turn_confidence=turn.end_of_turn_confidence,
+                language=turn.language,
+            )
+        )
+        self.turns += 1
+        self.console.final(turn.uid, turn.start_ms, turn.text)
+
+    async def _on_socket_opened(self, uid: int, key: tuple[int, int], event: SegmentOpened) -> int:
+        return await self._open_session_record(uid, key, event.provider_id)
+
+    async def _open_session_record(
+        self, uid: int, key: tuple[int, int], provider_id: str | None
+    ) -> int:
+        assert self._meeting_id is not None
+        opened_at = datetime.now(UTC)
+        session_id = await self.store.open_stream_session(
+            self._meeting_id, uid, opened_at, provider_session_id=provider_id
+        )
+        self._session_ids[(uid, key)] = session_id
+        self._session_opened_at[session_id] = opened_at
+        self.sessions += 1
+        return session_id
+
+    async def _on_socket_closed(self, uid: int, key: tuple[int, int], event: SegmentClosed) -> None:
+        session_id = self._session_ids.get((uid, key))
+        if session_id is None:
+            return
+        opened_at = self._session_opened_at.get(session_id, datetime.now(UTC))
+        self.billed_seconds += event.open_seconds
+        await self.store.close_stream_session(
+            session_id,
+            closed_at=opened_at + timedelta(seconds=event.open_seconds),
+            audio_seconds=event.audio_seconds,
+            close_code=event.close_code,
+            close_reason=event.reason or None,
+        )
+
+    def _on_speech_started(self, uid: int) -> None:
+        self.console.speaking(uid, True)
+
+    def _on_fatal(self, error: RecorderError) -> None:
+        if self._fatal is None:
+            self._fatal = error
+            log.error("! %s", error)
+        self.request_stop()
+
+    async def _record_participant(self, uid: int, at_ms: float) -> None:
+        assert self._meeting_id is not None
+        self._seen.add(uid)
+        seen_at = self._started_at + timedelta(milliseconds=at_ms)
+        await self.store.record_participant(
+            self._meeting_id, uid, seen_at, display_name=self.settings.names.get(uid)
+        )
+
+    def _spawn(self, coroutine: object, name: str) -> None:
+        assert asyncio.iscoroutine(coroutine)
+        task = asyncio.create_task(coroutine, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def stream_factory(
+    *,
+    url: str,
+    api_key: str,
+    speech_model: str,
+    keyterms: tuple[str, ...] = (),
+    prompt: str | None = None,
+    realtime_factor: float = 1.0,
+) -> Callable[[int], SpeechStream]:
+    """Make a function that opens a new STT stream for a participant."""
+
+    def open_stream(uid: int) -> SpeechStream:
+        return StreamingSession(
+            url=url,
+            api_key=api_key,
+            speech_model=speech_model,
+            keyterms=keyterms,
+            prompt=prompt,
+            realtime_factor=realtime_factor,
+            name=f"uid {uid}",
+        )
+
+    return open_stream

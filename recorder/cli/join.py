@@ -1,0 +1,362 @@
+"""``recorder join`` and ``recorder demo``: record a meeting, live, into the database."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from recorder.cli.common import CONTEXT_SETTINGS, build_config, db_option, run
+from recorder.config import Config
+from recorder.errors import ConfigError
+
+__all__ = ["demo", "join"]
+
+# Chosen from bench/bench_idle_close.py (see README "Idle sockets"): short enough
+# that a participant talking 20% of the time bills well under 1.5x their speech.
+DEFAULT_IDLE_CLOSE_S = 3.0
+# Free AssemblyAI accounts may open 5 sessions a minute (spec §6.1); paid ones 100+.
+DEFAULT_SESSIONS_PER_MINUTE = 5.0
+
+
+def _read_names(path: Path | None) -> dict[int, str]:
+    """Read ``--speaker-names``: JSON {"101": "Alice"} or lines ``101=Alice``."""
+    if path is None:
+        return {}
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read --speaker-names file {str(path)!r}: {exc.strerror}"
+        ) from exc
+    names: dict[int, str] = {}
+    try:
+        data = json.loads(text)
+        items: list[tuple[Any, Any]] = list(data.items()) if isinstance(data, dict) else []
+    except json.JSONDecodeError:
+        items = [tuple(line.split("=", 1)) for line in text.splitlines() if line.strip()]  # type: ignore[misc]
+    for item in items:
+        if len(item) != 2:
+            raise ConfigError(f"--speaker-names file {str(path)!r}: expected lines like 101=Alice")
+        uid, name = item
+        try:
+            names[int(str(uid).strip())] = str(name).strip()
+        except ValueError:
+            raise ConfigError(f"--speaker-names file {str(path)!r}: {uid!r} is not a uid") from None
+    return names
+
+
+async def _record(
+    *,
+    config: Config,
+    transport_spec: str,
+    channel: str | None,
+    speed: float,
+    idle_close_s: float,
+    sessions_per_minute: float,
+    duration_s: float | None,
+    names: dict[int, str],
+    keyterms: tuple[str, ...],
+    prompt: str | None,
+    api_key: str,
+    stt_url: str,
+    quiet: bool,
+    on_ready: Callable[[], Awaitable[None]] | None = None,
+) -> Any:
+    from recorder.bot import MeetingRecorder, RecorderSettings, stream_factory
+    from recorder.console import LiveConsole
+    from recorder.transport.select import parse_transport, replay_transport
+    from storage.store import TranscriptStore
+
+    kind, path = parse_transport(transport_spec)
+    if kind == "agora":
+        from recorder.transport.agora_preflight import load_agora_sdk
+
+        load_agora_sdk()  # a clear install message when the extra is missing
+        raise ConfigError("the agora transport is not built yet; use --transport replay:FILE")
+    assert path is not None
+    transport = replay_transport(path, speed=speed, channel=channel)
+    script_names = getattr(getattr(transport, "script", None), "names", {})
+    all_names = {**script_names, **names}
+    console = LiveConsole(all_names, quiet=quiet)
+    settings = RecorderSettings(
+        bot_uid=config.bot_uid,
+        idle_close_s=idle_close_s,
+        sessions_per_minute=sessions_per_minute,
+        duration_s=duration_s,
+        names=all_names,
+    )
+    open_stream = stream_factory(
+        url=stt_url,
+        api_key=api_key,
+        speech_model=config.speech_model,
+        keyterms=keyterms,
+        prompt=prompt,
+        realtime_factor=speed,
+    )
+    async with await TranscriptStore.open(config.database_url) as store:
+        recorder = MeetingRecorder(
+            transport=transport,
+            store=store,
+            open_stream=open_stream,
+            settings=settings,
+            console=console,
+        )
+        _install_signal_handlers(recorder.request_stop, console.info)
+        console.info(f"recording channel {transport.channel!r}; Ctrl+C to stop")
+        report = await recorder.run()
+    return report
+
+
+def _install_signal_handlers(stop: Callable[[], None], say: Callable[[str], None]) -> None:
+    """First Ctrl+C or SIGTERM stops cleanly; a second Ctrl+C exits at once."""
+    loop = asyncio.get_running_loop()
+    presses = 0
+
+    def on_interrupt() -> None:
+        nonlocal presses
+        presses += 1
+        if presses > 1:
+            say("stopping now; turns committed so far are kept")
+            os._exit(130)
+        say("stopping: closing streams and saving the last turns (Ctrl+C again to quit at once)")
+        stop()
+
+    try:
+        loop.add_signal_handler(signal.SIGINT, on_interrupt)
+        loop.add_signal_handler(signal.SIGTERM, stop)
+    except (NotImplementedError, RuntimeError):  # pragma: no cover - not the main thread / Windows
+        pass
+
+
+def _print_report(report: Any, config: Config) -> None:
+    minutes, seconds = divmod(int(report.duration_s), 60)
+    click.echo(
+        f"meeting {report.meeting_id} ({report.channel}): {minutes}m{seconds:02d}s, "
+        f"{report.turns} turns from {report.participants} participants, "
+        f"{report.billed_seconds:.1f} s of streaming billed over {report.sessions} sessions",
+        err=True,
+    )
+    if report.dropped_speech_ms:
+        click.echo(
+            f"warning: {report.dropped_speech_ms / 1000:.1f} s of speech could not be transcribed",
+            err=True,
+        )
+    db = "" if config.is_default_database else " --db URL"
+    click.echo(f"next: recorder export {report.meeting_id}{db} -o meeting.html", err=True)
+
+
+def _recording_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option(
+            "--idle-close",
+            "idle_close_s",
+            type=click.FloatRange(min=0.5),
+            default=DEFAULT_IDLE_CLOSE_S,
+            show_default=True,
+            metavar="SECONDS",
+            help="Close a participant's stream after this much silence (it bills while open).",
+        ),
+        click.option(
+            "--sessions-per-minute",
+            type=click.FloatRange(min=0.1),
+            default=DEFAULT_SESSIONS_PER_MINUTE,
+            show_default=True,
+            help="New STT sessions your AssemblyAI account allows a minute (free: 5, paid: 100+).",
+        ),
+        click.option(
+            "--duration",
+            "duration_s",
+            type=click.FloatRange(min=0.1),
+            metavar="SECONDS",
+            help="Stop recording after this many seconds.",
+        ),
+        click.option(
+            "--speaker-names",
+            type=click.Path(path_type=Path, dir_okay=False),
+            help='Names for uids: JSON {"101": "Alice"} or lines 101=Alice.',
+        ),
+        click.option(
+            "--keyterms", default="", help="Comma-separated words to boost (names, jargon)."
+        ),
+        click.option("--prompt", help="Instructions for the speech model (beta)."),
+        click.option(
+            "--speech-model",
+            help="Streaming speech model (default u3-rt-pro; $RECORDER_SPEECH_MODEL).",
+        ),
+        click.option("--quiet", "-q", is_flag=True, help="Do not print turns as they are spoken."),
+        db_option,
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+@click.command(context_settings=CONTEXT_SETTINGS)
+@click.option("--channel", help="Agora channel to join ($AGORA_CHANNEL).")
+@click.option(
+    "--transport",
+    "transport_spec",
+    default="agora",
+    show_default=True,
+    help="'agora' for a real channel, or 'replay:FILE' to play a scripted meeting.",
+)
+@click.option(
+    "--stt-url", help="Streaming endpoint override, e.g. an emulator ($RECORDER_STT_URL)."
+)
+@click.option(
+    "--speed",
+    type=click.FloatRange(min=0.1, max=100),
+    default=1.0,
+    show_default=True,
+    help="Replay speed (only against an emulator that allows it).",
+)
+@_recording_options
+def join(
+    channel: str | None,
+    transport_spec: str,
+    stt_url: str | None,
+    speed: float,
+    idle_close_s: float,
+    sessions_per_minute: float,
+    duration_s: float | None,
+    speaker_names: Path | None,
+    keyterms: str,
+    prompt: str | None,
+    speech_model: str | None,
+    quiet: bool,
+    database_url: str | None,
+) -> None:
+    r"""Join a channel and record every participant's speech until stopped.
+
+    Credentials come from the environment or a .env file: ASSEMBLYAI_API_KEY,
+    AGORA_APP_ID and AGORA_APP_CERTIFICATE (or AGORA_TOKEN). Ctrl+C stops
+    cleanly; a second Ctrl+C quits at once.
+
+    \b
+    Examples:
+        recorder join --channel standup
+        recorder join --channel standup --duration 3600 --speaker-names names.json
+        recorder join --transport replay:meeting.json --stt-url ws://127.0.0.1:8765/v3/ws
+    """
+    config = build_config(
+        database_url=database_url, channel=channel, stt_url=stt_url, speech_model=speech_model
+    )
+    if transport_spec == "agora" and not config.channel:
+        raise ConfigError("no channel given; use --channel NAME or set AGORA_CHANNEL")
+    api_key = config.require_api_key()
+    report = run(
+        _record(
+            config=config,
+            transport_spec=transport_spec,
+            channel=config.channel,
+            speed=speed,
+            idle_close_s=idle_close_s,
+            sessions_per_minute=sessions_per_minute,
+            duration_s=duration_s,
+            names=_read_names(speaker_names),
+            keyterms=tuple(k.strip() for k in keyterms.split(",") if k.strip()),
+            prompt=prompt,
+            api_key=api_key,
+            stt_url=config.streaming_url,
+            quiet=quiet,
+        )
+    )
+    _print_report(report, config)
+
+
+@click.command(context_settings=CONTEXT_SETTINGS)
+@click.option(
+    "--speed",
+    type=click.FloatRange(min=0.5, max=50),
+    default=1.0,
+    show_default=True,
+    help="Play the meeting this many times faster than real time.",
+)
+@click.option(
+    "--script",
+    "script_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Play this replay file instead of the bundled meeting.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=Path("recorder-demo.html"),
+    show_default=True,
+    help="Where to write the transcript.",
+)
+@_recording_options
+def demo(
+    speed: float,
+    script_path: Path | None,
+    output: Path,
+    idle_close_s: float,
+    sessions_per_minute: float,
+    duration_s: float | None,
+    speaker_names: Path | None,
+    keyterms: str,
+    prompt: str | None,
+    speech_model: str | None,
+    quiet: bool,
+    database_url: str | None,
+) -> None:
+    r"""Record a bundled meeting on the local emulator: no account or network needed.
+
+    Starts the AssemblyAI emulator in this process, plays a four-person
+    meeting through exactly the pipeline 'recorder join' uses, stores it in
+    your database and writes a transcript you can open in a browser.
+
+    \b
+    Examples:
+        recorder demo
+        recorder demo --speed 4 -o standup.html
+    """
+    from importlib.resources import as_file, files
+
+    config = build_config(database_url=database_url, speech_model=speech_model)
+    resource = files("recorder.data").joinpath("demo_meeting.json")
+
+    async def main() -> Any:
+        from recorder.emulator.streaming import StreamingEmulator
+
+        emulator = StreamingEmulator(realtime_factor=max(1.0, speed) * 1.5)
+        async with emulator.serve(host="127.0.0.1", port=0) as server:
+            with as_file(resource) as bundled:
+                path = script_path or bundled
+                return await _record(
+                    config=config,
+                    transport_spec=f"replay:{path}",
+                    channel=None,
+                    speed=speed,
+                    idle_close_s=idle_close_s,
+                    sessions_per_minute=max(sessions_per_minute, 60.0),
+                    duration_s=duration_s,
+                    names=_read_names(speaker_names),
+                    keyterms=tuple(k.strip() for k in keyterms.split(",") if k.strip()),
+                    prompt=prompt,
+                    api_key="demo-key",
+                    stt_url=server.url,
+                    quiet=quiet,
+                )
+
+    report = run(main())
+    _print_report(report, config)
+    _write_demo_transcript(config, report.meeting_id, output)
+
+
+def _write_demo_transcript(config: Config, meeting_id: int, output: Path) -> None:
+    from recorder.cli.export import export_meeting
+
+    run(export_meeting(config.database_url, meeting_id, output))
+    click.echo(f"transcript written to {output}", err=True)
+    click.echo(
+        "try next: recorder meetings | recorder show latest | recorder search standup", err=True
+    )
