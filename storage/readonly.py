@@ -8,12 +8,15 @@ Read-only is enforced by the database, not by inspecting the SQL:
   read (``writable_schema``, ``journal_mode=...`` and friends);
 * PostgreSQL: a fresh, unpooled connection whose session default and
   transaction are ``READ ONLY``, with a statement timeout; it is closed
-  afterwards, so no ``SET`` can leak into the store's pool.
+  afterwards, so no ``SET`` can leak into the store's pool. ``COPY`` is
+  refused as well, since ``COPY ... TO 'file'`` writes on the server even in a
+  read-only transaction (for privileged roles: run recorder as an ordinary one).
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
 import time
 from typing import Any
@@ -28,7 +31,10 @@ from storage.records import QueryResult
 
 __all__ = ["run_read_only_query"]
 
-_READ_ONLY_SQLSTATE = "25006"
+# 25006 read_only_sql_transaction; 25001 active_sql_transaction, raised by
+# "SET TRANSACTION READ WRITE" once the transaction has run a query.
+_READ_ONLY_SQLSTATES = ("25006", "25001")
+_LEADING_COMMENTS = re.compile(r"\A(?:\s+|--[^\n]*(?:\n|\Z)|/\*.*?\*/)*", re.DOTALL)
 _TIMEOUT_SQLSTATE = "57014"  # query_canceled (statement_timeout)
 # PRAGMAs whose argument names a table or index, or a limit: reads only.
 _PRAGMAS_WITH_ARGUMENT = frozenset(
@@ -152,7 +158,7 @@ async def _run_sqlite(url: URL, sql: str, *, max_rows: int, timeout_s: float) ->
 def _postgres_error(exc: BaseException, url: URL, timeout_s: float) -> RecorderError:
     state = getattr(exc, "sqlstate", None)
     message = _first_line(exc)
-    if state == _READ_ONLY_SQLSTATE:
+    if state in _READ_ONLY_SQLSTATES:
         return ReadOnlyViolation(
             f"'recorder sql' is read-only; the statement tried to change the database ({message})"
         )
@@ -164,7 +170,19 @@ def _postgres_error(exc: BaseException, url: URL, timeout_s: float) -> RecorderE
     return mapped if mapped is not None else StorageError(f"the query failed: {message}")
 
 
+def _first_keyword(sql: str) -> str:
+    rest = _LEADING_COMMENTS.sub("", sql, count=1)
+    match = re.match(r"[A-Za-z]+", rest)
+    return match.group(0).lower() if match else ""
+
+
 async def _run_postgres(url: URL, sql: str, *, max_rows: int, timeout_s: float) -> QueryResult:
+    # COPY TO a server file or program writes outside the database, which a
+    # read-only transaction allows for privileged roles; refuse it outright.
+    if _first_keyword(sql) == "copy":
+        raise ReadOnlyViolation(
+            "'recorder sql' is read-only and does not run COPY; use a SELECT instead"
+        )
     # A connection of its own, closed afterwards: whatever session state the
     # statement sets dies with it instead of returning to the store's pool.
     query_engine = create_engine(url, pooled=False)
@@ -175,6 +193,9 @@ async def _run_postgres(url: URL, sql: str, *, max_rows: int, timeout_s: float) 
             await driver.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
             async with driver.transaction(readonly=True):
                 await driver.execute(f"SET LOCAL statement_timeout = {int(timeout_s * 1000)}")
+                # A first query pins the transaction read-only: after it,
+                # "SET TRANSACTION READ WRITE" fails (25001).
+                await driver.fetchval("SELECT 1")
                 statement = await driver.prepare(sql)
                 columns = tuple(attribute.name for attribute in statement.get_attributes())
                 if columns:
@@ -207,6 +228,8 @@ async def run_read_only_query(
     """
     if max_rows < 0:
         raise ValueError("max_rows must not be negative")
+    if not _first_keyword(sql) and not _LEADING_COMMENTS.sub("", sql, count=1).strip():
+        raise StorageError("the query failed: the statement is empty")
     if url.get_backend_name() == "sqlite":
         if is_memory_database(url):
             raise StorageError(
