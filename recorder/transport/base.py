@@ -149,6 +149,7 @@ class AudioBridge:
         self.clock_ms = clock_ms or (lambda: (time.monotonic() - origin) * 1000.0)
         self._assemblers: dict[int, ChunkAssembler] = {}
         self._lock = threading.Lock()
+        self._create_lock = threading.Lock()
         self.wakeups = 0
         self.frames = 0
         self.lost_after_close = 0
@@ -157,7 +158,7 @@ class AudioBridge:
     def _assembler(self, uid: int) -> ChunkAssembler:
         assembler = self._assemblers.get(uid)
         if assembler is None:
-            with self._lock:
+            with self._create_lock:
                 assembler = self._assemblers.get(uid)
                 if assembler is None:
                     # Stagger chunk boundaries per participant (DESIGN.md): the first
@@ -177,7 +178,10 @@ class AudioBridge:
         """Called on a native thread for every 10 ms frame of ``uid``; never raises."""
         try:
             self.frames += 1
-            chunk = self._assembler(uid).append(frame, self.clock_ms() if at_ms is None else at_ms)
+            assembler = self._assembler(uid)
+            # Uncontended (~0.1 us): only end_audio, from an event thread, competes.
+            with self._lock:
+                chunk = assembler.append(frame, self.clock_ms() if at_ms is None else at_ms)
             if chunk is not None:
                 self._deliver(self._sink.on_audio, uid, chunk)
         except Exception:  # a native thread must never see our exceptions
@@ -188,7 +192,8 @@ class AudioBridge:
     def end_audio(self, uid: int) -> None:
         """Deliver what ``uid`` has gathered (they muted or left); native thread."""
         assembler = self._assemblers.get(uid)
-        chunk = assembler.flush() if assembler is not None else None
+        with self._lock:
+            chunk = assembler.flush() if assembler is not None else None
         if chunk is not None:
             self._deliver(self._sink.on_audio, uid, chunk)
 
