@@ -234,7 +234,8 @@ async def test_run_query_reads(store: TranscriptStore) -> None:
 WRITES = [
     "DELETE FROM turns",
     "UPDATE turns SET text = 'gone'",
-    "INSERT INTO meetings (channel, started_at, status, bot_uid) VALUES ('x', '2026-01-01', 'recording', 1)",
+    "INSERT INTO meetings (channel, started_at, status, bot_uid) "
+    "VALUES ('x', '2026-01-01', 'recording', 1)",
     "DROP TABLE turns",
     "CREATE TABLE evil (x integer)",
     "ALTER TABLE turns ADD COLUMN evil integer",
