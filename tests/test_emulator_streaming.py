@@ -679,6 +679,19 @@ async def test_malformed_json_fault(make_emulator: Callable[..., StreamingEmulat
     assert client.of_type("Turn")[0]["transcript"] == "Hello there."
 
 
+async def test_malformed_json_before_begin(
+    make_emulator: Callable[..., StreamingEmulator],
+) -> None:
+    emulator = make_emulator(faults=FaultPlan(default=(Fault.malformed_json(),)))
+    async with emulator.serve() as server:
+        client = await open_client(server.url)
+        await client.next_of("Begin")
+        await client.terminate()
+        assert (await client.closed())[0] == 1000
+    assert client.raw[0] == '{"type": "Turn", "transcript": '
+    assert [m["type"] for m in client.messages] == ["Begin", "Termination"]
+
+
 async def test_delay_termination_fault(make_emulator: Callable[..., StreamingEmulator]) -> None:
     emulator = make_emulator(faults=FaultPlan(default=(Fault.delay_termination(0.4),)))
     async with emulator.serve() as server:

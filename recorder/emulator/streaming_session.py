@@ -95,6 +95,7 @@ class _ClientGone:
 
 _Outcome = _Close | _Stall | _Terminated | _ClientGone
 _CLOSE_1000 = object()
+_MALFORMED = '{"type": "Turn", "transcript": '
 
 
 class StreamingSession:
@@ -159,8 +160,12 @@ class StreamingSession:
 
     async def _open(self) -> _Outcome | None:
         for fault in self._faults:
-            if fault.is_immediate and fault.kind is not FaultKind.REJECT_HTTP:
-                return self._fault_outcome(fault)
+            if not fault.is_immediate or fault.kind is FaultKind.REJECT_HTTP:
+                continue
+            if fault.kind is FaultKind.MALFORMED_JSON:
+                await self._ws.send(_MALFORMED)  # before Begin, then carry on
+                continue
+            return self._fault_outcome(fault)
         if self._admission.error is not None:
             return _Close(self._admission.code, self._admission.error)
         params = self._params
@@ -350,7 +355,7 @@ class StreamingSession:
     def _fire(self, fault: Fault) -> _Outcome | None:
         if fault.kind is FaultKind.MALFORMED_JSON:
             self._faults = tuple(f for f in self._faults if f is not fault)
-            self._outbox.put_nowait((0.0, '{"type": "Turn", "transcript": '))
+            self._outbox.put_nowait((0.0, _MALFORMED))
             return None
         if fault.kind in (FaultKind.CLOSE, FaultKind.DROP, FaultKind.STALL):
             return self._fault_outcome(fault)
