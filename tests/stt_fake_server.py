@@ -49,6 +49,7 @@ class FakeConnection:
     received: list[Received] = field(default_factory=list)
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
     client_gone: asyncio.Event = field(default_factory=asyncio.Event)
+    begin_sent_at: float | None = None
 
     # -- what the client sent ------------------------------------------------
 
@@ -109,6 +110,7 @@ class FakeConnection:
     async def begin(self, session_id: str | None = None) -> str:
         """Send ``Begin``; return the session id."""
         session_id = session_id or str(uuid.uuid4())
+        self.begin_sent_at = time.monotonic()
         await self.send_json(
             {"type": "Begin", "id": session_id, "expires_at": int(time.time()) + 10800}
         )

@@ -1,0 +1,499 @@
+"""StreamingSession against a scripted fake v3 server on 127.0.0.1 (real sockets)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import numpy as np
+import pytest
+from websockets.datastructures import Headers
+from websockets.exceptions import (
+    ConnectionClosedError,
+    InvalidHandshake,
+    InvalidMessage,
+    InvalidStatus,
+    InvalidURI,
+    WebSocketException,
+)
+from websockets.frames import Close
+from websockets.http11 import Response
+
+from recorder.errors import RecorderError, SttConnectionError, SttRejected
+from recorder.stt.connect import FOREIGN_EXCEPTIONS, map_exceptions
+from recorder.stt.events import (
+    Closed,
+    Disposition,
+    FinalTranscript,
+    PartialTranscript,
+    SegmentClosed,
+    SegmentOpened,
+    SessionStarted,
+    SessionTerminated,
+)
+from recorder.stt.session import StreamingSession
+from tests.stt_fake_server import TIMEOUT, FakeConnection, FakeSttServer, turn_message
+
+KEY = "sk-test-123456"
+BPS = 32000  # 16 kHz PCM16
+FAST = 50.0  # audio clock speed for tests that are not about pacing
+
+
+def pcm(start_ms: int, ms: int) -> bytes:
+    """Distinct audio: sample i holds (i mod 30000), so any slice is identifiable."""
+    first = start_ms * 16
+    return (np.arange(first, first + ms * 16) % 30000).astype("<i2").tobytes()
+
+
+def session(url: str, **kwargs) -> StreamingSession:
+    kwargs.setdefault("api_key", KEY)
+    kwargs.setdefault("realtime_factor", FAST)
+    kwargs.setdefault("backoff_initial_s", 0.01)
+    kwargs.setdefault("backoff_max_s", 0.05)
+    kwargs.setdefault("terminate_timeout_s", 2.0)
+    return StreamingSession(url=url, **kwargs)
+
+
+async def collect(s: StreamingSession) -> list:
+    return [event async for event in s.events()]
+
+
+async def run(s: StreamingSession, audio_ms: int, frame_ms: int = 10) -> list:
+    """Start, send ``audio_ms`` of audio in ``frame_ms`` frames, stop; return the events."""
+    await s.start()
+    reader = asyncio.create_task(collect(s))
+    for t in range(0, audio_ms, frame_ms):
+        s.send(pcm(t, frame_ms))
+    async with asyncio.timeout(TIMEOUT * 2):
+        await s.stop()
+        return await reader
+
+
+async def test_happy_path_begin_turns_terminate():
+    async def script(conn: FakeConnection) -> None:
+        await conn.begin("sess-1")
+        await conn.wait_audio(BPS)  # 1 s
+        await conn.send_json({"type": "SpeechStarted", "timestamp": 120, "confidence": 0.9})
+        await conn.send_json(turn_message(0, [("hello", 120, 400)], final=False))
+        await conn.send_json(turn_message(0, [("Hello", 120, 400), ("there.", 450, 800)]))
+        await conn.terminate_reply(
+            [turn_message(1, [("Bye.", 1000, 1200)])], audio_s=2, session_s=3
+        )
+
+    async with FakeSttServer(script) as server:
+        events = await run(session(server.url, keyterms=["Agora"]), 1500)
+    conn = server.connections[0]
+    kinds = [type(e).__name__ for e in events]
+    assert kinds == [
+        "SessionStarted",
+        "SegmentOpened",
+        "SpeechStarted",
+        "PartialTranscript",
+        "FinalTranscript",
+        "FinalTranscript",
+        "SessionTerminated",
+        "Closed",
+        "SegmentClosed",
+    ]
+    assert events[1] == SegmentOpened(0, "sess-1", 0, events[0].expires_at)
+    finals = [e for e in events if isinstance(e, FinalTranscript)]
+    assert [f.transcript for f in finals] == ["Hello there.", "Bye."]
+    assert finals[0].audio_offset_ms == 0 and finals[0].end_ms == 800
+    assert events[7].disposition is Disposition.DONE
+    closed = events[8]
+    assert isinstance(closed, SegmentClosed)
+    assert closed.close_code == 1000 and closed.billed_seconds == 3
+    assert closed.audio_seconds == pytest.approx(1.5)
+    # Wire: raw key header, explicit model, no compression, audio intact and in order.
+    assert conn.headers["Authorization"] == KEY
+    assert "Sec-WebSocket-Extensions" not in conn.headers
+    assert conn.path == "/v3/ws"
+    assert conn.query["speech_model"] == "u3-rt-pro"
+    assert json.loads(conn.query["keyterms_prompt"]) == ["Agora"]
+    assert conn.audio_bytes == pcm(0, 1500)
+    assert conn.text_types() == ["Terminate"]
+    assert conn.received[-1].data == '{"type": "Terminate"}'
+
+
+async def test_tail_is_padded_to_50ms_and_chunks_stay_in_range():
+    async def script(conn: FakeConnection) -> None:
+        await conn.begin()
+        await conn.terminate_reply()
+
+    rng = np.random.default_rng(7)
+    sizes = [int(x) * 2 for x in rng.integers(1, 30000, size=40)]
+    async with FakeSttServer(script) as server:
+        s = session(server.url)
+        await s.start()
+        reader = asyncio.create_task(collect(s))
+        data = bytes(rng.integers(0, 256, size=sum(sizes), dtype=np.uint8))
+        at = 0
+        for n in sizes:
+            s.send(data[at : at + n])
+            at += n
+        await s.stop()
+        await reader
+    audio = server.connections[0].audio
+    assert all(1600 <= len(frame) <= 32000 for frame in audio)
+    got = b"".join(audio)
+    assert got[: len(data)] == data
+    assert set(got[len(data) :]) <= {0} and len(audio[-1]) >= 1600
+
+
+async def test_terminate_wait_is_bounded_when_server_never_answers():
+    async def script(conn: FakeConnection) -> None:
+        await conn.begin()
+        await conn.wait_text("Terminate")
+        await conn.ws.wait_closed()  # stall: never send Termination
+
+    async with FakeSttServer(script) as server:
+        s = session(server.url, terminate_timeout_s=0.3)
+        await s.start()
+        reader = asyncio.create_task(collect(s))
+        s.send(pcm(0, 200))
+        started = time.monotonic()
+        await s.stop()
+        elapsed = time.monotonic() - started
+        events = await reader
+    assert 0.3 <= elapsed < 0.3 + 1.5
+    assert server.connections[0].text_types() == ["Terminate"]
+    assert server.attempts == 1  # no reconnect after a Terminate
+    assert not any(isinstance(e, SessionTerminated) for e in events)
+    assert s.error is None
+
+
+@pytest.mark.parametrize(
+    ("code", "how"),
+    [(1006, "drop"), (1011, "close"), (3005, "error"), (3009, "error"), (1000, "close")],
+)
+async def test_reconnect_replays_unfinalised_audio(code, how):
+    async def first(conn: FakeConnection) -> None:
+        await conn.begin("a")
+        await conn.wait_audio(BPS)  # 1 s sent
+        # Final covering 0-450 ms: chunks 0-399 ms are finalised; replay starts at 400 ms.
+        await conn.send_json(turn_message(0, [("One.", 100, 450)]))
+        await conn.wait_audio(int(1.5 * BPS))
+        # The client must have trimmed its buffer before it sees the close.
+        await asyncio.sleep(0.05)
+        if how == "drop":
+            conn.drop()
+        elif how == "error":
+            await conn.close(code, "Session Cancelled", error="Session Cancelled: oops")
+        else:
+            await conn.close(code, "")
+
+    async def second(conn: FakeConnection) -> None:
+        await conn.begin("b")
+        await conn.terminate_reply([turn_message(0, [("Two.", 100, 300)])])
+
+    async with FakeSttServer([first, second]) as server:
+        s = session(server.url, realtime_factor=10.0)
+        await s.start()
+        reader = asyncio.create_task(collect(s))
+        for t in range(0, 3000, 100):
+            s.send(pcm(t, 100))
+        await server.wait_connections(2)
+        await s.stop()
+        events = await reader
+    one, two = server.connections
+    sent_on_one = len(one.audio_bytes) // 32  # ms
+    # The second socket starts at 400 ms and carries everything after it, once.
+    assert two.audio_bytes == pcm(400, 2600)
+    assert sent_on_one >= 1500
+    opened = [e for e in events if isinstance(e, SegmentOpened)]
+    assert [(o.socket_index, o.provider_id, o.audio_offset_ms) for o in opened] == [
+        (0, "a", 0),
+        (1, "b", 400),
+    ]
+    finals = [e for e in events if isinstance(e, FinalTranscript)]
+    assert [(f.socket_index, f.start_ms) for f in finals] == [(0, 100), (1, 500)]
+    closes = [e for e in events if isinstance(e, SegmentClosed)]
+    assert [c.close_code for c in closes] == [code, 1000]
+    assert s.error is None
+
+
+async def test_bad_key_close_1008_is_fatal_after_one_attempt():
+    async def script(conn: FakeConnection) -> None:
+        await conn.close(1008, "Unauthorized Connection: Missing Authorization header")
+
+    async with FakeSttServer(script) as server:
+        s = session(server.url)
+        with pytest.raises(SttRejected) as info:
+            await s.start()
+    assert server.attempts == 1
+    assert info.value.code == 1008
+    message = str(info.value)
+    assert "Missing Authorization header" in message and "ASSEMBLYAI_API_KEY" in message
+    assert KEY not in message
+    with pytest.raises(SttRejected):
+        s.send(pcm(0, 100))
+
+
+async def test_error_frame_text_is_used_for_fatal_mid_session_close():
+    async def script(conn: FakeConnection) -> None:
+        await conn.begin()
+        await conn.wait_audio(3200)
+        await conn.close(3007, "See Error message for details", error="Audio Transmission Rate")
+
+    async with FakeSttServer(script) as server:
+        s = session(server.url)
+        await s.start()
+        s.send(pcm(0, 100))
+        with pytest.raises(SttRejected) as info:
+            await collect(s)
+    assert server.attempts == 1
+    assert info.value.code == 3007 and "Audio Transmission Rate" in str(info.value)
+    assert "pacing" in str(info.value)
+
+
+@pytest.mark.parametrize("status", [401, 403])
+async def test_http_refusal_on_upgrade_is_rejected_without_retry(status):
+    async with FakeSttServer(FakeConnection.begin, reject={0: status}) as server:
+        s = session(server.url)
+        with pytest.raises(SttRejected) as info:
+            await s.start()
+    assert server.attempts == 1
+    assert f"HTTP {status}" in str(info.value)
+    assert "check ASSEMBLYAI_API_KEY" in str(info.value)
+
+
+async def test_malformed_json_is_skipped():
+    async def script(conn: FakeConnection) -> None:
+        await conn.begin()
+        await conn.send_raw("{not json")
+        await conn.send_raw('{"type": "Turn", "turn_order": "zero"}')
+        await conn.send_json({"type": "NewThing2027", "data": 1})
+        await conn.send_json(turn_message(0, [("Fine.", 0, 100)]))
+        await conn.terminate_reply()
+
+    async with FakeSttServer(script) as server:
+        events = await run(session(server.url), 200)
+    finals = [e.transcript for e in events if isinstance(e, FinalTranscript)]
+    assert finals == ["Fine."]
+    assert server.attempts == 1
+
+
+async def test_pacing_never_faster_than_realtime():
+    factor = 20.0
+
+    async def script(conn: FakeConnection) -> None:
+        await conn.begin()
+        await conn.terminate_reply()
+
+    async with FakeSttServer(script) as server:
+        s = session(server.url, realtime_factor=factor)
+        await s.start()
+        reader = asyncio.create_task(collect(s))
+        for t in range(0, 10_000, 10):  # 10 s of audio, as fast as possible
+            s.send(pcm(t, 10))
+        await s.stop()
+        await reader
+    conn = server.connections[0]
+    times = [r.at for r in conn.received if isinstance(r.data, bytes)]
+    assert len(conn.audio_bytes) == 10 * BPS and len(times) == 100
+    # Chunk k (100 ms each) goes no earlier than k * 100 ms of audio clock after Begin.
+    assert conn.begin_sent_at is not None
+    for k, at in enumerate(times):
+        assert at - conn.begin_sent_at >= (k * 0.1) / factor
+    assert times[-1] - conn.begin_sent_at >= 9.9 / factor
+
+
+async def test_gives_up_after_bounded_time():
+    async with FakeSttServer(FakeConnection.begin, reject=dict.fromkeys(range(1000), 503)) as srv:
+        s = session(srv.url, give_up_s=0.5)
+        started = time.monotonic()
+        with pytest.raises(SttConnectionError) as info:
+            await s.start()
+    assert 0.3 < time.monotonic() - started < 2.0
+    assert "gave up reconnecting" in str(info.value) and "HTTP 503" in str(info.value)
+    assert srv.attempts > 2
+
+
+async def test_quick_failures_stop_the_retry_loop():
+    async def script(conn: FakeConnection) -> None:
+        await conn.begin()
+        await conn.close(1011, "")
+
+    async with FakeSttServer(script) as server:
+        s = session(server.url, quick_failure_limit=3, give_up_s=30)
+        await s.start()
+        with pytest.raises(SttConnectionError) as info:
+            await collect(s)
+    assert server.attempts == 3
+    assert "3 times in a row" in str(info.value)
+
+
+async def test_3008_reopens_immediately():
+    async def first(conn: FakeConnection) -> None:
+        await conn.begin()
+        await conn.wait_audio(3200)
+        await conn.close(3008, "Session Expired: Maximum session duration exceeded")
+
+    async def second(conn: FakeConnection) -> None:
+        await conn.begin()
+        await conn.terminate_reply()
+
+    async with FakeSttServer([first, second]) as server:
+        # A huge backoff proves the reopen does not wait for it.
+        s = session(server.url, backoff_initial_s=30, backoff_max_s=30)
+        await s.start()
+        reader = asyncio.create_task(collect(s))
+        s.send(pcm(0, 100))
+        await server.wait_connections(2)
+        await s.stop()
+        events = await reader
+    assert [e.disposition for e in events if isinstance(e, Closed)] == [
+        Disposition.REOPEN,
+        Disposition.DONE,
+    ]
+
+
+async def test_inactivity_close_reopens_only_when_audio_returns():
+    async def first(conn: FakeConnection) -> None:
+        await conn.begin()
+        await conn.wait_audio(3200)
+        await conn.send_json(turn_message(0, [("Hi.", 0, 100)]))
+        await asyncio.sleep(0.05)
+        await conn.close(3006, "Session idle for too long")
+
+    async def second(conn: FakeConnection) -> None:
+        await conn.begin()
+        await conn.terminate_reply()
+
+    async with FakeSttServer([first, second]) as server:
+        s = session(server.url, inactivity_timeout_s=5)
+        await s.start()
+        reader = asyncio.create_task(collect(s))
+        s.send(pcm(0, 100))
+        await server.connections[0].client_gone.wait()
+        await asyncio.sleep(0.2)
+        assert server.attempts == 1  # waits for audio
+        s.send(pcm(5000, 100))
+        second_conn = await server.wait_connections(2)
+        await second_conn.wait_audio(3200)
+        await s.stop()
+        await reader
+    assert second_conn.audio_bytes == pcm(5000, 100)  # the idle socket's audio is not replayed
+
+
+async def test_update_configuration_is_sent_and_reapplied_after_reconnect():
+    async def first(conn: FakeConnection) -> None:
+        await conn.begin()
+        await conn.wait_text("UpdateConfiguration")
+        conn.drop()
+
+    async def second(conn: FakeConnection) -> None:
+        await conn.begin()
+        await conn.terminate_reply()
+
+    async with FakeSttServer([first, second]) as server:
+        s = session(server.url)
+        await s.start()
+        reader = asyncio.create_task(collect(s))
+        s.update_configuration(keyterms_prompt=["Acme"], max_turn_silence=2000)
+        s.force_endpoint()
+        await server.wait_connections(2)
+        s.send(pcm(0, 100))
+        await s.stop()
+        await reader
+    expected = {
+        "type": "UpdateConfiguration",
+        "keyterms_prompt": ["Acme"],
+        "max_turn_silence": 2000,
+    }
+    assert server.connections[0].texts[0] == expected
+    assert server.connections[1].texts[0] == expected
+
+
+async def test_no_begin_in_time_is_retried():
+    async def silent(conn: FakeConnection) -> None:
+        await conn.ws.wait_closed()
+
+    async def second(conn: FakeConnection) -> None:
+        await conn.begin()
+        await conn.terminate_reply()
+
+    async with FakeSttServer([silent, second]) as server:
+        s = session(server.url, connect_timeout_s=0.2)
+        await s.start()
+        await s.stop()
+    assert server.attempts == 2 and s.error is None
+
+
+async def test_token_goes_in_query_and_cannot_reconnect():
+    async def script(conn: FakeConnection) -> None:
+        await conn.begin()
+        conn.drop()
+
+    async with FakeSttServer(script) as server:
+        s = session(server.url, api_key=None, token="tmp-tok")
+        await s.start()
+        with pytest.raises(SttRejected) as info:
+            await collect(s)
+    assert server.connections[0].query["token"] == "tmp-tok"
+    assert "Authorization" not in server.connections[0].headers
+    assert server.attempts == 1 and "one session only" in str(info.value)
+
+
+async def test_partials_and_session_started_types():
+    async def script(conn: FakeConnection) -> None:
+        await conn.begin("x")
+        await conn.send_json(turn_message(0, [("a", 0, 10)], final=False))
+        await conn.terminate_reply()
+
+    async with FakeSttServer(script) as server:
+        events = await run(session(server.url), 100)
+    assert isinstance(events[0], SessionStarted) and events[0].id == "x"
+    assert any(isinstance(e, PartialTranscript) for e in events)
+
+
+def test_repr_hides_the_key():
+    s = StreamingSession(url="wss://x/v3/ws", api_key=KEY)
+    assert KEY not in repr(s) and "wss://x/v3/ws" in repr(s)
+    t = StreamingSession(url="wss://x/v3/ws", token="tok-secret")
+    assert "tok-secret" not in repr(t)
+
+
+def _response(status: int) -> Response:
+    return Response(status, "x", Headers())
+
+
+FOREIGN_SAMPLES = [
+    InvalidStatus(_response(401)),
+    InvalidStatus(_response(410)),
+    InvalidStatus(_response(400)),
+    InvalidStatus(_response(429)),
+    InvalidStatus(_response(503)),
+    InvalidURI("http://x", "not ws"),
+    InvalidMessage("bad response"),
+    InvalidHandshake("bad"),
+    ConnectionClosedError(Close(1011, ""), None),
+    WebSocketException("x"),
+    TimeoutError(),
+    ConnectionRefusedError(111, "Connection refused"),
+    OSError("no route"),
+    EOFError(),
+]
+
+
+@pytest.mark.parametrize("exc", FOREIGN_SAMPLES, ids=lambda e: type(e).__name__)
+def test_every_foreign_exception_is_mapped(exc):
+    with pytest.raises(RecorderError) as info, map_exceptions("wss://x/v3/ws"):
+        raise exc
+    assert info.value.__cause__ is exc
+    assert isinstance(info.value, SttRejected | SttConnectionError)
+
+
+def test_foreign_sample_list_covers_every_caught_type():
+    for kind in FOREIGN_EXCEPTIONS:
+        assert any(type(e) is kind or isinstance(e, kind) for e in FOREIGN_SAMPLES), kind
+
+
+@pytest.mark.parametrize(
+    ("status", "rejected"), [(401, True), (403, True), (404, True), (429, False), (503, False)]
+)
+def test_http_status_mapping(status, rejected):
+    with pytest.raises(RecorderError) as info, map_exceptions("wss://x/v3/ws"):
+        raise InvalidStatus(_response(status))
+    assert isinstance(info.value, SttRejected) is rejected
