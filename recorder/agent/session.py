@@ -24,6 +24,7 @@ from websockets.exceptions import (
     InvalidURI,
     WebSocketException,
 )
+from websockets.protocol import State as WsState
 
 from recorder.agent.protocol import (
     Action,
@@ -238,7 +239,7 @@ class AgentSession:
             The ``session.ended`` event, or None if it did not arrive.
         """
         try:
-            if self.is_open and self.ended is None:
+            if self.is_open and self.ended is None and self._ws.state is WsState.OPEN:
                 if self._protocol.state is not State.ENDING:
                     self._protocol.send_session_end()
                     await self._flush("ending the session")
@@ -268,9 +269,16 @@ class AgentSession:
         return self._ws.close_code
 
     async def _flush(self, doing: str) -> None:
-        with map_exceptions(doing):
-            for frame in self._protocol.data_to_send():
-                await self._ws.send(frame)
+        try:
+            with map_exceptions(doing):
+                for frame in self._protocol.data_to_send():
+                    await self._ws.send(frame)
+        except AgentError as exc:
+            if not isinstance(exc.__cause__, ConnectionClosed):
+                raise
+            # The server closed first; what it said before closing (a session.error,
+            # say) is still to be read and explains it better (spec §8).
+            log.debug("= voice agent socket closed before a send while %s", doing)
 
     async def _next(
         self, timeout_s: float, doing: str, cancel: asyncio.Event | None

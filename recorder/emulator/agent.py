@@ -114,6 +114,11 @@ class VoiceAgentEmulator:
         self.sessions: list[AgentSessionRecord] = []
         self._tokens: dict[str, _Token] = {}
 
+    @property
+    def paths(self) -> frozenset[str]:
+        """Request paths this emulator answers (for the shared server's routing)."""
+        return frozenset({AGENT_PATH, AGENT_TOKEN_PATH})
+
     @contextlib.asynccontextmanager
     async def serve(
         self, host: str = "127.0.0.1", port: int = 0
@@ -128,7 +133,12 @@ class VoiceAgentEmulator:
             The running server, with its URLs.
         """
         async with serve(
-            self.handle, host, port, process_request=self.process_request, compression=None
+            self.handle,
+            host,
+            port,
+            process_request=self.process_request,
+            compression=None,
+            logger=_ws_logger,
         ) as server:
             bound_host, bound_port = next(iter(server.sockets)).getsockname()[:2]
             base = f"{bound_host}:{bound_port}"
@@ -223,3 +233,18 @@ class VoiceAgentEmulator:
         token = secrets.token_urlsafe(24)
         self._tokens[token] = _Token(time.monotonic() + expires_in, float(session_cap))
         return json_response(connection, 200, {"token": token, "expires_in_seconds": expires_in})
+
+
+class _RedactAuthorization(logging.Filter):
+    """Hide the ``Authorization`` header in websockets' debug handshake logs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 2 and str(args[0]).lower() == "authorization":
+            record.args = (args[0], "[redacted]")
+        return True
+
+
+# websockets logs every request header at DEBUG; keys must never reach a log.
+_ws_logger = logging.getLogger("recorder.emulator.websocket")
+_ws_logger.addFilter(_RedactAuthorization())

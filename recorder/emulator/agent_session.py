@@ -389,7 +389,11 @@ class AgentConnection:
         while not self._replies.empty():
             self._replies.get_nowait()
         if self._faults.end_delay_s:
-            await asyncio.sleep(self._faults.end_delay_s)
+            # Hold session.ended back, unless the client gives up and closes first.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._faults.end_delay_s):
+                    await self._ws.wait_closed()
+                return True
         await self._send_ended()
         with contextlib.suppress(ConnectionClosed):
             await self._ws.close(1000)
