@@ -274,11 +274,18 @@ async def test_long_error_text_gets_the_pointer_reason(server: RunningServer) ->
     assert client.of_type("Error")[0]["error"] == f"Invalid JSON: {frame}"
 
 
+async def test_text_over_128_kb_closes_1009(server: RunningServer) -> None:
+    client = await open_client(server.url)
+    await client.ws.send(json.dumps({"type": "KeepAlive", "pad": "x" * 131072}))
+    assert (await client.closed())[0] == 1009
+
+
 async def test_message_over_128_kb_closes_1009(server: RunningServer) -> None:
     client = await open_client(server.url, "speech_model=u3-rt-pro&sample_rate=96000")
     await client.next_of("Begin")
     await client.ws.send(bytes(192000))  # 1 s at 96 kHz: a legal duration, too big
-    assert (await client.closed())[0] == 1009
+    assert await client.closed() == (1009, "Message too big")
+    assert client.of_type("Error") == []
 
 
 async def test_update_keep_alive_produce_no_reply(

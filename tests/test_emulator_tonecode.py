@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 from collections.abc import AsyncIterator
 
 import numpy as np
 import pytest
+import websockets
 from test_emulator_support import RATE, TIMEOUT, open_client
+from websockets.asyncio.client import connect
 
 from recorder.emulator import tonecode
 from recorder.emulator.server import EmulatorServer, serve_emulators
@@ -83,10 +86,23 @@ async def test_mid_sentence_pause_gives_one_partial(emulators: EmulatorServer) -
 
 
 async def test_serve_emulators_routes_and_records(emulators: EmulatorServer) -> None:
-    assert emulators.urls == {"streaming": f"ws://127.0.0.1:{emulators.port}/v3/ws"}
+    base = f"ws://127.0.0.1:{emulators.port}"
+    assert emulators.urls == {"streaming": f"{base}/v3/ws", "agent": f"{base}/v1/ws"}
     client = await open_client(emulators.urls["streaming"])
     await client.next_of("Begin")
     await client.ws.close()
     record = emulators.streaming.sessions[0]
     await asyncio.wait_for(record.closed.wait(), TIMEOUT)
     assert record.close_code == 1000
+    # The Voice Agent answers on the same port (its own protocol: session.update first).
+    async with connect(
+        emulators.urls["agent"], additional_headers={"Authorization": "Bearer k"}
+    ) as agent:
+        await agent.send(json.dumps({"type": "session.update", "session": {}}))
+        first = json.loads(await asyncio.wait_for(agent.recv(), TIMEOUT))
+    assert first["type"] == "session.ready"
+    assert len(emulators.agent.sessions) == 1
+    for path, status in [("/v2/realtime/ws", 410), ("/nowhere", 404)]:
+        with pytest.raises(websockets.InvalidStatus) as caught:
+            await connect(base + path)
+        assert caught.value.response.status_code == status

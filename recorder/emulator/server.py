@@ -1,8 +1,8 @@
 """Serve every emulator on one port, routed by request path.
 
-The streaming emulator answers ``/v3/ws`` (and ``/v3/token``); the Voice Agent
-emulator will answer ``/v1/ws`` next to it. Used by ``recorder emulate``, the
-demo and the benchmarks.
+The streaming emulator answers ``/v3/ws`` (and ``/v3/token``), the Voice Agent
+emulator ``/v1/ws`` (and ``/v1/token``). Used by ``recorder emulate``, the demo
+and the benchmarks.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
+from recorder.emulator.agent import AGENT_PATH, VoiceAgentEmulator
 from recorder.emulator.streaming import STREAMING_PATH, StreamingEmulator, server_options
 from recorder.emulator.streaming_records import StreamingBehaviour
 
@@ -44,13 +45,16 @@ class EmulatorServer:
         host: the bound host.
         port: the bound port.
         streaming: the streaming emulator (its ``sessions`` are the records).
-        urls: what is served, by name (``"streaming"``: ``ws://HOST:PORT/v3/ws``).
+        agent: the Voice Agent emulator.
+        urls: what is served, by name (``"streaming"``: ``ws://HOST:PORT/v3/ws``,
+            ``"agent"``: ``ws://HOST:PORT/v1/ws``).
         server: the websockets server.
     """
 
     host: str
     port: int
     streaming: StreamingEmulator
+    agent: VoiceAgentEmulator
     urls: Mapping[str, str] = field(default_factory=dict)
     server: Server | None = None
 
@@ -70,6 +74,7 @@ async def serve_emulators(
     api_keys: Iterable[str] = frozenset(),
     realtime_factor: float = 1.0,
     streaming: StreamingEmulator | None = None,
+    agent: VoiceAgentEmulator | None = None,
 ) -> AsyncIterator[EmulatorServer]:
     """Serve the emulators on one port until the block exits.
 
@@ -77,9 +82,11 @@ async def serve_emulators(
         host: interface to bind (keep it on loopback unless you mean it).
         port: TCP port; 0 picks a free one.
         api_keys: keys accepted; empty means any non-empty key.
-        realtime_factor: how much faster than real time audio may arrive.
+        realtime_factor: how much faster than real time audio may arrive (streaming) and
+            reply audio is sent (Voice Agent).
         streaming: a pre-built streaming emulator (tests); overrides the two above.
             Without it, frames are not recorded (``record_frames=False``), only sessions.
+        agent: a pre-built Voice Agent emulator (tests).
 
     Yields:
         The running emulators and their URLs.
@@ -91,7 +98,9 @@ async def serve_emulators(
             realtime_factor=realtime_factor,
             behaviour=StreamingBehaviour(record_frames=False),
         )
-    emulators: list[RoutedEmulator] = [streaming]
+    if agent is None:
+        agent = VoiceAgentEmulator(api_keys=api_keys, realtime_factor=realtime_factor)
+    emulators: list[RoutedEmulator] = [streaming, agent]
 
     def process_request(connection: ServerConnection, request: Request) -> Response | None:
         emulator = _route(emulators, urlsplit(request.path).path)
@@ -114,5 +123,5 @@ async def serve_emulators(
     ):
         bound_host, bound_port = next(iter(server.sockets)).getsockname()[:2]
         base = f"ws://{bound_host}:{bound_port}"
-        urls = {"streaming": base + STREAMING_PATH}
-        yield EmulatorServer(bound_host, bound_port, streaming, urls, server)
+        urls = {"streaming": base + STREAMING_PATH, "agent": base + AGENT_PATH}
+        yield EmulatorServer(bound_host, bound_port, streaming, agent, urls, server)

@@ -22,8 +22,8 @@ Spec §9 checklist items deliberately not modelled, and why:
   session exists in this project; the SDK conformance test stands in for it.
 * ``prompt``, ``keyterms_prompt``, ``vad_threshold`` and ``domain`` are
   validated and stored but do not change the decoded text: the codec is exact.
-* 1009 for messages over 128 KB is websockets' own ``max_size`` close, so no
-  ``Error`` frame precedes it.
+* 1009 for messages over 128 KB comes without an ``Error`` frame, as a
+  WebSocket-level size limit would (spec §6.2 lists no ``Error`` text for it).
 * Later or optional server messages (``Heartbeat``, ``SpeakerRevision``,
   ``LLMGatewayResponse``, ``Warning``) and ``Begin.configuration`` are never
   sent: u3-rt-pro of Feb-Mar 2026 (the default model) did not send them, and
@@ -57,7 +57,6 @@ from recorder.emulator.streaming_clock import Clock, SystemClock
 from recorder.emulator.streaming_engine import Recognizer
 from recorder.emulator.streaming_params import (
     DOCUMENTED_REASONS,
-    MAX_MESSAGE_BYTES,
     ParameterError,
     SessionParams,
     parse_params,
@@ -91,8 +90,9 @@ def default_recognizer(sample_rate_hz: int) -> Recognizer:
 def server_options() -> dict[str, Any]:
     """Keyword arguments for ``websockets.asyncio.server.serve`` shared by the emulators."""
     return {
-        # One message over 128 KB closes 1009 (spec §3.1).
-        "max_size": MAX_MESSAGE_BYTES,
+        # websockets' own limit stays at its 1 MiB default so other emulators on the same
+        # port keep theirs; the streaming session enforces 128 KB itself (spec §3.1).
+        "max_size": 2**20,
         # PCM barely compresses and deflate costs the client CPU (DESIGN.md).
         "compression": None,
     }

@@ -27,6 +27,7 @@ from recorder.emulator.streaming_clock import Clock
 from recorder.emulator.streaming_engine import Recognizer, TurnEngine
 from recorder.emulator.streaming_params import (
     DOCUMENTED_REASONS,
+    MAX_MESSAGE_BYTES,
     ParameterError,
     SessionParams,
     apply_update,
@@ -95,6 +96,8 @@ class _ClientGone:
 
 _Outcome = _Close | _Stall | _Terminated | _ClientGone
 _CLOSE_1000 = object()
+# Closes that carry no Error frame: normal, size limit (like a protocol-level limit), internal.
+_NO_ERROR_FRAME = frozenset({1000, 1009, 1011})
 _MALFORMED = '{"type": "Turn", "transcript": '
 
 
@@ -237,7 +240,7 @@ class StreamingSession:
 
     async def _close_with_error(self, close: _Close) -> None:
         with contextlib.suppress(ConnectionClosed):
-            if not self._behaviour.legacy and close.code not in (1000, 1011):
+            if not self._behaviour.legacy and close.code not in _NO_ERROR_FRAME:
                 error = {"type": "Error", "error_code": close.code, "error": close.text}
                 await self._send(error)
             reason = close.reason if close.reason is not None else close.text
@@ -292,6 +295,8 @@ class StreamingSession:
             except ConnectionClosed:
                 return _ClientGone()
             self._last_activity = self._clock.monotonic()
+            if len(frame) > MAX_MESSAGE_BYTES:
+                return _Close(1009, "Message too big")  # spec §3.1, §6.1
             if isinstance(frame, bytes):
                 outcome = self._on_audio(frame)
             else:
