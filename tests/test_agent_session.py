@@ -7,6 +7,7 @@ import errno
 import logging
 import math
 import random
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -422,3 +423,14 @@ def test_chunked_resampling_matches_one_call_above_60_db() -> None:
     noise = np.sum((whole.astype(np.float64) - chunked) ** 2)
     snr_db = math.inf if noise == 0 else 10 * math.log10(signal / noise)
     assert snr_db > 60
+
+
+def test_the_resampler_costs_well_under_one_percent_of_real_time() -> None:
+    pcm = _tone(60.0)
+    chunk = 4_800  # 100 ms at 24 kHz, the emulator's reply.audio size
+    resampler = StreamingResampler(24_000, 16_000)
+    started = time.process_time()
+    for offset in range(0, len(pcm), chunk):
+        resampler.process(pcm[offset : offset + chunk])
+    resampler.process(b"", last=True)
+    assert (time.process_time() - started) / 60.0 < 0.01
