@@ -75,7 +75,11 @@ class Fault:
         after_chunks: int | None = None,
         on_terminate: bool = False,
     ) -> Fault:
-        """Stop reading and answering (``on_terminate``: never send ``Termination``)."""
+        """Stop reading and answering (``on_terminate``: never send ``Termination``).
+
+        The socket stays open and websockets still answers pings, like a hung
+        service behind a live front end; the client must time out on its own.
+        """
         return cls(
             FaultKind.STALL,
             at_audio_s=at_audio_s,

@@ -295,7 +295,8 @@ class StreamingSession:
             except ConnectionClosed:
                 return _ClientGone()
             self._last_activity = self._clock.monotonic()
-            if len(frame) > MAX_MESSAGE_BYTES:
+            size = len(frame) if isinstance(frame, bytes) else len(frame.encode())
+            if size > MAX_MESSAGE_BYTES:
                 return _Close(1009, "Message too big")  # spec §3.1, §6.1
             if isinstance(frame, bytes):
                 outcome = self._on_audio(frame)
