@@ -12,11 +12,13 @@ import asyncio
 import collections
 import dataclasses
 import logging
+import time
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State as WsState
 
 from recorder.errors import ConfigError, RecorderError, SttConnectionError, SttRejected
 from recorder.stt.backoff import QuickFailureTracker, backoff
@@ -53,6 +55,9 @@ logger = logging.getLogger(__name__)
 _DEFAULT_MODEL = "u3-rt-pro"
 # How long to wait for the server's close frame after ours before dropping TCP.
 _CLOSE_TIMEOUT_S = 1.0
+# Above this many unsent bytes in the socket's write buffer, send() stops writing
+# directly and leaves the chunk to the sender task, which awaits drain().
+_DIRECT_WRITE_HIGH_WATER = 64 * 1024
 
 
 class StreamingSession:
@@ -168,6 +173,10 @@ class StreamingSession:
         self._replay_max_bytes = int(replay_max_s * self._bps)
         self._backlog_max_bytes = int(backlog_max_s * self._bps)
         self._factor = realtime_factor
+        self._bps_factor = self._bps * realtime_factor
+        self._began_at = 0.0
+        # The asyncio loop's clock is time.monotonic (the default loop.time()).
+        self._loop_time = time.monotonic
         self._max_lead_s = max_lead_s
 
         # Audio bookkeeping, in caller byte positions (bytes given to send()).
@@ -246,13 +255,19 @@ class StreamingSession:
             self._raise_error()
         if self._stopping:
             raise RuntimeError("stt session is stopping; no more audio")
-        for chunk in self._chunker.push(pcm):
-            self._pending.append((self._chunked_pos, chunk))
+        chunks = self._chunker.push(pcm)
+        if not chunks:
+            return
+        for chunk in chunks:
+            pos = self._chunked_pos
             self._chunked_pos += len(chunk)
-            self._pending_bytes += len(chunk)
-        if self._pending_bytes > self._backlog_max_bytes:
-            self._trim_backlog()
-        self._wake.set()
+            if self._pending or not self._write_now(pos, chunk):
+                self._pending.append((pos, chunk))
+                self._pending_bytes += len(chunk)
+        if self._pending:
+            if self._pending_bytes > self._backlog_max_bytes:
+                self._trim_backlog()
+            self._wake.set()
 
     def force_endpoint(self) -> None:
         """End the current turn now (§3.3); ignored while no socket is open."""
@@ -324,6 +339,50 @@ class StreamingSession:
     def _raise_error(self) -> None:
         assert self.error is not None
         raise self.error
+
+    def _write_now(self, pos: int, chunk: bytes) -> bool:
+        """Write a live chunk straight to the socket when nothing needs waiting for.
+
+        The common case (one socket, live audio at real time, nothing queued)
+        then costs no task switch: this is what keeps 200 sockets cheap
+        (DESIGN.md: CPU per participant-second). Anything else (pacing delay,
+        control frames, backpressure, a closing socket) goes through the sender.
+        """
+        conn, proto = self._conn, self._proto
+        if (
+            conn is None
+            or proto is None
+            or self._control
+            or proto.state is not State.OPEN
+            or conn.protocol.state is not WsState.OPEN
+            or conn.fragmented_send_waiter is not None
+            or conn.transport.get_write_buffer_size() > _DIRECT_WRITE_HIGH_WATER
+            or self._loop_time() < self._due(proto)
+        ):
+            return False
+        self._record_sent(proto, pos, chunk)
+        try:
+            conn.protocol.send_binary(chunk)
+            conn.send_data()
+        except (OSError, RuntimeError) as exc:  # the socket died under us: the receiver sees it
+            logger.debug("! %s: direct write failed: %s", self.name, exc)
+        return True
+
+    def _due(self, proto: SttProtocol) -> float:
+        """Pacing (§6.1, §8.2): the next chunk may go once the audio before it has played."""
+        return self._began_at + proto.audio_bytes_sent / self._bps_factor - self._max_lead_s
+
+    def _record_sent(self, proto: SttProtocol, pos: int, chunk: bytes) -> None:
+        if pos != self._socket_next_pos:
+            self._pieces.append((proto.audio_bytes_sent, pos))
+        self._socket_next_pos = pos + len(chunk)
+        proto.send_audio(chunk)
+        proto.data_to_send()  # the chunk itself is written by the caller
+        self._sent.append((pos, chunk))
+        self._sent_bytes += len(chunk)
+        # Unfinalised audio beyond replay_max_s only loses the ability to replay it.
+        while self._sent_bytes > self._replay_max_bytes:
+            self._sent_bytes -= len(self._sent.popleft()[1])
 
     def _control_frame(self, kind: str, fields: dict[str, Any] | None = None) -> None:
         proto = self._proto
@@ -495,14 +554,15 @@ class StreamingSession:
                 conn.transport.abort()
                 proto.receive_close(None, "no Begin from the server in time")
                 return self._close_events(proto, upgraded_at, None), None
-            began_at = loop.time()
+            began_at = self._loop_time()
+            self._began_at = began_at
             self._socket_count += 1
             self._conn = conn
             if self._config_updates:
                 proto.send_update_configuration(**self._config_updates)
                 self._control.extend(str(f) for f in proto.data_to_send())
             sender = asyncio.create_task(
-                self._send_loop(conn, proto, began_at), name=f"stt {self.name} sender {index}"
+                self._send_loop(conn, proto), name=f"stt {self.name} sender {index}"
             )
             async for frame in conn:
                 if isinstance(frame, str):
@@ -618,11 +678,9 @@ class StreamingSession:
 
     # -- internals: the sender -------------------------------------------------
 
-    async def _send_loop(self, conn: ClientConnection, proto: SttProtocol, began_at: float) -> None:
+    async def _send_loop(self, conn: ClientConnection, proto: SttProtocol) -> None:
         """Send queued audio paced to real time, then ``Terminate`` when stopping."""
-        loop = asyncio.get_running_loop()
         pending = self._pending
-        bps_factor = self._bps * self._factor
         try:
             while True:
                 if self._control:
@@ -636,24 +694,13 @@ class StreamingSession:
                     self._wake.clear()
                     await self._wake.wait()
                     continue
-                # Pacing (§6.1, §8.2): chunk k may go at began_at + (audio before it) / rate.
-                delay = began_at + proto.audio_bytes_sent / bps_factor - self._max_lead_s
-                delay -= loop.time()
+                delay = self._due(proto) - self._loop_time()
                 if delay > 0:
                     await asyncio.sleep(delay)
                     continue
                 pos, chunk = pending.popleft()
                 self._pending_bytes -= len(chunk)
-                if pos != self._socket_next_pos:
-                    self._pieces.append((proto.audio_bytes_sent, pos))
-                self._socket_next_pos = pos + len(chunk)
-                proto.send_audio(chunk)
-                proto.data_to_send()
-                self._sent.append((pos, chunk))
-                self._sent_bytes += len(chunk)
-                # Unfinalised audio beyond replay_max_s only loses the ability to replay it.
-                while self._sent_bytes > self._replay_max_bytes:
-                    self._sent_bytes -= len(self._sent.popleft()[1])
+                self._record_sent(proto, pos, chunk)
                 await conn.send(chunk)
             proto.send_terminate()
             self._proto_terminate_sent = True
