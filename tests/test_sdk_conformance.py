@@ -8,6 +8,7 @@ would become ``wss://``, which a plain loopback server cannot answer.
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -22,6 +23,7 @@ from assemblyai.streaming.v3 import (
     StreamingError,
     StreamingEvents,
     StreamingParameters,
+    StreamingSessionParameters,
     TerminationEvent,
     TurnEvent,
 )
@@ -142,3 +144,44 @@ async def test_sdk_sees_a_wrong_key_as_1008(server: RunningServer) -> None:
     await client.disconnect()
     assert collector.errors[0].code == 1008
     assert not any(isinstance(event, BeginEvent) for event in collector.events)
+
+
+async def test_async_client_control_messages(
+    emulator: StreamingEmulator, server: RunningServer
+) -> None:
+    collector = Collector()
+    client = AsyncStreamingClient(StreamingClientOptions(api_key=KEY, api_host=host_of(server)))
+    collector.register(client)
+    await client.connect(
+        StreamingParameters(
+            speech_model="u3-rt-pro",
+            sample_rate=16000,
+            keyterms_prompt=["Agora", "recorder"],
+            format_turns=True,
+            inactivity_timeout=60,
+        )
+    )
+    await client.set_params(
+        StreamingSessionParameters(keyterms_prompt=["beta"], max_turn_silence=2000)
+    )
+    await client.keep_alive()
+    pcm = tonecode.encode("Let's ship the beta on")  # no terminal punctuation
+    pcm += bytes(-len(pcm) % 3200)
+    await client.stream(pcm[i : i + 3200] for i in range(0, len(pcm), 3200))
+    await client.force_endpoint()
+    await client.disconnect(terminate=True)
+    assert collector.done.is_set() and collector.errors == []
+    finals = [e for e in collector.events if isinstance(e, TurnEvent) and e.end_of_turn]
+    assert [final.transcript for final in finals] == ["Let's ship the beta on"]
+    record = emulator.sessions[0]
+    assert record.params is not None
+    assert record.params.keyterms_prompt == ("beta",)
+    assert record.params.max_turn_silence_ms == 2000
+    assert record.params.inactivity_timeout_s == 60
+    texts = [frame.text for frame in record.received if frame.kind == "text"]
+    assert [text and json.loads(text)["type"] for text in texts] == [
+        "UpdateConfiguration",
+        "KeepAlive",
+        "ForceEndpoint",
+        "Terminate",
+    ]
