@@ -236,3 +236,17 @@ def test_any_chunking_gives_the_same_messages(sizes_ms: list[int]) -> None:
         position += size
         index += 1
     assert out == reference
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"min_end_of_turn_silence_when_confident": "700", "min_turn_silence": "300"},
+        {"min_turn_silence": "300", "min_end_of_turn_silence_when_confident": "700"},
+    ],
+)
+def test_new_min_turn_silence_name_wins_over_the_alias(query: dict[str, str]) -> None:
+    assert parse_params(query).min_turn_silence_ms == 300
+    assert (
+        parse_params({"min_end_of_turn_silence_when_confident": "700"}).min_turn_silence_ms == 700
+    )

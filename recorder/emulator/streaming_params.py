@@ -334,7 +334,8 @@ def parse_params(query: Mapping[str, str]) -> SessionParams:
         elif name == "end_of_turn_confidence_threshold":
             extra[name] = _float(name, raw, 0.0, 1.0)
         elif name == "min_end_of_turn_silence_when_confident":
-            # Deprecated alias of min_turn_silence (spec §2.2); the new name wins.
+            # Deprecated alias of min_turn_silence (spec §2.2); the new name wins
+            # whatever the order (setdefault here, plain assignment for the new name).
             values.setdefault("min_turn_silence_ms", _clamp_min_silence(name, raw))
         elif name == "llm_gateway":
             try:
@@ -343,10 +344,6 @@ def parse_params(query: Mapping[str, str]) -> SessionParams:
                 raise ParameterError(name, "expected a JSON object") from None
         else:
             extra[name] = raw
-    if "min_turn_silence" in query:
-        values["min_turn_silence_ms"] = _clamp_min_silence(
-            "min_turn_silence", query["min_turn_silence"]
-        )
     return SessionParams(**values, extra=extra, ignored=tuple(ignored))
 
 
