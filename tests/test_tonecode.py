@@ -242,7 +242,7 @@ def test_random_bytes_decode_to_no_word() -> None:
     assert all(w.text is None for w in decode(noise.tobytes(), 16000))
 
 
-@pytest.mark.parametrize("offset_samples", [0, 371, 800, 1213])
+@pytest.mark.parametrize("offset_samples", [0, 371, 1213])
 def test_dropped_chunk_never_changes_a_word(offset_samples: int) -> None:
     # A client drops one 100 ms chunk. The words it cuts (and a neighbour whose gap it eats)
     # vanish or become None; no word turns into a different one (checksum), the rest are intact.

@@ -26,6 +26,7 @@ __all__ = [
     "burst_samples",
     "demodulate",
     "high_level",
+    "tonality",
     "modulate",
 ]
 
@@ -121,6 +122,32 @@ def high_level(values: npt.NDArray[np.float64]) -> float:
     """Return the 90th percentile of ``values`` (nearest rank; cheaper than np.percentile)."""
     k = (values.size - 1) * 9 // 10
     return float(np.partition(values, k)[k])
+
+
+@functools.lru_cache(maxsize=16)
+def _real_basis(width: int, sample_rate_hz: int) -> npt.NDArray[np.float32]:
+    """Return cosines then sines of every code tone over ``width`` samples (width x 34)."""
+    angle = 2 * np.pi * np.arange(width)[:, None] * _ALL_HZ[None, :] / sample_rate_hz
+    return np.concatenate((np.cos(angle), np.sin(angle)), axis=1).astype(np.float32)
+
+
+def tonality(frames: npt.NDArray[np.float32], sample_rate_hz: int) -> npt.NDArray[np.float64]:
+    """Return, per row of ``frames``, the share of its energy in its two strongest code tones.
+
+    Tone-code frames score about 0.5 or more (two tones when a frame straddles a symbol
+    boundary), white noise about 0.1-0.3, silence 0.
+
+    Args:
+        frames: Rows of samples, a few ms each.
+        sample_rate_hz: Their sample rate.
+    """
+    width = frames.shape[1]
+    projection = (frames @ _real_basis(width, sample_rate_hz)).astype(np.float64)
+    tones = _ALL_HZ.size
+    power = np.square(projection[:, :tones]) + np.square(projection[:, tones:])
+    top_two = np.partition(power, tones - 2, axis=1)[:, tones - 2 :].sum(axis=1)
+    energy = np.einsum("ij,ij->i", frames, frames, dtype=np.float64) * (width / 2)
+    return np.asarray(top_two / np.maximum(energy, 1.0))
 
 
 @functools.lru_cache(maxsize=16)

@@ -14,7 +14,13 @@ from collections import deque
 import numpy as np
 import numpy.typing as npt
 
-from recorder.emulator.tonecode_modem import FULL_SCALE, DecodedWord, demodulate, high_level
+from recorder.emulator.tonecode_modem import (
+    FULL_SCALE,
+    DecodedWord,
+    demodulate,
+    high_level,
+    tonality,
+)
 
 __all__ = ["MERGE_GAP_MS", "StreamDecoder"]
 
@@ -34,18 +40,18 @@ MERGE_GAP_MS = 100
 _FLOOR_OFFSET_DB = 15.0
 _MIN_THRESHOLD_DB = -55.0
 _FLOOR_CAP_DB = -40.0
-#: Noise floor: the quietest frame of each 100 ms block, minimum over the last 10 s. Words are
-#: 60 ms apart, so a block between two words holds silence; over a window longer than the
-#: longest word the floor never rises to the level of the words.
+#: Noise floor: the quietest frame of each 100 ms block, minimum over the last 1 s of blocks.
+#: Frames that are mostly code tones are left out: a long word is not background.
 _BLOCK_FRAMES = 20
-_FLOOR_BLOCKS = 100
-#: Energy alone cannot tell steady noise from a long burst, so the floor starts where a silent
-#: participant's background usually is and rises at most 0.5 dB per block (falls at once): a
-#: word of 5 s at the very start of a stream at -30 dBFS survives. Louder noise at the start of
-#: a stream reads as speech for a few seconds; closing that burst cuts it again by its own
-#: levels, so no word in it is lost, only late.
-_INITIAL_FLOOR_DB = -70.0
-_FLOOR_RISE_DB = 0.5
+_FLOOR_BLOCKS = 10
+_TONAL_SHARE = 0.4
+#: The floor falls at once but rises at most 2 dB per block, so that seconds of real speech
+#: without a pause do not become the floor, from where a silent participant's background
+#: usually is (it never tracks lower: that would only slow the rise). Background louder than
+#: -55 dBFS at the start of a stream, or after silence, reads as speech for a second or two;
+#: closing that burst cuts it again by its own levels, so no word in it is lost, only late.
+_LOWEST_FLOOR_DB = -70.0
+_FLOOR_RISE_DB = 2.0
 #: When a burst is cut again, its loud frames are those above its quietest frame + 15 dB but
 #: never closer than 10 dB to its loud frames (90th percentile), so a steady burst stays whole.
 _BURST_HEADROOM_DB = 10.0
@@ -89,7 +95,7 @@ class StreamDecoder:
         self._speech_end: int | None = None
         # Noise floor tracking.
         self._block_mins: deque[float] = deque(maxlen=_FLOOR_BLOCKS)
-        self._floor_db = _INITIAL_FLOOR_DB
+        self._floor_db = _LOWEST_FLOOR_DB
         self._block_min = math.inf
         self._threshold_db = _MIN_THRESHOLD_DB
         # The threshold each recent block was judged by, to judge a closed burst the same way
@@ -146,7 +152,11 @@ class StreamDecoder:
             frames = buffer[: count * self._frame].reshape(count, self._frame)
             power = np.einsum("ij,ij->i", frames, frames, dtype=np.float64) / self._frame
             level_db = 10.0 * np.log10(power / FULL_SCALE**2 + 1e-12)
-            loud = self._classify(level_db)
+            # Frames below the lowest threshold are background whatever they hold.
+            is_tonal = level_db > _MIN_THRESHOLD_DB
+            if is_tonal.any():
+                is_tonal[is_tonal] = tonality(frames[is_tonal], self._rate) >= _TONAL_SHARE
+            loud = self._classify(level_db, is_tonal)
             self._segment(loud, out)
         self._remainder = buffer[count * self._frame :]
         self._release_pending(out, final=False)
@@ -170,7 +180,9 @@ class StreamDecoder:
     def _ms(self, samples: int) -> int:
         return round(samples * 1000 / self._rate)
 
-    def _classify(self, level_db: npt.NDArray[np.float64]) -> npt.NDArray[np.bool_]:
+    def _classify(
+        self, level_db: npt.NDArray[np.float64], is_tonal: npt.NDArray[np.bool_]
+    ) -> npt.NDArray[np.bool_]:
         """Mark frames above the threshold, updating the noise floor block by block."""
         loud = np.empty(level_db.size, dtype=np.bool_)
         frame = self._frames
@@ -180,13 +192,18 @@ class StreamDecoder:
             part = level_db[i:j]
             self._block_thresholds[frame // _BLOCK_FRAMES] = self._threshold_db
             loud[i:j] = part > self._threshold_db
-            self._block_min = min(self._block_min, float(part.min()))
+            background = part[~is_tonal[i:j]]
+            if background.size:
+                self._block_min = min(self._block_min, float(background.min()))
             frame += j - i
             i = j
             if frame % _BLOCK_FRAMES == 0:
+                if self._block_min == math.inf:
+                    continue  # all tones: says nothing about the background
                 self._block_mins.append(self._block_min)
                 self._block_min = math.inf
-                self._floor_db = min(min(self._block_mins), self._floor_db + _FLOOR_RISE_DB)
+                lowest = max(min(self._block_mins), _LOWEST_FLOOR_DB)
+                self._floor_db = min(lowest, self._floor_db + _FLOOR_RISE_DB)
                 floor = min(self._floor_db, _FLOOR_CAP_DB)
                 self._threshold_db = max(_MIN_THRESHOLD_DB, floor + _FLOOR_OFFSET_DB)
         return loud
@@ -195,7 +212,11 @@ class StreamDecoder:
         """Cut loud frames into bursts; close (and decode) those followed by enough silence."""
         base = self._frames
         self._frames += loud.size
-        indices = np.flatnonzero(loud) + base
+        if self._open is not None and loud.all():
+            self._last_loud = self._frames - 1  # the common case inside a word: no cut
+            indices = np.zeros(0, dtype=np.intp)
+        else:
+            indices = np.flatnonzero(loud) + base
         if indices.size:
             if self._open is None:
                 start = int(indices[0])
