@@ -315,7 +315,7 @@ class AgentConnection:
         config, errors, is_ok = apply_update(
             message, self._config, self._behaviour, is_first=is_first
         )
-        self._config = config
+        self._config = self._record.config = config
         for error in errors:
             await self._send_error(error)
         if any(error.code == "agent_not_found" for error in errors):
