@@ -194,6 +194,32 @@ def test_everything_at_once(
     assert_matches(feed_in_chunks(pcm16(x + noise), sizes, rate), truth)
 
 
+def test_long_quiet_word_at_stream_start() -> None:
+    # 160 bytes (4.8 s) at -12 dB with no silence before it: the noise floor must not climb to
+    # the word's own level.
+    pcm, truth = encode_words("🎉" * 40 + " end.")
+    assert truth[0].end_ms > 4500
+    assert_matches(decode(pcm16(samples(pcm) * 10 ** (-12 / 20)), 16000), truth)
+
+
+@pytest.mark.parametrize("noise_dbfs", [-50, -35])
+def test_noise_appearing_mid_stream(noise_dbfs: float) -> None:
+    # Digital silence, then a loud background from 1 s before the words: the decoder needs a
+    # moment to learn the new floor, then delivers every word, late but intact.
+    pcm, truth = encode_words(SENTENCE, start_ms=5000)
+    x = np.concatenate([np.zeros(80000), samples(pcm)])
+    noise = np.random.default_rng(10).normal(0, 32768 * 10 ** (noise_dbfs / 20), x.size)
+    noise[:64000] = 0
+    audio = pcm16(x + noise)
+    decoder = StreamDecoder(16000)
+    got: list[DecodedWord] = []
+    for i in range(0, len(audio), 3200):
+        for word in decoder.feed(audio[i : i + 3200]):
+            assert decoder.position_ms - word.end_ms <= 3000
+            got.append(word)
+    assert_matches(got + decoder.flush(), truth)
+
+
 def test_chirp_and_white_noise_are_undecodable_speech() -> None:
     rate = 16000
     quiet = samples(silence(1000, rate))
