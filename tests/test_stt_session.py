@@ -164,15 +164,23 @@ async def test_terminate_wait_is_bounded_when_server_never_answers():
 
 
 @pytest.mark.parametrize(
-    ("code", "how"),
-    [(1006, "drop"), (1011, "close"), (3005, "error"), (3009, "error"), (1000, "close")],
+    ("code", "how", "final_end_ms"),
+    [
+        (1006, "drop", 450),
+        (1011, "close", 450),
+        (3005, "error", 450),
+        (3009, "error", 450),
+        (1000, "close", 450),
+        (1006, "drop", 470),  # a 30 ms head is merged with the next chunk
+        (1006, "drop", 400),  # on a chunk boundary
+    ],
 )
-async def test_reconnect_replays_unfinalised_audio(code, how):
+async def test_reconnect_replays_unfinalised_audio(code, how, final_end_ms):
     async def first(conn: FakeConnection) -> None:
         await conn.begin("a")
         await conn.wait_audio(BPS)  # 1 s sent
-        # Final covering 0-450 ms: chunks 0-399 ms are finalised; replay starts at 400 ms.
-        await conn.send_json(turn_message(0, [("One.", 100, 450)]))
+        # A final up to final_end_ms: the replay starts right after its last word.
+        await conn.send_json(turn_message(0, [("One.", 100, final_end_ms)]))
         await conn.wait_audio(int(1.5 * BPS))
         # The client must have trimmed its buffer before it sees the close.
         await asyncio.sleep(0.05)
@@ -198,16 +206,17 @@ async def test_reconnect_replays_unfinalised_audio(code, how):
         events = await reader
     one, two = server.connections
     sent_on_one = len(one.audio_bytes) // 32  # ms
-    # The second socket starts at 400 ms and carries everything after it, once.
-    assert two.audio_bytes == pcm(400, 2600)
+    # The second socket starts where the final ended and carries everything after, once.
+    assert two.audio_bytes == pcm(final_end_ms, 3000 - final_end_ms)
+    assert all(1600 <= len(frame) <= 32000 for frame in two.audio)
     assert sent_on_one >= 1500
     opened = [e for e in events if isinstance(e, SegmentOpened)]
     assert [(o.socket_index, o.provider_id, o.audio_offset_ms) for o in opened] == [
         (0, "a", 0),
-        (1, "b", 400),
+        (1, "b", final_end_ms),
     ]
     finals = [e for e in events if isinstance(e, FinalTranscript)]
-    assert [(f.socket_index, f.start_ms) for f in finals] == [(0, 100), (1, 500)]
+    assert [(f.socket_index, f.start_ms) for f in finals] == [(0, 100), (1, final_end_ms + 100)]
     closes = [e for e in events if isinstance(e, SegmentClosed)]
     assert [c.close_code for c in closes] == [code, 1000]
     assert s.error is None
@@ -497,3 +506,41 @@ def test_http_status_mapping(status, rejected):
     with pytest.raises(RecorderError) as info, map_exceptions("wss://x/v3/ws"):
         raise InvalidStatus(_response(status))
     assert isinstance(info.value, SttRejected) is rejected
+
+
+async def test_short_replay_head_is_padded_and_offsets_stay_right():
+    # The final ends 30 ms before the end of everything sent: the replay head is 30 ms,
+    # padded to 50 ms; audio after it is mapped back to caller positions (a second piece).
+    async def first(conn: FakeConnection) -> None:
+        await conn.begin("a")
+        await conn.wait_audio(BPS)
+        await conn.send_json(turn_message(0, [("One.", 100, 970)]))
+        await asyncio.sleep(0.05)
+        conn.drop()
+
+    async def second(conn: FakeConnection) -> None:
+        await conn.begin("b")
+        await conn.wait_audio(int(0.55 * BPS))
+        # Socket time 150-250 ms is caller time 1100-1200 ms (50 ms of it was the pad).
+        await conn.send_json(turn_message(0, [("Two.", 150, 250)]))
+        await conn.terminate_reply()
+
+    async with FakeSttServer([first, second]) as server:
+        s = session(server.url)
+        await s.start()
+        reader = asyncio.create_task(collect(s))
+        for t in range(0, 1000, 100):
+            s.send(pcm(t, 100))
+        await server.wait_connections(2)
+        await server.connections[1].wait_audio(1600)
+        for t in range(1000, 1500, 100):
+            s.send(pcm(t, 100))
+        await s.stop()
+        events = await reader
+    two = server.connections[1]
+    assert two.audio_bytes == pcm(970, 30) + bytes(640) + pcm(1000, 500)
+    finals = [e for e in events if isinstance(e, FinalTranscript)]
+    assert [(f.socket_index, f.start_ms, f.end_ms) for f in finals] == [
+        (0, 100, 970),
+        (1, 1100, 1200),
+    ]

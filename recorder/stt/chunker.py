@@ -43,7 +43,7 @@ class Chunker:
         self.min_bytes = min_bytes
         self.max_bytes = max_bytes
         self._sample_bytes = sample_bytes
-        self._silence = silence
+        self.silence = silence
         self._buf = bytearray()
 
     @property
@@ -78,4 +78,4 @@ class Chunker:
         self._buf.clear()
         # Round up to a whole sample, then to the minimum size (§3.1: pad, don't send < 50 ms).
         size = max(self.min_bytes, -(-len(tail) // self._sample_bytes) * self._sample_bytes)
-        return tail + bytes([self._silence]) * (size - len(tail))
+        return tail + bytes([self.silence]) * (size - len(tail))

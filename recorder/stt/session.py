@@ -157,6 +157,7 @@ class StreamingSession:
         self._inactivity_timeout_set = inactivity_timeout_s is not None
         self._bps = bytes_per_second(sample_rate_hz, encoding)
         sample_bytes = 2 if encoding == "pcm_s16le" else 1
+        self._sample_bytes = sample_bytes
         self._chunker = Chunker(
             chunk_bytes=self._bps * chunk_ms // 1000,
             min_bytes=self._bps * MIN_CHUNK_MS // 1000,
@@ -520,11 +521,7 @@ class StreamingSession:
         upgraded_at = loop.time()
         index = self._socket_count
         # Replay: the new socket starts with the oldest unfinalised audio (§6.2).
-        if self._sent:
-            self._pending.extendleft(reversed(self._sent))
-            self._pending_bytes += self._sent_bytes
-            self._sent.clear()
-            self._sent_bytes = 0
+        self._replay_into_pending()
         start_pos = self._pending[0][0] if self._pending else self._chunked_pos
         proto = SttProtocol(
             sample_rate_hz=self._sample_rate_hz,
@@ -667,6 +664,7 @@ class StreamingSession:
         return dataclasses.replace(event, audio_offset_ms=offset * 1000 // self._bps)
 
     def _finalised_up_to(self, event: FinalTranscript) -> None:
+        """Forget the audio a final turn covers; replay restarts right after its last word."""
         end_ms = event.end_ms
         if end_ms is None:
             return
@@ -675,6 +673,37 @@ class StreamingSession:
         while sent and sent[0][0] + len(sent[0][1]) <= end_pos:
             _, chunk = sent.popleft()
             self._sent_bytes -= len(chunk)
+        if sent and sent[0][0] < end_pos:
+            # Cut the chunk the turn ends in: replaying the tail of a finalised word
+            # would come back as a spurious fragment of a word.
+            pos, chunk = sent[0]
+            cut = (end_pos - pos) // self._sample_bytes * self._sample_bytes
+            sent[0] = (pos + cut, chunk[cut:])
+            self._sent_bytes -= cut
+
+    def _replay_into_pending(self) -> None:
+        """Put the unfinalised sent audio back in front of the queue (§6.2), in valid sizes."""
+        if not self._sent:
+            return
+        self._pending.extendleft(reversed(self._sent))
+        self._pending_bytes += self._sent_bytes
+        self._sent.clear()
+        self._sent_bytes = 0
+        pos, head = self._pending[0]
+        if len(head) >= self._chunker.min_bytes:
+            return
+        # A head cut by _finalised_up_to may be under 50 ms (§3.1): merge it with the
+        # next chunk when contiguous, else pad it with silence (the pieces map the pad).
+        self._pending.popleft()
+        if self._pending and self._pending[0][0] == pos + len(head):
+            _, nxt = self._pending.popleft()
+            if len(head) + len(nxt) <= self._chunker.max_bytes:
+                self._pending.appendleft((pos, head + nxt))
+                return
+            self._pending.appendleft((pos + len(head), nxt))
+        padded = head + bytes([self._chunker.silence]) * (self._chunker.min_bytes - len(head))
+        self._pending.appendleft((pos, padded))
+        self._pending_bytes += len(padded) - len(head)
 
     # -- internals: the sender -------------------------------------------------
 

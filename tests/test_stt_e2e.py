@@ -1,0 +1,149 @@
+"""StreamingSession end to end against the streaming emulator, speaking tone code."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+
+from recorder.emulator.faults import Fault, FaultPlan
+from recorder.emulator.streaming import StreamingEmulator
+from recorder.emulator.streaming_records import StreamingBehaviour
+from recorder.emulator.tonecode import encode_words
+from recorder.errors import SttRejected
+from recorder.stt.events import Closed, Disposition, FinalTranscript, SegmentOpened
+from recorder.stt.session import StreamingSession
+from tests.stt_fake_server import TIMEOUT
+
+KEY = "e2e-key"
+SPEED = 20.0  # audio clock speed, the same for the client and the emulator's pacing rule
+TEXT = (
+    "Hello there friends. How are you all doing today? Let's ship the beta on Friday! "
+    "Alpha bravo charlie delta. Echo foxtrot golf hotel india."
+)
+SENTENCES = [
+    "Hello there friends.",
+    "How are you all doing today?",
+    "Let's ship the beta on Friday!",
+    "Alpha bravo charlie delta.",
+    "Echo foxtrot golf hotel india.",
+]
+
+
+def emulator(**kwargs) -> StreamingEmulator:
+    kwargs.setdefault("behaviour", StreamingBehaviour(processing_delay_s=0.01))
+    return StreamingEmulator(api_keys={KEY}, realtime_factor=SPEED, **kwargs)
+
+
+def make_session(url: str, **kwargs) -> StreamingSession:
+    kwargs.setdefault("api_key", KEY)
+    return StreamingSession(
+        url=url,
+        realtime_factor=SPEED,
+        backoff_initial_s=0.01,
+        backoff_max_s=0.05,
+        **kwargs,
+    )
+
+
+async def transcribe(url: str, pcm: bytes, **kwargs) -> list:
+    """Send ``pcm`` in 10 ms frames as fast as the caller can, stop, return every event."""
+    s = make_session(url, **kwargs)
+    await s.start()
+
+    async def collect() -> list:
+        return [event async for event in s.events()]
+
+    reader = asyncio.create_task(collect())
+    for at in range(0, len(pcm), 320):
+        s.send(pcm[at : at + 320])
+    async with asyncio.timeout(TIMEOUT * 4):
+        await s.stop()
+        return await reader
+
+
+def final_words(events: list) -> list[tuple[str, int, int]]:
+    """Every final word as (text, caller start ms, caller end ms)."""
+    return [
+        (w.text, e.audio_offset_ms + w.start_ms, e.audio_offset_ms + w.end_ms)
+        for e in events
+        if isinstance(e, FinalTranscript)
+        for w in e.words
+    ]
+
+
+async def test_three_sentences_three_finals_with_text_and_times():
+    text = " ".join(SENTENCES[:3])
+    pcm, words = encode_words(text)
+    emu = emulator()
+    async with emu.serve() as server:
+        events = await transcribe(server.url, pcm)
+    finals = [e for e in events if isinstance(e, FinalTranscript)]
+    assert [f.transcript for f in finals] == SENTENCES[:3]
+    assert [f.turn_order for f in finals] == [0, 1, 2]
+    assert all(f.is_formatted and f.language_code == "en" for f in finals)
+    got = final_words(events)
+    assert [w for w, _, _ in got] == [w.text for w in words]
+    for (_, start, end), want in zip(got, words, strict=True):
+        assert abs(start - want.start_ms) <= 20 and abs(end - want.end_ms) <= 20
+    assert len(emu.sessions) == 1 and emu.sessions[0].close_code == 1000
+    assert events[-1].billed_seconds is not None  # SegmentClosed after Termination
+
+
+def _fault_points(seed: int, total_s: float, n: int) -> list[float]:
+    rng = random.Random(seed)
+    return sorted(rng.uniform(0.3, total_s - 0.3) for _ in range(n))
+
+
+@pytest.mark.parametrize("code", [1006, 1011, 3005, 3009, 1000])
+@pytest.mark.parametrize("seed", [1, 2])
+async def test_drops_at_random_points_lose_no_word(code, seed):
+    pcm, words = encode_words(TEXT)
+    total_s = len(pcm) / 32000
+    points = _fault_points(seed * 100 + code, total_s, 2)
+    # Connection 0 fails at points[0] of its audio, connection 1 (which starts with the
+    # replay) at a second point; the rest run clean.
+    faults = {
+        i: (Fault.drop(at_audio_s=at) if code == 1006 else Fault.close(code, at_audio_s=at),)
+        for i, at in enumerate([points[0], points[1] - points[0] + 0.2])
+    }
+    emu = emulator(faults=FaultPlan(per_connection=faults))
+    async with emu.serve() as server:
+        events = await transcribe(server.url, pcm)
+    got = final_words(events)
+    assert [w for w, _, _ in got] == [w.text for w in words], f"faults at {points}"
+    for (_, start, _), want in zip(got, words, strict=True):
+        assert abs(start - want.start_ms) <= 20  # caller positions survive the replay
+    opened = [e for e in events if isinstance(e, SegmentOpened)]
+    assert len(opened) == 3 == len(emu.sessions)
+    assert [c.disposition for c in events if isinstance(c, Closed)] == [
+        Disposition.RETRY,
+        Disposition.RETRY,
+        Disposition.DONE,
+    ]
+    # Replay never rewinds past audio already finalised, and never runs ahead of the caller.
+    assert opened[1].audio_offset_ms <= emu.sessions[0].audio_seconds * 1000
+
+
+async def test_session_cap_3008_reopens_and_loses_no_word():
+    pcm, words = encode_words(" ".join(SENTENCES[:3]))
+    # The cap is wall-clock: 0.15 s is 3 s of audio at SPEED.
+    emu = emulator(behaviour=StreamingBehaviour(processing_delay_s=0.01, session_cap_s=0.15))
+    async with emu.serve() as server:
+        events = await transcribe(server.url, pcm)
+    assert [w for w, _, _ in final_words(events)] == [w.text for w in words]
+    closes = [c for c in events if isinstance(c, Closed)]
+    assert closes[0].code == 3008 and closes[0].disposition is Disposition.REOPEN
+
+
+async def test_bad_key_is_rejected_once_with_a_clear_message():
+    emu = emulator()
+    async with emu.serve() as server:
+        s = make_session(server.url, api_key="wrong-key")
+        with pytest.raises(SttRejected) as info:
+            await s.start()
+    message = str(info.value)
+    assert "code 1008" in message and "Unauthorized Connection" in message
+    assert "check ASSEMBLYAI_API_KEY" in message and "wrong-key" not in message
+    assert len(emu.sessions) == 1  # no retry loop
