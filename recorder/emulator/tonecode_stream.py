@@ -331,7 +331,10 @@ class StreamDecoder:
         if self._pending is None:
             return
         if not final:
-            horizon = self._fed if self._open is None else self._open * self._frame
+            # Any later burst starts at a frame not yet cut (samples short of a whole frame
+            # may still be its first), so judge by whole frames, not by samples fed.
+            horizon = self._frames if self._open is None else self._open
+            horizon *= self._frame
             if horizon - self._pending_end < self._ms_to_samples(MERGE_GAP_MS):
                 return
         out.append(self._pending)
