@@ -532,3 +532,39 @@ async def test_records_every_client_frame(served: tuple[VoiceAgentEmulator, str]
     assert record.received[1]["audio_ms"] == pytest.approx(50)
     assert record.sent_types() == ["session.ready", "session.ended"]
     assert record.close_code == 1000
+
+
+async def test_early_audio_is_buffered_with_the_switch() -> None:
+    agent = emulator(behaviour=AgentBehaviour(buffer_early_audio=True))
+    async with agent.serve() as server:
+        async with connect(server.url, additional_headers=BEARER) as ws:
+            await send(
+                ws, {"type": "input.audio", "audio": base64.b64encode(bytes(4_800)).decode()}
+            )
+            await send(ws, update())
+            assert (await receive(ws))["type"] == "session.ready"
+            await send(ws, {"type": "session.end"})
+            close_code, frames = await closed(ws)
+    assert frames[-1]["audio_duration_seconds"] == pytest.approx(0.1) and close_code == 1000
+
+
+async def test_bursts_send_several_chunks_back_to_back() -> None:
+    factor = 5.0
+    behaviour = AgentBehaviour(chunk_ms=50, burst_chunks=4)
+    agent = emulator(realtime_factor=factor, behaviour=behaviour)
+    loop = asyncio.get_running_loop()
+    async with agent.serve() as server:
+        ws = await ready(server.url)
+        async with ws:
+            await send(ws, {"type": "reply.create", "instructions": "Read it: One two three."})
+            arrivals = []
+            while True:
+                message = await receive(ws)
+                if message["type"] == "reply.audio":
+                    arrivals.append(loop.time())
+                if message["type"] == "reply.done":
+                    break
+    gaps = np.diff(arrivals)
+    burst_period = 4 * 0.050 / factor  # 40 ms between bursts, ~0 inside one
+    assert len(arrivals) >= 8
+    assert np.sum(gaps > burst_period / 2) == pytest.approx((len(arrivals) - 1) // 4, abs=1)

@@ -310,7 +310,7 @@ class AgentSession:
         self, timeout_s: float, doing: str, cancel: asyncio.Event | None
     ) -> bool | None:
         """Read one frame into the protocol; None if ``cancel`` was set first."""
-        recv = asyncio.ensure_future(self._ws.recv())
+        recv = asyncio.create_task(self._ws.recv(), name="agent-recv")
         waiters: set[asyncio.Future[Any]] = {recv}
         canceller: asyncio.Task[bool] | None = None
         if cancel is not None:

@@ -25,6 +25,13 @@ Spec §12 checklist items deliberately not modelled, and why:
   recap is reported, and a new recap opens a new session).
 * 22 golden replay: no recording of real Voice Agent traffic exists here; the
   greeting-only sequence is checked against the spec's §4.1 order instead.
+
+Choices where the spec is silent (UNCONFIRMED real behaviour): ``session.end``
+during a reply first interrupts it (``reply.done`` interrupted and the trimmed
+``transcript.agent``), then sends ``session.ended``; a message other than
+``session.update`` before ``session.ready`` is ``invalid_format``; the
+``agent_timeout`` close code is 1011; ``max_prompt_chars`` (off by default)
+refuses a longer ``system_prompt`` with ``invalid_value``.
 """
 
 from __future__ import annotations
