@@ -81,6 +81,13 @@ def test_round_trip_any_unicode(text: str) -> None:
     assert " ".join(w.text or "<none>" for w in decoded) == " ".join(text.split())
 
 
+@pytest.mark.parametrize("rate", [8000, 24000, 44100, 48000])
+def test_round_trip_at_other_rates(rate: int) -> None:
+    pcm, truth = encode_words(SENTENCE, rate)
+    assert abs(len(pcm) // 2 - rate * (truth[-1].end_ms + SENTENCE_GAP_MS) / 1000) <= rate / 1000
+    assert_matches(decode(pcm, rate), truth)
+
+
 def test_empty_text_is_empty_audio() -> None:
     assert encode_words(" \t\n ") == (b"", [])
     assert decode(b"", 16000) == []
