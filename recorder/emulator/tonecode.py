@@ -6,6 +6,8 @@ the tests and the benchmarks speak tone code: every word becomes a short burst o
 which an energy VAD sees as speech, pauses and turn ends (spec §5.2). Decoding is what the
 emulator calls recognition, so a chunk a client fails to deliver is a word missing from the
 transcript. Decoding survives resampling, gain and mild noise; damaged bursts decode as ``None``.
+Use :func:`encode_words` or :func:`encode` to speak, :func:`decode` for a whole recording and
+:class:`StreamDecoder` for a live stream, and :func:`silence` for a silent participant.
 """
 
 from __future__ import annotations

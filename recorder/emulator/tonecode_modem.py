@@ -1,9 +1,9 @@
 """The tone modem under :mod:`recorder.emulator.tonecode`: one word as one burst of FSK tones.
 
-A burst is a start marker symbol followed by the word's UTF-8 bytes and a CRC-16, four bits per
-15 ms symbol, each symbol one of 16 tones between 400 and 3400 Hz (the telephone band, so 16 kHz
-<-> 24 kHz resampling is harmless). A burst that is cut, glued or noisy fails the symbol-count,
-tone-purity or CRC check and decodes as ``None`` instead of as a different word.
+A burst is a start marker symbol (300 Hz) followed by the word's UTF-8 bytes and a CRC-16, four
+bits per 15 ms symbol, each symbol one of 16 tones between 400 and 3400 Hz (the telephone band,
+so 16 kHz <-> 24 kHz resampling is harmless). A burst that is cut, glued or noisy fails the
+symbol-count, tone-purity or CRC check and decodes as ``None`` instead of as a different word.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ __all__ = [
     "burst_samples",
     "demodulate",
     "high_level",
-    "tonality",
     "modulate",
+    "tonality",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -51,7 +51,7 @@ TONE_PEAK = 0.18 * FULL_SCALE
 
 _ALL_HZ = np.array((MARKER_HZ, *DATA_HZ))
 #: Minimum share of a symbol window's energy in its strongest tone. A clean tone scores ~1,
-#: 30 dB SNR ~0.99, white noise or real speech far below.
+#: 30 dB SNR ~0.99, white noise below 0.1.
 _MIN_PURITY = 0.5
 #: Largest distance of the measured burst length from a whole number of symbols.
 _MAX_SYMBOL_SLIP = 0.25
