@@ -7,6 +7,10 @@ column filters) is read as words or separators, never as query syntax. The
 terms are then rendered as an FTS5 MATCH string of quoted phrases (SQLite) or a
 tsquery of quoted lexemes (PostgreSQL), so neither parser can fail on them.
 
+Ranking covers the :data:`RANK_WINDOW` most recent matching turns (bm25 on
+SQLite, ts_rank on PostgreSQL), which keeps every search fast however common
+its words are.
+
 Snippets mark each match as ``«match»`` (:data:`HIGHLIGHT_START`,
 :data:`HIGHLIGHT_END`): guillemets are rare in speech transcripts and need no
 escaping in HTML, Markdown or a terminal.
@@ -29,6 +33,7 @@ __all__ = [
     "HIGHLIGHT_END",
     "HIGHLIGHT_START",
     "MAX_TERMS",
+    "RANK_WINDOW",
     "Term",
     "build_search",
     "parse_query",
@@ -41,6 +46,12 @@ HIGHLIGHT_END = "»"
 ELLIPSIS = "…"
 # Bounds the work one search can ask for; further terms are ignored.
 MAX_TERMS = 16
+# Ranking scores every candidate (bm25 costs ~10 us a row on SQLite), so a
+# word found in most turns would take seconds over a million turns. Only the
+# most recent RANK_WINDOW matches (after the filters) are ranked: every search
+# stays well under 100 ms (bench/bench_search.py), and for a query matching
+# more turns than that, recent turns are the likelier ones to be wanted.
+RANK_WINDOW = 2000
 # Tokens around a match in an SQLite snippet (FTS5 allows up to 64).
 _SNIPPET_TOKENS = 16
 _HEADLINE_OPTIONS = (
@@ -166,6 +177,12 @@ def _hit_columns() -> list[Any]:
     ]
 
 
+def _window_start(recent: Select[Any]) -> ColumnElement[Any]:
+    """The smallest turn id among the window of most recent matches (0 if none)."""
+    window = recent.subquery("recent")
+    return func.coalesce(select(func.min(window.c.id)).scalar_subquery(), 0)
+
+
 def build_search(
     dialect: str,
     terms: tuple[Term, ...],
@@ -174,6 +191,7 @@ def build_search(
     speaker: str | None = None,
     since: datetime | None = None,
     limit: int = 20,
+    window: int = RANK_WINDOW,
 ) -> Select[Any]:
     """The ranked search statement for a dialect.
 
@@ -188,35 +206,68 @@ def build_search(
             (case-insensitive) or uid.
         since: only meetings started at or after this time.
         limit: at most this many hits.
+        window: rank only the most recent this-many matching turns.
     """
     conditions = _filters(channel=channel, speaker=speaker, since=since)
     if dialect == "sqlite":
         fts = table("turns_fts", column("rowid", Integer))
         fts_ref: ColumnElement[Any] = literal_column("turns_fts")
+        matches = fts_ref.op("MATCH")(to_fts5_match(terms))
+
+        def joined(statement: Select[Any]) -> Select[Any]:
+            return (
+                statement.select_from(fts)
+                .join(TurnRow, TurnRow.id == fts.c.rowid)
+                .join(MeetingRow, MeetingRow.id == TurnRow.meeting_id)
+                .join(ParticipantRow, ParticipantRow.id == TurnRow.participant_id)
+                .where(matches, *conditions)
+            )
+
+        # FTS5 walks matches in rowid order without ranking them; only the
+        # window's rows get a bm25 score (the rowid range is an index seek).
+        recent = joined(select(fts.c.rowid.label("id")))
+        cutoff = _window_start(recent.order_by(fts.c.rowid.desc()).limit(window))
         bm25 = func.bm25(fts_ref, type_=Float)
-        snippet = func.snippet(
-            fts_ref, 0, HIGHLIGHT_START, HIGHLIGHT_END, ELLIPSIS, _SNIPPET_TOKENS, type_=String
-        )
-        return (
-            select(*_hit_columns(), snippet.label("snippet"), (-bm25).label("rank"))
-            .select_from(fts)
-            .join(TurnRow, TurnRow.id == fts.c.rowid)
-            .join(MeetingRow, MeetingRow.id == TurnRow.meeting_id)
-            .join(ParticipantRow, ParticipantRow.id == TurnRow.participant_id)
-            .where(fts_ref.op("MATCH")(to_fts5_match(terms)), *conditions)
+        ranked = (
+            joined(select(*_hit_columns(), (-bm25).label("rank")))
+            .where(fts.c.rowid >= cutoff)
             .order_by(bm25, TurnRow.id)
             .limit(limit)
+            .subquery("ranked")
         )
+        # snippet() is costly: compute it for the returned rows only, each
+        # by a MATCH plus rowid lookup (a correlated subquery, so that FTS5
+        # never walks every match again).
+        snippet = (
+            select(
+                func.snippet(fts_ref, 0, HIGHLIGHT_START, HIGHLIGHT_END, ELLIPSIS, _SNIPPET_TOKENS)
+            )
+            .select_from(fts)
+            .where(matches, fts.c.rowid == ranked.c.turn_id)
+            .scalar_subquery()
+        )
+        return select(
+            *[c for c in ranked.c if c.name != "rank"], snippet.label("snippet"), ranked.c.rank
+        ).order_by(ranked.c.rank.desc(), ranked.c.turn_id)
     if dialect == "postgresql":
         config: ColumnElement[Any] = literal_column("'simple'::regconfig")
         tsquery = func.to_tsquery(config, to_tsquery(terms))
         text_search: ColumnElement[Any] = literal_column("turns.text_search")
+
+        def filtered(statement: Select[Any]) -> Select[Any]:
+            return (
+                statement.join(MeetingRow, MeetingRow.id == TurnRow.meeting_id)
+                .join(ParticipantRow, ParticipantRow.id == TurnRow.participant_id)
+                .where(text_search.op("@@")(tsquery), *conditions)
+            )
+
+        cutoff = _window_start(
+            filtered(select(TurnRow.id.label("id"))).order_by(TurnRow.id.desc()).limit(window)
+        )
         rank = func.ts_rank(text_search, tsquery, type_=Float)
         ranked = (
-            select(*_hit_columns(), rank.label("rank"))
-            .join(MeetingRow, MeetingRow.id == TurnRow.meeting_id)
-            .join(ParticipantRow, ParticipantRow.id == TurnRow.participant_id)
-            .where(text_search.op("@@")(tsquery), *conditions)
+            filtered(select(*_hit_columns(), rank.label("rank")))
+            .where(TurnRow.id >= cutoff)
             .order_by(rank.desc(), TurnRow.id)
             .limit(limit)
             .subquery("ranked")

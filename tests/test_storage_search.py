@@ -319,3 +319,32 @@ async def test_run_query_times_out(store: TranscriptStore, backend: str) -> None
     slow = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT count(*) FROM n"
     with pytest.raises(StorageError, match="longer than"):
         await store.run_query(slow, timeout_s=0.3)
+
+
+async def test_ranking_window_covers_the_most_recent_matches(store: TranscriptStore) -> None:
+    from storage.search import build_search
+
+    meeting = await store.start_meeting("c", 1, T0)
+    session = await store.open_stream_session(meeting, 7, T0)
+    texts = [
+        "budget budget budget",
+        "the budget and many other words here",
+        "a budget with plenty of other words too",
+    ]
+    await store.upsert_turns(
+        [
+            TurnRecord(meeting, 7, session, i, i * 1000, i * 1000 + 500, t)
+            for i, t in enumerate(texts)
+        ]
+    )
+    terms = parse_query("budget")
+
+    async def ranked(window: int) -> list[str]:
+        statement = build_search(store.dialect, terms, window=window)
+        async with store._engine.connect() as connection:
+            return [row.text for row in await connection.execute(statement)]
+
+    everything = await ranked(100)
+    assert everything[0] == texts[0] and len(everything) == 3
+    recent = await ranked(2)
+    assert sorted(recent) == sorted(texts[1:])
