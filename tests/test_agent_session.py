@@ -434,3 +434,22 @@ def test_the_resampler_costs_well_under_one_percent_of_real_time() -> None:
         resampler.process(pcm[offset : offset + chunk])
     resampler.process(b"", last=True)
     assert (time.process_time() - started) / 60.0 < 0.01
+
+
+async def test_a_reply_without_transcript_agent_still_returns_its_audio() -> None:
+    emulator = make_emulator(faults=AgentFaults(omit_agent_transcript=True))
+    sink = Sink()
+    async with emulator.serve() as server, asyncio.timeout(BOUND_S):
+        result = await run_recap(server.url, KEY, RecapRequest(TURNS), on_audio=sink, timeouts=FAST)
+    assert result.text == "" and not result.was_interrupted
+    assert words_of(bytes(sink.audio)) == emulator.sessions[0].replies[0].text.split()
+
+
+async def test_a_reply_error_is_an_agent_error() -> None:
+    emulator = make_emulator(faults=AgentFaults(reply_error=("llm_error", "upstream failure.")))
+    async with emulator.serve() as server, asyncio.timeout(BOUND_S):
+        with pytest.raises(AgentError, match=r"llm_error\): upstream failure; try the recap again"):
+            await run_recap(server.url, KEY, RecapRequest(TURNS), on_audio=Sink(), timeouts=FAST)
+    record = emulator.sessions[0]
+    await record.closed.wait()
+    assert record.is_end_received and record.close_code == 1000

@@ -280,11 +280,18 @@ async def run_recap(
         deadline = loop.time() + timeouts.reply_s
         gap = timeouts.reply_start_s
         while transcript is None or done is None:
-            if done is not None and transcript is None:
-                # transcript.agent may follow reply.done when interrupted (spec §4.3).
+            # transcript.agent may follow reply.done (interrupted, spec §4.3), or
+            # never come; after reply.done, wait for it only briefly.
+            is_late = done is not None
+            if is_late:
                 gap = min(gap, timeouts.end_s)
             wait = min(gap, deadline - loop.time())
-            event = await session.next_event(wait, cancel=cancel, doing="speaking the recap")
+            event = await session.next_event(
+                wait, cancel=cancel, doing="speaking the recap", is_optional=is_late
+            )
+            if event is None and is_late and not (cancel is not None and cancel.is_set()):
+                log.warning("recap: the reply finished without a transcript.agent")
+                break
             if event is None:
                 interrupted_at = ms_for_bytes(handed_bytes)
                 log.info("recap: cancelled after %.0f ms of audio", interrupted_at)
@@ -319,8 +326,6 @@ async def run_recap(
                 if isinstance(drained, AgentTranscript):
                     transcript = drained
         session_id = session.session_id
-    if transcript is None and done is not None and not done.is_interrupted:
-        log.warning("recap: the reply finished without a transcript.agent")
     was_interrupted = interrupted_at is not None or bool(
         (done is not None and done.is_interrupted)
         or (transcript is not None and transcript.is_interrupted)
@@ -328,6 +333,12 @@ async def run_recap(
     audio_ms = ms_for_bytes(handed_bytes)
     if was_interrupted and interrupted_at is None:
         interrupted_at = audio_ms
+    log.info(
+        "recap: session %s handed on %.0f ms of audio%s",
+        session_id,
+        audio_ms,
+        " (interrupted)" if was_interrupted else "",
+    )
     return RecapResult(
         transcript.text if transcript is not None else "",
         was_interrupted,

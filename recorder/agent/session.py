@@ -74,7 +74,8 @@ class AgentTimeouts:
             leaves it room to say so.
         reply_start_s: ``reply.create`` to the first reply event (LLM latency).
         event_gap_s: longest silence between two events of a reply.
-        reply_s: a whole reply, however it trickles in.
+        reply_s: a whole reply, however it trickles in (including the time the
+            caller's ``on_audio`` takes to pace it out).
         end_s: ``session.end`` to ``session.ended``.
         close_s: the WebSocket closing handshake.
     """
@@ -159,6 +160,10 @@ def _closed_message(event: Closed, doing: str) -> str:
     return f"the voice agent closed the session ({code}{reason}) while {doing}"
 
 
+class _Timeout(AgentError):
+    """Nothing arrived in time (an :class:`AgentError` to everyone outside this module)."""
+
+
 class AgentSession:
     """One open, ready Voice Agent session; get one from :func:`open_session`.
 
@@ -212,22 +217,33 @@ class AgentSession:
         await self._flush("asking for a reply")
 
     async def next_event(
-        self, timeout_s: float, *, cancel: asyncio.Event | None = None, doing: str = "replying"
+        self,
+        timeout_s: float,
+        *,
+        cancel: asyncio.Event | None = None,
+        doing: str = "replying",
+        is_optional: bool = False,
     ) -> Event | None:
         """Return the next event, or None as soon as ``cancel`` is set.
 
         Errors the server tolerates (``invalid_format``, ``immutable_field``...) are
-        logged and skipped; every other ``session.error`` and any close raise.
+        logged and returned; every other ``session.error`` and any close raise.
 
         Args:
             timeout_s: how long to wait for it.
             cancel: an event that interrupts the wait.
             doing: what the caller is waiting for, for error messages.
+            is_optional: return None instead of raising when nothing arrives in time.
 
         Raises:
             AgentError: a fatal ``session.error``, a close, or a timeout.
         """
-        return await self._next(timeout_s, doing, cancel)
+        try:
+            return await self._next(timeout_s, doing, cancel)
+        except _Timeout:
+            if is_optional:
+                return None
+            raise
 
     async def end(self) -> SessionEnded | None:
         """Send ``session.end``, wait (bounded) for ``session.ended``, and close.
@@ -289,7 +305,7 @@ class AgentSession:
             if not self.is_open:
                 raise AgentError(f"the voice agent session is closed; cannot keep {doing}")
             if timeout_s <= 0:
-                raise AgentError(f"the voice agent did not answer in time while {doing}")
+                raise _Timeout(f"the voice agent did not answer in time while {doing}")
             frame = await self._receive(timeout_s, doing, cancel)
             if frame is None:
                 return None
@@ -330,8 +346,11 @@ class AgentSession:
                     await recv
         if recv in done:
             try:
-                frame = recv.result()
-            except ConnectionClosed:
+                with map_exceptions(doing):
+                    frame = recv.result()
+            except AgentError as exc:
+                if not isinstance(exc.__cause__, ConnectionClosed):
+                    raise
                 self._protocol.receive_close(self._ws.close_code, self._ws.close_reason or "")
                 return True
             if isinstance(frame, str):
@@ -341,7 +360,7 @@ class AgentSession:
             return True
         if canceller is not None and canceller in done:
             return None
-        raise AgentError(f"the voice agent did not answer in time while {doing}")
+        raise _Timeout(f"the voice agent did not answer in time while {doing}")
 
 
 @contextlib.asynccontextmanager

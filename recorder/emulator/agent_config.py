@@ -88,6 +88,9 @@ class AgentFaults:
         drop_after_chunks: abort the TCP connection after this many reply chunks.
         end_delay_s: hold ``session.ended`` back this long after ``session.end``.
         never_end: ignore ``session.end`` (never send ``session.ended``).
+        omit_agent_transcript: never send ``transcript.agent``.
+        reply_error: ``(code, message)``: answer ``reply.create`` with the
+            UNDOCUMENTED ``reply.error`` and ``reply.done`` ``failed`` (spec §3).
     """
 
     connect_error: tuple[str, int] | None = None
@@ -97,6 +100,8 @@ class AgentFaults:
     drop_after_chunks: int | None = None
     end_delay_s: float = 0.0
     never_end: bool = False
+    omit_agent_transcript: bool = False
+    reply_error: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

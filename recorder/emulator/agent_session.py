@@ -454,6 +454,16 @@ class AgentConnection:
         record = ReplyRecord("reply_" + secrets.token_hex(4), reply.text, reply.is_greeting)
         self._record.replies.append(record)
         await self._send({"type": "reply.started", "reply_id": record.reply_id})
+        if self._faults.reply_error is not None and not reply.is_greeting:
+            code, message = self._faults.reply_error
+            record.status = "failed"
+            await self._send(
+                {"type": "reply.error", "code": code, "message": message, "retryable": True}
+            )
+            await self._send(
+                {"type": "reply.done", "status": "failed", "reply_id": record.reply_id}
+            )
+            return
         encoding = self._config.output_encoding
         speech = synthesize(reply.text)
         pcm = at_output_rate(speech, encoding)
@@ -489,8 +499,12 @@ class AgentConnection:
         if reply.interrupt.is_set():
             record.status = "interrupted"
             record.heard_text = heard_prefix(speech, record.audio_ms_sent)
-            done = {"type": "reply.done", "status": "interrupted", "reply_id": record.reply_id}
-            heard = {
+            done: dict[str, Any] = {
+                "type": "reply.done",
+                "status": "interrupted",
+                "reply_id": record.reply_id,
+            }
+            heard: dict[str, Any] = {
                 "type": "transcript.agent",
                 "text": record.heard_text,
                 "reply_id": record.reply_id,
@@ -498,20 +512,22 @@ class AgentConnection:
                 "interrupted": True,
             }
             first, second = (done, heard) if self._behaviour.interrupt_done_first else (heard, done)
-            await self._send(first)
-            await self._send(second)
+            for frame in (first, second):
+                if frame is done or not self._faults.omit_agent_transcript:
+                    await self._send(frame)
             return
         record.status = "completed"
         record.heard_text = reply.text
-        await self._send(
-            {
-                "type": "transcript.agent",
-                "text": reply.text,
-                "reply_id": record.reply_id,
-                "item_id": "item_" + record.reply_id[6:],
-                "interrupted": False,
-            }
-        )
+        if not self._faults.omit_agent_transcript:
+            await self._send(
+                {
+                    "type": "transcript.agent",
+                    "text": reply.text,
+                    "reply_id": record.reply_id,
+                    "item_id": "item_" + record.reply_id[6:],
+                    "interrupted": False,
+                }
+            )
         await self._send({"type": "reply.done", "status": "completed", "reply_id": record.reply_id})
 
     async def _fire_chunk_faults(self) -> None:
