@@ -59,7 +59,7 @@ class RecorderSettings:
     """
 
     bot_uid: int
-    idle_close_s: float = 5.0
+    idle_close_s: float = 2.0
     sessions_per_minute: float = 5.0
     duration_s: float | None = None
     stop_timeout_s: float = 10.0
@@ -114,6 +114,7 @@ class MeetingRecorder(TransportSink):
         self._tasks: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
         self._fatal: RecorderError | None = None
+        self._status = "completed"
         self._meeting_id: int | None = None
         self._started_at = datetime.now(UTC)
         self._seen: set[int] = set()
@@ -172,6 +173,16 @@ class MeetingRecorder(TransportSink):
             await asyncio.wait(
                 waiters, timeout=self.settings.duration_s, return_when=asyncio.FIRST_COMPLETED
             )
+            finished = waiters[1]
+            if finished.done() and not finished.cancelled():
+                error = finished.exception()
+                if isinstance(error, RecorderError):
+                    # The channel failed under us (kicked, token gone): keep what was
+                    # stored, mark the meeting interrupted, and say why.
+                    self._status = "interrupted"
+                    self._on_fatal(error)
+                elif error is not None:
+                    raise error
         finally:
             for waiter in waiters:
                 waiter.cancel()
@@ -191,7 +202,9 @@ class MeetingRecorder(TransportSink):
         self._writer.close()
         await asyncio.shield(writer_task)
         ended = self._started_at + timedelta(milliseconds=self._clock_ms())
-        await self.store.finish_meeting(self._meeting_id, ended_at=max(ended, self._started_at))
+        await self.store.finish_meeting(
+            self._meeting_id, ended_at=max(ended, self._started_at), status=self._status
+        )
 
     def _clock_ms(self) -> float:
         bridge = getattr(self.transport, "bridge", None)

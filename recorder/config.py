@@ -109,7 +109,8 @@ def _read_dotenv(path: Path) -> dict[str, str]:
     try:
         values = dotenv_values(path)
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read {path}: {exc.__class__.__name__}; fix or remove it") from exc
+        problem = exc.__class__.__name__
+        raise ConfigError(f"cannot read {path}: {problem}; fix or remove it") from exc
     return {key: value for key, value in values.items() if value is not None}
 
 

@@ -114,7 +114,7 @@ class ParticipantStream:
         budget: SessionBudget,
         hooks: StreamHooks,
         idle_close_ms: float,
-        preroll_ms: float = 600.0,
+        preroll_ms: float = 400.0,
         max_backlog_ms: float = 60_000.0,
     ) -> None:
         self.uid = uid

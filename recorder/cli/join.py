@@ -20,7 +20,7 @@ __all__ = ["demo", "join"]
 
 # Chosen from bench/bench_idle_close.py (see README "Idle sockets"): short enough
 # that a participant talking 20% of the time bills well under 1.5x their speech.
-DEFAULT_IDLE_CLOSE_S = 3.0
+DEFAULT_IDLE_CLOSE_S = 2.0
 # Free AssemblyAI accounts may open 5 sessions a minute (spec §6.1); paid ones 100+.
 DEFAULT_SESSIONS_PER_MINUTE = 5.0
 

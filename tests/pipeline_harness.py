@@ -1,0 +1,90 @@
+"""Record scripted meetings through the real pipeline, emulator and store; check the script."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from recorder.bot import MeetingRecorder, MeetingReport, RecorderSettings, stream_factory
+from recorder.emulator.faults import FaultPlan
+from recorder.emulator.streaming import StreamingEmulator
+from recorder.transport.base import Transport
+from recorder.transport.replay import ReplayTransport
+from recorder.transport.script import MeetingScript, parse_script
+from storage.records import Meeting
+from storage.store import TranscriptStore
+
+
+@dataclass
+class Recorded:
+    report: MeetingReport
+    meeting: Meeting
+    emulator: StreamingEmulator
+    db_url: str
+
+
+def script_of(data: dict[str, Any] | MeetingScript) -> MeetingScript:
+    return data if isinstance(data, MeetingScript) else parse_script(data)
+
+
+async def record_script(
+    data: dict[str, Any] | MeetingScript,
+    tmp_path: Path,
+    *,
+    speed: float = 10.0,
+    idle_close_s: float = 2.0,
+    faults: FaultPlan | None = None,
+    sessions_per_minute: float = 600.0,
+    transport: Transport | None = None,
+    db_url: str | None = None,
+) -> Recorded:
+    script = script_of(data)
+    db_url = db_url or f"sqlite+aiosqlite:///{tmp_path / 'recorder.db'}"
+    emulator = StreamingEmulator(realtime_factor=speed * 3, faults=faults)
+    async with (
+        emulator.serve() as server,
+        await TranscriptStore.open(db_url, auto_migrate=True) as store,
+    ):
+        recorder = MeetingRecorder(
+            transport=transport or ReplayTransport(script, speed=speed),
+            store=store,
+            open_stream=stream_factory(
+                url=server.url,
+                api_key="test-key",
+                speech_model="u3-rt-pro",
+                realtime_factor=speed * 2,
+            ),
+            settings=RecorderSettings(
+                bot_uid=9999,
+                idle_close_s=idle_close_s,
+                sessions_per_minute=sessions_per_minute,
+                names=dict(script.names),
+            ),
+        )
+        report = await recorder.run()
+        meeting = await store.get_meeting(report.meeting_id)
+    return Recorded(report, meeting, emulator, db_url)
+
+
+def assert_matches_script(
+    meeting: Meeting, script: MeetingScript, *, tolerance_ms: float = 150.0
+) -> None:
+    """Every said word stored exactly once, right uid, within tolerance; merged in order."""
+    expected = script.expected_words()
+    uids = {w.uid for w in expected} | {t.uid for t in meeting.turns}
+    for uid in uids:
+        want = [w for w in expected if w.uid == uid]
+        got = [w for t in meeting.turns if t.uid == uid for w in t.words]
+        assert [w.text for w in got] == [w.text for w in want], f"uid {uid} words differ"
+        for stored, said in zip(got, want, strict=True):
+            assert abs(stored.start_ms - said.start_ms) <= tolerance_ms, (uid, stored, said)
+            assert abs(stored.end_ms - said.end_ms) <= tolerance_ms, (uid, stored, said)
+        texts = [t.text for t in meeting.turns if t.uid == uid]
+        assert " ".join(texts).split() == [w.text for w in want]
+    # The merged transcript is in true time order.
+    starts = [t.start_ms for t in meeting.turns]
+    assert starts == sorted(starts)
+    for turn in meeting.turns:
+        if turn.words:
+            assert turn.start_ms == turn.words[0].start_ms
