@@ -53,7 +53,6 @@ class AgentBehaviour:
         strict_tools: reject OpenAI-style nested tool definitions (item 21).
         max_prompt_chars: longest ``system_prompt`` accepted (the real cap is
             UNCONFIRMED; None accepts any), else ``invalid_value``.
-        record_audio: keep the audio of every reply sent, for assertions.
     """
 
     voices: frozenset[str] = CURRENT_VOICES
@@ -71,7 +70,6 @@ class AgentBehaviour:
     ready_timeout_s: float = 10.0
     strict_tools: bool = False
     max_prompt_chars: int | None = None
-    record_audio: bool = True
 
 
 @dataclass(frozen=True, slots=True)
