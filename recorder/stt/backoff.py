@@ -9,7 +9,9 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterator
 
-__all__ = ["QuickFailureTracker", "backoff"]
+from recorder.errors import SttConnectionError
+
+__all__ = ["QuickFailureTracker", "RetryBudget", "backoff"]
 
 
 def backoff(
@@ -52,3 +54,65 @@ class QuickFailureTracker:
         else:
             self.count = 0
         return self.count >= self.limit
+
+
+class RetryBudget:
+    """Reconnect policy of one session: backoff delays, quick failures, and a give-up time.
+
+    Args:
+        initial_s: first delay.
+        max_s: largest delay.
+        give_up_s: give up once failures have gone on this long without a ``Begin``.
+        quick_failure_s: a socket that dies sooner than this after ``Begin`` is a quick failure.
+        quick_failure_limit: this many quick failures in a row: give up.
+    """
+
+    def __init__(
+        self,
+        *,
+        initial_s: float,
+        max_s: float,
+        give_up_s: float,
+        quick_failure_s: float,
+        quick_failure_limit: int,
+    ) -> None:
+        self._initial_s = initial_s
+        self._max_s = max_s
+        self._give_up_s = give_up_s
+        self._quick = QuickFailureTracker(window_s=quick_failure_s, limit=quick_failure_limit)
+        self._delays: Iterator[float] | None = None
+        self._streak_start: float | None = None
+
+    def socket_closed(self, lifetime_s: float, problem: str) -> None:
+        """A socket that had sent ``Begin`` closed retryably after ``lifetime_s``.
+
+        Raises:
+            SttConnectionError: too many sockets in a row died right after opening.
+        """
+        self._delays, self._streak_start = None, None
+        if self._quick.record(lifetime_s):
+            raise SttConnectionError(
+                f"the stt connection closed within {self._quick.window_s:g} s of opening "
+                f"{self._quick.limit} times in a row ({problem}); giving up"
+            )
+
+    def socket_opened(self) -> None:
+        """A socket sent ``Begin``: the failure streak is over."""
+        self._delays, self._streak_start = None, None
+
+    def next_delay(self, now: float, problem: str) -> float:
+        """The delay before the next attempt, after a failure at ``now``.
+
+        Raises:
+            SttConnectionError: the failures have gone on longer than ``give_up_s``.
+        """
+        start = self._streak_start = now if self._streak_start is None else self._streak_start
+        if self._delays is None:
+            self._delays = backoff(initial_s=self._initial_s, max_s=self._max_s)
+        delay = next(self._delays)
+        if now + delay - start > self._give_up_s:
+            raise SttConnectionError(
+                f"gave up reconnecting to the speech-to-text service after {now - start:.0f} s "
+                f"({problem}); check the network and the stt url"
+            )
+        return delay

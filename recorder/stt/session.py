@@ -21,7 +21,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State as WsState
 
 from recorder.errors import ConfigError, RecorderError, SttConnectionError, SttRejected
-from recorder.stt.backoff import QuickFailureTracker, backoff
+from recorder.stt.backoff import RetryBudget
 from recorder.stt.chunker import Chunker
 from recorder.stt.connect import open_socket, redact_url
 from recorder.stt.events import (
@@ -47,6 +47,7 @@ from recorder.stt.protocol import (
     build_url,
     bytes_per_second,
 )
+from recorder.stt.replay import ReplayBuffer, SocketMap
 
 __all__ = ["StreamingSession"]
 
@@ -157,7 +158,6 @@ class StreamingSession:
         self._inactivity_timeout_set = inactivity_timeout_s is not None
         self._bps = bytes_per_second(sample_rate_hz, encoding)
         sample_bytes = 2 if encoding == "pcm_s16le" else 1
-        self._sample_bytes = sample_bytes
         self._chunker = Chunker(
             chunk_bytes=self._bps * chunk_ms // 1000,
             min_bytes=self._bps * MIN_CHUNK_MS // 1000,
@@ -167,12 +167,13 @@ class StreamingSession:
         )
         self._connect_timeout_s = connect_timeout_s
         self._terminate_timeout_s = terminate_timeout_s
-        self._backoff_initial_s = backoff_initial_s
-        self._backoff_max_s = backoff_max_s
-        self._give_up_s = give_up_s
-        self._quick = QuickFailureTracker(window_s=quick_failure_s, limit=quick_failure_limit)
-        self._replay_max_bytes = int(replay_max_s * self._bps)
-        self._backlog_max_bytes = int(backlog_max_s * self._bps)
+        self._retry = RetryBudget(
+            initial_s=backoff_initial_s,
+            max_s=backoff_max_s,
+            give_up_s=give_up_s,
+            quick_failure_s=quick_failure_s,
+            quick_failure_limit=quick_failure_limit,
+        )
         self._factor = realtime_factor
         self._bps_factor = self._bps * realtime_factor
         self._began_at = 0.0
@@ -182,10 +183,15 @@ class StreamingSession:
 
         # Audio bookkeeping, in caller byte positions (bytes given to send()).
         self._chunked_pos = 0  # caller position after the last chunk made
-        self._pending: collections.deque[tuple[int, bytes]] = collections.deque()
-        self._pending_bytes = 0
-        self._sent: collections.deque[tuple[int, bytes]] = collections.deque()
-        self._sent_bytes = 0
+        self._buffer = ReplayBuffer(
+            sample_bytes=sample_bytes,
+            min_bytes=self._chunker.min_bytes,
+            max_bytes=self._chunker.max_bytes,
+            silence=self._chunker.silence,
+            replay_max_bytes=int(replay_max_s * self._bps),
+            backlog_max_bytes=int(backlog_max_s * self._bps),
+        )
+        self._pending = self._buffer.pending  # the sender's queue, shared for speed
         self._control: list[str] = []  # control frames for the open socket
         self._config_updates: dict[str, Any] = {}  # re-applied on every new socket
         self.dropped_bytes = 0
@@ -193,10 +199,8 @@ class StreamingSession:
         # One socket at a time.
         self._conn: ClientConnection | None = None
         self._proto: SttProtocol | None = None
+        self._map = SocketMap(0)
         self._socket_count = 0
-        # (socket byte offset, caller byte position) pieces of the current socket.
-        self._pieces: list[tuple[int, int]] = []
-        self._socket_next_pos = 0
 
         self._wake = asyncio.Event()
         self._events: collections.deque[Event] = collections.deque()
@@ -263,11 +267,10 @@ class StreamingSession:
             pos = self._chunked_pos
             self._chunked_pos += len(chunk)
             if self._pending or not self._write_now(pos, chunk):
-                self._pending.append((pos, chunk))
-                self._pending_bytes += len(chunk)
+                dropped = self._buffer.queue(pos, chunk)
+                if dropped is not None:
+                    self._report_dropped(*dropped)
         if self._pending:
-            if self._pending_bytes > self._backlog_max_bytes:
-                self._trim_backlog()
             self._wake.set()
 
     def force_endpoint(self) -> None:
@@ -316,9 +319,8 @@ class StreamingSession:
             self._stopping = True
             tail = self._chunker.flush()
             if tail is not None:
-                self._pending.append((self._chunked_pos, tail))
+                self._buffer.queue(self._chunked_pos, tail)
                 self._chunked_pos += len(tail)
-                self._pending_bytes += len(tail)
             self._wake.set()
         try:
             await asyncio.shield(self._runner)
@@ -374,16 +376,10 @@ class StreamingSession:
         return self._began_at + proto.audio_bytes_sent / self._bps_factor - self._max_lead_s
 
     def _record_sent(self, proto: SttProtocol, pos: int, chunk: bytes) -> None:
-        if pos != self._socket_next_pos:
-            self._pieces.append((proto.audio_bytes_sent, pos))
-        self._socket_next_pos = pos + len(chunk)
+        self._map.add(pos, len(chunk))
         proto.send_audio(chunk)
         proto.data_to_send()  # the chunk itself is written by the caller
-        self._sent.append((pos, chunk))
-        self._sent_bytes += len(chunk)
-        # Unfinalised audio beyond replay_max_s only loses the ability to replay it.
-        while self._sent_bytes > self._replay_max_bytes:
-            self._sent_bytes -= len(self._sent.popleft()[1])
+        self._buffer.mark_sent(pos, chunk)
 
     def _control_frame(self, kind: str, fields: dict[str, Any] | None = None) -> None:
         proto = self._proto
@@ -398,23 +394,12 @@ class StreamingSession:
         self._control.extend(str(frame) for frame in proto.data_to_send())
         self._wake.set()
 
-    def _trim_backlog(self) -> None:
-        # Unsent audio beyond backlog_max_s is lost: report it (STYLE.md §3.2).
-        dropped_from = None
-        dropped = 0
-        while self._pending and self._pending_bytes > self._backlog_max_bytes:
-            pos, chunk = self._pending.popleft()
-            self._pending_bytes -= len(chunk)
-            dropped_from = pos if dropped_from is None else dropped_from
-            dropped += len(chunk)
-        if dropped_from is not None:
-            self.dropped_bytes += dropped
-            logger.warning(
-                "! %s: stt backlog full, dropped %d ms of audio",
-                self.name,
-                dropped * 1000 // self._bps,
-            )
-            self._emit(AudioDropped(dropped_from * 1000 // self._bps, dropped * 1000 // self._bps))
+    def _report_dropped(self, pos: int, size: int) -> None:
+        # Unsent audio beyond backlog_max_s is lost: say so (STYLE.md §3.2).
+        self.dropped_bytes += size
+        ms = size * 1000 // self._bps
+        logger.warning("! %s: stt backlog full, dropped %d ms of audio", self.name, ms)
+        self._emit(AudioDropped(pos * 1000 // self._bps, ms))
 
     def _emit(self, event: Event) -> None:
         if isinstance(event, PartialTranscript) and len(self._events) >= self._max_partials_queued:
@@ -437,25 +422,19 @@ class StreamingSession:
         finally:
             self._finish()
 
-    def _has_unfinalised_audio(self) -> bool:
-        return bool(self._pending or self._sent)
-
     async def _run_sockets(self) -> None:
         loop = asyncio.get_running_loop()
-        delays = None
-        streak_start: float | None = None  # first failure since the last Begin
-        last_problem = ""
+        problem = ""
         first = True
         while True:
-            if not first and self._stopping and not self._has_unfinalised_audio():
+            if not first and self._stopping and not self._buffer.has_unfinalised:
                 return
             first = False
-            if self._token_used():
+            if self._has_token and self._socket_count > 0:
                 raise SttRejected(
                     "a temporary token opens one session only and this one was used",
                     hint="give the recorder an api key so it can reconnect",
                 )
-            disposition: Disposition
             try:
                 conn = await open_socket(
                     self._url,
@@ -464,12 +443,12 @@ class StreamingSession:
                     close_timeout_s=_CLOSE_TIMEOUT_S,
                 )
             except SttConnectionError as exc:
-                disposition, last_problem = Disposition.RETRY, str(exc)
+                problem = str(exc)
                 logger.info("! %s: %s", self.name, exc)
             else:
                 closed, lifetime = await self._run_socket(conn)
                 disposition = closed.disposition
-                last_problem = f"close code {closed.code}: {closed.reason or 'no reason'}"
+                problem = f"close code {closed.code}: {closed.reason or 'no reason'}"
                 if self._stopping and (
                     disposition is Disposition.DONE or self._proto_terminate_sent
                 ):
@@ -477,43 +456,25 @@ class StreamingSession:
                 if disposition is Disposition.FATAL:
                     message = self._last_server_error or closed.reason or "no reason given"
                     raise SttRejected(message, code=closed.code, hint=closed.hint)
-                if lifetime is not None:
-                    streak_start, delays = None, None
-                    if disposition is Disposition.RETRY and self._quick.record(lifetime):
-                        raise SttConnectionError(
-                            f"the stt connection closed within {self._quick.window_s:g} s of "
-                            f"opening {self._quick.limit} times in a row ({last_problem}); "
-                            "giving up"
-                        )
                 if disposition is Disposition.DONE:
                     return
+                if lifetime is not None:
+                    if disposition is Disposition.RETRY:
+                        self._retry.socket_closed(lifetime, problem)
+                    else:
+                        self._retry.socket_opened()
                 if disposition is Disposition.REOPEN:
-                    continue
+                    continue  # 3008: the session cap; a new one at once (§6.2)
                 if disposition is Disposition.REOPEN_ON_AUDIO:
                     # The server saw no audio for inactivity_timeout: nothing is in flight.
-                    self._sent.clear()
-                    self._sent_bytes = 0
+                    self._buffer.forget_sent()
                     while not self._pending and not self._stopping:
                         self._wake.clear()
                         await self._wake.wait()
                     continue
-            # RETRY: back off, bounded in total time.
-            now = loop.time()
-            streak_start = now if streak_start is None else streak_start
-            if delays is None:
-                delays = backoff(initial_s=self._backoff_initial_s, max_s=self._backoff_max_s)
-            delay = next(delays)
-            if now + delay - streak_start > self._give_up_s:
-                raise SttConnectionError(
-                    f"gave up reconnecting to the speech-to-text service after "
-                    f"{now - streak_start:.0f} s ({last_problem}); "
-                    "check the network and the stt url"
-                )
-            logger.info("= %s: reconnecting in %.2f s (%s)", self.name, delay, last_problem)
+            delay = self._retry.next_delay(loop.time(), problem)
+            logger.info("= %s: reconnecting in %.2f s (%s)", self.name, delay, problem)
             await asyncio.sleep(delay)
-
-    def _token_used(self) -> bool:
-        return self._has_token and self._socket_count > 0
 
     async def _run_socket(self, conn: ClientConnection) -> tuple[Closed, float | None]:
         """Drive one socket until it closes; return its Closed event and lifetime after Begin."""
@@ -521,7 +482,7 @@ class StreamingSession:
         upgraded_at = loop.time()
         index = self._socket_count
         # Replay: the new socket starts with the oldest unfinalised audio (§6.2).
-        self._replay_into_pending()
+        self._buffer.rewind()
         start_pos = self._pending[0][0] if self._pending else self._chunked_pos
         proto = SttProtocol(
             sample_rate_hz=self._sample_rate_hz,
@@ -534,8 +495,7 @@ class StreamingSession:
         self._proto_terminate_sent = False
         self._last_server_error = None
         self._terminated = None
-        self._pieces = [(0, start_pos)]
-        self._socket_next_pos = start_pos
+        self._map = SocketMap(start_pos)
         began_at: float | None = None
         sender: asyncio.Task[None] | None = None
         try:
@@ -616,10 +576,13 @@ class StreamingSession:
         """Hand on the protocol's events, keeping the replay buffer and segments up to date."""
         for event in proto.events_received():
             if isinstance(event, FinalTranscript):
-                if len(self._pieces) > 1:
+                if not self._map.is_contiguous:
                     event = self._remap(event)
-                self._finalised_up_to(event)
-            elif isinstance(event, PartialTranscript | SpeechStarted) and len(self._pieces) > 1:
+                if event.end_ms is not None:
+                    self._buffer.finalised_up_to(event.end_ms * self._bps // 1000)
+            elif (
+                isinstance(event, PartialTranscript | SpeechStarted) and not self._map.is_contiguous
+            ):
                 event = self._remap(event)
             elif isinstance(event, SessionStarted):
                 self._emit(event)
@@ -651,59 +614,12 @@ class StreamingSession:
             self._emit(event)
 
     def _remap(self, event: Any) -> Any:
-        """Correct ``audio_offset_ms`` when this socket's audio has a gap (a dropped backlog)."""
+        """Correct ``audio_offset_ms`` when this socket's audio has a gap or a pad."""
         start_ms = getattr(event, "timestamp_ms", None)
         if start_ms is None:
             start_ms = event.words[0].start_ms if event.words else 0
-        socket_byte = start_ms * self._bps // 1000
-        offset = self._pieces[0][1]
-        for sock_off, caller_pos in self._pieces:
-            if sock_off > socket_byte:
-                break
-            offset = caller_pos - sock_off
+        offset = self._map.offset_at(start_ms * self._bps // 1000)
         return dataclasses.replace(event, audio_offset_ms=offset * 1000 // self._bps)
-
-    def _finalised_up_to(self, event: FinalTranscript) -> None:
-        """Forget the audio a final turn covers; replay restarts right after its last word."""
-        end_ms = event.end_ms
-        if end_ms is None:
-            return
-        end_pos = end_ms * self._bps // 1000
-        sent = self._sent
-        while sent and sent[0][0] + len(sent[0][1]) <= end_pos:
-            _, chunk = sent.popleft()
-            self._sent_bytes -= len(chunk)
-        if sent and sent[0][0] < end_pos:
-            # Cut the chunk the turn ends in: replaying the tail of a finalised word
-            # would come back as a spurious fragment of a word.
-            pos, chunk = sent[0]
-            cut = (end_pos - pos) // self._sample_bytes * self._sample_bytes
-            sent[0] = (pos + cut, chunk[cut:])
-            self._sent_bytes -= cut
-
-    def _replay_into_pending(self) -> None:
-        """Put the unfinalised sent audio back in front of the queue (§6.2), in valid sizes."""
-        if not self._sent:
-            return
-        self._pending.extendleft(reversed(self._sent))
-        self._pending_bytes += self._sent_bytes
-        self._sent.clear()
-        self._sent_bytes = 0
-        pos, head = self._pending[0]
-        if len(head) >= self._chunker.min_bytes:
-            return
-        # A head cut by _finalised_up_to may be under 50 ms (§3.1): merge it with the
-        # next chunk when contiguous, else pad it with silence (the pieces map the pad).
-        self._pending.popleft()
-        if self._pending and self._pending[0][0] == pos + len(head):
-            _, nxt = self._pending.popleft()
-            if len(head) + len(nxt) <= self._chunker.max_bytes:
-                self._pending.appendleft((pos, head + nxt))
-                return
-            self._pending.appendleft((pos + len(head), nxt))
-        padded = head + bytes([self._chunker.silence]) * (self._chunker.min_bytes - len(head))
-        self._pending.appendleft((pos, padded))
-        self._pending_bytes += len(padded) - len(head)
 
     # -- internals: the sender -------------------------------------------------
 
@@ -727,8 +643,7 @@ class StreamingSession:
                 if delay > 0:
                     await asyncio.sleep(delay)
                     continue
-                pos, chunk = pending.popleft()
-                self._pending_bytes -= len(chunk)
+                pos, chunk = self._buffer.take()
                 self._record_sent(proto, pos, chunk)
                 await conn.send(chunk)
             proto.send_terminate()
