@@ -1,0 +1,196 @@
+"""`recorder join` as a user runs it: a real process, real signals, the emulator on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from recorder.cli import cli
+from recorder.emulator.streaming import StreamingEmulator
+from storage.db import upgrade_database
+from storage.store import TranscriptStore
+
+SCRIPT = {
+    "channel": "signals",
+    "participants": [{"uid": 1, "name": "Ann"}, {"uid": 2, "name": "Ben"}],
+    "events": [
+        {"at": 0.0, "uid": 1, "join": True},
+        {"at": 0.0, "uid": 2, "join": True},
+        {"at": 0.2, "uid": 1, "say": "First sentence here."},
+        {"at": 1.0, "uid": 2, "say": "Second sentence here."},
+        {"at": 2.5, "uid": 1, "say": "Third sentence here."},
+        {"at": 30.0, "uid": 2, "say": "Never reached."},
+    ],
+    "end": 40.0,
+}
+
+
+_script_numbers = itertools.count()
+
+
+def clean_env(tmp_path: Path) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("RECORDER_", "ASSEMBLYAI", "AGORA"))
+    }
+    env["ASSEMBLYAI_API_KEY"] = "test-key"
+    env["XDG_DATA_HOME"] = str(tmp_path / "data")
+    env.pop("PYTHONASYNCIODEBUG", None)
+    return env
+
+
+async def start_join(
+    tmp_path: Path, url: str, db_url: str, script: dict
+) -> asyncio.subprocess.Process:
+    path = tmp_path / f"meeting-{next(_script_numbers)}.json"
+    path.write_text(json.dumps(script))  # noqa: ASYNC240 - a few bytes, before the run starts
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "recorder",
+        "join",
+        f"--transport=replay:{path}",
+        f"--stt-url={url}",
+        f"--db={db_url}",
+        cwd=tmp_path,
+        env=clean_env(tmp_path),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def read_turns(process: asyncio.subprocess.Process, count: int) -> list[str]:
+    assert process.stdout is not None
+    lines = []
+    while len(lines) < count:
+        line = await asyncio.wait_for(process.stdout.readline(), 30)
+        assert line, "recorder exited early"
+        lines.append(line.decode().strip())
+    return lines
+
+
+@pytest.mark.slow
+async def test_sigterm_stops_cleanly_and_keeps_every_turn(tmp_path: Path) -> None:
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'r.db'}"
+    await upgrade_database(db_url)
+    async with StreamingEmulator().serve() as server:
+        process = await start_join(tmp_path, server.url, db_url, SCRIPT)
+        printed = await read_turns(process, 2)
+        process.send_signal(signal.SIGTERM)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        rest, err = await asyncio.wait_for(process.communicate(), 10)
+        assert loop.time() - start < 5
+    assert process.returncode == 0, err.decode()
+    assert "Traceback" not in err.decode()
+    assert "billed" in err.decode() and "recorder export" in err.decode()
+    printed += [line for line in rest.decode().splitlines() if line.startswith("[")]
+    async with await TranscriptStore.open(db_url) as store:
+        (summary,) = await store.list_meetings()
+        meeting = await store.get_meeting(summary.id)
+    assert summary.status == "completed"
+    stored = [f"{t.speaker} ({t.uid}): {t.text}" for t in meeting.turns]
+    assert len(stored) >= 2
+    for line in printed:  # every turn shown live was stored
+        assert line.split("] ", 1)[1] in stored
+    assert "Never reached." not in " ".join(stored)
+
+
+@pytest.mark.slow
+async def test_sigkill_then_restart_marks_interrupted_and_loses_nothing(tmp_path: Path) -> None:
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'r.db'}"
+    await upgrade_database(db_url)
+    async with StreamingEmulator().serve() as server:
+        process = await start_join(tmp_path, server.url, db_url, SCRIPT)
+        printed = await read_turns(process, 2)
+        await asyncio.sleep(1.5)  # past the writer's batching delay: these turns are committed
+        process.kill()
+        await process.wait()
+        async with await TranscriptStore.open(db_url) as store:
+            (before,) = await store.list_meetings()
+            assert before.status == "recording"
+        short = {**SCRIPT, "events": SCRIPT["events"][:1], "end": 0.5}
+        second = await start_join(tmp_path, server.url, db_url, short)
+        await asyncio.wait_for(second.communicate(), 30)
+        assert second.returncode == 0
+    async with await TranscriptStore.open(db_url) as store:
+        meetings = {m.id: m for m in await store.list_meetings()}
+        killed = await store.get_meeting(before.id)
+    assert meetings[before.id].status == "interrupted"
+    stored = [f"{t.speaker} ({t.uid}): {t.text}" for t in killed.turns]
+    for line in printed:
+        assert line.split("] ", 1)[1] in stored
+
+
+def run_cli(tmp_path: Path, *args: str, key: bool = True) -> tuple[int, str]:
+    env = {"ASSEMBLYAI_API_KEY": "k"} if key else {}
+    result = CliRunner().invoke(cli, list(args), env={**env, "XDG_DATA_HOME": str(tmp_path)})
+    return result.exit_code, result.output
+
+
+@pytest.mark.parametrize(
+    ("setup", "args", "message"),
+    [
+        (
+            None,
+            ["join", "--transport", "replay:missing.json"],
+            "replay file 'missing.json' does not exist",
+        ),
+        ("{oops", ["join", "--transport", "replay:bad.json"], "is not valid JSON"),
+        (
+            {"channel": "c", "events": [{"at": 0, "uid": 1, "wav": "nope.wav"}]},
+            ["join", "--transport", "replay:bad.json"],
+            "does not exist",
+        ),
+        (None, ["join", "--channel", "c", "--transport", "carrier-pigeon"], "unknown transport"),
+        (None, ["join", "--transport", "replay"], "needs a file"),
+        (None, ["join"], "no channel given"),
+    ],
+)
+def test_bad_input_is_one_clear_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, setup: object, args: list[str], message: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    if setup is not None:
+        (tmp_path / "bad.json").write_text(setup if isinstance(setup, str) else json.dumps(setup))
+    code, output = run_cli(tmp_path, *args)
+    assert code != 0
+    assert message in output
+    assert "Traceback" not in output
+    assert len(output.strip().splitlines()) == 1
+
+
+def test_missing_api_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name in ("ASSEMBLYAI_API_KEY",):
+        monkeypatch.delenv(name, raising=False)
+    code, output = run_cli(tmp_path, "join", "--channel", "c", key=False)
+    assert code == 1
+    assert "ASSEMBLYAI_API_KEY is not set" in output
+    assert len(output.strip().splitlines()) == 1
+
+
+def test_bad_key_is_refused_once_with_a_clear_message(tmp_path: Path) -> None:
+    async def main() -> tuple[int, str]:
+        db_url = f"sqlite+aiosqlite:///{tmp_path / 'r.db'}"
+        await upgrade_database(db_url)
+        async with StreamingEmulator(api_keys={"the-right-key"}).serve() as server:
+            process = await start_join(tmp_path, server.url, db_url, SCRIPT)
+            _, err = await asyncio.wait_for(process.communicate(), 30)
+        assert process.returncode is not None
+        return process.returncode, err.decode()
+
+    code, err = asyncio.run(main())
+    assert code == 1
+    assert "ASSEMBLYAI_API_KEY" in err
+    assert "Traceback" not in err
+    assert "test-key" not in err
