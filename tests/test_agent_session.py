@@ -175,16 +175,29 @@ async def test_cancel_mid_reply_stops_at_once_and_ends_the_session() -> None:
     assert reply.chunks_sent < len(reply.text)  # it really stopped early
 
 
-async def test_cancel_already_set_hands_nothing_on() -> None:
-    emulator = make_emulator(realtime_factor=10.0)
+@pytest.mark.parametrize("is_preset", [True, False])
+async def test_cancel_before_any_audio_hands_nothing_on(is_preset: bool) -> None:
+    # Preset: cancel is already set when the recap starts. Otherwise the agent hangs
+    # before session.ready and the barge-in comes meanwhile.
+    emulator = make_emulator(realtime_factor=10.0, faults=AgentFaults(never_ready=not is_preset))
     cancel = asyncio.Event()
-    cancel.set()
+    if is_preset:
+        cancel.set()
     sink = Sink()
+    loop = asyncio.get_running_loop()
     async with emulator.serve() as server, asyncio.timeout(BOUND_S):
+        started = loop.time()
+        loop.call_later(0.1, cancel.set)
         result = await run_recap(
             server.url, KEY, RecapRequest(TURNS), on_audio=sink, cancel=cancel, timeouts=FAST
         )
+        elapsed = loop.time() - started
+        record = emulator.sessions[0]
+        await record.closed.wait()
     assert sink.chunks == 0 and result.was_interrupted and result.interrupted_at_ms == 0
+    assert elapsed < FAST.ready_s  # did not sit out the ready timeout
+    assert record.is_end_received
+    assert "reply.create" not in record.received_types()
 
 
 FAULTS = [

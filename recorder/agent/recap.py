@@ -274,12 +274,15 @@ async def run_recap(
     transcript: AgentTranscript | None = None
     done: ReplyDone | None = None
     interrupted_at: float | None = None
-    async with open_session(url, api_key, config, timeouts=timeouts) as session:
-        await session.create_reply(prompt.instructions)
+    async with open_session(url, api_key, config, timeouts=timeouts, cancel=cancel) as session:
+        if session.session_id is None:
+            interrupted_at = 0.0  # cancelled before session.ready: ask for nothing
+        else:
+            await session.create_reply(prompt.instructions)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeouts.reply_s
         gap = timeouts.reply_start_s
-        while transcript is None or done is None:
+        while interrupted_at is None and (transcript is None or done is None):
             # transcript.agent may follow reply.done (interrupted, spec §4.3), or
             # never come; after reply.done, wait for it only briefly.
             is_late = done is not None

@@ -190,11 +190,17 @@ class AgentSession:
         """Whether the socket is still open (not yet closed by either side)."""
         return self._protocol.state is not State.CLOSED
 
-    async def configure(self, config: SessionConfig) -> str:
+    async def configure(
+        self, config: SessionConfig, *, cancel: asyncio.Event | None = None
+    ) -> str | None:
         """Send the first ``session.update`` and wait (bounded) for ``session.ready``.
 
+        Args:
+            config: the session configuration.
+            cancel: stop waiting as soon as it is set.
+
         Returns:
-            The session id.
+            The session id, or None if ``cancel`` was set first.
 
         Raises:
             AgentError: an error instead of ``session.ready``, a close, or a timeout.
@@ -204,8 +210,9 @@ class AgentSession:
         deadline = asyncio.get_running_loop().time() + self._timeouts.ready_s
         while True:
             remaining = deadline - asyncio.get_running_loop().time()
-            event = await self._next(remaining, "waiting for session.ready", None)
-            assert event is not None  # no cancel event given
+            event = await self._next(remaining, "waiting for session.ready", cancel)
+            if event is None:
+                return None
             if isinstance(event, SessionReady):
                 self.session_id = event.session_id
                 log.debug("= voice agent session %s ready", event.session_id)
@@ -370,6 +377,7 @@ async def open_session(
     config: SessionConfig,
     *,
     timeouts: AgentTimeouts | None = None,
+    cancel: asyncio.Event | None = None,
 ) -> AsyncIterator[AgentSession]:
     """Connect, configure and wait for ``session.ready``; end and close on exit.
 
@@ -383,9 +391,11 @@ async def open_session(
         api_key: the AssemblyAI API key (never logged).
         config: the first ``session.update``.
         timeouts: bounds on every wait.
+        cancel: stop waiting for ``session.ready`` when it is set; the session
+            is then yielded not ready (``session_id`` None).
 
     Yields:
-        The ready session.
+        The ready session (or, if cancelled first, the one not yet ready).
 
     Raises:
         AgentError: anything went wrong (a clear one-line message).
@@ -407,7 +417,7 @@ async def open_session(
             )
     session = AgentSession(connection, timeouts)
     try:
-        await session.configure(config)
+        await session.configure(config, cancel=cancel)
         yield session
     finally:
         await session.end()
