@@ -466,3 +466,16 @@ async def test_a_reply_error_is_an_agent_error() -> None:
     record = emulator.sessions[0]
     await record.closed.wait()
     assert record.is_end_received and record.close_code == 1000
+
+
+async def test_recap_through_the_shared_emulator_server() -> None:
+    from recorder.emulator.server import serve_emulators
+
+    agent = make_emulator(realtime_factor=math.inf)
+    sink = Sink()
+    turns = three_hour_meeting()  # the biggest prompt, through the shared frame-size limit
+    async with serve_emulators(agent=agent) as server, asyncio.timeout(BOUND_S):
+        url = server.urls["agent"]
+        result = await run_recap(url, KEY, RecapRequest(turns), on_audio=sink, timeouts=FAST)
+    assert words_of(bytes(sink.audio)) == result.text.split()
+    assert agent.sessions[0].close_code == 1000
