@@ -180,9 +180,15 @@ def test_early_partial_switch() -> None:
     assert partial["words"][-1]["end"] <= 756 + 100
 
 
-def test_continuous_partials_switch() -> None:
+@pytest.mark.parametrize("by_parameter", [False, True])
+def test_continuous_partials_switch(by_parameter: bool) -> None:
     script = ["w"] * 15 + ["end."]
-    out = run(make(list(script), continuous_partials=True), speech(script) + silence(200))
+    if by_parameter:  # the later `continuous_partials` query parameter (spec §2.3)
+        params = parse_params({"speech_model": "u3-rt-pro", "continuous_partials": "true"})
+        engine = make(list(script), params)
+    else:
+        engine = make(list(script), continuous_partials=True)
+    out = run(engine, speech(script) + silence(200))
     partials = [m for m in turns(out) if not m["end_of_turn"]]
     assert len(partials) >= 3
     lengths = [len(p["words"]) for p in partials]
