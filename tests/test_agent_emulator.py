@@ -439,7 +439,27 @@ async def test_interrupt_response_false_lets_the_reply_finish() -> None:
                 await send(ws, {"type": "input.audio", "audio": chunk})
             messages = await receive_until(ws, "reply.done")
     assert messages[-1]["status"] == "completed"
-    assert "input.speech.started" not in [m["type"] for m in messages]
+    transcript = next(m for m in messages if m["type"] == "transcript.agent")
+    assert transcript["text"] == GREETING and transcript["interrupted"] is False
+    assert "input.speech.started" in [m["type"] for m in messages]  # heard, not obeyed
+
+
+async def test_a_user_turn_gets_transcripts_and_an_answer() -> None:
+    agent = emulator()
+    async with agent.serve() as server:
+        ws = await ready(server.url, input={"turn_detection": {"min_silence": 800}})
+        async with ws:
+            for chunk in speech_b64("Can you repeat that?"):  # ends with 1.2 s of silence
+                await send(ws, {"type": "input.audio", "audio": chunk})
+            messages = await receive_until(ws, "reply.done")
+    types = [m["type"] for m in messages]
+    assert types[:5] == ["input.speech.started"] + ["transcript.user.delta"] * 4
+    deltas = [m["text"] for m in messages if m["type"] == "transcript.user.delta"]
+    assert deltas == ["Can", "Can you", "Can you repeat", "Can you repeat that?"]  # cumulative
+    assert types[5:8] == ["input.speech.stopped", "transcript.user", "reply.started"]
+    assert messages[6]["text"] == "Can you repeat that?" and messages[6]["item_id"]
+    answer = next(m for m in messages if m["type"] == "transcript.agent")
+    assert answer["text"] == "You said: Can you repeat that?"
 
 
 async def test_session_end_mid_reply_interrupts_it_then_ends() -> None:

@@ -12,11 +12,13 @@ and compared with ``transcript.agent``. Switches are in
 
 Spec §12 checklist items deliberately not modelled, and why:
 
-* 11 user turns: input speech is decoded (tone code) only to detect barge-in;
-  no ``transcript.user``/answer cycle is produced, because the recorder never
-  converses with the agent: it sends no room audio and asks for one reply.
+* 11 user turns are detected from decoded tone-code words, not from energy:
+  ``input.speech.started`` comes when the first word has decoded (a burst later
+  than a real VAD), a ``transcript.user.delta`` per word, and the turn ends
+  after ``min_silence`` ms of silence; ``max_silence`` and the semantic
+  end-of-turn model are not modelled (the codec's sentence gap is 1.2 s).
 * 12 back-channels are recognised by word (``uh-huh``, ``okay``...) once a word
-  has decoded, not by semantics; ``input.speech.stopped`` is never sent.
+  has decoded, not by semantics.
 * 14 tools: the recorder defines none; every ``tool.result`` is ``invalid_format``
   (unknown ``call_id``) and no ``tool.call`` is ever made.
 * 17/18 resume: ``session.resume`` always fails with ``session_not_found`` and
@@ -50,7 +52,13 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
 from recorder.emulator.agent_config import AgentBehaviour, AgentFaults
-from recorder.emulator.agent_session import AgentConnection, AgentSessionRecord, ReplyText
+from recorder.emulator.agent_session import (
+    AgentConnection,
+    AgentSessionRecord,
+    Answer,
+    ReplyText,
+    echo_answer,
+)
 from recorder.emulator.agent_voice import extractive_reply
 from recorder.emulator.streaming import json_response
 
@@ -100,6 +108,8 @@ class VoiceAgentEmulator:
             connections.
         reply_text: the "LLM": builds a reply's text from the system prompt and
             the ``reply.create`` instructions (default: extractive recap).
+        answer: the "LLM" for user turns: builds the answer from the system prompt
+            and the user's words (default: ``You said: <words>``).
     """
 
     def __init__(
@@ -110,6 +120,7 @@ class VoiceAgentEmulator:
         behaviour: AgentBehaviour | None = None,
         faults: AgentFaults | None = None,
         reply_text: ReplyText = extractive_reply,
+        answer: Answer = echo_answer,
     ) -> None:
         if not realtime_factor > 0 or math.isnan(realtime_factor):
             raise ValueError(f"realtime_factor must be positive, got {realtime_factor}")
@@ -118,6 +129,7 @@ class VoiceAgentEmulator:
         self.behaviour = behaviour or AgentBehaviour()
         self.faults = faults or AgentFaults()
         self.reply_text = reply_text
+        self.answer = answer
         self.sessions: list[AgentSessionRecord] = []
         self._tokens: dict[str, _Token] = {}
 
@@ -186,6 +198,7 @@ class VoiceAgentEmulator:
             realtime_factor=self.realtime_factor,
             session_cap_s=cap_s,
             reply_text=self.reply_text,
+            answer=self.answer,
         )
         try:
             await session.run()

@@ -112,6 +112,7 @@ class LiveConfig:
     output_encoding: str = "audio/pcm"
     volume: float = 100.0
     interrupt_response: bool = True
+    min_silence_ms: int = 1000
     keyterms: tuple[str, ...] = ()
     tools: tuple[dict[str, Any], ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
@@ -213,6 +214,13 @@ def _validate(
     detection = _dict(inputs.get("turn_detection"))
     if "interrupt_response" in detection:
         changes["interrupt_response"] = bool(detection["interrupt_response"])
+    if "min_silence" in detection:
+        silence = detection["min_silence"]
+        if isinstance(silence, bool) or not isinstance(silence, int) or silence < 0:
+            param = "input.turn_detection.min_silence"
+            errors.append(UpdateError("invalid_value", "min_silence must be whole ms", param))
+        else:
+            changes["min_silence_ms"] = silence
     if "tools" in session:
         tools = session["tools"]
         if not isinstance(tools, list) or not all(isinstance(tool, dict) for tool in tools):

@@ -41,15 +41,29 @@ from recorder.emulator.agent_voice import (
 )
 from recorder.emulator.tonecode import StreamDecoder
 
-__all__ = ["AgentConnection", "AgentSessionRecord", "ReplyRecord", "ReplyText"]
+__all__ = [
+    "AgentConnection",
+    "AgentSessionRecord",
+    "Answer",
+    "ReplyRecord",
+    "ReplyText",
+    "echo_answer",
+]
 
 log = logging.getLogger("recorder.emulator")
 
 #: Builds a reply's text from the session's system prompt and the ``reply.create`` instructions.
 ReplyText = Callable[[str | None, str | None], str]
+#: Builds the answer to a user turn from the system prompt and the user's words.
+Answer = Callable[[str | None, str], str]
 
 _INPUT_RATE_HZ = 24_000  # audio/pcm input (spec §6); the emulator hears tone code at this rate
 _BACKCHANNEL = frozenset({"uh-huh", "okay", "mm-hmm", "ok", "yeah", "right"})
+
+
+def echo_answer(system_prompt: str | None, user_text: str) -> str:
+    """The default answer to a user turn: what was heard, so tests can assert it."""
+    return f"You said: {user_text}"
 
 
 @dataclass(slots=True)
@@ -136,7 +150,8 @@ class AgentConnection:
         faults: failures to inject.
         realtime_factor: reply audio goes out this many times faster than real time.
         session_cap_s: the session length limit (a token may lower the behaviour's).
-        reply_text: the "LLM".
+        reply_text: the "LLM" for ``reply.create``.
+        answer: the "LLM" for a user turn.
     """
 
     def __init__(
@@ -150,6 +165,7 @@ class AgentConnection:
         realtime_factor: float,
         session_cap_s: float,
         reply_text: ReplyText,
+        answer: Answer,
     ) -> None:
         self._ws = connection
         self._record = record
@@ -167,6 +183,8 @@ class AgentConnection:
         self._opened = time.monotonic()
         self._decoder = StreamDecoder(_INPUT_RATE_HZ)
         self._early_audio: list[bytes] = []
+        self._user_words: list[str] = []
+        self._answer = answer
 
     def _code(self, code: str) -> str:
         return code.lower() if self._behaviour.lowercase_codes else code
@@ -371,15 +389,29 @@ class AgentConnection:
         return False
 
     async def _hear(self, pcm: bytes) -> None:
+        """Turn detection on decoded input speech (spec §4.1, §4.3, §5, §12 items 11-12)."""
         self._record.input_audio_ms += len(pcm) / 2 * 1000 / _INPUT_RATE_HZ
         for word in self._decoder.feed(pcm):
-            if word.text is None or word.text.lower().strip(".,!?") in _BACKCHANNEL:
+            if word.text is None:
                 continue
-            current = self._current
-            if current is not None and self._config.interrupt_response:
-                # Barge-in (spec §4.3): a real word during a reply stops it at once.
+            is_backchannel = word.text.lower().strip(".,!?") in _BACKCHANNEL
+            if is_backchannel and self._current is not None and not self._user_words:
+                continue  # "uh-huh" while the agent speaks is not a turn
+            if not self._user_words:
                 await self._send({"type": "input.speech.started", "timestamp": time.time()})
+            self._user_words.append(word.text)
+            if self._current is not None and self._config.interrupt_response:
+                # Barge-in: a real word during a reply stops it at once.
                 await self._interrupt_current()
+            text = " ".join(self._user_words)
+            await self._send({"type": "transcript.user.delta", "text": text})
+        if self._user_words and self._decoder.trailing_silence_ms >= self._config.min_silence_ms:
+            text = " ".join(self._user_words)
+            self._user_words = []
+            await self._send({"type": "input.speech.stopped", "timestamp": time.time()})
+            item_id = "item_" + secrets.token_hex(4)
+            await self._send({"type": "transcript.user", "text": text, "item_id": item_id})
+            self._replies.put_nowait(_Reply(self._answer(self._config.system_prompt, text), False))
 
     async def _on_end(self) -> bool:
         self._record.is_end_received = True
