@@ -10,38 +10,27 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import dataclasses
 import logging
-import time
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed
-from websockets.protocol import State as WsState
 
 from recorder.errors import ConfigError, RecorderError, SttConnectionError, SttRejected
 from recorder.stt.backoff import RetryBudget
 from recorder.stt.chunker import Chunker
 from recorder.stt.connect import open_socket, redact_url
+from recorder.stt.connection import SttConnection
 from recorder.stt.events import (
     AudioDropped,
     Closed,
     Disposition,
     Event,
-    FinalTranscript,
     PartialTranscript,
-    SegmentClosed,
-    SegmentOpened,
-    ServerError,
-    SessionStarted,
-    SessionTerminated,
-    SpeechStarted,
 )
 from recorder.stt.protocol import (
     MAX_CHUNK_MS,
     MIN_CHUNK_MS,
-    State,
     SttProtocol,
     auth_headers,
     build_url,
@@ -56,9 +45,6 @@ logger = logging.getLogger(__name__)
 _DEFAULT_MODEL = "u3-rt-pro"
 # How long to wait for the server's close frame after ours before dropping TCP.
 _CLOSE_TIMEOUT_S = 1.0
-# Above this many unsent bytes in the socket's write buffer, send() stops writing
-# directly and leaves the chunk to the sender task, which awaits drain().
-_DIRECT_WRITE_HIGH_WATER = 64 * 1024
 
 
 class StreamingSession:
@@ -175,10 +161,6 @@ class StreamingSession:
             quick_failure_limit=quick_failure_limit,
         )
         self._factor = realtime_factor
-        self._bps_factor = self._bps * realtime_factor
-        self._began_at = 0.0
-        # The asyncio loop's clock is time.monotonic (the default loop.time()).
-        self._loop_time = time.monotonic
         self._max_lead_s = max_lead_s
 
         # Audio bookkeeping, in caller byte positions (bytes given to send()).
@@ -192,14 +174,11 @@ class StreamingSession:
             backlog_max_bytes=int(backlog_max_s * self._bps),
         )
         self._pending = self._buffer.pending  # the sender's queue, shared for speed
-        self._control: list[str] = []  # control frames for the open socket
         self._config_updates: dict[str, Any] = {}  # re-applied on every new socket
         self.dropped_bytes = 0
 
         # One socket at a time.
-        self._conn: ClientConnection | None = None
-        self._proto: SttProtocol | None = None
-        self._map = SocketMap(0)
+        self._link: SttConnection | None = None
         self._socket_count = 0
 
         self._wake = asyncio.Event()
@@ -211,9 +190,6 @@ class StreamingSession:
         self._stopping = False
         self._finished = False
         self.error: RecorderError | None = None
-        self._proto_terminate_sent = False
-        self._last_server_error: str | None = None
-        self._terminated: SessionTerminated | None = None
 
     def __repr__(self) -> str:
         return (
@@ -263,10 +239,11 @@ class StreamingSession:
         chunks = self._chunker.push(pcm)
         if not chunks:
             return
+        link = self._link
         for chunk in chunks:
             pos = self._chunked_pos
             self._chunked_pos += len(chunk)
-            if self._pending or not self._write_now(pos, chunk):
+            if self._pending or link is None or not link.write_now(pos, chunk):
                 dropped = self._buffer.queue(pos, chunk)
                 if dropped is not None:
                     self._report_dropped(*dropped)
@@ -275,7 +252,8 @@ class StreamingSession:
 
     def force_endpoint(self) -> None:
         """End the current turn now (§3.3); ignored while no socket is open."""
-        self._control_frame("force_endpoint")
+        if self._link is not None:
+            self._link.queue_control("force_endpoint")
 
     def update_configuration(self, **fields: Any) -> None:
         """Change settings mid-session with wire names, e.g. ``keyterms_prompt=[...]`` (§3.2).
@@ -283,11 +261,13 @@ class StreamingSession:
         The update is also applied to every later socket of this session.
         """
         self._config_updates.update(fields)
-        self._control_frame("update", fields)
+        if self._link is not None:
+            self._link.queue_control("update", fields)
 
     def keepalive(self) -> None:
         """Reset the server's inactivity timer (§3.4); ignored while no socket is open."""
-        self._control_frame("keepalive")
+        if self._link is not None:
+            self._link.queue_control("keepalive")
 
     async def events(self) -> AsyncIterator[Event]:
         """Yield events until the session ends.
@@ -343,57 +323,6 @@ class StreamingSession:
         assert self.error is not None
         raise self.error
 
-    def _write_now(self, pos: int, chunk: bytes) -> bool:
-        """Write a live chunk straight to the socket when nothing needs waiting for.
-
-        The common case (one socket, live audio at real time, nothing queued)
-        then costs no task switch: this is what keeps 200 sockets cheap
-        (DESIGN.md: CPU per participant-second). Anything else (pacing delay,
-        control frames, backpressure, a closing socket) goes through the sender.
-        """
-        conn, proto = self._conn, self._proto
-        if (
-            conn is None
-            or proto is None
-            or self._control
-            or proto.state is not State.OPEN
-            or conn.protocol.state is not WsState.OPEN
-            or conn.fragmented_send_waiter is not None
-            or conn.transport.get_write_buffer_size() > _DIRECT_WRITE_HIGH_WATER
-            or self._loop_time() < self._due(proto)
-        ):
-            return False
-        self._record_sent(proto, pos, chunk)
-        try:
-            conn.protocol.send_binary(chunk)
-            conn.send_data()
-        except (OSError, RuntimeError) as exc:  # the socket died under us: the receiver sees it
-            logger.debug("! %s: direct write failed: %s", self.name, exc)
-        return True
-
-    def _due(self, proto: SttProtocol) -> float:
-        """Pacing (§6.1, §8.2): the next chunk may go once the audio before it has played."""
-        return self._began_at + proto.audio_bytes_sent / self._bps_factor - self._max_lead_s
-
-    def _record_sent(self, proto: SttProtocol, pos: int, chunk: bytes) -> None:
-        self._map.add(pos, len(chunk))
-        proto.send_audio(chunk)
-        proto.data_to_send()  # the chunk itself is written by the caller
-        self._buffer.mark_sent(pos, chunk)
-
-    def _control_frame(self, kind: str, fields: dict[str, Any] | None = None) -> None:
-        proto = self._proto
-        if proto is None or proto.state is not State.OPEN:
-            return
-        if kind == "force_endpoint":
-            proto.send_force_endpoint()
-        elif kind == "update":
-            proto.send_update_configuration(**(fields or {}))
-        else:
-            proto.send_keepalive()
-        self._control.extend(str(frame) for frame in proto.data_to_send())
-        self._wake.set()
-
     def _report_dropped(self, pos: int, size: int) -> None:
         # Unsent audio beyond backlog_max_s is lost: say so (STYLE.md §3.2).
         self.dropped_bytes += size
@@ -446,15 +375,13 @@ class StreamingSession:
                 problem = str(exc)
                 logger.info("! %s: %s", self.name, exc)
             else:
-                closed, lifetime = await self._run_socket(conn)
+                closed, lifetime, terminate_sent, last_error = await self._run_socket(conn)
                 disposition = closed.disposition
                 problem = f"close code {closed.code}: {closed.reason or 'no reason'}"
-                if self._stopping and (
-                    disposition is Disposition.DONE or self._proto_terminate_sent
-                ):
+                if self._stopping and (disposition is Disposition.DONE or terminate_sent):
                     return
                 if disposition is Disposition.FATAL:
-                    message = self._last_server_error or closed.reason or "no reason given"
+                    message = last_error or closed.reason or "no reason given"
                     raise SttRejected(message, code=closed.code, hint=closed.hint)
                 if disposition is Disposition.DONE:
                     return
@@ -476,11 +403,15 @@ class StreamingSession:
             logger.info("= %s: reconnecting in %.2f s (%s)", self.name, delay, problem)
             await asyncio.sleep(delay)
 
-    async def _run_socket(self, conn: ClientConnection) -> tuple[Closed, float | None]:
-        """Drive one socket until it closes; return its Closed event and lifetime after Begin."""
-        loop = asyncio.get_running_loop()
-        upgraded_at = loop.time()
-        index = self._socket_count
+    async def _run_socket(
+        self, conn: ClientConnection
+    ) -> tuple[Closed, float | None, bool, str | None]:
+        """Drive one socket until it closes.
+
+        Returns:
+            Its Closed event, its lifetime after Begin (None without Begin), whether
+            Terminate was sent, and the last ``Error`` frame's text.
+        """
         # Replay: the new socket starts with the oldest unfinalised audio (§6.2).
         self._buffer.rewind()
         start_pos = self._pending[0][0] if self._pending else self._chunked_pos
@@ -488,173 +419,34 @@ class StreamingSession:
             sample_rate_hz=self._sample_rate_hz,
             encoding=self._encoding,
             inactivity_timeout_set=self._inactivity_timeout_set,
-            socket_index=index,
+            socket_index=self._socket_count,
             audio_offset_ms=start_pos * 1000 // self._bps,
         )
-        self._proto = proto
-        self._proto_terminate_sent = False
-        self._last_server_error = None
-        self._terminated = None
-        self._map = SocketMap(start_pos)
-        began_at: float | None = None
-        sender: asyncio.Task[None] | None = None
-        try:
-            try:
-                async with asyncio.timeout(self._connect_timeout_s):
-                    while proto.state is State.CONNECTING:
-                        frame = await conn.recv()
-                        if isinstance(frame, str):
-                            proto.receive_text(frame)
-                            self._dispatch(proto)
-            except TimeoutError:
-                logger.info("! %s: no begin within %g s", self.name, self._connect_timeout_s)
-                conn.transport.abort()
-                proto.receive_close(None, "no Begin from the server in time")
-                return self._close_events(proto, upgraded_at, None), None
-            began_at = self._loop_time()
-            self._began_at = began_at
-            self._socket_count += 1
-            self._conn = conn
-            if self._config_updates:
-                proto.send_update_configuration(**self._config_updates)
-                self._control.extend(str(f) for f in proto.data_to_send())
-            sender = asyncio.create_task(
-                self._send_loop(conn, proto), name=f"stt {self.name} sender {index}"
-            )
-            async for frame in conn:
-                if isinstance(frame, str):
-                    proto.receive_text(frame)
-                    self._dispatch(proto)
-        except ConnectionClosed:
-            pass
-        finally:
-            self._conn = None
-            if sender is not None:
-                sender.cancel()
-                try:
-                    await sender
-                except asyncio.CancelledError:
-                    pass
-            if proto.state is not State.CLOSED and conn.close_code is None:
-                conn.transport.abort()  # cancelled: do not linger on the socket
-        proto.receive_close(conn.close_code, conn.close_reason or "")
-        lifetime = None if began_at is None else loop.time() - began_at
-        return self._close_events(proto, upgraded_at, began_at), lifetime
-
-    def _close_events(
-        self, proto: SttProtocol, upgraded_at: float, began_at: float | None
-    ) -> Closed:
-        closed: Closed | None = None
-        for event in proto.events_received():
-            if isinstance(event, Closed):
-                closed = event
-            self._emit(event)
-        assert closed is not None
-        if began_at is not None:
-            self._emit(
-                SegmentClosed(
-                    socket_index=proto.socket_index,
-                    audio_seconds=proto.audio_seconds_sent,
-                    open_seconds=asyncio.get_running_loop().time() - upgraded_at,
-                    close_code=closed.code,
-                    reason=closed.reason,
-                    billed_seconds=(
-                        self._terminated.session_duration_s if self._terminated else None
-                    ),
-                )
-            )
-        logger.info(
-            "= %s: socket %d closed, code %s (%s)",
-            self.name,
-            proto.socket_index,
-            closed.code,
-            closed.disposition.value,
+        link = SttConnection(
+            conn,
+            proto,
+            buffer=self._buffer,
+            socket_map=SocketMap(start_pos),
+            wake=self._wake,
+            is_stopping=lambda: self._stopping,
+            emit=self._emit,
+            on_begin=self._on_begin,
+            bytes_per_second=self._bps,
+            realtime_factor=self._factor,
+            max_lead_s=self._max_lead_s,
+            connect_timeout_s=self._connect_timeout_s,
+            terminate_timeout_s=self._terminate_timeout_s,
+            speech_model=self.speech_model,
+            name=self.name,
         )
-        return closed
-
-    def _dispatch(self, proto: SttProtocol) -> None:
-        """Hand on the protocol's events, keeping the replay buffer and segments up to date."""
-        for event in proto.events_received():
-            if isinstance(event, FinalTranscript):
-                if not self._map.is_contiguous:
-                    event = self._remap(event)
-                if event.end_ms is not None:
-                    self._buffer.finalised_up_to(event.end_ms * self._bps // 1000)
-            elif (
-                isinstance(event, PartialTranscript | SpeechStarted) and not self._map.is_contiguous
-            ):
-                event = self._remap(event)
-            elif isinstance(event, SessionStarted):
-                self._emit(event)
-                self._emit(
-                    SegmentOpened(
-                        socket_index=proto.socket_index,
-                        provider_id=event.id,
-                        audio_offset_ms=proto.audio_offset_ms,
-                        expires_at=event.expires_at,
-                    )
-                )
-                if event.model is not None and event.model != self.speech_model:
-                    logger.warning(
-                        "! %s: asked for speech model %s but the server applied %s",
-                        self.name,
-                        self.speech_model,
-                        event.model,
-                    )
-                if self._opened is not None and not self._opened.done():
-                    self._opened.set_result(None)
-                continue
-            elif isinstance(event, SessionTerminated):
-                self._terminated = event
-            elif isinstance(event, ServerError):
-                self._last_server_error = event.message
-                logger.warning(
-                    "! %s: stt server error %s: %s", self.name, event.code, event.message
-                )
-            self._emit(event)
-
-    def _remap(self, event: Any) -> Any:
-        """Correct ``audio_offset_ms`` when this socket's audio has a gap or a pad."""
-        start_ms = getattr(event, "timestamp_ms", None)
-        if start_ms is None:
-            start_ms = event.words[0].start_ms if event.words else 0
-        offset = self._map.offset_at(start_ms * self._bps // 1000)
-        return dataclasses.replace(event, audio_offset_ms=offset * 1000 // self._bps)
-
-    # -- internals: the sender -------------------------------------------------
-
-    async def _send_loop(self, conn: ClientConnection, proto: SttProtocol) -> None:
-        """Send queued audio paced to real time, then ``Terminate`` when stopping."""
-        pending = self._pending
+        self._link = link
         try:
-            while True:
-                if self._control:
-                    frames, self._control = self._control, []
-                    for text in frames:
-                        await conn.send(text)
-                    continue
-                if not pending:
-                    if self._stopping:
-                        break
-                    self._wake.clear()
-                    await self._wake.wait()
-                    continue
-                delay = self._due(proto) - self._loop_time()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                    continue
-                pos, chunk = self._buffer.take()
-                self._record_sent(proto, pos, chunk)
-                await conn.send(chunk)
-            proto.send_terminate()
-            self._proto_terminate_sent = True
-            for frame in proto.data_to_send():
-                await conn.send(frame)
-            # Bounded wait for Termination (§8.4); the receiver returns when the server closes.
-            await asyncio.sleep(self._terminate_timeout_s)
-            logger.warning(
-                "! %s: no termination within %g s; closing", self.name, self._terminate_timeout_s
-            )
-            await conn.close()
-        except ConnectionClosed:
-            return
+            closed, lifetime = await link.run(self._config_updates)
+        finally:
+            self._link = None
+        return closed, lifetime, link.terminate_sent, link.last_server_error
+
+    def _on_begin(self) -> None:
+        self._socket_count += 1
+        if self._opened is not None and not self._opened.done():
+            self._opened.set_result(None)

@@ -1,0 +1,327 @@
+"""One socket of a streaming session: wait for Begin, pace audio out, read turns in.
+
+:class:`SttConnection` drives a websockets connection with an
+:class:`~recorder.stt.protocol.SttProtocol` until it closes; the
+:class:`~recorder.stt.session.StreamingSession` around it owns the audio
+queue, the events and the reconnect policy (spec assemblyai-streaming-v3.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State as WsState
+
+from recorder.stt.events import (
+    Closed,
+    Event,
+    FinalTranscript,
+    PartialTranscript,
+    SegmentClosed,
+    SegmentOpened,
+    ServerError,
+    SessionStarted,
+    SessionTerminated,
+    SpeechStarted,
+)
+from recorder.stt.protocol import State, SttProtocol
+from recorder.stt.replay import ReplayBuffer, SocketMap
+
+__all__ = ["SttConnection"]
+
+logger = logging.getLogger("recorder.stt.session")
+
+# Above this many unsent bytes in the socket's write buffer, write_now() declines and
+# leaves the chunk to the sender task, which awaits drain().
+_DIRECT_WRITE_HIGH_WATER = 64 * 1024
+
+
+class SttConnection:
+    """One open socket: its protocol state, pacing clock, sender task and receive loop.
+
+    Args:
+        conn: the upgraded websockets connection.
+        proto: a fresh protocol for it (state CONNECTING).
+        buffer: the session's audio queue and replay buffer.
+        socket_map: where this socket's audio comes from in the caller's audio.
+        wake: set by the session whenever audio or a control frame is queued.
+        is_stopping: whether the session is stopping (send Terminate once drained).
+        emit: hands an event to the session's reader.
+        on_begin: called once ``Begin`` arrived.
+        bytes_per_second: of the audio.
+        realtime_factor: audio clock speed (1.0 in production).
+        max_lead_s: how far audio may run ahead of real time.
+        connect_timeout_s: bound on waiting for ``Begin``.
+        terminate_timeout_s: bound on waiting for ``Termination``.
+        speech_model: the model asked for (checked against ``Begin``, §8.8).
+        name: label for logs.
+    """
+
+    def __init__(
+        self,
+        conn: ClientConnection,
+        proto: SttProtocol,
+        *,
+        buffer: ReplayBuffer,
+        socket_map: SocketMap,
+        wake: asyncio.Event,
+        is_stopping: Callable[[], bool],
+        emit: Callable[[Event], None],
+        on_begin: Callable[[], None],
+        bytes_per_second: int,
+        realtime_factor: float,
+        max_lead_s: float,
+        connect_timeout_s: float,
+        terminate_timeout_s: float,
+        speech_model: str,
+        name: str,
+    ) -> None:
+        self.conn = conn
+        self.proto = proto
+        self._buffer = buffer
+        self._map = socket_map
+        self._wake = wake
+        self._is_stopping = is_stopping
+        self._emit = emit
+        self._on_begin = on_begin
+        self._bps = bytes_per_second
+        self._bps_factor = bytes_per_second * realtime_factor
+        self._max_lead_s = max_lead_s
+        self._connect_timeout_s = connect_timeout_s
+        self._terminate_timeout_s = terminate_timeout_s
+        self._speech_model = speech_model
+        self._name = name
+        self._control: list[str] = []
+        # The asyncio loop's clock is time.monotonic (the default loop.time()).
+        self._began_at = time.monotonic()
+        self.terminate_sent = False
+        self.last_server_error: str | None = None
+        self._terminated: SessionTerminated | None = None
+
+    @property
+    def is_open(self) -> bool:
+        """Whether ``Begin`` arrived and nothing has closed or ended the socket."""
+        return self.proto.state is State.OPEN
+
+    def queue_control(self, kind: str, fields: dict[str, Any] | None = None) -> None:
+        """Queue ``force_endpoint``, ``update`` (with wire-named fields) or ``keepalive``."""
+        proto = self.proto
+        if proto.state is not State.OPEN:
+            return
+        if kind == "force_endpoint":
+            proto.send_force_endpoint()
+        elif kind == "update":
+            proto.send_update_configuration(**(fields or {}))
+        else:
+            proto.send_keepalive()
+        self._control.extend(str(frame) for frame in proto.data_to_send())
+        self._wake.set()
+
+    def write_now(self, pos: int, chunk: bytes) -> bool:
+        """Write a live chunk straight to the socket when nothing needs waiting for.
+
+        The common case (live audio at real time, nothing queued) then costs no
+        task switch, which keeps 200 sockets in one process cheap (DESIGN.md).
+        Anything else (a pacing delay, control frames, backpressure, a closing
+        socket) is declined and left to the sender task.
+        """
+        conn, proto = self.conn, self.proto
+        if (
+            self._control
+            or proto.state is not State.OPEN
+            or conn.protocol.state is not WsState.OPEN
+            or conn.fragmented_send_waiter is not None
+            or conn.transport.get_write_buffer_size() > _DIRECT_WRITE_HIGH_WATER
+            or time.monotonic() < self._due()
+        ):
+            return False
+        self._record_sent(pos, chunk)
+        try:
+            conn.protocol.send_binary(chunk)
+            conn.send_data()
+        except (OSError, RuntimeError) as exc:  # the socket died under us: the receiver sees it
+            logger.debug("! %s: direct write failed: %s", self._name, exc)
+        return True
+
+    def _due(self) -> float:
+        """Pacing (§6.1, §8.2): the next chunk may go once the audio before it has played."""
+        return self._began_at + self.proto.audio_bytes_sent / self._bps_factor - self._max_lead_s
+
+    def _record_sent(self, pos: int, chunk: bytes) -> None:
+        self._map.add(pos, len(chunk))
+        self.proto.send_audio(chunk)
+        self.proto.data_to_send()  # the chunk itself is written by the caller
+        self._buffer.mark_sent(pos, chunk)
+
+    async def run(self, config_updates: dict[str, Any]) -> tuple[Closed, float | None]:
+        """Drive the socket until it closes.
+
+        Args:
+            config_updates: ``UpdateConfiguration`` fields to apply right after ``Begin``.
+
+        Returns:
+            The ``Closed`` event, and the seconds from ``Begin`` to close (None
+            if ``Begin`` never came).
+        """
+        conn, proto = self.conn, self.proto
+        upgraded_at = time.monotonic()
+        began_at: float | None = None
+        sender: asyncio.Task[None] | None = None
+        try:
+            try:
+                async with asyncio.timeout(self._connect_timeout_s):
+                    while proto.state is State.CONNECTING:
+                        frame = await conn.recv()
+                        if isinstance(frame, str):
+                            proto.receive_text(frame)
+                            self._dispatch()
+            except TimeoutError:
+                logger.info("! %s: no begin within %g s", self._name, self._connect_timeout_s)
+                conn.transport.abort()
+                proto.receive_close(None, "no Begin from the server in time")
+                return self._close_events(upgraded_at, None), None
+            began_at = self._began_at = time.monotonic()
+            if config_updates:
+                self.queue_control("update", config_updates)
+            sender = asyncio.create_task(
+                self._send_loop(), name=f"stt {self._name} sender {proto.socket_index}"
+            )
+            async for frame in conn:
+                if isinstance(frame, str):
+                    proto.receive_text(frame)
+                    self._dispatch()
+        except ConnectionClosed:
+            pass
+        finally:
+            if sender is not None:
+                sender.cancel()
+                try:
+                    await sender
+                except asyncio.CancelledError:
+                    pass
+            if conn.close_code is None:
+                conn.transport.abort()  # cancelled: do not linger on the socket
+        proto.receive_close(conn.close_code, conn.close_reason or "")
+        lifetime = None if began_at is None else time.monotonic() - began_at
+        return self._close_events(upgraded_at, began_at), lifetime
+
+    def _close_events(self, upgraded_at: float, began_at: float | None) -> Closed:
+        proto = self.proto
+        closed: Closed | None = None
+        for event in proto.events_received():
+            if isinstance(event, Closed):
+                closed = event
+            self._emit(event)
+        assert closed is not None
+        if began_at is not None:
+            terminated = self._terminated
+            self._emit(
+                SegmentClosed(
+                    socket_index=proto.socket_index,
+                    audio_seconds=proto.audio_seconds_sent,
+                    open_seconds=time.monotonic() - upgraded_at,
+                    close_code=closed.code,
+                    reason=closed.reason,
+                    billed_seconds=terminated.session_duration_s if terminated else None,
+                )
+            )
+        logger.info(
+            "= %s: socket %d closed, code %s (%s)",
+            self._name,
+            proto.socket_index,
+            closed.code,
+            closed.disposition.value,
+        )
+        return closed
+
+    def _dispatch(self) -> None:
+        """Hand on the protocol's events, keeping the replay buffer up to date."""
+        proto = self.proto
+        for event in proto.events_received():
+            if isinstance(event, FinalTranscript):
+                if not self._map.is_contiguous:
+                    event = self._remap(event)
+                if event.end_ms is not None:
+                    self._buffer.finalised_up_to(event.end_ms * self._bps // 1000)
+            elif isinstance(event, PartialTranscript | SpeechStarted):
+                if not self._map.is_contiguous:
+                    event = self._remap(event)
+            elif isinstance(event, SessionStarted):
+                self._emit(event)
+                self._emit(
+                    SegmentOpened(
+                        socket_index=proto.socket_index,
+                        provider_id=event.id,
+                        audio_offset_ms=proto.audio_offset_ms,
+                        expires_at=event.expires_at,
+                    )
+                )
+                if event.model is not None and event.model != self._speech_model:
+                    logger.warning(
+                        "! %s: asked for speech model %s but the server applied %s",
+                        self._name,
+                        self._speech_model,
+                        event.model,
+                    )
+                self._on_begin()
+                continue
+            elif isinstance(event, SessionTerminated):
+                self._terminated = event
+            elif isinstance(event, ServerError):
+                self.last_server_error = event.message
+                logger.warning(
+                    "! %s: stt server error %s: %s", self._name, event.code, event.message
+                )
+            self._emit(event)
+
+    def _remap(self, event: Any) -> Any:
+        """Correct ``audio_offset_ms`` when this socket's audio has a gap or a pad."""
+        start_ms = getattr(event, "timestamp_ms", None)
+        if start_ms is None:
+            start_ms = event.words[0].start_ms if event.words else 0
+        offset = self._map.offset_at(start_ms * self._bps // 1000)
+        return dataclasses.replace(event, audio_offset_ms=offset * 1000 // self._bps)
+
+    async def _send_loop(self) -> None:
+        """Send queued audio paced to real time, then ``Terminate`` when stopping."""
+        conn, proto = self.conn, self.proto
+        pending = self._buffer.pending
+        try:
+            while True:
+                if self._control:
+                    frames, self._control = self._control, []
+                    for text in frames:
+                        await conn.send(text)
+                    continue
+                if not pending:
+                    if self._is_stopping():
+                        break
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
+                delay = self._due() - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                    continue
+                pos, chunk = self._buffer.take()
+                self._record_sent(pos, chunk)
+                await conn.send(chunk)
+            proto.send_terminate()
+            self.terminate_sent = True
+            for frame in proto.data_to_send():
+                await conn.send(frame)
+            # Bounded wait for Termination (§8.4); the receive loop ends when the server closes.
+            await asyncio.sleep(self._terminate_timeout_s)
+            logger.warning(
+                "! %s: no termination within %g s; closing", self._name, self._terminate_timeout_s
+            )
+            await conn.close()
+        except ConnectionClosed:
+            return
