@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,6 +15,11 @@ import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from recorder.emulator.streaming import StreamingEmulator
+from recorder.emulator.streaming_records import StreamingBehaviour
+
+#: The stand-in recogniser's default script (three sentences).
+SCRIPT = ["Hello", "there.", "How", "are", "you?", "Fine!"]
 RATE = 16000
 FRAME = 160  # 10 ms at 16 kHz
 #: One timeout unit for waits; scale with RECORDER_TEST_TIMEOUT_SCALE on slow machines.
@@ -173,3 +179,11 @@ async def open_client(
     target = f"{url}{sep}{query}" if query else url
     connection = await connect(target, additional_headers=headers, compression=None)
     return RawClient(connection)
+
+
+def make_stand_in_emulator(script: Sequence[str] = SCRIPT, **kwargs: Any) -> StreamingEmulator:
+    """An emulator hearing the stand-in recogniser, no pacing rule, no processing delay."""
+    kwargs.setdefault("realtime_factor", math.inf)
+    kwargs.setdefault("behaviour", StreamingBehaviour(processing_delay_s=0.0))
+    words = list(script)
+    return StreamingEmulator(recognizer=lambda rate: StandInRecognizer(words, rate), **kwargs)
