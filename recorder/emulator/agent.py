@@ -7,7 +7,7 @@ It speaks the protocol of ../shared/specs/assemblyai-voice-agent.md at
 and compared with ``transcript.agent``. Switches are in
 :class:`~recorder.emulator.agent_config.AgentBehaviour`, failures in
 :class:`~recorder.emulator.agent_config.AgentFaults`; every socket leaves an
-:class:`~recorder.emulator.agent_session.AgentSessionRecord` in
+:class:`~recorder.emulator.agent_records.AgentSessionRecord` in
 :attr:`VoiceAgentEmulator.sessions`.
 
 Spec §12 checklist items deliberately not modelled, and why:
@@ -52,13 +52,8 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
 from recorder.emulator.agent_config import AgentBehaviour, AgentFaults
-from recorder.emulator.agent_session import (
-    AgentConnection,
-    AgentSessionRecord,
-    Answer,
-    ReplyText,
-    echo_answer,
-)
+from recorder.emulator.agent_records import AgentSessionRecord
+from recorder.emulator.agent_session import AgentConnection, Answer, ReplyText, echo_answer
 from recorder.emulator.agent_voice import extractive_reply
 from recorder.emulator.streaming import json_response
 
