@@ -41,7 +41,7 @@ class StandInRecognizer:
     """
 
     def __init__(self, script: Sequence[str], sample_rate_hz: int = RATE) -> None:
-        self._script = list(script)
+        self._script = list(script)  # a copy: the caller's list is never consumed
         self._frame = sample_rate_hz // 100
         self._buffer = b""
         self._frames = 0
@@ -185,5 +185,5 @@ def make_stand_in_emulator(script: Sequence[str] = SCRIPT, **kwargs: Any) -> Str
     """An emulator hearing the stand-in recogniser, no pacing rule, no processing delay."""
     kwargs.setdefault("realtime_factor", math.inf)
     kwargs.setdefault("behaviour", StreamingBehaviour(processing_delay_s=0.0))
-    words = list(script)
+    words = list(script)  # each connection hears the script from its start
     return StreamingEmulator(recognizer=lambda rate: StandInRecognizer(words, rate), **kwargs)
