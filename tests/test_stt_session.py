@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 
 import numpy as np
@@ -544,3 +545,22 @@ async def test_short_replay_head_is_padded_and_offsets_stay_right():
         (0, 100, 970),
         (1, 1100, 1200),
     ]
+
+
+@pytest.mark.parametrize("auth", ["key", "token"])
+async def test_debug_logs_never_contain_the_key_or_token(caplog, auth):
+    secret = "s3cr3t-value-987"
+
+    async def script(conn: FakeConnection) -> None:
+        await conn.begin()
+        await conn.terminate_reply()
+
+    caplog.set_level(logging.DEBUG)
+    async with FakeSttServer(script) as server:
+        kwargs = {"api_key": secret} if auth == "key" else {"api_key": None, "token": secret}
+        await run(session(server.url, **kwargs), 200)
+    assert server.connections[0].text_types() == ["Terminate"]
+    ours = [r.getMessage() for r in caplog.records if r.name.startswith("recorder")]
+    assert any(m.startswith("> GET /v3/ws") for m in ours)  # the handshake log was on
+    assert any(m.startswith("> Authorization") for m in ours) is (auth == "key")
+    assert not [m for m in ours if secret in m]  # (the fake server's own logs may show it)
