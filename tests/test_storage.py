@@ -286,3 +286,59 @@ async def test_default_database_is_created_and_migrated(tmp_path, monkeypatch) -
     async with await TranscriptStore.open(url) as store:
         assert await store.list_meetings() == []
     assert path.stat().st_size > 0
+
+
+async def test_provider_session_id_and_heartbeat(store: TranscriptStore) -> None:
+    meeting = await store.start_meeting("c", 1, T0)
+    session = await store.open_stream_session(meeting, 7, T0)
+    await store.set_provider_session_id(session, "begin-id-1")
+    await store.heartbeat(meeting, T0 + timedelta(hours=10))
+    (stream,) = (await store.get_meeting(meeting)).stream_sessions
+    assert stream.provider_session_id == "begin-id-1"
+    # A fresh heartbeat keeps even another host's meeting from being marked.
+    from sqlalchemy import update
+
+    from storage.models import MeetingRow
+
+    async with store._engine.begin() as connection:
+        await connection.execute(
+            update(MeetingRow).where(MeetingRow.id == meeting).values(host="elsewhere")
+        )
+    assert await store.mark_interrupted_meetings(now=T0 + timedelta(hours=11)) == 0
+    assert await store.mark_interrupted_meetings(now=T0 + timedelta(hours=17)) == 1
+
+
+async def test_in_memory_database() -> None:
+    async with await TranscriptStore.open("sqlite+aiosqlite://") as store:
+        meeting = await store.start_meeting("c", 1, T0)
+        assert await store.resolve_meeting("latest") == meeting
+
+
+@pytest.mark.slow
+async def test_iter_turns_streams_100k_turns_in_flat_memory(sqlite_url: str) -> None:
+    import tracemalloc
+
+    from storage.db import upgrade_database
+
+    await upgrade_database(sqlite_url)
+    async with await TranscriptStore.open(sqlite_url) as store:
+        meeting = await store.start_meeting("long", 1, T0)
+        session = await store.open_stream_session(meeting, 7, T0)
+        total = 100_000
+        text = "a turn of about average length with a dozen words in it"
+        for start in range(0, total, 10_000):
+            await store.upsert_turns(
+                [turn(meeting, 7, session, i, i * 100, text) for i in range(start, start + 10_000)]
+            )
+        tracemalloc.start()
+        count = 0
+        last = -1
+        async for item in store.iter_turns(meeting, batch=1000):
+            assert item.start_ms > last
+            last = item.start_ms
+            count += 1
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        assert count == total
+        # Holding every turn would take well over 50 MB; a page of 1,000 a few MB.
+        assert peak < 10_000_000, peak
