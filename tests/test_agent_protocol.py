@@ -302,3 +302,24 @@ def test_close_codes_are_classified(code: int | None, is_ended: bool, action: Ac
 
 def test_reply_audio_repr_hides_the_audio() -> None:
     assert "audio" not in repr(ReplyAudio(PCM, "r1")).replace("ReplyAudio", "")
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.one_of(st.text(max_size=60), st.binary(max_size=60)), max_size=8))
+def test_protocol_never_raises_on_any_frames(frames: list[str | bytes]) -> None:
+    protocol = AgentProtocol()
+    for frame in frames:
+        if isinstance(frame, str):
+            protocol.receive_text(frame)
+        else:
+            protocol.receive_bytes(frame)
+    protocol.receive_close(None)
+    events = protocol.events_received()
+    assert isinstance(events[-1], Closed) and events[-1].action is Action.RETRY
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(max_size=2_000))
+def test_reply_audio_round_trips_any_bytes(pcm: bytes) -> None:
+    frame = json.dumps({"type": "reply.audio", "data": base64.b64encode(pcm).decode()})
+    assert parse_event(frame) == ReplyAudio(pcm)
