@@ -99,7 +99,9 @@ def _status_error(exc: InvalidStatus) -> AgentError:
         return AgentError(
             f"the voice agent service is unavailable (HTTP {status}); try the recap again later"
         )
-    return AgentError(f"the voice agent service refused the connection (HTTP {status})")
+    return AgentError(
+        f"the voice agent service refused the connection (HTTP {status}); check the URL"
+    )
 
 
 @contextlib.contextmanager
