@@ -56,6 +56,8 @@ def test_every_command_has_help(path: tuple[str, ...]) -> None:
         assert isinstance(command, click.Group)
         command = command.commands[name]
     assert command.help, f"recorder {' '.join(path)} has no help text"
+    # A raw docstring turns click's no-rewrap marker into a literal "\\b" and mangles examples.
+    assert "\\b" not in result.output
 
 
 def test_short_help_flag() -> None:

@@ -26,7 +26,7 @@ __all__ = ["cli", "main"]
 @click.group(cls=RecorderGroup, context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, "-V", "--version", prog_name="recorder")
 def cli() -> None:
-    r"""Record Agora meetings as speaker-attributed transcripts in SQL.
+    """Record Agora meetings as speaker-attributed transcripts in SQL.
 
     \b
     Try it with no account:

@@ -17,7 +17,7 @@ def db() -> None:
 @db.command()
 @db_option
 def upgrade(database_url: str | None) -> None:
-    r"""Bring the database schema up to date (creates the database if needed).
+    """Bring the database schema up to date (creates the database if needed).
 
     \b
     Example:
@@ -33,7 +33,7 @@ def upgrade(database_url: str | None) -> None:
 @db.command()
 @db_option
 def info(database_url: str | None) -> None:
-    r"""Show the database URL (password masked), its revision and row counts.
+    """Show the database URL (password masked), its revision and row counts.
 
     \b
     Example:

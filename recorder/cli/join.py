@@ -71,17 +71,27 @@ async def _record(
 ) -> Any:
     from recorder.bot import MeetingRecorder, RecorderSettings, stream_factory
     from recorder.console import LiveConsole
+    from recorder.transport.base import Transport
     from recorder.transport.select import parse_transport, replay_transport
     from storage.store import TranscriptStore
 
     kind, path = parse_transport(transport_spec)
+    transport: Transport
     if kind == "agora":
-        from recorder.transport.agora_preflight import load_agora_sdk
+        from recorder.transport.agora import AgoraTransport
 
-        load_agora_sdk()  # a clear install message when the extra is missing
-        raise ConfigError("the agora transport is not built yet; use --transport replay:FILE")
-    assert path is not None
-    transport = replay_transport(path, speed=speed, channel=channel)
+        transport = AgoraTransport(  # validates the settings before the SDK is touched
+            app_id=config.agora_app_id or "",
+            channel=channel or "",
+            bot_uid=config.bot_uid,
+            app_certificate=config.agora_app_certificate,
+            token=config.agora_token,
+            publish=False,  # True once the spoken recap is wired in
+        )
+        transport.load_sdk()  # a clear install message when the extra is missing
+    else:
+        assert path is not None
+        transport = replay_transport(path, speed=speed, channel=channel)
     script_names = getattr(getattr(transport, "script", None), "names", {})
     all_names = {**script_names, **names}
     console = LiveConsole(all_names, quiet=quiet)
@@ -233,7 +243,7 @@ def join(
     quiet: bool,
     database_url: str | None,
 ) -> None:
-    r"""Join a channel and record every participant's speech until stopped.
+    """Join a channel and record every participant's speech until stopped.
 
     Credentials come from the environment or a .env file: ASSEMBLYAI_API_KEY,
     AGORA_APP_ID and AGORA_APP_CERTIFICATE (or AGORA_TOKEN). Ctrl+C stops
@@ -308,7 +318,7 @@ def demo(
     quiet: bool,
     database_url: str | None,
 ) -> None:
-    r"""Record a bundled meeting on the local emulator: no account or network needed.
+    """Record a bundled meeting on the local emulator: no account or network needed.
 
     Starts the AssemblyAI emulator in this process, plays a four-person
     meeting through exactly the pipeline 'recorder join' uses, stores it in
