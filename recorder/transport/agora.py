@@ -1,0 +1,593 @@
+"""The Agora transport: a silent bot in a real channel, through agora-python-server-sdk.
+
+Joins per agora-server-sdk.md §4 (one service per process, one connection per
+meeting, audience role unless publishing, 16 kHz mono frames before mixing, SDK
+VAD off, observers registered once), turns the SDK's callbacks into transport
+events, renews tokens (§10) and tears down in the order of §11. The SDK runs
+only on its own threads and in ``asyncio.to_thread``; the one crossing into
+asyncio is :class:`~recorder.transport.base.AudioBridge` plus rare event hops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from recorder.errors import JoinError, RecorderError, TransportError
+from recorder.transport.agora_errors import (
+    TRANSIENT_REASONS,
+    TokenSource,
+    connect_result_problem,
+    reason_name,
+    reason_problem,
+    validate_app_id,
+    validate_channel_name,
+    validate_uid,
+)
+from recorder.transport.agora_handler import NativeHandler, Participants
+from recorder.transport.agora_observers import Observers, make_observers
+from recorder.transport.agora_preflight import AgoraSdk, load_agora_sdk
+from recorder.transport.agora_publish import DEFAULT_LEAD_MS, PcmPublisher
+from recorder.transport.agora_service import (
+    connection_configs,
+    release_agora_service,
+    shared_service,
+)
+from recorder.transport.agora_token import RtcRole, build_rtc_token
+from recorder.transport.base import (
+    AudioBridge,
+    ConnectionState,
+    ConnectionStateChanged,
+    Transport,
+    TransportSink,
+)
+
+__all__ = ["AgoraTransport", "release_agora_service"]
+
+log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+# CONNECTION_STATE_TYPE, client roles and reasons (spec §3.3, §6).
+_DISCONNECTED = 1
+_ROLE_BROADCASTER, _ROLE_AUDIENCE = 1, 2
+_REASON_LEAVE_CHANNEL, _REASON_TOKEN_EXPIRED = 5, 9
+
+
+class AgoraTransport(Transport):
+    """Records one Agora channel as a silent audience member (or a host, to publish).
+
+    Settings are validated here, before the SDK is touched.
+
+    Args:
+        app_id: the project's App ID (32 hex characters).
+        channel: the channel to join (spec §13.1).
+        bot_uid: the bot's numeric uid (1 to 2**32-1).
+        app_certificate: builds tokens and renews them (secret).
+        token: a prebuilt token to join with (secret); renewed only with a certificate.
+        publish: join as a host able to publish audio (the spoken recap).
+        join_timeout_s: bound on waiting for ``on_connected``.
+        call_timeout_s: bound on each blocking SDK call.
+        leave_timeout_s: bound on waiting for ``on_disconnected`` when leaving.
+        renew_timeout_s: after renewing an expired token, wait this long before rejoining.
+        token_lifetime_s: lifetime of the tokens built from the certificate.
+        publish_lead_ms: most recap audio pushed ahead of the wall clock.
+        log_dir: where the SDK writes its log (default: the user log directory).
+        sdk: the SDK modules (default: :func:`load_agora_sdk` at start).
+        clock_ms: milliseconds since the transport started (tests may scale time).
+    """
+
+    def __init__(
+        self,
+        *,
+        app_id: str,
+        channel: str,
+        bot_uid: int,
+        app_certificate: str | None = None,
+        token: str | None = None,
+        publish: bool = False,
+        join_timeout_s: float = 15.0,
+        call_timeout_s: float = 10.0,
+        leave_timeout_s: float = 3.0,
+        renew_timeout_s: float = 10.0,
+        token_lifetime_s: int = 3600,
+        publish_lead_ms: float = DEFAULT_LEAD_MS,
+        log_dir: Path | None = None,
+        sdk: AgoraSdk | None = None,
+        clock_ms: Callable[[], float] | None = None,
+    ) -> None:
+        self.channel = validate_channel_name(channel)
+        self.bot_uid = validate_uid(bot_uid)
+        self._app_id = validate_app_id(app_id)
+        self._certificate = app_certificate or None
+        self._prebuilt = token or None
+        self.publish_enabled = publish
+        self._role = _ROLE_BROADCASTER if publish else _ROLE_AUDIENCE
+        self.token_source = (
+            TokenSource.PREBUILT
+            if self._prebuilt
+            else TokenSource.CERTIFICATE
+            if self._certificate
+            else TokenSource.APP_ID_ONLY
+        )
+        self._token_lifetime_s = token_lifetime_s
+        if self._certificate:
+            self._build_token()  # a malformed certificate is a ConfigError now, not mid-join
+        self._join_timeout_s = join_timeout_s
+        self._call_timeout_s = call_timeout_s
+        self._leave_timeout_s = leave_timeout_s
+        self._renew_timeout_s = renew_timeout_s
+        self._log_dir = log_dir
+        self._sdk = sdk
+        self._clock_override = clock_ms
+        self._origin = time.monotonic()
+        self._publisher = PcmPublisher(lead_ms=publish_lead_ms)
+        self.bridge: AudioBridge | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._conn: Any = None
+        self._observers: Observers | None = None
+        self._handler: NativeHandler | None = None
+        self._generation = 0
+        self._joined: asyncio.Future[None] | None = None
+        self._finished: asyncio.Future[None] | None = None
+        self._disconnected = asyncio.Event()
+        self._connected = asyncio.Event()
+        self.participants = Participants()
+        self._is_published = False
+        self._closing = False
+        self._stop_task: asyncio.Task[None] | None = None
+        self._recovery: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._gap_started_ms: float | None = None
+        self.gaps: list[tuple[float, float]] = []
+        self.renewals = 0
+        self.rejoins = 0
+        self._retired_errors = 0
+        self.sid = ""
+
+    def __repr__(self) -> str:
+        return f"AgoraTransport(channel={self.channel!r}, bot_uid={self.bot_uid})"
+
+    # -- settings -------------------------------------------------------------
+
+    def _build_token(self) -> str:
+        assert self._certificate is not None
+        role = RtcRole.PUBLISHER if self.publish_enabled else RtcRole.SUBSCRIBER
+        return build_rtc_token(
+            self._app_id,
+            self._certificate,
+            self.channel,
+            self.bot_uid,
+            role=role,
+            expire_s=self._token_lifetime_s,
+        )
+
+    def _join_token(self) -> str:
+        if self._prebuilt:
+            return self._prebuilt
+        if self._certificate:
+            return self._build_token()
+        # App-ID-only project: the SDK's own examples pass the App ID (spec §4.1).
+        return self._app_id
+
+    def _clock(self) -> float:
+        if self._clock_override is not None:
+            return self._clock_override()
+        return (time.monotonic() - self._origin) * 1000.0
+
+    def load_sdk(self) -> None:
+        """Import the SDK now (``start`` does it too); call it early for a clear install message.
+
+        Raises:
+            TransportUnavailable: the Agora extra or its native library is missing.
+        """
+        if self._sdk is None:
+            self._sdk = load_agora_sdk()
+
+    # -- Transport ------------------------------------------------------------
+
+    async def start(self, sink: TransportSink) -> None:
+        """Join the channel and wait (bounded) until Agora confirms it.
+
+        Raises:
+            JoinError: the join failed; the message names the reason and the fix.
+            TransportUnavailable: the SDK is not installed.
+        """
+        self._loop = asyncio.get_running_loop()
+        self._origin = time.monotonic()
+        self.bridge = AudioBridge(self._loop, sink, clock_ms=self._clock)
+        self._finished = self._loop.create_future()
+        self.bridge.push_event(ConnectionStateChanged(ConnectionState.CONNECTING, self._clock()))
+        self.load_sdk()
+        try:
+            await self._join(self._join_token())
+        except BaseException:
+            # A failed or cancelled join (Ctrl+C) still leaves the channel cleanly.
+            await self._shielded_stop()
+            raise
+        self.bridge.push_event(
+            ConnectionStateChanged(ConnectionState.CONNECTED, self._clock(), "joined")
+        )
+
+    async def wait_finished(self) -> None:
+        """Wait until the bot is stopped; raise if the channel failed under it.
+
+        Raises:
+            TransportError: kicked, banned, or the token expired beyond recovery.
+        """
+        assert self._finished is not None, "start() first"
+        await asyncio.shield(self._finished)
+
+    async def stop(self) -> None:
+        """Leave the channel (spec §11 order); safe to call more than once."""
+        await self._shielded_stop()
+
+    async def publish(self, pcm: bytes) -> None:
+        """Speak PCM16 16 kHz mono into the channel, paced to the wall clock.
+
+        Raises:
+            TransportError: the bot joined as audience, or is not in the channel.
+        """
+        if not self.publish_enabled or self._role != _ROLE_BROADCASTER:
+            # Refused here: an audience's audio reaches nobody (spec §8.1, §8.4).
+            raise TransportError(
+                f"the bot is an audience member of channel {self.channel!r} and cannot speak; "
+                "join with publishing enabled (--recap) to play audio"
+            )
+        conn = self._conn
+        if conn is None or self._closing:
+            raise TransportError(f"the bot is not in channel {self.channel!r}; cannot play audio")
+        if not self._is_published:
+            result = await self._call(conn.publish_audio)
+            if result != 0:
+                raise TransportError(
+                    f"the Agora SDK could not publish the bot's audio (result {result})"
+                )
+            self._is_published = True
+        await self._publisher.publish(conn, pcm)
+
+    def flush_publish(self) -> None:
+        """Drop queued recap audio at once (barge-in)."""
+        self._publisher.flush(self._conn if self._is_published else None)
+
+    @property
+    def callback_errors(self) -> int:
+        """Our SDK callbacks that raised (bugs), counted and logged, never re-raised."""
+        current = self._handler.callback_errors if self._handler is not None else 0
+        bridge = self.bridge.callback_errors if self.bridge is not None else 0
+        return self._retired_errors + current + bridge
+
+    @property
+    def publish_queued_ms(self) -> float:
+        """Recap audio pushed to the SDK and (by estimate) not yet played."""
+        return self._publisher.queued_ms
+
+    # -- joining --------------------------------------------------------------
+
+    async def _call(self, function: Callable[..., _T], *args: Any) -> _T:
+        """Run a possibly blocking SDK call off the loop, bounded (spec §9, §11)."""
+        name = getattr(function, "__name__", "call")
+        try:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a Ctrl+C
+            # that lands as the call returns.
+            async with asyncio.timeout(self._call_timeout_s):
+                return await asyncio.to_thread(function, *args)
+        except TimeoutError:
+            raise TransportError(
+                f"the Agora SDK did not return from {name} within {self._call_timeout_s:.0f} s"
+            ) from None
+
+    async def _join(self, token: str) -> None:
+        sdk = self._sdk
+        assert sdk is not None and self.bridge is not None and self._loop is not None
+        from platformdirs import user_log_path
+
+        log_dir = self._log_dir or user_log_path("recorder", appauthor=False) / "agora"
+        service = await self._call(shared_service, sdk, self._app_id, log_dir)
+        conn_config, publish_config = connection_configs(sdk, publish=self.publish_enabled)
+        conn = await self._call(service.create_rtc_connection, conn_config, publish_config)
+        # Spec §4.1: None when not initialised; a half-built object on a NULL create.
+        if conn is None or getattr(conn, "conn_handle", None) is None:
+            raise JoinError(
+                "the Agora SDK could not create a connection; check the SDK log in "
+                f"{log_dir} and try again"
+            )
+        self._generation += 1
+        handler = NativeHandler(
+            self, self._generation, self.bridge, self.participants, self.bot_uid
+        )
+        self._handler = handler
+        self._observers = observers = make_observers(sdk, handler, self.bridge.push_frame)
+        self._conn = conn
+        self._is_published = False
+        self._disconnected.clear()
+        self._connected.clear()
+        self._joined = self._loop.create_future()
+        # Spec §4.1: every observer once, before connect, so no early event is missed.
+        await self._call(conn.register_observer, observers.connection)
+        if await self._call(conn.register_local_user_observer, observers.local_user) != 0:
+            raise JoinError("the Agora connection has no local user; try again")
+        local_user = conn.get_local_user()
+        # Channels first, then the rate; before the frame observer (spec §4.1).
+        await self._call(local_user.set_playback_audio_frame_before_mixing_parameters, 1, 16000)
+        # Spec §4.1: enable_vad=0, vad_configure=None (the SDK's VAD is slow and leaks).
+        if await self._call(conn.register_audio_frame_observer, observers.audio_frame, 0, None):
+            raise JoinError("the Agora connection refused the audio observer; try again")
+        result = await self._call(conn.connect, token, self.channel, str(self.bot_uid))
+        if result != 0:
+            raise JoinError(connect_result_problem(result, channel=self.channel))
+        try:
+            async with asyncio.timeout(self._join_timeout_s):
+                await asyncio.shield(self._joined)
+        except TimeoutError:
+            raise JoinError(
+                f"no answer from Agora within {self._join_timeout_s:.0f} s while joining "
+                f"channel {self.channel!r}; check this machine can reach Agora "
+                "(outbound UDP and TCP) and that AGORA_APP_ID is right"
+            ) from None
+        try:
+            self.sid = str(await self._call(conn.get_sid))
+        except (RecorderError, AttributeError):
+            self.sid = ""
+        log.info(
+            "= joined agora channel %s as uid %d (%s, sid %s)",
+            self.channel,
+            self.bot_uid,
+            "host" if self.publish_enabled else "audience",
+            self.sid or "unknown",
+        )
+
+    # -- events on the loop -----------------------------------------------------
+
+    def hop(self, callback: Callable[..., None], *args: Any) -> None:
+        """Run ``callback`` on the loop; from an SDK thread, never raising."""
+        loop = self._loop
+        if loop is None:
+            return
+        try:
+            loop.call_soon_threadsafe(callback, *args)
+        except RuntimeError:  # the loop closed: we are shutting down
+            pass
+
+    def _push_state(self, state: ConnectionState, at_ms: float, reason: str) -> None:
+        assert self.bridge is not None
+        self.bridge.push_event(ConnectionStateChanged(state, at_ms, reason))
+
+    def _begin_gap(self, at_ms: float, reason: str) -> None:
+        if self._gap_started_ms is not None or self._closing:
+            return
+        self._gap_started_ms = at_ms
+        self._connected.clear()
+        self._flush_audio()
+        log.warning("! agora connection to %s interrupted (%s)", self.channel, reason)
+        self._push_state(ConnectionState.RECONNECTING, at_ms, reason)
+
+    def _flush_audio(self) -> None:
+        """Deliver what each participant gathered so far (their audio stops here)."""
+        if self.bridge is None:
+            return
+        for uid in self.participants.present():
+            self.bridge.end_audio(uid)
+
+    def _end_gap(self, at_ms: float, reason: str) -> None:
+        self._connected.set()
+        if self._gap_started_ms is None:
+            return
+        self.gaps.append((self._gap_started_ms, at_ms))
+        log.info(
+            "= agora connection to %s back after %.1f s",
+            self.channel,
+            (at_ms - self._gap_started_ms) / 1000,
+        )
+        self._gap_started_ms = None
+        self._push_state(ConnectionState.CONNECTED, at_ms, reason)
+
+    def on_connection(self, generation: int, what: str, reason: int | None, at_ms: float) -> None:
+        """Loop side of a connection callback: joins, gaps, failures."""
+        if generation != self._generation:
+            return  # a late callback of a connection we already left
+        why = reason_name(reason) if reason is not None else what
+        log.debug("= agora %s (%s)", what, why)
+        joining = self._joined is not None and not self._joined.done()
+        if what in ("connected", "reconnected"):
+            if joining:
+                assert self._joined is not None
+                self._joined.set_result(None)
+            self._end_gap(at_ms, "reconnected" if what == "reconnected" else why)
+            self._connected.set()
+        elif what in ("reconnecting", "lost", "connecting"):
+            if what != "connecting" or self._gap_started_ms is not None:
+                self._begin_gap(at_ms, why)
+        elif what == "failure" and reason is not None:
+            self._on_failure(reason, at_ms, joining)
+        elif what == "disconnected":
+            self._disconnected.set()
+            if joining and reason is not None and reason != _REASON_LEAVE_CHANNEL:
+                self._on_failure(reason, at_ms, joining)
+            elif not self._closing and not joining and self._recovery is None:
+                self._fail(
+                    TransportError(
+                        f"Agora disconnected the bot from channel {self.channel!r} "
+                        f"({why}); the transcript so far is kept"
+                    ),
+                    at_ms,
+                )
+
+    def _problem(self, reason: int) -> str:
+        return reason_problem(
+            reason, channel=self.channel, uid=self.bot_uid, token_source=self.token_source
+        )
+
+    def _on_failure(self, reason: int, at_ms: float, joining: bool) -> None:
+        if joining:
+            assert self._joined is not None
+            self._joined.set_exception(JoinError(self._problem(reason)))
+            self._joined.exception()  # start() reads it; never "never retrieved"
+            return
+        if reason in TRANSIENT_REASONS:
+            self._begin_gap(at_ms, reason_name(reason))
+        elif reason == _REASON_TOKEN_EXPIRED and self._certificate:
+            self._begin_gap(at_ms, reason_name(reason))
+            self._start_recovery()
+        else:
+            self._fail(TransportError(f"the bot left the meeting: {self._problem(reason)}"), at_ms)
+
+    def _fail(self, error: TransportError, at_ms: float) -> None:
+        """A fatal failure mid-meeting: end every participant's audio and raise in wait_finished."""
+        if self._closing or self._finished is None or self._finished.done():
+            return
+        log.error("! %s", error)
+        self._flush_audio()
+        self._push_state(ConnectionState.FAILED, at_ms, str(error))
+        self._finished.set_exception(error)
+
+    def on_role_changed(self, generation: int, new_role: int, at_ms: float) -> None:
+        """Loop side of the bot's role change: a ConnectionStateChanged saying so."""
+        if generation != self._generation:
+            return
+        self._role = new_role
+        name = "host" if new_role == _ROLE_BROADCASTER else "audience"
+        self._push_state(ConnectionState.CONNECTED, at_ms, f"role changed to {name}")
+
+    # -- tokens (spec §10) ----------------------------------------------------------
+
+    def _spawn(self, coroutine: Any, name: str) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.ensure_future(coroutine)
+        task.set_name(name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def on_token_will_expire(self, generation: int) -> None:
+        """Loop side of the expiry warning: renew with a fresh token."""
+        if generation != self._generation or self._closing:
+            return
+        if not self._certificate:
+            log.warning(
+                "! the agora token expires in about 30 s and cannot be renewed without "
+                "AGORA_APP_CERTIFICATE; the recording will stop then"
+            )
+            return
+        self._spawn(self._renew(), "agora-renew-token")
+
+    async def _renew(self) -> bool:
+        conn = self._conn
+        if conn is None or self._closing:
+            return False
+        try:
+            result = await self._call(conn.renew_token, self._build_token())
+        except TransportError as exc:
+            log.warning("! agora token renewal failed: %s", exc)
+            return False
+        if result != 0:
+            log.warning("! agora token renewal refused (result %s)", result)
+            return False
+        self.renewals += 1
+        log.info("= agora token renewed for channel %s", self.channel)
+        return True
+
+    def on_token_did_expire(self, generation: int) -> None:
+        """Loop side of an expired token: recover, or fail without a certificate."""
+        if generation != self._generation or self._closing:
+            return
+        if not self._certificate:
+            self._fail(
+                TransportError(f"the bot left the meeting: {self._problem(_REASON_TOKEN_EXPIRED)}"),
+                self._clock(),
+            )
+            return
+        self._begin_gap(self._clock(), reason_name(_REASON_TOKEN_EXPIRED))
+        self._start_recovery()
+
+    def _start_recovery(self) -> None:
+        if self._recovery is None or self._recovery.done():
+            self._recovery = self._spawn(self._recover(), "agora-token-recovery")
+
+    async def _recover(self) -> None:
+        """Spec §10: renew once; if still not connected, leave and join again."""
+        try:
+            if await self._renew():
+                try:
+                    async with asyncio.timeout(self._renew_timeout_s):
+                        await self._connected.wait()
+                    return
+                except TimeoutError:
+                    log.warning("! renewing the expired agora token did not reconnect; rejoining")
+            if self._closing:
+                return
+            self.rejoins += 1
+            await self._close_connection()
+            await self._join(self._build_token())
+            self._end_gap(self._clock(), "rejoined")
+        except RecorderError as exc:
+            self._fail(
+                TransportError(f"the bot could not rejoin after its token expired: {exc}"),
+                self._clock(),
+            )
+        finally:
+            self._recovery = None
+
+    # -- leaving (spec §11) -----------------------------------------------------------
+
+    async def _shielded_stop(self) -> None:
+        if self._stop_task is None:
+            self._stop_task = asyncio.ensure_future(self._stop())
+            self._stop_task.set_name("agora-stop")
+        await asyncio.shield(self._stop_task)
+
+    async def _stop(self) -> None:
+        self._closing = True
+        self._publisher.flush(None)
+        recovery = self._recovery
+        if recovery is not None and recovery is not asyncio.current_task():
+            recovery.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._close_connection()
+        self._flush_audio()
+        if self.bridge is not None:
+            self.bridge.push_event(
+                ConnectionStateChanged(ConnectionState.DISCONNECTED, self._clock(), "left")
+            )
+        finished = self._finished
+        if finished is not None:
+            if not finished.done():
+                finished.set_result(None)
+            elif not finished.cancelled():
+                finished.exception()  # the bot may have stopped without awaiting it
+
+    async def _close_connection(self) -> None:
+        """Unpublish, disconnect, wait for on_disconnected, release; never touch it again."""
+        conn, self._conn = self._conn, None
+        handler, self._handler = self._handler, None
+        if handler is not None:
+            self._retired_errors += handler.callback_errors
+        if conn is None:
+            return
+        try:
+            if self._is_published:
+                self._is_published = False
+                await self._call(conn.unpublish_audio)
+            await self._call(conn.disconnect)
+        except TransportError as exc:
+            # The SDK is stuck inside this connection: releasing it now could crash.
+            log.error("! %s; the agora connection is abandoned, not released", exc)
+            return
+        if handler is not None and handler.state not in (0, _DISCONNECTED):
+            try:
+                async with asyncio.timeout(self._leave_timeout_s):
+                    await self._disconnected.wait()
+            except TimeoutError:
+                log.warning("! agora did not confirm leaving %s; releasing anyway", self.channel)
+        try:
+            await self._call(conn.release)
+        except TransportError as exc:
+            log.error("! %s", exc)
+        # Observers die with the connection, only after release returned (spec §11 step 3).
+        self._observers = None
+        self._generation += 1

@@ -1,0 +1,129 @@
+"""The process's one AgoraService, and the configuration of each meeting's connection.
+
+Spec §2: one service per process, initialised once, released at exit after
+every connection (§11 step 4). Spec §3-§4: the connection settings of a silent
+recorder (auto-subscribe audio, audience unless publishing, 16 kHz mono PCM).
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+from recorder.errors import JoinError
+from recorder.transport.agora_preflight import AgoraSdk
+
+__all__ = ["connection_configs", "release_agora_service", "shared_service"]
+
+log = logging.getLogger(__name__)
+
+
+class _ServiceSlot:
+    """The process's one AgoraService (spec §2: one per process, initialised once)."""
+
+    lock = threading.Lock()
+    module: Any = None
+    service: Any = None
+    app_id = ""
+    at_exit = False
+
+
+def _scenario(sdk: AgoraSdk) -> Any:
+    # Spec §8.6: a non-AI scenario keeps the AI-QoS observer (and its surprise
+    # re-publish) away; GAME_STREAMING is the official examples' fallback.
+    return sdk.base.AudioScenarioType.AUDIO_SCENARIO_GAME_STREAMING
+
+
+def shared_service(sdk: AgoraSdk, app_id: str, log_dir: Path) -> Any:
+    """Return the initialised service, creating it on first use (call it in a worker thread).
+
+    A new SDK module object (a test's fresh fake) gets a new service.
+
+    Raises:
+        JoinError: the SDK did not initialise, or this process already uses another App ID.
+    """
+    with _ServiceSlot.lock:
+        if _ServiceSlot.service is not None and _ServiceSlot.module is sdk.service:
+            if _ServiceSlot.app_id != app_id:
+                raise JoinError(
+                    "this process already joined Agora with another AGORA_APP_ID; "
+                    "run one recorder per Agora project"
+                )
+            return _ServiceSlot.service
+        log_dir.mkdir(parents=True, exist_ok=True)
+        service = sdk.service.AgoraService()
+        service.initialize(
+            sdk.base.AgoraServiceConfig(
+                appid=app_id,
+                enable_audio_device=0,
+                enable_video=0,
+                use_string_uid=0,
+                audio_scenario=_scenario(sdk),
+                log_path=str(log_dir / "agorasdk.log"),
+                data_dir=str(log_dir),
+                config_dir=str(log_dir),
+            )
+        )
+        # Spec §4.1: initialize()'s return value is not the result; `inited` is.
+        if not getattr(service, "inited", False):
+            raise JoinError(
+                "the Agora SDK did not start with this AGORA_APP_ID; check the App ID "
+                f"in the Agora console and the SDK log in {log_dir}"
+            )
+        _ServiceSlot.module, _ServiceSlot.service = sdk.service, service
+        _ServiceSlot.app_id = app_id
+        if not _ServiceSlot.at_exit:
+            atexit.register(release_agora_service)
+            _ServiceSlot.at_exit = True
+        return service
+
+
+def release_agora_service() -> None:
+    """Release the process's AgoraService (spec §11 step 4: at exit, after every connection)."""
+    with _ServiceSlot.lock:
+        service, _ServiceSlot.service, _ServiceSlot.module = _ServiceSlot.service, None, None
+    if service is not None:
+        try:
+            service.release()
+        except Exception:  # foreign code at exit: report, never raise
+            log.exception("! agora service release failed")
+
+
+def connection_configs(sdk: AgoraSdk, *, publish: bool) -> tuple[Any, Any]:
+    """The ``(RTCConnConfig, RtcConnectionPublishConfig)`` of one meeting (spec §3.2, §3.3, §4).
+
+    Args:
+        sdk: the loaded SDK.
+        publish: join as a host with a PCM track (the recap); else a silent audience.
+    """
+    base = sdk.base
+    role = (
+        base.ClientRoleType.CLIENT_ROLE_BROADCASTER
+        if publish
+        else base.ClientRoleType.CLIENT_ROLE_AUDIENCE
+    )
+    conn_config = base.RTCConnConfig(
+        auto_subscribe_audio=1,  # the wrapper's default is 0 (spec §3.2)
+        auto_subscribe_video=0,
+        enable_audio_recording_or_playout=0,
+        client_role_type=role,
+        channel_profile=base.ChannelProfileType.CHANNEL_PROFILE_LIVE_BROADCASTING,
+        audio_subs_options=base.AudioSubscriptionOptions(
+            packet_only=0,
+            pcm_data_only=1,
+            bytes_per_sample=2,
+            number_of_channels=1,
+            sample_rate_hz=16000,
+        ),
+    )
+    # Spec §3.3: whether the connection can ever publish is fixed here (default True!).
+    publish_config = base.RtcConnectionPublishConfig(
+        is_publish_audio=publish,
+        is_publish_video=False,
+        audio_publish_type=base.AudioPublishType.AUDIO_PUBLISH_TYPE_PCM,
+        audio_scenario=_scenario(sdk),
+    )
+    return conn_config, publish_config

@@ -1,0 +1,521 @@
+"""The Agora transport against the fake SDK: join, failures, audio, events, tokens, publishing."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fake_agora import installed_fake_agora
+
+from recorder.audio import Chunk
+from recorder.errors import ConfigError, JoinError, TransportError
+from recorder.transport.agora import AgoraTransport
+from recorder.transport.agora_errors import (
+    TokenSource,
+    connect_result_problem,
+    reason_problem,
+)
+from recorder.transport.agora_token import RtcPrivilege, parse_access_token2, verify_access_token2
+from recorder.transport.base import (
+    ConnectionState,
+    ConnectionStateChanged,
+    ParticipantJoined,
+    ParticipantLeft,
+    ParticipantMuted,
+    TransportEvent,
+    TransportSink,
+)
+
+APP_ID = "0123456789abcdef0123456789abcdef"
+CERTIFICATE = "fedcba9876543210fedcba9876543210"
+CHANNEL = "standup"
+BOT_UID = 9999
+TIMEOUT = 5.0
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[Any]:
+    with installed_fake_agora(tmp_path) as world:
+        world.sdk_prints = False
+        world.compute_levels = False
+        yield world
+
+
+class Sink(TransportSink):
+    """Collects what the transport delivers and lets a test await a condition."""
+
+    def __init__(self) -> None:
+        self.events: list[TransportEvent] = []
+        self.chunks: dict[int, list[Chunk]] = {}
+        self._changed = asyncio.Event()
+
+    def on_event(self, event: TransportEvent) -> None:
+        self.events.append(event)
+        self._changed.set()
+
+    def on_audio(self, uid: int, chunk: Chunk) -> None:
+        self.chunks.setdefault(uid, []).append(chunk)
+        self._changed.set()
+
+    def pcm(self, uid: int) -> bytes:
+        return b"".join(c.pcm for c in self.chunks.get(uid, []))
+
+    def of(self, kind: type) -> list[Any]:
+        return [e for e in self.events if isinstance(e, kind)]
+
+    def states(self) -> list[ConnectionState]:
+        return [e.state for e in self.of(ConnectionStateChanged)]
+
+    async def wait(self, predicate: Callable[[], bool]) -> None:
+        async with asyncio.timeout(TIMEOUT):
+            while not predicate():
+                self._changed.clear()
+                await self._changed.wait()
+
+
+def make(tmp_path: Path, **overrides: Any) -> AgoraTransport:
+    settings: dict[str, Any] = {
+        "app_id": APP_ID,
+        "channel": CHANNEL,
+        "bot_uid": BOT_UID,
+        "log_dir": tmp_path / "agora-log",
+        "join_timeout_s": 2.0,
+        "leave_timeout_s": 1.0,
+        "call_timeout_s": 2.0,
+    }
+    settings.update(overrides)
+    return AgoraTransport(**settings)
+
+
+def tone(ms: int, value: int = 3000) -> bytes:
+    return value.to_bytes(2, "little", signed=True) * (16 * ms)
+
+
+async def joined(tmp_path: Path, **overrides: Any) -> tuple[AgoraTransport, Sink]:
+    transport = make(tmp_path, **overrides)
+    sink = Sink()
+    await transport.start(sink)
+    return transport, sink
+
+
+# --- joining ------------------------------------------------------------------------
+
+
+async def test_join_follows_the_spec_and_leaves_in_order(world: Any, tmp_path: Path) -> None:
+    transport, sink = await joined(tmp_path, app_certificate=CERTIFICATE)
+    native = world.connection()
+    assert native.state == 3 and native.channel == CHANNEL and native.local_uid == str(BOT_UID)
+    assert native.role == 2  # audience: silent and invisible (spec §8.1)
+    assert native.auto_subscribe and native.frame_format == (1, 16000)
+    assert not native.vad_broken and not native.has_track
+    assert not native.ai_server_scenario  # no AI-QoS surprise publish (spec §8.6)
+    assert verify_access_token2(native.token, CERTIFICATE)
+    token = parse_access_token2(native.token)
+    assert token.rtc_channel_and_uid() == (CHANNEL, str(BOT_UID))
+    assert set(token.rtc_privileges()) == {RtcPrivilege.JOIN_CHANNEL}
+    assert transport.sid.startswith("fake-sid")
+    await sink.wait(lambda: ConnectionState.CONNECTED in sink.states())
+    await transport.stop()
+    await transport.stop()  # idempotent
+    assert native.released and native.state == 1
+    assert world.counts["on_disconnected"] == 1  # waited for it before release (spec §11)
+    await transport.wait_finished()  # returns (no failure) once stopped
+    await sink.wait(lambda: sink.states()[-1] is ConnectionState.DISCONNECTED)
+    assert world.errors == [] and world.bad_returns == []
+
+
+async def test_app_id_only_project_joins_with_the_app_id(world: Any, tmp_path: Path) -> None:
+    transport, _ = await joined(tmp_path)
+    assert world.connection().token == APP_ID
+    assert transport.token_source is TokenSource.APP_ID_ONLY
+    await transport.stop()
+
+
+async def test_prebuilt_token_is_used_as_given(world: Any, tmp_path: Path) -> None:
+    transport, _ = await joined(tmp_path, token="007prebuilt")
+    assert world.connection().token == "007prebuilt"
+    await transport.stop()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"channel": ""}, "channel name is empty"),
+        ({"channel": "a/b"}, "characters Agora does not allow"),
+        ({"channel": "ü"}, "characters Agora does not allow"),
+        ({"channel": "x" * 64}, "at most 63"),
+        ({"bot_uid": 0}, "AGORA_BOT_UID must be between 1"),
+        ({"bot_uid": 2**32}, "AGORA_BOT_UID must be between 1"),
+        ({"app_id": ""}, "AGORA_APP_ID is not set"),
+        ({"app_id": "not-an-app-id"}, "32 hexadecimal"),
+        ({"app_certificate": "short"}, "AGORA_APP_CERTIFICATE must be 32"),
+    ],
+)
+def test_bad_settings_fail_before_the_sdk(
+    world: Any, tmp_path: Path, overrides: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        make(tmp_path, **overrides)
+    assert message in str(info.value)
+    assert world.connections == []
+
+
+@pytest.mark.parametrize(
+    ("reason", "words"),
+    [
+        (3, ["banned", "AGORA_BOT_UID"]),
+        (4, ["could not complete the join", "reach agora"]),
+        (6, ["AGORA_APP_ID", "agora console"]),
+        (7, ["channel name", "'standup'"]),
+        (8, ["rejected the token", "AGORA_APP_CERTIFICATE"]),
+        (9, ["expired", "AGORA_TOKEN"]),
+        (10, ["refused", "uid 9999"]),
+        (19, ["uid 9999", "AGORA_BOT_UID"]),
+        (24, ["another app id", "same project"]),
+        (99, ["unknown (99)"]),
+    ],
+)
+async def test_join_failure_reasons_name_the_fix(
+    world: Any, tmp_path: Path, reason: int, words: list[str]
+) -> None:
+    world.join_failure = reason
+    transport = make(tmp_path)
+    with pytest.raises(JoinError) as info:
+        await transport.start(Sink())
+    message = str(info.value)
+    for word in words:
+        assert word.lower() in message.lower(), message
+    assert f"reason {reason}" in message
+    assert message == message.strip() and not message.endswith(".")
+    assert APP_ID not in message
+    (native,) = world.connections
+    assert native.released  # a failed join still leaves and releases
+    await transport.stop()
+
+
+async def test_bad_token_names_the_token_source(world: Any, tmp_path: Path) -> None:
+    world.token_validator = lambda token, channel, uid: (
+        None if verify_access_token2(token, CERTIFICATE) else 8
+    )
+    with pytest.raises(JoinError, match="AGORA_TOKEN for channel 'standup' and uid 9999"):
+        await make(tmp_path, token="007stale").start(Sink())
+    with pytest.raises(JoinError, match="same Agora project"):
+        await make(tmp_path, app_certificate="0" * 32).start(Sink())
+    with pytest.raises(JoinError, match="has an App Certificate enabled"):
+        await make(tmp_path).start(Sink())
+    transport, _ = await joined(tmp_path, app_certificate=CERTIFICATE)
+    await transport.stop()
+    assert "007stale" not in str(world.errors)
+
+
+async def test_sdk_that_does_not_start_or_connect(world: Any, tmp_path: Path) -> None:
+    world.valid_app_ids = {"f" * 32}
+    with pytest.raises(JoinError, match="did not start with this AGORA_APP_ID"):
+        await make(tmp_path).start(Sink())
+    world.valid_app_ids = None
+    world.fail_connection_create = True
+    with pytest.raises(JoinError, match="could not create a connection"):
+        await make(tmp_path).start(Sink())
+
+
+async def test_join_without_answer_times_out(
+    world: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(world, "_join", lambda conn, reason: None)  # Agora never answers
+    transport = make(tmp_path, join_timeout_s=0.2)
+    with pytest.raises(JoinError, match="no answer from Agora within"):
+        await transport.start(Sink())
+    assert world.connections[0].released
+
+
+async def test_ctrl_c_during_join_leaves_cleanly(
+    world: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    connecting = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def never_answer(conn: Any, reason: int) -> None:
+        loop.call_soon_threadsafe(connecting.set)
+
+    monkeypatch.setattr(world, "_join", never_answer)
+    transport = make(tmp_path, join_timeout_s=30)
+    task = asyncio.create_task(transport.start(Sink()))
+    await asyncio.wait_for(connecting.wait(), TIMEOUT)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert world.connections[0].released
+    await transport.stop()
+
+
+def test_connect_results_are_explained() -> None:
+    assert "result -2 invalid argument" in connect_result_problem(-2, channel="c")
+    assert "channel name" in connect_result_problem(-2, channel="c")
+    assert "unknown" in connect_result_problem(-77, channel="c")
+    text = reason_problem(8, channel="c", uid=1, token_source=TokenSource.PREBUILT)
+    assert "AGORA_TOKEN" in text and "reason 8 invalid token" in text
+
+
+# --- audio and participant events -------------------------------------------------------
+
+
+async def test_audio_arrives_whole_in_chunks(world: Any, tmp_path: Path) -> None:
+    world.tick_s = 0.002
+    transport, sink = await joined(tmp_path)
+    channel = world.channel(CHANNEL)
+    channel.add_user(101)
+    speech = tone(1000) + tone(500, -2000)
+    channel.speak(101, speech)
+    await sink.wait(lambda: len(sink.pcm(101)) >= len(speech) - 3200)
+    assert world.wait_idle()
+    await transport.stop()
+    assert sink.pcm(101) == speech
+    chunks = sink.chunks[101]
+    assert all(c.duration_ms <= 100 for c in chunks)
+    assert sink.of(ParticipantJoined) == [
+        ParticipantJoined(101, sink.of(ParticipantJoined)[0].at_ms)
+    ]
+    assert transport.callback_errors == 0 and world.errors == []
+
+
+async def test_mute_leave_and_rejoin_become_events(world: Any, tmp_path: Path) -> None:
+    transport, sink = await joined(tmp_path)
+    channel = world.channel(CHANNEL)
+    channel.add_user(101)
+    channel.add_user(202, muted=True)
+    channel.add_user(303, host=False)  # audience: invisible (spec §6)
+    await sink.wait(lambda: len(sink.of(ParticipantMuted)) == 1)
+    channel.unmute(202)
+    channel.mute(101)
+    await sink.wait(lambda: len(sink.of(ParticipantMuted)) == 3)
+    channel.remove_user(101, reason=1)
+    channel.set_host(202, False)
+    await sink.wait(lambda: len(sink.of(ParticipantLeft)) == 2)
+    channel.add_user(101)
+    channel.set_host(303, True)
+    await sink.wait(lambda: len(sink.of(ParticipantJoined)) == 4)
+    await transport.stop()
+    muted = [(e.uid, e.is_muted) for e in sink.of(ParticipantMuted)]
+    assert muted == [(202, True), (202, False), (101, True)]  # each change once
+    left = [(e.uid, e.reason) for e in sink.of(ParticipantLeft)]
+    assert left == [(101, "dropped"), (202, "became audience")]
+    assert [e.uid for e in sink.of(ParticipantJoined)] == [101, 202, 101, 303]
+    at = [e.at_ms for e in sink.events]
+    assert at == sorted(at)
+
+
+async def test_reconnect_is_a_gap_in_the_audio(world: Any, tmp_path: Path) -> None:
+    world.tick_s = 0.002  # 5x real time
+    clock_origin = time.monotonic()
+
+    def clock_ms() -> float:  # meeting time runs 5x, like the fake's clock
+        return (time.monotonic() - clock_origin) * 1000 * 5
+
+    transport, sink = await joined(tmp_path, clock_ms=clock_ms)
+    channel = world.channel(CHANNEL)
+    channel.add_user(101)
+    channel.speak(101, tone(4000))
+    await sink.wait(lambda: len(sink.pcm(101)) >= 32_000)  # 1 s arrived
+    world.interrupt()
+    await sink.wait(lambda: ConnectionState.RECONNECTING in sink.states())
+    received_before = len(sink.pcm(101))
+    world.report_lost()
+    await asyncio.sleep(0.1)  # 0.5 s of meeting time without a connection (lost audio)
+    world.restore()
+    assert world.wait_idle()
+    await sink.wait(lambda: sink.states().count(ConnectionState.CONNECTED) == 2)
+    await transport.stop()
+    (gap,) = transport.gaps
+    assert gap[1] - gap[0] >= 400
+    chunks = sink.chunks[101]
+    before = [c for c in chunks if c.end_ms <= gap[0] + 20]
+    after = [c for c in chunks if c.start_ms >= gap[1] - 20]
+    assert len(before) + len(after) == len(chunks)  # no chunk spans the outage
+    assert sum(len(c.pcm) for c in before) == received_before
+    assert after and after[0].start_ms - before[-1].end_ms >= 400
+    assert len(sink.pcm(101)) < len(tone(4000))  # audio said during the outage is lost
+
+
+async def test_fatal_failure_mid_meeting_raises_in_wait_finished(
+    world: Any, tmp_path: Path
+) -> None:
+    transport, sink = await joined(tmp_path)
+    channel = world.channel(CHANNEL)
+    channel.add_user(101)
+    channel.speak(101, tone(300))
+    assert world.wait_idle()
+    world.fail(3)
+    with pytest.raises(TransportError, match="banned") as info:
+        await asyncio.wait_for(transport.wait_finished(), TIMEOUT)
+    assert "reason 3" in str(info.value)
+    await sink.wait(lambda: ConnectionState.FAILED in sink.states())
+    assert len(sink.pcm(101)) == len(tone(300))  # flushed what was gathered
+    await transport.stop()
+    assert world.connections[0].released
+
+
+async def test_callback_errors_are_counted_never_raised_into_the_sdk(
+    world: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    transport, sink = await joined(tmp_path)
+    channel = world.channel(CHANNEL)
+    channel.add_user("alice")  # a string uid: int() fails in our callbacks
+    channel.speak("alice", tone(50))
+    channel.add_user(101)
+    channel.speak(101, tone(200))
+    assert world.wait_idle()
+    await transport.stop()
+    assert sink.pcm(101) == tone(200)  # the others' audio is unaffected
+    assert transport.callback_errors >= 2
+    assert world.errors == []  # nothing escaped to the native side
+    assert "agora callback" in caplog.text
+
+
+async def test_fifty_participants_wake_the_loop_once_per_chunk(world: Any, tmp_path: Path) -> None:
+    transport, sink = await joined(tmp_path)
+    channel = world.channel(CHANNEL)
+    uids = list(range(1000, 1050))
+    for uid in uids:
+        channel.add_user(uid)
+    for uid in uids:
+        channel.speak(uid, tone(1000, uid))
+    assert world.wait_idle(timeout=10)
+    await transport.stop()
+    bridge = transport.bridge
+    assert bridge is not None
+    assert all(sink.pcm(uid) == tone(1000, uid) for uid in uids)
+    assert bridge.frames == 50 * 100
+    # ~100 ms chunks (the first one staggered), plus join/leave events: about a tenth.
+    assert bridge.wakeups <= bridge.frames / 7
+    assert bridge.wakeups >= 50 * 9
+
+
+# --- tokens (spec §10) -------------------------------------------------------------------
+
+
+async def test_token_renewed_before_expiry(
+    world: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    transport, sink = await joined(tmp_path, app_certificate=CERTIFICATE)
+    first = world.connection().token
+    loop = asyncio.get_running_loop()
+    renewing = asyncio.Event()
+    renew = world.renew_token
+
+    def renew_and_tell(conn: Any, token: str) -> int:
+        result = renew(conn, token)
+        loop.call_soon_threadsafe(renewing.set)
+        return result
+
+    monkeypatch.setattr(world, "renew_token", renew_and_tell)
+    world.token_will_expire()
+    await asyncio.wait_for(renewing.wait(), TIMEOUT)
+    (renewed,) = world.renewed_tokens
+    assert renewed != first and verify_access_token2(renewed, CERTIFICATE)
+    assert parse_access_token2(renewed).rtc_channel_and_uid() == (CHANNEL, str(BOT_UID))
+    world.token_expires()  # renewed in time: nothing happens
+    assert world.wait_idle()
+    assert world.connection().state == 3 and transport.gaps == []
+    await transport.stop()
+    assert transport.renewals == 1
+    for secret in (first, renewed, CERTIFICATE):
+        assert secret not in caplog.text
+
+
+async def test_expired_token_recovers_by_renewing(world: Any, tmp_path: Path) -> None:
+    transport, sink = await joined(tmp_path, app_certificate=CERTIFICATE)
+    world.token_expires()  # no warning first: the connection fails with reason 9
+    await sink.wait(lambda: sink.states().count(ConnectionState.CONNECTED) == 2)
+    assert world.connection().state == 3 and len(world.renewed_tokens) == 1
+    assert len(transport.gaps) == 1 and transport.rejoins == 0
+    await transport.stop()
+    await transport.wait_finished()  # no failure
+
+
+async def test_expired_token_rejoins_when_renewing_does_not_help(
+    world: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    transport, sink = await joined(tmp_path, app_certificate=CERTIFICATE, renew_timeout_s=0.2)
+    monkeypatch.setattr(world, "renew_token", lambda conn, token: 0)  # accepted, no effect
+    world.channel(CHANNEL).add_user(101)
+    await sink.wait(lambda: len(sink.of(ParticipantJoined)) == 1)
+    world.token_expires()
+    await sink.wait(lambda: sink.states().count(ConnectionState.CONNECTED) == 2)
+    first, second = world.connections
+    assert first.released and second.state == 3 and transport.rejoins == 1
+    await sink.wait(lambda: len(sink.of(ParticipantJoined)) == 2)  # hosts re-announced
+    await transport.stop()
+    assert second.released
+
+
+async def test_prebuilt_token_expiry_is_fatal_and_secret(
+    world: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    transport, _ = await joined(tmp_path, token="007-the-users-token")
+    world.token_will_expire()
+    world.token_expires()
+    with pytest.raises(TransportError, match="AGORA_APP_CERTIFICATE") as info:
+        await asyncio.wait_for(transport.wait_finished(), TIMEOUT)
+    await transport.stop()
+    assert "007-the-users-token" not in str(info.value)
+    assert "007-the-users-token" not in caplog.text
+    assert "cannot be renewed" in caplog.text
+
+
+# --- publishing (spec §8) ---------------------------------------------------------------
+
+
+async def test_publishing_joins_as_host_and_paces_the_audio(world: Any, tmp_path: Path) -> None:
+    transport, _ = await joined(tmp_path, app_certificate=CERTIFICATE, publish=True)
+    native = world.connection()
+    assert native.role == 1 and native.has_track
+    privileges = parse_access_token2(native.token).rtc_privileges()
+    assert RtcPrivilege.PUBLISH_AUDIO_STREAM in privileges
+    speech = tone(600) + b"\x01"  # odd length: padded to whole frames
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    queued: list[float] = []
+    publishing = asyncio.create_task(transport.publish(speech))
+    while not publishing.done():
+        queued.append(transport.publish_queued_ms)
+        await asyncio.sleep(0.01)
+    await publishing
+    assert loop.time() - started >= 0.4  # paced: 600 ms cannot go out at once
+    assert max(queued) <= 160  # never more than ~150 ms ahead of the wall clock
+    assert world.wait_idle()
+    published = world.published_pcm()
+    assert published[: len(tone(600))] == tone(600)
+    assert len(published) == len(tone(610))
+    await transport.stop()
+
+
+async def test_flush_stops_publishing_at_once(world: Any, tmp_path: Path) -> None:
+    transport, _ = await joined(tmp_path, publish=True)
+    publishing = asyncio.create_task(transport.publish(tone(3000)))
+    async with asyncio.timeout(TIMEOUT):
+        # The fake tells nobody when it plays a frame out: poll its record.
+        while len(world.published_pcm()) < len(tone(100)):  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+    transport.flush_publish()
+    await asyncio.wait_for(publishing, TIMEOUT)
+    assert world.wait_idle()
+    assert len(world.published_pcm()) < len(tone(600))
+    await transport.stop()
+    transport.flush_publish()  # after stop: no SDK call on a released connection
+
+
+async def test_audience_cannot_publish(world: Any, tmp_path: Path) -> None:
+    transport, _ = await joined(tmp_path)
+    with pytest.raises(TransportError, match="audience member"):
+        await transport.publish(tone(100))
+    assert world.published == [] and world.rejected == []
+    transport.flush_publish()
+    await transport.stop()
+    with pytest.raises(TransportError):
+        await transport.publish(tone(100))
