@@ -24,6 +24,7 @@ from websockets.http11 import Response
 from recorder.errors import RecorderError, SttConnectionError, SttRejected
 from recorder.stt.connect import FOREIGN_EXCEPTIONS, map_exceptions
 from recorder.stt.events import (
+    AudioDropped,
     Closed,
     Disposition,
     FinalTranscript,
@@ -564,3 +565,61 @@ async def test_debug_logs_never_contain_the_key_or_token(caplog, auth):
     assert any(m.startswith("> GET /v3/ws") for m in ours)  # the handshake log was on
     assert any(m.startswith("> Authorization") for m in ours) is (auth == "key")
     assert not [m for m in ours if secret in m]  # (the fake server's own logs may show it)
+
+
+async def test_backlog_overflow_during_an_outage_is_reported_and_mapped():
+    async def first(conn: FakeConnection) -> None:
+        await conn.begin("a")
+        await conn.wait_audio(3200)
+        conn.drop()
+
+    async def second(conn: FakeConnection) -> None:
+        await conn.begin("b")
+        await conn.wait_audio(int(0.6 * BPS))
+        # Socket time 150 ms: 50 ms into the second piece, which starts at caller 600 ms.
+        await conn.send_json(turn_message(0, [("After.", 150, 250)]))
+        await conn.terminate_reply()
+
+    async with FakeSttServer([first, second]) as server:
+        s = session(server.url, backlog_max_s=0.5, backoff_initial_s=0.5, backoff_max_s=0.5)
+        await s.start()
+        events: list = []
+        dropped_seen = asyncio.Event()
+
+        async def read() -> None:
+            async for event in s.events():
+                events.append(event)
+                if isinstance(event, Closed):
+                    dropped_seen.set()
+
+        reader = asyncio.create_task(read())
+        s.send(pcm(0, 100))
+        await dropped_seen.wait()  # the first socket is gone; the session is backing off
+        for t in range(100, 1100, 100):
+            s.send(pcm(t, 100))
+        await server.wait_connections(2)
+        await s.stop()
+        await reader
+    assert [(e.audio_offset_ms, e.duration_ms) for e in events if isinstance(e, AudioDropped)] == [
+        (100, 500)
+    ]
+    assert s.dropped_bytes == 500 * 32
+    assert server.connections[1].audio_bytes == pcm(0, 100) + pcm(600, 500)
+    finals = [e for e in events if isinstance(e, FinalTranscript)]
+    assert [(f.socket_index, f.start_ms) for f in finals] == [(1, 650)]
+
+
+async def test_aclose_aborts_without_terminate():
+    async def script(conn: FakeConnection) -> None:
+        await conn.begin()
+        await conn.ws.wait_closed()
+
+    async with FakeSttServer(script) as server:
+        s = session(server.url)
+        await s.start()
+        s.send(pcm(0, 100))
+        await server.connections[0].wait_audio(3200)
+        await s.aclose()
+        await server.connections[0].client_gone.wait()
+        assert [e async for e in s.events()][-1].__class__ is SegmentClosed
+    assert server.connections[0].text_types() == []

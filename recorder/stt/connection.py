@@ -199,6 +199,12 @@ class SttConnection:
                     self._dispatch()
         except ConnectionClosed:
             pass
+        except asyncio.CancelledError:
+            # Aborted (aclose, task group cancelled): still close the cost record.
+            conn.transport.abort()
+            proto.receive_close(None, "closed by the client")
+            self._close_events(upgraded_at, began_at)
+            raise
         finally:
             if sender is not None:
                 sender.cancel()

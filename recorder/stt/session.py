@@ -324,11 +324,15 @@ class StreamingSession:
         raise self.error
 
     def _report_dropped(self, pos: int, size: int) -> None:
-        # Unsent audio beyond backlog_max_s is lost: say so (STYLE.md §3.2).
+        # Unsent audio beyond backlog_max_s is lost: say so (STYLE.md §3.2), once per gap.
         self.dropped_bytes += size
-        ms = size * 1000 // self._bps
-        logger.warning("! %s: stt backlog full, dropped %d ms of audio", self.name, ms)
-        self._emit(AudioDropped(pos * 1000 // self._bps, ms))
+        start_ms, ms = pos * 1000 // self._bps, size * 1000 // self._bps
+        last = self._events[-1] if self._events else None
+        if isinstance(last, AudioDropped) and last.audio_offset_ms + last.duration_ms == start_ms:
+            self._events[-1] = AudioDropped(last.audio_offset_ms, last.duration_ms + ms)
+            return
+        logger.warning("! %s: stt backlog full, dropping audio from %d ms", self.name, start_ms)
+        self._emit(AudioDropped(start_ms, ms))
 
     def _emit(self, event: Event) -> None:
         if isinstance(event, PartialTranscript) and len(self._events) >= self._max_partials_queued:
