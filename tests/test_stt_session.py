@@ -623,3 +623,44 @@ async def test_aclose_aborts_without_terminate():
         await server.connections[0].client_gone.wait()
         assert [e async for e in s.events()][-1].__class__ is SegmentClosed
     assert server.connections[0].text_types() == []
+
+
+async def test_unasked_termination_is_treated_as_a_drop():
+    async def first(conn: FakeConnection) -> None:
+        await conn.begin("a")
+        await conn.wait_audio(3200)
+        await conn.send_json(
+            {"type": "Termination", "audio_duration_seconds": 0, "session_duration_seconds": 1}
+        )
+        await conn.ws.close(1000)
+
+    async def second(conn: FakeConnection) -> None:
+        await conn.begin("b")
+        await conn.terminate_reply()
+
+    async with FakeSttServer([first, second]) as server:
+        s = session(server.url)
+        await s.start()
+        reader = asyncio.create_task(collect(s))
+        s.send(pcm(0, 100))
+        await server.wait_connections(2)
+        s.send(pcm(100, 100))
+        await s.stop()
+        await reader
+    assert server.connections[1].audio_bytes == pcm(0, 200)  # nothing was finalised: replayed
+    assert s.error is None
+
+
+async def test_cancelled_start_leaves_no_task_behind():
+    async def never_begins(conn: FakeConnection) -> None:
+        await conn.ws.wait_closed()
+
+    async with FakeSttServer(never_begins) as server:
+        s = session(server.url, connect_timeout_s=30)
+        task = asyncio.create_task(s.start())
+        await server.wait_connections(1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await server.connections[0].client_gone.wait()
+    assert s._runner is not None and s._runner.done()

@@ -221,7 +221,11 @@ class StreamingSession:
         loop = asyncio.get_running_loop()
         self._opened = loop.create_future()
         self._runner = asyncio.create_task(self._run(), name=f"stt {self.name}")
-        await asyncio.wait({self._opened, self._runner}, return_when=asyncio.FIRST_COMPLETED)
+        try:
+            await asyncio.wait({self._opened, self._runner}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            await self.aclose()
+            raise
         if not self._opened.done():
             self._raise_error()
 
@@ -388,7 +392,10 @@ class StreamingSession:
                     message = last_error or closed.reason or "no reason given"
                     raise SttRejected(message, code=closed.code, hint=closed.hint)
                 if disposition is Disposition.DONE:
-                    return
+                    # Termination we did not ask for (§5.1 rule 5 says it never happens):
+                    # the caller is still talking, so treat it as a drop.
+                    logger.warning("! %s: the server ended the session unasked", self.name)
+                    disposition = Disposition.RETRY
                 if lifetime is not None:
                     if disposition is Disposition.RETRY:
                         self._retry.socket_closed(lifetime, problem)
