@@ -14,6 +14,7 @@ import threading
 import time
 import zlib
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -123,9 +124,12 @@ class AudioBridge:
     """Moves audio and events from a transport's threads onto the event loop.
 
     :meth:`push_frame` runs on a native thread once per 10 ms frame: it only
-    appends to that participant's :class:`ChunkAssembler` and, when a chunk is
-    whole, schedules one call on the loop. Losing the loop (it closed while the
-    native side still calls) is counted, never raised into the native thread.
+    appends to that participant's :class:`ChunkAssembler`. Whole chunks and
+    events go into one queue, in the order they happened, and the loop is
+    woken only when that queue was empty: at most once per chunk, and with
+    many participants far less (one wake-up drains every chunk that is
+    ready). Losing the loop (it closed while the native side still calls) is
+    counted, never raised into the native thread.
 
     Args:
         loop: the event loop the sink lives on.
@@ -150,26 +154,26 @@ class AudioBridge:
         self._assemblers: dict[int, ChunkAssembler] = {}
         self._lock = threading.Lock()
         self._create_lock = threading.Lock()
+        # deque.append/popleft are atomic in CPython: the native threads produce,
+        # the loop consumes, and _wake_pending only ever causes a spare wake-up.
+        self._ready: deque[tuple[int, Chunk] | TransportEvent] = deque()
+        self._wake_pending = False
         self.wakeups = 0
         self.frames = 0
+        self.chunks = 0
         self.lost_after_close = 0
         self.callback_errors = 0
 
     def _assembler(self, uid: int) -> ChunkAssembler:
-        assembler = self._assemblers.get(uid)
-        if assembler is None:
-            with self._create_lock:
-                assembler = self._assemblers.get(uid)
-                if assembler is None:
-                    # Stagger chunk boundaries per participant (DESIGN.md): the first
-                    # chunk is 50-100% of a normal one, derived from the uid.
-                    first = self._chunk_ms // 2 + zlib.crc32(uid.to_bytes(8, "little")) % (
-                        self._chunk_ms // 2 + 1
-                    )
-                    assembler = ChunkAssembler(
-                        chunk_ms=self._chunk_ms, first_chunk_ms=max(50, first)
-                    )
-                    self._assemblers[uid] = assembler
+        with self._create_lock:
+            assembler = self._assemblers.get(uid)
+            if assembler is None:
+                # Stagger chunk boundaries per participant (DESIGN.md): the first
+                # chunk is 50-100% of a normal one, derived from the uid.
+                half = self._chunk_ms // 2
+                first = half + zlib.crc32(uid.to_bytes(8, "little")) % (half + 1)
+                assembler = ChunkAssembler(chunk_ms=self._chunk_ms, first_chunk_ms=max(50, first))
+                self._assemblers[uid] = assembler
         return assembler
 
     def push_frame(
@@ -178,12 +182,13 @@ class AudioBridge:
         """Called on a native thread for every 10 ms frame of ``uid``; never raises."""
         try:
             self.frames += 1
-            assembler = self._assembler(uid)
+            assembler = self._assemblers.get(uid) or self._assembler(uid)
             # Uncontended (~0.1 us): only end_audio, from an event thread, competes.
             with self._lock:
                 chunk = assembler.append(frame, self.clock_ms() if at_ms is None else at_ms)
             if chunk is not None:
-                self._deliver(self._sink.on_audio, uid, chunk)
+                self.chunks += 1
+                self._enqueue((uid, chunk))
         except Exception:  # a native thread must never see our exceptions
             self.callback_errors += 1
             if self.callback_errors in (1, 100, 10_000):
@@ -192,21 +197,40 @@ class AudioBridge:
     def end_audio(self, uid: int) -> None:
         """Deliver what ``uid`` has gathered (they muted or left); native thread."""
         assembler = self._assemblers.get(uid)
+        if assembler is None:
+            return
         with self._lock:
-            chunk = assembler.flush() if assembler is not None else None
+            chunk = assembler.flush()
         if chunk is not None:
-            self._deliver(self._sink.on_audio, uid, chunk)
+            self._enqueue((uid, chunk))
 
     def push_event(self, event: TransportEvent) -> None:
         """Hand a participant or connection event to the loop; native thread."""
-        if isinstance(event, ParticipantLeft | ParticipantMuted):
-            if isinstance(event, ParticipantLeft) or event.is_muted:
-                self.end_audio(event.uid)
-        self._deliver(self._sink.on_event, event)
+        if isinstance(event, ParticipantLeft) or (
+            isinstance(event, ParticipantMuted) and event.is_muted
+        ):
+            self.end_audio(event.uid)
+        self._enqueue(event)
 
-    def _deliver(self, callback: Callable[..., None], *args: object) -> None:
+    def _enqueue(self, item: tuple[int, Chunk] | TransportEvent) -> None:
+        self._ready.append(item)
+        if self._wake_pending:
+            return
+        self._wake_pending = True
         try:
-            self._loop.call_soon_threadsafe(callback, *args)
+            self._loop.call_soon_threadsafe(self._drain)
             self.wakeups += 1
         except RuntimeError:  # the loop closed under us: shutting down
             self.lost_after_close += 1
+
+    def _drain(self) -> None:
+        """On the loop: hand every queued chunk and event to the sink, in order."""
+        # Cleared before draining: an item queued from now on schedules a new drain.
+        self._wake_pending = False
+        ready, sink = self._ready, self._sink
+        while ready:
+            item = ready.popleft()
+            if isinstance(item, tuple):
+                sink.on_audio(*item)
+            else:
+                sink.on_event(item)
