@@ -6,6 +6,7 @@ import asyncio
 import random
 
 import pytest
+from stt_fake_server import TIMEOUT
 
 from recorder.emulator.faults import Fault, FaultPlan
 from recorder.emulator.streaming import StreamingEmulator
@@ -14,7 +15,6 @@ from recorder.emulator.tonecode import encode_words
 from recorder.errors import SttRejected
 from recorder.stt.events import Closed, Disposition, FinalTranscript, SegmentOpened
 from recorder.stt.session import StreamingSession
-from tests.stt_fake_server import TIMEOUT
 
 KEY = "e2e-key"
 SPEED = 20.0  # audio clock speed, the same for the client and the emulator's pacing rule

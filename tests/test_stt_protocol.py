@@ -8,6 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from stt_fake_server import turn_message
 
 from recorder.errors import ConfigError, SttProtocolError
 from recorder.stt.backoff import QuickFailureTracker, backoff
@@ -31,7 +32,6 @@ from recorder.stt.protocol import (
     classify_close,
     parse_message,
 )
-from tests.stt_fake_server import turn_message
 
 BEGIN = json.dumps({"type": "Begin", "id": "abc", "expires_at": 1779501234})
 

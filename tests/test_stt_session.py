@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 import pytest
+from stt_fake_server import TIMEOUT, FakeConnection, FakeSttServer, turn_message
 from websockets.datastructures import Headers
 from websockets.exceptions import (
     ConnectionClosedError,
@@ -35,7 +36,6 @@ from recorder.stt.events import (
     SessionTerminated,
 )
 from recorder.stt.session import StreamingSession
-from tests.stt_fake_server import TIMEOUT, FakeConnection, FakeSttServer, turn_message
 
 KEY = "sk-test-123456"
 BPS = 32000  # 16 kHz PCM16
