@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from recorder.audio import Chunk
 from recorder.console import LiveConsole
@@ -36,7 +37,14 @@ from recorder.writer import TranscriptWriter
 from storage.records import TurnRecord, Word
 from storage.store import TranscriptStore
 
-__all__ = ["MeetingRecorder", "MeetingReport", "RecorderSettings", "stream_factory"]
+__all__ = [
+    "MeetingContext",
+    "MeetingObserver",
+    "MeetingRecorder",
+    "MeetingReport",
+    "RecorderSettings",
+    "stream_factory",
+]
 
 # A recording process marks its meeting alive this often, so a fleet sharing one
 # database can tell a live meeting from one whose recorder was killed.
@@ -64,6 +72,44 @@ class RecorderSettings:
     duration_s: float | None = None
     stop_timeout_s: float = 10.0
     names: dict[int, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class MeetingContext:
+    """What an observer of a recording (the recap) may use.
+
+    Attributes:
+        meeting_id: the meeting being recorded.
+        store: the transcript store (turns are there once ``flush_turns`` returns).
+        transport: the channel, for publishing audio into it.
+        flush_turns: waits until every final turn so far is committed.
+        clock_ms: meeting time now, in ms.
+    """
+
+    meeting_id: int
+    store: TranscriptStore
+    transport: Transport
+    flush_turns: Callable[[], Awaitable[None]]
+    clock_ms: Callable[[], float]
+
+
+class MeetingObserver(Protocol):
+    """Optional companion of a recording (e.g. the spoken recap); every call is on the loop."""
+
+    async def started(self, context: MeetingContext) -> None:
+        """The meeting started recording."""
+
+    def final_turn(self, turn: FinalTurn) -> None:
+        """A final turn was placed on the timeline (not yet committed). Must not block."""
+
+    def speech(self, uid: int) -> None:
+        """``uid`` is speaking now (a speech chunk or the STT's speech start). Must not block."""
+
+    async def before_end(self) -> None:
+        """The recording is about to stop; the channel and streams are still up."""
+
+    async def stopped(self) -> None:
+        """The recording stopped; release everything."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,8 +146,10 @@ class MeetingRecorder(TransportSink):
         open_stream: Callable[[int], SpeechStream],
         settings: RecorderSettings,
         console: LiveConsole | None = None,
+        observer: MeetingObserver | None = None,
     ) -> None:
         self.transport = transport
+        self.observer = observer
         self.store = store
         self.settings = settings
         self.console = console or LiveConsole(settings.names, quiet=True)
@@ -147,7 +195,19 @@ class MeetingRecorder(TransportSink):
         heartbeat = asyncio.create_task(self._heartbeat(), name="meeting-heartbeat")
         try:
             await self.transport.start(self)
+            if self.observer is not None:
+                await self.observer.started(
+                    MeetingContext(
+                        meeting_id=self._meeting_id,
+                        store=self.store,
+                        transport=self.transport,
+                        flush_turns=self._writer.flush,
+                        clock_ms=self._clock_ms,
+                    )
+                )
             await self._wait_for_end()
+            if self.observer is not None and self._fatal is None:
+                await self.observer.before_end()
         finally:
             heartbeat.cancel()
             await self._shutdown(writer_task)
@@ -190,6 +250,11 @@ class MeetingRecorder(TransportSink):
 
     async def _shutdown(self, writer_task: asyncio.Task[None]) -> None:
         assert self._meeting_id is not None
+        if self.observer is not None:
+            try:
+                await self.observer.stopped()
+            except RecorderError as exc:
+                log.warning("! %s", exc)
         with contextlib.suppress(RecorderError):
             await self.transport.stop()
         streams = [stream.aclose() for stream in self._streams.values()]
@@ -265,6 +330,8 @@ class MeetingRecorder(TransportSink):
                 idle_close_ms=self.settings.idle_close_s * 1000,
             )
         stream.feed(chunk)
+        if chunk.is_speech and self.observer is not None:
+            self.observer.speech(uid)
 
     # -- stream hooks ------------------------------------------------------------
 
@@ -303,6 +370,8 @@ class MeetingRecorder(TransportSink):
         )
         self.turns += 1
         self.console.final(turn.uid, turn.start_ms, turn.text)
+        if self.observer is not None:
+            self.observer.final_turn(turn)
 
     async def _on_socket_opened(self, uid: int, key: tuple[int, int], event: SegmentOpened) -> int:
         return await self._open_session_record(uid, key, event.provider_id)
@@ -336,6 +405,8 @@ class MeetingRecorder(TransportSink):
 
     def _on_speech_started(self, uid: int) -> None:
         self.console.speaking(uid, True)
+        if self.observer is not None:
+            self.observer.speech(uid)
 
     def _on_fatal(self, error: RecorderError) -> None:
         if self._fatal is None:
