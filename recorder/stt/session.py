@@ -56,6 +56,13 @@ class StreamingSession:
     ``audio_offset_ms``, the caller audio position (ms of audio given to
     :meth:`send` since the session began) of that socket's offset 0.
 
+    Pacing is per socket: the audio on a socket never runs ahead of the time
+    since its ``Begin`` (plus one chunk, plus ``max_lead_s``). So after a
+    reconnect the replayed audio and the backlog from the outage are not
+    caught up: turns arrive that much later for the rest of that socket.
+    Read :meth:`events` from one task; finals are never dropped, so a
+    reader that stops reading lets them pile up (partials are capped).
+
     Args:
         url: the ``/v3/ws`` endpoint (or an emulator's).
         api_key: the API key, sent as ``Authorization`` (hidden from repr, never logged).
