@@ -18,12 +18,25 @@ escaping in HTML, Markdown or a terminal.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Float, Integer, Select, String, column, func, literal_column, select, table
+from sqlalchemy import (
+    Float,
+    Integer,
+    Select,
+    String,
+    TextClause,
+    column,
+    func,
+    literal_column,
+    select,
+    table,
+    text,
+)
 from sqlalchemy.sql.elements import ColumnElement
 
 from storage.models import MeetingRow, ParticipantRow, TurnRow
@@ -36,6 +49,8 @@ __all__ = [
     "RANK_WINDOW",
     "Term",
     "build_search",
+    "estimate_statement",
+    "is_dense_estimate",
     "parse_query",
     "to_fts5_match",
     "to_tsquery",
@@ -52,6 +67,10 @@ MAX_TERMS = 16
 # stays well under 100 ms (bench/bench_search.py), and for a query matching
 # more turns than that, recent turns are the likelier ones to be wanted.
 RANK_WINDOW = 2000
+# PostgreSQL: terms estimated to match more than this many windows' worth of
+# turns are "dense" (measured at 1M turns: 12k matches sort in ~10 ms from GIN,
+# 650k matches are found newest-first in ~5 ms; see build_search).
+_DENSE_FACTOR = 20
 # Tokens around a match in an SQLite snippet (FTS5 allows up to 64).
 _SNIPPET_TOKENS = 16
 _HEADLINE_OPTIONS = (
@@ -177,6 +196,32 @@ def _hit_columns() -> list[Any]:
     ]
 
 
+def estimate_statement(terms: tuple[Term, ...]) -> TextClause:
+    """PostgreSQL: ask the planner how many turns match (from the tsvector statistics).
+
+    The statement returns one JSON plan; see :func:`is_dense_estimate`.
+    """
+    return text(
+        "EXPLAIN (FORMAT JSON) SELECT 1 FROM turns "
+        "WHERE text_search @@ to_tsquery('simple'::regconfig, :query)"
+    ).bindparams(query=to_tsquery(terms))
+
+
+def is_dense_estimate(plan: Any, window: int = RANK_WINDOW) -> bool:
+    """Whether an :func:`estimate_statement` plan predicts a dense match.
+
+    Above that, walking turns newest-first meets ``window`` matches within a
+    few thousand rows; below it, sorting the GIN index's matches is cheaper.
+    """
+    try:
+        if isinstance(plan, str):
+            plan = json.loads(plan)
+        rows = float(plan[0]["Plan"]["Plan Rows"])
+    except (LookupError, TypeError, ValueError):
+        return False
+    return rows > _DENSE_FACTOR * window
+
+
 def _window_start(recent: Select[Any]) -> ColumnElement[Any]:
     """The smallest turn id among the window of most recent matches (0 if none)."""
     window = recent.subquery("recent")
@@ -192,6 +237,7 @@ def build_search(
     since: datetime | None = None,
     limit: int = 20,
     window: int = RANK_WINDOW,
+    is_dense: bool = True,
 ) -> Select[Any]:
     """The ranked search statement for a dialect.
 
@@ -207,6 +253,10 @@ def build_search(
         since: only meetings started at or after this time.
         limit: at most this many hits.
         window: rank only the most recent this-many matching turns.
+        is_dense: PostgreSQL only: whether the terms match so many turns that
+            walking the primary key backwards finds the window fastest (see
+            :func:`is_dense_estimate`); otherwise the matches are collected
+            from the GIN index and sorted.
     """
     conditions = _filters(channel=channel, speaker=speaker, since=since)
     if dialect == "sqlite":
@@ -261,13 +311,23 @@ def build_search(
                 .where(text_search.op("@@")(tsquery), *conditions)
             )
 
-        cutoff = _window_start(
-            filtered(select(TurnRow.id.label("id"))).order_by(TurnRow.id.desc()).limit(window)
+        # "id + 0" hides the primary key's order from the planner, so it
+        # takes the GIN index instead of scanning backwards for sparse terms.
+        newest_first = TurnRow.id.desc() if is_dense else (TurnRow.id + 0).desc()
+        window_ids = (
+            filtered(select(TurnRow.id.label("id")))
+            .order_by(newest_first)
+            .limit(window)
+            .subquery("recent")
         )
+        # Rank the window's turns, fetched by primary key.
         rank = func.ts_rank(text_search, tsquery, type_=Float)
         ranked = (
-            filtered(select(*_hit_columns(), rank.label("rank")))
-            .where(TurnRow.id >= cutoff)
+            select(*_hit_columns(), rank.label("rank"))
+            .select_from(window_ids)
+            .join(TurnRow, TurnRow.id == window_ids.c.id)
+            .join(MeetingRow, MeetingRow.id == TurnRow.meeting_id)
+            .join(ParticipantRow, ParticipantRow.id == TurnRow.participant_id)
             .order_by(rank.desc(), TurnRow.id)
             .limit(limit)
             .subquery("ranked")

@@ -40,7 +40,7 @@ from storage.records import (
     TurnRecord,
     Word,
 )
-from storage.search import build_search, parse_query
+from storage.search import build_search, estimate_statement, is_dense_estimate, parse_query
 
 __all__ = ["DEFAULT_MAX_ROWS", "DEFAULT_STALE_AFTER", "TranscriptStore", "clean_text"]
 
@@ -931,11 +931,21 @@ class TranscriptStore:
         terms = parse_query(query)
         if not terms or limit < 1:
             return []
-        statement = build_search(
-            self._dialect, terms, channel=channel, speaker=speaker, since=since, limit=limit
-        )
 
         async def work(connection: AsyncConnection) -> list[SearchHit]:
+            is_dense = True
+            if self._dialect == "postgresql":
+                plan = (await connection.execute(estimate_statement(terms))).scalar()
+                is_dense = is_dense_estimate(plan)
+            statement = build_search(
+                self._dialect,
+                terms,
+                channel=channel,
+                speaker=speaker,
+                since=since,
+                limit=limit,
+                is_dense=is_dense,
+            )
             return [
                 SearchHit(
                     turn_id=row.turn_id,

@@ -114,6 +114,14 @@ async def seed(store: TranscriptStore) -> dict[str, int]:
     return ids
 
 
+def test_is_dense_estimate() -> None:
+    from storage.search import is_dense_estimate
+
+    assert is_dense_estimate([{"Plan": {"Plan Rows": 1_000_000}}], window=10)
+    assert not is_dense_estimate('[{"Plan": {"Plan Rows": 100}}]', window=10)
+    assert not is_dense_estimate("not a plan", window=10)
+
+
 def test_parse_query() -> None:
     assert parse_query("budget") == (Term(("budget",)),)
     assert parse_query('"budget review" budg*') == (
@@ -339,12 +347,13 @@ async def test_ranking_window_covers_the_most_recent_matches(store: TranscriptSt
     )
     terms = parse_query("budget")
 
-    async def ranked(window: int) -> list[str]:
-        statement = build_search(store.dialect, terms, window=window)
+    async def ranked(window: int, is_dense: bool) -> list[str]:
+        statement = build_search(store.dialect, terms, window=window, is_dense=is_dense)
         async with store._engine.connect() as connection:
             return [row.text for row in await connection.execute(statement)]
 
-    everything = await ranked(100)
-    assert everything[0] == texts[0] and len(everything) == 3
-    recent = await ranked(2)
-    assert sorted(recent) == sorted(texts[1:])
+    for is_dense in (True, False):  # both PostgreSQL strategies (SQLite ignores it)
+        everything = await ranked(100, is_dense)
+        assert everything[0] == texts[0] and len(everything) == 3
+        recent = await ranked(2, is_dense)
+        assert sorted(recent) == sorted(texts[1:])
