@@ -194,3 +194,34 @@ def test_bad_key_is_refused_once_with_a_clear_message(tmp_path: Path) -> None:
     assert "ASSEMBLYAI_API_KEY" in err
     assert "Traceback" not in err
     assert "test-key" not in err
+
+
+@pytest.mark.slow
+async def test_no_secret_in_debug_logs(tmp_path: Path) -> None:
+    secret = "sk-secret-1234567890abcdef"
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'r.db'}"
+    await upgrade_database(db_url)
+    path = tmp_path / "short.json"
+    path.write_text(json.dumps({**SCRIPT, "events": SCRIPT["events"][:3], "end": 2.5}))
+    env = {**clean_env(tmp_path), "ASSEMBLYAI_API_KEY": secret}
+    async with StreamingEmulator(api_keys={secret}).serve() as server:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "recorder",
+            "-vv",
+            "join",
+            f"--transport=replay:{path}",
+            f"--stt-url={server.url}",
+            f"--db={db_url}",
+            cwd=tmp_path,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, err.decode()[-2000:]
+    logs = err.decode()
+    assert "DEBUG" in logs and "Authorization" in logs  # the handshake was logged, redacted
+    assert secret not in logs and secret not in out.decode()
+    assert secret[-8:] not in logs

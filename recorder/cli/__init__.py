@@ -7,6 +7,7 @@ line on stderr with its exit code.
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import click
@@ -25,7 +26,10 @@ __all__ = ["cli", "main"]
 
 @click.group(cls=RecorderGroup, context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, "-V", "--version", prog_name="recorder")
-def cli() -> None:
+@click.option(
+    "-v", "--verbose", count=True, help="Log what happens on stderr (-v: info, -vv: debug)."
+)
+def cli(verbose: int) -> None:
     """Record Agora meetings as speaker-attributed transcripts in SQL.
 
     \b
@@ -38,6 +42,11 @@ def cli() -> None:
         recorder export latest -o standup.html
         recorder search "budget"
     """
+    if verbose:
+        logging.basicConfig(
+            level=logging.DEBUG if verbose > 1 else logging.INFO,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
 
 
 cli.add_command(db)
