@@ -8,11 +8,13 @@ half-written behind.
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 import tempfile
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 
@@ -22,10 +24,13 @@ from recorder.export.exporter import FORMATS, format_for_path, parse_format
 from recorder.export.exporter import export_meeting as render_export
 
 if TYPE_CHECKING:
-    from storage.records import Meeting
+    from storage.records import Meeting, Turn
     from storage.store import TranscriptStore
 
 __all__ = ["choose_format", "export", "export_meeting", "meeting_header"]
+
+_FORMATS_WITH_WORDS = frozenset({"json", "srt", "vtt"})
+_BATCH = 2000
 
 
 def choose_format(fmt: str | None, output: Path | None) -> str:
@@ -69,6 +74,17 @@ async def meeting_header(store: TranscriptStore, meeting_id: int) -> Meeting:
     )
 
 
+def _iter_turns(
+    store: TranscriptStore, meeting_id: int, *, with_words: bool
+) -> AsyncIterator[Turn]:
+    # Word timings are most of a turn row (JSON to parse); HTML, Markdown and text do
+    # not show them. Ask the store to skip them when it can (an optional keyword).
+    options: dict[str, Any] = {"batch": _BATCH}
+    if not with_words and "with_words" in inspect.signature(store.iter_turns).parameters:
+        options["with_words"] = False
+    return store.iter_turns(meeting_id, **options)
+
+
 async def export_meeting(
     database_url: str,
     meeting: str | int,
@@ -102,7 +118,7 @@ async def export_meeting(
     async with await TranscriptStore.open(database_url) as store:
         meeting_id = await store.resolve_meeting(meeting, channel=channel)
         header = await meeting_header(store, meeting_id)
-        turns = store.iter_turns(meeting_id)
+        turns = _iter_turns(store, meeting_id, with_words=chosen in _FORMATS_WITH_WORDS)
         if output is None:
             await render_export(header, turns, chosen, sys.stdout.write)
             sys.stdout.flush()

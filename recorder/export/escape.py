@@ -24,6 +24,8 @@ __all__ = [
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 _NEWLINES = re.compile("\r\n|[\r\n\u2028\u2029\x0b\x0c\x85]")
 _SPACES = re.compile("[ \t]+")
+# Anything clean_text would change besides the outer strip(); most text has none.
+_NEEDS_CLEANING = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u2028\u2029]|  ")
 
 
 def clean_text(text: str, *, keep_newlines: bool = False) -> str:
@@ -38,6 +40,8 @@ def clean_text(text: str, *, keep_newlines: bool = False) -> str:
         The text without control characters, runs of blanks collapsed, and
         without leading or trailing whitespace.
     """
+    if _NEEDS_CLEANING.search(text) is None:
+        return text.strip()  # the fast path: exports clean 100,000s of turns
     text = _NEWLINES.sub("\n" if keep_newlines else " ", text)
     text = _CONTROL.sub("", text.replace("\t", " "))
     if keep_newlines:
@@ -61,6 +65,9 @@ def _escape_line_start(line: str) -> str:
     return _MD_ORDERED.sub(r"\1\\\2", line)
 
 
+_MD_ANY = re.compile(r"[\\`*_\[\]|~$&<>\n]|^[#+=-]|^\d+[.)]")
+
+
 def escape_markdown(text: str) -> str:
     """Escape untrusted text for Markdown (GitHub-flavoured).
 
@@ -73,6 +80,8 @@ def escape_markdown(text: str) -> str:
     Returns:
         Markdown source that renders as exactly ``text``.
     """
+    if _MD_ANY.search(text) is None:
+        return text
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     text = _MD_INLINE.sub(r"\\\1", text)
     return "\n".join(_escape_line_start(line) for line in text.split("\n"))

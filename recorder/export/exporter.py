@@ -12,6 +12,7 @@ import base64
 import hashlib
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 from markupsafe import Markup
 
@@ -77,7 +78,7 @@ def iter_export(meeting: Meeting, turns: AsyncIterable[Turn], fmt: str) -> Async
         return write_srt(stream)
     if fmt == "vtt":
         return write_vtt(stream)
-    context: dict[str, object] = {"meeting": view, "turns": stream}
+    context: dict[str, Any] = {"meeting": view, "turns": stream}
     if fmt == "html":
         script, script_hash = _script()
         context.update(script=script, script_hash=script_hash, style=Markup(_style()))
