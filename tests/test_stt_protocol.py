@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from stt_fake_server import turn_message
 
-from recorder.errors import ConfigError, SttProtocolError
-from recorder.stt.backoff import QuickFailureTracker, backoff
+from recorder.errors import ConfigError, SttConnectionError, SttProtocolError
+from recorder.stt.backoff import QuickFailureTracker, RetryBudget, backoff
 from recorder.stt.chunker import Chunker
 from recorder.stt.events import (
     Closed,
@@ -32,6 +32,7 @@ from recorder.stt.protocol import (
     classify_close,
     parse_message,
 )
+from recorder.stt.replay import ReplayBuffer, SocketMap
 
 BEGIN = json.dumps({"type": "Begin", "id": "abc", "expires_at": 1779501234})
 
@@ -487,3 +488,101 @@ def test_quick_failure_tracker():
     assert not tracker.record(60)  # a healthy socket resets the streak
     assert not tracker.record(1) and not tracker.record(2)
     assert tracker.record(0.1)
+
+
+# -- replay buffer and socket map (§6.2) ---------------------------------------------
+
+
+def _buffer(**kwargs) -> ReplayBuffer:
+    kwargs.setdefault("replay_max_bytes", 10 * 32000)
+    kwargs.setdefault("backlog_max_bytes", 10 * 32000)
+    return ReplayBuffer(sample_bytes=2, min_bytes=1600, max_bytes=32000, silence=0, **kwargs)
+
+
+def _feed(buf: ReplayBuffer, n: int, size: int = 3200) -> None:
+    for i in range(n):
+        buf.queue(i * size, bytes([i]) * size)
+
+
+def test_replay_buffer_rewinds_from_the_end_of_the_last_final():
+    buf = _buffer()
+    _feed(buf, 5)
+    while buf.pending:
+        buf.mark_sent(*buf.take())
+    buf.finalised_up_to(2 * 3200 + 1000)  # ends inside chunk 2
+    buf.rewind()
+    assert [(pos, len(c)) for pos, c in buf.pending] == [(7400, 2200), (9600, 3200), (12800, 3200)]
+    assert buf.pending[0][1] == bytes([2]) * 2200
+    assert buf.pending_bytes == 2200 + 6400 and buf.sent_bytes == 0
+
+
+@pytest.mark.parametrize(
+    ("end", "expected"),
+    [
+        (3200 + 2800, [(6000, 400 + 3200)]),  # a short head is merged with the next chunk
+        (3200 + 1600, [(4800, 1600), (6400, 3200)]),  # exactly 50 ms: kept
+    ],
+)
+def test_replay_buffer_short_head_merge(end, expected):
+    buf = _buffer()
+    _feed(buf, 3)
+    while buf.pending:
+        buf.mark_sent(*buf.take())
+    buf.finalised_up_to(end)
+    buf.rewind()
+    assert [(pos, len(c)) for pos, c in buf.pending] == expected
+
+
+def test_replay_buffer_pads_a_lone_short_head():
+    buf = _buffer()
+    _feed(buf, 2)
+    while buf.pending:
+        buf.mark_sent(*buf.take())
+    buf.finalised_up_to(3200 + 3000)
+    buf.rewind()
+    assert [(pos, len(c)) for pos, c in buf.pending] == [(6200, 1600)]
+    assert buf.pending[0][1] == bytes([1]) * 200 + bytes(1400)
+
+
+def test_replay_buffer_bounds():
+    buf = _buffer(replay_max_bytes=3 * 3200, backlog_max_bytes=2 * 3200)
+    assert buf.queue(0, b"\1" * 3200) is None
+    assert buf.queue(3200, b"\1" * 3200) is None
+    assert buf.queue(6400, b"\1" * 3200) == (0, 3200)  # the oldest unsent chunk is dropped
+    for i in range(5):
+        buf.mark_sent(i * 3200, b"\2" * 3200)
+    assert buf.sent_bytes == 3 * 3200  # older sent audio can no longer be replayed
+    assert buf.has_unfinalised
+    buf.forget_sent()
+    while buf.pending:
+        buf.take()
+    assert not buf.has_unfinalised
+
+
+def test_socket_map_pieces():
+    m = SocketMap(1000)
+    m.add(1000, 3200)
+    m.add(4200, 3200)
+    assert m.is_contiguous and m.offset_at(5000) == 1000
+    m.add(20000, 3200)  # a gap: stream byte 6400 is caller byte 20000
+    assert not m.is_contiguous
+    assert m.offset_at(100) == 1000 and m.offset_at(6400) == 20000 - 6400
+
+
+def test_retry_budget_gives_up_after_the_bounded_time():
+    budget = RetryBudget(
+        initial_s=1, max_s=4, give_up_s=10, quick_failure_s=5, quick_failure_limit=2
+    )
+    now, waited = 0.0, []
+    with pytest.raises(SttConnectionError) as info:
+        while True:
+            delay = budget.next_delay(now, "HTTP 503")
+            waited.append(delay)
+            now += delay
+    assert now <= 10 and len(waited) >= 3
+    assert "gave up reconnecting" in str(info.value) and "HTTP 503" in str(info.value)
+    budget.socket_opened()  # a Begin starts a fresh streak
+    assert budget.next_delay(100.0, "x") <= 1
+    budget.socket_closed(1.0, "code 1011")
+    with pytest.raises(SttConnectionError, match="2 times in a row"):
+        budget.socket_closed(1.0, "code 1011")
