@@ -15,6 +15,7 @@ import click
 from recorder import __version__
 from recorder.cli.common import CONTEXT_SETTINGS, RecorderGroup
 from recorder.cli.db import db
+from recorder.cli.doctor import doctor
 from recorder.cli.emulate import emulate
 from recorder.cli.export import export
 from recorder.cli.join import demo, join
@@ -55,6 +56,7 @@ for _command in (export, meetings, show, search, speakers, sql):
 cli.add_command(emulate)
 cli.add_command(join)
 cli.add_command(demo)
+cli.add_command(doctor)
 for _command in PLANNED_COMMANDS:
     if _command.name not in cli.commands:
         cli.add_command(_command)

@@ -1,0 +1,354 @@
+"""The whole pipeline on the fake Agora SDK: scripted meetings come out as on the replay transport.
+
+A :class:`FakeMeeting` plays a :class:`MeetingScript` into the fake world on a
+real thread (joins, leaves, mutes, each clip's PCM via ``speak``) at the
+script's times, ``speed`` times faster than real time; the fake's native thread
+delivers the 10 ms frames to the real :class:`AgoraTransport`, and the real
+MeetingRecorder, STT emulator and SQLite store do the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fake_agora import installed_fake_agora
+
+from recorder.audio import bytes_for_ms
+from recorder.bot import MeetingRecorder, MeetingReport, RecorderSettings, stream_factory
+from recorder.emulator.streaming import StreamingEmulator
+from recorder.errors import TransportError
+from recorder.transport.agora import AgoraTransport
+from recorder.transport.script import ExpectedWord, MeetingScript, SpeechClip, parse_script
+from storage.records import Meeting
+from storage.store import TranscriptStore
+
+APP_ID = "0123456789abcdef0123456789abcdef"
+CERTIFICATE = "fedcba9876543210fedcba9876543210"
+SPEED = 4.0
+TOLERANCE_MS = 150.0
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[Any]:
+    with installed_fake_agora(tmp_path) as world:
+        world.sdk_prints = False
+        world.compute_levels = False
+        world.tick_s = 0.010 / SPEED
+        yield world
+
+
+class FakeMeeting:
+    """Plays a script into the fake channel on a thread; its clock is the meeting clock.
+
+    The clock starts when the fake connects the bot (script time 0), so the
+    transport's timestamps and the script's share one origin.
+    """
+
+    def __init__(
+        self,
+        world: Any,
+        script: MeetingScript,
+        *,
+        speed: float,
+        faults: list[tuple[float, Callable[[], None]]] | None = None,
+    ) -> None:
+        self.world = world
+        self.script = script
+        self.speed = speed
+        self.faults = faults or []
+        self.channel = world.channel(script.channel)
+        self._origin: float | None = None
+        self._connected = threading.Event()
+        self._stop = threading.Event()
+        self.finished = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        self._present: set[int] = set()
+        self._muted: set[int] = set()
+        join = world._join
+
+        def join_and_start_clock(conn: Any, reason: int) -> None:
+            if self._origin is None:
+                self._origin = time.monotonic()
+                self._connected.set()
+            join(conn, reason)
+
+        world._join = join_and_start_clock
+        self._thread = threading.Thread(target=self._run, name="fake-meeting", daemon=True)
+        self._thread.start()
+
+    def clock_ms(self) -> float:
+        origin = self._origin
+        return 0.0 if origin is None else (time.monotonic() - origin) * 1000.0 * self.speed
+
+    def close(self) -> None:
+        self._stop.set()
+        self._connected.set()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        items: list[tuple[float, int, Callable[[], None]]] = []
+        for action in self.script.actions:
+            items.append((action.at_ms, 0, lambda a=action: self._act(a.uid, a.action)))
+        for clip in self.script.clips:
+            items.append((clip.start_ms, 1, lambda c=clip: self._start_clip(c)))
+        for at_ms, fault in self.faults:
+            items.append((at_ms, 2, fault))
+        items.sort(key=lambda item: item[:2])
+        self._connected.wait()
+        for at_ms, _, apply in items:
+            if self._wait_until(at_ms):
+                return
+            apply()
+        self._wait_until(self.script.end_ms)
+        self._loop.call_soon_threadsafe(self.finished.set)
+
+    def _wait_until(self, at_ms: float) -> bool:
+        assert self._origin is not None
+        return self._stop.wait(
+            max(0.0, self._origin + at_ms / 1000 / self.speed - time.monotonic())
+        )
+
+    def _act(self, uid: int, action: str) -> None:
+        if action == "join" and uid not in self._present:
+            self._present.add(uid)
+            self._muted.discard(uid)
+            self.channel.add_user(uid)
+            self._resume(uid)
+        elif action == "leave" and uid in self._present:
+            self._present.discard(uid)
+            self.channel.remove_user(uid)
+        elif action == "mute" and uid in self._present:
+            self._muted.add(uid)
+            self.channel.mute(uid)  # the fake drops what was queued: audio said muted is lost
+        elif action == "unmute" and uid in self._present and uid in self._muted:
+            self._muted.discard(uid)
+            self.channel.unmute(uid)
+            self._resume(uid)
+
+    def _start_clip(self, clip: SpeechClip) -> None:
+        # Whole, even if this thread woke a little late: the first word stays intact.
+        if clip.uid in self._present and clip.uid not in self._muted:
+            self.channel.speak(clip.uid, clip.pcm)
+
+    def _resume(self, uid: int) -> None:
+        """Speak the rest of ``uid``'s clip playing now, from the script's position."""
+        if uid not in self._present or uid in self._muted:
+            return
+        now = self.clock_ms()
+        for clip in self.script.clips:
+            if clip.uid == uid and clip.start_ms < now < clip.end_ms:
+                offset = bytes_for_ms(max(0.0, now - clip.start_ms))
+                self.channel.speak(uid, clip.pcm[offset:])
+                return
+
+
+@dataclass
+class Recorded:
+    report: MeetingReport
+    meeting: Meeting
+    transport: AgoraTransport
+
+
+async def record_on_fake_agora(
+    world: Any,
+    script: MeetingScript,
+    tmp_path: Path,
+    *,
+    faults: list[tuple[float, Callable[[], None]]] | None = None,
+) -> Recorded:
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'recorder.db'}"
+    meeting = FakeMeeting(world, script, speed=SPEED, faults=faults)
+    transport = AgoraTransport(
+        app_id=APP_ID,
+        channel=script.channel,
+        bot_uid=9999,
+        app_certificate=CERTIFICATE,
+        log_dir=tmp_path / "agora-log",
+        clock_ms=meeting.clock_ms,
+    )
+    emulator = StreamingEmulator(realtime_factor=SPEED * 3)
+    try:
+        async with (
+            emulator.serve() as server,
+            await TranscriptStore.open(db_url, auto_migrate=True) as store,
+        ):
+            recorder = MeetingRecorder(
+                transport=transport,
+                store=store,
+                open_stream=stream_factory(
+                    url=server.url,
+                    api_key="test-key",
+                    speech_model="u3-rt-pro",
+                    realtime_factor=SPEED * 2,
+                ),
+                settings=RecorderSettings(
+                    bot_uid=9999,
+                    idle_close_s=3.0,
+                    sessions_per_minute=600.0,
+                    names=dict(script.names),
+                ),
+            )
+            running = asyncio.create_task(recorder.run())
+            await asyncio.wait(
+                {running, asyncio.create_task(meeting.finished.wait())},
+                timeout=script.end_ms / 1000 / SPEED + 20,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            recorder.request_stop()
+            report = await asyncio.wait_for(running, 30)
+            stored = await store.get_meeting(report.meeting_id)
+    finally:
+        meeting.close()
+    return Recorded(report, stored, transport)
+
+
+def assert_words_match(
+    meeting: Meeting, expected: list[ExpectedWord], *, exact: bool = True
+) -> list[tuple[int, str, int]]:
+    """Every stored word is one the script said, on the right uid, within tolerance.
+
+    With ``exact`` every expected word must be stored, exactly once. Returns the
+    stored words as (uid, text, start_ms).
+    """
+    stored = [(t.uid, w.text, w.start_ms, w.end_ms) for t in meeting.turns for w in t.words]
+    uids = {w.uid for w in expected} | {uid for uid, *_ in stored}
+    for uid in uids:
+        want = [w for w in expected if w.uid == uid]
+        got = [(text, start, end) for u, text, start, end in stored if u == uid]
+        if exact:
+            assert [t for t, _, _ in got] == [w.text for w in want], f"uid {uid} words differ"
+        # Each stored word matches the next unused expected word with its text and time.
+        index = 0
+        for text, start, end in got:
+            while index < len(want) and not (
+                want[index].text == text and abs(want[index].start_ms - start) <= TOLERANCE_MS
+            ):
+                assert not exact, (uid, text, start, want[index])
+                index += 1
+            assert index < len(want), f"uid {uid}: {text!r} at {start} ms was never said"
+            assert abs(want[index].end_ms - end) <= TOLERANCE_MS, (uid, text, end, want[index])
+            index += 1
+    starts = [t.start_ms for t in meeting.turns]
+    assert starts == sorted(starts)  # the merged transcript is in true time order
+    return [(uid, text, start) for uid, text, start, _ in stored]
+
+
+MEETING = {
+    "channel": "plan review",
+    "participants": [
+        {"uid": 101, "name": "Zoë"},
+        {"uid": 202, "name": "Lei"},
+        {"uid": 303, "name": "Ana"},
+    ],
+    "events": [
+        {"at": 0.0, "uid": 101, "join": True},
+        {"at": 0.2, "uid": 202, "join": True},
+        {"at": 0.3, "uid": 303, "join": True},
+        {"at": 0.5, "uid": 101, "say": "Good morning, shall we start?"},
+        {"at": 3.0, "uid": 202, "say": "Yes let us review the plan."},
+        {"at": 4.0, "uid": 303, "say": "I agree, no problem at all."},
+        {"at": 7.5, "uid": 101, "mute": True},
+        {"at": 8.0, "uid": 303, "say": "While Zoe is muted, a quick note."},
+        {"at": 11.0, "uid": 101, "unmute": True},
+        {"at": 11.5, "uid": 101, "say": "I am back now."},
+        {"at": 12.0, "uid": 202, "leave": True},
+        {"at": 14.0, "uid": 202, "join": True},
+        {"at": 14.5, "uid": 202, "say": "Rejoined after a drop, done."},
+    ],
+    "end": 19.0,
+}
+
+
+@pytest.mark.parametrize("idle_silence", [True, False], ids=["silent-frames", "no-frames"])
+async def test_scripted_meeting_matches_the_script(
+    world: Any, tmp_path: Path, idle_silence: bool
+) -> None:
+    # Whether Agora sends frames while an unmuted participant is silent is
+    # UNCONFIRMED (spec §5.3): the pipeline must be right either way.
+    world.idle_silence = idle_silence
+    script = parse_script(MEETING)
+    recorded = await record_on_fake_agora(world, script, tmp_path)
+    assert_words_match(recorded.meeting, script.expected_words())
+    assert recorded.meeting.summary.status == "completed"
+    names = {p.uid: p.display_name for p in recorded.meeting.participants}
+    assert names == {101: "Zoë", 202: "Lei", 303: "Ana"}
+    assert recorded.report.turns == len(recorded.meeting.turns)
+    assert all(s.closed_at is not None for s in recorded.meeting.stream_sessions)
+    bridge = recorded.transport.bridge
+    assert bridge is not None and bridge.wakeups < bridge.frames / 7
+    assert recorded.transport.callback_errors == 0 and world.errors == []
+    assert world.connections[0].released
+
+
+async def test_outage_is_a_gap_with_no_words_invented(world: Any, tmp_path: Path) -> None:
+    world.idle_silence = True
+    script = parse_script(
+        {
+            "channel": "outage",
+            "events": [
+                {"at": 0.0, "uid": 5, "join": True},
+                {"at": 0.3, "uid": 5, "say": "One two three four five six seven eight."},
+                {"at": 5.5, "uid": 5, "say": "Nine ten eleven twelve thirteen fourteen."},
+            ],
+            "end": 10.0,
+        }
+    )
+    outage = (2.0 * 1000, 3.5 * 1000)
+    recorded = await record_on_fake_agora(
+        world,
+        script,
+        tmp_path,
+        faults=[(outage[0], world.interrupt), (outage[1], world.restore)],
+    )
+    stored = assert_words_match(recorded.meeting, script.expected_words(), exact=False)
+    (gap,) = recorded.transport.gaps
+    assert abs(gap[0] - outage[0]) <= TOLERANCE_MS and abs(gap[1] - outage[1]) <= TOLERANCE_MS
+    # Nothing is placed inside the outage, and the words clear of it all survive.
+    assert not [w for w in stored if outage[0] + 50 < w[2] < outage[1] - 50]
+    clear = [
+        w.text
+        for w in script.expected_words()
+        if w.end_ms < outage[0] - 100 or w.start_ms > outage[1] + 100
+    ]
+    stored_texts = [text for _, text, _ in stored]
+    assert [t for t in stored_texts if t in clear] == clear
+    assert len(stored_texts) < len(script.expected_words())  # the outage cost words
+    assert recorded.meeting.summary.status == "completed"
+
+
+async def test_kicked_mid_meeting_keeps_the_transcript(world: Any, tmp_path: Path) -> None:
+    world.idle_silence = True
+    script = parse_script(
+        {
+            "channel": "kick",
+            "events": [
+                {"at": 0.0, "uid": 5, "join": True},
+                {"at": 0.3, "uid": 5, "say": "Alpha bravo charlie delta."},
+                {"at": 6.0, "uid": 5, "say": "Never heard."},
+            ],
+            "end": 8.0,
+        }
+    )
+    with pytest.raises(TransportError) as info:
+        await record_on_fake_agora(world, script, tmp_path, faults=[(4000, lambda: world.fail(19))])
+    assert "same uid login" in str(info.value) and "AGORA_BOT_UID" in str(info.value)
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'recorder.db'}"
+    async with await TranscriptStore.open(db_url) as store:
+        (summary,) = await store.list_meetings()
+        stored = await store.get_meeting(summary.id)
+    assert stored.summary.status == "interrupted"
+    assert " ".join(t.text for t in stored.turns).split()[:4] == [
+        "Alpha",
+        "bravo",
+        "charlie",
+        "delta.",
+    ]
