@@ -24,6 +24,8 @@ __all__ = [
     "golden_meeting",
     "make_meeting",
     "make_turn",
+    "migrate",
+    "populate",
     "render",
     "store_meeting",
     "words_for",
@@ -242,3 +244,37 @@ async def store_meeting(store: Any, meeting: Meeting) -> int:
     if summary.ended_at is not None:
         await store.finish_meeting(meeting_id, summary.ended_at, status=summary.status)
     return int(meeting_id)
+
+
+def populate(url: str, *, meetings: int = 1) -> list[int]:
+    """Migrate ``url`` and store the golden meeting (and more); sync, for CLI tests."""
+    import asyncio
+
+    from storage.db import upgrade_database
+    from storage.store import TranscriptStore
+
+    async def main() -> list[int]:
+        await upgrade_database(url)
+        ids = []
+        async with await TranscriptStore.open(url) as store:
+            for index in range(meetings):
+                meeting = golden_meeting()
+                if index:
+                    meeting = make_meeting(
+                        [(501, "Dana")],
+                        [make_turn(1, 501, 1000, 5000, f"Budget review number {index}.")],
+                        channel=f"finance-{index}",
+                    )
+                ids.append(await store_meeting(store, meeting))
+        return ids
+
+    return asyncio.run(main())
+
+
+def migrate(url: str) -> None:
+    """An empty, migrated database."""
+    import asyncio
+
+    from storage.db import upgrade_database
+
+    asyncio.run(upgrade_database(url))

@@ -1,0 +1,117 @@
+"""Exports from a real database (SQLite and PostgreSQL): round trip, the CLI, and its errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import srt
+from click.testing import CliRunner
+from conftest_export import golden_meeting, migrate, populate, store_meeting
+
+from recorder.cli import cli
+from recorder.cli.export import export_meeting, meeting_header
+from recorder.export.json_format import meeting_from_json
+
+
+async def test_json_says_exactly_what_the_store_has(store, db_url: str, tmp_path: Path) -> None:
+    meeting_id = await store_meeting(store, golden_meeting())
+    output = tmp_path / "meeting.json"
+    assert await export_meeting(db_url, meeting_id, output) == "json"
+    exported = meeting_from_json(json.loads(output.read_text(encoding="utf-8")))
+    stored = await store.get_meeting(meeting_id)
+    assert exported == stored
+    assert len(stored.turns) == 9 and stored.notes[0].kind == "recap"
+
+
+async def test_header_has_no_turns_but_everything_else(store) -> None:
+    meeting_id = await store_meeting(store, golden_meeting())
+    header = await meeting_header(store, meeting_id)
+    full = await store.get_meeting(meeting_id)
+    assert header.turns == ()
+    assert (header.summary, header.participants, header.notes) == (
+        full.summary,
+        full.participants,
+        full.notes,
+    )
+
+
+def _invoke(*args: str):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def test_export_format_follows_the_file_extension(db_url: str, tmp_path: Path) -> None:
+    (meeting_id,) = populate(db_url)
+    for fmt in ("html", "md", "json", "txt", "srt", "vtt"):
+        output = tmp_path / f"out.{fmt}"
+        result = _invoke("export", str(meeting_id), "-o", str(output), "--db", db_url)
+        assert result.exit_code == 0, result.output
+        assert f"({fmt})" in result.output
+        assert output.stat().st_size > 500
+    assert (tmp_path / "out.html").read_text(encoding="utf-8").startswith("<!doctype html>")
+    assert len(list(srt.parse((tmp_path / "out.srt").read_text(encoding="utf-8")))) >= 9
+    assert not list(tmp_path.glob(".*.part")), "no temporary files left behind"
+
+
+def test_export_defaults_to_markdown_on_stdout(db_url: str) -> None:
+    populate(db_url)
+    result = _invoke("export", "latest", "--db", db_url)
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("# design-review ✨ · meeting ")
+    assert "`00:00:01` Good morning, everyone." in result.output
+
+
+def test_export_latest_of_a_channel_and_explicit_format(db_url: str) -> None:
+    populate(db_url, meetings=3)
+    result = _invoke(
+        "export", "latest", "--channel", "design-review ✨", "-f", "json", "--db", db_url
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["meeting"]["channel"] == "design-review ✨"
+    result = _invoke("export", "latest", "-f", "txt", "--db", db_url)
+    assert result.output.startswith("finance-2 · meeting ")
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["export", "99"], 1, "error: no meeting with id 99; run 'recorder meetings'"),
+        (["export", "nope"], 1, "error: 'nope' is not a meeting"),
+        (["export", "latest", "-f", "pdf"], 2, "error: unknown export format 'pdf'"),
+        (["export", "latest", "-o", "x.docx"], 2, "error: cannot tell the format from 'x.docx'"),
+        (["export", "latest", "--channel", "nope"], 1, "error: no meetings recorded in channel"),
+    ],
+)
+def test_export_errors_are_one_line(
+    db_url: str, tmp_path: Path, args: list[str], code: int, message: str
+) -> None:
+    populate(db_url)
+    result = CliRunner().invoke(cli, [*args, "--db", db_url])
+    assert result.exit_code == code, result.output
+    assert result.output.startswith(message), result.output
+    assert result.output.count("\n") == 1 and "Traceback" not in result.output
+
+
+def test_export_of_an_empty_database_says_so(db_url: str, tmp_path: Path) -> None:
+    migrate(db_url)
+    output = tmp_path / "x.html"
+    result = CliRunner().invoke(cli, ["export", "latest", "-o", str(output), "--db", db_url])
+    assert result.exit_code == 1
+    assert result.output.startswith("error: no meetings recorded yet")
+    assert not output.exists()
+
+
+def test_export_without_a_database_file_says_how_to_create_it(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'missing.db'}"
+    result = CliRunner().invoke(cli, ["export", "latest", "--db", url])
+    assert result.exit_code == 1
+    assert "recorder db upgrade" in result.output
+
+
+def test_export_to_an_unwritable_place_is_a_clear_error(db_url: str, tmp_path: Path) -> None:
+    populate(db_url)
+    output = tmp_path / "no" / "such" / "dir" / "x.md"
+    result = CliRunner().invoke(cli, ["export", "latest", "-o", str(output), "--db", db_url])
+    assert result.exit_code == 1
+    assert result.output.startswith("error: cannot write to ")
