@@ -16,13 +16,11 @@ from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from sqlalchemy import Select, func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import URL, Row
+from sqlalchemy import Select, select, update
+from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from recorder.errors import MigrationRequired, NotFoundError, RecorderError, StorageError
+from recorder.errors import MigrationRequired, NotFoundError, RecorderError
 from storage import db
 from storage.errors import is_locked_error, mask_url, raise_translated
 from storage.models import MeetingRow, NoteRow, ParticipantRow, StreamSessionRow, TurnRow
@@ -31,16 +29,27 @@ from storage.records import (
     MEETING_STATUSES,
     Meeting,
     MeetingSummary,
-    Note,
-    Participant,
     QueryResult,
     SearchHit,
-    StreamSession,
     Turn,
     TurnRecord,
-    Word,
+)
+from storage.rows import (
+    clean_optional,
+    clean_text,
+    load_meeting,
+    summary_from_row,
+    summary_select,
+    turn_from_row,
+    turn_select,
 )
 from storage.search import build_search, estimate_statement, is_dense_estimate, parse_query
+from storage.writes import (
+    insert_for,
+    mark_abandoned_meetings,
+    upsert_participant,
+    upsert_turn_rows,
+)
 
 __all__ = ["DEFAULT_MAX_ROWS", "DEFAULT_STALE_AFTER", "TranscriptStore", "clean_text"]
 
@@ -58,134 +67,7 @@ _LOCK_BACKOFF_S = 0.05
 # restart on one machine of a fleet never closes a live meeting on another.
 DEFAULT_STALE_AFTER = timedelta(hours=6)
 DEFAULT_MAX_ROWS = 1000
-# Rows per INSERT statement: keeps SQLite under its bound-variable limit.
-_TURN_CHUNK = 500
 _HOST = socket.gethostname()
-
-
-def clean_text(value: str) -> str:
-    """Make text storable on every backend, identically.
-
-    PostgreSQL text cannot hold NUL, so NUL characters are removed on both
-    databases (they carry no meaning in a transcript); lone UTF-16 surrogates,
-    which UTF-8 cannot encode, become U+FFFD (a split surrogate pair is joined).
-    """
-    if "\x00" in value:
-        value = value.replace("\x00", "")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        # Through UTF-16: a surrogate pair becomes its character, a lone one U+FFFD.
-        value = value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
-    return value
-
-
-def _clean_optional(value: str | None) -> str | None:
-    return None if value is None else clean_text(value)
-
-
-def _pid_is_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # no permission to signal it: it exists
-        return True
-    return True
-
-
-def _words_to_json(words: Sequence[Word]) -> list[dict[str, Any]]:
-    return [
-        {
-            "text": clean_text(word.text),
-            "start_ms": word.start_ms,
-            "end_ms": word.end_ms,
-            "confidence": word.confidence,
-        }
-        for word in words
-    ]
-
-
-def _words_from_json(value: Any) -> tuple[Word, ...]:
-    if not value:
-        return ()
-    return tuple(
-        Word(
-            text=item["text"],
-            start_ms=int(item["start_ms"]),
-            end_ms=int(item["end_ms"]),
-            confidence=item.get("confidence"),
-        )
-        for item in value
-    )
-
-
-def _summary_select() -> Select[Any]:
-    participant_count = (
-        select(func.count(ParticipantRow.id))
-        .where(ParticipantRow.meeting_id == MeetingRow.id)
-        .scalar_subquery()
-    )
-    turn_count = (
-        select(func.count(TurnRow.id)).where(TurnRow.meeting_id == MeetingRow.id).scalar_subquery()
-    )
-    return select(
-        MeetingRow.id,
-        MeetingRow.channel,
-        MeetingRow.started_at,
-        MeetingRow.ended_at,
-        MeetingRow.status,
-        MeetingRow.bot_uid,
-        participant_count.label("participant_count"),
-        turn_count.label("turn_count"),
-    )
-
-
-def _summary(row: Row[Any]) -> MeetingSummary:
-    return MeetingSummary(
-        id=row.id,
-        channel=row.channel,
-        started_at=row.started_at,
-        ended_at=row.ended_at,
-        status=row.status,
-        bot_uid=row.bot_uid,
-        participant_count=int(row.participant_count or 0),
-        turn_count=int(row.turn_count or 0),
-    )
-
-
-def _turn_select() -> Select[Any]:
-    return select(
-        TurnRow.id,
-        TurnRow.meeting_id,
-        ParticipantRow.uid,
-        ParticipantRow.display_name,
-        TurnRow.stream_session_id,
-        TurnRow.turn_order,
-        TurnRow.start_ms,
-        TurnRow.end_ms,
-        TurnRow.text,
-        TurnRow.words,
-        TurnRow.end_of_turn_confidence,
-        TurnRow.language,
-    ).join(ParticipantRow, ParticipantRow.id == TurnRow.participant_id)
-
-
-def _turn(row: Row[Any]) -> Turn:
-    return Turn(
-        id=row.id,
-        meeting_id=row.meeting_id,
-        uid=row.uid,
-        display_name=row.display_name,
-        stream_session_id=row.stream_session_id,
-        turn_order=row.turn_order,
-        start_ms=row.start_ms,
-        end_ms=row.end_ms,
-        text=row.text,
-        words=_words_from_json(row.words),
-        end_of_turn_confidence=row.end_of_turn_confidence,
-        language=row.language,
-    )
 
 
 class TranscriptStore:
@@ -290,7 +172,7 @@ class TranscriptStore:
                 raise_translated(exc, self._url)
 
     def _insert(self, model: Any) -> Any:
-        return (sqlite_insert if self._dialect == "sqlite" else pg_insert)(model)
+        return insert_for(self._dialect, model)
 
     # -- meetings -------------------------------------------------------------
 
@@ -337,7 +219,8 @@ class TranscriptStore:
         A meeting counts as abandoned when it was started on this host by a
         process that no longer exists, or, wherever it was started, when
         nothing was written to it for ``stale_after`` (its heartbeat: the last
-        turn, participant or :meth:`heartbeat`). So on a fleet sharing one
+        turn, participant or :meth:`heartbeat`). A meeting of this very
+        process is never marked. So on a fleet sharing one
         PostgreSQL database, starting a recorder never closes a live meeting of
         another machine. Its ``ended_at`` becomes the last heartbeat.
 
@@ -351,33 +234,11 @@ class TranscriptStore:
             How many meetings were marked.
         """
         now = now or datetime.now(UTC)
-        me = os.getpid()
 
         async def work(connection: AsyncConnection) -> int:
-            query = select(
-                MeetingRow.id,
-                MeetingRow.host,
-                MeetingRow.pid,
-                MeetingRow.started_at,
-                MeetingRow.heartbeat_at,
-            ).where(MeetingRow.status == "recording")
-            if channel is not None:
-                query = query.where(MeetingRow.channel == channel)
-            marked = 0
-            for row in (await connection.execute(query)).all():
-                last = row.heartbeat_at or row.started_at
-                if row.host == _HOST and row.pid is not None:
-                    abandoned = row.pid != me and not _pid_is_alive(row.pid)
-                else:
-                    abandoned = False
-                if abandoned or now - last >= stale_after:
-                    await connection.execute(
-                        update(MeetingRow)
-                        .where(MeetingRow.id == row.id, MeetingRow.status == "recording")
-                        .values(status="interrupted", ended_at=last)
-                    )
-                    marked += 1
-            return marked
+            return await mark_abandoned_meetings(
+                connection, channel=channel, stale_after=stale_after, now=now, host=_HOST
+            )
 
         count = await self._transaction(work, write=True)
         if count:
@@ -409,36 +270,6 @@ class TranscriptStore:
 
     # -- participants and stream sessions -------------------------------------
 
-    async def _upsert_participant(
-        self,
-        connection: AsyncConnection,
-        meeting_id: int,
-        uid: int,
-        seen_at: datetime,
-        display_name: str | None,
-    ) -> int:
-        statement = self._insert(ParticipantRow).values(
-            meeting_id=meeting_id,
-            uid=uid,
-            display_name=_clean_optional(display_name),
-            first_seen=seen_at,
-            last_seen=seen_at,
-        )
-        latest = func.max if self._dialect == "sqlite" else func.greatest
-        changes: dict[str, Any] = {
-            "last_seen": latest(ParticipantRow.last_seen, statement.excluded.last_seen)
-        }
-        if display_name is not None:
-            changes["display_name"] = statement.excluded.display_name
-        statement = statement.on_conflict_do_update(
-            index_elements=[ParticipantRow.meeting_id, ParticipantRow.uid], set_=changes
-        ).returning(ParticipantRow.id)
-        participant_id = int((await connection.execute(statement)).scalar_one())
-        await connection.execute(
-            update(MeetingRow).where(MeetingRow.id == meeting_id).values(heartbeat_at=seen_at)
-        )
-        return participant_id
-
     async def _require_meeting(self, connection: AsyncConnection, meeting_id: int) -> None:
         found = await connection.scalar(select(MeetingRow.id).where(MeetingRow.id == meeting_id))
         if found is None:
@@ -458,8 +289,8 @@ class TranscriptStore:
 
         async def work(connection: AsyncConnection) -> int:
             await self._require_meeting(connection, meeting_id)
-            return await self._upsert_participant(
-                connection, meeting_id, uid, seen_at, display_name
+            return await upsert_participant(
+                connection, self._dialect, meeting_id, uid, seen_at, display_name
             )
 
         return await self._transaction(work, write=True)
@@ -475,7 +306,7 @@ class TranscriptStore:
             result = await connection.execute(
                 update(ParticipantRow)
                 .where(ParticipantRow.meeting_id == meeting_id, ParticipantRow.uid == uid)
-                .values(display_name=_clean_optional(name))
+                .values(display_name=clean_optional(name))
             )
             if result.rowcount == 0:
                 raise NotFoundError(
@@ -502,15 +333,15 @@ class TranscriptStore:
 
         async def work(connection: AsyncConnection) -> int:
             await self._require_meeting(connection, meeting_id)
-            participant_id = await self._upsert_participant(
-                connection, meeting_id, uid, opened_at, None
+            participant_id = await upsert_participant(
+                connection, self._dialect, meeting_id, uid, opened_at, None
             )
             result = await connection.execute(
                 self._insert(StreamSessionRow)
                 .values(
                     meeting_id=meeting_id,
                     participant_id=participant_id,
-                    provider_session_id=_clean_optional(provider_session_id),
+                    provider_session_id=clean_optional(provider_session_id),
                     opened_at=opened_at,
                     audio_seconds=0.0,
                 )
@@ -523,7 +354,7 @@ class TranscriptStore:
     async def set_provider_session_id(self, session_id: int, provider_session_id: str) -> None:
         """Store the provider's session id (``Begin.id``) once the socket has it."""
         await self._update_session(
-            session_id, provider_session_id=_clean_optional(provider_session_id)
+            session_id, provider_session_id=clean_optional(provider_session_id)
         )
 
     async def close_stream_session(
@@ -545,7 +376,7 @@ class TranscriptStore:
             "closed_at": closed_at,
             "audio_seconds": float(audio_seconds),
             "close_code": close_code,
-            "close_reason": _clean_optional(close_reason),
+            "close_reason": clean_optional(close_reason),
         }
         if provider_session_id is not None:
             values["provider_session_id"] = clean_text(provider_session_id)
@@ -575,75 +406,9 @@ class TranscriptStore:
         """
         if not records:
             return
-        latest: dict[tuple[int, int], TurnRecord] = {}
-        for record in records:
-            latest[(record.stream_session_id, record.turn_order)] = record
-        session_ids = sorted({record.stream_session_id for record in latest.values()})
 
         async def work(connection: AsyncConnection) -> None:
-            sessions = {
-                row.id: row
-                for row in (
-                    await connection.execute(
-                        select(
-                            StreamSessionRow.id,
-                            StreamSessionRow.meeting_id,
-                            StreamSessionRow.participant_id,
-                            ParticipantRow.uid,
-                        )
-                        .join(ParticipantRow, ParticipantRow.id == StreamSessionRow.participant_id)
-                        .where(StreamSessionRow.id.in_(session_ids))
-                    )
-                ).all()
-            }
-            rows = []
-            for record in latest.values():
-                session = sessions.get(record.stream_session_id)
-                if session is None:
-                    raise NotFoundError(f"no stream session with id {record.stream_session_id}")
-                if (session.meeting_id, session.uid) != (record.meeting_id, record.uid):
-                    raise StorageError(
-                        f"turn {record.turn_order} of stream session {session.id} names meeting "
-                        f"{record.meeting_id} uid {record.uid}, but the session belongs to "
-                        f"meeting {session.meeting_id} uid {session.uid}"
-                    )
-                rows.append(
-                    {
-                        "meeting_id": record.meeting_id,
-                        "participant_id": session.participant_id,
-                        "stream_session_id": record.stream_session_id,
-                        "turn_order": record.turn_order,
-                        "start_ms": record.start_ms,
-                        "end_ms": record.end_ms,
-                        "text": clean_text(record.text),
-                        "words": _words_to_json(record.words),
-                        "end_of_turn_confidence": record.end_of_turn_confidence,
-                        "language": _clean_optional(record.language),
-                    }
-                )
-            statement = self._insert(TurnRow)
-            statement = statement.on_conflict_do_update(
-                index_elements=[TurnRow.stream_session_id, TurnRow.turn_order],
-                set_={
-                    name: statement.excluded[name]
-                    for name in (
-                        "start_ms",
-                        "end_ms",
-                        "text",
-                        "words",
-                        "end_of_turn_confidence",
-                        "language",
-                    )
-                },
-            )
-            for start in range(0, len(rows), _TURN_CHUNK):
-                await connection.execute(statement, rows[start : start + _TURN_CHUNK])
-            meeting_ids = sorted({record.meeting_id for record in latest.values()})
-            await connection.execute(
-                update(MeetingRow)
-                .where(MeetingRow.id.in_(meeting_ids))
-                .values(heartbeat_at=datetime.now(UTC))
-            )
+            await upsert_turn_rows(connection, self._dialect, records)
 
         await self._transaction(work, write=True)
 
@@ -703,14 +468,14 @@ class TranscriptStore:
         self, *, channel: str | None = None, since: datetime | None = None
     ) -> list[MeetingSummary]:
         """Meetings, newest first, optionally of one channel or started since a time."""
-        query = _summary_select().order_by(MeetingRow.started_at.desc(), MeetingRow.id.desc())
+        query = summary_select().order_by(MeetingRow.started_at.desc(), MeetingRow.id.desc())
         if channel is not None:
             query = query.where(MeetingRow.channel == channel)
         if since is not None:
             query = query.where(MeetingRow.started_at >= since)
 
         async def work(connection: AsyncConnection) -> list[MeetingSummary]:
-            return [_summary(row) for row in (await connection.execute(query)).all()]
+            return [summary_from_row(row) for row in (await connection.execute(query)).all()]
 
         return await self._transaction(work, write=False)
 
@@ -767,107 +532,7 @@ class TranscriptStore:
         """
 
         async def work(connection: AsyncConnection) -> Meeting:
-            header = (
-                await connection.execute(_summary_select().where(MeetingRow.id == meeting_id))
-            ).one_or_none()
-            if header is None:
-                raise NotFoundError(
-                    f"no meeting with id {meeting_id}; run 'recorder meetings' to list them"
-                )
-            talk = (
-                select(
-                    TurnRow.participant_id,
-                    func.sum(TurnRow.end_ms - TurnRow.start_ms).label("talk_ms"),
-                    func.count(TurnRow.id).label("turn_count"),
-                )
-                .where(TurnRow.meeting_id == meeting_id)
-                .group_by(TurnRow.participant_id)
-                .subquery()
-            )
-            participants = tuple(
-                Participant(
-                    meeting_id=meeting_id,
-                    uid=row.uid,
-                    display_name=row.display_name,
-                    first_seen=row.first_seen,
-                    last_seen=row.last_seen,
-                    talk_ms=int(row.talk_ms or 0),
-                    turn_count=int(row.turn_count or 0),
-                )
-                for row in await connection.execute(
-                    select(
-                        ParticipantRow.uid,
-                        ParticipantRow.display_name,
-                        ParticipantRow.first_seen,
-                        ParticipantRow.last_seen,
-                        talk.c.talk_ms,
-                        talk.c.turn_count,
-                    )
-                    .outerjoin(talk, talk.c.participant_id == ParticipantRow.id)
-                    .where(ParticipantRow.meeting_id == meeting_id)
-                    .order_by(ParticipantRow.first_seen, ParticipantRow.uid)
-                )
-            )
-            turns = tuple(
-                _turn(row)
-                for row in await connection.execute(
-                    _turn_select()
-                    .where(TurnRow.meeting_id == meeting_id)
-                    .order_by(TurnRow.start_ms, TurnRow.id)
-                )
-            )
-            notes = tuple(
-                Note(
-                    id=row.id,
-                    meeting_id=row.meeting_id,
-                    kind=row.kind,
-                    text=row.text,
-                    created_at=row.created_at,
-                    spoken=bool(row.spoken),
-                    meta=dict(row.meta or {}),
-                )
-                for row in await connection.execute(
-                    select(NoteRow)
-                    .where(NoteRow.meeting_id == meeting_id)
-                    .order_by(NoteRow.created_at, NoteRow.id)
-                )
-            )
-            sessions = tuple(
-                StreamSession(
-                    id=row.id,
-                    meeting_id=row.meeting_id,
-                    uid=row.uid,
-                    provider_session_id=row.provider_session_id,
-                    opened_at=row.opened_at,
-                    closed_at=row.closed_at,
-                    audio_seconds=float(row.audio_seconds or 0.0),
-                    close_code=row.close_code,
-                    close_reason=row.close_reason,
-                )
-                for row in await connection.execute(
-                    select(
-                        StreamSessionRow.id,
-                        StreamSessionRow.meeting_id,
-                        ParticipantRow.uid,
-                        StreamSessionRow.provider_session_id,
-                        StreamSessionRow.opened_at,
-                        StreamSessionRow.closed_at,
-                        StreamSessionRow.audio_seconds,
-                        StreamSessionRow.close_code,
-                        StreamSessionRow.close_reason,
-                    )
-                    .join(ParticipantRow, ParticipantRow.id == StreamSessionRow.participant_id)
-                    .where(StreamSessionRow.meeting_id == meeting_id)
-                    .order_by(StreamSessionRow.opened_at, StreamSessionRow.id)
-                )
-            )
-            return Meeting(
-                summary=_summary(header),
-                participants=participants,
-                turns=turns,
-                notes=notes,
-                stream_sessions=sessions,
-            )
+            return await load_meeting(connection, meeting_id)
 
         return await self._transaction(work, write=False)
 
@@ -889,7 +554,7 @@ class TranscriptStore:
         await self._transaction(exists, write=False)
         after: tuple[int, int] | None = None
         while True:
-            query = _turn_select().where(TurnRow.meeting_id == meeting_id)
+            query = turn_select().where(TurnRow.meeting_id == meeting_id)
             if after is not None:
                 query = query.where(
                     (TurnRow.start_ms > after[0])
@@ -898,7 +563,7 @@ class TranscriptStore:
             query = query.order_by(TurnRow.start_ms, TurnRow.id).limit(batch)
 
             async def page(connection: AsyncConnection, query: Select[Any] = query) -> list[Turn]:
-                return [_turn(row) for row in await connection.execute(query)]
+                return [turn_from_row(row) for row in await connection.execute(query)]
 
             turns = await self._transaction(page, write=False)
             for turn in turns:

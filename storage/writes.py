@@ -1,0 +1,196 @@
+"""The statements behind the store's writes: upserts of participants and turns.
+
+Each function works on a connection (and transaction) the caller owns and
+uses the dialect's ``INSERT .. ON CONFLICT DO UPDATE``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from recorder.errors import NotFoundError, StorageError
+from storage.models import MeetingRow, ParticipantRow, StreamSessionRow, TurnRow
+from storage.records import TurnRecord
+from storage.rows import clean_optional, clean_text, words_to_json
+
+__all__ = [
+    "insert_for",
+    "is_pid_alive",
+    "mark_abandoned_meetings",
+    "upsert_participant",
+    "upsert_turn_rows",
+]
+
+# Rows per INSERT statement: keeps SQLite under its bound-variable limit.
+_TURN_CHUNK = 500
+
+
+def insert_for(dialect: str, model: Any) -> Any:
+    """The dialect's INSERT construct (both offer ``on_conflict_do_update``)."""
+    return (sqlite_insert if dialect == "sqlite" else pg_insert)(model)
+
+
+def is_pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # no permission to signal it: it exists
+        return True
+    return True
+
+
+async def upsert_participant(
+    connection: AsyncConnection,
+    dialect: str,
+    meeting_id: int,
+    uid: int,
+    seen_at: datetime,
+    display_name: str | None,
+) -> int:
+    """Add a participant or move its last_seen forward; returns its row id.
+
+    Also counts as a heartbeat of the meeting.
+    """
+    statement = insert_for(dialect, ParticipantRow).values(
+        meeting_id=meeting_id,
+        uid=uid,
+        display_name=clean_optional(display_name),
+        first_seen=seen_at,
+        last_seen=seen_at,
+    )
+    latest = func.max if dialect == "sqlite" else func.greatest
+    changes: dict[str, Any] = {
+        "last_seen": latest(ParticipantRow.last_seen, statement.excluded.last_seen)
+    }
+    if display_name is not None:
+        changes["display_name"] = statement.excluded.display_name
+    statement = statement.on_conflict_do_update(
+        index_elements=[ParticipantRow.meeting_id, ParticipantRow.uid], set_=changes
+    ).returning(ParticipantRow.id)
+    participant_id = int((await connection.execute(statement)).scalar_one())
+    await connection.execute(
+        update(MeetingRow).where(MeetingRow.id == meeting_id).values(heartbeat_at=seen_at)
+    )
+    return participant_id
+
+
+async def upsert_turn_rows(
+    connection: AsyncConnection, dialect: str, records: Sequence[TurnRecord]
+) -> None:
+    """Insert or replace turns by (stream_session_id, turn_order); the later record wins.
+
+    Raises:
+        NotFoundError: a record names a stream session that does not exist.
+        StorageError: a record's meeting or uid does not match its session.
+    """
+    latest: dict[tuple[int, int], TurnRecord] = {}
+    for record in records:
+        latest[(record.stream_session_id, record.turn_order)] = record
+    session_ids = sorted({record.stream_session_id for record in latest.values()})
+    sessions = {
+        row.id: row
+        for row in (
+            await connection.execute(
+                select(
+                    StreamSessionRow.id,
+                    StreamSessionRow.meeting_id,
+                    StreamSessionRow.participant_id,
+                    ParticipantRow.uid,
+                )
+                .join(ParticipantRow, ParticipantRow.id == StreamSessionRow.participant_id)
+                .where(StreamSessionRow.id.in_(session_ids))
+            )
+        ).all()
+    }
+    rows = []
+    for record in latest.values():
+        session = sessions.get(record.stream_session_id)
+        if session is None:
+            raise NotFoundError(f"no stream session with id {record.stream_session_id}")
+        if (session.meeting_id, session.uid) != (record.meeting_id, record.uid):
+            raise StorageError(
+                f"turn {record.turn_order} of stream session {session.id} names meeting "
+                f"{record.meeting_id} uid {record.uid}, but the session belongs to "
+                f"meeting {session.meeting_id} uid {session.uid}"
+            )
+        rows.append(
+            {
+                "meeting_id": record.meeting_id,
+                "participant_id": session.participant_id,
+                "stream_session_id": record.stream_session_id,
+                "turn_order": record.turn_order,
+                "start_ms": record.start_ms,
+                "end_ms": record.end_ms,
+                "text": clean_text(record.text),
+                "words": words_to_json(record.words),
+                "end_of_turn_confidence": record.end_of_turn_confidence,
+                "language": clean_optional(record.language),
+            }
+        )
+    statement = insert_for(dialect, TurnRow)
+    replaced = ("start_ms", "end_ms", "text", "words", "end_of_turn_confidence", "language")
+    statement = statement.on_conflict_do_update(
+        index_elements=[TurnRow.stream_session_id, TurnRow.turn_order],
+        set_={name: statement.excluded[name] for name in replaced},
+    )
+    for start in range(0, len(rows), _TURN_CHUNK):
+        await connection.execute(statement, rows[start : start + _TURN_CHUNK])
+    meeting_ids = sorted({record.meeting_id for record in latest.values()})
+    await connection.execute(
+        update(MeetingRow)
+        .where(MeetingRow.id.in_(meeting_ids))
+        .values(heartbeat_at=datetime.now(UTC))
+    )
+
+
+async def mark_abandoned_meetings(
+    connection: AsyncConnection,
+    *,
+    channel: str | None,
+    stale_after: timedelta,
+    now: datetime,
+    host: str,
+) -> int:
+    """Set ``interrupted`` on 'recording' meetings whose recorder is gone.
+
+    Gone means: started on ``host`` by a process that no longer exists, or,
+    on any host, no heartbeat for ``stale_after``. A meeting of this very
+    process is never touched. ``ended_at`` becomes the last heartbeat.
+
+    Returns:
+        How many meetings were marked.
+    """
+    query = select(
+        MeetingRow.id,
+        MeetingRow.host,
+        MeetingRow.pid,
+        MeetingRow.started_at,
+        MeetingRow.heartbeat_at,
+    ).where(MeetingRow.status == "recording")
+    if channel is not None:
+        query = query.where(MeetingRow.channel == channel)
+    me = os.getpid()
+    marked = 0
+    for row in (await connection.execute(query)).all():
+        last = row.heartbeat_at or row.started_at
+        if row.host == host and row.pid == me:
+            continue
+        is_dead = row.host == host and row.pid is not None and not is_pid_alive(row.pid)
+        if is_dead or now - last >= stale_after:
+            await connection.execute(
+                update(MeetingRow)
+                .where(MeetingRow.id == row.id, MeetingRow.status == "recording")
+                .values(status="interrupted", ended_at=last)
+            )
+            marked += 1
+    return marked
