@@ -147,3 +147,17 @@ async def test_bad_key_is_rejected_once_with_a_clear_message():
     assert "code 1008" in message and "Unauthorized Connection" in message
     assert "check ASSEMBLYAI_API_KEY" in message and "wrong-key" not in message
     assert len(emu.sessions) == 1  # no retry loop
+
+
+async def test_stalled_termination_is_waited_for_a_bounded_time():
+    pcm, _ = encode_words(SENTENCES[0])
+    emu = emulator(faults=FaultPlan(default=(Fault.stall(on_terminate=True),)))
+    async with emu.serve() as server:
+        s = make_session(server.url, terminate_timeout_s=0.5)
+        await s.start()
+        s.send(pcm)
+        started = asyncio.get_running_loop().time()
+        await s.stop()
+        elapsed = asyncio.get_running_loop().time() - started
+    assert 0.5 <= elapsed < 0.5 + len(pcm) / 32000 / SPEED + 1.5
+    assert len(emu.sessions) == 1 and s.error is None
