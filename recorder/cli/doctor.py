@@ -19,7 +19,20 @@ from recorder.cli.common import CONTEXT_SETTINGS, build_config, db_option, run
 from recorder.config import Config, mask_url
 from recorder.errors import RecorderError
 
-__all__ = ["Check", "doctor", "run_checks"]
+__all__ = [
+    "Check",
+    "check_agora_sdk",
+    "check_api_key",
+    "check_app_id",
+    "check_channel",
+    "check_credentials",
+    "check_database",
+    "check_python",
+    "check_streaming",
+    "check_token",
+    "doctor",
+    "run_checks",
+]
 
 _MIN_PYTHON = (3, 11)
 _PROBE_CHANNEL = "recorder-doctor"
@@ -267,7 +280,7 @@ _MARKS = {"ok": "ok  ", "warn": "warn", "fail": "FAIL"}
 def doctor(
     online: bool, channel: str | None, stt_url: str | None, database_url: str | None
 ) -> None:
-    r"""Check this machine is ready to record a real meeting.
+    """Check this machine is ready to record a real meeting.
 
     One line per check: ok, warn, or FAIL with what to do. Exits non-zero
     when something a real recording needs is missing. Secrets are never shown.
@@ -276,7 +289,7 @@ def doctor(
     Examples:
         recorder doctor
         recorder doctor --online --channel standup
-    """
+    """  # noqa: D301 - click needs a real \b to keep example lines
     config = build_config(database_url=database_url, channel=channel, stt_url=stt_url)
     checks = run(run_checks(config, online=online))
     width = max(len(check.name) for check in checks)
