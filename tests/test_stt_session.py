@@ -667,3 +667,24 @@ async def test_cancelled_start_leaves_no_task_behind():
             await task
         await server.connections[0].client_gone.wait()
     assert s._runner is not None and s._runner.done()
+
+
+async def test_stop_during_backoff_returns_at_once_when_everything_was_finalised():
+    async def script(conn: FakeConnection) -> None:
+        await conn.begin()
+        await conn.wait_audio(3200)
+        await conn.send_json(turn_message(0, [("Done.", 0, 100)]))
+        await asyncio.sleep(0.05)
+        await conn.close(1011, "")
+
+    async with FakeSttServer(script) as server:
+        s = session(server.url, backoff_initial_s=30, backoff_max_s=30)
+        await s.start()
+        reader = asyncio.create_task(collect(s))
+        s.send(pcm(0, 100))
+        await server.connections[0].client_gone.wait()
+        started = time.monotonic()
+        await s.stop()
+        assert time.monotonic() - started < 1.0
+        await reader
+    assert server.attempts == 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
@@ -189,6 +190,7 @@ class StreamingSession:
         self._socket_count = 0
 
         self._wake = asyncio.Event()
+        self._stop_requested = asyncio.Event()
         self._events: collections.deque[Event] = collections.deque()
         self._events_ready = asyncio.Event()
         self._max_partials_queued = 200
@@ -308,6 +310,7 @@ class StreamingSession:
             return
         if not self._stopping:
             self._stopping = True
+            self._stop_requested.set()
             tail = self._chunker.flush()
             if tail is not None:
                 self._buffer.queue(self._chunked_pos, tail)
@@ -419,7 +422,10 @@ class StreamingSession:
                     continue
             delay = self._retry.next_delay(loop.time(), problem)
             logger.info("= %s: reconnecting in %.2f s (%s)", self.name, delay, problem)
-            await asyncio.sleep(delay)
+            # stop() cuts the wait short: with nothing left to send there is no reconnect.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._stop_requested.wait()
 
     async def _run_socket(
         self, conn: ClientConnection
