@@ -241,6 +241,10 @@ class StreamingSession:
     def send(self, pcm: bytes) -> None:
         """Queue audio (any size; re-chunked). Never blocks; sending is paced to real time.
 
+        Call it on the event loop's thread (a transport hands chunks over with
+        ``call_soon_threadsafe``). A live chunk is written to the socket at once
+        when nothing is queued before it; otherwise the sender task sends it.
+
         Raises:
             SttRejected: the session failed for good earlier.
             SttConnectionError: the session gave up reconnecting earlier.
