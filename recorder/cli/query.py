@@ -263,7 +263,7 @@ def show(
             duration = format_duration(
                 None if summary.duration_s is None else round(summary.duration_s * 1000)
             )
-            click.echo(
+            title = (
                 f"{clean_text(summary.channel)} · meeting {summary.id} · "
                 f"{format_datetime(summary.started_at)} · {duration} · {summary.status}"
             )
@@ -273,6 +273,8 @@ def show(
                     continue
                 if end_ms is not None and turn.start_ms > end_ms:
                     break
+                if shown == 0:
+                    click.echo(title)
                 name = clean_text(turn.display_name or "") or str(turn.uid)
                 text = clean_text(turn.text)
                 click.echo(

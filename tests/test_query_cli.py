@@ -1,0 +1,313 @@
+"""``recorder meetings``, ``show``, ``search``, ``speakers``, ``sql`` on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from conftest_export import make_meeting, make_turn, migrate, populate, store_meeting
+
+from recorder.cli import cli
+from recorder.cli.query import parse_clock, parse_since
+from recorder.errors import UsageError
+
+
+def _run(*args: str):
+    return CliRunner().invoke(cli, list(args))
+
+
+def _ok(*args: str) -> str:
+    result = _run(*args)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+# -- meetings -------------------------------------------------------------------------
+
+
+def test_meetings_lists_newest_first(db_url: str) -> None:
+    ids = populate(db_url, meetings=2)
+    lines = _ok("meetings", "--db", db_url).splitlines()
+    assert lines[0].split() == ["ID", "CHANNEL", "STARTED", "DURATION", "PEOPLE", "TURNS", "STATUS"]
+    assert len(lines) == 3
+    golden = next(line for line in lines if "design-review" in line)
+    assert golden.split()[0] == str(ids[0])
+    assert "2026-11-20 09:00 UTC" in golden and "2 h 00 min" in golden
+    assert golden.split()[-3:] == ["3", "9", "completed"]
+
+
+def test_meetings_json_and_filters(db_url: str) -> None:
+    populate(db_url, meetings=3)
+    rows = json.loads(_ok("meetings", "--json", "--channel", "finance-1", "--db", db_url))
+    assert [r["channel"] for r in rows] == ["finance-1"]
+    assert set(rows[0]) == {
+        "id",
+        "channel",
+        "started_at",
+        "ended_at",
+        "duration_s",
+        "participants",
+        "turns",
+        "status",
+    }
+    assert rows[0]["started_at"] == "2026-11-20T09:00:00Z"
+    assert len(json.loads(_ok("meetings", "--json", "--since", "2026-11-20", "--db", db_url))) == 3
+    result = _run("meetings", "--since", "2026-11-21T00:00", "--db", db_url)
+    assert result.exit_code == 1
+    assert result.output.startswith("error: no meetings since 2026-11-21T00:00")
+
+
+# -- show -----------------------------------------------------------------------------
+
+
+def test_show_prints_the_transcript(db_url: str) -> None:
+    populate(db_url)
+    output = _ok("show", "latest", "--db", db_url)
+    lines = output.splitlines()
+    assert lines[0].startswith("design-review ✨ · meeting ")
+    assert lines[1] == "[00:00:01] Alice Martín: Good morning, everyone. Let's get started."
+    assert "[00:00:22] 李雷:" in lines
+    assert lines[-1].startswith("[01:59:45] Alice Martín: That's all.")
+    assert "\x1b[" not in output  # no colours when stdout is not a terminal
+
+
+def test_show_filters_by_speaker_and_time(db_url: str) -> None:
+    populate(db_url)
+    lines = _ok("show", "latest", "--speaker", "alice martín", "--from", "0:05", "--db", db_url)
+    turns = lines.splitlines()[1:]
+    assert [t[:10] for t in turns] == ["[00:00:05]", "[00:00:28]", "[01:59:45]"]
+    turns = _ok("show", "latest", "--speaker", "303", "--db", db_url).splitlines()[1:]
+    assert len(turns) == 2 and all(" 303: " in t for t in turns)
+    turns = _ok("show", "latest", "--from", "00:10", "--to", "1:00:00", "--db", db_url)
+    assert [t[:10] for t in turns.splitlines()[1:]] == [
+        "[00:00:10]",
+        "[00:00:18]",
+        "[00:00:22]",
+        "[00:00:23]",
+        "[00:00:28]",
+        "[01:00:00]",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["show", "42"], 1, "error: no meeting with id 42"),
+        (["show", "latest", "--speaker", "Nobody"], 1, "error: no participant 'Nobody'"),
+        (["show", "latest", "--from", "ten"], 2, "error: --from must be a time like 12:30"),
+        (["show", "latest", "--from", "5:00", "--to", "1:00"], 2, "error: --to (1:00) is before"),
+        (["show", "latest", "--from", "3:00:00"], 1, "error: no turns in meeting"),
+        (["meetings", "--since", "yesterday"], 2, "error: --since must be a date"),
+        (["meetings", "--since", "2026-02-30"], 2, "error: --since must be a date"),
+        (["search", "x", "--since", "2026/11/20"], 2, "error: --since must be a date"),
+        (["speakers", "7777"], 1, "error: no meeting with id 7777"),
+        (["speakers", "latest", "--set", "Alice"], 2, "error: --set wants UID=NAME"),
+        (["speakers", "latest", "--set", "999=Zed"], 1, "error: uid 999 was not in meeting"),
+        (["sql", "SELEC 1"], 1, "error: "),
+        (["sql", "SELECT 1", "--json", "--csv"], 2, "error: choose one of --json and --csv"),
+    ],
+)
+def test_errors_are_one_clear_line(db_url: str, args: list[str], code: int, message: str) -> None:
+    populate(db_url)
+    result = _run(*args, "--db", db_url)
+    assert result.exit_code == code, result.output
+    assert result.output.startswith(message), result.output
+    assert result.output.count("\n") == 1 and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["meetings"],
+        ["meetings", "--json"],
+        ["show", "latest"],
+        ["search", "budget"],
+        ["speakers", "latest"],
+        ["export", "latest"],
+    ],
+)
+def test_an_empty_database_is_a_clear_error(db_url: str, args: list[str]) -> None:
+    migrate(db_url)
+    result = _run(*args, "--db", db_url)
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("error: no meetings recorded yet"), result.output
+
+
+# -- search ---------------------------------------------------------------------------
+
+
+def test_search_ranks_and_marks_matches(db_url: str) -> None:
+    ids = populate(db_url, meetings=3)
+    lines = _ok("search", "rollout", "--db", db_url).splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(f"{ids[0]} design-review ✨ [00:00:23] 303: ")
+    assert "«rollout»" in lines[0]
+    lines = _ok("search", "budget", "--limit", "1", "--db", db_url).splitlines()
+    assert len(lines) == 1 and "«Budget»" in lines[0]
+    hits = json.loads(_ok("search", "budget", "--channel", "finance-2", "--json", "--db", db_url))
+    assert [h["channel"] for h in hits] == ["finance-2"]
+    assert hits[0]["speaker"] == "Dana" and hits[0]["start_ms"] == 1000
+    result = _run("search", "rollout", "--speaker", "Alice Martín", "--db", db_url)
+    assert result.exit_code == 1 and result.output.startswith("error: nothing matches 'rollout'")
+    assert len(_ok("search", "friday", "--speaker", "101", "--db", db_url).splitlines()) == 1
+
+
+def test_search_highlights_in_colour_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    from recorder.cli import query
+
+    assert query._highlight("a «b» c", tty=False) == "a «b» c"
+    coloured = query._highlight("a «b» c", tty=True)
+    assert "«" not in coloured and "\x1b[" in coloured and "b" in coloured
+
+
+def test_untrusted_text_cannot_drive_the_terminal(db_url: str) -> None:
+    migrate(db_url)
+    nasty = "pay \x1b]0;owned\x07now \x1b[2J budget"
+    meeting = make_meeting([(101, "Eve\x1b[31m")], [make_turn(1, 101, 0, 1000, nasty)])
+
+    async def store_it() -> None:
+        from storage.store import TranscriptStore
+
+        async with await TranscriptStore.open(db_url) as store:
+            await store_meeting(store, meeting)
+
+    asyncio.run(store_it())
+    for args in (["show", "latest"], ["search", "budget"], ["speakers", "latest"]):
+        output = _ok(*args, "--db", db_url)
+        assert "\x1b" not in output and "\x07" not in output, args
+
+
+# -- speakers -------------------------------------------------------------------------
+
+
+def test_speakers_lists_and_names_participants(db_url: str, tmp_path: Path) -> None:
+    (meeting_id,) = populate(db_url)
+    lines = _ok("speakers", str(meeting_id), "--db", db_url).splitlines()
+    assert lines[0].split() == ["UID", "NAME", "TALK", "TIME", "TURNS", "FIRST", "SEEN"]
+    assert lines[3].split()[:2] == ["303", "-"]
+    result = CliRunner().invoke(
+        cli, ["speakers", "latest", "--set", "303=Zoë Q", "--set", "202=", "--db", db_url]
+    )
+    assert result.exit_code == 0, result.output
+    assert "uid 303 is now 'Zoë Q'" in result.output
+    assert lines[3].split()[0] == "303"
+    # The names are stored: exports and show use them, and uid 202 is back to its uid.
+    shown = _ok("show", "latest", "--db", db_url)
+    assert "[00:00:18] Zoë Q: Sorry, quick question." in shown
+    assert "[00:00:10] 202: " in shown
+    output = tmp_path / "x.md"
+    _ok("export", "latest", "-o", str(output), "--db", db_url)
+    assert "**Zoë Q**" in output.read_text(encoding="utf-8")
+
+
+# -- sql ------------------------------------------------------------------------------
+
+
+def test_sql_reads_in_three_shapes(db_url: str) -> None:
+    populate(db_url)
+    statement = "SELECT uid, display_name FROM participants ORDER BY uid"
+    table = _ok("sql", statement, "--db", db_url).splitlines()
+    assert table[0].split() == ["uid", "display_name"]
+    assert table[1].split() == ["101", "Alice", "Martín"]
+    assert table[3].split() == ["303", "NULL"]
+    rows = json.loads(_ok("sql", statement, "--json", "--db", db_url))
+    assert rows[0] == {"uid": 101, "display_name": "Alice Martín"}
+    assert rows[2] == {"uid": 303, "display_name": None}
+    csv_text = _ok("sql", statement, "--csv", "--db", db_url)
+    assert csv_text.splitlines() == ["uid,display_name", "101,Alice Martín", "202,李雷", "303,"]
+
+
+def test_sql_max_rows_says_it_truncated(db_url: str) -> None:
+    populate(db_url)
+    result = CliRunner().invoke(
+        cli, ["sql", "SELECT id FROM turns ORDER BY id", "--max-rows", "2", "--db", db_url]
+    )
+    assert result.exit_code == 0
+    assert "only the first 2 rows are shown" in result.output
+
+
+WRITES = {
+    "sqlite": [
+        "DELETE FROM turns",
+        "DROP TABLE turns",
+        "UPDATE participants SET display_name = 'x'",
+        "INSERT INTO notes (meeting_id, kind, text, created_at, spoken) "
+        "VALUES (1, 'x', 'y', '2026-01-01', 0)",
+        "ATTACH DATABASE 'evil.db' AS evil",
+        "PRAGMA writable_schema = 1",
+        "PRAGMA journal_mode = DELETE",
+        "VACUUM",
+        "CREATE TABLE t (x)",
+    ],
+    "postgres": [
+        "DELETE FROM turns",
+        "DROP TABLE turns",
+        "UPDATE participants SET display_name = 'x'",
+        "CREATE TABLE t (x int)",
+        "TRUNCATE turns",
+        "SET default_transaction_read_only = off; DELETE FROM turns",
+        "COMMIT; DELETE FROM turns",
+        "ATTACH DATABASE 'evil.db' AS evil",
+        "PRAGMA writable_schema = 1",
+    ],
+}
+
+
+def test_sql_refuses_every_write_and_changes_nothing(
+    db_url: str, backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # so an ATTACH that slipped through would show up here
+    populate(db_url)
+    count = "SELECT (SELECT count(*) FROM turns) AS t, (SELECT count(*) FROM notes) AS n"
+    before = _ok("sql", count, "--json", "--db", db_url)
+    names_before = _ok("sql", "SELECT display_name FROM participants", "--db", db_url)
+    for statement in WRITES[backend]:
+        result = _run("sql", statement, "--db", db_url)
+        assert result.exit_code != 0, (statement, result.output)
+        assert result.output.startswith("error: "), (statement, result.output)
+        assert result.output.count("\n") == 1 and "Traceback" not in result.output
+    assert _ok("sql", count, "--json", "--db", db_url) == before
+    assert _ok("sql", "SELECT display_name FROM participants", "--db", db_url) == names_before
+    assert not (tmp_path / "evil.db").exists()
+    assert "turns" in _ok("sql", _tables_query(backend), "--db", db_url)
+
+
+def _tables_query(backend: str) -> str:
+    if backend == "sqlite":
+        return "SELECT name FROM sqlite_master WHERE type = 'table'"
+    return "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+
+
+def test_sql_write_error_names_read_only(db_url: str) -> None:
+    populate(db_url)
+    result = _run("sql", "DELETE FROM turns", "--db", db_url)
+    assert result.exit_code == 1
+    assert "read-only" in result.output
+
+
+# -- parsing --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "ms"),
+    [("0", 0), ("90", 90_000), ("1:30", 90_000), ("01:02:03", 3_723_000), ("2:00.5", 120_500)],
+)
+def test_parse_clock(text: str, ms: int) -> None:
+    assert parse_clock(text, "--from") == ms
+
+
+@pytest.mark.parametrize("text", ["", "1:60", "1:99:00", "a:00", "1::2", "-1"])
+def test_parse_clock_rejects(text: str) -> None:
+    with pytest.raises(UsageError):
+        parse_clock(text, "--from")
+
+
+def test_parse_since_accepts_dates_and_times() -> None:
+    assert parse_since("2026-11-20").isoformat() == "2026-11-20T00:00:00+00:00"
+    assert parse_since("2026-11-20T09:30").isoformat() == "2026-11-20T09:30:00+00:00"
+    assert parse_since("2026-11-20T11:30+02:00").isoformat() == "2026-11-20T09:30:00+00:00"
+    with pytest.raises(UsageError, match="--since must be a date"):
+        parse_since("20/11/2026")
