@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 
 import pytest
@@ -10,6 +11,7 @@ from stt_fake_server import TIMEOUT
 
 from recorder.emulator.faults import Fault, FaultPlan
 from recorder.emulator.streaming import StreamingEmulator
+from recorder.emulator.streaming_clock import ManualClock
 from recorder.emulator.streaming_records import StreamingBehaviour
 from recorder.emulator.tonecode import encode_words
 from recorder.errors import SttRejected
@@ -161,3 +163,46 @@ async def test_stalled_termination_is_waited_for_a_bounded_time():
         elapsed = asyncio.get_running_loop().time() - started
     assert 0.5 <= elapsed < 0.5 + len(pcm) / 32000 / SPEED + 1.5
     assert len(emu.sessions) == 1 and s.error is None
+
+
+async def test_inactivity_close_reopens_when_speech_returns():
+    first, _ = encode_words(SENTENCES[0])
+    second, words_2 = encode_words(SENTENCES[1])
+    clock = ManualClock()
+    emu = StreamingEmulator(
+        api_keys={KEY},
+        realtime_factor=math.inf,  # the manual clock does not move on its own
+        clock=clock,
+        behaviour=StreamingBehaviour(processing_delay_s=0.01),
+    )
+    async with emu.serve() as server:
+        s = make_session(server.url, inactivity_timeout_s=5)
+        await s.start()
+        events: list = []
+        got_final, got_close = asyncio.Event(), asyncio.Event()
+
+        async def read() -> None:
+            async for event in s.events():
+                events.append(event)
+                if isinstance(event, FinalTranscript):
+                    got_final.set()
+                if isinstance(event, Closed):
+                    got_close.set()
+
+        reader = asyncio.create_task(read())
+        s.send(first)
+        await asyncio.wait_for(got_final.wait(), TIMEOUT)
+        clock.advance(6)  # no audio for longer than inactivity_timeout
+        await asyncio.wait_for(got_close.wait(), TIMEOUT)
+        assert len(emu.sessions) == 1  # nothing reopens while the participant is quiet
+        s.send(second)
+        await s.stop()
+        await reader
+    finals = [e for e in events if isinstance(e, FinalTranscript)]
+    assert [f.transcript for f in finals] == SENTENCES[:2]
+    assert finals[1].start_ms == len(first) // 32 + words_2[0].start_ms
+    assert [e.disposition for e in events if isinstance(e, Closed)] == [
+        Disposition.REOPEN_ON_AUDIO,
+        Disposition.DONE,
+    ]
+    assert len(emu.sessions) == 2
