@@ -115,3 +115,43 @@ def test_export_to_an_unwritable_place_is_a_clear_error(db_url: str, tmp_path: P
     result = CliRunner().invoke(cli, ["export", "latest", "-o", str(output), "--db", db_url])
     assert result.exit_code == 1
     assert result.output.startswith("error: cannot write to ")
+
+
+async def test_export_streams_when_the_store_can_give_the_header_alone(store, db_url) -> None:
+    """With ``get_meeting(with_turns=False)`` and ``iter_turns(with_words=False)`` the export
+    reads the header alone and streams turns without word timings (what HTML needs)."""
+    from dataclasses import replace
+
+    from recorder.cli.export import load_for_export
+    from recorder.export.exporter import iter_export
+
+    calls: list[tuple[str, dict]] = []
+
+    class Streaming:
+        # The real store, plus the two optional keywords the exporter asks for.
+        async def get_meeting(self, meeting_id: int, *, with_turns: bool = True):
+            calls.append(("get_meeting", {"with_turns": with_turns}))
+            meeting = await store.get_meeting(meeting_id)
+            return meeting if with_turns else replace(meeting, turns=())
+
+        async def iter_turns(self, meeting_id: int, *, batch: int = 1000, with_words: bool = True):
+            calls.append(("iter_turns", {"batch": batch, "with_words": with_words}))
+            async for turn in store.iter_turns(meeting_id, batch=batch):
+                yield turn if with_words else replace(turn, words=())
+
+    meeting_id = await store_meeting(store, golden_meeting())
+    streamed = {}
+    for fmt, needs_words in (("html", False), ("json", True)):
+        header, turns = await load_for_export(Streaming(), meeting_id, with_words=needs_words)
+        assert header.turns == ()
+        streamed[fmt] = "".join([p async for p in iter_export(header, turns, fmt)])
+    assert calls == [
+        ("get_meeting", {"with_turns": False}),
+        ("iter_turns", {"batch": 2000, "with_words": False}),
+        ("get_meeting", {"with_turns": False}),
+        ("iter_turns", {"batch": 2000, "with_words": True}),
+    ]
+    whole, turns = await load_for_export(store, meeting_id)
+    for fmt, text in streamed.items():
+        assert text == "".join([p async for p in iter_export(whole, turns, fmt)])
+        whole, turns = await load_for_export(store, meeting_id)

@@ -8,11 +8,12 @@ half-written behind.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import os
 import sys
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -27,7 +28,13 @@ if TYPE_CHECKING:
     from storage.records import Meeting, Turn
     from storage.store import TranscriptStore
 
-__all__ = ["choose_format", "export", "export_meeting", "meeting_header"]
+__all__ = [
+    "choose_format",
+    "export",
+    "export_meeting",
+    "load_for_export",
+    "meeting_header",
+]
 
 _FORMATS_WITH_WORDS = frozenset({"json", "srt", "vtt"})
 _BATCH = 2000
@@ -52,37 +59,50 @@ def choose_format(fmt: str | None, output: Path | None) -> str:
     return found
 
 
+def _accepts(method: Any, keyword: str) -> bool:
+    return keyword in inspect.signature(method).parameters
+
+
+def _without_turns(meeting: Meeting) -> Meeting:
+    return dataclasses.replace(meeting, turns=())
+
+
 async def meeting_header(store: TranscriptStore, meeting_id: int) -> Meeting:
     """The meeting's summary, participants, notes and sessions, without its turns.
 
     Uses ``get_meeting(..., with_turns=False)`` when the store offers it, so the
-    header of a huge meeting costs one small query; otherwise the turns loaded
-    by ``get_meeting`` are dropped at once (the export streams them again).
+    header of a huge meeting costs one small query.
     """
-    from storage.records import Meeting
+    if _accepts(store.get_meeting, "with_turns"):
+        options: dict[str, Any] = {"with_turns": False}
+        return _without_turns(await store.get_meeting(meeting_id, **options))
+    return _without_turns(await store.get_meeting(meeting_id))
 
-    try:
-        meeting = await store.get_meeting(meeting_id, with_turns=False)  # type: ignore[call-arg]
-    except TypeError:
+
+async def load_for_export(
+    store: TranscriptStore, meeting_id: int, *, with_words: bool = True
+) -> tuple[Meeting, AsyncIterator[Turn]]:
+    """The meeting's header and a stream of its turns in time order.
+
+    The turns stream from ``iter_turns`` (flat memory) when the store can give
+    the header alone; a store that only loads meetings whole has its turns
+    reused rather than read twice. Word timings are most of a turn row (JSON to
+    parse) and only JSON, SRT and WebVTT use them, so they are skipped when the
+    store's ``iter_turns`` takes ``with_words``.
+    """
+    if not _accepts(store.get_meeting, "with_turns"):
         meeting = await store.get_meeting(meeting_id)
-    return Meeting(
-        summary=meeting.summary,
-        participants=meeting.participants,
-        turns=(),
-        notes=meeting.notes,
-        stream_sessions=meeting.stream_sessions,
-    )
-
-
-def _iter_turns(
-    store: TranscriptStore, meeting_id: int, *, with_words: bool
-) -> AsyncIterator[Turn]:
-    # Word timings are most of a turn row (JSON to parse); HTML, Markdown and text do
-    # not show them. Ask the store to skip them when it can (an optional keyword).
+        return _without_turns(meeting), _from_memory(meeting.turns)
+    header = await meeting_header(store, meeting_id)
     options: dict[str, Any] = {"batch": _BATCH}
-    if not with_words and "with_words" in inspect.signature(store.iter_turns).parameters:
+    if not with_words and _accepts(store.iter_turns, "with_words"):
         options["with_words"] = False
-    return store.iter_turns(meeting_id, **options)
+    return header, store.iter_turns(meeting_id, **options)
+
+
+async def _from_memory(turns: Sequence[Turn]) -> AsyncIterator[Turn]:
+    for turn in turns:
+        yield turn
 
 
 async def export_meeting(
@@ -117,8 +137,9 @@ async def export_meeting(
     chosen = choose_format(fmt, output)
     async with await TranscriptStore.open(database_url) as store:
         meeting_id = await store.resolve_meeting(meeting, channel=channel)
-        header = await meeting_header(store, meeting_id)
-        turns = _iter_turns(store, meeting_id, with_words=chosen in _FORMATS_WITH_WORDS)
+        header, turns = await load_for_export(
+            store, meeting_id, with_words=chosen in _FORMATS_WITH_WORDS
+        )
         if output is None:
             await render_export(header, turns, chosen, sys.stdout.write)
             sys.stdout.flush()
