@@ -398,3 +398,27 @@ async def test_a_meeting_without_turns_renders() -> None:
     assert list(srt.parse(await render(meeting, "srt"))) == []
     assert len(webvtt.from_buffer(io.StringIO(await render(meeting, "vtt")))) == 0
     assert json.loads(await render(meeting, "json"))["turns"] == []
+
+
+@given(st.text(max_size=60), st.booleans())
+@settings(max_examples=200, deadline=None)
+def test_clean_text_fast_path_agrees_with_the_full_cleaning(text: str, keep: bool) -> None:
+    # A trailing control character forces the full path; it must give the same result.
+    assert clean_text(text, keep_newlines=keep) == clean_text(text + "\x00", keep_newlines=keep)
+    cleaned = clean_text(text, keep_newlines=keep)
+    assert clean_text(cleaned, keep_newlines=keep) == cleaned
+    assert not any(ord(c) < 32 and c != "\n" for c in cleaned)
+    assert "\n" not in cleaned or keep
+
+
+async def test_overlapping_turns_give_cues_in_start_order() -> None:
+    turns = [
+        make_turn(1, 101, 0, 20_000, " ".join(f"a{i}" for i in range(40))),
+        make_turn(2, 202, 3_000, 4_000, "short interjection"),
+        make_turn(3, 303, 7_000, 9_000, "another one"),
+    ]
+    meeting = make_meeting([(101, "A"), (202, "B"), (303, "C")], turns)
+    captions = webvtt.from_buffer(io.StringIO(await render(meeting, "vtt")))
+    starts = [c.start_in_seconds for c in captions]
+    assert starts == sorted(starts)
+    assert [c.voice for c in captions][:3] == ["A", "B", "A"]
