@@ -38,6 +38,7 @@ from recorder.agent.protocol import (
     State,
 )
 from recorder.errors import AgentError
+from recorder.wirelog import wire_logger
 
 __all__ = [
     "MAPPED_EXCEPTIONS",
@@ -425,17 +426,5 @@ async def open_session(
         await session.end()
 
 
-class _RedactAuthorization(logging.Filter):
-    """Hide the ``Authorization`` header in websockets' debug handshake logs."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        args = record.args
-        if isinstance(args, tuple) and len(args) == 2 and str(args[0]).lower() == "authorization":
-            record.args = (args[0], "[redacted]")
-        return True
-
-
-# websockets logs every handshake header at DEBUG ("> Authorization: Bearer ..."),
-# and the key must never reach a log (STYLE.md §4).
-_ws_logger = logging.getLogger("recorder.agent.websocket")
-_ws_logger.addFilter(_RedactAuthorization())
+# websockets logs every handshake header at DEBUG; keys must never reach a log.
+_ws_logger = wire_logger("recorder.agent.websocket")

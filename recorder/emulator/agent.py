@@ -56,6 +56,7 @@ from recorder.emulator.agent_records import AgentSessionRecord
 from recorder.emulator.agent_session import AgentConnection, Answer, ReplyText, echo_answer
 from recorder.emulator.agent_voice import extractive_reply
 from recorder.emulator.streaming import json_response
+from recorder.wirelog import wire_logger
 
 __all__ = ["AGENT_PATH", "AGENT_TOKEN_PATH", "RunningAgentServer", "VoiceAgentEmulator"]
 
@@ -250,16 +251,5 @@ class VoiceAgentEmulator:
         return json_response(connection, 200, {"token": token, "expires_in_seconds": expires_in})
 
 
-class _RedactAuthorization(logging.Filter):
-    """Hide the ``Authorization`` header in websockets' debug handshake logs."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        args = record.args
-        if isinstance(args, tuple) and len(args) == 2 and str(args[0]).lower() == "authorization":
-            record.args = (args[0], "[redacted]")
-        return True
-
-
-# websockets logs every request header at DEBUG; keys must never reach a log.
-_ws_logger = logging.getLogger("recorder.emulator.websocket")
-_ws_logger.addFilter(_RedactAuthorization())
+# websockets logs every handshake header at DEBUG; keys must never reach a log.
+_ws_logger = wire_logger("recorder.emulator.websocket")

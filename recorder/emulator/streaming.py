@@ -64,6 +64,7 @@ from recorder.emulator.streaming_params import (
 from recorder.emulator.streaming_records import SessionRecord, StreamingBehaviour
 from recorder.emulator.streaming_session import Admission, StreamingSession
 from recorder.emulator.tonecode import StreamDecoder
+from recorder.wirelog import wire_logger
 
 __all__ = [
     "STREAMING_PATH",
@@ -95,6 +96,8 @@ def server_options() -> dict[str, Any]:
         "max_size": 2**20,
         # PCM barely compresses and deflate costs the client CPU (DESIGN.md).
         "compression": None,
+        # Clients send their key in the handshake; it must not reach a debug log.
+        "logger": wire_logger("recorder.emulator.websocket"),
     }
 
 

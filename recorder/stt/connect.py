@@ -9,8 +9,6 @@ httpcore's ``map_exceptions`` (STYLE.md §3.3).
 from __future__ import annotations
 
 import contextlib
-import logging
-import re
 from collections.abc import Iterator, Mapping
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -24,6 +22,7 @@ from websockets.exceptions import (
 
 from recorder import __version__
 from recorder.errors import SttConnectionError, SttRejected
+from recorder.wirelog import wire_logger
 
 __all__ = ["FOREIGN_EXCEPTIONS", "WIRE_LOGGER", "map_exceptions", "open_socket", "redact_url"]
 
@@ -40,29 +39,10 @@ FOREIGN_EXCEPTIONS: tuple[type[BaseException], ...] = (
 )
 
 _KEY_HINT = "check ASSEMBLYAI_API_KEY (or the temporary token)"
-_TOKEN_IN_QUERY = re.compile(r"(?i)(token=)[^&\s]*")
-
-
-class _RedactSecrets(logging.Filter):
-    """Keep the key and token out of websockets' debug log of the handshake.
-
-    websockets logs every request header (``> Authorization: ...``) and the
-    request path (with ``?token=``) at DEBUG; DESIGN.md: never log keys or tokens.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        args = record.args
-        if isinstance(args, tuple) and args:
-            if record.msg == "> %s: %s" and str(args[0]).lower() == "authorization":
-                record.args = (args[0], "[redacted]")
-            elif isinstance(args[0], str) and "token=" in args[0].lower():
-                record.args = (_TOKEN_IN_QUERY.sub(r"\1[redacted]", args[0]), *args[1:])
-        return True
 
 
 #: The logger handed to websockets for STT sockets, with secrets redacted.
-WIRE_LOGGER = logging.getLogger("recorder.stt.wire")
-WIRE_LOGGER.addFilter(_RedactSecrets())
+WIRE_LOGGER = wire_logger("recorder.stt.wire")
 
 
 @contextlib.contextmanager
