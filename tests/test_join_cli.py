@@ -225,3 +225,53 @@ async def test_no_secret_in_debug_logs(tmp_path: Path) -> None:
     assert "DEBUG" in logs and "Authorization" in logs  # the handshake was logged, redacted
     assert secret not in logs and secret not in out.decode()
     assert secret[-8:] not in logs
+
+
+@pytest.mark.parametrize(
+    "names_file",
+    ['{"1": "Annika", "2": "Benedikt"}', "1=Annika\n2 = Benedikt\n"],
+    ids=["json", "lines"],
+)
+def test_speaker_names_and_duration(tmp_path: Path, names_file: str) -> None:
+    async def main() -> tuple[int, str, str]:
+        db_url = f"sqlite+aiosqlite:///{tmp_path / 'r.db'}"
+        await upgrade_database(db_url)
+        (tmp_path / "names.txt").write_text(names_file)
+        path = tmp_path / "long.json"
+        path.write_text(json.dumps(SCRIPT))  # 40 s long; --duration stops it after 4 s
+        async with StreamingEmulator().serve() as server:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "recorder",
+                "join",
+                f"--transport=replay:{path}",
+                f"--stt-url={server.url}",
+                f"--db={db_url}",
+                "--duration=4",
+                f"--speaker-names={tmp_path / 'names.txt'}",
+                cwd=tmp_path,
+                env=clean_env(tmp_path),
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            out, err = await asyncio.wait_for(process.communicate(), 30)
+        async with await TranscriptStore.open(db_url) as store:
+            (summary,) = await store.list_meetings()
+            meeting = await store.get_meeting(summary.id)
+        names = sorted(p.display_name or "" for p in meeting.participants)
+        return process.returncode or 0, out.decode(), ",".join(names)
+
+    code, out, names = asyncio.run(main())
+    assert code == 0
+    assert names == "Annika,Benedikt"  # the file wins over the script's names
+    assert "Annika (1): First sentence here." in out
+    assert "Never reached" not in out
+
+
+def test_bad_speaker_names_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "names.txt").write_text("alice=101\n")
+    code, output = run_cli(tmp_path, "join", "--channel", "c", "--speaker-names", "names.txt")
+    assert code == 1
+    assert "'alice' is not a uid" in output

@@ -142,3 +142,13 @@ async def test_billed_seconds_stay_near_speech_time(tmp_path: Path) -> None:
     assert 0.15 < speech / (meeting_s * 5) < 0.25  # each participant talks ~20% of the time
     assert billed < 1.5 * speech, f"billed {billed:.1f} s for {speech:.1f} s of speech"
     assert recorded.report.billed_seconds * speed == pytest.approx(billed, rel=0.1)
+
+
+async def test_a_recording_on_each_database(tmp_path: Path, db_url: str) -> None:
+    """The whole pipeline writes to PostgreSQL (a fleet's shared database) as to SQLite."""
+    from storage.db import upgrade_database
+
+    await upgrade_database(db_url)
+    recorded = await record_script(MEETING, tmp_path, db_url=db_url)
+    assert_matches_script(recorded.meeting, script_of(MEETING))
+    assert recorded.meeting.summary.status == "completed"
