@@ -65,3 +65,44 @@ async def test_html_memory_flat_at_100k_turns() -> None:
     big_peak, big_size = await _peak_bytes(100_000, "html")
     assert big_peak < 1.5 * small_peak + 256 * 1024, (small_peak, big_peak)
     assert big_peak < big_size / 4  # far below holding the output (or the turns)
+
+
+@pytest.mark.parametrize("fmt", ["html", "md", "txt"])
+async def test_tiny_prefetch_batches_give_the_same_output(fmt: str) -> None:
+    from recorder.export.views import Speakers, build_meeting_view, turn_views
+    from recorder.render import stream_template
+
+    meeting = make_meeting([(101, "Alice"), (102, None), (103, "Li")], [], duration_ms=300_000)
+
+    async def rendered(batch: int) -> str:
+        speakers = Speakers(meeting.participants)
+        context = {"meeting": build_meeting_view(meeting, speakers)}
+        if fmt == "html":
+            context.update(script="", script_hash="sha256-x", style="")
+        turns = turn_views(_turns(37), speakers)
+        return "".join(
+            [
+                c
+                async for c in stream_template(
+                    f"meeting.{fmt}", batch=batch, turns=turns, **context
+                )
+            ]
+        )
+
+    whole = await rendered(1000)
+    assert whole.count("(36)") == 1
+    for batch in (1, 4, 5, 36):
+        assert await rendered(batch) == whole
+
+
+async def test_a_template_reading_ahead_of_the_buffer_fails_loudly() -> None:
+    from recorder.errors import RenderError
+    from recorder.render import _Prefetched
+
+    feed = _Prefetched(_turns(10), batch=4)
+    await feed.refill()
+    assert len(feed) == 4
+    for _ in range(4):
+        next(feed)
+    with pytest.raises(RenderError, match="every item of a streamed loop must produce output"):
+        next(feed)
