@@ -246,7 +246,11 @@ async def upgrade_database(url: str | URL, revision: str = "head") -> str:
     prepare_sqlite_file(parsed)
     engine = create_engine(parsed)
     try:
-        await _run_alembic(engine, lambda config: command.upgrade(config, revision))
+        if revision == "head":
+            # Refuses a database from a newer recorder with a clear message.
+            await ensure_schema(engine, auto_migrate=True, url=parsed)
+        else:
+            await _run_alembic(engine, lambda config: command.upgrade(config, revision))
         current = await current_revision(engine)
     finally:
         await engine.dispose()
@@ -268,35 +272,43 @@ async def downgrade_database(url: str | URL, revision: str = "base") -> str | No
         await engine.dispose()
 
 
-async def ensure_schema(engine: AsyncEngine, *, auto_migrate: bool) -> None:
+def _known_revisions() -> set[str]:
+    script = ScriptDirectory.from_config(migrations_config())
+    return {revision.revision for revision in script.walk_revisions()}
+
+
+async def ensure_schema(
+    engine: AsyncEngine, *, auto_migrate: bool, url: str | URL | None = None
+) -> None:
     """Migrate the database, or check that it is at head.
+
+    Args:
+        engine: an engine from :func:`create_engine`.
+        auto_migrate: upgrade to head if behind, instead of refusing.
+        url: the URL the user gave, for messages (the engine's lacks ``search_path``).
 
     Raises:
         MigrationRequired: the database is behind and ``auto_migrate`` is false.
         StorageError: the database is at a revision this recorder does not know.
     """
-    if auto_migrate:
-        await _run_alembic(engine, lambda config: command.upgrade(config, "head"))
-        return
+    where = mask_url(url if url is not None else engine.url)
     current = await current_revision(engine)
     head = head_revision()
     if current == head:
         return
-    where = mask_url(engine.url)
+    if current is not None and current not in _known_revisions():
+        raise StorageError(
+            f"the database at {where} is at revision {current}, which this version of "
+            "recorder does not know; upgrade recorder"
+        )
+    if auto_migrate:
+        await _run_alembic(engine, lambda config: command.upgrade(config, "head"))
+        return
     hint = f"run 'recorder db upgrade --db {where}'"
     if current is None:
         raise MigrationRequired(
             f"the database at {where} has no recorder tables yet but recorder needs "
             f"revision {head}; {hint}"
-        )
-    known = {
-        script.revision
-        for script in ScriptDirectory.from_config(migrations_config()).walk_revisions()
-    }
-    if current not in known:
-        raise StorageError(
-            f"the database at {where} is at revision {current}, which this version of "
-            "recorder does not know; upgrade recorder"
         )
     raise MigrationRequired(
         f"the database at {where} is at revision {current} but recorder needs {head}; {hint}"

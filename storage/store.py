@@ -119,7 +119,7 @@ class TranscriptStore:
                 )
         engine = db.create_engine(parsed)
         try:
-            await db.ensure_schema(engine, auto_migrate=auto_migrate)
+            await db.ensure_schema(engine, auto_migrate=auto_migrate, url=parsed)
         except BaseException:
             await engine.dispose()
             raise

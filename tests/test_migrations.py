@@ -117,6 +117,8 @@ async def test_store_refuses_a_database_behind_head(db_url: str) -> None:
         await TranscriptStore.open(db_url)
     message = str(caught.value)
     assert "recorder db upgrade --db" in message and head_revision() in message
+    if "search_path" in db_url:  # the hint names the schema the user gave
+        assert "search_path=" in message
     assert "\n" not in message
     # Opting in migrates it.
     async with await TranscriptStore.open(db_url, auto_migrate=True) as store:
@@ -137,8 +139,11 @@ async def test_store_refuses_an_unknown_revision(db_url: str) -> None:
         await connection.execute(text("UPDATE alembic_version SET version_num = 'from_future'"))
     assert await current_revision(engine) == "from_future"
     await engine.dispose()
+    for auto_migrate in (False, True):
+        with pytest.raises(StorageError, match="does not know; upgrade recorder"):
+            await TranscriptStore.open(db_url, auto_migrate=auto_migrate)
     with pytest.raises(StorageError, match="does not know; upgrade recorder"):
-        await TranscriptStore.open(db_url)
+        await upgrade_database(db_url)
 
 
 async def test_migrations_do_not_need_the_checkout(tmp_path: Path, monkeypatch) -> None:
