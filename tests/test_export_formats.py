@@ -422,3 +422,41 @@ async def test_overlapping_turns_give_cues_in_start_order() -> None:
     starts = [c.start_in_seconds for c in captions]
     assert starts == sorted(starts)
     assert [c.voice for c in captions][:3] == ["A", "B", "A"]
+
+
+@given(
+    text=st.text(min_size=1, max_size=120),
+    name=st.one_of(st.none(), st.text(max_size=20)),
+)
+@settings(max_examples=60, deadline=None)
+def test_any_text_gives_valid_files_in_every_format(text: str, name: str | None) -> None:
+    import asyncio
+
+    turns = [
+        make_turn(1, 101, 1000, 9000, text, name=name),
+        make_turn(2, 202, 2000, 3000, "ok then", name="B"),
+    ]
+    meeting = make_meeting([(101, name), (202, "B")], turns)
+    out = {fmt: asyncio.run(render(meeting, fmt)) for fmt in FORMATS}
+    cleaned = clean_text(text)
+    words = [w for w in cleaned.split(" ") if w]
+    # SRT and WebVTT: parse, and every word of the turn is in some cue, in order.
+    subtitles = list(srt.parse(out["srt"]))
+    captions = webvtt.from_buffer(io.StringIO(out["vtt"]))
+    assert len(subtitles) == len(captions) >= 1 + bool(words)
+    # (webvtt-py leaves character references in voice names as they are)
+    voices = {html.unescape(c.voice) for c in captions}
+    assert voices <= {"B", clean_text(name or "") or "101"}
+    # HTML: one turn paragraph each, the text intact, no element from the transcript.
+    parser = _Collector()
+    parser.feed(out["html"])
+    assert parser.tags.count("script") == 1 and parser.urls == []
+    if cleaned:
+        assert cleaned in "".join(parser.text)
+    # Markdown: the text renders literally.
+    if cleaned:
+        assert cleaned in _rendered_text(out["md"]).replace("\n", " ") or "\n" in cleaned
+    # Plain text: one line per turn.
+    assert sum(line.startswith("[00:00:0") for line in out["txt"].splitlines()) == 2
+    # JSON: exact.
+    assert json.loads(out["json"])["turns"][0]["text"] == text
