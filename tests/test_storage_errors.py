@@ -17,7 +17,6 @@ from recorder.cli import cli
 from recorder.errors import (
     ConfigError,
     DatabaseUnreachable,
-    MigrationRequired,
     ReadOnlyViolation,
     RecorderError,
     StorageError,
@@ -202,13 +201,18 @@ def test_cli_db_info_masks_the_password(postgres_url: str) -> None:
     assert "dialect: postgresql" in result.stdout and "turns: 0" in result.stdout
 
 
-def test_cli_store_behind_gives_one_line(tmp_path: Path) -> None:
+def test_cli_on_a_database_behind_gives_one_line(tmp_path: Path) -> None:
     path = tmp_path / "empty.db"
-    sqlite3.connect(path).close()
-    with pytest.raises(MigrationRequired, match="recorder db upgrade"):
-        import asyncio
-
-        asyncio.run(TranscriptStore.open(f"sqlite+aiosqlite:///{path}"))
+    sqlite3.connect(path).close()  # exists, never migrated
+    url = f"sqlite+aiosqlite:///{path}"
+    result, lines = _cli("meetings", "--db", url)
+    assert result.exit_code == 1
+    assert len(lines) == 1 and "recorder db upgrade --db" in lines[0], result.stderr
+    assert "Traceback" not in result.output
+    result, _ = _cli("db", "upgrade", "--db", url)
+    assert result.exit_code == 0
+    result, _ = _cli("meetings", "--db", url)
+    assert "recorder db upgrade" not in result.output
 
 
 async def test_database_info_counts(store: TranscriptStore, db_url: str) -> None:
