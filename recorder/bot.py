@@ -49,6 +49,8 @@ __all__ = [
 # A recording process marks its meeting alive this often, so a fleet sharing one
 # database can tell a live meeting from one whose recorder was killed.
 HEARTBEAT_S = 60.0
+# Pre-roll (0.4 s) plus one chunk: how far a socket's audio may run ahead of real time.
+_MAX_LEAD_S = 0.5
 
 log = logging.getLogger(__name__)
 
@@ -448,6 +450,11 @@ def stream_factory(
             keyterms=keyterms,
             prompt=prompt,
             realtime_factor=realtime_factor,
+            # The pre-roll (pipeline.py) goes out at once when a socket opens. Without this
+            # lead every later chunk would queue behind it for the socket's whole life
+            # (latency, billed seconds and a timer per chunk); half a second is a far
+            # smaller burst than the service tolerates (spec §6.1, emulator: 3 s).
+            max_lead_s=_MAX_LEAD_S,
             name=f"uid {uid}",
         )
 
