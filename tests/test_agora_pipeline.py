@@ -26,6 +26,7 @@ from recorder.emulator.streaming import StreamingEmulator
 from recorder.errors import TransportError
 from recorder.transport.agora import AgoraTransport
 from recorder.transport.script import ExpectedWord, MeetingScript, SpeechClip, parse_script
+from storage.db import upgrade_database
 from storage.records import Meeting
 from storage.store import TranscriptStore
 
@@ -352,3 +353,44 @@ async def test_kicked_mid_meeting_keeps_the_transcript(world: Any, tmp_path: Pat
         "charlie",
         "delta.",
     ]
+
+
+def _join_cli(*args: str, **env: str) -> Any:
+    from click.testing import CliRunner
+
+    from recorder.cli import cli
+
+    return CliRunner().invoke(cli, ["join", "--transport", "agora", *args], env=env)
+
+
+async def test_join_command_records_through_agora(
+    world: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
+    await upgrade_database(db_url)
+    world.channel("standup").add_user(101)
+    env = {"AGORA_APP_ID": APP_ID, "AGORA_APP_CERTIFICATE": CERTIFICATE, "ASSEMBLYAI_API_KEY": "k"}
+    async with StreamingEmulator().serve() as server:
+        args = (
+            "--channel",
+            "standup",
+            "--duration",
+            "0.5",
+            "--db",
+            db_url,
+            "--stt-url",
+            server.url,
+        )
+        result = await asyncio.to_thread(_join_cli, *args, **env)
+        assert result.exit_code == 0, result.output
+        assert "meeting 1 (standup)" in result.stderr
+        assert "1 participants" in result.stderr  # 101 was announced after the join
+        world.join_failure = 6
+        failed = await asyncio.to_thread(_join_cli, *args, **env)
+    assert failed.exit_code == 1
+    (line,) = [text for text in failed.stderr.splitlines() if text.startswith("error:")]
+    assert "AGORA_APP_ID" in line and "reason 6 invalid app id" in line
+    assert CERTIFICATE not in result.output + failed.output
+    bad_channel = await asyncio.to_thread(_join_cli, "--channel", "a/b", "--db", db_url, **env)
+    assert bad_channel.exit_code == 1 and "characters Agora does not allow" in bad_channel.stderr

@@ -525,3 +525,19 @@ async def test_audience_cannot_publish(world: Any, tmp_path: Path) -> None:
     await transport.stop()
     with pytest.raises(TransportError):
         await transport.publish(tone(100))
+
+
+async def test_role_change_is_an_event_and_audience_stops_publishing(
+    world: Any, tmp_path: Path
+) -> None:
+    transport, sink = await joined(tmp_path, publish=True)
+    native = world.connection()
+    # The SDK reports role changes it was asked for (spec §8.1); ask it directly.
+    await asyncio.to_thread(native.sdk.get_local_user().set_user_role, 2)
+    await sink.wait(
+        lambda: any("role changed to audience" in e.reason for e in sink.of(ConnectionStateChanged))
+    )
+    with pytest.raises(TransportError, match="audience member"):
+        await transport.publish(tone(100))
+    assert world.rejected == []
+    await transport.stop()
