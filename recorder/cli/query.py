@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from recorder.cli.common import CONTEXT_SETTINGS, build_config, db_option, run
+from recorder.cli.export import load_for_export, meeting_header
 from recorder.errors import NotFoundError, UsageError
 from recorder.export.escape import clean_text
 from recorder.render import format_clock, format_datetime, format_duration
@@ -255,7 +256,7 @@ def show(
     async def main() -> None:
         async with await _open(database_url) as store:
             meeting_id = await store.resolve_meeting(meeting, channel=channel)
-            header = await _meeting_header(store, meeting_id)
+            header, turns = await load_for_export(store, meeting_id, with_words=False)
             participants = header.participants
             uid = _match_speaker(participants, speaker, meeting_id) if speaker else None
             style = _speaker_style(participants)
@@ -268,7 +269,7 @@ def show(
                 f"{format_datetime(summary.started_at)} · {duration} · {summary.status}"
             )
             shown = 0
-            async for turn in store.iter_turns(meeting_id):
+            async for turn in turns:
                 if turn.start_ms < start_ms or (uid is not None and turn.uid != uid):
                     continue
                 if end_ms is not None and turn.start_ms > end_ms:
@@ -305,12 +306,6 @@ def _match_speaker(participants: Sequence[Participant], wanted: str, meeting_id:
     if matches:
         raise UsageError(f"{len(matches)} participants are called {wanted!r}; give a uid: {known}")
     raise NotFoundError(f"no participant {wanted!r} in meeting {meeting_id}; try one of: {known}")
-
-
-async def _meeting_header(store: TranscriptStore, meeting_id: int) -> Any:
-    from recorder.cli.export import meeting_header
-
-    return await meeting_header(store, meeting_id)
 
 
 # -- search ---------------------------------------------------------------------------
@@ -423,7 +418,7 @@ def speakers(
     async def main() -> None:
         async with await _open(database_url) as store:
             meeting_id = await store.resolve_meeting(meeting, channel=channel)
-            header = await _meeting_header(store, meeting_id)
+            header = await meeting_header(store, meeting_id)
             known = {p.uid for p in header.participants}
             for uid, _name in names:
                 if uid not in known:
@@ -438,7 +433,7 @@ def speakers(
                     err=True,
                 )
             if names:
-                header = await _meeting_header(store, meeting_id)
+                header = await meeting_header(store, meeting_id)
         rows = [
             [
                 str(p.uid),
