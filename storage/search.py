@@ -7,6 +7,10 @@ column filters) is read as words or separators, never as query syntax. The
 terms are then rendered as an FTS5 MATCH string of quoted phrases (SQLite) or a
 tsquery of quoted lexemes (PostgreSQL), so neither parser can fail on them.
 
+SQLite (unicode61, remove_diacritics 2) folds accents, so ``cafe`` finds
+``café``; PostgreSQL's ``simple`` configuration does not, and its parser
+treats number symbols such as ``²`` or ``½`` as separators.
+
 Ranking covers the :data:`RANK_WINDOW` most recent matching turns (bm25 on
 SQLite, ts_rank on PostgreSQL), which keeps every search fast however common
 its words are.

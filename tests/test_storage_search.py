@@ -357,3 +357,25 @@ async def test_ranking_window_covers_the_most_recent_matches(store: TranscriptSt
         assert everything[0] == texts[0] and len(everything) == 3
         recent = await ranked(2, is_dense)
         assert sorted(recent) == sorted(texts[1:])
+
+
+# Letters and digits of any script are words on both databases. (PostgreSQL's
+# parser treats other number symbols such as "²" or "½" as separators, so
+# those are only searchable on SQLite.)
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    word=st.text(
+        alphabet=st.characters(categories=["Lu", "Ll", "Lt", "Lm", "Lo", "Nd", "Nl"]),
+        min_size=1,
+        max_size=12,
+    )
+)
+async def test_any_stored_word_is_found(store: TranscriptStore, word: str) -> None:
+    meeting = await store.start_meeting("words", 1, T0)
+    session = await store.open_stream_session(meeting, 7, T0)
+    text = f"alpha {word} omega"
+    await store.upsert_turns([TurnRecord(meeting, 7, session, 0, 0, 500, text)])
+    hits = await store.search(word, channel="words")
+    assert any(h.meeting_id == meeting for h in hits), (word, [h.text for h in hits])
