@@ -343,3 +343,43 @@ async def test_iter_turns_streams_100k_turns_in_flat_memory(sqlite_url: str) -> 
         assert count == total
         # Holding every turn would take well over 50 MB; a page of 1,000 a few MB.
         assert peak < 10_000_000, peak
+
+
+async def test_sqlite_connections_are_set_up(sqlite_url: str) -> None:
+    from sqlalchemy import text
+
+    from storage.db import BUSY_TIMEOUT_S, create_engine, upgrade_database
+
+    await upgrade_database(sqlite_url)
+    engine = create_engine(sqlite_url)
+    try:
+        async with engine.connect() as connection:
+            pragmas = {
+                name: (await connection.execute(text(f"PRAGMA {name}"))).scalar()
+                for name in ("journal_mode", "foreign_keys", "busy_timeout")
+            }
+    finally:
+        await engine.dispose()
+    assert pragmas == {
+        "journal_mode": "wal",
+        "foreign_keys": 1,
+        "busy_timeout": int(BUSY_TIMEOUT_S * 1000),
+    }
+
+
+async def test_deleting_a_meeting_cascades(store: TranscriptStore) -> None:
+    from sqlalchemy import delete
+
+    from storage.models import MeetingRow
+
+    meeting, alice, _ = await make_meeting(store)
+    await store.upsert_turns([turn(meeting, 101, alice, 0, 0, "cascade me")])
+    await store.add_note(meeting, "recap", "x", created_at=T0)
+    async with store._engine.begin() as connection:
+        await connection.execute(delete(MeetingRow).where(MeetingRow.id == meeting))
+    assert await store.search("cascade") == []
+    counts = await store.run_query(
+        "SELECT (SELECT count(*) FROM turns), (SELECT count(*) FROM participants), "
+        "(SELECT count(*) FROM stream_sessions), (SELECT count(*) FROM notes)"
+    )
+    assert counts.rows == ((0, 0, 0, 0),)
