@@ -541,3 +541,32 @@ async def test_role_change_is_an_event_and_audience_stops_publishing(
         await transport.publish(tone(100))
     assert world.rejected == []
     await transport.stop()
+
+
+async def test_stop_during_join_gives_up_the_join(
+    world: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    connecting = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    monkeypatch.setattr(
+        world, "_join", lambda conn, reason: loop.call_soon_threadsafe(connecting.set)
+    )
+    transport = make(tmp_path, join_timeout_s=30)
+    starting = asyncio.create_task(transport.start(Sink()))
+    await asyncio.wait_for(connecting.wait(), TIMEOUT)
+    await transport.stop()  # e.g. Ctrl+C handled by the bot while joining
+    with pytest.raises(JoinError, match="stopped while joining"):
+        await asyncio.wait_for(starting, TIMEOUT)
+    assert world.connections[0].released
+
+
+async def test_publishing_stops_when_the_connection_goes(world: Any, tmp_path: Path) -> None:
+    transport, _ = await joined(tmp_path, publish=True)
+    publishing = asyncio.create_task(transport.publish(tone(3000)))
+    async with asyncio.timeout(TIMEOUT):
+        # The fake tells nobody when it plays a frame out: poll its record.
+        while not world.published:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+    await transport.stop()
+    await asyncio.wait_for(publishing, TIMEOUT)  # returns; never pushes into a released one
+    assert world.connections[0].released and world.errors == []

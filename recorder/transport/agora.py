@@ -247,6 +247,8 @@ class AgoraTransport(Transport):
                     f"the Agora SDK could not publish the bot's audio (result {result})"
                 )
             self._is_published = True
+        if conn is not self._conn:  # left (or rejoined) meanwhile: never touch the old one
+            raise TransportError(f"the bot left channel {self.channel!r}; cannot play audio")
         await self._publisher.publish(conn, pcm)
 
     def flush_publish(self) -> None:
@@ -295,6 +297,9 @@ class AgoraTransport(Transport):
                 "the Agora SDK could not create a connection; check the SDK log in "
                 f"{log_dir} and try again"
             )
+        if self._closing:  # stopped while the connection was being made
+            await self._call(conn.release)
+            raise JoinError(f"stopped while joining channel {self.channel!r}")
         self._generation += 1
         handler = NativeHandler(
             self, self._generation, self.bridge, self.participants, self.bot_uid
@@ -541,6 +546,10 @@ class AgoraTransport(Transport):
     async def _stop(self) -> None:
         self._closing = True
         self._publisher.flush(None)
+        joined = self._joined
+        if joined is not None and not joined.done():  # stop() during start(): give up the join
+            joined.set_exception(JoinError(f"stopped while joining channel {self.channel!r}"))
+            joined.exception()
         recovery = self._recovery
         if recovery is not None and recovery is not asyncio.current_task():
             recovery.cancel()
@@ -569,6 +578,8 @@ class AgoraTransport(Transport):
             self._retired_errors += handler.callback_errors
         if conn is None:
             return
+        # A publish() in progress stops before its next push: this connection is going.
+        self._publisher.flush(None)
         try:
             if self._is_published:
                 self._is_published = False
