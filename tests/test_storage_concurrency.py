@@ -6,7 +6,6 @@ import asyncio
 import sys
 from pathlib import Path
 
-from storage.db import upgrade_database
 from storage.store import TranscriptStore
 
 TURNS_PER_PROCESS = 200
@@ -22,7 +21,9 @@ from storage.records import TurnRecord
 from storage.store import TranscriptStore
 
 async def main(url, channel, count):
-    store = await TranscriptStore.open(url)
+    # Both writers find a new file and race to create the schema, as two
+    # recorders do on first use of the default database.
+    store = await TranscriptStore.open(url, auto_migrate=True)
     now = datetime.now(UTC)
     meeting = await store.start_meeting(channel, 1, now)
     session = await store.open_stream_session(meeting, 7, now)
@@ -58,7 +59,6 @@ async def _spawn(url: str, channel: str, cwd: Path) -> asyncio.subprocess.Proces
 
 
 async def test_two_processes_write_one_sqlite_file(sqlite_url: str) -> None:
-    await upgrade_database(sqlite_url)
     writers = [await _spawn(sqlite_url, channel, ROOT) for channel in ("one", "two")]
     for writer in writers:
         assert writer.stdout is not None
