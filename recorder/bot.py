@@ -454,7 +454,7 @@ def stream_factory(
             # lead every later chunk would queue behind it for the socket's whole life
             # (latency, billed seconds and a timer per chunk); half a second is a far
             # smaller burst than the service tolerates (spec §6.1, emulator: 3 s).
-            max_lead_s=_MAX_LEAD_S,
+            max_lead_s=_MAX_LEAD_S / realtime_factor,  # the session counts it in wall time
             name=f"uid {uid}",
         )
 
