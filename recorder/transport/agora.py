@@ -18,13 +18,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from recorder.errors import JoinError, RecorderError, TransportError
+from recorder.transport.agora_credentials import AgoraCredentials
 from recorder.transport.agora_errors import (
     TRANSIENT_REASONS,
-    TokenSource,
     connect_result_problem,
     reason_name,
     reason_problem,
-    validate_app_id,
     validate_channel_name,
     validate_uid,
 )
@@ -33,11 +32,10 @@ from recorder.transport.agora_observers import Observers, make_observers
 from recorder.transport.agora_preflight import AgoraSdk, load_agora_sdk
 from recorder.transport.agora_publish import DEFAULT_LEAD_MS, PcmPublisher
 from recorder.transport.agora_service import (
-    connection_configs,
+    create_connection,
+    prepare_connection,
     release_agora_service,
-    shared_service,
 )
-from recorder.transport.agora_token import RtcRole, build_rtc_token
 from recorder.transport.base import (
     AudioBridge,
     ConnectionState,
@@ -101,21 +99,18 @@ class AgoraTransport(Transport):
     ) -> None:
         self.channel = validate_channel_name(channel)
         self.bot_uid = validate_uid(bot_uid)
-        self._app_id = validate_app_id(app_id)
-        self._certificate = app_certificate or None
-        self._prebuilt = token or None
         self.publish_enabled = publish
         self._role = _ROLE_BROADCASTER if publish else _ROLE_AUDIENCE
-        self.token_source = (
-            TokenSource.PREBUILT
-            if self._prebuilt
-            else TokenSource.CERTIFICATE
-            if self._certificate
-            else TokenSource.APP_ID_ONLY
+        self._credentials = AgoraCredentials(
+            app_id=app_id,
+            channel=self.channel,
+            uid=self.bot_uid,
+            app_certificate=app_certificate,
+            token=token,
+            is_publisher=publish,
+            lifetime_s=token_lifetime_s,
         )
-        self._token_lifetime_s = token_lifetime_s
-        if self._certificate:
-            self._build_token()  # a malformed certificate is a ConfigError now, not mid-join
+        self.token_source = self._credentials.source
         self._join_timeout_s = join_timeout_s
         self._call_timeout_s = call_timeout_s
         self._leave_timeout_s = leave_timeout_s
@@ -151,28 +146,6 @@ class AgoraTransport(Transport):
     def __repr__(self) -> str:
         return f"AgoraTransport(channel={self.channel!r}, bot_uid={self.bot_uid})"
 
-    # -- settings -------------------------------------------------------------
-
-    def _build_token(self) -> str:
-        assert self._certificate is not None
-        role = RtcRole.PUBLISHER if self.publish_enabled else RtcRole.SUBSCRIBER
-        return build_rtc_token(
-            self._app_id,
-            self._certificate,
-            self.channel,
-            self.bot_uid,
-            role=role,
-            expire_s=self._token_lifetime_s,
-        )
-
-    def _join_token(self) -> str:
-        if self._prebuilt:
-            return self._prebuilt
-        if self._certificate:
-            return self._build_token()
-        # App-ID-only project: the SDK's own examples pass the App ID (spec §4.1).
-        return self._app_id
-
     def _clock(self) -> float:
         if self._clock_override is not None:
             return self._clock_override()
@@ -203,7 +176,7 @@ class AgoraTransport(Transport):
         self.bridge.push_event(ConnectionStateChanged(ConnectionState.CONNECTING, self._clock()))
         self.load_sdk()
         try:
-            await self._join(self._join_token())
+            await self._join(self._credentials.join_token())
         except BaseException:
             # A failed or cancelled join (Ctrl+C) still leaves the channel cleanly.
             await self._shielded_stop()
@@ -288,15 +261,13 @@ class AgoraTransport(Transport):
         from platformdirs import user_log_path
 
         log_dir = self._log_dir or user_log_path("recorder", appauthor=False) / "agora"
-        service = await self._call(shared_service, sdk, self._app_id, log_dir)
-        conn_config, publish_config = connection_configs(sdk, publish=self.publish_enabled)
-        conn = await self._call(service.create_rtc_connection, conn_config, publish_config)
-        # Spec §4.1: None when not initialised; a half-built object on a NULL create.
-        if conn is None or getattr(conn, "conn_handle", None) is None:
-            raise JoinError(
-                "the Agora SDK could not create a connection; check the SDK log in "
-                f"{log_dir} and try again"
-            )
+        conn = await create_connection(
+            self._call,
+            sdk,
+            app_id=self._credentials.app_id,
+            log_dir=log_dir,
+            publish=self.publish_enabled,
+        )
         if self._closing:  # stopped while the connection was being made
             await self._call(conn.release)
             raise JoinError(f"stopped while joining channel {self.channel!r}")
@@ -311,16 +282,7 @@ class AgoraTransport(Transport):
         self._disconnected.clear()
         self._connected.clear()
         self._joined = self._loop.create_future()
-        # Spec §4.1: every observer once, before connect, so no early event is missed.
-        await self._call(conn.register_observer, observers.connection)
-        if await self._call(conn.register_local_user_observer, observers.local_user) != 0:
-            raise JoinError("the Agora connection has no local user; try again")
-        local_user = conn.get_local_user()
-        # Channels first, then the rate; before the frame observer (spec §4.1).
-        await self._call(local_user.set_playback_audio_frame_before_mixing_parameters, 1, 16000)
-        # Spec §4.1: enable_vad=0, vad_configure=None (the SDK's VAD is slow and leaks).
-        if await self._call(conn.register_audio_frame_observer, observers.audio_frame, 0, None):
-            raise JoinError("the Agora connection refused the audio observer; try again")
+        await prepare_connection(self._call, conn, observers)
         result = await self._call(conn.connect, token, self.channel, str(self.bot_uid))
         if result != 0:
             raise JoinError(connect_result_problem(result, channel=self.channel))
@@ -434,7 +396,7 @@ class AgoraTransport(Transport):
             return
         if reason in TRANSIENT_REASONS:
             self._begin_gap(at_ms, reason_name(reason))
-        elif reason == _REASON_TOKEN_EXPIRED and self._certificate:
+        elif reason == _REASON_TOKEN_EXPIRED and self._credentials.can_renew:
             self._begin_gap(at_ms, reason_name(reason))
             self._start_recovery()
         else:
@@ -470,7 +432,7 @@ class AgoraTransport(Transport):
         """Loop side of the expiry warning: renew with a fresh token."""
         if generation != self._generation or self._closing:
             return
-        if not self._certificate:
+        if not self._credentials.can_renew:
             log.warning(
                 "! the agora token expires in about 30 s and cannot be renewed without "
                 "AGORA_APP_CERTIFICATE; the recording will stop then"
@@ -483,7 +445,7 @@ class AgoraTransport(Transport):
         if conn is None or self._closing:
             return False
         try:
-            result = await self._call(conn.renew_token, self._build_token())
+            result = await self._call(conn.renew_token, self._credentials.fresh_token())
         except TransportError as exc:
             log.warning("! agora token renewal failed: %s", exc)
             return False
@@ -498,7 +460,7 @@ class AgoraTransport(Transport):
         """Loop side of an expired token: recover, or fail without a certificate."""
         if generation != self._generation or self._closing:
             return
-        if not self._certificate:
+        if not self._credentials.can_renew:
             self._fail(
                 TransportError(f"the bot left the meeting: {self._problem(_REASON_TOKEN_EXPIRED)}"),
                 self._clock(),
@@ -525,7 +487,7 @@ class AgoraTransport(Transport):
                 return
             self.rejoins += 1
             await self._close_connection()
-            await self._join(self._build_token())
+            await self._join(self._credentials.fresh_token())
             self._end_gap(self._clock(), "rejoined")
         except RecorderError as exc:
             self._fail(

@@ -1,8 +1,9 @@
-"""The process's one AgoraService, and the configuration of each meeting's connection.
+"""The process's one AgoraService, and making and preparing each meeting's connection.
 
 Spec §2: one service per process, initialised once, released at exit after
 every connection (§11 step 4). Spec §3-§4: the connection settings of a silent
-recorder (auto-subscribe audio, audience unless publishing, 16 kHz mono PCM).
+recorder (auto-subscribe audio, audience unless publishing, 16 kHz mono PCM),
+and the observers registered once, before ``connect``.
 """
 
 from __future__ import annotations
@@ -10,13 +11,25 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from recorder.errors import JoinError
+from recorder.transport.agora_observers import Observers
 from recorder.transport.agora_preflight import AgoraSdk
 
-__all__ = ["connection_configs", "release_agora_service", "shared_service"]
+__all__ = [
+    "SdkCall",
+    "connection_configs",
+    "create_connection",
+    "prepare_connection",
+    "release_agora_service",
+    "shared_service",
+]
+
+# Runs one blocking SDK call off the loop, bounded (the transport's ``_call``).
+SdkCall = Callable[..., Awaitable[Any]]
 
 log = logging.getLogger(__name__)
 
@@ -127,3 +140,41 @@ def connection_configs(sdk: AgoraSdk, *, publish: bool) -> tuple[Any, Any]:
         audio_scenario=_scenario(sdk),
     )
     return conn_config, publish_config
+
+
+async def create_connection(
+    call: SdkCall, sdk: AgoraSdk, *, app_id: str, log_dir: Path, publish: bool
+) -> Any:
+    """Make the meeting's connection on the process's service (spec §4).
+
+    Raises:
+        JoinError: the service did not start, or the SDK could not make a connection.
+    """
+    service = await call(shared_service, sdk, app_id, log_dir)
+    conn_config, publish_config = connection_configs(sdk, publish=publish)
+    conn = await call(service.create_rtc_connection, conn_config, publish_config)
+    # Spec §4.1: None when not initialised; a half-built object on a NULL create
+    # (never released: its handles are None and the wrapper passes them on unchecked).
+    if conn is None or getattr(conn, "conn_handle", None) is None:
+        raise JoinError(
+            f"the Agora SDK could not create a connection; check the SDK log in {log_dir} "
+            "and try again"
+        )
+    return conn
+
+
+async def prepare_connection(call: SdkCall, conn: Any, observers: Observers) -> None:
+    """Register every observer once, before ``connect``, so no early event is missed (§4.1).
+
+    Raises:
+        JoinError: the connection has no local user, or refused an observer.
+    """
+    await call(conn.register_observer, observers.connection)
+    if await call(conn.register_local_user_observer, observers.local_user) != 0:
+        raise JoinError("the Agora connection has no local user; try again")
+    local_user = conn.get_local_user()
+    # Channels first, then the rate; before the frame observer (spec §4.1).
+    await call(local_user.set_playback_audio_frame_before_mixing_parameters, 1, 16000)
+    # enable_vad=0, vad_configure=None: the SDK's Python VAD is slow and leaks (§4.1).
+    if await call(conn.register_audio_frame_observer, observers.audio_frame, 0, None) != 0:
+        raise JoinError("the Agora connection refused the audio observer; try again")
