@@ -9,6 +9,7 @@ connection of that engine, inside the caller's event loop (``run_sync``).
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ __all__ = [
     "default_database_url",
     "downgrade_database",
     "ensure_schema",
+    "given_url",
     "head_revision",
     "is_memory_database",
     "migrations_config",
@@ -59,6 +61,9 @@ _CONNECT_TIMEOUT_S = 10.0
 # read lock, which SQLite refuses at once with SQLITE_BUSY instead of waiting.
 WRITE = {"recorder_begin": "IMMEDIATE"}
 MIGRATIONS_DIR = Path(migrations.__file__).parent
+# The URL each engine was made from, for messages: the engine's own URL
+# lacks the search_path that create_engine moves into the connect arguments.
+_GIVEN_URLS: weakref.WeakKeyDictionary[Any, URL] = weakref.WeakKeyDictionary()
 _DRIVERS = {
     "sqlite": "sqlite+aiosqlite",
     "sqlite+pysqlite": "sqlite+aiosqlite",
@@ -164,17 +169,25 @@ def create_engine(url: str | URL, *, pooled: bool = True) -> AsyncEngine:
             engine = create_async_engine(parsed, **options)
         event.listen(engine.sync_engine, "connect", _on_sqlite_connect)
         event.listen(engine.sync_engine, "begin", _on_sqlite_begin)
+        _GIVEN_URLS[engine.sync_engine] = parsed
         return engine
     connect_args: dict[str, Any] = {"timeout": _CONNECT_TIMEOUT_S}
+    given = parsed
     search_path = parsed.query.get("search_path")
     if search_path:
         value = search_path if isinstance(search_path, str) else ",".join(search_path)
         connect_args["server_settings"] = {"search_path": value}
         parsed = parsed.difference_update_query(["search_path"])
-    with map_db_errors(parsed):
-        if not pooled:
-            return create_async_engine(parsed, connect_args=connect_args, poolclass=NullPool)
-        return create_async_engine(parsed, connect_args=connect_args, pool_pre_ping=True)
+    pool: dict[str, Any] = {"pool_pre_ping": True} if pooled else {"poolclass": NullPool}
+    with map_db_errors(given):
+        engine = create_async_engine(parsed, connect_args=connect_args, **pool)
+    _GIVEN_URLS[engine.sync_engine] = given
+    return engine
+
+
+def given_url(engine: AsyncEngine) -> URL:
+    """The URL an engine of :func:`create_engine` was made from (with its search_path)."""
+    return _GIVEN_URLS.get(engine.sync_engine, engine.url)
 
 
 def migrations_config() -> AlembicConfig:
@@ -195,7 +208,7 @@ def head_revision() -> str:
 
 async def current_revision(engine: AsyncEngine) -> str | None:
     """The revision the database is at, or None if recorder never migrated it."""
-    with map_db_errors(engine.url):
+    with map_db_errors(given_url(engine)):
         async with engine.connect() as connection:
             return await connection.run_sync(
                 lambda sync: MigrationContext.configure(sync).get_current_revision()
@@ -210,7 +223,7 @@ async def _run_alembic(engine: AsyncEngine, action: Callable[[AlembicConfig], No
         config.attributes["connection"] = connection
         action(config)
 
-    with map_db_errors(engine.url):
+    with map_db_errors(given_url(engine)):
         async with engine.execution_options(**WRITE).begin() as connection:
             await connection.run_sync(work)
 
@@ -291,7 +304,7 @@ async def ensure_schema(
         MigrationRequired: the database is behind and ``auto_migrate`` is false.
         StorageError: the database is at a revision this recorder does not know.
     """
-    where = mask_url(url if url is not None else engine.url)
+    where = mask_url(url if url is not None else given_url(engine))
     current = await current_revision(engine)
     head = head_revision()
     if current == head:

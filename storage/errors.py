@@ -39,6 +39,7 @@ __all__ = [
 # documentation, appendix A "Error Codes").
 _UNREACHABLE_SQLSTATE_PREFIXES = ("08", "28", "3D", "57P0")
 _READ_ONLY_SQLSTATE = "25006"  # read_only_sql_transaction
+_NO_SCHEMA_SQLSTATE = "3F000"  # invalid_schema_name: search_path names no schema
 _SQLITE_UNREACHABLE = ("unable to open database file", "disk i/o error")
 _SQLITE_LOCKED = ("database is locked", "database is busy", "database table is locked")
 
@@ -118,6 +119,11 @@ def translate_db_error(exc: BaseException, url: str | URL) -> RecorderError | No
     state = _sqlstate(exc)
     if state == _READ_ONLY_SQLSTATE:
         return ReadOnlyViolation(f"the statement tried to change the database: {message}")
+    if state == _NO_SCHEMA_SQLSTATE:
+        return ConfigError(
+            f"the database at {where} has no schema to hold recorder's tables ({message}); "
+            "create the schema named by search_path, or fix the URL"
+        )
     if state is not None and state.startswith(_UNREACHABLE_SQLSTATE_PREFIXES):
         return DatabaseUnreachable(
             f"cannot use the database at {where}: {message}; check the user, password, "

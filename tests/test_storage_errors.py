@@ -83,6 +83,7 @@ MAPPING = [
         ReadOnlyViolation,
     ),
     (asyncpg.UniqueViolationError("duplicate key value"), StorageError),
+    (asyncpg.InvalidSchemaNameError("no schema has been selected to create in"), ConfigError),
     (asyncpg.UndefinedTableError('relation "x" does not exist'), StorageError),
     (
         asyncpg.InterfaceError("cannot perform operation: another operation is in progress"),
@@ -141,6 +142,13 @@ async def test_unreachable_postgres() -> None:
         await TranscriptStore.open(url)
     message = str(caught.value)
     assert "127.0.0.1:1" in message and SECRET not in message and "\n" not in message
+
+
+@pytest.mark.postgres
+async def test_postgres_schema_that_does_not_exist(postgres_url: str) -> None:
+    url = make_url(postgres_url).update_query_dict({"search_path": "no_such_schema_here"})
+    with pytest.raises(ConfigError, match="search_path=no_such_schema_here.*create the schema"):
+        await upgrade_database(url.render_as_string(hide_password=False))
 
 
 async def test_unusable_sqlite_paths(tmp_path: Path) -> None:
