@@ -570,3 +570,27 @@ async def test_publishing_stops_when_the_connection_goes(world: Any, tmp_path: P
     await transport.stop()
     await asyncio.wait_for(publishing, TIMEOUT)  # returns; never pushes into a released one
     assert world.connections[0].released and world.errors == []
+
+
+def test_every_observer_method_takes_the_sdks_argument_count(world: Any) -> None:
+    # The SDK calls observers positionally: a wrong count is a swallowed TypeError
+    # and silently lost events (spec §5.1).
+    import inspect
+    from types import SimpleNamespace
+
+    from recorder.transport.agora_observers import make_observers
+    from recorder.transport.agora_preflight import load_agora_sdk
+
+    sdk = load_agora_sdk()
+    handler = SimpleNamespace(callback_failed=lambda method, error: None)
+    observers = make_observers(sdk, handler, lambda uid, frame: None)  # type: ignore[arg-type]
+    checked = 0
+    for observer in (observers.connection, observers.local_user, observers.audio_frame):
+        base = type(observer).__mro__[1]
+        for name, method in vars(type(observer)).items():
+            if name.startswith("on_"):
+                ours = inspect.signature(method).parameters
+                theirs = inspect.signature(getattr(base, name)).parameters
+                assert len(ours) == len(theirs), name
+                checked += 1
+    assert checked >= 20
