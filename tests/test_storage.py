@@ -233,6 +233,13 @@ async def test_mark_interrupted_meetings(store: TranscriptStore) -> None:
     assert summaries[other].status == "interrupted" and summaries[other].ended_at == T0
 
 
+async def test_long_names_are_kept(store: TranscriptStore) -> None:
+    meeting = await store.start_meeting("c", 1, T0)
+    name = "N" * 1000  # display names come from users: no length limit on either backend
+    await store.record_participant(meeting, 5, T0, name)
+    assert (await store.get_meeting(meeting)).participants[0].display_name == name
+
+
 def test_clean_text() -> None:
     assert clean_text("a\x00b") == "ab"
     assert clean_text("x\ud800y") == "x\ufffdy"

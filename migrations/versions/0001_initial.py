@@ -77,7 +77,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("meeting_id", sa.Integer(), nullable=False),
         sa.Column("uid", sa.BigInteger(), nullable=False),
-        sa.Column("display_name", sa.String(length=255), nullable=True),
+        sa.Column("display_name", sa.Text(), nullable=True),
         sa.Column("first_seen", sa.DateTime(timezone=True), nullable=False),
         sa.Column("last_seen", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
