@@ -155,3 +155,15 @@ async def test_export_streams_when_the_store_can_give_the_header_alone(store, db
     for fmt, text in streamed.items():
         assert text == "".join([p async for p in iter_export(whole, turns, fmt)])
         whole, turns = await load_for_export(store, meeting_id)
+
+
+def test_exported_files_get_the_usual_permissions(db_url: str, tmp_path: Path) -> None:
+    import os
+    import stat
+
+    populate(db_url)
+    output = tmp_path / "shared.html"
+    _invoke("export", "latest", "-o", str(output), "--db", db_url)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(output.stat().st_mode) == 0o666 & ~umask

@@ -11,8 +11,8 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import os
+import secrets
 import sys
-import tempfile
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -158,19 +158,13 @@ async def export_meeting(
 
 
 def _open_part_file(output: Path) -> IO[str]:
-    directory = output.resolve().parent
+    # Mode "x" creates the file with the user's umask, like any file they write
+    # (tempfile would make it private, 0600) and never reuses an existing name.
+    part = output.resolve().parent / f".{output.name}.{secrets.token_hex(4)}.part"
     try:
-        return tempfile.NamedTemporaryFile(
-            "w",
-            encoding="utf-8",
-            newline="",
-            dir=directory,
-            prefix=f".{output.name}.",
-            suffix=".part",
-            delete=False,
-        )
+        return part.open("x", encoding="utf-8", newline="")
     except OSError as exc:
-        raise RenderError(f"cannot write to {str(directory)!r}: {exc.strerror}") from exc
+        raise RenderError(f"cannot write to {str(part.parent)!r}: {exc.strerror}") from exc
 
 
 def _publish(part: Path, output: Path) -> None:
