@@ -1,0 +1,167 @@
+"""Plays one spoken recap into the channel: whole 10 ms frames, a short pre-roll, a bounded backlog.
+
+The agent's reply arrives in bursts; :class:`RecapPlayer` hands it to
+:meth:`Transport.publish <recorder.transport.base.Transport.publish>` as it
+comes, never more than ``max_backlog_ms`` ahead of what the channel has played
+(DESIGN.md: paced publish, flushed at once on barge-in), so a barge-in has
+little to take back. :meth:`RecapPlayer.interrupt` drops everything queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from recorder.audio import FRAME_MS, bytes_for_ms, ms_for_bytes
+from recorder.transport.base import Transport
+
+__all__ = ["DEFAULT_MAX_BACKLOG_MS", "DEFAULT_PREROLL_MS", "RecapPlayer", "publish_backlog_ms"]
+
+log = logging.getLogger("recorder.recap")
+
+#: Most recap audio queued in the transport ahead of playback (issue 8: ~200 ms).
+DEFAULT_MAX_BACKLOG_MS = 200.0
+#: Audio gathered before the first frame is published: the agent sends ~100 ms
+#: chunks paced to real time (spec §6), so one chunk of margin rides out its jitter
+#: without a gap in the middle of a word.
+DEFAULT_PREROLL_MS = 200.0
+#: How often a waiting player looks at the transport's backlog (wall-clock seconds).
+_POLL_S = 0.004
+_FRAME_BYTES = bytes_for_ms(FRAME_MS)
+
+
+def publish_backlog_ms(transport: Transport) -> float:
+    """Audio published into ``transport`` and not yet played, in ms (0 if it cannot say).
+
+    The replay transport calls it ``publish_backlog_ms`` and the Agora transport
+    ``publish_queued_ms`` (its ``publish`` also paces itself); neither is part of
+    the :class:`Transport` interface yet, so both are looked up here, in one place.
+    """
+    for name in ("publish_backlog_ms", "publish_queued_ms"):
+        value = getattr(transport, name, None)
+        if isinstance(value, int | float):
+            return float(value)
+    return 0.0
+
+
+class RecapPlayer:
+    """Publishes one recap's PCM16 16 kHz audio into the channel, paced by the transport.
+
+    Args:
+        transport: the channel.
+        cancel: set by :meth:`interrupt`; once set, nothing more is published.
+        clock_ms: meeting time now.
+        preroll_ms: audio gathered before publishing starts.
+        max_backlog_ms: most audio queued in the transport; feeding waits beyond it.
+        stall_s: a backlog that does not shrink for this long (wall clock) means the
+            channel stopped playing (the replay ended, the connection is gone): the
+            rest of the recap is not published.
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        cancel: asyncio.Event,
+        clock_ms: Callable[[], float],
+        preroll_ms: float = DEFAULT_PREROLL_MS,
+        max_backlog_ms: float = DEFAULT_MAX_BACKLOG_MS,
+        stall_s: float = 2.0,
+    ) -> None:
+        self._transport = transport
+        self._cancel = cancel
+        self._clock_ms = clock_ms
+        self._preroll_bytes = bytes_for_ms(preroll_ms)
+        self._max_backlog_ms = max(max_backlog_ms, float(FRAME_MS))
+        self._stall_s = stall_s
+        self._pending = bytearray()
+        self.published_ms = 0.0
+        self.started_at_ms: float | None = None
+        self.interrupted_at_ms: float | None = None
+        self.is_playing = False
+        self.is_stalled = False
+
+    @property
+    def played_ms(self) -> float:
+        """Recap audio the channel has played so far."""
+        if self.interrupted_at_ms is not None:
+            return self.interrupted_at_ms
+        return max(0.0, self.published_ms - publish_backlog_ms(self._transport))
+
+    async def feed(self, pcm: bytes) -> None:
+        """Take the next piece of the reply (``run_recap``'s ``on_audio``); may wait for room."""
+        if self._cancel.is_set() or self.is_stalled:
+            return
+        self._pending += pcm
+        if self.started_at_ms is None and len(self._pending) < self._preroll_bytes:
+            return
+        await self._publish_whole_frames()
+
+    async def finish(self) -> None:
+        """Publish what is left (padded to a whole frame) and wait until it has played."""
+        if self._cancel.is_set() or self.is_stalled:
+            self.is_playing = False
+            return
+        if len(self._pending) % _FRAME_BYTES:
+            self._pending += bytes(_FRAME_BYTES - len(self._pending) % _FRAME_BYTES)
+        await self._publish_whole_frames()
+        await self._wait_for_backlog(0.0)
+        self.is_playing = False
+
+    def interrupt(self) -> float:
+        """Stop at once (barge-in, shutdown): drop queued audio; returns the ms played.
+
+        Synchronous, so the caller (the observer's ``speech``, on the loop) silences
+        the channel before anything else runs.
+        """
+        if self.interrupted_at_ms is None:
+            self.interrupted_at_ms = self.played_ms
+        self._cancel.set()
+        self._pending.clear()
+        self._transport.flush_publish()
+        self.is_playing = False
+        return self.interrupted_at_ms
+
+    async def _publish_whole_frames(self) -> None:
+        whole = len(self._pending) - len(self._pending) % _FRAME_BYTES
+        if not whole:
+            return
+        data = bytes(self._pending[:whole])
+        del self._pending[:whole]
+        # Keep at most max_backlog_ms queued: wait until this piece fits (a piece
+        # longer than the limit waits for an empty queue).
+        room = max(0.0, self._max_backlog_ms - ms_for_bytes(len(data)))
+        if not await self._wait_for_backlog(room):
+            return
+        if self.started_at_ms is None:
+            self.started_at_ms = self._clock_ms()
+            self.is_playing = True
+        await self._transport.publish(data)
+        if not self._cancel.is_set():
+            self.published_ms += ms_for_bytes(len(data))
+
+    async def _wait_for_backlog(self, limit_ms: float) -> bool:
+        """Wait until at most ``limit_ms`` is queued; False if cancelled or stalled."""
+        loop = asyncio.get_running_loop()
+        backlog = publish_backlog_ms(self._transport)
+        moved_at = loop.time()
+        while backlog > limit_ms:
+            if self._cancel.is_set():
+                return False
+            await asyncio.sleep(_POLL_S)
+            now_backlog = publish_backlog_ms(self._transport)
+            if now_backlog < backlog:
+                moved_at = loop.time()
+            elif loop.time() - moved_at > self._stall_s:
+                self.is_stalled = True
+                self.is_playing = False
+                self._pending.clear()
+                log.warning(
+                    "! the channel stopped playing the recap (%.0f ms still queued); "
+                    "the rest is not spoken",
+                    now_backlog,
+                )
+                return False
+            backlog = now_backlog
+        return not self._cancel.is_set()

@@ -1,0 +1,249 @@
+"""The spoken recap end to end: scripted meetings on the replay transport, both emulators, SQLite.
+
+Every test runs the real MeetingRecorder with a RecapObserver against
+serve_emulators (streaming and Voice Agent on one port) at 5x real time, and
+decodes what the bot published into the channel.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from recorder.agent.session import AgentTimeouts
+from recorder.bot import MeetingRecorder, MeetingReport, RecorderSettings, stream_factory
+from recorder.emulator.agent import VoiceAgentEmulator
+from recorder.emulator.agent_config import AgentFaults
+from recorder.emulator.server import serve_emulators
+from recorder.emulator.streaming import StreamingEmulator
+from recorder.emulator.tonecode import decode
+from recorder.recap import RecapObserver, RecapSettings
+from recorder.transport.replay import ReplayTransport
+from recorder.transport.script import MeetingScript, parse_script
+from storage.records import Meeting, Note
+from storage.store import TranscriptStore
+from tests.pipeline_harness import assert_matches_script
+
+SPEED = 5.0
+FAST = AgentTimeouts(connect_s=5.0, ready_s=3.0, reply_start_s=5.0, event_gap_s=3.0, end_s=2.0)
+
+
+@dataclass
+class Run:
+    report: MeetingReport
+    meeting: Meeting
+    transport: ReplayTransport
+    observer: RecapObserver
+    agent: VoiceAgentEmulator
+    script: MeetingScript
+
+    @property
+    def notes(self) -> list[Note]:
+        return [note for note in self.meeting.notes if note.kind == "recap"]
+
+    def published_words(self) -> list[str | None]:
+        pcm = b"".join(frame for _, frame in self.transport.published)
+        return [word.text for word in decode(pcm, 16_000)]
+
+
+async def record(
+    data: dict[str, Any],
+    tmp_path: Path,
+    *,
+    settings: RecapSettings | None = None,
+    faults: AgentFaults | None = None,
+    api_keys: frozenset[str] = frozenset(),
+    api_key: str = "test-key",
+    duration_s: float | None = None,
+    speed: float = SPEED,
+) -> Run:
+    script = parse_script(data)
+    transport = ReplayTransport(script, speed=speed)
+    streaming = StreamingEmulator(realtime_factor=speed * 3)
+    # The agent speaks at the replay's pace, as the real one speaks at real time.
+    agent = VoiceAgentEmulator(realtime_factor=speed, faults=faults, api_keys=api_keys)
+    observer = RecapObserver(
+        agent_url="",
+        api_key=api_key,
+        settings=settings or RecapSettings(timeouts=FAST),
+    )
+    url = f"sqlite+aiosqlite:///{tmp_path / 'recorder.db'}"
+    async with (
+        serve_emulators(streaming=streaming, agent=agent) as server,
+        await TranscriptStore.open(url, auto_migrate=True) as store,
+    ):
+        observer.agent_url = server.urls["agent"]
+        recorder = MeetingRecorder(
+            transport=transport,
+            store=store,
+            open_stream=stream_factory(
+                url=server.urls["streaming"],
+                api_key="test-key",
+                speech_model="u3-rt-pro",
+                realtime_factor=speed * 2,
+            ),
+            settings=RecorderSettings(
+                bot_uid=9999,
+                sessions_per_minute=600.0,
+                names=dict(script.names),
+                duration_s=duration_s,
+            ),
+            observer=observer,
+        )
+        report = await recorder.run()
+        meeting = await store.get_meeting(report.meeting_id)
+    return Run(report, meeting, transport, observer, agent, script)
+
+
+def standup(*, end: float = 22.0, extra: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    return {
+        "channel": "recap-standup",
+        "participants": [{"uid": 101, "name": "Alice"}, {"uid": 202, "name": "Bob"}],
+        "events": [
+            {"at": 0.0, "uid": 101, "join": True},
+            {"at": 0.2, "uid": 202, "join": True},
+            {"at": 0.5, "uid": 101, "say": "Good morning, the billing export shipped yesterday."},
+            {"at": 4.5, "uid": 202, "say": "Great, I will review the search patch today."},
+            {"at": 8.5, "uid": 101, "say": "Recorder recap."},
+            *(extra or []),
+        ],
+        "end": end,
+    }
+
+
+def contiguous(published: list[tuple[float, bytes]]) -> bool:
+    times = [at for at, _ in published]
+    return all(round(b - a) == 10 for a, b in zip(times, times[1:], strict=False))
+
+
+async def test_spoken_trigger_publishes_a_recap_that_decodes_to_the_note(tmp_path: Path) -> None:
+    run = await record(standup(), tmp_path)
+    assert_matches_script(run.meeting, run.script)  # recording untouched by the recap
+    [note] = run.notes
+    assert note.spoken
+    assert note.text.split() == [
+        "Alice",
+        "said:",
+        "Good",
+        "morning,",
+        "the",
+        "billing",
+        "export",
+        "shipped",
+        "yesterday.",
+        "Bob",
+        "said:",
+        "Great,",
+        "I",
+        "will",
+        "review",
+        "the",
+        "search",
+        "patch",
+        "today.",
+    ]
+    # The channel heard exactly the note's words, in order, no gaps or repeats.
+    assert run.published_words() == note.text.split()
+    assert contiguous(run.transport.published), "the recap stalled mid-reply"
+    trigger_turn = next(t for t in run.meeting.turns if "recap" in t.text.lower())
+    meta = note.meta
+    assert meta["trigger"]["uid"] == 101
+    assert meta["trigger"]["start_ms"] == trigger_turn.start_ms
+    assert meta["interrupted"] is False
+    first_frame_ms = run.transport.published[0][0]
+    latency_ms = first_frame_ms - trigger_turn.end_ms
+    print(f"recap started {latency_ms:.0f} ms (meeting time) after the trigger turn ended")
+    assert 0 < latency_ms <= 2000
+    assert abs(meta["audio_ms"] - len(run.transport.published) * 10) <= 10
+    # One agent session, ended cleanly (it bills on open time).
+    [session] = run.agent.sessions
+    assert session.close_code == 1000
+
+
+# Bob's chunks run [12990, 13090) ms (the stagger of uid 202): an onset on a chunk
+# boundary is the worst case (the whole chunk must arrive first), 13.04 s a middle one.
+@pytest.mark.parametrize("onset_s", [12.99, 13.04])
+async def test_a_participant_speaking_mid_recap_stops_it_within_100_ms(
+    tmp_path: Path, onset_s: float
+) -> None:
+    interruption = {"at": onset_s, "uid": 202, "say": "Wait, one more thing."}
+    run = await record(standup(extra=[interruption]), tmp_path)
+    [note] = run.notes
+    meta = note.meta
+    assert meta["interrupted"] is True
+    assert meta["barge_in"]["uid"] == 202
+    first_ms, last_ms = run.transport.published[0][0], run.transport.published[-1][0]
+    onset_ms = onset_s * 1000
+    assert first_ms < onset_ms, "the recap had not started yet"
+    # From the onset to the last frame published (it starts at last_ms, plays 10 ms).
+    stopped_after_ms = last_ms - onset_ms
+    print(f"onset {onset_ms:.0f} ms: last frame {stopped_after_ms:.0f} ms later")
+    assert stopped_after_ms <= 100
+    played_ms = len(run.transport.published) * 10
+    assert abs(meta["interrupted_at_ms"] - played_ms) <= 10
+    assert meta["audio_ms"] == meta["interrupted_at_ms"]
+    # What was played decodes to the start of the recap; the note keeps what the agent said.
+    heard = [w for w in run.published_words() if w is not None]
+    assert heard and heard == note.text.split()[: len(heard)]
+    # The interruption itself is transcribed like any turn.
+    assert any("one more thing" in t.text for t in run.meeting.turns if t.uid == 202)
+
+
+SHORT = {
+    "channel": "recap-faults",
+    "participants": [{"uid": 101, "name": "Alice"}, {"uid": 202, "name": "Bob"}],
+    "events": [
+        {"at": 0.0, "uid": 101, "join": True},
+        {"at": 0.1, "uid": 202, "join": True},
+        {"at": 0.3, "uid": 101, "say": "Good morning team."},
+        {"at": 2.5, "uid": 101, "say": "Recorder, recap!"},
+        {"at": 9.0, "uid": 202, "say": "We carry on after the recap."},
+    ],
+    "end": 13.0,
+}
+
+
+@pytest.mark.parametrize(
+    ("case", "faults", "timeouts"),
+    [
+        ("bad key", None, FAST),
+        ("session.error", AgentFaults(connect_error=("INTERNAL_ERROR", 1011)), FAST),
+        ("drop mid-reply", AgentFaults(drop_after_chunks=6), FAST),
+        ("never ready", AgentFaults(never_ready=True), replace(FAST, ready_s=0.3)),
+    ],
+)
+async def test_agent_faults_end_the_recap_and_recording_goes_on(
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    case: str,
+    faults: AgentFaults | None,
+    timeouts: AgentTimeouts,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="recorder.recap")
+    keys = frozenset({"the-right-key"}) if case == "bad key" else frozenset()
+    run = await record(
+        SHORT,
+        tmp_path,
+        settings=RecapSettings(timeouts=timeouts),
+        faults=faults,
+        api_keys=keys,
+        speed=10.0,
+    )
+    # Every turn stored, including the one after the failed recap; the meeting completed.
+    assert_matches_script(run.meeting, run.script)
+    assert run.meeting.summary.status == "completed"
+    [outcome] = run.observer.outcomes
+    assert outcome.error is not None and outcome.note_id is None
+    assert run.notes == []
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("recap" in m and "failed" in m and "recording goes on" in m for m in warnings)
+    assert "test-key" not in caplog.text
+    if case == "drop mid-reply":
+        # Audio stopped where the agent dropped (6 chunks of 100 ms at most).
+        assert 0 < len(run.transport.published) * 10 <= 600
+    else:
+        assert run.transport.published == []
