@@ -136,6 +136,7 @@ def test_filter_by_speaker_and_find(browser, page_file: Path) -> None:
         expect(page.locator("#count")).to_have_text("1 turn")
         assert page.locator("p.turn:visible").count() == 1
         assert page.locator("p.turn:visible").get_attribute("id") == "t99"
+        assert page.evaluate("CSS.highlights.get('find').size") == 1  # the match is marked
         page.locator("#find").fill("")
         expect(page.locator("#count")).to_have_text("")
         assert page.locator("p.turn:visible").count() == 10
