@@ -266,6 +266,7 @@ def _view(text: str, start_ms: int, end_ms: int, *, words: bool = True) -> TurnV
 
 
 @given(
+    prefix=st.sampled_from(["", "Al: ", "A much longer speaker name: "]),
     words=st.lists(
         st.text(st.characters(categories=["L", "N", "P"]), min_size=1, max_size=60), max_size=60
     ),
@@ -274,22 +275,29 @@ def _view(text: str, start_ms: int, end_ms: int, *, words: bool = True) -> TurnV
 )
 @settings(max_examples=150, deadline=None)
 def test_cues_respect_limits_and_keep_every_word(
-    words: list[str], duration_ms: int, has_words: bool
+    prefix: str, words: list[str], duration_ms: int, has_words: bool
 ) -> None:
     text = " ".join(words)
     view = _view(text, 10_000, 10_000 + duration_ms, words=has_words)
-    cues = split_turn(view)
+    cues = split_turn(view, prefix=prefix)
     tokens = [t for t in clean_text(text).split(" ") if t]
-    assert "".join("".join(line.replace(" ", "") for line in c.lines) for c in cues) == "".join(
-        tokens
-    )
+    shown = "".join("".join(line.replace(" ", "") for line in c.lines) for c in cues)
+    assert shown == "".join(prefix.replace(" ", "") + "".join(c_words(c, prefix)) for c in cues)
+    assert "".join("".join(c_words(c, prefix)) for c in cues) == "".join(tokens)
     for cue in cues:
         assert 1 <= len(cue.lines) <= MAX_LINES
+        assert cue.lines[0].startswith(prefix.rstrip())
         assert all(len(line) <= MAX_LINE_CHARS for line in cue.lines)
         assert cue.end_ms > cue.start_ms
         # A cue spans at most MAX_CUE_MS unless one word alone is longer.
         assert cue.end_ms - cue.start_ms <= max(MAX_CUE_MS, duration_ms)
     assert [c.start_ms for c in cues] == sorted(c.start_ms for c in cues)
+
+
+def c_words(cue, prefix: str) -> list[str]:
+    """The words of a cue without its speaker prefix."""
+    text = "\n".join(cue.lines)[len(prefix.rstrip()) :]
+    return text.split()
 
 
 def test_cues_split_at_word_timings_within_six_seconds() -> None:

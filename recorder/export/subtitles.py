@@ -31,6 +31,8 @@ __all__ = [
 MAX_CUE_MS = 6000
 MAX_LINE_CHARS = 42
 MAX_LINES = 2
+# Longest speaker name on an SRT line, so "Name: " leaves room for words.
+_MAX_NAME_CHARS = 24
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +124,9 @@ def split_turn(
                 flush()
         if not lines:
             start, end = word_start, word_end
-            lines = [prefix + text]
+            # A long name and word do not share a line: the word starts the second one.
+            too_long = prefix and len(prefix) + len(text) > max_chars and max_lines > 1
+            lines = [prefix.rstrip(), text] if too_long else [prefix + text]
             continue
         if len(lines[-1]) + 1 + len(text) <= max_chars:
             lines[-1] += " " + text
@@ -146,7 +150,10 @@ async def iter_cues(
     async for turn in turns:
         while heap and heap[0][0] <= turn.start_ms:
             yield heapq.heappop(heap)[2]
-        prefix = f"{turn.speaker.name}: " if prefix_speaker else ""
+        name = turn.speaker.name
+        if len(name) > _MAX_NAME_CHARS:
+            name = name[: _MAX_NAME_CHARS - 1] + "…"
+        prefix = f"{name}: " if prefix_speaker else ""
         for cue in split_turn(turn, prefix=prefix):
             heapq.heappush(heap, (cue.start_ms, next(order), cue))
     while heap:
