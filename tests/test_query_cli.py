@@ -143,7 +143,7 @@ def test_search_ranks_and_marks_matches(db_url: str) -> None:
     ids = populate(db_url, meetings=3)
     lines = _ok("search", "rollout", "--db", db_url).splitlines()
     assert len(lines) == 1
-    assert lines[0].startswith(f"{ids[0]} design-review ✨ [00:00:23] 303: ")
+    assert lines[0].startswith(f"{ids[0]} design-review ✨ 2026-11-20 [00:00:23] 303: ")
     assert "«rollout»" in lines[0]
     lines = _ok("search", "budget", "--limit", "1", "--db", db_url).splitlines()
     assert len(lines) == 1 and "«Budget»" in lines[0]
@@ -218,6 +218,15 @@ def test_sql_reads_in_three_shapes(db_url: str) -> None:
     assert rows[2] == {"uid": 303, "display_name": None}
     csv_text = _ok("sql", statement, "--csv", "--db", db_url)
     assert csv_text.splitlines() == ["uid,display_name", "101,Alice Martín", "202,李雷", "303,"]
+
+
+def test_sql_table_cuts_long_cells_but_json_does_not(db_url: str) -> None:
+    populate(db_url)
+    statement = "SELECT text FROM turns WHERE text LIKE '%staging%'"
+    table = _ok("sql", statement, "--db", db_url).splitlines()
+    assert len(table[1]) == 60 and table[1].endswith("…")
+    (row,) = json.loads(_ok("sql", statement, "--json", "--db", db_url))
+    assert row["text"].endswith("written down in the runbook.")
 
 
 def test_sql_max_rows_says_it_truncated(db_url: str) -> None:

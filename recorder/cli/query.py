@@ -40,6 +40,8 @@ __all__ = [
     "sql",
 ]
 
+# Longest cell in a `recorder sql` table (--json and --csv are never cut).
+_MAX_CELL_CHARS = 60
 # Terminal colours per speaker, in participant order (as the HTML palette).
 _SPEAKER_COLOURS = ("blue", "yellow", "green", "magenta", "red", "cyan")
 _CLOCK = re.compile(r"^(?:(?:(\d+):)?(\d+):)?(\d+)(?:\.(\d{1,3}))?$")
@@ -376,7 +378,9 @@ def search(
     tty = _stdout_is_tty()
     for hit in hits:
         where = click.style(
-            f"{hit.meeting_id} {clean_text(hit.channel)} [{format_clock(hit.start_ms)}]", dim=True
+            f"{hit.meeting_id} {clean_text(hit.channel)} "
+            f"{format_datetime(hit.meeting_started_at, 'date')} [{format_clock(hit.start_ms)}]",
+            dim=True,
         )
         name = click.style(clean_text(hit.display_name or "") or str(hit.uid), bold=True)
         click.echo(f"{where} {name}: {_highlight(clean_text(hit.snippet), tty)}")
@@ -524,6 +528,6 @@ def _plain(value: Any) -> bool:
 def _cell(value: Any) -> str:
     if value is None:
         return "NULL"
-    if _plain(value):
-        return clean_text(str(value))
-    return clean_text(str(_json_default(value)))
+    text = clean_text(str(value if _plain(value) else _json_default(value)))
+    # Keep the table readable; --json and --csv give whole values.
+    return text if len(text) <= _MAX_CELL_CHARS else text[: _MAX_CELL_CHARS - 1] + "…"
