@@ -167,3 +167,37 @@ def test_exported_files_get_the_usual_permissions(db_url: str, tmp_path: Path) -
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE(output.stat().st_mode) == 0o666 & ~umask
+
+
+def test_export_to_a_closed_pipe_stops_quietly(sqlite_url: str, tmp_path: Path) -> None:
+    import asyncio
+    import os
+    import subprocess
+    import sys
+
+    from conftest_export import make_meeting, make_turn
+
+    from storage.db import upgrade_database
+    from storage.store import TranscriptStore
+
+    turns = [make_turn(i, 101, i * 1000, i * 1000 + 900, f"turn {i} " * 20) for i in range(1, 3000)]
+
+    async def fill() -> None:
+        await upgrade_database(sqlite_url)
+        async with await TranscriptStore.open(sqlite_url) as store:
+            await store_meeting(store, make_meeting([(101, "A")], turns))
+
+    asyncio.run(fill())
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECORDER_")}
+    with subprocess.Popen(
+        [sys.executable, "-m", "recorder", "export", "latest", "-f", "txt", "--db", sqlite_url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    ) as process:
+        assert process.stdout is not None and process.stderr is not None
+        assert process.stdout.read(1000)  # like `| head -c 1000`
+        process.stdout.close()
+        stderr = process.stderr.read().decode()
+        assert process.wait(timeout=60) == 0, stderr
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr

@@ -141,8 +141,11 @@ async def export_meeting(
             store, meeting_id, with_words=chosen in _FORMATS_WITH_WORDS
         )
         if output is None:
-            await render_export(header, turns, chosen, sys.stdout.write)
-            sys.stdout.flush()
+            try:
+                await render_export(header, turns, chosen, sys.stdout.write)
+                sys.stdout.flush()
+            except BrokenPipeError:
+                _silence_stdout()  # the reader left (| head): stop quietly, like cat
             return chosen
         # Plain blocking file writes: this event loop serves only this command.
         handle = _open_part_file(output)
@@ -165,6 +168,13 @@ def _open_part_file(output: Path) -> IO[str]:
         return part.open("x", encoding="utf-8", newline="")
     except OSError as exc:
         raise RenderError(f"cannot write to {str(part.parent)!r}: {exc.strerror}") from exc
+
+
+def _silence_stdout() -> None:
+    # Point stdout at /dev/null so the interpreter's final flush cannot fail again.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def _publish(part: Path, output: Path) -> None:
