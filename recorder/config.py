@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from recorder.errors import ConfigError
+from storage.db import default_database_url, normalize_url
+from storage.errors import mask_url
 
 __all__ = [
     "DEFAULT_BOT_UID",
@@ -34,6 +35,8 @@ STT_REGION_URLS = {
     "us": "wss://streaming.assemblyai.com/v3/ws",
     "eu": "wss://streaming.eu.assemblyai.com/v3/ws",
 }
+# Settings whose command-line flag is not simply the field name.
+_FLAG_NAMES = {"database_url": "--db"}
 # Agora uids are unsigned 32-bit; 0 asks the server to assign one, which a bot must not do.
 _MAX_UID = 2**32 - 1
 
@@ -88,19 +91,6 @@ class Config:
         return self.assemblyai_api_key
 
 
-def default_database_url() -> str:
-    """The default database: a SQLite file in the user data directory."""
-    from platformdirs import user_data_path
-
-    path = user_data_path("recorder", appauthor=False) / "recorder.db"
-    return f"sqlite+aiosqlite:///{path}"
-
-
-def mask_url(url: str) -> str:
-    """Hide the password in a database URL, for display."""
-    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
-
-
 def _read_dotenv(path: Path) -> dict[str, str]:
     if not path.is_file():
         return {}
@@ -115,27 +105,10 @@ def _read_dotenv(path: Path) -> dict[str, str]:
 
 
 def _validate_database_url(url: str, source: str) -> str:
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
     try:
-        parsed = make_url(url)
-    except ArgumentError as exc:
-        raise ConfigError(
-            f"{source} is not a database URL: {mask_url(url)!r}; "
-            "expected e.g. sqlite+aiosqlite:///path/recorder.db or "
-            "postgresql+asyncpg://user@host/db"
-        ) from exc
-    if parsed.drivername in ("sqlite", "sqlite+pysqlite"):
-        parsed = parsed.set(drivername="sqlite+aiosqlite")
-    elif parsed.drivername in ("postgresql", "postgres", "postgresql+psycopg2"):
-        parsed = parsed.set(drivername="postgresql+asyncpg")
-    if parsed.drivername not in ("sqlite+aiosqlite", "postgresql+asyncpg"):
-        raise ConfigError(
-            f"{source} uses the unsupported driver {parsed.drivername!r}; "
-            "use sqlite+aiosqlite:// or postgresql+asyncpg://"
-        )
-    return parsed.render_as_string(hide_password=False)
+        return normalize_url(url).render_as_string(hide_password=False)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from exc
 
 
 def _parse_uid(value: str, source: str) -> int:
@@ -177,16 +150,14 @@ def load_config(
 
     def pick(name: str, *variables: str) -> tuple[str | None, str]:
         if name in flags:
-            return str(flags[name]), f"--{name.replace('_', '-')}"
+            return str(flags[name]), _FLAG_NAMES.get(name, f"--{name.replace('_', '-')}")
         for variable in variables:
             if env.get(variable):
                 return env[variable], variable
         return None, variables[0] if variables else name
 
     raw_db, db_source = pick("database_url", "RECORDER_DATABASE_URL")
-    database_url = (
-        _validate_database_url(raw_db, db_source) if raw_db else default_database_url()
-    )
+    database_url = _validate_database_url(raw_db, db_source) if raw_db else default_database_url()
     raw_uid, uid_source = pick("bot_uid", "AGORA_BOT_UID")
     bot_uid = _parse_uid(raw_uid, uid_source) if raw_uid else DEFAULT_BOT_UID
     region, region_source = pick("stt_region", "RECORDER_STT_REGION")

@@ -75,7 +75,7 @@ def test_missing_api_key_is_actionable(no_dotenv: Path) -> None:
         ({"AGORA_BOT_UID": "abc"}, "AGORA_BOT_UID must be a whole number"),
         ({"AGORA_BOT_UID": "0"}, "AGORA_BOT_UID must be between 1"),
         ({"AGORA_BOT_UID": str(2**32)}, "AGORA_BOT_UID must be between 1"),
-        ({"RECORDER_DATABASE_URL": "not a url"}, "RECORDER_DATABASE_URL is not a database URL"),
+        ({"RECORDER_DATABASE_URL": "not a url"}, "RECORDER_DATABASE_URL: .* is not a database URL"),
         ({"RECORDER_DATABASE_URL": "mysql://x@y/z"}, "unsupported driver 'mysql'"),
         ({"RECORDER_STT_REGION": "mars"}, "RECORDER_STT_REGION must be one of us, eu"),
         ({"RECORDER_STT_URL": "http://x"}, "RECORDER_STT_URL must start with ws://"),
@@ -89,6 +89,8 @@ def test_bad_values_name_the_variable(env: dict[str, str], message: str, no_dote
 def test_flag_errors_name_the_flag(no_dotenv: Path) -> None:
     with pytest.raises(ConfigError, match="--bot-uid must be a whole number"):
         load_config({}, dotenv_path=no_dotenv, bot_uid="x")
+    with pytest.raises(ConfigError, match="^--db: "):
+        load_config({}, dotenv_path=no_dotenv, database_url="nonsense")
 
 
 def test_database_url_normalised_to_async_driver(no_dotenv: Path) -> None:
