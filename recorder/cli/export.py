@@ -221,7 +221,7 @@ def export(
         recorder export latest -o standup.html
         recorder export 12 --format json > meeting-12.json
         recorder export latest --channel standup -f vtt -o standup.vtt
-    """  # noqa: D301 - click needs a real \b to keep example lines
+    """
     config = build_config(database_url=database_url)
     chosen = choose_format(fmt, output)  # fail on a bad format before touching the database
     run(export_meeting(config.database_url, meeting, output, fmt=chosen, channel=channel))

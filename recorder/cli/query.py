@@ -172,7 +172,7 @@ def meetings(
     Examples:
         recorder meetings
         recorder meetings --channel standup --since 2026-11-01 --json
-    """  # noqa: D301 - click needs a real \b to keep example lines
+    """
     since_at = parse_since(since) if since is not None else None
 
     async def main() -> None:
@@ -249,7 +249,7 @@ def show(
     Examples:
         recorder show latest
         recorder show 12 --speaker Alice --from 10:00 --to 25:30
-    """  # noqa: D301 - click needs a real \b to keep example lines
+    """
     start_ms = parse_clock(from_, "--from") if from_ is not None else 0
     end_ms = parse_clock(to, "--to") if to is not None else None
     if end_ms is not None and end_ms < start_ms:
@@ -340,7 +340,7 @@ def search(
     Examples:
         recorder search budget
         recorder search '"ship the beta"' --channel standup --since 2026-11-01 --json
-    """  # noqa: D301 - click needs a real \b to keep example lines
+    """
     since_at = parse_since(since) if since is not None else None
     if not query.strip():
         raise UsageError("the search query is empty; give a word to look for")
@@ -416,7 +416,7 @@ def speakers(
     Examples:
         recorder speakers latest
         recorder speakers 12 --set 101=Alice --set 102="Bob Li"
-    """  # noqa: D301 - click needs a real \b to keep example lines
+    """
     names = [_parse_assignment(item) for item in assignments]
 
     async def main() -> None:
@@ -489,7 +489,7 @@ def sql(
     Examples:
         recorder sql "SELECT channel, count(*) FROM meetings GROUP BY channel"
         recorder sql "SELECT start_ms, text FROM turns WHERE meeting_id = 3" --csv
-    """  # noqa: D301 - click needs a real \b to keep example lines
+    """
     if as_json and as_csv:
         raise UsageError("choose one of --json and --csv")
     if not statement.strip():
