@@ -36,6 +36,7 @@ __all__ = [
     "SpokenTrigger",
     "Trigger",
     "contains_phrase",
+    "is_bare_request",
     "normalize_phrase",
     "parse_duration",
 ]
@@ -51,6 +52,8 @@ _TIMER_POLL_S = 0.05
 #: After asking a recap to stop, how long it may take to end its session
 #: (``session.end`` is bounded by AgentTimeouts.end_s + close_s, 5 + 2 s).
 _STOP_GRACE_S = 10.0
+# "Recorder, recap please", "okay recorder, recap now": a request, not meeting content.
+_REQUEST_EXTRA_WORDS = 3
 _NOT_WORD = re.compile(r"[\W_]+")
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|h|m|s)")
@@ -94,6 +97,18 @@ def contains_phrase(text: str, phrase: str) -> bool:
     """
     wanted = normalize_phrase(phrase)
     return bool(wanted) and f" {wanted} " in f" {normalize_phrase(text)} "
+
+
+def is_bare_request(text: str, phrase: str) -> bool:
+    """Whether ``text`` says the phrase and little else (nothing in it to recap).
+
+    >>> is_bare_request("Recorder, recap please.", "recorder, recap")
+    True
+    """
+    if not contains_phrase(text, phrase):
+        return False
+    rest = f" {normalize_phrase(text)} ".replace(f" {normalize_phrase(phrase)} ", " ", 1)
+    return len(rest.split()) <= _REQUEST_EXTRA_WORDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,7 +352,7 @@ class RecapObserver:
         if done:
             return
         if timeout_s > 0:
-            log.warning("! %s took longer than %.0f s; stopping it", what, timeout_s)
+            log.warning("! %s took longer than %g s; stopping it", what, timeout_s)
         if self._running is not None:
             self._running.player.interrupt()
         done, _ = await asyncio.wait({task}, timeout=_STOP_GRACE_S)
@@ -390,8 +405,12 @@ class RecapObserver:
             leave_out = (
                 (trigger.uid, trigger.start_ms) if isinstance(trigger, SpokenTrigger) else None
             )
+            phrase = settings.phrase
             included = self._ledger.select(
-                turns, since_last=settings.since_last, leave_out=leave_out
+                turns,
+                since_last=settings.since_last,
+                leave_out=leave_out,
+                is_request=(lambda text: is_bare_request(text, phrase)) if phrase else None,
             )
             outcome.turn_count = len(included)
             result = await run_recap(
@@ -422,6 +441,10 @@ class RecapObserver:
         if outcome.is_interrupted:
             outcome.interrupted_at_ms = player.played_ms
         self.outcomes.append(outcome)
+        if not outcome.text:
+            # Stopped before the agent said anything (or it sent no transcript): no note.
+            log.info("recap (%s) said nothing; no note stored", _label(trigger))
+            return
         await self._store_note(context, outcome)
 
     async def _store_note(self, context: MeetingContext, outcome: RecapOutcome) -> None:

@@ -9,7 +9,7 @@ not committed yet, so a recap never misses the last words said.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from recorder.pipeline import FinalTurn
@@ -96,18 +96,22 @@ class TurnLedger:
         *,
         since_last: bool,
         leave_out: tuple[int, int] | None = None,
+        is_request: Callable[[str], bool] | None = None,
     ) -> list[RecapSource]:
-        """The turns to recap: all, or those no earlier recap covered; never ``leave_out``.
+        """The turns to recap: all, or those no earlier recap covered; never the requests.
 
         Args:
             turns: every turn so far (:meth:`read`).
             since_last: leave out turns an earlier recap covered.
             leave_out: the key of the turn that asked for the recap.
+            is_request: whether a turn's text only asks for a recap (left out too).
         """
         return [
             turn
             for turn in turns
-            if turn_key(turn) != leave_out and not (since_last and turn_key(turn) in self._recapped)
+            if turn_key(turn) != leave_out
+            and not (since_last and turn_key(turn) in self._recapped)
+            and not (is_request is not None and is_request(turn.text))
         ]
 
     def mark_recapped(self, turns: Sequence[RecapSource]) -> None:

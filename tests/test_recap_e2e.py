@@ -7,6 +7,7 @@ decodes what the bot published into the channel.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -17,7 +18,7 @@ import pytest
 from recorder.agent.session import AgentTimeouts
 from recorder.bot import MeetingRecorder, MeetingReport, RecorderSettings, stream_factory
 from recorder.emulator.agent import VoiceAgentEmulator
-from recorder.emulator.agent_config import AgentFaults
+from recorder.emulator.agent_config import AgentBehaviour, AgentFaults
 from recorder.emulator.server import serve_emulators
 from recorder.emulator.streaming import StreamingEmulator
 from recorder.emulator.tonecode import decode
@@ -56,6 +57,7 @@ async def record(
     *,
     settings: RecapSettings | None = None,
     faults: AgentFaults | None = None,
+    behaviour: AgentBehaviour | None = None,
     api_keys: frozenset[str] = frozenset(),
     api_key: str = "test-key",
     duration_s: float | None = None,
@@ -65,11 +67,14 @@ async def record(
     transport = ReplayTransport(script, speed=speed)
     streaming = StreamingEmulator(realtime_factor=speed * 3)
     # The agent speaks at the replay's pace, as the real one speaks at real time.
-    agent = VoiceAgentEmulator(realtime_factor=speed, faults=faults, api_keys=api_keys)
+    agent = VoiceAgentEmulator(
+        realtime_factor=speed, faults=faults, behaviour=behaviour, api_keys=api_keys
+    )
     observer = RecapObserver(
         agent_url="",
         api_key=api_key,
         settings=settings or RecapSettings(timeouts=FAST),
+        names=script.names,
     )
     url = f"sqlite+aiosqlite:///{tmp_path / 'recorder.db'}"
     async with (
@@ -166,7 +171,7 @@ async def test_spoken_trigger_publishes_a_recap_that_decodes_to_the_note(tmp_pat
 
 # Bob's chunks run [12990, 13090) ms (the stagger of uid 202): an onset on a chunk
 # boundary is the worst case (the whole chunk must arrive first), 13.04 s a middle one.
-@pytest.mark.parametrize("onset_s", [12.99, 13.04])
+@pytest.mark.parametrize("onset_s", [12.99, pytest.param(13.04, marks=pytest.mark.slow)])
 async def test_a_participant_speaking_mid_recap_stops_it_within_100_ms(
     tmp_path: Path, onset_s: float
 ) -> None:
@@ -247,3 +252,114 @@ async def test_agent_faults_end_the_recap_and_recording_goes_on(
         assert 0 < len(run.transport.published) * 10 <= 600
     else:
         assert run.transport.published == []
+
+
+def chat(*, end: float) -> dict[str, Any]:
+    return {
+        "channel": "recap-end",
+        "participants": [{"uid": 101, "name": "Alice"}, {"uid": 202, "name": "Bob"}],
+        "events": [
+            {"at": 0.0, "uid": 101, "join": True},
+            {"at": 0.1, "uid": 202, "join": True},
+            {"at": 0.3, "uid": 101, "say": "Good morning team."},
+            {"at": 3.0, "uid": 202, "say": "The patch shipped."},
+        ],
+        "end": end,
+    }
+
+
+async def test_recap_on_end_is_spoken_and_stored_before_the_meeting_completes(
+    tmp_path: Path,
+) -> None:
+    # The meeting stops at ~7 s (--duration); the channel plays on while the bot speaks.
+    run = await record(
+        chat(end=30.0),
+        tmp_path,
+        settings=RecapSettings(on_end=True, phrase=None, timeouts=FAST),
+        duration_s=7.0 / SPEED,
+    )
+    [note] = run.notes
+    assert note.meta["trigger"] == "end"
+    assert note.text == "Alice said: Good morning team. Bob said: The patch shipped."
+    assert run.published_words() == note.text.split()
+    assert contiguous(run.transport.published)
+    summary = run.meeting.summary
+    assert summary.status == "completed" and summary.ended_at is not None
+    assert note.created_at <= summary.ended_at
+    # The meeting ended after the recap had played.
+    assert run.report.duration_s * 1000 >= run.transport.published[-1][0]
+
+
+async def test_recap_on_end_is_bounded(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="recorder.recap")
+    slow = AgentBehaviour(reply_delay_s=60.0)  # the agent never gets round to speaking
+    started = asyncio.get_running_loop().time()
+    run = await record(
+        chat(end=30.0),
+        tmp_path,
+        settings=RecapSettings(on_end=True, phrase=None, timeouts=FAST, end_timeout_s=0.5),
+        behaviour=slow,
+        duration_s=7.0 / SPEED,
+    )
+    elapsed_s = asyncio.get_running_loop().time() - started
+    assert elapsed_s < 7.0 / SPEED + 5.0
+    assert run.meeting.summary.status == "completed"
+    assert_matches_script(run.meeting, run.script)
+    assert "took longer than" in caplog.text
+    [outcome] = run.observer.outcomes
+    assert outcome.is_interrupted and outcome.note_id is None  # nothing said, nothing stored
+    assert run.notes == []
+    [session] = run.agent.sessions
+    assert session.close_code == 1000  # ended with session.end, not left billing
+
+
+@pytest.mark.slow
+async def test_timer_recaps_cover_what_was_said_since_the_last_one(tmp_path: Path) -> None:
+    meeting = {
+        "channel": "recap-timer",
+        "participants": [{"uid": 101, "name": "Alice"}, {"uid": 202, "name": "Bob"}],
+        "events": [
+            {"at": 0.0, "uid": 101, "join": True},
+            {"at": 0.1, "uid": 202, "join": True},
+            {"at": 0.3, "uid": 101, "say": "Good morning team."},
+            {"at": 10.0, "uid": 202, "say": "The patch shipped."},
+        ],
+        "end": 23.0,
+    }
+    settings = RecapSettings(every_s=7.0, since_last=True, phrase=None, timeouts=FAST)
+    run = await record(meeting, tmp_path, settings=settings)
+    # Due at 7 s and 14 s; at 21 s nothing new was said, so no third recap.
+    first, second = run.notes
+    assert first.text == "Alice said: Good morning team."
+    assert second.text == "Bob said: The patch shipped."
+    assert [n.meta["trigger"] for n in run.notes] == ["timer", "timer"]
+    for note, due_ms in zip(run.notes, (7000, 14000), strict=True):
+        assert due_ms <= note.meta["requested_at_ms"] <= due_ms + 500
+        assert note.meta["interrupted"] is False
+    assert run.published_words() == first.text.split() + second.text.split()
+    assert len(run.agent.sessions) == 2  # one session per recap, none held between
+
+
+async def test_a_second_request_during_a_recap_is_ignored(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="recorder.recap")
+    meeting = {
+        "channel": "recap-twice",
+        "participants": [{"uid": 101, "name": "Alice"}, {"uid": 202, "name": "Bob"}],
+        "events": [
+            {"at": 0.0, "uid": 101, "join": True},
+            {"at": 0.1, "uid": 202, "join": True},
+            {"at": 0.3, "uid": 101, "say": "Good morning team."},
+            {"at": 3.0, "uid": 101, "say": "Recorder recap."},
+            {"at": 3.3, "uid": 202, "say": "Recorder, recap."},
+        ],
+        "end": 12.0,
+    }
+    run = await record(meeting, tmp_path)
+    [note] = run.notes
+    assert note.meta["trigger"]["uid"] == 101
+    assert note.text == "Alice said: Good morning team."
+    assert run.observer.ignored == 1
+    assert "asked for a recap while one is running; ignored" in caplog.text
+    assert len(run.agent.sessions) == 1
