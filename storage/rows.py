@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func, null, select
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -116,8 +116,13 @@ def summary_from_row(row: Row[Any]) -> MeetingSummary:
     )
 
 
-def turn_select() -> Select[Any]:
-    """Turns with their participant's uid and name (for :func:`turn_from_row`)."""
+def turn_select(*, with_words: bool = True) -> Select[Any]:
+    """Turns with their participant's uid and name (for :func:`turn_from_row`).
+
+    Args:
+        with_words: also read the word timings; they are most of a row (JSON to
+            parse), and only some readers need them.
+    """
     return select(
         TurnRow.id,
         TurnRow.meeting_id,
@@ -128,7 +133,7 @@ def turn_select() -> Select[Any]:
         TurnRow.start_ms,
         TurnRow.end_ms,
         TurnRow.text,
-        TurnRow.words,
+        (TurnRow.words if with_words else null()).label("words"),
         TurnRow.end_of_turn_confidence,
         TurnRow.language,
     ).join(ParticipantRow, ParticipantRow.id == TurnRow.participant_id)
@@ -146,14 +151,16 @@ def turn_from_row(row: Row[Any]) -> Turn:
         start_ms=row.start_ms,
         end_ms=row.end_ms,
         text=row.text,
-        words=words_from_json(row.words),
+        words=words_from_json(row.words) if row.words is not None else (),
         end_of_turn_confidence=row.end_of_turn_confidence,
         language=row.language,
     )
 
 
-async def load_meeting(connection: AsyncConnection, meeting_id: int) -> Meeting:
-    """Read a whole meeting on one connection.
+async def load_meeting(
+    connection: AsyncConnection, meeting_id: int, *, with_turns: bool = True
+) -> Meeting:
+    """Read a whole meeting on one connection (``with_turns=False``: all but its turns).
 
     Raises:
         NotFoundError: no such meeting.
@@ -199,13 +206,17 @@ async def load_meeting(connection: AsyncConnection, meeting_id: int) -> Meeting:
             .order_by(ParticipantRow.first_seen, ParticipantRow.uid)
         )
     )
-    turns = tuple(
-        turn_from_row(row)
-        for row in await connection.execute(
-            turn_select()
-            .where(TurnRow.meeting_id == meeting_id)
-            .order_by(TurnRow.start_ms, TurnRow.id)
+    turns = (
+        tuple(
+            turn_from_row(row)
+            for row in await connection.execute(
+                turn_select()
+                .where(TurnRow.meeting_id == meeting_id)
+                .order_by(TurnRow.start_ms, TurnRow.id)
+            )
         )
+        if with_turns
+        else ()
     )
     notes = tuple(
         Note(

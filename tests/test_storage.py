@@ -390,3 +390,17 @@ async def test_deleting_a_meeting_cascades(store: TranscriptStore) -> None:
         "(SELECT count(*) FROM stream_sessions), (SELECT count(*) FROM notes)"
     )
     assert counts.rows == ((0, 0, 0, 0),)
+
+
+async def test_readers_can_skip_turns_and_word_timings(store: TranscriptStore) -> None:
+    meeting, alice, _ = await make_meeting(store)
+    words = (Word("hello", 0, 400, 0.9), Word("there", 450, 900, 0.8))
+    await store.upsert_turns([turn(meeting, 101, alice, 0, 0, "hello there", words=words)])
+    whole = await store.get_meeting(meeting)
+    header = await store.get_meeting(meeting, with_turns=False)
+    assert len(whole.turns) == 1 and header.turns == ()
+    assert header.participants == whole.participants and header.summary == whole.summary
+    (with_words,) = [t async for t in store.iter_turns(meeting)]
+    (bare,) = [t async for t in store.iter_turns(meeting, with_words=False)]
+    assert with_words.words == words
+    assert bare.words == () and bare.text == with_words.text and bare.id == with_words.id

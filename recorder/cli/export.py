@@ -8,14 +8,12 @@ half-written behind.
 
 from __future__ import annotations
 
-import dataclasses
-import inspect
 import os
 import secrets
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING
 
 import click
 
@@ -59,50 +57,21 @@ def choose_format(fmt: str | None, output: Path | None) -> str:
     return found
 
 
-def _accepts(method: Any, keyword: str) -> bool:
-    return keyword in inspect.signature(method).parameters
-
-
-def _without_turns(meeting: Meeting) -> Meeting:
-    return dataclasses.replace(meeting, turns=())
-
-
 async def meeting_header(store: TranscriptStore, meeting_id: int) -> Meeting:
-    """The meeting's summary, participants, notes and sessions, without its turns.
-
-    Uses ``get_meeting(..., with_turns=False)`` when the store offers it, so the
-    header of a huge meeting costs one small query.
-    """
-    if _accepts(store.get_meeting, "with_turns"):
-        options: dict[str, Any] = {"with_turns": False}
-        return _without_turns(await store.get_meeting(meeting_id, **options))
-    return _without_turns(await store.get_meeting(meeting_id))
+    """The meeting's summary, participants, notes and sessions, without its turns."""
+    return await store.get_meeting(meeting_id, with_turns=False)
 
 
 async def load_for_export(
     store: TranscriptStore, meeting_id: int, *, with_words: bool = True
 ) -> tuple[Meeting, AsyncIterator[Turn]]:
-    """The meeting's header and a stream of its turns in time order.
+    """The meeting's header and a stream of its turns in time order (flat memory).
 
-    The turns stream from ``iter_turns`` (flat memory) when the store can give
-    the header alone; a store that only loads meetings whole has its turns
-    reused rather than read twice. Word timings are most of a turn row (JSON to
-    parse) and only JSON, SRT and WebVTT use them, so they are skipped when the
-    store's ``iter_turns`` takes ``with_words``.
+    Word timings are most of a turn row (JSON to parse) and only JSON, SRT and
+    WebVTT use them, so the others read turns without them.
     """
-    if not _accepts(store.get_meeting, "with_turns"):
-        meeting = await store.get_meeting(meeting_id)
-        return _without_turns(meeting), _from_memory(meeting.turns)
     header = await meeting_header(store, meeting_id)
-    options: dict[str, Any] = {"batch": _BATCH}
-    if not with_words and _accepts(store.iter_turns, "with_words"):
-        options["with_words"] = False
-    return header, store.iter_turns(meeting_id, **options)
-
-
-async def _from_memory(turns: Sequence[Turn]) -> AsyncIterator[Turn]:
-    for turn in turns:
-        yield turn
+    return header, store.iter_turns(meeting_id, batch=_BATCH, with_words=with_words)
 
 
 async def export_meeting(
