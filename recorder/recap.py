@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -246,6 +246,7 @@ class RecapObserver:
         api_key: the AssemblyAI key (never logged).
         settings: when and how to speak.
         names: display names by uid (for turns heard but not yet stored).
+        announce: shows the user a one-line account of each recap (the live console).
     """
 
     def __init__(
@@ -255,10 +256,12 @@ class RecapObserver:
         api_key: str,
         settings: RecapSettings | None = None,
         names: Mapping[int, str] | None = None,
+        announce: Callable[[str], None] | None = None,
     ) -> None:
         self.agent_url = agent_url
         self._api_key = api_key
         self.settings = settings or RecapSettings()
+        self._announce = announce or (lambda message: None)
         self.outcomes: list[RecapOutcome] = []
         self.ignored = 0
         self._context: MeetingContext | None = None
@@ -469,6 +472,8 @@ class RecapObserver:
             outcome.audio_ms / 1000,
             ", interrupted" if outcome.is_interrupted else "",
         )
+        cut = " [interrupted]" if outcome.is_interrupted else ""
+        self._announce(f"* recap ({_label(outcome.trigger)}){cut}: {outcome.text}")
 
 
 def _label(trigger: Trigger) -> str:

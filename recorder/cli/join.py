@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from recorder.cli.common import CONTEXT_SETTINGS, build_config, db_option, run
+from recorder.cli.recap_options import extend_replay_for_recap, recap_options
 from recorder.config import Config
 from recorder.errors import ConfigError
+
+if TYPE_CHECKING:
+    from recorder.recap import RecapSettings
 
 __all__ = ["demo", "join"]
 
@@ -68,9 +73,11 @@ async def _record(
     stt_url: str,
     quiet: bool,
     on_ready: Callable[[], Awaitable[None]] | None = None,
+    recap: RecapSettings | None = None,
 ) -> Any:
     from recorder.bot import MeetingRecorder, RecorderSettings, stream_factory
     from recorder.console import LiveConsole
+    from recorder.recap import DEFAULT_AGENT_URL, RecapObserver
     from recorder.transport.base import Transport
     from recorder.transport.select import parse_transport, replay_transport
     from storage.store import TranscriptStore
@@ -86,12 +93,14 @@ async def _record(
             bot_uid=config.bot_uid,
             app_certificate=config.agora_app_certificate,
             token=config.agora_token,
-            publish=False,  # True once the spoken recap is wired in
+            publish=recap is not None,  # the spoken recap is the bot's only audio
         )
         transport.load_sdk()  # a clear install message when the extra is missing
     else:
         assert path is not None
         transport = replay_transport(path, speed=speed, channel=channel)
+    if recap is not None and recap.on_end:
+        transport, duration_s = extend_replay_for_recap(transport, duration_s, recap.end_timeout_s)
     script_names = getattr(getattr(transport, "script", None), "names", {})
     all_names = {**script_names, **names}
     console = LiveConsole(all_names, quiet=quiet)
@@ -117,6 +126,15 @@ async def _record(
             open_stream=open_stream,
             settings=settings,
             console=console,
+            observer=None
+            if recap is None
+            else RecapObserver(
+                agent_url=config.agent_url or DEFAULT_AGENT_URL,
+                api_key=api_key,
+                settings=recap,
+                names=all_names,
+                announce=console.info,
+            ),
         )
         _install_signal_handlers(recorder.request_stop, console.info)
         console.info(f"recording channel {transport.channel!r}; Ctrl+C to stop")
@@ -228,6 +246,7 @@ def _recording_options(function: Callable[..., Any]) -> Callable[..., Any]:
     help="Replay speed (only against an emulator that allows it).",
 )
 @_recording_options
+@recap_options
 def join(
     channel: str | None,
     transport_spec: str,
@@ -242,6 +261,8 @@ def join(
     speech_model: str | None,
     quiet: bool,
     database_url: str | None,
+    recap: RecapSettings | None,
+    agent_url: str | None,
 ) -> None:
     """Join a channel and record every participant's speech until stopped.
 
@@ -254,9 +275,18 @@ def join(
         recorder join --channel standup
         recorder join --channel standup --duration 3600 --speaker-names names.json
         recorder join --transport replay:meeting.json --stt-url ws://127.0.0.1:8765/v3/ws
+        recorder join --channel standup --recap --recap-every 15m --recap-on-end
+
+    With --recap, saying "recorder, recap" in the meeting makes the bot speak
+    a recap of the meeting so far (AssemblyAI Voice Agent, same key); anyone
+    speaking over it stops it. Recaps are stored as notes.
     """
     config = build_config(
-        database_url=database_url, channel=channel, stt_url=stt_url, speech_model=speech_model
+        database_url=database_url,
+        channel=channel,
+        stt_url=stt_url,
+        speech_model=speech_model,
+        agent_url=agent_url,
     )
     if transport_spec == "agora" and not config.channel:
         raise ConfigError("no channel given; use --channel NAME or set AGORA_CHANNEL")
@@ -276,6 +306,7 @@ def join(
             api_key=api_key,
             stt_url=config.streaming_url,
             quiet=quiet,
+            recap=recap,
         )
     )
     _print_report(report, config)
@@ -303,11 +334,18 @@ def join(
     show_default=True,
     help="Where to write the transcript.",
 )
+@click.option(
+    "--recap",
+    "recap_on_end",
+    is_flag=True,
+    help="End with a spoken recap from the local Voice Agent emulator.",
+)
 @_recording_options
 def demo(
     speed: float,
     script_path: Path | None,
     output: Path,
+    recap_on_end: bool,
     idle_close_s: float,
     sessions_per_minute: float,
     duration_s: float | None,
@@ -328,6 +366,7 @@ def demo(
     Examples:
         recorder demo
         recorder demo --speed 4 -o standup.html
+        recorder demo --recap
     """
     from importlib.resources import as_file, files
 
@@ -335,14 +374,19 @@ def demo(
     resource = files("recorder.data").joinpath("demo_meeting.json")
 
     async def main() -> Any:
+        from recorder.emulator.agent import VoiceAgentEmulator
+        from recorder.emulator.server import serve_emulators
         from recorder.emulator.streaming import StreamingEmulator
+        from recorder.recap import RecapSettings
 
         emulator = StreamingEmulator(realtime_factor=max(1.0, speed) * 1.5)
-        async with emulator.serve(host="127.0.0.1", port=0) as server:
+        # The agent speaks at the replay's pace, as the real one speaks in real time.
+        agent = VoiceAgentEmulator(realtime_factor=speed)
+        async with serve_emulators(streaming=emulator, agent=agent) as server:
             with as_file(resource) as bundled:
                 path = script_path or bundled
                 return await _record(
-                    config=config,
+                    config=dataclasses.replace(config, agent_url=server.urls["agent"]),
                     transport_spec=f"replay:{path}",
                     channel=None,
                     speed=speed,
@@ -353,8 +397,10 @@ def demo(
                     keyterms=tuple(k.strip() for k in keyterms.split(",") if k.strip()),
                     prompt=prompt,
                     api_key="demo-key",
-                    stt_url=server.url,
+                    stt_url=server.urls["streaming"],
                     quiet=quiet,
+                    # The bundled meeting has no spoken request: recap when it ends.
+                    recap=RecapSettings(on_end=True) if recap_on_end else None,
                 )
 
     report = run(main())

@@ -1,0 +1,268 @@
+"""The spoken recap's parts: durations, the trigger phrase, the turn ledger, paced playback, CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from recorder.audio import Chunk
+from recorder.cli import cli
+from recorder.emulator.tonecode import decode, encode
+from recorder.pipeline import FinalTurn
+from recorder.recap import contains_phrase, is_bare_request, parse_duration
+from recorder.recap_player import RecapPlayer, publish_backlog_ms
+from recorder.recap_turns import TurnLedger
+from recorder.transport.base import TransportEvent, TransportSink
+from recorder.transport.replay import ReplayTransport
+from recorder.transport.script import parse_script
+from storage.records import TurnRecord
+from storage.store import TranscriptStore
+
+# -- durations and the phrase ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("90s", 90), ("10m", 600), ("1h", 3600), ("1h30m", 5400), ("45", 45), (" 2 M ", 120)],
+)
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "m", "10x", "0", "0s", "-5s", "1h x", "ten minutes"])
+def test_bad_durations_say_what_is_expected(text: str) -> None:
+    with pytest.raises(ValueError, match="use e.g. 90s, 10m, 1h"):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("Recorder recap.", True),
+        ("recorder, recap", True),
+        ("OK so... RECORDER -- Recap, please!", True),
+        ("the recorder recapped it", False),
+        ("Recorder, wrap up.", False),
+        ("recap recorder", False),
+    ],
+)
+def test_the_phrase_matches_whole_words_ignoring_case_and_punctuation(
+    text: str, said: bool
+) -> None:
+    assert contains_phrase(text, "recorder, recap") is said
+
+
+def test_a_bare_request_is_not_meeting_content() -> None:
+    assert is_bare_request("Recorder, recap please.", "recorder, recap")
+    assert not is_bare_request(
+        "Recorder recap. Also the deploy is done for today.", "recorder recap"
+    )
+    assert not is_bare_request("The deploy is done.", "recorder recap")
+
+
+# -- the turn ledger ----------------------------------------------------------------
+
+
+def final(uid: int, start_ms: int, text: str, order: int = 0) -> FinalTurn:
+    return FinalTurn(uid, (0, 0), order, start_ms, start_ms + 500, text, (), None, None)
+
+
+async def test_the_ledger_adds_turns_not_yet_committed(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'r.db'}"
+    async with await TranscriptStore.open(url, auto_migrate=True) as store:
+        now = datetime.now(UTC)
+        meeting = await store.start_meeting("ledger", 9999, now)
+        await store.record_participant(meeting, 1, now, display_name="Ann")
+        session = await store.open_stream_session(meeting, 1, now)
+        ledger = TurnLedger({2: "Ben"})
+        committed = final(1, 1000, "Committed words.")
+        ledger.add(committed)
+        await store.upsert_turns(
+            [TurnRecord(meeting, 1, session, 0, 1000, 1500, "Committed words.")]
+        )
+        assert ledger.add(final(2, 500, "Heard first, not stored yet.", order=0))
+        assert not ledger.add(final(2, 500, "Heard first, not stored yet!", order=0))
+        assert ledger.heard_count == 2
+        turns = await ledger.read(store, meeting)
+        assert [(t.speaker, t.start_ms, t.text) for t in turns] == [
+            ("Ben", 500, "Heard first, not stored yet!"),  # the latest version
+            ("Ann", 1000, "Committed words."),
+        ]
+        ledger.mark_recapped(turns)
+        ledger.add(final(1, 3000, "Something new."))
+        fresh = ledger.select(await ledger.read(store, meeting), since_last=True)
+        assert [t.text for t in fresh] == ["Something new."]
+        everything = ledger.select(
+            await ledger.read(store, meeting), since_last=False, leave_out=(1, 3000)
+        )
+        assert [t.text for t in everything] == ["Heard first, not stored yet!", "Committed words."]
+
+
+# -- paced playback -----------------------------------------------------------------
+
+
+class Ignore(TransportSink):
+    def on_event(self, event: TransportEvent) -> None:
+        pass
+
+    def on_audio(self, uid: int, chunk: Chunk) -> None:
+        pass
+
+
+def quiet_channel(seconds: float) -> ReplayTransport:
+    script = parse_script(
+        {"channel": "quiet", "events": [{"at": 0.0, "uid": 1, "join": True}], "end": seconds}
+    )
+    return ReplayTransport(script, speed=10.0)
+
+
+def pieces(pcm: bytes, size: int) -> list[bytes]:
+    return [pcm[i : i + size] for i in range(0, len(pcm), size)]
+
+
+RECAP_WORDS = "Ann said: the deploy is done. Ben said: search ships today."
+
+
+async def test_playback_is_whole_frames_paced_by_the_channel_and_complete() -> None:
+    transport = quiet_channel(60.0)
+    await transport.start(Ignore())
+    cancel = asyncio.Event()
+    player = RecapPlayer(transport, cancel=cancel, clock_ms=lambda: transport.script_ms)
+    pcm = encode(RECAP_WORDS, 16_000)
+    highest = 0.0
+    # 100 ms pieces of odd sizes, handed over far faster than real time.
+    for index, piece in enumerate(pieces(pcm, 3203)):
+        await player.feed(piece)
+        if index == 0:
+            assert transport.published == [] and player.started_at_ms is None  # pre-roll
+        highest = max(highest, publish_backlog_ms(transport))
+    await player.finish()
+    await transport.stop()
+    assert highest <= 200.0
+    assert publish_backlog_ms(transport) == 0 and not player.is_playing
+    frames = [frame for _, frame in transport.published]
+    assert all(len(frame) == 320 for frame in frames)
+    played = b"".join(frames)
+    assert played[: len(pcm)] == pcm and not played[len(pcm) :].strip(b"\0")
+    assert [w.text for w in decode(played, 16_000)] == RECAP_WORDS.split()
+    assert player.played_ms == len(frames) * 10
+
+
+async def test_interrupt_drops_what_is_queued_and_says_how_far_it_got() -> None:
+    transport = quiet_channel(60.0)
+    await transport.start(Ignore())
+    cancel = asyncio.Event()
+    player = RecapPlayer(transport, cancel=cancel, clock_ms=lambda: transport.script_ms)
+    chunks = pieces(encode(RECAP_WORDS, 16_000), 3200)
+    for piece in chunks[:10]:
+        await player.feed(piece)
+    played_ms = player.interrupt()
+    assert cancel.is_set() and publish_backlog_ms(transport) == 0
+    heard_then = len(transport.published)
+    for piece in chunks[10:]:
+        await player.feed(piece)  # the agent may still be talking: nothing more goes out
+    await player.finish()
+    await transport.stop()
+    assert abs(played_ms - heard_then * 10) <= 10
+    assert len(transport.published) - heard_then <= 1  # at most the frame on the way out
+    assert player.played_ms == played_ms < 1000
+
+
+async def test_a_channel_that_stops_playing_does_not_hang_the_recap(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    transport = quiet_channel(60.0)  # never started: nothing plays what is published
+    player = RecapPlayer(transport, cancel=asyncio.Event(), clock_ms=lambda: 0.0, stall_s=0.2)
+    async with asyncio.timeout(5):
+        for piece in pieces(encode(RECAP_WORDS, 16_000), 3200):
+            await player.feed(piece)
+        await player.finish()
+    assert player.is_stalled and not player.is_playing
+    assert "stopped playing the recap" in caplog.text
+
+
+# -- the command line -----------------------------------------------------------------
+
+
+def test_join_help_shows_the_recap_options() -> None:
+    result = CliRunner().invoke(cli, ["join", "--help"])
+    assert result.exit_code == 0
+    for option in (
+        "--recap ",
+        "--recap-every",
+        "--recap-on-end",
+        "--recap-phrase",
+        "--recap-since-last",
+        "--recap-prompt",
+        "--voice",
+        "--agent-url",
+    ):
+        assert option in result.output
+    demo = CliRunner().invoke(cli, ["demo", "--help"])
+    assert "--recap" in demo.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--recap", "--recap-every", "soon"], "'soon' is not a duration"),
+        (["--recap", "--recap-every", "5s"], "too short"),
+        (["--recap-on-end"], "--recap-on-end only work with --recap"),
+        (["--voice", "ivy", "--recap-every", "10m"], "only work with --recap"),
+        (["--recap", "--agent-url", "http://x"], "must start with ws:// or wss://"),
+    ],
+)
+def test_bad_recap_options_are_usage_errors(tmp_path: Path, args: list[str], message: str) -> None:
+    db = f"sqlite+aiosqlite:///{tmp_path / 'r.db'}"
+    result = CliRunner().invoke(
+        cli,
+        ["join", "--channel", "x", "--db", db, *args],
+        env={"ASSEMBLYAI_API_KEY": "k", "AGORA_APP_ID": "a" * 32},
+    )
+    assert result.exit_code in (1, 2), result.output
+    assert message in result.output
+
+
+def test_demo_recap_speaks_on_end_through_the_agent_emulator(tmp_path: Path) -> None:
+    script = tmp_path / "short.json"
+    script.write_text(
+        json.dumps(
+            {
+                "channel": "demo-recap",
+                "participants": [{"uid": 1, "name": "Ann"}, {"uid": 2, "name": "Ben"}],
+                "events": [
+                    {"at": 0.0, "uid": 1, "join": True},
+                    {"at": 0.1, "uid": 2, "join": True},
+                    {"at": 0.3, "uid": 1, "say": "The deploy is done."},
+                    {"at": 2.8, "uid": 2, "say": "Search ships today."},
+                ],
+                "end": 6.0,
+            }
+        ),
+        encoding="utf-8",
+    )
+    db = f"sqlite+aiosqlite:///{tmp_path / 'r.db'}"
+    assert CliRunner().invoke(cli, ["db", "upgrade", "--db", db]).exit_code == 0
+    result = CliRunner().invoke(
+        cli,
+        ["demo", "--recap", "--speed", "8", "--script", str(script), "--db", db, "-q"]
+        + ["-o", str(tmp_path / "t.html")],
+    )
+    assert result.exit_code == 0, result.output
+    assert "* recap (end): Ann said: The deploy is done. Ben said: Search ships today." in (
+        result.output
+    )
+
+    async def notes() -> list[tuple[str, bool, object]]:
+        async with await TranscriptStore.open(db) as store:
+            meeting = await store.get_meeting(await store.resolve_meeting("latest"))
+        return [(n.text, n.spoken, n.meta["trigger"]) for n in meeting.notes]
+
+    assert asyncio.run(notes()) == [
+        ("Ann said: The deploy is done. Ben said: Search ships today.", True, "end")
+    ]
