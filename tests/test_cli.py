@@ -116,3 +116,15 @@ def test_all_is_accurate(name: str) -> None:
     assert public <= set(exported), (
         f"{name} defines public {sorted(public - set(exported))} not in __all__"
     )
+
+
+def test_readme_carries_the_json_schema() -> None:
+    from pathlib import Path
+
+    from recorder.export.json_format import SCHEMA
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    assert SCHEMA.strip() in readme
+    assert readme.startswith("# recorder")
+    quick = readme.split("## Quick start", 1)[1].split("##", 1)[0]
+    assert "make demo" in quick and "make test" in quick
