@@ -32,7 +32,7 @@ from storage.store import TranscriptStore
 
 APP_ID = "0123456789abcdef0123456789abcdef"
 CERTIFICATE = "fedcba9876543210fedcba9876543210"
-SPEED = 4.0
+SPEED = 3.0
 TOLERANCE_MS = 150.0
 
 pytestmark = pytest.mark.slow
@@ -213,14 +213,25 @@ async def record_on_fake_agora(
 
 
 def assert_words_match(
-    meeting: Meeting, expected: list[ExpectedWord], *, exact: bool = True
+    meeting: Meeting,
+    expected: list[ExpectedWord],
+    *,
+    exact: bool = True,
+    cuts_ms: tuple[float, ...] = (),
 ) -> list[tuple[int, str, int]]:
     """Every stored word is one the script said, on the right uid, within tolerance.
 
-    With ``exact`` every expected word must be stored, exactly once. Returns the
-    stored words as (uid, text, start_ms).
+    With ``exact`` every expected word must be stored, exactly once. A word cut
+    in two by an outage at one of ``cuts_ms`` may come back as the emulator's
+    ``[speech N s]`` mark for audio that is not a whole word; those are dropped.
+    Returns the stored words as (uid, text, start_ms).
     """
-    stored = [(t.uid, w.text, w.start_ms, w.end_ms) for t in meeting.turns for w in t.words]
+    stored = [
+        (t.uid, w.text, w.start_ms, w.end_ms)
+        for t in meeting.turns
+        for w in t.words
+        if not (w.text.startswith("[speech") and any(abs(w.start_ms - c) < 300 for c in cuts_ms))
+    ]
     uids = {w.uid for w in expected} | {uid for uid, *_ in stored}
     for uid in uids:
         want = [w for w in expected if w.uid == uid]
@@ -310,7 +321,9 @@ async def test_outage_is_a_gap_with_no_words_invented(world: Any, tmp_path: Path
         tmp_path,
         faults=[(outage[0], world.interrupt), (outage[1], world.restore)],
     )
-    stored = assert_words_match(recorded.meeting, script.expected_words(), exact=False)
+    stored = assert_words_match(
+        recorded.meeting, script.expected_words(), exact=False, cuts_ms=outage
+    )
     (gap,) = recorded.transport.gaps
     assert abs(gap[0] - outage[0]) <= TOLERANCE_MS and abs(gap[1] - outage[1]) <= TOLERANCE_MS
     # Nothing is placed inside the outage, and the words clear of it all survive.
