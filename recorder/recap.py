@@ -286,8 +286,14 @@ class RecapObserver:
     async def started(self, context: MeetingContext) -> None:
         """Remember the meeting; start the timer if one is set."""
         self._context = context
-        meeting = await context.store.get_meeting(context.meeting_id)
-        self._started_at = meeting.summary.started_at
+        # Notes are dated on the meeting's timeline (its start + meeting time), as the
+        # recorder dates the meeting's end; the recording must not fail for a date.
+        self._started_at = datetime.now(UTC) - timedelta(milliseconds=context.clock_ms())
+        try:
+            meeting = await context.store.get_meeting(context.meeting_id)
+            self._started_at = meeting.summary.started_at
+        except RecorderError as exc:
+            log.warning("! recap: cannot read the meeting's start (%s); using the clock", exc)
         if self.settings.every_s:
             self._timer = asyncio.create_task(self._run_timer(), name="recap-timer")
 
@@ -347,6 +353,7 @@ class RecapObserver:
             return False
         label = "spoken" if isinstance(trigger, SpokenTrigger) else trigger
         self._task = asyncio.create_task(self._recap(trigger), name=f"recap-{label}")
+        self._task.add_done_callback(_log_bug)
         return True
 
     async def _bounded(self, task: asyncio.Task[None], timeout_s: float, what: str) -> None:
@@ -474,6 +481,12 @@ class RecapObserver:
         )
         cut = " [interrupted]" if outcome.is_interrupted else ""
         self._announce(f"* recap ({_label(outcome.trigger)}){cut}: {outcome.text}")
+
+
+def _log_bug(task: asyncio.Task[None]) -> None:
+    """A recap never stops the recording, but a bug in it must not pass unseen."""
+    if not task.cancelled() and (error := task.exception()) is not None:
+        log.error("! the recap failed unexpectedly", exc_info=error)
 
 
 def _label(trigger: Trigger) -> str:
