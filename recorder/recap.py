@@ -179,6 +179,7 @@ class RecapOutcome:
         text: what the agent said ("" if it failed).
         is_interrupted: cut short (a barge-in, the meeting ending, the agent).
         interrupted_at_ms: position in the recap audio where it stopped.
+        stop_reason: why it was cut short ("barge-in", "the meeting ended", ...).
         barge_in: ``(uid, meeting ms)`` of the participant who spoke over it.
         turn_count: turns handed to the agent.
         session_id: the Voice Agent session.
@@ -193,6 +194,7 @@ class RecapOutcome:
     text: str = ""
     is_interrupted: bool = False
     interrupted_at_ms: float | None = None
+    stop_reason: str | None = None
     barge_in: tuple[int, float] | None = None
     turn_count: int = 0
     session_id: str | None = None
@@ -208,6 +210,7 @@ class RecapOutcome:
             "trigger": trigger,
             "interrupted": self.is_interrupted,
             "interrupted_at_ms": _rounded(self.interrupted_at_ms),
+            "stop_reason": self.stop_reason,
             "audio_ms": round(self.audio_ms),
             "requested_at_ms": round(self.requested_at_ms),
             "started_at_ms": _rounded(self.started_at_ms),
@@ -325,7 +328,7 @@ class RecapObserver:
             and now_ms - started < self.settings.grace_ms
         ):
             return  # the trigger speaker's own trailing audio
-        played_ms = player.interrupt()
+        played_ms = player.interrupt("barge-in")
         running.outcome.barge_in = (uid, now_ms)
         log.info("recap: uid %d spoke; stopped after %.0f ms of audio", uid, played_ms)
 
@@ -364,7 +367,7 @@ class RecapObserver:
         if timeout_s > 0:
             log.warning("! %s took longer than %g s; stopping it", what, timeout_s)
         if self._running is not None:
-            self._running.player.interrupt()
+            self._running.player.interrupt("the meeting ended")
         done, _ = await asyncio.wait({task}, timeout=_STOP_GRACE_S)
         if not done:
             task.cancel()
@@ -433,7 +436,7 @@ class RecapObserver:
             )
             await player.finish()
         except RecorderError as exc:
-            player.interrupt()
+            player.interrupt("the agent failed")
             outcome.error = str(exc)
             outcome.started_at_ms = player.started_at_ms
             outcome.audio_ms = player.played_ms
@@ -450,6 +453,7 @@ class RecapObserver:
         outcome.audio_ms = player.played_ms
         if outcome.is_interrupted:
             outcome.interrupted_at_ms = player.played_ms
+            outcome.stop_reason = player.stop_reason or "the agent cut it short"
         self.outcomes.append(outcome)
         if not outcome.text:
             # Stopped before the agent said anything (or it sent no transcript): no note.

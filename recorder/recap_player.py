@@ -79,6 +79,7 @@ class RecapPlayer:
         self.published_ms = 0.0
         self.started_at_ms: float | None = None
         self.interrupted_at_ms: float | None = None
+        self.stop_reason: str | None = None
         self.is_playing = False
         self.is_stalled = False
 
@@ -109,14 +110,19 @@ class RecapPlayer:
         await self._wait_for_backlog(0.0)
         self.is_playing = False
 
-    def interrupt(self) -> float:
+    def interrupt(self, reason: str = "stopped") -> float:
         """Stop at once (barge-in, shutdown): drop queued audio; returns the ms played.
 
         Synchronous, so the caller (the observer's ``speech``, on the loop) silences
-        the channel before anything else runs.
+        the channel before anything else runs. Setting ``cancel`` also ends the
+        agent's reply, and with it the session's billing.
+
+        Args:
+            reason: why, for the note (the first reason given is kept).
         """
         if self.interrupted_at_ms is None:
             self.interrupted_at_ms = self.played_ms
+            self.stop_reason = reason
         self._cancel.set()
         self._pending.clear()
         self._transport.flush_publish()
@@ -155,8 +161,7 @@ class RecapPlayer:
                 moved_at = loop.time()
             elif loop.time() - moved_at > self._stall_s:
                 self.is_stalled = True
-                self.is_playing = False
-                self._pending.clear()
+                self.interrupt("the channel stopped playing")
                 log.warning(
                     "! the channel stopped playing the recap (%.0f ms still queued); "
                     "the rest is not spoken",

@@ -177,12 +177,15 @@ async def test_a_channel_that_stops_playing_does_not_hang_the_recap(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     transport = quiet_channel(60.0)  # never started: nothing plays what is published
-    player = RecapPlayer(transport, cancel=asyncio.Event(), clock_ms=lambda: 0.0, stall_s=0.2)
+    cancel = asyncio.Event()
+    player = RecapPlayer(transport, cancel=cancel, clock_ms=lambda: 0.0, stall_s=0.2)
     async with asyncio.timeout(5):
         for piece in pieces(encode(RECAP_WORDS, 16_000), 3200):
             await player.feed(piece)
         await player.finish()
     assert player.is_stalled and not player.is_playing
+    # Nobody can hear it: the agent is told to stop (its session bills while it talks).
+    assert cancel.is_set() and player.stop_reason == "the channel stopped playing"
     assert "stopped playing the recap" in caplog.text
 
 

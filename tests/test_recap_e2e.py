@@ -181,6 +181,7 @@ async def test_a_participant_speaking_mid_recap_stops_it_within_100_ms(
     meta = note.meta
     assert meta["interrupted"] is True
     assert meta["barge_in"]["uid"] == 202
+    assert meta["stop_reason"] == "barge-in"
     first_ms, last_ms = run.transport.published[0][0], run.transport.published[-1][0]
     onset_ms = onset_s * 1000
     assert first_ms < onset_ms, "the recap had not started yet"
@@ -308,6 +309,7 @@ async def test_recap_on_end_is_bounded(tmp_path: Path, caplog: pytest.LogCapture
     assert "took longer than" in caplog.text
     [outcome] = run.observer.outcomes
     assert outcome.is_interrupted and outcome.note_id is None  # nothing said, nothing stored
+    assert outcome.stop_reason == "the meeting ended"
     assert run.notes == []
     [session] = run.agent.sessions
     assert session.close_code == 1000  # ended with session.end, not left billing
