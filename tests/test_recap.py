@@ -10,16 +10,25 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from recorder.agent.session import AgentTimeouts
 from recorder.audio import Chunk
+from recorder.bot import MeetingContext
 from recorder.cli import cli
+from recorder.emulator.agent import VoiceAgentEmulator
 from recorder.emulator.tonecode import decode, encode
 from recorder.pipeline import FinalTurn
-from recorder.recap import contains_phrase, is_bare_request, parse_duration
+from recorder.recap import (
+    RecapObserver,
+    RecapSettings,
+    contains_phrase,
+    is_bare_request,
+    parse_duration,
+)
 from recorder.recap_player import RecapPlayer, publish_backlog_ms
 from recorder.recap_turns import TurnLedger
 from recorder.transport.base import TransportEvent, TransportSink
 from recorder.transport.replay import ReplayTransport
-from recorder.transport.script import parse_script
+from recorder.transport.script import MeetingScript, parse_script
 from storage.records import TurnRecord
 from storage.store import TranscriptStore
 
@@ -187,6 +196,65 @@ async def test_a_channel_that_stops_playing_does_not_hang_the_recap(
     # Nobody can hear it: the agent is told to stop (its session bills while it talks).
     assert cancel.is_set() and player.stop_reason == "the channel stopped playing"
     assert "stopped playing the recap" in caplog.text
+
+
+# -- barge-in and its grace period ----------------------------------------------------
+
+
+class HeardChannel(ReplayTransport):
+    """A replay channel that says when the bot starts publishing."""
+
+    def __init__(self, script: MeetingScript, *, speed: float) -> None:
+        super().__init__(script, speed=speed)
+        self.first_publish = asyncio.Event()
+
+    async def publish(self, pcm: bytes) -> None:
+        await super().publish(pcm)
+        self.first_publish.set()
+
+
+async def test_the_trigger_speakers_trailing_speech_is_not_a_barge_in(tmp_path: Path) -> None:
+    script = parse_script(
+        {"channel": "grace", "events": [{"at": 0.0, "uid": 1, "join": True}], "end": 60.0}
+    )
+    transport = HeardChannel(script, speed=10.0)
+    agent = VoiceAgentEmulator(realtime_factor=10.0)
+    url = f"sqlite+aiosqlite:///{tmp_path / 'r.db'}"
+    async with (
+        agent.serve() as server,
+        await TranscriptStore.open(url, auto_migrate=True) as store,
+    ):
+        meeting = await store.start_meeting("grace", 9999, datetime.now(UTC))
+        await transport.start(Ignore())
+        observer = RecapObserver(
+            agent_url=server.url,
+            api_key="k",
+            settings=RecapSettings(grace_ms=300.0, timeouts=AgentTimeouts(ready_s=3.0)),
+            names={1: "Ann", 2: "Ben"},
+        )
+
+        async def flush() -> None:
+            pass
+
+        await observer.started(
+            MeetingContext(meeting, store, transport, flush, lambda: transport.script_ms)
+        )
+        observer.final_turn(final(2, 100, "The deploy is done and search ships today."))
+        observer.final_turn(final(1, 3000, "Recorder, recap.", order=1))
+        async with asyncio.timeout(5):
+            await transport.first_publish.wait()
+        observer.speech(1)  # the one who asked, still trailing off: ignored
+        assert observer.is_busy and transport.publish_backlog_ms > 0
+        observer.speech(2)  # anyone else: stops it at once
+        assert transport.publish_backlog_ms == 0
+        await observer.before_end()
+        await observer.stopped()
+        await transport.stop()
+        [note] = (await store.get_meeting(meeting)).notes
+    assert note.meta["interrupted"] is True
+    assert note.meta["barge_in"]["uid"] == 2
+    assert note.meta["trigger"]["uid"] == 1
+    assert note.meta["audio_ms"] < 300
 
 
 # -- the command line -----------------------------------------------------------------
