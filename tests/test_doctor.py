@@ -105,6 +105,14 @@ def test_each_problem_is_one_line(env: dict[str, str], name: str, expected: str)
             assert value not in result.output
 
 
+def test_malformed_settings_are_one_line_too() -> None:
+    result = doctor(AGORA_BOT_UID="abc")
+    assert result.exit_code == 1
+    report = lines(result)
+    assert report["settings"] == "FAIL AGORA_BOT_UID must be a whole number, got 'abc'"
+    assert report["python"].startswith("ok")
+
+
 def test_prebuilt_token_is_checked_against_channel_uid_and_expiry() -> None:
     now = int(time.time())
     good = build_rtc_token(APP_ID, CERTIFICATE, "standup", 9999, expire_s=600, issue_ts=now)

@@ -17,7 +17,7 @@ import click
 
 from recorder.cli.common import CONTEXT_SETTINGS, build_config, db_option, run
 from recorder.config import Config, mask_url
-from recorder.errors import RecorderError
+from recorder.errors import ConfigError, RecorderError
 
 __all__ = [
     "Check",
@@ -246,9 +246,17 @@ async def check_streaming(config: Config) -> Check:
     )
 
 
-async def run_checks(config: Config, *, online: bool) -> list[Check]:
-    """Run every check (``online`` adds a real streaming session)."""
+async def run_checks(config: Config | ConfigError, *, online: bool) -> list[Check]:
+    """Run every check (``online`` adds a real streaming session).
+
+    Args:
+        config: the settings, or why they could not be loaded (then only the
+            checks that need no settings run, after one line saying what is wrong).
+        online: also open a real streaming session.
+    """
     checks: list[Check] = [check_python(), check_agora_sdk()]
+    if isinstance(config, ConfigError):
+        return [*checks, _fail("settings", str(config))]
     agora: list[Callable[[Config], Check]] = [
         check_app_id,
         check_credentials,
@@ -290,7 +298,11 @@ def doctor(
         recorder doctor
         recorder doctor --online --channel standup
     """  # noqa: D301 - click needs a real \b to keep example lines
-    config = build_config(database_url=database_url, channel=channel, stt_url=stt_url)
+    config: Config | ConfigError
+    try:
+        config = build_config(database_url=database_url, channel=channel, stt_url=stt_url)
+    except ConfigError as exc:  # still report the rest, in the same format
+        config = exc
     checks = run(run_checks(config, online=online))
     width = max(len(check.name) for check in checks)
     for check in checks:
