@@ -8,6 +8,7 @@ Secrets stay in here and out of every repr, log line and message.
 
 from __future__ import annotations
 
+from recorder.errors import ConfigError
 from recorder.transport.agora_errors import TokenSource, validate_app_id
 from recorder.transport.agora_token import RtcRole, build_rtc_token
 
@@ -82,8 +83,6 @@ class AgoraCredentials:
             ConfigError: there is no certificate, or it is malformed.
         """
         if self._certificate is None:
-            from recorder.errors import ConfigError
-
             raise ConfigError("a new agora token needs AGORA_APP_CERTIFICATE")
         return build_rtc_token(
             self.app_id,
