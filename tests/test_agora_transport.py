@@ -594,3 +594,17 @@ def test_every_observer_method_takes_the_sdks_argument_count(world: Any) -> None
                 assert len(ours) == len(theirs), name
                 checked += 1
     assert checked >= 20
+
+
+def test_secrets_stay_out_of_reprs(world: Any, tmp_path: Path) -> None:
+    from recorder.transport.agora_credentials import AgoraCredentials
+
+    transport = make(tmp_path, app_certificate=CERTIFICATE, token="007-given")
+    credentials = AgoraCredentials(
+        app_id=APP_ID, channel=CHANNEL, uid=BOT_UID, app_certificate=CERTIFICATE
+    )
+    text = repr(transport) + repr(credentials) + repr(vars(transport).get("_credentials"))
+    for secret in (CERTIFICATE, "007-given", APP_ID):
+        assert secret not in text
+    assert credentials.can_renew and credentials.join_token().startswith("007")
+    assert not AgoraCredentials(app_id=APP_ID, channel=CHANNEL, uid=BOT_UID).can_renew
