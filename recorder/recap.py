@@ -140,7 +140,8 @@ class RecapSettings:
     Attributes:
         every_s: speak one this often, in meeting time (None: no timer). A timer
             recap is skipped when nothing was said since the last recap.
-        on_end: speak one just before the bot leaves.
+        on_end: speak one just before the bot leaves (skipped, too, when nothing
+            was said since the last recap).
         phrase: the spoken trigger (None or "": none).
         voice: the agent's voice (None: the service's default).
         prompt_extra: what the recap should cover ("focus on decisions").
@@ -272,9 +273,11 @@ class RecapObserver:
         self._task: asyncio.Task[None] | None = None
         self._timer: asyncio.Task[None] | None = None
         self._running: _Running | None = None
+        self._names = dict(names or {})
         self._ledger = TurnLedger(names)
         self._triggered: set[tuple[int, tuple[int, int], int]] = set()
-        self._turns_at_last_recap = 0
+        self._news = 0  # turns heard that are more than a request for a recap
+        self._news_at_last_recap = 0
 
     def __repr__(self) -> str:
         return f"<RecapObserver {self.agent_url} {len(self.outcomes)} recaps>"
@@ -302,10 +305,12 @@ class RecapObserver:
 
     def final_turn(self, turn: FinalTurn) -> None:
         """Start a recap if the turn says the trigger phrase."""
-        self._ledger.add(turn)
+        is_new = self._ledger.add(turn)
+        phrase = self.settings.phrase
+        if is_new and not (phrase and is_bare_request(turn.text, phrase)):
+            self._news += 1
         # A formatted final repeats the unformatted one (same socket and turn order).
         key = (turn.uid, turn.socket_key, turn.turn_order)
-        phrase = self.settings.phrase
         if not (phrase and contains_phrase(turn.text, phrase)) or key in self._triggered:
             return
         self._triggered.add(key)
@@ -338,7 +343,11 @@ class RecapObserver:
         bound_s = self.settings.end_timeout_s
         if self._task is not None and not self._task.done():
             await self._bounded(self._task, bound_s, "the running recap")
-        if self.settings.on_end and self._start("end"):
+        if not self.settings.on_end:
+            return
+        if not self._has_news():
+            log.info("recap: nothing said since the last recap; recap on end skipped")
+        elif self._start("end"):
             assert self._task is not None
             await self._bounded(self._task, bound_s, "the recap on end")
 
@@ -349,6 +358,16 @@ class RecapObserver:
             await self._bounded(self._task, 0.0, "the recap")
 
     # -- recaps ------------------------------------------------------------------
+
+    def _has_news(self) -> bool:
+        """Whether anything was said since the last recap (timer and end recaps need it)."""
+        return self._news > self._news_at_last_recap
+
+    def _label(self, trigger: Trigger) -> str:
+        if not isinstance(trigger, SpokenTrigger):
+            return trigger
+        name = self._names.get(trigger.uid)
+        return f"asked by {name} ({trigger.uid})" if name else f"asked by uid {trigger.uid}"
 
     def _start(self, trigger: Trigger) -> bool:
         if self.is_busy or self._context is None:
@@ -390,7 +409,7 @@ class RecapObserver:
                 await asyncio.sleep(min(remaining_s, _TIMER_POLL_S))
                 continue
             due_ms += every_ms
-            if self._ledger.heard_count == self._turns_at_last_recap:
+            if not self._has_news():
                 log.info("recap: nothing said since the last recap; timer recap skipped")
             elif not self._start("timer"):
                 log.info("recap: a recap is running; timer recap skipped")
@@ -409,7 +428,7 @@ class RecapObserver:
         )
         outcome = RecapOutcome(trigger, requested_at_ms=context.clock_ms())
         self._running = _Running(trigger, player, outcome)
-        self._turns_at_last_recap = self._ledger.heard_count
+        self._news_at_last_recap = self._news
         try:
             # Not context.flush_turns(): the writer may hold the last turns for up to
             # 0.5 s; the ledger adds what it has not committed yet (recap_turns.py).
@@ -441,7 +460,7 @@ class RecapObserver:
             outcome.started_at_ms = player.started_at_ms
             outcome.audio_ms = player.played_ms
             self.outcomes.append(outcome)
-            log.warning("! recap (%s) failed: %s; recording goes on", _label(trigger), exc)
+            log.warning("! recap (%s) failed: %s; recording goes on", self._label(trigger), exc)
             return
         finally:
             self._running = None
@@ -457,7 +476,7 @@ class RecapObserver:
         self.outcomes.append(outcome)
         if not outcome.text:
             # Stopped before the agent said anything (or it sent no transcript): no note.
-            log.info("recap (%s) said nothing; no note stored", _label(trigger))
+            log.info("recap (%s) said nothing; no note stored", self._label(trigger))
             return
         await self._store_note(context, outcome)
 
@@ -478,20 +497,16 @@ class RecapObserver:
             return
         log.info(
             "recap (%s) stored as note %d: %.1f s spoken%s",
-            _label(outcome.trigger),
+            self._label(outcome.trigger),
             outcome.note_id,
             outcome.audio_ms / 1000,
             ", interrupted" if outcome.is_interrupted else "",
         )
         cut = " [interrupted]" if outcome.is_interrupted else ""
-        self._announce(f"* recap ({_label(outcome.trigger)}){cut}: {outcome.text}")
+        self._announce(f"* recap ({self._label(outcome.trigger)}){cut}: {outcome.text}")
 
 
 def _log_bug(task: asyncio.Task[None]) -> None:
     """A recap never stops the recording, but a bug in it must not pass unseen."""
     if not task.cancelled() and (error := task.exception()) is not None:
         log.error("! the recap failed unexpectedly", exc_info=error)
-
-
-def _label(trigger: Trigger) -> str:
-    return f"asked by uid {trigger.uid}" if isinstance(trigger, SpokenTrigger) else trigger
