@@ -196,7 +196,8 @@ class MeetingRecorder(TransportSink):
         writer_task = asyncio.create_task(self._writer.run(), name="transcript-writer")
         heartbeat = asyncio.create_task(self._heartbeat(), name="meeting-heartbeat")
         try:
-            await self.transport.start(self)
+            if not await self._start_transport():
+                return await self._report(interrupted)  # stopped while joining
             if self.observer is not None:
                 await self.observer.started(
                     MeetingContext(
@@ -216,6 +217,34 @@ class MeetingRecorder(TransportSink):
         if self._fatal is not None:
             raise self._fatal
         return await self._report(interrupted)
+
+    async def _start_transport(self) -> bool:
+        """Join the channel, giving up at once if a stop is requested meanwhile.
+
+        Returns:
+            False if the recording was stopped before the join completed.
+
+        Raises:
+            RecorderError: the join failed; the meeting is kept as interrupted.
+        """
+        joining = asyncio.create_task(self.transport.start(self), name="transport-start")
+        stopping = asyncio.create_task(self._stop.wait(), name="stop-while-joining")
+        try:
+            await asyncio.wait({joining, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if not joining.done():
+            # Ctrl+C during a join: leaving ends the join attempt (agora-server-sdk.md §11).
+            self._status = "interrupted"
+            with contextlib.suppress(RecorderError):
+                await self.transport.stop()
+            with contextlib.suppress(RecorderError, asyncio.CancelledError):
+                await asyncio.wait_for(joining, self.settings.stop_timeout_s)
+            return False
+        if joining.exception() is not None:
+            self._status = "interrupted"
+        joining.result()
+        return True
 
     async def _heartbeat(self) -> None:
         assert self._meeting_id is not None
