@@ -16,7 +16,7 @@ from collections.abc import Callable
 from recorder.audio import FRAME_MS, bytes_for_ms, ms_for_bytes
 from recorder.transport.base import Transport
 
-__all__ = ["DEFAULT_MAX_BACKLOG_MS", "DEFAULT_PREROLL_MS", "RecapPlayer", "publish_backlog_ms"]
+__all__ = ["DEFAULT_MAX_BACKLOG_MS", "DEFAULT_PREROLL_MS", "RecapPlayer"]
 
 log = logging.getLogger("recorder.recap")
 
@@ -29,20 +29,6 @@ DEFAULT_PREROLL_MS = 200.0
 #: How often a waiting player looks at the transport's backlog (wall-clock seconds).
 _POLL_S = 0.004
 _FRAME_BYTES = bytes_for_ms(FRAME_MS)
-
-
-def publish_backlog_ms(transport: Transport) -> float:
-    """Audio published into ``transport`` and not yet played, in ms (0 if it cannot say).
-
-    The replay transport calls it ``publish_backlog_ms`` and the Agora transport
-    ``publish_queued_ms`` (its ``publish`` also paces itself); neither is part of
-    the :class:`Transport` interface yet, so both are looked up here, in one place.
-    """
-    for name in ("publish_backlog_ms", "publish_queued_ms"):
-        value = getattr(transport, name, None)
-        if isinstance(value, int | float):
-            return float(value)
-    return 0.0
 
 
 class RecapPlayer:
@@ -88,7 +74,7 @@ class RecapPlayer:
         """Recap audio the channel has played so far."""
         if self.interrupted_at_ms is not None:
             return self.interrupted_at_ms
-        return max(0.0, self.published_ms - publish_backlog_ms(self._transport))
+        return max(0.0, self.published_ms - self._transport.publish_backlog_ms)
 
     async def feed(self, pcm: bytes) -> None:
         """Take the next piece of the reply (``run_recap``'s ``on_audio``); may wait for room."""
@@ -150,13 +136,13 @@ class RecapPlayer:
     async def _wait_for_backlog(self, limit_ms: float) -> bool:
         """Wait until at most ``limit_ms`` is queued; False if cancelled or stalled."""
         loop = asyncio.get_running_loop()
-        backlog = publish_backlog_ms(self._transport)
+        backlog = self._transport.publish_backlog_ms
         moved_at = loop.time()
         while backlog > limit_ms:
             if self._cancel.is_set():
                 return False
             await asyncio.sleep(_POLL_S)
-            now_backlog = publish_backlog_ms(self._transport)
+            now_backlog = self._transport.publish_backlog_ms
             if now_backlog < backlog:
                 moved_at = loop.time()
             elif loop.time() - moved_at > self._stall_s:

@@ -46,6 +46,8 @@ class TranscriptWriter:
         self._idle = asyncio.Event()
         self._idle.set()
         self._closing = False
+        # Someone is waiting in flush(): commit now instead of letting a batch gather.
+        self._flush_waiters = 0
         self.committed = 0
         self.commits = 0
         self.failures = 0
@@ -65,7 +67,7 @@ class TranscriptWriter:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            if not self._closing and len(self._pending) < self._max_batch:
+            if self._should_gather():
                 # Let a batch gather; a close cuts the wait short.
                 try:
                     await asyncio.wait_for(self._closed_or_full(), self._max_delay_s)
@@ -86,14 +88,24 @@ class TranscriptWriter:
             if not self._pending:
                 self._idle.set()
 
+    def _should_gather(self) -> bool:
+        return (
+            not self._closing and not self._flush_waiters and len(self._pending) < self._max_batch
+        )
+
     async def _closed_or_full(self) -> None:
-        while not self._closing and len(self._pending) < self._max_batch:
+        while self._should_gather():
             self._wake.clear()
             await self._wake.wait()
 
     async def flush(self) -> None:
-        """Wait until every turn queued so far is committed."""
-        await self._idle.wait()
+        """Commit every turn queued so far, now, and return once they are stored."""
+        self._flush_waiters += 1
+        self._wake.set()
+        try:
+            await self._idle.wait()
+        finally:
+            self._flush_waiters -= 1
 
     def close(self) -> None:
         """Ask :meth:`run` to write what is left and return."""

@@ -489,7 +489,7 @@ async def test_publishing_joins_as_host_and_paces_the_audio(world: Any, tmp_path
     queued: list[float] = []
     publishing = asyncio.create_task(transport.publish(speech))
     while not publishing.done():
-        queued.append(transport.publish_queued_ms)
+        queued.append(transport.publish_backlog_ms)
         await asyncio.sleep(0.01)
     await publishing
     assert loop.time() - started >= 0.4  # paced: 600 ms cannot go out at once

@@ -24,7 +24,7 @@ from recorder.recap import (
     is_bare_request,
     parse_duration,
 )
-from recorder.recap_player import RecapPlayer, publish_backlog_ms
+from recorder.recap_player import RecapPlayer
 from recorder.recap_turns import TurnLedger
 from recorder.transport.base import TransportEvent, TransportSink
 from recorder.transport.replay import ReplayTransport
@@ -149,11 +149,11 @@ async def test_playback_is_whole_frames_paced_by_the_channel_and_complete() -> N
         await player.feed(piece)
         if index == 0:
             assert transport.published == [] and player.started_at_ms is None  # pre-roll
-        highest = max(highest, publish_backlog_ms(transport))
+        highest = max(highest, transport.publish_backlog_ms)
     await player.finish()
     await transport.stop()
     assert highest <= 200.0
-    assert publish_backlog_ms(transport) == 0 and not player.is_playing
+    assert transport.publish_backlog_ms == 0 and not player.is_playing
     frames = [frame for _, frame in transport.published]
     assert all(len(frame) == 320 for frame in frames)
     played = b"".join(frames)
@@ -171,7 +171,7 @@ async def test_interrupt_drops_what_is_queued_and_says_how_far_it_got() -> None:
     for piece in chunks[:10]:
         await player.feed(piece)
     played_ms = player.interrupt()
-    assert cancel.is_set() and publish_backlog_ms(transport) == 0
+    assert cancel.is_set() and transport.publish_backlog_ms == 0
     heard_then = len(transport.published)
     for piece in chunks[10:]:
         await player.feed(piece)  # the agent may still be talking: nothing more goes out

@@ -73,3 +73,22 @@ async def test_close_writes_the_tail_at_once() -> None:
     writer.close()
     await asyncio.wait_for(task, 2)  # does not wait out the 60 s batching delay
     assert stored == [5]
+
+
+async def test_flush_commits_at_once_instead_of_waiting_for_a_batch() -> None:
+    stored: list[int] = []
+
+    async def upsert(records: Sequence[TurnRecord]) -> None:
+        stored.extend(r.turn_order for r in records)
+
+    writer = TranscriptWriter(upsert, max_delay_s=60)
+    task = asyncio.create_task(writer.run(), name="writer")
+    writer.put(record(1))
+    await asyncio.wait_for(writer.flush(), 2)  # not the 60 s batching delay
+    assert stored == [1]
+    writer.put(record(2))  # batching resumes after the flush
+    await asyncio.sleep(0.05)
+    assert stored == [1]
+    writer.close()
+    await task
+    assert stored == [1, 2]

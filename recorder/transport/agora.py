@@ -236,7 +236,7 @@ class AgoraTransport(Transport):
         return self._retired_errors + current + bridge
 
     @property
-    def publish_queued_ms(self) -> float:
+    def publish_backlog_ms(self) -> float:
         """Recap audio pushed to the SDK and (by estimate) not yet played."""
         return self._publisher.queued_ms
 

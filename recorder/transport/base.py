@@ -119,6 +119,11 @@ class Transport(ABC):
     def flush_publish(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Drop audio queued for publishing (barge-in)."""
 
+    @property
+    def publish_backlog_ms(self) -> float:
+        """Audio published and not yet played into the channel, in ms."""
+        return 0.0
+
 
 class AudioBridge:
     """Moves audio and events from a transport's threads onto the event loop.
