@@ -67,7 +67,8 @@ def level_dbfs(pcm: bytes | bytearray | memoryview) -> float:
     if samples.size == 0:
         return -math.inf
     # float32 keeps the sum of squares exact enough for a level and halves the work.
-    power = float(np.dot(samples.astype(np.float32), samples.astype(np.float32))) / samples.size
+    floats = samples.astype(np.float32)
+    power = float(np.dot(floats, floats)) / samples.size
     if power <= 0.0:
         return -math.inf
     return 10.0 * math.log10(power / (32768.0 * 32768.0))
@@ -170,8 +171,15 @@ class ChunkAssembler:
         return early
 
     def flush(self) -> Chunk | None:
-        """Return whatever audio is gathered (at the end of a participant's audio)."""
-        return self._take()
+        """Return whatever audio is gathered, and end the run.
+
+        Called when the participant's audio stops (mute, leave, an outage): the
+        next frame starts a new run anchored on its own arrival, however short
+        the gap, instead of being glued onto this one.
+        """
+        chunk = self._take()
+        self._start_ms = None
+        return chunk
 
     def _take(self) -> Chunk | None:
         if not self._buffer or self._start_ms is None:

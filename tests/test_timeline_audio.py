@@ -131,3 +131,15 @@ def test_streaming_resampler_matches_whole_signal() -> None:
     a, b = whole[200 : n - 200], chunked[200 : n - 200]
     snr = 10 * math.log10(np.sum(a * a) / max(np.sum((a - b) ** 2), 1e-9))
     assert snr > 60
+
+
+def test_flush_ends_the_run_so_a_short_gap_is_not_glued() -> None:
+    assembler = ChunkAssembler(first_chunk_ms=100)
+    for i in range(1, 6):
+        assembler.append(tone(10), i * 10.0)  # 0-50 ms
+    last = assembler.flush()  # the connection dropped at 50 ms
+    assert last is not None and last.start_ms == 0 and last.end_ms == 50
+    # Audio resumes 80 ms later (under the 200 ms gap tolerance): it starts at 130, not 50.
+    chunks = [assembler.append(tone(10), 130.0 + i * 10) for i in range(1, 11)]
+    (chunk,) = [c for c in chunks if c]
+    assert chunk.start_ms == 130
