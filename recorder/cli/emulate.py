@@ -66,8 +66,9 @@ def emulate(host: str, port: int, api_keys: tuple[str, ...], realtime_factor: fl
 
     The streaming emulator speaks the Universal-Streaming v3 protocol at /v3/ws
     and hears the synthetic tone-code speech of `recorder demo` and the replay
-    transport. It logs one line per session: id, audio seconds, billed
-    seconds and close code.
+    transport. The Voice Agent emulator, for spoken recaps, answers at /v1/ws
+    on the same port (pass it to 'recorder join --recap --agent-url'). It
+    logs one line per session: id, audio seconds, billed seconds and close code.
 
     \b
     Example:
