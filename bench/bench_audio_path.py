@@ -37,6 +37,7 @@ from storage.store import TranscriptStore  # noqa: E402
 WARMUP_S = 4.0
 MEASURE_S = float(os.environ.get("BENCH_SECONDS", "15"))
 FRAME = bytes_for_ms(10)
+CHUNK_MS = int(os.environ.get("BENCH_CHUNK_MS", "100"))
 
 
 class FeederTransport(Transport):
@@ -55,7 +56,7 @@ class FeederTransport(Transport):
         self.finished = asyncio.Event()
 
     async def start(self, sink: TransportSink) -> None:
-        self.bridge = AudioBridge(asyncio.get_running_loop(), sink)
+        self.bridge = AudioBridge(asyncio.get_running_loop(), sink, chunk_ms=CHUNK_MS)
         self.thread = threading.Thread(target=self.run, name="feeder", daemon=True)
         self.thread.start()
 

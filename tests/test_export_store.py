@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from conftest_export import golden_meeting, migrate, populate, store_meeting
 
 from recorder.cli import cli
-from recorder.cli.export import export_meeting, meeting_header
+from recorder.cli.export import _BATCH, export_meeting, meeting_header
 from recorder.export.json_format import meeting_from_json
 
 
@@ -147,9 +147,9 @@ async def test_export_streams_when_the_store_can_give_the_header_alone(store, db
         streamed[fmt] = "".join([p async for p in iter_export(header, turns, fmt)])
     assert calls == [
         ("get_meeting", {"with_turns": False}),
-        ("iter_turns", {"batch": 2000, "with_words": False}),
+        ("iter_turns", {"batch": _BATCH, "with_words": False}),
         ("get_meeting", {"with_turns": False}),
-        ("iter_turns", {"batch": 2000, "with_words": True}),
+        ("iter_turns", {"batch": _BATCH, "with_words": True}),
     ]
     whole, turns = await load_for_export(store, meeting_id)
     for fmt, text in streamed.items():

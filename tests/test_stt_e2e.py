@@ -206,3 +206,48 @@ async def test_inactivity_close_reopens_when_speech_returns():
         Disposition.DONE,
     ]
     assert len(emu.sessions) == 2
+
+
+def _sixty_seconds_of_speech() -> str:
+    """Distinct words (so a duplicate or a loss is visible), sentences of 4-7 words."""
+    rng = random.Random(60)
+    names = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima".split()
+    sentences, n = [], 0
+    while len(sentences) < 20:
+        size = rng.randint(4, 7)
+        sentences.append(
+            " ".join(f"{names[(n + i) % len(names)]}{n + i}" for i in range(size)) + "."
+        )
+        n += size
+    return " ".join(sentences)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("code", [1006, 1011, 3005, 3009, 1000])
+async def test_twenty_drops_in_a_minute_lose_no_word(code):
+    """Issue 4: a drop at 20 random points of a 60 s stream loses no word, per retryable code."""
+    pcm, words = encode_words(_sixty_seconds_of_speech())
+    assert 55 <= len(pcm) / 32000 <= 75
+    rng = random.Random(code)
+    # Connection i fails after a random 1.5-3 s of its own audio (replayed audio included),
+    # so the 20 drops land at random points all along the stream.
+    faults = {
+        i: (
+            Fault.drop(at_audio_s=rng.uniform(1.5, 3.0))
+            if code == 1006
+            else Fault.close(code, at_audio_s=rng.uniform(1.5, 3.0)),
+        )
+        for i in range(20)
+    }
+    emu = emulator(faults=FaultPlan(per_connection=faults))
+    async with emu.serve() as server:
+        # Drops this dense often kill a few sockets in a row before any sentence ends;
+        # the quick-failure guard (tested on its own) would rightly give up on that.
+        # transcribe() hands over the whole minute at once; hold all of it unsent.
+        events = await transcribe(server.url, pcm, quick_failure_limit=50, backlog_max_s=120)
+    retries = [c for c in events if isinstance(c, Closed) and c.disposition is Disposition.RETRY]
+    assert len(retries) == 20  # every injected drop happened
+    got = final_words(events)
+    assert [w for w, _, _ in got] == [w.text for w in words]  # each word exactly once, in order
+    for (_, start, end), want in zip(got, words, strict=True):
+        assert abs(start - want.start_ms) <= 20 and abs(end - want.end_ms) <= 20

@@ -83,14 +83,23 @@ class RetryBudget:
         self._delays: Iterator[float] | None = None
         self._streak_start: float | None = None
 
-    def socket_closed(self, lifetime_s: float, problem: str) -> None:
+    def socket_closed(
+        self, lifetime_s: float, problem: str, *, made_progress: bool = False
+    ) -> None:
         """A socket that had sent ``Begin`` closed retryably after ``lifetime_s``.
+
+        Args:
+            lifetime_s: seconds the socket lived after ``Begin``.
+            problem: why it closed, for the message.
+            made_progress: it delivered at least one final turn. Such a socket is
+                never a quick failure, however short: the service works and words
+                are getting through (a flaky network, not a broken setup).
 
         Raises:
             SttConnectionError: too many sockets in a row died right after opening.
         """
         self._delays, self._streak_start = None, None
-        if self._quick.record(lifetime_s):
+        if self._quick.record(float("inf") if made_progress else lifetime_s):
             raise SttConnectionError(
                 f"the stt connection closed within {self._quick.window_s:g} s of opening "
                 f"{self._quick.limit} times in a row ({problem}); giving up"

@@ -27,6 +27,7 @@ from recorder.stt.events import (
     Closed,
     Disposition,
     Event,
+    FinalTranscript,
     PartialTranscript,
 )
 from recorder.stt.protocol import (
@@ -161,6 +162,7 @@ class StreamingSession:
         )
         self._connect_timeout_s = connect_timeout_s
         self._terminate_timeout_s = terminate_timeout_s
+        self._finals_emitted = 0
         self._retry = RetryBudget(
             initial_s=backoff_initial_s,
             max_s=backoff_max_s,
@@ -353,6 +355,8 @@ class StreamingSession:
         self._emit(AudioDropped(start_ms, ms))
 
     def _emit(self, event: Event) -> None:
+        if isinstance(event, FinalTranscript):
+            self._finals_emitted += 1
         if isinstance(event, PartialTranscript) and len(self._events) >= self._max_partials_queued:
             return  # partials are live-only; a slow reader loses some, never finals
         self._events.append(event)
@@ -397,7 +401,9 @@ class StreamingSession:
                 problem = str(exc)
                 logger.info("! %s: %s", self.name, exc)
             else:
+                finals_before = self._finals_emitted
                 closed, lifetime, terminate_sent, last_error = await self._run_socket(conn)
+                made_progress = self._finals_emitted > finals_before
                 disposition = closed.disposition
                 problem = f"close code {closed.code}: {closed.reason or 'no reason'}"
                 if self._stopping and (disposition is Disposition.DONE or terminate_sent):
@@ -412,7 +418,7 @@ class StreamingSession:
                     disposition = Disposition.RETRY
                 if lifetime is not None:
                     if disposition is Disposition.RETRY:
-                        self._retry.socket_closed(lifetime, problem)
+                        self._retry.socket_closed(lifetime, problem, made_progress=made_progress)
                     else:
                         self._retry.socket_opened()
                 if disposition is Disposition.REOPEN:
