@@ -42,7 +42,6 @@ import contextlib
 import http
 import logging
 import math
-import secrets
 import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
@@ -56,6 +55,7 @@ from recorder.emulator.agent_records import AgentSessionRecord
 from recorder.emulator.agent_session import AgentConnection, Answer, ReplyText, echo_answer
 from recorder.emulator.agent_voice import extractive_reply
 from recorder.emulator.streaming import json_response
+from recorder.emulator.tokens import TokenBook
 from recorder.wirelog import wire_logger
 
 __all__ = ["AGENT_PATH", "AGENT_TOKEN_PATH", "RunningAgentServer", "VoiceAgentEmulator"]
@@ -83,13 +83,6 @@ class RunningAgentServer:
     host: str
     port: int
     server: Server
-
-
-@dataclass(slots=True)
-class _Token:
-    expires_at: float
-    session_cap_s: float
-    is_used: bool = False
 
 
 class VoiceAgentEmulator:
@@ -127,7 +120,7 @@ class VoiceAgentEmulator:
         self.reply_text = reply_text
         self.answer = answer
         self.sessions: list[AgentSessionRecord] = []
-        self._tokens: dict[str, _Token] = {}
+        self._tokens = TokenBook(time.monotonic, json_response)
 
     @property
     def paths(self) -> frozenset[str]:
@@ -219,12 +212,11 @@ class VoiceAgentEmulator:
                 return unauthorized, cap
             return None, cap
         query = dict(parse_qsl(urlsplit(request.path).query))
-        token = self._tokens.get(query.get("token", ""))
+        token = self._tokens.redeem(query.get("token", ""))
         if token is None:
             return unauthorized, cap
-        if token.is_used or time.monotonic() > token.expires_at:
+        if not token.is_valid:
             return ("UNAUTHORIZED", "Token is expired or was already used"), cap
-        token.is_used = True
         return None, min(cap, token.session_cap_s)
 
     def _issue_token(self, connection: ServerConnection, request: Request) -> Response:
@@ -234,21 +226,7 @@ class VoiceAgentEmulator:
         key = rest if scheme == "Bearer" else header
         if not key or (self.api_keys and key not in self.api_keys):
             return json_response(connection, 401, {"error": "Unauthorized"})
-        query = dict(parse_qsl(urlsplit(request.path).query))
-        try:
-            expires_in = int(query["expires_in_seconds"])
-            session_cap = int(query.get("max_session_duration_seconds", "10800"))
-        except (KeyError, ValueError):
-            return json_response(connection, 400, {"error": "expires_in_seconds is required"})
-        if not 1 <= expires_in <= 600:
-            return json_response(connection, 400, {"error": "expires_in_seconds: 1-600"})
-        if not 60 <= session_cap <= 10800:
-            return json_response(
-                connection, 400, {"error": "max_session_duration_seconds: 60-10800"}
-            )
-        token = secrets.token_urlsafe(24)
-        self._tokens[token] = _Token(time.monotonic() + expires_in, float(session_cap))
-        return json_response(connection, 200, {"token": token, "expires_in_seconds": expires_in})
+        return self._tokens.issue(connection, request)
 
 
 # websockets logs every handshake header at DEBUG; keys must never reach a log.

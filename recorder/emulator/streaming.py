@@ -43,7 +43,6 @@ import contextlib
 import http
 import json
 import logging
-import secrets
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -63,6 +62,7 @@ from recorder.emulator.streaming_params import (
 )
 from recorder.emulator.streaming_records import SessionRecord, StreamingBehaviour
 from recorder.emulator.streaming_session import Admission, StreamingSession
+from recorder.emulator.tokens import TokenBook
 from recorder.emulator.tonecode import StreamDecoder
 from recorder.wirelog import wire_logger
 
@@ -126,13 +126,6 @@ class RunningServer:
     server: Server
 
 
-@dataclass(slots=True)
-class _Token:
-    expires_at: float
-    session_cap_s: float
-    is_used: bool = False
-
-
 class StreamingEmulator:
     """The emulated streaming service; one instance may serve many sockets.
 
@@ -172,7 +165,7 @@ class StreamingEmulator:
         self._next_index = 0
         self._indexes: dict[object, int] = {}
         self._opened: collections.deque[float] = collections.deque()
-        self._tokens: dict[str, _Token] = {}
+        self._tokens = TokenBook(lambda: self.clock.monotonic(), json_response)
 
     @contextlib.asynccontextmanager
     async def serve(self, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[RunningServer]:
@@ -257,11 +250,10 @@ class StreamingEmulator:
         credential = request.headers.get("Authorization") or query_token
         if not credential:
             return Admission(unauthorized, 1008, cap)
-        token = self._tokens.get(credential)
+        token = self._tokens.redeem(credential)
         if token is not None:
-            if token.is_used or self.clock.monotonic() > token.expires_at:
+            if not token.is_valid:
                 return Admission("Unauthorized Connection: Invalid or expired token", 1008, cap)
-            token.is_used = True
             cap = min(cap, token.session_cap_s)
         elif self.api_keys and credential not in self.api_keys:
             return Admission(unauthorized, 1008, cap)
@@ -281,18 +273,4 @@ class StreamingEmulator:
         key = request.headers.get("Authorization")
         if not key or (self.api_keys and key not in self.api_keys):
             return json_response(connection, 401, {"error": "Unauthorized"})
-        query = dict(parse_qsl(urlsplit(request.path).query))
-        try:
-            expires_in = int(query["expires_in_seconds"])
-            session_cap = int(query.get("max_session_duration_seconds", "10800"))
-        except (KeyError, ValueError):
-            return json_response(connection, 400, {"error": "expires_in_seconds is required"})
-        if not 1 <= expires_in <= 600:
-            return json_response(connection, 400, {"error": "expires_in_seconds: 1-600"})
-        if not 60 <= session_cap <= 10800:
-            return json_response(
-                connection, 400, {"error": "max_session_duration_seconds: 60-10800"}
-            )
-        token = secrets.token_urlsafe(24)
-        self._tokens[token] = _Token(self.clock.monotonic() + expires_in, float(session_cap))
-        return json_response(connection, 200, {"token": token, "expires_in_seconds": expires_in})
+        return self._tokens.issue(connection, request)
