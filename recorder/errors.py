@@ -9,7 +9,6 @@ The tree::
     RecorderError
     ├── ConfigError              bad or missing setting (names the variable or flag)
     ├── UsageError               bad user input to a command (exit code 2)
-    ├── NotBuiltError            a command that does not exist yet (exit code 2)
     ├── ChannelError             the meeting channel
     │   └── JoinError            joining failed (bad token, app id, channel name)
     ├── TransportError           a transport could not start or broke
@@ -42,7 +41,6 @@ __all__ = [
     "DatabaseUnreachable",
     "JoinError",
     "MigrationRequired",
-    "NotBuiltError",
     "NotFoundError",
     "ReadOnlyViolation",
     "RecorderError",
@@ -77,17 +75,6 @@ class UsageError(RecorderError):
     """The user asked for something that cannot be done as asked."""
 
     exit_code = 2
-
-
-class NotBuiltError(UsageError):
-    """A command that is planned but not built yet."""
-
-    def __init__(self, command: str) -> None:
-        self.command = command
-        super().__init__(command)
-
-    def __str__(self) -> str:
-        return f"'recorder {self.command}' is not built yet; see 'recorder --help' for what works"
 
 
 class ChannelError(RecorderError):

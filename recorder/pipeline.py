@@ -136,12 +136,6 @@ class ParticipantStream:
         self._consumer: asyncio.Task[None] | None = None
         self._stopping = False
         self.dropped_ms = 0.0
-        self.sessions_opened = 0
-
-    @property
-    def is_open(self) -> bool:
-        """Whether a socket is open or opening."""
-        return self._state in (_State.OPEN, _State.OPENING)
 
     def feed(self, chunk: Chunk) -> None:
         """Take one chunk of this participant's audio (on the loop; never blocks)."""
@@ -242,7 +236,6 @@ class ParticipantStream:
             self._state = _State.CLOSED
             return
         self._stream = stream
-        self.sessions_opened += 1
         self._consumer = asyncio.create_task(
             self._consume(stream, self._generation, self._timeline),
             name=f"stt-events-uid-{self.uid}",

@@ -64,10 +64,3 @@ class Timeline:
         find = bisect.bisect_left if is_end else bisect.bisect_right
         index = max(0, find(self._stream_starts, stream_ms) - 1)
         return self._meeting_starts[index] + (stream_ms - self._stream_starts[index])
-
-    def forget_before(self, stream_ms: float) -> None:
-        """Drop runs that end before ``stream_ms`` (they can no longer be asked about)."""
-        index = bisect.bisect_right(self._stream_starts, stream_ms) - 1
-        if index > 0:
-            del self._stream_starts[:index]
-            del self._meeting_starts[:index]

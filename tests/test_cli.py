@@ -77,18 +77,6 @@ def test_unknown_command_exits_2_without_traceback() -> None:
     assert "Traceback" not in result.output
 
 
-def test_planned_commands_say_not_built_and_exit_2() -> None:
-    from recorder.cli.planned import PLANNED_COMMANDS
-
-    for command in PLANNED_COMMANDS:
-        if cli.commands[command.name] is not command:
-            continue  # built since
-        result = CliRunner().invoke(cli, [command.name, "--anything"])
-        assert result.exit_code == 2
-        assert "not built yet" in result.output
-        assert "Traceback" not in result.output
-
-
 def _modules(package: object) -> list[str]:
     path = package.__path__  # type: ignore[attr-defined]
     names = [package.__name__]  # type: ignore[attr-defined]

@@ -19,7 +19,6 @@ from recorder.cli.doctor import doctor
 from recorder.cli.emulate import emulate
 from recorder.cli.export import export
 from recorder.cli.join import demo, join
-from recorder.cli.planned import PLANNED_COMMANDS
 from recorder.cli.query import meetings, search, show, speakers, sql
 
 __all__ = ["cli", "main"]
@@ -57,9 +56,6 @@ cli.add_command(emulate)
 cli.add_command(join)
 cli.add_command(demo)
 cli.add_command(doctor)
-for _command in PLANNED_COMMANDS:
-    if _command.name not in cli.commands:
-        cli.add_command(_command)
 
 
 def main() -> None:

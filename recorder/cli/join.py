@@ -19,6 +19,7 @@ from recorder.config import Config
 from recorder.errors import ConfigError
 
 if TYPE_CHECKING:
+    from recorder.bot import MeetingReport
     from recorder.recap import RecapSettings
 
 __all__ = ["demo", "join"]
@@ -74,7 +75,7 @@ async def _record(
     quiet: bool,
     on_ready: Callable[[], Awaitable[None]] | None = None,
     recap: RecapSettings | None = None,
-) -> Any:
+) -> MeetingReport:
     from recorder.bot import MeetingRecorder, RecorderSettings, stream_factory
     from recorder.console import LiveConsole
     from recorder.recap import DEFAULT_AGENT_URL, RecapObserver
@@ -163,7 +164,7 @@ def _install_signal_handlers(stop: Callable[[], None], say: Callable[[str], None
         pass
 
 
-def _print_report(report: Any, config: Config) -> None:
+def _print_report(report: MeetingReport, config: Config) -> None:
     minutes, seconds = divmod(int(report.duration_s), 60)
     click.echo(
         f"meeting {report.meeting_id} ({report.channel}): {minutes}m{seconds:02d}s, "
@@ -373,7 +374,7 @@ def demo(
     config = build_config(database_url=database_url, speech_model=speech_model)
     resource = files("recorder.data").joinpath("demo_meeting.json")
 
-    async def main() -> Any:
+    async def main() -> MeetingReport:
         from recorder.emulator.agent import VoiceAgentEmulator
         from recorder.emulator.server import serve_emulators
         from recorder.emulator.streaming import StreamingEmulator
