@@ -23,6 +23,7 @@ from recorder.emulator.server import serve_emulators
 from recorder.emulator.streaming import StreamingEmulator
 from recorder.emulator.tonecode import decode
 from recorder.recap import RecapObserver, RecapSettings
+from recorder.recap_player import DEFAULT_PREROLL_MS
 from recorder.transport.replay import ReplayTransport
 from recorder.transport.script import MeetingScript, parse_script
 from storage.records import Meeting, Note
@@ -276,7 +277,11 @@ async def test_recap_on_end_is_spoken_and_stored_before_the_meeting_completes(
     run = await record(
         chat(end=30.0),
         tmp_path,
-        settings=RecapSettings(on_end=True, phrase=None, timeouts=FAST),
+        # Pre-roll counts audio time: at SPEED its wall-clock cushion shrinks SPEED-fold, so
+        # scale it back to production's, or scheduling jitter on a busy CI machine underruns.
+        settings=RecapSettings(
+            on_end=True, phrase=None, timeouts=FAST, preroll_ms=DEFAULT_PREROLL_MS * SPEED
+        ),
         duration_s=7.0 / SPEED,
     )
     [note] = run.notes
