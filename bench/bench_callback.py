@@ -67,7 +67,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from websockets.asyncio.client import ClientConnection, connect  # noqa: E402
 
 from recorder.audio import Chunk, ChunkAssembler, bytes_for_ms  # noqa: E402
-from recorder.transport.agora_observers import make_observers  # noqa: E402
+from recorder.transport.agora.observers import make_observers  # noqa: E402
 from recorder.transport.base import AudioBridge, TransportEvent, TransportSink  # noqa: E402
 
 TARGET_RATIO = 5.0

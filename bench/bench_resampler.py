@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 from recorder.audio import StreamingResampler
-from recorder.emulator.tonecode import encode
+from recorder.tonecode import encode
 
 RATE_IN = 24_000
 RATE_OUT = 16_000

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from recorder.emulator.tonecode import StreamDecoder, decode, encode, silence
+from recorder.tonecode import StreamDecoder, decode, encode, silence
 
 TARGET_X = 200.0
 TEXT = (

@@ -22,8 +22,8 @@ from recorder.console import LiveConsole
 from recorder.errors import RecorderError
 from recorder.limiter import SessionBudget
 from recorder.pipeline import FinalTurn, ParticipantStream, SpeechStream, StreamHooks
-from recorder.stt.events import SegmentClosed, SegmentOpened
-from recorder.stt.session import StreamingSession
+from recorder.stt.events import SocketClosed, SocketOpened
+from recorder.stt.stream import SttStream
 from recorder.transport.base import (
     ConnectionStateChanged,
     ParticipantJoined,
@@ -404,7 +404,7 @@ class MeetingRecorder(TransportSink):
         if self.observer is not None:
             self.observer.final_turn(turn)
 
-    async def _on_socket_opened(self, uid: int, key: tuple[int, int], event: SegmentOpened) -> int:
+    async def _on_socket_opened(self, uid: int, key: tuple[int, int], event: SocketOpened) -> int:
         return await self._open_session_record(uid, key, event.provider_id)
 
     async def _open_session_record(
@@ -420,7 +420,7 @@ class MeetingRecorder(TransportSink):
         self.sessions += 1
         return session_id
 
-    async def _on_socket_closed(self, uid: int, key: tuple[int, int], event: SegmentClosed) -> None:
+    async def _on_socket_closed(self, uid: int, key: tuple[int, int], event: SocketClosed) -> None:
         session_id = self._session_ids.get((uid, key))
         if session_id is None:
             return
@@ -472,7 +472,7 @@ def stream_factory(
     """Make a function that opens a new STT stream for a participant."""
 
     def open_stream(uid: int) -> SpeechStream:
-        return StreamingSession(
+        return SttStream(
             url=url,
             api_key=api_key,
             speech_model=speech_model,

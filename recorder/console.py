@@ -5,15 +5,9 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
-__all__ = ["LiveConsole", "format_clock"]
+from recorder.timeline import format_clock
 
-
-def format_clock(ms: float) -> str:
-    """Meeting time as ``mm:ss`` (``h:mm:ss`` past an hour)."""
-    seconds = max(0, int(ms // 1000))
-    hours, rest = divmod(seconds, 3600)
-    minutes, seconds = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes:02d}:{seconds:02d}"
+__all__ = ["LiveConsole"]
 
 
 class LiveConsole:
@@ -55,7 +49,11 @@ class LiveConsole:
         if self._quiet:
             return
         self._clear_status()
-        print(f"[{format_clock(start_ms)}] {self.label(uid)}: {text}", file=self._out, flush=True)
+        print(
+            f"[{format_clock(start_ms, compact=True)}] {self.label(uid)}: {text}",
+            file=self._out,
+            flush=True,
+        )
         self._draw_status()
 
     def partial(self, uid: int, text: str) -> None:

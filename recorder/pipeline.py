@@ -26,8 +26,8 @@ from recorder.stt.events import (
     Event,
     FinalTranscript,
     PartialTranscript,
-    SegmentClosed,
-    SegmentOpened,
+    SocketClosed,
+    SocketOpened,
     SpeechStarted,
 )
 from recorder.timeline import Timeline
@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 
 class SpeechStream(Protocol):
-    """What the pipeline needs of an STT session (``recorder.stt.session.StreamingSession``)."""
+    """What the pipeline needs of an STT session (``recorder.stt.stream.SttStream``)."""
 
     async def start(self) -> None:
         """Connect; raise a RecorderError if the service refuses."""
@@ -80,8 +80,8 @@ class StreamHooks:
     on_final: Callable[[FinalTurn], Awaitable[None]]
     on_partial: Callable[[int, str], None]
     on_speech_started: Callable[[int], None]
-    on_socket_opened: Callable[[int, tuple[int, int], SegmentOpened], Awaitable[object]]
-    on_socket_closed: Callable[[int, tuple[int, int], SegmentClosed], Awaitable[None]]
+    on_socket_opened: Callable[[int, tuple[int, int], SocketOpened], Awaitable[object]]
+    on_socket_closed: Callable[[int, tuple[int, int], SocketClosed], Awaitable[None]]
     on_fatal: Callable[[RecorderError], None]
 
 
@@ -281,9 +281,9 @@ class ParticipantStream:
                     hooks.on_partial(self.uid, event.transcript)
                 elif isinstance(event, SpeechStarted):
                     hooks.on_speech_started(self.uid)
-                elif isinstance(event, SegmentOpened):
+                elif isinstance(event, SocketOpened):
                     await hooks.on_socket_opened(self.uid, (generation, event.socket_index), event)
-                elif isinstance(event, SegmentClosed):
+                elif isinstance(event, SocketClosed):
                     await hooks.on_socket_closed(self.uid, (generation, event.socket_index), event)
                 elif isinstance(event, AudioDropped):
                     self.dropped_ms += event.duration_ms

@@ -11,7 +11,22 @@ from __future__ import annotations
 
 import bisect
 
-__all__ = ["Timeline"]
+__all__ = ["Timeline", "format_clock"]
+
+
+def format_clock(ms: float, *, compact: bool = False) -> str:
+    """Meeting time as ``hh:mm:ss`` (hours keep growing past 99).
+
+    Args:
+        ms: meeting time in milliseconds (negative counts as 0).
+        compact: ``mm:ss``, with hours only past an hour (``h:mm:ss``): the live console.
+    """
+    seconds = max(0, int(ms // 1000))
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if compact:
+        return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes:02d}:{seconds:02d}"
+    return f"{hours:02d}:{minutes:02d}:{seconds:02d}"
 
 
 class Timeline:

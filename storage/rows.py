@@ -19,7 +19,7 @@ from storage.records import Meeting, MeetingSummary, Note, Participant, StreamSe
 
 __all__ = [
     "clean_optional",
-    "clean_text",
+    "storable_text",
     "load_meeting",
     "summary_from_row",
     "summary_select",
@@ -30,7 +30,7 @@ __all__ = [
 ]
 
 
-def clean_text(value: str) -> str:
+def storable_text(value: str) -> str:
     """Make text storable on every backend, identically.
 
     PostgreSQL text cannot hold NUL, so NUL characters are removed on both
@@ -48,15 +48,15 @@ def clean_text(value: str) -> str:
 
 
 def clean_optional(value: str | None) -> str | None:
-    """:func:`clean_text` for an optional value."""
-    return None if value is None else clean_text(value)
+    """:func:`storable_text` for an optional value."""
+    return None if value is None else storable_text(value)
 
 
 def words_to_json(words: Sequence[Word]) -> list[dict[str, Any]]:
     """Words as stored in ``turns.words``: a JSON list of objects."""
     return [
         {
-            "text": clean_text(word.text),
+            "text": storable_text(word.text),
             "start_ms": word.start_ms,
             "end_ms": word.end_ms,
             "confidence": word.confidence,

@@ -2,7 +2,7 @@
 
 Each method owns one short transaction and returns frozen records from
 :mod:`storage.records`, never ORM objects. Text is cleaned the same way on
-both databases before it is stored (see :func:`clean_text`).
+both databases before it is stored (see :func:`storable_text`).
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ from storage.records import (
 )
 from storage.rows import (
     clean_optional,
-    clean_text,
     load_meeting,
+    storable_text,
     summary_from_row,
     summary_select,
     turn_from_row,
@@ -51,7 +51,7 @@ from storage.writes import (
     upsert_turn_rows,
 )
 
-__all__ = ["DEFAULT_MAX_ROWS", "DEFAULT_STALE_AFTER", "TranscriptStore", "clean_text"]
+__all__ = ["DEFAULT_MAX_ROWS", "DEFAULT_STALE_AFTER", "TranscriptStore", "storable_text"]
 
 log = logging.getLogger("storage.store")
 
@@ -183,7 +183,7 @@ class TranscriptStore:
             result = await connection.execute(
                 self._insert(MeetingRow)
                 .values(
-                    channel=clean_text(channel),
+                    channel=storable_text(channel),
                     bot_uid=bot_uid,
                     started_at=started_at,
                     status="recording",
@@ -379,7 +379,7 @@ class TranscriptStore:
             "close_reason": clean_optional(close_reason),
         }
         if provider_session_id is not None:
-            values["provider_session_id"] = clean_text(provider_session_id)
+            values["provider_session_id"] = storable_text(provider_session_id)
         await self._update_session(session_id, **values)
 
     async def _update_session(self, session_id: int, **values: Any) -> None:
@@ -434,8 +434,8 @@ class TranscriptStore:
                 self._insert(NoteRow)
                 .values(
                     meeting_id=meeting_id,
-                    kind=clean_text(kind),
-                    text=clean_text(text),
+                    kind=storable_text(kind),
+                    text=storable_text(text),
                     created_at=created_at,
                     spoken=spoken,
                     meta=dict(meta or {}),

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from recorder.errors import NotFoundError, StorageError
 from storage.models import MeetingRow, ParticipantRow, StreamSessionRow, TurnRow
 from storage.records import TurnRecord
-from storage.rows import clean_optional, clean_text, words_to_json
+from storage.rows import clean_optional, storable_text, words_to_json
 
 __all__ = [
     "insert_for",
@@ -131,7 +131,7 @@ async def upsert_turn_rows(
                 "turn_order": record.turn_order,
                 "start_ms": record.start_ms,
                 "end_ms": record.end_ms,
-                "text": clean_text(record.text),
+                "text": storable_text(record.text),
                 "words": words_to_json(record.words),
                 "end_of_turn_confidence": record.end_of_turn_confidence,
                 "language": clean_optional(record.language),

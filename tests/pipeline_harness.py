@@ -8,7 +8,7 @@ from typing import Any
 
 from recorder.bot import MeetingRecorder, MeetingReport, RecorderSettings, stream_factory
 from recorder.emulator.faults import FaultPlan
-from recorder.emulator.streaming import StreamingEmulator
+from recorder.emulator.streaming.server import StreamingEmulator
 from recorder.transport.base import Transport
 from recorder.transport.replay import ReplayTransport
 from recorder.transport.script import MeetingScript, parse_script

@@ -15,10 +15,10 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from recorder.emulator.agent import VoiceAgentEmulator
-from recorder.emulator.agent_config import CURRENT_VOICES, AgentBehaviour, AgentFaults
-from recorder.emulator.agent_voice import extractive_reply, synthesize
-from recorder.emulator.tonecode import decode, encode
+from recorder.emulator.agent.config import CURRENT_VOICES, AgentBehaviour, AgentFaults
+from recorder.emulator.agent.server import VoiceAgentEmulator
+from recorder.emulator.agent.voice import extractive_reply, synthesize
+from recorder.tonecode import decode, encode
 
 KEY = "emulator-key"
 BEARER = {"Authorization": f"Bearer {KEY}"}

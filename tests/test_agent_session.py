@@ -25,19 +25,19 @@ from websockets.frames import Close
 from websockets.http11 import Response
 
 from recorder.agent.protocol import ReplyDone, SessionConfig
-from recorder.agent.recap import (
+from recorder.agent.session import MAPPED_EXCEPTIONS, AgentTimeouts, map_exceptions, open_session
+from recorder.audio import StreamingResampler
+from recorder.emulator.agent.config import AgentBehaviour, AgentFaults
+from recorder.emulator.agent.server import RunningAgentServer, VoiceAgentEmulator
+from recorder.errors import AgentError
+from recorder.recap.reply import (
     MAX_SYSTEM_PROMPT_CHARS,
     RecapRequest,
     build_prompt,
     format_line,
     run_recap,
 )
-from recorder.agent.session import MAPPED_EXCEPTIONS, AgentTimeouts, map_exceptions, open_session
-from recorder.audio import StreamingResampler
-from recorder.emulator.agent import RunningAgentServer, VoiceAgentEmulator
-from recorder.emulator.agent_config import AgentBehaviour, AgentFaults
-from recorder.emulator.tonecode import decode
-from recorder.errors import AgentError
+from recorder.tonecode import decode
 
 KEY = "sk-test-5f3a9c"
 FAST = AgentTimeouts(

@@ -22,9 +22,9 @@ from fake_agora import installed_fake_agora
 
 from recorder.audio import bytes_for_ms
 from recorder.bot import MeetingRecorder, MeetingReport, RecorderSettings, stream_factory
-from recorder.emulator.streaming import StreamingEmulator
+from recorder.emulator.streaming.server import StreamingEmulator
 from recorder.errors import TransportError
-from recorder.transport.agora import AgoraTransport
+from recorder.transport.agora.transport import AgoraTransport
 from recorder.transport.script import ExpectedWord, MeetingScript, SpeechClip, parse_script
 from storage.db import upgrade_database
 from storage.records import Meeting

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from recorder.errors import TransportUnavailable
-from recorder.transport.agora_preflight import (
+from recorder.transport.agora.preflight import (
     AGORA_MODULES,
     INSTALL_HINT,
     load_agora_sdk,

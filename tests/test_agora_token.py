@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from recorder.errors import ConfigError
-from recorder.transport.agora_token import (
+from recorder.transport.agora.token import (
     MAX_TOKEN_LIFETIME_S,
     SERVICE_RTC,
     RtcPrivilege,

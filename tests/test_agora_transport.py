@@ -14,13 +14,13 @@ from fake_agora import installed_fake_agora
 
 from recorder.audio import Chunk
 from recorder.errors import ConfigError, JoinError, TransportError
-from recorder.transport.agora import AgoraTransport
-from recorder.transport.agora_errors import (
+from recorder.transport.agora.codes import (
     TokenSource,
     connect_result_problem,
     reason_problem,
 )
-from recorder.transport.agora_token import RtcPrivilege, parse_access_token2, verify_access_token2
+from recorder.transport.agora.token import RtcPrivilege, parse_access_token2, verify_access_token2
+from recorder.transport.agora.transport import AgoraTransport
 from recorder.transport.base import (
     ConnectionState,
     ConnectionStateChanged,
@@ -578,8 +578,8 @@ def test_every_observer_method_takes_the_sdks_argument_count(world: Any) -> None
     import inspect
     from types import SimpleNamespace
 
-    from recorder.transport.agora_observers import make_observers
-    from recorder.transport.agora_preflight import load_agora_sdk
+    from recorder.transport.agora.observers import make_observers
+    from recorder.transport.agora.preflight import load_agora_sdk
 
     sdk = load_agora_sdk()
     handler = SimpleNamespace(callback_failed=lambda method, error: None)
@@ -597,7 +597,7 @@ def test_every_observer_method_takes_the_sdks_argument_count(world: Any) -> None
 
 
 def test_secrets_stay_out_of_reprs(world: Any, tmp_path: Path) -> None:
-    from recorder.transport.agora_credentials import AgoraCredentials
+    from recorder.transport.agora.credentials import AgoraCredentials
 
     transport = make(tmp_path, app_certificate=CERTIFICATE, token="007-given")
     credentials = AgoraCredentials(

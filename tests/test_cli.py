@@ -81,7 +81,7 @@ def _modules(package: object) -> list[str]:
     path = package.__path__  # type: ignore[attr-defined]
     names = [package.__name__]  # type: ignore[attr-defined]
     for info in pkgutil.walk_packages(path, prefix=f"{package.__name__}."):  # type: ignore[attr-defined]
-        if info.name.endswith("__main__") or info.name == "recorder.transport.agora":
+        if info.name.endswith("__main__") or info.name == "recorder.transport.agora.transport":
             continue
         names.append(info.name)
     return names

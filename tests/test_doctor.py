@@ -13,8 +13,8 @@ from click.testing import CliRunner, Result
 from fake_agora import installed_fake_agora
 
 from recorder.cli import cli
-from recorder.emulator.streaming import StreamingEmulator
-from recorder.transport.agora_token import build_rtc_token
+from recorder.emulator.streaming.server import StreamingEmulator
+from recorder.transport.agora.token import build_rtc_token
 from storage.db import upgrade_database
 
 APP_ID = "0123456789abcdef0123456789abcdef"

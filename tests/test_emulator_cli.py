@@ -11,8 +11,8 @@ import sys
 from click.testing import CliRunner
 from test_emulator_support import TIMEOUT, open_client
 
+from recorder import tonecode
 from recorder.cli import cli
-from recorder.emulator import tonecode
 
 
 async def start(*args: str) -> tuple[asyncio.subprocess.Process, str]:

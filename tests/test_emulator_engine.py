@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_emulator_support import StandInRecognizer, chunks, silence, speech, tone
 
-from recorder.emulator.streaming_engine import EngineOptions, TurnEngine
-from recorder.emulator.streaming_params import (
+from recorder.emulator.streaming.engine import EngineOptions, TurnEngine
+from recorder.emulator.streaming.params import (
     ParameterError,
     SessionParams,
     apply_update,

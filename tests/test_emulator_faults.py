@@ -10,7 +10,7 @@ import websockets
 from test_emulator_support import make_stand_in_emulator, open_client, silence, speech
 
 from recorder.emulator.faults import Fault, FaultPlan
-from recorder.emulator.streaming import StreamingEmulator
+from recorder.emulator.streaming.server import StreamingEmulator
 
 
 @pytest.fixture

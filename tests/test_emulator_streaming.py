@@ -23,9 +23,9 @@ from test_emulator_support import (
 )
 from websockets.asyncio.client import connect
 
-from recorder.emulator.streaming import RunningServer, StreamingEmulator
-from recorder.emulator.streaming_clock import ManualClock
-from recorder.emulator.streaming_records import StreamingBehaviour
+from recorder.emulator.clock import ManualClock
+from recorder.emulator.streaming.records import StreamingBehaviour
+from recorder.emulator.streaming.server import RunningServer, StreamingEmulator
 
 
 @pytest.fixture

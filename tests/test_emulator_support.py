@@ -15,8 +15,8 @@ import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from recorder.emulator.streaming import StreamingEmulator
-from recorder.emulator.streaming_records import StreamingBehaviour
+from recorder.emulator.streaming.records import StreamingBehaviour
+from recorder.emulator.streaming.server import StreamingEmulator
 
 #: The stand-in recogniser's default script (three sentences).
 SCRIPT = ["Hello", "there.", "How", "are", "you?", "Fine!"]

@@ -13,10 +13,10 @@ import websockets
 from test_emulator_support import RATE, TIMEOUT, open_client
 from websockets.asyncio.client import connect
 
-from recorder.emulator import tonecode
+from recorder import tonecode
 from recorder.emulator.server import EmulatorServer, serve_emulators
-from recorder.emulator.streaming import StreamingEmulator
-from recorder.emulator.streaming_records import StreamingBehaviour
+from recorder.emulator.streaming.records import StreamingBehaviour
+from recorder.emulator.streaming.server import StreamingEmulator
 
 SENTENCES = ["Hello there.", "How are you today?", "Let's ship the beta on Friday!"]
 

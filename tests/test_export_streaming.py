@@ -69,8 +69,8 @@ async def test_html_memory_flat_at_100k_turns() -> None:
 
 @pytest.mark.parametrize("fmt", ["html", "md", "txt"])
 async def test_tiny_prefetch_batches_give_the_same_output(fmt: str) -> None:
+    from recorder.export.render import stream_template
     from recorder.export.views import Speakers, build_meeting_view, turn_views
-    from recorder.render import stream_template
 
     meeting = make_meeting([(101, "Alice"), (102, None), (103, "Li")], [], duration_ms=300_000)
 
@@ -97,7 +97,7 @@ async def test_tiny_prefetch_batches_give_the_same_output(fmt: str) -> None:
 
 async def test_a_template_reading_ahead_of_the_buffer_fails_loudly() -> None:
     from recorder.errors import RenderError
-    from recorder.render import _Prefetched
+    from recorder.export.render import _Prefetched
 
     feed = _Prefetched(_turns(10), batch=4)
     await feed.refill()

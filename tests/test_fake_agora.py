@@ -20,7 +20,7 @@ from fake_agora import SURFACE_PATH, installed_fake_agora
 from fake_agora.generate import render_all
 from fake_agora.surface import compare_surface
 
-from recorder.transport.agora_preflight import load_agora_sdk
+from recorder.transport.agora.preflight import load_agora_sdk
 
 SHARED_SURFACE = Path("/work/shared/specs/agora-sdk-surface.json")
 UNRAISABLE = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from recorder.cli import cli
-from recorder.emulator.streaming import StreamingEmulator
+from recorder.emulator.streaming.server import StreamingEmulator
 from storage.db import upgrade_database
 from storage.store import TranscriptStore
 

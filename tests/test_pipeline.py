@@ -90,7 +90,7 @@ def round_robin_meeting(
     participants: int = 5, rounds: int = 2, sentences: int = 3, channel: str = "costs"
 ) -> dict:
     """Each participant in turn says a few sentences: everyone talks 1/participants of the time."""
-    from recorder.emulator.tonecode import encode_words
+    from recorder.tonecode import encode_words
 
     words = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima".split()
     events: list[dict] = [{"at": 0.0, "uid": 100 + p, "join": True} for p in range(participants)]

@@ -14,18 +14,18 @@ from recorder.agent.session import AgentTimeouts
 from recorder.audio import Chunk
 from recorder.bot import MeetingContext
 from recorder.cli import cli
-from recorder.emulator.agent import VoiceAgentEmulator
-from recorder.emulator.tonecode import decode, encode
+from recorder.emulator.agent.server import VoiceAgentEmulator
 from recorder.pipeline import FinalTurn
-from recorder.recap import (
+from recorder.recap.ledger import TurnLedger
+from recorder.recap.observer import (
     RecapObserver,
     RecapSettings,
     contains_phrase,
     is_bare_request,
     parse_duration,
 )
-from recorder.recap_player import RecapPlayer
-from recorder.recap_turns import TurnLedger
+from recorder.recap.player import RecapPlayer
+from recorder.tonecode import decode, encode
 from recorder.transport.base import TransportEvent, TransportSink
 from recorder.transport.replay import ReplayTransport
 from recorder.transport.script import MeetingScript, parse_script

@@ -17,13 +17,13 @@ import pytest
 
 from recorder.agent.session import AgentTimeouts
 from recorder.bot import MeetingRecorder, MeetingReport, RecorderSettings, stream_factory
-from recorder.emulator.agent import VoiceAgentEmulator
-from recorder.emulator.agent_config import AgentBehaviour, AgentFaults
+from recorder.emulator.agent.config import AgentBehaviour, AgentFaults
+from recorder.emulator.agent.server import VoiceAgentEmulator
 from recorder.emulator.server import serve_emulators
-from recorder.emulator.streaming import StreamingEmulator
-from recorder.emulator.tonecode import decode
-from recorder.recap import RecapObserver, RecapSettings
-from recorder.recap_player import DEFAULT_PREROLL_MS
+from recorder.emulator.streaming.server import StreamingEmulator
+from recorder.recap.observer import RecapObserver, RecapSettings
+from recorder.recap.player import DEFAULT_PREROLL_MS
+from recorder.tonecode import decode
 from recorder.transport.replay import ReplayTransport
 from recorder.transport.script import MeetingScript, parse_script
 from storage.records import Meeting, Note
@@ -230,7 +230,7 @@ async def test_agent_faults_end_the_recap_and_recording_goes_on(
     faults: AgentFaults | None,
     timeouts: AgentTimeouts,
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="recorder.recap")
+    caplog.set_level(logging.WARNING, logger="recorder.recap.observer")
     keys = frozenset({"the-right-key"}) if case == "bad key" else frozenset()
     run = await record(
         SHORT,
@@ -297,7 +297,7 @@ async def test_recap_on_end_is_spoken_and_stored_before_the_meeting_completes(
 
 
 async def test_recap_on_end_is_bounded(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="recorder.recap")
+    caplog.set_level(logging.WARNING, logger="recorder.recap.observer")
     slow = AgentBehaviour(reply_delay_s=60.0)  # the agent never gets round to speaking
     started = asyncio.get_running_loop().time()
     run = await record(
@@ -350,7 +350,7 @@ async def test_timer_recaps_cover_what_was_said_since_the_last_one(tmp_path: Pat
 async def test_a_second_request_during_a_recap_is_ignored(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="recorder.recap")
+    caplog.set_level(logging.INFO, logger="recorder.recap.observer")
     meeting = {
         "channel": "recap-twice",
         "participants": [{"uid": 101, "name": "Alice"}, {"uid": 202, "name": "Bob"}],

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from recorder.audio import Chunk
-from recorder.emulator.tonecode import decode, encode
 from recorder.errors import ReplayError
+from recorder.tonecode import decode, encode
 from recorder.transport.base import (
     ParticipantJoined,
     ParticipantLeft,

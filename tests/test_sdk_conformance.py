@@ -29,8 +29,8 @@ from assemblyai.streaming.v3 import (
 )
 from test_emulator_support import TIMEOUT
 
-from recorder.emulator import tonecode
-from recorder.emulator.streaming import RunningServer, StreamingEmulator
+from recorder import tonecode
+from recorder.emulator.streaming.server import RunningServer, StreamingEmulator
 
 TEXT = "Hello there. How are you today? Let's ship the beta on Friday!"
 SENTENCES = ["Hello there.", "How are you today?", "Let's ship the beta on Friday!"]

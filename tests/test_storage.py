@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from recorder.errors import NotFoundError, StorageError
 from storage.records import TurnRecord, Word
-from storage.store import TranscriptStore, clean_text
+from storage.store import TranscriptStore, storable_text
 
 T0 = datetime(2026, 11, 23, 9, 0, 0, tzinfo=UTC)
 
@@ -241,15 +241,15 @@ async def test_long_names_are_kept(store: TranscriptStore) -> None:
 
 
 def test_clean_text() -> None:
-    assert clean_text("a\x00b") == "ab"
-    assert clean_text("x\ud800y") == "x\ufffdy"
-    assert clean_text("plain é 日本") == "plain é 日本"
-    assert clean_text("\ud83d\ude00") == "\U0001f600"
+    assert storable_text("a\x00b") == "ab"
+    assert storable_text("x\ud800y") == "x\ufffdy"
+    assert storable_text("plain é 日本") == "plain é 日本"
+    assert storable_text("\ud83d\ude00") == "\U0001f600"
 
 
 # Any Unicode, including NUL and lone surrogates: the store keeps the text
 # exactly, except NUL (removed: PostgreSQL text cannot hold it) and lone
-# surrogates (replaced by U+FFFD: UTF-8 cannot encode them); see clean_text.
+# surrogates (replaced by U+FFFD: UTF-8 cannot encode them); see storable_text.
 _ANY_TEXT = st.text(st.characters(codec=None, exclude_categories=()), max_size=60)
 
 
@@ -268,11 +268,11 @@ async def test_unicode_round_trips(store: TranscriptStore, text: str, name: str,
     )
     await store.add_note(meeting, "recap", text, created_at=T0, meta={"w": word})
     got = await store.get_meeting(meeting)
-    assert got.summary.channel == clean_text(text or "c")
-    assert got.turns[0].text == clean_text(text)
-    assert got.turns[0].words[0].text == clean_text(word)
-    assert got.participants[0].display_name == clean_text(name)
-    assert got.notes[0].text == clean_text(text)
+    assert got.summary.channel == storable_text(text or "c")
+    assert got.turns[0].text == storable_text(text)
+    assert got.turns[0].words[0].text == storable_text(word)
+    assert got.participants[0].display_name == storable_text(name)
+    assert got.notes[0].text == storable_text(text)
     assert "\x00" not in got.turns[0].text
 
 

@@ -1,4 +1,4 @@
-"""StreamingSession end to end against the streaming emulator, speaking tone code."""
+"""SttStream end to end against the streaming emulator, speaking tone code."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ import random
 import pytest
 from stt_fake_server import TIMEOUT
 
+from recorder.emulator.clock import ManualClock
 from recorder.emulator.faults import Fault, FaultPlan
-from recorder.emulator.streaming import StreamingEmulator
-from recorder.emulator.streaming_clock import ManualClock
-from recorder.emulator.streaming_records import StreamingBehaviour
-from recorder.emulator.tonecode import encode_words
+from recorder.emulator.streaming.records import StreamingBehaviour
+from recorder.emulator.streaming.server import StreamingEmulator
 from recorder.errors import SttRejected
-from recorder.stt.events import Closed, Disposition, FinalTranscript, SegmentOpened
-from recorder.stt.session import StreamingSession
+from recorder.stt.events import Closed, Disposition, FinalTranscript, SocketOpened
+from recorder.stt.stream import SttStream
+from recorder.tonecode import encode_words
 
 KEY = "e2e-key"
 SPEED = 20.0  # audio clock speed, the same for the client and the emulator's pacing rule
@@ -38,9 +38,9 @@ def emulator(**kwargs) -> StreamingEmulator:
     return StreamingEmulator(api_keys={KEY}, realtime_factor=SPEED, **kwargs)
 
 
-def make_session(url: str, **kwargs) -> StreamingSession:
+def make_session(url: str, **kwargs) -> SttStream:
     kwargs.setdefault("api_key", KEY)
-    return StreamingSession(
+    return SttStream(
         url=url,
         realtime_factor=SPEED,
         backoff_initial_s=0.01,
@@ -90,7 +90,7 @@ async def test_three_sentences_three_finals_with_text_and_times():
     for (_, start, end), want in zip(got, words, strict=True):
         assert abs(start - want.start_ms) <= 20 and abs(end - want.end_ms) <= 20
     assert len(emu.sessions) == 1 and emu.sessions[0].close_code == 1000
-    assert events[-1].billed_seconds is not None  # SegmentClosed after Termination
+    assert events[-1].billed_seconds is not None  # SocketClosed after Termination
 
 
 def _fault_points(seed: int, total_s: float, n: int) -> list[float]:
@@ -117,7 +117,7 @@ async def test_drops_at_random_points_lose_no_word(code, seed):
     assert [w for w, _, _ in got] == [w.text for w in words], f"faults at {points}"
     for (_, start, _), want in zip(got, words, strict=True):
         assert abs(start - want.start_ms) <= 20  # caller positions survive the replay
-    opened = [e for e in events if isinstance(e, SegmentOpened)]
+    opened = [e for e in events if isinstance(e, SocketOpened)]
     assert len(opened) == 3 == len(emu.sessions)
     assert [c.disposition for c in events if isinstance(c, Closed)] == [
         Disposition.RETRY,

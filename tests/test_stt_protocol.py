@@ -32,7 +32,7 @@ from recorder.stt.protocol import (
     classify_close,
     parse_message,
 )
-from recorder.stt.replay import ReplayBuffer, SocketMap
+from recorder.stt.resend import ResendBuffer, SocketMap
 
 BEGIN = json.dumps({"type": "Begin", "id": "abc", "expires_at": 1779501234})
 
@@ -493,13 +493,13 @@ def test_quick_failure_tracker():
 # -- replay buffer and socket map (§6.2) ---------------------------------------------
 
 
-def _buffer(**kwargs) -> ReplayBuffer:
+def _buffer(**kwargs) -> ResendBuffer:
     kwargs.setdefault("replay_max_bytes", 10 * 32000)
     kwargs.setdefault("backlog_max_bytes", 10 * 32000)
-    return ReplayBuffer(sample_bytes=2, min_bytes=1600, max_bytes=32000, silence=0, **kwargs)
+    return ResendBuffer(sample_bytes=2, min_bytes=1600, max_bytes=32000, silence=0, **kwargs)
 
 
-def _feed(buf: ReplayBuffer, n: int, size: int = 3200) -> None:
+def _feed(buf: ResendBuffer, n: int, size: int = 3200) -> None:
     for i in range(n):
         buf.queue(i * size, bytes([i]) * size)
 

@@ -1,4 +1,4 @@
-"""StreamingSession against a scripted fake v3 server on 127.0.0.1 (real sockets)."""
+"""SttStream against a scripted fake v3 server on 127.0.0.1 (real sockets)."""
 
 from __future__ import annotations
 
@@ -30,12 +30,12 @@ from recorder.stt.events import (
     Disposition,
     FinalTranscript,
     PartialTranscript,
-    SegmentClosed,
-    SegmentOpened,
     SessionStarted,
     SessionTerminated,
+    SocketClosed,
+    SocketOpened,
 )
-from recorder.stt.session import StreamingSession
+from recorder.stt.stream import SttStream
 
 KEY = "sk-test-123456"
 BPS = 32000  # 16 kHz PCM16
@@ -48,20 +48,20 @@ def pcm(start_ms: int, ms: int) -> bytes:
     return (np.arange(first, first + ms * 16) % 30000).astype("<i2").tobytes()
 
 
-def session(url: str, **kwargs) -> StreamingSession:
+def session(url: str, **kwargs) -> SttStream:
     kwargs.setdefault("api_key", KEY)
     kwargs.setdefault("realtime_factor", FAST)
     kwargs.setdefault("backoff_initial_s", 0.01)
     kwargs.setdefault("backoff_max_s", 0.05)
     kwargs.setdefault("terminate_timeout_s", 2.0)
-    return StreamingSession(url=url, **kwargs)
+    return SttStream(url=url, **kwargs)
 
 
-async def collect(s: StreamingSession) -> list:
+async def collect(s: SttStream) -> list:
     return [event async for event in s.events()]
 
 
-async def run(s: StreamingSession, audio_ms: int, frame_ms: int = 10) -> list:
+async def run(s: SttStream, audio_ms: int, frame_ms: int = 10) -> list:
     """Start, send ``audio_ms`` of audio in ``frame_ms`` frames, stop; return the events."""
     await s.start()
     reader = asyncio.create_task(collect(s))
@@ -89,22 +89,22 @@ async def test_happy_path_begin_turns_terminate():
     kinds = [type(e).__name__ for e in events]
     assert kinds == [
         "SessionStarted",
-        "SegmentOpened",
+        "SocketOpened",
         "SpeechStarted",
         "PartialTranscript",
         "FinalTranscript",
         "FinalTranscript",
         "SessionTerminated",
         "Closed",
-        "SegmentClosed",
+        "SocketClosed",
     ]
-    assert events[1] == SegmentOpened(0, "sess-1", 0, events[0].expires_at)
+    assert events[1] == SocketOpened(0, "sess-1", 0, events[0].expires_at)
     finals = [e for e in events if isinstance(e, FinalTranscript)]
     assert [f.transcript for f in finals] == ["Hello there.", "Bye."]
     assert finals[0].audio_offset_ms == 0 and finals[0].end_ms == 800
     assert events[7].disposition is Disposition.DONE
     closed = events[8]
-    assert isinstance(closed, SegmentClosed)
+    assert isinstance(closed, SocketClosed)
     assert closed.close_code == 1000 and closed.billed_seconds == 3
     assert closed.audio_seconds == pytest.approx(1.5)
     # Wire: raw key header, explicit model, no compression, audio intact and in order.
@@ -215,14 +215,14 @@ async def test_reconnect_replays_unfinalised_audio(code, how, final_end_ms):
     assert two.audio_bytes == pcm(final_end_ms, 3000 - final_end_ms)
     assert all(1600 <= len(frame) <= 32000 for frame in two.audio)
     assert sent_on_one >= 1500
-    opened = [e for e in events if isinstance(e, SegmentOpened)]
+    opened = [e for e in events if isinstance(e, SocketOpened)]
     assert [(o.socket_index, o.provider_id, o.audio_offset_ms) for o in opened] == [
         (0, "a", 0),
         (1, "b", final_end_ms),
     ]
     finals = [e for e in events if isinstance(e, FinalTranscript)]
     assert [(f.socket_index, f.start_ms) for f in finals] == [(0, 100), (1, final_end_ms + 100)]
-    closes = [e for e in events if isinstance(e, SegmentClosed)]
+    closes = [e for e in events if isinstance(e, SocketClosed)]
     assert [c.close_code for c in closes] == [code, 1000]
     assert s.error is None
 
@@ -463,9 +463,9 @@ async def test_partials_and_session_started_types():
 
 
 def test_repr_hides_the_key():
-    s = StreamingSession(url="wss://x/v3/ws", api_key=KEY)
+    s = SttStream(url="wss://x/v3/ws", api_key=KEY)
     assert KEY not in repr(s) and "wss://x/v3/ws" in repr(s)
-    t = StreamingSession(url="wss://x/v3/ws", token="tok-secret")
+    t = SttStream(url="wss://x/v3/ws", token="tok-secret")
     assert "tok-secret" not in repr(t)
 
 
@@ -624,7 +624,7 @@ async def test_aclose_aborts_without_terminate():
         await server.connections[0].wait_audio(3200)
         await s.aclose()
         await server.connections[0].client_gone.wait()
-        assert [e async for e in s.events()][-1].__class__ is SegmentClosed
+        assert [e async for e in s.events()][-1].__class__ is SocketClosed
     assert server.connections[0].text_types() == []
 
 

@@ -8,7 +8,7 @@ import soxr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recorder.emulator.tonecode import (
+from recorder.tonecode import (
     SENTENCE_GAP_MS,
     TONE_DBFS,
     WORD_GAP_MS,

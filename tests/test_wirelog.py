@@ -5,7 +5,7 @@ import logging
 import pytest
 from websockets.asyncio.client import connect
 
-from recorder.emulator.streaming import StreamingEmulator
+from recorder.emulator.streaming.server import StreamingEmulator
 from recorder.wirelog import redact_query_token, wire_logger
 
 SECRET = "sk-wire-secret-0123456789"

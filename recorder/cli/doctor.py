@@ -83,7 +83,7 @@ def check_python() -> Check:
 
 def check_agora_sdk() -> Check:
     """The Agora extra and its native library, found without importing the SDK."""
-    from recorder.transport.agora_preflight import locate_agora_sdk
+    from recorder.transport.agora.preflight import locate_agora_sdk
 
     try:
         install = locate_agora_sdk()
@@ -96,7 +96,7 @@ def check_agora_sdk() -> Check:
 
 def check_app_id(config: Config) -> Check:
     """AGORA_APP_ID is set and looks like an App ID (the value is not shown)."""
-    from recorder.transport.agora_errors import validate_app_id
+    from recorder.transport.agora.codes import validate_app_id
 
     try:
         validate_app_id(config.agora_app_id)
@@ -130,7 +130,7 @@ def check_credentials(config: Config) -> Check:
 
 def check_token(config: Config) -> Check:
     """A token can be built (certificate) or the prebuilt one fits (channel, uid, expiry)."""
-    from recorder.transport.agora_token import build_rtc_token, parse_access_token2
+    from recorder.transport.agora.token import build_rtc_token, parse_access_token2
 
     channel = config.channel or _PROBE_CHANNEL
     if config.agora_token:
@@ -165,7 +165,7 @@ def check_token(config: Config) -> Check:
 
 def check_channel(config: Config) -> Check:
     """AGORA_CHANNEL, if set, is a name Agora accepts (not required: --channel works too)."""
-    from recorder.transport.agora_errors import validate_channel_name
+    from recorder.transport.agora.codes import validate_channel_name
 
     if not config.channel:
         return _warn("agora channel", "AGORA_CHANNEL is not set; pass --channel NAME to join")
@@ -209,11 +209,11 @@ async def check_database(config: Config) -> Check:
 async def check_streaming(config: Config) -> Check:
     """Open one streaming session: Begin, then Terminate; report the billed seconds."""
     from recorder.stt.events import SessionStarted, SessionTerminated
-    from recorder.stt.session import StreamingSession
+    from recorder.stt.stream import SttStream
 
     if not config.assemblyai_api_key:
         return _fail("streaming", "skipped: ASSEMBLYAI_API_KEY is not set")
-    session = StreamingSession(
+    session = SttStream(
         url=config.streaming_url,
         api_key=config.assemblyai_api_key,
         speech_model=config.speech_model,

@@ -20,7 +20,7 @@ from recorder.errors import ConfigError
 
 if TYPE_CHECKING:
     from recorder.bot import MeetingReport
-    from recorder.recap import RecapSettings
+    from recorder.recap.observer import RecapSettings
 
 __all__ = ["demo", "join"]
 
@@ -78,7 +78,7 @@ async def _record(
 ) -> MeetingReport:
     from recorder.bot import MeetingRecorder, RecorderSettings, stream_factory
     from recorder.console import LiveConsole
-    from recorder.recap import DEFAULT_AGENT_URL, RecapObserver
+    from recorder.recap.observer import DEFAULT_AGENT_URL, RecapObserver
     from recorder.transport.base import Transport
     from recorder.transport.select import parse_transport, replay_transport
     from storage.store import TranscriptStore
@@ -86,7 +86,7 @@ async def _record(
     kind, path = parse_transport(transport_spec)
     transport: Transport
     if kind == "agora":
-        from recorder.transport.agora import AgoraTransport
+        from recorder.transport.agora.transport import AgoraTransport
 
         transport = AgoraTransport(  # validates the settings before the SDK is touched
             app_id=config.agora_app_id or "",
@@ -375,10 +375,10 @@ def demo(
     resource = files("recorder.data").joinpath("demo_meeting.json")
 
     async def main() -> MeetingReport:
-        from recorder.emulator.agent import VoiceAgentEmulator
+        from recorder.emulator.agent.server import VoiceAgentEmulator
         from recorder.emulator.server import serve_emulators
-        from recorder.emulator.streaming import StreamingEmulator
-        from recorder.recap import RecapSettings
+        from recorder.emulator.streaming.server import StreamingEmulator
+        from recorder.recap.observer import RecapSettings
 
         emulator = StreamingEmulator(realtime_factor=max(1.0, speed) * 1.5)
         # The agent speaks at the replay's pace, as the real one speaks in real time.

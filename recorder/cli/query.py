@@ -23,7 +23,8 @@ from recorder.cli.common import CONTEXT_SETTINGS, build_config, db_option, run
 from recorder.cli.export import load_for_export, meeting_header
 from recorder.errors import NotFoundError, UsageError
 from recorder.export.escape import clean_text
-from recorder.render import format_clock, format_datetime, format_duration
+from recorder.export.render import format_datetime, format_duration
+from recorder.timeline import format_clock
 
 if TYPE_CHECKING:
     from storage.records import Participant, SearchHit

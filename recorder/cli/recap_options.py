@@ -1,7 +1,7 @@
 """The spoken-recap options of ``recorder join`` (issue 8), and what they build.
 
 :func:`recap_options` adds ``--recap`` and its companions to a command and
-hands the command one ``recap`` argument (:class:`~recorder.recap.RecapSettings`,
+hands the command one ``recap`` argument (:class:`~recorder.recap.observer.RecapSettings`,
 or None without ``--recap``) plus ``agent_url`` for the Config.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from recorder.recap import DEFAULT_PHRASE, RecapSettings, parse_duration
+from recorder.recap.observer import DEFAULT_PHRASE, RecapSettings, parse_duration
 from recorder.transport.base import Transport
 
 __all__ = ["MIN_RECAP_EVERY_S", "Duration", "extend_replay_for_recap", "recap_options"]

@@ -16,9 +16,10 @@ from urllib.parse import urlsplit
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
-from recorder.emulator.agent import AGENT_PATH, VoiceAgentEmulator
-from recorder.emulator.streaming import STREAMING_PATH, StreamingEmulator, server_options
-from recorder.emulator.streaming_records import StreamingBehaviour
+from recorder.emulator.agent.server import AGENT_PATH, VoiceAgentEmulator
+from recorder.emulator.serving import server_options
+from recorder.emulator.streaming.records import StreamingBehaviour
+from recorder.emulator.streaming.server import STREAMING_PATH, StreamingEmulator
 
 __all__ = ["EmulatorServer", "RoutedEmulator", "serve_emulators"]
 

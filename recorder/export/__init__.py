@@ -1,6 +1,6 @@
 """Exports of a recorded meeting: view models, per-format escaping and writers.
 
-The package itself imports nothing so that :mod:`recorder.render` can use
+The package itself imports nothing so that :mod:`recorder.export.render` can use
 :mod:`recorder.export.escape` without a cycle; import
 :mod:`recorder.export.exporter` for :func:`~recorder.export.exporter.export_meeting`.
 """

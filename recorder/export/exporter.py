@@ -18,9 +18,9 @@ from markupsafe import Markup
 
 from recorder.errors import UsageError
 from recorder.export.json_format import write_json
+from recorder.export.render import stream_template, template_source
 from recorder.export.subtitles import write_srt, write_vtt
 from recorder.export.views import Speakers, build_meeting_view, turn_views
-from recorder.render import stream_template, template_source
 from storage.records import Meeting, Turn
 
 __all__ = ["FORMATS", "export_meeting", "format_for_path", "iter_export", "parse_format"]

@@ -2,7 +2,7 @@
 
 :class:`SttConnection` drives a websockets connection with an
 :class:`~recorder.stt.protocol.SttProtocol` until it closes; the
-:class:`~recorder.stt.session.StreamingSession` around it owns the audio
+:class:`~recorder.stt.stream.SttStream` around it owns the audio
 queue, the events and the reconnect policy (spec assemblyai-streaming-v3.md).
 """
 
@@ -24,19 +24,19 @@ from recorder.stt.events import (
     Event,
     FinalTranscript,
     PartialTranscript,
-    SegmentClosed,
-    SegmentOpened,
     ServerError,
     SessionStarted,
     SessionTerminated,
+    SocketClosed,
+    SocketOpened,
     SpeechStarted,
 )
 from recorder.stt.protocol import State, SttProtocol
-from recorder.stt.replay import ReplayBuffer, SocketMap
+from recorder.stt.resend import ResendBuffer, SocketMap
 
 __all__ = ["SttConnection"]
 
-logger = logging.getLogger("recorder.stt.session")
+logger = logging.getLogger("recorder.stt.stream")
 
 # Above this many unsent bytes in the socket's write buffer, write_now() declines and
 # leaves the chunk to the sender task, which awaits drain().
@@ -69,7 +69,7 @@ class SttConnection:
         conn: ClientConnection,
         proto: SttProtocol,
         *,
-        buffer: ReplayBuffer,
+        buffer: ResendBuffer,
         socket_map: SocketMap,
         wake: asyncio.Event,
         is_stopping: Callable[[], bool],
@@ -229,7 +229,7 @@ class SttConnection:
         if began_at is not None:
             terminated = self._terminated
             self._emit(
-                SegmentClosed(
+                SocketClosed(
                     socket_index=proto.socket_index,
                     audio_seconds=proto.audio_seconds_sent,
                     open_seconds=time.monotonic() - upgraded_at,
@@ -262,7 +262,7 @@ class SttConnection:
             elif isinstance(event, SessionStarted):
                 self._emit(event)
                 self._emit(
-                    SegmentOpened(
+                    SocketOpened(
                         socket_index=proto.socket_index,
                         provider_id=event.id,
                         audio_offset_ms=proto.audio_offset_ms,

@@ -2,8 +2,8 @@
 
 Protocol events (``SessionStarted`` … ``Closed``) are named for the server
 message that produced them (spec assemblyai-streaming-v3.md §4); session
-events (``SegmentOpened``, ``SegmentClosed``, ``AudioDropped``) describe the
-sockets the :class:`~recorder.stt.session.StreamingSession` opened.
+events (``SocketOpened``, ``SocketClosed``, ``AudioDropped``) describe the
+sockets the :class:`~recorder.stt.stream.SttStream` opened.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ __all__ = [
     "Event",
     "FinalTranscript",
     "PartialTranscript",
-    "SegmentClosed",
-    "SegmentOpened",
+    "SocketClosed",
+    "SocketOpened",
     "ServerError",
     "SessionStarted",
     "SessionTerminated",
@@ -62,7 +62,7 @@ class SessionStarted:
         id: the provider's session id (store as the stream session id).
         expires_at: Unix seconds at which the server will close it with 3008.
         model: the model the server says it applied, when it says so (later servers).
-        socket_index: which socket of the :class:`StreamingSession` this is.
+        socket_index: which socket of the :class:`SttStream` this is.
     """
 
     id: str
@@ -178,7 +178,7 @@ class Closed:
 
 
 @dataclass(frozen=True, slots=True)
-class SegmentOpened:
+class SocketOpened:
     """The session opened socket ``socket_index`` and the server sent ``Begin``.
 
     Attributes:
@@ -196,11 +196,11 @@ class SegmentOpened:
 
 
 @dataclass(frozen=True, slots=True)
-class SegmentClosed:
+class SocketClosed:
     """Socket ``socket_index`` closed (the stream session / cost record ends).
 
     Attributes:
-        socket_index: as in :class:`SegmentOpened`.
+        socket_index: as in :class:`SocketOpened`.
         audio_seconds: audio sent on this socket.
         open_seconds: wall-clock seconds from upgrade to close (billing).
         close_code: the close code (1006 for a drop), None if never known.
@@ -235,7 +235,7 @@ Event = (
     | SessionTerminated
     | ServerError
     | Closed
-    | SegmentOpened
-    | SegmentClosed
+    | SocketOpened
+    | SocketClosed
     | AudioDropped
 )

@@ -155,7 +155,7 @@ def parse_script(
     Raises:
         ReplayError: the script is malformed; the message names the event and field.
     """
-    from recorder.emulator.tonecode import encode_words
+    from recorder.tonecode import encode_words
 
     if not isinstance(data, dict):
         raise _fail(source, "top level", "expected a JSON object")

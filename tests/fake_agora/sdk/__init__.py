@@ -7,5 +7,5 @@ loader's own tests reproduce those traps, spec §15.14).
 """
 
 # The real agora/__init__.py hard-codes its download URL; version.txt must equal it
-# (recorder.transport.agora_preflight checks this without importing).
+# (recorder.transport.agora.preflight checks this without importing).
 FAKE_DOWNLOAD_URL = "https://download.agora.io/sdk/release/fake-agora-for-tests.zip"

@@ -18,7 +18,7 @@ from recorder.transport.base import Transport
 
 __all__ = ["DEFAULT_MAX_BACKLOG_MS", "DEFAULT_PREROLL_MS", "RecapPlayer"]
 
-log = logging.getLogger("recorder.recap")
+log = logging.getLogger("recorder.recap.observer")
 
 #: Most recap audio queued in the transport ahead of playback (issue 8: ~200 ms).
 DEFAULT_MAX_BACKLOG_MS = 200.0

@@ -31,7 +31,7 @@ Spec §9 checklist items deliberately not modelled, and why:
 * The pacing allowance (``StreamingBehaviour.rate_allowance_s``, 3 s) is our
   choice; the real tolerance is UNCONFIRMED (spec §6.1).
 
-Test aids: :class:`~recorder.emulator.streaming_clock.ManualClock` moves the
+Test aids: :class:`~recorder.emulator.clock.ManualClock` moves the
 session cap and inactivity timers by hand; ``realtime_factor=math.inf``
 switches the pacing rule off.
 """
@@ -41,30 +41,28 @@ from __future__ import annotations
 import collections
 import contextlib
 import http
-import json
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
+from recorder.emulator.clock import Clock, SystemClock
 from recorder.emulator.faults import FaultKind, FaultPlan
-from recorder.emulator.streaming_clock import Clock, SystemClock
-from recorder.emulator.streaming_engine import Recognizer
-from recorder.emulator.streaming_params import (
+from recorder.emulator.serving import json_response, server_options
+from recorder.emulator.streaming.engine import Recognizer
+from recorder.emulator.streaming.params import (
     DOCUMENTED_REASONS,
     ParameterError,
     SessionParams,
     parse_params,
 )
-from recorder.emulator.streaming_records import SessionRecord, StreamingBehaviour
-from recorder.emulator.streaming_session import Admission, StreamingSession
+from recorder.emulator.streaming.records import SessionRecord, StreamingBehaviour
+from recorder.emulator.streaming.session import Admission, EmulatedSession
 from recorder.emulator.tokens import TokenBook
-from recorder.emulator.tonecode import StreamDecoder
-from recorder.wirelog import wire_logger
+from recorder.tonecode import StreamDecoder
 
 __all__ = [
     "STREAMING_PATH",
@@ -72,8 +70,6 @@ __all__ = [
     "RunningServer",
     "StreamingEmulator",
     "default_recognizer",
-    "json_response",
-    "server_options",
 ]
 
 STREAMING_PATH = "/v3/ws"
@@ -86,27 +82,6 @@ log = logging.getLogger("recorder.emulator")
 def default_recognizer(sample_rate_hz: int) -> Recognizer:
     """The synthetic speech codec's stream decoder for one socket."""
     return StreamDecoder(sample_rate_hz)
-
-
-def server_options() -> dict[str, Any]:
-    """Keyword arguments for ``websockets.asyncio.server.serve`` shared by the emulators."""
-    return {
-        # websockets' own limit stays at its 1 MiB default so other emulators on the same
-        # port keep theirs; the streaming session enforces 128 KB itself (spec §3.1).
-        "max_size": 2**20,
-        # PCM barely compresses and deflate costs the client CPU (DESIGN.md).
-        "compression": None,
-        # Clients send their key in the handshake; it must not reach a debug log.
-        "logger": wire_logger("recorder.emulator.websocket"),
-    }
-
-
-def json_response(connection: ServerConnection, status: int, body: dict[str, Any]) -> Response:
-    """An HTTP response with a JSON body, for endpoints served next to the sockets."""
-    response = connection.respond(status, json.dumps(body))
-    del response.headers["Content-Type"]
-    response.headers["Content-Type"] = "application/json"
-    return response
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,7 +197,7 @@ class StreamingEmulator:
             params = exc
         if not isinstance(params, ParameterError) and params.ignored:
             log.debug("= ignored unknown parameters %s", ", ".join(params.ignored))
-        session = StreamingSession(
+        session = EmulatedSession(
             connection,
             record,
             params=params,

@@ -20,11 +20,11 @@ import jinja2
 import templates
 from recorder.errors import RenderError
 from recorder.export.escape import clean_text, escape_markdown, escape_markdown_block
+from recorder.timeline import format_clock
 
 __all__ = [
     "TEMPLATE_DIR",
     "environment",
-    "format_clock",
     "format_datetime",
     "format_duration",
     "render_template",
@@ -35,12 +35,6 @@ __all__ = [
 TEMPLATE_DIR = Path(templates.__file__).parent
 # Pieces joined into one chunk at most (a piece is a few to a few hundred bytes).
 _MAX_CHUNK_PIECES = 4096
-
-
-def format_clock(ms: int) -> str:
-    """Meeting time as ``hh:mm:ss`` (hours keep growing past 99)."""
-    seconds = max(0, ms) // 1000
-    return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 def format_duration(ms: int | None) -> str:

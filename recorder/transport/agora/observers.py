@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from recorder.transport.agora_preflight import AgoraSdk
+from recorder.transport.agora.preflight import AgoraSdk
 
 __all__ = ["ObserverHandler", "Observers", "make_observers"]
 

@@ -28,6 +28,7 @@ from recorder.agent.protocol import (
 from recorder.agent.session import AgentTimeouts, open_session
 from recorder.audio import BYTES_PER_SAMPLE, SAMPLE_RATE_HZ, StreamingResampler, ms_for_bytes
 from recorder.errors import AgentError
+from recorder.timeline import format_clock
 
 __all__ = [
     "AGENT_SAMPLE_RATE_HZ",
@@ -161,11 +162,6 @@ class RecapResult:
     session_id: str | None = None
 
 
-def _clock(ms: int) -> str:
-    seconds = max(ms, 0) // 1000
-    return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
-
 def format_line(turn: RecapTurn, names: Mapping[int, str]) -> str:
     """One transcript line: ``[hh:mm:ss] Speaker: text`` on a single line.
 
@@ -177,7 +173,7 @@ def format_line(turn: RecapTurn, names: Mapping[int, str]) -> str:
     text = _SPACE.sub(" ", turn.text).strip()
     if len(text) > MAX_TURN_CHARS:
         text = text[: MAX_TURN_CHARS - 1].rstrip() + "…"
-    return f"[{_clock(turn.start_ms)}] {name or turn.uid}: {text}"
+    return f"[{format_clock(turn.start_ms)}] {name or turn.uid}: {text}"
 
 
 def build_prompt(request: RecapRequest, *, budget: int = MAX_SYSTEM_PROMPT_CHARS) -> RecapPrompt:
@@ -213,7 +209,7 @@ def build_prompt(request: RecapRequest, *, budget: int = MAX_SYSTEM_PROMPT_CHARS
     body = "\n".join(lines) if lines else "(nothing has been said yet)"
     if omitted:
         first_kept = turns[omitted].start_ms
-        note = f"(the {omitted} earlier turns before {_clock(first_kept)} are left out)\n"
+        note = f"(the {omitted} earlier turns before {format_clock(first_kept)} are left out)\n"
         body = note + body
     instructions = _INSTRUCTIONS
     extra = _SPACE.sub(" ", request.prompt_extra).strip()[:MAX_EXTRA_CHARS]

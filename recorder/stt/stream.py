@@ -1,6 +1,6 @@
 """The asyncio driver of one participant's streaming STT: socket, pacing, reconnects.
 
-:class:`StreamingSession` feeds :class:`~recorder.stt.protocol.SttProtocol`
+:class:`SttStream` feeds :class:`~recorder.stt.protocol.SttProtocol`
 over a websockets connection, sends audio in 50-1000 ms chunks no faster
 than real time, and on a retryable close reconnects with backoff and replays
 the audio not yet covered by a final turn (spec assemblyai-streaming-v3.md §6.2).
@@ -38,9 +38,9 @@ from recorder.stt.protocol import (
     build_url,
     bytes_per_second,
 )
-from recorder.stt.replay import ReplayBuffer, SocketMap
+from recorder.stt.resend import ResendBuffer, SocketMap
 
-__all__ = ["StreamingSession"]
+__all__ = ["SttStream"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ _DEFAULT_MODEL = "u3-rt-pro"
 _CLOSE_TIMEOUT_S = 1.0
 
 
-class StreamingSession:
+class SttStream:
     """One participant's transcription, over as many sockets as it takes.
 
     Call :meth:`start`, then :meth:`send` audio (any sizes; it is re-chunked),
@@ -175,7 +175,7 @@ class StreamingSession:
 
         # Audio bookkeeping, in caller byte positions (bytes given to send()).
         self._chunked_pos = 0  # caller position after the last chunk made
-        self._buffer = ReplayBuffer(
+        self._buffer = ResendBuffer(
             sample_bytes=sample_bytes,
             min_bytes=self._chunker.min_bytes,
             max_bytes=self._chunker.max_bytes,
@@ -204,7 +204,7 @@ class StreamingSession:
 
     def __repr__(self) -> str:
         return (
-            f"StreamingSession(url={redact_url(self._url)!r}, "
+            f"SttStream(url={redact_url(self._url)!r}, "
             f"speech_model={self.speech_model!r}, name={self.name!r})"
         )
 

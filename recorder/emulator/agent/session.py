@@ -4,7 +4,7 @@
 ``reply.audio`` chunks from a single speaker task, handles interruption
 (``session.end``, ``reply.create``/``reply.cancel`` switches, barge-in from
 decoded input speech) and fires the injected faults. Every frame both ways is
-kept in an :class:`~recorder.emulator.agent_records.AgentSessionRecord`.
+kept in an :class:`~recorder.emulator.agent.records.AgentSessionRecord`.
 """
 
 from __future__ import annotations
@@ -25,22 +25,22 @@ from typing import Any
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from recorder.emulator.agent_config import (
+from recorder.emulator.agent.config import (
     AgentBehaviour,
     AgentFaults,
     LiveConfig,
     UpdateError,
     apply_update,
 )
-from recorder.emulator.agent_records import AgentSessionRecord, ReplyRecord
-from recorder.emulator.agent_voice import (
+from recorder.emulator.agent.records import AgentSessionRecord, ReplyRecord
+from recorder.emulator.agent.voice import (
     OUTPUT_FORMATS,
     at_output_rate,
     encode_output,
     heard_prefix,
     synthesize,
 )
-from recorder.emulator.tonecode import StreamDecoder
+from recorder.tonecode import StreamDecoder
 
 __all__ = [
     "AgentConnection",

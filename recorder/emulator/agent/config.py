@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from recorder.emulator.agent_voice import OUTPUT_FORMATS
+from recorder.emulator.agent.voice import OUTPUT_FORMATS
 
 __all__ = [
     "CURRENT_VOICES",

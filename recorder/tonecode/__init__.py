@@ -2,7 +2,7 @@
 
 Nothing offline can turn real speech into text, so the emulator, the replay transport, the demo,
 the tests and the benchmarks speak tone code: every word becomes a short burst of tones
-(:mod:`recorder.emulator.tonecode_modem`), words are 60 ms apart and sentences 1.2 s apart,
+(:mod:`recorder.tonecode.modem`), words are 60 ms apart and sentences 1.2 s apart,
 which an energy VAD sees as speech, pauses and turn ends (spec §5.2). Decoding is what the
 emulator calls recognition, so a chunk a client fails to deliver is a word missing from the
 transcript. Decoding survives resampling, gain and mild noise; damaged bursts decode as ``None``.
@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from recorder.emulator.tonecode_modem import FULL_SCALE, TONE_PEAK, DecodedWord, modulate
-from recorder.emulator.tonecode_stream import MERGE_GAP_MS, StreamDecoder
+from recorder.tonecode.modem import FULL_SCALE, TONE_PEAK, DecodedWord, modulate
+from recorder.tonecode.stream import MERGE_GAP_MS, StreamDecoder
 
 __all__ = [
     "MERGE_GAP_MS",

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from recorder.errors import JoinError
-from recorder.transport.agora_observers import Observers
-from recorder.transport.agora_preflight import AgoraSdk
+from recorder.transport.agora.observers import Observers
+from recorder.transport.agora.preflight import AgoraSdk
 
 __all__ = [
     "SdkCall",

@@ -14,7 +14,7 @@ from collections import deque
 import numpy as np
 import numpy.typing as npt
 
-from recorder.emulator.tonecode_modem import (
+from recorder.tonecode.modem import (
     FULL_SCALE,
     DecodedWord,
     demodulate,
@@ -66,7 +66,7 @@ class StreamDecoder:
     """Decode one stream of PCM16 little-endian mono audio fed in arbitrary chunks.
 
     ``feed`` returns the words completed by that chunk and ``flush`` the rest at the end of the
-    stream; together they return exactly what :func:`~recorder.emulator.tonecode.decode` returns
+    stream; together they return exactly what :func:`~recorder.tonecode.decode` returns
     for the whole audio. Times are ms from the first sample ever fed.
 
     Args:

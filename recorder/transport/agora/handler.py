@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from recorder.transport.agora_errors import offline_reason
+from recorder.transport.agora.codes import offline_reason
 from recorder.transport.base import (
     AudioBridge,
     ParticipantJoined,
@@ -91,7 +91,7 @@ class Participants:
 
 
 class NativeHandler:
-    """Implements :class:`~recorder.transport.agora_observers.ObserverHandler` for one connection.
+    """Implements :class:`~recorder.transport.agora.observers.ObserverHandler` for one connection.
 
     Args:
         loop_side: the transport.

@@ -1,6 +1,6 @@
 """The audio a session still owes the server, and where each socket's audio came from.
 
-:class:`ReplayBuffer` keeps the chunks not yet sent and the chunks sent but
+:class:`ResendBuffer` keeps the chunks not yet sent and the chunks sent but
 not yet covered by a final turn, so a reconnect can replay them (spec
 assemblyai-streaming-v3.md §6.2). :class:`SocketMap` maps a socket's stream
 offsets back to caller audio positions. Pure: no asyncio, no clock.
@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import collections
 
-__all__ = ["ReplayBuffer", "SocketMap"]
+__all__ = ["ResendBuffer", "SocketMap"]
 
 
-class ReplayBuffer:
+class ResendBuffer:
     """Unsent and unfinalised audio chunks, each with its caller byte position.
 
     Args:

@@ -3,7 +3,7 @@
 :class:`RecapObserver` rides along a :class:`~recorder.bot.MeetingRecorder`
 as its observer. A participant saying the trigger phrase, a timer, or the
 meeting's end starts a recap: the turns so far go to a fresh Voice Agent
-session (:func:`~recorder.agent.recap.run_recap`; sessions bill on open time,
+session (:func:`~recorder.recap.reply.run_recap`; sessions bill on open time,
 spec assemblyai-voice-agent.md §9, so none is held between recaps), its audio
 is published into the channel as it arrives, and what it said is stored as a
 note. Anyone speaking over it stops it at once (barge-in).
@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from recorder.agent.recap import RecapRequest, run_recap
 from recorder.agent.session import AgentTimeouts
 from recorder.bot import MeetingContext
 from recorder.errors import RecorderError
 from recorder.pipeline import FinalTurn
-from recorder.recap_player import DEFAULT_MAX_BACKLOG_MS, DEFAULT_PREROLL_MS, RecapPlayer
-from recorder.recap_turns import TurnLedger
+from recorder.recap.ledger import TurnLedger
+from recorder.recap.player import DEFAULT_MAX_BACKLOG_MS, DEFAULT_PREROLL_MS, RecapPlayer
+from recorder.recap.reply import RecapRequest, run_recap
 
 __all__ = [
     "DEFAULT_AGENT_URL",
@@ -41,7 +41,7 @@ __all__ = [
     "parse_duration",
 ]
 
-log = logging.getLogger("recorder.recap")
+log = logging.getLogger("recorder.recap.observer")
 
 #: The Voice Agent endpoint (spec §0: GA since Apr 2026).
 DEFAULT_AGENT_URL = "wss://agents.assemblyai.com/v1/ws"

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from recorder.emulator.streaming_params import SessionParams
+from recorder.emulator.streaming.params import SessionParams
 
 __all__ = ["EngineOptions", "Recognizer", "RecognizedWord", "TurnEngine"]
 

@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from recorder.audio import resample
-from recorder.emulator.tonecode import encode_words
+from recorder.tonecode import encode_words
 
 __all__ = [
     "NOTHING_TO_RECAP",

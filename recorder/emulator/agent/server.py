@@ -3,11 +3,11 @@
 It speaks the protocol of ../shared/specs/assemblyai-voice-agent.md at
 ``/v1/ws`` (and issues temporary tokens at ``/v1/token``) on loopback. Its
 "LLM" is extractive and its "TTS" is the synthetic speech codec at 24 kHz
-(:mod:`recorder.emulator.agent_voice`), so what a client plays can be decoded
+(:mod:`recorder.emulator.agent.voice`), so what a client plays can be decoded
 and compared with ``transcript.agent``. Switches are in
-:class:`~recorder.emulator.agent_config.AgentBehaviour`, failures in
-:class:`~recorder.emulator.agent_config.AgentFaults`; every socket leaves an
-:class:`~recorder.emulator.agent_records.AgentSessionRecord` in
+:class:`~recorder.emulator.agent.config.AgentBehaviour`, failures in
+:class:`~recorder.emulator.agent.config.AgentFaults`; every socket leaves an
+:class:`~recorder.emulator.agent.records.AgentSessionRecord` in
 :attr:`VoiceAgentEmulator.sessions`.
 
 Spec §12 checklist items deliberately not modelled, and why:
@@ -50,13 +50,12 @@ from urllib.parse import parse_qsl, urlsplit
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
-from recorder.emulator.agent_config import AgentBehaviour, AgentFaults
-from recorder.emulator.agent_records import AgentSessionRecord
-from recorder.emulator.agent_session import AgentConnection, Answer, ReplyText, echo_answer
-from recorder.emulator.agent_voice import extractive_reply
-from recorder.emulator.streaming import json_response
+from recorder.emulator.agent.config import AgentBehaviour, AgentFaults
+from recorder.emulator.agent.records import AgentSessionRecord
+from recorder.emulator.agent.session import AgentConnection, Answer, ReplyText, echo_answer
+from recorder.emulator.agent.voice import extractive_reply
+from recorder.emulator.serving import json_response, server_options
 from recorder.emulator.tokens import TokenBook
-from recorder.wirelog import wire_logger
 
 __all__ = ["AGENT_PATH", "AGENT_TOKEN_PATH", "RunningAgentServer", "VoiceAgentEmulator"]
 
@@ -145,8 +144,7 @@ class VoiceAgentEmulator:
             host,
             port,
             process_request=self.process_request,
-            compression=None,
-            logger=_ws_logger,
+            **server_options(),
         ) as server:
             bound_host, bound_port = next(iter(server.sockets)).getsockname()[:2]
             base = f"{bound_host}:{bound_port}"
@@ -230,4 +228,3 @@ class VoiceAgentEmulator:
 
 
 # websockets logs every handshake header at DEBUG; keys must never reach a log.
-_ws_logger = wire_logger("recorder.emulator.websocket")

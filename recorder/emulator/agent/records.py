@@ -6,7 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from recorder.emulator.agent_config import LiveConfig
+from recorder.emulator.agent.config import LiveConfig
 
 __all__ = ["AgentSessionRecord", "ReplyRecord"]
 

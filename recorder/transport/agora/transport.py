@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from recorder.errors import JoinError, RecorderError, TransportError
-from recorder.transport.agora_credentials import AgoraCredentials
-from recorder.transport.agora_errors import (
+from recorder.transport.agora.codes import (
     TRANSIENT_REASONS,
     connect_result_problem,
     reason_name,
@@ -27,11 +26,12 @@ from recorder.transport.agora_errors import (
     validate_channel_name,
     validate_uid,
 )
-from recorder.transport.agora_handler import NativeHandler, Participants
-from recorder.transport.agora_observers import Observers, make_observers
-from recorder.transport.agora_preflight import AgoraSdk, load_agora_sdk
-from recorder.transport.agora_publish import DEFAULT_LEAD_MS, PcmPublisher
-from recorder.transport.agora_service import (
+from recorder.transport.agora.credentials import AgoraCredentials
+from recorder.transport.agora.handler import NativeHandler, Participants
+from recorder.transport.agora.observers import Observers, make_observers
+from recorder.transport.agora.preflight import AgoraSdk, load_agora_sdk
+from recorder.transport.agora.publish import DEFAULT_LEAD_MS, PcmPublisher
+from recorder.transport.agora.service import (
     create_connection,
     prepare_connection,
     release_agora_service,

@@ -1,4 +1,4 @@
-"""The tone modem under :mod:`recorder.emulator.tonecode`: one word as one burst of FSK tones.
+"""The tone modem under :mod:`recorder.tonecode`: one word as one burst of FSK tones.
 
 A burst is a start marker symbol (300 Hz) followed by the word's UTF-8 bytes and a CRC-16, four
 bits per 15 ms symbol, each symbol one of 16 tones between 400 and 3400 Hz (the telephone band,

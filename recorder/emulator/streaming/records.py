@@ -11,8 +11,8 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from recorder.emulator.streaming_engine import EngineOptions
-from recorder.emulator.streaming_params import ACCEPTED_MODELS, SessionParams
+from recorder.emulator.streaming.engine import EngineOptions
+from recorder.emulator.streaming.params import ACCEPTED_MODELS, SessionParams
 
 __all__ = ["ReceivedFrame", "SessionRecord", "StreamingBehaviour"]
 

@@ -21,7 +21,7 @@ __all__ = ["HeardTurn", "TurnLedger", "turn_key"]
 
 @dataclass(frozen=True, slots=True)
 class HeardTurn:
-    """A final turn heard but not yet committed; fits ``recorder.agent.recap.RecapTurn``."""
+    """A final turn heard but not yet committed; fits ``recorder.recap.reply.RecapTurn``."""
 
     uid: int
     speaker: str

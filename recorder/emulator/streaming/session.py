@@ -3,7 +3,7 @@
 It authenticates, sends ``Begin``, enforces the chunk-size, pacing, inactivity
 and session-cap rules with their close codes (spec §6), answers the control
 messages (§3) and fires injected faults. Turn decisions live in
-:mod:`recorder.emulator.streaming_engine`.
+:mod:`recorder.emulator.streaming.engine`.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ import numpy as np
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
+from recorder.emulator.clock import Clock
 from recorder.emulator.faults import Fault, FaultKind
-from recorder.emulator.streaming_clock import Clock
-from recorder.emulator.streaming_engine import Recognizer, TurnEngine
-from recorder.emulator.streaming_params import (
+from recorder.emulator.streaming.engine import Recognizer, TurnEngine
+from recorder.emulator.streaming.params import (
     DOCUMENTED_REASONS,
     MAX_MESSAGE_BYTES,
     ParameterError,
@@ -33,9 +33,9 @@ from recorder.emulator.streaming_params import (
     apply_update,
     close_reason,
 )
-from recorder.emulator.streaming_records import ReceivedFrame, SessionRecord, StreamingBehaviour
+from recorder.emulator.streaming.records import ReceivedFrame, SessionRecord, StreamingBehaviour
 
-__all__ = ["Admission", "StreamingSession", "mulaw_to_pcm16"]
+__all__ = ["Admission", "EmulatedSession", "mulaw_to_pcm16"]
 
 log = logging.getLogger("recorder.emulator")
 
@@ -101,7 +101,7 @@ _NO_ERROR_FRAME = frozenset({1000, 1009, 1011})
 _MALFORMED = '{"type": "Turn", "transcript": '
 
 
-class StreamingSession:
+class EmulatedSession:
     """Drives one accepted WebSocket from upgrade to close.
 
     Args:

@@ -9,8 +9,8 @@ Secrets stay in here and out of every repr, log line and message.
 from __future__ import annotations
 
 from recorder.errors import ConfigError
-from recorder.transport.agora_errors import TokenSource, validate_app_id
-from recorder.transport.agora_token import RtcRole, build_rtc_token
+from recorder.transport.agora.codes import TokenSource, validate_app_id
+from recorder.transport.agora.token import RtcRole, build_rtc_token
 
 __all__ = ["AgoraCredentials"]
 
