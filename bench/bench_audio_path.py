@@ -55,6 +55,9 @@ class FeederTransport(Transport):
         self.thread: threading.Thread | None = None
         self.finished = asyncio.Event()
 
+    def clock_ms(self) -> float:
+        return self.bridge.clock_ms() if self.bridge is not None else 0.0
+
     async def start(self, sink: TransportSink) -> None:
         self.bridge = AudioBridge(asyncio.get_running_loop(), sink, chunk_ms=CHUNK_MS)
         self.thread = threading.Thread(target=self.run, name="feeder", daemon=True)

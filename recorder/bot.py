@@ -303,10 +303,7 @@ class MeetingRecorder(TransportSink):
         )
 
     def _clock_ms(self) -> float:
-        bridge = getattr(self.transport, "bridge", None)
-        if bridge is not None:
-            return float(bridge.clock_ms())
-        return (datetime.now(UTC) - self._started_at).total_seconds() * 1000
+        return self.transport.clock_ms()
 
     async def _report(self, interrupted: int) -> MeetingReport:
         assert self._meeting_id is not None

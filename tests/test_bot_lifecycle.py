@@ -28,6 +28,9 @@ class HangingJoin(Transport):
     async def wait_finished(self) -> None:
         await asyncio.Event().wait()
 
+    def clock_ms(self) -> float:
+        return 0.0
+
     async def stop(self) -> None:
         self.left.set()
 

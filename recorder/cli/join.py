@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from recorder.cli.common import CONTEXT_SETTINGS, build_config, db_option, run
-from recorder.cli.recap_options import extend_replay_for_recap, recap_options
+from recorder.cli.recap_options import recap_options
 from recorder.config import Config
 from recorder.errors import ConfigError
 
@@ -101,9 +101,12 @@ async def _record(
         assert path is not None
         transport = replay_transport(path, speed=speed, channel=channel)
     if recap is not None and recap.on_end:
-        transport, duration_s = extend_replay_for_recap(transport, duration_s, recap.end_timeout_s)
-    script_names = getattr(getattr(transport, "script", None), "names", {})
-    all_names = {**script_names, **names}
+        # A scripted meeting ends by itself, and then nothing could play the recap
+        # on end: keep its channel open and stop where the meeting ends, as Ctrl+C would.
+        ends_s = transport.linger(recap.end_timeout_s)
+        if ends_s is not None:
+            duration_s = ends_s if duration_s is None else min(duration_s, ends_s)
+    all_names = {**transport.names, **names}
     console = LiveConsole(all_names, quiet=quiet)
     settings = RecorderSettings(
         bot_uid=config.bot_uid,

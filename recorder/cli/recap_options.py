@@ -7,7 +7,6 @@ or None without ``--recap``) plus ``agent_url`` for the Config.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from collections.abc import Callable
 from typing import Any
@@ -15,9 +14,8 @@ from typing import Any
 import click
 
 from recorder.recap.observer import DEFAULT_PHRASE, RecapSettings, parse_duration
-from recorder.transport.base import Transport
 
-__all__ = ["MIN_RECAP_EVERY_S", "Duration", "extend_replay_for_recap", "recap_options"]
+__all__ = ["MIN_RECAP_EVERY_S", "Duration", "recap_options"]
 
 #: A recap takes a while to say; a shorter period would talk over the meeting.
 MIN_RECAP_EVERY_S = 10.0
@@ -131,31 +129,3 @@ def recap_options(function: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(_OPTIONS):
         decorated = option(decorated)
     return decorated
-
-
-def extend_replay_for_recap(
-    transport: Transport, duration_s: float | None, recap_s: float
-) -> tuple[Transport, float | None]:
-    """Keep a replay's channel playing after its script ends, for the recap on end.
-
-    A replay ends when its script does, and then nothing could play the bot's
-    recap. So the script runs ``recap_s`` longer (silence) and the recording is
-    stopped where the script ended, as Ctrl+C would stop a live meeting.
-
-    Args:
-        transport: the transport; anything but a replay is returned as it is.
-        duration_s: the ``--duration`` given, if any (wall seconds).
-        recap_s: how long the recap on end may take.
-
-    Returns:
-        The transport to use and the duration to record for.
-    """
-    from recorder.transport.replay import ReplayTransport
-
-    if not isinstance(transport, ReplayTransport):
-        return transport, duration_s
-    script = transport.script
-    stop_s = script.end_ms / 1000.0 / transport.speed
-    longer = dataclasses.replace(script, end_ms=script.end_ms + recap_s * 1000.0)
-    extended = ReplayTransport(longer, speed=transport.speed)
-    return extended, stop_s if duration_s is None else min(duration_s, stop_s)

@@ -15,10 +15,10 @@ import time
 import zlib
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from recorder.audio import CHUNK_MS, Chunk, ChunkAssembler
+from recorder.audio import CHUNK_MS, FRAME_MS, Chunk, ChunkAssembler
 
 __all__ = [
     "AudioBridge",
@@ -96,9 +96,35 @@ class TransportSink(ABC):
 
 
 class Transport(ABC):
-    """A source of per-participant audio for one meeting, and a sink for recap audio."""
+    """A source of per-participant audio for one meeting, and a sink for recap audio.
+
+    Everything a caller needs from a transport is declared here: callers never
+    look at a concrete transport's attributes or type.
+    """
 
     channel: str
+
+    @property
+    def names(self) -> Mapping[int, str]:
+        """Display names the channel itself knows, by uid (a scripted meeting's cast)."""
+        return {}
+
+    @abstractmethod
+    def clock_ms(self) -> float:
+        """Meeting time now: milliseconds since the transport started (its own clock)."""
+
+    def linger(self, seconds: float) -> float | None:
+        """Keep the channel open ``seconds`` past the meeting's own end; call before start.
+
+        A live channel has no end of its own; a scripted one does, and after it
+        nothing could play the bot's recap on end.
+
+        Returns:
+            Wall-clock seconds after the start at which the meeting itself ends
+            (where the recording should stop, as Ctrl+C would), or None if the
+            meeting has no end of its own.
+        """
+        return None
 
     @abstractmethod
     async def start(self, sink: TransportSink) -> None:
@@ -123,6 +149,16 @@ class Transport(ABC):
     def publish_backlog_ms(self) -> float:
         """Audio published and not yet played into the channel, in ms."""
         return 0.0
+
+    async def wait_played(self, backlog_ms: float = 0.0) -> None:
+        """Return once at most ``backlog_ms`` of published audio is still to play.
+
+        The default polls :attr:`publish_backlog_ms`; transports that know when
+        a frame plays override it. It may never return if the channel stopped
+        playing: callers bound it with a timeout.
+        """
+        while self.publish_backlog_ms > backlog_ms:  # noqa: ASYNC110 - a fallback: no event to wait on
+            await asyncio.sleep(FRAME_MS / 1000 / 2)
 
 
 class AudioBridge:

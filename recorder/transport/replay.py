@@ -11,6 +11,7 @@ the script clock, so tests can decode what the bot said into the channel.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import threading
 import time
@@ -69,6 +70,21 @@ class ReplayTransport(Transport):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._noise = _noise_bank()
         self._script_ms = 0.0
+
+    @property
+    def names(self) -> dict[int, str]:
+        """The script's cast."""
+        return dict(self.script.names)
+
+    def clock_ms(self) -> float:
+        """The script clock: how far the meeting has played."""
+        return self._script_ms
+
+    def linger(self, seconds: float) -> float | None:
+        """Play ``seconds`` of silence after the script ends; returns when the script ends."""
+        ends_s = self.script.end_ms / 1000.0 / self.speed
+        self.script = dataclasses.replace(self.script, end_ms=self.script.end_ms + seconds * 1000)
+        return ends_s
 
     @property
     def script_ms(self) -> float:

@@ -146,6 +146,10 @@ class AgoraTransport(Transport):
     def __repr__(self) -> str:
         return f"AgoraTransport(channel={self.channel!r}, bot_uid={self.bot_uid})"
 
+    def clock_ms(self) -> float:
+        """Milliseconds since the transport started (tests may scale time)."""
+        return self._clock()
+
     def _clock(self) -> float:
         if self._clock_override is not None:
             return self._clock_override()
