@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from recorder.audio import Chunk
+from recorder.config import DEFAULT_IDLE_CLOSE_S, DEFAULT_SESSIONS_PER_MINUTE
 from recorder.console import LiveConsole
 from recorder.errors import RecorderError
 from recorder.limiter import SessionBudget
@@ -69,8 +70,8 @@ class RecorderSettings:
     """
 
     bot_uid: int
-    idle_close_s: float = 2.0
-    sessions_per_minute: float = 5.0
+    idle_close_s: float = DEFAULT_IDLE_CLOSE_S
+    sessions_per_minute: float = DEFAULT_SESSIONS_PER_MINUTE
     duration_s: float | None = None
     stop_timeout_s: float = 10.0
     names: dict[int, str] = field(default_factory=dict)

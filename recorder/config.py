@@ -20,7 +20,10 @@ from storage.errors import mask_url
 
 __all__ = [
     "DEFAULT_BOT_UID",
+    "DEFAULT_IDLE_CLOSE_S",
+    "DEFAULT_SESSIONS_PER_MINUTE",
     "DEFAULT_SPEECH_MODEL",
+    "MAX_UID",
     "STT_REGION_URLS",
     "Config",
     "default_database_url",
@@ -30,6 +33,13 @@ __all__ = [
 
 DEFAULT_BOT_UID = 9999
 DEFAULT_SPEECH_MODEL = "u3-rt-pro"
+# Agora uids are unsigned 32-bit; 0 asks the server to assign one, which a bot must not do.
+MAX_UID = 2**32 - 1
+# Chosen from bench/bench_idle_close.py (see README "Idle sockets"): short enough that a
+# participant talking 20% of the time bills well under 1.5x their speech.
+DEFAULT_IDLE_CLOSE_S = 2.0
+# Free AssemblyAI accounts may open 5 sessions a minute (docs/architecture.md); paid ones 100+.
+DEFAULT_SESSIONS_PER_MINUTE = 5.0
 # Streaming v3 endpoints per data-residency region (spec: assemblyai-streaming-v3.md §1).
 STT_REGION_URLS = {
     "us": "wss://streaming.assemblyai.com/v3/ws",
@@ -37,8 +47,6 @@ STT_REGION_URLS = {
 }
 # Settings whose command-line flag is not simply the field name.
 _FLAG_NAMES = {"database_url": "--db"}
-# Agora uids are unsigned 32-bit; 0 asks the server to assign one, which a bot must not do.
-_MAX_UID = 2**32 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,8 +124,8 @@ def _parse_uid(value: str, source: str) -> int:
         uid = int(value)
     except ValueError:
         raise ConfigError(f"{source} must be a whole number, got {value!r}") from None
-    if not 0 < uid <= _MAX_UID:
-        raise ConfigError(f"{source} must be between 1 and {_MAX_UID}, got {uid}")
+    if not 0 < uid <= MAX_UID:
+        raise ConfigError(f"{source} must be between 1 and {MAX_UID}, got {uid}")
     return uid
 
 

@@ -362,7 +362,7 @@ async def test_json_schema_documents_every_field() -> None:
 
 
 async def test_json_round_trips_to_the_same_records() -> None:
-    from recorder.export.json_format import meeting_from_json
+    from tests.support.json_reader import meeting_from_json
 
     meeting = golden_meeting()
     data = json.loads(await render(meeting, "json"))
@@ -370,7 +370,7 @@ async def test_json_round_trips_to_the_same_records() -> None:
 
 
 async def test_json_keeps_text_exactly() -> None:
-    from recorder.export.json_format import meeting_from_json
+    from tests.support.json_reader import meeting_from_json
 
     meeting = _hostile_meeting()
     text = await render(meeting, "json")

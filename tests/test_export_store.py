@@ -12,7 +12,7 @@ from conftest_export import golden_meeting, migrate, populate, store_meeting
 
 from recorder.cli import cli
 from recorder.cli.export import _BATCH, export_meeting, meeting_header
-from recorder.export.json_format import meeting_from_json
+from tests.support.json_reader import meeting_from_json
 
 
 async def test_json_says_exactly_what_the_store_has(store, db_url: str, tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ import click
 
 from recorder.cli.common import CONTEXT_SETTINGS, build_config, db_option, run
 from recorder.cli.recap_options import recap_options
-from recorder.config import Config
+from recorder.config import DEFAULT_IDLE_CLOSE_S, DEFAULT_SESSIONS_PER_MINUTE, Config
 from recorder.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -23,12 +23,6 @@ if TYPE_CHECKING:
     from recorder.recap.observer import RecapSettings
 
 __all__ = ["demo", "join"]
-
-# Chosen from bench/bench_idle_close.py (see README "Idle sockets"): short enough
-# that a participant talking 20% of the time bills well under 1.5x their speech.
-DEFAULT_IDLE_CLOSE_S = 2.0
-# Free AssemblyAI accounts may open 5 sessions a minute (spec §6.1); paid ones 100+.
-DEFAULT_SESSIONS_PER_MINUTE = 5.0
 
 
 def _read_names(path: Path | None) -> dict[int, str]:

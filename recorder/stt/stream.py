@@ -17,6 +17,7 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection
 
+from recorder.config import DEFAULT_SPEECH_MODEL
 from recorder.errors import ConfigError, RecorderError, SttConnectionError, SttRejected
 from recorder.stt.backoff import RetryBudget
 from recorder.stt.chunker import Chunker
@@ -44,7 +45,6 @@ __all__ = ["SttStream"]
 
 logger = logging.getLogger(__name__)
 
-_DEFAULT_MODEL = "u3-rt-pro"
 # How long to wait for the server's close frame after ours before dropping TCP.
 _CLOSE_TIMEOUT_S = 1.0
 
@@ -102,7 +102,7 @@ class SttStream:
         url: str,
         api_key: str | None = None,
         token: str | None = None,
-        speech_model: str = _DEFAULT_MODEL,
+        speech_model: str = DEFAULT_SPEECH_MODEL,
         sample_rate_hz: int = 16000,
         encoding: str = "pcm_s16le",
         keyterms: Iterable[str] = (),

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from recorder.audio import SAMPLE_RATE_HZ, ms_for_bytes, resample
+from recorder.config import MAX_UID
 from recorder.errors import ReplayError
 
 __all__ = [
@@ -190,9 +191,9 @@ def parse_script(
             raise _fail(source, where, "expected a JSON object")
         at_ms = _number(event.get("at"), source, f"{where}.at") * 1000.0
         uid = event.get("uid")
-        if not isinstance(uid, int) or isinstance(uid, bool) or not 0 < uid < 2**32:
+        if not isinstance(uid, int) or isinstance(uid, bool) or not 0 < uid <= MAX_UID:
             raise _fail(
-                source, f"{where}.uid", f"expected a uid between 1 and {2**32 - 1}, got {uid!r}"
+                source, f"{where}.uid", f"expected a uid between 1 and {MAX_UID}, got {uid!r}"
             )
         kinds = [name for name in _ACTIONS if name in event]
         if len(kinds) != 1:

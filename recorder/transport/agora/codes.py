@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import re
 
+from recorder.config import MAX_UID
 from recorder.errors import ConfigError
 
 __all__ = [
@@ -34,7 +35,6 @@ CHANNEL_NAME_CHARACTERS = frozenset(
 )
 MAX_CHANNEL_NAME_BYTES = 63
 # Spec §13.2: numeric uids are unsigned 32-bit; 0 asks the SDK to assign one.
-MAX_UID = 2**32 - 1
 _HEX32 = re.compile(r"[0-9a-fA-F]{32}")
 
 # CONNECTION_CHANGED_REASON_TYPE (spec §6, agorabase).

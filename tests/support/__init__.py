@@ -1,0 +1,1 @@
+"""What the tests share: harnesses, fake servers, fixtures and the timeout scale."""
