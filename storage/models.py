@@ -1,4 +1,4 @@
-"""SQLAlchemy 2.0 models of the transcript database (DESIGN.md "Storage model").
+"""SQLAlchemy 2.0 models of the transcript database: the tables behind :mod:`storage.records`.
 
 The models describe the portable tables; the full-text search objects (SQLite
 FTS5 table and triggers, PostgreSQL tsvector column and GIN index) exist only

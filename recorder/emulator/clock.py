@@ -1,8 +1,9 @@
 """Clocks for the emulators: the system clock, and a manual one tests move by hand.
 
-The session cap (spec §6.1, 3008), the inactivity timeout and the billed
-session length are measured on this clock, so a test can jump three hours
-ahead without waiting. Audio pacing always uses the event loop's own clock.
+The session cap (3008; docs/providers.md, "Streaming: limits and billing"), the
+inactivity timeout and the billed session length are measured on this clock, so a
+test can jump three hours ahead without waiting. Audio pacing always uses the event
+loop's own clock.
 """
 
 from __future__ import annotations

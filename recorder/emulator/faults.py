@@ -30,7 +30,8 @@ class Fault:
     """One fault and its trigger.
 
     Without ``at_audio_s``, ``after_chunks`` or ``on_terminate`` a fault fires
-    as soon as the connection is upgraded, before ``Begin`` (spec §9 item 24).
+    as soon as the connection is upgraded, before ``Begin`` (a real server may close
+    right after the upgrade, e.g. 1008, and a client must not hang waiting for ``Begin``).
 
     Attributes:
         kind: what happens.

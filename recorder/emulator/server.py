@@ -106,7 +106,8 @@ async def serve_emulators(
     def process_request(connection: ServerConnection, request: Request) -> Response | None:
         emulator = _route(emulators, urlsplit(request.path).path)
         if emulator is None:
-            # Any path nobody serves is simply not here (spec §9 item 1); v2 is gone.
+            # Any path nobody serves is simply not here; v2 is gone (HTTP 410,
+            # docs/providers.md, "Streaming: connecting").
             return streaming.process_request(connection, request)
         return emulator.process_request(connection, request)
 

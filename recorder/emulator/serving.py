@@ -17,9 +17,11 @@ def server_options() -> dict[str, Any]:
     """Keyword arguments for ``websockets.asyncio.server.serve`` shared by the emulators."""
     return {
         # websockets' own limit stays at its 1 MiB default so other emulators on the same
-        # port keep theirs; the streaming session enforces 128 KB itself (spec §3.1).
+        # port keep theirs; the streaming session enforces 128 KB itself
+        # (docs/providers.md, "Streaming: audio").
         "max_size": 2**20,
-        # PCM barely compresses and deflate costs the client CPU (DESIGN.md).
+        # PCM barely compresses and deflate costs the client CPU about 4x
+        # (docs/architecture.md, "Decisions and measurements").
         "compression": None,
         # Clients send their key in the handshake; it must not reach a debug log.
         "logger": wire_logger("recorder.emulator.websocket"),

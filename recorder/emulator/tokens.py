@@ -1,7 +1,7 @@
 """Temporary tokens the emulators hand out: one session each, expiring, with a session cap.
 
-Both services issue them the same way (streaming: assemblyai-streaming-v3.md §1.3;
-Voice Agent: assemblyai-voice-agent.md §1.1): ``expires_in_seconds`` 1-600 and
+Both services issue them the same way (docs/providers.md, "Streaming: connecting" and
+"Voice Agent: protocol"): ``expires_in_seconds`` 1-600 and
 ``max_session_duration_seconds`` 60-10800 in the query, a token good for one
 session before it expires.
 """

@@ -3,7 +3,8 @@
 Nothing offline can turn real speech into text, so the emulator, the replay transport, the demo,
 the tests and the benchmarks speak tone code: every word becomes a short burst of tones
 (:mod:`recorder.tonecode.modem`), words are 60 ms apart and sentences 1.2 s apart,
-which an energy VAD sees as speech, pauses and turn ends (spec §5.2). Decoding is what the
+which an energy VAD sees as speech, pauses and turn ends (docs/providers.md, "Streaming:
+messages", how u3-rt-pro ends turns). Decoding is what the
 emulator calls recognition, so a chunk a client fails to deliver is a word missing from the
 transcript. Decoding survives resampling, gain and mild noise; damaged bursts decode as ``None``.
 Use :func:`encode_words` or :func:`encode` to speak, :func:`decode` for a whole recording and
@@ -32,11 +33,12 @@ __all__ = [
     "silence",
 ]
 
-#: Silence after a word inside a sentence: below the emulator's 100 ms pause (spec §5.2
-#: ``min_turn_silence``) so a sentence is one stretch of speech.
+#: Silence after a word inside a sentence: below the emulator's 100 ms pause
+#: (``min_turn_silence``) so a sentence is one stretch of speech.
 WORD_GAP_MS = 60
 #: Silence after a sentence (a word ending in . ? !): above the 1000 ms ``max_turn_silence``, so
-#: every sentence ends a turn even without punctuation-based endpointing (spec §5.2).
+#: every sentence ends a turn even without punctuation-based endpointing (docs/providers.md,
+#: "Streaming: messages").
 SENTENCE_GAP_MS = 1200
 #: Level of background noise in :func:`silence`: a joined, unmuted, silent participant.
 SILENCE_DBFS = -70.0

@@ -2,7 +2,8 @@
 
 The detector works on fixed 5 ms frames counted from the first sample ever fed, and every
 decision depends only on those frames, so any chunking of the same audio gives the same words.
-It also exposes what the emulator needs to decide turn ends (spec §5.2): whether speech is
+It also exposes what the emulator needs to decide turn ends (docs/providers.md, "Streaming:
+messages"): whether speech is
 going on now, and how much silence ends what was fed.
 """
 
@@ -33,7 +34,7 @@ _MIN_BURST_FRAMES = 4
 #: Samples kept either side of a burst for the decoder's envelope.
 _MARGIN_FRAMES = 2
 #: Undecodable bursts less than this far apart form one segment: the emulator treats 100 ms of
-#: silence as a pause (spec §5.2, ``min_turn_silence``), so shorter dips are inside speech.
+#: silence as a pause (``min_turn_silence``), so shorter dips are inside speech.
 MERGE_GAP_MS = 100
 #: A frame is loud above the noise floor + 15 dB, never below -55 dBFS. The floor is capped at
 #: -40 dBFS so that even a long burst cannot raise it to the level of the burst itself.
