@@ -1,10 +1,11 @@
 """The sans-I/O turn engine of the streaming emulator: audio in, v3 messages out.
 
 It hears audio through an injected :class:`Recognizer` (the synthetic speech
-codec's stream decoder) and decides turns the way ``u3-rt-pro`` does (spec
-§5.2): at each pause of ``min_turn_silence`` a final if the turn ends in
-terminal punctuation, else one partial; a pause of ``max_turn_silence`` forces
-the final. All times are audio times of this socket (sample counts, §5.3).
+codec's stream decoder) and decides turns the way ``u3-rt-pro`` does: at each
+pause of ``min_turn_silence`` a final if the turn ends in terminal punctuation,
+else one partial; a pause of ``max_turn_silence`` forces the final. All times
+are audio times of this socket (sample counts). The message shapes and rules
+followed are in docs/providers.md, "Streaming: messages".
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ __all__ = ["EngineOptions", "Recognizer", "RecognizedWord", "TurnEngine"]
 _TERMINAL = (".", "?", "!")
 _PUNCTUATION = re.compile(r"[^\w\s'\-\[\]]")
 _EM_DASH = "\u2014"
-# u3-rt-pro's early partial comes 256 ms after interruption_delay (spec §2.3, §5.2).
+# u3-rt-pro's early partial comes 256 ms after interruption_delay.
 _EARLY_PARTIAL_FIXED_MS = 256
-# Turns shorter than this get speaker "UNKNOWN" (spec §4.3).
+# Turns shorter than this get speaker "UNKNOWN".
 _SHORT_TURN_MS = 1000
 
 
@@ -67,7 +68,7 @@ class Recognizer(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class EngineOptions:
-    """Model behaviours that changed during 2026 (spec §0); the defaults are Feb-Mar 2026.
+    """Model behaviours that changed during 2026; the defaults are Feb-Mar 2026.
 
     Attributes:
         early_partials: one partial after ``interruption_delay`` + 256 ms of speech.
@@ -75,9 +76,9 @@ class EngineOptions:
             (also switched on per session by the ``continuous_partials`` parameter).
         continuous_interval_ms: the continuous-partial period.
         formatted_final_pair: Universal-Streaming style: an unformatted final, then
-            a formatted final with the same ``turn_order`` (spec §5.1 rule 3).
+            a formatted final with the same ``turn_order``.
         legacy: Feb-Mar 2026 server: ``SpeechStarted`` without ``confidence``.
-        partial_em_dash: partials mark the trailing word with an em dash (spec §4.3).
+        partial_em_dash: partials mark the trailing word with an em dash.
     """
 
     early_partials: bool = False
@@ -147,7 +148,7 @@ class TurnEngine:
         return bool(self._words)
 
     def update(self, params: SessionParams) -> None:
-        """Use new settings for audio received from now on (spec §3.2)."""
+        """Use new settings for audio received from now on (``UpdateConfiguration``)."""
         self.params = params
 
     def receive_audio(self, pcm: bytes) -> list[dict[str, Any]]:
@@ -155,7 +156,7 @@ class TurnEngine:
         out: list[dict[str, Any]] = []
         for word in self._recognizer.feed(pcm):
             if self._words:
-                # A pause inside the chunk: judge it where it happened (spec §5.2).
+                # A pause inside the chunk: judge it where it happened.
                 self._on_pause(word.start_ms - self._words[-1].end_ms, out)
             self._add(word, out)
         if self._words:
@@ -170,7 +171,7 @@ class TurnEngine:
         return out
 
     def force_endpoint(self) -> list[dict[str, Any]]:
-        """End the turn in progress now; nothing if there is none (spec §3.3, §9 item 18)."""
+        """End the turn in progress now (``ForceEndpoint``); nothing if there is none."""
         out: list[dict[str, Any]] = []
         for word in self._recognizer.flush():
             self._add(word, out)
@@ -179,7 +180,7 @@ class TurnEngine:
         return out
 
     def terminate(self) -> list[dict[str, Any]]:
-        """Flush the turn in progress as a final, before ``Termination`` (spec §3.5)."""
+        """Flush the turn in progress as a final, before ``Termination``."""
         return self.force_endpoint()
 
     def _add(self, word: RecognizedWord, out: list[dict[str, Any]]) -> None:
@@ -198,7 +199,7 @@ class TurnEngine:
         if self.params.speech_model is not None and self.params.speech_model.startswith(
             "universal-streaming"
         ):
-            return  # SpeechStarted is u3-rt-pro only (spec §4.2)
+            return  # SpeechStarted is u3-rt-pro only
         message: dict[str, Any] = {"type": "SpeechStarted", "timestamp": int(word.start_ms)}
         if not self._options.legacy:
             message["confidence"] = 0.9
@@ -211,7 +212,7 @@ class TurnEngine:
             if self._words[-1].text.endswith(_TERMINAL):
                 self._final(out)
             else:
-                # One partial per pause; re-armed by the next word (spec §5.2).
+                # One partial per pause; re-armed by the next word.
                 self._partial(out)
                 self._is_check_armed = False
 

@@ -1,8 +1,10 @@
 """Connection parameters and error texts of the emulated Universal-Streaming v3 API.
 
-Parses the ``/v3/ws`` query string the way the real service does (spec §2:
-unknown parameters ignored, booleans case-insensitive, lists as JSON arrays)
-and applies ``UpdateConfiguration`` messages (spec §3.2). Pure functions; no I/O.
+Parses the ``/v3/ws`` query string the way the real service does (unknown
+parameters ignored, booleans case-insensitive, lists as JSON arrays) and applies
+``UpdateConfiguration`` messages. Pure functions; no I/O. The rules are in
+docs/providers.md, "Streaming: connecting", "Streaming: messages" and "Streaming:
+close codes".
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ __all__ = [
     "parse_params",
 ]
 
-#: Models accepted by default (spec §9 item 5).
+#: Models accepted by default: ``u3-rt-pro``, its deprecated alias, and the later models.
 ACCEPTED_MODELS = frozenset(
     {
         "u3-rt-pro",
@@ -39,13 +41,13 @@ ACCEPTED_MODELS = frozenset(
     }
 )
 
-#: One WebSocket message larger than this closes 1009 (spec §3.1, §6.1).
+#: One WebSocket message larger than this closes 1009 (docs/providers.md, "Streaming: audio").
 MAX_MESSAGE_BYTES = 128 * 1024
 
-#: Close reasons are limited to 123 bytes (RFC 6455 §5.5; spec §4.5).
+#: Close reasons are limited to 123 bytes (RFC 6455 §5.5).
 CLOSE_REASON_LIMIT_BYTES = 123
 
-#: The reason each close code carries when nothing more specific applies (spec §6.2).
+#: The reason each close code carries when nothing more specific applies.
 DOCUMENTED_REASONS: Mapping[int, str] = {
     1000: "",
     1008: "Unauthorized Connection: Missing Authorization header",
@@ -57,7 +59,7 @@ DOCUMENTED_REASONS: Mapping[int, str] = {
     3009: "Unauthorized Connection: Too many concurrent sessions",
 }
 
-#: Fields an ``UpdateConfiguration`` may change (spec §3.2, Mar 2026 plus later additions).
+#: Fields an ``UpdateConfiguration`` may change (Mar 2026 plus later additions).
 MUTABLE_FIELDS = frozenset(
     {
         "prompt",
@@ -99,7 +101,7 @@ class ParameterError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class SessionParams:
-    """The settings of one session after parsing (spec §2.1, §2.3).
+    """The settings of one session after parsing.
 
     Attributes:
         speech_model: the requested model, or None when missing.
@@ -108,18 +110,18 @@ class SessionParams:
         min_turn_silence_ms: silence before the end-of-turn check (clamped 50-10000).
         max_turn_silence_ms: silence that forces a final.
         vad_threshold: stored; the codec's energy detector does not use it.
-        keyterms_prompt: the key terms (over-long terms dropped, spec §6.1).
+        keyterms_prompt: the key terms (over-long terms dropped).
         prompt: stored; it does not change the decoded text.
         language_detection: finals carry language fields.
         inactivity_timeout_s: idle close after this many seconds, or None.
         speaker_labels: Turns carry ``speaker_label``.
         max_speakers: stored.
-        format_turns: stored (no effect on u3-rt-pro, spec §2.2).
+        format_turns: stored (no effect on u3-rt-pro).
         continuous_partials: periodic partials during speech (switchable later behaviour).
         interruption_delay_ms: early-partial delay (later behaviour).
         token: the temporary token from the query string, if any.
         extra: every other recognised parameter, as given.
-        ignored: names of unknown parameters (ignored, spec §2).
+        ignored: names of unknown parameters (ignored, as the real service does).
     """
 
     speech_model: str | None = None
@@ -198,7 +200,7 @@ def _keyterms(name: str, raw: Any) -> tuple[str, ...]:
         raise ParameterError(name, "expected a JSON array of strings")
     if len(raw) > _MAX_KEYTERMS:
         raise ParameterError(name, f"at most {_MAX_KEYTERMS} terms, got {len(raw)}")
-    # Terms over 50 characters are ignored, not rejected (spec §6.1).
+    # Terms over 50 characters are ignored, not rejected.
     return tuple(term for term in raw if len(term) <= _MAX_KEYTERM_CHARS)
 
 
@@ -214,7 +216,7 @@ def _json_list(name: str, raw: Any, limit: int) -> list[Any]:
 
 
 def _clamp_min_silence(name: str, raw: Any) -> int:
-    # Later docs: min_turn_silence is clamped to 50-10000 ms, not rejected (spec §2.1).
+    # Later docs: min_turn_silence is clamped to 50-10000 ms, not rejected.
     return min(max(_int(name, raw, 0), 50), 10000)
 
 
@@ -281,7 +283,7 @@ _CONNECT_ONLY = frozenset(
 
 
 def parse_params(query: Mapping[str, str]) -> SessionParams:
-    """Parse the connection query parameters (spec §2).
+    """Parse the connection query parameters.
 
     Args:
         query: the query parameters, one value per name (the last one wins).
@@ -334,7 +336,7 @@ def parse_params(query: Mapping[str, str]) -> SessionParams:
         elif name == "end_of_turn_confidence_threshold":
             extra[name] = _float(name, raw, 0.0, 1.0)
         elif name == "min_end_of_turn_silence_when_confident":
-            # Deprecated alias of min_turn_silence (spec §2.2); the new name wins
+            # Deprecated alias of min_turn_silence; the new name wins
             # whatever the order (setdefault here, plain assignment for the new name).
             values.setdefault("min_turn_silence_ms", _clamp_min_silence(name, raw))
         elif name == "llm_gateway":
@@ -348,7 +350,7 @@ def parse_params(query: Mapping[str, str]) -> SessionParams:
 
 
 def apply_update(params: SessionParams, message: Mapping[str, Any]) -> SessionParams:
-    """Apply an ``UpdateConfiguration`` message (spec §3.2).
+    """Apply an ``UpdateConfiguration`` message (no reply; later audio uses it).
 
     Only mutable fields change; ``null`` values and other fields are ignored.
 
@@ -379,7 +381,7 @@ def apply_update(params: SessionParams, message: Mapping[str, Any]) -> SessionPa
 
 
 def close_reason(text: str) -> str:
-    """The close reason for an error text: itself if short enough, else a pointer (spec §4.5)."""
+    """The close reason for an error text: itself if short enough, else a pointer."""
     if len(text.encode()) <= CLOSE_REASON_LIMIT_BYTES:
         return text
     return "See Error message for details"

@@ -1,7 +1,8 @@
 """What the streaming emulator is configured with and what it records per session.
 
-:class:`StreamingBehaviour` holds the switches of spec §9 (legacy server, short
-tail frames, pacing allowance, latency model, ...); :class:`SessionRecord` is
+:class:`StreamingBehaviour` holds the switches for behaviours that changed or are
+not documented (legacy server, short tail frames, pacing allowance, latency model,
+...); :class:`SessionRecord` is
 what a test or the CLI reads back about one socket.
 """
 
@@ -22,19 +23,19 @@ class StreamingBehaviour:
     """Switches for the emulated service; the defaults model the Feb-Mar 2026 ``u3-rt-pro``.
 
     Attributes:
-        accepted_models: ``speech_model`` values accepted (spec §9 item 5).
+        accepted_models: ``speech_model`` values accepted.
         reject_unknown_model: close 3006 on a missing or unknown model; if False,
             treat it as ``u3-rt-pro`` (the real behaviour is UNCONFIRMED).
         rate_allowance_s: how far audio received may lead wall time * realtime factor
-            before 3007 (spec §9 item 7; the real tolerance is UNCONFIRMED). 3 s covers a
+            before 3007 (the real tolerance is not documented). 3 s covers a
             client's pre-roll and the audio it buffered while connecting, and still
             catches any replay of a backlog at full speed.
-        session_cap_s: maximum session length (3 h, spec §6.1); tokens may lower it.
+        session_cap_s: maximum session length (3 h); tokens may lower it.
         processing_delay_s: wall-clock delay before each ``SpeechStarted``/``Turn`` is
-            sent (latency model, spec §9 item 27).
+            sent (a latency model, so client timing code is exercised).
         allow_short_tail: accept one frame under 50 ms right before ``Terminate``.
         legacy: Feb-Mar 2026 server: no ``Error`` frames, ``SpeechStarted`` without
-            ``confidence`` (spec §9 item 25).
+            ``confidence``, partials only at pauses.
         inactivity_close_code: close code of the inactivity timeout (3006 per the skill;
             UNCONFIRMED).
         max_sessions_per_minute: new-session rate limit (3009), None for none.

@@ -1,35 +1,38 @@
 """A local AssemblyAI Universal-Streaming v3 server (``u3-rt-pro``) for tests, demos and benchmarks.
 
-It speaks the protocol of ../shared/specs/assemblyai-streaming-v3.md at
+It speaks the protocol docs/providers.md describes ("Streaming: connecting" to
+"Streaming: limits and billing"; public reference:
+https://www.assemblyai.com/docs/api-reference/streaming-api/universal-3-pro-streaming) at
 ``/v3/ws`` on loopback: the synthetic speech codec's tones become words, and
 pauses become partials and finals by the ``u3-rt-pro`` rules. Faults come from
 a :class:`~recorder.emulator.faults.FaultPlan`; every socket leaves a
 :class:`SessionRecord` in :attr:`StreamingEmulator.sessions`.
 
-Spec §9 checklist items deliberately not modelled, and why:
+What the real service does that is deliberately not modelled, and why:
 
-* 12 (scripted speech) is done from the codec only, not from transcript files:
+* Speech is heard from the codec only, not scripted from transcript files:
   the codec carries the text in the audio itself.
-* 17 ``speaker_label`` is always ``"A"`` (or ``"UNKNOWN"`` under 1 s): one
+* ``speaker_label`` is always ``"A"`` (or ``"UNKNOWN"`` under 1 s): one
   socket carries one participant, so there is nobody else to tell apart.
-* 22 temporary tokens are issued by ``GET /v3/token`` on the same port, but the
+* Temporary tokens are issued by ``GET /v3/token`` on the same port, but the
   official SDK's ``create_temporary_token`` always uses ``https://``, so only
   plain-HTTP clients can reach it.
-* 24 "close 1011 during the handshake" is modelled as an upgrade followed at
+* "Close 1011 during the handshake" is modelled as an upgrade followed at
   once by a 1011 close (``Fault.close(1011)``); an HTTP failure status is
   ``Fault.reject_http(...)``.
-* 28 (golden test against recorded real traffic): no recording of a real
-  session exists in this project; the SDK conformance test stands in for it.
+* No golden test against recorded real traffic: no recording of a real
+  session exists in this project; the official SDK's conformance test stands in
+  for it.
 * ``prompt``, ``keyterms_prompt``, ``vad_threshold`` and ``domain`` are
   validated and stored but do not change the decoded text: the codec is exact.
 * 1009 for messages over 128 KB comes without an ``Error`` frame, as a
-  WebSocket-level size limit would (spec §6.2 lists no ``Error`` text for it).
+  WebSocket-level size limit would (the documentation gives no ``Error`` text for it).
 * Later or optional server messages (``Heartbeat``, ``SpeakerRevision``,
   ``LLMGatewayResponse``, ``Warning``) and ``Begin.configuration`` are never
   sent: u3-rt-pro of Feb-Mar 2026 (the default model) did not send them, and
-  clients must ignore unknown messages anyway (spec §4.6).
+  clients must ignore unknown messages anyway.
 * The pacing allowance (``StreamingBehaviour.rate_allowance_s``, 3 s) is our
-  choice; the real tolerance is UNCONFIRMED (spec §6.1).
+  choice; the real tolerance is not documented.
 
 Test aids: :class:`~recorder.emulator.clock.ManualClock` moves the
 session cap and inactivity timers by hand; ``realtime_factor=math.inf``
@@ -166,7 +169,7 @@ class StreamingEmulator:
         if path == TOKEN_PATH:
             return self._issue_token(connection, request)
         if path != STREAMING_PATH:
-            # v2 realtime answers 410 Gone; anything else is simply not here (spec §9 item 1).
+            # v2 realtime answers 410 Gone; anything else is simply not here.
             status = http.HTTPStatus.GONE if path == _V2_PATH else http.HTTPStatus.NOT_FOUND
             return connection.respond(status, f"{status.phrase}\n")
         index = self._next_index
@@ -244,7 +247,7 @@ class StreamingEmulator:
         return Admission(None, 1008, cap)
 
     def _issue_token(self, connection: ServerConnection, request: Request) -> Response:
-        # GET /v3/token (spec §1.3, §9 item 22).
+        # GET /v3/token (docs/providers.md, "Streaming: connecting").
         key = request.headers.get("Authorization")
         if not key or (self.api_keys and key not in self.api_keys):
             return json_response(connection, 401, {"error": "Unauthorized"})

@@ -1,8 +1,9 @@
 """One emulated Universal-Streaming v3 socket: the asyncio driver around the turn engine.
 
 It authenticates, sends ``Begin``, enforces the chunk-size, pacing, inactivity
-and session-cap rules with their close codes (spec §6), answers the control
-messages (§3) and fires injected faults. Turn decisions live in
+and session-cap rules with their close codes (docs/providers.md, "Streaming: audio"
+and "Streaming: close codes"), answers the control messages ("Streaming:
+messages") and fires injected faults. Turn decisions live in
 :mod:`recorder.emulator.streaming.engine`.
 """
 
@@ -297,7 +298,7 @@ class EmulatedSession:
             self._last_activity = self._clock.monotonic()
             size = len(frame) if isinstance(frame, bytes) else len(frame.encode())
             if size > MAX_MESSAGE_BYTES:
-                return _Close(1009, "Message too big")  # spec §3.1, §6.1
+                return _Close(1009, "Message too big")  # over 128 KB
             if isinstance(frame, bytes):
                 outcome = self._on_audio(frame)
             else:
@@ -313,7 +314,7 @@ class EmulatedSession:
             self._record.add_received(ReceivedFrame("audio", len(data), duration_ms))
         if self._short_tail is not None:
             return self._duration_error(len(self._short_tail) * 1000 / params.bytes_per_second)
-        # Chunk rule, spec §3.1 and §6.1; integer form of 50 <= ms <= 1000.
+        # Chunk rule; integer form of 50 <= ms <= 1000.
         size_ms = len(data) * 1000
         if size_ms < _MIN_CHUNK_MS * params.bytes_per_second:
             if self._behaviour.allow_short_tail:
@@ -332,7 +333,7 @@ class EmulatedSession:
         record.audio_seconds = record.audio_bytes / params.bytes_per_second
         self._chunks += 1
         if not math.isinf(self._factor):
-            # Pacing rule, spec §6.1: audio may lead wall time * factor by the allowance.
+            # Pacing rule: audio may lead wall time * factor by the allowance.
             elapsed = asyncio.get_running_loop().time() - self._begin_loop_time
             if record.audio_seconds > elapsed * self._factor + self._behaviour.rate_allowance_s:
                 detail = (
