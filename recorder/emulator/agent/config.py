@@ -1,9 +1,10 @@
 """What the emulated Voice Agent is configured with: switches, faults, and ``session.update`` rules.
 
-:class:`AgentBehaviour` holds the spec §12 switches, :class:`AgentFaults` the
-injected failures, and :func:`apply_update` validates one ``session.update``
-against the mutability table of spec §2.1, returning the new configuration
-and the ``session.error`` frames it earned.
+:class:`AgentBehaviour` holds the switches for behaviours the documentation
+leaves open, :class:`AgentFaults` the injected failures, and :func:`apply_update`
+validates one ``session.update`` against which fields may change after
+``session.ready`` (docs/providers.md, "Voice Agent: protocol"), returning the new
+configuration and the ``session.error`` frames it earned.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ __all__ = [
     "apply_update",
 ]
 
-#: The 21 current voice ids of spec §7 (after the June 2026 removals); default ``ivy``.
+#: The 21 current voice ids (after the June 2026 removals); default ``ivy``.
 CURRENT_VOICES: frozenset[str] = frozenset(
     "ivy james tyler winter bella david kyle helen martha river emma victor eleanor "
     "arjun dmitri pierre giulia luca lucia mateo diego".split()
@@ -32,25 +33,25 @@ CURRENT_VOICES: frozenset[str] = frozenset(
 
 @dataclass(frozen=True, slots=True)
 class AgentBehaviour:
-    """Switches of the emulated service; the defaults follow the spec's documented behaviour.
+    """Switches of the emulated service; the defaults follow the documented behaviour.
 
     Attributes:
-        voices: the voice catalogue; others are ``invalid_value`` (spec §12 item 5).
-        lowercase_codes: send ``unauthorized`` instead of ``UNAUTHORIZED`` (item 1).
-        accept_raw_key: accept ``Authorization: <key>`` without ``Bearer`` (item 1).
-        accept_undocumented: take ``conversation.message``/``reply.cancel`` silently (item 7).
-        buffer_early_audio: keep ``input.audio`` sent before ``session.ready`` (item 8).
-        create_cancels_reply: ``reply.create`` during a reply interrupts it (item 10);
+        voices: the voice catalogue; others are ``invalid_value``.
+        lowercase_codes: send ``unauthorized`` instead of ``UNAUTHORIZED``.
+        accept_raw_key: accept ``Authorization: <key>`` without ``Bearer``.
+        accept_undocumented: take ``conversation.message``/``reply.cancel`` silently.
+        buffer_early_audio: keep ``input.audio`` sent before ``session.ready``.
+        create_cancels_reply: ``reply.create`` during a reply interrupts it;
             otherwise the new reply waits for the current one.
         interrupt_done_first: on interruption send ``reply.done`` before
-            ``transcript.agent`` (docs order; item 12).
-        chunk_ms: audio per ``reply.audio`` (item 13).
-        burst_chunks: chunks sent back to back before pacing resumes (item 13).
+            ``transcript.agent`` (the documentation's order).
+        chunk_ms: audio per ``reply.audio``.
+        burst_chunks: chunks sent back to back before pacing resumes.
         reply_delay_s: "LLM latency" from ``reply.create`` to ``reply.started``.
-        session_cap_s: session length limit; tokens may lower it (item 16).
+        session_cap_s: session length limit; tokens may lower it.
         cap_sends_ended: at the cap, send ``session.ended`` after ``session_expired``.
-        ready_timeout_s: no ``session.update`` for this long: ``agent_timeout`` (item 19).
-        strict_tools: reject OpenAI-style nested tool definitions (item 21).
+        ready_timeout_s: no ``session.update`` for this long: ``agent_timeout``.
+        strict_tools: reject OpenAI-style nested tool definitions.
         max_prompt_chars: longest ``system_prompt`` accepted (the real cap is
             UNCONFIRMED; None accepts any), else ``invalid_value``.
     """
@@ -74,7 +75,7 @@ class AgentBehaviour:
 
 @dataclass(frozen=True, slots=True)
 class AgentFaults:
-    """Failures to inject on every connection (spec §12 item 19 and the recorder's needs).
+    """Failures to inject on every connection (documented failures and the recorder's needs).
 
     Attributes:
         connect_error: ``(code, close_code)``: a ``session.error`` as the first frame,
@@ -88,7 +89,7 @@ class AgentFaults:
         never_end: ignore ``session.end`` (never send ``session.ended``).
         omit_agent_transcript: never send ``transcript.agent``.
         reply_error: ``(code, message)``: answer ``reply.create`` with the
-            UNDOCUMENTED ``reply.error`` and ``reply.done`` ``failed`` (spec §3).
+            undocumented ``reply.error`` and ``reply.done`` ``failed``.
     """
 
     connect_error: tuple[str, int] | None = None
@@ -138,7 +139,7 @@ def _validate(
     changes: dict[str, Any] = {}
     output = _dict(session.get("output"))
     inputs = _dict(session.get("input"))
-    # Immutable after session.ready (spec §2.1, §11 item 5): error, change ignored.
+    # Immutable after session.ready: error, change ignored.
     immutable = {
         "greeting": "greeting" in session,
         "output.voice": "voice" in output,
@@ -239,7 +240,7 @@ def _validate(
 def apply_update(
     message: dict[str, Any], config: LiveConfig, behaviour: AgentBehaviour, *, is_first: bool
 ) -> tuple[LiveConfig, list[UpdateError], bool]:
-    """Apply one ``session.update`` (spec §2.1, §12 items 4-6).
+    """Apply one ``session.update``: stored-agent rules, voices, mutability.
 
     Args:
         message: the decoded message.
@@ -268,7 +269,7 @@ def apply_update(
         if len(session) > 1:
             text = "agent_id cannot be combined with inline configuration"
             return config, [UpdateError("invalid_config", text, "agent_id")], False
-        # No stored agents exist here; the caller closes 1008 (spec §12 item 4).
+        # No stored agents exist here; the caller closes 1008.
         return config, [UpdateError("agent_not_found", "agent not found", "agent_id")], False
     new, errors = _validate(session, config, behaviour, is_first=is_first)
     fatal = any(error.code != "immutable_field" for error in errors)

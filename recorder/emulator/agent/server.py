@@ -1,6 +1,7 @@
 """A local AssemblyAI Voice Agent server for tests, demos and benchmarks.
 
-It speaks the protocol of ../shared/specs/assemblyai-voice-agent.md at
+It speaks the protocol of docs/providers.md, "Voice Agent: protocol" (public reference:
+https://www.assemblyai.com/docs/api-reference/voice-agent-api/voice-agent-web-socket) at
 ``/v1/ws`` (and issues temporary tokens at ``/v1/token``) on loopback. Its
 "LLM" is extractive and its "TTS" is the synthetic speech codec at 24 kHz
 (:mod:`recorder.emulator.agent.voice`), so what a client plays can be decoded
@@ -10,25 +11,25 @@ and compared with ``transcript.agent``. Switches are in
 :class:`~recorder.emulator.agent.records.AgentSessionRecord` in
 :attr:`VoiceAgentEmulator.sessions`.
 
-Spec §12 checklist items deliberately not modelled, and why:
+What the real service does that is deliberately not modelled, and why:
 
-* 11 user turns are detected from decoded tone-code words, not from energy:
+* User turns are detected from decoded tone-code words, not from energy:
   ``input.speech.started`` comes when the first word has decoded (a burst later
   than a real VAD), a ``transcript.user.delta`` per word, and the turn ends
   after ``min_silence`` ms of silence; ``max_silence`` and the semantic
   end-of-turn model are not modelled (the codec's sentence gap is 1.2 s).
-* 12 back-channels are recognised by word (``uh-huh``, ``okay``...) once a word
+* Back-channels are recognised by word (``uh-huh``, ``okay``...) once a word
   has decoded, not by semantics.
-* 14 tools: the recorder defines none; every ``tool.result`` is ``invalid_format``
+* Tools: the recorder defines none; every ``tool.result`` is ``invalid_format``
   (unknown ``call_id``) and no ``tool.call`` is ever made.
-* 17/18 resume: ``session.resume`` always fails with ``session_not_found`` and
-  close 1008, the behaviour the Sept 2026 field report saw (spec §2.2); no
+* Resume: ``session.resume`` always fails with ``session_not_found`` and
+  close 1008, the behaviour a Sept 2026 field report saw; no
   state is kept after a drop, because the recorder never resumes (a dropped
   recap is reported, and a new recap opens a new session).
-* 22 golden replay: no recording of real Voice Agent traffic exists here; the
-  greeting-only sequence is checked against the spec's §4.1 order instead.
+* Golden replay: no recording of real Voice Agent traffic exists here; the
+  greeting-only sequence is checked against the documented event order instead.
 
-Choices where the spec is silent (UNCONFIRMED real behaviour): ``session.end``
+Choices where the documentation is silent (the real behaviour is unknown): ``session.end``
 during a reply first interrupts it (``reply.done`` interrupted and the trimmed
 ``transcript.agent``), then sends ``session.ended``; a message other than
 ``session.update`` before ``session.ready`` is ``invalid_format``; the
@@ -91,7 +92,7 @@ class VoiceAgentEmulator:
         api_keys: keys accepted after ``Bearer``; empty means any non-empty key.
         realtime_factor: reply audio goes out this many times faster than real
             time (1.0 is real time; ``inf`` sends it all at once).
-        behaviour: spec switches.
+        behaviour: switches for behaviours the documentation leaves open.
         faults: failures injected on every connection; may be replaced between
             connections.
         reply_text: the "LLM": builds a reply's text from the system prompt and
@@ -198,7 +199,8 @@ class VoiceAgentEmulator:
             )
 
     def _admit(self, request: Request) -> tuple[tuple[str, str] | None, float]:
-        # Spec §1 and §12 item 1: Bearer key on the upgrade, or ?token= without one.
+        # A Bearer key on the upgrade, or ?token= without one (docs/providers.md,
+        # "Voice Agent: protocol").
         cap = self.behaviour.session_cap_s
         unauthorized = ("UNAUTHORIZED", "Invalid or missing credentials")
         header = request.headers.get("Authorization")
@@ -218,7 +220,7 @@ class VoiceAgentEmulator:
         return None, min(cap, token.session_cap_s)
 
     def _issue_token(self, connection: ServerConnection, request: Request) -> Response:
-        # GET /v1/token (spec §1.1, §12 item 2): Bearer or raw key both accepted.
+        # GET /v1/token: Bearer or raw key both accepted (the documentation shows both).
         header = request.headers.get("Authorization") or ""
         scheme, _, rest = header.partition(" ")
         key = rest if scheme == "Bearer" else header

@@ -1,10 +1,11 @@
-"""One emulated Voice Agent socket, from upgrade to close (spec assemblyai-voice-agent.md §2-§8).
+"""One emulated Voice Agent socket, from upgrade to close.
 
 :class:`AgentConnection` answers the client's events, speaks replies as paced
 ``reply.audio`` chunks from a single speaker task, handles interruption
 (``session.end``, ``reply.create``/``reply.cancel`` switches, barge-in from
 decoded input speech) and fires the injected faults. Every frame both ways is
-kept in an :class:`~recorder.emulator.agent.records.AgentSessionRecord`.
+kept in an :class:`~recorder.emulator.agent.records.AgentSessionRecord`. The
+protocol is docs/providers.md, "Voice Agent: protocol".
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ ReplyText = Callable[[str | None, str | None], str]
 #: Builds the answer to a user turn from the system prompt and the user's words.
 Answer = Callable[[str | None, str], str]
 
-_INPUT_RATE_HZ = 24_000  # audio/pcm input (spec §6); the emulator hears tone code at this rate
+_INPUT_RATE_HZ = 24_000  # audio/pcm input; the emulator hears tone code at this rate
 _BACKCHANNEL = frozenset({"uh-huh", "okay", "mm-hmm", "ok", "yeah", "right"})
 
 
@@ -206,7 +207,7 @@ class AgentConnection:
                 async with asyncio.timeout(timeout):
                     frame = await self._ws.recv()
             except TimeoutError:
-                # No usable session.update in time (spec §12 item 19; trigger UNCONFIRMED).
+                # No usable session.update in time (the real trigger is not documented).
                 await self._error_and_close(
                     "agent_timeout", "agent was not ready within the time limit", 1011
                 )
@@ -244,7 +245,7 @@ class AgentConnection:
         if kind == "session.resume":
             return await self._on_resume()
         if not self._is_ready:
-            # The first message must be session.update (spec §2.1).
+            # The first message must be session.update.
             text = f"{kind} before session.update"
             await self._send_error(UpdateError("invalid_format", text))
             return False
@@ -258,7 +259,7 @@ class AgentConnection:
             self._replies.put_nowait(_Reply(text, is_greeting=False))
             return False
         if kind == "tool.result":
-            # No tool calls are ever made here, so every call_id is unknown (item 14).
+            # No tool calls are ever made here, so every call_id is unknown.
             await self._send_error(UpdateError("invalid_format", "unknown call_id", "call_id"))
             return False
         if kind in ("reply.cancel", "conversation.message") and self._behaviour.accept_undocumented:
@@ -290,7 +291,7 @@ class AgentConnection:
         self._record.session_id = "sess_" + secrets.token_hex(16)
         await self._send({"type": "session.ready", "session_id": self._record.session_id})
         if config.greeting:
-            # The greeting goes straight to TTS, verbatim (spec §2.1, §12 item 9).
+            # The greeting goes straight to TTS, verbatim.
             self._replies.put_nowait(_Reply(config.greeting, is_greeting=True))
         if self._behaviour.buffer_early_audio:
             for pcm in self._early_audio:
@@ -302,7 +303,7 @@ class AgentConnection:
         if self._is_ready:
             await self._send_error(UpdateError("invalid_format", "session.resume must come first"))
             return False
-        # Resume is not modelled: it always fails, as the Sept 2026 field report saw (§2.2).
+        # Resume is not modelled: it always fails, as a Sept 2026 field report saw.
         message = "Session not found or grace window has expired"
         await self._error_and_close("session_not_found", message, 1008)
         return True
@@ -324,12 +325,12 @@ class AgentConnection:
         if not self._is_ready:
             if self._behaviour.buffer_early_audio:
                 self._early_audio.append(pcm)
-            return False  # dropped before session.ready (spec §12 item 8)
+            return False  # dropped before session.ready
         await self._hear(pcm)
         return False
 
     async def _hear(self, pcm: bytes) -> None:
-        """Turn detection on decoded input speech (spec §4.1, §4.3, §5, §12 items 11-12)."""
+        """Turn detection on decoded input speech: user turns and barge-in."""
         self._record.input_audio_ms += len(pcm) / 2 * 1000 / _INPUT_RATE_HZ
         for word in self._decoder.feed(pcm):
             if word.text is None:
@@ -385,7 +386,7 @@ class AgentConnection:
 
     async def _watch_cap(self) -> None:
         await asyncio.sleep(self._cap_s)
-        # No warning before the cap (spec §4.5, §12 item 16; exact frames UNCONFIRMED).
+        # No warning before the cap (the exact frames sent at the cap are not documented).
         current = self._current
         if current is not None:
             current.interrupt.set()
@@ -505,7 +506,7 @@ class AgentConnection:
     async def _fire_chunk_faults(self) -> None:
         faults = self._faults
         if faults.drop_after_chunks is not None and self._chunks_total >= faults.drop_after_chunks:
-            # Abrupt TCP drop: the client sees 1006 and no session.ended (§12 item 19).
+            # Abrupt TCP drop: the client sees 1006 and no session.ended.
             self._ws.transport.abort()
             raise _Gone
         injected = faults.error_after_chunks

@@ -29,12 +29,12 @@ __all__ = [
     "synthesize",
 ]
 
-#: Output encodings and their sample rates (spec §6).
+#: Output encodings and their sample rates (docs/providers.md, "Voice Agent: protocol").
 OUTPUT_FORMATS: dict[str, int] = {"audio/pcm": 24_000, "audio/pcmu": 8_000, "audio/pcma": 8_000}
 
 _LINE = re.compile(r"^\[\d{2}:\d{2}:\d{2}\] (?P<speaker>[^:\n]+): (?P<text>.+)$", re.MULTILINE)
 _SENTENCE = re.compile(r"^.*?[.!?](?=\s|$)")
-# "Read this recap aloud exactly as written: ..." (spec §12 item 10 default).
+# "Read this recap aloud exactly as written: ..." (the default reply text).
 _READ_PREFIX = re.compile(r"^\s*Read\b[^:]*:\s*(?P<text>.+)$", re.DOTALL)
 NOTHING_TO_RECAP = "There is nothing to recap yet."
 
@@ -48,10 +48,9 @@ def _first_sentence(text: str) -> str:
 def extractive_reply(system_prompt: str | None, instructions: str | None) -> str:
     """The deterministic reply to a ``reply.create``.
 
-    ``instructions`` starting with ``Read …:`` are spoken as given (spec §12
-    item 10); otherwise the transcript lines in the instructions and system
-    prompt are recapped, one sentence per speaker, in the order of each
-    speaker's latest turn.
+    ``instructions`` starting with ``Read …:`` are spoken as given; otherwise
+    the transcript lines in the instructions and system prompt are recapped,
+    one sentence per speaker, in the order of each speaker's latest turn.
 
     Args:
         system_prompt: the session's current system prompt.
@@ -104,7 +103,7 @@ def synthesize(text: str, sample_rate_hz: int = 24_000) -> Speech:
 
 
 def heard_prefix(speech: Speech, played_ms: float) -> str:
-    """The words whose audio was wholly sent by ``played_ms`` (an interrupted reply, §4.3)."""
+    """The words whose audio was wholly sent by ``played_ms`` (an interrupted reply)."""
     words = speech.text.split()
     count = sum(1 for end in speech.word_ends_ms if end <= played_ms)
     return " ".join(words[:count])
@@ -131,7 +130,7 @@ def _alaw(samples: npt.NDArray[np.int16]) -> npt.NDArray[np.uint8]:
 
 
 def at_output_rate(speech: Speech, encoding: str) -> bytes:
-    """The speech as PCM16 at the output encoding's rate (spec §6)."""
+    """The speech as PCM16 at the output encoding's rate."""
     target_hz = OUTPUT_FORMATS[encoding]
     if speech.sample_rate_hz == target_hz:
         return speech.pcm
@@ -139,7 +138,7 @@ def at_output_rate(speech: Speech, encoding: str) -> bytes:
 
 
 def encode_output(pcm: bytes, encoding: str, volume: float) -> bytes:
-    """Apply ``output.volume`` (0-100) and the output encoding to PCM16 audio (spec §6, §12.13).
+    """Apply ``output.volume`` (0-100) and the output encoding to PCM16 audio.
 
     Args:
         pcm: PCM16 mono audio already at the encoding's rate (:func:`at_output_rate`).
