@@ -1,4 +1,7 @@
-"""The sans-I/O turn engine: audio in, SpeechStarted/Turn out (spec §5.2, §9 items 12-18)."""
+"""The sans-I/O turn engine: audio in, SpeechStarted/Turn out.
+
+The rules it follows are in docs/providers.md, "Streaming: messages".
+"""
 
 from __future__ import annotations
 
@@ -71,7 +74,7 @@ def test_three_sentences_give_three_finals_in_order() -> None:
     finals = [m for m in turns(out) if m["end_of_turn"]]
     assert [f["transcript"] for f in finals] == ["Hello there.", "How are you?", "Fine!"]
     assert [f["turn_order"] for f in finals] == [0, 1, 2]
-    # One SpeechStarted before each turn, and nothing for silence (§5.1 rule 4).
+    # One SpeechStarted before each turn, and nothing for silence.
     kinds = [m["type"] for m in out]
     assert kinds == ["SpeechStarted", "Turn"] * 3
     for final in finals:
@@ -176,14 +179,14 @@ def test_early_partial_switch() -> None:
     early = run(make(list(script), early_partials=True), speech(script) + silence(200))
     partial, final = turns(early)
     assert partial["end_of_turn"] is False and final["end_of_turn"] is True
-    # interruption_delay 500 + 256 ms after the turn began (spec §5.2).
+    # interruption_delay 500 + 256 ms after the turn began.
     assert partial["words"][-1]["end"] <= 756 + 100
 
 
 @pytest.mark.parametrize("by_parameter", [False, True])
 def test_continuous_partials_switch(by_parameter: bool) -> None:
     script = ["w"] * 15 + ["end."]
-    if by_parameter:  # the later `continuous_partials` query parameter (spec §2.3)
+    if by_parameter:  # the later `continuous_partials` query parameter
         params = parse_params({"speech_model": "u3-rt-pro", "continuous_partials": "true"})
         engine = make(list(script), params)
     else:

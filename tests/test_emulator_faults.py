@@ -1,4 +1,4 @@
-"""Fault injection in the streaming emulator (spec §9 items 23-24; the task's fault list)."""
+"""Fault injection in the streaming emulator: closes, HTTP refusals, drops, stalls, bad frames."""
 
 from __future__ import annotations
 

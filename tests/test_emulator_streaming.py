@@ -1,4 +1,8 @@
-"""The streaming emulator over real sockets, driven by a raw websockets client (spec §9)."""
+"""The streaming emulator over real sockets, driven by a raw websockets client.
+
+What it must reproduce is in docs/providers.md, "Streaming: connecting" to "Streaming:
+limits and billing".
+"""
 
 from __future__ import annotations
 
@@ -95,7 +99,7 @@ async def test_full_session_three_finals_and_termination(
     assert record.audio_seconds == pytest.approx(audio_s)
     assert record.billed_seconds > 0
     assert [m["type"] for m in record.sent] == kinds
-    assert all(isinstance(frame, str) for frame in client.raw)  # text frames only (item 26)
+    assert all(isinstance(frame, str) for frame in client.raw)  # text frames only
     assert all(frame.kind == "audio" for frame in record.received[:-1])
     assert record.received[-1].text == '{"type": "Terminate"}'
 
@@ -591,7 +595,7 @@ async def test_token_in_header_and_token_limits(
         late = body["token"]
         client = await open_client(server.url, key=capped)  # token in the header
         begin = await client.next_of("Begin")
-        assert begin["expires_at"] == int(clock.time()) + 60  # the token's cap (item 21)
+        assert begin["expires_at"] == int(clock.time()) + 60  # the token's cap
         clock.advance(11)
         stale = await open_client(server.url, key=late)  # window passed
         assert (await stale.closed())[0] == 1008

@@ -90,7 +90,7 @@ def escape_markdown(text: str) -> str:
 def escape_vtt(text: str) -> str:
     """Escape text for a WebVTT cue payload or a voice tag annotation.
 
-    ``&``, ``<`` and ``>`` become character references (WebVTT §4.2.2), which
+    ``&``, ``<`` and ``>`` become character references (https://www.w3.org/TR/webvtt1/), which
     also makes ``-->`` impossible; line breaks (which would end the cue) are
     flattened.
 
@@ -128,7 +128,8 @@ def escape_markdown_block(text: str) -> str:
     """Escape multi-line untrusted text (a note) for Markdown, keeping its line breaks.
 
     Blank lines separate paragraphs; single line breaks become hard breaks
-    (a trailing backslash, CommonMark §6.7) instead of being joined.
+    (a trailing backslash, https://spec.commonmark.org/ "Hard line breaks") instead of
+    being joined.
     """
     paragraphs = [p for p in text.split("\n\n") if p.strip()]
     return "\n\n".join(

@@ -1,7 +1,7 @@
 """The one Jinja environment for exports, over the ``templates`` package that ships in the wheel.
 
-Autoescape is on for ``.html`` templates only, undefined names fail loudly
-(STYLE.md §3.6). Templates can loop over turns as they stream out of the
+Autoescape is on for ``.html`` templates only, and undefined names fail loudly
+so a missing field fails a test. Templates can loop over turns as they stream out of the
 store (see :func:`stream_template`) without holding the meeting in memory.
 """
 

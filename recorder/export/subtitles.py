@@ -3,7 +3,7 @@
 A cue lasts at most :data:`MAX_CUE_MS` or two lines of :data:`MAX_LINE_CHARS`
 characters (the usual broadcast limits), whichever comes first. Turns of
 different speakers may overlap, so cues are merged into start-time order
-(WebVTT §4.1 requires it) with a heap that only holds cues of turns still
+(WebVTT requires it, https://www.w3.org/TR/webvtt1/) with a heap that only holds cues of turns still
 in progress, keeping memory flat for long meetings.
 """
 
