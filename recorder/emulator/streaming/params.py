@@ -44,7 +44,7 @@ ACCEPTED_MODELS = frozenset(
 #: One WebSocket message larger than this closes 1009 (docs/providers.md, "Streaming: audio").
 MAX_MESSAGE_BYTES = 128 * 1024
 
-#: Close reasons are limited to 123 bytes (RFC 6455 §5.5).
+#: Close reasons are limited to 123 bytes (https://www.rfc-editor.org/rfc/rfc6455#section-5.5).
 CLOSE_REASON_LIMIT_BYTES = 123
 
 #: The reason each close code carries when nothing more specific applies.
