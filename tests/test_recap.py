@@ -10,21 +10,18 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from recorder.agent.session import AgentTimeouts
+from recorder.agent.timeouts import AgentTimeouts
 from recorder.audio import Chunk
 from recorder.bot import MeetingContext
 from recorder.cli import cli
+from recorder.cli.recap_options import parse_duration
 from recorder.emulator.agent.server import VoiceAgentEmulator
 from recorder.pipeline import FinalTurn
 from recorder.recap.ledger import TurnLedger
-from recorder.recap.observer import (
-    RecapObserver,
-    RecapSettings,
-    contains_phrase,
-    is_bare_request,
-    parse_duration,
-)
+from recorder.recap.observer import RecapObserver
 from recorder.recap.player import RecapPlayer
+from recorder.recap.settings import RecapSettings
+from recorder.recap.triggers import contains_phrase, is_bare_request
 from recorder.tonecode import decode, encode
 from recorder.transport.base import TransportEvent, TransportSink
 from recorder.transport.replay import ReplayTransport
