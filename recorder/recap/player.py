@@ -156,8 +156,10 @@ class RecapPlayer:
 
     async def _wait_played(self, limit_ms: float, timeout_s: float) -> None:
         """Wait at most ``timeout_s`` for the backlog to reach ``limit_ms``, or for ``cancel``."""
-        played = asyncio.ensure_future(self._transport.wait_played(limit_ms))
-        cancelled = asyncio.ensure_future(self._cancel.wait())
+        played = asyncio.create_task(
+            self._transport.wait_played(limit_ms), name="recap-wait-played"
+        )
+        cancelled = asyncio.create_task(self._cancel.wait(), name="recap-wait-cancel")
         try:
             await asyncio.wait(
                 (played, cancelled),
