@@ -38,7 +38,8 @@ from recorder.errors import AgentError, AgentProtocolError
 
 PCM = bytes(range(256)) * 4
 
-# The spec's §3 examples, verbatim, and what each must parse to.
+# The service's documented event examples, verbatim, and what each must parse to
+# (https://www.assemblyai.com/docs/voice-agents/voice-agent-api/events-reference).
 EXAMPLES = [
     (
         '{"type": "session.ready", "session_id": "sess_3c1f0a9e5b7d4e2fa8c6b1d0e9f7a4c2"}',
@@ -89,7 +90,7 @@ EXAMPLES = [
     ),
     ('{"type": "reply.done", "status": "completed"}', ReplyDone("completed")),
     ('{"type": "reply.done", "status": "interrupted"}', ReplyDone("interrupted")),
-    ('{"type": "reply.done"}', ReplyDone("completed")),  # spec §11 item 12
+    ('{"type": "reply.done"}', ReplyDone("completed")),  # no status: completed
     (
         '{"type": "tool.call", "call_id": "call_7d2e", "name": "lookup_note", '
         '"arguments": {"topic": "beta"}}',
@@ -100,7 +101,7 @@ EXAMPLES = [
         '"reply_id": "reply_51c0", "retryable": true}',
         ReplyError("llm_error", "upstream failure", "reply_51c0"),
     ),
-    # Pre-GA non-fatal "error" event with a nested body (spec §0).
+    # Pre-GA non-fatal "error" event with a nested body.
     (
         '{"type": "error", "error": {"code": "invalid_value", "message": "bad"}}',
         SessionError("invalid_value", "bad"),
@@ -204,7 +205,7 @@ def test_protocol_skips_malformed_frames_and_logs(caplog: pytest.LogCaptureFixtu
     assert "skipped" in caplog.text
 
 
-def test_commands_match_the_spec_shapes() -> None:
+def test_commands_match_the_documented_shapes() -> None:
     protocol = AgentProtocol()
     config = SessionConfig(
         system_prompt="Be brief.",
@@ -227,12 +228,12 @@ def test_commands_match_the_spec_shapes() -> None:
     assert session["system_prompt"] == "Be brief."
     assert session["greeting"] == "Hello there."
     assert session["output"] == {"voice": "ivy", "format": {"encoding": "audio/pcm"}, "volume": 100}
-    assert len(session["input"]["keyterms"]) == 100  # spec §9: at most 100
+    assert len(session["input"]["keyterms"]) == 100  # at most 100
     assert session["input"]["turn_detection"] == {"interrupt_response": False}
     assert frames[1] == {"type": "reply.create", "instructions": "Read this: hi"}
     assert frames[2] == {"type": "reply.create"}
     assert frames[3]["type"] == "input.audio"
-    assert base64.b64decode(frames[3]["audio"]) == PCM  # field "audio", not "data" (§11.2)
+    assert base64.b64decode(frames[3]["audio"]) == PCM  # field "audio", not "data"
     assert frames[4] == {"type": "session.end"}
     assert protocol.state is State.ENDING
 
@@ -279,7 +280,7 @@ def test_session_lifecycle_states() -> None:
         ("something_new", Action.FATAL),
     ],
 )
-def test_error_codes_are_classified_per_spec_section_8(code: str, action: Action) -> None:
+def test_error_codes_are_classified_as_documented(code: str, action: Action) -> None:
     assert error_action(code) is action
     assert SessionError(code, "x").action is action
 
@@ -288,9 +289,9 @@ def test_error_codes_are_classified_per_spec_section_8(code: str, action: Action
     ("code", "is_ended", "action"),
     [
         (1000, True, Action.DONE),
-        (1000, False, Action.RETRY),  # a close without session.ended is a drop (§4.5)
+        (1000, False, Action.RETRY),  # a close without session.ended is a drop
         (1008, False, Action.FATAL),
-        (1008, True, Action.NEW_SESSION),  # the session cap (§12 item 16)
+        (1008, True, Action.NEW_SESSION),  # the session-duration cap
         (1011, False, Action.RETRY),
         (1006, False, Action.RETRY),
         (None, False, Action.RETRY),

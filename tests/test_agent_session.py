@@ -25,18 +25,20 @@ from websockets.frames import Close
 from websockets.http11 import Response
 
 from recorder.agent.protocol import ReplyDone, SessionConfig
-from recorder.agent.session import MAPPED_EXCEPTIONS, AgentTimeouts, map_exceptions, open_session
+from recorder.agent.session import MAPPED_EXCEPTIONS, map_exceptions, open_session
+from recorder.agent.timeouts import AgentTimeouts
 from recorder.audio import StreamingResampler
 from recorder.emulator.agent.config import AgentBehaviour, AgentFaults
 from recorder.emulator.agent.server import RunningAgentServer, VoiceAgentEmulator
 from recorder.errors import AgentError
-from recorder.recap.reply import (
+from recorder.recap.ledger import TurnLedger, turn_key
+from recorder.recap.prompt import (
     MAX_SYSTEM_PROMPT_CHARS,
     RecapRequest,
     build_prompt,
     format_line,
-    run_recap,
 )
+from recorder.recap.reply import run_recap
 from recorder.tonecode import decode
 
 KEY = "sk-test-5f3a9c"
@@ -138,7 +140,8 @@ async def test_plain_callback_and_the_prompt_the_server_saw(
     emulator: VoiceAgentEmulator, server: RunningAgentServer
 ) -> None:
     chunks: list[bytes] = []
-    request = RecapRequest(TURNS, names={13: "Chen Wei"}, voice="james", prompt_extra="Be kind.")
+    named = TurnLedger({13: "Chen Wei"}).select(TURNS, since_last=False)
+    request = RecapRequest(named, voice="james", prompt_extra="Be kind.")
     async with asyncio.timeout(BOUND_S):
         result = await run_recap(server.url, KEY, request, on_audio=chunks.append, timeouts=FAST)
     assert "Chen Wei said: Docs are two days late." in result.text
@@ -364,7 +367,7 @@ async def test_a_three_hour_meeting_fits_the_prompt_and_recaps_the_latest_points
     prompt = build_prompt(RecapRequest(turns))
     assert len(prompt.system_prompt) <= MAX_SYSTEM_PROMPT_CHARS
     assert prompt.omitted_count > 0 and prompt.turn_count + prompt.omitted_count == len(turns)
-    assert prompt.system_prompt.endswith(format_line(turns[-1], {}))
+    assert prompt.system_prompt.endswith(format_line(turns[-1]))
     assert "earlier turns before" in prompt.system_prompt
     # The emulator refuses anything longer than the client's budget.
     behaviour = AgentBehaviour(max_prompt_chars=MAX_SYSTEM_PROMPT_CHARS)
@@ -397,9 +400,11 @@ def test_prompt_filters_and_sanitises_turns() -> None:
         FakeTurn(4, 1, "Ana", 3_800_000, 3_801_000, "Bot, give us a recap."),
         FakeTurn(5, 1, "Ana", 3_900_000, 3_901_000, "   "),
     ]
-    request = RecapRequest(
-        turns, names={2: "Bruno"}, since_ms=30_000, trigger_turn_id=4, prompt_extra="x" * 9_000
-    )
+    # The ledger selects: an earlier recap covered the old turn, turn 4 asked for this one.
+    ledger = TurnLedger({2: "Bruno"})
+    ledger.mark_recapped(turns[:1])
+    selected = ledger.select(turns, since_last=True, leave_out=turn_key(turns[3]))
+    request = RecapRequest(selected, prompt_extra="x" * 9_000)
     prompt = build_prompt(request)
     lines = prompt.system_prompt.split("Meeting transcript:\n")[1].splitlines()
     assert lines[0] == "[00:01:01] Bruno: Line one line two"

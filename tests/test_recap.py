@@ -4,29 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
+from collections import deque
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from recorder.agent.session import AgentTimeouts
+from recorder.agent.timeouts import AgentTimeouts
 from recorder.audio import Chunk
 from recorder.bot import MeetingContext
 from recorder.cli import cli
+from recorder.cli.recap_options import parse_duration
 from recorder.emulator.agent.server import VoiceAgentEmulator
 from recorder.pipeline import FinalTurn
 from recorder.recap.ledger import TurnLedger
-from recorder.recap.observer import (
-    RecapObserver,
-    RecapSettings,
-    contains_phrase,
-    is_bare_request,
-    parse_duration,
-)
+from recorder.recap.observer import RecapObserver
 from recorder.recap.player import RecapPlayer
+from recorder.recap.settings import RecapSettings
+from recorder.recap.triggers import RecapTimer, contains_phrase, is_bare_request
 from recorder.tonecode import decode, encode
-from recorder.transport.base import TransportEvent, TransportSink
+from recorder.transport.base import Transport, TransportEvent, TransportSink
 from recorder.transport.replay import ReplayTransport
 from recorder.transport.script import MeetingScript, parse_script
 from storage.records import TurnRecord
@@ -72,6 +72,62 @@ def test_a_bare_request_is_not_meeting_content() -> None:
         "Recorder recap. Also the deploy is done for today.", "recorder recap"
     )
     assert not is_bare_request("The deploy is done.", "recorder recap")
+
+
+# -- the timer ----------------------------------------------------------------------
+
+
+class FakeClock:
+    """A meeting clock running ``pace`` times as fast as a wall clock that only sleeping moves."""
+
+    def __init__(self, pace: float) -> None:
+        self.pace = pace
+        self.wall_s = 0.0
+
+    def meeting_ms(self) -> float:
+        return self.wall_s * 1000.0 * self.pace
+
+    def wall(self) -> float:
+        return self.wall_s
+
+    async def sleep(self, seconds: float) -> None:
+        self.wall_s += seconds
+        await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize("pace", [0.5, 1.0, 5.0, 15.0])
+async def test_the_timer_fires_on_time_on_the_meeting_clock_at_any_pace(pace: float) -> None:
+    clock = FakeClock(pace)
+    fired: list[float] = []
+    three = asyncio.Event()
+
+    def due() -> None:
+        fired.append(clock.meeting_ms())
+        if len(fired) == 3:
+            three.set()
+
+    timer = RecapTimer(7.0, clock.meeting_ms, due, sleep=clock.sleep, wall_s=clock.wall)
+    task = asyncio.create_task(timer.run())
+    async with asyncio.timeout(5):
+        await three.wait()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    for fired_ms, due_ms in zip(fired, (7000, 14000, 21000), strict=True):
+        assert due_ms <= fired_ms <= due_ms + 1
+    # It sleeps until the clock should read the due time, rather than polling it.
+    assert timer.naps <= 25
+
+
+def test_the_settings_the_cli_reads_load_nothing_heavy() -> None:
+    code = (
+        "import sys, recorder.recap.settings; "
+        "print(sorted(m for m in ('sqlalchemy', 'alembic', 'websockets', 'numpy', 'storage') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"
 
 
 # -- the turn ledger ----------------------------------------------------------------
@@ -160,6 +216,97 @@ async def test_playback_is_whole_frames_paced_by_the_channel_and_complete() -> N
     assert played[: len(pcm)] == pcm and not played[len(pcm) :].strip(b"\0")
     assert [w.text for w in decode(played, 16_000)] == RECAP_WORDS.split()
     assert player.played_ms == len(frames) * 10
+
+
+class ManualChannel(Transport):
+    """A channel that plays a frame only when the test says so, and says who waits for it."""
+
+    channel = "manual"
+
+    def __init__(self) -> None:
+        self.queued: deque[bytes] = deque()
+        self.played: list[bytes] = []
+        self.highest_ms = 0.0
+        self._waiters: list[tuple[float, asyncio.Future[None]]] = []
+        self.waited_on = asyncio.Event()
+
+    def clock_ms(self) -> float:
+        return len(self.played) * 10.0
+
+    async def start(self, sink: TransportSink) -> None:
+        pass
+
+    async def wait_finished(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    async def publish(self, pcm: bytes) -> None:
+        self.queued.extend(pieces(pcm, 320))
+        self.highest_ms = max(self.highest_ms, self.publish_backlog_ms)
+
+    def flush_publish(self) -> None:
+        self.queued.clear()
+        self._wake()
+
+    @property
+    def publish_backlog_ms(self) -> float:
+        return len(self.queued) * 10.0
+
+    async def wait_played(self, backlog_ms: float = 0.0) -> None:
+        if self.publish_backlog_ms <= backlog_ms:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append((backlog_ms, waiter))
+        self.waited_on.set()
+        try:
+            await waiter
+        finally:
+            self._waiters.remove((backlog_ms, waiter))
+
+    @property
+    def is_waited_on(self) -> bool:
+        return any(not waiter.done() for _, waiter in self._waiters)
+
+    def play_frame(self) -> None:
+        self.played.append(self.queued.popleft())
+        self._wake()
+
+    def _wake(self) -> None:
+        for limit_ms, waiter in self._waiters:
+            if self.publish_backlog_ms <= limit_ms and not waiter.done():
+                waiter.set_result(None)
+
+
+async def test_the_player_waits_for_the_channel_to_play_instead_of_polling_it() -> None:
+    channel = ManualChannel()
+    player = RecapPlayer(channel, cancel=asyncio.Event(), clock_ms=channel.clock_ms)
+    pcm = encode(RECAP_WORDS, 16_000)
+
+    async def speak() -> None:
+        for piece in pieces(pcm, 3203):
+            await player.feed(piece)
+        await player.finish()
+
+    speaking = asyncio.create_task(speak())
+    async with asyncio.timeout(5):
+        # Play a frame only while the player waits on wait_played: nothing else moves.
+        while not speaking.done():
+            if channel.is_waited_on:
+                channel.play_frame()
+                await asyncio.sleep(0)
+                continue
+            waited = asyncio.create_task(channel.waited_on.wait())
+            await asyncio.wait({speaking, waited}, return_when=asyncio.FIRST_COMPLETED)
+            waited.cancel()
+            channel.waited_on.clear()
+    await speaking
+    assert not player.is_stalled and not player.is_playing
+    assert channel.highest_ms <= 200.0 and channel.publish_backlog_ms == 0
+    played = b"".join(channel.played)
+    assert played[: len(pcm)] == pcm and not played[len(pcm) :].strip(b"\0")
+    assert player.played_ms == len(channel.played) * 10
 
 
 async def test_interrupt_drops_what_is_queued_and_says_how_far_it_got() -> None:

@@ -15,14 +15,14 @@ from typing import Any
 
 import pytest
 
-from recorder.agent.session import AgentTimeouts
+from recorder.agent.timeouts import AgentTimeouts
 from recorder.bot import MeetingRecorder, MeetingReport, RecorderSettings, stream_factory
 from recorder.emulator.agent.config import AgentBehaviour, AgentFaults
 from recorder.emulator.agent.server import VoiceAgentEmulator
 from recorder.emulator.server import serve_emulators
 from recorder.emulator.streaming.server import StreamingEmulator
-from recorder.recap.observer import RecapObserver, RecapSettings
-from recorder.recap.player import DEFAULT_PREROLL_MS
+from recorder.recap.observer import RecapObserver
+from recorder.recap.settings import DEFAULT_PREROLL_MS, RecapSettings
 from recorder.tonecode import decode
 from recorder.transport.replay import ReplayTransport
 from recorder.transport.script import MeetingScript, parse_script

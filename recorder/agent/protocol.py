@@ -4,7 +4,12 @@
 JSON text frames that :meth:`~AgentProtocol.data_to_send` hands to the caller,
 ``receive_*`` feed what the socket delivered, and
 :meth:`~AgentProtocol.events_received` drains the parsed events. No asyncio,
-sockets or clocks here (spec assemblyai-voice-agent.md §2-§4, §8).
+sockets or clocks here. The events and their order are documented at
+https://www.assemblyai.com/docs/voice-agents/voice-agent-api/events-reference
+and https://www.assemblyai.com/docs/voice-agents/voice-agent-api/message-sequence;
+what this client relies on beyond them (error codes and what to do about
+them, close codes, undocumented events) is in docs/providers.md,
+"Voice Agent: protocol".
 """
 
 from __future__ import annotations
@@ -50,7 +55,7 @@ log = logging.getLogger("recorder.agent")
 
 
 class State(enum.Enum):
-    """Where a session is in its life (spec §4.1)."""
+    """Where a session is in its life."""
 
     OPENING = "opening"
     """``session.update`` sent (or about to be); waiting for ``session.ready``."""
@@ -63,7 +68,7 @@ class State(enum.Enum):
 
 
 class Action(enum.Enum):
-    """What the client should do about an error code or a close (spec §8)."""
+    """What the client should do about an error code or a close."""
 
     DONE = "done"
     """A clean end: ``session.ended`` then close 1000."""
@@ -77,8 +82,8 @@ class Action(enum.Enum):
     """Retrying cannot help: bad credential, permission or configuration."""
 
 
-# Spec §8; codes are compared case-insensitively (upper-case in the skill,
-# lower-case in the token docs and the unofficial schema).
+# Codes are compared case-insensitively: the service's documents spell them both
+# upper- and lower-case (docs/providers.md, "Voice Agent: protocol").
 _ERROR_ACTIONS: dict[str, Action] = {
     "unauthorized": Action.FATAL,
     "forbidden": Action.FATAL,
@@ -93,10 +98,10 @@ _ERROR_ACTIONS: dict[str, Action] = {
     "agent_id_not_first": Action.FATAL,
     "invalid_format": Action.LOG,
     "invalid_audio": Action.LOG,
-    # The socket stays open, but the session config is wrong: fix it (spec §8).
+    # The socket stays open, but the session config is wrong: fix it.
     "invalid_value": Action.FATAL,
     "invalid_config": Action.FATAL,
-    # The change is ignored and the session carries on (spec §11 item 5).
+    # The change is ignored and the session carries on.
     "immutable_field": Action.LOG,
     "at_capacity": Action.RETRY,
     "concurrency_exceeded": Action.RETRY,
@@ -106,7 +111,7 @@ _ERROR_ACTIONS: dict[str, Action] = {
 
 
 def error_action(code: str) -> Action:
-    """What to do about a ``session.error`` code (spec §8); unknown codes are fatal.
+    """What to do about a ``session.error`` code; unknown codes are fatal.
 
     Args:
         code: the error's ``code``, in any case.
@@ -115,18 +120,19 @@ def error_action(code: str) -> Action:
 
 
 def close_action(code: int | None, *, is_ended: bool) -> Action:
-    """What to do about a socket close (spec §8, §4.5).
+    """What to do about a socket close.
 
     Args:
         code: the close code (None or 1006 when the connection dropped).
         is_ended: whether ``session.ended`` arrived before the close.
     """
     if is_ended and code in (1000, 1008):
-        # 1008 after session.ended is the session cap (spec §12 item 16).
+        # 1008 after session.ended is the session-duration cap (docs/providers.md,
+        # "Voice Agent: protocol").
         return Action.DONE if code == 1000 else Action.NEW_SESSION
     if code == 1008:
         return Action.FATAL
-    # 1011, 1006, or a close without session.ended: a drop (spec §4.5).
+    # 1011, 1006, or a close without session.ended: a drop.
     return Action.RETRY
 
 
@@ -161,7 +167,7 @@ class SessionError:
 
     @property
     def action(self) -> Action:
-        """What to do about it (spec §8)."""
+        """What to do about it."""
         return error_action(self.code)
 
 
@@ -225,7 +231,7 @@ class AgentTranscript:
 
 @dataclass(frozen=True, slots=True)
 class ReplyDone:
-    """``reply.done``: the reply finished; a missing status means ``completed`` (spec §11.12)."""
+    """``reply.done``: the reply finished; a missing status means ``completed``."""
 
     status: str = "completed"
     reply_id: str | None = None
@@ -247,7 +253,7 @@ class ToolCall:
 
 @dataclass(frozen=True, slots=True)
 class ReplyError:
-    """``reply.error`` (UNDOCUMENTED, spec §3): the reply failed upstream."""
+    """``reply.error`` (undocumented, but sent): the reply failed upstream."""
 
     code: str
     message: str
@@ -261,7 +267,7 @@ class Closed:
     Attributes:
         code: the close code, None if none was received (a drop).
         reason: the close reason.
-        action: what to do about it (spec §8).
+        action: what to do about it.
     """
 
     code: int | None
@@ -324,7 +330,7 @@ def _audio(message: dict[str, Any]) -> bytes:
 
 
 def _error(message: dict[str, Any]) -> SessionError:
-    # The pre-GA API nested the error (spec §0); take either shape.
+    # The pre-GA API nested the error; take either shape.
     body = message.get("error")
     source = body if isinstance(body, dict) else message
     code = source.get("code")
@@ -337,14 +343,14 @@ def _error(message: dict[str, Any]) -> SessionError:
 
 
 def parse_event(text: str | bytes) -> Event | None:
-    """Parse one server frame into an event (spec §3).
+    """Parse one server frame into an event.
 
     Args:
         text: the frame as received.
 
     Returns:
-        The event, or None for an event type this client does not know (ignored,
-        spec §0: tolerate unknown events and fields).
+        The event, or None for an event type this client does not know (ignored:
+        the service adds events and fields without notice).
 
     Raises:
         AgentProtocolError: the frame is not a JSON object with a string ``type``,
@@ -390,7 +396,7 @@ def parse_event(text: str | bytes) -> Event | None:
             _optional_str(message, "item_id"),
         )
     if kind == "reply.done":
-        # A missing or odd status reads as completed (spec §0, §11 item 12).
+        # A missing or odd status reads as completed.
         status = message.get("status")
         return ReplyDone(
             status if isinstance(status, str) else "completed", _optional_str(message, "reply_id")
@@ -418,17 +424,17 @@ def parse_event(text: str | bytes) -> Event | None:
 
 @dataclass(frozen=True, slots=True)
 class SessionConfig:
-    """The inline session configuration sent in the first ``session.update`` (spec §2.1).
+    """The inline session configuration sent in the first ``session.update``.
 
     None leaves a field to the server's default and out of the message.
 
     Attributes:
         system_prompt: persona and instructions for the LLM (mutable later).
         greeting: words spoken verbatim right after ``session.ready`` (immutable).
-        voice: ``output.voice`` (immutable; unknown ids are rejected, spec §7).
-        output_encoding: ``output.format.encoding`` (immutable); the recap wants PCM.
+        voice: ``output.voice`` (immutable; unknown ids are rejected).
+        output_encoding: ``output.format.encoding`` (immutable).
         volume: ``output.volume``, 0-100.
-        keyterms: ``input.keyterms``, at most 100 (spec §9).
+        keyterms: ``input.keyterms``, at most 100.
         interrupt_response: whether user speech may interrupt the agent.
     """
 
@@ -471,7 +477,7 @@ class AgentProtocol:
 
     Frames are parsed as they are received; a frame that cannot be parsed is
     logged and skipped (counted in :attr:`parse_errors`) rather than ending
-    the session, and unknown event types are ignored (spec §0).
+    the session, and unknown event types are ignored.
     """
 
     def __init__(self) -> None:
@@ -483,25 +489,25 @@ class AgentProtocol:
         self._events: list[Event] = []
         self._outgoing: list[str] = []
 
-    # Commands (spec §2).
+    # Commands.
 
     def send_session_update(self, config: SessionConfig) -> None:
-        """Queue ``session.update``; the first one must be the first frame (spec §2.1)."""
+        """Queue ``session.update``; the first one must be the first frame."""
         self._queue(config.to_message())
 
     def send_reply_create(self, instructions: str | None = None) -> None:
-        """Queue ``reply.create``, with one-shot ``instructions`` if given (spec §2.4)."""
+        """Queue ``reply.create``, with one-shot ``instructions`` if given."""
         message: dict[str, Any] = {"type": "reply.create"}
         if instructions is not None:
             message["instructions"] = instructions
         self._queue(message)
 
     def send_input_audio(self, pcm: bytes) -> None:
-        """Queue ``input.audio``: note the field is ``audio`` here (spec §2.3, §11 item 2)."""
+        """Queue ``input.audio``: note the field is ``audio`` here."""
         self._queue({"type": "input.audio", "audio": base64.b64encode(pcm).decode("ascii")})
 
     def send_session_end(self) -> None:
-        """Queue ``session.end``: ends the session and its billing (spec §2.6)."""
+        """Queue ``session.end``: ends the session and its billing."""
         if self.state in (State.OPENING, State.READY):
             self.state = State.ENDING
         self._queue({"type": "session.end"})
@@ -532,7 +538,7 @@ class AgentProtocol:
         self._events.append(event)
 
     def receive_bytes(self, data: bytes) -> None:
-        """Feed one binary frame; the API sends none (spec §1), so it is skipped."""
+        """Feed one binary frame; the API sends none, so it is skipped."""
         self.parse_errors += 1
         log.warning("! skipped a binary voice agent frame of %d bytes", len(data))
 

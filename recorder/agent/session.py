@@ -3,8 +3,9 @@
 It moves frames between a ``websockets`` client socket and the sans-I/O
 :class:`~recorder.agent.protocol.AgentProtocol`, bounds every wait, and turns
 every failure into :class:`~recorder.errors.AgentError` at one seam
-(:func:`map_exceptions`). Sessions bill on open time (spec §9), so a session
-is opened per recap and always ended with ``session.end``.
+(:func:`map_exceptions`). Sessions bill on open time (docs/providers.md,
+"Voice Agent: protocol"), so a caller opens one per use and it is always
+ended with ``session.end``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -37,13 +37,13 @@ from recorder.agent.protocol import (
     SessionReady,
     State,
 )
+from recorder.agent.timeouts import AgentTimeouts
 from recorder.errors import AgentError
 from recorder.wirelog import wire_logger
 
 __all__ = [
     "MAPPED_EXCEPTIONS",
     "AgentSession",
-    "AgentTimeouts",
     "map_exceptions",
     "open_session",
 ]
@@ -62,32 +62,6 @@ MAPPED_EXCEPTIONS: tuple[type[BaseException], ...] = (
 )
 
 _KEY_HINT = "check ASSEMBLYAI_API_KEY"
-
-
-@dataclass(frozen=True, slots=True)
-class AgentTimeouts:
-    """Upper bounds on every wait of a session, in seconds.
-
-    Attributes:
-        connect_s: TCP + TLS + WebSocket handshake.
-        ready_s: first ``session.update`` to ``session.ready``; the service gives
-            up on its own agent after 10 s (``agent_timeout``, spec §9), so this
-            leaves it room to say so.
-        reply_start_s: ``reply.create`` to the first reply event (LLM latency).
-        event_gap_s: longest silence between two events of a reply.
-        reply_s: a whole reply, however it trickles in (including the time the
-            caller's ``on_audio`` takes to pace it out).
-        end_s: ``session.end`` to ``session.ended``.
-        close_s: the WebSocket closing handshake.
-    """
-
-    connect_s: float = 10.0
-    ready_s: float = 15.0
-    reply_start_s: float = 20.0
-    event_gap_s: float = 10.0
-    reply_s: float = 600.0
-    end_s: float = 5.0
-    close_s: float = 2.0
 
 
 def _status_error(exc: InvalidStatus) -> AgentError:
@@ -222,7 +196,7 @@ class AgentSession:
                 return event.session_id
 
     async def create_reply(self, instructions: str | None = None) -> None:
-        """Send ``reply.create`` (spec §2.4)."""
+        """Send ``reply.create``: ask for a reply now."""
         self._protocol.send_reply_create(instructions)
         await self._flush("asking for a reply")
 
@@ -303,7 +277,7 @@ class AgentSession:
             if not isinstance(exc.__cause__, ConnectionClosed):
                 raise
             # The server closed first; what it said before closing (a session.error,
-            # say) is still to be read and explains it better (spec §8).
+            # say) is still to be read and explains it better.
             log.debug("= voice agent socket closed before a send while %s", doing)
 
     async def _next(
@@ -384,10 +358,12 @@ async def open_session(
 ) -> AsyncIterator[AgentSession]:
     """Connect, configure and wait for ``session.ready``; end and close on exit.
 
-    The key goes in ``Authorization: Bearer <key>`` (spec §1; unlike streaming
-    STT, the prefix is required). The block's exit always sends ``session.end``
-    and waits for ``session.ended`` (bounded), even after a failure, because
-    a socket closed without it keeps billing for 30 s (spec §2.6, §9).
+    The key goes in ``Authorization: Bearer <key>``; unlike streaming STT, the
+    prefix is required
+    (https://www.assemblyai.com/docs/api-reference/voice-agent-api/voice-agent-web-socket).
+    The block's exit always sends ``session.end`` and waits for ``session.ended``
+    (bounded), even after a failure, because a socket closed without it keeps
+    billing for 30 s (docs/providers.md, "Voice Agent: protocol").
 
     Args:
         url: ``wss://agents.assemblyai.com/v1/ws`` or an emulator's URL.
@@ -412,7 +388,8 @@ async def open_session(
             connection = await connect(
                 url,
                 additional_headers={"Authorization": f"Bearer {api_key}"},
-                # JSON with base64 audio: deflate costs CPU for little (DESIGN.md).
+                # JSON with base64 audio: deflate costs CPU for little (docs/architecture.md,
+                # "Decisions and measurements").
                 compression=None,
                 open_timeout=timeouts.connect_s,
                 close_timeout=timeouts.close_s,

@@ -1,232 +1,49 @@
-"""The spoken recap of a live meeting: when to speak, what to say, and when to stop (issue 8).
+"""The spoken recap of a live meeting: when to speak, what to say, and when to stop.
 
 :class:`RecapObserver` rides along a :class:`~recorder.bot.MeetingRecorder`
 as its observer. A participant saying the trigger phrase, a timer, or the
-meeting's end starts a recap: the turns so far go to a fresh Voice Agent
-session (:func:`~recorder.recap.reply.run_recap`; sessions bill on open time,
-spec assemblyai-voice-agent.md §9, so none is held between recaps), its audio
-is published into the channel as it arrives, and what it said is stored as a
-note. Anyone speaking over it stops it at once (barge-in).
+meeting's end starts a recap (:mod:`recorder.recap.triggers`): the turns so
+far (:class:`~recorder.recap.ledger.TurnLedger`) go to a fresh Voice Agent
+session (:func:`~recorder.recap.reply.run_recap`), its audio is published into
+the channel as it arrives (:class:`~recorder.recap.player.RecapPlayer`), and
+what it said is stored as a note. Anyone speaking over it stops it at once
+(barge-in).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
 
-from recorder.agent.session import AgentTimeouts
 from recorder.bot import MeetingContext
 from recorder.errors import RecorderError
 from recorder.pipeline import FinalTurn
 from recorder.recap.ledger import TurnLedger
-from recorder.recap.player import DEFAULT_MAX_BACKLOG_MS, DEFAULT_PREROLL_MS, RecapPlayer
-from recorder.recap.reply import RecapRequest, run_recap
+from recorder.recap.outcome import RecapOutcome
+from recorder.recap.player import RecapPlayer
+from recorder.recap.prompt import RecapRequest
+from recorder.recap.reply import run_recap
+from recorder.recap.settings import DEFAULT_AGENT_URL, RecapSettings
+from recorder.recap.triggers import (
+    RecapTimer,
+    SpokenTrigger,
+    Trigger,
+    contains_phrase,
+    is_bare_request,
+)
 
-__all__ = [
-    "DEFAULT_AGENT_URL",
-    "DEFAULT_PHRASE",
-    "RecapObserver",
-    "RecapOutcome",
-    "RecapSettings",
-    "SpokenTrigger",
-    "Trigger",
-    "contains_phrase",
-    "is_bare_request",
-    "normalize_phrase",
-    "parse_duration",
-]
+# DEFAULT_AGENT_URL and RecapSettings live in recorder.recap.settings; they are
+# re-exported here only until recorder/cli/join.py imports them from there.
+__all__ = ["DEFAULT_AGENT_URL", "RecapObserver", "RecapSettings"]
 
-log = logging.getLogger("recorder.recap.observer")
+log = logging.getLogger(__name__)
 
-#: The Voice Agent endpoint (spec §0: GA since Apr 2026).
-DEFAULT_AGENT_URL = "wss://agents.assemblyai.com/v1/ws"
-DEFAULT_PHRASE = "recorder, recap"
-#: How often the timer looks at the meeting clock (wall seconds): the clock may
-#: run faster than the wall (replay), so the timer polls rather than sleeps it out.
-_TIMER_POLL_S = 0.05
 #: After asking a recap to stop, how long it may take to end its session
 #: (``session.end`` is bounded by AgentTimeouts.end_s + close_s, 5 + 2 s).
 _STOP_GRACE_S = 10.0
-# "Recorder, recap please", "okay recorder, recap now": a request, not meeting content.
-_REQUEST_EXTRA_WORDS = 3
-_NOT_WORD = re.compile(r"[\W_]+")
-_NUMBER = re.compile(r"\d+(?:\.\d+)?")
-_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|h|m|s)")
-_DURATION = re.compile(r"(?:\d+(?:\.\d+)?\s*(?:ms|h|m|s)\s*)+")
-_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_duration(text: str) -> float:
-    """Parse ``90s``, ``10m``, ``1h``, ``1h30m`` or a bare number of seconds.
-
-    Args:
-        text: the duration as the user wrote it.
-
-    Returns:
-        Seconds.
-
-    Raises:
-        ValueError: not a positive duration (the message says what is expected).
-    """
-    compact = text.strip().lower()
-    total = 0.0
-    if _NUMBER.fullmatch(compact):
-        total = float(compact)
-    elif _DURATION.fullmatch(compact):
-        total = sum(float(n) * _UNIT_S[unit] for n, unit in _PART.findall(compact))
-    if total > 0:
-        return total
-    raise ValueError(f"{text!r} is not a duration; use e.g. 90s, 10m, 1h or 1h30m")
-
-
-def normalize_phrase(text: str) -> str:
-    """Lowercase ``text`` and reduce punctuation and spacing to single spaces."""
-    return " ".join(_NOT_WORD.sub(" ", text.casefold()).split())
-
-
-def contains_phrase(text: str, phrase: str) -> bool:
-    """Whether ``text`` says ``phrase`` as whole words, ignoring case and punctuation.
-
-    >>> contains_phrase("Okay. Recorder recap, please!", "recorder, recap")
-    True
-    """
-    wanted = normalize_phrase(phrase)
-    return bool(wanted) and f" {wanted} " in f" {normalize_phrase(text)} "
-
-
-def is_bare_request(text: str, phrase: str) -> bool:
-    """Whether ``text`` says the phrase and little else (nothing in it to recap).
-
-    >>> is_bare_request("Recorder, recap please.", "recorder, recap")
-    True
-    """
-    if not contains_phrase(text, phrase):
-        return False
-    rest = f" {normalize_phrase(text)} ".replace(f" {normalize_phrase(phrase)} ", " ", 1)
-    return len(rest.split()) <= _REQUEST_EXTRA_WORDS
-
-
-@dataclass(frozen=True, slots=True)
-class SpokenTrigger:
-    """The final turn in which a participant asked for a recap."""
-
-    uid: int
-    start_ms: int
-    end_ms: int
-    text: str
-
-    def as_meta(self) -> dict[str, Any]:
-        """The note's ``meta["trigger"]``."""
-        return {
-            "uid": self.uid,
-            "start_ms": self.start_ms,
-            "end_ms": self.end_ms,
-            "text": self.text,
-        }
-
-
-Trigger = SpokenTrigger | Literal["timer", "end"]
-
-
-@dataclass(frozen=True, slots=True)
-class RecapSettings:
-    """When and how the bot speaks recaps.
-
-    Attributes:
-        every_s: speak one this often, in meeting time (None: no timer). A timer
-            recap is skipped when nothing was said since the last recap.
-        on_end: speak one just before the bot leaves (skipped, too, when nothing
-            was said since the last recap).
-        phrase: the spoken trigger (None or "": none).
-        voice: the agent's voice (None: the service's default).
-        prompt_extra: what the recap should cover ("focus on decisions").
-        since_last: recap only what was said since the previous recap.
-        grace_ms: after playback starts, the trigger speaker's own trailing speech
-            is ignored this long (it is not a barge-in).
-        preroll_ms: reply audio gathered before publishing starts.
-        max_backlog_ms: most recap audio queued in the channel.
-        end_timeout_s: bound on the recap at the end (and on waiting for one that
-            is running when the meeting ends), so a stop always ends the meeting.
-        timeouts: bounds on the agent session's waits.
-    """
-
-    every_s: float | None = None
-    on_end: bool = False
-    phrase: str | None = DEFAULT_PHRASE
-    voice: str | None = None
-    prompt_extra: str = ""
-    since_last: bool = False
-    grace_ms: float = 300.0
-    preroll_ms: float = DEFAULT_PREROLL_MS
-    max_backlog_ms: float = DEFAULT_MAX_BACKLOG_MS
-    end_timeout_s: float = 60.0
-    timeouts: AgentTimeouts = field(default_factory=AgentTimeouts)
-
-
-@dataclass(slots=True)
-class RecapOutcome:
-    """What one recap did (also stored as the note's ``meta``).
-
-    Attributes:
-        trigger: what started it.
-        requested_at_ms: meeting time it was asked for.
-        started_at_ms: meeting time its first frame was published (None: never).
-        audio_ms: recap audio the channel played.
-        text: what the agent said ("" if it failed).
-        is_interrupted: cut short (a barge-in, the meeting ending, the agent).
-        interrupted_at_ms: position in the recap audio where it stopped.
-        stop_reason: why it was cut short ("barge-in", "the meeting ended", ...).
-        barge_in: ``(uid, meeting ms)`` of the participant who spoke over it.
-        turn_count: turns handed to the agent.
-        session_id: the Voice Agent session.
-        note_id: the stored note (None if the recap failed).
-        error: why it failed, if it did.
-    """
-
-    trigger: Trigger
-    requested_at_ms: float
-    started_at_ms: float | None = None
-    audio_ms: float = 0.0
-    text: str = ""
-    is_interrupted: bool = False
-    interrupted_at_ms: float | None = None
-    stop_reason: str | None = None
-    barge_in: tuple[int, float] | None = None
-    turn_count: int = 0
-    session_id: str | None = None
-    note_id: int | None = None
-    error: str | None = None
-
-    def as_meta(self) -> dict[str, Any]:
-        """The note's ``meta``."""
-        trigger = (
-            self.trigger.as_meta() if isinstance(self.trigger, SpokenTrigger) else self.trigger
-        )
-        return {
-            "trigger": trigger,
-            "interrupted": self.is_interrupted,
-            "interrupted_at_ms": _rounded(self.interrupted_at_ms),
-            "stop_reason": self.stop_reason,
-            "audio_ms": round(self.audio_ms),
-            "requested_at_ms": round(self.requested_at_ms),
-            "started_at_ms": _rounded(self.started_at_ms),
-            "barge_in": (
-                None
-                if self.barge_in is None
-                else {"uid": self.barge_in[0], "at_ms": round(self.barge_in[1])}
-            ),
-            "turns": self.turn_count,
-            "session_id": self.session_id,
-        }
-
-
-def _rounded(value: float | None) -> int | None:
-    return None if value is None else round(value)
 
 
 @dataclass(slots=True)
@@ -249,7 +66,7 @@ class RecapObserver:
         agent_url: the Voice Agent WebSocket URL.
         api_key: the AssemblyAI key (never logged).
         settings: when and how to speak.
-        names: display names by uid (for turns heard but not yet stored).
+        names: display names by uid, for the turns a recap tells (the meeting's cast).
         announce: shows the user a one-line account of each recap (the live console).
     """
 
@@ -301,7 +118,8 @@ class RecapObserver:
         except RecorderError as exc:
             log.warning("! recap: cannot read the meeting's start (%s); using the clock", exc)
         if self.settings.every_s:
-            self._timer = asyncio.create_task(self._run_timer(), name="recap-timer")
+            timer = RecapTimer(self.settings.every_s, context.clock_ms, self._timer_due)
+            self._timer = asyncio.create_task(timer.run(), name="recap-timer")
 
     def final_turn(self, turn: FinalTurn) -> None:
         """Start a recap if the turn says the trigger phrase."""
@@ -398,21 +216,11 @@ class RecapObserver:
             await asyncio.gather(self._timer, return_exceptions=True)
             self._timer = None
 
-    async def _run_timer(self) -> None:
-        assert self._context is not None and self.settings.every_s
-        clock_ms = self._context.clock_ms
-        every_ms = self.settings.every_s * 1000.0
-        due_ms = every_ms
-        while True:
-            remaining_s = (due_ms - clock_ms()) / 1000.0
-            if remaining_s > 0:
-                await asyncio.sleep(min(remaining_s, _TIMER_POLL_S))
-                continue
-            due_ms += every_ms
-            if not self._has_news():
-                log.info("recap: nothing said since the last recap; timer recap skipped")
-            elif not self._start("timer"):
-                log.info("recap: a recap is running; timer recap skipped")
+    def _timer_due(self) -> None:
+        if not self._has_news():
+            log.info("recap: nothing said since the last recap; timer recap skipped")
+        elif not self._start("timer"):
+            log.info("recap: a recap is running; timer recap skipped")
 
     async def _recap(self, trigger: Trigger) -> None:
         context = self._context
@@ -431,7 +239,7 @@ class RecapObserver:
         self._news_at_last_recap = self._news
         try:
             # Not context.flush_turns(): the writer may hold the last turns for up to
-            # 0.5 s; the ledger adds what it has not committed yet (recap_turns.py).
+            # 0.5 s; the ledger adds what it has not committed yet (ledger.py).
             turns = await self._ledger.read(context.store, context.meeting_id)
             log.debug("recap: %d turns read at %.0f ms", len(turns), context.clock_ms())
             leave_out = (

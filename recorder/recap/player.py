@@ -3,8 +3,9 @@
 The agent's reply arrives in bursts; :class:`RecapPlayer` hands it to
 :meth:`Transport.publish <recorder.transport.base.Transport.publish>` as it
 comes, never more than ``max_backlog_ms`` ahead of what the channel has played
-(DESIGN.md: paced publish, flushed at once on barge-in), so a barge-in has
-little to take back. :meth:`RecapPlayer.interrupt` drops everything queued.
+(waiting on :meth:`~recorder.transport.base.Transport.wait_played`), so a
+barge-in has little to take back. :meth:`RecapPlayer.interrupt` drops
+everything queued.
 """
 
 from __future__ import annotations
@@ -14,20 +15,13 @@ import logging
 from collections.abc import Callable
 
 from recorder.audio import FRAME_MS, bytes_for_ms, ms_for_bytes
+from recorder.recap.settings import DEFAULT_MAX_BACKLOG_MS, DEFAULT_PREROLL_MS
 from recorder.transport.base import Transport
 
-__all__ = ["DEFAULT_MAX_BACKLOG_MS", "DEFAULT_PREROLL_MS", "RecapPlayer"]
+__all__ = ["RecapPlayer"]
 
-log = logging.getLogger("recorder.recap.observer")
+log = logging.getLogger(__name__)
 
-#: Most recap audio queued in the transport ahead of playback (issue 8: ~200 ms).
-DEFAULT_MAX_BACKLOG_MS = 200.0
-#: Audio gathered before the first frame is published: the agent sends ~100 ms
-#: chunks paced to real time (spec §6), so one chunk of margin rides out its jitter
-#: without a gap in the middle of a word.
-DEFAULT_PREROLL_MS = 200.0
-#: How often a waiting player looks at the transport's backlog (wall-clock seconds).
-_POLL_S = 0.004
 _FRAME_BYTES = bytes_for_ms(FRAME_MS)
 
 
@@ -134,18 +128,21 @@ class RecapPlayer:
             self.published_ms += ms_for_bytes(len(data))
 
     async def _wait_for_backlog(self, limit_ms: float) -> bool:
-        """Wait until at most ``limit_ms`` is queued; False if cancelled or stalled."""
+        """Wait until at most ``limit_ms`` is queued; False if cancelled or stalled.
+
+        Each wait is bounded by what is left of ``stall_s`` since the backlog last
+        shrank, so a channel that stopped playing is noticed however the
+        transport implements :meth:`~recorder.transport.base.Transport.wait_played`.
+        """
         loop = asyncio.get_running_loop()
         backlog = self._transport.publish_backlog_ms
         moved_at = loop.time()
-        while backlog > limit_ms:
-            if self._cancel.is_set():
-                return False
-            await asyncio.sleep(_POLL_S)
+        while backlog > limit_ms and not self._cancel.is_set():
+            await self._wait_played(limit_ms, moved_at + self._stall_s - loop.time())
             now_backlog = self._transport.publish_backlog_ms
             if now_backlog < backlog:
                 moved_at = loop.time()
-            elif loop.time() - moved_at > self._stall_s:
+            elif loop.time() - moved_at >= self._stall_s and not self._cancel.is_set():
                 self.is_stalled = True
                 self.interrupt("the channel stopped playing")
                 log.warning(
@@ -156,3 +153,22 @@ class RecapPlayer:
                 return False
             backlog = now_backlog
         return not self._cancel.is_set()
+
+    async def _wait_played(self, limit_ms: float, timeout_s: float) -> None:
+        """Wait at most ``timeout_s`` for the backlog to reach ``limit_ms``, or for ``cancel``."""
+        played = asyncio.create_task(
+            self._transport.wait_played(limit_ms), name="recap-wait-played"
+        )
+        cancelled = asyncio.create_task(self._cancel.wait(), name="recap-wait-cancel")
+        try:
+            await asyncio.wait(
+                (played, cancelled),
+                timeout=max(0.0, timeout_s),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            played.cancel()
+            cancelled.cancel()
+            await asyncio.gather(played, cancelled, return_exceptions=True)
+        if not played.cancelled() and (error := played.exception()) is not None:
+            raise error

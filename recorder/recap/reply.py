@@ -1,11 +1,11 @@
-"""One spoken recap: the meeting's turns in a prompt, one Voice Agent session, its audio and text.
+"""One spoken recap: one Voice Agent session asked for one reply, its audio handed on as it comes.
 
-:func:`build_prompt` puts the speaker-attributed transcript in the system
-prompt, keeping the most recent turns that fit the prompt budget, so a long
-meeting never fails. :func:`run_recap` opens one session, asks for one reply
-(spec assemblyai-voice-agent.md §10, mechanism 2), resamples its 24 kHz audio
-to the channel's 16 kHz as it arrives, and ends the session (it bills on open
-time, §9). Setting ``cancel`` (barge-in) stops the audio at once.
+:func:`run_recap` opens a fresh session with the prompt
+(:func:`~recorder.recap.prompt.build_prompt`), asks for one reply with
+``reply.create``, resamples its 24 kHz audio to the channel's 16 kHz as it
+arrives, and ends the session: it bills on open time, so none is held between
+recaps (docs/providers.md, "Voice Agent: protocol"). Setting ``cancel``
+(barge-in) stops the audio at once.
 """
 
 from __future__ import annotations
@@ -13,10 +13,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from recorder.agent.protocol import (
     AgentTranscript,
@@ -25,121 +23,20 @@ from recorder.agent.protocol import (
     ReplyError,
     SessionConfig,
 )
-from recorder.agent.session import AgentTimeouts, open_session
+from recorder.agent.session import open_session
+from recorder.agent.timeouts import AgentTimeouts
 from recorder.audio import BYTES_PER_SAMPLE, SAMPLE_RATE_HZ, StreamingResampler, ms_for_bytes
 from recorder.errors import AgentError
-from recorder.timeline import format_clock
+from recorder.recap.prompt import MAX_SYSTEM_PROMPT_CHARS, RecapRequest, build_prompt
 
-__all__ = [
-    "AGENT_SAMPLE_RATE_HZ",
-    "MAX_EXTRA_CHARS",
-    "MAX_SYSTEM_PROMPT_CHARS",
-    "MAX_TURN_CHARS",
-    "RecapPrompt",
-    "RecapRequest",
-    "RecapResult",
-    "RecapTurn",
-    "build_prompt",
-    "format_line",
-    "run_recap",
-]
+__all__ = ["AGENT_SAMPLE_RATE_HZ", "OnAudio", "RecapResult", "run_recap"]
 
-log = logging.getLogger("recorder.agent")
+log = logging.getLogger(__name__)
 
-#: Reply audio is PCM16 mono 24 kHz (spec §6, ``audio/pcm``).
+#: Reply audio is PCM16 mono 24 kHz (``audio/pcm``; docs/providers.md, "Voice Agent: protocol").
 AGENT_SAMPLE_RATE_HZ = 24_000
-#: Prompt budget. The spec documents no cap on ``system_prompt`` (§2.1) or
-#: ``instructions`` (§2.4, UNCONFIRMED), so stay far below any LLM context:
-#: 24,000 characters is about 6,000 tokens, an hour of brisk talk, and keeps
-#: the frame under websockets' 1 MiB default message size with room to spare.
-MAX_SYSTEM_PROMPT_CHARS = 24_000
-#: One monologue may not crowd out everyone else.
-MAX_TURN_CHARS = 1_000
-#: The caller's extra instructions (``prompt_extra``).
-MAX_EXTRA_CHARS = 500
-
-_PERSONA = (
-    "You are the meeting recorder's recap voice. Speak only when asked. "
-    "Never invent facts: use only the meeting transcript below. "
-    "Speak in plain sentences, without lists, markup or emoji."
-)
-_INSTRUCTIONS = (
-    "Give a short spoken recap of the meeting transcript in your instructions: "
-    "for each speaker, their latest point in one sentence, in the order they spoke."
-)
-_SPACE = re.compile(r"\s+")
 
 OnAudio = Callable[[bytes], Awaitable[None] | None]
-
-
-class RecapTurn(Protocol):
-    """What a recap reads from a turn; ``storage.records.Turn`` fits.
-
-    A protocol rather than an import keeps ``agent`` independent of ``storage``
-    (imports point one way, STYLE.md §2).
-    """
-
-    @property
-    def id(self) -> int:
-        """The turn's id in the store."""
-
-    @property
-    def uid(self) -> int:
-        """The participant who spoke it."""
-
-    @property
-    def speaker(self) -> str:
-        """The name to show."""
-
-    @property
-    def start_ms(self) -> int:
-        """Start on the meeting timeline."""
-
-    @property
-    def end_ms(self) -> int:
-        """End on the meeting timeline."""
-
-    @property
-    def text(self) -> str:
-        """What was said."""
-
-
-@dataclass(frozen=True, slots=True)
-class RecapRequest:
-    """What to recap and how.
-
-    Attributes:
-        turns: the meeting's finished turns, in meeting-time order.
-        names: display names by uid that override the turns' own (set after the fact).
-        since_ms: recap only turns that end after this meeting time (None: all).
-        prompt_extra: extra instructions from the user ("focus on decisions").
-        voice: ``output.voice`` (None: the service's default, spec §7).
-        trigger_turn_id: the turn that asked for the recap; left out of the transcript.
-    """
-
-    turns: Sequence[RecapTurn]
-    names: Mapping[int, str] = field(default_factory=dict)
-    since_ms: int | None = None
-    prompt_extra: str = ""
-    voice: str | None = None
-    trigger_turn_id: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class RecapPrompt:
-    """The text sent to the agent.
-
-    Attributes:
-        system_prompt: persona plus the transcript lines.
-        instructions: the one-shot ``reply.create`` instructions.
-        turn_count: turns included.
-        omitted_count: older turns left out to fit the budget.
-    """
-
-    system_prompt: str
-    instructions: str
-    turn_count: int
-    omitted_count: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,62 +57,6 @@ class RecapResult:
     audio_ms: float
     interrupted_at_ms: float | None = None
     session_id: str | None = None
-
-
-def format_line(turn: RecapTurn, names: Mapping[int, str]) -> str:
-    """One transcript line: ``[hh:mm:ss] Speaker: text`` on a single line.
-
-    Args:
-        turn: the turn.
-        names: display-name overrides by uid.
-    """
-    name = _SPACE.sub(" ", names.get(turn.uid) or turn.speaker).replace(":", " ").strip()
-    text = _SPACE.sub(" ", turn.text).strip()
-    if len(text) > MAX_TURN_CHARS:
-        text = text[: MAX_TURN_CHARS - 1].rstrip() + "…"
-    return f"[{format_clock(turn.start_ms)}] {name or turn.uid}: {text}"
-
-
-def build_prompt(request: RecapRequest, *, budget: int = MAX_SYSTEM_PROMPT_CHARS) -> RecapPrompt:
-    """Build the system prompt and instructions, keeping the newest turns that fit.
-
-    Args:
-        request: the recap to make.
-        budget: the longest system prompt to build, in characters.
-
-    Returns:
-        The prompt; never longer than ``budget`` however long the meeting.
-    """
-    turns = [
-        turn
-        for turn in request.turns
-        if turn.text.strip()
-        and turn.id != request.trigger_turn_id
-        and (request.since_ms is None or turn.end_ms > request.since_ms)
-    ]
-    head = f"{_PERSONA}\n\nMeeting transcript:\n"
-    lines: list[str] = []
-    used = len(head)
-    # Newest first until the budget is spent; the note about omitted turns needs room too.
-    reserve = 120
-    for turn in reversed(turns):
-        line = format_line(turn, request.names)
-        if used + len(line) + 1 + reserve > budget:
-            break
-        lines.append(line)
-        used += len(line) + 1
-    lines.reverse()
-    omitted = len(turns) - len(lines)
-    body = "\n".join(lines) if lines else "(nothing has been said yet)"
-    if omitted:
-        first_kept = turns[omitted].start_ms
-        note = f"(the {omitted} earlier turns before {format_clock(first_kept)} are left out)\n"
-        body = note + body
-    instructions = _INSTRUCTIONS
-    extra = _SPACE.sub(" ", request.prompt_extra).strip()[:MAX_EXTRA_CHARS]
-    if extra:
-        instructions = f"{instructions} {extra}"
-    return RecapPrompt((head + body)[:budget], instructions, len(lines), omitted)
 
 
 async def _hand_on(on_audio: OnAudio, pcm: bytes) -> None:
@@ -279,8 +120,8 @@ async def run_recap(
         deadline = loop.time() + timeouts.reply_s
         gap = timeouts.reply_start_s
         while interrupted_at is None and (transcript is None or done is None):
-            # transcript.agent may follow reply.done (interrupted, spec §4.3), or
-            # never come; after reply.done, wait for it only briefly.
+            # transcript.agent may follow reply.done (when interrupted), or never
+            # come; after reply.done, wait for it only briefly.
             is_late = done is not None
             if is_late:
                 gap = min(gap, timeouts.end_s)
@@ -318,8 +159,9 @@ async def run_recap(
                 )
         if interrupted_at is not None:
             # Tell the agent at once: session.end stops the reply and the billing
-            # (spec §2.6; there is no documented reply-cancel event, §2.7). The
-            # trimmed transcript.agent may arrive while it ends (spec §4.3).
+            # (there is no documented reply-cancel event; docs/providers.md,
+            # "Voice Agent: protocol"). The trimmed transcript.agent may arrive
+            # while it ends.
             await session.end()
             for drained in session.drained:
                 if isinstance(drained, AgentTranscript):
