@@ -19,9 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from recorder.cli.export import export_meeting  # noqa: E402
 from recorder.export.exporter import FORMATS  # noqa: E402
 from recorder.export.exporter import export_meeting as render_export  # noqa: E402
+from recorder.export.files import export_meeting  # noqa: E402
 from storage.db import upgrade_database  # noqa: E402
 from storage.records import Turn, TurnRecord, Word  # noqa: E402
 from storage.store import TranscriptStore  # noqa: E402

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from conftest_export import golden_meeting, migrate, populate, store_meeting
 
 from recorder.cli import cli
-from recorder.cli.export import _BATCH, export_meeting, meeting_header
+from recorder.export.files import _BATCH, export_meeting, meeting_header
 from tests.support.json_reader import meeting_from_json
 
 
@@ -122,8 +122,8 @@ async def test_export_streams_when_the_store_can_give_the_header_alone(store, db
     reads the header alone and streams turns without word timings (what HTML needs)."""
     from dataclasses import replace
 
-    from recorder.cli.export import load_for_export
     from recorder.export.exporter import iter_export
+    from recorder.export.files import load_for_export
 
     calls: list[tuple[str, dict]] = []
 
