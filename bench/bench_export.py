@@ -1,6 +1,6 @@
 """Export a 100,000-turn meeting from SQLite to every format; print time and peak memory.
 
-Target (issue 7): HTML in under 3 s, streaming. Run: .venv/bin/python bench/bench_export.py
+Target: HTML in under 3 s, streaming. Run: .venv/bin/python bench/bench_export.py
 [--turns N] [--formats html,md]. Prints wall and CPU seconds per format (wall time suffers
 when the machine is busy; CPU time less so) and the render-only time from an in-memory source.
 """

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from recorder.emulator.faults import Fault, FaultPlan
-from tests.pipeline_harness import assert_matches_script, record_script, script_of
+from tests.support.harness import assert_matches_script, record_script, script_of
 
 MEETING = {
     "channel": "plan-ü",
