@@ -7,6 +7,9 @@ import pytest
 from recorder.emulator.faults import Fault, FaultPlan
 from tests.support.harness import assert_matches_script, record_script, script_of
 
+# Whole meetings played through the emulator at 10-15x: seconds each (make test-fast skips them).
+pytestmark = pytest.mark.slow
+
 MEETING = {
     "channel": "plan-ü",
     "participants": [

@@ -18,6 +18,8 @@ from recorder.stt.stream import SttStream
 from recorder.tonecode import encode_words
 from tests.support.timing import TIMEOUT
 
+pytestmark = pytest.mark.slow  # real sockets and paced audio: make test-fast skips them
+
 KEY = "e2e-key"
 SPEED = 20.0  # audio clock speed, the same for the client and the emulator's pacing rule
 TEXT = (
