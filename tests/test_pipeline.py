@@ -1,3 +1,5 @@
+"""Scripted meetings through app.record, the STT emulator and SQLite: every word, once, in order."""
+
 from __future__ import annotations
 
 from pathlib import Path
