@@ -1,10 +1,11 @@
 # Two commands do all set-up on a fresh clone: `make demo` and `make test`.
+# `make test-fast` is the quick loop: lint and every test not marked slow.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format bench clean
+.PHONY: demo test test-fast lint format bench clean
 
 # Rebuild the environment whenever the dependencies change.
 $(STAMP): pyproject.toml
@@ -23,6 +24,9 @@ lint: $(STAMP)
 
 test: lint
 	PYTHONASYNCIODEBUG=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: lint
+	PYTHONASYNCIODEBUG=1 $(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 format: $(STAMP)
 	$(BIN)/ruff format recorder storage migrations tests bench

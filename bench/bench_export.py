@@ -1,6 +1,6 @@
 """Export a 100,000-turn meeting from SQLite to every format; print time and peak memory.
 
-Target (issue 7): HTML in under 3 s, streaming. Run: .venv/bin/python bench/bench_export.py
+Target: HTML in under 3 s, streaming. Run: .venv/bin/python bench/bench_export.py
 [--turns N] [--formats html,md]. Prints wall and CPU seconds per format (wall time suffers
 when the machine is busy; CPU time less so) and the render-only time from an in-memory source.
 """
@@ -19,9 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from recorder.cli.export import export_meeting  # noqa: E402
 from recorder.export.exporter import FORMATS  # noqa: E402
 from recorder.export.exporter import export_meeting as render_export  # noqa: E402
+from recorder.export.files import export_meeting  # noqa: E402
 from storage.db import upgrade_database  # noqa: E402
 from storage.records import Turn, TurnRecord, Word  # noqa: E402
 from storage.store import TranscriptStore  # noqa: E402

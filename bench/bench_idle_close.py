@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.pipeline_harness import record_script, script_of  # noqa: E402
+from tests.support.harness import record_script, script_of  # noqa: E402
 from tests.test_pipeline import round_robin_meeting, talk_seconds  # noqa: E402
 
 SPEED = 10.0

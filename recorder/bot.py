@@ -235,7 +235,8 @@ class MeetingRecorder(TransportSink):
         finally:
             stopping.cancel()
         if not joining.done():
-            # Ctrl+C during a join: leaving ends the join attempt (agora-server-sdk.md §11).
+            # Ctrl+C during a join: leaving ends the join attempt (docs/providers.md,
+            # "Agora: service and connections").
             self._status = "interrupted"
             with contextlib.suppress(RecorderError):
                 await self.transport.stop()
@@ -480,7 +481,8 @@ def stream_factory(
             # The pre-roll (pipeline.py) goes out at once when a socket opens. Without this
             # lead every later chunk would queue behind it for the socket's whole life
             # (latency, billed seconds and a timer per chunk); half a second is a far
-            # smaller burst than the service tolerates (spec §6.1, emulator: 3 s).
+            # smaller burst than the service tolerates (docs/providers.md, "Streaming:
+            # audio"; emulator: 3 s).
             max_lead_s=_MAX_LEAD_S / realtime_factor,  # the session counts it in wall time
             name=f"uid {uid}",
         )

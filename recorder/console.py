@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from typing import TextIO
 
 from recorder.timeline import format_clock
@@ -32,6 +33,10 @@ class LiveConsole:
         self._quiet = quiet
         self._speaking: dict[int, str] = {}
         self._status_drawn = False
+
+    def add_names(self, names: Mapping[int, str]) -> None:
+        """Label these uids by name too (names the recording learns once its transport is open)."""
+        self.names.update(names)
 
     def label(self, uid: int) -> str:
         """``Name (uid)``, or ``uid`` alone when no name is known."""

@@ -1,7 +1,8 @@
 """A token bucket for new STT sessions, shared by every participant of a meeting.
 
-The provider limits new sessions per minute (5 on free accounts, 100+ paid;
-assemblyai-streaming-v3.md §6.1, close 3009). Idle-closing sockets saves
+The provider limits new sockets per minute (5 on free accounts, 100+ paid,
+closing extra ones with code 3009; docs/providers.md, "Streaming: limits and
+billing"). Idle-closing sockets saves
 money but every reopen spends a session, so reopening is rationed here and
 idle sockets are only closed while the budget can afford to reopen them.
 """

@@ -1,8 +1,9 @@
 """The one task that writes final turns to the store, in batched commits.
 
-SQLite favours few, batched writes (STYLE.md §3.5): turns queue here and are
-committed together, at most ``max_delay_s`` after they arrive. A failed
-commit keeps its turns and tries again; nothing is dropped.
+SQLite favours few, batched writes (each transaction costs a disk sync:
+https://www.sqlite.org/faq.html#q19): turns queue here and are committed
+together, at most ``max_delay_s`` after they arrive. A failed commit keeps its
+turns and tries again; nothing is dropped.
 """
 
 from __future__ import annotations

@@ -19,10 +19,10 @@ from recorder.emulator.agent.config import CURRENT_VOICES, AgentBehaviour, Agent
 from recorder.emulator.agent.server import VoiceAgentEmulator
 from recorder.emulator.agent.voice import extractive_reply, synthesize
 from recorder.tonecode import decode, encode
+from tests.support.timing import TIMEOUT
 
 KEY = "emulator-key"
 BEARER = {"Authorization": f"Bearer {KEY}"}
-TIMEOUT = 5.0
 GREETING = "Here is the recap. Ana agreed to ship the beta on Friday."
 
 

@@ -20,8 +20,10 @@ from typing import Any
 import pytest
 from fake_agora import installed_fake_agora
 
+from recorder.app import RecordingOptions, record
 from recorder.audio import bytes_for_ms
-from recorder.bot import MeetingRecorder, MeetingReport, RecorderSettings, stream_factory
+from recorder.bot import MeetingReport
+from recorder.config import Config
 from recorder.emulator.streaming.server import StreamingEmulator
 from recorder.errors import TransportError
 from recorder.transport.agora.transport import AgoraTransport
@@ -182,29 +184,27 @@ async def record_on_fake_agora(
             emulator.serve() as server,
             await TranscriptStore.open(db_url, auto_migrate=True) as store,
         ):
-            recorder = MeetingRecorder(
-                transport=transport,
-                store=store,
-                open_stream=stream_factory(
-                    url=server.url,
-                    api_key="test-key",
-                    speech_model="u3-rt-pro",
-                    realtime_factor=SPEED * 2,
-                ),
-                settings=RecorderSettings(
-                    bot_uid=9999,
-                    idle_close_s=3.0,
-                    sessions_per_minute=600.0,
-                    names=dict(script.names),
-                ),
+            stop = asyncio.Event()
+            running = asyncio.create_task(
+                record(
+                    Config(database_url=db_url, assemblyai_api_key="test-key", stt_url=server.url),
+                    transport,
+                    options=RecordingOptions(
+                        idle_close_s=3.0,
+                        sessions_per_minute=600.0,
+                        names=dict(script.names),
+                        realtime_factor=SPEED * 2,
+                    ),
+                    store=store,
+                    stop=stop,
+                )
             )
-            running = asyncio.create_task(recorder.run())
             await asyncio.wait(
                 {running, asyncio.create_task(meeting.finished.wait())},
                 timeout=script.end_ms / 1000 / SPEED + 20,
                 return_when=asyncio.FIRST_COMPLETED,
             )
-            recorder.request_stop()
+            stop.set()
             report = await asyncio.wait_for(running, 30)
             stored = await store.get_meeting(report.meeting_id)
     finally:
@@ -285,7 +285,8 @@ async def test_scripted_meeting_matches_the_script(
     world: Any, tmp_path: Path, idle_silence: bool
 ) -> None:
     # Whether Agora sends frames while an unmuted participant is silent is
-    # UNCONFIRMED (spec §5.3): the pipeline must be right either way.
+    # UNCONFIRMED (docs/providers.md, "Agora: audio frames"): the pipeline must be right
+    # either way.
     world.idle_silence = idle_silence
     script = parse_script(MEETING)
     recorded = await record_on_fake_agora(world, script, tmp_path)

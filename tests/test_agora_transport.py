@@ -30,12 +30,12 @@ from recorder.transport.base import (
     TransportEvent,
     TransportSink,
 )
+from tests.support.timing import TIMEOUT
 
 APP_ID = "0123456789abcdef0123456789abcdef"
 CERTIFICATE = "fedcba9876543210fedcba9876543210"
 CHANNEL = "standup"
 BOT_UID = 9999
-TIMEOUT = 5.0
 
 
 @pytest.fixture

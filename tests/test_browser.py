@@ -11,7 +11,8 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest_export import golden_meeting, make_meeting, make_turn, render
+
+from tests.support.export_data import golden_meeting, make_meeting, make_turn, render
 
 CHROMIUM = Path(os.environ.get("RECORDER_TEST_CHROMIUM", "/usr/bin/chromium"))
 ARGS = [

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import json
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,13 +16,12 @@ from websockets.exceptions import ConnectionClosed
 
 from recorder.emulator.streaming.records import StreamingBehaviour
 from recorder.emulator.streaming.server import StreamingEmulator
+from tests.support.timing import TIMEOUT
 
 #: The stand-in recogniser's default script (three sentences).
 SCRIPT = ["Hello", "there.", "How", "are", "you?", "Fine!"]
 RATE = 16000
 FRAME = 160  # 10 ms at 16 kHz
-#: One timeout unit for waits; scale with RECORDER_TEST_TIMEOUT_SCALE on slow machines.
-TIMEOUT = 5.0 * float(os.environ.get("RECORDER_TEST_TIMEOUT_SCALE", "1"))
 
 
 @dataclass(frozen=True)

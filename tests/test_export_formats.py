@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 import srt
 import webvtt
-from conftest_export import golden_meeting, make_meeting, make_turn, render
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from markdown_it import MarkdownIt
@@ -26,6 +25,7 @@ from recorder.export.escape import clean_text, escape_markdown
 from recorder.export.exporter import FORMATS, format_for_path, parse_format
 from recorder.export.subtitles import MAX_CUE_MS, MAX_LINE_CHARS, MAX_LINES, split_turn
 from recorder.export.views import Speakers, SpeakerView, TurnView
+from tests.support.export_data import golden_meeting, make_meeting, make_turn, render
 
 GOLDEN = Path(__file__).parent / "golden"
 # Read before conftest's autouse fixture clears RECORDER_* variables.

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import srt
 from click.testing import CliRunner
-from conftest_export import golden_meeting, migrate, populate, store_meeting
 
 from recorder.cli import cli
-from recorder.cli.export import _BATCH, export_meeting, meeting_header
+from recorder.export.files import _BATCH, export_meeting, meeting_header
+from tests.support.export_data import golden_meeting, migrate, populate, store_meeting
 from tests.support.json_reader import meeting_from_json
 
 
@@ -122,8 +122,8 @@ async def test_export_streams_when_the_store_can_give_the_header_alone(store, db
     reads the header alone and streams turns without word timings (what HTML needs)."""
     from dataclasses import replace
 
-    from recorder.cli.export import load_for_export
     from recorder.export.exporter import iter_export
+    from recorder.export.files import load_for_export
 
     calls: list[tuple[str, dict]] = []
 
@@ -175,10 +175,9 @@ def test_export_to_a_closed_pipe_stops_quietly(sqlite_url: str, tmp_path: Path) 
     import subprocess
     import sys
 
-    from conftest_export import make_meeting, make_turn
-
     from storage.db import upgrade_database
     from storage.store import TranscriptStore
+    from tests.support.export_data import make_meeting, make_turn
 
     turns = [make_turn(i, 101, i * 1000, i * 1000 + 900, f"turn {i} " * 20) for i in range(1, 3000)]
 

@@ -6,10 +6,10 @@ import tracemalloc
 from collections.abc import AsyncIterator
 
 import pytest
-from conftest_export import make_meeting
 
 from recorder.export.exporter import export_meeting
 from storage.records import Turn, Word
+from tests.support.export_data import make_meeting
 
 TEXT = "So I think we should ship the beta on Friday, if QA and ops agree with that plan."
 WORDS = tuple(Word(w, i * 150, i * 150 + 120, 0.9) for i, w in enumerate(TEXT.split()))

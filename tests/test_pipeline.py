@@ -1,3 +1,5 @@
+"""Scripted meetings through app.record, the STT emulator and SQLite: every word, once, in order."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -5,7 +7,10 @@ from pathlib import Path
 import pytest
 
 from recorder.emulator.faults import Fault, FaultPlan
-from tests.pipeline_harness import assert_matches_script, record_script, script_of
+from tests.support.harness import assert_matches_script, record_script, script_of
+
+# Whole meetings played through the emulator at 10-15x: seconds each (make test-fast skips them).
+pytestmark = pytest.mark.slow
 
 MEETING = {
     "channel": "plan-ü",

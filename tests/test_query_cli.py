@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest_export import make_meeting, make_turn, migrate, populate, store_meeting
 
 from recorder.cli import cli
 from recorder.cli.query import parse_clock, parse_since
 from recorder.errors import UsageError
+from tests.support.export_data import make_meeting, make_turn, migrate, populate, store_meeting
 
 
 def _run(*args: str):

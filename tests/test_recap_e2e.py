@@ -28,7 +28,9 @@ from recorder.transport.replay import ReplayTransport
 from recorder.transport.script import MeetingScript, parse_script
 from storage.records import Meeting, Note
 from storage.store import TranscriptStore
-from tests.pipeline_harness import assert_matches_script
+from tests.support.harness import assert_matches_script
+
+pytestmark = pytest.mark.slow  # whole meetings with a spoken recap: make test-fast skips them
 
 SPEED = 5.0
 FAST = AgentTimeouts(connect_s=5.0, ready_s=3.0, reply_start_s=5.0, event_gap_s=3.0, end_s=2.0)

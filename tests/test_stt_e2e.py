@@ -7,7 +7,6 @@ import math
 import random
 
 import pytest
-from stt_fake_server import TIMEOUT
 
 from recorder.emulator.clock import ManualClock
 from recorder.emulator.faults import Fault, FaultPlan
@@ -17,6 +16,9 @@ from recorder.errors import SttRejected
 from recorder.stt.events import Closed, Disposition, FinalTranscript, SocketOpened
 from recorder.stt.stream import SttStream
 from recorder.tonecode import encode_words
+from tests.support.timing import TIMEOUT
+
+pytestmark = pytest.mark.slow  # real sockets and paced audio: make test-fast skips them
 
 KEY = "e2e-key"
 SPEED = 20.0  # audio clock speed, the same for the client and the emulator's pacing rule
@@ -225,7 +227,7 @@ def _sixty_seconds_of_speech() -> str:
 @pytest.mark.slow
 @pytest.mark.parametrize("code", [1006, 1011, 3005, 3009, 1000])
 async def test_twenty_drops_in_a_minute_lose_no_word(code):
-    """Issue 4: a drop at 20 random points of a 60 s stream loses no word, per retryable code."""
+    """A drop at 20 random points of a 60 s stream loses no word, per retryable code."""
     pcm, words = encode_words(_sixty_seconds_of_speech())
     assert 55 <= len(pcm) / 32000 <= 75
     rng = random.Random(code)

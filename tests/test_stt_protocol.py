@@ -8,7 +8,6 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from stt_fake_server import turn_message
 
 from recorder.errors import ConfigError, SttConnectionError, SttProtocolError
 from recorder.stt.backoff import QuickFailureTracker, RetryBudget, backoff
@@ -33,6 +32,7 @@ from recorder.stt.protocol import (
     parse_message,
 )
 from recorder.stt.resend import ResendBuffer, SocketMap
+from tests.support.fake_stt import turn_message
 
 BEGIN = json.dumps({"type": "Begin", "id": "abc", "expires_at": 1779501234})
 

@@ -9,7 +9,6 @@ import time
 
 import numpy as np
 import pytest
-from stt_fake_server import TIMEOUT, FakeConnection, FakeSttServer, turn_message
 from websockets.datastructures import Headers
 from websockets.exceptions import (
     ConnectionClosedError,
@@ -36,6 +35,8 @@ from recorder.stt.events import (
     SocketOpened,
 )
 from recorder.stt.stream import SttStream
+from tests.support.fake_stt import FakeConnection, FakeSttServer, turn_message
+from tests.support.timing import TIMEOUT
 
 KEY = "sk-test-123456"
 BPS = 32000  # 16 kHz PCM16

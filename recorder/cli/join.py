@@ -7,7 +7,7 @@ import dataclasses
 import json
 import os
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +19,7 @@ from recorder.config import DEFAULT_IDLE_CLOSE_S, DEFAULT_SESSIONS_PER_MINUTE, C
 from recorder.errors import ConfigError
 
 if TYPE_CHECKING:
+    from recorder.app import RecordingOptions
     from recorder.bot import MeetingReport
     from recorder.recap.observer import RecapSettings
 
@@ -53,91 +54,36 @@ def _read_names(path: Path | None) -> dict[int, str]:
 
 
 async def _record(
-    *,
     config: Config,
     transport_spec: str,
+    *,
     channel: str | None,
     speed: float,
-    idle_close_s: float,
-    sessions_per_minute: float,
-    duration_s: float | None,
-    names: dict[int, str],
-    keyterms: tuple[str, ...],
-    prompt: str | None,
-    api_key: str,
-    stt_url: str,
+    options: RecordingOptions,
     quiet: bool,
-    on_ready: Callable[[], Awaitable[None]] | None = None,
-    recap: RecapSettings | None = None,
 ) -> MeetingReport:
-    from recorder.bot import MeetingRecorder, RecorderSettings, stream_factory
+    """Open the transport and record, stopping cleanly on Ctrl+C or SIGTERM."""
+    from recorder.app import record
     from recorder.console import LiveConsole
-    from recorder.recap.observer import DEFAULT_AGENT_URL, RecapObserver
-    from recorder.transport.base import Transport
-    from recorder.transport.select import parse_transport, replay_transport
-    from storage.store import TranscriptStore
+    from recorder.transport.select import open_transport
 
-    kind, path = parse_transport(transport_spec)
-    transport: Transport
-    if kind == "agora":
-        from recorder.transport.agora.transport import AgoraTransport
+    transport = open_transport(
+        transport_spec,
+        config,
+        channel=channel,
+        speed=speed,
+        publish=options.recap is not None,  # the spoken recap is the bot's only audio
+    )
+    console = LiveConsole(quiet=quiet)
+    stop = asyncio.Event()
 
-        transport = AgoraTransport(  # validates the settings before the SDK is touched
-            app_id=config.agora_app_id or "",
-            channel=channel or "",
-            bot_uid=config.bot_uid,
-            app_certificate=config.agora_app_certificate,
-            token=config.agora_token,
-            publish=recap is not None,  # the spoken recap is the bot's only audio
-        )
-        transport.load_sdk()  # a clear install message when the extra is missing
-    else:
-        assert path is not None
-        transport = replay_transport(path, speed=speed, channel=channel)
-    if recap is not None and recap.on_end:
-        # A scripted meeting ends by itself, and then nothing could play the recap
-        # on end: keep its channel open and stop where the meeting ends, as Ctrl+C would.
-        ends_s = transport.linger(recap.end_timeout_s)
-        if ends_s is not None:
-            duration_s = ends_s if duration_s is None else min(duration_s, ends_s)
-    all_names = {**transport.names, **names}
-    console = LiveConsole(all_names, quiet=quiet)
-    settings = RecorderSettings(
-        bot_uid=config.bot_uid,
-        idle_close_s=idle_close_s,
-        sessions_per_minute=sessions_per_minute,
-        duration_s=duration_s,
-        names=all_names,
-    )
-    open_stream = stream_factory(
-        url=stt_url,
-        api_key=api_key,
-        speech_model=config.speech_model,
-        keyterms=keyterms,
-        prompt=prompt,
-        realtime_factor=speed,
-    )
-    async with await TranscriptStore.open(config.database_url) as store:
-        recorder = MeetingRecorder(
-            transport=transport,
-            store=store,
-            open_stream=open_stream,
-            settings=settings,
-            console=console,
-            observer=None
-            if recap is None
-            else RecapObserver(
-                agent_url=config.agent_url or DEFAULT_AGENT_URL,
-                api_key=api_key,
-                settings=recap,
-                names=all_names,
-                announce=console.info,
-            ),
-        )
-        _install_signal_handlers(recorder.request_stop, console.info)
+    def on_ready() -> None:
+        _install_signal_handlers(stop.set, console.info)
         console.info(f"recording channel {transport.channel!r}; Ctrl+C to stop")
-        report = await recorder.run()
-    return report
+
+    return await record(
+        config, transport, options=options, console=console, stop=stop, on_ready=on_ready
+    )
 
 
 def _install_signal_handlers(stop: Callable[[], None], say: Callable[[str], None]) -> None:
@@ -159,6 +105,10 @@ def _install_signal_handlers(stop: Callable[[], None], say: Callable[[str], None
         loop.add_signal_handler(signal.SIGTERM, stop)
     except (NotImplementedError, RuntimeError):  # pragma: no cover - not the main thread / Windows
         pass
+
+
+def _split_keyterms(keyterms: str) -> tuple[str, ...]:
+    return tuple(k.strip() for k in keyterms.split(",") if k.strip())
 
 
 def _print_report(report: MeetingReport, config: Config) -> None:
@@ -279,6 +229,8 @@ def join(
     a recap of the meeting so far (AssemblyAI Voice Agent, same key); anyone
     speaking over it stops it. Recaps are stored as notes.
     """
+    from recorder.app import RecordingOptions
+
     config = build_config(
         database_url=database_url,
         channel=channel,
@@ -286,25 +238,25 @@ def join(
         speech_model=speech_model,
         agent_url=agent_url,
     )
-    if transport_spec == "agora" and not config.channel:
-        raise ConfigError("no channel given; use --channel NAME or set AGORA_CHANNEL")
-    api_key = config.require_api_key()
+    config.require_api_key()  # before the transport: its SDK may not even be installed
+    options = RecordingOptions(
+        idle_close_s=idle_close_s,
+        sessions_per_minute=sessions_per_minute,
+        duration_s=duration_s,
+        names=_read_names(speaker_names),
+        keyterms=_split_keyterms(keyterms),
+        prompt=prompt,
+        realtime_factor=speed,
+        recap=recap,
+    )
     report = run(
         _record(
-            config=config,
-            transport_spec=transport_spec,
+            config,
+            transport_spec,
             channel=config.channel,
             speed=speed,
-            idle_close_s=idle_close_s,
-            sessions_per_minute=sessions_per_minute,
-            duration_s=duration_s,
-            names=_read_names(speaker_names),
-            keyterms=tuple(k.strip() for k in keyterms.split(",") if k.strip()),
-            prompt=prompt,
-            api_key=api_key,
-            stt_url=config.streaming_url,
+            options=options,
             quiet=quiet,
-            recap=recap,
         )
     )
     _print_report(report, config)
@@ -372,6 +324,7 @@ def demo(
     resource = files("recorder.data").joinpath("demo_meeting.json")
 
     async def main() -> MeetingReport:
+        from recorder.app import RecordingOptions
         from recorder.emulator.agent.server import VoiceAgentEmulator
         from recorder.emulator.server import serve_emulators
         from recorder.emulator.streaming.server import StreamingEmulator
@@ -384,21 +337,27 @@ def demo(
             with as_file(resource) as bundled:
                 path = script_path or bundled
                 return await _record(
-                    config=dataclasses.replace(config, agent_url=server.urls["agent"]),
-                    transport_spec=f"replay:{path}",
+                    dataclasses.replace(
+                        config,
+                        assemblyai_api_key="demo-key",
+                        stt_url=server.urls["streaming"],
+                        agent_url=server.urls["agent"],
+                    ),
+                    f"replay:{path}",
                     channel=None,
                     speed=speed,
-                    idle_close_s=idle_close_s,
-                    sessions_per_minute=max(sessions_per_minute, 60.0),
-                    duration_s=duration_s,
-                    names=_read_names(speaker_names),
-                    keyterms=tuple(k.strip() for k in keyterms.split(",") if k.strip()),
-                    prompt=prompt,
-                    api_key="demo-key",
-                    stt_url=server.urls["streaming"],
+                    options=RecordingOptions(
+                        idle_close_s=idle_close_s,
+                        sessions_per_minute=max(sessions_per_minute, 60.0),
+                        duration_s=duration_s,
+                        names=_read_names(speaker_names),
+                        keyterms=_split_keyterms(keyterms),
+                        prompt=prompt,
+                        realtime_factor=speed,
+                        # The bundled meeting has no spoken request: recap when it ends.
+                        recap=RecapSettings(on_end=True) if recap_on_end else None,
+                    ),
                     quiet=quiet,
-                    # The bundled meeting has no spoken request: recap when it ends.
-                    recap=RecapSettings(on_end=True) if recap_on_end else None,
                 )
 
     report = run(main())
@@ -407,7 +366,7 @@ def demo(
 
 
 def _write_demo_transcript(config: Config, meeting_id: int, output: Path) -> None:
-    from recorder.cli.export import export_meeting
+    from recorder.export.files import export_meeting
 
     run(export_meeting(config.database_url, meeting_id, output))
     click.echo(f"transcript written to {output}", err=True)

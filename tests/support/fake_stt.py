@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -23,10 +22,9 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-__all__ = ["TIMEOUT", "FakeConnection", "FakeSttServer", "Received", "turn_message"]
+from tests.support.timing import TIMEOUT
 
-# One timeout unit for waits in tests; scale it on slow machines.
-TIMEOUT = 5.0 * float(os.environ.get("RECORDER_TEST_TIMEOUT_SCALE", "1"))
+__all__ = ["FakeConnection", "FakeSttServer", "Received", "turn_message"]
 
 
 @dataclass(frozen=True)
@@ -133,7 +131,10 @@ class FakeConnection:
         await self.ws.close(1000)
 
     async def close(self, code: int, reason: str = "", *, error: str | None = None) -> None:
-        """Close with ``code``; with ``error``, send an ``Error`` frame first (§4.5)."""
+        """Close with ``code``; with ``error``, send an ``Error`` frame first.
+
+        See docs/providers.md, "Streaming: close codes".
+        """
         if error is not None:
             await self.send_json({"type": "Error", "error_code": code, "error": error})
         await self.ws.close(code, reason)
@@ -154,7 +155,10 @@ def turn_message(
     formatted: bool | None = None,
     language_code: str | None = "en",
 ) -> dict[str, Any]:
-    """Build a ``Turn`` message from ``(text, start_ms, end_ms)`` words (spec §4.3)."""
+    """Build a ``Turn`` message from ``(text, start_ms, end_ms)`` words.
+
+    See docs/providers.md, "Streaming: messages".
+    """
     text = " ".join(w for w, _, _ in words)
     message: dict[str, Any] = {
         "type": "Turn",

@@ -1,4 +1,8 @@
-"""Record scripted meetings through the real pipeline, emulator and store; check the script."""
+"""Record scripted meetings through the real pipeline, emulator and store; check the script.
+
+:func:`record_script` records through :func:`recorder.app.record`, the function
+the CLI calls, so the tests exercise the production wiring.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from recorder.bot import MeetingRecorder, MeetingReport, RecorderSettings, stream_factory
+from recorder.app import RecordingOptions, record
+from recorder.bot import MeetingReport
+from recorder.config import Config
 from recorder.emulator.faults import FaultPlan
 from recorder.emulator.streaming.server import StreamingEmulator
 from recorder.transport.base import Transport
@@ -14,6 +20,8 @@ from recorder.transport.replay import ReplayTransport
 from recorder.transport.script import MeetingScript, parse_script
 from storage.records import Meeting
 from storage.store import TranscriptStore
+
+__all__ = ["Recorded", "assert_matches_script", "record_script", "script_of"]
 
 
 @dataclass
@@ -46,23 +54,17 @@ async def record_script(
         emulator.serve() as server,
         await TranscriptStore.open(db_url, auto_migrate=True) as store,
     ):
-        recorder = MeetingRecorder(
-            transport=transport or ReplayTransport(script, speed=speed),
-            store=store,
-            open_stream=stream_factory(
-                url=server.url,
-                api_key="test-key",
-                speech_model="u3-rt-pro",
-                realtime_factor=speed * 2,
-            ),
-            settings=RecorderSettings(
-                bot_uid=9999,
+        report = await record(
+            Config(database_url=db_url, assemblyai_api_key="test-key", stt_url=server.url),
+            transport or ReplayTransport(script, speed=speed),
+            options=RecordingOptions(
                 idle_close_s=idle_close_s,
                 sessions_per_minute=sessions_per_minute,
                 names=dict(script.names),
+                realtime_factor=speed * 2,
             ),
+            store=store,
         )
-        report = await recorder.run()
         meeting = await store.get_meeting(report.meeting_id)
     return Recorded(report, meeting, emulator, db_url)
 
