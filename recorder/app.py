@@ -31,7 +31,7 @@ from recorder.transport.base import Transport
 from storage.store import TranscriptStore
 
 if TYPE_CHECKING:
-    from recorder.recap.observer import RecapSettings
+    from recorder.recap.settings import RecapSettings
 
 __all__ = ["RecordingOptions", "record"]
 
@@ -115,7 +115,8 @@ async def record(
         console.add_names(names)
     companions = list(observers)
     if recap is not None:
-        from recorder.recap.observer import DEFAULT_AGENT_URL, RecapObserver
+        from recorder.recap.observer import RecapObserver
+        from recorder.recap.settings import DEFAULT_AGENT_URL
 
         companions.append(
             RecapObserver(

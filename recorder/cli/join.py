@@ -21,7 +21,7 @@ from recorder.errors import ConfigError
 if TYPE_CHECKING:
     from recorder.app import RecordingOptions
     from recorder.bot import MeetingReport
-    from recorder.recap.observer import RecapSettings
+    from recorder.recap.settings import RecapSettings
 
 __all__ = ["demo", "join"]
 
@@ -328,7 +328,7 @@ def demo(
         from recorder.emulator.agent.server import VoiceAgentEmulator
         from recorder.emulator.server import serve_emulators
         from recorder.emulator.streaming.server import StreamingEmulator
-        from recorder.recap.observer import RecapSettings
+        from recorder.recap.settings import RecapSettings
 
         emulator = StreamingEmulator(realtime_factor=max(1.0, speed) * 1.5)
         # The agent speaks at the replay's pace, as the real one speaks in real time.

@@ -26,7 +26,7 @@ from recorder.recap.outcome import RecapOutcome
 from recorder.recap.player import RecapPlayer
 from recorder.recap.prompt import RecapRequest
 from recorder.recap.reply import run_recap
-from recorder.recap.settings import DEFAULT_AGENT_URL, RecapSettings
+from recorder.recap.settings import RecapSettings
 from recorder.recap.triggers import (
     RecapTimer,
     SpokenTrigger,
@@ -35,9 +35,7 @@ from recorder.recap.triggers import (
     is_bare_request,
 )
 
-# DEFAULT_AGENT_URL and RecapSettings live in recorder.recap.settings; they are
-# re-exported here only until recorder/cli/join.py imports them from there.
-__all__ = ["DEFAULT_AGENT_URL", "RecapObserver", "RecapSettings"]
+__all__ = ["RecapObserver"]
 
 log = logging.getLogger(__name__)
 
