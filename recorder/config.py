@@ -3,6 +3,8 @@
 :func:`load_config` is the only code in recorder that reads environment
 variables. Secrets (API keys, the Agora certificate and tokens) come only from
 the environment or ``.env``, never from flags, and are hidden from ``repr``.
+A leaf: it imports nothing of ours but :mod:`recorder.errors`, and no database
+library, so every command (and ``--help``) can load it cheaply.
 """
 
 from __future__ import annotations

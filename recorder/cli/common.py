@@ -1,9 +1,9 @@
 """What the commands share: context settings, the error boundary, shared options.
 
-Command modules import only click, this module, :mod:`recorder.config` and
-:mod:`recorder.errors` at load time, and everything else inside the command
-function, so ``recorder --help`` loads no database, network or audio library
-(tests/test_imports.py checks).
+Command modules import click, this module, :mod:`recorder.config`,
+:mod:`recorder.errors` and pure helpers at load time, and everything else
+inside the command function, so ``recorder --help`` loads no database,
+network or audio library (tests/test_imports.py checks).
 """
 
 from __future__ import annotations
