@@ -3,20 +3,22 @@
 :func:`load_config` is the only code in recorder that reads environment
 variables. Secrets (API keys, the Agora certificate and tokens) come only from
 the environment or ``.env``, never from flags, and are hidden from ``repr``.
+A leaf: it imports nothing of ours but :mod:`recorder.errors`, and no database
+library, so every command (and ``--help``) can load it cheaply.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, quote, quote_plus, unquote
 
 from recorder.errors import ConfigError
-from storage.db import default_database_url, normalize_url
-from storage.errors import mask_url
 
 __all__ = [
     "DEFAULT_BOT_UID",
@@ -29,18 +31,21 @@ __all__ = [
     "default_database_url",
     "load_config",
     "mask_url",
+    "normalize_database_url",
 ]
 
 DEFAULT_BOT_UID = 9999
 DEFAULT_SPEECH_MODEL = "u3-rt-pro"
 # Agora uids are unsigned 32-bit; 0 asks the server to assign one, which a bot must not do.
 MAX_UID = 2**32 - 1
-# Chosen from bench/bench_idle_close.py (see README "Idle sockets"): short enough that a
+# Chosen from bench/bench_idle_close.py (README, "Costs: idle sockets"): short enough that a
 # participant talking 20% of the time bills well under 1.5x their speech.
 DEFAULT_IDLE_CLOSE_S = 2.0
-# Free AssemblyAI accounts may open 5 sessions a minute (docs/architecture.md); paid ones 100+.
+# Free AssemblyAI accounts may open 5 sessions a minute; paid ones 100+
+# (docs/providers.md, "Streaming: limits and billing").
 DEFAULT_SESSIONS_PER_MINUTE = 5.0
-# Streaming v3 endpoints per data-residency region (spec: assemblyai-streaming-v3.md §1).
+# Streaming v3 endpoints per data-residency region
+# (https://www.assemblyai.com/docs/streaming/endpoints-and-data-zones).
 STT_REGION_URLS = {
     "us": "wss://streaming.assemblyai.com/v3/ws",
     "eu": "wss://streaming.eu.assemblyai.com/v3/ws",
@@ -99,6 +104,139 @@ class Config:
         return self.assemblyai_api_key
 
 
+# -- database URLs -------------------------------------------------------------------
+# Pure string work, so that loading the settings needs no database library; storage.db
+# parses the result again with SQLAlchemy (tests/test_config.py checks the two agree).
+
+# The driver a URL names -> the async driver recorder runs it with. storage.db keeps the
+# same table for URLs that reach it without passing through here (alembic's -x db=...).
+_ASYNC_DRIVERS = {
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+pysqlite": "sqlite+aiosqlite",
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+    "postgres": "postgresql+asyncpg",
+    "postgresql": "postgresql+asyncpg",
+    "postgresql+psycopg2": "postgresql+asyncpg",
+    "postgresql+asyncpg": "postgresql+asyncpg",
+}
+# SQLAlchemy's URL grammar (sqlalchemy.engine.url.make_url), so a URL accepted here is
+# read the same way when storage opens it.
+_DATABASE_URL = re.compile(
+    r"""
+    (?P<driver>[\w\+]+)://
+    (?:
+        (?P<username>[^:/]*)
+        (?::(?P<password>[^@]*))?
+    @)?
+    (?:
+        (?:
+            \[(?P<ipv6host>[^/\?]+)\] |
+            (?P<ipv4host>[^/:\?]+)
+        )?
+        (?::(?P<port>[^/\?]*))?
+    )?
+    (?:/(?P<database>[^\?]*))?
+    (?:\?(?P<query>.*))?
+    """,
+    re.X,
+)
+_URL_EXAMPLES = "sqlite+aiosqlite:///path/recorder.db or postgresql+asyncpg://user@host/db"
+
+
+@dataclass(frozen=True, slots=True)
+class _DatabaseUrl:
+    """A parsed database URL (user name and password unquoted), rendered as SQLAlchemy does."""
+
+    driver: str
+    username: str | None
+    password: str | None
+    host: str | None
+    port: int | None
+    database: str | None
+    query: tuple[tuple[str, str], ...]
+
+    @classmethod
+    def parse(cls, url: str) -> _DatabaseUrl | None:
+        match = _DATABASE_URL.match(url)
+        if match is None:
+            return None
+        parts = match.groupdict()
+        try:
+            port = None if parts["port"] is None else int(parts["port"])
+        except ValueError:
+            return None
+        query = parse_qsl(parts["query"]) if parts["query"] is not None else []
+        return cls(
+            driver=parts["driver"],
+            username=None if parts["username"] is None else unquote(parts["username"]),
+            password=None if parts["password"] is None else unquote(parts["password"]),
+            host=parts["ipv4host"] or parts["ipv6host"],
+            port=port,
+            database=parts["database"],
+            # Sorted by key, repeated keys in their given order, as SQLAlchemy renders them.
+            query=tuple(sorted(query, key=lambda pair: pair[0])),
+        )
+
+    def render(self, *, hide_password: bool) -> str:
+        text = f"{self.driver}://"
+        if self.username is not None:
+            text += quote(self.username, safe=" +")
+            if self.password is not None:
+                text += ":" + ("***" if hide_password else quote(self.password, safe=" +"))
+            text += "@"
+        if self.host is not None:
+            text += f"[{self.host}]" if ":" in self.host else self.host
+        if self.port is not None:
+            text += f":{self.port}"
+        if self.database is not None:
+            text += f"/{self.database}"
+        if self.query:
+            text += "?" + "&".join(f"{quote_plus(k)}={quote_plus(v)}" for k, v in self.query)
+        return text
+
+
+def default_database_url() -> str:
+    """The default database: a SQLite file in the user data directory.
+
+    ``storage.db.default_database_url`` returns the same (a test checks); storage
+    cannot import this module, since imports point from recorder down to storage.
+    """
+    from platformdirs import user_data_path
+
+    path = user_data_path("recorder", appauthor=False) / "recorder.db"
+    return f"sqlite+aiosqlite:///{path}"
+
+
+def mask_url(url: str) -> str:
+    """Render a database URL for display, with the password hidden.
+
+    Unparseable input is shown only up to the scheme, since it may hold a secret.
+    """
+    parsed = _DatabaseUrl.parse(url)
+    if parsed is None:
+        scheme = url.split("://", 1)[0] if "://" in url else "?"
+        return f"{scheme}://..."
+    return parsed.render(hide_password=True)
+
+
+def normalize_database_url(url: str) -> str:
+    """Check a database URL and switch it to its async driver (``sqlite://`` -> aiosqlite).
+
+    Raises:
+        ConfigError: the URL is malformed or names an unsupported database.
+    """
+    parsed = _DatabaseUrl.parse(url)
+    if parsed is None:
+        raise ConfigError(f"{mask_url(url)!r} is not a database URL; expected e.g. {_URL_EXAMPLES}")
+    driver = _ASYNC_DRIVERS.get(parsed.driver)
+    if driver is None:
+        raise ConfigError(
+            f"the database URL {parsed.render(hide_password=True)} uses the unsupported driver "
+            f"{parsed.driver!r}; use sqlite+aiosqlite:// or postgresql+asyncpg://"
+        )
+    return dataclasses.replace(parsed, driver=driver).render(hide_password=False)
+
+
 def _read_dotenv(path: Path) -> dict[str, str]:
     if not path.is_file():
         return {}
@@ -114,7 +252,7 @@ def _read_dotenv(path: Path) -> dict[str, str]:
 
 def _validate_database_url(url: str, source: str) -> str:
     try:
-        return normalize_url(url).render_as_string(hide_password=False)
+        return normalize_database_url(url)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from exc
 
@@ -182,7 +320,7 @@ def load_config(
 
     return Config(
         database_url=database_url,
-        # Secrets: environment or .env only (STYLE.md §3.4), never flags.
+        # Secrets: environment or .env only, never flags (flags show up in ps and shell history).
         assemblyai_api_key=env.get("ASSEMBLYAI_API_KEY") or None,
         agora_app_id=env.get("AGORA_APP_ID") or None,
         agora_app_certificate=(

@@ -64,6 +64,8 @@ MIGRATIONS_DIR = Path(migrations.__file__).parent
 # The URL each engine was made from, for messages: the engine's own URL
 # lacks the search_path that create_engine moves into the connect arguments.
 _GIVEN_URLS: weakref.WeakKeyDictionary[Any, URL] = weakref.WeakKeyDictionary()
+# The same table as recorder.config's (a test checks): URLs from the settings arrive
+# normalised, but alembic's ``-x db=URL`` and library callers come straight here.
 _DRIVERS = {
     "sqlite": "sqlite+aiosqlite",
     "sqlite+pysqlite": "sqlite+aiosqlite",
@@ -95,7 +97,7 @@ def normalize_url(url: str | URL) -> URL:
     """
     try:
         parsed = make_url(url) if isinstance(url, str) else url
-    except ArgumentError as exc:
+    except (ArgumentError, ValueError) as exc:  # ValueError: a port that is not a number
         raise ConfigError(
             f"{mask_url(str(url))!r} is not a database URL; expected e.g. "
             "sqlite+aiosqlite:///path/recorder.db or postgresql+asyncpg://user@host/db"

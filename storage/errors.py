@@ -1,4 +1,4 @@
-"""The seam where foreign database errors become recorder errors (STYLE.md §3.3).
+"""The seam where foreign database errors become recorder errors.
 
 SQLAlchemy, the DBAPI drivers (sqlite3/aiosqlite, asyncpg), the socket layer
 and alembic each raise their own exceptions. :func:`map_db_errors` is the one
@@ -51,7 +51,7 @@ def mask_url(url: str | URL) -> str:
     """
     try:
         parsed = make_url(url) if isinstance(url, str) else url
-    except sa_exc.ArgumentError:
+    except (sa_exc.ArgumentError, ValueError):  # ValueError: a port that is not a number
         scheme = str(url).split("://", 1)[0] if "://" in str(url) else "?"
         return f"{scheme}://..."
     return parsed.render_as_string(hide_password=True)

@@ -10,6 +10,7 @@ from recorder.config import (
     default_database_url,
     load_config,
     mask_url,
+    normalize_database_url,
 )
 from recorder.errors import ConfigError
 
@@ -118,3 +119,53 @@ def test_eu_region(no_dotenv: Path) -> None:
     assert load_config(
         {}, dotenv_path=no_dotenv, stt_url="ws://127.0.0.1:1/v3/ws"
     ).streaming_url == ("ws://127.0.0.1:1/v3/ws")
+
+
+# URLs that exercise every part of the grammar: quoting, IPv6, ports, repeated query
+# keys, SQLite URI and memory forms, and things that are not URLs at all.
+AGREEMENT_URLS = [
+    "sqlite:///x.db",
+    "sqlite://",
+    "sqlite:///",
+    "sqlite:///:memory:",
+    "sqlite+pysqlite:////abs/path/r.db",
+    "sqlite+aiosqlite:///file:r.db?mode=ro&uri=true",
+    "postgres://u@h/db",
+    "postgresql://u:pw@h:5432/db",
+    "postgresql://u:p%40ss%2Fw%3Ard@h/db",
+    "postgresql://us%20er:a b+c@h/db",
+    "postgresql+psycopg2://u:pw@[::1]:05432/db?search_path=rec&b=2&a=1&b=1",
+    "postgresql+asyncpg://u:pw@h/db?application_name=rec+corder&x=%C3%A9",
+    "postgresql://h:/db",
+    "postgresql://u:pw@h:abc/db",
+    "mysql://x@y/z",
+    "mysql://u:hunter2@h/db",
+    "not a url",
+    "nonsense",
+    "garbage://a:pw@ b c",
+    "://x",
+]
+
+
+@pytest.mark.parametrize("url", AGREEMENT_URLS)
+def test_database_url_helpers_agree_with_storage(url: str) -> None:
+    # config parses URLs without SQLAlchemy; storage parses them with it.
+    from storage.db import normalize_url
+    from storage.errors import mask_url as storage_mask_url
+
+    assert mask_url(url) == storage_mask_url(url)
+    try:
+        expected = normalize_url(url).render_as_string(hide_password=False)
+    except ConfigError as exc:
+        with pytest.raises(ConfigError) as info:
+            normalize_database_url(url)
+        assert str(info.value) == str(exc)
+    else:
+        assert normalize_database_url(url) == expected
+
+
+def test_driver_tables_agree_with_storage() -> None:
+    from recorder import config
+    from storage import db
+
+    assert config._ASYNC_DRIVERS == db._DRIVERS

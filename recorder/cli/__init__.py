@@ -7,7 +7,6 @@ line on stderr with its exit code.
 
 from __future__ import annotations
 
-import logging
 import sys
 
 import click
@@ -43,6 +42,8 @@ def cli(verbose: int) -> None:
         recorder search "budget"
     """
     if verbose:
+        import logging
+
         logging.basicConfig(
             level=logging.DEBUG if verbose > 1 else logging.INFO,
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -1,9 +1,13 @@
-"""What the commands share: context settings, the error boundary, shared options."""
+"""What the commands share: context settings, the error boundary, shared options.
+
+Command modules import click, this module, :mod:`recorder.config`,
+:mod:`recorder.errors` and pure helpers at load time, and everything else
+inside the command function, so ``recorder --help`` loads no database,
+network or audio library (tests/test_imports.py checks).
+"""
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -18,8 +22,6 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
-
-log = logging.getLogger("recorder")
 
 
 class _CleanExit(click.ClickException):
@@ -53,6 +55,8 @@ def fail(error: RecorderError) -> click.ClickException:
 
 def run(coroutine: Coroutine[Any, Any, T]) -> T:
     """Run one coroutine to completion, as every command does."""
+    import asyncio  # about 30 ms to import: only commands that run pay it, not --help
+
     return asyncio.run(coroutine)
 
 

@@ -134,6 +134,8 @@ def check_token(config: Config) -> Check:
 
     channel = config.channel or _PROBE_CHANNEL
     if config.agora_token:
+        # AccessToken2 strings start with their version, "007" (docs/providers.md,
+        # "Agora: tokens"); older token formats cannot be decoded here.
         if not config.agora_token.startswith("007"):
             return _warn("agora token", "AGORA_TOKEN is not an AccessToken2 (007); not checked")
         try:

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import errno
-import logging
 import sys
 
 import click
 
-from recorder.cli.common import CONTEXT_SETTINGS, fail
+from recorder.cli.common import CONTEXT_SETTINGS, fail, run
 from recorder.errors import ConfigError
 
 __all__ = ["emulate"]
 
 
 async def _serve(host: str, port: int, api_keys: tuple[str, ...], realtime_factor: float) -> None:
+    import asyncio
+
     from recorder.emulator.server import serve_emulators
 
     try:
@@ -76,6 +76,8 @@ def emulate(host: str, port: int, api_keys: tuple[str, ...], realtime_factor: fl
         # then, in another shell, with ASSEMBLYAI_API_KEY=dev-key:
         recorder join --transport replay:meeting.json --stt-url ws://127.0.0.1:8765/v3/ws
     """  # noqa: D301 - click's no-rewrap marker must be a real backspace, not r"\b"
+    import logging
+
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
     emulator_log = logging.getLogger("recorder.emulator")
@@ -83,7 +85,7 @@ def emulate(host: str, port: int, api_keys: tuple[str, ...], realtime_factor: fl
     emulator_log.setLevel(logging.INFO)
     try:
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(_serve(host, port, api_keys, realtime_factor))
+            run(_serve(host, port, api_keys, realtime_factor))
         click.echo("stopped", err=True)
     finally:
         emulator_log.removeHandler(handler)

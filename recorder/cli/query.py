@@ -20,10 +20,8 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from recorder.cli.common import CONTEXT_SETTINGS, build_config, db_option, run
-from recorder.cli.export import load_for_export, meeting_header
 from recorder.errors import NotFoundError, UsageError
 from recorder.export.escape import clean_text
-from recorder.export.render import format_datetime, format_duration
 from recorder.timeline import format_clock
 
 if TYPE_CHECKING:
@@ -43,6 +41,8 @@ __all__ = [
 
 # Longest cell in a `recorder sql` table (--json and --csv are never cut).
 _MAX_CELL_CHARS = 60
+# Turns read per query by `show`: fewer round trips; memory stays bounded by one page.
+_TURNS_PER_QUERY = 5000
 # Terminal colours per speaker, in participant order (as the HTML palette).
 _SPEAKER_COLOURS = ("blue", "yellow", "green", "magenta", "red", "cyan")
 _CLOCK = re.compile(r"^(?:(?:(\d+):)?(\d+):)?(\d+)(?:\.(\d{1,3}))?$")
@@ -109,6 +109,8 @@ def _echo_json(value: Any) -> None:
 
 def _json_default(value: Any) -> Any:
     if isinstance(value, datetime):
+        from recorder.export.render import format_datetime
+
         return format_datetime(value, "iso")
     if isinstance(value, date | time):
         return value.isoformat()
@@ -174,6 +176,8 @@ def meetings(
         recorder meetings
         recorder meetings --channel standup --since 2026-11-01 --json
     """
+    from recorder.export.render import format_datetime, format_duration
+
     since_at = parse_since(since) if since is not None else None
 
     async def main() -> None:
@@ -251,6 +255,8 @@ def show(
         recorder show latest
         recorder show 12 --speaker Alice --from 10:00 --to 25:30
     """
+    from recorder.export.render import format_datetime, format_duration
+
     start_ms = parse_clock(from_, "--from") if from_ is not None else 0
     end_ms = parse_clock(to, "--to") if to is not None else None
     if end_ms is not None and end_ms < start_ms:
@@ -259,7 +265,8 @@ def show(
     async def main() -> None:
         async with await _open(database_url) as store:
             meeting_id = await store.resolve_meeting(meeting, channel=channel)
-            header, turns = await load_for_export(store, meeting_id, with_words=False)
+            header = await store.get_meeting(meeting_id, with_turns=False)
+            turns = store.iter_turns(meeting_id, batch=_TURNS_PER_QUERY, with_words=False)
             participants = header.participants
             uid = _match_speaker(participants, speaker, meeting_id) if speaker else None
             style = _speaker_style(participants)
@@ -342,6 +349,8 @@ def search(
         recorder search budget
         recorder search '"ship the beta"' --channel standup --since 2026-11-01 --json
     """
+    from recorder.export.render import format_datetime
+
     since_at = parse_since(since) if since is not None else None
     if not query.strip():
         raise UsageError("the search query is empty; give a word to look for")
@@ -418,12 +427,14 @@ def speakers(
         recorder speakers latest
         recorder speakers 12 --set 101=Alice --set 102="Bob Li"
     """
+    from recorder.export.render import format_datetime, format_duration
+
     names = [_parse_assignment(item) for item in assignments]
 
     async def main() -> None:
         async with await _open(database_url) as store:
             meeting_id = await store.resolve_meeting(meeting, channel=channel)
-            header = await meeting_header(store, meeting_id)
+            header = await store.get_meeting(meeting_id, with_turns=False)
             known = {p.uid for p in header.participants}
             for uid, _name in names:
                 if uid not in known:
@@ -438,7 +449,7 @@ def speakers(
                     err=True,
                 )
             if names:
-                header = await meeting_header(store, meeting_id)
+                header = await store.get_meeting(meeting_id, with_turns=False)
         rows = [
             [
                 str(p.uid),
