@@ -8,7 +8,6 @@ click adapter, and imports the exporter only when the command runs so that
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -65,13 +64,3 @@ def export(
     run(export_meeting(config.database_url, meeting, output, fmt=chosen, channel=channel))
     if output is not None and str(output) != "-":
         click.echo(f"wrote {output} ({chosen})", err=True)
-
-
-def __getattr__(name: str) -> Any:
-    # Transitional: cli/query.py still imports these two from here. Once it imports
-    # them from recorder.export.files, delete this function.
-    if name in ("load_for_export", "meeting_header"):
-        from recorder.export import files
-
-        return getattr(files, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
