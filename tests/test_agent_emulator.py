@@ -1,4 +1,4 @@
-"""The Voice Agent emulator against its spec's §12 checklist, driven by a raw websockets client."""
+"""The Voice Agent emulator against the documented protocol (docs/providers.md, "Voice Agent: protocol"), driven by a raw websockets client."""
 
 from __future__ import annotations
 
@@ -303,7 +303,7 @@ async def test_greeting_reply_and_clean_end_in_the_documented_order(
         await send(ws, {"type": "session.end"})
         close_code, tail = await closed(ws)
     types = [m["type"] for m in messages]
-    # Golden greeting-only sequence (item 22, spec §4.1).
+    # Golden greeting-only sequence (docs/providers.md, "Voice Agent: protocol").
     assert types[:2] == ["session.ready", "reply.started"]
     assert set(types[2:-2]) == {"reply.audio"} and len(types[2:-2]) >= 1
     assert types[-2:] == ["transcript.agent", "reply.done"]
