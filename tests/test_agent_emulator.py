@@ -1,4 +1,7 @@
-"""The Voice Agent emulator against the documented protocol (docs/providers.md, "Voice Agent: protocol"), driven by a raw websockets client."""
+"""The Voice Agent emulator against the documented protocol, driven by a raw websockets client.
+
+See docs/providers.md, "Voice Agent: protocol".
+"""
 
 from __future__ import annotations
 
