@@ -494,7 +494,7 @@ def test_quick_failure_tracker():
 
 
 def _buffer(**kwargs) -> ResendBuffer:
-    kwargs.setdefault("replay_max_bytes", 10 * 32000)
+    kwargs.setdefault("resend_max_bytes", 10 * 32000)
     kwargs.setdefault("backlog_max_bytes", 10 * 32000)
     return ResendBuffer(sample_bytes=2, min_bytes=1600, max_bytes=32000, silence=0, **kwargs)
 
@@ -545,7 +545,7 @@ def test_replay_buffer_pads_a_lone_short_head():
 
 
 def test_replay_buffer_bounds():
-    buf = _buffer(replay_max_bytes=3 * 3200, backlog_max_bytes=2 * 3200)
+    buf = _buffer(resend_max_bytes=3 * 3200, backlog_max_bytes=2 * 3200)
     assert buf.queue(0, b"\1" * 3200) is None
     assert buf.queue(3200, b"\1" * 3200) is None
     assert buf.queue(6400, b"\1" * 3200) == (0, 3200)  # the oldest unsent chunk is dropped

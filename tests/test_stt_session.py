@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import time
+from typing import Any
 
 import numpy as np
 import pytest
@@ -35,6 +37,7 @@ from recorder.stt.events import (
     SocketClosed,
     SocketOpened,
 )
+from recorder.stt.settings import BufferSettings, ConnectSettings, PacingSettings, RetrySettings
 from recorder.stt.stream import SttStream
 
 KEY = "sk-test-123456"
@@ -48,13 +51,25 @@ def pcm(start_ms: int, ms: int) -> bytes:
     return (np.arange(first, first + ms * 16) % 30000).astype("<i2").tobytes()
 
 
+SETTINGS = (ConnectSettings, PacingSettings, RetrySettings, BufferSettings)
+
+
+def settings_of(kind: type, fields: dict) -> Any:
+    """``kind`` built from the entries of ``fields`` that name its fields (taken out)."""
+    names = {f.name for f in dataclasses.fields(kind)}
+    return kind(**{name: fields.pop(name) for name in list(fields) if name in names})
+
+
 def session(url: str, **kwargs) -> SttStream:
+    """An SttStream from flat keywords: each goes to the settings object with that field."""
     kwargs.setdefault("api_key", KEY)
     kwargs.setdefault("realtime_factor", FAST)
     kwargs.setdefault("backoff_initial_s", 0.01)
     kwargs.setdefault("backoff_max_s", 0.05)
     kwargs.setdefault("terminate_timeout_s", 2.0)
-    return SttStream(url=url, **kwargs)
+    kwargs["url"] = url
+    connect, pacing, retry, buffers = (settings_of(kind, kwargs) for kind in SETTINGS)
+    return SttStream(connect, pacing=pacing, retry=retry, buffers=buffers, **kwargs)
 
 
 async def collect(s: SttStream) -> list:
@@ -463,9 +478,9 @@ async def test_partials_and_session_started_types():
 
 
 def test_repr_hides_the_key():
-    s = SttStream(url="wss://x/v3/ws", api_key=KEY)
+    s = SttStream(ConnectSettings(url="wss://x/v3/ws", api_key=KEY))
     assert KEY not in repr(s) and "wss://x/v3/ws" in repr(s)
-    t = SttStream(url="wss://x/v3/ws", token="tok-secret")
+    t = SttStream(ConnectSettings(url="wss://x/v3/ws", token="tok-secret"))
     assert "tok-secret" not in repr(t)
 
 
