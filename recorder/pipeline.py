@@ -176,6 +176,9 @@ class ParticipantStream:
                 self._begin_close(reason="idle")
             return
         self._keep_preroll(chunk)
+        if self._next is None and self._state is _State.CLOSING:
+            # Held by the next stream, which starts if speech comes before the close ends.
+            self._next = _Fed(self._open_stream())
         if self._next is not None:
             self._send(self._next, chunk)
         if not chunk.is_speech:
@@ -237,8 +240,6 @@ class ParticipantStream:
     def _begin_close(self, *, reason: str) -> None:
         self._state = _State.CLOSING
         log.debug("= uid=%d closing stream (%s)", self.uid, reason)
-        # What arrives while closing is held by the next stream, started if speech comes.
-        self._next = _Fed(self._open_stream())
         self._task = asyncio.create_task(self._close(), name=f"close-uid-{self.uid}")
 
     async def _start_next(self) -> None:
