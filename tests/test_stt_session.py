@@ -24,6 +24,7 @@ from websockets.exceptions import (
 from websockets.frames import Close
 from websockets.http11 import Response
 
+from recorder.emulator.clock import ManualClock
 from recorder.errors import RecorderError, SttConnectionError, SttRejected
 from recorder.stt.connect import FOREIGN_EXCEPTIONS, map_exceptions
 from recorder.stt.events import (
@@ -703,3 +704,78 @@ async def test_stop_during_backoff_returns_at_once_when_everything_was_finalised
         assert time.monotonic() - started < 1.0
         await reader
     assert server.attempts == 1
+
+
+async def test_audio_sent_before_start_is_held_and_goes_out_first():
+    async def script(conn: FakeConnection) -> None:
+        await conn.begin("a")
+        await conn.terminate_reply()
+
+    async with FakeSttServer(script) as server:
+        s = session(server.url)
+        for t in range(0, 300, 100):  # the pipeline's pre-roll and first speech
+            s.send(pcm(t, 100))
+        await s.start()
+        reader = asyncio.create_task(collect(s))
+        s.send(pcm(300, 100))
+        await s.stop()
+        events = await reader
+    assert server.connections[0].audio_bytes == pcm(0, 400)
+    assert [e.audio_offset_ms for e in events if isinstance(e, SocketOpened)] == [0]
+    assert s.dropped_bytes == 0
+
+
+async def test_audio_held_before_start_has_the_one_cap():
+    async def script(conn: FakeConnection) -> None:
+        await conn.begin("a")
+        await conn.wait_audio(int(0.2 * BPS))
+        await conn.send_json(turn_message(0, [("Kept.", 50, 150)]))
+        await conn.terminate_reply()
+
+    async with FakeSttServer(script) as server:
+        s = session(server.url, backlog_max_s=0.2)
+        for t in range(0, 500, 100):  # a socket slow to open: more than the cap waits
+            s.send(pcm(t, 100))
+        await s.start()
+        events = await run_to_end(s)
+    assert [(e.audio_offset_ms, e.duration_ms) for e in events if isinstance(e, AudioDropped)] == [
+        (0, 300)
+    ]
+    assert s.dropped_bytes == 300 * 32
+    assert server.connections[0].audio_bytes == pcm(300, 200)
+    finals = [e for e in events if isinstance(e, FinalTranscript)]
+    assert [(f.audio_offset_ms, f.start_ms) for f in finals] == [(300, 350)]
+
+
+async def run_to_end(s: SttStream) -> list:
+    reader = asyncio.create_task(collect(s))
+    async with asyncio.timeout(TIMEOUT * 2):
+        await s.stop()
+        return await reader
+
+
+async def test_pacing_runs_on_the_injected_clock():
+    clock = ManualClock()
+
+    async def script(conn: FakeConnection) -> None:
+        await conn.begin()
+        await conn.terminate_reply()
+
+    async with FakeSttServer(script) as server:
+        s = session(server.url, realtime_factor=1.0, clock=clock)
+        await s.start()
+        conn = server.connections[0]
+        for t in range(0, 500, 100):  # five chunks at once, at clock time 0
+            s.send(pcm(t, 100))
+        async with asyncio.timeout(TIMEOUT):
+            for k in range(1, 5):
+                # Chunk k may go once k chunks have played: the stream waits for the clock,
+                # and until the test moves it exactly k chunks have gone.
+                await clock.wait_sleeping_until(k * 3200 / BPS)
+                await conn.wait_audio(k * 3200)
+                assert len(conn.audio_bytes) == k * 3200
+                clock.advance(0.1)
+            await conn.wait_audio(5 * 3200)
+        events = await run_to_end(s)
+    assert conn.audio_bytes == pcm(0, 500)
+    assert any(isinstance(e, SocketClosed) for e in events)
