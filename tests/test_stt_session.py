@@ -189,7 +189,7 @@ async def test_terminate_wait_is_bounded_when_server_never_answers():
         (3005, "error", 450),
         (3009, "error", 450),
         (1000, "close", 450),
-        (1008, "concurrent", 450),  # the pre-2026-02-24 rate-limit close (§8.14)
+        (1008, "concurrent", 450),  # the pre-2026-02-24 rate-limit close
         (1006, "drop", 470),  # a 30 ms head is merged with the next chunk
         (1006, "drop", 400),  # on a chunk boundary
     ],
