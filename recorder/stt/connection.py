@@ -1,4 +1,4 @@
-"""One socket of a streaming session: wait for Begin, pace audio out, read turns in.
+"""One socket of a streaming STT stream: wait for Begin, pace audio out, read turns in.
 
 :class:`SttConnection` drives a websockets connection with an
 :class:`~recorder.stt.protocol.SttProtocol` until it closes; the

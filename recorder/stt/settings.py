@@ -66,7 +66,7 @@ class ConnectSettings:
 
     def __post_init__(self) -> None:
         if (self.api_key is None) == (self.token is None):
-            raise ConfigError("give the stt session exactly one of an api key or a token")
+            raise ConfigError("give the stt stream exactly one of an api key or a token")
         object.__setattr__(self, "keyterms", tuple(check_keyterms(self.keyterms)))
         self.socket_url()  # validates the rest
 

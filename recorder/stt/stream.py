@@ -182,7 +182,7 @@ class SttStream:
             SttConnectionError: no socket could be opened within ``retry.give_up_s``.
         """
         if self._runner is not None:
-            raise RuntimeError("stt session already started")
+            raise RuntimeError("stt stream already started")
         loop = asyncio.get_running_loop()
         self._opened = loop.create_future()
         self._runner = asyncio.create_task(self._run(), name=f"stt {self.name}")
@@ -211,7 +211,7 @@ class SttStream:
         if self.error is not None:
             self._raise_error()
         if self._stopping:
-            raise RuntimeError("stt session is stopping; no more audio")
+            raise RuntimeError("stt stream is stopping; no more audio")
         chunks = self._chunker.push(pcm)
         if not chunks:
             return
@@ -326,7 +326,7 @@ class SttStream:
             await self._run_sockets()
         except RecorderError as exc:
             self.error = exc
-            logger.warning("! %s: stt session failed: %s", self.name, exc)
+            logger.warning("! %s: stt stream failed: %s", self.name, exc)
         finally:
             self._finish()
 
@@ -368,7 +368,7 @@ class SttStream:
                     # Termination we did not ask for (the service only ends a socket on
                     # Terminate, docs/providers.md, "Streaming: messages"): the caller
                     # is still talking, so treat it as a drop.
-                    logger.warning("! %s: the server ended the session unasked", self.name)
+                    logger.warning("! %s: the server ended the socket unasked", self.name)
                     disposition = Disposition.RETRY
                 if lifetime is not None:
                     if disposition is Disposition.RETRY:
