@@ -31,10 +31,11 @@ __all__ = [
 
 SAMPLE_RATE_HZ = 16_000
 BYTES_PER_SAMPLE = 2
-# Agora delivers 10 ms frames (agora-server-sdk.md §5.3).
+# Agora delivers 10 ms frames (docs/providers.md, "Agora: audio frames").
 FRAME_MS = 10
-# The v3 API takes 50-1000 ms per message (assemblyai-streaming-v3.md §6.1);
-# 100 ms keeps latency low and costs one loop wake-up per chunk (DESIGN.md).
+# The v3 API takes 50-1000 ms per message (docs/providers.md, "Streaming: audio");
+# 100 ms keeps latency low and costs one loop wake-up per chunk
+# (docs/architecture.md, "Decisions and measurements").
 CHUNK_MS = 100
 # Energy above which a chunk counts as speech: speech sits around -30..-10 dBFS,
 # a quiet room and the replay transport's comfort noise near -70 dBFS.
@@ -106,7 +107,8 @@ class ChunkAssembler:
     Runs on the transport's native thread: :meth:`append` copies the frame
     (native buffers are reused) and returns a :class:`Chunk` only when a whole
     chunk has gathered, so the caller wakes the event loop once per chunk,
-    never once per frame (STYLE.md §3.2). Timestamps follow the sample count
+    never once per frame (docs/architecture.md, "One audio frame, end to end").
+    Timestamps follow the sample count
     while frames arrive back to back, and re-anchor on the arrival time after
     a gap, so a mute or an outage shows up on the meeting timeline.
 
@@ -114,7 +116,8 @@ class ChunkAssembler:
         chunk_ms: target chunk length.
         first_chunk_ms: length of the first chunk; giving participants
             different values staggers their chunk boundaries so their sends
-            do not all leave on the same tick (DESIGN.md, measured p99 lateness).
+            do not all leave on the same tick (docs/architecture.md, "Decisions and
+            measurements").
         speech_dbfs: level at which a chunk counts as speech.
     """
 

@@ -3,9 +3,16 @@
 A socket opens on the participant's first speech (not on join), with a
 pre-roll of the audio just before it so the first word is whole. It closes
 after ``idle_close_ms`` of silence (while the session budget can afford a
-reopen) or when they mute or leave, since streaming bills on open time
-(assemblyai-streaming-v3.md §7). Every word is mapped back to meeting time
-through a :class:`~recorder.timeline.Timeline` of what was sent.
+reopen) or when they mute or leave, since streaming bills socket-open time
+(docs/providers.md, "Streaming: limits and billing"). Every word is mapped
+back to meeting time through a :class:`~recorder.timeline.Timeline` of what
+was sent.
+
+Held audio has one owner: the STT stream. Once a stream is wanted (the first
+speech, or a close under way) every chunk goes straight to it, before it has
+even started, and its buffer holds whatever it cannot send yet under its one
+cap, reporting what it drops. Here only the pre-roll is kept: a fixed window of
+the last ``preroll_ms`` while no stream is open, never counted as lost.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import enum
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from recorder.audio import Chunk
@@ -31,27 +38,39 @@ from recorder.stt.events import (
     SpeechStarted,
 )
 from recorder.timeline import Timeline
-from storage.records import Word
 
-__all__ = ["FinalTurn", "ParticipantStream", "SpeechStream", "StreamHooks"]
+__all__ = ["FinalTurn", "ParticipantStream", "PlacedWord", "SpeechStream", "StreamHooks"]
 
 log = logging.getLogger(__name__)
 
 
 class SpeechStream(Protocol):
-    """What the pipeline needs of an STT session (``recorder.stt.stream.SttStream``)."""
+    """What the pipeline needs of an STT stream (``recorder.stt.stream.SttStream``)."""
 
     async def start(self) -> None:
         """Connect; raise a RecorderError if the service refuses."""
 
     def send(self, pcm: bytes) -> None:
-        """Queue audio (never blocks; the stream paces and chunks it)."""
+        """Queue audio (never blocks; the stream paces, chunks and holds it).
+
+        Called before :meth:`start` too: that audio is held and sent first.
+        """
 
     def events(self) -> AsyncIterator[Event]:
         """Events until the stream is stopped and drained."""
 
     async def stop(self) -> None:
         """Flush, end the session cleanly, and close."""
+
+
+@dataclass(frozen=True, slots=True)
+class PlacedWord:
+    """One word of a final turn, on the meeting clock (ms)."""
+
+    text: str
+    start_ms: int
+    end_ms: int
+    confidence: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +87,7 @@ class FinalTurn:
     start_ms: int
     end_ms: int
     text: str
-    words: tuple[Word, ...]
+    words: tuple[PlacedWord, ...]
     end_of_turn_confidence: float | None
     language: str | None
 
@@ -92,8 +111,18 @@ class _State(enum.Enum):
     CLOSING = "closing"
 
 
+@dataclass(slots=True)
+class _Fed:
+    """A stream being given audio, with the timeline of what it was given."""
+
+    stream: SpeechStream
+    timeline: Timeline = field(default_factory=Timeline)
+    speech_ms: float = 0.0  # speech given to it, lost if it never opens
+    consumer: asyncio.Task[None] | None = None
+
+
 class ParticipantStream:
-    """Owns one participant's STT sessions across speech, silence, mutes and rejoins.
+    """Owns one participant's STT streams across speech, silence, mutes and rejoins.
 
     Args:
         uid: the participant.
@@ -101,9 +130,7 @@ class ParticipantStream:
         budget: the meeting's shared new-session budget.
         hooks: where turns and socket records go.
         idle_close_ms: silence after which the socket closes.
-        preroll_ms: audio kept while closed and sent first on reopen.
-        max_backlog_ms: audio held while a socket is opening; older audio beyond it is
-            dropped and counted (a recorded loss, never a silent one).
+        preroll_ms: audio kept while no stream is open, and given first to the next one.
     """
 
     def __init__(
@@ -115,7 +142,6 @@ class ParticipantStream:
         hooks: StreamHooks,
         idle_close_ms: float,
         preroll_ms: float = 400.0,
-        max_backlog_ms: float = 60_000.0,
     ) -> None:
         self.uid = uid
         self._open_stream = open_stream
@@ -123,17 +149,15 @@ class ParticipantStream:
         self._hooks = hooks
         self._idle_close_ms = idle_close_ms
         self._preroll_ms = preroll_ms
-        self._max_backlog_ms = max_backlog_ms
         self._state = _State.CLOSED
-        self._backlog: deque[Chunk] = deque()
-        self._backlog_ms = 0.0
-        self._stream: SpeechStream | None = None
-        self._timeline = Timeline()
+        self._preroll: deque[Chunk] = deque()
+        self._preroll_held_ms = 0.0
+        self._open: _Fed | None = None  # the stream that is open (or closing)
+        self._next: _Fed | None = None  # the stream being fed before it starts
         self._generation = 0
         self._last_speech_end_ms = 0.0
         self._reopen_after_close = False
         self._task: asyncio.Task[None] | None = None
-        self._consumer: asyncio.Task[None] | None = None
         self._stopping = False
         self.dropped_ms = 0.0
 
@@ -142,20 +166,28 @@ class ParticipantStream:
         if self._stopping:
             return
         if self._state is _State.OPEN:
-            assert self._stream is not None
-            self._send(chunk)
-            if chunk.is_speech:
-                self._last_speech_end_ms = chunk.end_ms
-            elif (
-                chunk.end_ms - self._last_speech_end_ms >= self._idle_close_ms
+            assert self._open is not None
+            self._send(self._open, chunk)
+            if (
+                not chunk.is_speech
+                and chunk.end_ms - self._last_speech_end_ms >= self._idle_close_ms
                 and self._budget.can_afford_close()
             ):
                 self._begin_close(reason="idle")
             return
-        self._hold(chunk)
-        if self._state is _State.CLOSED and chunk.is_speech:
-            self._begin_open()
-        elif self._state is _State.CLOSING and chunk.is_speech:
+        self._keep_preroll(chunk)
+        if self._next is None and self._state is _State.CLOSING:
+            # Held by the next stream, which starts if speech comes before the close ends.
+            self._next = _Fed(self._open_stream())
+        if self._next is not None:
+            self._send(self._next, chunk)
+        if not chunk.is_speech:
+            return
+        if self._state is _State.CLOSED:
+            self._next = self._fed_preroll()
+            self._state = _State.OPENING
+            self._task = asyncio.create_task(self._start_next(), name=f"open-uid-{self.uid}")
+        elif self._state is _State.CLOSING:
             self._reopen_after_close = True
 
     def pause(self, reason: str) -> None:
@@ -164,7 +196,7 @@ class ParticipantStream:
         if self._state is _State.OPEN:
             self._begin_close(reason=reason)
         elif self._state is _State.CLOSED:
-            self._clear_backlog()
+            self._clear_preroll()
 
     async def aclose(self) -> None:
         """Stop for good: close any socket and wait for its last turns."""
@@ -179,96 +211,89 @@ class ParticipantStream:
 
     # -- internals ---------------------------------------------------------
 
-    def _hold(self, chunk: Chunk) -> None:
-        self._backlog.append(chunk)
-        self._backlog_ms += chunk.duration_ms
-        is_closed = self._state is _State.CLOSED
-        self._trim_to(self._preroll_ms if is_closed else self._max_backlog_ms, count=not is_closed)
+    def _keep_preroll(self, chunk: Chunk) -> None:
+        """Keep the last ``preroll_ms`` of audio (at least; whole chunks)."""
+        held = self._preroll
+        held.append(chunk)
+        self._preroll_held_ms += chunk.duration_ms
+        while held and self._preroll_held_ms - held[0].duration_ms >= self._preroll_ms:
+            self._preroll_held_ms -= held.popleft().duration_ms
 
-    def _trim_to(self, limit_ms: float, *, count: bool = False) -> None:
-        """Drop the oldest held audio beyond ``limit_ms``; ``count`` speech lost that way."""
-        while self._backlog and self._backlog_ms - self._backlog[0].duration_ms >= limit_ms:
-            old = self._backlog.popleft()
-            self._backlog_ms -= old.duration_ms
-            if count and old.is_speech:
-                self.dropped_ms += old.duration_ms
-                log.warning("! uid=%d backlog full: dropped %.0f ms", self.uid, old.duration_ms)
+    def _clear_preroll(self) -> None:
+        self._preroll.clear()
+        self._preroll_held_ms = 0.0
 
-    def _clear_backlog(self) -> None:
-        self._backlog.clear()
-        self._backlog_ms = 0.0
+    def _fed_preroll(self) -> _Fed:
+        """A new stream, given the pre-roll."""
+        fed = _Fed(self._open_stream())
+        for chunk in self._preroll:
+            self._send(fed, chunk)
+        return fed
 
-    def _send(self, chunk: Chunk) -> None:
-        assert self._stream is not None
-        self._timeline.add(chunk.start_ms, chunk.duration_ms)
-        self._stream.send(chunk.pcm)
-
-    def _begin_open(self) -> None:
-        self._state = _State.OPENING
-        self._task = asyncio.create_task(self._open(), name=f"open-uid-{self.uid}")
+    def _send(self, fed: _Fed, chunk: Chunk) -> None:
+        fed.timeline.add(chunk.start_ms, chunk.duration_ms)
+        fed.stream.send(chunk.pcm)
+        if chunk.is_speech:
+            fed.speech_ms += chunk.duration_ms
+            self._last_speech_end_ms = chunk.end_ms
 
     def _begin_close(self, *, reason: str) -> None:
         self._state = _State.CLOSING
         log.debug("= uid=%d closing stream (%s)", self.uid, reason)
         self._task = asyncio.create_task(self._close(), name=f"close-uid-{self.uid}")
 
-    async def _open(self) -> None:
+    async def _start_next(self) -> None:
+        fed = self._next
+        assert fed is not None
         await self._budget.acquire()
-        if self._stopping and not self._backlog:
-            self._state = _State.CLOSED
-            return
         self._generation += 1
-        self._timeline = Timeline()
-        stream = self._open_stream()
         try:
-            await stream.start()
+            await fed.stream.start()
         except SttRejected as exc:
+            self._next = None
             self._state = _State.CLOSED
             self._hooks.on_fatal(exc)
             return
         except RecorderError as exc:
-            lost = sum(c.duration_ms for c in self._backlog if c.is_speech)
-            self.dropped_ms += lost
+            self.dropped_ms += fed.speech_ms
             log.warning(
-                "! uid=%d could not open a stream, %.0f ms of speech lost: %s", self.uid, lost, exc
+                "! uid=%d could not open a stream, %.0f ms of speech lost: %s",
+                self.uid,
+                fed.speech_ms,
+                exc,
             )
-            self._clear_backlog()
+            self._next = None
+            self._clear_preroll()
             self._state = _State.CLOSED
             return
-        self._stream = stream
-        self._consumer = asyncio.create_task(
-            self._consume(stream, self._generation, self._timeline),
+        self._next, self._open = None, fed
+        self._clear_preroll()
+        fed.consumer = asyncio.create_task(
+            self._consume(fed.stream, self._generation, fed.timeline),
             name=f"stt-events-uid-{self.uid}",
         )
         self._state = _State.OPEN
-        backlog, self._backlog = self._backlog, deque()
-        self._backlog_ms = 0.0
-        for chunk in backlog:
-            self._send(chunk)
-            if chunk.is_speech:
-                self._last_speech_end_ms = chunk.end_ms
-        if self._stopping:
-            self._begin_close(reason="shutdown")
+        if self._stopping:  # aclose() came while it opened: what it was given still counts
+            self._state = _State.CLOSING
             await self._close()
 
     async def _close(self) -> None:
-        stream, consumer = self._stream, self._consumer
-        self._stream = None
-        if stream is not None:
+        fed, self._open = self._open, None
+        if fed is not None:
             try:
-                await stream.stop()
+                await fed.stream.stop()
             except RecorderError as exc:
                 log.warning("! uid=%d stream did not close cleanly: %s", self.uid, exc)
-        if consumer is not None:
-            await consumer
+            if fed.consumer is not None:
+                await fed.consumer
         self._state = _State.CLOSED
         if self._reopen_after_close and not self._stopping:
             self._reopen_after_close = False
             self._state = _State.OPENING
-            await self._open()
+            await self._start_next()
         else:
-            # Keep only a pre-roll's worth of what arrived while closing.
-            self._trim_to(self._preroll_ms)
+            # Not wanted after all (never started): the pre-roll keeps the last of it.
+            self._next = None
 
     async def _consume(self, stream: SpeechStream, generation: int, timeline: Timeline) -> None:
         hooks = self._hooks
@@ -288,7 +313,7 @@ class ParticipantStream:
                 elif isinstance(event, AudioDropped):
                     self.dropped_ms += event.duration_ms
                     log.warning(
-                        "! uid=%d stream dropped %d ms of audio during an outage",
+                        "! uid=%d stream dropped %d ms of unsent audio (its buffer was full)",
                         self.uid,
                         event.duration_ms,
                     )
@@ -300,7 +325,7 @@ class ParticipantStream:
     def _place(self, turn: FinalTranscript, key: tuple[int, int], timeline: Timeline) -> FinalTurn:
         offset = turn.audio_offset_ms
         words = tuple(
-            Word(
+            PlacedWord(
                 w.text,
                 int(round(timeline.to_meeting_ms(offset + w.start_ms))),
                 int(round(timeline.to_meeting_ms(offset + w.end_ms, is_end=True))),

@@ -1,8 +1,8 @@
 """Map positions in the audio sent to a stream back to meeting time.
 
-Word timestamps are relative to the audio sent on one socket
-(assemblyai-streaming-v3.md §5.3): they skip every mute, idle close and
-outage. A :class:`Timeline` remembers, for each run of contiguous audio, where
+Word timestamps are relative to the audio sent on one socket (docs/providers.md,
+"Streaming: messages"): they skip every mute, idle close and outage. A
+:class:`Timeline` remembers, for each run of contiguous audio, where
 it sits both in the stream and on the meeting clock, so any stream position
 maps back to true meeting time and several speakers merge in true order.
 """

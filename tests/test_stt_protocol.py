@@ -41,7 +41,7 @@ def _query(url: str) -> dict[str, list[str]]:
     return parse_qs(urlsplit(url).query)
 
 
-# -- URL and auth (§1.2, §2) ---------------------------------------------------
+# -- URL and auth (docs/providers.md, "Streaming: connecting") ------------------
 
 
 def test_build_url_recommended_shape():
@@ -99,7 +99,7 @@ def test_auth_header_is_raw_key_without_bearer():
     assert auth_headers("k123") == {"Authorization": "k123"}
 
 
-# -- parsing (§4) ----------------------------------------------------------------
+# -- parsing (docs/providers.md, "Streaming: messages") ---------------------------
 
 WORDS = [("Let's", 40120, 40410), ("ship", 40450, 40700), ("Friday.", 42010, 42600)]
 
@@ -310,7 +310,7 @@ def test_malformed_messages_are_skipped_and_logged_once(caplog):
 
 
 def test_unformatted_then_formatted_final_both_handed_on():
-    # Universal-Streaming with format_turns (§5.1 rule 3): same turn_order twice.
+    # Universal-Streaming with format_turns: same turn_order twice.
     proto = SttProtocol()
     proto.receive_text(BEGIN)
     raw = turn_message(0, [("hello", 0, 300), ("world", 350, 700)], formatted=False)
@@ -336,7 +336,7 @@ def test_second_begin_ignored_and_close_once():
     assert events[1].disposition is Disposition.RETRY
 
 
-# -- close classification (§6.2): every documented code ------------------------------
+# -- close classification (docs/providers.md, "Streaming: close codes") -------------
 
 KEY = "check ASSEMBLYAI_API_KEY"
 CLOSE_CASES = [
@@ -425,7 +425,7 @@ def test_classify_close(code, reason, terminated, idle, disposition, hint):
     assert bool(got_hint) is (disposition is Disposition.FATAL)
 
 
-# -- chunker (§3.1) ------------------------------------------------------------------
+# -- chunker (docs/providers.md, "Streaming: audio") --------------------------------
 
 
 def _chunker() -> Chunker:
@@ -490,11 +490,11 @@ def test_quick_failure_tracker():
     assert tracker.record(0.1)
 
 
-# -- replay buffer and socket map (§6.2) ---------------------------------------------
+# -- resend buffer and socket map ---------------------------------------------------
 
 
 def _buffer(**kwargs) -> ResendBuffer:
-    kwargs.setdefault("replay_max_bytes", 10 * 32000)
+    kwargs.setdefault("resend_max_bytes", 10 * 32000)
     kwargs.setdefault("backlog_max_bytes", 10 * 32000)
     return ResendBuffer(sample_bytes=2, min_bytes=1600, max_bytes=32000, silence=0, **kwargs)
 
@@ -545,7 +545,7 @@ def test_replay_buffer_pads_a_lone_short_head():
 
 
 def test_replay_buffer_bounds():
-    buf = _buffer(replay_max_bytes=3 * 3200, backlog_max_bytes=2 * 3200)
+    buf = _buffer(resend_max_bytes=3 * 3200, backlog_max_bytes=2 * 3200)
     assert buf.queue(0, b"\1" * 3200) is None
     assert buf.queue(3200, b"\1" * 3200) is None
     assert buf.queue(6400, b"\1" * 3200) == (0, 3200)  # the oldest unsent chunk is dropped

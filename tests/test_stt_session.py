@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import time
+from typing import Any
 
 import numpy as np
 import pytest
@@ -21,6 +23,7 @@ from websockets.exceptions import (
 from websockets.frames import Close
 from websockets.http11 import Response
 
+from recorder.emulator.clock import ManualClock
 from recorder.errors import RecorderError, SttConnectionError, SttRejected
 from recorder.stt.connect import FOREIGN_EXCEPTIONS, map_exceptions
 from recorder.stt.events import (
@@ -34,6 +37,7 @@ from recorder.stt.events import (
     SocketClosed,
     SocketOpened,
 )
+from recorder.stt.settings import BufferSettings, ConnectSettings, PacingSettings, RetrySettings
 from recorder.stt.stream import SttStream
 from tests.support.fake_stt import FakeConnection, FakeSttServer, turn_message
 from tests.support.timing import TIMEOUT
@@ -49,13 +53,25 @@ def pcm(start_ms: int, ms: int) -> bytes:
     return (np.arange(first, first + ms * 16) % 30000).astype("<i2").tobytes()
 
 
+SETTINGS = (ConnectSettings, PacingSettings, RetrySettings, BufferSettings)
+
+
+def settings_of(kind: type, fields: dict) -> Any:
+    """``kind`` built from the entries of ``fields`` that name its fields (taken out)."""
+    names = {f.name for f in dataclasses.fields(kind)}
+    return kind(**{name: fields.pop(name) for name in list(fields) if name in names})
+
+
 def session(url: str, **kwargs) -> SttStream:
+    """An SttStream from flat keywords: each goes to the settings object with that field."""
     kwargs.setdefault("api_key", KEY)
     kwargs.setdefault("realtime_factor", FAST)
     kwargs.setdefault("backoff_initial_s", 0.01)
     kwargs.setdefault("backoff_max_s", 0.05)
     kwargs.setdefault("terminate_timeout_s", 2.0)
-    return SttStream(url=url, **kwargs)
+    kwargs["url"] = url
+    connect, pacing, retry, buffers = (settings_of(kind, kwargs) for kind in SETTINGS)
+    return SttStream(connect, pacing=pacing, retry=retry, buffers=buffers, **kwargs)
 
 
 async def collect(s: SttStream) -> list:
@@ -174,7 +190,7 @@ async def test_terminate_wait_is_bounded_when_server_never_answers():
         (3005, "error", 450),
         (3009, "error", 450),
         (1000, "close", 450),
-        (1008, "concurrent", 450),  # the pre-2026-02-24 rate-limit close (§8.14)
+        (1008, "concurrent", 450),  # the pre-2026-02-24 rate-limit close
         (1006, "drop", 470),  # a 30 ms head is merged with the next chunk
         (1006, "drop", 400),  # on a chunk boundary
     ],
@@ -464,9 +480,9 @@ async def test_partials_and_session_started_types():
 
 
 def test_repr_hides_the_key():
-    s = SttStream(url="wss://x/v3/ws", api_key=KEY)
+    s = SttStream(ConnectSettings(url="wss://x/v3/ws", api_key=KEY))
     assert KEY not in repr(s) and "wss://x/v3/ws" in repr(s)
-    t = SttStream(url="wss://x/v3/ws", token="tok-secret")
+    t = SttStream(ConnectSettings(url="wss://x/v3/ws", token="tok-secret"))
     assert "tok-secret" not in repr(t)
 
 
@@ -689,3 +705,78 @@ async def test_stop_during_backoff_returns_at_once_when_everything_was_finalised
         assert time.monotonic() - started < 1.0
         await reader
     assert server.attempts == 1
+
+
+async def test_audio_sent_before_start_is_held_and_goes_out_first():
+    async def script(conn: FakeConnection) -> None:
+        await conn.begin("a")
+        await conn.terminate_reply()
+
+    async with FakeSttServer(script) as server:
+        s = session(server.url)
+        for t in range(0, 300, 100):  # the pipeline's pre-roll and first speech
+            s.send(pcm(t, 100))
+        await s.start()
+        reader = asyncio.create_task(collect(s))
+        s.send(pcm(300, 100))
+        await s.stop()
+        events = await reader
+    assert server.connections[0].audio_bytes == pcm(0, 400)
+    assert [e.audio_offset_ms for e in events if isinstance(e, SocketOpened)] == [0]
+    assert s.dropped_bytes == 0
+
+
+async def test_audio_held_before_start_has_the_one_cap():
+    async def script(conn: FakeConnection) -> None:
+        await conn.begin("a")
+        await conn.wait_audio(int(0.2 * BPS))
+        await conn.send_json(turn_message(0, [("Kept.", 50, 150)]))
+        await conn.terminate_reply()
+
+    async with FakeSttServer(script) as server:
+        s = session(server.url, backlog_max_s=0.2)
+        for t in range(0, 500, 100):  # a socket slow to open: more than the cap waits
+            s.send(pcm(t, 100))
+        await s.start()
+        events = await run_to_end(s)
+    assert [(e.audio_offset_ms, e.duration_ms) for e in events if isinstance(e, AudioDropped)] == [
+        (0, 300)
+    ]
+    assert s.dropped_bytes == 300 * 32
+    assert server.connections[0].audio_bytes == pcm(300, 200)
+    finals = [e for e in events if isinstance(e, FinalTranscript)]
+    assert [(f.audio_offset_ms, f.start_ms) for f in finals] == [(300, 350)]
+
+
+async def run_to_end(s: SttStream) -> list:
+    reader = asyncio.create_task(collect(s))
+    async with asyncio.timeout(TIMEOUT * 2):
+        await s.stop()
+        return await reader
+
+
+async def test_pacing_runs_on_the_injected_clock():
+    clock = ManualClock()
+
+    async def script(conn: FakeConnection) -> None:
+        await conn.begin()
+        await conn.terminate_reply()
+
+    async with FakeSttServer(script) as server:
+        s = session(server.url, realtime_factor=1.0, clock=clock)
+        await s.start()
+        conn = server.connections[0]
+        for t in range(0, 500, 100):  # five chunks at once, at clock time 0
+            s.send(pcm(t, 100))
+        async with asyncio.timeout(TIMEOUT):
+            for k in range(1, 5):
+                # Chunk k may go once k chunks have played: the stream waits for the clock,
+                # and until the test moves it exactly k chunks have gone.
+                await clock.wait_sleeping_until(k * 3200 / BPS)
+                await conn.wait_audio(k * 3200)
+                assert len(conn.audio_bytes) == k * 3200
+                clock.advance(0.1)
+            await conn.wait_audio(5 * 3200)
+        events = await run_to_end(s)
+    assert conn.audio_bytes == pcm(0, 500)
+    assert any(isinstance(e, SocketClosed) for e in events)

@@ -1,4 +1,4 @@
-"""Streaming speech-to-text: the v3 wire protocol and its asyncio session."""
+"""Streaming speech-to-text: the v3 wire protocol and the reconnecting asyncio stream."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Reconnect timing for the STT session: backoff delays and quick-failure detection.
 
-Pure: no clock is read here; callers pass times in (STYLE.md §3.1, after
-websockets' ``backoff()`` and pipecat's ``QuickFailureTracker``).
+Pure: no clock is read here; callers pass times in (after websockets'
+``backoff()`` and pipecat's ``QuickFailureTracker``).
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ def backoff(
 
     Each delay is scaled by a random factor in ``[1 - jitter, 1]`` so that many
     sockets dropped at once (200 participants, one network blip) do not
-    reconnect in lockstep and trip the new-session rate limit (spec §6.1, 3009).
+    reconnect in lockstep and trip the new-session rate limit (close 3009;
+    docs/providers.md, "Streaming: limits and billing").
     """
     delay = initial_s
     while True:

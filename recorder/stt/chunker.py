@@ -1,7 +1,8 @@
 """Batch caller audio into 50-1000 ms chunks, the only sizes the v3 API accepts.
 
 Pure and allocation-light: a caller that already hands over chunks of the
-target size gets them back unchanged, with no copy (spec §3.1, §8.1).
+target size gets them back unchanged, with no copy (docs/providers.md,
+"Streaming: audio").
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ class Chunker:
     ``chunk_bytes`` and ``max_bytes`` (and a whole number of samples) is
     returned as is; anything else is buffered and cut into ``chunk_bytes``
     pieces. :meth:`flush` returns the tail padded with silence to
-    ``min_bytes``, since a tail under 50 ms may close the session (§3.1).
+    ``min_bytes``, since a message under 50 ms may close the socket.
 
     Args:
         chunk_bytes: the size to cut to (e.g. 100 ms = 3,200 B at 16 kHz PCM16).
@@ -76,6 +77,6 @@ class Chunker:
             return None
         tail = bytes(self._buf)
         self._buf.clear()
-        # Round up to a whole sample, then to the minimum size (§3.1: pad, don't send < 50 ms).
+        # Round up to a whole sample, then to the minimum size (pad: never send < 50 ms).
         size = max(self.min_bytes, -(-len(tail) // self._sample_bytes) * self._sample_bytes)
         return tail + bytes([self.silence]) * (size - len(tail))

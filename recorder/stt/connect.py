@@ -3,7 +3,7 @@
 :func:`map_exceptions` is the one place where foreign exceptions become
 :class:`~recorder.errors.SttRejected` (retrying will not help) or
 :class:`~recorder.errors.SttConnectionError` (retry with backoff), like
-httpcore's ``map_exceptions`` (STYLE.md §3.3).
+httpcore's ``map_exceptions``.
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ async def open_socket(
     """Open one streaming socket (the upgrade only; ``Begin`` is read by the caller).
 
     Compression is off: PCM barely compresses and permessage-deflate costs about
-    4x the client CPU (DESIGN.md).
+    4x the client CPU (docs/architecture.md, "Decisions and measurements").
 
     Raises:
         SttRejected: see :func:`map_exceptions`.

@@ -1,9 +1,9 @@
-"""One socket of a streaming session: wait for Begin, pace audio out, read turns in.
+"""One socket of a streaming STT stream: wait for Begin, pace audio out, read turns in.
 
 :class:`SttConnection` drives a websockets connection with an
 :class:`~recorder.stt.protocol.SttProtocol` until it closes; the
 :class:`~recorder.stt.stream.SttStream` around it owns the audio
-queue, the events and the reconnect policy (spec assemblyai-streaming-v3.md).
+held audio, the events and the reconnect policy.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection
@@ -31,8 +31,10 @@ from recorder.stt.events import (
     SocketOpened,
     SpeechStarted,
 )
+from recorder.stt.pacer import Pacer
 from recorder.stt.protocol import State, SttProtocol
 from recorder.stt.resend import ResendBuffer, SocketMap
+from recorder.stt.settings import RetrySettings
 
 __all__ = ["SttConnection"]
 
@@ -44,23 +46,21 @@ _DIRECT_WRITE_HIGH_WATER = 64 * 1024
 
 
 class SttConnection:
-    """One open socket: its protocol state, pacing clock, sender task and receive loop.
+    """One open socket: its protocol state, pacer, sender task and receive loop.
 
     Args:
         conn: the upgraded websockets connection.
         proto: a fresh protocol for it (state CONNECTING).
-        buffer: the session's audio queue and replay buffer.
+        buffer: the stream's held audio (unsent, and sent but not yet final).
         socket_map: where this socket's audio comes from in the caller's audio.
-        wake: set by the session whenever audio or a control frame is queued.
-        is_stopping: whether the session is stopping (send Terminate once drained).
-        emit: hands an event to the session's reader.
+        pacer: when the next chunk may go; restarted at ``Begin``.
+        wake: set by the stream whenever audio or a control frame is queued.
+        is_stopping: whether the stream is stopping (send Terminate once drained).
+        emit: hands an event to the stream's reader.
         on_begin: called once ``Begin`` arrived.
         bytes_per_second: of the audio.
-        realtime_factor: audio clock speed (1.0 in production).
-        max_lead_s: how far audio may run ahead of real time.
-        connect_timeout_s: bound on waiting for ``Begin``.
-        terminate_timeout_s: bound on waiting for ``Termination``.
-        speech_model: the model asked for (checked against ``Begin``, §8.8).
+        retry: the connect and terminate timeouts.
+        speech_model: the model asked for (checked against ``Begin``'s configuration).
         name: label for logs.
     """
 
@@ -71,15 +71,13 @@ class SttConnection:
         *,
         buffer: ResendBuffer,
         socket_map: SocketMap,
+        pacer: Pacer,
         wake: asyncio.Event,
         is_stopping: Callable[[], bool],
         emit: Callable[[Event], None],
         on_begin: Callable[[], None],
         bytes_per_second: int,
-        realtime_factor: float,
-        max_lead_s: float,
-        connect_timeout_s: float,
-        terminate_timeout_s: float,
+        retry: RetrySettings,
         speech_model: str,
         name: str,
     ) -> None:
@@ -87,48 +85,43 @@ class SttConnection:
         self.proto = proto
         self._buffer = buffer
         self._map = socket_map
+        self._pacer = pacer
         self._wake = wake
         self._is_stopping = is_stopping
         self._emit = emit
         self._on_begin = on_begin
         self._bps = bytes_per_second
-        self._bps_factor = bytes_per_second * realtime_factor
-        self._max_lead_s = max_lead_s
-        self._connect_timeout_s = connect_timeout_s
-        self._terminate_timeout_s = terminate_timeout_s
+        self._connect_timeout_s = retry.connect_timeout_s
+        self._terminate_timeout_s = retry.terminate_timeout_s
         self._speech_model = speech_model
         self._name = name
         self._control: list[str] = []
-        # The asyncio loop's clock is time.monotonic (the default loop.time()).
-        self._began_at = time.monotonic()
         self.terminate_sent = False
         self.last_server_error: str | None = None
         self._terminated: SessionTerminated | None = None
 
-    @property
-    def is_open(self) -> bool:
-        """Whether ``Begin`` arrived and nothing has closed or ended the socket."""
-        return self.proto.state is State.OPEN
+    def queue_force_endpoint(self) -> None:
+        """Queue ``ForceEndpoint`` (ignored unless the socket is open)."""
+        if self.proto.state is State.OPEN:
+            self.proto.send_force_endpoint()
+            self._queue_control_frames()
 
-    def queue_control(self, kind: str, fields: dict[str, Any] | None = None) -> None:
-        """Queue ``force_endpoint``, ``update`` (with wire-named fields) or ``keepalive``."""
-        proto = self.proto
-        if proto.state is not State.OPEN:
-            return
-        if kind == "force_endpoint":
-            proto.send_force_endpoint()
-        elif kind == "update":
-            proto.send_update_configuration(**(fields or {}))
-        else:
-            proto.send_keepalive()
-        self._control.extend(str(frame) for frame in proto.data_to_send())
+    def queue_update(self, fields: Mapping[str, Any]) -> None:
+        """Queue ``UpdateConfiguration`` with wire-named fields (ignored unless open)."""
+        if self.proto.state is State.OPEN:
+            self.proto.send_update_configuration(**fields)
+            self._queue_control_frames()
+
+    def _queue_control_frames(self) -> None:
+        self._control.extend(str(frame) for frame in self.proto.data_to_send())
         self._wake.set()
 
     def write_now(self, pos: int, chunk: bytes) -> bool:
         """Write a live chunk straight to the socket when nothing needs waiting for.
 
         The common case (live audio at real time, nothing queued) then costs no
-        task switch, which keeps 200 sockets in one process cheap (DESIGN.md).
+        task switch, which keeps 200 sockets in one process cheap
+        (docs/architecture.md, "Decisions and measurements").
         Anything else (a pacing delay, control frames, backpressure, a closing
         socket) is declined and left to the sender task.
         """
@@ -139,7 +132,7 @@ class SttConnection:
             or conn.protocol.state is not WsState.OPEN
             or conn.fragmented_send_waiter is not None
             or conn.transport.get_write_buffer_size() > _DIRECT_WRITE_HIGH_WATER
-            or time.monotonic() < self._due()
+            or not self._pacer.is_due(proto.audio_bytes_sent)
         ):
             return False
         self._record_sent(pos, chunk)
@@ -150,17 +143,13 @@ class SttConnection:
             logger.debug("! %s: direct write failed: %s", self._name, exc)
         return True
 
-    def _due(self) -> float:
-        """Pacing (§6.1, §8.2): the next chunk may go once the audio before it has played."""
-        return self._began_at + self.proto.audio_bytes_sent / self._bps_factor - self._max_lead_s
-
     def _record_sent(self, pos: int, chunk: bytes) -> None:
         self._map.add(pos, len(chunk))
         self.proto.send_audio(chunk)
         self.proto.data_to_send()  # the chunk itself is written by the caller
         self._buffer.mark_sent(pos, chunk)
 
-    async def run(self, config_updates: dict[str, Any]) -> tuple[Closed, float | None]:
+    async def run(self, config_updates: Mapping[str, Any]) -> tuple[Closed, float | None]:
         """Drive the socket until it closes.
 
         Args:
@@ -187,9 +176,10 @@ class SttConnection:
                 conn.transport.abort()
                 proto.receive_close(None, "no Begin from the server in time")
                 return self._close_events(upgraded_at, None), None
-            began_at = self._began_at = time.monotonic()
+            began_at = time.monotonic()
+            self._pacer.restart()
             if config_updates:
-                self.queue_control("update", config_updates)
+                self.queue_update(config_updates)
             sender = asyncio.create_task(
                 self._send_loop(), name=f"stt {self._name} sender {proto.socket_index}"
             )
@@ -248,7 +238,7 @@ class SttConnection:
         return closed
 
     def _dispatch(self) -> None:
-        """Hand on the protocol's events, keeping the replay buffer up to date."""
+        """Hand on the protocol's events, keeping the resend buffer up to date."""
         proto = self.proto
         for event in proto.events_received():
             if isinstance(event, FinalTranscript):
@@ -312,9 +302,8 @@ class SttConnection:
                     self._wake.clear()
                     await self._wake.wait()
                     continue
-                delay = self._due() - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
+                if not self._pacer.is_due(proto.audio_bytes_sent):
+                    await self._pacer.wait(proto.audio_bytes_sent)
                     continue
                 pos, chunk = self._buffer.take()
                 self._record_sent(pos, chunk)
@@ -323,7 +312,7 @@ class SttConnection:
             self.terminate_sent = True
             for frame in proto.data_to_send():
                 await conn.send(frame)
-            # Bounded wait for Termination (§8.4); the receive loop ends when the server closes.
+            # Bounded wait for Termination; the receive loop ends when the server closes.
             await asyncio.sleep(self._terminate_timeout_s)
             logger.warning(
                 "! %s: no termination within %g s; closing", self._name, self._terminate_timeout_s

@@ -1,9 +1,9 @@
 """Typed events of the streaming STT client, as small frozen dataclasses.
 
 Protocol events (``SessionStarted`` … ``Closed``) are named for the server
-message that produced them (spec assemblyai-streaming-v3.md §4); session
+message that produced them (docs/providers.md, "Streaming: messages"); stream
 events (``SocketOpened``, ``SocketClosed``, ``AudioDropped``) describe the
-sockets the :class:`~recorder.stt.stream.SttStream` opened.
+sockets the :class:`~recorder.stt.stream.SttStream` opened and the audio it held.
 """
 
 from __future__ import annotations
@@ -29,12 +29,15 @@ __all__ = [
 
 
 class Disposition(enum.Enum):
-    """What the client should do after a socket closed (spec §6.2)."""
+    """What the client should do after a socket closed.
+
+    See docs/providers.md, "Streaming: close codes".
+    """
 
     DONE = "done"
     """The session ended normally (``Termination`` was received)."""
     RETRY = "retry"
-    """Transient failure: reconnect with backoff and replay unfinalised audio."""
+    """Transient failure: reconnect with backoff and resend unfinalised audio."""
     REOPEN = "reopen"
     """The session hit its duration cap (3008): open a new one at once."""
     REOPEN_ON_AUDIO = "reopen_on_audio"
@@ -45,7 +48,7 @@ class Disposition(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class SttWord:
-    """One word of a turn; times are ms from the first audio byte of its socket (§4.3)."""
+    """One word of a turn; times are ms from the first audio byte of its socket."""
 
     text: str
     start_ms: int
@@ -56,7 +59,7 @@ class SttWord:
 
 @dataclass(frozen=True, slots=True)
 class SessionStarted:
-    """``Begin``: the server accepted the socket (§4.1).
+    """``Begin``: the server accepted the socket.
 
     Attributes:
         id: the provider's session id (store as the stream session id).
@@ -73,7 +76,7 @@ class SessionStarted:
 
 @dataclass(frozen=True, slots=True)
 class SpeechStarted:
-    """``SpeechStarted``: a turn began at ``timestamp_ms`` on this socket (§4.2).
+    """``SpeechStarted``: a turn began at ``timestamp_ms`` on this socket.
 
     ``audio_offset_ms`` is the caller audio position of this socket's offset 0,
     so the caller position of the onset is ``audio_offset_ms + timestamp_ms``.
@@ -99,7 +102,7 @@ class PartialTranscript:
 
 @dataclass(frozen=True, slots=True)
 class FinalTranscript:
-    """A ``Turn`` with ``end_of_turn=true`` (§4.3, §5.1 rule 3).
+    """A ``Turn`` with ``end_of_turn=true``.
 
     On u3-rt-pro there is one formatted final per turn; Universal-Streaming
     with formatting sends an unformatted final and then a formatted one with
@@ -143,7 +146,7 @@ class FinalTranscript:
 
 @dataclass(frozen=True, slots=True)
 class SessionTerminated:
-    """``Termination``: the server flushed every turn and will close (§4.4).
+    """``Termination``: the server flushed every turn and will close.
 
     ``session_duration_s`` is the billed figure.
     """
@@ -155,7 +158,7 @@ class SessionTerminated:
 
 @dataclass(frozen=True, slots=True)
 class ServerError:
-    """``Error`` frame (or the legacy bare ``{"error": ...}``) sent before an error close (§4.5)."""
+    """``Error`` frame (or the legacy bare ``{"error": ...}``) sent before an error close."""
 
     message: str
     code: int | None = None
@@ -164,7 +167,7 @@ class ServerError:
 
 @dataclass(frozen=True, slots=True)
 class Closed:
-    """The socket closed; ``disposition`` says what to do next (§6.2).
+    """The socket closed; ``disposition`` says what to do next.
 
     ``code`` is None when no close code is known; ``hint`` says what the user
     should do when the disposition is FATAL.
@@ -185,7 +188,7 @@ class SocketOpened:
         socket_index: 0 for the first socket, +1 per (re)connection.
         provider_id: ``Begin.id``.
         audio_offset_ms: caller audio position of this socket's offset 0;
-            earlier than the previous socket's end when audio is replayed.
+            earlier than the previous socket's end when audio is resent.
         expires_at: Unix seconds at which the server caps the session.
     """
 
@@ -218,9 +221,9 @@ class SocketClosed:
 
 @dataclass(frozen=True, slots=True)
 class AudioDropped:
-    """Audio was discarded because the replay buffer overflowed during an outage.
+    """Unsent audio was discarded: more than ``backlog_max_s`` waited for a socket.
 
-    The pipeline records it as a gap in the transcript (STYLE.md §3.2).
+    Counted and logged by the pipeline, never silent.
     """
 
     audio_offset_ms: int

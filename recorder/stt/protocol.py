@@ -2,7 +2,9 @@
 
 No asyncio, no websockets, no clock: feed it text frames and close codes,
 collect typed events and the frames to send (modelled on websockets'
-``Protocol``). Section numbers refer to specs/assemblyai-streaming-v3.md.
+``Protocol``). The wire format is AssemblyAI's
+(https://www.assemblyai.com/docs/api-reference/streaming-api/streaming-api);
+what this code relies on is summarised in docs/providers.md, "Streaming: ..." sections.
 """
 
 from __future__ import annotations
@@ -39,16 +41,19 @@ __all__ = [
     "auth_headers",
     "build_url",
     "bytes_per_second",
+    "check_keyterms",
     "classify_close",
     "parse_message",
 ]
 
 logger = logging.getLogger(__name__)
 
-# §3.1: every binary message holds 50-1000 ms of audio, else close 3007.
+# Every binary message holds 50-1000 ms of audio, else close 3007
+# (docs/providers.md, "Streaming: audio").
 MIN_CHUNK_MS = 50
 MAX_CHUNK_MS = 1000
-# §2.1 / §6.1: at most 100 keyterms; terms over 50 characters are ignored by the server.
+# At most 100 keyterms; terms over 50 characters are ignored by the server
+# (docs/providers.md, "Streaming: connecting").
 MAX_KEYTERMS = 100
 MAX_KEYTERM_CHARS = 50
 
@@ -61,7 +66,7 @@ _KEEPALIVE = json.dumps({"type": "KeepAlive"})
 
 
 def bytes_per_second(sample_rate_hz: int, encoding: str) -> int:
-    """Bytes of one second of mono audio in ``encoding`` (§3.1).
+    """Bytes of one second of mono audio in ``encoding``.
 
     Raises:
         ConfigError: for an encoding recorder does not send.
@@ -87,9 +92,10 @@ def build_url(
     max_turn_silence_ms: int | None = None,
     token: str | None = None,
 ) -> str:
-    """Build the ``/v3/ws`` URL with every setting in the query string (§2).
+    """Build the ``/v3/ws`` URL with every setting in the query string.
 
-    ``speech_model`` is always sent (§0: the default changed twice in 2026).
+    ``speech_model`` is always sent: the service's default has changed before
+    (docs/providers.md, "Streaming: connecting").
     Lists are JSON arrays, booleans lowercase. Query parameters already in
     ``base_url`` (an emulator's knobs) are kept.
 
@@ -99,13 +105,13 @@ def build_url(
         sample_rate_hz: must match the audio sent.
         encoding: ``pcm_s16le`` or ``pcm_mulaw``.
         keyterms: up to 100 terms; terms over 50 characters are dropped (the
-            server ignores them anyway, §2.1).
+            server ignores them anyway).
         prompt: instruction-style prompt (beta).
         inactivity_timeout_s: 5-3600 seconds, or None for no timeout.
         language_detection: adds language_code to finals.
         min_turn_silence_ms: silence before the end-of-turn check (server default 100).
         max_turn_silence_ms: silence that forces the end of a turn (server default 1000).
-        token: a temporary token, sent as ``?token=`` (§1.2).
+        token: a temporary token, sent as ``?token=``.
 
     Returns:
         The URL to open.
@@ -114,7 +120,7 @@ def build_url(
         ConfigError: a value the server would reject.
     """
     bytes_per_second(sample_rate_hz, encoding)  # validates the encoding
-    terms = _check_keyterms(keyterms)
+    terms = check_keyterms(keyterms)
     if inactivity_timeout_s is not None and not 5 <= inactivity_timeout_s <= 3600:
         raise ConfigError(
             f"stt inactivity timeout {inactivity_timeout_s} s is out of range; use 5-3600 s"
@@ -144,7 +150,12 @@ def build_url(
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
-def _check_keyterms(keyterms: Iterable[str]) -> list[str]:
+def check_keyterms(keyterms: Iterable[str]) -> list[str]:
+    """The keyterms to send: empty ones and those over 50 characters dropped (with a warning).
+
+    Raises:
+        ConfigError: more than 100 terms.
+    """
     terms = [t for t in keyterms if t]
     if len(terms) > MAX_KEYTERMS:
         raise ConfigError(f"{len(terms)} stt keyterms given; at most {MAX_KEYTERMS} are allowed")
@@ -157,14 +168,17 @@ def _check_keyterms(keyterms: Iterable[str]) -> list[str]:
 
 
 def auth_headers(api_key: str) -> dict[str, str]:
-    """Upgrade headers for an API key or temporary token: the raw value, no Bearer (§1.2)."""
+    """Upgrade headers for an API key or temporary token: the raw value, no Bearer.
+
+    See docs/providers.md, "Streaming: connecting".
+    """
     return {"Authorization": api_key}
 
 
 def classify_close(
     code: int | None, reason: str, *, terminated: bool, inactivity_timeout_set: bool
 ) -> tuple[Disposition, str]:
-    """Decide what to do after a close, by code, per spec §6.2.
+    """Decide what to do after a close, by code (docs/providers.md, "Streaming: close codes").
 
     Args:
         code: the close code; None or 1006 when the connection just dropped.
@@ -178,24 +192,24 @@ def classify_close(
     if terminated:
         return Disposition.DONE, ""
     if code == 1008:
-        # Before 2026-02-24 the new-session rate limit closed 1008 too (§6.2, §8.14).
+        # Before 2026-02-24 the new-session rate limit closed 1008 too.
         if "concurrent" in reason.lower():
             return Disposition.RETRY, ""
         return Disposition.FATAL, _KEY_HINT
     if code == 1009:
         return Disposition.FATAL, f"a message exceeded 128 KB; {_BUG_HINT}"
     if code == 3006:
-        # Ambiguous: a bad text frame (client bug) or the inactivity timeout (§6.2).
+        # Ambiguous: a bad text frame (client bug) or the inactivity timeout.
         if inactivity_timeout_set and not reason.lower().startswith("invalid"):
             return Disposition.REOPEN_ON_AUDIO, ""
         return Disposition.FATAL, f"the server rejected a control message; {_BUG_HINT}"
     if code == 3007:
-        # A blind retry that replays a backlog would fail the same way (§6.2, §8.2).
+        # A blind retry that resends a backlog would fail the same way.
         return Disposition.FATAL, f"audio chunk size or pacing was violated; {_BUG_HINT}"
     if code == 3008:
         return Disposition.REOPEN, ""
     if code in (4001, 4002, 4003):
-        # Legacy v2 codes, mapped defensively (§6.2): not authorized, no funds, paid only.
+        # Legacy v2 codes, mapped defensively: not authorized, no funds, paid only.
         return Disposition.FATAL, _KEY_HINT
     if code in (1002, 1003, 1007):
         return Disposition.FATAL, f"the server reported a websocket protocol violation; {_BUG_HINT}"
@@ -266,10 +280,10 @@ def _words(msg: Mapping[str, Any], default_final: bool) -> tuple[SttWord, ...]:
 
 
 def parse_message(text: str, *, socket_index: int = 0, audio_offset_ms: int = 0) -> Event | None:
-    """Parse one server text frame into an event (§4).
+    """Parse one server text frame into an event (docs/providers.md, "Streaming: messages").
 
-    Unknown message types and unknown fields are ignored (§0): they return
-    None or are dropped.
+    Unknown message types and unknown fields are ignored, since the service
+    adds them over time: they return None or are dropped.
 
     Args:
         text: the frame.
@@ -291,7 +305,7 @@ def parse_message(text: str, *, socket_index: int = 0, audio_offset_ms: int = 0)
         raise SttProtocolError("stt message is not a JSON object", field=None)
     kind = msg.get("type")
     if kind is None and "error" in msg:
-        kind = "Error"  # legacy bare {"error": "..."} form (§4.5)
+        kind = "Error"  # the legacy bare {"error": "..."} form
     if kind == "Turn":
         end_of_turn = _get(msg, "end_of_turn", bool)
         turn_order = _get(msg, "turn_order", int)
@@ -349,7 +363,7 @@ def parse_message(text: str, *, socket_index: int = 0, audio_offset_ms: int = 0)
 
 
 class State(enum.Enum):
-    """Lifecycle of one socket (§5.1)."""
+    """Lifecycle of one socket."""
 
     CONNECTING = "connecting"
     """Upgraded (or upgrading); waiting for ``Begin``."""
@@ -368,7 +382,7 @@ class SttProtocol:
         sample_rate_hz: of the audio sent (for chunk-size checks and accounting).
         encoding: ``pcm_s16le`` or ``pcm_mulaw``.
         inactivity_timeout_set: whether the URL set ``inactivity_timeout``
-            (needed to classify a 3006 close, §6.2).
+            (needed to classify a 3006 close).
         socket_index: stamped on every event.
         audio_offset_ms: caller audio position of this socket's offset 0,
             stamped on events with stream timestamps.
@@ -410,7 +424,7 @@ class SttProtocol:
             raise RuntimeError(f"cannot send on an stt socket in state {self.state.value}")
 
     def send_audio(self, pcm: bytes) -> None:
-        """Queue one binary audio frame of 50-1000 ms (§3.1).
+        """Queue one binary audio frame of 50-1000 ms.
 
         Raises:
             RuntimeError: not OPEN.
@@ -425,12 +439,12 @@ class SttProtocol:
         self._out.append(pcm)
 
     def send_force_endpoint(self) -> None:
-        """Queue ``ForceEndpoint``: end the current turn now (§3.3)."""
+        """Queue ``ForceEndpoint``: end the current turn now."""
         self._check_can_send()
         self._out.append(_FORCE_ENDPOINT)
 
     def send_update_configuration(self, **fields: Any) -> None:
-        """Queue ``UpdateConfiguration`` with wire-named fields, e.g. ``keyterms_prompt=[]`` (§3.2).
+        """Queue ``UpdateConfiguration`` with wire-named fields, e.g. ``keyterms_prompt=[]``.
 
         Fields set to None are left out (include only what changes).
         """
@@ -440,12 +454,12 @@ class SttProtocol:
         self._out.append(json.dumps(message))
 
     def send_keepalive(self) -> None:
-        """Queue ``KeepAlive``: resets the inactivity timer (§3.4)."""
+        """Queue ``KeepAlive``: resets the inactivity timer."""
         self._check_can_send()
         self._out.append(_KEEPALIVE)
 
     def send_terminate(self) -> None:
-        """Queue ``Terminate``: the server flushes, sends ``Termination``, closes (§3.5)."""
+        """Queue ``Terminate``: the server flushes, sends ``Termination``, closes."""
         self._check_can_send()
         self._out.append(_TERMINATE)
         self.state = State.TERMINATING

@@ -1,10 +1,11 @@
-"""The audio a session still owes the server, and where each socket's audio came from.
+"""The audio a stream still owes the server, and where each socket's audio came from.
 
 :class:`ResendBuffer` keeps the chunks not yet sent and the chunks sent but
-not yet covered by a final turn, so a reconnect can replay them (spec
-assemblyai-streaming-v3.md §6.2). :class:`SocketMap` maps a socket's stream
-offsets back to caller audio positions. Pure: no asyncio, no clock.
-Positions are caller byte positions (bytes given to ``send()``).
+not yet covered by a final turn, so a reconnect can send them again (a new
+socket's word times start from its own first byte, docs/providers.md,
+"Streaming: messages"). :class:`SocketMap` maps a socket's stream offsets back
+to caller audio positions. Pure: no asyncio, no clock. Positions are caller
+byte positions (bytes given to ``send()``).
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ class ResendBuffer:
         min_bytes: smallest chunk the server accepts (50 ms).
         max_bytes: largest chunk the server accepts (1000 ms).
         silence: the byte value of silence, for padding.
-        replay_max_bytes: most sent-but-unfinalised audio kept; older audio can
-            no longer be replayed (nothing is lost unless a reconnect follows).
+        resend_max_bytes: most sent-but-unfinalised audio kept; older audio can
+            no longer be resent (nothing is lost unless a reconnect follows).
         backlog_max_bytes: most unsent audio kept; older audio is dropped.
     """
 
@@ -34,7 +35,7 @@ class ResendBuffer:
         min_bytes: int,
         max_bytes: int,
         silence: int,
-        replay_max_bytes: int,
+        resend_max_bytes: int,
         backlog_max_bytes: int,
     ) -> None:
         self.pending: collections.deque[tuple[int, bytes]] = collections.deque()
@@ -45,7 +46,7 @@ class ResendBuffer:
         self._min_bytes = min_bytes
         self._max_bytes = max_bytes
         self._silence = silence
-        self._replay_max_bytes = replay_max_bytes
+        self._resend_max_bytes = resend_max_bytes
         self._backlog_max_bytes = backlog_max_bytes
 
     @property
@@ -77,7 +78,7 @@ class ResendBuffer:
         """Remember a chunk written to the socket until a final turn covers it."""
         self._sent.append((pos, chunk))
         self.sent_bytes += len(chunk)
-        while self.sent_bytes > self._replay_max_bytes:
+        while self.sent_bytes > self._resend_max_bytes:
             self.sent_bytes -= len(self._sent.popleft()[1])
 
     def finalised_up_to(self, end_pos: int) -> None:
@@ -86,7 +87,7 @@ class ResendBuffer:
         while sent and sent[0][0] + len(sent[0][1]) <= end_pos:
             self.sent_bytes -= len(sent.popleft()[1])
         if sent and sent[0][0] < end_pos:
-            # Cut the chunk the turn ends in: replaying the tail of a finalised word
+            # Cut the chunk the turn ends in: resending the tail of a finalised word
             # would come back as a spurious word fragment.
             pos, chunk = sent[0]
             cut = (end_pos - pos) // self._sample_bytes * self._sample_bytes
@@ -99,7 +100,7 @@ class ResendBuffer:
         self.sent_bytes = 0
 
     def rewind(self) -> None:
-        """Put the unfinalised sent audio back in front of the queue, in valid sizes (§3.1)."""
+        """Put the unfinalised sent audio back in front of the queue, in 50-1000 ms chunks."""
         if not self._sent:
             return
         self.pending.extendleft(reversed(self._sent))

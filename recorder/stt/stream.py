@@ -1,9 +1,17 @@
-"""The asyncio driver of one participant's streaming STT: socket, pacing, reconnects.
+"""The asyncio driver of one participant's streaming STT: sockets, pacing, reconnects.
 
-:class:`SttStream` feeds :class:`~recorder.stt.protocol.SttProtocol`
-over a websockets connection, sends audio in 50-1000 ms chunks no faster
-than real time, and on a retryable close reconnects with backoff and replays
-the audio not yet covered by a final turn (spec assemblyai-streaming-v3.md §6.2).
+:class:`SttStream` feeds :class:`~recorder.stt.protocol.SttProtocol` over a
+websockets connection, sends audio in 50-1000 ms chunks no faster than real
+time, and on a retryable close reconnects with backoff and resends the audio
+not yet covered by a final turn (docs/providers.md, "Streaming: close codes").
+
+The stream is the one owner of held audio: its :class:`ResendBuffer` holds
+what is unsent (given to :meth:`SttStream.send` before :meth:`SttStream.start`,
+while a socket opens, during an outage, or held back by pacing) under one cap,
+``BufferSettings.backlog_max_s``, and what was sent but is not final yet, for
+resending. The pipeline hands every chunk over as soon as it wants it
+transcribed and keeps only its pre-roll. :func:`stream_factory` makes the
+streams a recording opens, one per participant.
 """
 
 from __future__ import annotations
@@ -11,14 +19,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection
 
-from recorder.config import DEFAULT_SPEECH_MODEL
-from recorder.errors import ConfigError, RecorderError, SttConnectionError, SttRejected
+from recorder.errors import RecorderError, SttConnectionError, SttRejected
 from recorder.stt.backoff import RetryBudget
 from recorder.stt.chunker import Chunker
 from recorder.stt.connect import open_socket, redact_url
@@ -31,147 +39,103 @@ from recorder.stt.events import (
     FinalTranscript,
     PartialTranscript,
 )
+from recorder.stt.pacer import MONOTONIC_CLOCK, Pacer, PacingClock
 from recorder.stt.protocol import (
     MAX_CHUNK_MS,
     MIN_CHUNK_MS,
     SttProtocol,
     auth_headers,
-    build_url,
     bytes_per_second,
 )
 from recorder.stt.resend import ResendBuffer, SocketMap
+from recorder.stt.settings import (
+    DEFAULT_BUFFERS,
+    DEFAULT_PACING,
+    DEFAULT_RETRY,
+    BufferSettings,
+    ConnectSettings,
+    PacingSettings,
+    RetrySettings,
+)
 
-__all__ = ["SttStream"]
+__all__ = ["LIVE_PACING", "SttStream", "stream_factory"]
 
 logger = logging.getLogger(__name__)
 
 # How long to wait for the server's close frame after ours before dropping TCP.
 _CLOSE_TIMEOUT_S = 1.0
 
+#: Pacing of a live recording's streams. A socket opens with the pipeline's 400 ms
+#: pre-roll, which goes out at once; without a lead every later chunk would queue
+#: behind it for the socket's whole life (latency, billed seconds and a timer per
+#: chunk). The pre-roll plus one chunk is far below the lead the service tolerates
+#: (docs/architecture.md, "Decisions and measurements").
+LIVE_PACING = PacingSettings(max_lead_s=0.5)
+
 
 class SttStream:
     """One participant's transcription, over as many sockets as it takes.
 
-    Call :meth:`start`, then :meth:`send` audio (any sizes; it is re-chunked),
-    read :meth:`events`, and finish with :meth:`stop`. Event timestamps are
-    relative to their socket; each carries ``socket_index`` and
-    ``audio_offset_ms``, the caller audio position (ms of audio given to
-    :meth:`send` since the session began) of that socket's offset 0.
+    :meth:`send` audio (any sizes; it is re-chunked), :meth:`start` (audio sent
+    before it is held and goes out first), read :meth:`events`, and finish with
+    :meth:`stop`. Event timestamps are relative to their socket; each carries
+    ``socket_index`` and ``audio_offset_ms``, the caller audio position (ms of
+    audio given to :meth:`send` since the stream began) of that socket's offset 0.
 
     Pacing is per socket: the audio on a socket never runs ahead of the time
-    since its ``Begin`` (plus one chunk, plus ``max_lead_s``). So after a
-    reconnect the replayed audio and the backlog from the outage are not
+    since its ``Begin`` (plus one chunk, plus ``pacing.max_lead_s``). So after a
+    reconnect the resent audio and the backlog from the outage are not
     caught up: turns arrive that much later for the rest of that socket.
     Read :meth:`events` from one task; finals are never dropped, so a
     reader that stops reading lets them pile up (partials are capped).
 
     Args:
-        url: the ``/v3/ws`` endpoint (or an emulator's).
-        api_key: the API key, sent as ``Authorization`` (hidden from repr, never logged).
-        token: a temporary token instead of ``api_key``, sent as ``?token=``.
-            A token opens one session only, so reconnecting needs ``api_key``.
-        speech_model: always sent (§0).
-        sample_rate_hz: of the audio given to :meth:`send`.
-        encoding: ``pcm_s16le`` or ``pcm_mulaw``.
-        keyterms: keyterms prompt (≤ 100 terms).
-        prompt: instruction prompt.
-        inactivity_timeout_s: server-side idle close (5-3600 s), or None.
-        language_detection: ask for ``language_code`` on finals.
-        min_turn_silence_ms: see spec §2.1.
-        max_turn_silence_ms: see spec §2.1.
-        chunk_ms: size of the audio messages sent (50-1000; 100 is one send per 100 ms).
-        connect_timeout_s: bound on the upgrade and on waiting for ``Begin``.
-        terminate_timeout_s: bound on waiting for ``Termination`` after ``Terminate`` (§8.4).
-        backoff_initial_s: first reconnect delay.
-        backoff_max_s: largest reconnect delay.
-        give_up_s: stop reconnecting after this long without a working socket.
-        quick_failure_s: a socket that dies sooner than this after ``Begin`` is a quick failure.
-        quick_failure_limit: this many quick failures in a row: give up.
-        replay_max_s: most audio kept for replay since the end of the last final turn.
-        backlog_max_s: most unsent audio kept while no socket is up; older audio is dropped
-            (reported as :class:`AudioDropped`).
-        realtime_factor: audio clock speed; 1.0 in production, higher in tests.
-        max_lead_s: how far audio may run ahead of real time on a socket; 0 means
-            at most one chunk ahead (the server closes 3007 when sent too fast, §8.2).
+        connect: where to connect and how to recognise.
+        pacing: chunk size and pacing.
+        retry: timeouts and the reconnect policy.
+        buffers: how much audio is held, unsent and for resending.
         name: a label for logs, e.g. ``"uid 1234"``.
+        clock: the pacer's clock (tests may drive it by hand).
     """
 
     def __init__(
         self,
+        connect: ConnectSettings,
         *,
-        url: str,
-        api_key: str | None = None,
-        token: str | None = None,
-        speech_model: str = DEFAULT_SPEECH_MODEL,
-        sample_rate_hz: int = 16000,
-        encoding: str = "pcm_s16le",
-        keyterms: Iterable[str] = (),
-        prompt: str | None = None,
-        inactivity_timeout_s: int | None = None,
-        language_detection: bool = True,
-        min_turn_silence_ms: int | None = None,
-        max_turn_silence_ms: int | None = None,
-        chunk_ms: int = 100,
-        connect_timeout_s: float = 10.0,
-        terminate_timeout_s: float = 5.0,
-        backoff_initial_s: float = 0.5,
-        backoff_max_s: float = 10.0,
-        give_up_s: float = 60.0,
-        quick_failure_s: float = 5.0,
-        quick_failure_limit: int = 3,
-        replay_max_s: float = 15.0,
-        backlog_max_s: float = 60.0,
-        realtime_factor: float = 1.0,
-        max_lead_s: float = 0.0,
+        pacing: PacingSettings = DEFAULT_PACING,
+        retry: RetrySettings = DEFAULT_RETRY,
+        buffers: BufferSettings = DEFAULT_BUFFERS,
         name: str = "stt",
+        clock: PacingClock = MONOTONIC_CLOCK,
     ) -> None:
-        if (api_key is None) == (token is None):
-            raise ConfigError("give the stt session exactly one of an api key or a token")
-        if not MIN_CHUNK_MS <= chunk_ms <= MAX_CHUNK_MS:
-            raise ConfigError(f"stt chunk of {chunk_ms} ms is outside 50-1000 ms")
-        if realtime_factor <= 0:
-            raise ConfigError("stt realtime factor must be positive")
-        self._url = build_url(
-            url,
-            speech_model=speech_model,
-            sample_rate_hz=sample_rate_hz,
-            encoding=encoding,
-            keyterms=keyterms,
-            prompt=prompt,
-            inactivity_timeout_s=inactivity_timeout_s,
-            language_detection=language_detection,
-            min_turn_silence_ms=min_turn_silence_ms,
-            max_turn_silence_ms=max_turn_silence_ms,
-            token=token,
-        )
-        self._headers = auth_headers(api_key) if api_key is not None else {}
-        self._has_token = token is not None
-        self.speech_model = speech_model
+        self._url = connect.socket_url()
+        self._headers = auth_headers(connect.api_key) if connect.api_key is not None else {}
+        self._has_token = connect.token is not None
+        self.speech_model = connect.speech_model
         self.name = name
-        self._sample_rate_hz = sample_rate_hz
-        self._encoding = encoding
-        self._inactivity_timeout_set = inactivity_timeout_s is not None
-        self._bps = bytes_per_second(sample_rate_hz, encoding)
-        sample_bytes = 2 if encoding == "pcm_s16le" else 1
+        self._sample_rate_hz = connect.sample_rate_hz
+        self._encoding = connect.encoding
+        self._inactivity_timeout_set = connect.inactivity_timeout_s is not None
+        self._bps = bytes_per_second(connect.sample_rate_hz, connect.encoding)
+        sample_bytes = 2 if connect.encoding == "pcm_s16le" else 1
         self._chunker = Chunker(
-            chunk_bytes=self._bps * chunk_ms // 1000,
+            chunk_bytes=self._bps * pacing.chunk_ms // 1000,
             min_bytes=self._bps * MIN_CHUNK_MS // 1000,
             max_bytes=self._bps * MAX_CHUNK_MS // 1000,
             sample_bytes=sample_bytes,
-            silence=0 if encoding == "pcm_s16le" else 0xFF,
+            silence=0 if connect.encoding == "pcm_s16le" else 0xFF,
         )
-        self._connect_timeout_s = connect_timeout_s
-        self._terminate_timeout_s = terminate_timeout_s
+        self._pacing = pacing
+        self._clock = clock
+        self._retry_settings = retry
         self._finals_emitted = 0
         self._retry = RetryBudget(
-            initial_s=backoff_initial_s,
-            max_s=backoff_max_s,
-            give_up_s=give_up_s,
-            quick_failure_s=quick_failure_s,
-            quick_failure_limit=quick_failure_limit,
+            initial_s=retry.backoff_initial_s,
+            max_s=retry.backoff_max_s,
+            give_up_s=retry.give_up_s,
+            quick_failure_s=retry.quick_failure_s,
+            quick_failure_limit=retry.quick_failure_limit,
         )
-        self._factor = realtime_factor
-        self._max_lead_s = max_lead_s
 
         # Audio bookkeeping, in caller byte positions (bytes given to send()).
         self._chunked_pos = 0  # caller position after the last chunk made
@@ -180,8 +144,8 @@ class SttStream:
             min_bytes=self._chunker.min_bytes,
             max_bytes=self._chunker.max_bytes,
             silence=self._chunker.silence,
-            replay_max_bytes=int(replay_max_s * self._bps),
-            backlog_max_bytes=int(backlog_max_s * self._bps),
+            resend_max_bytes=int(buffers.resend_max_s * self._bps),
+            backlog_max_bytes=int(buffers.backlog_max_s * self._bps),
         )
         self._pending = self._buffer.pending  # the sender's queue, shared for speed
         self._config_updates: dict[str, Any] = {}  # re-applied on every new socket
@@ -189,7 +153,7 @@ class SttStream:
 
         # One socket at a time.
         self._link: SttConnection | None = None
-        self._socket_count = 0
+        self._sockets_opened = 0
 
         self._wake = asyncio.Event()
         self._stop_requested = asyncio.Event()
@@ -210,25 +174,15 @@ class SttStream:
 
     # -- public API ----------------------------------------------------------
 
-    @property
-    def audio_ms(self) -> int:
-        """Caller audio position: ms of audio given to :meth:`send` so far (chunked)."""
-        return self._chunked_pos * 1000 // self._bps
-
-    @property
-    def socket_count(self) -> int:
-        """How many sockets have been opened (0 before the first ``Begin``)."""
-        return self._socket_count
-
     async def start(self) -> None:
         """Open the first socket and wait for ``Begin``.
 
         Raises:
             SttRejected: the server refused us for good (bad key, bad URL).
-            SttConnectionError: no socket could be opened within ``give_up_s``.
+            SttConnectionError: no socket could be opened within ``retry.give_up_s``.
         """
         if self._runner is not None:
-            raise RuntimeError("stt session already started")
+            raise RuntimeError("stt stream already started")
         loop = asyncio.get_running_loop()
         self._opened = loop.create_future()
         self._runner = asyncio.create_task(self._run(), name=f"stt {self.name}")
@@ -244,17 +198,20 @@ class SttStream:
         """Queue audio (any size; re-chunked). Never blocks; sending is paced to real time.
 
         Call it on the event loop's thread (a transport hands chunks over with
-        ``call_soon_threadsafe``). A live chunk is written to the socket at once
-        when nothing is queued before it; otherwise the sender task sends it.
+        ``call_soon_threadsafe``), before :meth:`start` too: that audio is held
+        and is the first a socket gets. A live chunk is written to the socket at
+        once when nothing is queued before it; otherwise the sender task sends
+        it. Unsent audio beyond ``backlog_max_s`` is dropped, oldest first, and
+        reported as :class:`~recorder.stt.events.AudioDropped`.
 
         Raises:
-            SttRejected: the session failed for good earlier.
-            SttConnectionError: the session gave up reconnecting earlier.
+            SttRejected: the stream failed for good earlier.
+            SttConnectionError: the stream gave up reconnecting earlier.
         """
         if self.error is not None:
             self._raise_error()
         if self._stopping:
-            raise RuntimeError("stt session is stopping; no more audio")
+            raise RuntimeError("stt stream is stopping; no more audio")
         chunks = self._chunker.push(pcm)
         if not chunks:
             return
@@ -270,29 +227,25 @@ class SttStream:
             self._wake.set()
 
     def force_endpoint(self) -> None:
-        """End the current turn now (§3.3); ignored while no socket is open."""
+        """End the current turn now (``ForceEndpoint``); ignored while no socket is open."""
         if self._link is not None:
-            self._link.queue_control("force_endpoint")
+            self._link.queue_force_endpoint()
 
     def update_configuration(self, **fields: Any) -> None:
-        """Change settings mid-session with wire names, e.g. ``keyterms_prompt=[...]`` (§3.2).
+        """Change settings mid-stream with wire names, e.g. ``keyterms_prompt=[...]``.
 
-        The update is also applied to every later socket of this session.
+        Sent as ``UpdateConfiguration`` (docs/providers.md, "Streaming: messages"),
+        and again on every later socket of this stream.
         """
         self._config_updates.update(fields)
         if self._link is not None:
-            self._link.queue_control("update", fields)
-
-    def keepalive(self) -> None:
-        """Reset the server's inactivity timer (§3.4); ignored while no socket is open."""
-        if self._link is not None:
-            self._link.queue_control("keepalive")
+            self._link.queue_update(fields)
 
     async def events(self) -> AsyncIterator[Event]:
-        """Yield events until the session ends.
+        """Yield events until the stream ends.
 
         Raises:
-            SttRejected: the session failed for good (after the events before it).
+            SttRejected: the stream failed for good (after the events before it).
             SttConnectionError: reconnecting was given up.
         """
         while True:
@@ -344,7 +297,7 @@ class SttStream:
         raise self.error
 
     def _report_dropped(self, pos: int, size: int) -> None:
-        # Unsent audio beyond backlog_max_s is lost: say so (STYLE.md §3.2), once per gap.
+        # Unsent audio beyond backlog_max_s is lost: say so, once per gap, never silently.
         self.dropped_bytes += size
         start_ms, ms = pos * 1000 // self._bps, size * 1000 // self._bps
         last = self._events[-1] if self._events else None
@@ -373,7 +326,7 @@ class SttStream:
             await self._run_sockets()
         except RecorderError as exc:
             self.error = exc
-            logger.warning("! %s: stt session failed: %s", self.name, exc)
+            logger.warning("! %s: stt stream failed: %s", self.name, exc)
         finally:
             self._finish()
 
@@ -385,7 +338,7 @@ class SttStream:
             if not first and self._stopping and not self._buffer.has_unfinalised:
                 return
             first = False
-            if self._has_token and self._socket_count > 0:
+            if self._has_token and self._sockets_opened > 0:
                 raise SttRejected(
                     "a temporary token opens one session only and this one was used",
                     hint="give the recorder an api key so it can reconnect",
@@ -394,7 +347,7 @@ class SttStream:
                 conn = await open_socket(
                     self._url,
                     self._headers,
-                    open_timeout_s=self._connect_timeout_s,
+                    open_timeout_s=self._retry_settings.connect_timeout_s,
                     close_timeout_s=_CLOSE_TIMEOUT_S,
                 )
             except SttConnectionError as exc:
@@ -412,9 +365,10 @@ class SttStream:
                     message = last_error or closed.reason or "no reason given"
                     raise SttRejected(message, code=closed.code, hint=closed.hint)
                 if disposition is Disposition.DONE:
-                    # Termination we did not ask for (§5.1 rule 5 says it never happens):
-                    # the caller is still talking, so treat it as a drop.
-                    logger.warning("! %s: the server ended the session unasked", self.name)
+                    # Termination we did not ask for (the service only ends a socket on
+                    # Terminate, docs/providers.md, "Streaming: messages"): the caller
+                    # is still talking, so treat it as a drop.
+                    logger.warning("! %s: the server ended the socket unasked", self.name)
                     disposition = Disposition.RETRY
                 if lifetime is not None:
                     if disposition is Disposition.RETRY:
@@ -422,7 +376,7 @@ class SttStream:
                     else:
                         self._retry.socket_opened()
                 if disposition is Disposition.REOPEN:
-                    continue  # 3008: the session cap; a new one at once (§6.2)
+                    continue  # 3008: the socket's duration cap; a new one at once
                 if disposition is Disposition.REOPEN_ON_AUDIO:
                     # The server saw no audio for inactivity_timeout: nothing is in flight.
                     self._buffer.forget_sent()
@@ -446,14 +400,14 @@ class SttStream:
             Its Closed event, its lifetime after Begin (None without Begin), whether
             Terminate was sent, and the last ``Error`` frame's text.
         """
-        # Replay: the new socket starts with the oldest unfinalised audio (§6.2).
+        # Resend: the new socket starts with the oldest audio no final covers yet.
         self._buffer.rewind()
         start_pos = self._pending[0][0] if self._pending else self._chunked_pos
         proto = SttProtocol(
             sample_rate_hz=self._sample_rate_hz,
             encoding=self._encoding,
             inactivity_timeout_set=self._inactivity_timeout_set,
-            socket_index=self._socket_count,
+            socket_index=self._sockets_opened,
             audio_offset_ms=start_pos * 1000 // self._bps,
         )
         link = SttConnection(
@@ -461,15 +415,18 @@ class SttStream:
             proto,
             buffer=self._buffer,
             socket_map=SocketMap(start_pos),
+            pacer=Pacer(
+                bytes_per_second=self._bps,
+                realtime_factor=self._pacing.realtime_factor,
+                max_lead_s=self._pacing.max_lead_s,
+                clock=self._clock,
+            ),
             wake=self._wake,
             is_stopping=lambda: self._stopping,
             emit=self._emit,
             on_begin=self._on_begin,
             bytes_per_second=self._bps,
-            realtime_factor=self._factor,
-            max_lead_s=self._max_lead_s,
-            connect_timeout_s=self._connect_timeout_s,
-            terminate_timeout_s=self._terminate_timeout_s,
+            retry=self._retry_settings,
             speech_model=self.speech_model,
             name=self.name,
         )
@@ -481,6 +438,34 @@ class SttStream:
         return closed, lifetime, link.terminate_sent, link.last_server_error
 
     def _on_begin(self) -> None:
-        self._socket_count += 1
+        self._sockets_opened += 1
         if self._opened is not None and not self._opened.done():
             self._opened.set_result(None)
+
+
+def stream_factory(
+    connect: ConnectSettings,
+    *,
+    realtime_factor: float = 1.0,
+    retry: RetrySettings = DEFAULT_RETRY,
+    buffers: BufferSettings = DEFAULT_BUFFERS,
+) -> Callable[[int], SttStream]:
+    """Make the function a recording calls to open a new stream for a participant (by uid).
+
+    The streams pace as :data:`LIVE_PACING` says, at ``realtime_factor``.
+
+    Args:
+        connect: where to connect and how to recognise, for every participant.
+        realtime_factor: audio clock speed; 1.0 in production, higher in tests.
+        retry: timeouts and the reconnect policy.
+        buffers: how much audio each stream holds.
+
+    Raises:
+        ConfigError: a realtime factor that is not positive.
+    """
+    pacing = dataclasses.replace(LIVE_PACING, realtime_factor=realtime_factor)
+
+    def open_stream(uid: int) -> SttStream:
+        return SttStream(connect, pacing=pacing, retry=retry, buffers=buffers, name=f"uid {uid}")
+
+    return open_stream
