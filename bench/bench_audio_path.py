@@ -29,7 +29,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from recorder.audio import bytes_for_ms  # noqa: E402
-from recorder.bot import MeetingRecorder, RecorderSettings, stream_factory  # noqa: E402
+from recorder.bot import MeetingRecorder, RecorderSettings  # noqa: E402
+from recorder.stt.settings import ConnectSettings  # noqa: E402
+from recorder.stt.stream import stream_factory  # noqa: E402
 from recorder.tonecode import encode  # noqa: E402
 from recorder.transport.base import AudioBridge, Transport, TransportSink  # noqa: E402
 from storage.store import TranscriptStore  # noqa: E402
@@ -172,7 +174,9 @@ async def measure(participants: int, url: str, baseline: float) -> None:
             recorder = MeetingRecorder(
                 transport=transport,
                 store=store,
-                open_stream=stream_factory(url=url, api_key="bench", speech_model="u3-rt-pro"),
+                open_stream=stream_factory(
+                    ConnectSettings(url=url, api_key="bench", speech_model="u3-rt-pro")
+                ),
                 settings=RecorderSettings(bot_uid=9999, sessions_per_minute=100_000),
             )
             task = asyncio.create_task(recorder.run(), name="recorder")

@@ -21,12 +21,13 @@ from recorder.bot import (
     MeetingRecorder,
     MeetingReport,
     RecorderSettings,
-    stream_factory,
 )
 from recorder.config import DEFAULT_IDLE_CLOSE_S, DEFAULT_SESSIONS_PER_MINUTE, Config
 from recorder.console import LiveConsole
 from recorder.errors import RecorderError
 from recorder.pipeline import FinalTurn
+from recorder.stt.settings import ConnectSettings
+from recorder.stt.stream import stream_factory
 from recorder.transport.base import Transport
 from storage.store import TranscriptStore
 
@@ -135,11 +136,13 @@ async def record(
         names=names,
     )
     open_stream = stream_factory(
-        url=config.streaming_url,
-        api_key=api_key,
-        speech_model=config.speech_model,
-        keyterms=options.keyterms,
-        prompt=options.prompt,
+        ConnectSettings(
+            url=config.streaming_url,
+            api_key=api_key,
+            speech_model=config.speech_model,
+            keyterms=options.keyterms,
+            prompt=options.prompt,
+        ),
         realtime_factor=options.realtime_factor,
     )
 

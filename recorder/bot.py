@@ -24,7 +24,6 @@ from recorder.errors import RecorderError
 from recorder.limiter import SessionBudget
 from recorder.pipeline import FinalTurn, ParticipantStream, SpeechStream, StreamHooks
 from recorder.stt.events import SocketClosed, SocketOpened
-from recorder.stt.stream import SttStream
 from recorder.transport.base import (
     ConnectionStateChanged,
     ParticipantJoined,
@@ -44,14 +43,11 @@ __all__ = [
     "MeetingRecorder",
     "MeetingReport",
     "RecorderSettings",
-    "stream_factory",
 ]
 
 # A recording process marks its meeting alive this often, so a fleet sharing one
 # database can tell a live meeting from one whose recorder was killed.
 HEARTBEAT_S = 60.0
-# Pre-roll (0.4 s) plus one chunk: how far a socket's audio may run ahead of real time.
-_MAX_LEAD_S = 0.5
 
 log = logging.getLogger(__name__)
 
@@ -457,34 +453,3 @@ class MeetingRecorder(TransportSink):
         task = asyncio.create_task(coroutine, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-
-def stream_factory(
-    *,
-    url: str,
-    api_key: str,
-    speech_model: str,
-    keyterms: tuple[str, ...] = (),
-    prompt: str | None = None,
-    realtime_factor: float = 1.0,
-) -> Callable[[int], SpeechStream]:
-    """Make a function that opens a new STT stream for a participant."""
-
-    def open_stream(uid: int) -> SpeechStream:
-        return SttStream(
-            url=url,
-            api_key=api_key,
-            speech_model=speech_model,
-            keyterms=keyterms,
-            prompt=prompt,
-            realtime_factor=realtime_factor,
-            # The pre-roll (pipeline.py) goes out at once when a socket opens. Without this
-            # lead every later chunk would queue behind it for the socket's whole life
-            # (latency, billed seconds and a timer per chunk); half a second is a far
-            # smaller burst than the service tolerates (docs/providers.md, "Streaming:
-            # audio"; emulator: 3 s).
-            max_lead_s=_MAX_LEAD_S / realtime_factor,  # the session counts it in wall time
-            name=f"uid {uid}",
-        )
-
-    return open_stream

@@ -9,11 +9,13 @@ from pathlib import Path
 import pytest
 
 from recorder.app import RecordingOptions, record
-from recorder.bot import MeetingContext, MeetingRecorder, RecorderSettings, stream_factory
+from recorder.bot import MeetingContext, MeetingRecorder, RecorderSettings
 from recorder.config import Config
 from recorder.console import LiveConsole
 from recorder.errors import JoinError, RecorderError
 from recorder.pipeline import FinalTurn
+from recorder.stt.settings import ConnectSettings
+from recorder.stt.stream import stream_factory
 from recorder.transport.base import Transport, TransportSink
 from storage.db import upgrade_database
 from storage.store import TranscriptStore
@@ -53,7 +55,7 @@ def recorder_for(transport: Transport, store: TranscriptStore) -> MeetingRecorde
         transport=transport,
         store=store,
         open_stream=stream_factory(
-            url="ws://127.0.0.1:9/v3/ws", api_key="k", speech_model="u3-rt-pro"
+            ConnectSettings(url="ws://127.0.0.1:9/v3/ws", api_key="k", speech_model="u3-rt-pro")
         ),
         settings=RecorderSettings(bot_uid=9999),
     )

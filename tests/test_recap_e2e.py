@@ -16,13 +16,15 @@ from typing import Any
 import pytest
 
 from recorder.agent.timeouts import AgentTimeouts
-from recorder.bot import MeetingRecorder, MeetingReport, RecorderSettings, stream_factory
+from recorder.bot import MeetingRecorder, MeetingReport, RecorderSettings
 from recorder.emulator.agent.config import AgentBehaviour, AgentFaults
 from recorder.emulator.agent.server import VoiceAgentEmulator
 from recorder.emulator.server import serve_emulators
 from recorder.emulator.streaming.server import StreamingEmulator
 from recorder.recap.observer import RecapObserver
 from recorder.recap.settings import DEFAULT_PREROLL_MS, RecapSettings
+from recorder.stt.settings import ConnectSettings
+from recorder.stt.stream import stream_factory
 from recorder.tonecode import decode
 from recorder.transport.replay import ReplayTransport
 from recorder.transport.script import MeetingScript, parse_script
@@ -89,9 +91,9 @@ async def record(
             transport=transport,
             store=store,
             open_stream=stream_factory(
-                url=server.urls["streaming"],
-                api_key="test-key",
-                speech_model="u3-rt-pro",
+                ConnectSettings(
+                    url=server.urls["streaming"], api_key="test-key", speech_model="u3-rt-pro"
+                ),
                 realtime_factor=speed * 2,
             ),
             settings=RecorderSettings(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import random
 
@@ -14,6 +15,7 @@ from recorder.emulator.streaming.records import StreamingBehaviour
 from recorder.emulator.streaming.server import StreamingEmulator
 from recorder.errors import SttRejected
 from recorder.stt.events import Closed, Disposition, FinalTranscript, SocketOpened
+from recorder.stt.settings import BufferSettings, ConnectSettings, PacingSettings, RetrySettings
 from recorder.stt.stream import SttStream
 from recorder.tonecode import encode_words
 from tests.support.timing import TIMEOUT
@@ -41,14 +43,21 @@ def emulator(**kwargs) -> StreamingEmulator:
 
 
 def make_session(url: str, **kwargs) -> SttStream:
-    kwargs.setdefault("api_key", KEY)
-    return SttStream(
-        url=url,
-        realtime_factor=SPEED,
-        backoff_initial_s=0.01,
-        backoff_max_s=0.05,
+    """An SttStream from flat keywords: each goes to the settings object with that field."""
+    fields = {
+        "url": url,
+        "api_key": KEY,
+        "realtime_factor": SPEED,
+        "backoff_initial_s": 0.01,
+        "backoff_max_s": 0.05,
         **kwargs,
+    }
+    connect, pacing, retry, buffers = (
+        kind(**{f.name: fields.pop(f.name) for f in dataclasses.fields(kind) if f.name in fields})
+        for kind in (ConnectSettings, PacingSettings, RetrySettings, BufferSettings)
     )
+    assert not fields, f"unknown stream settings: {sorted(fields)}"
+    return SttStream(connect, pacing=pacing, retry=retry, buffers=buffers)
 
 
 async def transcribe(url: str, pcm: bytes, **kwargs) -> list:

@@ -211,16 +211,18 @@ async def check_database(config: Config) -> Check:
 async def check_streaming(config: Config) -> Check:
     """Open one streaming session: Begin, then Terminate; report the billed seconds."""
     from recorder.stt.events import SessionStarted, SessionTerminated
+    from recorder.stt.settings import ConnectSettings, RetrySettings
     from recorder.stt.stream import SttStream
 
     if not config.assemblyai_api_key:
         return _fail("streaming", "skipped: ASSEMBLYAI_API_KEY is not set")
     session = SttStream(
-        url=config.streaming_url,
-        api_key=config.assemblyai_api_key,
-        speech_model=config.speech_model,
-        connect_timeout_s=10.0,
-        give_up_s=15.0,
+        ConnectSettings(
+            url=config.streaming_url,
+            api_key=config.assemblyai_api_key,
+            speech_model=config.speech_model,
+        ),
+        retry=RetrySettings(connect_timeout_s=10.0, give_up_s=15.0),
         name="doctor",
     )
     started = time.monotonic()
