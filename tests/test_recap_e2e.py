@@ -15,16 +15,16 @@ from typing import Any
 
 import pytest
 
+from recorder import app
 from recorder.agent.timeouts import AgentTimeouts
-from recorder.bot import MeetingRecorder, MeetingReport, RecorderSettings
+from recorder.bot import MeetingReport
+from recorder.config import Config
 from recorder.emulator.agent.config import AgentBehaviour, AgentFaults
 from recorder.emulator.agent.server import VoiceAgentEmulator
 from recorder.emulator.server import serve_emulators
 from recorder.emulator.streaming.server import StreamingEmulator
 from recorder.recap.observer import RecapObserver
 from recorder.recap.settings import DEFAULT_PREROLL_MS, RecapSettings
-from recorder.stt.settings import ConnectSettings
-from recorder.stt.stream import stream_factory
 from recorder.tonecode import decode
 from recorder.transport.replay import ReplayTransport
 from recorder.transport.script import MeetingScript, parse_script
@@ -87,24 +87,20 @@ async def record(
         await TranscriptStore.open(url, auto_migrate=True) as store,
     ):
         observer.agent_url = server.urls["agent"]
-        recorder = MeetingRecorder(
-            transport=transport,
-            store=store,
-            open_stream=stream_factory(
-                ConnectSettings(
-                    url=server.urls["streaming"], api_key="test-key", speech_model="u3-rt-pro"
-                ),
-                realtime_factor=speed * 2,
+        report = await app.record(
+            Config(
+                database_url=url, assemblyai_api_key="test-key", stt_url=server.urls["streaming"]
             ),
-            settings=RecorderSettings(
-                bot_uid=9999,
+            transport,
+            options=app.RecordingOptions(
                 sessions_per_minute=600.0,
                 names=dict(script.names),
                 duration_s=duration_s,
+                realtime_factor=speed * 2,
             ),
-            observer=observer,
+            observers=[observer],
+            store=store,
         )
-        report = await recorder.run()
         meeting = await store.get_meeting(report.meeting_id)
     return Run(report, meeting, transport, observer, agent, script)
 
