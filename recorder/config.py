@@ -21,6 +21,7 @@ from urllib.parse import parse_qsl, quote, quote_plus, unquote
 from recorder.errors import ConfigError
 
 __all__ = [
+    "ASYNC_DRIVERS",
     "DEFAULT_BOT_UID",
     "DEFAULT_IDLE_CLOSE_S",
     "DEFAULT_SESSIONS_PER_MINUTE",
@@ -108,9 +109,9 @@ class Config:
 # Pure string work, so that loading the settings needs no database library; storage.db
 # parses the result again with SQLAlchemy (tests/test_config.py checks the two agree).
 
-# The driver a URL names -> the async driver recorder runs it with. storage.db keeps the
-# same table for URLs that reach it without passing through here (alembic's -x db=...).
-_ASYNC_DRIVERS = {
+# The driver a URL names -> the async driver recorder runs it with; storage.db uses it
+# too, for URLs that reach it without passing through here (alembic's -x db=...).
+ASYNC_DRIVERS = {
     "sqlite": "sqlite+aiosqlite",
     "sqlite+pysqlite": "sqlite+aiosqlite",
     "sqlite+aiosqlite": "sqlite+aiosqlite",
@@ -228,7 +229,7 @@ def normalize_database_url(url: str) -> str:
     parsed = _DatabaseUrl.parse(url)
     if parsed is None:
         raise ConfigError(f"{mask_url(url)!r} is not a database URL; expected e.g. {_URL_EXAMPLES}")
-    driver = _ASYNC_DRIVERS.get(parsed.driver)
+    driver = ASYNC_DRIVERS.get(parsed.driver)
     if driver is None:
         raise ConfigError(
             f"the database URL {parsed.render(hide_password=True)} uses the unsupported driver "

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool, StaticPool
 
 import migrations
+from recorder.config import ASYNC_DRIVERS, default_database_url
 from recorder.errors import ConfigError, MigrationRequired, StorageError
 from storage.errors import map_db_errors, mask_url
 from storage.models import MeetingRow, NoteRow, TurnRow
@@ -64,29 +65,6 @@ MIGRATIONS_DIR = Path(migrations.__file__).parent
 # The URL each engine was made from, for messages: the engine's own URL
 # lacks the search_path that create_engine moves into the connect arguments.
 _GIVEN_URLS: weakref.WeakKeyDictionary[Any, URL] = weakref.WeakKeyDictionary()
-# The same table as recorder.config's (a test checks): URLs from the settings arrive
-# normalised, but alembic's ``-x db=URL`` and library callers come straight here.
-_DRIVERS = {
-    "sqlite": "sqlite+aiosqlite",
-    "sqlite+pysqlite": "sqlite+aiosqlite",
-    "sqlite+aiosqlite": "sqlite+aiosqlite",
-    "postgres": "postgresql+asyncpg",
-    "postgresql": "postgresql+asyncpg",
-    "postgresql+psycopg2": "postgresql+asyncpg",
-    "postgresql+asyncpg": "postgresql+asyncpg",
-}
-
-
-def default_database_url() -> str:
-    """The default database: a SQLite file in the user data directory.
-
-    Must agree with ``recorder.config.default_database_url`` (a test checks);
-    storage cannot import recorder.config (imports point one way).
-    """
-    from platformdirs import user_data_path
-
-    path = user_data_path("recorder", appauthor=False) / "recorder.db"
-    return f"sqlite+aiosqlite:///{path}"
 
 
 def normalize_url(url: str | URL) -> URL:
@@ -102,7 +80,7 @@ def normalize_url(url: str | URL) -> URL:
             f"{mask_url(str(url))!r} is not a database URL; expected e.g. "
             "sqlite+aiosqlite:///path/recorder.db or postgresql+asyncpg://user@host/db"
         ) from exc
-    driver = _DRIVERS.get(parsed.drivername)
+    driver = ASYNC_DRIVERS.get(parsed.drivername)
     if driver is None:
         raise ConfigError(
             f"the database URL {mask_url(parsed)} uses the unsupported driver "

@@ -162,10 +162,3 @@ def test_database_url_helpers_agree_with_storage(url: str) -> None:
         assert str(info.value) == str(exc)
     else:
         assert normalize_database_url(url) == expected
-
-
-def test_driver_tables_agree_with_storage() -> None:
-    from recorder import config
-    from storage import db
-
-    assert config._ASYNC_DRIVERS == db._DRIVERS
