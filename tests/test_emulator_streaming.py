@@ -27,7 +27,7 @@ from test_emulator_support import (
 )
 from websockets.asyncio.client import connect
 
-from recorder.emulator.clock import ManualClock
+from recorder.clock import ManualClock
 from recorder.emulator.streaming.records import StreamingBehaviour
 from recorder.emulator.streaming.server import RunningServer, StreamingEmulator
 

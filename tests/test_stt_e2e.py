@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from recorder.emulator.clock import ManualClock
+from recorder.clock import ManualClock
 from recorder.emulator.faults import Fault, FaultPlan
 from recorder.emulator.streaming.records import StreamingBehaviour
 from recorder.emulator.streaming.server import StreamingEmulator

@@ -23,7 +23,7 @@ from websockets.exceptions import (
 from websockets.frames import Close
 from websockets.http11 import Response
 
-from recorder.emulator.clock import ManualClock
+from recorder.clock import ManualClock
 from recorder.errors import RecorderError, SttConnectionError, SttRejected
 from recorder.stt.connect import FOREIGN_EXCEPTIONS, map_exceptions
 from recorder.stt.events import (

@@ -2,16 +2,16 @@
 
 :class:`Pacer` reads the time from an injected :class:`PacingClock` (the
 monotonic clock by default), so a test can drive a socket's pacing by hand
-(``recorder.emulator.clock.ManualClock`` fits) instead of racing the wall clock.
+(:class:`recorder.clock.ManualClock` fits) instead of racing the wall clock.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Protocol
 
-__all__ = ["MONOTONIC_CLOCK", "MonotonicClock", "Pacer", "PacingClock"]
+from recorder.clock import SystemClock
+
+__all__ = ["MONOTONIC_CLOCK", "Pacer", "PacingClock"]
 
 
 class PacingClock(Protocol):
@@ -24,21 +24,7 @@ class PacingClock(Protocol):
         """Return once ``monotonic()`` has reached ``deadline``."""
 
 
-class MonotonicClock:
-    """The real clock: ``time.monotonic``, which is also the event loop's clock."""
-
-    def monotonic(self) -> float:
-        """Monotonic seconds."""
-        return time.monotonic()
-
-    async def sleep_until(self, deadline: float) -> None:
-        """Sleep until the monotonic clock reaches ``deadline``."""
-        delay = deadline - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-
-
-MONOTONIC_CLOCK = MonotonicClock()
+MONOTONIC_CLOCK = SystemClock()
 
 
 class Pacer:

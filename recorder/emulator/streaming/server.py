@@ -34,7 +34,7 @@ What the real service does that is deliberately not modelled, and why:
 * The pacing allowance (``StreamingBehaviour.rate_allowance_s``, 3 s) is our
   choice; the real tolerance is not documented.
 
-Test aids: :class:`~recorder.emulator.clock.ManualClock` moves the
+Test aids: :class:`~recorder.clock.ManualClock` moves the
 session cap and inactivity timers by hand; ``realtime_factor=math.inf``
 switches the pacing rule off.
 """
@@ -52,7 +52,7 @@ from urllib.parse import parse_qsl, urlsplit
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
-from recorder.emulator.clock import Clock, SystemClock
+from recorder.clock import Clock, SystemClock
 from recorder.emulator.faults import FaultKind, FaultPlan
 from recorder.emulator.serving import json_response, server_options
 from recorder.emulator.streaming.engine import Recognizer

@@ -23,7 +23,7 @@ import numpy as np
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from recorder.emulator.clock import Clock
+from recorder.clock import Clock
 from recorder.emulator.faults import Fault, FaultKind
 from recorder.emulator.streaming.engine import Recognizer, TurnEngine
 from recorder.emulator.streaming.params import (

@@ -1,9 +1,9 @@
-"""Clocks for the emulators: the system clock, and a manual one tests move by hand.
+"""Clocks: the system clock, and a manual one tests move by hand.
 
-The session cap (3008; docs/providers.md, "Streaming: limits and billing"), the
-inactivity timeout and the billed session length are measured on this clock, so a
-test can jump three hours ahead without waiting. Audio pacing always uses the event
-loop's own clock.
+The STT pacer reads and waits on one (recorder/stt/pacer.py). In the emulators, the
+session cap (3008; docs/providers.md, "Streaming: limits and billing"), the inactivity
+timeout and the billed session length are measured on one, so a test can jump three
+hours ahead without waiting; the emulators' audio pacing uses the event loop's clock.
 """
 
 from __future__ import annotations
