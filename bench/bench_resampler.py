@@ -4,7 +4,7 @@ Run: .venv/bin/python bench/bench_resampler.py [--seconds 600]
 
 Feeds a tone-code recap (speech-like tone bursts) and a 1 kHz tone through
 ``StreamingResampler(24000, 16000)`` in the chunk sizes the Voice Agent sends
-(100 ms by default: docs/providers.md, "Voice Agent: protocol") and at
+(the emulator's reply chunks, 100 ms by default) and at
 random sizes, and prints CPU time as a share of real time and the SNR of the
 chunked output against one unchunked call.
 """

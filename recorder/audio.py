@@ -34,7 +34,7 @@ BYTES_PER_SAMPLE = 2
 # Agora delivers 10 ms frames (docs/providers.md, "Agora: audio frames").
 FRAME_MS = 10
 # The v3 API takes 50-1000 ms per message (docs/providers.md, "Streaming: audio");
-# 100 ms keeps latency low and costs one loop wake-up per chunk
+# 100 ms keeps latency low and costs at most one loop wake-up per chunk
 # (docs/architecture.md, "Decisions and measurements").
 CHUNK_MS = 100
 # Energy above which a chunk counts as speech: speech sits around -30..-10 dBFS,

@@ -27,9 +27,9 @@ DEFAULT_PHRASE = "recorder, recap"
 #: Most recap audio queued in the transport ahead of playback: little enough that
 #: a barge-in silences the bot at once, enough to ride out the loop's jitter.
 DEFAULT_MAX_BACKLOG_MS = 200.0
-#: Audio gathered before the first frame is published: the agent sends ~100 ms
-#: chunks paced to real time (docs/providers.md, "Voice Agent: protocol"), so one
-#: chunk of margin rides out its jitter without a gap in the middle of a word.
+#: Audio gathered before the first frame is published: reply audio comes in bursts
+#: of small chunks (their size is not documented; the emulator sends 100 ms), so a
+#: chunk or two of margin rides out the jitter without a gap in the middle of a word.
 DEFAULT_PREROLL_MS = 200.0
 
 

@@ -68,7 +68,7 @@ _CLOSE_TIMEOUT_S = 1.0
 #: Pacing of a live recording's streams. A socket opens with the pipeline's 400 ms
 #: pre-roll, which goes out at once; without a lead every later chunk would queue
 #: behind it for the socket's whole life (latency, billed seconds and a timer per
-#: chunk). The pre-roll plus one chunk is far below the lead the service tolerates
+#: chunk). The pre-roll plus one chunk is far below any lead known to trip the limit
 #: (docs/architecture.md, "Decisions and measurements").
 LIVE_PACING = PacingSettings(max_lead_s=0.5)
 
@@ -365,7 +365,7 @@ class SttStream:
                     message = last_error or closed.reason or "no reason given"
                     raise SttRejected(message, code=closed.code, hint=closed.hint)
                 if disposition is Disposition.DONE:
-                    # Termination we did not ask for (the service only ends a socket on
+                    # Termination we did not ask for (Termination comes only in reply to
                     # Terminate, docs/providers.md, "Streaming: messages"): the caller
                     # is still talking, so treat it as a drop.
                     logger.warning("! %s: the server ended the socket unasked", self.name)
