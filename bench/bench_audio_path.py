@@ -31,7 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from recorder.audio import bytes_for_ms  # noqa: E402
 from recorder.bot import MeetingRecorder, RecorderSettings, stream_factory  # noqa: E402
 from recorder.tonecode import encode  # noqa: E402
-from recorder.transport.base import AudioBridge, Transport, TransportSink  # noqa: E402
+from recorder.transport.base import Transport, TransportSink  # noqa: E402
+from recorder.transport.bridge import AudioBridge  # noqa: E402
 from storage.store import TranscriptStore  # noqa: E402
 
 WARMUP_S = 4.0

@@ -68,7 +68,8 @@ from websockets.asyncio.client import ClientConnection, connect  # noqa: E402
 
 from recorder.audio import Chunk, ChunkAssembler, bytes_for_ms  # noqa: E402
 from recorder.transport.agora.observers import make_observers  # noqa: E402
-from recorder.transport.base import AudioBridge, TransportEvent, TransportSink  # noqa: E402
+from recorder.transport.base import TransportEvent, TransportSink  # noqa: E402
+from recorder.transport.bridge import AudioBridge  # noqa: E402
 
 TARGET_RATIO = 5.0
 FRAME_BYTES = bytes_for_ms(10)

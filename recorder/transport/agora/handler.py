@@ -1,6 +1,6 @@
 """The SDK-thread side of one Agora connection: participants, mutes, and hops to the loop.
 
-Participant events go straight to the :class:`~recorder.transport.base.AudioBridge`
+Participant events go straight to the :class:`~recorder.transport.bridge.AudioBridge`
 so they stay ordered with the audio around them (a mute flushes the chunk it
 ends). Connection, token and role events hop to the event loop, where all
 connection state lives (spec §9: never call the SDK from a callback).
@@ -14,12 +14,8 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from recorder.transport.agora.codes import offline_reason
-from recorder.transport.base import (
-    AudioBridge,
-    ParticipantJoined,
-    ParticipantLeft,
-    ParticipantMuted,
-)
+from recorder.transport.base import ParticipantJoined, ParticipantLeft, ParticipantMuted
+from recorder.transport.bridge import AudioBridge
 
 __all__ = ["LoopSide", "NativeHandler", "Participants"]
 

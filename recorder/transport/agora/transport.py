@@ -5,7 +5,7 @@ meeting, audience role unless publishing, 16 kHz mono frames before mixing, SDK
 VAD off, observers registered once), turns the SDK's callbacks into transport
 events, renews tokens (§10) and tears down in the order of §11. The SDK runs
 only on its own threads and in ``asyncio.to_thread``; the one crossing into
-asyncio is :class:`~recorder.transport.base.AudioBridge` plus rare event hops.
+asyncio is :class:`~recorder.transport.bridge.AudioBridge` plus rare event hops.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -37,12 +37,12 @@ from recorder.transport.agora.service import (
     release_agora_service,
 )
 from recorder.transport.base import (
-    AudioBridge,
     ConnectionState,
     ConnectionStateChanged,
     Transport,
     TransportSink,
 )
+from recorder.transport.bridge import AudioBridge
 
 __all__ = ["AgoraTransport", "release_agora_service"]
 
@@ -243,6 +243,20 @@ class AgoraTransport(Transport):
     def publish_backlog_ms(self) -> float:
         """Recap audio pushed to the SDK and (by estimate) not yet played."""
         return self._publisher.queued_ms
+
+    @property
+    def publish_played_ms(self) -> float:
+        """Recap audio pushed to the SDK that (by estimate) has played."""
+        return self._publisher.played_ms
+
+    async def wait_played(self, backlog_ms: float = 0.0) -> None:
+        """Sleep until the recap audio pushed has played down to ``backlog_ms``; wake on a flush."""
+        await self._publisher.wait_played(backlog_ms)
+
+    @property
+    def dropped_audio_ms(self) -> Mapping[int, float]:
+        """Audio the bridge dropped because the loop fell behind, ms per uid."""
+        return self.bridge.dropped_ms if self.bridge is not None else {}
 
     # -- joining --------------------------------------------------------------
 
