@@ -501,6 +501,39 @@ async def test_publishing_joins_as_host_and_paces_the_audio(world: Any, tmp_path
     await transport.stop()
 
 
+async def test_wait_played_sleeps_until_the_pushed_audio_has_played(
+    world: Any, tmp_path: Path
+) -> None:
+    transport, _ = await joined(tmp_path, publish=True)
+    await transport.publish(tone(300))
+    pushed_at = time.monotonic()
+    backlog_ms = transport.publish_backlog_ms
+    assert 0 < backlog_ms <= 160
+    await asyncio.wait_for(transport.wait_played(50.0), TIMEOUT)
+    assert transport.publish_backlog_ms <= 50
+    await asyncio.wait_for(transport.wait_played(0.0), TIMEOUT)
+    # Slept as long as the backlog took to play out on the wall clock, no less.
+    assert time.monotonic() - pushed_at >= backlog_ms / 1000 - 0.005
+    assert transport.publish_backlog_ms == 0
+    assert transport.publish_played_ms == pytest.approx(300)
+    await transport.stop()
+
+
+async def test_flush_wakes_wait_played_at_once(world: Any, tmp_path: Path) -> None:
+    transport, _ = await joined(tmp_path, publish=True, publish_lead_ms=5000.0)
+    await transport.publish(tone(3000))  # all of it at once: 3 s still to play
+    waiting = asyncio.create_task(transport.wait_played(0.0))
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    flushed_at = time.monotonic()
+    transport.flush_publish()
+    await asyncio.wait_for(waiting, TIMEOUT)
+    assert time.monotonic() - flushed_at < 1.0  # not the 3 s the audio would take
+    assert transport.publish_backlog_ms == 0
+    assert transport.publish_played_ms < 1000  # what was dropped never counts as heard
+    await transport.stop()
+
+
 async def test_flush_stops_publishing_at_once(world: Any, tmp_path: Path) -> None:
     transport, _ = await joined(tmp_path, publish=True)
     publishing = asyncio.create_task(transport.publish(tone(3000)))
