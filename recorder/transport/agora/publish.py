@@ -2,8 +2,8 @@
 
 The SDK takes any whole number of milliseconds per push and buffers far more
 than a recap, so pushing a whole recap at once would leave seconds queued
-inside the SDK that a barge-in could not take back (docs/providers.md, "Agora:
-audio frames"). We push 10 ms frames as ``bytearray`` (``bytes`` raises
+inside the SDK that a barge-in could not take back (docs/providers.md,
+"Agora: audio frames"). We push 10 ms frames as ``bytearray`` (``bytes`` raises
 ``TypeError`` in the SDK) through a :class:`~recorder.transport.pacing.Pacer`
 on the wall clock, and ``interrupt_audio`` on a flush.
 """

@@ -1,11 +1,13 @@
 """The Agora transport: a silent bot in a real channel, through agora-python-server-sdk.
 
-Joins per agora-server-sdk.md §4 (one service per process, one connection per
-meeting, audience role unless publishing, 16 kHz mono frames before mixing, SDK
-VAD off, observers registered once), turns the SDK's callbacks into transport
-events, renews tokens (§10) and tears down in the order of §11. The SDK runs
-only on its own threads and in ``asyncio.to_thread``; the one crossing into
-asyncio is :class:`~recorder.transport.bridge.AudioBridge` plus rare event hops.
+Joins as docs/providers.md, "Agora: service and connections" describes (one
+service per process, one connection per meeting, audience role unless
+publishing, 16 kHz mono frames before mixing, SDK VAD off, observers
+registered once) and tears down in the order it gives; turns the SDK's
+callbacks into transport events and renews tokens (docs/providers.md,
+"Agora: tokens"). The SDK runs only on its own threads and in
+``asyncio.to_thread``; the one crossing into asyncio is
+:class:`~recorder.transport.bridge.AudioBridge` plus rare event hops.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ __all__ = ["AgoraTransport", "release_agora_service"]
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
-# CONNECTION_STATE_TYPE, client roles and reasons (spec §3.3, §6).
+# CONNECTION_STATE_TYPE, client roles and reasons (docs/providers.md, "Agora: events and codes").
 _DISCONNECTED = 1
 _ROLE_BROADCASTER, _ROLE_AUDIENCE = 1, 2
 _REASON_LEAVE_CHANNEL, _REASON_TOKEN_EXPIRED = 5, 9
@@ -62,7 +64,7 @@ class AgoraTransport(Transport):
 
     Args:
         app_id: the project's App ID (32 hex characters).
-        channel: the channel to join (spec §13.1).
+        channel: the channel to join (docs/providers.md, "Agora: service and connections").
         bot_uid: the bot's numeric uid (1 to 2**32-1).
         app_certificate: builds tokens and renews them (secret).
         token: a prebuilt token to join with (secret); renewed only with a certificate.
@@ -199,7 +201,7 @@ class AgoraTransport(Transport):
         await asyncio.shield(self._finished)
 
     async def stop(self) -> None:
-        """Leave the channel (spec §11 order); safe to call more than once."""
+        """Leave the channel, in the SDK's teardown order; safe to call more than once."""
         await self._shielded_stop()
 
     async def publish(self, pcm: bytes) -> None:
@@ -209,7 +211,8 @@ class AgoraTransport(Transport):
             TransportError: the bot joined as audience, or is not in the channel.
         """
         if not self.publish_enabled or self._role != _ROLE_BROADCASTER:
-            # Refused here: an audience's audio reaches nobody (spec §8.1, §8.4).
+            # Refused here: an audience's audio reaches nobody (docs/providers.md,
+            # "Agora: audio frames").
             raise TransportError(
                 f"the bot is an audience member of channel {self.channel!r} and cannot speak; "
                 "join with publishing enabled (--recap) to play audio"
@@ -261,7 +264,7 @@ class AgoraTransport(Transport):
     # -- joining --------------------------------------------------------------
 
     async def _call(self, function: Callable[..., _T], *args: Any) -> _T:
-        """Run a possibly blocking SDK call off the loop, bounded (spec §9, §11)."""
+        """Run a possibly blocking SDK call off the loop, bounded."""
         name = getattr(function, "__name__", "call")
         try:
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a Ctrl+C
@@ -437,7 +440,7 @@ class AgoraTransport(Transport):
         name = "host" if new_role == _ROLE_BROADCASTER else "audience"
         self._push_state(ConnectionState.CONNECTED, at_ms, f"role changed to {name}")
 
-    # -- tokens (spec §10) ----------------------------------------------------------
+    # -- tokens (docs/providers.md, "Agora: tokens") ---------------------------------
 
     def _spawn(self, coroutine: Any, name: str) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.ensure_future(coroutine)
@@ -492,7 +495,7 @@ class AgoraTransport(Transport):
             self._recovery = self._spawn(self._recover(), "agora-token-recovery")
 
     async def _recover(self) -> None:
-        """Spec §10: renew once; if still not connected, leave and join again."""
+        """Renew once; if still not connected, leave and join again."""
         try:
             if await self._renew():
                 try:
@@ -515,7 +518,7 @@ class AgoraTransport(Transport):
         finally:
             self._recovery = None
 
-    # -- leaving (spec §11) -----------------------------------------------------------
+    # -- leaving (docs/providers.md, "Agora: service and connections") ---------------
 
     async def _shielded_stop(self) -> None:
         if self._stop_task is None:
@@ -579,6 +582,6 @@ class AgoraTransport(Transport):
             await self._call(conn.release)
         except TransportError as exc:
             log.error("! %s", exc)
-        # Observers die with the connection, only after release returned (spec §11 step 3).
+        # Observers die with the connection, only after release returned.
         self._observers = None
         self._generation += 1
