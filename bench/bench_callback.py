@@ -6,7 +6,8 @@ A "native" thread plays the SDK: every 10 ms it calls the transport's real
 as one playback pull delivers them (``--groups N`` spreads them over the tick).
 Each participant has its own websocket (``compression=None``, as the STT
 sockets) to a server on 127.0.0.1 in a separate process that discards what it
-gets, so only the client's CPU is counted, as DESIGN.md measured it.
+gets, so only the client's CPU is counted (the figures: docs/architecture.md,
+"Decisions and measurements").
 
 Variants, run interleaved in one process on the same connections:
 
