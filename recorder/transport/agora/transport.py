@@ -1,13 +1,14 @@
 """The Agora transport: a silent bot in a real channel, through agora-python-server-sdk.
 
-Joins as docs/providers.md, "Agora: service and connections" describes (one
-service per process, one connection per meeting, audience role unless
-publishing, 16 kHz mono frames before mixing, SDK VAD off, observers
-registered once) and tears down in the order it gives; turns the SDK's
-callbacks into transport events and renews tokens (docs/providers.md,
-"Agora: tokens"). The SDK runs only on its own threads and in
-``asyncio.to_thread``; the one crossing into asyncio is
-:class:`~recorder.transport.bridge.AudioBridge` plus rare event hops.
+The SDK is https://pypi.org/project/agora-python-server-sdk/. This joins as
+docs/providers.md, "Agora: service and connections" describes (one service
+per process, one connection per meeting, audience role unless publishing,
+16 kHz mono frames before mixing, SDK VAD off, observers registered once) and
+tears down in the order it gives; turns the SDK's callbacks into transport
+events; keeps the token valid through :class:`~.renewal.TokenRenewal`. The SDK
+runs only on its own threads and in ``asyncio.to_thread``; the one crossing
+into asyncio is :class:`~recorder.transport.bridge.AudioBridge` plus rare
+event hops.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from recorder.transport.agora.handler import NativeHandler, Participants
 from recorder.transport.agora.observers import Observers, make_observers
 from recorder.transport.agora.preflight import AgoraSdk, load_agora_sdk
 from recorder.transport.agora.publish import DEFAULT_LEAD_MS, PcmPublisher
+from recorder.transport.agora.renewal import REASON_TOKEN_EXPIRED, TokenRenewal
 from recorder.transport.agora.service import (
     create_connection,
     prepare_connection,
@@ -54,10 +56,10 @@ _T = TypeVar("_T")
 # CONNECTION_STATE_TYPE, client roles and reasons (docs/providers.md, "Agora: events and codes").
 _DISCONNECTED = 1
 _ROLE_BROADCASTER, _ROLE_AUDIENCE = 1, 2
-_REASON_LEAVE_CHANNEL, _REASON_TOKEN_EXPIRED = 5, 9
+_REASON_LEAVE_CHANNEL = 5
 
 
-class AgoraTransport(Transport):
+class AgoraTransport(TokenRenewal, Transport):
     """Records one Agora channel as a silent audience member (or a host, to publish).
 
     Settings are validated here, before the SDK is touched.
@@ -417,7 +419,7 @@ class AgoraTransport(Transport):
             return
         if reason in TRANSIENT_REASONS:
             self._begin_gap(at_ms, reason_name(reason))
-        elif reason == _REASON_TOKEN_EXPIRED and self._credentials.can_renew:
+        elif reason == REASON_TOKEN_EXPIRED and self._credentials.can_renew:
             self._begin_gap(at_ms, reason_name(reason))
             self._start_recovery()
         else:
@@ -440,7 +442,7 @@ class AgoraTransport(Transport):
         name = "host" if new_role == _ROLE_BROADCASTER else "audience"
         self._push_state(ConnectionState.CONNECTED, at_ms, f"role changed to {name}")
 
-    # -- tokens (docs/providers.md, "Agora: tokens") ---------------------------------
+    # -- tasks ----------------------------------------------------------------------
 
     def _spawn(self, coroutine: Any, name: str) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.ensure_future(coroutine)
@@ -448,75 +450,6 @@ class AgoraTransport(Transport):
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
-
-    def on_token_will_expire(self, generation: int) -> None:
-        """Loop side of the expiry warning: renew with a fresh token."""
-        if generation != self._generation or self._closing:
-            return
-        if not self._credentials.can_renew:
-            log.warning(
-                "! the agora token expires in about 30 s and cannot be renewed without "
-                "AGORA_APP_CERTIFICATE; the recording will stop then"
-            )
-            return
-        self._spawn(self._renew(), "agora-renew-token")
-
-    async def _renew(self) -> bool:
-        conn = self._conn
-        if conn is None or self._closing:
-            return False
-        try:
-            result = await self._call(conn.renew_token, self._credentials.fresh_token())
-        except TransportError as exc:
-            log.warning("! agora token renewal failed: %s", exc)
-            return False
-        if result != 0:
-            log.warning("! agora token renewal refused (result %s)", result)
-            return False
-        self.renewals += 1
-        log.info("= agora token renewed for channel %s", self.channel)
-        return True
-
-    def on_token_did_expire(self, generation: int) -> None:
-        """Loop side of an expired token: recover, or fail without a certificate."""
-        if generation != self._generation or self._closing:
-            return
-        if not self._credentials.can_renew:
-            self._fail(
-                TransportError(f"the bot left the meeting: {self._problem(_REASON_TOKEN_EXPIRED)}"),
-                self._clock(),
-            )
-            return
-        self._begin_gap(self._clock(), reason_name(_REASON_TOKEN_EXPIRED))
-        self._start_recovery()
-
-    def _start_recovery(self) -> None:
-        if self._recovery is None or self._recovery.done():
-            self._recovery = self._spawn(self._recover(), "agora-token-recovery")
-
-    async def _recover(self) -> None:
-        """Renew once; if still not connected, leave and join again."""
-        try:
-            if await self._renew():
-                try:
-                    async with asyncio.timeout(self._renew_timeout_s):
-                        await self._connected.wait()
-                    return
-                except TimeoutError:
-                    log.warning("! renewing the expired agora token did not reconnect; rejoining")
-            if self._closing:
-                return
-            self.rejoins += 1
-            await self._close_connection()
-            await self._join(self._credentials.fresh_token())
-            self._end_gap(self._clock(), "rejoined")
-        except RecorderError as exc:
-            self._fail(
-                TransportError(f"the bot could not rejoin after its token expired: {exc}"),
-                self._clock(),
-            )
-        finally:
-            self._recovery = None
 
     # -- leaving (docs/providers.md, "Agora: service and connections") ---------------
 
