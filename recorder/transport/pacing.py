@@ -156,9 +156,8 @@ class Pacer:
     def flush(self) -> None:
         """Forget what was pushed (the caller drops it from the channel); on the loop.
 
-        A channel with a ``channel_lock`` calls this holding it, as it drops its queue.
-
-        A publish in progress stops before its next frame; waiters return.
+        A publish in progress stops before its next frame; waiters return. A
+        channel with a ``channel_lock`` calls this holding it, as it drops its queue.
         """
         self._generation += 1
         self._flushed_ms += self.backlog_ms
