@@ -33,7 +33,8 @@ from recorder.bot import MeetingRecorder, RecorderSettings  # noqa: E402
 from recorder.stt.settings import ConnectSettings  # noqa: E402
 from recorder.stt.stream import stream_factory  # noqa: E402
 from recorder.tonecode import encode  # noqa: E402
-from recorder.transport.base import AudioBridge, Transport, TransportSink  # noqa: E402
+from recorder.transport.base import Transport, TransportSink  # noqa: E402
+from recorder.transport.bridge import AudioBridge  # noqa: E402
 from storage.store import TranscriptStore  # noqa: E402
 
 WARMUP_S = 4.0

@@ -6,7 +6,8 @@ A "native" thread plays the SDK: every 10 ms it calls the transport's real
 as one playback pull delivers them (``--groups N`` spreads them over the tick).
 Each participant has its own websocket (``compression=None``, as the STT
 sockets) to a server on 127.0.0.1 in a separate process that discards what it
-gets, so only the client's CPU is counted, as DESIGN.md measured it.
+gets, so only the client's CPU is counted (the figures: docs/architecture.md,
+"Decisions and measurements").
 
 Variants, run interleaved in one process on the same connections:
 
@@ -68,7 +69,8 @@ from websockets.asyncio.client import ClientConnection, connect  # noqa: E402
 
 from recorder.audio import Chunk, ChunkAssembler, bytes_for_ms  # noqa: E402
 from recorder.transport.agora.observers import make_observers  # noqa: E402
-from recorder.transport.base import AudioBridge, TransportEvent, TransportSink  # noqa: E402
+from recorder.transport.base import TransportEvent, TransportSink  # noqa: E402
+from recorder.transport.bridge import AudioBridge  # noqa: E402
 
 TARGET_RATIO = 5.0
 FRAME_BYTES = bytes_for_ms(10)

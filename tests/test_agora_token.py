@@ -171,7 +171,7 @@ def test_round_trip_and_signature(
 def test_malformed_credentials_raise_config_error_without_the_secret(
     app_id: str, cert: str, variable: str
 ) -> None:
-    # The tools builder silently returns "" here (spec §13.3); we raise instead.
+    # The tools builder silently returns "" here; we raise instead.
     with pytest.raises(ConfigError) as info:
         build_rtc_token(app_id, cert, "room", 1)
     assert variable in str(info.value)

@@ -108,17 +108,17 @@ async def joined(tmp_path: Path, **overrides: Any) -> tuple[AgoraTransport, Sink
     return transport, sink
 
 
-# --- joining ------------------------------------------------------------------------
+# --- joining ----------------------------------------------------------------------------
 
 
 async def test_join_follows_the_spec_and_leaves_in_order(world: Any, tmp_path: Path) -> None:
     transport, sink = await joined(tmp_path, app_certificate=CERTIFICATE)
     native = world.connection()
     assert native.state == 3 and native.channel == CHANNEL and native.local_uid == str(BOT_UID)
-    assert native.role == 2  # audience: silent and invisible (spec §8.1)
+    assert native.role == 2  # audience: silent and invisible
     assert native.auto_subscribe and native.frame_format == (1, 16000)
     assert not native.vad_broken and not native.has_track
-    assert not native.ai_server_scenario  # no AI-QoS surprise publish (spec §8.6)
+    assert not native.ai_server_scenario  # no AI-QoS surprise publish
     assert verify_access_token2(native.token, CERTIFICATE)
     token = parse_access_token2(native.token)
     assert token.rtc_channel_and_uid() == (CHANNEL, str(BOT_UID))
@@ -128,7 +128,7 @@ async def test_join_follows_the_spec_and_leaves_in_order(world: Any, tmp_path: P
     await transport.stop()
     await transport.stop()  # idempotent
     assert native.released and native.state == 1
-    assert world.counts["on_disconnected"] == 1  # waited for it before release (spec §11)
+    assert world.counts["on_disconnected"] == 1  # waited for it before release
     await transport.wait_finished()  # returns (no failure) once stopped
     await sink.wait(lambda: sink.states()[-1] is ConnectionState.DISCONNECTED)
     assert world.errors == [] and world.bad_returns == []
@@ -293,7 +293,7 @@ async def test_mute_leave_and_rejoin_become_events(world: Any, tmp_path: Path) -
     channel = world.channel(CHANNEL)
     channel.add_user(101)
     channel.add_user(202, muted=True)
-    channel.add_user(303, host=False)  # audience: invisible (spec §6)
+    channel.add_user(303, host=False)  # audience: invisible
     await sink.wait(lambda: len(sink.of(ParticipantMuted)) == 1)
     channel.unmute(202)
     channel.mute(101)
@@ -401,7 +401,7 @@ async def test_fifty_participants_wake_the_loop_once_per_chunk(world: Any, tmp_p
     assert bridge.wakeups <= bridge.chunks + len(sink.events)
 
 
-# --- tokens (spec §10) -------------------------------------------------------------------
+# --- tokens -----------------------------------------------------------------------------
 
 
 async def test_token_renewed_before_expiry(
@@ -474,7 +474,7 @@ async def test_prebuilt_token_expiry_is_fatal_and_secret(
     assert "cannot be renewed" in caplog.text
 
 
-# --- publishing (spec §8) ---------------------------------------------------------------
+# --- publishing -------------------------------------------------------------------------
 
 
 async def test_publishing_joins_as_host_and_paces_the_audio(world: Any, tmp_path: Path) -> None:
@@ -498,6 +498,39 @@ async def test_publishing_joins_as_host_and_paces_the_audio(world: Any, tmp_path
     published = world.published_pcm()
     assert published[: len(tone(600))] == tone(600)
     assert len(published) == len(tone(610))
+    await transport.stop()
+
+
+async def test_wait_played_sleeps_until_the_pushed_audio_has_played(
+    world: Any, tmp_path: Path
+) -> None:
+    transport, _ = await joined(tmp_path, publish=True)
+    await transport.publish(tone(300))
+    pushed_at = time.monotonic()
+    backlog_ms = transport.publish_backlog_ms
+    assert 0 < backlog_ms <= 160
+    await asyncio.wait_for(transport.wait_played(50.0), TIMEOUT)
+    assert transport.publish_backlog_ms <= 50
+    await asyncio.wait_for(transport.wait_played(0.0), TIMEOUT)
+    # Slept as long as the backlog took to play out on the wall clock, no less.
+    assert time.monotonic() - pushed_at >= backlog_ms / 1000 - 0.005
+    assert transport.publish_backlog_ms == 0
+    assert transport.publish_played_ms == pytest.approx(300)
+    await transport.stop()
+
+
+async def test_flush_wakes_wait_played_at_once(world: Any, tmp_path: Path) -> None:
+    transport, _ = await joined(tmp_path, publish=True, publish_lead_ms=5000.0)
+    await transport.publish(tone(3000))  # all of it at once: 3 s still to play
+    waiting = asyncio.create_task(transport.wait_played(0.0))
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    flushed_at = time.monotonic()
+    transport.flush_publish()
+    await asyncio.wait_for(waiting, TIMEOUT)
+    assert time.monotonic() - flushed_at < 1.0  # not the 3 s the audio would take
+    assert transport.publish_backlog_ms == 0
+    assert transport.publish_played_ms < 1000  # what was dropped never counts as heard
     await transport.stop()
 
 
@@ -532,7 +565,7 @@ async def test_role_change_is_an_event_and_audience_stops_publishing(
 ) -> None:
     transport, sink = await joined(tmp_path, publish=True)
     native = world.connection()
-    # The SDK reports role changes it was asked for (spec §8.1); ask it directly.
+    # The SDK reports role changes it was asked for; ask it directly.
     await asyncio.to_thread(native.sdk.get_local_user().set_user_role, 2)
     await sink.wait(
         lambda: any("role changed to audience" in e.reason for e in sink.of(ConnectionStateChanged))
@@ -574,7 +607,7 @@ async def test_publishing_stops_when_the_connection_goes(world: Any, tmp_path: P
 
 def test_every_observer_method_takes_the_sdks_argument_count(world: Any) -> None:
     # The SDK calls observers positionally: a wrong count is a swallowed TypeError
-    # and silently lost events (spec §5.1).
+    # and silently lost events (docs/providers.md, "Agora: audio frames").
     import inspect
     from types import SimpleNamespace
 

@@ -1,4 +1,4 @@
-"""The fake Agora SDK: its surface matches the real wrapper's, and it reproduces spec §15."""
+"""The fake Agora SDK: its surface matches the real wrapper's, and it reproduces its traps."""
 
 from __future__ import annotations
 
@@ -144,7 +144,7 @@ def tone(ms: int, value: int = 1000) -> bytes:
     return value.to_bytes(2, "little", signed=True) * (16 * ms)
 
 
-# --- surface ---------------------------------------------------------------------------
+# --- surface ----------------------------------------------------------------------------
 
 
 def test_fake_matches_the_sdk_surface(world: Any) -> None:
@@ -244,7 +244,7 @@ def test_preflight_loader_accepts_the_fake(world: Any) -> None:
     assert loaded.base.AudioFrame.__dataclass_params__.frozen
 
 
-# --- service and connection creation (§15.2, §15.3) ------------------------------------
+# --- service and connection creation ----------------------------------------------------
 
 
 def test_initialize_return_value_is_not_success(world: Any, sdk: SimpleNamespace) -> None:
@@ -294,7 +294,7 @@ def test_config_dataclasses_are_kw_only_and_frames_frozen(sdk: SimpleNamespace) 
     assert sdk.base.RtcConnectionPublishConfig().is_publish_audio is True
 
 
-# --- joining (§15.4, §15.6) -------------------------------------------------------------
+# --- joining ----------------------------------------------------------------------------
 
 
 def test_connect_events_come_from_another_thread_with_states(
@@ -373,7 +373,7 @@ def test_presence_roles_and_leave_reasons(world: Any, sdk: SimpleNamespace) -> N
     assert rec.args("on_user_left") == [(conn, "7", 2), (conn, "8", 1)]
 
 
-# --- audio frames (§15.5, §15.7, §15.8) ------------------------------------------------
+# --- audio frames -----------------------------------------------------------------------
 
 
 def test_frames_per_uid_every_10ms_from_a_native_thread(world: Any, sdk: SimpleNamespace) -> None:
@@ -540,7 +540,7 @@ def test_second_frame_observer_registration_raises(world: Any, sdk: SimpleNamesp
     assert conn.register_audio_encoded_frame_observer(object()) == -1000
 
 
-# --- connection trouble and tokens (§15.13) ---------------------------------------------
+# --- connection trouble and tokens ------------------------------------------------------
 
 
 def test_reconnecting_lost_and_reconnected(world: Any, sdk: SimpleNamespace) -> None:
@@ -598,7 +598,7 @@ def test_fatal_failure_reason(world: Any, sdk: SimpleNamespace) -> None:
     assert rec.args("on_connection_failure")[0][2] == 19
 
 
-# --- publishing (§15.9, §15.10, §15.11) ------------------------------------------------
+# --- publishing -------------------------------------------------------------------------
 
 
 def test_push_return_codes(world: Any, sdk: SimpleNamespace) -> None:
@@ -620,7 +620,7 @@ def test_push_completed_is_a_wall_clock_estimate(world: Any, sdk: SimpleNamespac
     conn.push_audio_pcm_data(bytearray(3200), 16000, 1)  # 100 ms
     start = native.round_start
     assert not native.push_completed(start + 0.279)
-    assert native.push_completed(start + 0.281)  # pushed ms + 180 ms (spec §8.2)
+    assert native.push_completed(start + 0.281)  # pushed ms + 180 ms
     conn.interrupt_audio()
     assert conn.is_push_to_rtc_completed()
 
@@ -704,7 +704,7 @@ def test_aiqos_missing_int_return_republishes(world: Any, sdk: SimpleNamespace) 
     assert world.errors == []
 
 
-# --- teardown (§15.12) -----------------------------------------------------------------
+# --- teardown ---------------------------------------------------------------------------
 
 
 def test_disconnect_keeps_connection_observer_and_release_ends_everything(

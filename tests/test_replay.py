@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import wave
 from pathlib import Path
@@ -56,7 +57,8 @@ async def play(script_data: dict, speed: float = 8.0) -> tuple[ReplayTransport, 
     await transport.start(sink)
     await asyncio.wait_for(transport.wait_finished(), 10)
     await transport.stop()
-    await asyncio.sleep(0.05)  # let the last call_soon_threadsafe callbacks run
+    # Nothing more to wait for: the thread scheduled every hand-off to the loop
+    # before it scheduled the end, and the loop runs them in that order.
     return transport, sink
 
 
@@ -102,6 +104,117 @@ async def test_real_time_pace() -> None:
     start = loop.time()
     await play(data, speed=1.0)
     assert loop.time() - start >= 0.45
+
+
+async def test_an_injected_clock_drives_the_playback_thread() -> None:
+    # Every reading is a second later than the last: the thread never waits, so
+    # two minutes of meeting play at once, whatever the speed says.
+    readings = itertools.count(0.0, 1.0)
+    data = {"channel": "c", "events": [{"at": 0, "uid": 1, "join": True}], "end": 120.0}
+    transport = ReplayTransport(parse_script(data), speed=1.0, clock=lambda: next(readings))
+    sink = Collect()
+    await transport.start(sink)
+    await asyncio.wait_for(transport.wait_finished(), 10)
+    await transport.stop()
+    assert transport.clock_ms() == 120_000
+    # The loop may not keep up with a thread that never waits: what it could not
+    # take was dropped and counted, never lost silently.
+    delivered = sum(c.duration_ms for c in sink.chunks[1])
+    assert delivered + transport.dropped_audio_ms.get(1, 0.0) == pytest.approx(120_000)
+
+
+# -- publishing (the spoken recap) -----------------------------------------------------
+
+
+def quiet_channel(*, lead_ms: float = 150.0) -> ReplayTransport:
+    data = {"channel": "quiet", "events": [{"at": 0.0, "uid": 1, "join": True}], "end": 60.0}
+    return ReplayTransport(parse_script(data), speed=10.0, publish_lead_ms=lead_ms)
+
+
+WORDS = "the deploy is done and search ships today"
+
+
+async def test_publish_paces_to_the_script_clock_and_wait_played_waits_for_the_last_frame() -> None:
+    transport = quiet_channel()
+    await transport.start(Collect())
+    pcm = encode(WORDS, 16_000) + b"\x01"  # odd length: padded to whole frames
+    audio_ms = (len(pcm) + 319) // 320 * 10
+    started_ms = transport.clock_ms()
+    await transport.publish(pcm)
+    # Queued at most the lead ahead: the channel has played nearly all of it already.
+    assert transport.publish_backlog_ms <= 150 + 10
+    assert transport.clock_ms() - started_ms >= audio_ms - 150 - 10
+    await asyncio.wait_for(transport.wait_played(0.0), 10)
+    assert transport.publish_backlog_ms == 0
+    assert transport.clock_ms() - started_ms >= audio_ms
+    frames = [frame for _, frame in transport.published]
+    assert len(frames) * 10 == audio_ms == transport.publish_played_ms
+    assert all(len(frame) == 320 for frame in frames)
+    played = b"".join(frames)
+    assert played[: len(pcm)] == pcm and not played[len(pcm) :].strip(b"\0")
+    # Back to back from the first frame, on the script clock.
+    times = [at for at, _ in transport.published]
+    assert times == [times[0] + 10 * i for i in range(len(times))]
+    await transport.stop()
+
+
+async def test_wait_played_returns_at_the_backlog_asked_for() -> None:
+    transport = quiet_channel(lead_ms=2000.0)  # the whole piece goes out at once
+    await transport.start(Collect())
+    await transport.publish(encode(WORDS, 16_000)[: 320 * 150])  # 1.5 s
+    assert transport.publish_backlog_ms > 1000
+    await asyncio.wait_for(transport.wait_played(500.0), 10)
+    assert 0 < transport.publish_backlog_ms <= 500
+    assert transport.publish_played_ms == len(transport.published) * 10 >= 1000
+    await transport.stop()
+
+
+async def test_a_flush_cuts_publish_short_and_wakes_the_waiter() -> None:
+    transport = quiet_channel()
+    await transport.start(Collect())
+    publishing = asyncio.create_task(transport.publish(encode(WORDS * 4, 16_000)))
+    await asyncio.sleep(0)  # the publish queues its lead, then waits for the clock
+    assert transport.publish_backlog_ms > 0
+    waiting = asyncio.create_task(transport.wait_played(0.0))
+    await asyncio.sleep(0)
+    heard_before = transport.publish_played_ms
+    transport.flush_publish()
+    await asyncio.wait_for(asyncio.gather(publishing, waiting), 1)
+    assert transport.publish_backlog_ms == 0
+    # Nothing more plays: at most the frame on its way out as the flush came.
+    assert len(transport.published) * 10 <= heard_before + 10
+    assert transport.publish_played_ms == heard_before
+    await transport.stop()
+
+
+async def test_the_end_of_the_script_wakes_the_waiter_and_keeps_the_backlog() -> None:
+    data = {"channel": "short", "events": [{"at": 0.0, "uid": 1, "join": True}], "end": 0.5}
+    transport = ReplayTransport(parse_script(data), speed=10.0, publish_lead_ms=2000.0)
+    await transport.start(Collect())
+    await transport.publish(encode(WORDS, 16_000))  # longer than the meeting
+    await asyncio.wait_for(transport.wait_played(0.0), 10)  # returns: nothing will play it
+    await transport.wait_finished()
+    assert transport.publish_backlog_ms > 0  # what the channel never played
+    assert transport.publish_played_ms == len(transport.published) * 10 <= 500
+    # After the end nothing paces: it queues at once, unheard.
+    before = transport.publish_backlog_ms
+    await asyncio.wait_for(transport.publish(encode("late", 16_000)), 1)
+    assert transport.publish_backlog_ms > before
+    await transport.stop()
+
+
+async def test_audio_published_before_the_start_plays_from_the_start() -> None:
+    transport = quiet_channel()
+    pcm = encode(WORDS, 16_000)
+    await asyncio.wait_for(transport.publish(pcm), 1)  # nothing plays yet: no pacing
+    assert transport.publish_backlog_ms == (len(pcm) + 319) // 320 * 10
+    await transport.start(Collect())
+    await asyncio.wait_for(transport.wait_played(0.0), 10)
+    assert transport.published[0][0] == 0.0
+    assert [w.text for w in decode(b"".join(f for _, f in transport.published), 16_000)] == (
+        WORDS.split()
+    )
+    await transport.stop()
 
 
 def test_wav_clips_are_resampled(tmp_path: Path) -> None:

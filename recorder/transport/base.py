@@ -1,27 +1,20 @@
 """What a transport gives the bot (participants, per-uid audio) and takes (recap audio).
 
-A transport's native side calls an :class:`AudioBridge` from its own threads;
-the bridge is the one place that crosses into asyncio, once per ~100 ms chunk
-and once per participant event, never once per 10 ms frame (STYLE.md §3.2).
+:class:`Transport` is everything a caller may use; :class:`TransportSink` is what
+the bot hands it. A transport's native threads reach the sink only through
+:class:`~recorder.transport.bridge.AudioBridge`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import enum
-import logging
-import threading
-import time
-import zlib
 from abc import ABC, abstractmethod
-from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from recorder.audio import CHUNK_MS, FRAME_MS, Chunk, ChunkAssembler
+from recorder.audio import Chunk
 
 __all__ = [
-    "AudioBridge",
     "ConnectionState",
     "ConnectionStateChanged",
     "ParticipantJoined",
@@ -31,8 +24,6 @@ __all__ = [
     "TransportEvent",
     "TransportSink",
 ]
-
-log = logging.getLogger(__name__)
 
 
 class ConnectionState(enum.Enum):
@@ -139,7 +130,13 @@ class Transport(ABC):
         """Stop delivering and leave the channel; safe to call more than once."""
 
     async def publish(self, pcm: bytes) -> None:
-        """Play PCM16 mono 16 kHz audio into the channel, paced to wall-clock time."""
+        """Play PCM16 mono 16 kHz audio into the channel, paced to the channel's clock.
+
+        Returns once the last of it is queued, never more than a short lead
+        (about 150 ms) ahead of what the channel has played, so a flush takes
+        back little; returns early after :meth:`flush_publish`. A channel that
+        is not playing takes it at once, and it stays in :attr:`publish_backlog_ms`.
+        """
         raise NotImplementedError(f"{type(self).__name__} cannot publish audio")
 
     def flush_publish(self) -> None:  # noqa: B027 - optional hook, a no-op by default
@@ -150,128 +147,34 @@ class Transport(ABC):
         """Audio published and not yet played into the channel, in ms."""
         return 0.0
 
+    @property
+    def publish_played_ms(self) -> float:
+        """Published audio that has played into the channel so far, in ms.
+
+        Counts from the transport's start; audio a flush dropped never counts.
+        Exact while a :meth:`publish` is still pushing, which its caller cannot
+        tell from how much it handed over.
+        """
+        return 0.0
+
     async def wait_played(self, backlog_ms: float = 0.0) -> None:
         """Return once at most ``backlog_ms`` of published audio is still to play.
 
-        The default polls :attr:`publish_backlog_ms`; transports that know when
-        a frame plays override it. It may never return if the channel stopped
-        playing: callers bound it with a timeout.
+        Also returns at once after :meth:`flush_publish` and once the channel
+        stops playing for good (:meth:`stop`, a replay's end): read
+        :attr:`publish_backlog_ms` afterwards to tell. It may never return if
+        the channel never plays (not started): callers bound it with a timeout.
+
+        The default serves transports that never publish: nothing is queued,
+        so it returns at once. A transport that publishes overrides it.
+
+        Raises:
+            NotImplementedError: audio is queued and this transport cannot say when it plays.
         """
-        while self.publish_backlog_ms > backlog_ms:  # noqa: ASYNC110 - a fallback: no event to wait on
-            await asyncio.sleep(FRAME_MS / 1000 / 2)
+        if self.publish_backlog_ms > backlog_ms:
+            raise NotImplementedError(f"{type(self).__name__} cannot wait for its audio to play")
 
-
-class AudioBridge:
-    """Moves audio and events from a transport's threads onto the event loop.
-
-    :meth:`push_frame` runs on a native thread once per 10 ms frame: it only
-    appends to that participant's :class:`ChunkAssembler`. Whole chunks and
-    events go into one queue, in the order they happened, and the loop is
-    woken only when that queue was empty: at most once per chunk, and with
-    many participants far less (one wake-up drains every chunk that is
-    ready). Losing the loop (it closed while the native side still calls) is
-    counted, never raised into the native thread.
-
-    Args:
-        loop: the event loop the sink lives on.
-        sink: receives events and chunks, on the loop.
-        clock_ms: the transport's clock (milliseconds since it started).
-        chunk_ms: chunk length handed to the sink.
-    """
-
-    def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        sink: TransportSink,
-        *,
-        clock_ms: Callable[[], float] | None = None,
-        chunk_ms: int = CHUNK_MS,
-    ) -> None:
-        self._loop = loop
-        self._sink = sink
-        self._chunk_ms = chunk_ms
-        origin = time.monotonic()
-        self.clock_ms = clock_ms or (lambda: (time.monotonic() - origin) * 1000.0)
-        self._assemblers: dict[int, ChunkAssembler] = {}
-        self._lock = threading.Lock()
-        self._create_lock = threading.Lock()
-        # deque.append/popleft are atomic in CPython: the native threads produce,
-        # the loop consumes, and _wake_pending only ever causes a spare wake-up.
-        self._ready: deque[tuple[int, Chunk] | TransportEvent] = deque()
-        self._wake_pending = False
-        self.wakeups = 0
-        self.frames = 0
-        self.chunks = 0
-        self.lost_after_close = 0
-        self.callback_errors = 0
-
-    def _assembler(self, uid: int) -> ChunkAssembler:
-        with self._create_lock:
-            assembler = self._assemblers.get(uid)
-            if assembler is None:
-                # Stagger chunk boundaries per participant (DESIGN.md): the first
-                # chunk is 50-100% of a normal one, derived from the uid.
-                half = self._chunk_ms // 2
-                first = half + zlib.crc32(uid.to_bytes(8, "little")) % (half + 1)
-                assembler = ChunkAssembler(chunk_ms=self._chunk_ms, first_chunk_ms=max(50, first))
-                self._assemblers[uid] = assembler
-        return assembler
-
-    def push_frame(
-        self, uid: int, frame: bytes | bytearray | memoryview, at_ms: float | None = None
-    ) -> None:
-        """Called on a native thread for every 10 ms frame of ``uid``; never raises."""
-        try:
-            self.frames += 1
-            assembler = self._assemblers.get(uid) or self._assembler(uid)
-            # Uncontended (~0.1 us): only end_audio, from an event thread, competes.
-            with self._lock:
-                chunk = assembler.append(frame, self.clock_ms() if at_ms is None else at_ms)
-            if chunk is not None:
-                self.chunks += 1
-                self._enqueue((uid, chunk))
-        except Exception:  # a native thread must never see our exceptions
-            self.callback_errors += 1
-            if self.callback_errors in (1, 100, 10_000):
-                log.exception("! audio callback failed (%d so far)", self.callback_errors)
-
-    def end_audio(self, uid: int) -> None:
-        """Deliver what ``uid`` has gathered (they muted or left); native thread."""
-        assembler = self._assemblers.get(uid)
-        if assembler is None:
-            return
-        with self._lock:
-            chunk = assembler.flush()
-        if chunk is not None:
-            self._enqueue((uid, chunk))
-
-    def push_event(self, event: TransportEvent) -> None:
-        """Hand a participant or connection event to the loop; native thread."""
-        if isinstance(event, ParticipantLeft) or (
-            isinstance(event, ParticipantMuted) and event.is_muted
-        ):
-            self.end_audio(event.uid)
-        self._enqueue(event)
-
-    def _enqueue(self, item: tuple[int, Chunk] | TransportEvent) -> None:
-        self._ready.append(item)
-        if self._wake_pending:
-            return
-        self._wake_pending = True
-        try:
-            self._loop.call_soon_threadsafe(self._drain)
-            self.wakeups += 1
-        except RuntimeError:  # the loop closed under us: shutting down
-            self.lost_after_close += 1
-
-    def _drain(self) -> None:
-        """On the loop: hand every queued chunk and event to the sink, in order."""
-        # Cleared before draining: an item queued from now on schedules a new drain.
-        self._wake_pending = False
-        ready, sink = self._ready, self._sink
-        while ready:
-            item = ready.popleft()
-            if isinstance(item, tuple):
-                sink.on_audio(*item)
-            else:
-                sink.on_event(item)
+    @property
+    def dropped_audio_ms(self) -> Mapping[int, float]:
+        """Participants' audio lost before the bot saw it (the loop fell behind), ms per uid."""
+        return {}

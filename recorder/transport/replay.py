@@ -2,10 +2,11 @@
 
 A real thread produces each joined, unmuted participant's 10 ms frames at
 real-time pace (or ``speed`` times faster) and hands them to the
-:class:`~recorder.transport.base.AudioBridge`, exactly as the Agora SDK's
+:class:`~recorder.transport.bridge.AudioBridge`, exactly as the Agora SDK's
 native thread does. Silent participants send low comfort noise; muted or
-absent ones send nothing. Published audio (the recap) is captured, paced to
-the script clock, so tests can decode what the bot said into the channel.
+absent ones send nothing. Published audio (the recap) is paced to the script
+clock as Agora's is to the wall clock, and captured, so tests can decode what
+the bot said into the channel.
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
 from recorder.audio import FRAME_MS, bytes_for_ms
 from recorder.transport.base import (
-    AudioBridge,
     ConnectionState,
     ConnectionStateChanged,
     ParticipantJoined,
@@ -30,6 +31,8 @@ from recorder.transport.base import (
     Transport,
     TransportSink,
 )
+from recorder.transport.bridge import AudioBridge
+from recorder.transport.pacing import DEFAULT_LEAD_MS, Pacer
 from recorder.transport.script import MeetingScript, ScriptAction, SpeechClip
 
 __all__ = ["ReplayTransport"]
@@ -53,9 +56,19 @@ class ReplayTransport(Transport):
     Args:
         script: the meeting to play.
         speed: script seconds per wall-clock second (1.0 = real time).
+        publish_lead_ms: most published audio queued ahead of the script clock.
+        clock: wall-clock seconds, monotonic, that the playback thread paces
+            itself by (tests may pass another).
     """
 
-    def __init__(self, script: MeetingScript, *, speed: float = 1.0) -> None:
+    def __init__(
+        self,
+        script: MeetingScript,
+        *,
+        speed: float = 1.0,
+        publish_lead_ms: float = DEFAULT_LEAD_MS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if speed <= 0:
             raise ValueError("speed must be positive")
         self.script = script
@@ -63,7 +76,17 @@ class ReplayTransport(Transport):
         self.speed = speed
         self.bridge: AudioBridge | None = None
         self.published: list[tuple[float, bytes]] = []
+        self._clock = clock
+        # The playback thread pops a frame and advances the script clock under
+        # this lock, so the pacer's idea of what has played is exact.
+        self._publish_lock = threading.Lock()
         self._publish_queue: deque[bytes] = deque()
+        self._pacer = Pacer(
+            clock_ms=self.clock_ms,
+            lead_ms=publish_lead_ms,
+            ticked=True,
+            channel_lock=self._publish_lock,
+        )
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._finished: asyncio.Event | None = None
@@ -100,6 +123,7 @@ class ReplayTransport(Transport):
         self._thread = threading.Thread(
             target=self._run, name=f"replay-{self.channel}", daemon=True
         )
+        self._pacer.start()
         self._thread.start()
 
     async def wait_finished(self) -> None:
@@ -112,20 +136,46 @@ class ReplayTransport(Transport):
         self._stop.set()
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join, 5.0)
+        self._pacer.close()
 
     async def publish(self, pcm: bytes) -> None:
-        """Queue recap audio; the playback thread takes one 10 ms frame per tick."""
-        for offset in range(0, len(pcm), _FRAME_BYTES):
-            self._publish_queue.append(pcm[offset : offset + _FRAME_BYTES])
+        """Queue recap audio, at most the lead ahead of the script clock (padded to whole frames).
+
+        The playback thread plays one 10 ms frame per tick; this returns once
+        the last frame is queued, or at once after a flush. Before :meth:`start`
+        and after the script's end nothing plays: the audio queues at once (to
+        play from the start, or never) and stays in :attr:`publish_backlog_ms`.
+        """
+        await self._pacer.publish(pcm, self._publish_queue.append)
 
     def flush_publish(self) -> None:
         """Drop queued recap audio at once (barge-in)."""
-        self._publish_queue.clear()
+        with self._publish_lock:
+            self._publish_queue.clear()
+            self._pacer.flush()
 
     @property
     def publish_backlog_ms(self) -> float:
         """Recap audio queued and not yet played."""
-        return len(self._publish_queue) * FRAME_MS
+        return self._pacer.backlog_ms
+
+    @property
+    def publish_played_ms(self) -> float:
+        """Recap audio played so far (``published``'s length in ms)."""
+        return self._pacer.played_ms
+
+    async def wait_played(self, backlog_ms: float = 0.0) -> None:
+        """Return once at most ``backlog_ms`` of recap audio is still queued.
+
+        The playback thread wakes this when that much has played; a flush,
+        :meth:`stop` or the script's end wakes it at once.
+        """
+        await self._pacer.wait_played(backlog_ms)
+
+    @property
+    def dropped_audio_ms(self) -> Mapping[int, float]:
+        """Audio the bridge dropped because the loop fell behind, ms per uid."""
+        return self.bridge.dropped_ms if self.bridge is not None else {}
 
     def _run(self) -> None:
         assert self.bridge is not None and self._loop is not None and self._finished is not None
@@ -137,7 +187,9 @@ class ReplayTransport(Transport):
         present: dict[int, bool] = {}  # uid -> muted
         noise_at = 0
         tick = 0
-        origin = time.monotonic()
+        clock, pacer, lock = self._clock, self._pacer, self._publish_lock
+        queue, published = self._publish_queue, self.published
+        origin = clock()
         frame_ms = float(FRAME_MS)
         try:
             while not self._stop.is_set():
@@ -146,13 +198,17 @@ class ReplayTransport(Transport):
                     break
                 # Pace: frame [now, now+10) is delivered once it has "happened".
                 due = origin + (now_ms + frame_ms) / 1000.0 / self.speed
-                delay = due - time.monotonic()
+                delay = due - clock()
                 if delay > 0:
                     self._stop.wait(delay)
                 while actions and actions[0].at_ms <= now_ms:
                     self._apply(actions.pop(0), present)
                 end_ms = now_ms + frame_ms
-                self._script_ms = end_ms
+                with lock:  # the recap's frame plays and the clock moves, together
+                    if queue:
+                        published.append((now_ms, queue.popleft()))
+                    self._script_ms = end_ms
+                pacer.tick()
                 for uid, muted in present.items():
                     if muted:
                         continue
@@ -161,14 +217,14 @@ class ReplayTransport(Transport):
                         frame = self._noise[noise_at : noise_at + _FRAME_BYTES]
                         noise_at = (noise_at + _FRAME_BYTES) % (len(self._noise) - _FRAME_BYTES)
                     bridge.push_frame(uid, frame, end_ms)
-                if self._publish_queue:
-                    self.published.append((now_ms, self._publish_queue.popleft()))
                 tick += 1
             for uid in list(present):
                 bridge.end_audio(uid)
         except Exception:  # pragma: no cover - a bug; never kill the thread silently
             log.exception("! replay thread failed")
         finally:
+            # Nothing queued plays any more: waiters on the recap return.
+            self._loop.call_soon_threadsafe(pacer.close)
             self._loop.call_soon_threadsafe(self._finished.set)
 
     def _apply(self, action: ScriptAction, present: dict[int, bool]) -> None:

@@ -29,7 +29,7 @@ __all__ = ["SDK_SOURCE", "SURFACE_PATH", "installed_fake_agora", "purge_agora_mo
 HERE = Path(__file__).resolve().parent
 SDK_SOURCE = HERE / "sdk"
 SURFACE_PATH = HERE / "agora-sdk-surface.json"
-# What the real install leaves next to the package (spec §1.1, §1.3).
+# What the real install leaves next to the package (docs/providers.md, "Agora: loading the SDK").
 NATIVE_FILES = ("libagora_rtc_sdk.so", "libaosl.so", "libAgoraRtcKit.dylib")
 
 

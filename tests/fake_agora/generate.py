@@ -6,7 +6,7 @@ dump (shared/tools/agora_surface.py). It writes:
 * ``sdk/rtc/agora_base.py``: every enum and dataclass, with the SDK's fields,
   defaults and ``frozen``/``kw_only`` options;
 * the three observer base classes, with the SDK's method signatures and default
-  return values (spec §2, §5.1: audio-frame callbacks return 1, the rest None);
+  return values (audio-frame callbacks return 1, the rest None);
 * ``sdk/rtc/_unreproduced.py``: a base class per hand-written SDK class whose
   methods raise ``NotImplementedError``, so every public method exists with its
   real signature even where the fake has no behaviour for it.
@@ -134,8 +134,8 @@ def render_observer(surface: dict, name: str) -> str:
         for method in cls["methods"]:
             returns = f" -> {method['returns']}" if "returns" in method else ""
             lines.append(f"    def {method['name']}({_params(method, annotations=True)}){returns}:")
-            # Spec §5.1: the audio-frame callbacks return 1, the param getters None;
-            # every other observer method is a no-op returning None (§2).
+            # The audio-frame callbacks return 1, the param getters None;
+            # every other observer method is a no-op returning None.
             if name.endswith("audio_frame_observer") and "_param" not in method["name"]:
                 lines.append("        return 1")
             else:

@@ -43,8 +43,8 @@ NOT_REPRODUCED = {
     "agora.rtc._utils": "private handle maps",
     "agora.rtc.agora_parameter": "low-level parameters; the recorder does not set any",
     "agora.rtc.audio_encoded_frame_sender": "encoded audio; the recorder publishes PCM",
-    "agora.rtc.audio_sessionctrl": "dead code in 2.4.10 (its import fails, spec §1.2)",
-    "agora.rtc.audio_vad_manager": "the SDK's Python VAD; the recorder keeps it off (§4.1)",
+    "agora.rtc.audio_sessionctrl": "dead code in 2.4.10 (its import fails)",
+    "agora.rtc.audio_vad_manager": "the SDK's Python VAD; the recorder keeps it off",
     "agora.rtc.external_audio_processor": "APM processing; not used",
     "agora.rtc.local_video_track": "video",
     "agora.rtc.remote_video_track": "video",
@@ -53,8 +53,8 @@ NOT_REPRODUCED = {
     "agora.rtc.video_encoded_image_sender": "video",
     "agora.rtc.video_frame_observer": "video",
     "agora.rtc.video_frame_sender": "video",
-    "agora.rtc.voice_detection:VadDataV2": "the SDK's Python VAD; kept off (§4.1)",
-    "agora.rtc.voice_detection:AudioVadV2": "the SDK's Python VAD; kept off (§4.1)",
+    "agora.rtc.voice_detection:VadDataV2": "the SDK's Python VAD; kept off",
+    "agora.rtc.voice_detection:AudioVadV2": "the SDK's Python VAD; kept off",
 }
 
 _KINDS = {

@@ -1,8 +1,10 @@
 """What Agora's reason and result codes mean for the user, and the checks made before joining.
 
-Spec §6 (connection-changed reasons), §12 (return codes) and §13 (channel
-names, uids): every failure the SDK reports becomes one lowercase message that
-names the reason, its number and the fix. Nothing here imports the SDK.
+Every failure the SDK reports (connection-changed reasons, return codes:
+docs/providers.md, "Agora: events and codes") becomes one lowercase message
+that names the reason, its number and the fix; channel names and uids are
+checked first (docs/providers.md, "Agora: service and connections" and
+"Agora: tokens"). Nothing here imports the SDK.
 """
 
 from __future__ import annotations
@@ -29,15 +31,17 @@ __all__ = [
     "validate_uid",
 ]
 
-# Spec §13.1: 89 allowed characters; "less than 64 bytes" is the stricter reading.
+# 89 allowed characters; "less than 64 bytes" is the stricter reading
+# (docs/providers.md, "Agora: service and connections").
 CHANNEL_NAME_CHARACTERS = frozenset(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 !#$%&()+-:;<=.>?@[]^_{}|~,"
 )
 MAX_CHANNEL_NAME_BYTES = 63
-# Spec §13.2: numeric uids are unsigned 32-bit; 0 asks the SDK to assign one.
+# Numeric uids are unsigned 32-bit; 0 asks the SDK to assign one (docs/providers.md,
+# "Agora: tokens").
 _HEX32 = re.compile(r"[0-9a-fA-F]{32}")
 
-# CONNECTION_CHANGED_REASON_TYPE (spec §6, agorabase).
+# CONNECTION_CHANGED_REASON_TYPE in agorabase (docs/providers.md, "Agora: events and codes").
 _REASON_NAMES = {
     0: "connecting",
     1: "join success",
@@ -65,13 +69,15 @@ _REASON_NAMES = {
     23: "stream channel not available",
     24: "inconsistent appid",
 }
-# Spec §6: fatal for the recorder (do not wait for the SDK to reconnect); 9 only
-# when the token cannot be renewed. Transient ones the SDK recovers from itself.
+# Fatal for the recorder (do not wait for the SDK to reconnect); 9 only when the
+# token cannot be renewed. Transient ones the SDK recovers from itself
+# (docs/providers.md, "Agora: events and codes").
 FATAL_REASONS = frozenset({3, 4, 6, 7, 8, 9, 10, 19, 20, 21, 22, 23, 24})
 TRANSIENT_REASONS = frozenset({2, 13, 14, 16})
-# USER_OFFLINE_REASON_TYPE (spec §6), as ParticipantLeft.reason.
+# USER_OFFLINE_REASON_TYPE, as ParticipantLeft.reason.
 _OFFLINE_REASONS = {0: "quit", 1: "dropped", 2: "became audience"}
-# ERROR_CODE_TYPE values a connect() result may carry (spec §4.1, §12).
+# ERROR_CODE_TYPE values a connect() result may carry
+# (docs/providers.md, "Agora: events and codes").
 _CONNECT_RESULTS = {
     -2: "invalid argument",
     -7: "sdk not initialised",
@@ -164,7 +170,10 @@ def reason_problem(reason: int, *, channel: str, uid: int, token_source: TokenSo
 
 
 def connect_result_problem(result: int, *, channel: str) -> str:
-    """Describe a non-zero ``RTCConnection.connect`` result (spec §4.1, §13.1)."""
+    """Describe a non-zero ``RTCConnection.connect`` result.
+
+    See docs/providers.md, "Agora: events and codes".
+    """
     meaning = _CONNECT_RESULTS.get(result, "unknown")
     if result in (-2, -102):
         fix = (
@@ -177,7 +186,9 @@ def connect_result_problem(result: int, *, channel: str) -> str:
 
 
 def validate_channel_name(channel: str) -> str:
-    """Check a channel name against spec §13.1 before the SDK sees it.
+    """Check a channel name before the SDK sees it.
+
+    The rules: docs/providers.md, "Agora: service and connections".
 
     Raises:
         ConfigError: the name is empty, too long, or has a character Agora refuses.
@@ -201,7 +212,9 @@ def validate_channel_name(channel: str) -> str:
 
 
 def validate_uid(uid: int) -> int:
-    """Check the bot's uid (spec §13.2: 1 to 2**32-1; 0 would let Agora pick one).
+    """Check the bot's uid: 1 to 2**32-1; 0 would let Agora pick one.
+
+    The range: docs/providers.md, "Agora: tokens".
 
     Raises:
         ConfigError: the uid is out of range.

@@ -1,9 +1,10 @@
 """The bot's Agora credentials: which token it joins with, and whether it can renew one.
 
-Spec §13.3: with the App Certificate we build AccessToken2 tokens for the exact
-channel and uid (subscriber; publisher when the bot may speak) and renew them;
-a prebuilt AGORA_TOKEN is used as given; an App-ID-only project needs neither.
-Secrets stay in here and out of every repr, log line and message.
+With the App Certificate we build AccessToken2 tokens for the exact channel and
+uid (subscriber; publisher when the bot may speak) and renew them
+(docs/providers.md, "Agora: tokens"); a prebuilt AGORA_TOKEN is used as
+given; an App-ID-only project needs neither. Secrets stay in here and out of
+every repr, log line and message.
 """
 
 from __future__ import annotations
@@ -73,7 +74,8 @@ class AgoraCredentials:
             return self._prebuilt
         if self._certificate:
             return self.fresh_token()
-        # App-ID-only project: the SDK's own examples pass the App ID (spec §4.1).
+        # App-ID-only project: the SDK's own examples pass the App ID (docs/providers.md,
+        # "Agora: tokens").
         return self.app_id
 
     def fresh_token(self) -> str:

@@ -1,9 +1,10 @@
 """The SDK-thread side of one Agora connection: participants, mutes, and hops to the loop.
 
-Participant events go straight to the :class:`~recorder.transport.base.AudioBridge`
+Participant events go straight to the :class:`~recorder.transport.bridge.AudioBridge`
 so they stay ordered with the audio around them (a mute flushes the chunk it
 ends). Connection, token and role events hop to the event loop, where all
-connection state lives (spec §9: never call the SDK from a callback).
+connection state lives: never call the SDK from a callback (docs/providers.md,
+"Agora: service and connections").
 """
 
 from __future__ import annotations
@@ -14,18 +15,14 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from recorder.transport.agora.codes import offline_reason
-from recorder.transport.base import (
-    AudioBridge,
-    ParticipantJoined,
-    ParticipantLeft,
-    ParticipantMuted,
-)
+from recorder.transport.base import ParticipantJoined, ParticipantLeft, ParticipantMuted
+from recorder.transport.bridge import AudioBridge
 
 __all__ = ["LoopSide", "NativeHandler", "Participants"]
 
 log = logging.getLogger(__name__)
 
-# Remote audio states and reasons (spec §7), USER_MEDIA_INFO (spec §7).
+# Remote audio states and reasons, USER_MEDIA_INFO (docs/providers.md, "Agora: events and codes").
 _AUDIO_STOPPED, _AUDIO_STARTING, _AUDIO_DECODING = 0, 1, 2
 _REMOTE_MUTED, _REMOTE_UNMUTED = 5, 6
 _USER_MEDIA_MUTE_AUDIO = 0
@@ -149,7 +146,8 @@ class NativeHandler:
 
     def remote_audio_state(self, uid: str, state: int, reason: int) -> None:
         """A remote track state change; mutes and unmutes become ParticipantMuted."""
-        # Spec §5.3: mute is (0 stopped, 5 remote muted); unmute (1|2, 6 remote unmuted).
+        # Mute is (0 stopped, 5 remote muted); unmute (1|2, 6 remote unmuted)
+        # (docs/providers.md, "Agora: events and codes").
         if state == _AUDIO_STOPPED and reason == _REMOTE_MUTED:
             self._set_muted(uid, True)
         elif state in (_AUDIO_STARTING, _AUDIO_DECODING) and reason == _REMOTE_UNMUTED:

@@ -1,10 +1,12 @@
 """The three Agora observers, subclassed from the SDK's bases at run time.
 
-The SDK calls every observer method positionally from native threads (spec
-§5.1, §9), so each method here takes exactly the SDK's argument count, only
-forwards to an :class:`ObserverHandler`, never calls the SDK, never blocks,
-and never lets an exception escape (ctypes would print and swallow it). The
-audio-frame method is the hot path: a dict lookup and one bridge call.
+The SDK calls every observer method positionally from native threads
+(docs/providers.md, "Agora: audio frames" and
+"Agora: service and connections"), so each method here takes exactly the
+SDK's argument count, only forwards to an :class:`ObserverHandler`, never
+calls the SDK, never blocks, and never lets an exception escape (ctypes would
+print and swallow it). The audio-frame method is the hot path: a dict lookup
+and one bridge call.
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ __all__ = ["ObserverHandler", "Observers", "make_observers"]
 
 log = logging.getLogger(__name__)
 
-# Spec §5.1: "1 for success" as a C bool; the base class default.
+# "1 for success" as a C bool; the base class default (docs/providers.md, "Agora: audio frames").
 _FRAME_OK = 1
-# Spec §8.6: a negative scenario stops the SDK re-creating and publishing our track.
+# A negative scenario stops the SDK re-creating and publishing our track
+# (docs/providers.md, "Agora: audio frames").
 _KEEP_SCENARIO = -1
 
 
@@ -51,7 +54,10 @@ class ObserverHandler(Protocol):
         """The bot's role change was refused."""
 
     def remote_audio_state(self, uid: str, state: int, reason: int) -> None:
-        """A participant's audio track changed state (mute shows here, spec §5.3)."""
+        """A participant's audio track changed state (mute shows here).
+
+        See docs/providers.md, "Agora: events and codes".
+        """
 
     def user_info(self, uid: str, msg: int, val: int) -> None:
         """A participant's media info changed (msg 0 = audio muted)."""
@@ -106,7 +112,8 @@ def make_observers(
     def _state(info: Any) -> int:
         return int(getattr(info, "state", 0))
 
-    # Argument counts follow spec §6 exactly; names are ours (the SDK passes positionally).
+    # Argument counts follow the SDK exactly (docs/providers.md, "Agora: events and codes");
+    # names are ours (the SDK passes positionally).
     class ConnectionObserver(connection_base):  # type: ignore[misc]
         def on_connecting(self, conn: Any, info: Any, reason: int) -> None:
             guard("on_connecting", handler.connection_changed, "connecting", _state(info), reason)
@@ -158,7 +165,8 @@ def make_observers(
             guard("on_error", handler.sdk_error, error_code, error_msg)
 
         def on_aiqos_capability_missing(self, conn: Any, recommend_audio_scenario: Any) -> int:
-            # Spec §8.6: must return an int; >= 0 would make the SDK publish by itself.
+            # Must return an int; >= 0 would make the SDK publish by itself
+            # (docs/providers.md, "Agora: audio frames").
             return _KEEP_SCENARIO
 
     class LocalUserObserver(user_base):  # type: ignore[misc]
@@ -198,7 +206,8 @@ def make_observers(
             vad_result_state: int,
             vad_result_bytearray: Any,
         ) -> int:
-            # Hot path (spec §9): no SDK call, no lock held across the loop, no raise.
+            # Hot path: no SDK call, no lock held across the loop, no raise
+            # (docs/providers.md, "Agora: service and connections").
             try:
                 number = uids.get(uid)
                 if number is None:

@@ -1,10 +1,11 @@
 """Find and import the Agora SDK without letting its import do harm.
 
-Spec §1.2: ``import agora`` may delete and re-download its native library,
-print to stdout, log errors, disable TLS verification process-wide and call
-``sys.exit(1)``. This module checks the installed files first, without
-importing anything, and then imports the SDK inside a guarded function that
-turns every failure into one :class:`~recorder.errors.TransportUnavailable`.
+``import agora`` may delete and re-download its native library, print to
+stdout, log errors, disable TLS verification process-wide and call
+``sys.exit(1)`` (docs/providers.md, "Agora: loading the SDK"). This module
+checks the installed files first, without importing anything, and then imports
+the SDK inside a guarded function that turns every failure into one
+:class:`~recorder.errors.TransportUnavailable`.
 """
 
 from __future__ import annotations
@@ -51,10 +52,11 @@ AGORA_MODULES = {
     "audio_frame_observer": "agora.rtc.audio_frame_observer",
 }
 
-# Spec §1.1: native builds exist for these platforms only.
+# Native builds exist for these platforms only (docs/providers.md, "Agora: loading the SDK").
 _SUPPORTED_MACHINES = {"linux": {"x86_64", "amd64", "aarch64", "arm64"}}
-# Spec §1.2: agora/__init__.py checks the main library and, on Linux, loads
-# libaosl.so without a try; agora/rtc/__init__.py loads the main library.
+# agora/__init__.py checks the main library and, on Linux, loads libaosl.so
+# without a try; agora/rtc/__init__.py loads the main library (docs/providers.md,
+# "Agora: loading the SDK").
 _REQUIRED_LIBRARIES = {
     "linux": ("libagora_rtc_sdk.so", "libaosl.so"),
     "darwin": ("libAgoraRtcKit.dylib",),
@@ -128,7 +130,7 @@ def locate_agora_sdk(*, system: str | None = None, machine: str | None = None) -
     Only :func:`importlib.util.find_spec` on the top-level name is used, which
     does not run ``agora/__init__.py``. The native files are the ones whose
     absence makes that ``__init__`` delete and re-download its library or exit
-    (spec §1.2, §1.3).
+    (docs/providers.md, "Agora: loading the SDK").
 
     Args:
         system: ``sys.platform`` to check for (tests); defaults to this one.
@@ -160,7 +162,7 @@ def locate_agora_sdk(*, system: str | None = None, machine: str | None = None) -
     required = _REQUIRED_LIBRARIES[system]
     missing = [name for name in required if not (library_dir / name).is_file()]
     if missing:
-        # Importing now would rm -rf agora_sdk and try to download it (spec §1.2).
+        # Importing now would rm -rf agora_sdk and try to download it.
         raise _unavailable(
             f"the Agora native library is missing ({', '.join(missing)} not in {library_dir}); "
             "importing the SDK now would try to download it"
@@ -199,7 +201,7 @@ class _Capture(logging.Handler):
 
 @contextlib.contextmanager
 def _contained_import() -> Iterator[tuple[_Capture, io.StringIO]]:
-    """Hold the SDK's import-time side effects in (spec §1.3).
+    """Hold the SDK's import-time side effects in.
 
     Its ``agora`` logger is detached from ours and captured, its stdout prints
     are captured, and the process-wide default HTTPS context it replaces with
@@ -218,7 +220,7 @@ def _contained_import() -> Iterator[tuple[_Capture, io.StringIO]]:
             yield capture, stdout
     finally:
         ssl._create_default_https_context = saved_https_context
-        # Import-time noise (paths logged at ERROR, spec §1.2) went to the capture;
+        # Import-time noise (paths logged at ERROR) went to the capture;
         # later SDK logs follow the user's logging setup again.
         agora_logger.propagate, agora_logger.handlers = saved[0], saved[2]
         agora_logger.setLevel(saved[1])

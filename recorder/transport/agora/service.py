@@ -1,9 +1,10 @@
 """The process's one AgoraService, and making and preparing each meeting's connection.
 
-Spec §2: one service per process, initialised once, released at exit after
-every connection (§11 step 4). Spec §3-§4: the connection settings of a silent
-recorder (auto-subscribe audio, audience unless publishing, 16 kHz mono PCM),
-and the observers registered once, before ``connect``.
+One service per process, initialised once, released at exit after every
+connection; the connection settings of a silent recorder (auto-subscribe
+audio, audience unless publishing, 16 kHz mono PCM), and the observers
+registered once, before ``connect``. See docs/providers.md,
+"Agora: service and connections".
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ log = logging.getLogger(__name__)
 
 
 class _ServiceSlot:
-    """The process's one AgoraService (spec §2: one per process, initialised once)."""
+    """The process's one AgoraService (one per process, initialised once)."""
 
     lock = threading.Lock()
     module: Any = None
@@ -45,8 +46,9 @@ class _ServiceSlot:
 
 
 def _scenario(sdk: AgoraSdk) -> Any:
-    # Spec §8.6: a non-AI scenario keeps the AI-QoS observer (and its surprise
-    # re-publish) away; GAME_STREAMING is the official examples' fallback.
+    # A non-AI scenario keeps the AI-QoS observer (and its surprise re-publish)
+    # away (docs/providers.md, "Agora: audio frames"); GAME_STREAMING is the
+    # official examples' fallback.
     return sdk.base.AudioScenarioType.AUDIO_SCENARIO_GAME_STREAMING
 
 
@@ -80,7 +82,7 @@ def shared_service(sdk: AgoraSdk, app_id: str, log_dir: Path) -> Any:
                 config_dir=str(log_dir),
             )
         )
-        # Spec §4.1: initialize()'s return value is not the result; `inited` is.
+        # initialize()'s return value is not the result; `inited` is.
         if not getattr(service, "inited", False):
             raise JoinError(
                 "the Agora SDK did not start with this AGORA_APP_ID; check the App ID "
@@ -95,7 +97,7 @@ def shared_service(sdk: AgoraSdk, app_id: str, log_dir: Path) -> Any:
 
 
 def release_agora_service() -> None:
-    """Release the process's AgoraService (spec §11 step 4: at exit, after every connection)."""
+    """Release the process's AgoraService: at exit, after every connection."""
     with _ServiceSlot.lock:
         service, _ServiceSlot.service, _ServiceSlot.module = _ServiceSlot.service, None, None
     if service is not None:
@@ -106,7 +108,7 @@ def release_agora_service() -> None:
 
 
 def connection_configs(sdk: AgoraSdk, *, publish: bool) -> tuple[Any, Any]:
-    """The ``(RTCConnConfig, RtcConnectionPublishConfig)`` of one meeting (spec §3.2, §3.3, §4).
+    """The ``(RTCConnConfig, RtcConnectionPublishConfig)`` of one meeting.
 
     Args:
         sdk: the loaded SDK.
@@ -119,7 +121,7 @@ def connection_configs(sdk: AgoraSdk, *, publish: bool) -> tuple[Any, Any]:
         else base.ClientRoleType.CLIENT_ROLE_AUDIENCE
     )
     conn_config = base.RTCConnConfig(
-        auto_subscribe_audio=1,  # the wrapper's default is 0 (spec §3.2)
+        auto_subscribe_audio=1,  # the wrapper's default is 0
         auto_subscribe_video=0,
         enable_audio_recording_or_playout=0,
         client_role_type=role,
@@ -132,7 +134,7 @@ def connection_configs(sdk: AgoraSdk, *, publish: bool) -> tuple[Any, Any]:
             sample_rate_hz=16000,
         ),
     )
-    # Spec §3.3: whether the connection can ever publish is fixed here (default True!).
+    # Whether the connection can ever publish is fixed here (default True!).
     publish_config = base.RtcConnectionPublishConfig(
         is_publish_audio=publish,
         is_publish_video=False,
@@ -145,7 +147,7 @@ def connection_configs(sdk: AgoraSdk, *, publish: bool) -> tuple[Any, Any]:
 async def create_connection(
     call: SdkCall, sdk: AgoraSdk, *, app_id: str, log_dir: Path, publish: bool
 ) -> Any:
-    """Make the meeting's connection on the process's service (spec §4).
+    """Make the meeting's connection on the process's service.
 
     Raises:
         JoinError: the service did not start, or the SDK could not make a connection.
@@ -153,7 +155,7 @@ async def create_connection(
     service = await call(shared_service, sdk, app_id, log_dir)
     conn_config, publish_config = connection_configs(sdk, publish=publish)
     conn = await call(service.create_rtc_connection, conn_config, publish_config)
-    # Spec §4.1: None when not initialised; a half-built object on a NULL create
+    # None when not initialised; a half-built object on a NULL create
     # (never released: its handles are None and the wrapper passes them on unchecked).
     if conn is None or getattr(conn, "conn_handle", None) is None:
         raise JoinError(
@@ -164,7 +166,7 @@ async def create_connection(
 
 
 async def prepare_connection(call: SdkCall, conn: Any, observers: Observers) -> None:
-    """Register every observer once, before ``connect``, so no early event is missed (§4.1).
+    """Register every observer once, before ``connect``, so no early event is missed.
 
     Raises:
         JoinError: the connection has no local user, or refused an observer.
@@ -173,8 +175,8 @@ async def prepare_connection(call: SdkCall, conn: Any, observers: Observers) -> 
     if await call(conn.register_local_user_observer, observers.local_user) != 0:
         raise JoinError("the Agora connection has no local user; try again")
     local_user = conn.get_local_user()
-    # Channels first, then the rate; before the frame observer (spec §4.1).
+    # Channels first, then the rate; before the frame observer.
     await call(local_user.set_playback_audio_frame_before_mixing_parameters, 1, 16000)
-    # enable_vad=0, vad_configure=None: the SDK's Python VAD is slow and leaks (§4.1).
+    # enable_vad=0, vad_configure=None: the SDK's Python VAD is slow and leaks.
     if await call(conn.register_audio_frame_observer, observers.audio_frame, 0, None) != 0:
         raise JoinError("the Agora connection refused the audio observer; try again")

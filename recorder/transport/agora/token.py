@@ -1,9 +1,10 @@
 """Agora AccessToken2 ("007") RTC tokens, built from the published algorithm.
 
-Spec §13.3: Agora recommends AccessToken2; the PyPI ``agora-token-builder``
-only makes the legacy "006" tokens, and the packaged "007" builder's
-provenance is unconfirmed, so this module implements AccessToken2 itself and
-its tests check it against the official AgoraIO/Tools test vectors.
+Agora recommends AccessToken2 (docs/providers.md, "Agora: tokens"); the PyPI
+``agora-token-builder`` only makes the legacy "006" tokens, and the packaged
+"007" builder's provenance is unconfirmed, so this module implements
+AccessToken2 itself and its tests check it against the official test vectors
+(https://github.com/AgoraIO/Tools/tree/master/DynamicKey/AgoraDynamicKey).
 """
 
 from __future__ import annotations
@@ -258,7 +259,8 @@ def build_rtc_token(
         role: subscriber (join only) or publisher (join and publish).
         expire_s: token lifetime in seconds from the issue time (1 to 86400).
         privilege_expire_s: privilege lifetime in seconds; defaults to
-            ``expire_s`` (spec §13.3: always pass an explicit value).
+            ``expire_s`` (always pass an explicit value: docs/providers.md,
+            "Agora: tokens").
         issue_ts: issue time in Unix seconds; defaults to now (tests pin it).
         salt: the signature salt; defaults to a random 1..99999999.
 

@@ -1,11 +1,14 @@
 """The Agora transport: a silent bot in a real channel, through agora-python-server-sdk.
 
-Joins per agora-server-sdk.md §4 (one service per process, one connection per
-meeting, audience role unless publishing, 16 kHz mono frames before mixing, SDK
-VAD off, observers registered once), turns the SDK's callbacks into transport
-events, renews tokens (§10) and tears down in the order of §11. The SDK runs
-only on its own threads and in ``asyncio.to_thread``; the one crossing into
-asyncio is :class:`~recorder.transport.base.AudioBridge` plus rare event hops.
+The SDK is https://pypi.org/project/agora-python-server-sdk/. This joins as
+docs/providers.md, "Agora: service and connections" describes (one service
+per process, one connection per meeting, audience role unless publishing,
+16 kHz mono frames before mixing, SDK VAD off, observers registered once) and
+tears down in the order it gives; turns the SDK's callbacks into transport
+events; keeps the token valid through :class:`~.renewal.TokenRenewal`. The SDK
+runs only on its own threads and in ``asyncio.to_thread``; the one crossing
+into asyncio is :class:`~recorder.transport.bridge.AudioBridge` plus rare
+event hops.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -31,38 +34,39 @@ from recorder.transport.agora.handler import NativeHandler, Participants
 from recorder.transport.agora.observers import Observers, make_observers
 from recorder.transport.agora.preflight import AgoraSdk, load_agora_sdk
 from recorder.transport.agora.publish import DEFAULT_LEAD_MS, PcmPublisher
+from recorder.transport.agora.renewal import REASON_TOKEN_EXPIRED, TokenRenewal
 from recorder.transport.agora.service import (
     create_connection,
     prepare_connection,
     release_agora_service,
 )
 from recorder.transport.base import (
-    AudioBridge,
     ConnectionState,
     ConnectionStateChanged,
     Transport,
     TransportSink,
 )
+from recorder.transport.bridge import AudioBridge
 
 __all__ = ["AgoraTransport", "release_agora_service"]
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
-# CONNECTION_STATE_TYPE, client roles and reasons (spec §3.3, §6).
+# CONNECTION_STATE_TYPE, client roles and reasons (docs/providers.md, "Agora: events and codes").
 _DISCONNECTED = 1
 _ROLE_BROADCASTER, _ROLE_AUDIENCE = 1, 2
-_REASON_LEAVE_CHANNEL, _REASON_TOKEN_EXPIRED = 5, 9
+_REASON_LEAVE_CHANNEL = 5
 
 
-class AgoraTransport(Transport):
+class AgoraTransport(TokenRenewal, Transport):
     """Records one Agora channel as a silent audience member (or a host, to publish).
 
     Settings are validated here, before the SDK is touched.
 
     Args:
         app_id: the project's App ID (32 hex characters).
-        channel: the channel to join (spec §13.1).
+        channel: the channel to join (docs/providers.md, "Agora: service and connections").
         bot_uid: the bot's numeric uid (1 to 2**32-1).
         app_certificate: builds tokens and renews them (secret).
         token: a prebuilt token to join with (secret); renewed only with a certificate.
@@ -199,7 +203,7 @@ class AgoraTransport(Transport):
         await asyncio.shield(self._finished)
 
     async def stop(self) -> None:
-        """Leave the channel (spec §11 order); safe to call more than once."""
+        """Leave the channel, in the SDK's teardown order; safe to call more than once."""
         await self._shielded_stop()
 
     async def publish(self, pcm: bytes) -> None:
@@ -209,7 +213,8 @@ class AgoraTransport(Transport):
             TransportError: the bot joined as audience, or is not in the channel.
         """
         if not self.publish_enabled or self._role != _ROLE_BROADCASTER:
-            # Refused here: an audience's audio reaches nobody (spec §8.1, §8.4).
+            # Refused here: an audience's audio reaches nobody (docs/providers.md,
+            # "Agora: audio frames").
             raise TransportError(
                 f"the bot is an audience member of channel {self.channel!r} and cannot speak; "
                 "join with publishing enabled (--recap) to play audio"
@@ -244,10 +249,24 @@ class AgoraTransport(Transport):
         """Recap audio pushed to the SDK and (by estimate) not yet played."""
         return self._publisher.queued_ms
 
+    @property
+    def publish_played_ms(self) -> float:
+        """Recap audio pushed to the SDK that (by estimate) has played."""
+        return self._publisher.played_ms
+
+    async def wait_played(self, backlog_ms: float = 0.0) -> None:
+        """Sleep until the recap audio pushed has played down to ``backlog_ms``; wake on a flush."""
+        await self._publisher.wait_played(backlog_ms)
+
+    @property
+    def dropped_audio_ms(self) -> Mapping[int, float]:
+        """Audio the bridge dropped because the loop fell behind, ms per uid."""
+        return self.bridge.dropped_ms if self.bridge is not None else {}
+
     # -- joining --------------------------------------------------------------
 
     async def _call(self, function: Callable[..., _T], *args: Any) -> _T:
-        """Run a possibly blocking SDK call off the loop, bounded (spec §9, §11)."""
+        """Run a possibly blocking SDK call off the loop, bounded."""
         name = getattr(function, "__name__", "call")
         try:
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a Ctrl+C
@@ -400,7 +419,7 @@ class AgoraTransport(Transport):
             return
         if reason in TRANSIENT_REASONS:
             self._begin_gap(at_ms, reason_name(reason))
-        elif reason == _REASON_TOKEN_EXPIRED and self._credentials.can_renew:
+        elif reason == REASON_TOKEN_EXPIRED and self._credentials.can_renew:
             self._begin_gap(at_ms, reason_name(reason))
             self._start_recovery()
         else:
@@ -423,7 +442,7 @@ class AgoraTransport(Transport):
         name = "host" if new_role == _ROLE_BROADCASTER else "audience"
         self._push_state(ConnectionState.CONNECTED, at_ms, f"role changed to {name}")
 
-    # -- tokens (spec §10) ----------------------------------------------------------
+    # -- tasks ----------------------------------------------------------------------
 
     def _spawn(self, coroutine: Any, name: str) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.ensure_future(coroutine)
@@ -432,76 +451,7 @@ class AgoraTransport(Transport):
         task.add_done_callback(self._tasks.discard)
         return task
 
-    def on_token_will_expire(self, generation: int) -> None:
-        """Loop side of the expiry warning: renew with a fresh token."""
-        if generation != self._generation or self._closing:
-            return
-        if not self._credentials.can_renew:
-            log.warning(
-                "! the agora token expires in about 30 s and cannot be renewed without "
-                "AGORA_APP_CERTIFICATE; the recording will stop then"
-            )
-            return
-        self._spawn(self._renew(), "agora-renew-token")
-
-    async def _renew(self) -> bool:
-        conn = self._conn
-        if conn is None or self._closing:
-            return False
-        try:
-            result = await self._call(conn.renew_token, self._credentials.fresh_token())
-        except TransportError as exc:
-            log.warning("! agora token renewal failed: %s", exc)
-            return False
-        if result != 0:
-            log.warning("! agora token renewal refused (result %s)", result)
-            return False
-        self.renewals += 1
-        log.info("= agora token renewed for channel %s", self.channel)
-        return True
-
-    def on_token_did_expire(self, generation: int) -> None:
-        """Loop side of an expired token: recover, or fail without a certificate."""
-        if generation != self._generation or self._closing:
-            return
-        if not self._credentials.can_renew:
-            self._fail(
-                TransportError(f"the bot left the meeting: {self._problem(_REASON_TOKEN_EXPIRED)}"),
-                self._clock(),
-            )
-            return
-        self._begin_gap(self._clock(), reason_name(_REASON_TOKEN_EXPIRED))
-        self._start_recovery()
-
-    def _start_recovery(self) -> None:
-        if self._recovery is None or self._recovery.done():
-            self._recovery = self._spawn(self._recover(), "agora-token-recovery")
-
-    async def _recover(self) -> None:
-        """Spec §10: renew once; if still not connected, leave and join again."""
-        try:
-            if await self._renew():
-                try:
-                    async with asyncio.timeout(self._renew_timeout_s):
-                        await self._connected.wait()
-                    return
-                except TimeoutError:
-                    log.warning("! renewing the expired agora token did not reconnect; rejoining")
-            if self._closing:
-                return
-            self.rejoins += 1
-            await self._close_connection()
-            await self._join(self._credentials.fresh_token())
-            self._end_gap(self._clock(), "rejoined")
-        except RecorderError as exc:
-            self._fail(
-                TransportError(f"the bot could not rejoin after its token expired: {exc}"),
-                self._clock(),
-            )
-        finally:
-            self._recovery = None
-
-    # -- leaving (spec §11) -----------------------------------------------------------
+    # -- leaving (docs/providers.md, "Agora: service and connections") ---------------
 
     async def _shielded_stop(self) -> None:
         if self._stop_task is None:
@@ -565,6 +515,6 @@ class AgoraTransport(Transport):
             await self._call(conn.release)
         except TransportError as exc:
             log.error("! %s", exc)
-        # Observers die with the connection, only after release returned (spec §11 step 3).
+        # Observers die with the connection, only after release returned.
         self._observers = None
         self._generation += 1

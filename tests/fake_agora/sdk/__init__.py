@@ -3,7 +3,8 @@
 It is never installed: tests/fake_agora/__init__.py links this directory into a
 temporary directory as ``agora/`` and puts that on ``sys.path``. Unlike the real
 package, importing it downloads nothing, prints nothing and exits nothing (the
-loader's own tests reproduce those traps, spec §15.14).
+loader's own tests reproduce those traps: docs/providers.md,
+"Agora: loading the SDK").
 """
 
 # The real agora/__init__.py hard-codes its download URL; version.txt must equal it

@@ -9,7 +9,7 @@ and a simulated channel that tests drive through :data:`world`.
 
 Tests reach it as ``agora.fake_control.world`` after the fake is put on
 ``sys.path`` (see ``tests/fake_agora/__init__.py``). Fidelity choices for
-behaviour the spec marks UNCONFIRMED are listed on :class:`FakeAgoraWorld`.
+behaviour that is unconfirmed for the real SDK are listed on :class:`FakeAgoraWorld`.
 """
 
 from __future__ import annotations
@@ -39,23 +39,24 @@ __all__ = [
 _INT_THUNK = ctypes.CFUNCTYPE(ctypes.c_int)
 _VOID_THUNK = ctypes.CFUNCTYPE(None)
 
-# CONNECTION_STATE_TYPE (spec §6).
+# CONNECTION_STATE_TYPE (docs/providers.md, "Agora: events and codes").
 DISCONNECTED, CONNECTING, CONNECTED, RECONNECTING, FAILED = 1, 2, 3, 4, 5
-# CONNECTION_CHANGED_REASON_TYPE values the fake emits (spec §6).
+# CONNECTION_CHANGED_REASON_TYPE values the fake emits.
 REASON_CONNECTING, REASON_JOIN_SUCCESS, REASON_INTERRUPTED = 0, 1, 2
 REASON_LEAVE_CHANNEL, REASON_INVALID_CHANNEL_NAME, REASON_TOKEN_EXPIRED = 5, 7, 9
 REASON_RENEW_TOKEN, REASON_REJOIN_SUCCESS = 12, 15
-# REMOTE_AUDIO_STATE / REASON (spec §7).
+# REMOTE_AUDIO_STATE / REASON (docs/providers.md, "Agora: events and codes").
 AUDIO_STOPPED, AUDIO_STARTING, AUDIO_DECODING = 0, 1, 2
 REMOTE_MUTED, REMOTE_UNMUTED, REMOTE_OFFLINE = 5, 6, 7
-# USER_OFFLINE_REASON_TYPE (spec §6).
+# USER_OFFLINE_REASON_TYPE (docs/providers.md, "Agora: events and codes").
 OFFLINE_QUIT, OFFLINE_DROPPED, OFFLINE_BECOME_AUDIENCE = 0, 1, 2
 ROLE_BROADCASTER, ROLE_AUDIENCE = 1, 2
-# Spec §13.1: the 89 allowed characters, fewer than 64 bytes.
+# The 89 allowed characters, fewer than 64 bytes.
 _CHANNEL_CHARS = frozenset(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 !#$%&()+-:;<=.>?@[]^_{}|~,"
 )
-# Spec §1.3: printed to stdout from a native thread on every remote-track subscription.
+# Printed to stdout from a native thread on every remote-track subscription
+# (docs/providers.md, "Agora: loading the SDK").
 APM_FILTER_PRINT = "**********LocalUser _set_apm_filter_properties: -1001"
 
 
@@ -108,7 +109,7 @@ class FakeChannel:
     def add_user(
         self, uid: str | int, *, host: bool = True, muted: bool = False, ai_qos: bool = True
     ) -> RemoteUser:
-        """A participant joins. Hosts are announced to connected bots (spec §6)."""
+        """A participant joins. Hosts are announced to connected bots."""
         with self._world._lock:
             user = RemoteUser(str(uid), host=host, muted=muted, ai_qos=ai_qos)
             self.users[user.uid] = user
@@ -141,7 +142,7 @@ class FakeChannel:
                     self._world._user_gone(conn, user, OFFLINE_BECOME_AUDIENCE)
 
     def mute(self, uid: str | int) -> None:
-        """Remote mute: state (0, 5) and user-info MUTE_AUDIO=1; frames stop (spec §5.3)."""
+        """Remote mute: state (0, 5) and user-info MUTE_AUDIO=1; frames stop."""
         self._set_muted(str(uid), True)
 
     def unmute(self, uid: str | int) -> None:
@@ -233,7 +234,7 @@ class NativeConnection:
             internal_uid=int(self.local_uid) if self.local_uid.isdigit() else 0,
         )
 
-    # PcmConsumeStats (spec §8.2): a wall-clock estimate, not a playout signal.
+    # PcmConsumeStats: a wall-clock estimate, not a playout signal.
     def consume_push(self, nbytes: int, sample_rate: int, channels: int) -> None:
         now = time.monotonic()
         if self.round_start is None or self.push_completed(now):
@@ -252,29 +253,29 @@ class FakeAgoraWorld:
 
     Knobs (set before the behaviour they affect):
         valid_app_ids: App IDs ``initialize`` accepts (None: any non-empty one).
-        extension_result: what ``initialize`` returns on success (spec §4.1: -4
+        extension_result: what ``initialize`` returns on success (-4
             was observed; never 0-means-success).
         token_validator: ``(token, channel, uid) -> reason | None``; a reason makes
             the join fail with ``on_connection_failure(reason)`` (e.g. 8 invalid token).
         invalid_channel_result: ``"failure"`` (reason 7 callback) or ``"connect"``
-            (``connect`` returns -2); spec §13.1 says either may happen.
+            (``connect`` returns -2); the SDK docs say either may happen.
         assigned_uid: the uid reported in ``on_connected`` when joining with "0".
         reuse_frame_buffers: one bytearray per (connection, uid) refilled for
             every frame, as native buffers are; False gives a fresh one per frame
-            (what the 2.4.10 wrapper does, spec §5.2). Adapters must copy either way.
+            (what the 2.4.10 wrapper does). Adapters must copy either way.
         idle_silence: unmuted hosts with nothing queued send silent frames
-            (UNCONFIRMED in the spec; default off: no frames).
+            (unconfirmed for the real SDK; default off: no frames).
         tick_s: wall-clock seconds per 10 ms frame (lower it to run faster).
         audience_publish_error: the error code in the asynchronous
             ``on_audio_track_publication_failure`` when publishing as audience
-            (the real path is UNCONFIRMED, spec §8.1).
+            (the real path is unconfirmed: docs/providers.md, "Agora: audio frames").
         role_change_failure: a reason makes ``set_user_role`` fail via
             ``on_change_role_failure`` (co-host authentication refused).
         join_failure: a reason makes every later join fail with
             ``on_connection_failure(state 5, reason)`` (e.g. 6 invalid App ID).
         fail_connection_create: ``create_rtc_connection`` returns a half-built
-            connection whose ``conn_handle`` is None (spec §4.1).
-        sdk_prints: print the SDK's stdout lines (spec §1.3); off for benchmarks.
+            connection whose ``conn_handle`` is None.
+        sdk_prints: print the SDK's stdout lines, as the real one does; off for benchmarks.
         compute_levels: fill ``rms``/``voice_prob`` from the PCM (costs CPU).
 
     Observations:
@@ -369,7 +370,7 @@ class FakeAgoraWorld:
                     self._conn_event(c, "on_connection_failure", c.conn_info(FAILED), reason)
 
     def token_will_expire(self, conn: NativeConnection | None = None) -> None:
-        """on_token_privilege_will_expire(conn, token), "30 s before" (spec §10)."""
+        """on_token_privilege_will_expire(conn, token), "30 s before"."""
         with self._lock:
             for c in self._targets(conn):
                 if c.state == CONNECTED:
@@ -451,7 +452,7 @@ class FakeAgoraWorld:
     def connect(self, conn: NativeConnection, token: str, channel: str, uid: str) -> int:
         with self._lock:
             if conn.state != DISCONNECTED:
-                return -8  # "connection state is not 1" (spec §4.1)
+                return -8  # "connection state is not 1"
             valid = self.channel_name_ok(channel)
             if not valid and self.invalid_channel_result == "connect":
                 return -2
@@ -497,7 +498,7 @@ class FakeAgoraWorld:
             conn.token = token
             conn.renewed = True
             self.renewed_tokens.append(token)
-            # Spec §10: renewing in the FAILED state makes it connect again (reason 12).
+            # Renewing in the FAILED state makes it connect again (reason 12).
             if conn.state == FAILED:
                 conn.state = CONNECTING
                 info = conn.conn_info(CONNECTING)
@@ -520,7 +521,7 @@ class FakeAgoraWorld:
     def publish(self, conn: NativeConnection) -> int:
         with self._lock:
             if conn.role == ROLE_AUDIENCE:
-                # Spec §8.1/§15.10: an audience cannot publish; reported asynchronously.
+                # An audience cannot publish; reported asynchronously.
                 conn.is_published = False
                 self._user_event(conn, "on_audio_publish_state_changed", conn.channel, 0, 1, 0)
                 error = self.audience_publish_error
@@ -645,7 +646,7 @@ class FakeAgoraWorld:
         def call() -> None:
             self._note_call("on_aiqos_capability_missing")
             result = observer.on_aiqos_capability_missing(conn.sdk, scenario)
-            # The wrapper's own check (spec §8.6): None >= 0 raises TypeError here.
+            # The wrapper's own check: None >= 0 raises TypeError here.
             if result >= 0:
                 conn.sdk.update_audio_scenario(self._base().AudioScenarioType(result))
 
@@ -804,7 +805,7 @@ class FakeAgoraWorld:
         if self.compute_levels:
             samples = array.array("h", pcm)
             rms = math.sqrt(sum(s * s for s in samples) / len(samples))
-            # Spec §5.2: rms on a 0..127 scale (dB + 127).
+            # rms on a 0..127 scale (dB + 127).
             level = max(0, min(127, round(20 * math.log10(rms / 32768) + 127))) if rms else 0
         frame = base.AudioFrame(
             type=0,
@@ -830,7 +831,7 @@ class FakeAgoraWorld:
         self.frames_delivered += 1
         method = "on_playback_audio_frame_before_mixing"
         if conn.vad_broken:
-            # Spec §4.1: enable_vad without a real config breaks inside the wrapper.
+            # enable_vad without a real config breaks inside the wrapper.
             def broken() -> Any:
                 raise AttributeError("'int' object has no attribute 'start_recognize_count'")
 

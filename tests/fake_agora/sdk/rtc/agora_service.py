@@ -1,9 +1,9 @@
-"""agora.rtc.agora_service of the fake SDK: the process-wide service (spec §2, §4.1)."""
+"""agora.rtc.agora_service of the fake SDK: the process-wide service."""
 
 from ..fake_control import FakeAgoraUseAfterRelease, world
 from ._unreproduced import _AgoraServiceSurface
 
-# The real module re-exports the configuration classes (spec §3).
+# The real module re-exports the configuration classes.
 from .agora_base import *  # noqa: F403
 from .media_node_factory import MediaNodeFactory
 from .rtc_connection import RTCConnection
@@ -28,13 +28,13 @@ class AgoraService(_AgoraServiceSurface):
         if not config.appid or (
             world.valid_app_ids is not None and config.appid not in world.valid_app_ids
         ):
-            # Spec §4.1: a native initialise failure still returned 0.
+            # A native initialise failure still returned 0.
             return 0
         self.inited = True
         self.media_node_factory = MediaNodeFactory(object())
         self.enable_apm = config.enable_apm
         self.apm_config = config.apm_config
-        # Spec §4.1: the return value is the extension-enable result (-4 observed).
+        # The return value is the extension-enable result (-4 observed).
         return world.extension_result
 
     def release(self):

@@ -1,4 +1,4 @@
-"""agora.rtc.audio_pcm_data_sender of the fake SDK (owned by the connection, spec §8.2)."""
+"""agora.rtc.audio_pcm_data_sender of the fake SDK (owned by the connection)."""
 
 import ctypes
 
@@ -19,7 +19,7 @@ class AudioPcmDataSender(_AudioPcmDataSenderSurface):
             if self._sink is None
             else self._sink(bytes(data), frame.sample_rate, frame.number_of_channels)
         )
-        frame.data = None  # the wrapper mutates the frame (spec §8.2)
+        frame.data = None  # the wrapper mutates the frame
         return result
 
     def release(self):

@@ -1,4 +1,4 @@
-"""agora.rtc.local_user of the fake SDK: role, subscriptions, frame parameters (spec §4, §8)."""
+"""agora.rtc.local_user of the fake SDK: role, subscriptions, frame parameters."""
 
 from ..fake_control import world
 from ._unreproduced import _LocalUserSurface
@@ -32,7 +32,7 @@ class LocalUser(_LocalUserSurface):
         native = self._native
         if user_id is None:
             return -1000
-        user_id.encode()  # an int uid raises AttributeError (spec §4.1)
+        user_id.encode()  # an int uid raises AttributeError
         world.subscribe(native, user_id)
         return 0
 
@@ -65,9 +65,9 @@ class LocalUser(_LocalUserSurface):
         return self.connection
 
     def get_remote_audio_track(self, uid):
-        # Spec §7: references an attribute that does not exist in 2.4.10.
+        # References an attribute that does not exist in 2.4.10.
         return self._remote_audio_track_map_by_uid[uid]
 
     def set_audio_scenario(self, scenario_type):
-        scenario_type.value  # noqa: B018 - needs the enum: a plain int raises (spec §12)
+        scenario_type.value  # noqa: B018 - needs the enum: a plain int raises
         return self.connection.update_audio_scenario(scenario_type)

@@ -12,5 +12,5 @@ class RemoteAudioTrack(_RemoteAudioTrackSurface):
         return 2
 
     def release(self):
-        # Spec §7: a no-op in 2.4.10.
+        # A no-op in 2.4.10.
         return None

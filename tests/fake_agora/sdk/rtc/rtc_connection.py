@@ -1,4 +1,4 @@
-"""agora.rtc.rtc_connection of the fake SDK: one channel join (spec §4, §8, §11, §12)."""
+"""agora.rtc.rtc_connection of the fake SDK: one channel join."""
 
 from ..fake_control import world
 from ._unreproduced import _RTCConnectionSurface
@@ -18,7 +18,7 @@ class RTCConnection(_RTCConnectionSurface):
         self._audio_track = None
         self._native = world.new_connection(self)
         if world.fail_connection_create:
-            # Spec §4.1: a NULL native create leaves a half-built object.
+            # A NULL native create leaves a half-built object.
             self.conn_handle = None
             self.local_user = None
             self.local_user_handle = None
@@ -29,7 +29,7 @@ class RTCConnection(_RTCConnectionSurface):
         native = self._native
         native.auto_subscribe = bool(conn_config.auto_subscribe_audio)
         native.role = int(conn_config.client_role_type)
-        # Spec §2/§8.6: the capabilities observer exists only for AI_SERVER.
+        # The capabilities observer exists only for AI_SERVER.
         native.ai_server_scenario = (
             publish_config.audio_scenario == AudioScenarioType.AUDIO_SCENARIO_AI_SERVER
         )
@@ -63,7 +63,7 @@ class RTCConnection(_RTCConnectionSurface):
     def disconnect(self) -> int:
         self._alive("disconnect")
         self.unpublish_audio()
-        # Spec §11: frame and local-user observers go, the connection observer stays.
+        # Frame and local-user observers go, the connection observer stays.
         self._native.frame_observer = None
         self._native.vad_broken = False
         self._native.user_observer = None
@@ -95,7 +95,7 @@ class RTCConnection(_RTCConnectionSurface):
 
     def get_local_user(self):
         if self._native.released:
-            return None  # spec §11: the one call that is safe after release
+            return None  # the one call that is safe after release
         return self.local_user
 
     def release(self):
@@ -115,7 +115,7 @@ class RTCConnection(_RTCConnectionSurface):
         if self.local_user is None:
             return -1000
         if self.local_user.audio_frame_observer is not None:
-            # Spec §4.1: the wrapper calls a method LocalUser no longer has.
+            # The wrapper calls a method LocalUser no longer has.
             self.local_user.unregister_audio_frame_observer()
         if enable_vad and isinstance(vad_configure, AudioVadConfigV2):
             raise NotImplementedError("fake agora: the SDK's Python VAD is not reproduced")
@@ -136,7 +136,7 @@ class RTCConnection(_RTCConnectionSurface):
 
     def register_audio_encoded_frame_observer(self, observer) -> int:
         self._alive("register_audio_encoded_frame_observer")
-        return -1000  # spec §12: not implemented, always -1000
+        return -1000  # not implemented, always -1000
 
     def publish_audio(self) -> int:
         self._alive("publish_audio")
@@ -158,7 +158,7 @@ class RTCConnection(_RTCConnectionSurface):
                 self.publish_audio()
             self._audio_track.clear_sender_buffer()
         world.clear_pending(self._native)
-        return -1000  # spec §8.3: the result is never assigned
+        return -1000  # the result is never assigned
 
     def push_audio_pcm_data(self, data, sample_rate, channels, start_pts: int = 0) -> int:
         self._alive("push_audio_pcm_data")
@@ -184,7 +184,7 @@ class RTCConnection(_RTCConnectionSurface):
         self.publish_config.audio_scenario = scenario
         self._native.ai_server_scenario = scenario == AudioScenarioType.AUDIO_SCENARIO_AI_SERVER
         if self._audio_track is None:
-            return self.publish_audio()  # -1000 without a track (spec §8.6)
+            return self.publish_audio()  # -1000 without a track
         world.unpublish(self._native)
         self._create_track()
         return self.publish_audio()

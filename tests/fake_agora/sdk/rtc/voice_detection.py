@@ -1,4 +1,4 @@
-"""agora.rtc.voice_detection of the fake SDK: only the VAD config (the VAD stays off, §4.1)."""
+"""agora.rtc.voice_detection of the fake SDK: only the VAD config (the VAD stays off)."""
 
 
 class AudioVadConfigV2:
@@ -24,4 +24,4 @@ class AudioVadConfigV2:
         self.stop_rms = rmsThreshold
         self.enable_adaptive_rms_threshold = False
         self.adaptive_rms_threshold_factor = 0.67
-        print("AudioVadConfigV2:", self.__dict__)  # the real one prints too (spec §12)
+        print("AudioVadConfigV2:", self.__dict__)  # the real one prints too

@@ -1,0 +1,226 @@
+"""The one crossing from a transport's native threads into asyncio: :class:`AudioBridge`.
+
+Native threads hand it 10 ms frames and participant events; it gathers each
+participant's frames into ~100 ms chunks and wakes the event loop at most once
+per chunk, never once per frame (docs/architecture.md, "Threads and the event
+loop"). Its queue is bounded in seconds of audio; what a full queue drops is
+counted, never silent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import zlib
+from collections import deque
+from collections.abc import Callable
+
+from recorder.audio import CHUNK_MS, Chunk, ChunkAssembler, bytes_for_ms
+from recorder.transport.base import (
+    ParticipantLeft,
+    ParticipantMuted,
+    TransportEvent,
+    TransportSink,
+)
+
+__all__ = ["DEFAULT_MAX_QUEUED_S", "AudioBridge"]
+
+log = logging.getLogger(__name__)
+
+#: Most audio, per participant, waiting for the event loop (seconds). The loop
+#: drains the queue every chunk (~100 ms); this rides out a stall of the loop
+#: fifty times longer (a long garbage collection, a slow synchronous call) for
+#: every participant at once, while bounding memory at 160 KB per participant.
+DEFAULT_MAX_QUEUED_S = 5.0
+# A stalled loop drops every participant's chunks every 100 ms: one warning per
+# interval, with the totals, is enough to see it happened and how much was lost.
+_DROP_LOG_INTERVAL_S = 10.0
+
+
+class AudioBridge:
+    """Moves audio and events from a transport's threads onto the event loop.
+
+    :meth:`push_frame` runs on a native thread once per 10 ms frame: it only
+    appends to that participant's :class:`ChunkAssembler`. Whole chunks and
+    events go into one queue, in the order they happened, and the loop is
+    woken only when that queue was empty: at most once per chunk, and with
+    many participants far less (one wake-up drains every chunk that is
+    ready). Losing the loop (it closed while the native side still calls) is
+    counted, never raised into the native thread.
+
+    The queue holds at most ``max_queued_s`` of each participant's audio. When
+    the loop falls that far behind, further chunks of that participant are
+    dropped, counted (:attr:`dropped_chunks`, :attr:`dropped_ms` per uid) and
+    logged (rate-limited, from the loop); the next delivered chunk starts later,
+    which the pipeline sees as a gap. Events are never dropped: they are rare
+    and carry state (who is present, who is muted, the connection).
+
+    Args:
+        loop: the event loop the sink lives on.
+        sink: receives events and chunks, on the loop.
+        clock_ms: the transport's clock (milliseconds since it started).
+        chunk_ms: chunk length handed to the sink.
+        max_queued_s: most audio of one participant waiting for the loop.
+    """
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        sink: TransportSink,
+        *,
+        clock_ms: Callable[[], float] | None = None,
+        chunk_ms: int = CHUNK_MS,
+        max_queued_s: float = DEFAULT_MAX_QUEUED_S,
+    ) -> None:
+        if max_queued_s <= 0:
+            raise ValueError("max_queued_s must be positive")
+        self._loop = loop
+        self._sink = sink
+        self._chunk_ms = chunk_ms
+        origin = time.monotonic()
+        self.clock_ms = clock_ms or (lambda: (time.monotonic() - origin) * 1000.0)
+        self.max_queued_ms = max_queued_s * 1000.0
+        self._max_queued_bytes = bytes_for_ms(self.max_queued_ms)
+        self._assemblers: dict[int, ChunkAssembler] = {}
+        self._lock = threading.Lock()
+        self._create_lock = threading.Lock()
+        # deque.append/popleft are atomic in CPython: the native threads produce,
+        # the loop consumes, and _wake_pending only ever causes a spare wake-up.
+        self._ready: deque[tuple[int, Chunk] | TransportEvent] = deque()
+        self._wake_pending = False
+        # Bytes queued per uid = queued - taken. Each dict has one writer (native
+        # threads under _lock, the loop), so neither needs a lock on the loop side;
+        # a stale read of _taken only overstates the queue for a moment.
+        self._queued_bytes: dict[int, int] = {}
+        self._taken_bytes: dict[int, int] = {}
+        self.wakeups = 0
+        self.frames = 0
+        self.chunks = 0
+        self.lost_after_close = 0
+        self.callback_errors = 0
+        self.dropped_chunks = 0
+        self._dropped_ms: dict[int, float] = {}  # written under _lock
+        self._drops_logged = 0
+        self._drop_logged_at: float | None = None
+
+    @property
+    def dropped_ms(self) -> dict[int, float]:
+        """Audio dropped because the loop fell behind, in ms per uid (a snapshot)."""
+        with self._lock:
+            return dict(self._dropped_ms)
+
+    @property
+    def dropped_ms_total(self) -> float:
+        """All audio dropped because the loop fell behind, in ms."""
+        return sum(self.dropped_ms.values())
+
+    def _assembler(self, uid: int) -> ChunkAssembler:
+        with self._create_lock:
+            assembler = self._assemblers.get(uid)
+            if assembler is None:
+                # Stagger chunk boundaries per participant (docs/architecture.md,
+                # "Decisions and measurements"): the first chunk is 50-100% of a
+                # normal one, derived from the uid.
+                half = self._chunk_ms // 2
+                first = half + zlib.crc32(uid.to_bytes(8, "little")) % (half + 1)
+                assembler = ChunkAssembler(chunk_ms=self._chunk_ms, first_chunk_ms=max(50, first))
+                self._assemblers[uid] = assembler
+        return assembler
+
+    def push_frame(
+        self, uid: int, frame: bytes | bytearray | memoryview, at_ms: float | None = None
+    ) -> None:
+        """Called on a native thread for every 10 ms frame of ``uid``; never raises."""
+        try:
+            self.frames += 1
+            assembler = self._assemblers.get(uid) or self._assembler(uid)
+            # Uncontended (~0.1 us): only end_audio, from an event thread, competes.
+            with self._lock:
+                chunk = assembler.append(frame, self.clock_ms() if at_ms is None else at_ms)
+                if chunk is not None:
+                    self.chunks += 1
+                    if not self._admit(uid, chunk):
+                        return
+            if chunk is not None:
+                self._enqueue((uid, chunk))
+        except Exception:  # a native thread must never see our exceptions
+            self.callback_errors += 1
+            if self.callback_errors in (1, 100, 10_000):
+                log.exception("! audio callback failed (%d so far)", self.callback_errors)
+
+    def end_audio(self, uid: int) -> None:
+        """Deliver what ``uid`` has gathered (they muted or left); native thread."""
+        assembler = self._assemblers.get(uid)
+        if assembler is None:
+            return
+        with self._lock:
+            chunk = assembler.flush()
+            if chunk is None or not self._admit(uid, chunk):
+                return
+        self._enqueue((uid, chunk))
+
+    def push_event(self, event: TransportEvent) -> None:
+        """Hand a participant or connection event to the loop; native thread."""
+        if isinstance(event, ParticipantLeft) or (
+            isinstance(event, ParticipantMuted) and event.is_muted
+        ):
+            self.end_audio(event.uid)
+        self._enqueue(event)
+
+    def _admit(self, uid: int, chunk: Chunk) -> bool:
+        """Count ``chunk`` in, or drop it if ``uid``'s queue is full; under ``_lock``."""
+        queued = self._queued_bytes.get(uid, 0)
+        size = len(chunk.pcm)
+        if queued + size - self._taken_bytes.get(uid, 0) > self._max_queued_bytes:
+            self.dropped_chunks += 1
+            self._dropped_ms[uid] = self._dropped_ms.get(uid, 0.0) + chunk.duration_ms
+            return False
+        self._queued_bytes[uid] = queued + size
+        return True
+
+    def _enqueue(self, item: tuple[int, Chunk] | TransportEvent) -> None:
+        self._ready.append(item)
+        if self._wake_pending:
+            return
+        self._wake_pending = True
+        try:
+            self._loop.call_soon_threadsafe(self._drain)
+            self.wakeups += 1
+        except RuntimeError:  # the loop closed under us: shutting down
+            self.lost_after_close += 1
+
+    def _drain(self) -> None:
+        """On the loop: hand every queued chunk and event to the sink, in order."""
+        # Cleared before draining: an item queued from now on schedules a new drain.
+        self._wake_pending = False
+        ready, sink, taken = self._ready, self._sink, self._taken_bytes
+        while ready:
+            item = ready.popleft()
+            if isinstance(item, tuple):
+                uid, chunk = item
+                taken[uid] = taken.get(uid, 0) + len(chunk.pcm)
+                sink.on_audio(uid, chunk)
+            else:
+                sink.on_event(item)
+        if self.dropped_chunks != self._drops_logged:
+            self._log_drops()
+
+    def _log_drops(self) -> None:
+        """Warn that audio was dropped, at most once per interval (on the loop)."""
+        now = self._loop.time()
+        if self._drop_logged_at is not None and now - self._drop_logged_at < _DROP_LOG_INTERVAL_S:
+            return
+        self._drop_logged_at = now
+        self._drops_logged = self.dropped_chunks
+        dropped = self.dropped_ms
+        worst = sorted(dropped.items(), key=lambda item: -item[1])[:5]
+        log.warning(
+            "! the event loop fell more than %.1f s behind the audio: %d chunks (%.0f ms) "
+            "dropped so far; most by uid: %s",
+            self.max_queued_ms / 1000,
+            self.dropped_chunks,
+            sum(dropped.values()),
+            ", ".join(f"{uid} {ms:.0f} ms" for uid, ms in worst),
+        )

@@ -1,0 +1,179 @@
+"""AudioBridge: one ordered crossing from native threads to the loop, bounded in seconds of audio.
+
+The producer is a real thread, as Agora's native one is. The loop is a fresh,
+not-running event loop: nothing drains the queue until the test runs it, which
+is exactly a loop stalled for as long as the producer takes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from recorder.audio import Chunk, silence
+from recorder.transport.base import (
+    ConnectionState,
+    ConnectionStateChanged,
+    ParticipantJoined,
+    ParticipantLeft,
+    ParticipantMuted,
+    TransportEvent,
+    TransportSink,
+)
+from recorder.transport.bridge import AudioBridge
+
+FRAME = silence(10)
+
+
+class Record(TransportSink):
+    """Everything the loop was handed, in order."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[int, Chunk] | TransportEvent] = []
+
+    def on_event(self, event: TransportEvent) -> None:
+        self.items.append(event)
+
+    def on_audio(self, uid: int, chunk: Chunk) -> None:
+        self.items.append((uid, chunk))
+
+    def chunks(self, uid: int) -> list[Chunk]:
+        return [item[1] for item in self.items if isinstance(item, tuple) and item[0] == uid]
+
+    def events(self) -> list[TransportEvent]:
+        return [item for item in self.items if not isinstance(item, tuple)]
+
+
+@pytest.fixture
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
+
+
+def on_native_thread(work: Callable[[], None]) -> None:
+    thread = threading.Thread(target=work, name="native")
+    thread.start()
+    thread.join()
+
+
+def drain(loop: asyncio.AbstractEventLoop) -> None:
+    """Let the loop run what the native thread scheduled (the stall is over)."""
+    loop.run_until_complete(asyncio.sleep(0))
+
+
+def talk(bridge: AudioBridge, uid: int, start_ms: float, seconds: float) -> float:
+    """Push ``seconds`` of ``uid``'s frames back to back; returns the end time."""
+    at = start_ms
+    for _ in range(int(seconds * 100)):
+        at += 10
+        bridge.push_frame(uid, FRAME, at)
+    return at
+
+
+def test_a_stalled_loop_drops_audio_beyond_the_bound_keeps_events_and_order(
+    loop: asyncio.AbstractEventLoop, caplog: pytest.LogCaptureFixture
+) -> None:
+    sink = Record()
+    bridge = AudioBridge(loop, sink, clock_ms=lambda: 0.0, max_queued_s=1.0)
+    events: list[TransportEvent] = [
+        ConnectionStateChanged(ConnectionState.CONNECTED, 0.0),
+        ParticipantJoined(1, 0.0),
+        ParticipantJoined(2, 0.0),
+        ParticipantMuted(1, 3000.0, is_muted=True),
+        ParticipantLeft(2, 3000.0),
+        ParticipantJoined(3, 3000.0),
+    ]
+
+    def native() -> None:
+        bridge.push_event(events[0])
+        bridge.push_event(events[1])
+        bridge.push_event(events[2])
+        for second in range(3):  # both talk for 3 s, interleaved every second
+            talk(bridge, 1, second * 1000.0, 1.0)
+            talk(bridge, 2, second * 1000.0, 1.0)
+        bridge.push_event(events[3])  # flushes uid 1's partial chunk: dropped, full
+        bridge.push_event(events[4])
+        bridge.push_event(events[5])
+
+    on_native_thread(native)
+    assert sink.items == []  # the loop has not run: everything waits in the queue
+    with caplog.at_level(logging.WARNING, logger="recorder.transport.bridge"):
+        drain(loop)
+
+    # Every event arrived, in order, none lost to the full queue.
+    assert sink.events() == events
+    for uid in (1, 2):
+        chunks = sink.chunks(uid)
+        kept_ms = sum(chunk.duration_ms for chunk in chunks)
+        # The first second of each, no more: the queue held 1 s per participant.
+        assert 900 <= kept_ms <= 1000
+        assert chunks[0].start_ms == 0.0
+        for before, after in zip(chunks, chunks[1:], strict=False):
+            assert after.start_ms >= before.end_ms - 0.001  # in order; a hole where dropped
+        assert bridge.dropped_ms[uid] == pytest.approx(3000 - kept_ms)
+    assert bridge.dropped_chunks >= 2 * 19
+    assert bridge.dropped_ms_total == pytest.approx(sum(bridge.dropped_ms.values()))
+    # Each participant's audio sits between their join and their mute / leave.
+    position = {id(item): index for index, item in enumerate(sink.items)}
+    for uid, joined, ended in ((1, events[1], events[3]), (2, events[2], events[4])):
+        audio = [
+            i for i, item in enumerate(sink.items) if isinstance(item, tuple) and item[0] == uid
+        ]
+        assert position[id(joined)] < min(audio) and max(audio) < position[id(ended)]
+    # Said once, with the totals, on the loop.
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert f"{bridge.dropped_chunks} chunks" in warning and "uid" in warning
+
+
+def test_room_comes_back_once_the_loop_drains(loop: asyncio.AbstractEventLoop) -> None:
+    sink = Record()
+    bridge = AudioBridge(loop, sink, clock_ms=lambda: 0.0, max_queued_s=0.5)
+
+    def two_seconds() -> None:
+        talk(bridge, 7, 0.0, 2.0)
+        bridge.end_audio(7)
+
+    on_native_thread(two_seconds)
+    drain(loop)
+    first = sum(chunk.duration_ms for chunk in sink.chunks(7))
+    dropped = bridge.dropped_ms[7]
+    assert 400 <= first <= 500 and first + dropped == pytest.approx(2000)
+    # Drained: the next 0.4 s all fits.
+    on_native_thread(lambda: talk(bridge, 7, 3000.0, 0.4))
+    drain(loop)
+    assert bridge.dropped_ms[7] == dropped
+    later = [chunk for chunk in sink.chunks(7) if chunk.start_ms >= 3000]
+    assert sum(chunk.duration_ms for chunk in later) == pytest.approx(400)
+
+
+def test_a_drained_loop_loses_nothing(loop: asyncio.AbstractEventLoop) -> None:
+    sink = Record()
+    bridge = AudioBridge(loop, sink, clock_ms=lambda: 0.0, max_queued_s=0.5)
+
+    def native() -> None:
+        bridge.push_event(ParticipantJoined(4, 0.0))
+        talk(bridge, 4, 0.0, 0.4)
+        bridge.push_event(ParticipantLeft(4, 400.0))
+
+    on_native_thread(native)
+    drain(loop)
+    assert bridge.dropped_chunks == 0 and bridge.dropped_ms == {}
+    assert sum(chunk.duration_ms for chunk in sink.chunks(4)) == pytest.approx(400)
+
+
+def test_a_closed_loop_is_counted_never_raised() -> None:
+    loop = asyncio.new_event_loop()
+    bridge = AudioBridge(loop, Record(), clock_ms=lambda: 0.0)
+    loop.close()
+    on_native_thread(lambda: bridge.push_event(ParticipantJoined(1, 0.0)))
+    assert bridge.lost_after_close == 1 and bridge.callback_errors == 0
+
+
+def test_the_bound_must_be_positive(loop: asyncio.AbstractEventLoop) -> None:
+    with pytest.raises(ValueError, match="max_queued_s"):
+        AudioBridge(loop, Record(), max_queued_s=0)
