@@ -124,6 +124,9 @@ class MeetingReport:
     sessions: int
     dropped_speech_ms: float
     interrupted_before: int
+    # Participants' audio the transport dropped before the bot saw it (the loop fell
+    # behind for longer than the bridge's bound), ms in all.
+    dropped_audio_ms: float = 0.0
 
 
 class MeetingRecorder(TransportSink):
@@ -315,6 +318,7 @@ class MeetingRecorder(TransportSink):
             sessions=self.sessions,
             dropped_speech_ms=sum(s.dropped_ms for s in self._streams.values()),
             interrupted_before=interrupted,
+            dropped_audio_ms=sum(self.transport.dropped_audio_ms.values()),
         )
 
     # -- TransportSink (on the loop) -----------------------------------------

@@ -22,7 +22,8 @@ from fake_agora.surface import compare_surface
 
 from recorder.transport.agora.preflight import load_agora_sdk
 
-SHARED_SURFACE = Path("/work/shared/specs/agora-sdk-surface.json")
+# The team's shared copy beside the checkout, where there is one (CI has it).
+SHARED_SURFACE = Path(__file__).resolve().parents[2] / "shared/specs/agora-sdk-surface.json"
 UNRAISABLE = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 APP_ID = "0123456789abcdef0123456789abcdef"
 

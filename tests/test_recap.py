@@ -254,6 +254,10 @@ class ManualChannel(Transport):
     def publish_backlog_ms(self) -> float:
         return len(self.queued) * 10.0
 
+    @property
+    def publish_played_ms(self) -> float:
+        return len(self.played) * 10.0
+
     async def wait_played(self, backlog_ms: float = 0.0) -> None:
         if self.publish_backlog_ms <= backlog_ms:
             return

@@ -124,6 +124,12 @@ def _print_report(report: MeetingReport, config: Config) -> None:
             f"warning: {report.dropped_speech_ms / 1000:.1f} s of speech could not be transcribed",
             err=True,
         )
+    if report.dropped_audio_ms:
+        click.echo(
+            f"warning: {report.dropped_audio_ms / 1000:.1f} s of participants' audio was lost "
+            "before transcription (this machine fell behind)",
+            err=True,
+        )
     db = "" if config.is_default_database else " --db URL"
     click.echo(f"next: recorder export {report.meeting_id}{db} -o meeting.html", err=True)
 

@@ -57,6 +57,9 @@ class RecapPlayer:
         self._stall_s = stall_s
         self._pending = bytearray()
         self.published_ms = 0.0
+        # The transport's played figure when this recap started publishing: it is
+        # exact even while a paced publish() is still pushing.
+        self._played_base: float | None = None
         self.started_at_ms: float | None = None
         self.interrupted_at_ms: float | None = None
         self.stop_reason: str | None = None
@@ -68,7 +71,9 @@ class RecapPlayer:
         """Recap audio the channel has played so far."""
         if self.interrupted_at_ms is not None:
             return self.interrupted_at_ms
-        return max(0.0, self.published_ms - self._transport.publish_backlog_ms)
+        if self._played_base is None:
+            return 0.0
+        return max(0.0, self._transport.publish_played_ms - self._played_base)
 
     async def feed(self, pcm: bytes) -> None:
         """Take the next piece of the reply (``run_recap``'s ``on_audio``); may wait for room."""
@@ -122,6 +127,7 @@ class RecapPlayer:
             return
         if self.started_at_ms is None:
             self.started_at_ms = self._clock_ms()
+            self._played_base = self._transport.publish_played_ms
             self.is_playing = True
         await self._transport.publish(data)
         if not self._cancel.is_set():
@@ -138,11 +144,16 @@ class RecapPlayer:
         backlog = self._transport.publish_backlog_ms
         moved_at = loop.time()
         while backlog > limit_ms and not self._cancel.is_set():
-            await self._wait_played(limit_ms, moved_at + self._stall_s - loop.time())
+            returned = await self._wait_played(limit_ms, moved_at + self._stall_s - loop.time())
             now_backlog = self._transport.publish_backlog_ms
-            if now_backlog < backlog:
+            # wait_played returning above the limit means nothing will play any more
+            # (the channel stopped, the replay ended): no need to wait out stall_s.
+            is_stopped = returned and now_backlog > limit_ms
+            if now_backlog < backlog and not is_stopped:
                 moved_at = loop.time()
-            elif loop.time() - moved_at >= self._stall_s and not self._cancel.is_set():
+            elif (
+                is_stopped or loop.time() - moved_at >= self._stall_s
+            ) and not self._cancel.is_set():
                 self.is_stalled = True
                 self.interrupt("the channel stopped playing")
                 log.warning(
@@ -154,8 +165,13 @@ class RecapPlayer:
             backlog = now_backlog
         return not self._cancel.is_set()
 
-    async def _wait_played(self, limit_ms: float, timeout_s: float) -> None:
-        """Wait at most ``timeout_s`` for the backlog to reach ``limit_ms``, or for ``cancel``."""
+    async def _wait_played(self, limit_ms: float, timeout_s: float) -> bool:
+        """Wait at most ``timeout_s`` for the backlog to reach ``limit_ms``, or for ``cancel``.
+
+        Returns:
+            Whether the transport's ``wait_played`` returned (rather than a timeout
+            or ``cancel`` ending the wait).
+        """
         played = asyncio.create_task(
             self._transport.wait_played(limit_ms), name="recap-wait-played"
         )
@@ -172,3 +188,4 @@ class RecapPlayer:
             await asyncio.gather(played, cancelled, return_exceptions=True)
         if not played.cancelled() and (error := played.exception()) is not None:
             raise error
+        return played.done() and not played.cancelled()
