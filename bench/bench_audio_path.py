@@ -28,10 +28,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from recorder.app import RecordingOptions, record  # noqa: E402
 from recorder.audio import bytes_for_ms  # noqa: E402
-from recorder.bot import MeetingRecorder, RecorderSettings  # noqa: E402
-from recorder.stt.settings import ConnectSettings  # noqa: E402
-from recorder.stt.stream import stream_factory  # noqa: E402
+from recorder.config import Config  # noqa: E402
 from recorder.tonecode import encode  # noqa: E402
 from recorder.transport.base import Transport, TransportSink  # noqa: E402
 from recorder.transport.bridge import AudioBridge  # noqa: E402
@@ -172,15 +171,13 @@ async def measure(participants: int, url: str, baseline: float) -> None:
         db = f"sqlite+aiosqlite:///{Path(folder) / 'bench.db'}"
         async with await TranscriptStore.open(db, auto_migrate=True) as store:
             transport = FeederTransport(participants)
-            recorder = MeetingRecorder(
-                transport=transport,
-                store=store,
-                open_stream=stream_factory(
-                    ConnectSettings(url=url, api_key="bench", speech_model="u3-rt-pro")
-                ),
-                settings=RecorderSettings(bot_uid=9999, sessions_per_minute=100_000),
+            stop = asyncio.Event()
+            config = Config(database_url=db, assemblyai_api_key="bench", stt_url=url)
+            options = RecordingOptions(sessions_per_minute=100_000)
+            task = asyncio.create_task(
+                record(config, transport, options=options, store=store, stop=stop),
+                name="recorder",
             )
-            task = asyncio.create_task(recorder.run(), name="recorder")
             await asyncio.sleep(WARMUP_S)
             assert transport.bridge is not None
             wakeups0, late0 = transport.bridge.wakeups, len(transport.lateness_ms)
@@ -190,7 +187,7 @@ async def measure(participants: int, url: str, baseline: float) -> None:
             threads = {k: v - threads0.get(k, 0.0) for k, v in thread_cpu().items()}
             wakeups = transport.bridge.wakeups - wakeups0
             late = sorted(transport.lateness_ms[late0:]) or [0.0]
-            recorder.request_stop()
+            stop.set()
             report = await task
     per = cpu * 1000 / (participants * wall)
     ticks = wall / 0.010
