@@ -1,6 +1,6 @@
 """Paced publishing: hand 10 ms frames to a channel at most a lead ahead of its clock.
 
-Both transports that speak (Agora, replay) publish through one :class:`Pacer`:
+Both transports that speak (Agora, replay) publish through one :class:`PublishPacer`:
 it pushes frames only while less than ``lead_ms`` is waiting to play, so a
 barge-in has little to take back (docs/providers.md, "Agora: audio frames"),
 and it knows when everything pushed will have played, so callers wait for that
@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from recorder.audio import FRAME_MS, bytes_for_ms
 
-__all__ = ["DEFAULT_LEAD_MS", "Pacer"]
+__all__ = ["DEFAULT_LEAD_MS", "PublishPacer"]
 
 #: Audio pushed ahead of the channel's clock: 100-200 ms keeps playback fed
 #: through scheduling jitter and still silences the bot within that on a flush.
@@ -29,7 +29,7 @@ _FRAME_BYTES = bytes_for_ms(FRAME_MS)
 _RESUME_FRAMES = 4
 
 
-class Pacer:
+class PublishPacer:
     """Feeds a channel 10 ms frames, never more than ``lead_ms`` ahead of its clock.
 
     The channel's clock is injected (milliseconds). Waiting on it takes one of

@@ -32,7 +32,7 @@ from recorder.transport.base import (
     TransportSink,
 )
 from recorder.transport.bridge import AudioBridge
-from recorder.transport.pacing import DEFAULT_LEAD_MS, Pacer
+from recorder.transport.pacing import DEFAULT_LEAD_MS, PublishPacer
 from recorder.transport.script import MeetingScript, ScriptAction, SpeechClip
 
 __all__ = ["ReplayTransport"]
@@ -81,7 +81,7 @@ class ReplayTransport(Transport):
         # this lock, so the pacer's idea of what has played is exact.
         self._publish_lock = threading.Lock()
         self._publish_queue: deque[bytes] = deque()
-        self._pacer = Pacer(
+        self._pacer = PublishPacer(
             clock_ms=self.clock_ms,
             lead_ms=publish_lead_ms,
             ticked=True,

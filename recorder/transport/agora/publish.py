@@ -4,7 +4,7 @@ The SDK takes any whole number of milliseconds per push and buffers far more
 than a recap, so pushing a whole recap at once would leave seconds queued
 inside the SDK that a barge-in could not take back (docs/providers.md,
 "Agora: audio frames"). We push 10 ms frames as ``bytearray`` (``bytes`` raises
-``TypeError`` in the SDK) through a :class:`~recorder.transport.pacing.Pacer`
+``TypeError`` in the SDK) through a :class:`~recorder.transport.pacing.PublishPacer`
 on the wall clock, and ``interrupt_audio`` on a flush.
 """
 
@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from recorder.errors import TransportError
-from recorder.transport.pacing import DEFAULT_LEAD_MS, Pacer
+from recorder.transport.pacing import DEFAULT_LEAD_MS, PublishPacer
 
 __all__ = ["DEFAULT_LEAD_MS", "PcmPublisher"]
 
@@ -35,7 +35,7 @@ class PcmPublisher:
     def __init__(
         self, *, lead_ms: float = DEFAULT_LEAD_MS, clock: Callable[[], float] = time.monotonic
     ) -> None:
-        self._pacer = Pacer(clock_ms=lambda: clock() * 1000.0, lead_ms=lead_ms)
+        self._pacer = PublishPacer(clock_ms=lambda: clock() * 1000.0, lead_ms=lead_ms)
         self.lead_s = lead_ms / 1000.0
         self.push_errors = 0
 
