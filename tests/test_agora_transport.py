@@ -101,6 +101,20 @@ async def idle(world: Any, limit_s: float = TIMEOUT) -> bool:
     return bool(await asyncio.to_thread(world.wait_idle, limit_s))
 
 
+async def fake_until(world: Any, predicate: Callable[[], bool], limit_s: float = TIMEOUT) -> bool:
+    """Wait, off the loop, until ``predicate()`` holds in the fake (False on timeout).
+
+    The fake's native thread notifies its condition after every event and 10 ms tick,
+    as ``wait_idle`` relies on; the predicate is checked under the fake's lock.
+    """
+
+    def wait() -> bool:
+        with world._cv:
+            return bool(world._cv.wait_for(predicate, limit_s))
+
+    return await asyncio.to_thread(wait)
+
+
 async def joined(tmp_path: Path, **overrides: Any) -> tuple[AgoraTransport, Sink]:
     transport = make(tmp_path, **overrides)
     sink = Sink()
@@ -323,14 +337,17 @@ async def test_reconnect_is_a_gap_in_the_audio(world: Any, tmp_path: Path) -> No
 
     transport, sink = await joined(tmp_path, clock_ms=clock_ms)
     channel = world.channel(CHANNEL)
-    channel.add_user(101)
+    speaker = channel.add_user(101)
     channel.speak(101, tone(4000))
     await sink.wait(lambda: len(sink.pcm(101)) >= 32_000)  # 1 s arrived
     world.interrupt()
     await sink.wait(lambda: ConnectionState.RECONNECTING in sink.states())
     received_before = len(sink.pcm(101))
     world.report_lost()
-    await asyncio.sleep(0.1)  # 0.5 s of meeting time without a connection (lost audio)
+    # The outage lasts while 0.6 s of speech is said (and lost). The fake paces frames at
+    # tick_s, catching up at most 10, so that is >= 0.1 s of wall time: 0.5 s of meeting time.
+    spoken = speaker.frames_spoken
+    assert await fake_until(world, lambda: speaker.frames_spoken >= spoken + 60)
     world.restore()
     assert await idle(world)
     await sink.wait(lambda: sink.states().count(ConnectionState.CONNECTED) == 2)
@@ -489,6 +506,7 @@ async def test_publishing_joins_as_host_and_paces_the_audio(world: Any, tmp_path
     queued: list[float] = []
     publishing = asyncio.create_task(transport.publish(speech))
     while not publishing.done():
+        # Sampling the backlog while it publishes (a measurement, not a wait for an event).
         queued.append(transport.publish_backlog_ms)
         await asyncio.sleep(0.01)
     await publishing
@@ -537,10 +555,7 @@ async def test_flush_wakes_wait_played_at_once(world: Any, tmp_path: Path) -> No
 async def test_flush_stops_publishing_at_once(world: Any, tmp_path: Path) -> None:
     transport, _ = await joined(tmp_path, publish=True)
     publishing = asyncio.create_task(transport.publish(tone(3000)))
-    async with asyncio.timeout(TIMEOUT):
-        # The fake tells nobody when it plays a frame out: poll its record.
-        while len(world.published_pcm()) < len(tone(100)):  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
+    assert await fake_until(world, lambda: len(world.published_pcm()) >= len(tone(100)))
     transport.flush_publish()
     await asyncio.wait_for(publishing, TIMEOUT)
     assert await idle(world)
@@ -596,10 +611,7 @@ async def test_stop_during_join_gives_up_the_join(
 async def test_publishing_stops_when_the_connection_goes(world: Any, tmp_path: Path) -> None:
     transport, _ = await joined(tmp_path, publish=True)
     publishing = asyncio.create_task(transport.publish(tone(3000)))
-    async with asyncio.timeout(TIMEOUT):
-        # The fake tells nobody when it plays a frame out: poll its record.
-        while not world.published:  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
+    assert await fake_until(world, lambda: bool(world.published))
     await transport.stop()
     await asyncio.wait_for(publishing, TIMEOUT)  # returns; never pushes into a released one
     assert world.connections[0].released and world.errors == []

@@ -114,7 +114,9 @@ async def test_timestamps_are_socket_relative_and_ignore_send_pauses(
             client = await open_client(server.url)
             await client.next_of("Begin")
             await client.ws.send(silence(300))
-            await asyncio.sleep(0.3)  # a gap in sending must not move audio time
+            # The pause is what is under test (a gap in sending must not move audio
+            # time), not a wait for something to happen.
+            await asyncio.sleep(0.3)
             await client.send_audio(tone(200) + silence(200))
             final = await client.next_of("Turn")
             firsts.append(final)

@@ -74,8 +74,18 @@ def session(url: str, **kwargs) -> SttStream:
     return SttStream(connect, pacing=pacing, retry=retry, buffers=buffers, **kwargs)
 
 
-async def collect(s: SttStream) -> list:
-    return [event async for event in s.events()]
+async def collect(s: SttStream, final_seen: asyncio.Event | None = None) -> list:
+    """All of ``s``'s events; sets ``final_seen`` once a FinalTranscript was yielded.
+
+    The stream trims its resend buffer before it hands a final on, so a fake server
+    script that awaits ``final_seen`` knows the client has taken the final in.
+    """
+    events = []
+    async for event in s.events():
+        events.append(event)
+        if final_seen is not None and isinstance(event, FinalTranscript):
+            final_seen.set()
+    return events
 
 
 async def run(s: SttStream, audio_ms: int, frame_ms: int = 10) -> list:
@@ -196,6 +206,8 @@ async def test_terminate_wait_is_bounded_when_server_never_answers():
     ],
 )
 async def test_reconnect_replays_unfinalised_audio(code, how, final_end_ms):
+    final_seen = asyncio.Event()  # the reader has yielded a FinalTranscript
+
     async def first(conn: FakeConnection) -> None:
         await conn.begin("a")
         await conn.wait_audio(BPS)  # 1 s sent
@@ -203,7 +215,7 @@ async def test_reconnect_replays_unfinalised_audio(code, how, final_end_ms):
         await conn.send_json(turn_message(0, [("One.", 100, final_end_ms)]))
         await conn.wait_audio(int(1.5 * BPS))
         # The client must have trimmed its buffer before it sees the close.
-        await asyncio.sleep(0.05)
+        await asyncio.wait_for(final_seen.wait(), TIMEOUT)
         if how == "drop":
             conn.drop()
         elif how == "error":
@@ -220,7 +232,7 @@ async def test_reconnect_replays_unfinalised_audio(code, how, final_end_ms):
     async with FakeSttServer([first, second]) as server:
         s = session(server.url, realtime_factor=10.0)
         await s.start()
-        reader = asyncio.create_task(collect(s))
+        reader = asyncio.create_task(collect(s, final_seen))
         for t in range(0, 3000, 100):
             s.send(pcm(t, 100))
         await server.wait_connections(2)
@@ -381,11 +393,13 @@ async def test_3008_reopens_immediately():
 
 
 async def test_inactivity_close_reopens_only_when_audio_returns():
+    final_seen = asyncio.Event()  # the reader has yielded a FinalTranscript
+
     async def first(conn: FakeConnection) -> None:
         await conn.begin()
         await conn.wait_audio(3200)
         await conn.send_json(turn_message(0, [("Hi.", 0, 100)]))
-        await asyncio.sleep(0.05)
+        await asyncio.wait_for(final_seen.wait(), TIMEOUT)  # all audio final: nothing to resend
         await conn.close(3006, "Session idle for too long")
 
     async def second(conn: FakeConnection) -> None:
@@ -395,9 +409,11 @@ async def test_inactivity_close_reopens_only_when_audio_returns():
     async with FakeSttServer([first, second]) as server:
         s = session(server.url, inactivity_timeout_s=5)
         await s.start()
-        reader = asyncio.create_task(collect(s))
+        reader = asyncio.create_task(collect(s, final_seen))
         s.send(pcm(0, 100))
         await server.connections[0].client_gone.wait()
+        # A negative check, so a bounded wait: no reconnect in this window (nothing can
+        # signal an attempt that is never made).
         await asyncio.sleep(0.2)
         assert server.attempts == 1  # waits for audio
         s.send(pcm(5000, 100))
@@ -533,11 +549,13 @@ def test_http_status_mapping(status, rejected):
 async def test_short_replay_head_is_padded_and_offsets_stay_right():
     # The final ends 30 ms before the end of everything sent: the replay head is 30 ms,
     # padded to 50 ms; audio after it is mapped back to caller positions (a second piece).
+    final_seen = asyncio.Event()  # the reader has yielded a FinalTranscript
+
     async def first(conn: FakeConnection) -> None:
         await conn.begin("a")
         await conn.wait_audio(BPS)
         await conn.send_json(turn_message(0, [("One.", 100, 970)]))
-        await asyncio.sleep(0.05)
+        await asyncio.wait_for(final_seen.wait(), TIMEOUT)  # trimmed before the drop
         conn.drop()
 
     async def second(conn: FakeConnection) -> None:
@@ -550,7 +568,7 @@ async def test_short_replay_head_is_padded_and_offsets_stay_right():
     async with FakeSttServer([first, second]) as server:
         s = session(server.url)
         await s.start()
-        reader = asyncio.create_task(collect(s))
+        reader = asyncio.create_task(collect(s, final_seen))
         for t in range(0, 1000, 100):
             s.send(pcm(t, 100))
         await server.wait_connections(2)
@@ -687,17 +705,19 @@ async def test_cancelled_start_leaves_no_task_behind():
 
 
 async def test_stop_during_backoff_returns_at_once_when_everything_was_finalised():
+    final_seen = asyncio.Event()  # the reader has yielded a FinalTranscript
+
     async def script(conn: FakeConnection) -> None:
         await conn.begin()
         await conn.wait_audio(3200)
         await conn.send_json(turn_message(0, [("Done.", 0, 100)]))
-        await asyncio.sleep(0.05)
+        await asyncio.wait_for(final_seen.wait(), TIMEOUT)  # all audio final before the close
         await conn.close(1011, "")
 
     async with FakeSttServer(script) as server:
         s = session(server.url, backoff_initial_s=30, backoff_max_s=30)
         await s.start()
-        reader = asyncio.create_task(collect(s))
+        reader = asyncio.create_task(collect(s, final_seen))
         s.send(pcm(0, 100))
         await server.connections[0].client_gone.wait()
         started = time.monotonic()

@@ -87,6 +87,8 @@ async def test_flush_commits_at_once_instead_of_waiting_for_a_batch() -> None:
     await asyncio.wait_for(writer.flush(), 2)  # not the 60 s batching delay
     assert stored == [1]
     writer.put(record(2))  # batching resumes after the flush
+    # A negative check, so a bounded wait: nothing is committed in this window (nothing
+    # can signal a commit that is never made).
     await asyncio.sleep(0.05)
     assert stored == [1]
     writer.close()
