@@ -108,11 +108,7 @@ async def fake_until(world: Any, predicate: Callable[[], bool], limit_s: float =
     as ``wait_idle`` relies on; the predicate is checked under the fake's lock.
     """
 
-    def wait() -> bool:
-        with world._cv:
-            return bool(world._cv.wait_for(predicate, limit_s))
-
-    return await asyncio.to_thread(wait)
+    return bool(await asyncio.to_thread(world.wait_until, predicate, limit_s))
 
 
 async def joined(tmp_path: Path, **overrides: Any) -> tuple[AgoraTransport, Sink]:

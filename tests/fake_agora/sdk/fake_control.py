@@ -404,6 +404,11 @@ class FakeAgoraWorld:
         with self._lock:
             return b"".join(f.pcm for f in self.published)
 
+    def wait_until(self, predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+        """Wait until ``predicate()`` holds, checked under the lock after every event and tick."""
+        with self._cv:
+            return bool(self._cv.wait_for(predicate, timeout))
+
     def wait_idle(self, timeout: float = 5.0) -> bool:
         """Wait until every queued event, speech and published PCM has been delivered."""
         deadline = time.monotonic() + timeout
