@@ -168,6 +168,30 @@ async def test_the_ledger_adds_turns_not_yet_committed(tmp_path: Path) -> None:
         assert [t.text for t in everything] == ["Heard first, not stored yet!", "Committed words."]
 
 
+async def test_the_ledger_prefers_the_latest_final_over_an_older_committed_one(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'r.db'}"
+    async with await TranscriptStore.open(url, auto_migrate=True) as store:
+        now = datetime.now(UTC)
+        meeting = await store.start_meeting("ledger", 9999, now)
+        session = await store.open_stream_session(meeting, 1, now)
+        ledger = TurnLedger({1: "Ann"})
+        ledger.add(final(1, 1000, "the deploy is done"))
+        # The writer committed the unformatted final; the formatted one is heard, not yet stored.
+        await store.upsert_turns(
+            [TurnRecord(meeting, 1, session, 0, 1000, 1500, "the deploy is done")]
+        )
+        ledger.add(final(1, 1000, "The deploy is done."))
+        turns = await ledger.read(store, meeting)
+        assert [(t.start_ms, t.text) for t in turns] == [(1000, "The deploy is done.")]
+        await store.upsert_turns(
+            [TurnRecord(meeting, 1, session, 0, 1000, 1500, "The deploy is done.")]
+        )
+        turns = await ledger.read(store, meeting)
+        assert [(t.start_ms, t.text) for t in turns] == [(1000, "The deploy is done.")]
+
+
 # -- paced playback -----------------------------------------------------------------
 
 

@@ -77,25 +77,25 @@ class TurnLedger:
             StorageError: the store could not be read.
         """
         stored = [turn async for turn in store.iter_turns(meeting_id)]
-        stored_names: dict[int, str] = {}
+        stored_names = {turn.uid: turn.display_name for turn in stored if turn.display_name}
+
+        def named(turn: FinalTurn) -> LedgerTurn:
+            name = self._names.get(turn.uid) or stored_names.get(turn.uid) or str(turn.uid)
+            return LedgerTurn(turn.uid, name, turn.start_ms, turn.end_ms, turn.text)
+
+        merged: list[Turn | LedgerTurn] = []
         for turn in stored:
-            if turn.display_name:
-                stored_names[turn.uid] = turn.display_name
-            # Committed now: the store is the truth from here on (and memory stays small).
+            heard = self._heard.get(turn_key(turn))
+            if heard is not None and heard.text != turn.text:
+                # The writer holds turns for up to half a second: the store may still
+                # have the unformatted final of a turn whose formatted one was heard.
+                merged.append(named(heard))
+                continue
+            # Committed as heard: the store is the truth from here on (memory stays small).
             self._heard.pop(turn_key(turn), None)
+            merged.append(turn)
         keys = {turn_key(turn) for turn in stored}
-        pending = [
-            LedgerTurn(
-                t.uid,
-                self._names.get(t.uid) or stored_names.get(t.uid) or str(t.uid),
-                t.start_ms,
-                t.end_ms,
-                t.text,
-            )
-            for key, t in self._heard.items()
-            if key not in keys
-        ]
-        merged: list[Turn | LedgerTurn] = [*stored, *pending]
+        merged += [named(t) for key, t in self._heard.items() if key not in keys]
         merged.sort(key=lambda t: (t.start_ms, t.uid))
         return merged
 
