@@ -9,6 +9,7 @@ connection of that engine, inside the caller's event loop (``run_sync``).
 from __future__ import annotations
 
 import logging
+import time
 import weakref
 from collections.abc import Callable
 from pathlib import Path
@@ -55,6 +56,9 @@ log = logging.getLogger("storage.db")
 # giving up with "database is locked". Writes are short (one batch of turns),
 # so 10 s only runs out if another process is stuck.
 BUSY_TIMEOUT_S = 10.0
+# Switching a new file to WAL: tries, and the pause between them (about 2 s in all).
+_WAL_ATTEMPTS = 100
+_WAL_RETRY_S = 0.02
 # Connect timeout for PostgreSQL (asyncpg waits 60 s by default).
 _CONNECT_TIMEOUT_S = 10.0
 # Execution option read by the SQLite "begin" hook: writers take the write
@@ -112,11 +116,32 @@ def _on_sqlite_connect(dbapi_connection: Any, connection_record: Any) -> None:
     try:
         cursor.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
         cursor.execute("PRAGMA foreign_keys = ON")
-        # WAL lets readers (exports, search) run while the recorder writes.
-        cursor.execute("PRAGMA journal_mode = WAL")
+        _use_wal(cursor)
         cursor.execute("PRAGMA synchronous = NORMAL")
     finally:
         cursor.close()
+
+
+def _use_wal(cursor: Any) -> None:
+    """Switch the file to WAL, which lets readers (exports, search) run while we write.
+
+    WAL is a property of the file, so most connections find it set already. The
+    switch itself needs the file to itself and SQLite does not wait for that (the
+    busy timeout does not apply): two processes creating one database at once
+    see "database is locked", so the switch is retried briefly.
+    """
+    cursor.execute("PRAGMA journal_mode")
+    row = cursor.fetchone()
+    if row is not None and str(row[0]).lower() == "wal":
+        return
+    for attempt in range(_WAL_ATTEMPTS):
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except Exception as exc:  # the driver's OperationalError, adapted by SQLAlchemy
+            if "locked" not in str(exc).lower() or attempt == _WAL_ATTEMPTS - 1:
+                raise
+            time.sleep(_WAL_RETRY_S)  # only while a new file is created
 
 
 def _on_sqlite_begin(connection: Connection) -> None:
