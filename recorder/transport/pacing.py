@@ -88,7 +88,6 @@ class PublishPacer:
         self._wake_at_ms: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.pushed_ms = 0.0
-        self.flushes = 0
 
     @property
     def backlog_ms(self) -> float:
@@ -162,7 +161,6 @@ class PublishPacer:
         self._generation += 1
         self._flushed_ms += self.backlog_ms
         self._played_until_ms = 0.0
-        self.flushes += 1
         self._wake_all()
 
     def close(self) -> None:

@@ -36,7 +36,6 @@ class PcmPublisher:
         self, *, lead_ms: float = DEFAULT_LEAD_MS, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self._pacer = PublishPacer(clock_ms=lambda: clock() * 1000.0, lead_ms=lead_ms)
-        self.lead_s = lead_ms / 1000.0
         self.push_errors = 0
 
     @property
@@ -48,16 +47,6 @@ class PcmPublisher:
     def played_ms(self) -> float:
         """Audio pushed that has played, by the wall-clock estimate; a flush's never counts."""
         return self._pacer.played_ms
-
-    @property
-    def pushed_ms(self) -> float:
-        """All audio pushed so far."""
-        return self._pacer.pushed_ms
-
-    @property
-    def flushes(self) -> int:
-        """How many times queued audio was dropped."""
-        return self._pacer.flushes
 
     async def publish(self, connection: Any, pcm: bytes | bytearray | memoryview) -> bool:
         """Push ``pcm`` in 10 ms frames; return False if a flush cut it short.
