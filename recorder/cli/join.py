@@ -17,6 +17,7 @@ from recorder.cli.common import CONTEXT_SETTINGS, build_config, db_option, run
 from recorder.cli.recap_options import recap_options
 from recorder.config import DEFAULT_IDLE_CLOSE_S, DEFAULT_SESSIONS_PER_MINUTE, Config
 from recorder.errors import ConfigError
+from recorder.stt.hold import ClosePolicy
 
 if TYPE_CHECKING:
     from recorder.app import RecordingOptions
@@ -111,6 +112,24 @@ def _split_keyterms(keyterms: str) -> tuple[str, ...]:
     return tuple(k.strip() for k in keyterms.split(",") if k.strip())
 
 
+def _cost_line(report: MeetingReport, config: Config) -> str:
+    """What the streaming cost: billed socket time, speech, their ratio, price, session rate."""
+    from recorder.stt.price import estimate_cost, list_price_per_hour
+
+    price = config.price_per_hour
+    if price is None:
+        price = list_price_per_hour(config.speech_model)
+    ratio = f"{report.billed_ms / report.speech_ms:.2f}x" if report.speech_ms else "no speech"
+    rate = f"{report.sessions_per_minute:g}/min"
+    if report.session_refusals:
+        rate += f", learned after {report.session_refusals} refused"
+    return (
+        f"cost: {report.billed_ms / 1000:.1f} s billed for {report.speech_ms / 1000:.1f} s "
+        f"of speech ({ratio}), about ${estimate_cost(report.billed_ms, price):.4f} "
+        f"at ${price:g}/h; session rate {rate}"
+    )
+
+
 def _print_report(report: MeetingReport, config: Config) -> None:
     minutes, seconds = divmod(int(report.duration_s), 60)
     click.echo(
@@ -130,6 +149,7 @@ def _print_report(report: MeetingReport, config: Config) -> None:
             "before transcription (this machine fell behind)",
             err=True,
         )
+    click.echo(_cost_line(report, config), err=True)
     db = "" if config.is_default_database else " --db URL"
     click.echo(f"next: recorder export {report.meeting_id}{db} -o meeting.html", err=True)
 
@@ -172,6 +192,20 @@ def _recording_options(function: Callable[..., Any]) -> Callable[..., Any]:
             "--speech-model",
             help="Streaming speech model (default u3-rt-pro; $RECORDER_SPEECH_MODEL).",
         ),
+        click.option(
+            "--close-policy",
+            type=click.Choice([p.value for p in ClosePolicy]),
+            default=ClosePolicy.TURN_END.value,
+            show_default=True,
+            help="Close a stream at the end of each turn, or only after --idle-close of silence.",
+        ),
+        click.option(
+            "--price-per-hour",
+            type=click.FloatRange(min=0),
+            metavar="USD",
+            help="Streaming price per hour, for the cost estimate "
+            "(default: the model's list price; $RECORDER_PRICE_PER_HOUR).",
+        ),
         click.option("--quiet", "-q", is_flag=True, help="Do not print turns as they are spoken."),
         db_option,
     ]
@@ -213,6 +247,8 @@ def join(
     keyterms: str,
     prompt: str | None,
     speech_model: str | None,
+    close_policy: str,
+    price_per_hour: float | None,
     quiet: bool,
     database_url: str | None,
     recap: RecapSettings | None,
@@ -243,6 +279,7 @@ def join(
         stt_url=stt_url,
         speech_model=speech_model,
         agent_url=agent_url,
+        price_per_hour=price_per_hour,
     )
     config.require_api_key()  # before the transport: its SDK may not even be installed
     options = RecordingOptions(
@@ -254,6 +291,7 @@ def join(
         prompt=prompt,
         realtime_factor=speed,
         recap=recap,
+        close_policy=ClosePolicy(close_policy),
     )
     report = run(
         _record(
@@ -309,6 +347,8 @@ def demo(
     keyterms: str,
     prompt: str | None,
     speech_model: str | None,
+    close_policy: str,
+    price_per_hour: float | None,
     quiet: bool,
     database_url: str | None,
 ) -> None:
@@ -326,7 +366,9 @@ def demo(
     """
     from importlib.resources import as_file, files
 
-    config = build_config(database_url=database_url, speech_model=speech_model)
+    config = build_config(
+        database_url=database_url, speech_model=speech_model, price_per_hour=price_per_hour
+    )
     resource = files("recorder.data").joinpath("demo_meeting.json")
 
     async def main() -> MeetingReport:
@@ -362,6 +404,7 @@ def demo(
                         realtime_factor=speed,
                         # The bundled meeting has no spoken request: recap when it ends.
                         recap=RecapSettings(on_end=True) if recap_on_end else None,
+                        close_policy=ClosePolicy(close_policy),
                     ),
                     quiet=quiet,
                 )
