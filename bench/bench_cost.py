@@ -8,10 +8,12 @@ For each shape, session rate and policy it prints billed/speech, sockets opened 
 minute, refusals (3009), first words and words lost, and the session rate learned.
 
 The pauses printed first are what the hold is chosen from: a speaker's next sentence
-starts within about a second of the last (p90 below 0.9 s), while their next turn comes
-after someone else's, seconds later (p10 several seconds). A hold of 1 s keeps one
-speaker's sentences on one socket and closes between turns (``DEFAULT_HOLD_MS`` in
-recorder/stt/hold.py); ``--holds`` measures others.
+starts within about half a second of the last (p90 0.6-1.1 s), while their next turn
+comes after someone else's, seconds later (p10 3 s or more). Holding longer than a
+sentence pause only pays for silence (a reopen bills nothing extra: the socket opens on
+speech with the pre-roll), so the hold is the typical sentence pause, 0.6 s
+(``DEFAULT_HOLD_MS`` in recorder/stt/hold.py, with the measured figures); ``--holds``
+measures others.
 
     PYTHONPATH=. python bench/bench_cost.py
     PYTHONPATH=. python bench/bench_cost.py --shapes standup --holds 0.5,1,1.5 --rates 100

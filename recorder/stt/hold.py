@@ -16,11 +16,15 @@ from dataclasses import dataclass
 __all__ = ["DEFAULT_HOLD_MS", "SPEECH_SLACK_MS", "ClosePolicy", "CloseSettings", "SocketHold"]
 
 #: How long a socket stays open after its speaker's last speech once a final turn covers it.
-#: Chosen from bench/bench_cost.py (docs/architecture.md, "Decisions and measurements"): a
-#: speaker's next sentence mostly starts within 0.3-0.9 s, while the next turn of the same
-#: speaker in a conversation comes after someone else's (seconds). Holding 1 s keeps most
-#: of one speaker's sentences on one socket; a longer hold only pays for silence.
-DEFAULT_HOLD_MS = 1000.0
+#: Chosen with bench/bench_cost.py: on its meetings a speaker's next sentence starts within
+#: 0.4-0.6 s (median) and 0.6-1.1 s (p90) of the last, while their next turn comes after
+#: someone else's, 3 s or more later (p10). Any hold in between separates the two; the
+#: bench shows the shortest bills least (a reopen costs no billed time: the socket opens
+#: on speech and the pre-roll goes out at once), so the hold covers the typical sentence
+#: pause (about p75-p90 on long turns) and leaves the rest to the session budget:
+#: 0.6 s billed 1.17x speech on the stand-up and 1.08-1.10x on longer turns, 1.0 s
+#: 1.25x and 1.09-1.12x (docs/architecture.md, "Decisions and measurements").
+DEFAULT_HOLD_MS = 600.0
 
 #: Speech that starts this soon after a final's last word counts as that word's tail
 #: (the level is measured per 100 ms chunk, so a chunk may start before the word ends
