@@ -73,8 +73,14 @@ class SessionBudget:
         self.refusals = 0
 
     @property
-    def _limit(self) -> int:
+    def limit(self) -> int:
+        """Sessions allowed in any minute now (the learned rate, whole)."""
         return max(1, math.floor(self.per_minute))
+
+    @property
+    def is_scarce(self) -> bool:
+        """Whether less than half of a minute's sessions are left to spend."""
+        return self.available < self.limit / 2
 
     def _expire(self, now: float) -> None:
         granted = self._granted
@@ -85,11 +91,11 @@ class SessionBudget:
     def available(self) -> float:
         """Sessions that could start right now."""
         self._expire(self._clock())
-        return float(max(0, self._limit - len(self._granted)))
+        return float(max(0, self.limit - len(self._granted)))
 
     def can_afford_close(self, reserve: float = 2.0) -> bool:
         """Whether closing an idle socket is safe: a reopen plus a spare remain affordable."""
-        return self.available >= min(reserve, self._limit)
+        return self.available >= min(reserve, self.limit)
 
     async def acquire(self) -> None:
         """Wait until a session fits in the window, then spend it."""
@@ -97,7 +103,7 @@ class SessionBudget:
             while True:
                 now = self._clock()
                 self._expire(now)
-                if len(self._granted) < self._limit:
+                if len(self._granted) < self.limit:
                     self._granted.append(now)
                     self.granted += 1
                     return

@@ -169,7 +169,6 @@ class ParticipantStream:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self.dropped_ms = 0.0
-        self.speech_ms = 0.0  # speech chunks (local level) given to streams
 
     def feed(self, chunk: Chunk) -> None:
         """Take one chunk of this participant's audio (on the loop; never blocks)."""
@@ -177,7 +176,6 @@ class ParticipantStream:
             return
         self._now_ms = chunk.end_ms
         if chunk.is_speech:
-            self.speech_ms += chunk.duration_ms
             self._hold.heard_speech(chunk.start_ms, chunk.end_ms)
         if self._state is _State.OPEN:
             assert self._open is not None
@@ -250,13 +248,15 @@ class ParticipantStream:
         """Close the open socket if its speaker has stopped and a reopen is affordable.
 
         When the session budget cannot afford the reopen the socket stays open (billed)
-        rather than risk a refused reopen holding the next speech back.
+        rather than risk a refused reopen holding the next speech back; while sessions
+        are scarce it closes only after a long silence, where a session saves the most.
         """
+        budget = self._budget
         if (
             self._state is _State.OPEN
             and not self._stopping
-            and self._hold.due(self._now_ms)
-            and self._budget.can_afford_close()
+            and self._hold.due(self._now_ms, scarce=budget.is_scarce)
+            and budget.can_afford_close()
         ):
             reason = "turn end" if self._hold.turn_is_covered else "idle"
             self._begin_close(reason=reason)

@@ -22,11 +22,13 @@ async def test_budget_grants_a_minutes_worth_then_waits_for_the_window() -> None
         await asyncio.wait_for(budget.acquire(), 0.1)
     assert budget.available == 0
     assert not budget.can_afford_close()
+    assert budget.is_scarce
     clock.now += 30  # a token bucket would have refilled 2.5 by now: the window has not
     assert budget.available == 0
     clock.now += 35  # the first five left the window
     assert budget.available == 5
     assert budget.can_afford_close()
+    assert not budget.is_scarce
     await asyncio.wait_for(budget.acquire(), 0.1)
     assert budget.granted == 6
 

@@ -58,6 +58,15 @@ def test_a_new_socket_forgets_the_finals_of_the_last() -> None:
     assert not h.due(700)
 
 
+def test_while_sessions_are_scarce_only_a_long_silence_closes() -> None:
+    h = hold()
+    h.heard_speech(0, 100)
+    h.heard_final(90)
+    assert h.due(700)
+    assert not h.due(700, scarce=True)  # a sentence pause is not worth a session
+    assert h.due(2100, scarce=True)
+
+
 def test_the_idle_policy_ignores_finals() -> None:
     h = hold(ClosePolicy.IDLE)
     h.heard_speech(0, 100)

@@ -108,14 +108,23 @@ class SocketHold:
         final = self._final_end_ms
         return final is not None and self._speech_start_ms <= final + SPEECH_SLACK_MS
 
-    def due(self, now_ms: float) -> bool:
-        """Whether the socket may close at meeting time ``now_ms``."""
+    def due(self, now_ms: float, *, scarce: bool = False) -> bool:
+        """Whether the socket may close at meeting time ``now_ms``.
+
+        Args:
+            now_ms: the meeting time now.
+            scarce: new sessions are scarce (a free account's 5 a minute, mostly
+                spent): a close must then be worth its reopen, so it waits for
+                ``idle_close_ms`` of silence (the speaker's turn is over and someone
+                else has the floor) rather than a sentence pause.
+        """
         silent_ms = now_ms - self._speech_end_ms
         settings = self._settings
         if silent_ms >= settings.idle_close_ms:
             return True
         return (
             settings.policy is ClosePolicy.TURN_END
+            and not scarce
             and silent_ms >= settings.hold_ms
             and self.turn_is_covered
         )
