@@ -102,6 +102,8 @@ static void buf_add(buf_t *b, const void *data, size_t n) {
     b->data[b->len] = 0;
 }
 
+#define BUF_LIT(b, literal) buf_add((b), (literal), sizeof(literal) - 1)
+
 static void buf_printf(buf_t *b, const char *fmt, ...) {
     char tmp[1024];
     va_list ap;
@@ -1600,26 +1602,26 @@ EXPORT size_t standin_stats(char *out, size_t cap) {
                W.unanswered_joins, W.connects, W.ticks, (long long)W.worst_lateness_ns);
     buf_printf(&b, "\"connected_ns\":%lld,\"idle\":%d,\"strict\":%d,", (long long)W.connected_ns, idle_locked(),
                W.strict);
-    buf_add(&b, "\"callbacks\":", 12);
+    BUF_LIT(&b, "\"callbacks\":");
     tallies_json(&b, &W.callbacks);
-    buf_add(&b, ",\"calls\":", 9);
+    BUF_LIT(&b, ",\"calls\":");
     tallies_json(&b, &W.calls);
-    buf_add(&b, ",\"unmodelled\":", 14);
+    BUF_LIT(&b, ",\"unmodelled\":");
     tallies_json(&b, &W.unmodelled);
-    buf_add(&b, ",\"violations\":", 14);
+    BUF_LIT(&b, ",\"violations\":");
     tallies_json(&b, &W.violations);
-    buf_add(&b, ",\"in_callback_calls\":", 21);
+    BUF_LIT(&b, ",\"in_callback_calls\":");
     tallies_json(&b, &W.in_callback_calls);
-    buf_add(&b, ",\"rejected_reasons\":", 20);
+    BUF_LIT(&b, ",\"rejected_reasons\":");
     tallies_json(&b, &W.rejected_reasons);
-    buf_add(&b, ",\"callback_tids\":[", 18);
+    BUF_LIT(&b, ",\"callback_tids\":[");
     for (int i = 0; i < W.n_callback_tids; i++) buf_printf(&b, "%s%d", i ? "," : "", W.callback_tids[i]);
-    buf_add(&b, "],\"renewed_tokens\":[", 20);
+    BUF_LIT(&b, "],\"renewed_tokens\":[");
     for (int i = 0; i < W.n_renewed; i++) {
-        if (i) buf_add(&b, ",", 1);
+        if (i) BUF_LIT(&b, ",");
         buf_json_str(&b, W.renewed_tokens[i]);
     }
-    buf_add(&b, "],\"connections\":[", 18);
+    BUF_LIT(&b, "],\"connections\":[");
     int first = 1;
     for (conn_t *c = W.conns; c; c = c->next) {
         int has_track = 0;
@@ -1634,15 +1636,15 @@ EXPORT size_t standin_stats(char *out, size_t cap) {
                    c->is_published, c->tid, c->thread_started);
         buf_printf(&b, "\"observers\":[%d,%d,%d],\"channel\":", c->has_conn_obs, c->has_user_obs, c->has_frame_obs);
         buf_json_str(&b, c->channel);
-        buf_add(&b, ",\"local_uid\":", 13);
+        BUF_LIT(&b, ",\"local_uid\":");
         buf_json_str(&b, c->local_uid);
-        buf_add(&b, ",\"sid\":", 7);
+        BUF_LIT(&b, ",\"sid\":");
         buf_json_str(&b, c->sid);
-        buf_add(&b, ",\"token\":", 9);
+        BUF_LIT(&b, ",\"token\":");
         buf_json_str(&b, c->token ? c->token : "");
-        buf_add(&b, "}", 1);
+        BUF_LIT(&b, "}");
     }
-    buf_add(&b, "]}", 2);
+    BUF_LIT(&b, "]}");
     pthread_mutex_unlock(&g_mu);
     size_t n = b.len;
     if (out && cap) {
