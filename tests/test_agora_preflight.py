@@ -193,7 +193,9 @@ def test_load_success_and_side_effects_contained(
     assert not [r for r in caplog.records if r.name == "agora"]
     assert "agora import stdout: Downloading" in caplog.text
     assert "agora import log: sdk_library_dir: /somewhere" in caplog.text
-    assert (agora_logger.propagate, agora_logger.level, agora_logger.handlers) == before_logger
+    assert (agora_logger.propagate, agora_logger.handlers) == (before_logger[0], before_logger[2])
+    # Never below INFO afterwards: the real SDK logs tokens at DEBUG in its callbacks.
+    assert agora_logger.level == max(before_logger[1], logging.INFO)
 
 
 FAILURES = {

@@ -278,10 +278,13 @@ class NativeControl:
     # -- observations ---------------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
-        size = self.lib.standin_stats(None, 0)
-        buffer = ctypes.create_string_buffer(size + 1)
-        self.lib.standin_stats(buffer, size + 1)
-        return dict(json.loads(buffer.value.decode()))
+        size = 16384
+        while True:  # the stats may grow between two calls: retry until they fit
+            buffer = ctypes.create_string_buffer(size)
+            needed = self.lib.standin_stats(buffer, size)
+            if needed < size:
+                return dict(json.loads(buffer.value.decode()))
+            size = needed + 16384
 
     def connections(self) -> list[_Connection]:
         return [_Connection(self, i) for i in range(len(self.stats()["connections"]))]
@@ -333,15 +336,18 @@ class NativeControl:
 
     def published_pcm(self) -> bytes:
         size = self.lib.standin_published(None, 0)
-        buffer = ctypes.create_string_buffer(size)
-        self.lib.standin_published(buffer, size)
-        return buffer.raw[:size]
+        while True:
+            buffer = ctypes.create_string_buffer(size)
+            got = self.lib.standin_published(buffer, size)
+            if got <= size:
+                return buffer.raw[:got]
+            size = got
 
     def lateness_s(self) -> list[float]:
         """Each tick's lateness against the absolute clock, seconds."""
         count = self.lib.standin_lateness(None, 0)
         values = (ctypes.c_int64 * max(count, 1))()
-        count = self.lib.standin_lateness(values, count)
+        count = min(count, self.lib.standin_lateness(values, count))
         return [values[i] / 1e9 for i in range(count)]
 
     def wait_until(self, predicate: Callable[[], bool], timeout: float = 5.0) -> bool:

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from agora_standin.control import NativeControl
 from agora_standin.wrapper import Unavailable, WrapperSite, prepare_site
 from fake_agora import installed_fake_agora, purge_agora_modules

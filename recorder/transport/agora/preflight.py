@@ -74,6 +74,8 @@ _REQUIRED_LIBRARIES = {
 _CHECK_FUNCTION = "_check_download_and_extract_sdk"
 # ELF e_machine values of the native builds (the System V gABI), by platform.machine().
 _ELF_MACHINES = {"x86_64": 62, "amd64": 62, "aarch64": 183, "arm64": 183}
+# The SDK's own logger never logs below this (its DEBUG lines carry tokens).
+_SDK_LOG_FLOOR = logging.INFO
 _MACH_O_MAGICS = (b"\xcf\xfa\xed\xfe", b"\xca\xfe\xba\xbe", b"\xbe\xba\xfe\xca")
 
 #: What importing the SDK would do, as its own import-time code decides.
@@ -417,9 +419,11 @@ def _contained_import() -> Iterator[tuple[_Capture, io.StringIO]]:
     finally:
         ssl._create_default_https_context = saved_https_context
         # Import-time noise (paths logged at ERROR) went to the capture;
-        # later SDK logs follow the user's logging setup again.
+        # later SDK logs follow the user's logging setup again, but never below
+        # INFO: the SDK's callbacks log their arguments at DEBUG, tokens included
+        # (on_token_privilege_will_expire), and secrets stay out of logs.
         agora_logger.propagate, agora_logger.handlers = saved[0], saved[2]
-        agora_logger.setLevel(saved[1])
+        agora_logger.setLevel(max(saved[1], _SDK_LOG_FLOOR))
 
 
 def load_agora_sdk(*, system: str | None = None, machine: str | None = None) -> AgoraSdk:
