@@ -1,10 +1,12 @@
-"""The whole pipeline on the fake Agora SDK: scripted meetings come out as on the replay transport.
+"""The whole pipeline on both Agora backends: scripted meetings come out as on the replay transport.
 
-A :class:`FakeMeeting` plays a :class:`MeetingScript` into the fake world on a
-real thread (joins, leaves, mutes, each clip's PCM via ``speak``) at the
-script's times, ``speed`` times faster than real time; the fake's native thread
-delivers the 10 ms frames to the real :class:`AgoraTransport`, and the real
-MeetingRecorder, STT emulator and SQLite store do the rest.
+A :class:`FakeMeeting` plays a :class:`MeetingScript` into the backend (the
+Python fake, or the SDK's real wrapper over the native stand-in: the ``world``
+fixture of tests/agora_standin/plugin.py) on a real thread (joins, leaves,
+mutes, each clip's PCM via ``speak``) at the script's times, ``speed`` times
+faster than real time; the backend's native thread delivers the 10 ms frames
+to the real :class:`AgoraTransport`, and the real MeetingRecorder, STT
+emulator and SQLite store do the rest.
 """
 
 from __future__ import annotations
@@ -12,13 +14,12 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fake_agora import installed_fake_agora
 
 from recorder.app import RecordingOptions, record
 from recorder.audio import bytes_for_ms
@@ -40,19 +41,15 @@ TOLERANCE_MS = 150.0
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[Any]:
-    with installed_fake_agora(tmp_path) as world:
-        world.sdk_prints = False
-        world.compute_levels = False
-        world.tick_s = 0.010 / SPEED
-        yield world
+@pytest.fixture(autouse=True)
+def fast_world(world: Any) -> None:
+    world.tick_s = 0.010 / SPEED
 
 
 class FakeMeeting:
-    """Plays a script into the fake channel on a thread; its clock is the meeting clock.
+    """Plays a script into the backend's channel on a thread; its clock is the meeting clock.
 
-    The clock starts when the fake connects the bot (script time 0), so the
+    The clock starts when the backend connects the bot (script time 0), so the
     transport's timestamps and the script's share one origin.
     """
 
@@ -70,31 +67,22 @@ class FakeMeeting:
         self.faults = faults or []
         self.channel = world.channel(script.channel)
         self._origin: float | None = None
-        self._connected = threading.Event()
         self._stop = threading.Event()
         self.finished = asyncio.Event()
         self._loop = asyncio.get_running_loop()
         self._present: set[int] = set()
         self._muted: set[int] = set()
-        join = world._join
-
-        def join_and_start_clock(conn: Any, reason: int) -> None:
-            if self._origin is None:
-                self._origin = time.monotonic()
-                self._connected.set()
-            join(conn, reason)
-
-        world._join = join_and_start_clock
         self._thread = threading.Thread(target=self._run, name="fake-meeting", daemon=True)
         self._thread.start()
 
     def clock_ms(self) -> float:
         origin = self._origin
+        if origin is None:
+            origin = self._origin = self.world.connected_at()
         return 0.0 if origin is None else (time.monotonic() - origin) * 1000.0 * self.speed
 
     def close(self) -> None:
         self._stop.set()
-        self._connected.set()
         self._thread.join(5)
 
     def _run(self) -> None:
@@ -106,7 +94,11 @@ class FakeMeeting:
         for at_ms, fault in self.faults:
             items.append((at_ms, 2, fault))
         items.sort(key=lambda item: item[:2])
-        self._connected.wait()
+        while self._origin is None:  # script time 0 is when the bot is connected
+            if self._stop.is_set():
+                return
+            if self.world.wait_until(lambda: self.world.connected_at() is not None, 0.1):
+                self._origin = self.world.connected_at()
         for at_ms, _, apply in items:
             if self._wait_until(at_ms):
                 return
@@ -299,7 +291,7 @@ async def test_scripted_meeting_matches_the_script(
     bridge = recorded.transport.bridge
     assert bridge is not None and bridge.wakeups < bridge.frames / 7
     assert recorded.transport.callback_errors == 0 and world.errors == []
-    assert world.connections[0].released
+    assert world.connections()[0].released
 
 
 async def test_outage_is_a_gap_with_no_words_invented(world: Any, tmp_path: Path) -> None:

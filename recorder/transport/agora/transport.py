@@ -46,7 +46,7 @@ from recorder.transport.base import (
     Transport,
     TransportSink,
 )
-from recorder.transport.bridge import AudioBridge
+from recorder.transport.bridge import DEFAULT_FILL_GAPS_AFTER_MS, AudioBridge
 
 __all__ = ["AgoraTransport", "release_agora_service"]
 
@@ -179,7 +179,12 @@ class AgoraTransport(TokenRenewal, Transport):
         """
         self._loop = asyncio.get_running_loop()
         self._origin = time.monotonic()
-        self.bridge = AudioBridge(self._loop, sink, clock_ms=self._clock)
+        # Whether Agora sends frames while an unmuted participant is silent is
+        # unconfirmed: a gap in someone's frames is silence (docs/providers.md,
+        # "Agora: the stand-in").
+        self.bridge = AudioBridge(
+            self._loop, sink, clock_ms=self._clock, fill_gaps_after_ms=DEFAULT_FILL_GAPS_AFTER_MS
+        )
         self._finished = self._loop.create_future()
         self.bridge.push_event(ConnectionStateChanged(ConnectionState.CONNECTING, self._clock()))
         self.load_sdk()
