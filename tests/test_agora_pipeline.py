@@ -403,3 +403,36 @@ async def test_join_command_records_through_agora(
     assert CERTIFICATE not in result.output + failed.output
     bad_channel = await asyncio.to_thread(_join_cli, "--channel", "a/b", "--db", db_url, **env)
     assert bad_channel.exit_code == 1 and "characters Agora does not allow" in bad_channel.stderr
+
+
+@pytest.mark.parametrize("idle_silence", [True, False], ids=["silent-frames", "no-frames"])
+async def test_a_pause_ends_the_turn_with_or_without_silent_frames(
+    world: Any, tmp_path: Path, idle_silence: bool
+) -> None:
+    # Two sentences 5 s apart: without silent frames the socket once heard no silence,
+    # so they came out as one turn. A gap in frames is silence, by the clock.
+    world.idle_silence = idle_silence
+    script = parse_script(
+        {
+            "channel": "pause",
+            "events": [
+                {"at": 0.0, "uid": 5, "join": True},
+                {"at": 0.3, "uid": 5, "say": "One two three four."},
+                {"at": 6.0, "uid": 5, "say": "Five six seven eight."},
+            ],
+            "end": 9.5,
+        }
+    )
+    recorded = await record_on_fake_agora(world, script, tmp_path)
+    assert_words_match(recorded.meeting, script.expected_words())
+    assert [t.text for t in recorded.meeting.turns] == [
+        "One two three four.",
+        "Five six seven eight.",
+    ]
+    # Idle close (3 s) fired in the pause: a socket per sentence, each closed, and the
+    # socket-open time billed is about the same either way.
+    sessions = recorded.meeting.stream_sessions
+    assert len(sessions) == 2 and all(s.closed_at is not None for s in sessions)
+    bridge = recorded.transport.bridge
+    assert bridge is not None
+    assert (bridge.filled_ms > 2000) is (not idle_silence)

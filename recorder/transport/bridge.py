@@ -131,7 +131,8 @@ class AudioBridge:
         self._drop_logged_at: float | None = None
         # Gap filling (loop side, under _lock where the native side writes too).
         self._fill_after_ms = fill_gaps_after_ms
-        self._heard_ms: dict[int, float] = {}  # end of each uid's audio so far
+        self._heard_ms: dict[int, float] = {}  # each uid's last frame (or join, unmute)
+        self._filled_until: dict[int, float] = {}  # end of the silence given for a gap
         self._audible: dict[int, float] = {}  # present and unmuted uids, since when
         self._delivering = True
         self._fill_timer: asyncio.TimerHandle | None = None
@@ -262,13 +263,13 @@ class AudioBridge:
                     for uid in self._audible:  # the outage itself stays a gap
                         self._heard_ms[uid] = max(self._heard_ms.get(uid, 0.0), event.at_ms)
         if self._audible and self._delivering and self._fill_timer is None:
-            self._fill_timer = self._loop.call_later(self._chunk_ms / 1000, self._fill_gaps)
+            self._fill_timer = self._loop.call_later(self._chunk_ms / 1000, self.fill_gaps)
         elif self._fill_timer is not None and (not self._audible or not self._delivering):
             self._fill_timer.cancel()
             self._fill_timer = None
 
-    def _fill_gaps(self) -> None:
-        """On the loop, every chunk: silence for each audible uid whose frames stopped."""
+    def fill_gaps(self) -> None:
+        """On the loop, every chunk (its timer; tests call it): silence where frames stopped."""
         self._fill_timer = None
         assert self._fill_after_ms is not None
         ready: list[tuple[int, Chunk]] = []
@@ -286,7 +287,7 @@ class AudioBridge:
                 partial = assembler.flush() if assembler is not None else None
                 if partial is not None and self._admit(uid, partial):
                     ready.append((uid, partial))
-                start = heard
+                start = max(heard, self._filled_until.get(uid, heard))
                 while until - start >= FRAME_MS:
                     span = min(float(self._chunk_ms), until - start)
                     span -= span % FRAME_MS
@@ -295,12 +296,12 @@ class AudioBridge:
                     self.filled_ms += span
                     if self._admit(uid, chunk):
                         ready.append((uid, chunk))
-                self._heard_ms[uid] = start
+                self._filled_until[uid] = start
         if ready:  # already on the loop: hand them over now, no wake-up needed
             self._ready.extend(ready)
             self._drain()
         if self._audible and self._fill_timer is None:
-            self._fill_timer = self._loop.call_later(self._chunk_ms / 1000, self._fill_gaps)
+            self._fill_timer = self._loop.call_later(self._chunk_ms / 1000, self.fill_gaps)
 
     def _log_drops(self) -> None:
         """Warn that audio was dropped, at most once per interval (on the loop)."""
