@@ -742,7 +742,10 @@ static void unregister_kind(conn_t *c, int kind) {
     if (kind == KIND_USER) c->has_user_obs = 0;
     if (kind == KIND_FRAME) c->has_frame_obs = 0;
     if (c->thread_started && pthread_equal(pthread_self(), c->thread)) return;
-    if (c->in_callback == kind) W.unregister_waits++;
+    if (c->in_callback == kind) {
+        W.unregister_waits++;
+        changed();
+    }
     while (c->in_callback == kind) pthread_cond_wait(&g_changed, &g_mu);
 }
 
@@ -1568,6 +1571,13 @@ EXPORT long standin_lateness(int64_t *out, long cap) {
     if (out && cap) memcpy(out, W.lateness, sizeof(int64_t) * (size_t)(n < cap ? n : cap));
     pthread_mutex_unlock(&g_mu);
     return n;
+}
+
+EXPORT void standin_clear_problems(void) {
+    pthread_mutex_lock(&g_mu);
+    W.unmodelled.n = 0;
+    W.violations.n = 0;
+    pthread_mutex_unlock(&g_mu);
 }
 
 EXPORT void standin_clear_lateness(void) {
