@@ -253,7 +253,7 @@ async def test_two_hundred_speakers_on_one_native_thread(
     assert native_world.frames_delivered == 200 * 200
     bridge = transport.bridge
     assert bridge is not None and bridge.frames == 200 * 200
-    delivered = sum(len(sink.pcm(uid)) for uid in uids) + sum(
-        bridge.dropped_ms.get(uid, 0.0) * 32 for uid in uids
-    )
-    assert delivered == 200 * len(tone(2000))  # every frame reached the loop or was counted
+    # Every frame reached the loop, or was counted as dropped (the loop fell behind).
+    heard = sum(len(sink.pcm(uid)) for uid in uids)
+    dropped = sum(bridge.dropped_ms.values()) * 32
+    assert heard <= 200 * len(tone(2000)) <= heard + dropped

@@ -28,6 +28,7 @@ from recorder.config import Config
 from recorder.emulator.streaming.server import StreamingEmulator
 from recorder.errors import TransportError
 from recorder.transport.agora.transport import AgoraTransport
+from recorder.transport.bridge import DEFAULT_FILL_GAPS_AFTER_MS
 from recorder.transport.script import ExpectedWord, MeetingScript, SpeechClip, parse_script
 from storage.db import upgrade_database
 from storage.records import Meeting
@@ -169,6 +170,7 @@ async def record_on_fake_agora(
         app_certificate=CERTIFICATE,
         log_dir=tmp_path / "agora-log",
         clock_ms=meeting.clock_ms,
+        fill_gaps_after_ms=DEFAULT_FILL_GAPS_AFTER_MS * SPEED,  # 300 ms of wall clock
     )
     emulator = StreamingEmulator(realtime_factor=SPEED * 3)
     try:

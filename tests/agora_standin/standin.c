@@ -85,22 +85,31 @@ static void deadline(struct timespec *ts, int64_t at_ns) {
 
 static char *dup_str(const char *s) { return strdup(s ? s : ""); }
 
+/* A byte queue: the valid bytes are data[off, off + len); taking from the front is O(1). */
 typedef struct {
     char *data;
-    size_t len, cap;
+    size_t off, len, cap;
 } buf_t;
 
 static void buf_add(buf_t *b, const void *data, size_t n) {
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1) cap *= 2;
-        b->data = realloc(b->data, cap);
-        b->cap = cap;
+    if (b->off + b->len + n + 1 > b->cap) {
+        if (b->off) {
+            memmove(b->data, b->data + b->off, b->len);
+            b->off = 0;
+        }
+        if (b->len + n + 1 > b->cap) {
+            size_t cap = b->cap ? b->cap : 256;
+            while (cap < b->len + n + 1) cap *= 2;
+            b->data = realloc(b->data, cap);
+            b->cap = cap;
+        }
     }
-    memcpy(b->data + b->len, data, n);
+    memcpy(b->data + b->off + b->len, data, n);
     b->len += n;
-    b->data[b->len] = 0;
+    b->data[b->off + b->len] = 0;
 }
+
+static const char *buf_front(const buf_t *b) { return b->data + b->off; }
 
 #define BUF_LIT(b, literal) buf_add((b), (literal), sizeof(literal) - 1)
 
@@ -132,17 +141,17 @@ static void buf_json_str(buf_t *b, const char *s) {
 
 static void buf_drop_front(buf_t *b, size_t n) {
     if (n >= b->len) {
-        b->len = 0;
+        b->len = b->off = 0;
         return;
     }
-    memmove(b->data, b->data + n, b->len - n);
+    b->off += n;
     b->len -= n;
 }
 
 static void buf_free(buf_t *b) {
     free(b->data);
     b->data = NULL;
-    b->len = b->cap = 0;
+    b->off = b->len = b->cap = 0;
 }
 
 /* A small list of names with counts (calls, callbacks, violations). */
@@ -187,8 +196,30 @@ typedef struct user {
     int host, muted;
     buf_t speech;      /* PCM16 queued to be said */
     long frames_spoken;
+    long heard_by[8]; /* ids of the connections it is announced to (a fast check per tick) */
     struct user *next;
 } user_t;
+
+static void heard_by_add(user_t *u, long id) {
+    for (int i = 0; i < 8; i++)
+        if (u->heard_by[i] == id) return;
+    for (int i = 0; i < 8; i++)
+        if (!u->heard_by[i]) {
+            u->heard_by[i] = id;
+            return;
+        }
+}
+
+static void heard_by_remove(user_t *u, long id) {
+    for (int i = 0; i < 8; i++)
+        if (u->heard_by[i] == id) u->heard_by[i] = 0;
+}
+
+static int is_heard_by(const user_t *u, long id) {
+    for (int i = 0; i < 8; i++)
+        if (u->heard_by[i] == id) return 1;
+    return 0;
+}
 
 typedef struct channel {
     char name[128];
@@ -467,6 +498,7 @@ static void subscribed(conn_t *c, user_t *u) {
 
 static void announce(conn_t *c, user_t *u) {
     if (announced(c, u->uid)) return;
+    heard_by_add(u, c->id);
     announced_t *a = calloc(1, sizeof *a);
     snprintf(a->uid, sizeof a->uid, "%s", u->uid);
     a->next = c->announced;
@@ -476,6 +508,7 @@ static void announce(conn_t *c, user_t *u) {
 }
 
 static void user_gone(conn_t *c, user_t *u, int reason) {
+    heard_by_remove(u, c->id);
     announced_t **p = &c->announced;
     while (*p && strcmp((*p)->uid, u->uid) != 0) p = &(*p)->next;
     if (!*p) return;
@@ -608,21 +641,21 @@ static void tick(conn_t *c) {
     int alive = c->state == CONNECTED || c->state == RECONNECTING || c->state == FAILED || c->state == CONNECTING;
     for (user_t *u = ch && alive ? ch->users : NULL; u; u = u->next) {
         if (u->muted || !u->host) {
-            u->speech.len = 0; /* a muted or audience user is not heard */
+            u->speech.len = u->speech.off = 0; /* a muted or audience user is not heard */
             continue;
         }
         char *pcm = NULL;
         if (u->speech.len) {
             pcm = calloc(1, (size_t)fb);
             size_t take = u->speech.len < (size_t)fb ? u->speech.len : (size_t)fb;
-            memcpy(pcm, u->speech.data, take);
+            memcpy(pcm, buf_front(&u->speech), take);
             buf_drop_front(&u->speech, take);
             u->frames_spoken++;
         } else if (W.idle_silence) {
             pcm = calloc(1, (size_t)fb);
         }
         if (!pcm) continue;
-        if (c->state == CONNECTED && announced(c, u->uid) && is_subscribed(c, u->uid) && c->has_frame_obs) {
+        if (c->state == CONNECTED && is_heard_by(u, c->id) && is_subscribed(c, u->uid) && c->has_frame_obs) {
             snprintf(out[k].uid, sizeof out[k].uid, "%s", u->uid);
             out[k++].pcm = pcm;
         } else {
@@ -633,7 +666,7 @@ static void tick(conn_t *c) {
     if (c->pending.len && c->is_published && c->state == CONNECTED) {
         size_t size = (size_t)(c->pending_rate / 100 * 2 * c->pending_channels);
         if (size > c->pending.len) size = c->pending.len;
-        buf_add(&W.published, c->pending.data, size);
+        buf_add(&W.published, buf_front(&c->pending), size);
         buf_drop_front(&c->pending, size);
         W.published_frames++;
     }
@@ -933,7 +966,7 @@ EXPORT void agora_local_audio_track_set_send_delay_ms(void *h, int ms) {
 EXPORT int agora_local_audio_track_clear_sender_buffer(void *h) {
     ENTER("agora_local_audio_track_clear_sender_buffer");
     int ok = check(h, MAGIC_TRACK, "agora_local_audio_track_clear_sender_buffer");
-    if (ok && ((track_t *)h)->conn) ((track_t *)h)->conn->pending.len = 0;
+    if (ok && ((track_t *)h)->conn) ((track_t *)h)->conn->pending.len = ((track_t *)h)->conn->pending.off = 0;
     if (ok) changed();
     LEAVE();
     return ok ? 0 : -2;
@@ -1084,8 +1117,10 @@ EXPORT int agora_rtc_conn_disconnect(void *h) {
             c->announced = a->next;
             free(a);
         }
+        channel_t *ch = c->channel[0] ? channel_named(c->channel, 0) : NULL;
+        for (user_t *u = ch ? ch->users : NULL; u; u = u->next) heard_by_remove(u, c->id);
         c->is_published = 0;
-        c->pending.len = 0;
+        c->pending.len = c->pending.off = 0;
         c->expiry_pending = 0;
         if (was != DISCONNECTED) post(c, EV_DISCONNECTED, DISCONNECTED, 5, 0, NULL);
         changed();
@@ -1560,7 +1595,7 @@ EXPORT unsigned long standin_wait_change(unsigned long seq, long timeout_ms) {
 EXPORT size_t standin_published(void *out, size_t cap) {
     pthread_mutex_lock(&g_mu);
     size_t n = W.published.len;
-    if (out && cap) memcpy(out, W.published.data, n < cap ? n : cap);
+    if (out && cap && n) memcpy(out, buf_front(&W.published), n < cap ? n : cap);
     pthread_mutex_unlock(&g_mu);
     return n;
 }
@@ -1659,7 +1694,7 @@ EXPORT size_t standin_stats(char *out, size_t cap) {
     size_t n = b.len;
     if (out && cap) {
         size_t m = n < cap - 1 ? n : cap - 1;
-        memcpy(out, b.data, m);
+        memcpy(out, buf_front(&b), m);
         out[m] = 0;
     }
     buf_free(&b);
