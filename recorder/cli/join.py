@@ -13,7 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from recorder.cli.common import CONTEXT_SETTINGS, build_config, db_option, run
+from recorder.cli.common import (
+    CONTEXT_SETTINGS,
+    Duration,
+    FiniteFloat,
+    build_config,
+    db_option,
+    run,
+)
 from recorder.cli.recap_options import recap_options
 from recorder.config import DEFAULT_IDLE_CLOSE_S, DEFAULT_SESSIONS_PER_MINUTE, Config
 from recorder.errors import ConfigError
@@ -139,15 +146,15 @@ def _recording_options(function: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--idle-close",
             "idle_close_s",
-            type=click.FloatRange(min=0.5),
+            type=Duration(min_s=0.5),
             default=DEFAULT_IDLE_CLOSE_S,
             show_default=True,
-            metavar="SECONDS",
-            help="Close a participant's stream after this much silence (it bills while open).",
+            help="Close a participant's stream after this much silence (it bills while open), "
+            "e.g. 2 or 30s.",
         ),
         click.option(
             "--sessions-per-minute",
-            type=click.FloatRange(min=0.1),
+            type=FiniteFloat(min=0.1, max=100_000),
             default=DEFAULT_SESSIONS_PER_MINUTE,
             show_default=True,
             help="New STT sessions your AssemblyAI account allows a minute (free: 5, paid: 100+).",
@@ -155,9 +162,8 @@ def _recording_options(function: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--duration",
             "duration_s",
-            type=click.FloatRange(min=0.1),
-            metavar="SECONDS",
-            help="Stop recording after this many seconds.",
+            type=Duration(min_s=0.1),
+            help="Stop recording after this long, e.g. 90, 90s, 15m, 1h or 1h30m.",
         ),
         click.option(
             "--speaker-names",
@@ -194,7 +200,7 @@ def _recording_options(function: Callable[..., Any]) -> Callable[..., Any]:
 )
 @click.option(
     "--speed",
-    type=click.FloatRange(min=0.1, max=100),
+    type=FiniteFloat(min=0.1, max=100),
     default=1.0,
     show_default=True,
     help="Replay speed (only against an emulator that allows it).",
@@ -227,7 +233,7 @@ def join(
     \b
     Examples:
         recorder join --channel standup
-        recorder join --channel standup --duration 3600 --speaker-names names.json
+        recorder join --channel standup --duration 1h --speaker-names names.json
         recorder join --transport replay:meeting.json --stt-url ws://127.0.0.1:8765/v3/ws
         recorder join --channel standup --recap --recap-every 15m --recap-on-end
 
@@ -271,7 +277,7 @@ def join(
 @click.command(context_settings=CONTEXT_SETTINGS)
 @click.option(
     "--speed",
-    type=click.FloatRange(min=0.5, max=50),
+    type=FiniteFloat(min=0.5, max=50),
     default=1.0,
     show_default=True,
     help="Play the meeting this many times faster than real time.",
