@@ -1,15 +1,19 @@
 """Export a stored meeting to a file (written atomically) or to stdout.
 
 The turns stream from the store into the renderer and out to the file, so a
-100,000-turn meeting exports in constant memory. A file is written under a
-temporary name and renamed when complete, so a failed export leaves nothing
-half-written behind.
+100,000-turn meeting exports in constant memory. A regular file is written
+under a temporary name and renamed when complete, so a failed export leaves
+nothing half-written behind. Anything else (``/dev/null``, a FIFO, a terminal)
+is written directly and never renamed over: renaming would replace the device
+node or pipe with a regular file. A write that fails (``/dev/full``: no space
+left) is a :class:`~recorder.errors.RenderError`, never a success.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import stat
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -103,25 +107,66 @@ async def export_meeting(
                 sys.stdout.flush()
             except BrokenPipeError:
                 _silence_stdout()  # the reader left (| head): stop quietly, like cat
+            except OSError as exc:
+                _silence_stdout()  # the interpreter's final flush would fail again
+                raise RenderError(
+                    f"cannot write to standard output: {exc.strerror or exc}"
+                ) from exc
+            return chosen
+        target = _regular_target(output)
+        if target is None:
+            await _write_directly(output, header, turns, chosen)
             return chosen
         # Plain blocking file writes of small rendered pieces: the CLI's loop serves
         # only this export.
-        handle = _open_part_file(output)
+        handle = _open_part_file(target)
         try:
             with handle:
                 await render_export(header, turns, chosen, handle.write)
-            _publish(Path(handle.name), output)
+            _publish(Path(handle.name), target)
         except OSError as exc:
-            raise RenderError(f"cannot write {str(output)!r}: {exc.strerror}") from exc
+            raise RenderError(f"cannot write {str(output)!r}: {exc.strerror or exc}") from exc
         finally:
             _discard(Path(handle.name))
     return chosen
 
 
+def _regular_target(output: Path) -> Path | None:
+    """Where to rename a finished export: the file itself (through symlinks), or None.
+
+    None means ``output`` exists and is not a regular file (a device, a FIFO, a
+    socket): it is written directly.
+
+    Raises:
+        RenderError: ``output`` is a directory or cannot be looked at.
+    """
+    try:
+        mode = output.stat().st_mode  # follows symlinks
+    except FileNotFoundError:
+        return output.resolve()  # a new file (or a dangling symlink's target)
+    except OSError as exc:
+        raise RenderError(f"cannot write {str(output)!r}: {exc.strerror or exc}") from exc
+    if stat.S_ISDIR(mode):
+        raise RenderError(f"cannot write {str(output)!r}: it is a directory; name a file")
+    return output.resolve() if stat.S_ISREG(mode) else None
+
+
+async def _write_directly(
+    output: Path, header: Meeting, turns: AsyncIterator[Turn], chosen: str
+) -> None:
+    """Write to a device or pipe as it is; any error (even at close) is a RenderError."""
+    try:
+        # "a" neither truncates nor needs to: devices and pipes have nothing to truncate.
+        with output.open("a", encoding="utf-8", newline="") as handle:
+            await render_export(header, turns, chosen, handle.write)
+    except OSError as exc:
+        raise RenderError(f"cannot write {str(output)!r}: {exc.strerror or exc}") from exc
+
+
 def _open_part_file(output: Path) -> IO[str]:
     # Mode "x" creates the file with the user's umask, like any file they write
     # (tempfile would make it private, 0600) and never reuses an existing name.
-    part = output.resolve().parent / f".{output.name}.{secrets.token_hex(4)}.part"
+    part = output.parent / f".{output.name}.{secrets.token_hex(4)}.part"
     try:
         return part.open("x", encoding="utf-8", newline="")
     except OSError as exc:
