@@ -23,7 +23,7 @@ from recorder.cli.common import (
 )
 from recorder.cli.recap_options import recap_options
 from recorder.config import DEFAULT_IDLE_CLOSE_S, DEFAULT_SESSIONS_PER_MINUTE, Config
-from recorder.errors import ConfigError
+from recorder.errors import ConfigError, SttRejected, UsageError
 
 if TYPE_CHECKING:
     from recorder.app import RecordingOptions
@@ -112,6 +112,23 @@ def _install_signal_handlers(stop: Callable[[], None], say: Callable[[str], None
         loop.add_signal_handler(signal.SIGTERM, stop)
     except (NotImplementedError, RuntimeError):  # pragma: no cover - not the main thread / Windows
         pass
+
+
+def _check_speed(speed: float, transport_spec: str, config: Config) -> None:
+    """``--speed`` plays a replay faster than real time, which only an emulator accepts.
+
+    Raises:
+        UsageError: --speed with a live channel, or against the real service.
+    """
+    if speed == 1.0:
+        return
+    if not transport_spec.startswith("replay:"):
+        raise UsageError(f"--speed {speed:g} only applies to --transport replay:FILE")
+    if config.stt_url is None:
+        raise UsageError(
+            f"--speed {speed:g} sends audio faster than real time, which the real service "
+            f"refuses; use --stt-url with an emulator started with --realtime-factor {speed:g}"
+        )
 
 
 def _split_keyterms(keyterms: str) -> tuple[str, ...]:
@@ -203,7 +220,8 @@ def _recording_options(function: Callable[..., Any]) -> Callable[..., Any]:
     type=FiniteFloat(min=0.1, max=100),
     default=1.0,
     show_default=True,
-    help="Replay speed (only against an emulator that allows it).",
+    help="Replay speed (needs --stt-url of an emulator started with --realtime-factor "
+    "at least this).",
 )
 @_recording_options
 @recap_options
@@ -251,6 +269,7 @@ def join(
         agent_url=agent_url,
     )
     config.require_api_key()  # before the transport: its SDK may not even be installed
+    _check_speed(speed, transport_spec, config)
     options = RecordingOptions(
         idle_close_s=idle_close_s,
         sessions_per_minute=sessions_per_minute,
@@ -261,16 +280,25 @@ def join(
         realtime_factor=speed,
         recap=recap,
     )
-    report = run(
-        _record(
-            config,
-            transport_spec,
-            channel=config.channel,
-            speed=speed,
-            options=options,
-            quiet=quiet,
+    try:
+        report = run(
+            _record(
+                config,
+                transport_spec,
+                channel=config.channel,
+                speed=speed,
+                options=options,
+                quiet=quiet,
+            )
         )
-    )
+    except SttRejected as exc:
+        if exc.code == 3007 and "rate exceeded" in exc.reason.lower() and speed > 1:
+            url = config.streaming_url.split("?", 1)[0]
+            raise ConfigError(
+                f"the emulator at {url} refused audio played at --speed {speed:g}; "
+                f"start it with 'recorder emulate --realtime-factor {speed:g}'"
+            ) from exc
+        raise
     _print_report(report, config)
 
 
