@@ -171,3 +171,29 @@ def test_the_types_keep_their_defaults_and_refuse_nan_given_in_code() -> None:
     assert FiniteFloat(min=0, allow_infinity=True).convert("inf", None, None) == float("inf")
     with pytest.raises(click.BadParameter):
         FiniteFloat(min=0, allow_infinity=True).convert("nan", None, None)
+
+
+@pytest.mark.parametrize(
+    ("meeting", "message"),
+    [
+        ("99999999999999999999999", "no meeting with id 99999999999999999999999"),
+        ("9223372036854775807", "no meeting with id 9223372036854775807"),
+        ("²", "'²' is not a meeting"),
+    ],
+)
+@pytest.mark.parametrize("command", ["show", "export"])
+def test_meeting_ids_out_of_range_are_one_line(
+    sqlite_url: str, command: str, meeting: str, message: str
+) -> None:
+    from tests.support.export_data import populate
+
+    populate(sqlite_url)
+    result = CliRunner().invoke(cli, [command, meeting, "--db", sqlite_url])
+    assert isinstance(result.exception, SystemExit), result.exception
+    assert result.exit_code == 1
+    assert result.output.startswith(f"error: {message}") and len(result.output.splitlines()) == 1
+
+
+def test_too_many_keyterms_are_refused_before_anything_starts(tmp_path: Path) -> None:
+    code, output = join(tmp_path, "--keyterms", ",".join(f"k{i}" for i in range(101)))
+    assert (code, output) == (2, "error: --keyterms has 101 terms; the service takes at most 100\n")

@@ -131,8 +131,15 @@ def _check_speed(speed: float, transport_spec: str, config: Config) -> None:
         )
 
 
+#: The service takes at most 100 keyterms (docs/providers.md, "Streaming: connecting").
+_MAX_KEYTERMS = 100
+
+
 def _split_keyterms(keyterms: str) -> tuple[str, ...]:
-    return tuple(k.strip() for k in keyterms.split(",") if k.strip())
+    terms = tuple(k.strip() for k in keyterms.split(",") if k.strip())
+    if len(terms) > _MAX_KEYTERMS:
+        raise UsageError(f"--keyterms has {len(terms)} terms; the service takes at most 100")
+    return terms
 
 
 def _print_report(report: MeetingReport, config: Config) -> None:
