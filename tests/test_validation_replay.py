@@ -87,6 +87,7 @@ CASES: list[tuple[str, object, Setup, str]] = [
     ("say-empty", _say("   "), None, "events[1].say: expected non-empty text"),
     ("say-number", _say(12), None, "events[1].say: expected non-empty text, got 12"),  # type: ignore[arg-type]
     ("say-too-long", _say("a " * MAX_SAY_CHARS), None, f"events[1].say: the text is {2 * MAX_SAY_CHARS} characters long; at most {MAX_SAY_CHARS}"),
+    ("say-before-joining", {"channel": "c", "events": [{"at": 1, "uid": 1, "say": "hi"}, {"at": 5, "uid": 1, "join": True}]}, None, "events[0].at: uid 1 speaks at 1 s but first joins at 5 s; nobody would hear it"),
     ("say-never-joined", _ok({"at": 1, "uid": 7, "say": "hello"}), None, "events[1].uid: uid 7 speaks but never joins"),
     ("top-misspelt", {"channel": "c", "participnts": [], "events": [{"at": 0, "uid": 1, "join": True}]}, None, "top level: unknown key 'participnts' (did you mean 'participants'?)"),
     ("top-unknown", _ok(colour="red"), None, "top level: unknown key 'colour' (expected 'channel', 'participants', 'events', 'end')"),

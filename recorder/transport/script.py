@@ -367,12 +367,22 @@ def parse_script(
         if event.kind == "join":
             first_join[event.uid] = min(first_join.get(event.uid, math.inf), event.at_ms)
     for event in checked:
-        if event.kind in ("say", "wav") and event.uid not in first_join:
+        if event.kind not in ("say", "wav"):
+            continue
+        joins_ms = first_join.get(event.uid)
+        if joins_ms is None:
             raise _fail(
                 source,
                 f"events[{event.index}].uid",
                 f"uid {event.uid} speaks but never joins; add "
                 f'{{"at": <seconds>, "uid": {event.uid}, "join": true}} before it',
+            )
+        if event.at_ms < joins_ms:
+            raise _fail(
+                source,
+                f"events[{event.index}].at",
+                f"uid {event.uid} speaks at {event.at_ms / 1000:g} s but first joins at "
+                f"{joins_ms / 1000:g} s; nobody would hear it",
             )
     actions: list[ScriptAction] = []
     clips: list[SpeechClip] = []
