@@ -142,6 +142,15 @@ def _fail(source: str, where: str, problem: str) -> ReplayError:
     )
 
 
+def _quote(text: str) -> str:
+    """``text`` quoted as Python would, escaped to ASCII if it is not printable UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return ascii(text)
+    return repr(text) if text.isprintable() else ascii(text)
+
+
 def _show(value: Any) -> str:
     """A short, one-line, printable rendering of a value from the file."""
     if isinstance(value, dict):
@@ -150,7 +159,7 @@ def _show(value: Any) -> str:
         return "a list"
     if value is None:
         return "null"
-    text = ascii(value) if isinstance(value, str) else repr(value)
+    text = _quote(value) if isinstance(value, str) else repr(value)
     return text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 3] + "..."
 
 
@@ -204,7 +213,7 @@ def _uid(value: Any, source: str, where: str) -> int:
 
 def _read_wav(path: Path, name: str, source: str, where: str) -> bytes:
     """Read a wav clip as 16 kHz mono PCM16; errors show ``name`` as the file spells it."""
-    shown = ascii(name)
+    shown = _quote(name)
     try:
         with wave.open(str(path), "rb") as reader:
             width, channels, rate = (
@@ -423,7 +432,7 @@ def load_script(path: Path) -> MeetingScript:
     Raises:
         ReplayError: the file is missing, not JSON, or malformed.
     """
-    shown = ascii(str(path))
+    shown = _quote(str(path))
     try:
         with path.open("rb") as handle:
             if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
