@@ -197,3 +197,25 @@ def test_meeting_ids_out_of_range_are_one_line(
 def test_too_many_keyterms_are_refused_before_anything_starts(tmp_path: Path) -> None:
     code, output = join(tmp_path, "--keyterms", ",".join(f"k{i}" for i in range(101)))
     assert (code, output) == (2, "error: --keyterms has 101 terms; the service takes at most 100\n")
+
+
+@pytest.mark.parametrize(
+    ("args", "output"),
+    [
+        (
+            ["--bogus"],
+            "error: no such option '--bogus'. Did you mean '--verbose'? (see 'cli --help')\n",
+        ),
+        (["db", "frob"], "error: no such command 'frob' (see 'cli db --help')\n"),
+        (["export"], "error: missing argument 'MEETING' (see 'cli export --help')\n"),
+    ],
+)
+def test_usage_errors_at_every_level_are_one_line(args: list[str], output: str) -> None:
+    result = CliRunner().invoke(cli, args)
+    assert (result.exit_code, result.output) == (2, output)
+
+
+@pytest.mark.parametrize("args", [[], ["db"]])
+def test_no_arguments_still_shows_help(args: list[str]) -> None:
+    result = CliRunner().invoke(cli, args)
+    assert result.output.startswith("Usage: ") and "Commands:" in result.output

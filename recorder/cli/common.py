@@ -22,6 +22,7 @@ __all__ = [
     "CONTEXT_SETTINGS",
     "Duration",
     "FiniteFloat",
+    "MAX_DURATION_S",
     "RecorderGroup",
     "build_config",
     "db_option",
@@ -70,10 +71,27 @@ class RecorderGroup(click.Group):
         except RecorderError as exc:
             raise _CleanExit(exc) from exc
         except click.UsageError as exc:
-            if isinstance(exc, _OneLineUsage):
-                raise
-            one_line = _OneLineUsage(" ".join(exc.format_message().split()), exc.ctx)
-            raise one_line from exc
+            raise _one_line(exc) from exc
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        """Parse the group's own flags; a bad one is one line too."""
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as exc:
+            raise _one_line(exc) from exc
+
+
+def _one_line(error: click.UsageError) -> click.UsageError:
+    """The usage error as one line, except help asked for by giving no arguments."""
+    if isinstance(error, _OneLineUsage | click.exceptions.NoArgsIsHelpError):
+        return error
+    return _OneLineUsage(" ".join(error.format_message().split()), error.ctx)
 
 
 def fail(error: RecorderError) -> click.ClickException:
