@@ -219,3 +219,29 @@ def test_usage_errors_at_every_level_are_one_line(args: list[str], output: str) 
 def test_no_arguments_still_shows_help(args: list[str]) -> None:
     result = CliRunner().invoke(cli, args)
     assert result.output.startswith("Usage: ") and "Commands:" in result.output
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('[{"uid": 1, "name": "Ann"}]', 'expected a JSON object like {"101": "Alice"}'),
+        ('{"0": "Ann"}', "'0' is not a uid (1 to 4294967295)"),
+        ('{"4294967296": "Ann"}', "'4294967296' is not a uid"),
+        ('{"1": ""}', "the name for uid 1 must be non-empty text"),
+        ('{"1": 5}', "the name for uid 1 must be non-empty text"),
+        ('{"1": "A\\ud800"}', "the name for uid 1 holds an invalid character"),
+        ("101 Alice\n", "expected lines like 101=Alice, got '101 Alice'"),
+        ("alice=101\n", "'alice' is not a uid"),
+        (b"\xff\xfe1=A", "is not UTF-8 text"),
+    ],
+)
+def test_bad_speaker_names_are_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: str | bytes, message: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    names = tmp_path / "names.txt"
+    names.write_bytes(content if isinstance(content, bytes) else content.encode())
+    code, output = join(tmp_path, "--speaker-names", "names.txt")
+    assert code == 1
+    assert output.startswith("error: --speaker-names file 'names.txt'"), output
+    assert message in output and len(output.splitlines()) == 1, output

@@ -22,7 +22,7 @@ from recorder.cli.common import (
     run,
 )
 from recorder.cli.recap_options import recap_options
-from recorder.config import DEFAULT_IDLE_CLOSE_S, DEFAULT_SESSIONS_PER_MINUTE, Config
+from recorder.config import DEFAULT_IDLE_CLOSE_S, DEFAULT_SESSIONS_PER_MINUTE, MAX_UID, Config
 from recorder.errors import ConfigError, SttRejected, UsageError
 
 if TYPE_CHECKING:
@@ -34,29 +34,51 @@ __all__ = ["demo", "join"]
 
 
 def _read_names(path: Path | None) -> dict[int, str]:
-    """Read ``--speaker-names``: JSON {"101": "Alice"} or lines ``101=Alice``."""
+    """Read ``--speaker-names``: JSON {"101": "Alice"} or lines ``101=Alice``.
+
+    Raises:
+        ConfigError: the file cannot be read, or an entry is not a uid and a name.
+    """
     if path is None:
         return {}
+    where = f"--speaker-names file {str(path)!r}"
     try:
         text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{where} is not UTF-8 text") from None
     except OSError as exc:
-        raise ConfigError(
-            f"cannot read --speaker-names file {str(path)!r}: {exc.strerror}"
-        ) from exc
-    names: dict[int, str] = {}
+        raise ConfigError(f"cannot read {where}: {exc.strerror}") from exc
+    items: list[tuple[Any, Any]]
     try:
         data = json.loads(text)
-        items: list[tuple[Any, Any]] = list(data.items()) if isinstance(data, dict) else []
-    except json.JSONDecodeError:
-        items = [tuple(line.split("=", 1)) for line in text.splitlines() if line.strip()]  # type: ignore[misc]
-    for item in items:
-        if len(item) != 2:
-            raise ConfigError(f"--speaker-names file {str(path)!r}: expected lines like 101=Alice")
-        uid, name = item
+    except (json.JSONDecodeError, RecursionError):
+        items = []
+        for line in text.splitlines():
+            if line.strip():
+                uid, equals, name = line.partition("=")
+                if not equals:
+                    raise ConfigError(
+                        f"{where}: expected lines like 101=Alice, got {line!r}"
+                    ) from None
+                items.append((uid, name))
+    else:
+        if not isinstance(data, dict):
+            raise ConfigError(f'{where}: expected a JSON object like {{"101": "Alice"}}')
+        items = list(data.items())
+    names: dict[int, str] = {}
+    for uid_text, name in items:
+        uid_text = str(uid_text).strip()
+        if not (uid_text.isascii() and uid_text.isdigit()) or not 0 < int(uid_text) <= MAX_UID:
+            raise ConfigError(f"{where}: {uid_text!r} is not a uid (1 to {MAX_UID})")
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(f"{where}: the name for uid {uid_text} must be non-empty text")
         try:
-            names[int(str(uid).strip())] = str(name).strip()
-        except ValueError:
-            raise ConfigError(f"--speaker-names file {str(path)!r}: {uid!r} is not a uid") from None
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ConfigError(
+                f"{where}: the name for uid {uid_text} holds an invalid character"
+            ) from None
+        names[int(uid_text)] = name.strip()
     return names
 
 
