@@ -245,3 +245,22 @@ def test_bad_speaker_names_are_one_line(
     assert code == 1
     assert output.startswith("error: --speaker-names file 'names.txt'"), output
     assert message in output and len(output.splitlines()) == 1, output
+
+
+@pytest.mark.parametrize("flag", ["--prompt", "--keyterms", "--channel", "--speech-model"])
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [("a\udcffb", "holds bytes that are not UTF-8 text"), ("a\x07b", "holds a control character")],
+)
+def test_text_options_refuse_what_cannot_be_stored(
+    tmp_path: Path, flag: str, value: str, problem: str
+) -> None:
+    code, output = join(tmp_path, flag, value)
+    assert code == 2
+    assert output.startswith(f"error: invalid value for '{flag}': {ascii(value)} {problem}")
+    assert len(output.splitlines()) == 1
+
+
+def test_text_options_keep_accents_and_tabs(tmp_path: Path) -> None:
+    code, output = join(tmp_path, "--prompt", "Noms: Chloé,\tDmitri", "--keyterms", "Chloé")
+    assert (code, output.strip()) == (1, _PAST_THE_OPTIONS)

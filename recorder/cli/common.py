@@ -24,6 +24,7 @@ __all__ = [
     "FiniteFloat",
     "MAX_DURATION_S",
     "RecorderGroup",
+    "Text",
     "build_config",
     "db_option",
     "fail",
@@ -227,3 +228,23 @@ class FiniteFloat(click.FloatRange):
         if math.isnan(number) or (math.isinf(number) and not self.allow_infinity):
             self.fail(f"{value!r} is not a finite number", param, ctx)
         return number
+
+
+class Text(click.ParamType[str]):
+    """Text that can be stored and sent: UTF-8, without control characters.
+
+    An argument holding bytes that are not UTF-8 reaches Python as lone
+    surrogates, which no database, URL or terminal can take.
+    """
+
+    name = "text"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        """Return the text, or fail with one line naming the first bad character."""
+        text = str(value)
+        for char in text:
+            if 0xD800 <= ord(char) <= 0xDFFF:
+                self.fail(f"{ascii(text)} holds bytes that are not UTF-8 text", param, ctx)
+            if not char.isprintable() and char not in " \t":
+                self.fail(f"{ascii(text)} holds a control character {ascii(char)}", param, ctx)
+        return text

@@ -17,6 +17,7 @@ from recorder.cli.common import (
     CONTEXT_SETTINGS,
     Duration,
     FiniteFloat,
+    Text,
     build_config,
     db_option,
     run,
@@ -217,11 +218,15 @@ def _recording_options(function: Callable[..., Any]) -> Callable[..., Any]:
             help='Names for uids: JSON {"101": "Alice"} or lines 101=Alice.',
         ),
         click.option(
-            "--keyterms", default="", help="Comma-separated words to boost (names, jargon)."
+            "--keyterms",
+            type=Text(),
+            default="",
+            help="Comma-separated words to boost (names, jargon).",
         ),
-        click.option("--prompt", help="Instructions for the speech model (beta)."),
+        click.option("--prompt", type=Text(), help="Instructions for the speech model (beta)."),
         click.option(
             "--speech-model",
+            type=Text(),
             help="Streaming speech model (default u3-rt-pro; $RECORDER_SPEECH_MODEL).",
         ),
         click.option("--quiet", "-q", is_flag=True, help="Do not print turns as they are spoken."),
@@ -233,7 +238,7 @@ def _recording_options(function: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
-@click.option("--channel", help="Agora channel to join ($AGORA_CHANNEL).")
+@click.option("--channel", type=Text(), help="Agora channel to join ($AGORA_CHANNEL).")
 @click.option(
     "--transport",
     "transport_spec",

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from recorder.cli.common import Duration, parse_duration
+from recorder.cli.common import Duration, Text, parse_duration
 from recorder.recap.settings import DEFAULT_PHRASE, RecapSettings
 
 __all__ = ["MIN_RECAP_EVERY_S", "Duration", "parse_duration", "recap_options"]
@@ -32,6 +32,7 @@ _OPTIONS = [
     ),
     click.option(
         "--recap-phrase",
+        type=Text(),
         default=DEFAULT_PHRASE,
         show_default=True,
         help='A participant saying this asks for a recap ("" turns it off).',
@@ -50,10 +51,13 @@ _OPTIONS = [
     ),
     click.option(
         "--recap-prompt",
+        type=Text(),
         metavar="TEXT",
         help='What the recap should cover, e.g. "focus on decisions and owners".',
     ),
-    click.option("--voice", help="The recap's voice, e.g. ivy (default: the service's)."),
+    click.option(
+        "--voice", type=Text(), help="The recap's voice, e.g. ivy (default: the service's)."
+    ),
     click.option(
         "--agent-url",
         help="Voice Agent endpoint override, e.g. an emulator ($RECORDER_AGENT_URL).",
