@@ -223,3 +223,13 @@ def test_a_real_process_prints_one_line_and_no_traceback(tmp_path: Path, content
     assert done.returncode == 1
     assert done.stderr.startswith("error: ") and len(done.stderr.splitlines()) == 1, done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("speed", [0.0, -1.0, float("nan"), float("inf")])
+def test_the_replay_transport_refuses_a_speed_it_cannot_play(speed: float) -> None:
+    from recorder.transport.replay import ReplayTransport
+    from recorder.transport.script import parse_script
+
+    script = parse_script({"channel": "c", "events": [{"at": 0, "uid": 1, "join": True}]})
+    with pytest.raises(ValueError, match="speed must be a positive, finite number"):
+        ReplayTransport(script, speed=speed)
