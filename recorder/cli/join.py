@@ -161,7 +161,9 @@ _MAX_KEYTERMS = 100
 def _split_keyterms(keyterms: str) -> tuple[str, ...]:
     terms = tuple(k.strip() for k in keyterms.split(",") if k.strip())
     if len(terms) > _MAX_KEYTERMS:
-        raise UsageError(f"--keyterms has {len(terms)} terms; the service takes at most 100")
+        raise UsageError(
+            f"--keyterms has {len(terms)} terms; the service takes at most {_MAX_KEYTERMS}"
+        )
     return terms
 
 
