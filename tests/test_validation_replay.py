@@ -233,3 +233,14 @@ def test_the_replay_transport_refuses_a_speed_it_cannot_play(speed: float) -> No
     script = parse_script({"channel": "c", "events": [{"at": 0, "uid": 1, "join": True}]})
     with pytest.raises(ValueError, match="speed must be a positive, finite number"):
         ReplayTransport(script, speed=speed)
+
+
+def test_the_speech_a_file_may_render_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from recorder.transport import script as script_module
+
+    monkeypatch.setattr(script_module, "MAX_SPEECH_S", 2)  # instead of rendering 6 h
+    says = [{"at": 0, "uid": uid, "join": True} for uid in (1, 2)] + [
+        {"at": 1, "uid": uid, "say": "one two three four five six"} for uid in (1, 2)
+    ]
+    with pytest.raises(ReplayError, match=r"events\[3\]: the file holds more than "):
+        script_module.parse_script({"channel": "c", "events": says}, source="m.json")

@@ -38,6 +38,7 @@ __all__ = [
     "MAX_FILE_BYTES",
     "MAX_MEETING_S",
     "MAX_SAY_CHARS",
+    "MAX_SPEECH_S",
     "ExpectedWord",
     "MeetingScript",
     "ScriptAction",
@@ -53,8 +54,11 @@ _EVENT_KEYS = ("at", "uid", *_ACTIONS)
 
 #: No event, speech or end later than a day into the meeting (a larger number is a typo).
 MAX_MEETING_S = 24 * 3600
-#: The longest ``say`` text (about eight minutes of synthetic speech).
+#: The longest ``say`` text (about fourteen minutes of synthetic speech).
 MAX_SAY_CHARS = 10_000
+#: The most speech (``say`` and ``wav``, all participants) one file may render: 6 h,
+#: about 700 MB of audio held in memory while it plays.
+MAX_SPEECH_S = 6 * 3600
 #: The most events one file may hold.
 MAX_EVENTS = 100_000
 #: The largest replay file read.
@@ -396,7 +400,7 @@ def parse_script(
     actions: list[ScriptAction] = []
     clips: list[SpeechClip] = []
     speech_free_at: dict[int, float] = {}
-    last_ms = 0.0
+    speech_ms = last_ms = 0.0
     # Stable: events at the same moment keep their order in the file.
     for event in sorted(checked, key=lambda e: e.at_ms):
         where = f"events[{event.index}]"
@@ -418,6 +422,11 @@ def parse_script(
         clip = SpeechClip(uid, start, pcm, words)
         if clip.end_ms > MAX_MEETING_S * 1000.0:
             raise _fail(source, where, "the speech would end more than 24 h into the meeting")
+        speech_ms += clip.end_ms - clip.start_ms
+        if speech_ms > MAX_SPEECH_S * 1000.0:
+            raise _fail(
+                source, where, f"the file holds more than {MAX_SPEECH_S // 3600} h of speech"
+            )
         speech_free_at[uid] = clip.end_ms
         clips.append(clip)
         last_ms = max(last_ms, clip.end_ms)
