@@ -75,11 +75,11 @@ def test_a_directory_is_refused(sqlite_url: str, tmp_path: Path) -> None:
 
 def test_the_target_check_refuses_a_directory(tmp_path: Path) -> None:
     from recorder.errors import RenderError
-    from recorder.export.files import _regular_target
+    from recorder.export.files import _open_output
 
     (tmp_path / "d").mkdir()
     with pytest.raises(RenderError, match="it is a directory; name a file"):
-        _regular_target(tmp_path / "d")
+        _open_output(tmp_path / "d")
 
 
 def test_a_symlink_stays_a_symlink_and_its_file_is_replaced(

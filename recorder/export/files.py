@@ -109,58 +109,46 @@ async def export_meeting(
                 _silence_stdout()  # the reader left (| head): stop quietly, like cat
             except OSError as exc:
                 _silence_stdout()  # the interpreter's final flush would fail again
-                raise RenderError(
-                    f"cannot write to standard output: {exc.strerror or exc}"
-                ) from exc
-            return chosen
-        target = _regular_target(output)
-        if target is None:
-            await _write_directly(output, header, turns, chosen)
+                raise RenderError(f"cannot write to standard output: {exc.strerror}") from exc
             return chosen
         # Plain blocking file writes of small rendered pieces: the CLI's loop serves
         # only this export.
-        handle = _open_part_file(target)
+        handle = _open_output(output)
         try:
             with handle:
                 await render_export(header, turns, chosen, handle.write)
-            _publish(Path(handle.name), target)
+            _publish(Path(handle.name), output)
         except OSError as exc:
-            raise RenderError(f"cannot write {str(output)!r}: {exc.strerror or exc}") from exc
+            raise RenderError(f"cannot write {str(output)!r}: {exc.strerror}") from exc
         finally:
-            _discard(Path(handle.name))
+            _discard(Path(handle.name), output)
     return chosen
 
 
-def _regular_target(output: Path) -> Path | None:
-    """Where to rename a finished export: the file itself (through symlinks), or None.
+def _open_output(output: Path) -> IO[str]:
+    """A temporary file beside a regular (or new) file; anything else opened as it is.
 
-    None means ``output`` exists and is not a regular file (a device, a FIFO, a
-    socket): it is written directly.
+    A device, FIFO or socket is written directly: renaming over it would replace
+    it with a regular file (``/dev/null`` too, as root).
 
     Raises:
-        RenderError: ``output`` is a directory or cannot be looked at.
+        RenderError: ``output`` is a directory or cannot be opened.
     """
     try:
         mode = output.stat().st_mode  # follows symlinks
     except FileNotFoundError:
-        return output.resolve()  # a new file (or a dangling symlink's target)
+        return _open_part_file(output.resolve())  # a new file (or a dangling link's target)
     except OSError as exc:
-        raise RenderError(f"cannot write {str(output)!r}: {exc.strerror or exc}") from exc
+        raise RenderError(f"cannot write {str(output)!r}: {exc.strerror}") from exc
     if stat.S_ISDIR(mode):
         raise RenderError(f"cannot write {str(output)!r}: it is a directory; name a file")
-    return output.resolve() if stat.S_ISREG(mode) else None
-
-
-async def _write_directly(
-    output: Path, header: Meeting, turns: AsyncIterator[Turn], chosen: str
-) -> None:
-    """Write to a device or pipe as it is; any error (even at close) is a RenderError."""
+    if stat.S_ISREG(mode):
+        return _open_part_file(output.resolve())  # through symlinks: the file itself
     try:
-        # "a" neither truncates nor needs to: devices and pipes have nothing to truncate.
-        with output.open("a", encoding="utf-8", newline="") as handle:
-            await render_export(header, turns, chosen, handle.write)
+        # "a": nothing to truncate on a device or pipe, and never created here.
+        return output.open("a", encoding="utf-8", newline="")
     except OSError as exc:
-        raise RenderError(f"cannot write {str(output)!r}: {exc.strerror or exc}") from exc
+        raise RenderError(f"cannot write {str(output)!r}: {exc.strerror}") from exc
 
 
 def _open_part_file(output: Path) -> IO[str]:
@@ -180,9 +168,11 @@ def _silence_stdout() -> None:
     os.close(devnull)
 
 
-def _publish(part: Path, output: Path) -> None:
-    os.replace(part, output)
+def _publish(written: Path, output: Path) -> None:
+    if written != output:  # a temporary file: it becomes the file (through symlinks)
+        os.replace(written, output.resolve())
 
 
-def _discard(part: Path) -> None:
-    part.unlink(missing_ok=True)
+def _discard(written: Path, output: Path) -> None:
+    if written != output:  # never the device or pipe written directly
+        written.unlink(missing_ok=True)
