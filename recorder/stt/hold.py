@@ -22,7 +22,7 @@ __all__ = ["DEFAULT_HOLD_MS", "SPEECH_SLACK_MS", "ClosePolicy", "CloseSettings",
 #: bench shows the shortest bills least (a reopen costs no billed time: the socket opens
 #: on speech and the pre-roll goes out at once), so the hold covers the typical sentence
 #: pause (about p75-p90 on long turns) and leaves the rest to the session budget:
-#: 0.6 s billed 1.17x speech on the stand-up and 1.08-1.10x on longer turns, 1.0 s
+#: 0.6 s billed 1.17x speech on the stand-up and 1.08-1.09x on longer turns, 1.0 s
 #: 1.25x and 1.09-1.12x (docs/architecture.md, "Decisions and measurements").
 DEFAULT_HOLD_MS = 600.0
 
