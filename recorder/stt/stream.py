@@ -67,11 +67,13 @@ logger = logging.getLogger(__name__)
 _CLOSE_TIMEOUT_S = 1.0
 
 #: Pacing of a live recording's streams. A socket opens with the pipeline's 400 ms
-#: pre-roll, which goes out at once; without a lead every later chunk would queue
-#: behind it for the socket's whole life (latency, billed seconds and a timer per
-#: chunk). The pre-roll plus one chunk is far below any lead known to trip the limit
-#: (docs/architecture.md, "Decisions and measurements").
-LIVE_PACING = PacingSettings(max_lead_s=0.5)
+#: pre-roll and the audio that arrived while it connected (a few hundred ms on the
+#: real service), which go out at once; without a lead every later chunk would queue
+#: behind them for the socket's whole life (latency, billed seconds, since the socket
+#: closes only once a final covers the speech, and a timer per chunk). One second is
+#: far below any lead known to trip the limit (docs/architecture.md, "Decisions and
+#: measurements").
+LIVE_PACING = PacingSettings(max_lead_s=1.0)
 
 
 class SessionGate(Protocol):
