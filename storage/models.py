@@ -31,7 +31,10 @@ from sqlalchemy.types import TypeDecorator
 
 __all__ = [
     "FTS_OBJECT_NAMES",
+    "ApiTokenRow",
+    "AuditRow",
     "Base",
+    "MeetingEventRow",
     "MeetingRow",
     "NoteRow",
     "ParticipantRow",
@@ -184,6 +187,47 @@ class NoteRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     spoken: Mapped[bool] = mapped_column(Boolean, default=False)
     meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class ApiTokenRow(Base):
+    """A bearer token of the HTTP API; only its SHA-256 is stored (storage/tokens.py)."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class MeetingEventRow(Base):
+    """Something that happened in a meeting, in commit order (storage/events.py)."""
+
+    __tablename__ = "meeting_events"
+    __table_args__ = (Index(None, "meeting_id", "id"), Index(None, "turn_id"))
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    meeting_id: Mapped[int] = mapped_column(ForeignKey("meetings.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))
+    turn_id: Mapped[int | None] = mapped_column(Integer)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class AuditRow(Base):
+    """An irreversible action taken through the API (a meeting deleted, ...)."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(32))
+    target: Mapped[str] = mapped_column(String(255))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
 def include_object(
