@@ -146,9 +146,12 @@ def test_tokens_cli_creates_lists_and_revokes(migrated: str) -> None:
     assert "app1" in table.stdout and token not in table.stdout
     revoked = runner.invoke(cli, ["tokens", "revoke", "app1", "--db", migrated])
     assert revoked.exit_code == 0
-    assert json.loads(runner.invoke(cli, ["tokens", "list", "--json", "--db", migrated]).stdout)[
-        0
-    ]["active"] is False
+    assert (
+        json.loads(runner.invoke(cli, ["tokens", "list", "--json", "--db", migrated]).stdout)[0][
+            "active"
+        ]
+        is False
+    )
     missing = runner.invoke(cli, ["tokens", "revoke", "app1", "--db", migrated])
     assert missing.exit_code == 1 and missing.output.startswith("error: no active token")
 
@@ -223,9 +226,9 @@ async def test_participant_is_renamed_and_the_name_is_validated(api: Api) -> Non
     assert {p.uid: p.display_name for p in header.participants}[102] == "Bob"
     cleared = await api.client.patch(path, json={"display_name": None})
     assert cleared.json()["display_name"] is None
-    nobody = await api.client.patch(f"/v1/meetings/{meeting_id}/participants/5", json={
-        "display_name": "X"
-    })
+    nobody = await api.client.patch(
+        f"/v1/meetings/{meeting_id}/participants/5", json={"display_name": "X"}
+    )
     assert nobody.status_code == 404
 
 
@@ -247,11 +250,15 @@ async def test_delete_is_irreversible_and_audited(api: Api) -> None:
                 )
                 for name in ("turns", "participants", "notes", "stream_sessions", "meeting_events")
             }
-            audit = (await connection.execute(text("SELECT actor, action, target FROM audit_log"))).all()
+            audit = (
+                await connection.execute(text("SELECT actor, action, target FROM audit_log"))
+            ).all()
     finally:
         await engine.dispose()
     assert set(left.values()) == {0}
-    assert [tuple(row) for row in audit] == [("token:tests", "meeting.delete", f"meeting:{meeting_id}")]
+    assert [tuple(row) for row in audit] == [
+        ("token:tests", "meeting.delete", f"meeting:{meeting_id}")
+    ]
 
 
 async def test_search_is_the_cli_search(api: Api) -> None:
