@@ -85,7 +85,11 @@ def _clock(ms: int) -> str:
 def build_server(backend: McpBackend) -> MCPServer[Any]:
     """The MCP server with recorder's tools, reading through ``backend``."""
     server: MCPServer[Any] = MCPServer(
-        name="recorder", version=__version__, instructions=_INSTRUCTIONS
+        name="recorder",
+        version=__version__,
+        instructions=_INSTRUCTIONS,
+        # The SDK configures the root logger at this level; ours is set by the CLI.
+        log_level="WARNING",
     )
 
     async def guarded(work: Any) -> Any:
