@@ -19,7 +19,7 @@ from pydantic import BaseModel
 
 from recorder import __version__
 from recorder.errors import ConfigError
-from recorder.service import live, meetings, sql
+from recorder.service import live, meetings, sql, web
 from recorder.service.errors import error_response, install_error_handlers
 from recorder.service.hub import EventHub
 from recorder.service.limits import BodyLimit
@@ -136,6 +136,8 @@ def create_app(
     app.include_router(meetings.router, tags=["meetings"])
     app.include_router(live.router, tags=["live"])
     app.include_router(sql.router, tags=["sql"])
+    app.include_router(web.router)
+    web.install_sign_in_redirect(app)
     if endpoint is not None:
         # Starlette serves an endpoint that is not a function as a plain ASGI app.
         app.add_route(

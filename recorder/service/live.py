@@ -28,7 +28,7 @@ from recorder.service.schemas import ErrorResponse
 from recorder.service.state import Service, service_of
 from storage.events import MeetingEvent, meeting_status
 
-__all__ = ["format_event", "router"]
+__all__ = ["format_event", "open_stream", "parse_last_id", "router"]
 
 router = APIRouter(
     prefix="/v1",
@@ -52,11 +52,14 @@ def format_event(event: MeetingEvent) -> str:
     return f"id: {event.id}\nevent: {event.kind}\ndata: {data}\n\n"
 
 
-def _parse_last_id(header: str | None, query: int | None) -> int:
-    if query is not None:
-        return query
+def parse_last_id(header: str | None, query: int | None) -> int:
+    """The id to resume after: the ``Last-Event-ID`` header, else ``after``, else 0.
+
+    The header wins: an EventSource reconnecting sends it with the URL it first
+    opened, whose ``after`` is older.
+    """
     if header is None or not header.strip():
-        return 0
+        return query or 0
     text = header.strip()
     if not text.isdigit() or len(text) > 18:
         raise ApiError(400, f"Last-Event-ID must be an event id from this stream, got {text!r}")
@@ -124,7 +127,15 @@ async def meeting_events(
     its fields (a turn: ``turn_id``, ``uid``, ``speaker``, ``start_ms``,
     ``end_ms``, ``text``). Resume with the ``Last-Event-ID`` header (or ``after``).
     """
-    last_id = _parse_last_id(last_event_id, after)
+    return await open_stream(service, meeting_id, parse_last_id(last_event_id, after))
+
+
+async def open_stream(service: Service, meeting_id: int, last_id: int) -> Response:
+    """The event stream of a meeting after ``last_id`` (204 when over and nothing follows).
+
+    Raises:
+        NotFoundError: no such meeting.
+    """
     status = await meeting_status(service.engine, meeting_id)
     if status is None:
         raise NotFoundError(f"no meeting with id {meeting_id}")

@@ -34,7 +34,15 @@ from recorder.service.schemas import (
 from recorder.service.state import Service, service_of
 from storage.tokens import ApiToken
 
-__all__ = ["MEDIA_TYPES", "MeetingId", "Uid", "router"]
+__all__ = [
+    "MEDIA_TYPES",
+    "ExportFormat",
+    "MeetingId",
+    "Uid",
+    "decode_cursor",
+    "encode_cursor",
+    "router",
+]
 
 _ERRORS: dict[int | str, dict[str, object]] = {
     status: {"model": ErrorResponse} for status in (400, 401, 404, 422, 503)
