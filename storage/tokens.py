@@ -31,6 +31,7 @@ __all__ = [
     "hash_token",
     "list_tokens",
     "revoke_token",
+    "touch_token",
 ]
 
 
@@ -175,3 +176,13 @@ async def authenticate(engine: AsyncEngine, token: str) -> ApiToken | None:
     if row is None:
         return None
     return _record(row)
+
+
+async def touch_token(engine: AsyncEngine, token_id: int) -> None:
+    """Note that a token was just used (``tokens list`` shows when)."""
+    table = _table(ApiTokenRow)
+    with map_db_errors(given_url(engine)):
+        async with engine.execution_options(**WRITE).begin() as connection:
+            await connection.execute(
+                update(table).where(table.c.id == token_id).values(last_used_at=datetime.now(UTC))
+            )

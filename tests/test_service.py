@@ -306,3 +306,15 @@ async def test_openapi_lists_every_route(api: Api) -> None:
     assert routes <= documented
     assert expected == documented
     assert "HTTPBearer" in json.dumps(schema["components"]["securitySchemes"])
+
+
+async def test_a_token_in_use_shows_when_it_was_last_used(api: Api) -> None:
+    from storage.tokens import list_tokens
+
+    assert (await api.client.get("/v1/meetings")).status_code == 200
+    engine = create_engine(api.url)
+    try:
+        (token,) = await list_tokens(engine)
+    finally:
+        await engine.dispose()
+    assert token.name == "tests" and token.last_used_at is not None

@@ -156,6 +156,9 @@ def list_(as_json: bool, database_url: str | None) -> None:
                         "name": t.name,
                         "prefix": t.prefix,
                         "created_at": format_datetime(t.created_at, "iso"),
+                        "last_used_at": format_datetime(t.last_used_at, "iso")
+                        if t.last_used_at
+                        else None,
                         "revoked_at": format_datetime(t.revoked_at, "iso")
                         if t.revoked_at
                         else None,
@@ -171,12 +174,13 @@ def list_(as_json: bool, database_url: str | None) -> None:
     if not found:
         click.echo("no tokens yet; make one with 'recorder tokens create --name app1'", err=True)
         return
-    rows = [["ID", "NAME", "STARTS", "CREATED", "STATUS"]] + [
+    rows = [["ID", "NAME", "STARTS", "CREATED", "LAST USED", "STATUS"]] + [
         [
             str(t.id),
             t.name,
             t.prefix + "…",
             format_datetime(t.created_at),
+            format_datetime(t.last_used_at),
             "active" if t.is_active else f"revoked {format_datetime(t.revoked_at)}",
         ]
         for t in found

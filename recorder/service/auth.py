@@ -7,6 +7,7 @@ so a caller cannot tell a revoked token from a made-up one.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -14,7 +15,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from recorder.service.errors import ApiError
 from recorder.service.state import Service, service_of
-from storage.tokens import ApiToken, authenticate
+from storage.tokens import ApiToken, authenticate, touch_token
 
 __all__ = ["bearer", "require_token", "token_from_header"]
 
@@ -24,6 +25,8 @@ _MISSING = (
     "this endpoint needs 'Authorization: Bearer <token>'; "
     "create a token with 'recorder tokens create --name NAME'"
 )
+# Write "last used" at most this often per token, not on every request.
+_TOUCH_EVERY = timedelta(minutes=1)
 _REFUSED = "the bearer token is not valid (unknown or revoked); ask for a new one"
 
 
@@ -42,6 +45,9 @@ async def token_from_header(service: Service, header: str | None) -> ApiToken:
     found = await authenticate(service.engine, token)
     if found is None:
         raise ApiError(401, _REFUSED)
+    now = datetime.now(UTC)
+    if found.last_used_at is None or now - found.last_used_at > _TOUCH_EVERY:
+        await touch_token(service.engine, found.id)
     return found
 
 

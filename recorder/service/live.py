@@ -67,11 +67,16 @@ def parse_last_id(header: str | None, query: int | None) -> int:
 
 
 async def _stream(
-    service: Service, meeting_id: int, last_id: int, subscription: Subscription | None
+    service: Service, meeting_id: int, last_id: int, *, is_live: bool
 ) -> AsyncIterator[str]:
     hub = service.hub
     yield f"retry: {RETRY_MS}\n\n"
+    # Subscribed here, not in the route, so that the ``finally`` below always
+    # unsubscribes (a generator that never started would never reach it).
+    subscription: Subscription | None = None
     try:
+        if is_live:
+            subscription = await hub.subscribe(meeting_id)
         # The past: everything after last_id up to where the live feed starts.
         while True:
             events = await hub.catch_up(meeting_id, last_id)
@@ -139,15 +144,13 @@ async def open_stream(service: Service, meeting_id: int, last_id: int) -> Respon
     status = await meeting_status(service.engine, meeting_id)
     if status is None:
         raise NotFoundError(f"no meeting with id {meeting_id}")
-    subscription = None
-    if status == "recording":
-        subscription = await service.hub.subscribe(meeting_id)
-    else:
+    is_live = status == "recording"
+    if not is_live:
         pending = await service.hub.catch_up(meeting_id, last_id)
         if not pending:
             return Response(status_code=204)
     return StreamingResponse(
-        _stream(service, meeting_id, last_id, subscription),
+        _stream(service, meeting_id, last_id, is_live=is_live),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
