@@ -41,6 +41,8 @@ __all__ = [
     "StreamSessionRow",
     "TurnRow",
     "UTCDateTime",
+    "WebhookDeliveryRow",
+    "WebhookEndpointRow",
     "include_object",
 ]
 
@@ -207,7 +209,11 @@ class MeetingEventRow(Base):
     """Something that happened in a meeting, in commit order (storage/events.py)."""
 
     __tablename__ = "meeting_events"
-    __table_args__ = (Index(None, "meeting_id", "id"), Index(None, "turn_id"))
+    __table_args__ = (
+        Index(None, "meeting_id", "id"),
+        Index(None, "turn_id"),
+        Index(None, "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     meeting_id: Mapped[int] = mapped_column(ForeignKey("meetings.id", ondelete="CASCADE"))
@@ -228,6 +234,44 @@ class AuditRow(Base):
     action: Mapped[str] = mapped_column(String(32))
     target: Mapped[str] = mapped_column(String(255))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class WebhookEndpointRow(Base):
+    """A URL that receives signed events; its secret is derived, never stored."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    events: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # Random, not secret: mixed into the derivation so a new endpoint never reuses a secret.
+    salt: Mapped[str] = mapped_column(String(64))
+    allow_private: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class WebhookDeliveryRow(Base):
+    """One event for one endpoint: attempts, when to try next, what happened."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("endpoint_id", "event_id"),
+        Index(None, "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"))
+    event_id: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
 
 
 def include_object(

@@ -302,6 +302,10 @@ async def test_openapi_lists_every_route(api: Api) -> None:
         ("/v1/meetings/{meeting_id}/events", "GET"),
         ("/v1/search", "GET"),
         ("/v1/sql", "POST"),
+        ("/v1/webhooks", "GET"),
+        ("/v1/webhooks", "POST"),
+        ("/v1/webhooks/{endpoint_id}", "DELETE"),
+        ("/v1/webhooks/{endpoint_id}/deliveries", "GET"),
     }
     assert routes <= documented
     assert expected == documented

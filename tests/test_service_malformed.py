@@ -116,6 +116,17 @@ CASES: list[tuple[str, str, dict[str, Any]]] = [
     ("POST", "/v1/sql", {"json": {"sql": "SELECT 1; SELECT 2"}}),
     ("POST", "/v1/sql", {"json": {"sql": "SELECT 1", "extra": 1}}),
     ("POST", "/v1/sql", {"json": {"sql": "SELECT '\x00'"}}),
+    # webhooks
+    ("POST", "/v1/webhooks", _json("{")),
+    ("POST", "/v1/webhooks", {"json": {"url": "https://example.com"}}),
+    ("POST", "/v1/webhooks", {"json": {"url": "https://example.com", "events": []}}),
+    ("POST", "/v1/webhooks", {"json": {"url": "https://example.com", "events": ["nope"]}}),
+    ("POST", "/v1/webhooks", {"json": {"url": "ftp://example.com", "events": ["*"]}}),
+    ("POST", "/v1/webhooks", {"json": {"url": "http://10.0.0.1/", "events": ["*"]}}),
+    ("POST", "/v1/webhooks", {"json": {"url": 5, "events": "turn.final"}}),
+    ("DELETE", "/v1/webhooks/abc", {}),
+    ("DELETE", "/v1/webhooks/999", {}),
+    ("GET", "/v1/webhooks/999/deliveries", {}),
     # live events
     ("GET", M + "/{id}/events", {"headers": {"Last-Event-ID": "abc"}}),
     ("GET", M + "/{id}/events?after=-5", {}),

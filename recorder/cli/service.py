@@ -15,7 +15,7 @@ import click
 from recorder.cli.common import CONTEXT_SETTINGS, build_config, db_option, run
 from recorder.errors import ConfigError
 
-__all__ = ["mcp", "serve", "tokens"]
+__all__ = ["mcp", "serve", "tokens", "webhooks"]
 
 _EXTRA_HINT = "install the service extra: pip install 'meeting-recorder[service]'"
 
@@ -51,6 +51,7 @@ def serve(host: str, port: int, no_mcp: bool, database_url: str | None) -> None:
 
     Needs PostgreSQL, migrated with 'recorder db upgrade', and a token from
     'recorder tokens create' for every request but /healthz and /readyz.
+    Webhooks are sent while RECORDER_WEBHOOK_KEY is set.
 
     \b
     Examples:
@@ -64,7 +65,7 @@ def serve(host: str, port: int, no_mcp: bool, database_url: str | None) -> None:
 
     config = build_config(database_url=database_url)
     run(_check_database(config.database_url))
-    app = create_app(config.database_url, mcp=not no_mcp)
+    app = create_app(config.database_url, mcp=not no_mcp, webhook_key=config.webhook_key)
     # The access log shows method, path and status only: tokens travel in a header.
     uvicorn.run(app, host=host, port=port, log_level="info", lifespan="on")
 
@@ -205,3 +206,165 @@ def revoke(name: str, database_url: str | None) -> None:
     config = build_config(database_url=database_url)
     record = run(_engine_call(config.database_url, lambda e: revoke_token(e, name)))
     click.echo(f"token {record.name!r} revoked", err=True)
+
+
+@click.group(context_settings=CONTEXT_SETTINGS)
+def webhooks() -> None:
+    """Send events to URLs, signed the Standard Webhooks way (needs RECORDER_WEBHOOK_KEY)."""
+
+
+def _webhook_key(database_url: str | None) -> tuple[str, str]:
+    config = build_config(database_url=database_url)
+    if not config.webhook_key:
+        raise ConfigError(
+            "RECORDER_WEBHOOK_KEY is not set; webhook secrets are derived from it. Set it to a "
+            "long random value, e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
+    return config.database_url, config.webhook_key
+
+
+@webhooks.command("add")
+@click.argument("url")
+@click.option(
+    "--events",
+    default="*",
+    show_default=True,
+    metavar="KINDS",
+    help="Comma-separated: meeting.started, meeting.ended, participant.joined, "
+    "participant.left, turn.final, turn.updated; or * for all.",
+)
+@click.option(
+    "--allow-private-targets",
+    is_flag=True,
+    help="Allow a URL on loopback or a private network (refused by default).",
+)
+@db_option
+def add(url: str, events: str, allow_private_targets: bool, database_url: str | None) -> None:
+    """Send events to URL; prints the endpoint's signing secret once.
+
+    \b
+    Example:
+        recorder webhooks add https://app.example/hooks --events turn.final,meeting.ended
+    """
+    from recorder.errors import UsageError
+    from recorder.service.signing import derive_secret
+    from recorder.service.targets import TargetRefused, check_target
+    from storage.webhooks import add_endpoint, check_events
+
+    url_db, key = _webhook_key(database_url)
+    try:
+        kinds = check_events(events.split(","))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+
+    async def main(engine: Any) -> Any:
+        try:
+            await check_target(url, allow_private=allow_private_targets)
+        except TargetRefused as exc:
+            raise UsageError(str(exc)) from exc
+        return await add_endpoint(engine, url, kinds, allow_private=allow_private_targets)
+
+    endpoint = run(_engine_call(url_db, main))
+    click.echo(derive_secret(key, endpoint.id, endpoint.salt))
+    click.echo(
+        f"webhook {endpoint.id} sends {', '.join(endpoint.events)} to {endpoint.url}; the "
+        "secret above signs them and is shown only this once",
+        err=True,
+    )
+
+
+@webhooks.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")
+@db_option
+def list_hooks(as_json: bool, database_url: str | None) -> None:
+    """List webhook endpoints.
+
+    \b
+    Example:
+        recorder webhooks list --json
+    """
+    from storage.webhooks import list_endpoints
+
+    config = build_config(database_url=database_url)
+    found = run(_engine_call(config.database_url, list_endpoints))
+    if as_json:
+        click.echo(
+            json.dumps(
+                [{"id": e.id, "url": e.url, "events": list(e.events)} for e in found], indent=2
+            )
+        )
+        return
+    if not found:
+        click.echo("no webhooks; add one with 'recorder webhooks add URL'", err=True)
+    for endpoint in found:
+        click.echo(f"{endpoint.id}  {endpoint.url}  {','.join(endpoint.events)}")
+
+
+@webhooks.command("remove")
+@click.argument("endpoint_id", type=int, metavar="ID")
+@db_option
+def remove(endpoint_id: int, database_url: str | None) -> None:
+    """Stop sending to an endpoint (its log stays).
+
+    \b
+    Example:
+        recorder webhooks remove 3
+    """
+    from storage.webhooks import remove_endpoint
+
+    config = build_config(database_url=database_url)
+    run(_engine_call(config.database_url, lambda e: remove_endpoint(e, endpoint_id)))
+    click.echo(f"webhook {endpoint_id} removed", err=True)
+
+
+@webhooks.command("log")
+@click.option("--endpoint", "endpoint_id", type=int, metavar="ID", help="Only this endpoint.")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")
+@db_option
+def log(endpoint_id: int | None, limit: int, as_json: bool, database_url: str | None) -> None:
+    """Show deliveries, newest first: status, attempts, last answer.
+
+    \b
+    Example:
+        recorder webhooks log --endpoint 3 --limit 20
+    """
+    from recorder.export.render import format_datetime
+    from storage.webhooks import deliveries
+
+    config = build_config(database_url=database_url)
+    found = run(
+        _engine_call(
+            config.database_url, lambda e: deliveries(e, endpoint_id=endpoint_id, limit=limit)
+        )
+    )
+    if as_json:
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "id": d.id,
+                        "endpoint_id": d.endpoint_id,
+                        "event_id": d.event_id,
+                        "kind": d.kind,
+                        "status": d.status,
+                        "attempts": d.attempts,
+                        "last_status": d.last_status,
+                        "last_error": d.last_error,
+                        "next_attempt_at": format_datetime(d.next_attempt_at, "iso"),
+                    }
+                    for d in found
+                ],
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
+        return
+    if not found:
+        click.echo("no deliveries yet", err=True)
+    for d in found:
+        answer = d.last_error or (f"HTTP {d.last_status}" if d.last_status else "-")
+        click.echo(
+            f"{d.id}  webhook {d.endpoint_id}  {d.kind}  {d.status}  "
+            f"{d.attempts} attempt(s)  {answer}  {format_datetime(d.created_at, 'seconds')}"
+        )

@@ -19,7 +19,8 @@ from pydantic import BaseModel
 
 from recorder import __version__
 from recorder.errors import ConfigError
-from recorder.service import live, meetings, sql, web
+from recorder.service import live, meetings, sql, web, webhooks
+from recorder.service.delivery import RetryPolicy, WebhookDispatcher
 from recorder.service.errors import error_response, install_error_handlers
 from recorder.service.hub import EventHub
 from recorder.service.limits import BodyLimit
@@ -59,6 +60,8 @@ def create_app(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     poll_s: float = 5.0,
     mcp: bool = True,
+    webhook_key: str | None = None,
+    retry_policy: RetryPolicy | None = None,
 ) -> FastAPI:
     """Build the service for one PostgreSQL database (migrated to head beforehand).
 
@@ -67,6 +70,8 @@ def create_app(
         max_body_bytes: larger request bodies are refused with 413.
         poll_s: how often live streams look for events they were not woken for.
         mcp: also serve the MCP endpoint at ``/mcp``.
+        webhook_key: ``RECORDER_WEBHOOK_KEY``; None turns webhooks off.
+        retry_policy: when failed webhook deliveries are tried again.
 
     Raises:
         ConfigError: not a PostgreSQL URL.
@@ -91,8 +96,17 @@ def create_app(
             await hub.start()
             stack.push_async_callback(hub.stop)
             app.state.service = Service(
-                store=store, engine=engine, hub=hub, database_url=database_url
+                store=store,
+                engine=engine,
+                hub=hub,
+                database_url=database_url,
+                webhook_key=webhook_key,
             )
+            if webhook_key:
+                dispatcher = WebhookDispatcher(engine, webhook_key, policy=retry_policy)
+                hub.on_notify.append(dispatcher.wake)
+                await dispatcher.start()
+                stack.push_async_callback(dispatcher.stop)
             if endpoint is not None:
                 endpoint.backend.store = store
                 endpoint.backend.database_url = database_url
@@ -136,6 +150,7 @@ def create_app(
     app.include_router(meetings.router, tags=["meetings"])
     app.include_router(live.router, tags=["live"])
     app.include_router(sql.router, tags=["sql"])
+    app.include_router(webhooks.router, tags=["webhooks"])
     app.include_router(web.router)
     web.install_sign_in_redirect(app)
     if endpoint is not None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -116,6 +116,8 @@ class EventHub:
         self._lost = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.is_listening = False
+        # Called on every notification (the webhook dispatcher's wake-up).
+        self.on_notify: list[Callable[[], None]] = []
 
     async def start(self) -> None:
         """Start listening (retrying in the background if the database is down)."""
@@ -185,6 +187,8 @@ class EventHub:
                 log.warning("! cannot listen for events yet: %s", exc)
 
     def _on_notify(self, connection: Any, pid: int, channel: str, payload: str) -> None:
+        for callback in self.on_notify:
+            callback()
         try:
             meeting_id = int(payload)
         except ValueError:

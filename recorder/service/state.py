@@ -25,12 +25,14 @@ class Service:
         engine: a pooled engine for the service's own tables (tokens, events, audit).
         hub: wakes live-event streams when a recorder commits events.
         database_url: the database URL (with its password; never shown).
+        webhook_key: the root of webhook signing secrets (None: webhooks are off).
     """
 
     store: TranscriptStore
     engine: AsyncEngine
     hub: EventHub
     database_url: str = field(repr=False)
+    webhook_key: str | None = field(default=None, repr=False)
 
 
 def service_of(request: Request) -> Service:
