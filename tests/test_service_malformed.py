@@ -131,6 +131,10 @@ CASES: list[tuple[str, str, dict[str, Any]]] = [
     ("GET", M + "/{id}/events", {"headers": {"Last-Event-ID": "abc"}}),
     ("GET", M + "/{id}/events?after=-5", {}),
     ("GET", M + "/999999/events", {}),
+    # the web view's sign-in form
+    ("POST", "/login", {"content": "a=1&b=2&c=3&d=4&e=5&f=6"}),
+    ("GET", "/static/nothing.js", {}),
+    ("GET", "/web/meetings/1/events", {}),
     # wrong methods and paths
     ("PUT", M, {}),
     ("POST", M + "/{id}", {}),

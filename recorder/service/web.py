@@ -136,7 +136,10 @@ async def login_form(next: str | None = None) -> HTMLResponse:  # noqa: A002 - q
 async def login(request: Request, service: ServiceDep) -> Response:
     """Check the token from the form and keep it in a cookie."""
     body = (await request.body()).decode("utf-8", "replace")
-    fields = parse_qs(body, max_num_fields=4)
+    try:
+        fields = parse_qs(body, max_num_fields=4)
+    except ValueError as exc:  # more fields than the form has
+        raise ApiError(400, "the sign-in form has two fields: token and next") from exc
     token = (fields.get("token") or [""])[0].strip()
     target = _safe_next((fields.get("next") or ["/"])[0])
     found = await authenticate(service.engine, token) if token else None
