@@ -22,7 +22,6 @@ from storage.store import TranscriptStore
 from storage.tokens import create_token
 from tests.support.service import seed_meeting, serving
 
-pytestmark = pytest.mark.postgres
 ROOT = Path(__file__).resolve().parents[1]
 TOOLS = {"list_meetings", "get_transcript", "search", "run_sql", "get_notes"}
 TURNS = [
@@ -84,6 +83,7 @@ async def _exercise(session: ClientSession, meeting_id: int) -> None:
     assert missing.is_error and "no meeting" in missing.content[0].text
 
 
+@pytest.mark.postgres
 async def test_the_sdk_client_uses_the_http_endpoint_with_a_token(
     recorded: tuple[str, int],
 ) -> None:
@@ -106,12 +106,32 @@ async def test_the_sdk_client_uses_the_http_endpoint_with_a_token(
             assert refused.json()["error"]["code"] == "unauthorized"
 
 
+@pytest.mark.postgres
 @pytest.mark.slow
 async def test_the_sdk_client_uses_recorder_mcp_over_stdio(recorded: tuple[str, int]) -> None:
     url, meeting_id = recorded
     parameters = StdioServerParameters(
         command=sys.executable,
         args=["-m", "recorder", "mcp", "--db", url],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cwd=str(ROOT),
+    )
+    async with stdio_client(parameters) as streams:
+        async with ClientSession(streams[0], streams[1]) as session:
+            await _exercise(session, meeting_id)
+
+
+@pytest.mark.slow
+async def test_recorder_mcp_over_stdio_on_sqlite(sqlite_url: str) -> None:
+    await upgrade_database(sqlite_url)
+    store = await TranscriptStore.open(sqlite_url)
+    try:
+        meeting_id = await seed_meeting(store, turns=TURNS, names={101: "Alice", 102: "Bob"})
+    finally:
+        await store.close()
+    parameters = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "recorder", "mcp", "--db", sqlite_url],
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         cwd=str(ROOT),
     )

@@ -24,7 +24,6 @@ from storage.tokens import create_token
 from tests.support.service import START, add_turns, seed_meeting, serving
 from tests.support.timing import TIMEOUT
 
-pytestmark = pytest.mark.postgres
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -123,6 +122,7 @@ async def stored_events(url: str, meeting_id: int) -> list[tuple[int, str]]:
         await engine.dispose()
 
 
+@pytest.mark.postgres
 async def test_a_live_meeting_streams_every_event_once_then_ends(live: Live) -> None:
     store = live.store
     meeting_id = await seed_meeting(store, finish=False)
@@ -165,6 +165,7 @@ async def test_a_live_meeting_streams_every_event_once_then_ends(live: Live) -> 
     assert [e["id"] for e in events] == [i for i, _ in await stored_events(live.url, meeting_id)]
 
 
+@pytest.mark.postgres
 async def test_resuming_with_last_event_id_loses_and_repeats_nothing(live: Live) -> None:
     store = live.store
     meeting_id = await seed_meeting(store, finish=False)
@@ -202,6 +203,7 @@ async def test_resuming_with_last_event_id_loses_and_repeats_nothing(live: Live)
     ] == ids
 
 
+@pytest.mark.postgres
 async def test_concurrent_writers_reach_every_reader_in_id_order(live: Live) -> None:
     store = live.store
     meeting_id = await seed_meeting(store, finish=False)
@@ -236,6 +238,7 @@ async def test_concurrent_writers_reach_every_reader_in_id_order(live: Live) -> 
         assert [e["id"] for e in await reader.finished()] == expected
 
 
+@pytest.mark.postgres
 async def test_events_from_another_process_arrive_through_notify(live: Live) -> None:
     meeting_id = await seed_meeting(live.store, finish=False)
     reader = Reader(live.client, f"/v1/meetings/{meeting_id}/events", {})

@@ -28,6 +28,7 @@ __all__ = [
     "check_credentials",
     "check_database",
     "check_python",
+    "check_read_only_sql",
     "check_streaming",
     "check_token",
     "doctor",

@@ -29,7 +29,12 @@ from recorder.service.state import Service
 from storage.db import create_engine, normalize_url
 from storage.errors import mask_url
 
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "create_app", "require_postgres"]
+__all__ = [
+    "DEFAULT_MAX_BODY_BYTES",
+    "Health",
+    "create_app",
+    "require_postgres",
+]
 
 DEFAULT_MAX_BODY_BYTES = 1 << 20
 

@@ -27,7 +27,13 @@ from recorder.errors import (
     UsageError,
 )
 
-__all__ = ["ApiError", "error_body", "error_response", "install_error_handlers"]
+__all__ = [
+    "ApiError",
+    "error_body",
+    "error_response",
+    "install_error_handlers",
+    "status_for",
+]
 
 log = logging.getLogger("recorder.service")
 

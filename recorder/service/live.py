@@ -28,7 +28,13 @@ from recorder.service.schemas import ErrorResponse
 from recorder.service.state import Service, service_of
 from storage.events import MeetingEvent, meeting_status
 
-__all__ = ["format_event", "open_stream", "parse_last_id", "router"]
+__all__ = [
+    "format_event",
+    "meeting_events",
+    "open_stream",
+    "parse_last_id",
+    "router",
+]
 
 router = APIRouter(
     prefix="/v1",

@@ -35,13 +35,20 @@ from recorder.service.state import Service, service_of
 from storage.tokens import ApiToken
 
 __all__ = [
-    "MEDIA_TYPES",
     "ExportFormat",
+    "MEDIA_TYPES",
     "MeetingId",
     "Uid",
     "decode_cursor",
+    "delete_meeting",
     "encode_cursor",
+    "get_meeting",
+    "get_notes",
+    "get_transcript",
+    "list_meetings",
+    "patch_participant",
     "router",
+    "search",
 ]
 
 _ERRORS: dict[int | str, dict[str, object]] = {

@@ -12,7 +12,12 @@ from recorder.service.errors import ApiError
 from recorder.service.schemas import ErrorResponse, SqlRequest, SqlResult
 from recorder.service.state import Service, service_of
 
-__all__ = ["jsonable", "router"]
+__all__ = [
+    "jsonable",
+    "post_sql",
+    "router",
+    "run_sql",
+]
 
 router = APIRouter(
     prefix="/v1",

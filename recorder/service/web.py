@@ -35,7 +35,23 @@ from recorder.service.state import Service, service_of
 from storage.events import last_event_id
 from storage.tokens import ApiToken, authenticate
 
-__all__ = ["COOKIE", "CSP", "router"]
+__all__ = [
+    "COOKIE",
+    "CSP",
+    "export",
+    "install_sign_in_redirect",
+    "login",
+    "login_form",
+    "logout",
+    "meeting_events",
+    "meeting_page",
+    "meetings_page",
+    "page_token",
+    "router",
+    "search_page",
+    "static",
+    "stream_token",
+]
 
 router = APIRouter(include_in_schema=False)
 COOKIE = "recorder_token"

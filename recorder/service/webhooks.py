@@ -14,7 +14,17 @@ from recorder.service.schemas import ErrorResponse, SafeText
 from recorder.service.state import Service, service_of
 from recorder.service.targets import TargetRefused, check_target
 
-__all__ = ["router"]
+__all__ = [
+    "DeliveryOut",
+    "WebhookCreate",
+    "WebhookCreated",
+    "WebhookOut",
+    "add_webhook",
+    "list_webhooks",
+    "remove_webhook",
+    "router",
+    "webhook_deliveries",
+]
 
 router = APIRouter(
     prefix="/v1",
