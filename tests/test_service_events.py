@@ -32,6 +32,7 @@ class Live:
     client: httpx.AsyncClient
     url: str
     store: TranscriptStore
+    app: Any
 
 
 @pytest.fixture
@@ -52,7 +53,7 @@ async def live(postgres_url: str) -> AsyncIterator[Live]:
                 headers={"Authorization": f"Bearer {token}"},
                 timeout=httpx.Timeout(TIMEOUT * 4),
             ) as client:
-                yield Live(client, postgres_url, store)
+                yield Live(client, postgres_url, store, app)
     finally:
         await store.close()
 
@@ -281,3 +282,30 @@ async def test_sqlite_writes_no_events(sqlite_url: str) -> None:
         assert await stored_events(sqlite_url, meeting_id) == []
     finally:
         await store.close()
+
+
+@pytest.mark.postgres
+async def test_a_lost_listener_reconnects_and_nothing_is_missed(live: Live) -> None:
+    store = live.store
+    meeting_id = await seed_meeting(store, finish=False)
+    reader = Reader(live.client, f"/v1/meetings/{meeting_id}/events", {})
+    await reader.wait_for(1)
+    hub = live.app.state.service.hub
+    lost_pid = hub.listener_pid
+    engine = create_engine(live.url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": lost_pid})
+    finally:
+        await engine.dispose()
+    # Committed while the hub may still be reconnecting: read when it is back.
+    await add_turns(store, meeting_id, {}, [(3, 0, 500, "while reconnecting")])
+    events = await reader.wait_for(2)
+    assert events[1]["text"] == "while reconnecting"
+    assert hub.listener_pid != lost_pid
+    await store.finish_meeting(meeting_id, START + timedelta(seconds=1))
+    assert [e["event"] for e in await reader.finished()] == [
+        "meeting.started",
+        "turn.final",
+        "meeting.ended",
+    ]

@@ -116,6 +116,8 @@ class EventHub:
         self._lost = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.is_listening = False
+        # The server process of the LISTEN connection (tests end it to check recovery).
+        self.listener_pid: int | None = None
         # Called on every notification (the webhook dispatcher's wake-up).
         self.on_notify: list[Callable[[], None]] = []
 
@@ -154,6 +156,7 @@ class EventHub:
             await connection.close()
             raise
         self._connection = connection
+        self.listener_pid = int(driver.get_server_pid())
         self._lost.clear()
         self.is_listening = True
         # Anything committed while we were not listening: every feed looks again.
