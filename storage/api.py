@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Table, delete, select
+from sqlalchemy import Table, delete
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from recorder.errors import NotFoundError, UsageError
@@ -19,7 +19,7 @@ from storage.models import AuditRow, MeetingRow
 from storage.records import MeetingSummary
 from storage.rows import summary_from_row, summary_select
 
-__all__ = ["audit_entries", "delete_meeting", "meetings_page"]
+__all__ = ["delete_meeting", "meetings_page"]
 
 
 def _table(model: type[Any]) -> Table:
@@ -104,14 +104,3 @@ async def delete_meeting(
                 )
             )
     return summary
-
-
-async def audit_entries(engine: AsyncEngine, *, limit: int = 100) -> list[dict[str, Any]]:
-    """The latest audit entries, newest first."""
-    table = _table(AuditRow)
-    with map_db_errors(given_url(engine)):
-        async with engine.connect() as connection:
-            rows = (
-                await connection.execute(select(*table.c).order_by(table.c.id.desc()).limit(limit))
-            ).all()
-    return [dict(row._mapping) for row in rows]

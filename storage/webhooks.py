@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Table, select, text, update
@@ -39,7 +39,6 @@ __all__ = [
     "list_endpoints",
     "record_attempt",
     "remove_endpoint",
-    "retry_window_start",
 ]
 
 DELIVERY_STATUSES = ("pending", "delivered", "failed")
@@ -310,8 +309,3 @@ async def deliveries(
     with map_db_errors(given_url(engine)):
         async with engine.connect() as connection:
             return [_delivery(row) for row in (await connection.execute(query)).all()]
-
-
-def retry_window_start(now: datetime, window: timedelta) -> datetime:
-    """The oldest event worth enqueueing: a day back at most."""
-    return now - window

@@ -40,7 +40,6 @@ class Subscription:
     def __init__(self, feed: _Feed) -> None:
         self._feed = feed
         self.queue: asyncio.Queue[Sequence[MeetingEvent]] = asyncio.Queue(_QUEUE_BATCHES)
-        self.cursor_at_start = feed.cursor
 
     def deliver(self, events: Sequence[MeetingEvent]) -> None:
         """Queue a batch, or mark the overflow."""
@@ -201,9 +200,10 @@ class EventHub:
             feed.wake.set()
 
     async def subscribe(self, meeting_id: int) -> Subscription:
-        """Follow a meeting: its events after the subscription's ``cursor_at_start`` arrive.
+        """Follow a meeting: every event committed after this call arrives on the queue.
 
-        Events up to ``cursor_at_start`` are the caller's to read from the database.
+        Earlier events are the caller's to read from the database (overlaps are
+        the caller's to drop by id).
         """
         feed = self._feeds.get(meeting_id)
         if feed is None:
