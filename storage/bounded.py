@@ -167,7 +167,10 @@ async def reader_status(url: str | URL) -> str | None:
     try:
         async with engine.connect() as connection:
             found = await connection.scalar(
-                text("SELECT to_regprocedure(current_schema() || :signature) IS NOT NULL"),
+                text(
+                    "SELECT to_regprocedure(quote_ident(current_schema()) || :signature) "
+                    "IS NOT NULL"
+                ),
                 {"signature": f".{FUNCTION}(text, integer)"},
             )
     except Exception as exc:
