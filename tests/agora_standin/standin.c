@@ -5,7 +5,7 @@
  * instead of Agora's library and drives it through ctypes. "standin_gen.h" is
  * generated from the wrapper's own ctypes objects (tests/agora_standin/generate.py):
  * every structure with its layout asserted against ctypes, every callback type
- * and the prototype of every bound function. build.py adds a weak stub for
+ * and the prototype of every bound function. wrapper.py adds a weak stub for
  * every bound function not modelled here; a stub records the call (strict mode
  * fails the test).
  *
