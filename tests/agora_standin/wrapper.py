@@ -172,6 +172,7 @@ def _build(root: Path, package: Path) -> tuple[Path, Path, dict[str, Any]]:
     if library.is_file() and aosl.is_file() and meta_path.is_file():
         return library, aosl, json.loads(meta_path.read_text(encoding="utf-8"))
     cc = _compiler()
+    root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=root))
     try:
         generated = subprocess.run(
