@@ -56,8 +56,7 @@ HERE = Path(__file__).resolve().parent
 # The model: a private header, the world and its native threads, the SDK entry points,
 # the test-control exports.
 _MODEL_SOURCES = [
-    HERE / name
-    for name in ("standin.h", "standin_core.c", "standin_sdk.c", "standin_control.c")
+    HERE / name for name in ("standin.h", "standin_core.c", "standin_sdk.c", "standin_control.c")
 ]
 _C_FILES = [p.name for p in _MODEL_SOURCES if p.suffix == ".c"]
 # Read at import, before the tests' autouse fixture clears RECORDER_* variables.
