@@ -53,6 +53,10 @@ class RecordingOptions:
         realtime_factor: how much faster than real time audio arrives (a replay
             played fast); the STT streams pace and lead by it.
         recap: speak recaps into the channel (None: never).
+        empty_timeout_s: stop once the channel has had no remote participant this
+            long (None: never).
+        meeting_id: continue this meeting (taken over from another process)
+            instead of starting a new one.
     """
 
     idle_close_s: float = DEFAULT_IDLE_CLOSE_S
@@ -63,6 +67,8 @@ class RecordingOptions:
     prompt: str | None = None
     realtime_factor: float = 1.0
     recap: RecapSettings | None = None
+    empty_timeout_s: float | None = None
+    meeting_id: int | None = None
 
 
 async def record(
@@ -134,6 +140,8 @@ async def record(
         sessions_per_minute=options.sessions_per_minute,
         duration_s=duration_s,
         names=names,
+        empty_timeout_s=options.empty_timeout_s,
+        meeting_id=options.meeting_id,
     )
     open_stream = stream_factory(
         ConnectSettings(

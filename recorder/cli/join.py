@@ -15,7 +15,12 @@ import click
 
 from recorder.cli.common import CONTEXT_SETTINGS, build_config, db_option, run
 from recorder.cli.recap_options import recap_options
-from recorder.config import DEFAULT_IDLE_CLOSE_S, DEFAULT_SESSIONS_PER_MINUTE, Config
+from recorder.config import (
+    DEFAULT_EMPTY_TIMEOUT_S,
+    DEFAULT_IDLE_CLOSE_S,
+    DEFAULT_SESSIONS_PER_MINUTE,
+    Config,
+)
 from recorder.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -119,6 +124,9 @@ def _print_report(report: MeetingReport, config: Config) -> None:
         f"{report.billed_seconds:.1f} s of streaming billed over {report.sessions} sessions",
         err=True,
     )
+    if report.end_reason == "empty":
+        who = "nobody joined" if report.participants == 0 else "everyone had left"
+        click.echo(f"the channel stayed empty ({who}); recording ended", err=True)
     if report.dropped_speech_ms:
         click.echo(
             f"warning: {report.dropped_speech_ms / 1000:.1f} s of speech could not be transcribed",
@@ -158,6 +166,15 @@ def _recording_options(function: Callable[..., Any]) -> Callable[..., Any]:
             type=click.FloatRange(min=0.1),
             metavar="SECONDS",
             help="Stop recording after this many seconds.",
+        ),
+        click.option(
+            "--empty-timeout",
+            "empty_timeout_s",
+            type=click.FloatRange(min=0.1),
+            default=DEFAULT_EMPTY_TIMEOUT_S,
+            show_default=True,
+            metavar="SECONDS",
+            help="Stop once the channel has had nobody in it this long.",
         ),
         click.option(
             "--speaker-names",
@@ -209,6 +226,7 @@ def join(
     idle_close_s: float,
     sessions_per_minute: float,
     duration_s: float | None,
+    empty_timeout_s: float,
     speaker_names: Path | None,
     keyterms: str,
     prompt: str | None,
@@ -249,6 +267,7 @@ def join(
         idle_close_s=idle_close_s,
         sessions_per_minute=sessions_per_minute,
         duration_s=duration_s,
+        empty_timeout_s=empty_timeout_s,
         names=_read_names(speaker_names),
         keyterms=_split_keyterms(keyterms),
         prompt=prompt,
@@ -305,6 +324,7 @@ def demo(
     idle_close_s: float,
     sessions_per_minute: float,
     duration_s: float | None,
+    empty_timeout_s: float,
     speaker_names: Path | None,
     keyterms: str,
     prompt: str | None,
@@ -356,6 +376,7 @@ def demo(
                         idle_close_s=idle_close_s,
                         sessions_per_minute=max(sessions_per_minute, 60.0),
                         duration_s=duration_s,
+                        empty_timeout_s=empty_timeout_s,
                         names=_read_names(speaker_names),
                         keyterms=_split_keyterms(keyterms),
                         prompt=prompt,
