@@ -8,15 +8,26 @@ network or audio library (tests/test_imports.py checks).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
 from recorder.config import Config, load_config
-from recorder.errors import RecorderError
+from recorder.errors import ConfigError, RecorderError
 
-__all__ = ["CONTEXT_SETTINGS", "RecorderGroup", "build_config", "db_option", "fail", "run"]
+__all__ = [
+    "CONTEXT_SETTINGS",
+    "RecorderGroup",
+    "build_config",
+    "db_option",
+    "fail",
+    "read_names",
+    "run",
+    "split_keyterms",
+]
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -77,3 +88,35 @@ def db_option(function: F) -> F:
 def build_config(**flags: Any) -> Config:
     """Load the Config with these flag values on top of the environment."""
     return load_config(**flags)
+
+
+def read_names(path: Path | None) -> dict[int, str]:
+    """Read ``--speaker-names``: JSON {"101": "Alice"} or lines ``101=Alice``."""
+    if path is None:
+        return {}
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read --speaker-names file {str(path)!r}: {exc.strerror}"
+        ) from exc
+    names: dict[int, str] = {}
+    try:
+        data = json.loads(text)
+        items: list[tuple[Any, Any]] = list(data.items()) if isinstance(data, dict) else []
+    except json.JSONDecodeError:
+        items = [tuple(line.split("=", 1)) for line in text.splitlines() if line.strip()]  # type: ignore[misc]
+    for item in items:
+        if len(item) != 2:
+            raise ConfigError(f"--speaker-names file {str(path)!r}: expected lines like 101=Alice")
+        uid, name = item
+        try:
+            names[int(str(uid).strip())] = str(name).strip()
+        except ValueError:
+            raise ConfigError(f"--speaker-names file {str(path)!r}: {uid!r} is not a uid") from None
+    return names
+
+
+def split_keyterms(keyterms: str) -> tuple[str, ...]:
+    """``--keyterms a,b`` as a tuple of non-empty terms."""
+    return tuple(k.strip() for k in keyterms.split(",") if k.strip())

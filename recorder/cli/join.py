@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import os
 import signal
 from collections.abc import Callable
@@ -13,7 +12,14 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from recorder.cli.common import CONTEXT_SETTINGS, build_config, db_option, run
+from recorder.cli.common import (
+    CONTEXT_SETTINGS,
+    build_config,
+    db_option,
+    read_names,
+    run,
+    split_keyterms,
+)
 from recorder.cli.recap_options import recap_options
 from recorder.config import (
     DEFAULT_EMPTY_TIMEOUT_S,
@@ -21,7 +27,6 @@ from recorder.config import (
     DEFAULT_SESSIONS_PER_MINUTE,
     Config,
 )
-from recorder.errors import ConfigError
 
 if TYPE_CHECKING:
     from recorder.app import RecordingOptions
@@ -29,33 +34,6 @@ if TYPE_CHECKING:
     from recorder.recap.settings import RecapSettings
 
 __all__ = ["demo", "join"]
-
-
-def _read_names(path: Path | None) -> dict[int, str]:
-    """Read ``--speaker-names``: JSON {"101": "Alice"} or lines ``101=Alice``."""
-    if path is None:
-        return {}
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot read --speaker-names file {str(path)!r}: {exc.strerror}"
-        ) from exc
-    names: dict[int, str] = {}
-    try:
-        data = json.loads(text)
-        items: list[tuple[Any, Any]] = list(data.items()) if isinstance(data, dict) else []
-    except json.JSONDecodeError:
-        items = [tuple(line.split("=", 1)) for line in text.splitlines() if line.strip()]  # type: ignore[misc]
-    for item in items:
-        if len(item) != 2:
-            raise ConfigError(f"--speaker-names file {str(path)!r}: expected lines like 101=Alice")
-        uid, name = item
-        try:
-            names[int(str(uid).strip())] = str(name).strip()
-        except ValueError:
-            raise ConfigError(f"--speaker-names file {str(path)!r}: {uid!r} is not a uid") from None
-    return names
 
 
 async def _record(
@@ -110,10 +88,6 @@ def _install_signal_handlers(stop: Callable[[], None], say: Callable[[str], None
         loop.add_signal_handler(signal.SIGTERM, stop)
     except (NotImplementedError, RuntimeError):  # pragma: no cover - not the main thread / Windows
         pass
-
-
-def _split_keyterms(keyterms: str) -> tuple[str, ...]:
-    return tuple(k.strip() for k in keyterms.split(",") if k.strip())
 
 
 def _print_report(report: MeetingReport, config: Config) -> None:
@@ -268,8 +242,8 @@ def join(
         sessions_per_minute=sessions_per_minute,
         duration_s=duration_s,
         empty_timeout_s=empty_timeout_s,
-        names=_read_names(speaker_names),
-        keyterms=_split_keyterms(keyterms),
+        names=read_names(speaker_names),
+        keyterms=split_keyterms(keyterms),
         prompt=prompt,
         realtime_factor=speed,
         recap=recap,
@@ -377,8 +351,8 @@ def demo(
                         sessions_per_minute=max(sessions_per_minute, 60.0),
                         duration_s=duration_s,
                         empty_timeout_s=empty_timeout_s,
-                        names=_read_names(speaker_names),
-                        keyterms=_split_keyterms(keyterms),
+                        names=read_names(speaker_names),
+                        keyterms=split_keyterms(keyterms),
                         prompt=prompt,
                         realtime_factor=speed,
                         # The bundled meeting has no spoken request: recap when it ends.
