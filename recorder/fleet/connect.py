@@ -38,8 +38,6 @@ def fleet_database(url: str | URL, *, what: str = "a recording fleet") -> FleetD
         ConfigError: the URL is malformed, or names SQLite, which cannot host a
             fleet (one writer at a time and no LISTEN/NOTIFY between machines).
     """
-    from psycopg.conninfo import make_conninfo
-
     parsed = normalize_url(url)
     if parsed.get_backend_name() != "postgresql":
         raise ConfigError(
@@ -49,6 +47,13 @@ def fleet_database(url: str | URL, *, what: str = "a recording fleet") -> FleetD
             "postgresql+asyncpg://user@host/db (or set RECORDER_DATABASE_URL) and run "
             "'recorder db upgrade' once"
         )
+    try:
+        from psycopg.conninfo import make_conninfo
+    except ImportError as exc:
+        raise ConfigError(
+            f"{what} needs psycopg and procrastinate; install them with "
+            "pip install 'recorder[postgres]'"
+        ) from exc
     params: dict[str, str | int] = {}
     if parsed.host:
         params["host"] = parsed.host
@@ -67,4 +72,4 @@ def fleet_database(url: str | URL, *, what: str = "a recording fleet") -> FleetD
         else:
             params[_RENAMED.get(key, key)] = text
     params.setdefault("connect_timeout", 10)
-    return FleetDatabase(parsed, make_conninfo(**params))
+    return FleetDatabase(parsed, make_conninfo("", **params))

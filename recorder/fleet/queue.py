@@ -74,7 +74,6 @@ def make_app(database: FleetDatabase, handler: JobHandler | None = None) -> App:
             conninfo=database.conninfo,
             min_size=1,
             max_size=4,
-            kwargs={"autocommit": True},
         )
     )
 

@@ -241,9 +241,11 @@ class Recordings:
     ) -> bool:
         """Give the lease up, setting the status (``queued`` hands the recording back)."""
         row = await self._db.execute_query_one_async(
-            "WITH released AS (UPDATE recordings SET status = %(status)s, reason = %(reason)s, "
-            "  turns = coalesce(%(turns)s, turns), lease_token = NULL, lease_expires = NULL, "
-            "  ended_at = CASE WHEN %(status)s IN ('done', 'failed', 'cancelled') "
+            "WITH released AS (UPDATE recordings "
+            "  SET status = %(status)s::text, reason = %(reason)s, "
+            "  turns = coalesce(turns, 0) + coalesce(%(turns)s::int, 0), "
+            "  lease_token = NULL, lease_expires = NULL, "
+            "  ended_at = CASE WHEN %(status)s::text IN ('done', 'failed', 'cancelled') "
             "    THEN now() ELSE NULL END "
             "  WHERE id = %(id)s AND lease_token = %(token)s RETURNING id) "
             "SELECT count(*) AS n FROM released",
