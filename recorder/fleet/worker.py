@@ -22,10 +22,13 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from procrastinate import App, JobContext
+from procrastinate.exceptions import ConnectorException
 
 from recorder.config import Config
 from recorder.errors import DatabaseUnreachable, MigrationRequired
@@ -153,6 +156,7 @@ async def _serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, on_signal)
+    loop.set_exception_handler(_job_status_race(runtime))
     sides = [
         asyncio.create_task(_sweep_stalled(app, runtime, settings), name="stalled-sweep"),
         asyncio.create_task(_listen_for_stops(database, runtime, schema), name="stop-listener"),
@@ -190,6 +194,29 @@ async def _serve(
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
+
+
+def _job_status_race(
+    runtime: FleetRuntime,
+) -> Callable[[asyncio.AbstractEventLoop, dict[str, Any]], None]:
+    """One line, not a traceback, when procrastinate cannot settle a job taken over.
+
+    A worker frozen past its lease (SIGSTOP, a paused VM) wakes up to find its
+    job retried and finished by another worker; procrastinate then fails to
+    record the job's end on the stale side. The recording itself is safe: the
+    lease kept the stale worker from writing.
+    """
+
+    def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        error = context.get("exception")
+        future = context.get("future")
+        name = future.get_name() if isinstance(future, asyncio.Task) else ""
+        if isinstance(error, ConnectorException) and name.startswith("process job"):
+            runtime.say(f"{name}: its end was already recorded by the worker that took it over")
+            return
+        loop.default_exception_handler(context)
+
+    return handle
 
 
 async def _sweep_stalled(app: App, runtime: FleetRuntime, settings: WorkerSettings) -> None:
