@@ -11,3 +11,5 @@ here is imported by ``recorder --help``: the CLI imports it inside its commands.
 * :mod:`recorder.fleet.job`: one recording job on a worker (lease, takeover, record).
 * :mod:`recorder.fleet.worker`: the long-running worker process.
 """
+
+__all__: list[str] = []

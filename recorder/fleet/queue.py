@@ -27,6 +27,7 @@ __all__ = [
     "HandBack",
     "RecordRetry",
     "Transient",
+    "channel_lock",
     "enqueue",
     "make_app",
 ]
@@ -127,6 +128,3 @@ async def enqueue(
         ) from None
     await recordings.set_job(row.id, job_id)
     return row
-
-
-Payload = dict[str, Any]
