@@ -402,3 +402,30 @@ async def test_permanent_failures_fail_at_once_with_the_reason(
     (row,) = [r for r in rows if r["id"] == missing]
     assert "does not exist" in row["reason"] and row["claims"] == 1
     no_traceback(fleet)
+
+
+async def test_stop_reaches_the_worker_within_two_seconds(fleet: Fleet) -> None:
+    from recorder.fleet.connect import fleet_database
+    from recorder.fleet.queue import make_app
+    from recorder.fleet.recordings import Recordings
+
+    worker = await fleet.add_worker()
+    recording = await fleet.enqueue(meeting_script(0, 30.0))
+    await worker.wait_line("started", 30)
+    app = make_app(fleet_database(fleet.db_url))
+    await app.open_async()
+    try:
+        loop = asyncio.get_running_loop()
+        sent = loop.time()
+        await Recordings(app.connector).request_stop(recording)  # type: ignore[arg-type]
+        await worker.wait_line("stop requested", 2.0)
+        heard_s = loop.time() - sent
+    finally:
+        await app.close_async()
+    (row,) = await fleet.wait_rows(lambda rows: rows[0]["status"] == "done", 30)
+    assert "stop requested" in row["reason"]
+    async with await TranscriptStore.open(fleet.db_url) as store:
+        meeting = await store.get_meeting(row["meeting_id"], with_turns=False)
+    assert meeting.summary.status == "completed"
+    print(f"\nstop reached the worker in {heard_s * 1000:.0f} ms")
+    no_traceback(fleet)
