@@ -291,7 +291,7 @@ class MeetingRecorder(TransportSink):
                 await asyncio.wait_for(self._presence_changed.wait(), timeout_s)
             except TimeoutError:
                 who = "nobody joined" if not self._seen else "everyone left"
-                self.console.info(f"channel empty for {timeout_s:.0f} s ({who}): stopping")
+                self.console.info(f"channel empty for {timeout_s:g} s ({who}): stopping")
                 self.request_stop("empty")
                 return
 

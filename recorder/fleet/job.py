@@ -11,7 +11,6 @@ would, and the outage is noted on the meeting (a ``gap`` note).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import io
 import logging
@@ -24,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from procrastinate import JobContext
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from recorder.app import RecordingOptions, record
 from recorder.bot import MeetingContext, MeetingReport
@@ -124,6 +125,16 @@ class FencedStore(TranscriptStore):
 
     fence: ActiveRecording | None = None
 
+    @classmethod
+    def sharing(cls, engine: AsyncEngine, url: URL, fence: ActiveRecording) -> FencedStore:
+        """A store for one recording on the worker's shared engine (one pool for all jobs)."""
+        store = cls(engine, url)
+        store.fence = fence
+        return store
+
+    async def close(self) -> None:
+        """Nothing to close: the engine belongs to the worker."""
+
     def _allowed(self) -> bool:
         return self.fence is None or self.fence.may_write()
 
@@ -169,6 +180,8 @@ class FleetRuntime:
     Attributes:
         recordings: the ``recordings`` queries.
         config: credentials and endpoints from the worker's environment.
+        engine: the transcripts' engine every job writes through (one pool).
+        url: the transcripts' database URL.
         host: this machine's name, shown in ``recorder jobs``.
         pid: this process.
         lease_s: how long a lease lasts without renewal.
@@ -179,6 +192,8 @@ class FleetRuntime:
 
     recordings: Recordings
     config: Config
+    engine: AsyncEngine
+    url: URL
     host: str
     pid: int
     lease_s: float
@@ -423,9 +438,7 @@ async def _record(
         config = dataclasses.replace(config, speech_model=str(options["speech_model"]))
     speed = float(options.get("speed") or 1.0)
     transport = _open_transport(config, row.channel, options, claim.elapsed_s * 1000 * speed)
-    store = await FencedStore.open(config.database_url)
-    assert isinstance(store, FencedStore)
-    store.fence = active
+    store = FencedStore.sharing(runtime.engine, runtime.url, active)
     try:
         return await record(
             config,
@@ -438,15 +451,21 @@ async def _record(
             stop=active.stop,
         )
     finally:
-        with contextlib.suppress(RecorderError):
-            await store.close()
+        store.fence = None
 
 
 def _describe(report: MeetingReport, active: ActiveRecording, empty_timeout_s: float) -> str:
     said = f"{report.turns} turns from {report.participants} participants"
+    if report.dropped_speech_ms:
+        said += (
+            f"; {report.dropped_speech_ms / 1000:.1f} s of speech could not be transcribed "
+            "(the speech-to-text service was unreachable)"
+        )
+    if report.dropped_audio_ms:
+        said += f"; {report.dropped_audio_ms / 1000:.1f} s of audio lost (this worker fell behind)"
     if report.end_reason == "empty":
         who = "nobody joined" if report.participants == 0 else "everyone left"
-        return f"completed: the channel stayed empty for {empty_timeout_s:.0f} s ({who}); {said}"
+        return f"completed: the channel stayed empty for {empty_timeout_s:g} s ({who}); {said}"
     if report.end_reason == "duration":
         return f"completed at its --max-duration; {said}"
     if report.end_reason == "stopped":

@@ -36,6 +36,7 @@ from recorder.fleet.connect import FleetDatabase
 from recorder.fleet.job import FleetRuntime, run_job
 from recorder.fleet.queue import QUEUE, RECORD_TASK, make_app
 from recorder.fleet.recordings import STOP_CHANNEL, Recordings
+from storage.db import create_engine, ensure_schema
 
 __all__ = ["WorkerSettings", "run_worker"]
 
@@ -93,11 +94,15 @@ async def run_worker(database: FleetDatabase, config: Config, settings: WorkerSe
         raise DatabaseUnreachable(
             f"cannot reach the fleet's database at {database.shown}: {exc}"
         ) from exc
+    engine = create_engine(database.url)
     try:
         schema = await _check_schema(app, database)
+        await ensure_schema(engine, auto_migrate=False, url=database.url)
         runtime = FleetRuntime(
             recordings=Recordings(app.connector),  # type: ignore[arg-type]
             config=config,
+            engine=engine,
+            url=database.url,
             host=host,
             pid=pid,
             lease_s=settings.lease_s,
@@ -106,6 +111,7 @@ async def run_worker(database: FleetDatabase, config: Config, settings: WorkerSe
         return await _serve(app, database, runtime, settings, schema)
     finally:
         await app.close_async()
+        await engine.dispose()
 
 
 async def _check_schema(app: App, database: FleetDatabase) -> str:
