@@ -2,7 +2,7 @@
 
 The fleet's queue lives in the transcripts' database: this migration applies
 procrastinate's own schema (its ``schema.sql``, shipped with the package:
-https://procrastinate.readthedocs.io/en/stable/howto/basics/migrations.html),
+https://procrastinate.readthedocs.io/en/stable/howto/production/migrations.html),
 then adds ``recordings``, one row per recording asked of the fleet, with its
 options, status and the lease that keeps two workers off one recording.
 SQLite cannot host a fleet (no LISTEN/NOTIFY, one writer), so nothing is

@@ -2,8 +2,10 @@
 
 One task, ``recorder.record``, carries a recording's id. It is deferred with a
 ``queueing_lock`` (one waiting job per channel) and a ``lock`` (one running job
-per channel): https://procrastinate.readthedocs.io/en/stable/howto/advanced/locks.html
-and .../queueing_locks.html. What a job does lives in :mod:`recorder.fleet.job`.
+per channel), as described at
+https://procrastinate.readthedocs.io/en/stable/howto/advanced/queueing_locks.html and
+https://procrastinate.readthedocs.io/en/stable/howto/advanced/locks.html. What a job does
+lives in :mod:`recorder.fleet.job`.
 """
 
 from __future__ import annotations

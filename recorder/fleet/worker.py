@@ -1,11 +1,12 @@
 """The worker process: take recordings from the queue, up to a capacity, and survive peers.
 
-Around procrastinate's worker (https://procrastinate.readthedocs.io/en/stable/howto/production/retry_stalled_jobs.html)
-it runs three companions:
+Around procrastinate's worker it runs three companions:
 
 * a stalled-job sweep: jobs of a worker whose heartbeat stopped are put back in
-  the queue, so a killed worker's recordings are taken over within
-  ``stall_s`` plus one sweep;
+  the queue, so a killed worker's recordings are taken over within ``stall_s``
+  plus one sweep (as
+  https://procrastinate.readthedocs.io/en/stable/howto/production/retry_stalled_jobs.html
+  describes);
 * a LISTEN on ``recorder_fleet_stop`` so ``recorder stop`` reaches the holder at once;
 * signal handling: the first SIGTERM (or Ctrl+C) drains, handing every held
   recording back to the queue (another worker continues the same meeting) and
