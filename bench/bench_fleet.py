@@ -56,7 +56,7 @@ async def one_round(fleet: Fleet, count: int, seconds: float, first_index: int) 
     import psycopg
 
     scripts = [six_person_meeting(first_index + i, seconds) for i in range(count)]
-    worker = await fleet.add_worker(capacity=count)
+    worker = await fleet.add_worker(capacity=count, heartbeat_s=2.0, stall_s=10.0)
     ids = [await fleet.enqueue(script, empty_timeout_s=60.0) for script in scripts]
     rows = await fleet.wait_rows(
         lambda rows: all(r["status"] in ("done", "failed") for r in rows if r["id"] in ids),

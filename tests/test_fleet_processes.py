@@ -134,14 +134,16 @@ class Fleet:
     conninfo: str
     env: dict[str, str]
 
-    async def add_worker(self, capacity: int = 4) -> Proc:
+    async def add_worker(
+        self, capacity: int = 4, *, heartbeat_s: float = HEARTBEAT_S, stall_s: float = STALL_S
+    ) -> Proc:
         worker = await start(
             self.tmp_path,
             "worker",
             f"--db={self.db_url}",
             f"--capacity={capacity}",
-            f"--heartbeat={HEARTBEAT_S}",
-            f"--stall-timeout={STALL_S}",
+            f"--heartbeat={heartbeat_s}",
+            f"--stall-timeout={stall_s}",
             "--drain-timeout=15",
             env=self.env,
             name=f"worker-{len(self.workers)}",
@@ -348,9 +350,11 @@ async def test_sigterm_hands_back_and_another_worker_continues_the_meeting(fleet
     await fleet.add_worker()
     (row,) = await fleet.wait_rows(lambda rows: rows[0]["status"] == "done", 60)
     assert row["meeting_id"] == meeting and row["claims"] == 2
-    words, _ = await words_of(fleet.db_url, meeting)
+    words, notes = await words_of(fleet.db_url, meeting)
     assert max(words.values()) == 1
     assert set(words) <= {text for text, _ in expected(script)}
+    (gap,) = [n for n in notes if n.kind == "gap"]  # from the hand-back to the takeover
+    assert 0 < gap.meta["start_ms"] < gap.meta["end_ms"]
     async with await TranscriptStore.open(fleet.db_url) as store:
         assert (await store.get_meeting(meeting, with_turns=False)).summary.status == "completed"
     print(f"\nSIGTERM drain took {drained_s:.2f} s; recording {recording} continued elsewhere")

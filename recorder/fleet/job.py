@@ -16,7 +16,7 @@ import io
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -79,12 +79,22 @@ class ActiveRecording:
 
     The deadline is measured on this machine's monotonic clock from just before
     each successful renewal was sent, so it passes no later than the lease
-    expires in the database: past it, nothing more is written.
+    expires in the database. Past it, nothing is written until the database
+    confirms the lease is still ours: a claim by another worker replaces the
+    lease's token, so a renewal by token succeeds exactly when nobody took the
+    recording over (a worker that merely fell behind keeps it).
     """
 
-    def __init__(self, recording_id: int, lease_s: float) -> None:
+    def __init__(
+        self,
+        recording_id: int,
+        lease_s: float,
+        renew: Callable[[], Awaitable[bool | None]],
+    ) -> None:
         self.recording_id = recording_id
         self.lease_s = lease_s
+        self._renew = renew
+        self._confirming: asyncio.Lock = asyncio.Lock()
         self.stop = asyncio.Event()
         self.stop_reason = ""
         self.handback = False
@@ -102,11 +112,35 @@ class ActiveRecording:
         """A renewal sent at ``sent_at`` (monotonic) succeeded."""
         self.deadline = sent_at + self.lease_s
 
-    def may_write(self) -> bool:
-        """Whether the lease is certainly still ours."""
-        if not self.lease_lost and time.monotonic() >= self.deadline:
-            self.lose()
-        return not self.lease_lost
+    async def renew(self) -> bool:
+        """Renew the lease now; False if another worker holds it (or the database is away).
+
+        A renewal asked for (``recorder stop``) stops the recording.
+        """
+        async with self._confirming:
+            if self.lease_lost:
+                return False
+            sent = time.monotonic()
+            try:
+                stop = await self._renew()
+            except Exception as exc:  # the database unreachable: unconfirmed
+                log.warning("! lease of recording %d not renewed: %s", self.recording_id, exc)
+                return False
+            if stop is None:
+                self.lose()
+                return False
+            self.renewed(sent)
+            if stop:
+                self.request_stop("stop requested")
+            return True
+
+    async def may_write(self) -> bool:
+        """Whether the lease is ours: at once within the deadline, else asking the database."""
+        if self.lease_lost:
+            return False
+        if time.monotonic() < self.deadline:
+            return True
+        return await self.renew()
 
     def lose(self) -> None:
         """The lease is gone (expired or taken): stop at once, writing nothing more."""
@@ -135,41 +169,41 @@ class FencedStore(TranscriptStore):
     async def close(self) -> None:
         """Nothing to close: the engine belongs to the worker."""
 
-    def _allowed(self) -> bool:
-        return self.fence is None or self.fence.may_write()
+    async def _allowed(self) -> bool:
+        return self.fence is None or await self.fence.may_write()
 
     async def upsert_turns(self, *args: Any, **kwargs: Any) -> None:
         """Store final turns (refused without the lease)."""
-        if self._allowed():
+        if await self._allowed():
             await super().upsert_turns(*args, **kwargs)
 
     async def open_stream_session(self, *args: Any, **kwargs: Any) -> int:
         """Record an STT socket (refused without the lease: id 0)."""
-        return await super().open_stream_session(*args, **kwargs) if self._allowed() else 0
+        return await super().open_stream_session(*args, **kwargs) if await self._allowed() else 0
 
     async def close_stream_session(self, *args: Any, **kwargs: Any) -> None:
         """Close an STT socket's record (refused without the lease)."""
-        if self._allowed():
+        if await self._allowed():
             await super().close_stream_session(*args, **kwargs)
 
     async def record_participant(self, *args: Any, **kwargs: Any) -> int:
         """Add or update a participant (refused without the lease: id 0)."""
-        return await super().record_participant(*args, **kwargs) if self._allowed() else 0
+        return await super().record_participant(*args, **kwargs) if await self._allowed() else 0
 
     async def heartbeat(self, *args: Any, **kwargs: Any) -> None:
         """Mark the meeting alive (refused without the lease)."""
-        if self._allowed():
+        if await self._allowed():
             await super().heartbeat(*args, **kwargs)
 
     async def add_note(self, *args: Any, **kwargs: Any) -> int:
         """Attach a note (refused without the lease: id 0)."""
-        return await super().add_note(*args, **kwargs) if self._allowed() else 0
+        return await super().add_note(*args, **kwargs) if await self._allowed() else 0
 
     async def finish_meeting(self, *args: Any, **kwargs: Any) -> None:
         """End the meeting, unless it goes on elsewhere (hand-back) or is not ours."""
         if self.fence is not None and self.fence.handback:
             return
-        if self._allowed():
+        if await self._allowed():
             await super().finish_meeting(*args, **kwargs)
 
 
@@ -215,8 +249,12 @@ async def run_job(runtime: FleetRuntime, context: JobContext, recording_id: int)
         Transient: a failure that may pass; procrastinate retries with backoff.
     """
     recordings = runtime.recordings
-    active = ActiveRecording(recording_id, runtime.lease_s)
     token = secrets.token_hex(16)
+    active = ActiveRecording(
+        recording_id,
+        runtime.lease_s,
+        lambda: recordings.renew(recording_id, token, runtime.lease_s),
+    )
     claim = await _claim(runtime, recording_id, token, active)
     if claim is None:
         return
@@ -232,7 +270,7 @@ async def run_job(runtime: FleetRuntime, context: JobContext, recording_id: int)
     else:
         runtime.say(f"{where}: started (waited {row.wait_s:.1f} s in the queue)")
     runtime.active[recording_id] = active
-    keeper = asyncio.create_task(_keep_lease(runtime, active, token), name="lease")
+    keeper = asyncio.create_task(_keep_lease(runtime, active), name="lease")
     attempts = context.job.attempts
     try:
         report = await _record(runtime, claim, active, token)
@@ -308,26 +346,11 @@ async def _claim(
         await asyncio.sleep(min(max(wait, 0.05), runtime.lease_s))
 
 
-async def _keep_lease(runtime: FleetRuntime, active: ActiveRecording, token: str) -> None:
-    """Renew the lease until cancelled; a lost lease or a stop request stops the recording."""
-    while True:
-        left = active.deadline - time.monotonic()
-        await asyncio.sleep(max(0.0, min(runtime.renew_s, left)))
-        if not active.may_write():
-            runtime.say(f"recording {active.recording_id}: lease expired before it was renewed")
-            return
-        sent = time.monotonic()
-        try:
-            stop = await runtime.recordings.renew(active.recording_id, token, runtime.lease_s)
-        except Exception as exc:  # the database unreachable: try again until the deadline
-            log.warning("! lease of recording %d not renewed: %s", active.recording_id, exc)
-            continue
-        if stop is None:
-            active.lose()
-            return
-        active.renewed(sent)
-        if stop:
-            active.request_stop("stop requested")
+async def _keep_lease(runtime: FleetRuntime, active: ActiveRecording) -> None:
+    """Renew the lease until cancelled, or until another worker holds it (which stops us)."""
+    while not active.lease_lost:
+        await asyncio.sleep(runtime.renew_s)
+        await active.renew()
 
 
 class _Companion:
@@ -350,8 +373,9 @@ class _Companion:
             await context.store.add_note(
                 context.meeting_id,
                 "gap",
-                f"not heard live for {(end_ms - start_ms) / 1000:.1f} s: the worker recording "
-                f"it ({claim.previous_host}) stopped; {self._runtime.host} took it over",
+                f"not heard live for {(end_ms - start_ms) / 1000:.1f} s while the recording "
+                f"moved from {claim.previous_host}:{claim.previous_pid} to "
+                f"{self._runtime.host}:{self._runtime.pid}",
                 created_at=datetime.now(UTC),
                 meta={"start_ms": round(start_ms), "end_ms": round(end_ms), "cause": "takeover"},
             )

@@ -75,8 +75,8 @@ class Claim:
         elapsed_s: how long ago (database clock) it first started recording.
         previous_host: who held it before, if anyone (a takeover).
         previous_pid: that holder's process id.
-        last_renewed_s: how long ago (database clock) the previous lease was last
-            renewed: the outage a takeover leaves.
+        last_renewed_s: how long ago (database clock) the previous holder last
+            renewed its lease or handed it back: the outage a takeover leaves.
     """
 
     row: RecordingRow
@@ -166,7 +166,8 @@ class Recordings:
     ) -> Claim | None:
         """Take the recording's lease if nobody holds a live one; None if held or over."""
         rows = await self._db.execute_query_all_async(
-            "WITH old AS (SELECT id, worker_host, worker_pid, lease_expires FROM recordings "
+            "WITH old AS (SELECT id, worker_host, worker_pid, lease_token, lease_expires "
+            "  FROM recordings "
             "  WHERE id = %(id)s FOR UPDATE), "
             "claimed AS (UPDATE recordings r SET lease_token = %(token)s, "
             "  lease_expires = now() + make_interval(secs => %(lease)s), "
@@ -179,7 +180,10 @@ class Recordings:
             "extract(epoch FROM now() - started_at)::float8 AS elapsed_s, "
             "(SELECT worker_host FROM old) AS previous_host, "
             "(SELECT worker_pid FROM old) AS previous_pid, "
-            "(SELECT extract(epoch FROM now() - old.lease_expires)::float8 + %(lease)s "
+            # A live lease was last renewed its length before it expires; a lease
+            # handed back records when it was handed back.
+            "(SELECT extract(epoch FROM now() - old.lease_expires)::float8 "
+            "  + CASE WHEN old.lease_token IS NULL THEN 0 ELSE %(lease)s END "
             " FROM old) AS last_renewed_s "
             "FROM claimed",
             id=recording_id,
@@ -208,7 +212,9 @@ class Recordings:
         row = await self._db.execute_query_one_async(
             "WITH renewed AS (UPDATE recordings "
             "  SET lease_expires = now() + make_interval(secs => %(lease)s) "
-            "  WHERE id = %(id)s AND lease_token = %(token)s AND lease_expires > now() "
+            # By token only: a lease past its expiry is still ours until another
+            # worker claims it (which replaces the token).
+            "  WHERE id = %(id)s AND lease_token = %(token)s "
             "  RETURNING stop_requested) "
             "SELECT (SELECT stop_requested FROM renewed) AS stop, "
             "(SELECT count(*) FROM renewed) AS n",
@@ -244,7 +250,8 @@ class Recordings:
             "WITH released AS (UPDATE recordings "
             "  SET status = %(status)s::text, reason = %(reason)s, "
             "  turns = coalesce(turns, 0) + coalesce(%(turns)s::int, 0), "
-            "  lease_token = NULL, lease_expires = NULL, "
+            "  lease_token = NULL, "
+            "  lease_expires = CASE WHEN %(status)s::text = 'queued' THEN now() END, "
             "  ended_at = CASE WHEN %(status)s::text IN ('done', 'failed', 'cancelled') "
             "    THEN now() ELSE NULL END "
             "  WHERE id = %(id)s AND lease_token = %(token)s RETURNING id) "

@@ -241,6 +241,8 @@ async def _sweep_stalled(app: App, runtime: FleetRuntime, settings: WorkerSettin
             log.warning("! stalled-job sweep failed: %s", exc)
             continue
         for job in stalled:
+            if await _lease_is_live(runtime, job.task_kwargs.get("recording_id")):
+                continue  # its worker is late with heartbeats but still renewing the lease
             try:
                 await manager.retry_job(job)
             except Exception as exc:  # another worker put it back first
@@ -251,6 +253,23 @@ async def _sweep_stalled(app: App, runtime: FleetRuntime, settings: WorkerSettin
                 f"recording {recording}: its worker sent no heartbeat for "
                 f"{settings.stall_s:.0f} s; back in the queue for takeover"
             )
+
+
+async def _lease_is_live(runtime: FleetRuntime, recording_id: object) -> bool:
+    """Whether a recording's holder still renews its lease (then its job is not stalled)."""
+    if not isinstance(recording_id, int):
+        return False
+    try:
+        row = await runtime.recordings.get(recording_id)
+    except Exception as exc:
+        log.warning("! cannot read recording %d: %s", recording_id, exc)
+        return True  # when in doubt, do not move a recording
+    return bool(
+        row is not None
+        and row.status == "recording"
+        and row.lease_expires is not None
+        and row.lease_expires > row.now
+    )
 
 
 async def _listen_for_stops(database: FleetDatabase, runtime: FleetRuntime, schema: str) -> None:
