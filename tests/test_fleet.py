@@ -196,3 +196,30 @@ async def test_a_recording_continues_its_meeting(tmp_path: Path) -> None:
         "golf hotel india.",
     ]
     assert meeting.summary.status == "completed"
+
+
+def test_retry_decisions() -> None:
+    from procrastinate.jobs import Job
+
+    from recorder.errors import JoinError, SttConnectionError, SttRejected
+    from recorder.fleet.job import is_permanent
+    from recorder.fleet.queue import MAX_ATTEMPTS, HandBack, RecordRetry, Transient
+
+    def job(attempts: int) -> Job:
+        return Job(id=1, queue="recordings", lock=None, queueing_lock=None,
+                   task_name="recorder.record", attempts=attempts)  # fmt: skip
+
+    strategy = RecordRetry()
+    handed = strategy.get_retry_decision(exception=HandBack(), job=job(9))
+    assert handed is not None and handed.retry_at is not None  # at once, however often
+    passing = Transient(SttConnectionError("unreachable"))
+    waits = []
+    for attempts in range(MAX_ATTEMPTS):
+        decision = strategy.get_retry_decision(exception=passing, job=job(attempts))
+        waits.append(None if decision is None else decision.retry_at)
+    assert all(w is not None for w in waits[:-1]) and waits[-1] is None
+    assert waits[0] < waits[1] < waits[2]  # type: ignore[operator]  # backoff grows
+    assert strategy.get_retry_decision(exception=ValueError("bug"), job=job(0)) is None
+    assert is_permanent(SttRejected("bad key", code=1008))
+    assert is_permanent(JoinError("token rejected"))
+    assert not is_permanent(SttConnectionError("unreachable"))
