@@ -17,6 +17,7 @@ from recorder.app import RecordingOptions, record
 from recorder.cli import cli
 from recorder.config import Config
 from recorder.emulator.streaming.server import StreamingEmulator
+from recorder.fleet.shift import ShiftedTransport
 from recorder.transport.replay import ReplayTransport
 from recorder.transport.script import parse_script
 from storage.db import upgrade_database
@@ -143,7 +144,10 @@ async def _record(
     db_url = f"sqlite+aiosqlite:///{tmp_path / 'r.db'}"
     script = parse_script(data)
     start_ms = options.pop("start_ms", 0.0)
-    transport = ReplayTransport(script, speed=4.0, start_ms=start_ms)
+    shift_ms = options.pop("shift_ms", 0.0)
+    transport: Any = ReplayTransport(script, speed=4.0, start_ms=start_ms)
+    if shift_ms:
+        transport = ShiftedTransport(transport, shift_ms)
     async with (
         StreamingEmulator(realtime_factor=12).serve() as server,
         await TranscriptStore.open(db_url, auto_migrate=True) as store,
@@ -223,3 +227,11 @@ def test_retry_decisions() -> None:
     assert is_permanent(SttRejected("bad key", code=1008))
     assert is_permanent(JoinError("token rejected"))
     assert not is_permanent(SttConnectionError("unreachable"))
+
+
+async def test_a_live_channel_rejoined_keeps_the_meetings_clock(tmp_path: Path) -> None:
+    report, meeting, transport = await _record(SCRIPT, tmp_path, shift_ms=60_000.0)
+    assert [t.text for t in meeting.turns][0] == "alpha bravo charlie."
+    assert all(t.start_ms >= 60_000 for t in meeting.turns)
+    assert meeting.turns[0].start_ms < 60_500
+    assert transport.clock_ms() >= 66_000 and report.duration_s >= 66

@@ -71,7 +71,7 @@ def _database(config: Config, what: str) -> FleetDatabase:
     default=10.0,
     show_default=True,
     metavar="SECONDS",
-    help="A worker silent this long is dead: its recordings are taken over.",
+    help="A worker silent this long is dead: its recordings are taken over (also each lease).",
 )
 @click.option(
     "--drain-timeout",

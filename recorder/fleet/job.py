@@ -48,6 +48,7 @@ from recorder.errors import (
 )
 from recorder.fleet.queue import MAX_ATTEMPTS, HandBack, Transient
 from recorder.fleet.recordings import FINAL_STATUSES, Claim, Recordings
+from recorder.fleet.shift import ShiftedTransport
 from recorder.pipeline import FinalTurn
 from recorder.transport.base import Transport
 from storage.store import TranscriptStore
@@ -422,9 +423,11 @@ def _open_transport(
         return ReplayTransport(script, speed=speed, start_ms=start_ms)
     from recorder.transport.select import open_transport
 
-    return open_transport(
+    transport = open_transport(
         spec, config, channel=channel, speed=speed, publish=options.get("recap") is not None
     )
+    # A live channel rejoined mid-meeting: its times continue the meeting's clock.
+    return ShiftedTransport(transport, start_ms) if start_ms > 0 else transport
 
 
 def _options(options: dict[str, Any], claim: Claim) -> RecordingOptions:
