@@ -21,6 +21,7 @@ import secrets
 import statistics
 import sys
 import tempfile
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -58,11 +59,28 @@ async def one_round(fleet: Fleet, count: int, seconds: float, first_index: int) 
     scripts = [six_person_meeting(first_index + i, seconds) for i in range(count)]
     worker = await fleet.add_worker(capacity=count, heartbeat_s=2.0, stall_s=10.0)
     ids = [await fleet.enqueue(script, empty_timeout_s=60.0) for script in scripts]
-    rows = await fleet.wait_rows(
-        lambda rows: all(r["status"] in ("done", "failed") for r in rows if r["id"] in ids),
-        seconds * 4 + 60,
-    )
-    rows = [r for r in rows if r["id"] in ids]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds * 4 + 60
+    while True:
+        rows = [r for r in await fleet.rows() if r["id"] in ids]
+        unfinished = [r for r in rows if r["status"] not in ("done", "failed")]
+        if not unfinished or loop.time() > deadline:
+            break
+        await asyncio.sleep(1.0)
+    if unfinished:
+        states = Counter(
+            (r["status"], r["lease_expires"] is not None and r["lease_expires"] > r["now"])
+            for r in unfinished
+        )
+        print(
+            f"{count:3d} meetings: {len(unfinished)} not finished after "
+            f"{seconds * 4 + 60:.0f} s ((status, lease live): {dict(states)}); stopping",
+            flush=True,
+        )
+        worker.process.terminate()
+        await worker.process.wait()
+        fleet.workers.remove(worker)
+        raise SystemExit(1)
     said = lost = 0
     claims, first_audio = [], []
     async with await psycopg.AsyncConnection.connect(fleet.conninfo, autocommit=True) as db:
