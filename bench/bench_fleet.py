@@ -120,7 +120,8 @@ async def main() -> None:
         "RECORDER_TEST_POSTGRES_URL"
     )
     if not base:
-        raise SystemExit("set RECORDER_BENCH_POSTGRES_URL to a PostgreSQL URL")
+        print("skipped: the fleet needs PostgreSQL; set RECORDER_BENCH_POSTGRES_URL")
+        return
     schema = f"bench_fleet_{secrets.token_hex(3)}"
     admin = create_engine(base)
     async with admin.begin() as connection:
