@@ -235,3 +235,33 @@ async def test_a_live_channel_rejoined_keeps_the_meetings_clock(tmp_path: Path) 
     assert all(t.start_ms >= 60_000 for t in meeting.turns)
     assert meeting.turns[0].start_ms < 60_500
     assert transport.clock_ms() >= 66_000 and report.duration_s >= 66
+
+
+@pytest.mark.postgres
+async def test_record_keeps_joins_options_for_the_worker(postgres_url: str, tmp_path: Path) -> None:
+    from recorder.fleet.connect import fleet_database
+    from recorder.fleet.queue import make_app
+    from recorder.fleet.recordings import Recordings
+    from recorder.recap.settings import RecapSettings
+
+    await upgrade_database(postgres_url)
+    names = tmp_path / "names.txt"
+    names.write_text("101=Alice\n")  # noqa: ASYNC240 - a few bytes
+    code, out, err = await ainvoke(
+        "record", "--channel", "board", "--recap", "--recap-every", "10m",
+        "--keyterms", "Kubernetes, Alice", f"--speaker-names={names}",
+        "--max-duration", "3600", "--empty-timeout", "30", f"--db={postgres_url}",
+    )  # fmt: skip
+    assert code == 0, err
+    app = make_app(fleet_database(postgres_url))
+    await app.open_async()
+    try:
+        row = await Recordings(app.connector).get(int(out))  # type: ignore[arg-type]
+    finally:
+        await app.close_async()
+    assert row is not None
+    options = row.options
+    assert options["names"] == {"101": "Alice"} and options["keyterms"] == ["Kubernetes", "Alice"]
+    assert options["max_duration_s"] == 3600 and options["empty_timeout_s"] == 30
+    recap = RecapSettings(**options["recap"])
+    assert recap.every_s == 600
