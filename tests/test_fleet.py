@@ -265,3 +265,9 @@ async def test_record_keeps_joins_options_for_the_worker(postgres_url: str, tmp_
     assert options["max_duration_s"] == 3600 and options["empty_timeout_s"] == 30
     recap = RecapSettings(**options["recap"])
     assert recap.every_s == 600
+
+
+def test_an_unreachable_database_is_one_line_at_once() -> None:
+    code, _, err = invoke("jobs", "--db=postgresql+asyncpg://u:s3cret@127.0.0.1:1/db")
+    assert code == 1 and err.startswith("error: cannot reach the fleet's database")
+    assert "s3cret" not in err and len(err.strip().splitlines()) == 1

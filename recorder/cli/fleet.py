@@ -288,14 +288,9 @@ class _open_app:  # noqa: N801 - used as a context manager, like a function
         self._app = make_app(database)
 
     async def __aenter__(self) -> Any:
-        from recorder.errors import DatabaseUnreachable
+        from recorder.fleet.queue import open_app
 
-        try:
-            await self._app.open_async()
-        except Exception as exc:
-            raise DatabaseUnreachable(
-                f"cannot reach the fleet's database at {self._database.shown}: {exc}"
-            ) from exc
+        await open_app(self._app, self._database)
         try:
             await _require_tables(self._app, self._database)
         except BaseException:

@@ -19,7 +19,7 @@ from procrastinate.exceptions import AlreadyEnqueued
 from procrastinate.jobs import Job
 from procrastinate.retry import BaseRetryStrategy
 
-from recorder.errors import RecorderError, UsageError
+from recorder.errors import DatabaseUnreachable, RecorderError, UsageError
 from recorder.fleet.connect import FleetDatabase
 from recorder.fleet.recordings import RecordingRow, Recordings
 
@@ -32,6 +32,7 @@ __all__ = [
     "channel_lock",
     "enqueue",
     "make_app",
+    "open_app",
 ]
 
 QUEUE = "recordings"
@@ -92,6 +93,34 @@ def make_app(database: FleetDatabase, handler: JobHandler | None = None) -> App:
         retry=RecordRetry(),
     )(record)
     return app
+
+
+async def open_app(app: App, database: FleetDatabase) -> None:
+    """Open the app's pool, failing at once with one line if the database is unreachable.
+
+    The pool alone would retry quietly for 30 s; one plain connection first says
+    what is wrong within the connect timeout.
+
+    Raises:
+        DatabaseUnreachable: the database cannot be reached or refuses us.
+    """
+    import psycopg
+
+    try:
+        connection = await psycopg.AsyncConnection.connect(database.conninfo)
+    except psycopg.Error as exc:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DatabaseUnreachable(
+            f"cannot reach the fleet's database at {database.shown} ({detail}); check --db "
+            "(or RECORDER_DATABASE_URL) and that PostgreSQL is running"
+        ) from None
+    await connection.close()
+    try:
+        await app.open_async()
+    except Exception as exc:
+        raise DatabaseUnreachable(
+            f"cannot reach the fleet's database at {database.shown}: {exc}"
+        ) from exc
 
 
 def channel_lock(channel: str) -> str:

@@ -32,10 +32,10 @@ from procrastinate import App, JobContext
 from procrastinate.exceptions import ConnectorException
 
 from recorder.config import Config
-from recorder.errors import DatabaseUnreachable, MigrationRequired
+from recorder.errors import MigrationRequired
 from recorder.fleet.connect import FleetDatabase
 from recorder.fleet.job import FleetRuntime, run_job
-from recorder.fleet.queue import QUEUE, RECORD_TASK, make_app
+from recorder.fleet.queue import QUEUE, RECORD_TASK, make_app, open_app
 from recorder.fleet.recordings import STOP_CHANNEL, Recordings
 from storage.db import create_engine, ensure_schema
 
@@ -89,12 +89,7 @@ async def run_worker(database: FleetDatabase, config: Config, settings: WorkerSe
         await run_job(runtime, context, recording_id)
 
     app = make_app(database, handle)
-    try:
-        await app.open_async()
-    except Exception as exc:
-        raise DatabaseUnreachable(
-            f"cannot reach the fleet's database at {database.shown}: {exc}"
-        ) from exc
+    await open_app(app, database)
     engine = create_engine(database.url)
     try:
         schema = await _check_schema(app, database)
