@@ -18,13 +18,17 @@ import click
 
 from recorder.cli.common import (
     CONTEXT_SETTINGS,
+    Duration,
+    FiniteFloat,
+    Text,
     build_config,
     db_option,
+    parse_duration,
     read_names,
     run,
     split_keyterms,
 )
-from recorder.cli.recap_options import parse_duration, recap_options
+from recorder.cli.recap_options import recap_options
 from recorder.config import DEFAULT_EMPTY_TIMEOUT_S, DEFAULT_IDLE_CLOSE_S, Config
 from recorder.errors import ConfigError, NotFoundError, UsageError
 
@@ -58,7 +62,7 @@ def _database(config: Config, what: str) -> FleetDatabase:
 @click.option(
     "--heartbeat",
     "heartbeat_s",
-    type=click.FloatRange(min=0.1),
+    type=FiniteFloat(min=0.1, max=3600),
     default=2.0,
     show_default=True,
     metavar="SECONDS",
@@ -67,7 +71,7 @@ def _database(config: Config, what: str) -> FleetDatabase:
 @click.option(
     "--stall-timeout",
     "stall_s",
-    type=click.FloatRange(min=0.5),
+    type=FiniteFloat(min=0.5, max=3600),
     default=10.0,
     show_default=True,
     metavar="SECONDS",
@@ -76,7 +80,7 @@ def _database(config: Config, what: str) -> FleetDatabase:
 @click.option(
     "--drain-timeout",
     "drain_s",
-    type=click.FloatRange(min=1),
+    type=FiniteFloat(min=1, max=3600),
     default=30.0,
     show_default=True,
     metavar="SECONDS",
@@ -140,7 +144,7 @@ def _parse_at(text: str | None) -> datetime | None:
 
 
 @click.command("record", context_settings=CONTEXT_SETTINGS)
-@click.option("--channel", required=True, help="Agora channel to record.")
+@click.option("--channel", required=True, type=Text(), help="Agora channel to record.")
 @click.option(
     "--transport",
     "transport_spec",
@@ -151,7 +155,7 @@ def _parse_at(text: str | None) -> datetime | None:
 )
 @click.option(
     "--speed",
-    type=click.FloatRange(min=0.1, max=100),
+    type=FiniteFloat(min=0.1, max=100),
     default=1.0,
     show_default=True,
     help="Replay speed (only against an emulator that allows it).",
@@ -160,31 +164,28 @@ def _parse_at(text: str | None) -> datetime | None:
 @click.option(
     "--max-duration",
     "max_duration_s",
-    type=click.FloatRange(min=0.1),
-    metavar="SECONDS",
-    help="Stop recording this long after it started.",
+    type=Duration(min_s=0.1),
+    help="Stop recording this long after it started, e.g. 1h.",
 )
 @click.option(
     "--empty-timeout",
     "empty_timeout_s",
-    type=click.FloatRange(min=0.1),
+    type=Duration(min_s=0.1),
     default=DEFAULT_EMPTY_TIMEOUT_S,
     show_default=True,
-    metavar="SECONDS",
-    help="Stop once the channel has had nobody in it this long.",
+    help="Stop once the channel has had nobody in it this long, e.g. 2m.",
 )
 @click.option(
     "--idle-close",
     "idle_close_s",
-    type=click.FloatRange(min=0.5),
+    type=Duration(min_s=0.5),
     default=DEFAULT_IDLE_CLOSE_S,
     show_default=True,
-    metavar="SECONDS",
     help="Close a participant's stream after this much silence.",
 )
 @click.option(
     "--sessions-per-minute",
-    type=click.FloatRange(min=0.1),
+    type=FiniteFloat(min=0.1, max=100_000),
     help="New STT sessions your AssemblyAI account allows a minute.",
 )
 @click.option(
@@ -192,9 +193,11 @@ def _parse_at(text: str | None) -> datetime | None:
     type=click.Path(path_type=Path, dir_okay=False),
     help='Names for uids: JSON {"101": "Alice"} or lines 101=Alice.',
 )
-@click.option("--keyterms", default="", help="Comma-separated words to boost (names, jargon).")
-@click.option("--prompt", help="Instructions for the speech model (beta).")
-@click.option("--speech-model", help="Streaming speech model (default: the worker's).")
+@click.option(
+    "--keyterms", type=Text(), default="", help="Comma-separated words to boost (names, jargon)."
+)
+@click.option("--prompt", type=Text(), help="Instructions for the speech model (beta).")
+@click.option("--speech-model", type=Text(), help="Streaming speech model (default: the worker's).")
 @click.option("--json", "as_json", is_flag=True, help="Print the recording as JSON.")
 @db_option
 @recap_options

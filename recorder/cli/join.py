@@ -14,6 +14,9 @@ import click
 
 from recorder.cli.common import (
     CONTEXT_SETTINGS,
+    Duration,
+    FiniteFloat,
+    Text,
     build_config,
     db_option,
     read_names,
@@ -27,6 +30,7 @@ from recorder.config import (
     DEFAULT_SESSIONS_PER_MINUTE,
     Config,
 )
+from recorder.errors import ConfigError, SttRejected, UsageError
 
 if TYPE_CHECKING:
     from recorder.app import RecordingOptions
@@ -90,6 +94,23 @@ def _install_signal_handlers(stop: Callable[[], None], say: Callable[[str], None
         pass
 
 
+def _check_speed(speed: float, transport_spec: str, config: Config) -> None:
+    """``--speed`` plays a replay faster than real time, which only an emulator accepts.
+
+    Raises:
+        UsageError: --speed with a live channel, or against the real service.
+    """
+    if speed == 1.0:
+        return
+    if not transport_spec.startswith("replay:"):
+        raise UsageError(f"--speed {speed:g} only applies to --transport replay:FILE")
+    if config.stt_url is None:
+        raise UsageError(
+            f"--speed {speed:g} sends audio faster than real time, which the real service "
+            f"refuses; use --stt-url with an emulator started with --realtime-factor {speed:g}"
+        )
+
+
 def _print_report(report: MeetingReport, config: Config) -> None:
     minutes, seconds = divmod(int(report.duration_s), 60)
     click.echo(
@@ -121,15 +142,15 @@ def _recording_options(function: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--idle-close",
             "idle_close_s",
-            type=click.FloatRange(min=0.5),
+            type=Duration(min_s=0.5),
             default=DEFAULT_IDLE_CLOSE_S,
             show_default=True,
-            metavar="SECONDS",
-            help="Close a participant's stream after this much silence (it bills while open).",
+            help="Close a participant's stream after this much silence (it bills while open), "
+            "e.g. 2 or 30s.",
         ),
         click.option(
             "--sessions-per-minute",
-            type=click.FloatRange(min=0.1),
+            type=FiniteFloat(min=0.1, max=100_000),
             default=DEFAULT_SESSIONS_PER_MINUTE,
             show_default=True,
             help="New STT sessions your AssemblyAI account allows a minute (free: 5, paid: 100+).",
@@ -137,18 +158,16 @@ def _recording_options(function: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--duration",
             "duration_s",
-            type=click.FloatRange(min=0.1),
-            metavar="SECONDS",
-            help="Stop recording after this many seconds.",
+            type=Duration(min_s=0.1),
+            help="Stop recording after this long, e.g. 90, 90s, 15m, 1h or 1h30m.",
         ),
         click.option(
             "--empty-timeout",
             "empty_timeout_s",
-            type=click.FloatRange(min=0.1),
+            type=Duration(min_s=0.1),
             default=DEFAULT_EMPTY_TIMEOUT_S,
             show_default=True,
-            metavar="SECONDS",
-            help="Stop once the channel has had nobody in it this long.",
+            help="Stop once the channel has had nobody in it this long, e.g. 2m.",
         ),
         click.option(
             "--speaker-names",
@@ -156,11 +175,15 @@ def _recording_options(function: Callable[..., Any]) -> Callable[..., Any]:
             help='Names for uids: JSON {"101": "Alice"} or lines 101=Alice.',
         ),
         click.option(
-            "--keyterms", default="", help="Comma-separated words to boost (names, jargon)."
+            "--keyterms",
+            type=Text(),
+            default="",
+            help="Comma-separated words to boost (names, jargon).",
         ),
-        click.option("--prompt", help="Instructions for the speech model (beta)."),
+        click.option("--prompt", type=Text(), help="Instructions for the speech model (beta)."),
         click.option(
             "--speech-model",
+            type=Text(),
             help="Streaming speech model (default u3-rt-pro; $RECORDER_SPEECH_MODEL).",
         ),
         click.option("--quiet", "-q", is_flag=True, help="Do not print turns as they are spoken."),
@@ -172,7 +195,7 @@ def _recording_options(function: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
-@click.option("--channel", help="Agora channel to join ($AGORA_CHANNEL).")
+@click.option("--channel", type=Text(), help="Agora channel to join ($AGORA_CHANNEL).")
 @click.option(
     "--transport",
     "transport_spec",
@@ -185,10 +208,11 @@ def _recording_options(function: Callable[..., Any]) -> Callable[..., Any]:
 )
 @click.option(
     "--speed",
-    type=click.FloatRange(min=0.1, max=100),
+    type=FiniteFloat(min=0.1, max=100),
     default=1.0,
     show_default=True,
-    help="Replay speed (only against an emulator that allows it).",
+    help="Replay speed (needs --stt-url of an emulator started with --realtime-factor "
+    "at least this).",
 )
 @_recording_options
 @recap_options
@@ -219,7 +243,7 @@ def join(
     \b
     Examples:
         recorder join --channel standup
-        recorder join --channel standup --duration 3600 --speaker-names names.json
+        recorder join --channel standup --duration 1h --speaker-names names.json
         recorder join --transport replay:meeting.json --stt-url ws://127.0.0.1:8765/v3/ws
         recorder join --channel standup --recap --recap-every 15m --recap-on-end
 
@@ -237,6 +261,7 @@ def join(
         agent_url=agent_url,
     )
     config.require_api_key()  # before the transport: its SDK may not even be installed
+    _check_speed(speed, transport_spec, config)
     options = RecordingOptions(
         idle_close_s=idle_close_s,
         sessions_per_minute=sessions_per_minute,
@@ -248,23 +273,32 @@ def join(
         realtime_factor=speed,
         recap=recap,
     )
-    report = run(
-        _record(
-            config,
-            transport_spec,
-            channel=config.channel,
-            speed=speed,
-            options=options,
-            quiet=quiet,
+    try:
+        report = run(
+            _record(
+                config,
+                transport_spec,
+                channel=config.channel,
+                speed=speed,
+                options=options,
+                quiet=quiet,
+            )
         )
-    )
+    except SttRejected as exc:
+        if exc.code == 3007 and "rate exceeded" in exc.reason.lower() and speed > 1:
+            url = config.streaming_url.split("?", 1)[0]
+            raise ConfigError(
+                f"the emulator at {url} refused audio played at --speed {speed:g}; "
+                f"start it with 'recorder emulate --realtime-factor {speed:g}'"
+            ) from exc
+        raise
     _print_report(report, config)
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
 @click.option(
     "--speed",
-    type=click.FloatRange(min=0.5, max=50),
+    type=FiniteFloat(min=0.5, max=50),
     default=1.0,
     show_default=True,
     help="Play the meeting this many times faster than real time.",

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -73,8 +74,8 @@ class ReplayTransport(Transport):
         clock: Callable[[], float] = time.monotonic,
         start_ms: float = 0.0,
     ) -> None:
-        if speed <= 0:
-            raise ValueError("speed must be positive")
+        if not 0 < speed < math.inf:  # also refuses nan
+            raise ValueError(f"speed must be a positive, finite number, got {speed!r}")
         if start_ms < 0:
             raise ValueError("start_ms must not be negative")
         self.script = script
