@@ -271,11 +271,22 @@ async def test_twenty_recordings_three_workers_one_killed(fleet: Fleet) -> None:
             if r["status"] == "recording" and (r["now"] - r["started_at"]).total_seconds() > 4.0
         ]
 
-    def second_wave(rows: list[dict]) -> bool:
-        return bool(ripe(rows)) and not [r for r in rows if r["status"] == "queued"]
+    def victim_of(rows: list[dict]) -> Proc | None:
+        """A worker holding a ripe recording whose recordings the others have room for."""
+        if [r for r in rows if r["status"] == "queued"]:
+            return None
+        held = Counter(r["worker_pid"] for r in rows if r["status"] == "recording")
+        for row in ripe(rows):
+            pid = row["worker_pid"]
+            if 4 * (len(fleet.workers) - 1) - (sum(held.values()) - held[pid]) >= held[pid]:
+                return next(w for w in fleet.workers if w.pid == pid)
+        return None
 
-    rows = await fleet.wait_rows(second_wave, 120, check=within_capacity)
-    (victim,) = [w for w in fleet.workers if w.pid == ripe(rows)[0]["worker_pid"]]
+    rows = await fleet.wait_rows(
+        lambda rows: victim_of(rows) is not None, 120, check=within_capacity
+    )
+    victim = victim_of(rows)
+    assert victim is not None
     victim.process.kill()
     kill_at: datetime = (await fleet.rows())[0]["now"]
     killed = {
