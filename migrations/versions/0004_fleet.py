@@ -21,6 +21,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
+from recorder.errors import ConfigError
+
 revision: str = "0004_fleet"
 down_revision: str | Sequence[str] | None = "0001_initial"
 branch_labels: str | Sequence[str] | None = None
@@ -67,8 +69,8 @@ def upgrade() -> None:
     try:
         from procrastinate.schema import SchemaManager
     except ImportError as exc:  # pragma: no cover - the postgres extra brings it
-        raise RuntimeError(
-            "the fleet's queue needs procrastinate; install recorder[postgres]"
+        raise ConfigError(
+            "the fleet's queue needs procrastinate: pip install 'meeting-recorder[postgres]'"
         ) from exc
     _execute_script(SchemaManager.get_schema())
     op.create_table(

@@ -48,11 +48,12 @@ def fleet_database(url: str | URL, *, what: str = "a recording fleet") -> FleetD
             "'recorder db upgrade' once"
         )
     try:
+        import procrastinate  # noqa: F401 - checked here, used by the commands
         from psycopg.conninfo import make_conninfo
     except ImportError as exc:
         raise ConfigError(
             f"{what} needs psycopg and procrastinate; install them with "
-            "pip install 'recorder[postgres]'"
+            "pip install 'meeting-recorder[postgres]'"
         ) from exc
     params: dict[str, str | int] = {}
     if parsed.host:
