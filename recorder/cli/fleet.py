@@ -7,9 +7,11 @@ are imported inside the commands, so ``recorder --help`` loads neither.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import re
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -281,28 +283,18 @@ def _recap_json(recap: RecapSettings | None) -> dict[str, Any] | None:
     return {name: values[name] for name in fields}
 
 
-class _open_app:  # noqa: N801 - used as a context manager, like a function
+@contextlib.asynccontextmanager
+async def _open_app(database: FleetDatabase) -> AsyncIterator[Any]:
     """The fleet's procrastinate app, open for the duration of a command."""
+    from recorder.fleet.queue import make_app, open_app
 
-    def __init__(self, database: FleetDatabase) -> None:
-        from recorder.fleet.queue import make_app
-
-        self._database = database
-        self._app = make_app(database)
-
-    async def __aenter__(self) -> Any:
-        from recorder.fleet.queue import open_app
-
-        await open_app(self._app, self._database)
-        try:
-            await _require_tables(self._app, self._database)
-        except BaseException:
-            await self._app.close_async()
-            raise
-        return self._app
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self._app.close_async()
+    app = make_app(database)
+    await open_app(app, database)
+    try:
+        await _require_tables(app, database)
+        yield app
+    finally:
+        await app.close_async()
 
 
 async def _require_tables(app: Any, database: FleetDatabase) -> None:
