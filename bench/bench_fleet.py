@@ -31,7 +31,14 @@ from sqlalchemy import text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 from storage.db import create_engine, upgrade_database  # noqa: E402
-from tests.test_fleet_processes import Fleet, clean_env, expected, start, words_of  # noqa: E402
+from tests.test_fleet_processes import (  # noqa: E402
+    Fleet,
+    Proc,
+    clean_env,
+    expected,
+    start,
+    words_of,
+)
 
 
 def six_person_meeting(index: int, seconds: float) -> dict[str, Any]:
@@ -131,27 +138,31 @@ async def main() -> None:
         .update_query_dict({"search_path": schema})
         .render_as_string(hide_password=False)
     )
-    emulator = None
+    spawned: list[Proc] = []
     try:
         await upgrade_database(url)
         with tempfile.TemporaryDirectory() as folder:
             tmp = Path(folder)
             emulator = await start(tmp, "emulate", "--port=0", env=clean_env(tmp), name="emu")
+            spawned.append(emulator)
             line = await emulator.wait_line("streaming:", 30)
             stt_url = line.split(": ", 1)[1]
             env = clean_env(tmp, ASSEMBLYAI_API_KEY="bench", RECORDER_STT_URL=stt_url)
             from recorder.fleet.connect import fleet_database
 
-            fleet = Fleet(tmp, url, stt_url, [], fleet_database(url).conninfo, env)
+            # The fleet's workers join the list as they start, so a failed round ends them too.
+            fleet = Fleet(tmp, url, stt_url, spawned, fleet_database(url).conninfo, env)
             print(f"one worker, {os.cpu_count()} cores, meetings of {args.seconds:.0f} s")
             count, index = args.min, 0
             while count <= args.max:
                 await one_round(fleet, count, args.seconds, index)
                 index += count
                 count *= 2
-            emulator.process.terminate()
-            await emulator.process.wait()
     finally:
+        for proc in spawned:
+            if proc.process.returncode is None:
+                proc.process.kill()
+                await proc.process.wait()
         async with admin.begin() as connection:
             await connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         await admin.dispose()

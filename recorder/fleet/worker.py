@@ -183,9 +183,10 @@ async def _serve(
         if not done:
             runtime.say(
                 f"{len(runtime.active)} recording(s) not handed back within "
-                f"{settings.drain_s:.0f} s; exiting, the fleet takes them over"
+                f"{settings.drain_s:g} s; exiting, the fleet takes them over"
             )
-            return 1
+            # What is left is abandoned to the fleet; waiting on it could outlast the bound.
+            os._exit(1)
         runtime.say("drained: every recording handed back; exiting")
         return 0
     finally:
