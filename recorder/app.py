@@ -62,6 +62,10 @@ class RecordingOptions:
         check_key: ask the service whether the key is good before joining (no
             session is opened; docs/providers.md, "Streaming: speech models, key
             check and pacing").
+        empty_timeout_s: stop once the channel has had no remote participant this
+            long (None: never).
+        meeting_id: continue this meeting (taken over from another process)
+            instead of starting a new one.
     """
 
     idle_close_s: float = DEFAULT_IDLE_CLOSE_S
@@ -75,6 +79,8 @@ class RecordingOptions:
     close_policy: ClosePolicy = ClosePolicy.TURN_END
     hold_s: float = DEFAULT_HOLD_MS / 1000
     check_key: bool = True
+    empty_timeout_s: float | None = None
+    meeting_id: int | None = None
 
 
 async def record(
@@ -151,6 +157,8 @@ async def record(
         names=names,
         close_policy=options.close_policy,
         hold_s=options.hold_s,
+        empty_timeout_s=options.empty_timeout_s,
+        meeting_id=options.meeting_id,
     )
     # One budget for the meeting: the pipeline spends a session per stream it opens, each
     # stream one per later socket, and refusals teach it the account's rate. A replay
