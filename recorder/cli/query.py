@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from recorder.cli.common import CONTEXT_SETTINGS, build_config, db_option, run
+from recorder.cli.common import CONTEXT_SETTINGS, Duration, build_config, db_option, run
 from recorder.errors import NotFoundError, UsageError
 from recorder.export.escape import clean_text
 from recorder.timeline import format_clock
@@ -538,11 +538,10 @@ def _parse_assignment(item: str) -> tuple[int, str | None]:
 @click.option(
     "--timeout",
     "timeout_s",
-    type=click.FloatRange(0, min_open=True),
+    type=Duration(min_s=0.001),
     default=30.0,
     show_default=True,
-    metavar="SECONDS",
-    help="Stop the statement after this long.",
+    help="Stop the statement after this long, e.g. 30 or 2m.",
 )
 @db_option
 def sql(
