@@ -38,6 +38,7 @@ def test_wheel_installs_and_migrates(tmp_path: Path) -> None:
         k: v
         for k, v in os.environ.items()
         if not k.startswith(("RECORDER_", "ASSEMBLYAI", "AGORA"))
+        and k != "PYTHONPATH"  # a checkout on it would be imported instead of the wheel
     }
     env["HOME"] = str(tmp_path / "home")
     env["XDG_DATA_HOME"] = str(tmp_path / "data")
