@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -146,6 +146,8 @@ async def record(
         realtime_factor=options.realtime_factor,
     )
 
+    audio_dir = config.audio_directory if config.is_audio_kept else None
+
     async def run(into: TranscriptStore) -> MeetingReport:
         recorder = MeetingRecorder(
             transport=transport,
@@ -154,6 +156,8 @@ async def record(
             settings=settings,
             console=console,
             observer=_combine(companions),
+            audio_dir=audio_dir,
+            repair=_repairer(config, api_key, into, console),
         )
         if on_ready is not None:
             on_ready()
@@ -170,6 +174,22 @@ async def record(
         return await run(store)
     async with await TranscriptStore.open(config.database_url) as opened:
         return await run(opened)
+
+
+def _repairer(
+    config: Config, api_key: str, store: TranscriptStore, console: LiveConsole
+) -> Callable[[int], Awaitable[None]]:
+    """Repair a meeting's open gaps from its stored audio with the async API."""
+
+    async def repair(meeting_id: int) -> None:
+        from recorder.audio_store.repair import repair_meeting
+        from recorder.batch.client import AsyncClient
+
+        async with AsyncClient(config.async_base_url, api_key) as client:
+            outcome = await repair_meeting(store, meeting_id, client, say=console.info)
+        console.info(outcome.summary())
+
+    return repair
 
 
 async def _stop_when_set(stop: asyncio.Event, recorder: MeetingRecorder) -> None:

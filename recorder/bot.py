@@ -15,7 +15,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 from recorder.audio import Chunk
 from recorder.config import DEFAULT_IDLE_CLOSE_S, DEFAULT_SESSIONS_PER_MINUTE
@@ -24,6 +25,7 @@ from recorder.errors import RecorderError
 from recorder.limiter import SessionBudget
 from recorder.pipeline import FinalTurn, ParticipantStream, SpeechStream, StreamHooks
 from recorder.stt.events import SocketClosed, SocketOpened
+from recorder.timeline import format_clock
 from recorder.transport.base import (
     ConnectionStateChanged,
     ParticipantJoined,
@@ -34,8 +36,12 @@ from recorder.transport.base import (
     TransportSink,
 )
 from recorder.writer import TranscriptWriter
-from storage.records import TurnRecord, Word
+from storage.gaps import add_gap, list_gaps, set_gap_state
+from storage.records import Gap, TurnRecord, Word
 from storage.store import TranscriptStore
+
+if TYPE_CHECKING:
+    from recorder.audio_store import AudioFailure, AudioKeeper
 
 __all__ = [
     "MeetingContext",
@@ -127,6 +133,13 @@ class MeetingReport:
     # Participants' audio the transport dropped before the bot saw it (the loop fell
     # behind for longer than the bridge's bound), ms in all.
     dropped_audio_ms: float = 0.0
+    # How the meeting ended: completed (everything transcribed, live or repaired),
+    # partial (gaps left), failed (nothing could be recorded), interrupted.
+    status: str = "completed"
+    gaps: tuple[Gap, ...] = ()
+    # Participants' audio kept on disk, seconds in all (0 with --no-audio).
+    audio_kept_s: float = 0.0
+    audio_problem: str | None = None
 
 
 class MeetingRecorder(TransportSink):
@@ -149,8 +162,18 @@ class MeetingRecorder(TransportSink):
         settings: RecorderSettings,
         console: LiveConsole | None = None,
         observer: MeetingObserver | None = None,
+        audio_dir: Path | None = None,
+        repair: Callable[[int], Awaitable[None]] | None = None,
     ) -> None:
         self.transport = transport
+        self._audio_dir = audio_dir
+        self._keeper: AudioKeeper | None = None
+        self._repair = repair
+        self._gap_tasks: set[asyncio.Task[None]] = set()
+        # Participants whose live transcription is down, with why, and how often
+        # the same cause was seen again (said once, with a count).
+        self._down: dict[int, tuple[str, int]] = {}
+        self._gap_ranges: list[tuple[int, int, int]] = []
         self.observer = observer
         self.store = store
         self.settings = settings
@@ -168,6 +191,7 @@ class MeetingRecorder(TransportSink):
         self._meeting_id: int | None = None
         self._started_at = datetime.now(UTC)
         self._seen: set[int] = set()
+        self._gaps: tuple[Gap, ...] = ()
         self.turns = 0
         self.billed_seconds = 0.0
         self.sessions = 0
@@ -193,6 +217,12 @@ class MeetingRecorder(TransportSink):
         self._meeting_id = await self.store.start_meeting(
             self.transport.channel, self.settings.bot_uid, self._started_at
         )
+        if self._audio_dir is not None:
+            from recorder.audio_store import AudioKeeper
+
+            self._keeper = AudioKeeper(
+                self.store, self._meeting_id, self._audio_dir, on_failure=self._on_audio_failure
+            )
         writer_task = asyncio.create_task(self._writer.run(), name="transcript-writer")
         heartbeat = asyncio.create_task(self._heartbeat(), name="meeting-heartbeat")
         try:
@@ -294,13 +324,110 @@ class MeetingRecorder(TransportSink):
             await asyncio.wait_for(asyncio.gather(*streams), self.settings.stop_timeout_s)
         except TimeoutError:
             log.warning("! some streams did not close within %.0f s", self.settings.stop_timeout_s)
+            for stream in self._streams.values():
+                stream.uncovered("the stop came before the speech-to-text service finished")
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         self._writer.close()
         await asyncio.shield(writer_task)
+        await self._finish_audio()
+        if self._gap_tasks:
+            await asyncio.gather(*self._gap_tasks, return_exceptions=True)
+        self._status = await self._settle_status()
         ended = self._started_at + timedelta(milliseconds=self._clock_ms())
         await self.store.finish_meeting(
             self._meeting_id, ended_at=max(ended, self._started_at), status=self._status
+        )
+
+    async def _finish_audio(self) -> None:
+        """Finish every audio file; audio that could not be kept is a gap of its own."""
+        keeper = self._keeper
+        if keeper is None:
+            return
+        await keeper.aclose()
+        if keeper.failure is None:
+            return
+        for uid, lost_from in keeper.lost_from_ms.items():
+            end = keeper.last_end_ms.get(uid, lost_from)
+            self._on_gap(uid, int(lost_from), int(max(lost_from, end)), str(keeper.failure))
+
+    async def _settle_status(self) -> str:
+        """Repair what can be repaired, then say how the meeting ended."""
+        assert self._meeting_id is not None
+        if self._status == "interrupted":
+            return self._status
+        try:
+            gaps = await list_gaps(self.store, self._meeting_id)
+            if any(g.state == "open" for g in gaps):
+                if self._repair is not None and self._keeper is not None:
+                    self.console.info("repairing the transcription gaps from the stored audio")
+                    try:
+                        await self._repair(self._meeting_id)
+                    except RecorderError as exc:
+                        self.console.info(f"! repair did not finish: {exc}")
+                elif self._keeper is None:
+                    # No audio was kept (--no-audio): nothing can ever repair them.
+                    for gap in gaps:
+                        if gap.state == "open":
+                            await set_gap_state(
+                                self.store, gap.id, "lost", detail="no audio was kept"
+                            )
+                gaps = await list_gaps(self.store, self._meeting_id)
+        except RecorderError as exc:
+            log.warning("! gaps not read: %s", exc)
+            return "partial"
+        self._gaps = tuple(gaps)
+        if all(g.state == "repaired" for g in gaps):
+            return "completed"
+        kept = sum(self._keeper.kept_ms.values()) if self._keeper is not None else 0.0
+        repaired = any(g.state == "repaired" for g in gaps)
+        if self.turns == 0 and not repaired and kept == 0:
+            return "failed"
+        return "partial"
+
+    # -- gaps --------------------------------------------------------------------
+
+    def _on_gap(self, uid: int, from_ms: int, to_ms: int, cause: str) -> None:
+        """Record a stretch live transcription missed, and say so once per change."""
+        assert self._meeting_id is not None
+        self._gap_ranges.append((uid, from_ms, to_ms))
+        label = self.console.label(uid)
+        said = self._down.get(uid)
+        if said is None or said[0] != cause:
+            self.console.info(
+                f"! transcription stopped for {label} at {format_clock(from_ms, compact=True)}: "
+                f"{cause}; the audio is kept and will be repaired"
+            )
+            self._down[uid] = (cause, 1)
+        else:
+            self._down[uid] = (cause, said[1] + 1)
+        task = asyncio.create_task(
+            self._store_gap(uid, from_ms, to_ms, cause), name=f"gap-{uid}-{from_ms}"
+        )
+        self._gap_tasks.add(task)
+        task.add_done_callback(self._gap_tasks.discard)
+
+    async def _store_gap(self, uid: int, from_ms: int, to_ms: int, cause: str) -> None:
+        assert self._meeting_id is not None
+        try:
+            await add_gap(self.store, self._meeting_id, uid, from_ms, to_ms, cause)
+        except RecorderError as exc:
+            log.warning("! gap of uid %d not stored: %s", uid, exc)
+
+    def _transcription_back(self, uid: int) -> None:
+        said = self._down.pop(uid, None)
+        if said is None:
+            return
+        again = f" (seen {said[1]} times)" if said[1] > 1 else ""
+        self.console.info(
+            f"+ transcription back for {self.console.label(uid)}{again}; the missed stretch "
+            "will be repaired from the stored audio"
+        )
+
+    def _on_audio_failure(self, failure: AudioFailure) -> None:
+        self.console.info(
+            f"! warning: {failure}; the recording goes on, but audio is no longer kept "
+            "and this meeting will end partial"
         )
 
     def _clock_ms(self) -> float:
@@ -308,7 +435,12 @@ class MeetingRecorder(TransportSink):
 
     async def _report(self, interrupted: int) -> MeetingReport:
         assert self._meeting_id is not None
+        keeper = self._keeper
         return MeetingReport(
+            status=self._status,
+            gaps=self._gaps,
+            audio_kept_s=sum(keeper.kept_ms.values()) / 1000 if keeper is not None else 0.0,
+            audio_problem=str(keeper.failure) if keeper and keeper.failure else None,
             meeting_id=self._meeting_id,
             channel=self.transport.channel,
             duration_s=self._clock_ms() / 1000,
@@ -331,11 +463,15 @@ class MeetingRecorder(TransportSink):
         elif isinstance(event, ParticipantLeft):
             if (stream := self._streams.get(event.uid)) is not None:
                 stream.pause("left")
+            if self._keeper is not None:
+                self._keeper.end_run(event.uid)
             self._spawn(self._record_participant(event.uid, event.at_ms), f"left-{event.uid}")
             self.console.info(f"- {self.console.label(event.uid)} left ({event.reason})")
         elif isinstance(event, ParticipantMuted):
             if event.is_muted and (stream := self._streams.get(event.uid)) is not None:
                 stream.pause("muted")
+            if event.is_muted and self._keeper is not None:
+                self._keeper.end_run(event.uid)
             self.console.info(
                 f"{'~' if event.is_muted else '+'} {self.console.label(event.uid)} "
                 f"{'muted' if event.is_muted else 'unmuted'}"
@@ -350,6 +486,8 @@ class MeetingRecorder(TransportSink):
 
     def on_audio(self, uid: int, chunk: Chunk) -> None:
         """Hand a chunk to the participant's stream, creating it on first audio."""
+        if self._keeper is not None:
+            self._keeper.feed(uid, chunk)
         stream = self._streams.get(uid)
         if stream is None:
             stream = self._streams[uid] = ParticipantStream(
@@ -374,6 +512,7 @@ class MeetingRecorder(TransportSink):
             on_socket_opened=self._on_socket_opened,
             on_socket_closed=self._on_socket_closed,
             on_fatal=self._on_fatal,
+            on_gap=self._on_gap,
         )
 
     async def _on_final(self, turn: FinalTurn) -> None:
@@ -404,6 +543,7 @@ class MeetingRecorder(TransportSink):
             self.observer.final_turn(turn)
 
     async def _on_socket_opened(self, uid: int, key: tuple[int, int], event: SocketOpened) -> int:
+        self._transcription_back(uid)
         return await self._open_session_record(uid, key, event.provider_id)
 
     async def _open_session_record(

@@ -51,6 +51,12 @@ STT_REGION_URLS = {
     "us": "wss://streaming.assemblyai.com/v3/ws",
     "eu": "wss://streaming.eu.assemblyai.com/v3/ws",
 }
+# Pre-recorded (async) API hosts per region
+# (https://www.assemblyai.com/docs/pre-recorded-audio/select-the-region).
+ASYNC_REGION_URLS = {
+    "us": "https://api.assemblyai.com",
+    "eu": "https://api.eu.assemblyai.com",
+}
 # Settings whose command-line flag is not simply the field name.
 _FLAG_NAMES = {"database_url": "--db"}
 
@@ -71,6 +77,10 @@ class Config:
         stt_region: ``us`` or ``eu``.
         speech_model: the streaming speech model.
         agent_url: Voice Agent URL override (an emulator), if any.
+        audio_dir: where participants' audio is kept (None: next to the database).
+        is_audio_kept: False (``--no-audio``) keeps no audio, so nothing can be repaired.
+        async_url: pre-recorded (async) API base URL override (an emulator), else from
+            ``stt_region``.
     """
 
     database_url: str
@@ -84,6 +94,29 @@ class Config:
     stt_region: str = "us"
     speech_model: str = DEFAULT_SPEECH_MODEL
     agent_url: str | None = None
+    audio_dir: str | None = None
+    is_audio_kept: bool = True
+    async_url: str | None = None
+
+    @property
+    def audio_directory(self) -> Path:
+        """Where audio is kept: ``audio_dir``, else an ``audio`` folder next to the database.
+
+        Next to a SQLite file; for a server database, in the user data directory.
+        """
+        if self.audio_dir:
+            return Path(self.audio_dir).expanduser()
+        match = re.match(r"sqlite\+\w+:///(?!:memory:)(.+)$", self.database_url)
+        if match and not match.group(1).startswith("file:"):
+            return Path(match.group(1)).expanduser().parent / "audio"
+        from platformdirs import user_data_path
+
+        return user_data_path("recorder", appauthor=False) / "audio"
+
+    @property
+    def async_base_url(self) -> str:
+        """The pre-recorded (async) API to repair gaps with: the override, else the region's."""
+        return (self.async_url or ASYNC_REGION_URLS[self.stt_region]).rstrip("/")
 
     @property
     def is_default_database(self) -> bool:
@@ -318,6 +351,10 @@ def load_config(
     if agent_url and not agent_url.startswith(("ws://", "wss://")):
         raise ConfigError(f"{agent_source} must start with ws:// or wss://, got {agent_url!r}")
     speech_model, _ = pick("speech_model", "RECORDER_SPEECH_MODEL")
+    async_url, async_source = pick("async_url", "RECORDER_ASYNC_URL")
+    if async_url and not async_url.startswith(("http://", "https://")):
+        raise ConfigError(f"{async_source} must start with http:// or https://, got {async_url!r}")
+    audio_dir, _ = pick("audio_dir", "RECORDER_AUDIO_DIR")
 
     return Config(
         database_url=database_url,
@@ -334,4 +371,7 @@ def load_config(
         stt_region=region,
         speech_model=speech_model or DEFAULT_SPEECH_MODEL,
         agent_url=agent_url,
+        audio_dir=audio_dir,
+        is_audio_kept=bool(flags.get("is_audio_kept", True)),
+        async_url=async_url,
     )
