@@ -94,7 +94,7 @@ async def record_meeting(
         meeting = await store.get_meeting(report.meeting_id)
         segments = await list_segments(store, report.meeting_id)
     assert segments and all(s.is_complete and s.format == "flac" for s in segments)
-    assert all(Path(s.path).is_file() for s in segments)
+    assert all(Path(s.path).is_file() for s in segments)  # noqa: ASYNC240 - after the run
     return report, meeting, None
 
 
