@@ -325,7 +325,7 @@ class MeetingRecorder(TransportSink):
         except TimeoutError:
             log.warning("! some streams did not close within %.0f s", self.settings.stop_timeout_s)
             for stream in self._streams.values():
-                stream.uncovered("the stop came before the speech-to-text service finished")
+                stream.uncovered()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         self._writer.close()
@@ -391,21 +391,25 @@ class MeetingRecorder(TransportSink):
         """Record a stretch live transcription missed, and say so once per change."""
         assert self._meeting_id is not None
         self._gap_ranges.append((uid, from_ms, to_ms))
-        label = self.console.label(uid)
-        said = self._down.get(uid)
-        if said is None or said[0] != cause:
-            self.console.info(
-                f"! transcription stopped for {label} at {format_clock(from_ms, compact=True)}: "
-                f"{cause}; the audio is kept and will be repaired"
-            )
-            self._down[uid] = (cause, 1)
-        else:
-            self._down[uid] = (cause, said[1] + 1)
+        self._say_down(uid, cause, at_ms=from_ms)
         task = asyncio.create_task(
             self._store_gap(uid, from_ms, to_ms, cause), name=f"gap-{uid}-{from_ms}"
         )
         self._gap_tasks.add(task)
         task.add_done_callback(self._gap_tasks.discard)
+
+    def _say_down(self, uid: int, cause: str, *, at_ms: float | None = None) -> None:
+        """Say once per change that a participant's live transcription stopped, and why."""
+        said = self._down.get(uid)
+        if said is not None and said[0] == cause:
+            self._down[uid] = (cause, said[1] + 1)
+            return
+        when = format_clock(self._clock_ms() if at_ms is None else at_ms, compact=True)
+        kept = "the audio is kept and will be repaired" if self._keeper else "no audio is kept"
+        self.console.info(
+            f"! transcription stopped for {self.console.label(uid)} at {when}: {cause}; {kept}"
+        )
+        self._down[uid] = (cause, 1)
 
     async def _store_gap(self, uid: int, from_ms: int, to_ms: int, cause: str) -> None:
         assert self._meeting_id is not None
@@ -513,6 +517,7 @@ class MeetingRecorder(TransportSink):
             on_socket_closed=self._on_socket_closed,
             on_fatal=self._on_fatal,
             on_gap=self._on_gap,
+            on_trouble=self._say_down,
         )
 
     async def _on_final(self, turn: FinalTurn) -> None:

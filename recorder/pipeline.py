@@ -109,6 +109,9 @@ class StreamHooks:
     # A stretch of this participant's audio live transcription missed:
     # (uid, from_ms, to_ms, cause), meeting time. The stored audio can repair it.
     on_gap: Callable[[int, int, int, str], None] | None = None
+    # Live transcription of this participant is in trouble (uid, why), e.g. the
+    # service does not answer yet; said once per change by the bot.
+    on_trouble: Callable[[int, str], None] | None = None
 
 
 class _State(enum.Enum):
@@ -143,6 +146,7 @@ class ParticipantStream:
         hooks: where turns and socket records go.
         idle_close_ms: silence after which the socket closes.
         preroll_ms: audio kept while no stream is open, and given first to the next one.
+        slow_open_s: a stream not open after this long is reported as in trouble.
     """
 
     def __init__(
@@ -154,8 +158,10 @@ class ParticipantStream:
         hooks: StreamHooks,
         idle_close_ms: float,
         preroll_ms: float = 400.0,
+        slow_open_s: float = 3.0,
     ) -> None:
         self.uid = uid
+        self._slow_open_s = slow_open_s
         self._open_stream = open_stream
         self._budget = budget
         self._hooks = hooks
@@ -263,11 +269,23 @@ class ParticipantStream:
         end = int(round(timeline.to_meeting_ms(timeline.stream_end_ms, is_end=True)))
         self._hooks.on_gap(self.uid, start, max(start, end), cause)
 
-    def uncovered(self, cause: str) -> None:
+    def uncovered(self) -> None:
         """Report as gaps the speech given to streams that did not finish (a stop ran out)."""
-        for fed in (self._open, self._next):
-            if fed is not None:
-                self._record_gap(fed, cause)
+        if self._open is not None:
+            self._record_gap(
+                self._open, "the stop came before the speech-to-text service had finished"
+            )
+        if self._next is not None:
+            self._record_gap(
+                self._next,
+                "the speech-to-text service could not be reached"
+                if self._state is _State.OPENING
+                else "the stop came before the speech-to-text service had finished",
+            )
+
+    def _slow_open(self) -> None:
+        if self._hooks.on_trouble is not None and self._state is _State.OPENING:
+            self._hooks.on_trouble(self.uid, "the speech-to-text service does not answer; retrying")
 
     def _begin_close(self, *, reason: str) -> None:
         self._state = _State.CLOSING
@@ -279,6 +297,7 @@ class ParticipantStream:
         assert fed is not None
         await self._budget.acquire()
         self._generation += 1
+        notice = asyncio.get_running_loop().call_later(self._slow_open_s, self._slow_open)
         try:
             await fed.stream.start()
         except SttRejected as exc:
@@ -300,6 +319,8 @@ class ParticipantStream:
             self._clear_preroll()
             self._state = _State.CLOSED
             return
+        finally:
+            notice.cancel()
         self._next, self._open = None, fed
         self._clear_preroll()
         fed.consumer = asyncio.create_task(
