@@ -18,17 +18,19 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from recorder.errors import NotFoundError
-from storage.models import GapRow, StreamSessionRow, TurnRow
-from storage.records import GAP_STATES, Gap, TurnRecord
+from storage.models import GapRow, MeetingRow, ParticipantRow, StreamSessionRow, TurnRow
+from storage.records import GAP_STATES, MEETING_STATUSES, Gap, TurnRecord
 from storage.rows import clean_optional, load_gaps, storable_text
 from storage.store import TranscriptStore
 from storage.writes import upsert_participant, upsert_turn_rows
 
 __all__ = [
+    "add_crash_gaps",
     "add_gap",
     "latest_revision",
     "list_gaps",
     "set_gap_state",
+    "set_meeting_status",
     "store_transcribed_turns",
 ]
 
@@ -185,3 +187,68 @@ async def store_transcribed_turns(
         return session_id
 
     return await store.run_in_transaction(work, write=True)
+
+
+async def set_meeting_status(store: TranscriptStore, meeting_id: int, status: str) -> None:
+    """Change a finished meeting's status (after a repair, say), keeping its end time.
+
+    Raises:
+        ValueError: not a finished status.
+        NotFoundError: no such meeting.
+    """
+    if status not in MEETING_STATUSES or status == "recording":
+        raise ValueError(f"a finished meeting is {', '.join(MEETING_STATUSES[1:])}, not {status!r}")
+
+    async def work(connection: AsyncConnection) -> None:
+        result = await connection.execute(
+            update(MeetingRow).where(MeetingRow.id == meeting_id).values(status=status)
+        )
+        if result.rowcount == 0:
+            raise NotFoundError(f"no meeting with id {meeting_id}")
+
+    await store.run_in_transaction(work, write=True)
+
+
+async def add_crash_gaps(
+    store: TranscriptStore, meeting_id: int, audio_end_ms: dict[int, int]
+) -> int:
+    """Gaps for what a killed recorder never transcribed: audio after each one's last word.
+
+    Args:
+        store: the store.
+        meeting_id: an interrupted meeting.
+        audio_end_ms: where each participant's stored audio ends, by uid.
+
+    Returns:
+        How many gaps were added (none twice: an open or repaired gap reaching the
+        end of the audio already stands for it).
+    """
+    existing = await list_gaps(store, meeting_id)
+
+    async def last_words(connection: AsyncConnection) -> dict[int, int]:
+        rows = await connection.execute(
+            select(ParticipantRow.uid, func.max(TurnRow.end_ms))
+            .join(ParticipantRow, ParticipantRow.id == TurnRow.participant_id)
+            .where(TurnRow.meeting_id == meeting_id, TurnRow.revision == 1)
+            .group_by(ParticipantRow.uid)
+        )
+        return {int(uid): int(end or 0) for uid, end in rows}
+
+    ends = await store.run_in_transaction(last_words, write=False)
+    added = 0
+    for uid, audio_end in sorted(audio_end_ms.items()):
+        start = ends.get(uid, 0)
+        if audio_end <= start:
+            continue
+        if any(g.uid == uid and g.to_ms >= audio_end and g.from_ms <= start for g in existing):
+            continue
+        await add_gap(
+            store,
+            meeting_id,
+            uid,
+            start,
+            audio_end,
+            "the recorder stopped before transcribing it",
+        )
+        added += 1
+    return added

@@ -19,6 +19,7 @@ from recorder.cli.emulate import emulate
 from recorder.cli.export import export
 from recorder.cli.join import demo, join
 from recorder.cli.query import meetings, search, show, speakers, sql
+from recorder.cli.repair import repair, retranscribe
 
 __all__ = ["cli", "main"]
 
@@ -57,6 +58,8 @@ cli.add_command(emulate)
 cli.add_command(join)
 cli.add_command(demo)
 cli.add_command(doctor)
+cli.add_command(repair)
+cli.add_command(retranscribe)
 
 
 def main() -> None:

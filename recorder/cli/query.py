@@ -205,6 +205,7 @@ def meetings(
                         "participants": m.participant_count,
                         "turns": m.turn_count,
                         "status": m.status,
+                        "open_gaps": m.open_gaps,
                     }
                     for m in found
                 ]
@@ -219,10 +220,11 @@ def meetings(
                 str(m.participant_count),
                 str(m.turn_count),
                 m.status,
+                str(m.open_gaps) if m.open_gaps else "",
             ]
             for m in found
         ]
-        headers = ["ID", "CHANNEL", "STARTED", "DURATION", "PEOPLE", "TURNS", "STATUS"]
+        headers = ["ID", "CHANNEL", "STARTED", "DURATION", "PEOPLE", "TURNS", "STATUS", "GAPS"]
         click.echo(format_table(headers, rows))
 
     run(main())
@@ -237,6 +239,11 @@ def meetings(
 @click.option("--speaker", metavar="NAME|UID", help="Only this participant's turns.")
 @click.option("--from", "from_", metavar="MM:SS", help="Start at this meeting time.")
 @click.option("--to", metavar="MM:SS", help="Stop at this meeting time.")
+@click.option(
+    "--revision",
+    type=click.IntRange(min=1),
+    help="Show this transcript revision (default: the latest; see 'recorder retranscribe').",
+)
 @db_option
 def show(
     meeting: str,
@@ -244,16 +251,20 @@ def show(
     speaker: str | None,
     from_: str | None,
     to: str | None,
+    revision: int | None,
     database_url: str | None,
 ) -> None:
     """Print a meeting's transcript: one [hh:mm:ss] Name: text line per turn.
 
-    MEETING is a meeting id (see 'recorder meetings') or 'latest'.
+    MEETING is a meeting id (see 'recorder meetings') or 'latest'. Turns
+    repaired from the stored audio are marked (repaired); stretches nothing
+    could transcribe are listed as gaps at the end.
 
     \b
     Examples:
         recorder show latest
         recorder show 12 --speaker Alice --from 10:00 --to 25:30
+        recorder show 12 --revision 1
     """
     from recorder.export.render import format_datetime, format_duration
 
@@ -265,8 +276,10 @@ def show(
     async def main() -> None:
         async with await _open(database_url) as store:
             meeting_id = await store.resolve_meeting(meeting, channel=channel)
-            header = await store.get_meeting(meeting_id, with_turns=False)
-            turns = store.iter_turns(meeting_id, batch=_TURNS_PER_QUERY, with_words=False)
+            header = await store.get_meeting(meeting_id, with_turns=False, revision=revision)
+            turns = store.iter_turns(
+                meeting_id, batch=_TURNS_PER_QUERY, with_words=False, revision=revision
+            )
             participants = header.participants
             uid = _match_speaker(participants, speaker, meeting_id) if speaker else None
             style = _speaker_style(participants)
@@ -278,6 +291,8 @@ def show(
                 f"{clean_text(summary.channel)} · meeting {summary.id} · "
                 f"{format_datetime(summary.started_at)} · {duration} · {summary.status}"
             )
+            if len(header.revisions) > 1:
+                title += f" · revision {header.revision} of {header.revisions[-1]}"
             shown = 0
             async for turn in turns:
                 if turn.start_ms < start_ms or (uid is not None and turn.uid != uid):
@@ -288,13 +303,24 @@ def show(
                     click.echo(title)
                 name = clean_text(turn.display_name or "") or str(turn.uid)
                 text = clean_text(turn.text)
+                mark = " (repaired)" if turn.source == "repaired" else ""
                 click.echo(
-                    f"[{format_clock(turn.start_ms)}] {style(turn.uid, name)}:"
+                    f"[{format_clock(turn.start_ms)}] {style(turn.uid, name)}{mark}:"
                     + (f" {text}" if text else "")
                 )
                 shown += 1
-            if shown == 0:
+            names = {p.uid: p.speaker for p in participants}
+            unrepaired = [g for g in header.gaps if g.state != "repaired"]
+            if shown == 0 and not unrepaired:
                 raise NotFoundError(f"no turns in meeting {meeting_id} match the filters")
+            if shown == 0:
+                click.echo(title)
+            for gap in unrepaired:
+                click.echo(
+                    f"gap: {clean_text(names.get(gap.uid, str(gap.uid)))} "
+                    f"{format_clock(gap.from_ms)}-{format_clock(gap.to_ms)} not transcribed "
+                    f"({clean_text(gap.cause)}; {gap.state})"
+                )
 
     run(main())
 
