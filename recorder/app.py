@@ -26,7 +26,7 @@ from recorder.config import DEFAULT_IDLE_CLOSE_S, DEFAULT_SESSIONS_PER_MINUTE, C
 from recorder.console import LiveConsole
 from recorder.errors import RecorderError
 from recorder.pipeline import FinalTurn
-from recorder.stt.settings import ConnectSettings
+from recorder.stt.settings import DEFAULT_BUFFERS, BufferSettings, ConnectSettings
 from recorder.stt.stream import stream_factory
 from recorder.transport.base import Transport
 from storage.store import TranscriptStore
@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 __all__ = ["RecordingOptions", "record"]
 
 log = logging.getLogger(__name__)
+
+# Seconds of held audio a participant's stream catches up after an outage (see record).
+_CATCH_UP_S = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +147,13 @@ async def record(
             prompt=options.prompt,
         ),
         realtime_factor=options.realtime_factor,
+        # After an outage live transcription resumes at the present: at most this much
+        # held audio is caught up (paced at real time, it stays that far behind live);
+        # the rest becomes a gap, repaired from the kept audio. Scaled with the audio
+        # clock, so a fast replay allows the same wall-clock lag.
+        buffers=BufferSettings(catch_up_max_s=_CATCH_UP_S * options.realtime_factor)
+        if config.is_audio_kept
+        else DEFAULT_BUFFERS,
     )
 
     audio_dir = config.audio_directory if config.is_audio_kept else None

@@ -99,6 +99,18 @@ class ResendBuffer:
         self._sent.clear()
         self.sent_bytes = 0
 
+    def trim_backlog(self, max_bytes: int) -> list[tuple[int, int]]:
+        """Drop the oldest held audio beyond ``max_bytes``; returns the dropped runs."""
+        runs: list[tuple[int, int]] = []
+        while self.pending and self.pending_bytes - len(self.pending[0][1]) >= max_bytes:
+            pos, chunk = self.pending.popleft()
+            self.pending_bytes -= len(chunk)
+            if runs and runs[-1][0] + runs[-1][1] == pos:
+                runs[-1] = (runs[-1][0], runs[-1][1] + len(chunk))
+            else:
+                runs.append((pos, len(chunk)))
+        return runs
+
     def rewind(self) -> None:
         """Put the unfinalised sent audio back in front of the queue, in 50-1000 ms chunks."""
         if not self._sent:

@@ -149,10 +149,15 @@ class BufferSettings:
             dropped and reported as ``AudioDropped``.
         resend_max_s: most sent audio kept until a final turn covers it; only
             this much can be sent again after a reconnect.
+        catch_up_max_s: after a reconnect, at most this much held audio is sent
+            (it is paced at real time, so it stays that far behind live); older held
+            audio is dropped and reported as ``AudioDropped``, for the caller to
+            transcribe another way (None: send it all).
     """
 
     backlog_max_s: float = 60.0
     resend_max_s: float = 15.0
+    catch_up_max_s: float | None = None
 
 
 DEFAULT_PACING = PacingSettings()

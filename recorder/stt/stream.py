@@ -148,6 +148,9 @@ class SttStream:
             backlog_max_bytes=int(buffers.backlog_max_s * self._bps),
         )
         self._pending = self._buffer.pending  # the sender's queue, shared for speed
+        self._catch_up_max_bytes = (
+            None if buffers.catch_up_max_s is None else int(buffers.catch_up_max_s * self._bps)
+        )
         self._config_updates: dict[str, Any] = {}  # re-applied on every new socket
         self.dropped_bytes = 0
 
@@ -402,6 +405,10 @@ class SttStream:
         """
         # Resend: the new socket starts with the oldest audio no final covers yet.
         self._buffer.rewind()
+        if self._catch_up_max_bytes is not None and not self._stopping:
+            # Live resumes at the present; what is older goes to the caller as dropped.
+            for pos, size in self._buffer.trim_backlog(self._catch_up_max_bytes):
+                self._report_dropped(pos, size)
         start_pos = self._pending[0][0] if self._pending else self._chunked_pos
         proto = SttProtocol(
             sample_rate_hz=self._sample_rate_hz,
