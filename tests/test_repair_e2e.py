@@ -8,6 +8,7 @@ words said / live / repaired / lost.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from pathlib import Path
 from typing import Any
@@ -116,3 +117,137 @@ async def test_service_unreachable_for_the_whole_meeting_is_repaired(tmp_path: P
     assert counts["live"] == 0 and counts["lost"] == 0
     assert meeting.gaps and all(g.state == "repaired" for g in meeting.gaps)
     assert {g.uid for g in meeting.gaps} == {101, 202}
+
+
+# -- an outage of the streaming service mid-meeting ------------------------------------
+
+
+class CuttableProxy:
+    """A TCP proxy to the streaming emulator that can be cut (a network outage) and restored."""
+
+    def __init__(self, target_port: int) -> None:
+        self._target = target_port
+        self._is_cut = False
+        self._links: set[asyncio.StreamWriter] = set()
+        self.server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> CuttableProxy:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.close()
+        self.cut()
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return f"ws://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/v3/ws"
+
+    def cut(self) -> None:
+        self._is_cut = True
+        for writer in list(self._links):
+            writer.transport.abort()
+
+    def restore(self) -> None:
+        self._is_cut = False
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._is_cut:
+            writer.transport.abort()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._target)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._links |= {writer, up_writer}
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.transport.abort()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        self._links -= {writer, up_writer}
+
+
+class OutageAt(ReplayTransport):
+    """A replay that cuts the proxy when its audio reaches ``from_ms`` and restores it at ``to_ms``."""
+
+    def __init__(self, script: Any, proxy: CuttableProxy, from_ms: float, to_ms: float, **kw: Any):
+        super().__init__(script, **kw)
+        self._proxy, self._from, self._to = proxy, from_ms, to_ms
+
+    async def start(self, sink: Any) -> None:
+        proxy, cut_at, back_at = self._proxy, self._from, self._to
+
+        class Sink:
+            def on_event(self, event: Any) -> None:
+                sink.on_event(event)
+
+            def on_audio(self, uid: int, chunk: Any) -> None:
+                if cut_at <= chunk.start_ms < back_at and not proxy._is_cut:
+                    proxy.cut()
+                elif chunk.start_ms >= back_at and proxy._is_cut:
+                    proxy.restore()
+                sink.on_audio(uid, chunk)
+
+        await super().start(Sink())
+
+
+LONG_MEETING: dict[str, Any] = {
+    "channel": "outage",
+    "participants": [{"uid": 101, "name": "Ada"}, {"uid": 202, "name": "Bo"}],
+    "events": [
+        {"at": 0.0, "uid": 101, "join": True},
+        {"at": 0.1, "uid": 202, "join": True},
+    ]
+    + [
+        {
+            "at": 0.5 + 4.0 * i,
+            "uid": 101 if i % 2 == 0 else 202,
+            "say": f"Item {i} is on the list, alpha bravo charlie.",
+        }
+        for i in range(14)
+    ],
+    "end": 60.0,
+}
+
+
+async def test_a_30_second_outage_mid_meeting_is_repaired(tmp_path: Path) -> None:
+    speed = 4.0
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'recorder.db'}"
+    streaming = StreamingEmulator(realtime_factor=speed * 3)
+    batch = BatchEmulator(behaviour=BatchBehaviour(processing_s=0.05))
+    async with (
+        streaming.serve() as live,
+        batch.serve() as repair,
+        CuttableProxy(int(live.url.rsplit(":", 1)[1].split("/")[0])) as proxy,
+        await TranscriptStore.open(db_url, auto_migrate=True) as store,
+    ):
+        config = Config(
+            database_url=db_url,
+            assemblyai_api_key="test-key",
+            stt_url=proxy.url,
+            async_url=repair.url,
+        )
+        report = await record(
+            config,
+            OutageAt(script_of(LONG_MEETING), proxy, 15_000, 45_000, speed=speed),
+            options=RecordingOptions(
+                sessions_per_minute=600.0, names={101: "Ada", 202: "Bo"}, realtime_factor=speed * 2
+            ),
+            store=store,
+        )
+        meeting = await store.get_meeting(report.meeting_id)
+    counts = tally("stt unreachable 30 s mid-meeting", meeting, LONG_MEETING)
+    assert_matches_script(meeting, script_of(LONG_MEETING))
+    assert report.status == "completed", meeting.gaps
+    assert counts["live"] > 0 and counts["repaired"] > 0 and counts["lost"] == 0
