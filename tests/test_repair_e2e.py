@@ -9,7 +9,10 @@ words said / live / repaired / lost.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import socket
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +25,11 @@ from recorder.emulator.batch import BatchBehaviour, BatchEmulator
 from recorder.emulator.streaming.server import StreamingEmulator
 from recorder.transport.replay import ReplayTransport
 from storage.audio import list_segments
+from storage.db import upgrade_database
 from storage.records import Meeting
 from storage.store import TranscriptStore
 from tests.support.harness import assert_matches_script, script_of
+from tests.support.timing import TIMEOUT
 
 pytestmark = pytest.mark.slow
 
@@ -179,7 +184,7 @@ class CuttableProxy:
 
 
 class OutageAt(ReplayTransport):
-    """A replay that cuts the proxy when its audio reaches ``from_ms`` and restores it at ``to_ms``."""
+    """A replay that cuts the proxy at meeting time ``from_ms`` and restores it at ``to_ms``."""
 
     def __init__(self, script: Any, proxy: CuttableProxy, from_ms: float, to_ms: float, **kw: Any):
         super().__init__(script, **kw)
@@ -251,3 +256,102 @@ async def test_a_30_second_outage_mid_meeting_is_repaired(tmp_path: Path) -> Non
     assert_matches_script(meeting, script_of(LONG_MEETING))
     assert report.status == "completed", meeting.gaps
     assert counts["live"] > 0 and counts["repaired"] > 0 and counts["lost"] == 0
+
+
+# -- the recorder killed mid-meeting, then 'recorder repair' -------------------------------
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("RECORDER_", "ASSEMBLYAI", "AGORA"))
+    }
+    env["ASSEMBLYAI_API_KEY"] = "test-key"
+    env["XDG_DATA_HOME"] = str(tmp_path / "data")
+    env.pop("PYTHONASYNCIODEBUG", None)
+    return env
+
+
+async def test_sigkill_then_repair_transcribes_what_the_killed_recorder_kept(
+    tmp_path: Path,
+) -> None:
+    speed = 4.0
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'recorder.db'}"
+    script_path = tmp_path / "meeting.json"
+    script_path.write_text(json.dumps(LONG_MEETING))  # noqa: ASYNC240 - before the run
+    await upgrade_database(db_url)
+    streaming = StreamingEmulator(realtime_factor=speed * 3)
+    batch = BatchEmulator(behaviour=BatchBehaviour(processing_s=0.05))
+    async with streaming.serve() as live, batch.serve() as repair:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "recorder",
+            "join",
+            f"--transport=replay:{script_path}",
+            f"--stt-url={live.url}",
+            f"--async-url={repair.url}",
+            f"--speed={speed}",
+            f"--db={db_url}",
+            cwd=tmp_path,
+            env=_env(tmp_path),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        assert process.stdout is not None
+        # Killed in the middle of the meeting, while a participant is talking: after
+        # the sixth turn was printed.
+        for _ in range(6):
+            line = await asyncio.wait_for(process.stdout.readline(), TIMEOUT * 4)
+            assert line, "recorder exited early"
+        process.kill()
+        await process.wait()
+        async with await TranscriptStore.open(db_url) as store:
+            (summary,) = await store.list_meetings()
+            assert summary.status == "interrupted"
+            segments = await list_segments(store, summary.id)
+        assert segments and any(not s.is_complete for s in segments)
+        fixed = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "recorder",
+            "repair",
+            str(summary.id),
+            f"--async-url={repair.url}",
+            f"--db={db_url}",
+            cwd=tmp_path,
+            env=_env(tmp_path),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, err = await asyncio.wait_for(fixed.communicate(), TIMEOUT * 4)
+    text = err.decode()
+    assert fixed.returncode == 0, text
+    assert "Traceback" not in text and "repaired" in text, text
+    async with await TranscriptStore.open(db_url) as store:
+        meeting = await store.get_meeting(summary.id)
+        segments = await list_segments(store, summary.id)
+    # Every word whose audio was kept before the kill is stored exactly once.
+    kept_until = {}
+    for segment in segments:
+        size = Path(segment.path).stat().st_size if not segment.is_complete else 0  # noqa: ASYNC240
+        end = segment.start_ms + (size // 32 if size else segment.duration_ms)
+        kept_until[segment.uid] = max(kept_until.get(segment.uid, 0), end)
+    said = [
+        w for w in script_of(LONG_MEETING).expected_words() if w.end_ms < kept_until[w.uid] - 200
+    ]
+    for uid in (101, 202):
+        want = [w for w in said if w.uid == uid]
+        got = [w for t in meeting.turns if t.uid == uid for w in t.words]
+        assert [w.text for w in got[: len(want)]] == [w.text for w in want], uid
+        for stored, spoken in zip(got, want, strict=False):
+            assert abs(stored.start_ms - spoken.start_ms) <= 150, (uid, stored, spoken)
+        assert len(got) - len(want) <= 1  # at most the word cut by the kill, heard in part
+    live = sum(len(t.words) for t in meeting.turns if t.source == "live")
+    repaired = sum(len(t.words) for t in meeting.turns if t.source == "repaired")
+    print(
+        f"SIGKILL mid-meeting then repair: words said before the kill {len(said)} / "
+        f"live {live} / repaired {repaired} / lost {max(0, len(said) - live - repaired)}"
+    )
+    assert repaired > 0
