@@ -349,7 +349,14 @@ class MeetingRecorder(TransportSink):
             return
         for uid, lost_from in keeper.lost_from_ms.items():
             end = keeper.last_end_ms.get(uid, lost_from)
-            self._on_gap(uid, int(lost_from), int(max(lost_from, end)), str(keeper.failure))
+            # Live transcription may have heard it, but nothing can repair or re-check it.
+            await self._store_gap(
+                uid,
+                int(lost_from),
+                int(max(lost_from, end)),
+                f"audio not kept: {keeper.failure}",
+                state="lost",
+            )
 
     async def _settle_status(self) -> str:
         """Repair what can be repaired, then say how the meeting ended."""
@@ -411,10 +418,12 @@ class MeetingRecorder(TransportSink):
         )
         self._down[uid] = (cause, 1)
 
-    async def _store_gap(self, uid: int, from_ms: int, to_ms: int, cause: str) -> None:
+    async def _store_gap(
+        self, uid: int, from_ms: int, to_ms: int, cause: str, *, state: str = "open"
+    ) -> None:
         assert self._meeting_id is not None
         try:
-            await add_gap(self.store, self._meeting_id, uid, from_ms, to_ms, cause)
+            await add_gap(self.store, self._meeting_id, uid, from_ms, to_ms, cause, state=state)
         except RecorderError as exc:
             log.warning("! gap of uid %d not stored: %s", uid, exc)
 

@@ -104,7 +104,8 @@ class AudioFiles:
         self._compress = compress
         self._commands: queue.SimpleQueue[tuple[object, ...]] = queue.SimpleQueue()
         self._files: dict[int, _Open] = {}
-        self._broken: set[int] = set()
+        # Bytes each run got on disk, kept after it ends (read once the thread stopped).
+        self.written: dict[int, int] = {}
         self.failure: concurrent.futures.Future[AudioFailure] = concurrent.futures.Future()
         self.failures = 0
         self.cpu_s = 0.0  # the thread's own CPU time, for the benchmark
@@ -175,9 +176,14 @@ class AudioFiles:
             blocks = command[2]
             assert isinstance(blocks, list)
             try:
-                data = b"".join(blocks)
-                opened.file.write(data)
-                opened.written += len(data)
+                data = memoryview(b"".join(blocks))
+                while data:
+                    # A short write (the disk or the file size limit reached) is
+                    # followed by one that raises, naming the reason.
+                    done = opened.file.write(data) or 0
+                    opened.written += done
+                    self.written[key] = opened.written
+                    data = data[done:]
             except OSError as exc:
                 self._fail(key, opened.path, exc)
         elif kind == "close":
@@ -223,7 +229,7 @@ class AudioFiles:
                 opened.file.close()
         if not self.failure.done():
             reason = exc.strerror or str(exc)
-            log.warning("! audio: cannot write %s: %s", path, reason)
+            log.info("! audio: cannot write %s: %s", path, reason)  # the recorder says it
             self.failure.set_result(AudioFailure(str(path), reason))
 
 

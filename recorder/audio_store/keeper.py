@@ -76,6 +76,8 @@ class AudioKeeper:
         self._max_fill_ms = max_fill_ms
         self._files = AudioFiles()
         self._runs: dict[int, _Run] = {}
+        self._all_runs: list[_Run] = []
+        self._failed_runs: list[_Run] = []
         self._next_key = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._on_failure = on_failure
@@ -96,7 +98,8 @@ class AudioKeeper:
     def feed(self, uid: int, chunk: Chunk) -> None:
         """Keep one chunk of a participant's audio (on the loop; never blocks)."""
         if self.failure is not None:
-            self.lost_from_ms.setdefault(uid, chunk.start_ms)
+            if not any(run.uid == uid for run in self._failed_runs):
+                self.lost_from_ms.setdefault(uid, chunk.start_ms)
             self.last_end_ms[uid] = chunk.end_ms
             return
         self.last_end_ms[uid] = chunk.end_ms
@@ -126,6 +129,15 @@ class AudioKeeper:
         for uid in list(self._runs):
             self.end_run(uid)
         await asyncio.wrap_future(self._files.stop())
+        # The thread has stopped: what reached the disk is final.
+        written = self._files.written
+        self.kept_ms = {}
+        for run in self._all_runs:
+            kept = written.get(run.key, 0) / _BYTES_PER_MS
+            self.kept_ms[run.uid] = self.kept_ms.get(run.uid, 0.0) + kept
+        for run in self._failed_runs:
+            lost_from = run.start_ms + written.get(run.key, 0) / _BYTES_PER_MS
+            self.lost_from_ms[run.uid] = min(self.lost_from_ms.get(run.uid, lost_from), lost_from)
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         self._watch.cancel()
@@ -139,6 +151,7 @@ class AudioKeeper:
         self._next_key += 1
         path = self._folder / f"uid-{uid}-{int(start_ms):010d}ms.pcm"
         run = self._runs[uid] = _Run(key, uid, start_ms, path)
+        self._all_runs.append(run)
         self._files.open(key, path)
         run.indexed = asyncio.create_task(self._index_opened(run), name=f"audio-index-{uid}-{key}")
         return run
@@ -147,7 +160,6 @@ class AudioKeeper:
         run.blocks.append(pcm)
         run.held_bytes += len(pcm)
         run.written_ms += len(pcm) / _BYTES_PER_MS
-        self.kept_ms[run.uid] = self.kept_ms.get(run.uid, 0.0) + len(pcm) / _BYTES_PER_MS
         if run.held_bytes >= self._batch_bytes:
             self._hand_over(run)
 
@@ -195,9 +207,8 @@ class AudioKeeper:
         if watch.cancelled():
             return
         self.failure = watch.result()
-        for uid, run in self._runs.items():
-            # What the thread wrote of these runs is not known here: count them lost.
-            self.lost_from_ms[uid] = run.start_ms
+        # Where each run stopped reaching the disk is known once the thread stops.
+        self._failed_runs = list(self._runs.values())
         self._runs.clear()
         if self._on_failure is not None:
             self._on_failure(self.failure)

@@ -146,8 +146,8 @@ def _print_report(report: MeetingReport, config: Config) -> None:
     for gap in report.gaps:
         if gap.state != "repaired":
             click.echo(
-                f"gap: uid {gap.uid} {format_clock(gap.from_ms)}-{format_clock(gap.to_ms)} "
-                f"not transcribed ({gap.cause}; {gap.state})",
+                f"gap: uid {gap.uid} {format_clock(gap.from_ms)}-{format_clock(gap.to_ms)}: "
+                f"{gap.cause} ({gap.state})",
                 err=True,
             )
     db = "" if config.is_default_database else " --db URL"

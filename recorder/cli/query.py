@@ -318,8 +318,8 @@ def show(
             for gap in unrepaired:
                 click.echo(
                     f"gap: {clean_text(names.get(gap.uid, str(gap.uid)))} "
-                    f"{format_clock(gap.from_ms)}-{format_clock(gap.to_ms)} not transcribed "
-                    f"({clean_text(gap.cause)}; {gap.state})"
+                    f"{format_clock(gap.from_ms)}-{format_clock(gap.to_ms)}: "
+                    f"{clean_text(gap.cause)} ({gap.state})"
                 )
 
     run(main())
