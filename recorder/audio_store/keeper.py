@@ -140,6 +140,8 @@ class AudioKeeper:
             self.lost_from_ms[run.uid] = min(self.lost_from_ms.get(run.uid, lost_from), lost_from)
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        indexing = [run.indexed for run in self._all_runs if run.indexed is not None]
+        await asyncio.gather(*indexing, return_exceptions=True)
         self._watch.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._watch
