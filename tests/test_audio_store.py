@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-import pytest
 import soundfile
 
 from recorder.audio import Chunk
