@@ -37,14 +37,10 @@ class _Run:
     uid: int
     start_ms: float
     path: Path
-    written_ms: float = 0.0
+    next_ms: float = 0.0  # where the next chunk continues the file, on the meeting clock
     blocks: list[bytes] = field(default_factory=list)
     held_bytes: int = 0
     indexed: asyncio.Task[int | None] | None = None
-
-    @property
-    def end_ms(self) -> float:
-        return self.start_ms + self.written_ms
 
 
 class AudioKeeper:
@@ -83,7 +79,7 @@ class AudioKeeper:
         self._on_failure = on_failure
         self.failure: AudioFailure | None = None
         # After a failure: where each participant's audio stopped being kept, and
-        # where their audio ends, for the gaps the recorder records.
+        # where their audio ends (followed only once it failed), for the gaps.
         self.lost_from_ms: dict[int, float] = {}
         self.last_end_ms: dict[int, float] = {}
         self.kept_ms: dict[int, float] = {}
@@ -102,17 +98,17 @@ class AudioKeeper:
                 self.lost_from_ms.setdefault(uid, chunk.start_ms)
             self.last_end_ms[uid] = chunk.end_ms
             return
-        self.last_end_ms[uid] = chunk.end_ms
         run = self._runs.get(uid)
+        start = chunk.start_ms
         if run is not None:
-            pause = chunk.start_ms - run.end_ms
+            pause = start - run.next_ms
             if pause > self._max_fill_ms or pause < -self._max_fill_ms:
                 self.end_run(uid)
                 run = None
             elif pause >= 1.0:
                 self._append(run, bytes(int(pause) * _BYTES_PER_MS))
         if run is None:
-            run = self._start_run(uid, chunk.start_ms)
+            run = self._start_run(uid, start)
         self._append(run, chunk.pcm)
 
     def end_run(self, uid: int) -> None:
@@ -152,7 +148,7 @@ class AudioKeeper:
         key = self._next_key
         self._next_key += 1
         path = self._folder / f"uid-{uid}-{int(start_ms):010d}ms.pcm"
-        run = self._runs[uid] = _Run(key, uid, start_ms, path)
+        run = self._runs[uid] = _Run(key, uid, start_ms, path, next_ms=start_ms)
         self._all_runs.append(run)
         self._files.open(key, path)
         run.indexed = asyncio.create_task(self._index_opened(run), name=f"audio-index-{uid}-{key}")
@@ -160,8 +156,9 @@ class AudioKeeper:
 
     def _append(self, run: _Run, pcm: bytes) -> None:
         run.blocks.append(pcm)
-        run.held_bytes += len(pcm)
-        run.written_ms += len(pcm) / _BYTES_PER_MS
+        size = len(pcm)
+        run.held_bytes += size
+        run.next_ms += size / _BYTES_PER_MS
         if run.held_bytes >= self._batch_bytes:
             self._hand_over(run)
 
@@ -211,6 +208,8 @@ class AudioKeeper:
         self.failure = watch.result()
         # Where each run stopped reaching the disk is known once the thread stops.
         self._failed_runs = list(self._runs.values())
+        for run in self._failed_runs:
+            self.last_end_ms[run.uid] = run.next_ms
         self._runs.clear()
         if self._on_failure is not None:
             self._on_failure(self.failure)
