@@ -106,6 +106,7 @@ class AudioFiles:
         self._files: dict[int, _Open] = {}
         # Bytes each run got on disk, kept after it ends (read once the thread stopped).
         self.written: dict[int, int] = {}
+        self.failed_keys: set[int] = set()
         self.failure: concurrent.futures.Future[AudioFailure] = concurrent.futures.Future()
         self.failures = 0
         self.cpu_s = 0.0  # the thread's own CPU time, for the benchmark
@@ -223,6 +224,7 @@ class AudioFiles:
 
     def _fail(self, key: int, path: Path, exc: OSError) -> None:
         self.failures += 1
+        self.failed_keys.add(key)
         opened = self._files.pop(key, None)
         if opened is not None:
             with contextlib.suppress(OSError):

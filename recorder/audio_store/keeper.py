@@ -125,15 +125,24 @@ class AudioKeeper:
         for uid in list(self._runs):
             self.end_run(uid)
         await asyncio.wrap_future(self._files.stop())
+        if self.failure is None and self._files.failure.done():
+            # It failed as it finished, before the loop heard of it.
+            self.failure = self._files.failure.result()
+            if self._on_failure is not None:
+                self._on_failure(self.failure)
         # The thread has stopped: what reached the disk is final.
         written = self._files.written
         self.kept_ms = {}
         for run in self._all_runs:
             kept = written.get(run.key, 0) / _BYTES_PER_MS
             self.kept_ms[run.uid] = self.kept_ms.get(run.uid, 0.0) + kept
-        for run in self._failed_runs:
-            lost_from = run.start_ms + written.get(run.key, 0) / _BYTES_PER_MS
-            self.lost_from_ms[run.uid] = min(self.lost_from_ms.get(run.uid, lost_from), lost_from)
+        for run in self._all_runs:
+            if run.key in self._files.failed_keys:
+                lost_from = run.start_ms + written.get(run.key, 0) / _BYTES_PER_MS
+                self.lost_from_ms[run.uid] = min(
+                    self.lost_from_ms.get(run.uid, lost_from), lost_from
+                )
+                self.last_end_ms[run.uid] = max(self.last_end_ms.get(run.uid, 0.0), run.next_ms)
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         indexing = [run.indexed for run in self._all_runs if run.indexed is not None]
@@ -203,7 +212,7 @@ class AudioKeeper:
             log.warning("! audio file %s not indexed: %s", result.path, exc)
 
     def _failed(self, watch: asyncio.Future[AudioFailure]) -> None:
-        if watch.cancelled():
+        if watch.cancelled() or self.failure is not None:
             return
         self.failure = watch.result()
         # Where each run stopped reaching the disk is known once the thread stops.
