@@ -22,6 +22,7 @@ from recorder.app import RecordingOptions, record
 from recorder.bot import MeetingReport
 from recorder.config import Config
 from recorder.emulator.batch import BatchBehaviour, BatchEmulator
+from recorder.emulator.faults import Fault, FaultKind, FaultPlan
 from recorder.emulator.streaming.server import StreamingEmulator
 from recorder.transport.replay import ReplayTransport
 from storage.audio import list_segments
@@ -355,3 +356,49 @@ async def test_sigkill_then_repair_transcribes_what_the_killed_recorder_kept(
         f"live {live} / repaired {repaired} / lost {max(0, len(said) - live - repaired)}"
     )
     assert repaired > 0
+
+
+# One participant talking without a pause long enough to close the socket.
+TALKER: dict[str, Any] = {
+    "channel": "talker",
+    "participants": [{"uid": 101, "name": "Ada"}],
+    "events": [{"at": 0.0, "uid": 101, "join": True}]
+    + [
+        {"at": 0.5 + 4.0 * i, "uid": 101, "say": f"Item {i} is on the list, alpha bravo charlie."}
+        for i in range(12)
+    ],
+    "end": 50.0,
+}
+
+
+async def test_a_stalled_socket_is_replaced_and_its_stretch_repaired(tmp_path: Path) -> None:
+    # The first socket stops answering (connected, silent) after 4 s of audio: pings go
+    # unanswered, the socket is dropped and replaced, the stretch is repaired.
+    speed = 2.0
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'recorder.db'}"
+    faults = FaultPlan(per_connection={0: (Fault(FaultKind.STALL, at_audio_s=4.0),)})
+    streaming = StreamingEmulator(realtime_factor=speed * 3, faults=faults)
+    batch = BatchEmulator(behaviour=BatchBehaviour(processing_s=0.05))
+    async with (
+        streaming.serve() as live,
+        batch.serve() as repair,
+        await TranscriptStore.open(db_url, auto_migrate=True) as store,
+    ):
+        config = Config(
+            database_url=db_url, assemblyai_api_key="k", stt_url=live.url, async_url=repair.url
+        )
+        report = await record(
+            config,
+            ReplayTransport(script_of(TALKER), speed=speed),
+            options=RecordingOptions(
+                sessions_per_minute=600.0, names={101: "Ada"}, realtime_factor=speed * 2
+            ),
+            store=store,
+        )
+        meeting = await store.get_meeting(report.meeting_id)
+    counts = tally("stalled socket", meeting, TALKER)
+    assert_matches_script(meeting, script_of(TALKER))
+    assert report.status == "completed", meeting.gaps
+    assert counts["lost"] == 0 and counts["repaired"] > 0
+    # The stall was noticed and the socket replaced: live transcription came back.
+    assert any(t.source == "live" and t.start_ms > 36_000 for t in meeting.turns)

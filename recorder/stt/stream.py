@@ -352,6 +352,8 @@ class SttStream:
                     self._headers,
                     open_timeout_s=self._retry_settings.connect_timeout_s,
                     close_timeout_s=_CLOSE_TIMEOUT_S,
+                    ping_interval_s=self._retry_settings.ping_interval_s,
+                    ping_timeout_s=self._retry_settings.ping_timeout_s,
                 )
             except SttConnectionError as exc:
                 problem = str(exc)
@@ -403,7 +405,10 @@ class SttStream:
             Its Closed event, its lifetime after Begin (None without Begin), whether
             Terminate was sent, and the last ``Error`` frame's text.
         """
-        # Resend: the new socket starts with the oldest audio no final covers yet.
+        # Resend: the new socket starts with the oldest audio no final covers yet;
+        # what fell out of the resend window unfinalised is lost to this stream.
+        for pos, size in self._buffer.take_forgotten():
+            self._report_dropped(pos, size)
         self._buffer.rewind()
         if self._catch_up_max_bytes is not None and not self._stopping:
             # Live resumes at the present; what is older goes to the caller as dropped.
