@@ -11,18 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from recorder.audio import Chunk
 from recorder.config import DEFAULT_IDLE_CLOSE_S, DEFAULT_SESSIONS_PER_MINUTE
 from recorder.console import LiveConsole
 from recorder.errors import RecorderError
 from recorder.limiter import SessionBudget
+from recorder.persist import DatabaseGuard
 from recorder.pipeline import FinalTurn, ParticipantStream, SpeechStream, StreamHooks
 from recorder.stt.events import SocketClosed, SocketOpened
 from recorder.timeline import format_clock
@@ -54,6 +56,8 @@ __all__ = [
 # A recording process marks its meeting alive this often, so a fleet sharing one
 # database can tell a live meeting from one whose recorder was killed.
 HEARTBEAT_S = 60.0
+# At the end, how long to wait for an away database to store the meeting's end.
+_FINISH_GIVE_UP_S = 300.0
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +146,16 @@ class MeetingReport:
     audio_problem: str | None = None
 
 
+async def _settle_tasks(tasks: Collection[asyncio.Task[Any]], timeout_s: float) -> None:
+    """Wait for ``tasks`` at most ``timeout_s``, then cancel what is left."""
+    if not tasks:
+        return
+    _, pending = await asyncio.wait(set(tasks), timeout=timeout_s)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+
+
 class MeetingRecorder(TransportSink):
     """Records one meeting from a transport into the store.
 
@@ -182,8 +196,12 @@ class MeetingRecorder(TransportSink):
         self._budget = SessionBudget(settings.sessions_per_minute)
         self._streams: dict[int, ParticipantStream] = {}
         self._session_ids: dict[tuple[int, tuple[int, int]], int] = {}
+        self._session_tasks: dict[tuple[int, tuple[int, int]], asyncio.Task[int]] = {}
         self._session_opened_at: dict[int, datetime] = {}
-        self._writer = TranscriptWriter(store.upsert_turns)
+        self._guard = DatabaseGuard(self.console.info)
+        self._writer = TranscriptWriter(
+            store.upsert_turns, on_trouble=self._guard.trouble, on_recovered=self._guard.recovered
+        )
         self._tasks: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
         self._fatal: RecorderError | None = None
@@ -221,7 +239,11 @@ class MeetingRecorder(TransportSink):
             from recorder.audio_store import AudioKeeper
 
             self._keeper = AudioKeeper(
-                self.store, self._meeting_id, self._audio_dir, on_failure=self._on_audio_failure
+                self.store,
+                self._meeting_id,
+                self._audio_dir,
+                on_failure=self._on_audio_failure,
+                guard=self._guard,
             )
         writer_task = asyncio.create_task(self._writer.run(), name="transcript-writer")
         heartbeat = asyncio.create_task(self._heartbeat(), name="meeting-heartbeat")
@@ -326,17 +348,26 @@ class MeetingRecorder(TransportSink):
             log.warning("! some streams did not close within %.0f s", self.settings.stop_timeout_s)
             for stream in self._streams.values():
                 stream.uncovered()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await _settle_tasks(self._tasks, _FINISH_GIVE_UP_S)
+        await _settle_tasks(list(self._session_tasks.values()), _FINISH_GIVE_UP_S)
         self._writer.close()
-        await asyncio.shield(writer_task)
+        try:
+            # The writer retries while the database is away; bounded, as everything here.
+            await asyncio.wait_for(asyncio.shield(writer_task), _FINISH_GIVE_UP_S)
+        except TimeoutError:
+            log.error(
+                "! %d turns could not be stored: the database stayed away", self._writer.pending
+            )
         await self._finish_audio()
-        if self._gap_tasks:
-            await asyncio.gather(*self._gap_tasks, return_exceptions=True)
+        await _settle_tasks(self._gap_tasks, _FINISH_GIVE_UP_S)
         self._status = await self._settle_status()
         ended = self._started_at + timedelta(milliseconds=self._clock_ms())
-        await self.store.finish_meeting(
-            self._meeting_id, ended_at=max(ended, self._started_at), status=self._status
+        meeting_id, status = self._meeting_id, self._status
+        await self._guard.run(
+            lambda: self.store.finish_meeting(
+                meeting_id, ended_at=max(ended, self._started_at), status=status
+            ),
+            give_up_s=_FINISH_GIVE_UP_S,
         )
 
     async def _finish_audio(self) -> None:
@@ -422,8 +453,11 @@ class MeetingRecorder(TransportSink):
         self, uid: int, from_ms: int, to_ms: int, cause: str, *, state: str = "open"
     ) -> None:
         assert self._meeting_id is not None
+        meeting_id = self._meeting_id
         try:
-            await add_gap(self.store, self._meeting_id, uid, from_ms, to_ms, cause, state=state)
+            await self._guard.run(
+                lambda: add_gap(self.store, meeting_id, uid, from_ms, to_ms, cause, state=state)
+            )
         except RecorderError as exc:
             log.warning("! gap of uid %d not stored: %s", uid, exc)
 
@@ -531,42 +565,63 @@ class MeetingRecorder(TransportSink):
 
     async def _on_final(self, turn: FinalTurn) -> None:
         assert self._meeting_id is not None
-        session_id = self._session_ids.get((turn.uid, turn.socket_key))
-        if session_id is None:  # a final without its socket record: make one
-            session_id = await self._open_session_record(turn.uid, turn.socket_key, None)
-        self._writer.put(
-            TurnRecord(
-                meeting_id=self._meeting_id,
-                uid=turn.uid,
-                stream_session_id=session_id,
-                turn_order=turn.turn_order,
-                start_ms=turn.start_ms,
-                end_ms=turn.end_ms,
-                text=turn.text,
-                words=tuple(
-                    Word(w.text, int(round(w.start_ms)), int(round(w.end_ms)), w.confidence)
-                    for w in turn.words
-                ),
-                end_of_turn_confidence=turn.end_of_turn_confidence,
-                language=turn.language,
-            )
+        record = TurnRecord(
+            meeting_id=self._meeting_id,
+            uid=turn.uid,
+            stream_session_id=0,  # filled in once the socket's record exists
+            turn_order=turn.turn_order,
+            start_ms=turn.start_ms,
+            end_ms=turn.end_ms,
+            text=turn.text,
+            words=tuple(
+                Word(w.text, int(round(w.start_ms)), int(round(w.end_ms)), w.confidence)
+                for w in turn.words
+            ),
+            end_of_turn_confidence=turn.end_of_turn_confidence,
+            language=turn.language,
         )
+        session = self._session_record(turn.uid, turn.socket_key, None)
+        if session.done() and not session.cancelled() and session.exception() is None:
+            self._writer.put(dataclasses.replace(record, stream_session_id=session.result()))
+        else:
+            # The database is away: the turn waits for its socket's record, off the
+            # stream's path, so the stream's later finals are not held up.
+            self._spawn(self._put_when_recorded(session, record), f"turn-{turn.uid}")
         self.turns += 1
         self.console.final(turn.uid, turn.start_ms, turn.text)
         if self.observer is not None:
             self.observer.final_turn(turn)
 
-    async def _on_socket_opened(self, uid: int, key: tuple[int, int], event: SocketOpened) -> int:
+    async def _put_when_recorded(self, session: asyncio.Task[int], record: TurnRecord) -> None:
+        session_id = await session
+        self._writer.put(dataclasses.replace(record, stream_session_id=session_id))
+
+    async def _on_socket_opened(self, uid: int, key: tuple[int, int], event: SocketOpened) -> None:
         self._transcription_back(uid)
-        return await self._open_session_record(uid, key, event.provider_id)
+        self._session_record(uid, key, event.provider_id)
+
+    def _session_record(
+        self, uid: int, key: tuple[int, int], provider_id: str | None
+    ) -> asyncio.Task[int]:
+        """The task storing a socket's stream-session row (started on first need)."""
+        task = self._session_tasks.get((uid, key))
+        if task is None:
+            task = asyncio.create_task(
+                self._open_session_record(uid, key, provider_id), name=f"session-{uid}-{key}"
+            )
+            self._session_tasks[(uid, key)] = task
+        return task
 
     async def _open_session_record(
         self, uid: int, key: tuple[int, int], provider_id: str | None
     ) -> int:
         assert self._meeting_id is not None
         opened_at = datetime.now(UTC)
-        session_id = await self.store.open_stream_session(
-            self._meeting_id, uid, opened_at, provider_session_id=provider_id
+        meeting_id = self._meeting_id
+        session_id = await self._guard.run(
+            lambda: self.store.open_stream_session(
+                meeting_id, uid, opened_at, provider_session_id=provider_id
+            )
         )
         self._session_ids[(uid, key)] = session_id
         self._session_opened_at[session_id] = opened_at
@@ -574,17 +629,23 @@ class MeetingRecorder(TransportSink):
         return session_id
 
     async def _on_socket_closed(self, uid: int, key: tuple[int, int], event: SocketClosed) -> None:
-        session_id = self._session_ids.get((uid, key))
-        if session_id is None:
+        session = self._session_tasks.get((uid, key))
+        if session is None:
             return
-        opened_at = self._session_opened_at.get(session_id, datetime.now(UTC))
         self.billed_seconds += event.open_seconds
-        await self.store.close_stream_session(
-            session_id,
-            closed_at=opened_at + timedelta(seconds=event.open_seconds),
-            audio_seconds=event.audio_seconds,
-            close_code=event.close_code,
-            close_reason=event.reason or None,
+        self._spawn(self._close_session_record(session, event), f"session-closed-{uid}")
+
+    async def _close_session_record(self, session: asyncio.Task[int], event: SocketClosed) -> None:
+        session_id = await session
+        opened_at = self._session_opened_at.get(session_id, datetime.now(UTC))
+        await self._guard.run(
+            lambda: self.store.close_stream_session(
+                session_id,
+                closed_at=opened_at + timedelta(seconds=event.open_seconds),
+                audio_seconds=event.audio_seconds,
+                close_code=event.close_code,
+                close_reason=event.reason or None,
+            )
         )
 
     def _on_speech_started(self, uid: int) -> None:
@@ -602,8 +663,11 @@ class MeetingRecorder(TransportSink):
         assert self._meeting_id is not None
         self._seen.add(uid)
         seen_at = self._started_at + timedelta(milliseconds=at_ms)
-        await self.store.record_participant(
-            self._meeting_id, uid, seen_at, display_name=self.settings.names.get(uid)
+        meeting_id = self._meeting_id
+        await self._guard.run(
+            lambda: self.store.record_participant(
+                meeting_id, uid, seen_at, display_name=self.settings.names.get(uid)
+            )
         )
 
     def _spawn(self, coroutine: object, name: str) -> None:

@@ -30,6 +30,7 @@ from storage.db import upgrade_database
 from storage.records import Meeting
 from storage.store import TranscriptStore
 from tests.support.harness import assert_matches_script, script_of
+from tests.support.proxy import CuttableProxy, OutageAt
 from tests.support.timing import TIMEOUT
 
 pytestmark = pytest.mark.slow
@@ -126,86 +127,6 @@ async def test_service_unreachable_for_the_whole_meeting_is_repaired(tmp_path: P
 
 
 # -- an outage of the streaming service mid-meeting ------------------------------------
-
-
-class CuttableProxy:
-    """A TCP proxy to the streaming emulator that can be cut (a network outage) and restored."""
-
-    def __init__(self, target_port: int) -> None:
-        self._target = target_port
-        self._is_cut = False
-        self._links: set[asyncio.StreamWriter] = set()
-        self.server: asyncio.Server | None = None
-
-    async def __aenter__(self) -> CuttableProxy:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self.server is not None
-        self.server.close()
-        self.cut()
-
-    @property
-    def url(self) -> str:
-        assert self.server is not None
-        return f"ws://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/v3/ws"
-
-    def cut(self) -> None:
-        self._is_cut = True
-        for writer in list(self._links):
-            writer.transport.abort()
-
-    def restore(self) -> None:
-        self._is_cut = False
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self._is_cut:
-            writer.transport.abort()
-            return
-        try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._target)
-        except OSError:
-            writer.transport.abort()
-            return
-        self._links |= {writer, up_writer}
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            try:
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            except (ConnectionError, OSError):
-                pass
-            finally:
-                dst.transport.abort()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-        self._links -= {writer, up_writer}
-
-
-class OutageAt(ReplayTransport):
-    """A replay that cuts the proxy at meeting time ``from_ms`` and restores it at ``to_ms``."""
-
-    def __init__(self, script: Any, proxy: CuttableProxy, from_ms: float, to_ms: float, **kw: Any):
-        super().__init__(script, **kw)
-        self._proxy, self._from, self._to = proxy, from_ms, to_ms
-
-    async def start(self, sink: Any) -> None:
-        proxy, cut_at, back_at = self._proxy, self._from, self._to
-
-        class Sink:
-            def on_event(self, event: Any) -> None:
-                sink.on_event(event)
-
-            def on_audio(self, uid: int, chunk: Any) -> None:
-                if cut_at <= chunk.start_ms < back_at and not proxy._is_cut:
-                    proxy.cut()
-                elif chunk.start_ms >= back_at and proxy._is_cut:
-                    proxy.restore()
-                sink.on_audio(uid, chunk)
-
-        await super().start(Sink())
 
 
 LONG_MEETING: dict[str, Any] = {

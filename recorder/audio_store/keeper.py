@@ -14,13 +14,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from recorder.audio import Chunk
 from recorder.audio_store.files import SAMPLE_RATE_HZ, AudioFailure, AudioFiles, FileResult
 from recorder.errors import RecorderError
+from recorder.persist import DatabaseGuard
 from storage.audio import add_segment, finish_segment
 from storage.store import TranscriptStore
 
@@ -53,6 +54,7 @@ class AudioKeeper:
         batch_ms: audio gathered on the loop before the thread gets it.
         max_fill_ms: a pause up to this long is filled with silence, not a new file.
         on_failure: told once when audio can no longer be written.
+        guard: retries the index writes while the database is away.
     """
 
     def __init__(
@@ -64,7 +66,9 @@ class AudioKeeper:
         batch_ms: float = 500.0,
         max_fill_ms: float = 1000.0,
         on_failure: Callable[[AudioFailure], None] | None = None,
+        guard: DatabaseGuard | None = None,
     ) -> None:
+        self._guard = guard
         self._store = store
         self._meeting_id = meeting_id
         self._folder = directory / f"meeting-{meeting_id}"
@@ -178,8 +182,8 @@ class AudioKeeper:
             run.held_bytes = 0
 
     async def _index_opened(self, run: _Run) -> int | None:
-        try:
-            return await add_segment(
+        def write() -> Awaitable[int]:
+            return add_segment(
                 self._store,
                 self._meeting_id,
                 run.uid,
@@ -188,6 +192,9 @@ class AudioKeeper:
                 format="pcm_s16le",
                 path=str(run.path),
             )
+
+        try:
+            return await (write() if self._guard is None else self._guard.run(write))
         except RecorderError as exc:
             log.warning("! audio file %s not indexed: %s", run.path, exc)
             return None
@@ -198,8 +205,9 @@ class AudioKeeper:
         segment_id = await run.indexed
         if result is None or segment_id is None:
             return
-        try:
-            await finish_segment(
+
+        def write() -> Awaitable[None]:
+            return finish_segment(
                 self._store,
                 segment_id,
                 duration_ms=result.duration_ms,
@@ -208,6 +216,9 @@ class AudioKeeper:
                 format=result.format,
                 path=result.path,
             )
+
+        try:
+            await (write() if self._guard is None else self._guard.run(write))
         except RecorderError as exc:
             log.warning("! audio file %s not indexed: %s", result.path, exc)
 
