@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from recorder.audio import Chunk
-from recorder.errors import RecorderError, SttRejected
+from recorder.errors import RecorderError, SttError, SttRejected
 from recorder.limiter import SessionBudget
 from recorder.stt.events import (
     AudioDropped,
@@ -250,11 +250,16 @@ class ParticipantStream:
 
     def _send(self, fed: _Fed, chunk: Chunk) -> None:
         position = fed.timeline.add(chunk.start_ms, chunk.duration_ms)
-        fed.stream.send(chunk.pcm)
         if chunk.is_speech:
             fed.speech_ms += chunk.duration_ms
             fed.speech_end_ms = position + chunk.duration_ms
             self._last_speech_end_ms = chunk.end_ms
+        try:
+            fed.stream.send(chunk.pcm)
+        except SttError:
+            # The stream failed for good; its consumer reports why, once (and records
+            # the gap). Raising here would escape into the transport's hand-off.
+            return
 
     def _record_gap(self, fed: _Fed, cause: str) -> None:
         """Report the speech ``fed`` was given that no final covers, once."""
