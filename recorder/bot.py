@@ -23,11 +23,11 @@ from recorder.audio import Chunk
 from recorder.config import DEFAULT_IDLE_CLOSE_S, DEFAULT_SESSIONS_PER_MINUTE
 from recorder.console import LiveConsole
 from recorder.errors import RecorderError
+from recorder.gaps import GapLedger
 from recorder.limiter import SessionBudget
 from recorder.persist import DatabaseGuard
 from recorder.pipeline import FinalTurn, ParticipantStream, SpeechStream, StreamHooks
 from recorder.stt.events import SocketClosed, SocketOpened
-from recorder.timeline import format_clock
 from recorder.transport.base import (
     ConnectionStateChanged,
     ParticipantJoined,
@@ -38,7 +38,6 @@ from recorder.transport.base import (
     TransportSink,
 )
 from recorder.writer import TranscriptWriter
-from storage.gaps import add_gap, list_gaps, set_gap_state
 from storage.records import Gap, TurnRecord, Word
 from storage.store import TranscriptStore
 
@@ -183,11 +182,7 @@ class MeetingRecorder(TransportSink):
         self._audio_dir = audio_dir
         self._keeper: AudioKeeper | None = None
         self._repair = repair
-        self._gap_tasks: set[asyncio.Task[None]] = set()
-        # Participants whose live transcription is down, with why, and how often
-        # the same cause was seen again (said once, with a count).
-        self._down: dict[int, tuple[str, int]] = {}
-        self._gap_ranges: list[tuple[int, int, int]] = []
+
         self.observer = observer
         self.store = store
         self.settings = settings
@@ -199,6 +194,9 @@ class MeetingRecorder(TransportSink):
         self._session_tasks: dict[tuple[int, tuple[int, int]], asyncio.Task[int]] = {}
         self._session_opened_at: dict[int, datetime] = {}
         self._guard = DatabaseGuard(self.console.info)
+        self._ledger = GapLedger(
+            store, self.console, self._guard, self._clock_ms, is_audio_kept=audio_dir is not None
+        )
         self._writer = TranscriptWriter(
             store.upsert_turns, on_trouble=self._guard.trouble, on_recovered=self._guard.recovered
         )
@@ -235,6 +233,7 @@ class MeetingRecorder(TransportSink):
         self._meeting_id = await self.store.start_meeting(
             self.transport.channel, self.settings.bot_uid, self._started_at
         )
+        self._ledger.meeting_id = self._meeting_id
         if self._audio_dir is not None:
             from recorder.audio_store import AudioKeeper
 
@@ -359,7 +358,7 @@ class MeetingRecorder(TransportSink):
                 "! %d turns could not be stored: the database stayed away", self._writer.pending
             )
         await self._finish_audio()
-        await _settle_tasks(self._gap_tasks, _FINISH_GIVE_UP_S)
+        await _settle_tasks(self._ledger.tasks, _FINISH_GIVE_UP_S)
         self._status = await self._settle_status()
         ended = self._started_at + timedelta(milliseconds=self._clock_ms())
         meeting_id, status = self._meeting_id, self._status
@@ -381,7 +380,7 @@ class MeetingRecorder(TransportSink):
         for uid, lost_from in keeper.lost_from_ms.items():
             end = keeper.last_end_ms.get(uid, lost_from)
             # Live transcription may have heard it, but nothing can repair or re-check it.
-            await self._store_gap(
+            await self._ledger.store(
                 uid,
                 int(lost_from),
                 int(max(lost_from, end)),
@@ -391,85 +390,15 @@ class MeetingRecorder(TransportSink):
 
     async def _settle_status(self) -> str:
         """Repair what can be repaired, then say how the meeting ended."""
-        assert self._meeting_id is not None
         if self._status == "interrupted":
             return self._status
-        try:
-            gaps = await list_gaps(self.store, self._meeting_id)
-            if any(g.state == "open" for g in gaps):
-                if self._repair is not None and self._keeper is not None:
-                    self.console.info("repairing the transcription gaps from the stored audio")
-                    try:
-                        await self._repair(self._meeting_id)
-                    except RecorderError as exc:
-                        self.console.info(f"! repair did not finish: {exc}")
-                elif self._keeper is None:
-                    # No audio was kept (--no-audio): nothing can ever repair them.
-                    for gap in gaps:
-                        if gap.state == "open":
-                            await set_gap_state(
-                                self.store, gap.id, "lost", detail="no audio was kept"
-                            )
-                gaps = await list_gaps(self.store, self._meeting_id)
-        except RecorderError as exc:
-            log.warning("! gaps not read: %s", exc)
-            return "partial"
-        self._gaps = tuple(gaps)
-        if all(g.state == "repaired" for g in gaps):
-            return "completed"
-        kept = sum(self._keeper.kept_ms.values()) if self._keeper is not None else 0.0
-        repaired = any(g.state == "repaired" for g in gaps)
-        if self.turns == 0 and not repaired and kept == 0:
-            return "failed"
-        return "partial"
-
-    # -- gaps --------------------------------------------------------------------
-
-    def _on_gap(self, uid: int, from_ms: int, to_ms: int, cause: str) -> None:
-        """Record a stretch live transcription missed, and say so once per change."""
-        assert self._meeting_id is not None
-        self._gap_ranges.append((uid, from_ms, to_ms))
-        self._say_down(uid, cause, at_ms=from_ms)
-        task = asyncio.create_task(
-            self._store_gap(uid, from_ms, to_ms, cause), name=f"gap-{uid}-{from_ms}"
+        keeper = self._keeper
+        status, self._gaps = await self._ledger.settle(
+            repair=self._repair,
+            turns=self.turns,
+            kept_ms=sum(keeper.kept_ms.values()) if keeper is not None else 0.0,
         )
-        self._gap_tasks.add(task)
-        task.add_done_callback(self._gap_tasks.discard)
-
-    def _say_down(self, uid: int, cause: str, *, at_ms: float | None = None) -> None:
-        """Say once per change that a participant's live transcription stopped, and why."""
-        said = self._down.get(uid)
-        if said is not None and said[0] == cause:
-            self._down[uid] = (cause, said[1] + 1)
-            return
-        when = format_clock(self._clock_ms() if at_ms is None else at_ms, compact=True)
-        kept = "the audio is kept and will be repaired" if self._keeper else "no audio is kept"
-        self.console.info(
-            f"! transcription stopped for {self.console.label(uid)} at {when}: {cause}; {kept}"
-        )
-        self._down[uid] = (cause, 1)
-
-    async def _store_gap(
-        self, uid: int, from_ms: int, to_ms: int, cause: str, *, state: str = "open"
-    ) -> None:
-        assert self._meeting_id is not None
-        meeting_id = self._meeting_id
-        try:
-            await self._guard.run(
-                lambda: add_gap(self.store, meeting_id, uid, from_ms, to_ms, cause, state=state)
-            )
-        except RecorderError as exc:
-            log.warning("! gap of uid %d not stored: %s", uid, exc)
-
-    def _transcription_back(self, uid: int) -> None:
-        said = self._down.pop(uid, None)
-        if said is None:
-            return
-        again = f" (seen {said[1]} times)" if said[1] > 1 else ""
-        self.console.info(
-            f"+ transcription back for {self.console.label(uid)}{again}; the missed stretch "
-            "will be repaired from the stored audio"
-        )
+        return status
 
     def _on_audio_failure(self, failure: AudioFailure) -> None:
         self.console.info(
@@ -559,8 +488,8 @@ class MeetingRecorder(TransportSink):
             on_socket_opened=self._on_socket_opened,
             on_socket_closed=self._on_socket_closed,
             on_fatal=self._on_fatal,
-            on_gap=self._on_gap,
-            on_trouble=self._say_down,
+            on_gap=self._ledger.on_gap,
+            on_trouble=self._ledger.say_down,
         )
 
     async def _on_final(self, turn: FinalTurn) -> None:
@@ -597,7 +526,7 @@ class MeetingRecorder(TransportSink):
         self._writer.put(dataclasses.replace(record, stream_session_id=session_id))
 
     async def _on_socket_opened(self, uid: int, key: tuple[int, int], event: SocketOpened) -> None:
-        self._transcription_back(uid)
+        self._ledger.transcription_back(uid)
         self._session_record(uid, key, event.provider_id)
 
     def _session_record(

@@ -11,6 +11,7 @@ byte positions (bytes given to ``send()``).
 from __future__ import annotations
 
 import collections
+from collections.abc import Callable
 
 __all__ = ["ResendBuffer", "SocketMap"]
 
@@ -116,10 +117,28 @@ class ResendBuffer:
         forgotten, self._forgotten = self._forgotten, []
         return forgotten
 
-    def trim_backlog(self, max_bytes: int) -> list[tuple[int, int]]:
-        """Drop the oldest held audio beyond ``max_bytes``; returns the dropped runs."""
+    def trim_backlog(
+        self,
+        max_bytes: int,
+        *,
+        starts_quiet: Callable[[bytes], bool] | None = None,
+        extra_max_bytes: int = 0,
+    ) -> list[tuple[int, int]]:
+        """Drop the oldest held audio beyond ``max_bytes``; returns the dropped runs.
+
+        With ``starts_quiet``, keep dropping (up to ``extra_max_bytes`` more) until the
+        first chunk kept starts quiet, so sending resumes between words, not inside one.
+        """
         runs: list[tuple[int, int]] = []
-        while self.pending and self.pending_bytes - len(self.pending[0][1]) >= max_bytes:
+        extra = 0
+        while self.pending:
+            head = self.pending[0][1]
+            if self.pending_bytes - len(head) < max_bytes:
+                if not runs or starts_quiet is None or starts_quiet(head):
+                    break
+                if extra + len(head) > extra_max_bytes or len(self.pending) == 1:
+                    break
+                extra += len(head)
             pos, chunk = self.pending.popleft()
             self.pending_bytes -= len(chunk)
             if runs and runs[-1][0] + runs[-1][1] == pos:

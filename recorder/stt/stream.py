@@ -26,6 +26,7 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection
 
+from recorder.audio import SPEECH_DBFS, level_dbfs
 from recorder.errors import RecorderError, SttConnectionError, SttRejected
 from recorder.stt.backoff import RetryBudget
 from recorder.stt.chunker import Chunker
@@ -412,7 +413,11 @@ class SttStream:
         self._buffer.rewind()
         if self._catch_up_max_bytes is not None and not self._stopping:
             # Live resumes at the present; what is older goes to the caller as dropped.
-            for pos, size in self._buffer.trim_backlog(self._catch_up_max_bytes):
+            for pos, size in self._buffer.trim_backlog(
+                self._catch_up_max_bytes,
+                starts_quiet=self._starts_quiet if self._encoding == "pcm_s16le" else None,
+                extra_max_bytes=self._bps * 2,
+            ):
                 self._report_dropped(pos, size)
         start_pos = self._pending[0][0] if self._pending else self._chunked_pos
         proto = SttProtocol(
@@ -448,6 +453,10 @@ class SttStream:
         finally:
             self._link = None
         return closed, lifetime, link.terminate_sent, link.last_server_error
+
+    def _starts_quiet(self, chunk: bytes) -> bool:
+        """Whether audio starts below speech level (its first 20 ms), i.e. between words."""
+        return level_dbfs(chunk[: self._bps // 50]) < SPEECH_DBFS
 
     def _on_begin(self) -> None:
         self._sockets_opened += 1
