@@ -323,3 +323,61 @@ async def test_a_stalled_socket_is_replaced_and_its_stretch_repaired(tmp_path: P
     assert counts["lost"] == 0 and counts["repaired"] > 0
     # The stall was noticed and the socket replaced: live transcription came back.
     assert any(t.source == "live" and t.start_ms > 36_000 for t in meeting.turns)
+
+
+async def test_retranscribe_stores_a_new_revision_and_keeps_the_old(tmp_path: Path) -> None:
+    from recorder.audio_store.repair import retranscribe_meeting
+    from recorder.batch import AsyncClient
+
+    report, first, _ = await record_meeting(tmp_path, MEETING)
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'recorder.db'}"
+    batch = BatchEmulator(behaviour=BatchBehaviour(processing_s=0.01))
+    async with (
+        batch.serve() as server,
+        await TranscriptStore.open(db_url) as store,
+    ):
+        client = AsyncClient(server.url, "k", poll_interval_s=0.01)
+        revision, words = await retranscribe_meeting(
+            store, report.meeting_id, client, keyterms=("Friday",)
+        )
+        latest = await store.get_meeting(report.meeting_id)
+        original = await store.get_meeting(report.meeting_id, revision=1)
+    assert revision == 2 and words == len(script_of(MEETING).expected_words())
+    assert latest.revision == 2 and latest.revisions == (1, 2)
+    assert {t.source for t in latest.turns} == {"retranscribed"}
+    assert_matches_script(latest, script_of(MEETING))
+    assert [t.text for t in original.turns] == [t.text for t in first.turns]
+    created = [j.params for j in batch.jobs.values()]
+    assert all(p.get("keyterms_prompt") == ["Friday"] for p in created)
+
+
+# Every socket is closed by the server (a retryable code) after a little audio, again and
+# again: the quick-failure guard gives up on sockets, never on the speech.
+@pytest.mark.parametrize("code", [1011, 3005])
+async def test_retryable_closes_on_every_socket_lose_no_words(tmp_path: Path, code: int) -> None:
+    speed = 4.0
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'recorder.db'}"
+    faults = FaultPlan(default=(Fault.close(code, at_audio_s=2.5),))
+    streaming = StreamingEmulator(realtime_factor=speed * 3, faults=faults)
+    batch = BatchEmulator(behaviour=BatchBehaviour(processing_s=0.02))
+    async with (
+        streaming.serve() as live,
+        batch.serve() as repair,
+        await TranscriptStore.open(db_url, auto_migrate=True) as store,
+    ):
+        config = Config(
+            database_url=db_url, assemblyai_api_key="k", stt_url=live.url, async_url=repair.url
+        )
+        report = await record(
+            config,
+            ReplayTransport(script_of(LONG_MEETING), speed=speed),
+            options=RecordingOptions(
+                sessions_per_minute=600.0, names={101: "Ada", 202: "Bo"}, realtime_factor=speed * 2
+            ),
+            store=store,
+        )
+        meeting = await store.get_meeting(report.meeting_id)
+    counts = tally(f"close code {code} on every socket", meeting, LONG_MEETING)
+    assert_matches_script(meeting, script_of(LONG_MEETING))
+    assert report.status == "completed", meeting.gaps
+    assert counts["lost"] == 0
