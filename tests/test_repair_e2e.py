@@ -381,3 +381,51 @@ async def test_retryable_closes_on_every_socket_lose_no_words(tmp_path: Path, co
     assert_matches_script(meeting, script_of(LONG_MEETING))
     assert report.status == "completed", meeting.gaps
     assert counts["lost"] == 0
+
+
+SEVEN_MINUTES: dict[str, Any] = {
+    "channel": "long-outage",
+    "participants": [{"uid": 101, "name": "Ada"}, {"uid": 202, "name": "Bo"}],
+    "events": [
+        {"at": 0.0, "uid": 101, "join": True},
+        {"at": 0.1, "uid": 202, "join": True},
+    ]
+    + [
+        {
+            "at": 0.5 + 4.0 * i,
+            "uid": 101 if i % 2 == 0 else 202,
+            "say": f"Point {i} stands, alpha bravo.",
+        }
+        for i in range(104)
+    ],
+    "end": 420.0,
+}
+
+
+async def test_a_5_minute_outage_mid_meeting_is_repaired(tmp_path: Path) -> None:
+    speed = 10.0
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'recorder.db'}"
+    streaming = StreamingEmulator(realtime_factor=speed * 3)
+    batch = BatchEmulator(behaviour=BatchBehaviour(processing_s=0.05))
+    async with (
+        streaming.serve() as live,
+        batch.serve() as repair,
+        CuttableProxy(int(live.url.rsplit(":", 1)[1].split("/")[0])) as proxy,
+        await TranscriptStore.open(db_url, auto_migrate=True) as store,
+    ):
+        config = Config(
+            database_url=db_url, assemblyai_api_key="k", stt_url=proxy.url, async_url=repair.url
+        )
+        report = await record(
+            config,
+            OutageAt(script_of(SEVEN_MINUTES), proxy, 60_000, 360_000, speed=speed),
+            options=RecordingOptions(
+                sessions_per_minute=600.0, names={101: "Ada", 202: "Bo"}, realtime_factor=speed * 2
+            ),
+            store=store,
+        )
+        meeting = await store.get_meeting(report.meeting_id)
+    counts = tally("stt unreachable 5 min mid-meeting", meeting, SEVEN_MINUTES)
+    assert_matches_script(meeting, script_of(SEVEN_MINUTES))
+    assert report.status == "completed", meeting.gaps
+    assert counts["live"] > 0 and counts["repaired"] > 0 and counts["lost"] == 0
