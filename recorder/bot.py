@@ -583,6 +583,13 @@ class MeetingRecorder(TransportSink):
             self.observer.speech(uid)
 
     def _on_fatal(self, error: RecorderError) -> None:
+        keeper = self._keeper
+        if self._session_tasks and keeper is not None and keeper.failure is None:
+            # Refused mid-meeting (the key revoked, the account out of credit): the
+            # audio is still kept and the stretch is a gap (the stream recorded it), to
+            # repair once the service takes the key again. The recording goes on.
+            log.error("! %s", error)
+            return
         if self._fatal is None:
             self._fatal = error
             log.error("! %s", error)

@@ -429,3 +429,69 @@ async def test_a_5_minute_outage_mid_meeting_is_repaired(tmp_path: Path) -> None
     assert_matches_script(meeting, script_of(SEVEN_MINUTES))
     assert report.status == "completed", meeting.gaps
     assert counts["live"] > 0 and counts["repaired"] > 0 and counts["lost"] == 0
+
+
+class RevokeAt(ReplayTransport):
+    """A replay that makes the streaming emulator refuse the key from meeting time ``at_ms``."""
+
+    def __init__(self, script: Any, emulator: StreamingEmulator, at_ms: float, **kw: Any):
+        super().__init__(script, **kw)
+        self._emulator, self._at = emulator, at_ms
+
+    async def start(self, sink: Any) -> None:
+        emulator, at = self._emulator, self._at
+
+        class Sink:
+            def on_event(self, event: Any) -> None:
+                sink.on_event(event)
+
+            def on_audio(self, uid: int, chunk: Any) -> None:
+                if chunk.start_ms >= at:
+                    emulator.api_keys = frozenset({"the-new-key"})
+                sink.on_audio(uid, chunk)
+
+        await super().start(Sink())
+
+
+async def test_a_key_revoked_mid_meeting_keeps_recording_and_repairs_with_a_new_key(
+    tmp_path: Path,
+) -> None:
+    from recorder.audio_store.repair import repair_meeting
+    from recorder.batch import AsyncClient
+
+    speed = 4.0
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'recorder.db'}"
+    streaming = StreamingEmulator(api_keys={"old-key"}, realtime_factor=speed * 3)
+    batch = BatchEmulator(api_keys={"the-new-key"}, behaviour=BatchBehaviour(processing_s=0.02))
+    async with (
+        streaming.serve() as live,
+        batch.serve() as repair,
+        await TranscriptStore.open(db_url, auto_migrate=True) as store,
+    ):
+        config = Config(
+            database_url=db_url,
+            assemblyai_api_key="old-key",
+            stt_url=live.url,
+            async_url=repair.url,
+        )
+        report = await record(
+            config,
+            RevokeAt(script_of(LONG_MEETING), streaming, 20_000, speed=speed),
+            options=RecordingOptions(
+                sessions_per_minute=600.0, names={101: "Ada", 202: "Bo"}, realtime_factor=speed * 2
+            ),
+            store=store,
+        )
+        # The recording went on to the end; its gaps wait for a key that works.
+        assert report.status == "partial" and report.duration_s >= 59
+        assert report.gaps and all(g.state == "open" for g in report.gaps)
+        outcome = await repair_meeting(
+            store,
+            report.meeting_id,
+            AsyncClient(repair.url, "the-new-key", poll_interval_s=0.01),
+        )
+        assert outcome.left_open == 0
+        meeting = await store.get_meeting(report.meeting_id)
+    counts = tally("key revoked mid-meeting, repaired with a new key", meeting, LONG_MEETING)
+    assert_matches_script(meeting, script_of(LONG_MEETING))
+    assert counts["live"] > 0 and counts["repaired"] > 0 and counts["lost"] == 0
