@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from recorder.audio import Chunk
 from recorder.config import DEFAULT_IDLE_CLOSE_S, DEFAULT_SESSIONS_PER_MINUTE
 from recorder.console import LiveConsole
-from recorder.errors import RecorderError
+from recorder.errors import RecorderError, SttRejected
 from recorder.gaps import GapLedger
 from recorder.limiter import SessionBudget
 from recorder.persist import DatabaseGuard
@@ -55,6 +55,10 @@ __all__ = [
 # A recording process marks its meeting alive this often, so a fleet sharing one
 # database can tell a live meeting from one whose recorder was killed.
 HEARTBEAT_S = 60.0
+# A key refused once sockets had opened (HTTP 401/403 at the upgrade, close 1008 or
+# 4001-4003: docs/providers.md, "Streaming: close codes") means the key was revoked
+# or the account ran dry mid-meeting: the recording goes on, keeping the audio.
+_REFUSED_KEY_CODES = frozenset({401, 403, 1008, 4001, 4002, 4003})
 # At the end, how long to wait for an away database to store the meeting's end.
 _FINISH_GIVE_UP_S = 300.0
 
@@ -584,7 +588,8 @@ class MeetingRecorder(TransportSink):
 
     def _on_fatal(self, error: RecorderError) -> None:
         keeper = self._keeper
-        if self._session_tasks and keeper is not None and keeper.failure is None:
+        is_refusal = isinstance(error, SttRejected) and error.code in _REFUSED_KEY_CODES
+        if is_refusal and self._session_tasks and keeper is not None and keeper.failure is None:
             # Refused mid-meeting (the key revoked, the account out of credit): the
             # audio is still kept and the stretch is a gap (the stream recorded it), to
             # repair once the service takes the key again. The recording goes on.

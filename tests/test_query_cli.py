@@ -31,7 +31,16 @@ def _ok(*args: str) -> str:
 def test_meetings_lists_newest_first(db_url: str) -> None:
     ids = populate(db_url, meetings=2)
     lines = _ok("meetings", "--db", db_url).splitlines()
-    assert lines[0].split() == ["ID", "CHANNEL", "STARTED", "DURATION", "PEOPLE", "TURNS", "STATUS"]
+    assert lines[0].split() == [
+        "ID",
+        "CHANNEL",
+        "STARTED",
+        "DURATION",
+        "PEOPLE",
+        "TURNS",
+        "STATUS",
+        "GAPS",
+    ]
     assert len(lines) == 3
     golden = next(line for line in lines if "design-review" in line)
     assert golden.split()[0] == str(ids[0])
@@ -52,6 +61,7 @@ def test_meetings_json_and_filters(db_url: str) -> None:
         "participants",
         "turns",
         "status",
+        "open_gaps",
     }
     assert rows[0]["started_at"] == "2026-11-20T09:00:00Z"
     assert len(json.loads(_ok("meetings", "--json", "--since", "2026-11-20", "--db", db_url))) == 3

@@ -55,6 +55,8 @@ async def meeting_header(
     store: TranscriptStore, meeting_id: int, *, revision: int | None = None
 ) -> Meeting:
     """The meeting's summary, participants, notes, sessions and gaps, without its turns."""
+    if revision is None:  # the latest
+        return await store.get_meeting(meeting_id, with_turns=False)
     return await store.get_meeting(meeting_id, with_turns=False, revision=revision)
 
 
@@ -71,9 +73,9 @@ async def load_for_export(
     WebVTT use them, so the others read turns without them.
     """
     header = await meeting_header(store, meeting_id, revision=revision)
-    turns = store.iter_turns(
-        meeting_id, batch=_BATCH, with_words=with_words, revision=header.revision
-    )
+    if revision is None:  # the latest
+        return header, store.iter_turns(meeting_id, batch=_BATCH, with_words=with_words)
+    turns = store.iter_turns(meeting_id, batch=_BATCH, with_words=with_words, revision=revision)
     return header, turns
 
 
