@@ -348,7 +348,7 @@ def join(
     a recap of the meeting so far (AssemblyAI Voice Agent, same key); anyone
     speaking over it stops it. Recaps are stored as notes.
 
-    Every participant's audio is kept (FLAC, about 15-20 MB an hour each); what
+    Every participant's audio is kept (FLAC, about 35-70 MB an hour each); what
     live transcription misses (service unreachable, outages) is recorded as a
     gap and repaired from that audio with the pre-recorded API.
 
