@@ -28,6 +28,7 @@ from recorder.limiter import SessionBudget
 from recorder.persist import DatabaseGuard
 from recorder.pipeline import FinalTurn, ParticipantStream, SpeechStream, StreamHooks
 from recorder.stt.events import SocketClosed, SocketOpened
+from recorder.stt.hold import DEFAULT_HOLD_MS, ClosePolicy
 from recorder.transport.base import (
     ConnectionStateChanged,
     ParticipantJoined,
@@ -76,6 +77,12 @@ class RecorderSettings:
         duration_s: stop after this long (None: until the transport ends or a signal).
         stop_timeout_s: bound on closing every socket at shutdown.
         names: display names by uid, stored with the participants.
+        close_policy: close a socket at the end of a turn, or only after ``idle_close_s``.
+        hold_s: with the turn-end policy, silence after the last speech before closing.
+        empty_timeout_s: stop once the channel has had no remote participant this
+            long, from the start or since the last one left (None: never).
+        meeting_id: continue this meeting (a recording taken over from another
+            process) instead of starting a new one.
     """
 
     bot_uid: int
@@ -84,6 +91,10 @@ class RecorderSettings:
     duration_s: float | None = None
     stop_timeout_s: float = 10.0
     names: dict[int, str] = field(default_factory=dict)
+    close_policy: ClosePolicy = ClosePolicy.TURN_END
+    hold_s: float = DEFAULT_HOLD_MS / 1000
+    empty_timeout_s: float | None = None
+    meeting_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +158,15 @@ class MeetingReport:
     # Participants' audio kept on disk, seconds in all (0 with --no-audio).
     audio_kept_s: float = 0.0
     audio_problem: str | None = None
+    # What it cost: socket-open time (what streaming bills), the speech it carried
+    # (each final turn from its first word to its last), and the session rate learned.
+    billed_ms: float = 0.0
+    speech_ms: float = 0.0
+    sessions_per_minute: float = 0.0
+    session_refusals: int = 0
+    # Why it ended: "finished" (the transport ended), "stopped", "duration", "empty"
+    # (no remote participant for the empty timeout) or "failed".
+    end_reason: str = "finished"
 
 
 async def _settle_tasks(tasks: Collection[asyncio.Task[Any]], timeout_s: float) -> None:
@@ -168,6 +188,9 @@ class MeetingRecorder(TransportSink):
         open_stream: makes a new STT stream for a participant (uid → stream).
         settings: how to record.
         console: the live display.
+        observer: an optional companion (the recap).
+        budget: the new-session budget shared with the streams (default: one at
+            ``settings.sessions_per_minute``).
     """
 
     def __init__(
@@ -181,6 +204,7 @@ class MeetingRecorder(TransportSink):
         observer: MeetingObserver | None = None,
         audio_dir: Path | None = None,
         repair: Callable[[int], Awaitable[None]] | None = None,
+        budget: SessionBudget | None = None,
     ) -> None:
         self.transport = transport
         self._audio_dir = audio_dir
@@ -192,7 +216,8 @@ class MeetingRecorder(TransportSink):
         self.settings = settings
         self.console = console or LiveConsole(settings.names, quiet=True)
         self._open_stream = open_stream
-        self._budget = SessionBudget(settings.sessions_per_minute)
+        self._budget = budget or SessionBudget(settings.sessions_per_minute)
+        self._turn_spans: dict[tuple[int, tuple[int, int], int], int] = {}
         self._streams: dict[int, ParticipantStream] = {}
         self._session_ids: dict[tuple[int, tuple[int, int]], int] = {}
         self._session_tasks: dict[tuple[int, tuple[int, int]], asyncio.Task[int]] = {}
@@ -212,6 +237,9 @@ class MeetingRecorder(TransportSink):
         self._started_at = datetime.now(UTC)
         self._seen: set[int] = set()
         self._gaps: tuple[Gap, ...] = ()
+        self._present: set[int] = set()
+        self._presence_changed = asyncio.Event()
+        self._end_reason = "finished"
         self.turns = 0
         self.billed_seconds = 0.0
         self.sessions = 0
@@ -221,8 +249,10 @@ class MeetingRecorder(TransportSink):
         """The meeting's id once recording has started."""
         return self._meeting_id
 
-    def request_stop(self) -> None:
+    def request_stop(self, reason: str = "stopped") -> None:
         """Ask the recording to stop cleanly (Ctrl+C, SIGTERM, --duration)."""
+        if not self._stop.is_set():
+            self._end_reason = reason
         self._stop.set()
 
     async def run(self) -> MeetingReport:
@@ -233,10 +263,14 @@ class MeetingRecorder(TransportSink):
                 refused us for good (bad key); what was recorded is kept.
         """
         interrupted = await self.store.mark_interrupted_meetings()
-        self._started_at = datetime.now(UTC)
-        self._meeting_id = await self.store.start_meeting(
-            self.transport.channel, self.settings.bot_uid, self._started_at
-        )
+        if self.settings.meeting_id is not None:
+            self._meeting_id = self.settings.meeting_id
+            self._started_at = await self.store.resume_meeting(self._meeting_id)
+        else:
+            self._started_at = datetime.now(UTC)
+            self._meeting_id = await self.store.start_meeting(
+                self.transport.channel, self.settings.bot_uid, self._started_at
+            )
         self._ledger.meeting_id = self._meeting_id
         if self._audio_dir is not None:
             from recorder.audio_store import AudioKeeper
@@ -250,6 +284,11 @@ class MeetingRecorder(TransportSink):
             )
         writer_task = asyncio.create_task(self._writer.run(), name="transcript-writer")
         heartbeat = asyncio.create_task(self._heartbeat(), name="meeting-heartbeat")
+        empty = self.settings.empty_timeout_s
+        watch = asyncio.create_task(
+            self._watch_empty(empty) if empty is not None else asyncio.sleep(0),
+            name="empty-channel-watch",
+        )
         try:
             if not await self._start_transport():
                 return await self._report(interrupted)  # stopped while joining
@@ -268,6 +307,7 @@ class MeetingRecorder(TransportSink):
                 await self.observer.before_end()
         finally:
             heartbeat.cancel()
+            watch.cancel()
             await self._shutdown(writer_task)
         if self._fatal is not None:
             raise self._fatal
@@ -311,15 +351,32 @@ class MeetingRecorder(TransportSink):
             except RecorderError as exc:
                 log.warning("! heartbeat not stored: %s", exc)
 
+    async def _watch_empty(self, timeout_s: float) -> None:
+        """Stop once no remote participant has been in the channel for ``timeout_s``."""
+        while not self._stop.is_set():
+            self._presence_changed.clear()
+            if self._present:
+                await self._presence_changed.wait()
+                continue
+            try:
+                await asyncio.wait_for(self._presence_changed.wait(), timeout_s)
+            except TimeoutError:
+                who = "nobody joined" if not self._seen else "everyone left"
+                self.console.info(f"channel empty for {timeout_s:g} s ({who}): stopping")
+                self.request_stop("empty")
+                return
+
     async def _wait_for_end(self) -> None:
         waiters = [
             asyncio.create_task(self._stop.wait(), name="stop-requested"),
             asyncio.create_task(self.transport.wait_finished(), name="transport-finished"),
         ]
         try:
-            await asyncio.wait(
+            done, _ = await asyncio.wait(
                 waiters, timeout=self.settings.duration_s, return_when=asyncio.FIRST_COMPLETED
             )
+            if not done:
+                self._end_reason = "duration"
             finished = waiters[1]
             if finished.done() and not finished.cancelled():
                 error = finished.exception()
@@ -431,6 +488,11 @@ class MeetingRecorder(TransportSink):
             dropped_speech_ms=sum(s.dropped_ms for s in self._streams.values()),
             interrupted_before=interrupted,
             dropped_audio_ms=sum(self.transport.dropped_audio_ms.values()),
+            billed_ms=self.billed_seconds * 1000,
+            speech_ms=float(sum(self._turn_spans.values())),
+            sessions_per_minute=self._budget.per_minute,
+            session_refusals=self._budget.refusals,
+            end_reason=self._end_reason,
         )
 
     # -- TransportSink (on the loop) -----------------------------------------
@@ -438,14 +500,22 @@ class MeetingRecorder(TransportSink):
     def on_event(self, event: TransportEvent) -> None:
         """Route a participant or connection event."""
         if isinstance(event, ParticipantJoined):
-            self._spawn(self._record_participant(event.uid, event.at_ms), f"joined-{event.uid}")
+            self._present.add(event.uid)
+            self._presence_changed.set()
+            self._spawn(
+                self._record_participant(event.uid, event.at_ms, "joined"), f"joined-{event.uid}"
+            )
             self.console.info(f"+ {self.console.label(event.uid)} joined")
         elif isinstance(event, ParticipantLeft):
+            self._present.discard(event.uid)
+            self._presence_changed.set()
             if (stream := self._streams.get(event.uid)) is not None:
                 stream.pause("left")
             if self._keeper is not None:
                 self._keeper.end_run(event.uid)
-            self._spawn(self._record_participant(event.uid, event.at_ms), f"left-{event.uid}")
+            self._spawn(
+                self._record_participant(event.uid, event.at_ms, "left"), f"left-{event.uid}"
+            )
             self.console.info(f"- {self.console.label(event.uid)} left ({event.reason})")
         elif isinstance(event, ParticipantMuted):
             if event.is_muted and (stream := self._streams.get(event.uid)) is not None:
@@ -476,6 +546,8 @@ class MeetingRecorder(TransportSink):
                 budget=self._budget,
                 hooks=self._hooks,
                 idle_close_ms=self.settings.idle_close_s * 1000,
+                close_policy=self.settings.close_policy,
+                hold_ms=self.settings.hold_s * 1000,
             )
         stream.feed(chunk)
         if chunk.is_speech and self.observer is not None:
@@ -521,6 +593,8 @@ class MeetingRecorder(TransportSink):
             # stream's path, so the stream's later finals are not held up.
             self._spawn(self._put_when_recorded(session, record), f"turn-{turn.uid}")
         self.turns += 1
+        # A formatted final repeats its turn_order: the span is counted once.
+        self._turn_spans[(turn.uid, turn.socket_key, turn.turn_order)] = turn.end_ms - turn.start_ms
         self.console.final(turn.uid, turn.start_ms, turn.text)
         if self.observer is not None:
             self.observer.final_turn(turn)
@@ -598,16 +672,20 @@ class MeetingRecorder(TransportSink):
         if self._fatal is None:
             self._fatal = error
             log.error("! %s", error)
-        self.request_stop()
+        self.request_stop("failed")
 
-    async def _record_participant(self, uid: int, at_ms: float) -> None:
+    async def _record_participant(self, uid: int, at_ms: float, presence: str) -> None:
         assert self._meeting_id is not None
         self._seen.add(uid)
         seen_at = self._started_at + timedelta(milliseconds=at_ms)
         meeting_id = self._meeting_id
         await self._guard.run(
             lambda: self.store.record_participant(
-                meeting_id, uid, seen_at, display_name=self.settings.names.get(uid)
+                meeting_id,
+                uid,
+                seen_at,
+                display_name=self.settings.names.get(uid),
+                presence=presence,
             )
         )
 

@@ -23,6 +23,7 @@ from recorder.errors import ConfigError
 __all__ = [
     "ASYNC_DRIVERS",
     "DEFAULT_BOT_UID",
+    "DEFAULT_EMPTY_TIMEOUT_S",
     "DEFAULT_IDLE_CLOSE_S",
     "DEFAULT_SESSIONS_PER_MINUTE",
     "DEFAULT_SPEECH_MODEL",
@@ -49,12 +50,15 @@ SPEECH_MODELS = (
 )
 # Agora uids are unsigned 32-bit; 0 asks the server to assign one, which a bot must not do.
 MAX_UID = 2**32 - 1
-# Chosen from bench/bench_idle_close.py (README, "Costs: idle sockets"): short enough that a
-# participant talking 20% of the time bills well under 1.5x their speech.
+# Silence after which a socket closes whatever the turns: the whole rule under
+# --close-policy idle, the fallback under turn-end (README, "Costs: idle sockets";
+# measured with bench/bench_cost.py).
 DEFAULT_IDLE_CLOSE_S = 2.0
 # Free AssemblyAI accounts may open 5 sessions a minute; paid ones 100+
 # (docs/providers.md, "Streaming: limits and billing").
 DEFAULT_SESSIONS_PER_MINUTE = 5.0
+# A recording ends once its channel has had no remote participant this long.
+DEFAULT_EMPTY_TIMEOUT_S = 120.0
 # Streaming v3 endpoints per data-residency region
 # (https://www.assemblyai.com/docs/streaming/endpoints-and-data-zones).
 STT_REGION_URLS = {
@@ -87,6 +91,10 @@ class Config:
         stt_region: ``us`` or ``eu``.
         speech_model: the streaming speech model.
         agent_url: Voice Agent URL override (an emulator), if any.
+        price_per_hour: streaming price in USD per hour of socket-open time, to
+            estimate what a meeting cost (None: the model's list price,
+            ``recorder.stt.price``).
+        webhook_key: the server key webhook signing secrets are derived from (secret).
         audio_dir: where participants' audio is kept (None: next to the database).
         is_audio_kept: False (``--no-audio``) keeps no audio, so nothing can be repaired.
         async_url: pre-recorded (async) API base URL override (an emulator), else from
@@ -104,6 +112,8 @@ class Config:
     stt_region: str = "us"
     speech_model: str = DEFAULT_SPEECH_MODEL
     agent_url: str | None = None
+    price_per_hour: float | None = None
+    webhook_key: str | None = field(default=None, repr=False)
     audio_dir: str | None = None
     is_audio_kept: bool = True
     async_url: str | None = None
@@ -355,6 +365,16 @@ def _parse_uid(value: str, source: str) -> int:
     return uid
 
 
+def _parse_price(value: str, source: str) -> float:
+    try:
+        price = float(value)
+    except ValueError:
+        price = -1.0
+    if not 0 <= price < 1000 or price != price:
+        raise ConfigError(f"{source} must be a price in USD per hour, like 0.45; got {value!r}")
+    return price
+
+
 def load_config(
     environ: Mapping[str, str] | None = None,
     *,
@@ -414,6 +434,8 @@ def load_config(
     if async_url:
         _check_websocket_url(async_url, async_source, "", schemes=("http", "https"))
     audio_dir, _ = pick("audio_dir", "RECORDER_AUDIO_DIR")
+    raw_price, price_source = pick("price_per_hour", "RECORDER_PRICE_PER_HOUR")
+    price_per_hour = _parse_price(raw_price, price_source) if raw_price else None
 
     return Config(
         database_url=database_url,
@@ -433,4 +455,15 @@ def load_config(
         audio_dir=audio_dir,
         is_audio_kept=bool(flags.get("is_audio_kept", True)),
         async_url=async_url,
+        price_per_hour=price_per_hour,
+        webhook_key=_webhook_key(env.get("RECORDER_WEBHOOK_KEY") or None),
     )
+
+
+def _webhook_key(value: str | None) -> str | None:
+    if value is not None and len(value) < 32:
+        raise ConfigError(
+            "RECORDER_WEBHOOK_KEY is shorter than 32 characters; use a long random value, e.g. "
+            "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
+    return value

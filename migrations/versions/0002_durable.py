@@ -7,7 +7,7 @@ transcription missed; turns say whether they were heard ``live`` or
 belong to.
 
 Revision ID: 0002_durable
-Revises: 0001_initial
+Revises: 0007_service
 Create Date: 2026-12-04
 """
 
@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0002_durable"
-down_revision: str | Sequence[str] | None = "0001_initial"
+down_revision: str | Sequence[str] | None = "0007_service"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

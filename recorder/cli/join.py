@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import os
 import signal
 import sys
@@ -21,11 +20,19 @@ from recorder.cli.common import (
     Text,
     build_config,
     db_option,
+    read_names,
     run,
+    split_keyterms,
 )
 from recorder.cli.recap_options import recap_options
-from recorder.config import DEFAULT_IDLE_CLOSE_S, DEFAULT_SESSIONS_PER_MINUTE, MAX_UID, Config
+from recorder.config import (
+    DEFAULT_EMPTY_TIMEOUT_S,
+    DEFAULT_IDLE_CLOSE_S,
+    DEFAULT_SESSIONS_PER_MINUTE,
+    Config,
+)
 from recorder.errors import ConfigError, SttRejected, UsageError
+from recorder.stt.hold import ClosePolicy
 from recorder.timeline import format_clock
 
 if TYPE_CHECKING:
@@ -37,55 +44,6 @@ __all__ = ["EXIT_CODES", "demo", "join"]
 
 #: How a recording's exit code says how the meeting ended (README, "Statuses and exit codes").
 EXIT_CODES = {"completed": 0, "partial": 3, "failed": 1, "interrupted": 1}
-
-
-def _read_names(path: Path | None) -> dict[int, str]:
-    """Read ``--speaker-names``: JSON {"101": "Alice"} or lines ``101=Alice``.
-
-    Raises:
-        ConfigError: the file cannot be read, or an entry is not a uid and a name.
-    """
-    if path is None:
-        return {}
-    where = f"--speaker-names file {str(path)!r}"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError(f"{where} is not UTF-8 text") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read {where}: {exc.strerror}") from exc
-    items: list[tuple[Any, Any]]
-    try:
-        data = json.loads(text)
-    except (json.JSONDecodeError, RecursionError):
-        items = []
-        for line in text.splitlines():
-            if line.strip():
-                uid, equals, name = line.partition("=")
-                if not equals:
-                    raise ConfigError(
-                        f"{where}: expected lines like 101=Alice, got {line!r}"
-                    ) from None
-                items.append((uid, name))
-    else:
-        if not isinstance(data, dict):
-            raise ConfigError(f'{where}: expected a JSON object like {{"101": "Alice"}}')
-        items = list(data.items())
-    names: dict[int, str] = {}
-    for uid_text, name in items:
-        uid_text = str(uid_text).strip()
-        if not (uid_text.isascii() and uid_text.isdigit()) or not 0 < int(uid_text) <= MAX_UID:
-            raise ConfigError(f"{where}: {uid_text!r} is not a uid (1 to {MAX_UID})")
-        if not isinstance(name, str) or not name.strip():
-            raise ConfigError(f"{where}: the name for uid {uid_text} must be non-empty text")
-        try:
-            name.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ConfigError(
-                f"{where}: the name for uid {uid_text} holds an invalid character"
-            ) from None
-        names[int(uid_text)] = name.strip()
-    return names
 
 
 async def _record(
@@ -159,17 +117,22 @@ def _check_speed(speed: float, transport_spec: str, config: Config) -> None:
         )
 
 
-#: The service takes at most 100 keyterms (docs/providers.md, "Streaming: connecting").
-_MAX_KEYTERMS = 100
+def _cost_line(report: MeetingReport, config: Config) -> str:
+    """What the streaming cost: billed socket time, speech, their ratio, price, session rate."""
+    from recorder.stt.price import estimate_cost, list_price_per_hour
 
-
-def _split_keyterms(keyterms: str) -> tuple[str, ...]:
-    terms = tuple(k.strip() for k in keyterms.split(",") if k.strip())
-    if len(terms) > _MAX_KEYTERMS:
-        raise UsageError(
-            f"--keyterms has {len(terms)} terms; the service takes at most {_MAX_KEYTERMS}"
-        )
-    return terms
+    price = config.price_per_hour
+    if price is None:
+        price = list_price_per_hour(config.speech_model)
+    ratio = f"{report.billed_ms / report.speech_ms:.2f}x" if report.speech_ms else "no speech"
+    rate = f"{report.sessions_per_minute:g}/min"
+    if report.session_refusals:
+        rate += f", learned after {report.session_refusals} refused"
+    return (
+        f"cost: {report.billed_ms / 1000:.1f} s billed for {report.speech_ms / 1000:.1f} s "
+        f"of speech ({ratio}), about ${estimate_cost(report.billed_ms, price):.4f} "
+        f"at ${price:g}/h; session rate {rate}"
+    )
 
 
 def _print_report(report: MeetingReport, config: Config) -> None:
@@ -180,6 +143,9 @@ def _print_report(report: MeetingReport, config: Config) -> None:
         f"{report.billed_seconds:.1f} s of streaming billed over {report.sessions} sessions",
         err=True,
     )
+    if report.end_reason == "empty":
+        who = "nobody joined" if report.participants == 0 else "everyone had left"
+        click.echo(f"the channel stayed empty ({who}); recording ended", err=True)
     if report.dropped_speech_ms:
         click.echo(
             f"warning: {report.dropped_speech_ms / 1000:.1f} s of speech could not be transcribed",
@@ -191,6 +157,7 @@ def _print_report(report: MeetingReport, config: Config) -> None:
             "before transcription (this machine fell behind)",
             err=True,
         )
+    click.echo(_cost_line(report, config), err=True)
     if report.audio_kept_s:
         click.echo(
             f"audio kept: {report.audio_kept_s:.0f} s of participants' audio in "
@@ -245,6 +212,14 @@ def _recording_options(function: Callable[..., Any]) -> Callable[..., Any]:
             help="Stop recording after this long, e.g. 90, 90s, 15m, 1h or 1h30m.",
         ),
         click.option(
+            "--empty-timeout",
+            "empty_timeout_s",
+            type=Duration(min_s=0.1),
+            default=DEFAULT_EMPTY_TIMEOUT_S,
+            show_default=True,
+            help="Stop once the channel has had nobody in it this long, e.g. 2m.",
+        ),
+        click.option(
             "--speaker-names",
             type=click.Path(path_type=Path, dir_okay=False),
             help='Names for uids: JSON {"101": "Alice"} or lines 101=Alice.',
@@ -260,6 +235,20 @@ def _recording_options(function: Callable[..., Any]) -> Callable[..., Any]:
             "--speech-model",
             type=Text(),
             help="Streaming speech model (default u3-rt-pro; $RECORDER_SPEECH_MODEL).",
+        ),
+        click.option(
+            "--close-policy",
+            type=click.Choice([p.value for p in ClosePolicy]),
+            default=ClosePolicy.TURN_END.value,
+            show_default=True,
+            help="Close a stream at the end of each turn, or only after --idle-close of silence.",
+        ),
+        click.option(
+            "--price-per-hour",
+            type=FiniteFloat(min=0, max=1000),
+            metavar="USD",
+            help="Streaming price per hour, for the cost estimate "
+            "(default: the model's list price; $RECORDER_PRICE_PER_HOUR).",
         ),
         click.option("--quiet", "-q", is_flag=True, help="Do not print turns as they are spoken."),
         click.option(
@@ -320,10 +309,13 @@ def join(
     idle_close_s: float,
     sessions_per_minute: float,
     duration_s: float | None,
+    empty_timeout_s: float,
     speaker_names: Path | None,
     keyterms: str,
     prompt: str | None,
     speech_model: str | None,
+    close_policy: str,
+    price_per_hour: float | None,
     quiet: bool,
     audio_dir: Path | None,
     no_audio: bool,
@@ -367,6 +359,7 @@ def join(
         async_url=async_url,
         audio_dir=str(audio_dir) if audio_dir is not None else None,
         is_audio_kept=False if no_audio else None,
+        price_per_hour=price_per_hour,
     )
     config.require_api_key()  # before the transport: its SDK may not even be installed
     _check_speed(speed, transport_spec, config)
@@ -374,11 +367,13 @@ def join(
         idle_close_s=idle_close_s,
         sessions_per_minute=sessions_per_minute,
         duration_s=duration_s,
-        names=_read_names(speaker_names),
-        keyterms=_split_keyterms(keyterms),
+        empty_timeout_s=empty_timeout_s,
+        names=read_names(speaker_names),
+        keyterms=split_keyterms(keyterms),
         prompt=prompt,
         realtime_factor=speed,
         recap=recap,
+        close_policy=ClosePolicy(close_policy),
     )
     try:
         report = run(
@@ -440,10 +435,13 @@ def demo(
     idle_close_s: float,
     sessions_per_minute: float,
     duration_s: float | None,
+    empty_timeout_s: float,
     speaker_names: Path | None,
     keyterms: str,
     prompt: str | None,
     speech_model: str | None,
+    close_policy: str,
+    price_per_hour: float | None,
     quiet: bool,
     audio_dir: Path | None,
     no_audio: bool,
@@ -466,6 +464,7 @@ def demo(
     config = build_config(
         database_url=database_url,
         speech_model=speech_model,
+        price_per_hour=price_per_hour,
         audio_dir=str(audio_dir) if audio_dir is not None else None,
         is_audio_kept=False if no_audio else None,
     )
@@ -504,12 +503,14 @@ def demo(
                         idle_close_s=idle_close_s,
                         sessions_per_minute=max(sessions_per_minute, 60.0),
                         duration_s=duration_s,
-                        names=_read_names(speaker_names),
-                        keyterms=_split_keyterms(keyterms),
+                        empty_timeout_s=empty_timeout_s,
+                        names=read_names(speaker_names),
+                        keyterms=split_keyterms(keyterms),
                         prompt=prompt,
                         realtime_factor=speed,
                         # The bundled meeting has no spoken request: recap when it ends.
                         recap=RecapSettings(on_end=True) if recap_on_end else None,
+                        close_policy=ClosePolicy(close_policy),
                     ),
                     quiet=quiet,
                 )
