@@ -377,12 +377,13 @@ class ParticipantStream:
             self._state = _State.OPENING
             await self._start_next()
         else:
-            # Not wanted after all (never started): the pre-roll keeps the last of it,
-            # and speech it was given at a stop is a gap for the kept audio to repair.
-            if self._next is not None and self._stopping:
-                self._record_gap(
-                    self._next, "the stop came before it could be sent for transcription"
-                )
+            if self._next is not None and self._stopping and self._next.speech_ms > 0:
+                # Speech came while the last socket closed, then the stop: send it
+                # rather than drop it (a failure to send it is recorded as a gap).
+                self._state = _State.OPENING
+                await self._start_next()
+                return
+            # Not wanted after all (never started): the pre-roll keeps the last of it.
             self._next = None
 
     async def _consume(self, fed: _Fed, generation: int) -> None:

@@ -320,8 +320,10 @@ async def test_a_stalled_socket_is_replaced_and_its_stretch_repaired(tmp_path: P
     counts = tally("stalled socket", meeting, TALKER)
     assert_matches_script(meeting, script_of(TALKER))
     assert report.status == "completed", meeting.gaps
-    assert counts["lost"] == 0 and counts["repaired"] > 0
-    # The stall was noticed and the socket replaced: live transcription came back.
+    assert counts["lost"] == 0
+    # The stalled socket was replaced (by a ping timeout, or by closing at a turn's end
+    # and opening another): live transcription came back.
+    assert len(meeting.stream_sessions) > 1
     assert any(t.source == "live" and t.start_ms > 36_000 for t in meeting.turns)
 
 
