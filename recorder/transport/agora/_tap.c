@@ -641,6 +641,17 @@ static PyObject *Tap_collect(Tap *t, PyObject *unused) {
     return out;
 }
 
+static PyObject *Tap_hold(Tap *t, PyObject *arg) {
+    /* Tests: hold the tap as a frame callback in flight would, for `seconds`. */
+    double seconds = PyFloat_AsDouble(arg);
+    if (PyErr_Occurred()) return NULL;
+    struct timespec ts = {(time_t)seconds, (long)((seconds - (double)(time_t)seconds) * 1e9)};
+    Py_BEGIN_ALLOW_THREADS pthread_mutex_lock(&t->mu);
+    nanosleep(&ts, NULL);
+    pthread_mutex_unlock(&t->mu);
+    Py_END_ALLOW_THREADS Py_RETURN_NONE;
+}
+
 static PyObject *Tap_fileno(Tap *t, PyObject *unused) {
     (void)unused;
     if (!ready(t)) return NULL;
@@ -722,6 +733,8 @@ static PyMethodDef Tap_methods[] = {
     {"hear", (PyCFunction)Tap_hear, METH_VARARGS, "hear(uid, at_ms): count uid as heard at at_ms."},
     {"collect", (PyCFunction)Tap_collect, METH_NOARGS,
      "collect(): every ready (uid, Chunk) and event, in order; re-arms the wake-up."},
+    {"_hold", (PyCFunction)Tap_hold, METH_O,
+     "_hold(seconds): tests; hold the tap as a callback in flight would."},
     {"fileno", (PyCFunction)Tap_fileno, METH_NOARGS, "The descriptor readable when items wait."},
     {"stats", (PyCFunction)Tap_stats, METH_NOARGS, "Counters, as a dict."},
     {"dropped_ms", (PyCFunction)Tap_dropped_ms, METH_NOARGS,
