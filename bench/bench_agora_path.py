@@ -3,21 +3,23 @@
 The SDK's Python wrapper (agora-python-server-sdk 2.4.10, fetched and pinned by
 tests/agora_standin) runs unmodified on the native stand-in, whose native
 thread delivers a 10 ms frame per speaker on an absolute 10 ms clock, as
-Agora's library would. Three runs per size, each ``BENCH_SECONDS`` (default
+Agora's library would. Four runs per size, each ``BENCH_SECONDS`` (default
 10) of speech from every speaker:
 
 * native alone: no frame observer registered (the stand-in's own cost);
 * wrapper: a frame observer that does nothing (the wrapper's own per-frame
   path: thunk, struct decode, copy, dataclass, dispatch);
-* recorder: the real AgoraTransport, AudioBridge and pipeline (STT client,
-  turns, SQLite) against the streaming emulator, which runs in its own
-  process (its CPU is not counted).
+* (a) Python observer: the real AgoraTransport through the wrapper's frame
+  observer, AudioBridge and pipeline (STT client, turns, SQLite) against the
+  streaming emulator, which runs in its own process (its CPU is not counted);
+* (b) native tap: the same recorder with the frames taken by the C tap
+  (docs/providers.md, "Agora: the native tap").
 
-Prints, per size: process CPU ms per participant-second of each run, the
-recorder's own share (recorder minus wrapper), and the native thread's tick
-lateness p50/p99/max in the recorder run (how far behind real time the
-audio thread fell). Run: ``python bench/bench_agora_path.py``
-(``BENCH_SIZES=50,200`` to choose sizes).
+Prints, per size and path: process CPU ms per participant-second (every
+thread), the ratio a/b, the native thread's tick lateness p50/p99/max, how
+many chunks reached the pipeline more than 50 ms after their last sample
+(and the worst), and audio dropped. Run: ``python bench/bench_agora_path.py``
+(``BENCH_SIZES=50,200`` to choose sizes, ``BENCH_PATHS=tap`` for one path).
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ from agora_standin.control import NativeControl  # noqa: E402
 from agora_standin.wrapper import Unavailable, prepare_site  # noqa: E402
 
 from recorder.app import RecordingOptions, record  # noqa: E402
-from recorder.audio import bytes_for_ms  # noqa: E402
+from recorder.audio import Chunk, bytes_for_ms  # noqa: E402
+from recorder.bot import MeetingRecorder  # noqa: E402
 from recorder.config import Config  # noqa: E402
 from recorder.tonecode import encode  # noqa: E402
 from recorder.transport.agora.preflight import load_agora_sdk  # noqa: E402
@@ -50,6 +53,7 @@ from recorder.transport.agora.service import (  # noqa: E402
     release_agora_service,
     shared_service,
 )
+from recorder.transport.agora.tap import TAP_ENV, NativeAudioBridge, load_tap  # noqa: E402
 from recorder.transport.agora.transport import AgoraTransport  # noqa: E402
 from storage.store import TranscriptStore  # noqa: E402
 
@@ -140,8 +144,37 @@ def start_emulator() -> tuple[subprocess.Popen[str], str]:
     raise RuntimeError("the emulator did not print its URL")
 
 
-async def with_recorder(control: NativeControl, uids: list[int], url: str) -> tuple[float, Any]:
+LATE_MS = 50.0
+
+
+class Arrivals:
+    """How late each chunk reaches the pipeline: its last sample to the loop handing it over."""
+
+    def __init__(self) -> None:
+        self.late_ms: list[float] = []
+        self.clock: Any = None
+
+    def install(self) -> None:
+        original = MeetingRecorder.on_audio
+        arrivals = self
+
+        def on_audio(recorder: MeetingRecorder, uid: int, chunk: Chunk) -> None:
+            if arrivals.clock is not None:
+                arrivals.late_ms.append(arrivals.clock() - chunk.end_ms)
+            original(recorder, uid, chunk)
+
+        MeetingRecorder.on_audio = on_audio  # type: ignore[method-assign]
+
+
+ARRIVALS = Arrivals()
+
+
+async def with_recorder(
+    control: NativeControl, uids: list[int], url: str, *, tap: bool
+) -> tuple[float, Any]:
     """CPU ms per participant-second of the whole recorder path, and the transport."""
+    os.environ[TAP_ENV] = "native" if tap else "python"
+    ARRIVALS.late_ms = []
     with tempfile.TemporaryDirectory() as folder:
         db = f"sqlite+aiosqlite:///{Path(folder) / 'bench.db'}"
         async with await TranscriptStore.open(db, auto_migrate=True) as store:
@@ -154,15 +187,19 @@ async def with_recorder(control: NativeControl, uids: list[int], url: str) -> tu
             task = asyncio.create_task(
                 record(config, transport, options=options, store=store, stop=stop)
             )
+            ARRIVALS.clock = transport.clock_ms
             present = transport.participants.present
             joined = await asyncio.to_thread(
                 control.wait_until, lambda: len(present()) >= len(uids), 60
             )
             if not joined:
                 raise RuntimeError("the speakers were not all announced")
+            if isinstance(transport.bridge, NativeAudioBridge) != tap:
+                raise RuntimeError(f"asked for tap={tap}, got {type(transport.bridge).__name__}")
             cpu, _ = await asyncio.to_thread(speak_and_measure, control, uids)
             stop.set()
             await task
+            ARRIVALS.clock = None
     return cpu * 1000 / (len(uids) * SECONDS), transport
 
 
@@ -175,14 +212,19 @@ def say(text: str) -> None:
 
 async def main() -> None:
     sizes = [int(s) for s in os.environ.get("BENCH_SIZES", "50,200,500").split(",")]
+    paths = os.environ.get("BENCH_PATHS", "python,tap").split(",")
     site_root = Path(tempfile.mkdtemp(prefix="agora-bench-"))
     try:
         site = prepare_site(site_root)
     except Unavailable as exc:
         say(f"cannot run: {exc}")
         return
+    if "tap" in paths and load_tap() is None:
+        say("the native tap is not built (python hatch_build.py); measuring the Python path only")
+        paths = [p for p in paths if p != "tap"]
     sys.path.insert(0, str(site.root))
     sdk = load_agora_sdk()
+    ARRIVALS.install()
     control = NativeControl(str(site.library))
     emulator, url = start_emulator()
     say(
@@ -198,20 +240,35 @@ async def main() -> None:
             release_agora_service()
             wrapper = await asyncio.to_thread(sdk_only, control, sdk, uids, observe=True)
             release_agora_service()
-            recorder, transport = await with_recorder(control, uids, url)
-            release_agora_service()
-            late = [s * 1000 for s in control.lateness_s()]
-            dropped = sum(transport.dropped_audio_ms.values())
             say(
                 f"{size:4d} speakers: native alone {native:5.3f}; wrapper (observer a no-op) "
-                f"{wrapper:5.3f}; wrapper + recorder {recorder:5.3f}; recorder's own "
-                f"{recorder - wrapper:5.3f} ms per participant-second"
+                f"{wrapper:5.3f} ms per participant-second"
             )
-            say(
-                f"      native thread lateness p50 {percentile(late, 0.5):6.1f} ms, "
-                f"p99 {percentile(late, 0.99):6.1f} ms, max {max(late, default=0.0):6.1f} ms; "
-                f"{dropped / 1000:.1f} s of audio dropped by the bridge"
-            )
+            cost: dict[str, float] = {}
+            for path in paths:
+                control.close()
+                control = NativeControl(str(site.library))
+                for uid in uids:
+                    control.channel(CHANNEL).add_user(uid)
+                cost[path], transport = await with_recorder(control, uids, url, tap=path == "tap")
+                release_agora_service()
+                late = [s * 1000 for s in control.lateness_s()]
+                arrivals = ARRIVALS.late_ms
+                sent_late = sum(1 for ms in arrivals if ms > LATE_MS)
+                dropped = sum(transport.dropped_audio_ms.values())
+                name = "(a) Python observer" if path == "python" else "(b) native tap     "
+                say(
+                    f"      {name} {cost[path]:5.3f} ms/participant-s everything included; "
+                    f"native lateness p50 {percentile(late, 0.5):6.1f} p99 "
+                    f"{percentile(late, 0.99):6.1f} max {max(late, default=0.0):6.1f} ms; "
+                    f"chunks >{LATE_MS:.0f} ms late {sent_late}/{len(arrivals)} "
+                    f"(worst {max(arrivals, default=0.0):.0f} ms); dropped {dropped / 1000:.1f} s"
+                )
+            if len(cost) == 2:
+                say(
+                    f"      ratio (a)/(b) {cost['python'] / cost['tap']:4.1f}x; tap's own share "
+                    f"over the native thread alone {cost['tap'] - native:5.3f} ms"
+                )
             control.close()
             control = NativeControl(str(site.library))
     finally:
