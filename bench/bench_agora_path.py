@@ -13,7 +13,11 @@ Agora's library would. Four runs per size, each ``BENCH_SECONDS`` (default
   observer, AudioBridge and pipeline (STT client, turns, SQLite) against the
   streaming emulator, which runs in its own process (its CPU is not counted);
 * (b) native tap: the same recorder with the frames taken by the C tap
-  (docs/providers.md, "Agora: the native tap").
+  (docs/providers.md, "Agora: the native tap");
+* (d) minimal client: the wrapper's Python per-frame observer appending to a
+  buffer per speaker and handing each 100 ms chunk to the loop, which sends it
+  on that speaker's websockets connection to the same emulator (no turns, no
+  SQL, no pacing): the floor for any Python bot on the wrapper's per-frame path.
 
 Prints, per size and path: process CPU ms per participant-second (every
 thread), the ratio a/b, the native thread's tick lateness p50/p99/max, how
@@ -145,6 +149,69 @@ def start_emulator() -> tuple[subprocess.Popen[str], str]:
 
 
 LATE_MS = 50.0
+CHUNK = bytes_for_ms(100)
+
+
+async def minimal_client(control: NativeControl, sdk: Any, uids: list[int], url: str) -> float:
+    """CPU ms per participant-second of the minimal chunked client (d)."""
+    from websockets.asyncio.client import connect
+
+    from recorder.config import DEFAULT_SPEECH_MODEL
+    from recorder.stt.protocol import build_url
+
+    loop = asyncio.get_running_loop()
+    target = build_url(url, speech_model=DEFAULT_SPEECH_MODEL)
+    sockets = {
+        uid: await connect(target, additional_headers={"Authorization": "bench"}, compression=None)
+        for uid in uids
+    }
+
+    async def drain(ws: Any) -> None:
+        async for _ in ws:
+            pass
+
+    readers = [asyncio.create_task(drain(ws)) for ws in sockets.values()]
+    buffers: dict[str, bytearray] = {}
+    send = {str(uid): ws.send for uid, ws in sockets.items()}
+
+    def deliver(uid: str, chunk: bytes) -> None:
+        task = asyncio.ensure_future(send[uid](chunk))
+        task.add_done_callback(lambda t: t.exception())
+
+    class Chunked(sdk.audio_frame_observer.IAudioFrameObserver):  # type: ignore[misc]
+        def on_playback_audio_frame_before_mixing(
+            self, user: Any, channel: str, uid: str, frame: Any, state: int, vad: Any
+        ) -> int:
+            buffer = buffers.get(uid)
+            if buffer is None:
+                buffer = buffers[uid] = bytearray()
+            buffer += frame.buffer
+            if len(buffer) >= CHUNK:
+                loop.call_soon_threadsafe(deliver, uid, bytes(buffer))
+                buffer.clear()
+            return 1
+
+    log_dir = Path(tempfile.mkdtemp())
+    service = shared_service(sdk, APP_ID, log_dir)
+    conn_config, publish_config = connection_configs(sdk, publish=False)
+    conn = service.create_rtc_connection(conn_config, publish_config)
+    conn.register_observer(sdk.connection_observer.IRTCConnectionObserver())
+    conn.register_local_user_observer(sdk.local_user_observer.IRTCLocalUserObserver())
+    conn.get_local_user().set_playback_audio_frame_before_mixing_parameters(1, 16000)
+    conn.register_audio_frame_observer(Chunked(), 0, None)
+    conn.connect(APP_ID, CHANNEL, "9999")
+    await asyncio.to_thread(
+        control.wait_until, lambda: control.counts.get("on_user_joined", 0) == len(uids), 60
+    )
+    cpu, _ = await asyncio.to_thread(speak_and_measure, control, uids)
+    await asyncio.to_thread(conn.disconnect)
+    await asyncio.to_thread(conn.release)
+    for ws in sockets.values():
+        await ws.send('{"type": "Terminate"}')
+    for ws in sockets.values():
+        await ws.close()
+    await asyncio.gather(*readers, return_exceptions=True)
+    return cpu * 1000 / (len(uids) * SECONDS)
 
 
 class Arrivals:
@@ -212,7 +279,7 @@ def say(text: str) -> None:
 
 async def main() -> None:
     sizes = [int(s) for s in os.environ.get("BENCH_SIZES", "50,200,500").split(",")]
-    paths = os.environ.get("BENCH_PATHS", "python,tap").split(",")
+    paths = os.environ.get("BENCH_PATHS", "python,tap,minimal").split(",")
     site_root = Path(tempfile.mkdtemp(prefix="agora-bench-"))
     try:
         site = prepare_site(site_root)
@@ -245,7 +312,7 @@ async def main() -> None:
                 f"{wrapper:5.3f} ms per participant-second"
             )
             cost: dict[str, float] = {}
-            for path in paths:
+            for path in [p for p in paths if p in ("python", "tap")]:
                 control.close()
                 control = NativeControl(str(site.library))
                 for uid in uids:
@@ -264,11 +331,27 @@ async def main() -> None:
                     f"chunks >{LATE_MS:.0f} ms late {sent_late}/{len(arrivals)} "
                     f"(worst {max(arrivals, default=0.0):.0f} ms); dropped {dropped / 1000:.1f} s"
                 )
-            if len(cost) == 2:
+            if "minimal" in paths:
+                control.close()
+                control = NativeControl(str(site.library))
+                for uid in uids:
+                    control.channel(CHANNEL).add_user(uid)
+                cost["minimal"] = await minimal_client(control, sdk, uids, url)
+                release_agora_service()
+                late = [s * 1000 for s in control.lateness_s()]
+                say(
+                    f"      (d) minimal client  {cost['minimal']:5.3f} ms/participant-s (wrapper "
+                    f"per-frame observer, one websockets send per chunk); native lateness p50 "
+                    f"{percentile(late, 0.5):6.1f} p99 {percentile(late, 0.99):6.1f} max "
+                    f"{max(late, default=0.0):6.1f} ms"
+                )
+            if "python" in cost and "tap" in cost:
                 say(
                     f"      ratio (a)/(b) {cost['python'] / cost['tap']:4.1f}x; tap's own share "
                     f"over the native thread alone {cost['tap'] - native:5.3f} ms"
                 )
+            if "minimal" in cost and "tap" in cost:
+                say(f"      ratio (d)/(b) {cost['minimal'] / cost['tap']:4.1f}x")
             control.close()
             control = NativeControl(str(site.library))
     finally:
