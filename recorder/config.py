@@ -23,6 +23,7 @@ from recorder.errors import ConfigError
 __all__ = [
     "ASYNC_DRIVERS",
     "DEFAULT_BOT_UID",
+    "DEFAULT_EMPTY_TIMEOUT_S",
     "DEFAULT_IDLE_CLOSE_S",
     "DEFAULT_SESSIONS_PER_MINUTE",
     "DEFAULT_SPEECH_MODEL",
@@ -55,6 +56,8 @@ DEFAULT_IDLE_CLOSE_S = 2.0
 # Free AssemblyAI accounts may open 5 sessions a minute; paid ones 100+
 # (docs/providers.md, "Streaming: limits and billing").
 DEFAULT_SESSIONS_PER_MINUTE = 5.0
+# A recording ends once its channel has had no remote participant this long.
+DEFAULT_EMPTY_TIMEOUT_S = 120.0
 # Streaming v3 endpoints per data-residency region
 # (https://www.assemblyai.com/docs/streaming/endpoints-and-data-zones).
 STT_REGION_URLS = {
@@ -81,6 +84,7 @@ class Config:
         stt_region: ``us`` or ``eu``.
         speech_model: the streaming speech model.
         agent_url: Voice Agent URL override (an emulator), if any.
+        webhook_key: the server key webhook signing secrets are derived from (secret).
     """
 
     database_url: str
@@ -94,6 +98,7 @@ class Config:
     stt_region: str = "us"
     speech_model: str = DEFAULT_SPEECH_MODEL
     agent_url: str | None = None
+    webhook_key: str | None = field(default=None, repr=False)
 
     @property
     def is_default_database(self) -> bool:
@@ -387,4 +392,14 @@ def load_config(
         stt_region=region,
         speech_model=speech_model or DEFAULT_SPEECH_MODEL,
         agent_url=agent_url,
+        webhook_key=_webhook_key(env.get("RECORDER_WEBHOOK_KEY") or None),
     )
+
+
+def _webhook_key(value: str | None) -> str | None:
+    if value is not None and len(value) < 32:
+        raise ConfigError(
+            "RECORDER_WEBHOOK_KEY is shorter than 32 characters; use a long random value, e.g. "
+            "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
+    return value
