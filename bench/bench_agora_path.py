@@ -14,6 +14,9 @@ Agora's library would. Four runs per size, each ``BENCH_SECONDS`` (default
   streaming emulator, which runs in its own process (its CPU is not counted);
 * (b) native tap: the same recorder with the frames taken by the C tap
   (docs/providers.md, "Agora: the native tap");
+* (c) official SDK: the ``assemblyai`` package's ``StreamingClient`` (a
+  websocket, a write thread and a read thread per speaker), fed each 100 ms
+  chunk by the wrapper's Python per-frame observer;
 * (d) minimal client: the wrapper's Python per-frame observer appending to a
   buffer per speaker and handing each 100 ms chunk to the loop, which sends it
   on that speaker's websockets connection to the same emulator (no turns, no
@@ -152,6 +155,73 @@ LATE_MS = 50.0
 CHUNK = bytes_for_ms(100)
 
 
+def official_sdk(control: NativeControl, sdk: Any, uids: list[int], url: str) -> float:
+    """CPU ms per participant-second of the official SDK's streaming client (c)."""
+    from assemblyai.streaming.v3 import (
+        StreamingClient,
+        StreamingClientOptions,
+        StreamingEvents,
+        StreamingParameters,
+    )
+
+    from recorder.config import DEFAULT_SPEECH_MODEL
+
+    host = url.removesuffix("/v3/ws")
+    clients = {}
+    begun: list[int] = []
+    turns: list[int] = []
+    for uid in uids:
+        client = StreamingClient(StreamingClientOptions(api_key="bench", api_host=host))
+        client.on(StreamingEvents.Begin, lambda *_: begun.append(1))
+        client.on(StreamingEvents.Turn, lambda *_: turns.append(1))
+        client.connect(StreamingParameters(sample_rate=16000, speech_model=DEFAULT_SPEECH_MODEL))
+        clients[str(uid)] = client
+    buffers: dict[str, bytearray] = {}
+
+    class Chunked(sdk.audio_frame_observer.IAudioFrameObserver):  # type: ignore[misc]
+        def on_playback_audio_frame_before_mixing(
+            self, user: Any, channel: str, uid: str, frame: Any, state: int, vad: Any
+        ) -> int:
+            buffer = buffers.get(uid)
+            if buffer is None:
+                buffer = buffers[uid] = bytearray()
+            buffer += frame.buffer
+            if len(buffer) >= CHUNK:
+                clients[uid].stream(bytes(buffer))
+                buffer.clear()
+            return 1
+
+    deadline = time.monotonic() + 60
+    while len(begun) < len(uids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if len(begun) < len(uids):
+        raise RuntimeError(f"only {len(begun)} of {len(uids)} SDK sessions began")
+    conn = observed_connection(control, sdk, uids, Chunked())
+    cpu, _ = speak_and_measure(control, uids)
+    if not turns:
+        raise RuntimeError("the SDK sessions transcribed nothing")
+    conn.disconnect()
+    conn.release()
+    for client in clients.values():
+        client.disconnect(terminate=True)
+    return cpu * 1000 / (len(uids) * SECONDS)
+
+
+def observed_connection(control: NativeControl, sdk: Any, uids: list[int], frames: Any) -> Any:
+    """A connection of the SDK's own objects with ``frames`` as its frame observer, all joined."""
+    log_dir = Path(tempfile.mkdtemp())
+    service = shared_service(sdk, APP_ID, log_dir)
+    conn_config, publish_config = connection_configs(sdk, publish=False)
+    conn = service.create_rtc_connection(conn_config, publish_config)
+    conn.register_observer(sdk.connection_observer.IRTCConnectionObserver())
+    conn.register_local_user_observer(sdk.local_user_observer.IRTCLocalUserObserver())
+    conn.get_local_user().set_playback_audio_frame_before_mixing_parameters(1, 16000)
+    conn.register_audio_frame_observer(frames, 0, None)
+    conn.connect(APP_ID, CHANNEL, "9999")
+    control.wait_until(lambda: control.counts.get("on_user_joined", 0) == len(uids), 60)
+    return conn
+
+
 async def minimal_client(control: NativeControl, sdk: Any, uids: list[int], url: str) -> float:
     """CPU ms per participant-second of the minimal chunked client (d)."""
     from websockets.asyncio.client import connect
@@ -279,7 +349,7 @@ def say(text: str) -> None:
 
 async def main() -> None:
     sizes = [int(s) for s in os.environ.get("BENCH_SIZES", "50,200,500").split(",")]
-    paths = os.environ.get("BENCH_PATHS", "python,tap,minimal").split(",")
+    paths = os.environ.get("BENCH_PATHS", "python,tap,sdk,minimal").split(",")
     site_root = Path(tempfile.mkdtemp(prefix="agora-bench-"))
     try:
         site = prepare_site(site_root)
@@ -331,6 +401,24 @@ async def main() -> None:
                     f"chunks >{LATE_MS:.0f} ms late {sent_late}/{len(arrivals)} "
                     f"(worst {max(arrivals, default=0.0):.0f} ms); dropped {dropped / 1000:.1f} s"
                 )
+            if "sdk" in paths:
+                control.close()
+                control = NativeControl(str(site.library))
+                for uid in uids:
+                    control.channel(CHANNEL).add_user(uid)
+                try:
+                    cost["sdk"] = await asyncio.to_thread(official_sdk, control, sdk, uids, url)
+                except Exception as exc:  # the official client at this size: say why
+                    say(f"      (c) official SDK        failed: {exc!r}"[:200])
+                else:
+                    late = [s * 1000 for s in control.lateness_s()]
+                    say(
+                        f"      (c) official SDK    {cost['sdk']:5.3f} ms/participant-s (wrapper "
+                        f"per-frame observer, StreamingClient.stream per chunk); native lateness "
+                        f"p50 {percentile(late, 0.5):6.1f} p99 {percentile(late, 0.99):6.1f} max "
+                        f"{max(late, default=0.0):6.1f} ms"
+                    )
+                release_agora_service()
             if "minimal" in paths:
                 control.close()
                 control = NativeControl(str(site.library))
@@ -350,6 +438,8 @@ async def main() -> None:
                     f"      ratio (a)/(b) {cost['python'] / cost['tap']:4.1f}x; tap's own share "
                     f"over the native thread alone {cost['tap'] - native:5.3f} ms"
                 )
+            if "sdk" in cost and "tap" in cost:
+                say(f"      ratio (c)/(b) {cost['sdk'] / cost['tap']:4.1f}x")
             if "minimal" in cost and "tap" in cost:
                 say(f"      ratio (d)/(b) {cost['minimal'] / cost['tap']:4.1f}x")
             control.close()

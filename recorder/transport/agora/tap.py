@@ -155,7 +155,9 @@ class TapRegistration:
 
 def binding_module(sdk_base: ModuleType) -> Any:
     """The wrapper module with the raw frame-observer bindings, or None (the fake has none)."""
-    package = sdk_base.__name__.rpartition(".")[0]
+    package = getattr(sdk_base, "__name__", "").rpartition(".")[0]
+    if not package:
+        return None
     try:
         module = importlib.import_module(f"{package}.local_user")
     except ImportError:
