@@ -786,5 +786,11 @@ PyMODINIT_FUNC PyInit__tap(void) {
         Py_DECREF(m);
         return NULL;
     }
+    PyObject *all = Py_BuildValue("[ss]", "Tap", "table_address");
+    if (!all || PyModule_AddObject(m, "__all__", all) < 0) {
+        Py_XDECREF(all);
+        Py_DECREF(m);
+        return NULL;
+    }
     return m;
 }

@@ -38,7 +38,9 @@ __all__ = [
     "LinearClock",
     "NativeAudioBridge",
     "TapRegistration",
+    "binding_module",
     "load_tap",
+    "make_bridge",
     "tap_status",
 ]
 
