@@ -19,7 +19,7 @@ from pydantic import BaseModel
 
 from recorder import __version__
 from recorder.errors import ConfigError
-from recorder.service import live, meetings, sql, web, webhooks
+from recorder.service import live, meetings, recordings, sql, web, webhooks
 from recorder.service.delivery import RetryPolicy, WebhookDispatcher
 from recorder.service.errors import error_response, install_error_handlers
 from recorder.service.hub import EventHub
@@ -90,6 +90,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from recorder.fleet.connect import fleet_database
+        from recorder.fleet.control import open_fleet
         from storage.store import TranscriptStore
 
         async with AsyncExitStack() as stack:
@@ -97,6 +99,7 @@ def create_app(
             stack.push_async_callback(store.close)
             engine = create_engine(database_url)
             stack.push_async_callback(engine.dispose)
+            fleet = await stack.enter_async_context(open_fleet(fleet_database(database_url)))
             hub = EventHub(database_url, engine, poll_s=poll_s)
             await hub.start()
             stack.push_async_callback(hub.stop)
@@ -106,6 +109,7 @@ def create_app(
                 hub=hub,
                 database_url=database_url,
                 webhook_key=webhook_key,
+                fleet=fleet,
             )
             if webhook_key:
                 dispatcher = WebhookDispatcher(engine, webhook_key, policy=retry_policy)
@@ -141,7 +145,7 @@ def create_app(
         responses={503: {"model": ErrorResponse}},
     )
     async def readyz(request: Request) -> Any:
-        """The database answers (no auth)."""
+        """The database and the fleet's queue answer (no auth)."""
         from sqlalchemy import text
 
         service: Service = request.app.state.service
@@ -150,9 +154,19 @@ def create_app(
                 await connection.execute(text("SELECT 1"))
         except Exception:
             return error_response(503, "the database does not answer")
-        return JSONResponse({"status": "ok", "events": service.hub.is_listening})
+        try:
+            assert service.fleet is not None
+            row = await service.fleet.connector.execute_query_one_async(
+                "SELECT to_regclass('procrastinate_jobs') IS NOT NULL AS ready"
+            )
+        except Exception:
+            return error_response(503, "the fleet's queue does not answer")
+        if not row["ready"]:
+            return error_response(503, "the fleet's queue has no tables; run 'recorder db upgrade'")
+        return JSONResponse({"status": "ok", "events": service.hub.is_listening, "queue": True})
 
     app.include_router(meetings.router, tags=["meetings"])
+    app.include_router(recordings.router, tags=["recordings"])
     app.include_router(live.router, tags=["live"])
     app.include_router(sql.router, tags=["sql"])
     app.include_router(webhooks.router, tags=["webhooks"])
