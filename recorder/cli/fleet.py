@@ -85,6 +85,15 @@ def _database(config: Config, what: str) -> FleetDatabase:
     metavar="SECONDS",
     help="On SIGTERM, hand recordings back within this long, then exit.",
 )
+@click.option(
+    "--webhook-retry",
+    "webhook_retry_s",
+    type=FiniteFloat(min=0.1, max=3600),
+    default=5.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Pause after a failed webhook delivery, doubling each time (up to an hour, for a day).",
+)
 @db_option
 def worker(
     capacity: int,
@@ -92,12 +101,15 @@ def worker(
     heartbeat_s: float,
     stall_s: float,
     drain_s: float,
+    webhook_retry_s: float,
     database_url: str | None,
 ) -> None:
     """Record meetings from the fleet's queue until stopped (PostgreSQL only).
 
     Run one per machine, all on the same database. Prints one line per job
-    event. SIGTERM (or Ctrl+C) hands held recordings back to the queue, where
+    event. With RECORDER_WEBHOOK_KEY set it also sends the webhooks (from a
+    queue of their own, so they never take a recording's place). SIGTERM (or
+    Ctrl+C) hands held recordings back to the queue, where
     another worker continues the same meetings, and exits 0; a second SIGTERM
     exits at once. A worker that dies is taken over by the others within
     --stall-timeout plus a few seconds.
@@ -118,6 +130,8 @@ def worker(
         stall_s=stall_s,
         lease_s=stall_s,
         drain_s=drain_s,
+        webhook_first_retry_s=webhook_retry_s,
+        webhook_max_retry_s=max(3600.0, webhook_retry_s),
     )
     raise SystemExit(run(run_worker(database, config, settings)))
 

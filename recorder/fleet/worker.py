@@ -56,6 +56,8 @@ class WorkerSettings:
         poll_s: how often the queue is polled besides LISTEN/NOTIFY.
         drain_s: bound on handing recordings back after SIGTERM.
         status_s: how often the worker prints a heartbeat line.
+        webhook_first_retry_s: the pause after a failed webhook delivery (doubling).
+        webhook_max_retry_s: the longest pause between webhook attempts.
     """
 
     capacity: int = 4
@@ -65,6 +67,8 @@ class WorkerSettings:
     poll_s: float = 1.0
     drain_s: float = 30.0
     status_s: float = 60.0
+    webhook_first_retry_s: float = 5.0
+    webhook_max_retry_s: float = 3600.0
 
 
 def _say(text: str) -> None:
@@ -89,8 +93,18 @@ async def run_worker(database: FleetDatabase, config: Config, settings: WorkerSe
         await run_job(runtime, context, recording_id)
 
     app = make_app(database, handle)
-    await open_app(app, database)
     engine = create_engine(database.url)
+    sender = None
+    if config.webhook_key:
+        from recorder.fleet.webhooks import RetryPolicy, WebhookSender, register_webhook_task
+
+        policy = RetryPolicy(
+            first_retry_s=settings.webhook_first_retry_s,
+            max_retry_s=settings.webhook_max_retry_s,
+        )
+        sender = WebhookSender(engine, config.webhook_key, policy=policy)
+        register_webhook_task(app, sender)
+    await open_app(app, database)
     try:
         schema = await _check_schema(app, database)
         await ensure_schema(engine, auto_migrate=False, url=database.url)
@@ -104,7 +118,23 @@ async def run_worker(database: FleetDatabase, config: Config, settings: WorkerSe
             lease_s=settings.lease_s,
             say=_say,
         )
-        return await _serve(app, database, runtime, settings, schema)
+        if sender is None:
+            return await _serve(app, database, runtime, settings, schema)
+        from recorder.fleet.webhooks import webhook_worker
+
+        async with (
+            sender,
+            webhook_worker(
+                app,
+                sender,
+                database.conninfo,
+                name=f"{host}:{pid}",
+                poll_s=settings.poll_s,
+                say=_say,
+            ),
+        ):
+            _say("webhooks: this worker sends them (RECORDER_WEBHOOK_KEY is set)")
+            return await _serve(app, database, runtime, settings, schema)
     finally:
         await app.close_async()
         await engine.dispose()

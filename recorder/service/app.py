@@ -20,7 +20,6 @@ from pydantic import BaseModel
 from recorder import __version__
 from recorder.errors import ConfigError
 from recorder.service import live, meetings, recordings, sql, web, webhooks
-from recorder.service.delivery import RetryPolicy, WebhookDispatcher
 from recorder.service.errors import error_response, install_error_handlers
 from recorder.service.hub import EventHub
 from recorder.service.limits import BodyLimit
@@ -66,7 +65,6 @@ def create_app(
     poll_s: float = 5.0,
     mcp: bool = True,
     webhook_key: str | None = None,
-    retry_policy: RetryPolicy | None = None,
 ) -> FastAPI:
     """Build the service for one PostgreSQL database (migrated to head beforehand).
 
@@ -75,8 +73,8 @@ def create_app(
         max_body_bytes: larger request bodies are refused with 413.
         poll_s: how often live streams look for events they were not woken for.
         mcp: also serve the MCP endpoint at ``/mcp``.
-        webhook_key: ``RECORDER_WEBHOOK_KEY``; None turns webhooks off.
-        retry_policy: when failed webhook deliveries are tried again.
+        webhook_key: ``RECORDER_WEBHOOK_KEY``, to give new endpoints their secret
+            (None: webhooks cannot be added). Workers send them (recorder.fleet.webhooks).
 
     Raises:
         ConfigError: not a PostgreSQL URL.
@@ -111,11 +109,6 @@ def create_app(
                 webhook_key=webhook_key,
                 fleet=fleet,
             )
-            if webhook_key:
-                dispatcher = WebhookDispatcher(engine, webhook_key, policy=retry_policy)
-                hub.on_notify.append(dispatcher.wake)
-                await dispatcher.start()
-                stack.push_async_callback(dispatcher.stop)
             if endpoint is not None:
                 endpoint.backend.store = store
                 endpoint.backend.database_url = database_url
