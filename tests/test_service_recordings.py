@@ -210,3 +210,43 @@ async def test_readyz_checks_the_queue(api: Api) -> None:
             await connection.execute(text("ALTER TABLE gone_jobs RENAME TO procrastinate_jobs"))
     finally:
         await engine.dispose()
+
+
+async def test_a_resumed_meeting_tells_its_live_streams(api: Api) -> None:
+    """A takeover: the meeting was reported interrupted, then a worker resumes it."""
+    from datetime import UTC, datetime, timedelta
+
+    from storage.store import TranscriptStore
+
+    async with await TranscriptStore.open(api.url) as store:
+        start = datetime.now(UTC)
+        meeting_id = await store.start_meeting("taken-over", 9999, start)
+        await store.finish_meeting(meeting_id, start + timedelta(seconds=1), "interrupted")
+        await store.resume_meeting(meeting_id)
+        events: list[tuple[str, dict[str, Any]]] = []
+
+        async def follow() -> None:
+            path = f"/v1/meetings/{meeting_id}/events"
+            async with api.client.stream("GET", path) as sse:
+                kind = ""
+                async for line in sse.aiter_lines():
+                    if line.startswith("event: "):
+                        kind = line[7:]
+                    elif line.startswith("data: "):
+                        events.append((kind, json.loads(line[6:])))
+
+        reader = asyncio.create_task(follow())
+        # A fresh client reads past the interrupted end, and stays for the real one.
+        while len(events) < 3:
+            assert not reader.done(), events
+            await asyncio.sleep(0.05)
+        await store.finish_meeting(meeting_id, start + timedelta(seconds=5))
+        await asyncio.wait_for(reader, 10)
+    assert [kind for kind, _ in events] == [
+        "meeting.started",
+        "meeting.ended",
+        "meeting.resumed",
+        "meeting.ended",
+    ]
+    assert events[2][1]["previous_status"] == "interrupted"
+    assert events[3][1]["status"] == "completed"

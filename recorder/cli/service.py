@@ -236,7 +236,7 @@ def _webhook_key(database_url: str | None) -> tuple[str, str]:
     default="*",
     show_default=True,
     metavar="KINDS",
-    help="Comma-separated: meeting.started, meeting.ended, participant.joined, "
+    help="Comma-separated: meeting.started, meeting.ended, meeting.resumed, participant.joined, "
     "participant.left, turn.final, turn.updated; or * for all.",
 )
 @click.option(
