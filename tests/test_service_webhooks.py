@@ -293,3 +293,39 @@ async def _salt(url: str, endpoint_id: int) -> str:
             )
     finally:
         await engine.dispose()
+
+
+@pytest.mark.postgres
+async def test_finished_jobs_are_pruned(postgres_url: str) -> None:
+    from recorder.fleet.queue import WEBHOOK_QUEUE, prune_jobs
+
+    await upgrade_database(postgres_url)
+    database = fleet_database(postgres_url)
+    fleet = make_app(database)
+    engine = create_engine(postgres_url)
+    register_webhook_task(fleet, WebhookSender(engine, KEY))
+    await open_app(fleet, database)
+    try:
+        defer = fleet.configure_task(name="recorder.deliver_webhook", queue=WEBHOOK_QUEUE)
+        old, fresh, waiting = [await defer.defer_async(delivery_id=n) for n in (1, 2, 3)]
+        async with engine.begin() as connection:
+            await connection.execute(
+                text("UPDATE procrastinate_jobs SET status = 'succeeded' WHERE id IN (:a, :b)"),
+                {"a": old, "b": fresh},
+            )
+            await connection.execute(
+                text(
+                    "UPDATE procrastinate_events SET at = now() - interval '2 hours' "
+                    "WHERE job_id = :a"
+                ),
+                {"a": old},
+            )
+        await prune_jobs(fleet)
+        async with engine.connect() as connection:
+            left = set(
+                (await connection.execute(text("SELECT id FROM procrastinate_jobs"))).scalars()
+            )
+        assert left == {fresh, waiting}
+    finally:
+        await fleet.close_async()
+        await engine.dispose()

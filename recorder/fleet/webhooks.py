@@ -19,9 +19,6 @@ event; then the delivery is ``failed``. A worker that dies mid-delivery stops it
 heartbeat; once the row's lease and the heartbeat are both old, the feeder
 defers the delivery again.
 Delivery is at least once: a receiver deduplicates on ``webhook-id``.
-
-Finished jobs are pruned (the delivery log and the ``recordings`` table keep
-the history): webhook jobs after an hour, recording jobs after a week.
 """
 
 from __future__ import annotations
@@ -42,6 +39,7 @@ from procrastinate.retry import BaseRetryStrategy
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from recorder import __version__
+from recorder.fleet.queue import WEBHOOK_QUEUE
 from recorder.fleet.signing import derive_secret, sign
 from recorder.fleet.targets import TargetRefused, check_target
 from storage.webhooks import Delivery, Endpoint, claim_one, enqueue_new_events, record_attempt
@@ -60,11 +58,9 @@ __all__ = [
 
 log = logging.getLogger("recorder.fleet.webhooks")
 
-WEBHOOK_QUEUE = "webhooks"
 DELIVER_TASK = "recorder.deliver_webhook"
 # The events' NOTIFY channel (storage.events.CHANNEL).
 _EVENTS_CHANNEL = "recorder_events"
-_PRUNE_EVERY_S = 600.0
 # A webhook worker whose heartbeat (every 10 s, procrastinate's default) is this old is
 # dead: its running deliveries are deferred again.
 _STALLED_S = 60.0
@@ -140,7 +136,6 @@ class WebhookSender:
         self._timeout_s = timeout_s
         self._client: httpx.AsyncClient | None = None
         self._since: datetime | None = None
-        self._pruned_at = 0.0
         self.sent = 0
 
     def __repr__(self) -> str:
@@ -258,23 +253,7 @@ class WebhookSender:
             await app.configure_task(name=DELIVER_TASK, queue=WEBHOOK_QUEUE).defer_async(
                 delivery_id=int(row["id"])
             )
-        if time.monotonic() - self._pruned_at > _PRUNE_EVERY_S:
-            self._pruned_at = time.monotonic()
-            await prune_jobs(app)
         return len(rows)
-
-
-async def prune_jobs(app: App) -> None:
-    """Delete finished jobs: webhook jobs after an hour, recording jobs after a week."""
-    from recorder.fleet.queue import QUEUE
-
-    manager = app.job_manager
-    await manager.delete_old_jobs(
-        1, queue=WEBHOOK_QUEUE, include_failed=True, include_cancelled=True, include_aborted=True
-    )
-    await manager.delete_old_jobs(
-        24 * 7, queue=QUEUE, include_failed=True, include_cancelled=True, include_aborted=True
-    )
 
 
 def register_webhook_task(app: App, sender: WebhookSender) -> None:
