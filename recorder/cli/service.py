@@ -31,10 +31,12 @@ def _require_service_extra() -> None:
 
 async def _check_database(database_url: str) -> None:
     """Fail before serving: PostgreSQL, reachable, migrated."""
+    from recorder.fleet.connect import fleet_database
     from recorder.service.app import require_postgres
     from storage.store import TranscriptStore
 
     require_postgres(database_url)
+    fleet_database(database_url, what="recorder serve")  # psycopg and procrastinate present
     store = await TranscriptStore.open(database_url, auto_migrate=False)
     await store.close()
 

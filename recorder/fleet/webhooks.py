@@ -315,7 +315,7 @@ async def webhook_worker(
     conninfo: str,
     *,
     name: str,
-    concurrency: int = 10,
+    concurrency: int = 4,
     poll_s: float = 1.0,
     say: Callable[[str], None] = log.info,
 ) -> AsyncIterator[None]:
