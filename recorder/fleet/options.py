@@ -15,6 +15,7 @@ from typing import Any
 
 from recorder.config import DEFAULT_EMPTY_TIMEOUT_S, DEFAULT_IDLE_CLOSE_S
 from recorder.errors import ConfigError, UsageError
+from recorder.recap.settings import DEFAULT_PHRASE
 
 __all__ = [
     "EMPTY_TIMEOUT_MIN_S",
@@ -53,7 +54,7 @@ class RecapRequest:
 
     every_s: float | None = None
     on_end: bool = False
-    phrase: str | None = "recorder, recap"
+    phrase: str | None = DEFAULT_PHRASE
     voice: str | None = None
     prompt_extra: str = ""
     since_last: bool = False

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from recorder.config import DEFAULT_EMPTY_TIMEOUT_S, DEFAULT_IDLE_CLOSE_S
 from recorder.errors import ConfigError, UsageError
+from recorder.recap.settings import DEFAULT_PHRASE
 from recorder.service.auth import require_token
 from recorder.service.errors import ApiError
 from recorder.service.schemas import ErrorResponse, SafeText
@@ -53,7 +54,7 @@ class RecapIn(BaseModel):
 
     every_s: float | None = Field(None, description="--recap-every, seconds (at least 10).")
     on_end: bool = False
-    phrase: Annotated[SafeText, Field(max_length=1000)] | None = "recorder, recap"
+    phrase: Annotated[SafeText, Field(max_length=1000)] | None = DEFAULT_PHRASE
     voice: Annotated[SafeText, Field(max_length=100)] | None = None
     prompt: Annotated[SafeText, Field(max_length=10_000)] = ""
     since_last: bool = False
