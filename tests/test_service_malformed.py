@@ -174,6 +174,7 @@ CASES: list[tuple[str, str, dict[str, Any]]] = [
     ("GET", R + "/abc", {}),
     ("GET", R + "/0", {}),
     ("GET", R + "/2147483648", {}),
+    ("GET", R + "/9223372036854775808", {}),
     ("GET", R + "/999999", {}),
     ("POST", R + "/999999/stop", {}),
     ("POST", R + "/abc/stop", {}),

@@ -153,7 +153,7 @@ class Recordings:
             "SELECT " + _COLUMNS + " FROM recordings "
             "WHERE (cardinality(%(statuses)s::text[]) = 0 OR status = ANY(%(statuses)s::text[])) "
             "AND (%(channel)s::text IS NULL OR channel = %(channel)s::text) "
-            "AND (%(before)s::int IS NULL OR id < %(before)s::int) "
+            "AND (%(before)s::bigint IS NULL OR id < %(before)s::bigint) "
             "ORDER BY id DESC LIMIT %(limit)s",
             statuses=list(statuses),
             channel=channel,

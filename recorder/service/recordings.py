@@ -42,7 +42,7 @@ router = APIRouter(
     responses={status: {"model": ErrorResponse} for status in (400, 401, 404, 409, 422, 503)},
 )
 ServiceDep = Annotated[Service, Depends(service_of)]
-RecordingId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The recording's id.")]
+RecordingId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The recording's id.")]
 Keyterm = Annotated[SafeText, Field(max_length=100)]
 Status = Literal["queued", "scheduled", "recording", "done", "failed", "cancelled"]
 
@@ -133,7 +133,7 @@ def _encode(recording_id: int) -> str:
 def _decode(cursor: str) -> int:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
-        if not (raw.startswith("r") and raw[1:].isdigit() and 0 < int(raw[1:]) < 2**31):
+        if not (raw.startswith("r") and raw[1:].isdigit() and 0 < int(raw[1:]) < 2**63):
             raise ValueError("bad cursor")
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
         raise ApiError(
