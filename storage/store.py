@@ -11,7 +11,7 @@ import asyncio
 import logging
 import os
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from recorder.errors import MigrationRequired, NotFoundError, RecorderError
 from storage import db
 from storage.bounded import run_bounded_query
+from storage.costs import MeetingCost, select_costs
 from storage.errors import is_locked_error, mask_url, raise_translated
 from storage.events import record_meeting_event, record_turn_events
 from storage.models import MeetingRow, NoteRow, ParticipantRow, StreamSessionRow, TurnRow
@@ -217,11 +218,27 @@ class TranscriptStore:
         """
 
         async def work(connection: AsyncConnection) -> datetime:
-            started = await connection.scalar(
-                select(MeetingRow.started_at).where(MeetingRow.id == meeting_id)
-            )
-            if started is None:
+            found = (
+                await connection.execute(
+                    select(MeetingRow.started_at, MeetingRow.status).where(
+                        MeetingRow.id == meeting_id
+                    )
+                )
+            ).first()
+            if found is None:
                 raise NotFoundError(f"no meeting with id {meeting_id}")
+            started: datetime = found.started_at
+            previous = found.status
+            now = datetime.now(UTC)
+            # Live streams learn that the meeting goes on (after a takeover, a
+            # meeting.ended "interrupted" may have been sent; this follows it).
+            await record_meeting_event(
+                connection,
+                self._dialect,
+                meeting_id,
+                "meeting.resumed",
+                {"status": "recording", "previous_status": previous, "at": now.isoformat()},
+            )
             await connection.execute(
                 update(MeetingRow)
                 .where(MeetingRow.id == meeting_id)
@@ -230,7 +247,7 @@ class TranscriptStore:
                     ended_at=None,
                     host=_HOST,
                     pid=os.getpid(),
-                    heartbeat_at=datetime.now(UTC),
+                    heartbeat_at=now,
                 )
             )
             return started
@@ -543,6 +560,11 @@ class TranscriptStore:
             return [summary_from_row(row) for row in (await connection.execute(query)).all()]
 
         return await self._transaction(work, write=False)
+
+    async def meeting_costs(self, meeting_ids: Iterable[int]) -> dict[int, MeetingCost]:
+        """Billed socket time and speech of each meeting (``storage.costs``)."""
+        ids = list(meeting_ids)
+        return await self._transaction(lambda c: select_costs(c, ids), write=False)
 
     async def resolve_meeting(self, ref: str | int, *, channel: str | None = None) -> int:
         """Turn a user's meeting reference (an id, or ``latest``) into a meeting id.
