@@ -39,6 +39,7 @@ from storage.records import (
 from storage.rows import (
     clean_optional,
     load_meeting,
+    pick_revision,
     storable_text,
     summary_from_row,
     summary_select,
@@ -176,6 +177,15 @@ class TranscriptStore:
     def _insert(self, model: Any) -> Any:
         return insert_for(self._dialect, model)
 
+    async def run_in_transaction(
+        self, work: Callable[[AsyncConnection], Awaitable[T]], *, write: bool
+    ) -> T:
+        """Run ``work`` in one short transaction, as the store's own methods do.
+
+        For the store's companion modules (``storage.gaps``, ``storage.audio``).
+        """
+        return await self._transaction(work, write=write)
+
     # -- meetings -------------------------------------------------------------
 
     async def start_meeting(self, channel: str, bot_uid: int, started_at: datetime) -> int:
@@ -218,11 +228,27 @@ class TranscriptStore:
         """
 
         async def work(connection: AsyncConnection) -> datetime:
-            started = await connection.scalar(
-                select(MeetingRow.started_at).where(MeetingRow.id == meeting_id)
-            )
-            if started is None:
+            found = (
+                await connection.execute(
+                    select(MeetingRow.started_at, MeetingRow.status).where(
+                        MeetingRow.id == meeting_id
+                    )
+                )
+            ).first()
+            if found is None:
                 raise NotFoundError(f"no meeting with id {meeting_id}")
+            started: datetime = found.started_at
+            previous = found.status
+            now = datetime.now(UTC)
+            # Live streams learn that the meeting goes on (after a takeover, a
+            # meeting.ended "interrupted" may have been sent; this follows it).
+            await record_meeting_event(
+                connection,
+                self._dialect,
+                meeting_id,
+                "meeting.resumed",
+                {"status": "recording", "previous_status": previous, "at": now.isoformat()},
+            )
             await connection.execute(
                 update(MeetingRow)
                 .where(MeetingRow.id == meeting_id)
@@ -231,7 +257,7 @@ class TranscriptStore:
                     ended_at=None,
                     host=_HOST,
                     pid=os.getpid(),
-                    heartbeat_at=datetime.now(UTC),
+                    heartbeat_at=now,
                 )
             )
             return started
@@ -292,11 +318,14 @@ class TranscriptStore:
         """Record the end of a meeting.
 
         Raises:
-            ValueError: ``status`` is not ``completed`` or ``interrupted``.
+            ValueError: ``status`` is not a finished one (completed, partial, failed,
+                interrupted).
             NotFoundError: no such meeting.
         """
         if status not in MEETING_STATUSES or status == "recording":
-            raise ValueError(f"a finished meeting is completed or interrupted, not {status!r}")
+            raise ValueError(
+                f"a finished meeting is completed, partial, failed or interrupted, not {status!r}"
+            )
 
         async def work(connection: AsyncConnection) -> None:
             result = await connection.execute(
@@ -597,45 +626,59 @@ class TranscriptStore:
             )
         return int(text)
 
-    async def get_meeting(self, meeting_id: int, *, with_turns: bool = True) -> Meeting:
-        """A whole meeting: header, participants with talk time, turns, notes, sessions.
+    async def get_meeting(
+        self, meeting_id: int, *, with_turns: bool = True, revision: int | None = None
+    ) -> Meeting:
+        """A whole meeting: header, participants with talk time, turns, notes, sessions, gaps.
 
         Args:
             meeting_id: the meeting.
             with_turns: False leaves ``turns`` empty (stream them with :meth:`iter_turns`).
+            revision: the transcript revision (None: the latest).
 
         Raises:
-            NotFoundError: no such meeting.
+            NotFoundError: no such meeting, or no such revision.
         """
 
         async def work(connection: AsyncConnection) -> Meeting:
-            return await load_meeting(connection, meeting_id, with_turns=with_turns)
+            return await load_meeting(
+                connection, meeting_id, with_turns=with_turns, revision=revision
+            )
 
         return await self._transaction(work, write=False)
 
     async def iter_turns(
-        self, meeting_id: int, *, batch: int = 1000, with_words: bool = True
+        self,
+        meeting_id: int,
+        *,
+        batch: int = 1000,
+        with_words: bool = True,
+        revision: int | None = None,
     ) -> AsyncIterator[Turn]:
         """Yield a meeting's turns in time order, ``batch`` rows per query.
 
         Keyset pagination on (start_ms, id): memory stays flat however long the
         meeting, and no transaction stays open while the caller works.
         ``with_words=False`` leaves each turn's ``words`` empty, which is several
-        times cheaper for readers that need only the text.
+        times cheaper for readers that need only the text. ``revision`` picks a
+        transcript revision (None: the latest).
 
         Raises:
-            NotFoundError: no such meeting.
+            NotFoundError: no such meeting, or no such revision.
         """
         if batch < 1:
             raise ValueError("batch must be at least 1")
 
-        async def exists(connection: AsyncConnection) -> None:
+        async def exists(connection: AsyncConnection) -> int:
             await self._require_meeting(connection, meeting_id)
+            return (await pick_revision(connection, meeting_id, revision))[0]
 
-        await self._transaction(exists, write=False)
+        chosen = await self._transaction(exists, write=False)
         after: tuple[int, int] | None = None
         while True:
-            query = turn_select(with_words=with_words).where(TurnRow.meeting_id == meeting_id)
+            query = turn_select(with_words=with_words).where(
+                TurnRow.meeting_id == meeting_id, TurnRow.revision == chosen
+            )
             if after is not None:
                 query = query.where(
                     (TurnRow.start_ms > after[0])
