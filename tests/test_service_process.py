@@ -27,6 +27,8 @@ _RUNNING = re.compile(rb"Uvicorn running on http://127\.0\.0\.1:(\d+)")
 
 async def _start(url: str, *extra: str) -> asyncio.subprocess.Process:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "RECORDER_DATABASE_URL": url}
+    # make test's asyncio debug mode would add a slow-callback line to the child's stderr.
+    env.pop("PYTHONASYNCIODEBUG", None)
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
