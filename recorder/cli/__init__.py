@@ -12,7 +12,7 @@ import sys
 import click
 
 from recorder import __version__
-from recorder.cli.common import CONTEXT_SETTINGS, RecorderGroup
+from recorder.cli.common import CONTEXT_SETTINGS, RecorderGroup, no_color_option, verbose_option
 from recorder.cli.db import db
 from recorder.cli.doctor import doctor
 from recorder.cli.emulate import emulate
@@ -25,10 +25,9 @@ __all__ = ["cli", "main"]
 
 @click.group(cls=RecorderGroup, context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, "-V", "--version", prog_name="recorder")
-@click.option(
-    "-v", "--verbose", count=True, help="Log what happens on stderr (-v: info, -vv: debug)."
-)
-def cli(verbose: int) -> None:
+@verbose_option
+@no_color_option
+def cli() -> None:
     """Record Agora meetings as speaker-attributed transcripts in SQL.
 
     \b
@@ -41,13 +40,6 @@ def cli(verbose: int) -> None:
         recorder export latest -o standup.html
         recorder search "budget"
     """
-    if verbose:
-        import logging
-
-        logging.basicConfig(
-            level=logging.DEBUG if verbose > 1 else logging.INFO,
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        )
 
 
 cli.add_command(db)

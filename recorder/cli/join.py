@@ -15,7 +15,7 @@ import click
 
 from recorder.cli.common import CONTEXT_SETTINGS, build_config, db_option, run
 from recorder.cli.recap_options import recap_options
-from recorder.config import DEFAULT_IDLE_CLOSE_S, DEFAULT_SESSIONS_PER_MINUTE, Config
+from recorder.config import DEFAULT_IDLE_CLOSE_S, DEFAULT_SESSIONS_PER_MINUTE, Config, mask_url
 from recorder.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -112,11 +112,15 @@ def _split_keyterms(keyterms: str) -> tuple[str, ...]:
 
 
 def _print_report(report: MeetingReport, config: Config) -> None:
-    minutes, seconds = divmod(int(report.duration_s), 60)
+    from recorder.console import plural
+    from recorder.export.render import format_duration
+
     click.echo(
-        f"meeting {report.meeting_id} ({report.channel}): {minutes}m{seconds:02d}s, "
-        f"{report.turns} turns from {report.participants} participants, "
-        f"{report.billed_seconds:.1f} s of streaming billed over {report.sessions} sessions",
+        f"meeting {report.meeting_id} ({report.channel}): "
+        f"{format_duration(round(report.duration_s * 1000))}, "
+        f"{plural(report.turns, 'turn')} from {plural(report.participants, 'participant')}, "
+        f"{report.billed_seconds:.1f} s of streaming billed over "
+        f"{plural(report.sessions, 'session')}",
         err=True,
     )
     if report.dropped_speech_ms:
@@ -376,6 +380,35 @@ def _write_demo_transcript(config: Config, meeting_id: int, output: Path) -> Non
 
     run(export_meeting(config.database_url, meeting_id, output))
     click.echo(f"transcript written to {output}", err=True)
-    click.echo(
-        "try next: recorder meetings | recorder show latest | recorder search standup", err=True
-    )
+    click.echo("try next:", err=True)
+    for line in _try_next_lines(config):
+        click.echo(f"    {line}", err=True)
+
+
+def _try_next_lines(config: Config) -> list[str]:
+    """Commands to run after the demo, each runnable verbatim in a new shell."""
+    import shlex
+    import shutil
+    import sys
+
+    lines = []
+    bin_dir = Path(sys.executable).parent
+    found = shutil.which("recorder")
+    if sys.prefix != sys.base_prefix and (found is None or Path(found).parent != bin_dir):
+        # Run from a virtual environment that is not on PATH (as 'make demo' does).
+        activate = bin_dir / "activate"
+        if activate.is_relative_to(Path.cwd()):
+            activate = activate.relative_to(Path.cwd())
+        lines.append(f". {shlex.quote(str(activate))}    # puts recorder on your PATH")
+    db = ""
+    if not config.is_default_database and "RECORDER_DATABASE_URL" not in os.environ:
+        shown = mask_url(config.database_url)
+        # Never print a password: then the user fills the URL in.
+        db = " --db " + (shlex.quote(shown) if shown == config.database_url else "URL")
+    lines += [
+        f"recorder meetings{db}",
+        f"recorder show latest{db}",
+        f"recorder search delayed{db}",
+        f"recorder sql --tables{db}",
+    ]
+    return lines
