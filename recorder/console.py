@@ -8,7 +8,12 @@ from typing import TextIO
 
 from recorder.timeline import format_clock
 
-__all__ = ["LiveConsole"]
+__all__ = ["LiveConsole", "plural"]
+
+
+def plural(count: int, noun: str, many: str | None = None) -> str:
+    """``1 turn``, ``2 turns``, ``0 meetings`` (``many`` for irregular plurals)."""
+    return f"{count} {noun if count == 1 else (many or noun + 's')}"
 
 
 class LiveConsole:

@@ -43,7 +43,13 @@ from storage.rows import (
     turn_from_row,
     turn_select,
 )
-from storage.search import build_search, estimate_statement, is_dense_estimate, parse_query
+from storage.search import (
+    build_search,
+    estimate_statement,
+    is_dense_estimate,
+    make_snippet,
+    parse_query,
+)
 from storage.writes import (
     insert_for,
     mark_abandoned_meetings,
@@ -630,7 +636,7 @@ class TranscriptStore:
                     start_ms=row.start_ms,
                     end_ms=row.end_ms,
                     text=row.text,
-                    snippet=row.snippet or row.text,
+                    snippet=row.snippet or make_snippet(row.text, terms),
                     rank=float(row.rank or 0.0),
                 )
                 for row in await connection.execute(statement)

@@ -18,7 +18,8 @@ from recorder.cli.doctor import doctor
 from recorder.cli.emulate import emulate
 from recorder.cli.export import export
 from recorder.cli.join import demo, join
-from recorder.cli.query import meetings, search, show, speakers, sql
+from recorder.cli.query import meetings, search, show, speakers
+from recorder.cli.sql import sql
 
 __all__ = ["cli", "main"]
 

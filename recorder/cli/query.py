@@ -1,46 +1,39 @@
-"""``recorder meetings``, ``show``, ``search``, ``speakers`` and ``sql``: read what was recorded.
+"""``recorder meetings``, ``show``, ``search`` and ``speakers``: read what was recorded.
 
 Every command is a thin shell over one :class:`storage.store.TranscriptStore`
 call. Untrusted text (transcripts, names) is cleaned of control characters
 before it reaches the terminal, so a transcript cannot send escape sequences.
+An empty result is not an error: a note on stderr, ``[]`` with ``--json``, exit 0.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import re
-import sys
-import unicodedata
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, time
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from recorder.cli.common import CONTEXT_SETTINGS, build_config, db_option, run
+from recorder.cli.common import CONTEXT_SETTINGS, build_config, db_option, run, use_colour
+from recorder.cli.output import echo_csv, echo_json, echo_table, iso_time
 from recorder.errors import NotFoundError, UsageError
 from recorder.export.escape import clean_text
 from recorder.timeline import format_clock
 
 if TYPE_CHECKING:
-    from storage.records import Participant, SearchHit
+    from storage.records import MeetingSummary, Note, Participant, SearchHit, Turn
     from storage.store import TranscriptStore
 
 __all__ = [
-    "format_table",
     "meetings",
     "parse_clock",
     "parse_since",
     "search",
     "show",
     "speakers",
-    "sql",
 ]
 
-# Longest cell in a `recorder sql` table (--json and --csv are never cut).
-_MAX_CELL_CHARS = 60
 # Turns read per query by `show`: fewer round trips; memory stays bounded by one page.
 _TURNS_PER_QUERY = 5000
 # Terminal colours per speaker, in participant order (as the HTML palette).
@@ -83,42 +76,6 @@ def parse_since(value: str) -> datetime:
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
-def _display_width(text: str) -> int:
-    # CJK and other wide characters take two terminal columns.
-    return sum(2 if unicodedata.east_asian_width(char) in "WF" else 1 for char in text)
-
-
-def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Columns padded to their widest cell, two spaces apart; no trailing blanks."""
-    widths = [_display_width(h) for h in headers]
-    for row in rows:
-        widths = [max(w, _display_width(cell)) for w, cell in zip(widths, row, strict=True)]
-    lines = [
-        "  ".join(
-            cell + " " * (width - _display_width(cell))
-            for cell, width in zip(line, widths, strict=True)
-        ).rstrip()
-        for line in [list(headers), *rows]
-    ]
-    return "\n".join(lines)
-
-
-def _echo_json(value: Any) -> None:
-    click.echo(json.dumps(value, ensure_ascii=False, indent=2, default=_json_default))
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        from recorder.export.render import format_datetime
-
-        return format_datetime(value, "iso")
-    if isinstance(value, date | time):
-        return value.isoformat()
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value).hex()
-    return str(value)
-
-
 async def _open(database_url: str | None) -> TranscriptStore:
     from storage.store import TranscriptStore
 
@@ -128,14 +85,16 @@ async def _open(database_url: str | None) -> TranscriptStore:
 
 async def _no_meetings_error(store: TranscriptStore, what: str) -> NotFoundError:
     if not await store.list_meetings():
-        return NotFoundError(
-            "no meetings recorded yet; record one with 'recorder join' or try 'recorder demo'"
-        )
+        return NotFoundError(_NO_MEETINGS)
     return NotFoundError(what)
 
 
-def _stdout_is_tty() -> bool:
-    return sys.stdout.isatty()
+_NO_MEETINGS = "no meetings recorded yet; record one with 'recorder join' or try 'recorder demo'"
+
+
+def _nothing(message: str) -> None:
+    """An empty result: say so on stderr (stdout stays empty, or ``[]``), exit 0."""
+    click.echo(message, err=True)
 
 
 def _speaker_style(participants: Sequence[Participant]) -> Callable[[int, str], str]:
@@ -148,6 +107,34 @@ def _speaker_style(participants: Sequence[Participant]) -> Callable[[int, str], 
     return style
 
 
+def _format_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """``--json`` and ``--csv``, for listings."""
+    function = click.option(
+        "--csv", "as_csv", is_flag=True, help="Print CSV with a header row, for spreadsheets."
+    )(function)
+    return click.option(
+        "--json", "as_json", is_flag=True, help="Print a JSON array, for scripts ([] if none)."
+    )(function)
+
+
+def _check_formats(as_json: bool, as_csv: bool) -> None:
+    if as_json and as_csv:
+        raise UsageError("choose one of --json and --csv")
+
+
+def _emit(
+    as_json: bool, as_csv: bool, records: list[dict[str, Any]], table: Callable[[], None]
+) -> None:
+    """Print ``records`` as JSON or CSV (keys as columns), else draw the table."""
+    if as_json:
+        echo_json(records)
+    elif as_csv:
+        headers = list(records[0]) if records else []
+        echo_csv(headers, [list(record.values()) for record in records])
+    else:
+        table()
+
+
 meeting_argument = click.argument("meeting", metavar="MEETING")
 channel_option = click.option(
     "--channel", metavar="NAME", help="Only meetings of this channel (with 'latest': its latest)."
@@ -155,7 +142,22 @@ channel_option = click.option(
 since_option = click.option(
     "--since", metavar="DATE", help="Only meetings started on or after DATE (UTC), e.g. 2026-11-20."
 )
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")
+
+
+def meeting_record(m: MeetingSummary) -> dict[str, Any]:
+    """A meeting as in the JSON export's ``meeting`` object."""
+    duration_s = m.duration_s
+    return {
+        "id": m.id,
+        "channel": m.channel,
+        "bot_uid": m.bot_uid,
+        "status": m.status,
+        "started_at": iso_time(m.started_at),
+        "ended_at": iso_time(m.ended_at),
+        "duration_ms": None if duration_s is None else round(duration_s * 1000),
+        "participant_count": m.participant_count,
+        "turn_count": m.turn_count,
+    }
 
 
 # -- meetings -------------------------------------------------------------------------
@@ -164,23 +166,25 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON, 
 @click.command(context_settings=CONTEXT_SETTINGS)
 @channel_option
 @since_option
-@json_option
+@_format_options
 @db_option
 def meetings(
-    channel: str | None, since: str | None, as_json: bool, database_url: str | None
+    channel: str | None, since: str | None, as_json: bool, as_csv: bool, database_url: str | None
 ) -> None:
     """List recorded meetings, newest first.
 
     \b
     Examples:
         recorder meetings
-        recorder meetings --channel standup --since 2026-11-01 --json
+        recorder meetings --channel demo-standup --since 2026-11-01 --json
+        recorder meetings --csv > meetings.csv
     """
     from recorder.export.render import format_datetime, format_duration
 
+    _check_formats(as_json, as_csv)
     since_at = parse_since(since) if since is not None else None
 
-    async def main() -> None:
+    async def main() -> list[MeetingSummary]:
         async with await _open(database_url) as store:
             found = await store.list_meetings(channel=channel, since=since_at)
             if not found:
@@ -192,23 +196,13 @@ def meetings(
                     )
                     if part
                 )
-                raise await _no_meetings_error(store, f"no meetings {filters}".rstrip())
-        if as_json:
-            _echo_json(
-                [
-                    {
-                        "id": m.id,
-                        "channel": m.channel,
-                        "started_at": m.started_at,
-                        "ended_at": m.ended_at,
-                        "duration_s": m.duration_s,
-                        "participants": m.participant_count,
-                        "turns": m.turn_count,
-                        "status": m.status,
-                    }
-                    for m in found
-                ]
-            )
+                _nothing(str(await _no_meetings_error(store, f"no meetings {filters}".rstrip())))
+            return found
+
+    found = run(main())
+
+    def table() -> None:
+        if not found:
             return
         rows = [
             [
@@ -223,12 +217,30 @@ def meetings(
             for m in found
         ]
         headers = ["ID", "CHANNEL", "STARTED", "DURATION", "PEOPLE", "TURNS", "STATUS"]
-        click.echo(format_table(headers, rows))
+        echo_table(headers, rows)
 
-    run(main())
+    _emit(as_json, as_csv, [meeting_record(m) for m in found], table)
 
 
 # -- show -----------------------------------------------------------------------------
+
+
+def turn_record(turn: Turn) -> dict[str, Any]:
+    """A turn as in the JSON export's ``turn`` object, without its words."""
+    return {
+        "id": turn.id,
+        "meeting_id": turn.meeting_id,
+        "uid": turn.uid,
+        "speaker": turn.speaker,
+        "display_name": turn.display_name,
+        "start_ms": turn.start_ms,
+        "end_ms": turn.end_ms,
+        "text": turn.text,
+    }
+
+
+def _note_ms(note: Note, started_at: datetime) -> int:
+    return max(0, round((note.created_at - started_at).total_seconds() * 1000))
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
@@ -237,6 +249,7 @@ def meetings(
 @click.option("--speaker", metavar="NAME|UID", help="Only this participant's turns.")
 @click.option("--from", "from_", metavar="MM:SS", help="Start at this meeting time.")
 @click.option("--to", metavar="MM:SS", help="Stop at this meeting time.")
+@_format_options
 @db_option
 def show(
     meeting: str,
@@ -244,25 +257,35 @@ def show(
     speaker: str | None,
     from_: str | None,
     to: str | None,
+    as_json: bool,
+    as_csv: bool,
     database_url: str | None,
 ) -> None:
     """Print a meeting's transcript: one [hh:mm:ss] Name: text line per turn.
 
-    MEETING is a meeting id (see 'recorder meetings') or 'latest'.
+    MEETING is a meeting id (see 'recorder meetings') or 'latest'. Notes such
+    as spoken recaps appear where they were made; --json and --csv list turns.
 
     \b
     Examples:
         recorder show latest
-        recorder show 12 --speaker Alice --from 10:00 --to 25:30
+        recorder show 1 --speaker Alice --from 0:10 --to 0:40
+        recorder show latest --json
     """
     from recorder.export.render import format_datetime, format_duration
 
+    _check_formats(as_json, as_csv)
     start_ms = parse_clock(from_, "--from") if from_ is not None else 0
     end_ms = parse_clock(to, "--to") if to is not None else None
     if end_ms is not None and end_ms < start_ms:
         raise UsageError(f"--to ({to}) is before --from ({from_})")
+    as_text = not (as_json or as_csv)
 
-    async def main() -> None:
+    def wanted(position_ms: int) -> bool:
+        return position_ms >= start_ms and (end_ms is None or position_ms <= end_ms)
+
+    async def main() -> list[dict[str, Any]]:
+        records: list[dict[str, Any]] = []
         async with await _open(database_url) as store:
             meeting_id = await store.resolve_meeting(meeting, channel=channel)
             header = await store.get_meeting(meeting_id, with_turns=False)
@@ -274,29 +297,55 @@ def show(
             duration = format_duration(
                 None if summary.duration_s is None else round(summary.duration_s * 1000)
             )
-            title = (
-                f"{clean_text(summary.channel)} · meeting {summary.id} · "
-                f"{format_datetime(summary.started_at)} · {duration} · {summary.status}"
+            if as_text:
+                click.echo(
+                    f"{clean_text(summary.channel)} · meeting {summary.id} · "
+                    f"{format_datetime(summary.started_at)} · {duration} · {summary.status}"
+                )
+            notes = sorted(
+                (
+                    (_note_ms(note, summary.started_at), note)
+                    for note in header.notes
+                    if uid is None and wanted(_note_ms(note, summary.started_at))
+                ),
+                key=lambda pair: pair[0],
             )
+
+            def print_notes(before_ms: int | None) -> None:
+                while notes and (before_ms is None or notes[0][0] <= before_ms):
+                    at_ms, note = notes.pop(0)
+                    lines = clean_text(note.text, keep_newlines=True).splitlines() or [""]
+                    label = click.style(f"({clean_text(note.kind)})", dim=True)
+                    click.echo(f"[{format_clock(at_ms)}] {label} {lines[0]}")
+                    for line in lines[1:]:
+                        click.echo(f"    {line}")
+
             shown = 0
             async for turn in turns:
                 if turn.start_ms < start_ms or (uid is not None and turn.uid != uid):
                     continue
                 if end_ms is not None and turn.start_ms > end_ms:
                     break
-                if shown == 0:
-                    click.echo(title)
+                shown += 1
+                if not as_text:
+                    records.append(turn_record(turn))
+                    continue
+                print_notes(turn.start_ms)
                 name = clean_text(turn.display_name or "") or str(turn.uid)
                 text = clean_text(turn.text)
                 click.echo(
                     f"[{format_clock(turn.start_ms)}] {style(turn.uid, name)}:"
                     + (f" {text}" if text else "")
                 )
-                shown += 1
+            if as_text:
+                print_notes(None)
             if shown == 0:
-                raise NotFoundError(f"no turns in meeting {meeting_id} match the filters")
+                _nothing(f"no turns in meeting {meeting_id} match the filters")
+        return records
 
-    run(main())
+    records = run(main())
+    if not as_text:
+        _emit(as_json, as_csv, records, lambda: None)
 
 
 def _match_speaker(participants: Sequence[Participant], wanted: str, meeting_id: int) -> int:
@@ -321,6 +370,23 @@ def _match_speaker(participants: Sequence[Participant], wanted: str, meeting_id:
 # -- search ---------------------------------------------------------------------------
 
 
+def hit_record(hit: SearchHit) -> dict[str, Any]:
+    """A search hit for --json and --csv."""
+    return {
+        "meeting_id": hit.meeting_id,
+        "channel": hit.channel,
+        "meeting_started_at": iso_time(hit.meeting_started_at),
+        "turn_id": hit.turn_id,
+        "uid": hit.uid,
+        "speaker": hit.speaker,
+        "start_ms": hit.start_ms,
+        "end_ms": hit.end_ms,
+        "text": hit.text,
+        "snippet": hit.snippet,
+        "rank": hit.rank,
+    }
+
+
 @click.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("query")
 @channel_option
@@ -329,7 +395,7 @@ def _match_speaker(participants: Sequence[Participant], wanted: str, meeting_id:
 @click.option(
     "--limit", type=click.IntRange(1, 1000), default=20, show_default=True, help="Most hits."
 )
-@json_option
+@_format_options
 @db_option
 def search(
     query: str,
@@ -338,72 +404,80 @@ def search(
     since: str | None,
     limit: int,
     as_json: bool,
+    as_csv: bool,
     database_url: str | None,
 ) -> None:
     """Search every transcript; best matches first, matches marked «like this».
 
-    QUERY is words, "quoted phrases" or a prefix*; every word must match.
+    QUERY is words, "quoted phrases" or a prefix*; every word must match,
+    whatever its case or accents (delayed finds Délayed). No match is not an
+    error: a note on stderr ([] with --json) and exit 0.
 
     \b
     Examples:
-        recorder search budget
-        recorder search '"ship the beta"' --channel standup --since 2026-11-01 --json
+        recorder search delayed
+        recorder search '"billing export"' --channel demo-standup --json
+        recorder search 'deplo*' --speaker Dmitri --limit 5
     """
     from recorder.export.render import format_datetime
 
+    _check_formats(as_json, as_csv)
     since_at = parse_since(since) if since is not None else None
     if not query.strip():
         raise UsageError("the search query is empty; give a word to look for")
 
     async def main() -> list[SearchHit]:
         async with await _open(database_url) as store:
+            # One more than asked says whether there are more.
             hits = await store.search(
-                query, channel=channel, speaker=speaker, since=since_at, limit=limit
+                query, channel=channel, speaker=speaker, since=since_at, limit=limit + 1
             )
             if not hits:
-                raise await _no_meetings_error(store, f"nothing matches {query!r}")
+                _nothing(str(await _no_meetings_error(store, f"nothing matches {query!r}")))
             return hits
 
     hits = run(main())
-    if as_json:
-        _echo_json(
-            [
-                {
-                    "meeting_id": h.meeting_id,
-                    "channel": h.channel,
-                    "meeting_started_at": h.meeting_started_at,
-                    "turn_id": h.turn_id,
-                    "uid": h.uid,
-                    "speaker": h.speaker,
-                    "start_ms": h.start_ms,
-                    "end_ms": h.end_ms,
-                    "text": h.text,
-                    "snippet": h.snippet,
-                    "rank": h.rank,
-                }
-                for h in hits
-            ]
-        )
-        return
-    tty = _stdout_is_tty()
-    for hit in hits:
-        where = click.style(
-            f"{hit.meeting_id} {clean_text(hit.channel)} "
-            f"{format_datetime(hit.meeting_started_at, 'date')} [{format_clock(hit.start_ms)}]",
-            dim=True,
-        )
-        name = click.style(clean_text(hit.display_name or "") or str(hit.uid), bold=True)
-        click.echo(f"{where} {name}: {_highlight(clean_text(hit.snippet), tty)}")
+    more = len(hits) > limit
+    hits = hits[:limit]
+
+    def table() -> None:
+        colour = use_colour()
+        for hit in hits:
+            where = click.style(
+                f"{hit.meeting_id} {clean_text(hit.channel)} "
+                f"{format_datetime(hit.meeting_started_at, 'date')} "
+                f"[{format_clock(hit.start_ms)}]",
+                dim=True,
+            )
+            name = click.style(clean_text(hit.display_name or "") or str(hit.uid), bold=True)
+            click.echo(f"{where} {name}: {_highlight(clean_text(hit.snippet), colour)}")
+
+    _emit(as_json, as_csv, [hit_record(h) for h in hits], table)
+    if more:
+        click.echo(f"more matches than these {limit}; use --limit to see more", err=True)
 
 
 def _highlight(snippet: str, tty: bool) -> str:
-    """Bold the «marked» matches on a terminal; keep the plain markers otherwise."""
+    """Bold the «marked» matches when colours are on; keep the plain markers otherwise."""
     if not tty:
         return snippet
     return re.sub("«([^»]*)»", lambda m: click.style(m.group(1), fg="yellow", bold=True), snippet)
 
 
 # -- speakers -------------------------------------------------------------------------
+
+
+def participant_record(p: Participant) -> dict[str, Any]:
+    """A participant as in the JSON export's ``participant`` object."""
+    return {
+        "uid": p.uid,
+        "display_name": p.display_name,
+        "speaker": p.speaker,
+        "first_seen": iso_time(p.first_seen),
+        "last_seen": iso_time(p.last_seen),
+        "talk_ms": p.talk_ms,
+        "turn_count": p.turn_count,
+    }
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
@@ -416,22 +490,30 @@ def _highlight(snippet: str, tty: bool) -> str:
     multiple=True,
     help="Name a participant (repeatable); an empty NAME forgets the name.",
 )
+@_format_options
 @db_option
 def speakers(
-    meeting: str, channel: str | None, assignments: tuple[str, ...], database_url: str | None
+    meeting: str,
+    channel: str | None,
+    assignments: tuple[str, ...],
+    as_json: bool,
+    as_csv: bool,
+    database_url: str | None,
 ) -> None:
     """List a meeting's participants, or name them so exports show names, not uids.
 
     \b
     Examples:
         recorder speakers latest
-        recorder speakers 12 --set 101=Alice --set 102="Bob Li"
+        recorder speakers latest --json
+        recorder speakers 1 --set 101=Alice --set 202="Bob Li"
     """
     from recorder.export.render import format_datetime, format_duration
 
+    _check_formats(as_json, as_csv)
     names = [_parse_assignment(item) for item in assignments]
 
-    async def main() -> None:
+    async def main() -> tuple[int, tuple[Participant, ...]]:
         async with await _open(database_url) as store:
             meeting_id = await store.resolve_meeting(meeting, channel=channel)
             header = await store.get_meeting(meeting_id, with_turns=False)
@@ -450,6 +532,15 @@ def speakers(
                 )
             if names:
                 header = await store.get_meeting(meeting_id, with_turns=False)
+        return meeting_id, header.participants
+
+    meeting_id, participants = run(main())
+    if not participants:
+        _nothing(f"nobody was in meeting {meeting_id}")
+
+    def table() -> None:
+        if not participants:
+            return
         rows = [
             [
                 str(p.uid),
@@ -458,13 +549,11 @@ def speakers(
                 str(p.turn_count),
                 format_datetime(p.first_seen, "seconds"),
             ]
-            for p in header.participants
+            for p in participants
         ]
-        if not rows:
-            raise NotFoundError(f"nobody was in meeting {meeting_id}")
-        click.echo(format_table(["UID", "NAME", "TALK TIME", "TURNS", "FIRST SEEN"], rows))
+        echo_table(["UID", "NAME", "TALK TIME", "TURNS", "FIRST SEEN"], rows)
 
-    run(main())
+    _emit(as_json, as_csv, [participant_record(p) for p in participants], table)
 
 
 def _parse_assignment(item: str) -> tuple[int, str | None]:
@@ -473,73 +562,3 @@ def _parse_assignment(item: str) -> tuple[int, str | None]:
         raise UsageError(f"--set wants UID=NAME, like 101=Alice; got {item!r}")
     cleaned = clean_text(name)
     return int(uid_text.strip()), cleaned or None
-
-
-# -- sql ------------------------------------------------------------------------------
-
-
-@click.command(context_settings=CONTEXT_SETTINGS)
-@click.argument("statement", metavar="SQL")
-@json_option
-@click.option("--csv", "as_csv", is_flag=True, help="Print CSV with a header row.")
-@click.option(
-    "--max-rows",
-    type=click.IntRange(1),
-    default=1000,
-    show_default=True,
-    help="Print at most this many rows.",
-)
-@db_option
-def sql(
-    statement: str, as_json: bool, as_csv: bool, max_rows: int, database_url: str | None
-) -> None:
-    """Run one read-only SQL statement; anything that would change the database fails.
-
-    Tables: meetings, participants, stream_sessions, turns, notes.
-
-    \b
-    Examples:
-        recorder sql "SELECT channel, count(*) FROM meetings GROUP BY channel"
-        recorder sql "SELECT start_ms, text FROM turns WHERE meeting_id = 3" --csv
-    """
-    if as_json and as_csv:
-        raise UsageError("choose one of --json and --csv")
-    if not statement.strip():
-        raise UsageError("the SQL statement is empty")
-
-    async def main() -> Any:
-        async with await _open(database_url) as store:
-            return await store.run_query(statement, max_rows=max_rows)
-
-    result = run(main())
-    columns = list(result.columns)
-    if as_json:
-        _echo_json([dict(zip(columns, row, strict=True)) for row in result.rows])
-    elif as_csv:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(columns)
-        writer.writerows(
-            [_json_default(v) if v is not None and not _plain(v) else v for v in row]
-            for row in result.rows
-        )
-        click.echo(buffer.getvalue(), nl=False)
-    else:
-        rows = [[_cell(value) for value in row] for row in result.rows]
-        if columns:
-            click.echo(format_table(columns, rows))
-        click.echo(f"({len(rows)} row{'s' if len(rows) != 1 else ''})", err=True)
-    if getattr(result, "truncated", False):
-        click.echo(f"only the first {max_rows} rows are shown; raise --max-rows", err=True)
-
-
-def _plain(value: Any) -> bool:
-    return isinstance(value, str | int | float | bool)
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "NULL"
-    text = clean_text(str(value if _plain(value) else _json_default(value)))
-    # Keep the table readable; --json and --csv give whole values.
-    return text if len(text) <= _MAX_CELL_CHARS else text[: _MAX_CELL_CHARS - 1] + "…"
