@@ -144,7 +144,7 @@ since_option = click.option(
 )
 
 
-def meeting_record(m: MeetingSummary) -> dict[str, Any]:
+def _meeting_record(m: MeetingSummary) -> dict[str, Any]:
     """A meeting as in the JSON export's ``meeting`` object."""
     duration_s = m.duration_s
     return {
@@ -219,13 +219,13 @@ def meetings(
         headers = ["ID", "CHANNEL", "STARTED", "DURATION", "PEOPLE", "TURNS", "STATUS"]
         echo_table(headers, rows)
 
-    _emit(as_json, as_csv, [meeting_record(m) for m in found], table)
+    _emit(as_json, as_csv, [_meeting_record(m) for m in found], table)
 
 
 # -- show -----------------------------------------------------------------------------
 
 
-def turn_record(turn: Turn) -> dict[str, Any]:
+def _turn_record(turn: Turn) -> dict[str, Any]:
     """A turn as in the JSON export's ``turn`` object, without its words."""
     return {
         "id": turn.id,
@@ -318,7 +318,7 @@ def show(
                     label = click.style(f"({clean_text(note.kind)})", dim=True)
                     click.echo(f"[{format_clock(at_ms)}] {label} {lines[0]}")
                     for line in lines[1:]:
-                        click.echo(f"    {line}")
+                        click.echo(f"    {line}".rstrip())
 
             shown = 0
             async for turn in turns:
@@ -328,7 +328,7 @@ def show(
                     break
                 shown += 1
                 if not as_text:
-                    records.append(turn_record(turn))
+                    records.append(_turn_record(turn))
                     continue
                 print_notes(turn.start_ms)
                 name = clean_text(turn.display_name or "") or str(turn.uid)
@@ -370,7 +370,7 @@ def _match_speaker(participants: Sequence[Participant], wanted: str, meeting_id:
 # -- search ---------------------------------------------------------------------------
 
 
-def hit_record(hit: SearchHit) -> dict[str, Any]:
+def _hit_record(hit: SearchHit) -> dict[str, Any]:
     """A search hit for --json and --csv."""
     return {
         "meeting_id": hit.meeting_id,
@@ -452,7 +452,7 @@ def search(
             name = click.style(clean_text(hit.display_name or "") or str(hit.uid), bold=True)
             click.echo(f"{where} {name}: {_highlight(clean_text(hit.snippet), colour)}")
 
-    _emit(as_json, as_csv, [hit_record(h) for h in hits], table)
+    _emit(as_json, as_csv, [_hit_record(h) for h in hits], table)
     if more:
         click.echo(f"more matches than these {limit}; use --limit to see more", err=True)
 
@@ -467,7 +467,7 @@ def _highlight(snippet: str, tty: bool) -> str:
 # -- speakers -------------------------------------------------------------------------
 
 
-def participant_record(p: Participant) -> dict[str, Any]:
+def _participant_record(p: Participant) -> dict[str, Any]:
     """A participant as in the JSON export's ``participant`` object."""
     return {
         "uid": p.uid,
@@ -553,7 +553,7 @@ def speakers(
         ]
         echo_table(["UID", "NAME", "TALK TIME", "TURNS", "FIRST SEEN"], rows)
 
-    _emit(as_json, as_csv, [participant_record(p) for p in participants], table)
+    _emit(as_json, as_csv, [_participant_record(p) for p in participants], table)
 
 
 def _parse_assignment(item: str) -> tuple[int, str | None]:
