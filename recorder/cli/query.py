@@ -176,7 +176,7 @@ def meetings(
     \b
     Examples:
         recorder meetings
-        recorder meetings --channel demo-standup --since 2026-11-01 --json
+        recorder meetings --channel standup --since 2026-11-01 --json
         recorder meetings --csv > meetings.csv
     """
     from recorder.export.render import format_datetime, format_duration
@@ -416,7 +416,7 @@ def search(
     \b
     Examples:
         recorder search delayed
-        recorder search '"billing export"' --channel demo-standup --json
+        recorder search '"billing export"' --channel standup --json
         recorder search 'deplo*' --speaker Dmitri --limit 5
     """
     from recorder.export.render import format_datetime
