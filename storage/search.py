@@ -57,6 +57,7 @@ __all__ = [
     "MAX_TERMS",
     "RANK_WINDOW",
     "Term",
+    "build_count",
     "build_search",
     "estimate_statement",
     "fold_accents",
@@ -278,6 +279,37 @@ def _window_start(recent: Select[Any]) -> ColumnElement[Any]:
     """The smallest turn id among the window of most recent matches (0 if none)."""
     window = recent.subquery("recent")
     return func.coalesce(select(func.min(window.c.id)).scalar_subquery(), 0)
+
+
+def build_count(
+    dialect: str,
+    terms: tuple[Term, ...],
+    *,
+    channel: str | None = None,
+    speaker: str | None = None,
+    since: datetime | None = None,
+    cap: int = RANK_WINDOW,
+) -> Select[Any]:
+    """How many turns match, counting at most ``cap`` (so a common word stays cheap)."""
+    conditions = _filters(channel=channel, speaker=speaker, since=since)
+    if dialect == "sqlite":
+        fts = table("turns_fts", column("rowid", Integer))
+        matches = literal_column("turns_fts").op("MATCH")(to_fts5_match(terms))
+        found = select(fts.c.rowid).select_from(fts).join(TurnRow, TurnRow.id == fts.c.rowid)
+    elif dialect == "postgresql":
+        tsquery = func.to_tsquery(literal_column("'simple'::regconfig"), to_tsquery(terms))
+        matches = literal_column("turns.text_search").op("@@")(tsquery)
+        found = select(TurnRow.id)
+    else:
+        raise ValueError(f"no full-text search for dialect {dialect!r}")
+    capped = (
+        found.join(MeetingRow, MeetingRow.id == TurnRow.meeting_id)
+        .join(ParticipantRow, ParticipantRow.id == TurnRow.participant_id)
+        .where(matches, *conditions)
+        .limit(cap)
+        .subquery("capped")
+    )
+    return select(func.count()).select_from(capped)
 
 
 def build_search(

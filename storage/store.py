@@ -44,6 +44,7 @@ from storage.rows import (
     turn_select,
 )
 from storage.search import (
+    build_count,
     build_search,
     estimate_statement,
     is_dense_estimate,
@@ -641,6 +642,28 @@ class TranscriptStore:
                 )
                 for row in await connection.execute(statement)
             ]
+
+        return await self._transaction(work, write=False)
+
+    async def count_matches(
+        self,
+        query: str,
+        *,
+        channel: str | None = None,
+        speaker: str | None = None,
+        since: datetime | None = None,
+        cap: int = 10_000,
+    ) -> int:
+        """How many turns :meth:`search` would find with no limit, counting at most ``cap``."""
+        terms = parse_query(query)
+        if not terms:
+            return 0
+        statement = build_count(
+            self._dialect, terms, channel=channel, speaker=speaker, since=since, cap=cap
+        )
+
+        async def work(connection: AsyncConnection) -> int:
+            return int((await connection.execute(statement)).scalar() or 0)
 
         return await self._transaction(work, write=False)
 

@@ -38,6 +38,8 @@ __all__ = [
 _TURNS_PER_QUERY = 5000
 # Terminal colours per speaker, in participant order (as the HTML palette).
 _SPEAKER_COLOURS = ("blue", "yellow", "green", "magenta", "red", "cyan")
+# Matches counted at most, for "N more; use --limit" (the count stays cheap).
+_COUNT_CAP = 10_000
 _CLOCK = re.compile(r"^(?:(?:(\d+):)?(\d+):)?(\d+)(?:\.(\d{1,3}))?$")
 
 
@@ -426,19 +428,21 @@ def search(
     if not query.strip():
         raise UsageError("the search query is empty; give a word to look for")
 
-    async def main() -> list[SearchHit]:
+    async def main() -> tuple[list[SearchHit], int, bool]:
         async with await _open(database_url) as store:
-            # One more than asked says whether there are more.
             hits = await store.search(
-                query, channel=channel, speaker=speaker, since=since_at, limit=limit + 1
+                query, channel=channel, speaker=speaker, since=since_at, limit=limit
             )
             if not hits:
                 _nothing(str(await _no_meetings_error(store, f"nothing matches {query!r}")))
-            return hits
+            elif len(hits) == limit:
+                total = await store.count_matches(
+                    query, channel=channel, speaker=speaker, since=since_at, cap=_COUNT_CAP
+                )
+                return hits, max(0, total - limit), total >= _COUNT_CAP
+            return hits, 0, False
 
-    hits = run(main())
-    more = len(hits) > limit
-    hits = hits[:limit]
+    hits, more, at_least = run(main())
 
     def table() -> None:
         colour = use_colour()
@@ -454,7 +458,8 @@ def search(
 
     _emit(as_json, as_csv, [_hit_record(h) for h in hits], table)
     if more:
-        click.echo(f"more matches than these {limit}; use --limit to see more", err=True)
+        count = f"{more}+" if at_least else str(more)
+        click.echo(f"{count} more; use --limit {min(1000, limit + more)} to see them", err=True)
 
 
 def _highlight(snippet: str, tty: bool) -> str:
