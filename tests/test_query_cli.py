@@ -396,3 +396,97 @@ def test_parse_since_accepts_dates_and_times() -> None:
     assert parse_since("2026-11-20T11:30+02:00").isoformat() == "2026-11-20T09:30:00+00:00"
     with pytest.raises(UsageError, match="--since must be a date"):
         parse_since("20/11/2026")
+
+
+# -- sql --tables, --schema and the transcript view ----------------------------------
+
+
+def test_sql_tables_lists_tables_and_the_transcript_view(db_url: str) -> None:
+    populate(db_url)
+    tables = {t["name"]: t for t in json.loads(_ok("sql", "--tables", "--json", "--db", db_url))}
+    assert {"meetings", "participants", "stream_sessions", "turns", "notes", "transcript"} <= set(
+        tables
+    )
+    assert tables["transcript"]["kind"] == "view"
+    assert tables["transcript"]["columns"] == [
+        "meeting",
+        "channel",
+        "uid",
+        "speaker",
+        "start_ms",
+        "end_ms",
+        "text",
+    ]
+    # Internal objects stay hidden.
+    assert not [name for name in tables if name.startswith(("alembic", "turns_fts", "sqlite"))]
+    assert "text_search" not in tables["turns"]["columns"]
+    text = _ok("sql", "--tables", "--db", db_url)
+    assert text.splitlines()[0].split() == ["TABLE", "KIND", "COLUMNS"]
+
+
+def test_sql_schema_of_one_table(db_url: str) -> None:
+    migrate(db_url)
+    columns = json.loads(_ok("sql", "--schema", "TURNS", "--json", "--db", db_url))
+    by_name = {c["name"]: c for c in columns}
+    assert {"id", "meeting_id", "participant_id", "start_ms", "end_ms", "text"} <= set(by_name)
+    assert by_name["text"]["nullable"] is False
+    lines = _ok("sql", "--schema", "transcript", "--db", db_url).splitlines()
+    assert lines[0].split() == ["COLUMN", "TYPE", "NULL"] and len(lines) == 8
+    result = _run("sql", "--schema", "nope", "--db", db_url)
+    assert result.exit_code == 1
+    assert result.output.startswith("error: no table or view 'nope'; try one of: ")
+    result = _run("sql", "SELECT 1", "--tables", "--db", db_url)
+    assert result.exit_code == 2 and "give one of SQL, --tables" in result.output
+    result = _run("sql", "--db", db_url)
+    assert result.exit_code == 2 and "--tables" in result.output
+
+
+def test_the_transcript_view_answers_who_said_what(db_url: str) -> None:
+    (meeting_id,) = populate(db_url)
+    rows = json.loads(
+        _ok(
+            "sql",
+            "SELECT speaker, count(*) AS turns FROM transcript GROUP BY speaker ORDER BY speaker",
+            "--json",
+            "--db",
+            db_url,
+        )
+    )
+    # Named participants by name, the unnamed one by uid.
+    assert {row["speaker"] for row in rows} == {"Alice Martín", "李雷", "303"}
+    first = json.loads(
+        _ok(
+            "sql",
+            f"SELECT * FROM transcript WHERE meeting = {meeting_id} ORDER BY start_ms LIMIT 1",
+            "--json",
+            "--db",
+            db_url,
+        )
+    )
+    # The same turn as `show --json` lists first, in the view's columns.
+    turn = json.loads(_ok("show", str(meeting_id), "--json", "--db", db_url))[0]
+    assert first == [
+        {
+            "meeting": meeting_id,
+            "channel": "design-review ✨",
+            "uid": turn["uid"],
+            "speaker": turn["speaker"],
+            "start_ms": turn["start_ms"],
+            "end_ms": turn["end_ms"],
+            "text": turn["text"],
+        }
+    ]
+    assert first[0]["speaker"] == "Alice Martín"
+
+
+def test_sql_tables_without_a_database_file(tmp_path: Path) -> None:
+    result = _run("sql", "--tables", "--db", f"sqlite:///{tmp_path / 'none.db'}")
+    assert result.exit_code == 1
+    assert result.output.startswith("error: there is no database file at ")
+
+
+def test_db_info_json(db_url: str) -> None:
+    populate(db_url)
+    info = json.loads(_ok("db", "info", "--json", "--db", db_url))
+    assert info["revision"] == info["head"]
+    assert info["meetings"] == 1 and info["turns"] > 0
