@@ -311,7 +311,7 @@ def test_sql_max_rows_says_it_truncated(db_url: str) -> None:
         cli, ["sql", "SELECT id FROM turns ORDER BY id", "--max-rows", "2", "--db", db_url]
     )
     assert result.exit_code == 0
-    assert "only the first 2 rows are shown" in result.output
+    assert "only the first 2 rows shown" in result.output
 
 
 WRITES = {

@@ -89,7 +89,7 @@ def sql(
             echo_table(columns, rows)
         click.echo(f"({plural(len(rows), 'row')})", err=True)
     if getattr(result, "truncated", False):
-        click.echo(f"only the first {max_rows} rows are shown; raise --max-rows", err=True)
+        click.echo(f"only the first {plural(max_rows, 'row')} shown; raise --max-rows", err=True)
 
 
 def _describe(database_url: str, table: str | None, *, as_json: bool, as_csv: bool) -> None:
