@@ -120,3 +120,39 @@ def test_fold_table_matches_sqlite_unicode61() -> None:
     for char, base in zip(sources, targets, strict=True):
         rows = connection.execute("SELECT x FROM t WHERE t MATCH ?", (f'"q{base}q"',)).fetchall()
         assert (f"q{char}q",) in rows, char
+
+
+async def test_upgrading_a_database_with_turns_folds_them_too(db_url: str) -> None:
+    # Turns written before migration 0006 are found the new way after it, and back.
+    from sqlalchemy import text
+
+    from storage.db import create_engine, downgrade_database, upgrade_database
+
+    await upgrade_database(db_url, "0001_initial")
+    engine = create_engine(db_url)
+    try:
+        async with engine.begin() as connection:
+            for statement in (
+                "INSERT INTO meetings (id, channel, started_at, status, bot_uid) "
+                "VALUES (1, 'old', '2026-11-01 09:00:00+00:00', 'completed', 9999)",
+                "INSERT INTO participants (id, meeting_id, uid, first_seen, last_seen) "
+                "VALUES (1, 1, 101, '2026-11-01 09:00:00+00:00', '2026-11-01 09:00:00+00:00')",
+                "INSERT INTO stream_sessions (id, meeting_id, participant_id, opened_at, "
+                "audio_seconds) VALUES (1, 1, 1, '2026-11-01 09:00:00+00:00', 0)",
+                "INSERT INTO turns (meeting_id, participant_id, stream_session_id, turn_order, "
+                "start_ms, end_ms, text, words) "
+                "VALUES (1, 1, 1, 0, 0, 900, 'the train was Délayed', '[]')",
+            ):
+                await connection.execute(text(statement))
+    finally:
+        await engine.dispose()
+    await upgrade_database(db_url)
+    store = await TranscriptStore.open(db_url)
+    try:
+        (hit,) = await store.search("delayed")
+        assert "«Délayed»" in hit.snippet
+        assert await store.count_matches("DELAYED") == 1
+    finally:
+        await store.close()
+    assert await downgrade_database(db_url, "0001_initial") == "0001_initial"
+    await upgrade_database(db_url)
