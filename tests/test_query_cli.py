@@ -194,13 +194,35 @@ def test_latest_on_an_empty_database_is_a_clear_error(db_url: str, args: list[st
 )
 def test_an_empty_listing_is_not_an_error(db_url: str, args: list[str]) -> None:
     migrate(db_url)
-    for extra, stdout in (([], ""), (["--json"], "[]\n")):
+    for extra, stdout in (([], ""), (["--json"], "[]\n"), (["--csv"], None)):
         result = _run(*args, *extra, "--db", db_url)
         assert result.exit_code == 0, result.output
-        if args[0] != "sql":
+        if args[0] != "sql" and stdout is not None:
             assert result.stdout == stdout
             assert result.stderr.startswith("no meetings recorded yet"), result.stderr
     assert _run(*args, "--json", "--db", db_url).stdout == "[]\n"
+    # CSV: the header row alone.
+    header = _run(*args, "--csv", "--db", db_url).stdout.splitlines()
+    assert len(header) == 1 and header[0].count(",") >= 6
+
+
+def test_record_keys_are_the_documented_fields(db_url: str) -> None:
+    from recorder.cli.query import HIT_FIELDS, MEETING_FIELDS, PARTICIPANT_FIELDS, TURN_FIELDS
+
+    populate(db_url)
+    for args, fields in (
+        (["meetings"], MEETING_FIELDS),
+        (["show", "latest"], TURN_FIELDS),
+        (["search", "rollout"], HIT_FIELDS),
+        (["speakers", "latest"], PARTICIPANT_FIELDS),
+    ):
+        (first, *_) = json.loads(_ok(*args, "--json", "--db", db_url))
+        assert tuple(first) == fields, args
+        assert _ok(*args, "--csv", "--db", db_url).splitlines()[0] == ",".join(fields)
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    machine = readme.split("### Machine output", 1)[1].split("###", 1)[0]
+    for field in HIT_FIELDS:
+        assert f"`{field}`" in machine, field
 
 
 # -- search ---------------------------------------------------------------------------

@@ -26,6 +26,10 @@ if TYPE_CHECKING:
     from storage.store import TranscriptStore
 
 __all__ = [
+    "HIT_FIELDS",
+    "MEETING_FIELDS",
+    "PARTICIPANT_FIELDS",
+    "TURN_FIELDS",
     "meetings",
     "parse_clock",
     "parse_since",
@@ -125,16 +129,56 @@ def _check_formats(as_json: bool, as_csv: bool) -> None:
 
 
 def _emit(
-    as_json: bool, as_csv: bool, records: list[dict[str, Any]], table: Callable[[], None]
+    as_json: bool,
+    as_csv: bool,
+    fields: Sequence[str],
+    records: list[dict[str, Any]],
+    table: Callable[[], None],
 ) -> None:
-    """Print ``records`` as JSON or CSV (keys as columns), else draw the table."""
+    """Print ``records`` as JSON or CSV (``fields`` as columns), else draw the table."""
     if as_json:
         echo_json(records)
     elif as_csv:
-        headers = list(records[0]) if records else []
-        echo_csv(headers, [list(record.values()) for record in records])
+        echo_csv(fields, [[record[field] for field in fields] for record in records])
     else:
         table()
+
+
+# Machine output fields, in order (README, "Machine output"): the JSON export's names.
+MEETING_FIELDS = (
+    "id",
+    "channel",
+    "bot_uid",
+    "status",
+    "started_at",
+    "ended_at",
+    "duration_ms",
+    "participant_count",
+    "turn_count",
+)
+TURN_FIELDS = ("id", "meeting_id", "uid", "speaker", "display_name", "start_ms", "end_ms", "text")
+HIT_FIELDS = (
+    "meeting_id",
+    "channel",
+    "meeting_started_at",
+    "turn_id",
+    "uid",
+    "speaker",
+    "start_ms",
+    "end_ms",
+    "text",
+    "snippet",
+    "rank",
+)
+PARTICIPANT_FIELDS = (
+    "uid",
+    "display_name",
+    "speaker",
+    "first_seen",
+    "last_seen",
+    "talk_ms",
+    "turn_count",
+)
 
 
 meeting_argument = click.argument("meeting", metavar="MEETING")
@@ -221,7 +265,7 @@ def meetings(
         headers = ["ID", "CHANNEL", "STARTED", "DURATION", "PEOPLE", "TURNS", "STATUS"]
         echo_table(headers, rows)
 
-    _emit(as_json, as_csv, [_meeting_record(m) for m in found], table)
+    _emit(as_json, as_csv, MEETING_FIELDS, [_meeting_record(m) for m in found], table)
 
 
 # -- show -----------------------------------------------------------------------------
@@ -347,7 +391,7 @@ def show(
 
     records = run(main())
     if not as_text:
-        _emit(as_json, as_csv, records, lambda: None)
+        _emit(as_json, as_csv, TURN_FIELDS, records, lambda: None)
 
 
 def _match_speaker(participants: Sequence[Participant], wanted: str, meeting_id: int) -> int:
@@ -456,7 +500,7 @@ def search(
             name = click.style(clean_text(hit.display_name or "") or str(hit.uid), bold=True)
             click.echo(f"{where} {name}: {_highlight(clean_text(hit.snippet), colour)}")
 
-    _emit(as_json, as_csv, [_hit_record(h) for h in hits], table)
+    _emit(as_json, as_csv, HIT_FIELDS, [_hit_record(h) for h in hits], table)
     if more:
         count = f"{more}+" if at_least else str(more)
         click.echo(f"{count} more; use --limit {min(1000, limit + more)} to see them", err=True)
@@ -558,7 +602,9 @@ def speakers(
         ]
         echo_table(["UID", "NAME", "TALK TIME", "TURNS", "FIRST SEEN"], rows)
 
-    _emit(as_json, as_csv, [_participant_record(p) for p in participants], table)
+    _emit(
+        as_json, as_csv, PARTICIPANT_FIELDS, [_participant_record(p) for p in participants], table
+    )
 
 
 def _parse_assignment(item: str) -> tuple[int, str | None]:
