@@ -111,7 +111,7 @@ def _split_keyterms(keyterms: str) -> tuple[str, ...]:
     return tuple(k.strip() for k in keyterms.split(",") if k.strip())
 
 
-def _print_report(report: MeetingReport, config: Config) -> None:
+def _print_report(report: MeetingReport, config: Config, *, hint_next: bool = True) -> None:
     from recorder.console import plural
     from recorder.export.render import format_duration
 
@@ -134,8 +134,9 @@ def _print_report(report: MeetingReport, config: Config) -> None:
             "before transcription (this machine fell behind)",
             err=True,
         )
-    db = "" if config.is_default_database else " --db URL"
-    click.echo(f"next: recorder export {report.meeting_id}{db} -o meeting.html", err=True)
+    if hint_next:
+        db = "" if config.is_default_database else " --db URL"
+        click.echo(f"next: recorder export {report.meeting_id}{db} -o meeting.html", err=True)
 
 
 def _recording_options(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -371,7 +372,7 @@ def demo(
                 )
 
     report = run(main())
-    _print_report(report, config)
+    _print_report(report, config, hint_next=False)  # the demo prints its own next steps
     _write_demo_transcript(config, report.meeting_id, output)
 
 
@@ -394,7 +395,9 @@ def _try_next_lines(config: Config) -> list[str]:
     lines = []
     bin_dir = Path(sys.executable).parent
     found = shutil.which("recorder")
-    if sys.prefix != sys.base_prefix and (found is None or Path(found).parent != bin_dir):
+    if sys.prefix != sys.base_prefix and (
+        found is None or Path(found).parent.resolve() != bin_dir.resolve()
+    ):
         # Run from a virtual environment that is not on PATH (as 'make demo' does).
         activate = bin_dir / "activate"
         if activate.is_relative_to(Path.cwd()):
