@@ -13,6 +13,8 @@ DEV := $(VENV)/.installed-dev
 .PHONY: demo install test test-fast lint format bench clean
 
 $(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || \
+		{ echo "error: '$(PYTHON)' is not a Python 3.11 or newer; run e.g. 'make demo PYTHON=python3.12'"; exit 1; }
 	@echo "==> creating $(VENV) with $$($(PYTHON) --version)"
 	$(PYTHON) -m venv $(VENV)
 
