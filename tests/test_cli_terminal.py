@@ -75,6 +75,7 @@ def demo_db(sqlite_url: str) -> str:
     return sqlite_url
 
 
+@pytest.mark.slow  # four processes each
 @pytest.mark.parametrize("args", [["show", "latest"], ["search", "rollout"]])
 def test_colours_on_a_terminal_unless_no_color(demo_db: str, args: list[str]) -> None:
     code, output = _in_terminal([*args, "--db", demo_db])
@@ -176,6 +177,7 @@ def test_a_closed_pipe_exits_zero_quietly(sqlite_url: str, command: str, tmp_pat
     assert len(done.stdout.splitlines()) == 1
 
 
+@pytest.mark.slow  # four processes
 def test_verbose_after_the_command(sqlite_url: str) -> None:
     migrate(sqlite_url)
     for args in (["-v", "db", "info"], ["db", "info", "-v"], ["db", "info", "-vv"]):
