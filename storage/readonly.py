@@ -275,6 +275,10 @@ class TableSchema:
 
 
 def _type_name(value: Any) -> str:
+    from sqlalchemy.types import NullType
+
+    if isinstance(value, NullType):  # an expression in a view: no declared type
+        return ""
     try:
         return str(value)
     except Exception:  # a type the dialect cannot render (e.g. tsvector)

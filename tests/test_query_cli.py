@@ -442,8 +442,10 @@ def test_sql_tables_lists_tables_and_the_transcript_view(db_url: str) -> None:
     # Internal objects stay hidden.
     assert not [name for name in tables if name.startswith(("alembic", "turns_fts", "sqlite"))]
     assert "text_search" not in tables["turns"]["columns"]
-    text = _ok("sql", "--tables", "--db", db_url)
-    assert text.splitlines()[0].split() == ["TABLE", "KIND", "COLUMNS"]
+    lines = _ok("sql", "--tables", "--db", db_url).splitlines()
+    at = lines.index("transcript (view)")
+    assert lines[at + 1] == "    meeting, channel, uid, speaker, start_ms, end_ms, text"
+    assert "turns (table)" in lines and all(len(line) <= 100 for line in lines)
 
 
 def test_sql_schema_of_one_table(db_url: str) -> None:

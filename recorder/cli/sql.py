@@ -11,7 +11,14 @@ from typing import Any
 import click
 
 from recorder.cli.common import CONTEXT_SETTINGS, build_config, db_option, run
-from recorder.cli.output import MAX_CELL_CHARS, echo_csv, echo_json, echo_table, json_default
+from recorder.cli.output import (
+    MAX_CELL_CHARS,
+    echo_csv,
+    echo_json,
+    echo_table,
+    json_default,
+    terminal_width,
+)
 from recorder.console import plural
 from recorder.errors import NotFoundError, UsageError
 from recorder.export.escape import clean_text
@@ -111,7 +118,7 @@ def _describe(database_url: str, table: str | None, *, as_json: bool, as_csv: bo
         else:
             echo_table(
                 ["COLUMN", "TYPE", "NULL"],
-                [[c["name"], c["type"], "yes" if c["nullable"] else "no"] for c in columns],
+                [[c["name"], c["type"] or "-", "yes" if c["nullable"] else "no"] for c in columns],
             )
         return
     records = [
@@ -125,11 +132,21 @@ def _describe(database_url: str, table: str | None, *, as_json: bool, as_csv: bo
             [[r["name"], r["kind"], " ".join(r["columns"])] for r in records],
         )
     else:
-        echo_table(
-            ["TABLE", "KIND", "COLUMNS"],
-            [[t.name, t.kind, ", ".join(c.name for c in t.columns)] for t in tables],
-        )
-        click.echo("columns of one: recorder sql --schema TABLE", err=True)
+        import textwrap
+
+        width = min(terminal_width() or 100, 100)
+        for t in tables:
+            click.echo(f"{t.name} ({t.kind})")
+            click.echo(
+                textwrap.fill(
+                    ", ".join(c.name for c in t.columns),
+                    width=width,
+                    initial_indent="    ",
+                    subsequent_indent="    ",
+                    break_on_hyphens=False,
+                )
+            )
+        click.echo("types and nulls of one: recorder sql --schema TABLE", err=True)
 
 
 def _plain(value: Any) -> bool:
