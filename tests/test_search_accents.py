@@ -105,6 +105,12 @@ def test_migration_folds_exactly_what_search_folds() -> None:
     assert migration.FOLD_FROM == sources
     assert migration.FOLD_TO == targets
     assert migration.COMBINING_MARKS == deleted
+    # The guard that skips translate() lets every foldable character through.
+    import re
+
+    guard = re.compile(migration._FOLDABLE)
+    assert all(guard.match(char) for char in sources + deleted)
+    assert not guard.search("plain ASCII, 中文 and 🚀")
 
 
 def test_fold_table_matches_sqlite_unicode61() -> None:
