@@ -326,12 +326,16 @@ class MeetingRecorder(TransportSink):
     def on_event(self, event: TransportEvent) -> None:
         """Route a participant or connection event."""
         if isinstance(event, ParticipantJoined):
-            self._spawn(self._record_participant(event.uid, event.at_ms), f"joined-{event.uid}")
+            self._spawn(
+                self._record_participant(event.uid, event.at_ms, "joined"), f"joined-{event.uid}"
+            )
             self.console.info(f"+ {self.console.label(event.uid)} joined")
         elif isinstance(event, ParticipantLeft):
             if (stream := self._streams.get(event.uid)) is not None:
                 stream.pause("left")
-            self._spawn(self._record_participant(event.uid, event.at_ms), f"left-{event.uid}")
+            self._spawn(
+                self._record_participant(event.uid, event.at_ms, "left"), f"left-{event.uid}"
+            )
             self.console.info(f"- {self.console.label(event.uid)} left ({event.reason})")
         elif isinstance(event, ParticipantMuted):
             if event.is_muted and (stream := self._streams.get(event.uid)) is not None:
@@ -444,12 +448,16 @@ class MeetingRecorder(TransportSink):
             log.error("! %s", error)
         self.request_stop()
 
-    async def _record_participant(self, uid: int, at_ms: float) -> None:
+    async def _record_participant(self, uid: int, at_ms: float, presence: str) -> None:
         assert self._meeting_id is not None
         self._seen.add(uid)
         seen_at = self._started_at + timedelta(milliseconds=at_ms)
         await self.store.record_participant(
-            self._meeting_id, uid, seen_at, display_name=self.settings.names.get(uid)
+            self._meeting_id,
+            uid,
+            seen_at,
+            display_name=self.settings.names.get(uid),
+            presence=presence,
         )
 
     def _spawn(self, coroutine: object, name: str) -> None:

@@ -81,6 +81,7 @@ class Config:
         stt_region: ``us`` or ``eu``.
         speech_model: the streaming speech model.
         agent_url: Voice Agent URL override (an emulator), if any.
+        webhook_key: the server key webhook signing secrets are derived from (secret).
     """
 
     database_url: str
@@ -94,6 +95,7 @@ class Config:
     stt_region: str = "us"
     speech_model: str = DEFAULT_SPEECH_MODEL
     agent_url: str | None = None
+    webhook_key: str | None = field(default=None, repr=False)
 
     @property
     def is_default_database(self) -> bool:
@@ -387,4 +389,14 @@ def load_config(
         stt_region=region,
         speech_model=speech_model or DEFAULT_SPEECH_MODEL,
         agent_url=agent_url,
+        webhook_key=_webhook_key(env.get("RECORDER_WEBHOOK_KEY") or None),
     )
+
+
+def _webhook_key(value: str | None) -> str | None:
+    if value is not None and len(value) < 32:
+        raise ConfigError(
+            "RECORDER_WEBHOOK_KEY is shorter than 32 characters; use a long random value, e.g. "
+            "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
+    return value

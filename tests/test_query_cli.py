@@ -514,3 +514,19 @@ def test_db_info_json(db_url: str) -> None:
     info = json.loads(_ok("db", "info", "--json", "--db", db_url))
     assert info["revision"] == info["head"]
     assert info["meetings"] == 1 and info["turns"] > 0
+
+
+@pytest.mark.postgres
+def test_the_reader_role_may_read_the_transcript_view(postgres_url: str) -> None:
+    # On PostgreSQL `recorder sql` runs as the read-only role when it is set up:
+    # the view must be among what that role may read, and --tables lists only that.
+    from storage.bounded import ensure_reader, run_bounded_query
+
+    populate(postgres_url)
+    assert asyncio.run(ensure_reader(postgres_url)) is None
+    result = asyncio.run(run_bounded_query(postgres_url, "SELECT count(*) FROM transcript"))
+    assert result.rows[0][0] > 0
+    rows = json.loads(_ok("sql", "SELECT speaker FROM transcript", "--json", "--db", postgres_url))
+    assert rows and {"speaker"} == set(rows[0])
+    names = {t["name"] for t in json.loads(_ok("sql", "--tables", "--json", "--db", postgres_url))}
+    assert "transcript" in names and not names & {"api_tokens", "audit_log"}

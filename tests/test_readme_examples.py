@@ -16,7 +16,10 @@ The convention for examples that cannot run here (also stated in a README commen
 * :data:`EXIT_CODES` lists documented non-zero exits (``doctor`` exits 1 when a
   required check fails, as it does with no credentials).
 
-Every other example must exit 0 without a traceback. Each runs verbatim in bash
+Every other example must exit 0 without a traceback. Examples run in the order
+they are written (so ``tokens create`` comes before ``tokens revoke``), the README
+as one group and each top-level command's helps as another, each group on its own
+copy of the demo database. Each runs verbatim in bash
 as in a new shell after the README's quick start: ``HOME`` is a temporary
 directory whose default database holds the demo meeting (``recorder demo``, at
 ``--speed 20``), the environment's ``bin`` (which holds ``recorder``) is on
@@ -31,6 +34,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -56,6 +60,9 @@ NOT_HERE = [
     (r"^recorder demo\b", "plays the meeting in real time; see the try-next test"),
     (r"--online\b", "needs: a real AssemblyAI key and the network"),
     (r"--db postgresql", "needs: a PostgreSQL server"),
+    (r"^recorder serve\b", "serves until stopped"),
+    (r"^recorder webhooks add\b", "needs: RECORDER_WEBHOOK_KEY"),
+    (r"^recorder webhooks remove\b", "needs: an endpoint added first"),
 ]
 # (pattern, allowed exit codes): documented non-zero exits.
 EXIT_CODES = [(r"^recorder doctor\b", {0, 1})]
@@ -98,18 +105,25 @@ def readme_examples() -> list[str]:
     return _examples_in(code)
 
 
+def help_examples_by_command() -> dict[str, list[str]]:
+    """The ``recorder`` lines of each top-level command's help and its subcommands' helps."""
+    found = {"recorder": _examples_in((cli.help or "").splitlines())}
+
+    def collect(command: click.Command) -> list[str]:
+        examples = _examples_in((command.help or "").splitlines())
+        if isinstance(command, click.Group):
+            for sub in command.commands.values():
+                examples += collect(sub)
+        return examples
+
+    for name, command in cli.commands.items():
+        found[f"recorder {name}"] = collect(command)
+    return {path: examples for path, examples in found.items() if examples}
+
+
 def help_examples() -> list[str]:
     """The ``recorder`` lines of every command's help text."""
-    found = _examples_in((cli.help or "").splitlines())
-
-    def walk(group: click.Group) -> None:
-        for command in group.commands.values():
-            found.extend(_examples_in((command.help or "").splitlines()))
-            if isinstance(command, click.Group):
-                walk(command)
-
-    walk(cli)
-    return found
+    return [example for group in help_examples_by_command().values() for example in group]
 
 
 def _skip_reason(example: str) -> str | None:
@@ -160,18 +174,18 @@ def _run_demo(home: Path, work: Path, path: str) -> subprocess.CompletedProcess[
 def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A HOME whose default database holds the demo meeting (the README's starting point)."""
     home = tmp_path_factory.mktemp("home")
-    _run_demo(home, home, f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    work = tmp_path_factory.mktemp("work")
+    _run_demo(home, work, f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
     return home
 
 
-def _cases() -> list[object]:
-    cases = []
-    for source, examples in (("README", readme_examples()), ("help", help_examples())):
-        for example in examples:
-            reason = _skip_reason(example)
-            marks = [pytest.mark.skip(reason=reason)] if reason else []
-            cases.append(pytest.param(example, marks=marks, id=f"{source}: {example[:70]}"))
-    return cases
+def _groups() -> list[object]:
+    """Examples run in the order they are written, each group on its own copy of the
+    demo database: the README, then each command's help (create then revoke, ...)."""
+    groups = [pytest.param(readme_examples(), id="README")]
+    for path, examples in help_examples_by_command().items():
+        groups.append(pytest.param(examples, id=f"{path} --help"))
+    return groups
 
 
 def test_there_are_examples_to_run() -> None:
@@ -183,22 +197,38 @@ def test_there_are_examples_to_run() -> None:
     assert not [e for e in readme if re.search(r"\s\[--", e)]
 
 
-@pytest.mark.parametrize("example", _cases())
-def test_example_runs(example: str, demo_home: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("examples", _groups())
+def test_examples_run(examples: list[str], demo_home: Path, tmp_path: Path) -> None:
+    # Each group starts from the demo database as `make demo` left it (a copy).
+    home = tmp_path / "home"
+    shutil.copytree(demo_home, home)
+    work = tmp_path / "work"
+    work.mkdir()
     path = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
-    done = subprocess.run(
-        ["bash", "-c", example],
-        cwd=tmp_path,
-        env=_new_shell_env(demo_home, path=path),
-        capture_output=True,
-        text=True,
-        timeout=_TIMEOUT_S,
-        check=False,
-    )
-    output = done.stdout + done.stderr
-    assert done.returncode in _allowed_codes(example), f"{example}\n{output}"
-    assert "Traceback" not in output, f"{example}\n{output}"
-    assert "command not found" not in output
+    failures, skipped = [], []
+    for example in examples:
+        reason = _skip_reason(example)
+        if reason is not None:
+            skipped.append(f"{example}  [{reason}]")
+            continue
+        done = subprocess.run(
+            ["bash", "-c", example],
+            cwd=work,
+            env=_new_shell_env(home, path=path),
+            capture_output=True,
+            text=True,
+            timeout=_TIMEOUT_S,
+            check=False,
+        )
+        output = done.stdout + done.stderr
+        if (
+            done.returncode not in _allowed_codes(example)
+            or "Traceback" in output
+            or "command not found" in output
+        ):
+            failures.append(f"{example}\n  exit {done.returncode}: {output.strip()[-500:]}")
+    print("not run here:", *skipped, sep="\n  ")
+    assert not failures, "\n".join(failures)
 
 
 def test_the_demo_try_next_lines_run(tmp_path: Path) -> None:

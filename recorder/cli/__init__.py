@@ -19,6 +19,7 @@ from recorder.cli.emulate import emulate
 from recorder.cli.export import export
 from recorder.cli.join import demo, join
 from recorder.cli.query import meetings, search, show, speakers
+from recorder.cli.service import mcp, serve, tokens, webhooks
 from recorder.cli.sql import sql
 
 __all__ = ["cli", "main"]
@@ -50,6 +51,8 @@ cli.add_command(emulate)
 cli.add_command(join)
 cli.add_command(demo)
 cli.add_command(doctor)
+for _command in (serve, mcp, tokens, webhooks):
+    cli.add_command(_command)
 
 
 def main() -> None:

@@ -39,6 +39,15 @@ __all__ = ["sql"]
     show_default=True,
     help="Print at most this many rows.",
 )
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=click.FloatRange(0, min_open=True),
+    default=30.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Stop the statement after this long.",
+)
 @db_option
 def sql(
     statement: str | None,
@@ -47,6 +56,7 @@ def sql(
     as_json: bool,
     as_csv: bool,
     max_rows: int,
+    timeout_s: float,
     database_url: str | None,
 ) -> None:
     """Run one read-only SQL statement; anything that would change the database fails.
@@ -82,7 +92,7 @@ def sql(
         from storage.store import TranscriptStore
 
         async with await TranscriptStore.open(config.database_url) as store:
-            return await store.run_query(statement, max_rows=max_rows)
+            return await store.run_query(statement, max_rows=max_rows, timeout_s=timeout_s)
 
     result = run(main())
     columns = list(result.columns)
@@ -100,9 +110,11 @@ def sql(
 
 
 def _describe(database_url: str, table: str | None, *, as_json: bool, as_csv: bool) -> None:
+    from storage.bounded import READABLE_TABLES
     from storage.readonly import describe_schema
 
-    tables = run(describe_schema(database_url))
+    # What read-only SQL may read (on PostgreSQL its role sees nothing else).
+    tables = [t for t in run(describe_schema(database_url)) if t.name in READABLE_TABLES]
     if table is not None:
         matches = [t for t in tables if t.name.lower() == table.strip().lower()]
         if not matches:
