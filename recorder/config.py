@@ -23,6 +23,7 @@ from recorder.errors import ConfigError
 __all__ = [
     "ASYNC_DRIVERS",
     "DEFAULT_BOT_UID",
+    "DEFAULT_EMPTY_TIMEOUT_S",
     "DEFAULT_IDLE_CLOSE_S",
     "DEFAULT_SESSIONS_PER_MINUTE",
     "DEFAULT_SPEECH_MODEL",
@@ -55,6 +56,8 @@ DEFAULT_IDLE_CLOSE_S = 2.0
 # Free AssemblyAI accounts may open 5 sessions a minute; paid ones 100+
 # (docs/providers.md, "Streaming: limits and billing").
 DEFAULT_SESSIONS_PER_MINUTE = 5.0
+# A recording ends once its channel has had no remote participant this long.
+DEFAULT_EMPTY_TIMEOUT_S = 120.0
 # Streaming v3 endpoints per data-residency region
 # (https://www.assemblyai.com/docs/streaming/endpoints-and-data-zones).
 STT_REGION_URLS = {

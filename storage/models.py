@@ -59,6 +59,9 @@ NAMING_CONVENTION = {
 # describe: the FTS5 table and its shadow tables (SQLite), the generated
 # tsvector column and its GIN index (PostgreSQL).
 FTS_OBJECT_NAMES = frozenset({"turns_fts", "text_search", "ix_turns_text_search"})
+# The fleet's own table (migrations/versions/0004_fleet.py); procrastinate's start with
+# procrastinate_.
+FLEET_TABLE_NAMES = frozenset({"recordings"})
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -286,4 +289,6 @@ def include_object(
         return True
     if type_ == "table" and (name in FTS_OBJECT_NAMES or name.startswith("turns_fts_")):
         return False
+    if type_ == "table" and (name in FLEET_TABLE_NAMES or name.startswith("procrastinate_")):
+        return False  # the fleet's tables: PostgreSQL only, queried without models
     return not (type_ in ("column", "index") and name in FTS_OBJECT_NAMES)

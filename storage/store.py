@@ -213,6 +213,37 @@ class TranscriptStore:
 
         return await self._transaction(work, write=True)
 
+    async def resume_meeting(self, meeting_id: int) -> datetime:
+        """Continue a meeting another process recorded: ``recording`` again, owned by us.
+
+        Returns:
+            When the meeting started (its clock's origin).
+
+        Raises:
+            NotFoundError: no such meeting.
+        """
+
+        async def work(connection: AsyncConnection) -> datetime:
+            started = await connection.scalar(
+                select(MeetingRow.started_at).where(MeetingRow.id == meeting_id)
+            )
+            if started is None:
+                raise NotFoundError(f"no meeting with id {meeting_id}")
+            await connection.execute(
+                update(MeetingRow)
+                .where(MeetingRow.id == meeting_id)
+                .values(
+                    status="recording",
+                    ended_at=None,
+                    host=_HOST,
+                    pid=os.getpid(),
+                    heartbeat_at=datetime.now(UTC),
+                )
+            )
+            return started
+
+        return await self._transaction(work, write=True)
+
     async def heartbeat(self, meeting_id: int, at: datetime) -> None:
         """Note that the meeting's recorder is alive (see :meth:`mark_interrupted_meetings`)."""
 

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0007_service"
-down_revision: str | Sequence[str] | None = "0001_initial"
+down_revision: str | Sequence[str] | None = "0004_fleet"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

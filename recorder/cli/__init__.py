@@ -17,6 +17,7 @@ from recorder.cli.db import db
 from recorder.cli.doctor import doctor
 from recorder.cli.emulate import emulate
 from recorder.cli.export import export
+from recorder.cli.fleet import cancel, jobs, record, stop, worker
 from recorder.cli.join import demo, join
 from recorder.cli.query import meetings, search, show, speakers
 from recorder.cli.service import mcp, serve, tokens, webhooks
@@ -51,7 +52,7 @@ cli.add_command(emulate)
 cli.add_command(join)
 cli.add_command(demo)
 cli.add_command(doctor)
-for _command in (serve, mcp, tokens, webhooks):
+for _command in (worker, record, jobs, stop, cancel, serve, mcp, tokens, webhooks):
     cli.add_command(_command)
 
 
