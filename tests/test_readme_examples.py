@@ -63,6 +63,7 @@ NOT_HERE = [
     (r"^recorder serve\b", "serves until stopped"),
     (r"^recorder webhooks add\b", "needs: RECORDER_WEBHOOK_KEY"),
     (r"^recorder webhooks remove\b", "needs: an endpoint added first"),
+    (r"^recorder (worker|record|jobs|stop|cancel)\b", "needs: PostgreSQL (the fleet's queue)"),
 ]
 # (pattern, allowed exit codes): documented non-zero exits.
 EXIT_CODES = [(r"^recorder doctor\b", {0, 1})]
