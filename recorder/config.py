@@ -50,8 +50,9 @@ SPEECH_MODELS = (
 )
 # Agora uids are unsigned 32-bit; 0 asks the server to assign one, which a bot must not do.
 MAX_UID = 2**32 - 1
-# Chosen from bench/bench_idle_close.py (README, "Costs: idle sockets"): short enough that a
-# participant talking 20% of the time bills well under 1.5x their speech.
+# Silence after which a socket closes whatever the turns: the whole rule under
+# --close-policy idle, the fallback under turn-end (README, "Costs: idle sockets";
+# measured with bench/bench_cost.py).
 DEFAULT_IDLE_CLOSE_S = 2.0
 # Free AssemblyAI accounts may open 5 sessions a minute; paid ones 100+
 # (docs/providers.md, "Streaming: limits and billing").
@@ -84,6 +85,9 @@ class Config:
         stt_region: ``us`` or ``eu``.
         speech_model: the streaming speech model.
         agent_url: Voice Agent URL override (an emulator), if any.
+        price_per_hour: streaming price in USD per hour of socket-open time, to
+            estimate what a meeting cost (None: the model's list price,
+            ``recorder.stt.price``).
         webhook_key: the server key webhook signing secrets are derived from (secret).
     """
 
@@ -98,6 +102,7 @@ class Config:
     stt_region: str = "us"
     speech_model: str = DEFAULT_SPEECH_MODEL
     agent_url: str | None = None
+    price_per_hour: float | None = None
     webhook_key: str | None = field(default=None, repr=False)
 
     @property
@@ -321,6 +326,16 @@ def _parse_uid(value: str, source: str) -> int:
     return uid
 
 
+def _parse_price(value: str, source: str) -> float:
+    try:
+        price = float(value)
+    except ValueError:
+        price = -1.0
+    if not 0 <= price < 1000 or price != price:
+        raise ConfigError(f"{source} must be a price in USD per hour, like 0.45; got {value!r}")
+    return price
+
+
 def load_config(
     environ: Mapping[str, str] | None = None,
     *,
@@ -376,6 +391,8 @@ def load_config(
             f"{model_source}: unknown speech model {_shown(speech_model)}; "
             f"use one of {', '.join(SPEECH_MODELS)}"
         )
+    raw_price, price_source = pick("price_per_hour", "RECORDER_PRICE_PER_HOUR")
+    price_per_hour = _parse_price(raw_price, price_source) if raw_price else None
 
     return Config(
         database_url=database_url,
@@ -392,6 +409,7 @@ def load_config(
         stt_region=region,
         speech_model=speech_model or DEFAULT_SPEECH_MODEL,
         agent_url=agent_url,
+        price_per_hour=price_per_hour,
         webhook_key=_webhook_key(env.get("RECORDER_WEBHOOK_KEY") or None),
     )
 

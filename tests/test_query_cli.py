@@ -37,12 +37,24 @@ def _ok(*args: str) -> str:
 def test_meetings_lists_newest_first(db_url: str) -> None:
     ids = populate(db_url, meetings=2)
     lines = _ok("meetings", "--db", db_url).splitlines()
-    assert lines[0].split() == ["ID", "CHANNEL", "STARTED", "DURATION", "PEOPLE", "TURNS", "STATUS"]
+    assert lines[0].split() == [
+        "ID",
+        "CHANNEL",
+        "STARTED",
+        "DURATION",
+        "PEOPLE",
+        "TURNS",
+        "STATUS",
+        "BILLED",
+        "SPEECH",
+        "RATIO",
+        "COST",
+    ]
     assert len(lines) == 3
     golden = next(line for line in lines if "design-review" in line)
     assert golden.split()[0] == str(ids[0])
     assert "2026-11-20 09:00 UTC" in golden and "2 h 00 min" in golden
-    assert golden.split()[-3:] == ["3", "9", "completed"]
+    assert "3 9 completed" in " ".join(golden.split())
 
 
 def test_meetings_json_and_filters(db_url: str) -> None:
@@ -59,6 +71,11 @@ def test_meetings_json_and_filters(db_url: str) -> None:
         "duration_ms",
         "participant_count",
         "turn_count",
+        "billed_ms",
+        "speech_ms",
+        "billed_speech_ratio",
+        "price_per_hour",
+        "estimated_cost_usd",
     ]
     assert rows[0]["started_at"] == "2026-11-20T09:00:00Z"
     assert rows[0]["duration_ms"] == 3_600_000
@@ -78,16 +95,49 @@ def test_meetings_json_matches_the_export_meeting_object(db_url: str, tmp_path: 
     out = tmp_path / "m.json"
     _ok("export", "latest", "-o", str(out), "--db", db_url)
     exported = json.loads(out.read_text(encoding="utf-8").split("\n{", 1)[0])["meeting"]
-    assert listed == exported
+    # The export's meeting object, then what streaming cost.
+    assert list(listed)[: len(exported)] == list(exported)
+    assert {key: listed[key] for key in exported} == exported
 
 
 def test_meetings_csv(db_url: str) -> None:
     populate(db_url)
     lines = _ok("meetings", "--csv", "--db", db_url).splitlines()
     assert lines[0] == (
-        "id,channel,bot_uid,status,started_at,ended_at,duration_ms,participant_count,turn_count"
+        "id,channel,bot_uid,status,started_at,ended_at,duration_ms,participant_count,turn_count,"
+        "billed_ms,speech_ms,billed_speech_ratio,price_per_hour,estimated_cost_usd"
     )
     assert len(lines) == 2 and ",7205000," in lines[1]
+
+
+def test_meetings_say_what_streaming_cost(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.support.export_data import golden_meeting
+
+    populate(db_url)
+    golden = golden_meeting()
+    billed_ms = round(sum(s.billed_seconds for s in golden.stream_sessions) * 1000)
+    speech_ms = sum(t.end_ms - t.start_ms for t in golden.turns)
+    monkeypatch.setenv("RECORDER_PRICE_PER_HOUR", "0.5")
+    [row] = json.loads(_ok("meetings", "--json", "--db", db_url))
+    assert row["billed_ms"] == billed_ms > 0
+    assert row["speech_ms"] == speech_ms > 0
+    assert row["billed_speech_ratio"] == pytest.approx(billed_ms / speech_ms, abs=1e-3)
+    assert row["price_per_hour"] == 0.5
+    assert row["estimated_cost_usd"] == pytest.approx(billed_ms / 3_600_000 * 0.5)
+    table = _ok("meetings", "--db", db_url).splitlines()[1]
+    assert f"{billed_ms / speech_ms:.2f}x" in table
+    assert f"${billed_ms / 3_600_000 * 0.5:.3f}" in table
+    title = _ok("show", "latest", "--db", db_url).splitlines()[0]
+    assert f"({billed_ms / speech_ms:.2f}x), about $" in title
+
+
+def test_a_bad_price_is_one_clear_line(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    populate(db_url)
+    monkeypatch.setenv("RECORDER_PRICE_PER_HOUR", "cheap")
+    result = _run("meetings", "--db", db_url)
+    assert result.exit_code != 0
+    assert result.output.startswith("error: RECORDER_PRICE_PER_HOUR must be a price")
+    assert "Traceback" not in result.output
 
 
 # -- show -----------------------------------------------------------------------------
@@ -207,11 +257,17 @@ def test_an_empty_listing_is_not_an_error(db_url: str, args: list[str]) -> None:
 
 
 def test_record_keys_are_the_documented_fields(db_url: str) -> None:
-    from recorder.cli.query import HIT_FIELDS, MEETING_FIELDS, PARTICIPANT_FIELDS, TURN_FIELDS
+    from recorder.cli.query import (
+        COST_FIELDS,
+        HIT_FIELDS,
+        MEETING_FIELDS,
+        PARTICIPANT_FIELDS,
+        TURN_FIELDS,
+    )
 
     populate(db_url)
     for args, fields in (
-        (["meetings"], MEETING_FIELDS),
+        (["meetings"], MEETING_FIELDS + COST_FIELDS),
         (["show", "latest"], TURN_FIELDS),
         (["search", "rollout"], HIT_FIELDS),
         (["speakers", "latest"], PARTICIPANT_FIELDS),

@@ -22,10 +22,12 @@ from recorder.export.escape import clean_text
 from recorder.timeline import format_clock
 
 if TYPE_CHECKING:
+    from storage.costs import MeetingCost
     from storage.records import MeetingSummary, Note, Participant, SearchHit, Turn
     from storage.store import TranscriptStore
 
 __all__ = [
+    "COST_FIELDS",
     "HIT_FIELDS",
     "MEETING_FIELDS",
     "PARTICIPANT_FIELDS",
@@ -80,6 +82,42 @@ def parse_since(value: str) -> datetime:
             f"--since must be a date like 2026-11-20 or 2026-11-20T09:30, got {value!r}"
         ) from None
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _price_per_hour(database_url: str | None) -> float:
+    """The streaming price to estimate costs with: configured, else the model's list price."""
+    from recorder.stt.price import list_price_per_hour
+
+    config = build_config(database_url=database_url)
+    if config.price_per_hour is not None:
+        return config.price_per_hour
+    return list_price_per_hour(config.speech_model)
+
+
+def _cost_json(cost: MeetingCost, price: float) -> dict[str, Any]:
+    from recorder.stt.price import estimate_cost
+
+    ratio = cost.ratio
+    return {
+        "billed_ms": cost.billed_ms,
+        "speech_ms": cost.speech_ms,
+        "billed_speech_ratio": None if ratio is None else round(ratio, 3),
+        "price_per_hour": price,
+        "estimated_cost_usd": round(estimate_cost(cost.billed_ms, price), 6),
+    }
+
+
+def _cost_cells(cost: MeetingCost, price: float) -> list[str]:
+    from recorder.export.render import format_duration
+    from recorder.stt.price import estimate_cost
+
+    ratio = cost.ratio
+    return [
+        format_duration(cost.billed_ms),
+        format_duration(cost.speech_ms),
+        "-" if ratio is None else f"{ratio:.2f}x",
+        f"${estimate_cost(cost.billed_ms, price):.3f}",
+    ]
 
 
 async def _open(database_url: str | None) -> TranscriptStore:
@@ -156,6 +194,14 @@ MEETING_FIELDS = (
     "participant_count",
     "turn_count",
 )
+# What `meetings` adds to each meeting: the streaming cost (see _cost_json).
+COST_FIELDS = (
+    "billed_ms",
+    "speech_ms",
+    "billed_speech_ratio",
+    "price_per_hour",
+    "estimated_cost_usd",
+)
 TURN_FIELDS = ("id", "meeting_id", "uid", "speaker", "display_name", "start_ms", "end_ms", "text")
 HIT_FIELDS = (
     "meeting_id",
@@ -229,10 +275,12 @@ def meetings(
 
     _check_formats(as_json, as_csv)
     since_at = parse_since(since) if since is not None else None
+    price = _price_per_hour(database_url)
 
-    async def main() -> list[MeetingSummary]:
+    async def main() -> tuple[list[MeetingSummary], dict[int, MeetingCost]]:
         async with await _open(database_url) as store:
             found = await store.list_meetings(channel=channel, since=since_at)
+            costs = await store.meeting_costs(m.id for m in found)
             if not found:
                 filters = " ".join(
                     part
@@ -243,9 +291,9 @@ def meetings(
                     if part
                 )
                 _nothing(str(await _no_meetings_error(store, f"no meetings {filters}".rstrip())))
-            return found
+            return found, costs
 
-    found = run(main())
+    found, costs = run(main())
 
     def table() -> None:
         if not found:
@@ -259,13 +307,16 @@ def meetings(
                 str(m.participant_count),
                 str(m.turn_count),
                 m.status,
+                *_cost_cells(costs[m.id], price),
             ]
             for m in found
         ]
         headers = ["ID", "CHANNEL", "STARTED", "DURATION", "PEOPLE", "TURNS", "STATUS"]
+        headers += ["BILLED", "SPEECH", "RATIO", "COST"]
         echo_table(headers, rows)
 
-    _emit(as_json, as_csv, MEETING_FIELDS, [_meeting_record(m) for m in found], table)
+    records = [{**_meeting_record(m), **_cost_json(costs[m.id], price)} for m in found]
+    _emit(as_json, as_csv, MEETING_FIELDS + COST_FIELDS, records, table)
 
 
 # -- show -----------------------------------------------------------------------------
@@ -326,6 +377,7 @@ def show(
     if end_ms is not None and end_ms < start_ms:
         raise UsageError(f"--to ({to}) is before --from ({from_})")
     as_text = not (as_json or as_csv)
+    price = _price_per_hour(database_url)
 
     def wanted(position_ms: int) -> bool:
         return position_ms >= start_ms and (end_ms is None or position_ms <= end_ms)
@@ -335,6 +387,7 @@ def show(
         async with await _open(database_url) as store:
             meeting_id = await store.resolve_meeting(meeting, channel=channel)
             header = await store.get_meeting(meeting_id, with_turns=False)
+            cost = (await store.meeting_costs([meeting_id]))[meeting_id]
             turns = store.iter_turns(meeting_id, batch=_TURNS_PER_QUERY, with_words=False)
             participants = header.participants
             uid = _match_speaker(participants, speaker, meeting_id) if speaker else None
@@ -344,9 +397,11 @@ def show(
                 None if summary.duration_s is None else round(summary.duration_s * 1000)
             )
             if as_text:
+                billed, speech, ratio, usd = _cost_cells(cost, price)
                 click.echo(
                     f"{clean_text(summary.channel)} · meeting {summary.id} · "
-                    f"{format_datetime(summary.started_at)} · {duration} · {summary.status}"
+                    f"{format_datetime(summary.started_at)} · {duration} · {summary.status} · "
+                    f"{billed} billed for {speech} of speech ({ratio}), about {usd}"
                 )
             notes = sorted(
                 (

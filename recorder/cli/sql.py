@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from recorder.cli.common import CONTEXT_SETTINGS, build_config, db_option, run
+from recorder.cli.common import CONTEXT_SETTINGS, Duration, build_config, db_option, run
 from recorder.cli.output import (
     MAX_CELL_CHARS,
     echo_csv,
@@ -42,11 +42,10 @@ __all__ = ["sql"]
 @click.option(
     "--timeout",
     "timeout_s",
-    type=click.FloatRange(0, min_open=True),
+    type=Duration(min_s=0.001),
     default=30.0,
     show_default=True,
-    metavar="SECONDS",
-    help="Stop the statement after this long.",
+    help="Stop the statement after this long, e.g. 30 or 2m.",
 )
 @db_option
 def sql(
