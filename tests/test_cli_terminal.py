@@ -119,8 +119,8 @@ def test_tables_fit_the_terminal(sqlite_url: str) -> None:
     lines = output.splitlines()
     assert code == 0 and len(lines) == 2
     assert all(_columns(line) <= 100 for line in lines), lines
-    # The long channel gives way; the short columns stay whole.
-    assert "a-very-long-channel-na" in lines[1] and "…" in lines[1]
+    # The widest columns give way; the short ones stay whole.
+    assert "a-very-" in lines[1] and "…" in lines[1]
     assert " completed " in lines[1]
     # A pipe gets whole cells up to the cap; --json is never cut.
     done = subprocess.run(
