@@ -6,7 +6,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --disable-pip-version-check --progress-bar on
-# Stamps: each set of packages is installed once, again only when pyproject.toml changes.
+# Stamps: each set of packages is installed once, again only when the dependencies (or the
+# native tap's source) change; the editable install compiles the tap in place when a C
+# compiler is present.
+SOURCES := pyproject.toml hatch_build.py recorder/transport/agora/_tap.c
 RUNTIME := $(VENV)/.installed-runtime
 DEV := $(VENV)/.installed-dev
 
@@ -18,12 +21,12 @@ $(BIN)/python:
 	@echo "==> creating $(VENV) with $$($(PYTHON) --version)"
 	$(PYTHON) -m venv $(VENV)
 
-$(RUNTIME): pyproject.toml | $(BIN)/python
+$(RUNTIME): $(SOURCES) | $(BIN)/python
 	@echo "==> installing recorder and its runtime dependencies into $(VENV) (first run only)"
 	$(PIP) -e .
 	@touch $@
 
-$(DEV): $(RUNTIME) pyproject.toml
+$(DEV): $(RUNTIME) $(SOURCES)
 	@echo "==> installing the development tools into $(VENV) (first run only)"
 	$(PIP) -e '.[dev]'
 	@touch $@

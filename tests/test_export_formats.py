@@ -342,9 +342,11 @@ async def test_json_schema_documents_every_field() -> None:
         "participants",
         "stream_sessions",
         "notes",
+        "gaps",
         "turns",
     ]
     sections = {
+        "gaps": "\ngap (",
         "meeting": "\nmeeting:",
         "participants": "\nparticipant:",
         "stream_sessions": "\nstream_session (",

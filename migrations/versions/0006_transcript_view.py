@@ -15,7 +15,7 @@ matching each against its base letter in FTS5); combining marks are dropped.
 ``storage.search`` folds query words with the same table.
 
 Revision ID: 0006_transcript_view
-Revises: 0007_service
+Revises: 0002_durable
 Create Date: 2026-12-04
 """
 
@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0006_transcript_view"
-down_revision: str | Sequence[str] | None = "0007_service"
+down_revision: str | Sequence[str] | None = "0002_durable"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

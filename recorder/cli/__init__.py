@@ -20,6 +20,7 @@ from recorder.cli.export import export
 from recorder.cli.fleet import cancel, jobs, record, stop, worker
 from recorder.cli.join import demo, join
 from recorder.cli.query import meetings, search, show, speakers
+from recorder.cli.repair import repair, retranscribe
 from recorder.cli.service import mcp, serve, tokens, webhooks
 from recorder.cli.sql import sql
 
@@ -54,6 +55,8 @@ cli.add_command(demo)
 cli.add_command(doctor)
 for _command in (worker, record, jobs, stop, cancel, serve, mcp, tokens, webhooks):
     cli.add_command(_command)
+cli.add_command(repair)
+cli.add_command(retranscribe)
 
 
 def main() -> None:

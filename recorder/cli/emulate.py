@@ -14,28 +14,43 @@ from recorder.errors import ConfigError
 __all__ = ["emulate"]
 
 
-async def _serve(host: str, port: int, api_keys: tuple[str, ...], realtime_factor: float) -> None:
+async def _serve(
+    host: str, port: int, api_keys: tuple[str, ...], realtime_factor: float, async_port: int
+) -> None:
     import asyncio
 
+    from recorder.emulator.batch import BatchEmulator
     from recorder.emulator.server import serve_emulators
 
+    binding = port
     try:
         server_cm = serve_emulators(
             host, port, api_keys=frozenset(api_keys), realtime_factor=realtime_factor
         )
-        async with server_cm as server:
+        batch = BatchEmulator(api_keys=frozenset(api_keys))
+        async with contextlib.AsyncExitStack() as stack:
+            server = await stack.enter_async_context(server_cm)
+            binding = async_port
+            batch_server = await stack.enter_async_context(batch.serve(host, async_port))
             for name, url in server.urls.items():
                 click.echo(f"{name}: {url}")
+            click.echo(f"async: {batch_server.url}")
             streaming_url = server.urls["streaming"]
-            click.echo(f"try: recorder join --transport replay:FILE --stt-url {streaming_url}")
+            click.echo(
+                f"try: recorder join --transport replay:FILE --stt-url {streaming_url} "
+                f"--async-url {batch_server.url}"
+            )
             click.echo("press Ctrl+C to stop", err=True)
             await asyncio.Event().wait()
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             raise fail(
-                ConfigError(f"port {port} on {host} is in use; pick another with --port")
+                ConfigError(
+                    f"port {binding} on {host} is in use; pick another with "
+                    + ("--port" if binding == port else "--async-port")
+                )
             ) from exc
-        raise fail(ConfigError(f"cannot listen on {host}:{port} ({exc.strerror})")) from exc
+        raise fail(ConfigError(f"cannot listen on {host}:{binding} ({exc.strerror})")) from exc
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
@@ -62,7 +77,19 @@ async def _serve(host: str, port: int, api_keys: tuple[str, ...], realtime_facto
     help="Accept audio this many times faster than real time (1.0 is the real rule; "
     "inf turns the rule off). Clients replaying with --speed N need at least N.",
 )
-def emulate(host: str, port: int, api_keys: tuple[str, ...], realtime_factor: float) -> None:
+@click.option(
+    "--async-port",
+    default=None,
+    type=click.IntRange(0, 65535),
+    help="TCP port of the pre-recorded (async) API emulator (default: --port + 1; 0: any).",
+)
+def emulate(
+    host: str,
+    port: int,
+    api_keys: tuple[str, ...],
+    realtime_factor: float,
+    async_port: int | None,
+) -> None:
     """Serve local AssemblyAI-compatible emulators, no account needed.
 
     The streaming emulator speaks the Universal-Streaming v3 protocol at /v3/ws
@@ -70,12 +97,15 @@ def emulate(host: str, port: int, api_keys: tuple[str, ...], realtime_factor: fl
     transport. The Voice Agent emulator, for spoken recaps, answers at /v1/ws
     on the same port (pass it to 'recorder join --recap --agent-url'). It
     logs one line per session: id, audio seconds, billed seconds and close code.
+    The pre-recorded (async) API emulator, which repairs gaps, answers HTTP on
+    the next port (pass it to 'recorder join --async-url').
 
     \b
     Example:
         recorder emulate --port 8765 --api-key dev-key
         # then, in another shell, with ASSEMBLYAI_API_KEY=dev-key:
-        recorder join --transport replay:meeting.json --stt-url ws://127.0.0.1:8765/v3/ws
+        recorder join --transport replay:meeting.json --stt-url ws://127.0.0.1:8765/v3/ws \\
+            --async-url http://127.0.0.1:8766
     """  # noqa: D301 - click's no-rewrap marker must be a real backspace, not r"\b"
     import logging
 
@@ -86,7 +116,9 @@ def emulate(host: str, port: int, api_keys: tuple[str, ...], realtime_factor: fl
     emulator_log.setLevel(logging.INFO)
     try:
         with contextlib.suppress(KeyboardInterrupt):
-            run(_serve(host, port, api_keys, realtime_factor))
+            if async_port is None:
+                async_port = port + 1 if 0 < port < 65535 else 0
+            run(_serve(host, port, api_keys, realtime_factor, async_port))
         click.echo("stopped", err=True)
     finally:
         emulator_log.removeHandler(handler)

@@ -308,15 +308,19 @@ def meetings(
                 str(m.turn_count),
                 m.status,
                 *_cost_cells(costs[m.id], price),
+                str(m.open_gaps) if m.open_gaps else "",
             ]
             for m in found
         ]
         headers = ["ID", "CHANNEL", "STARTED", "DURATION", "PEOPLE", "TURNS", "STATUS"]
-        headers += ["BILLED", "SPEECH", "RATIO", "COST"]
+        headers += ["BILLED", "SPEECH", "RATIO", "COST", "GAPS"]
         echo_table(headers, rows)
 
-    records = [{**_meeting_record(m), **_cost_json(costs[m.id], price)} for m in found]
-    _emit(as_json, as_csv, MEETING_FIELDS + COST_FIELDS, records, table)
+    records = [
+        {**_meeting_record(m), **_cost_json(costs[m.id], price), "open_gaps": m.open_gaps}
+        for m in found
+    ]
+    _emit(as_json, as_csv, (*MEETING_FIELDS, *COST_FIELDS, "open_gaps"), records, table)
 
 
 # -- show -----------------------------------------------------------------------------
@@ -346,6 +350,11 @@ def _note_ms(note: Note, started_at: datetime) -> int:
 @click.option("--speaker", metavar="NAME|UID", help="Only this participant's turns.")
 @click.option("--from", "from_", metavar="MM:SS", help="Start at this meeting time.")
 @click.option("--to", metavar="MM:SS", help="Stop at this meeting time.")
+@click.option(
+    "--revision",
+    type=click.IntRange(min=1),
+    help="Show this transcript revision (default: the latest; see 'recorder retranscribe').",
+)
 @_format_options
 @db_option
 def show(
@@ -356,18 +365,22 @@ def show(
     to: str | None,
     as_json: bool,
     as_csv: bool,
+    revision: int | None,
     database_url: str | None,
 ) -> None:
     """Print a meeting's transcript: one [hh:mm:ss] Name: text line per turn.
 
     MEETING is a meeting id (see 'recorder meetings') or 'latest'. Notes such
-    as spoken recaps appear where they were made; --json and --csv list turns.
+    as spoken recaps appear where they were made; turns repaired from the
+    stored audio are marked (repaired); stretches nothing could transcribe are
+    listed as gaps at the end. --json and --csv list the turns.
 
     \b
     Examples:
         recorder show latest
         recorder show 1 --speaker Alice --from 0:10 --to 0:40
         recorder show latest --json
+        recorder show 1 --revision 1
     """
     from recorder.export.render import format_datetime, format_duration
 
@@ -386,9 +399,11 @@ def show(
         records: list[dict[str, Any]] = []
         async with await _open(database_url) as store:
             meeting_id = await store.resolve_meeting(meeting, channel=channel)
-            header = await store.get_meeting(meeting_id, with_turns=False)
+            header = await store.get_meeting(meeting_id, with_turns=False, revision=revision)
             cost = (await store.meeting_costs([meeting_id]))[meeting_id]
-            turns = store.iter_turns(meeting_id, batch=_TURNS_PER_QUERY, with_words=False)
+            turns = store.iter_turns(
+                meeting_id, batch=_TURNS_PER_QUERY, with_words=False, revision=revision
+            )
             participants = header.participants
             uid = _match_speaker(participants, speaker, meeting_id) if speaker else None
             style = _speaker_style(participants)
@@ -402,6 +417,11 @@ def show(
                     f"{clean_text(summary.channel)} · meeting {summary.id} · "
                     f"{format_datetime(summary.started_at)} · {duration} · {summary.status} · "
                     f"{billed} billed for {speech} of speech ({ratio}), about {usd}"
+                    + (
+                        f" · revision {header.revision} of {header.revisions[-1]}"
+                        if len(header.revisions) > 1
+                        else ""
+                    )
                 )
             notes = sorted(
                 (
@@ -434,12 +454,21 @@ def show(
                 print_notes(turn.start_ms)
                 name = clean_text(turn.display_name or "") or str(turn.uid)
                 text = clean_text(turn.text)
+                mark = " (repaired)" if turn.source == "repaired" else ""
                 click.echo(
-                    f"[{format_clock(turn.start_ms)}] {style(turn.uid, name)}:"
+                    f"[{format_clock(turn.start_ms)}] {style(turn.uid, name)}{mark}:"
                     + (f" {text}" if text else "")
                 )
+            names = {p.uid: p.speaker for p in participants}
+            unrepaired = [g for g in header.gaps if g.state != "repaired"]
             if as_text:
                 print_notes(None)
+                for gap in unrepaired:
+                    click.echo(
+                        f"gap: {clean_text(names.get(gap.uid, str(gap.uid)))} "
+                        f"{format_clock(gap.from_ms)}-{format_clock(gap.to_ms)}: "
+                        f"{clean_text(gap.cause)} ({gap.state})"
+                    )
             if shown == 0:
                 _nothing(f"no turns in meeting {meeting_id} match the filters")
         return records

@@ -17,6 +17,7 @@ from storage.records import Meeting, Note, Participant, Turn, Word
 
 __all__ = [
     "PALETTE_SIZE",
+    "GapView",
     "MeetingView",
     "NoteView",
     "SpeakerView",
@@ -77,6 +78,18 @@ class TurnView:
     words: tuple[Word, ...]
     is_group_start: bool
     is_group_end: bool
+    is_repaired: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class GapView:
+    """A stretch of one participant's speech nothing could transcribe."""
+
+    speaker: SpeakerView
+    from_ms: int
+    to_ms: int
+    cause: str
+    state: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +106,7 @@ class MeetingView:
     notes: tuple[NoteView, ...]
     turn_count: int
     title: str
+    gaps: tuple[GapView, ...] = ()
 
 
 class Speakers:
@@ -171,6 +185,17 @@ def build_meeting_view(meeting: Meeting, speakers: Speakers | None = None) -> Me
         notes=notes,
         turn_count=summary.turn_count,
         title=f"{channel} · meeting {summary.id}",
+        gaps=tuple(
+            GapView(
+                speaker=speakers.get(gap.uid),
+                from_ms=gap.from_ms,
+                to_ms=gap.to_ms,
+                cause=clean_text(gap.cause),
+                state=gap.state,
+            )
+            for gap in meeting.gaps
+            if gap.state != "repaired"
+        ),
     )
 
 
@@ -202,4 +227,5 @@ def _view(turn: Turn, speakers: Speakers, starts: bool, ends: bool) -> TurnView:
         words=turn.words,
         is_group_start=starts,
         is_group_end=ends,
+        is_repaired=turn.source == "repaired",
     )
