@@ -26,10 +26,13 @@ __all__ = [
     "DEFAULT_IDLE_CLOSE_S",
     "DEFAULT_SESSIONS_PER_MINUTE",
     "DEFAULT_SPEECH_MODEL",
+    "EMULATOR_PATHS",
+    "LLM_REGION_URLS",
     "MAX_UID",
     "STT_REGION_URLS",
     "Config",
     "default_database_url",
+    "emulator_urls",
     "load_config",
     "mask_url",
     "normalize_database_url",
@@ -51,8 +54,16 @@ STT_REGION_URLS = {
     "us": "wss://streaming.assemblyai.com/v3/ws",
     "eu": "wss://streaming.eu.assemblyai.com/v3/ws",
 }
+# LLM Gateway base URLs per region (docs/providers.md, "LLM Gateway").
+LLM_REGION_URLS = {
+    "us": "https://llm-gateway.assemblyai.com/v1",
+    "eu": "https://llm-gateway.eu.assemblyai.com/v1",
+}
+# Where each AssemblyAI endpoint lives on one emulator (``recorder emulate``), so one
+# ``--emulator URL`` points them all at it; an endpoint's own override still wins.
+EMULATOR_PATHS = {"stt_url": "/v3/ws", "agent_url": "/v1/ws", "llm_url": "/v1"}
 # Settings whose command-line flag is not simply the field name.
-_FLAG_NAMES = {"database_url": "--db"}
+_FLAG_NAMES = {"database_url": "--db", "emulator_url": "--emulator"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +82,9 @@ class Config:
         stt_region: ``us`` or ``eu``.
         speech_model: the streaming speech model.
         agent_url: Voice Agent URL override (an emulator), if any.
+        llm_url: LLM Gateway base URL override (an emulator), else from ``stt_region``.
+        emulator_url: the one emulator every AssemblyAI endpoint points at, if any
+            (``--emulator``/``RECORDER_EMULATOR``; already applied to the URLs above).
     """
 
     database_url: str
@@ -84,6 +98,13 @@ class Config:
     stt_region: str = "us"
     speech_model: str = DEFAULT_SPEECH_MODEL
     agent_url: str | None = None
+    llm_url: str | None = None
+    emulator_url: str | None = None
+
+    @property
+    def llm_base_url(self) -> str:
+        """The LLM Gateway base URL (``.../v1``): the override, else the region's."""
+        return (self.llm_url or LLM_REGION_URLS[self.stt_region]).rstrip("/")
 
     @property
     def is_default_database(self) -> bool:
@@ -268,6 +289,29 @@ def _parse_uid(value: str, source: str) -> int:
     return uid
 
 
+def emulator_urls(base: str, source: str = "--emulator") -> dict[str, str]:
+    """Every AssemblyAI endpoint on one emulator at ``base`` (``http://HOST:PORT``).
+
+    Returns:
+        ``{"stt_url": "ws://HOST:PORT/v3/ws", "agent_url": ..., "llm_url": "http://HOST:PORT/v1"}``.
+
+    Raises:
+        ConfigError: ``base`` is not an http(s):// or ws(s):// URL.
+    """
+    scheme, sep, rest = base.partition("://")
+    host = rest.split("/", 1)[0]
+    if not sep or scheme not in ("http", "https", "ws", "wss") or not host:
+        raise ConfigError(
+            f"{source} must be an emulator URL like http://127.0.0.1:8765, got {base!r}"
+        )
+    secure = scheme in ("https", "wss")
+    ws = f"{'wss' if secure else 'ws'}://{host}"
+    http = f"{'https' if secure else 'http'}://{host}"
+    return {
+        name: (http if name == "llm_url" else ws) + path for name, path in EMULATOR_PATHS.items()
+    }
+
+
 def load_config(
     environ: Mapping[str, str] | None = None,
     *,
@@ -318,6 +362,15 @@ def load_config(
     if agent_url and not agent_url.startswith(("ws://", "wss://")):
         raise ConfigError(f"{agent_source} must start with ws:// or wss://, got {agent_url!r}")
     speech_model, _ = pick("speech_model", "RECORDER_SPEECH_MODEL")
+    llm_url, llm_source = pick("llm_url", "RECORDER_LLM_URL")
+    if llm_url and not llm_url.startswith(("http://", "https://")):
+        raise ConfigError(f"{llm_source} must start with http:// or https://, got {llm_url!r}")
+    emulator_url, emulator_source = pick("emulator_url", "RECORDER_EMULATOR")
+    if emulator_url:
+        derived = emulator_urls(emulator_url, emulator_source)
+        stt_url = stt_url or derived["stt_url"]
+        agent_url = agent_url or derived["agent_url"]
+        llm_url = llm_url or derived["llm_url"]
 
     return Config(
         database_url=database_url,
@@ -334,4 +387,6 @@ def load_config(
         stt_region=region,
         speech_model=speech_model or DEFAULT_SPEECH_MODEL,
         agent_url=agent_url,
+        llm_url=llm_url.rstrip("/") if llm_url else None,
+        emulator_url=emulator_url,
     )
