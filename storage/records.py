@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from storage.notes import MeetingNotes
 
 __all__ = [
     "MEETING_STATUSES",
@@ -158,13 +161,17 @@ class MeetingSummary:
 
 @dataclass(frozen=True, slots=True)
 class Meeting:
-    """A whole meeting: header, participants, turns in time order, notes, sessions."""
+    """A whole meeting: header, participants, turns in time order, notes, sessions.
+
+    ``meeting_notes`` is the current revision of the written notes, if any.
+    """
 
     summary: MeetingSummary
     participants: tuple[Participant, ...]
     turns: tuple[Turn, ...]
     notes: tuple[Note, ...]
     stream_sessions: tuple[StreamSession, ...] = ()
+    meeting_notes: MeetingNotes | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from recorder.errors import NotFoundError
 from storage.models import MeetingRow, NoteRow, ParticipantRow, StreamSessionRow, TurnRow
+from storage.notes import load_current_notes
 from storage.records import Meeting, MeetingSummary, Note, Participant, StreamSession, Turn, Word
 
 __all__ = [
@@ -287,4 +288,5 @@ async def load_meeting(
         turns=turns,
         notes=notes,
         stream_sessions=sessions,
+        meeting_notes=await load_current_notes(connection, meeting_id),
     )

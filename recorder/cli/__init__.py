@@ -18,6 +18,7 @@ from recorder.cli.doctor import doctor
 from recorder.cli.emulate import emulate
 from recorder.cli.export import export
 from recorder.cli.join import demo, join
+from recorder.cli.notes import ask, notes
 from recorder.cli.query import meetings, search, show, speakers, sql
 
 __all__ = ["cli", "main"]
@@ -40,6 +41,9 @@ def cli(verbose: int) -> None:
         recorder meetings
         recorder export latest -o standup.html
         recorder search "budget"
+    Write notes (summary, decisions, action items) and ask questions:
+        recorder notes latest
+        recorder ask latest "Who owns the budget?"
     """
     if verbose:
         import logging
@@ -57,6 +61,8 @@ cli.add_command(emulate)
 cli.add_command(join)
 cli.add_command(demo)
 cli.add_command(doctor)
+cli.add_command(notes)
+cli.add_command(ask)
 
 
 def main() -> None:
