@@ -342,6 +342,7 @@ async def test_json_schema_documents_every_field() -> None:
         "participants",
         "stream_sessions",
         "notes",
+        "meeting_notes",
         "turns",
     ]
     sections = {

@@ -14,20 +14,35 @@ from recorder.errors import ConfigError
 __all__ = ["emulate"]
 
 
-async def _serve(host: str, port: int, api_keys: tuple[str, ...], realtime_factor: float) -> None:
+async def _serve(
+    host: str,
+    port: int,
+    api_keys: tuple[str, ...],
+    realtime_factor: float,
+    llm_fault: str | None = None,
+) -> None:
     import asyncio
 
+    from recorder.emulator.llm import LlmBehaviour, LlmGatewayEmulator
     from recorder.emulator.server import serve_emulators
 
     try:
+        llm = LlmGatewayEmulator(
+            api_keys=api_keys,
+            behaviour=LlmBehaviour(fault=llm_fault) if llm_fault else None,  # type: ignore[arg-type]
+        )
         server_cm = serve_emulators(
-            host, port, api_keys=frozenset(api_keys), realtime_factor=realtime_factor
+            host, port, api_keys=frozenset(api_keys), realtime_factor=realtime_factor, llm=llm
         )
         async with server_cm as server:
             for name, url in server.urls.items():
                 click.echo(f"{name}: {url}")
-            streaming_url = server.urls["streaming"]
-            click.echo(f"try: recorder join --transport replay:FILE --stt-url {streaming_url}")
+            emulator_url = server.urls["emulator"]
+            # One line to copy: every AssemblyAI endpoint at this emulator.
+            click.echo(f"export RECORDER_EMULATOR={emulator_url}")
+            click.echo(
+                f"try: recorder join --transport replay:FILE --emulator {emulator_url} --notes"
+            )
             click.echo("press Ctrl+C to stop", err=True)
             await asyncio.Event().wait()
     except OSError as exc:
@@ -61,20 +76,37 @@ async def _serve(host: str, port: int, api_keys: tuple[str, ...], realtime_facto
     type=click.FloatRange(min=0, min_open=True),
     help="Accept audio this many times faster than real time (1.0 is the real rule).",
 )
-def emulate(host: str, port: int, api_keys: tuple[str, ...], realtime_factor: float) -> None:
+@click.option(
+    "--llm-fault",
+    type=click.Choice(["429", "500", "503", "malformed", "truncated"]),
+    help="Make every LLM Gateway request fail this way (to try retries and error messages).",
+)
+def emulate(
+    host: str,
+    port: int,
+    api_keys: tuple[str, ...],
+    realtime_factor: float,
+    llm_fault: str | None,
+) -> None:
     """Serve local AssemblyAI-compatible emulators, no account needed.
 
     The streaming emulator speaks the Universal-Streaming v3 protocol at /v3/ws
     and hears the synthetic tone-code speech of `recorder demo` and the replay
     transport. The Voice Agent emulator, for spoken recaps, answers at /v1/ws
-    on the same port (pass it to 'recorder join --recap --agent-url'). It
+    on the same port (pass it to 'recorder join --recap --agent-url'), and the
+    LLM Gateway emulator, for written notes, at /v1/chat/completions (its
+    "model" extracts commitments, agreements and unanswered questions). It
     logs one line per session: id, audio seconds, billed seconds and close code.
+    It prints the one line that points every command at it:
+    RECORDER_EMULATOR=http://HOST:PORT (or --emulator URL).
 
     \b
     Example:
         recorder emulate --port 8765 --api-key dev-key
         # then, in another shell, with ASSEMBLYAI_API_KEY=dev-key:
-        recorder join --transport replay:meeting.json --stt-url ws://127.0.0.1:8765/v3/ws
+        export RECORDER_EMULATOR=http://127.0.0.1:8765
+        recorder join --transport replay:meeting.json --notes
+        recorder emulate --llm-fault 503   # every notes request fails
     """  # noqa: D301 - click's no-rewrap marker must be a real backspace, not r"\b"
     import logging
 
@@ -85,7 +117,7 @@ def emulate(host: str, port: int, api_keys: tuple[str, ...], realtime_factor: fl
     emulator_log.setLevel(logging.INFO)
     try:
         with contextlib.suppress(KeyboardInterrupt):
-            run(_serve(host, port, api_keys, realtime_factor))
+            run(_serve(host, port, api_keys, realtime_factor, llm_fault))
         click.echo("stopped", err=True)
     finally:
         emulator_log.removeHandler(handler)

@@ -295,6 +295,12 @@ def show(
                 shown += 1
             if shown == 0:
                 raise NotFoundError(f"no turns in meeting {meeting_id} match the filters")
+            if header.meeting_notes is not None and not (speaker or from_ or to):
+                from recorder.notes.text import notes_lines
+
+                click.echo("")
+                for line in notes_lines(header.meeting_notes, clean_text):
+                    click.echo(line)
 
     run(main())
 

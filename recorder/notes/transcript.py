@@ -21,6 +21,7 @@ __all__ = [
     "estimate_tokens",
     "lines_for",
     "render",
+    "speaker_label",
     "split_parts",
 ]
 
