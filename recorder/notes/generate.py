@@ -140,10 +140,11 @@ def _usage(client: LlmClient, model: str, before_calls: int, before: Any) -> Not
 
 
 def _merge_items(groups: Sequence[Sequence[NoteItem]]) -> tuple[NoteItem, ...]:
-    seen: set[tuple[str, str | None]] = set()
+    """The parts' items in time order; an item repeated for the same turns counts once."""
+    seen: set[tuple[str, str | None, tuple[int, ...]]] = set()
     merged = []
     for item in sorted((i for g in groups for i in g), key=lambda i: (i.start_ms, i.end_ms)):
-        key = (item.text.casefold(), item.owner)
+        key = (item.text.casefold(), item.owner, item.turn_ids)
         if key not in seen:
             seen.add(key)
             merged.append(item)

@@ -17,7 +17,7 @@ from typing import Any
 
 from recorder.config import Config
 from recorder.errors import RecorderError
-from recorder.llm.client import LlmClient
+from recorder.llm.client import LlmClient, RetryPolicy
 from recorder.llm.pricing import DEFAULT_MODEL
 from recorder.notes.generate import Answer, NotesRequest, ask, generate_notes
 from storage.notes import MeetingNotes, NotesStore
@@ -81,9 +81,9 @@ def api_key_for(config: Config) -> str:
     return config.require_api_key()
 
 
-def open_client(config: Config) -> LlmClient:
+def open_client(config: Config, *, retry: RetryPolicy | None = None) -> LlmClient:
     """A gateway client for the configured URL and key."""
-    return LlmClient(config.llm_base_url, api_key_for(config))
+    return LlmClient(config.llm_base_url, api_key_for(config), retry=retry)
 
 
 async def _turns(store: TranscriptStore, meeting_id: int) -> list[Turn]:
@@ -120,7 +120,11 @@ async def notes_for_meeting(
 
 
 async def notes_after_recording(
-    config: Config, meeting_id: int, options: NotesOptions
+    config: Config,
+    meeting_id: int,
+    options: NotesOptions,
+    *,
+    retry: RetryPolicy | None = None,
 ) -> tuple[MeetingNotes | None, str | None]:
     """Notes for a meeting that just ended: (notes, None), or (None, why not).
 
@@ -134,7 +138,7 @@ async def notes_after_recording(
                 meeting_id, requested_at=datetime.now(UTC), options=options.to_json()
             )
             try:
-                async with open_client(config) as client:
+                async with open_client(config, retry=retry) as client:
                     return await notes_for_meeting(store, client, meeting_id, options), None
             except RecorderError as exc:
                 await notes_store.mark_pending(
@@ -145,7 +149,9 @@ async def notes_after_recording(
         return None, str(exc)
 
 
-async def retry_pending(store: TranscriptStore, config: Config) -> list[PendingResult]:
+async def retry_pending(
+    store: TranscriptStore, config: Config, *, retry: RetryPolicy | None = None
+) -> list[PendingResult]:
     """Make the notes of every pending meeting, oldest first; failures stay pending.
 
     Raises:
@@ -157,7 +163,7 @@ async def retry_pending(store: TranscriptStore, config: Config) -> list[PendingR
     results: list[PendingResult] = []
     if not pending:
         return results
-    async with open_client(config) as client:
+    async with open_client(config, retry=retry) as client:
         for entry in pending:
             options = NotesOptions.from_json(entry.options)
             try:

@@ -239,19 +239,22 @@ def instance_for_schema(schema: Any) -> Any:
     return {"string": "emulated", "integer": 0, "number": 0, "boolean": False}.get(str(kind), None)
 
 
-def _last_user_text(messages: Sequence[Mapping[str, Any]]) -> str:
-    for message in reversed(messages):
+def _user_text(messages: Sequence[Mapping[str, Any]]) -> str:
+    """Everything the user said, in order (a retry's reminder follows the transcript)."""
+    texts = []
+    for message in messages:
         if message.get("role") == "user":
             content = message.get("content")
             if isinstance(content, list):
-                return "".join(p.get("text", "") for p in content if isinstance(p, Mapping))
-            return str(content or "")
-    return ""
+                texts.append("".join(p.get("text", "") for p in content if isinstance(p, Mapping)))
+            else:
+                texts.append(str(content or ""))
+    return "\n".join(texts)
 
 
 def complete(messages: Sequence[Mapping[str, Any]], schema_name: str | None, schema: Any) -> Any:
     """The answer for a request: a JSON-ready value with a schema, else a string."""
-    text = _last_user_text(messages)
+    text = _user_text(messages)
     if schema_name == "meeting_notes":
         return notes_for(parse_transcript(text))
     if schema_name == "notes_merge":
