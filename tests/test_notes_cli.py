@@ -197,3 +197,68 @@ async def test_emulate_prints_the_one_switch_and_serves_the_gateway_with_a_fault
             _, stderr = await process.communicate()
     assert process.returncode == 0 and "Traceback" not in stderr.decode()
     assert "llm gpt-5 text: 503" in stderr.decode() and "any-key" not in stderr.decode()
+
+
+JOIN_SCRIPT = {
+    "channel": "notes-join",
+    "participants": [{"uid": 1, "name": "Ann"}, {"uid": 2, "name": "Ben"}],
+    "events": [
+        {"at": 0.0, "uid": 1, "join": True},
+        {"at": 0.0, "uid": 2, "join": True},
+        {"at": 0.2, "uid": 1, "say": "I will send the slides."},
+        {"at": 2.0, "uid": 2, "say": "Thanks Ann."},
+    ],
+    "end": 4.0,
+}
+
+
+async def _recorder(tmp_path: Path, *args: str) -> tuple[int, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RECORDER_", "ASSEMBLYAI"))}
+    env.update(ASSEMBLYAI_API_KEY="good-key", XDG_DATA_HOME=str(tmp_path / "data"))
+    env.pop("PYTHONASYNCIODEBUG", None)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "recorder", *args, cwd=tmp_path, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(process.communicate(), 120)
+    assert process.returncode is not None
+    return process.returncode, out.decode() + err.decode()
+
+
+@pytest.mark.slow
+async def test_join_notes_failure_keeps_the_recording_and_pending_recovers(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    from recorder.emulator.llm import LlmBehaviour
+    from storage.notes import NotesStore
+    from storage.store import TranscriptStore
+
+    await asyncio.to_thread(migrate, sqlite_url)
+    script = tmp_path / "meeting.json"
+    script.write_text(json.dumps(JOIN_SCRIPT))  # noqa: ASYNC240 - a few bytes, before the run
+    llm = LlmGatewayEmulator(api_keys={"good-key"}, behaviour=LlmBehaviour(fault="503"))
+    async with serve_emulators(api_keys={"good-key"}, llm=llm) as server:
+        code, output = await _recorder(
+            tmp_path, "join", f"--transport=replay:{script}", "--emulator",
+            server.urls["emulator"], "--notes", "-q", f"--db={sqlite_url}",
+        )  # fmt: skip
+        assert code == 0, output
+        assert "warning: notes were not made" in output and "HTTP 503" in output
+        assert "recorder notes --pending" in output and "Traceback" not in output
+        async with await TranscriptStore.open(sqlite_url) as store:
+            (summary,) = await store.list_meetings()
+            assert summary.status == "completed"
+            assert [p.meeting_id for p in await NotesStore(store).pending()] == [summary.id]
+        llm.behaviour = LlmBehaviour()
+        code, output = await _recorder(
+            tmp_path, "notes", "--pending", "--emulator", server.urls["emulator"],
+            f"--db={sqlite_url}",
+        )  # fmt: skip
+        assert code == 0, output
+        assert f"meeting {summary.id}: notes made (revision 1)" in output
+        async with await TranscriptStore.open(sqlite_url) as store:
+            notes = await NotesStore(store).current(summary.id)
+            assert await NotesStore(store).pending() == []
+    assert notes is not None
+    [action] = notes.content.action_items
+    assert (action.text, action.owner) == ("Send the slides", "Ann")
