@@ -104,6 +104,10 @@ async def test_bearer_can_be_switched_off(server: EmulatorServer) -> None:
             {"model": DEFAULT_MODEL, "messages": MESSAGES, "model_region": "us"},
             "model_region can only be set to global",
         ),
+        (
+            {"model": DEFAULT_MODEL, "messages": MESSAGES, "fallback_config": {"depth": 3}},
+            "fallback_config depth cannot be greater than 2",
+        ),
     ],
 )
 async def test_bad_bodies_are_400_with_the_field(

@@ -378,6 +378,9 @@ def _validate(body: Any) -> tuple[str | None, list[str]]:
     temperature = body.get("temperature", 0)
     if not isinstance(temperature, int | float) or not 0 <= temperature <= 2:
         errors.append("'temperature' must be a number from 0 to 2")
+    fallback_config = body.get("fallback_config")
+    if isinstance(fallback_config, dict) and int(fallback_config.get("depth", 0) or 0) > 2:
+        return "fallback_config depth cannot be greater than 2", []
     region = body.get("model_region")
     if region is not None and region != "global":
         return "model_region can only be set to global", []

@@ -117,7 +117,11 @@ async def serve_http(
                 writer.write(_encode(HttpResponse(413, b""), keep_alive=False))
                 break
             body = await reader.readexactly(length) if length else b""
-            response = await handler(HttpRequest(method, path, headers, body))
+            try:
+                response = await handler(HttpRequest(method, path, headers, body))
+            except Exception:  # an emulator bug: answer like a server would, and log it
+                log.exception("! %s %s failed", method, path)
+                response = HttpResponse(500, b"Internal Server Error", content_type="text/plain")
             keep_alive = headers.get("connection", "").lower() != "close"
             writer.write(_encode(response, keep_alive=keep_alive))
             await writer.drain()
