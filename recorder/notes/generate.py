@@ -164,7 +164,11 @@ def _spread(groups: Sequence[Sequence[NoteItem]], limit: int) -> tuple[NoteItem,
 
 
 async def generate_notes(
-    client: LlmClient, turns: Sequence[Turn], request: NotesRequest
+    client: LlmClient,
+    turns: Sequence[Turn],
+    request: NotesRequest,
+    *,
+    participants: Sequence[str] = (),
 ) -> tuple[NotesContent, NotesUsage]:
     """The meeting's notes and what they cost.
 
@@ -172,6 +176,8 @@ async def generate_notes(
         client: an open gateway client.
         turns: the meeting's turns (any order).
         request: model, language, extra instructions, part size.
+        participants: everyone in the meeting, by the name shown (those who never spoke
+            can own an action item too); the speakers are always included.
 
     Raises:
         LlmAnswerError: an answer stayed invalid after one retry.
@@ -181,13 +187,13 @@ async def generate_notes(
     lines = lines_for(turns)
     if not lines:
         return NotesContent(), _usage(client, request.model, before_calls, before)
-    participants = sorted({line.speaker for line in lines})
+    names = sorted({line.speaker for line in lines} | set(participants))
     parts = split_parts(lines, request.part_tokens)
     results: list[PartNotes] = []
     for number, part in enumerate(parts, start=1):
         messages = notes_messages(
             part,
-            participants,
+            names,
             part=number,
             parts=len(parts),
             language=request.language,
@@ -201,7 +207,7 @@ async def generate_notes(
                 schema=NOTES_SCHEMA,
                 schema_name="meeting_notes",
                 max_tokens=_NOTES_MAX_TOKENS,
-                parse=partial(parse_part_notes, lines=part, participants=participants),
+                parse=partial(parse_part_notes, lines=part, participants=names),
                 what="notes" if len(parts) == 1 else f"notes for part {number} of {len(parts)}",
             )
         )

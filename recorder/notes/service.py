@@ -102,11 +102,13 @@ async def notes_for_meeting(
         LlmError: the gateway failed or its answers stayed unusable.
         StorageError: the database failed.
     """
+    header = await store.get_meeting(meeting_id, with_turns=False)
     turns = await _turns(store, meeting_id)
     content, usage = await generate_notes(
         client,
         turns,
         NotesRequest(model=options.model, language=options.language, prompt=options.prompt),
+        participants=[p.speaker for p in header.participants],
     )
     return await NotesStore(store).save(
         meeting_id,
