@@ -113,7 +113,7 @@ async def serve_emulators(
         llm = LlmGatewayEmulator(api_keys=api_keys)
     emulators: list[RoutedEmulator] = [streaming, agent]
     # The gateway is plain HTTP (POST bodies), taken over before websockets sees it.
-    http = HttpSide(llm.is_http, llm.handle)
+    http = HttpSide((llm.is_http, llm.handle))
 
     def process_request(connection: ServerConnection, request: Request) -> Response | None:
         emulator = _route(emulators, urlsplit(request.path).path)

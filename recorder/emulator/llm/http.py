@@ -136,19 +136,32 @@ async def serve_http(
 
 
 class HttpSide:
-    """The HTTP connections taken over from a websockets server.
+    """The HTTP connections taken over from a websockets server, for one or more emulators.
 
     Args:
-        is_http: ``(method, path) -> bool``: whether a request is for the HTTP side.
-        handler: answers one HTTP request.
+        routes: ``(is_http, handler)`` pairs: ``is_http(method, path)`` says whether a
+            request is for that handler; the first that claims a request answers it.
 
     Attributes:
         connection_class: pass as ``create_connection`` to ``websockets.asyncio.server.serve``.
     """
 
-    def __init__(self, is_http: Callable[[str, str], bool], handler: HttpHandler) -> None:
+    def __init__(self, *routes: tuple[Callable[[str, str], bool], HttpHandler]) -> None:
         self.transports: set[asyncio.Transport] = set()
-        self.connection_class = sniffing_connection(is_http, handler, self.transports)
+        self._routes = routes
+        self.connection_class = sniffing_connection(self.claims, self.handle, self.transports)
+
+    def claims(self, method: str, path: str) -> bool:
+        """Whether any route answers this request."""
+        return any(is_http(method, path) for is_http, _ in self._routes)
+
+    async def handle(self, request: HttpRequest) -> HttpResponse:
+        """Answer with the first route that claims the request (404 if none)."""
+        path = request.path.split("?", 1)[0]
+        for is_http, handler in self._routes:
+            if is_http(request.method, path):
+                return await handler(request)
+        return HttpResponse(404, b"Not found", content_type="text/plain")
 
     def close(self) -> None:
         """Close every HTTP connection (keep-alive clients would hold the server open)."""
