@@ -85,6 +85,15 @@ class Answer:
     usage: NotesUsage
 
 
+def _temperature(model: str) -> float | None:
+    """0 for repeatable notes, except where only the default is accepted.
+
+    OpenAI's reasoning models (``gpt-5*``, ``o*``) refuse any temperature but their
+    default, so none is sent to them.
+    """
+    return None if model.startswith(("gpt-5", "o1", "o3", "o4")) else 0.0
+
+
 async def _validated(
     client: LlmClient,
     messages: list[dict[str, str]],
@@ -103,6 +112,7 @@ async def _validated(
             messages,
             model=model,
             max_tokens=max_tokens,
+            temperature=_temperature(model),
             json_schema=schema,
             schema_name=schema_name,
         )
