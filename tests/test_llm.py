@@ -84,6 +84,18 @@ async def test_auth(server: EmulatorServer, auth: str | None, status: int) -> No
         assert response.json()["error"] == "Authentication error, API token missing/invalid"
 
 
+async def test_account_without_the_gateway_is_403_and_says_so() -> None:
+    llm = LlmGatewayEmulator(no_access_keys={"free-key"})
+    async with (
+        serve_emulators(llm=llm) as server,
+        LlmClient(server.urls["llm"], "free-key") as client,
+    ):
+        with pytest.raises(LlmRejected) as caught:
+            await client.complete(MESSAGES, model=DEFAULT_MODEL)
+    assert "HTTP 403" in str(caught.value) and "no access" in str(caught.value)
+    assert "paid AssemblyAI account" in str(caught.value)
+
+
 async def test_bearer_can_be_switched_off(server: EmulatorServer) -> None:
     _llm(server).behaviour = LlmBehaviour(accept_bearer=False)
     response = await _raw(

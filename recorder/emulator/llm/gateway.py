@@ -138,6 +138,7 @@ class LlmGatewayEmulator:
         api_keys: accepted keys; empty accepts any non-empty key.
         behaviour: switches and faults.
         clock: seconds, monotonic (tests pass their own).
+        no_access_keys: valid keys of accounts without the gateway (free plans): 403.
     """
 
     def __init__(
@@ -146,8 +147,10 @@ class LlmGatewayEmulator:
         api_keys: Iterable[str] = (),
         behaviour: LlmBehaviour | None = None,
         clock: Any = time.monotonic,
+        no_access_keys: Iterable[str] = (),
     ) -> None:
         self.api_keys = frozenset(api_keys)
+        self.no_access_keys = frozenset(no_access_keys)
         self.behaviour = behaviour or LlmBehaviour()
         self.requests: list[LlmRequestRecord] = []
         self._faults: deque[Fault] = deque()
@@ -210,7 +213,9 @@ class LlmGatewayEmulator:
             if not self.behaviour.accept_bearer:
                 return None
             value = value[7:].strip()
-        if not value or (self.api_keys and value not in self.api_keys):
+        if not value or (
+            self.api_keys and value not in self.api_keys and value not in self.no_access_keys
+        ):
             return None
         return value
 
@@ -259,6 +264,10 @@ class LlmGatewayEmulator:
         if key is None:
             message = "Authentication error, API token missing/invalid"
             return self._error(401, message), LlmRequestRecord(401, None, None)
+        if key in self.no_access_keys:
+            # The wording AssemblyAI's CLI expects (docs/providers.md, "LLM Gateway").
+            message = "Your account has no access to the LLM Gateway."
+            return self._error(403, message), LlmRequestRecord(403, None, None)
         try:
             body = json.loads(request.body)
         except (ValueError, UnicodeDecodeError):
