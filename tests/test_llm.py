@@ -257,7 +257,7 @@ async def test_client_retries_5xx_a_bounded_number_of_times(server: EmulatorServ
 async def test_client_waits_retry_after_then_gives_up(server: EmulatorServer) -> None:
     sleeps = Sleeps()
     _llm(server).behaviour = LlmBehaviour(rate_limit=1, retry_after=True)
-    policy = RetryPolicy(attempts=3, max_delay_s=120)
+    policy = RetryPolicy(attempts=3)
     async with LlmClient(server.urls["llm"], KEY, sleep=sleeps, retry=policy) as client:
         await client.complete(MESSAGES, model=DEFAULT_MODEL)
         with pytest.raises(LlmError) as caught:
@@ -269,7 +269,7 @@ async def test_client_waits_retry_after_then_gives_up(server: EmulatorServer) ->
 async def test_client_does_not_wait_longer_than_it_may(server: EmulatorServer) -> None:
     _llm(server).behaviour = LlmBehaviour(rate_limit=1, retry_after=True)
     async with LlmClient(
-        server.urls["llm"], KEY, sleep=Sleeps(), retry=RetryPolicy(max_delay_s=5)
+        server.urls["llm"], KEY, sleep=Sleeps(), retry=RetryPolicy(max_rate_wait_s=5)
     ) as client:
         await client.complete(MESSAGES, model=DEFAULT_MODEL)
         with pytest.raises(LlmError, match="rate limiting model"):

@@ -165,7 +165,8 @@ def notes(
             else:
                 made = existing
             if as_json:
-                click.echo(json.dumps(_notes_json(made), indent=2, ensure_ascii=False))
+                shown = {"meeting_id": meeting_id, **_notes_json(made)}
+                click.echo(json.dumps(shown, indent=2, ensure_ascii=False))
             else:
                 _echo_notes(made)
                 if existing is not None:

@@ -81,12 +81,15 @@ class RetryPolicy:
     Attributes:
         attempts: requests at most, the first included, for 429, 5xx and timeouts.
         base_delay_s: first back-off after a 5xx or timeout; doubles each time.
-        max_delay_s: the longest back-off, and the longest wait a 429 may ask for.
+        max_delay_s: the longest back-off after a 5xx or timeout.
+        max_rate_wait_s: the longest wait a 429 may ask for (the gateway's window is 60 s);
+            a longer one is reported at once.
     """
 
     attempts: int = 4
     base_delay_s: float = 0.5
     max_delay_s: float = 30.0
+    max_rate_wait_s: float = 60.0
 
 
 def error_message(body: bytes | str) -> str:
@@ -342,7 +345,7 @@ class LlmClient:
                     asked = _retry_after_s(response.headers, time.time())
                     last = f"rate limited (HTTP 429: {message})"
                     wait = delay if asked is None else asked
-                    if wait > self._retry.max_delay_s:
+                    if wait > self._retry.max_rate_wait_s:
                         raise LlmError(
                             f"the LLM Gateway is rate limiting model {model} for another "
                             f"{wait:.0f} s; try again later"
