@@ -53,6 +53,9 @@ class RecordingOptions:
         realtime_factor: how much faster than real time audio arrives (a replay
             played fast); the STT streams pace and lead by it.
         recap: speak recaps into the channel (None: never).
+        check_key: ask the service whether the key is good before joining (no
+            session is opened; docs/providers.md, "Streaming: speech models, key
+            check and pacing").
     """
 
     idle_close_s: float = DEFAULT_IDLE_CLOSE_S
@@ -63,6 +66,7 @@ class RecordingOptions:
     prompt: str | None = None
     realtime_factor: float = 1.0
     recap: RecapSettings | None = None
+    check_key: bool = True
 
 
 async def record(
@@ -96,6 +100,7 @@ async def record(
 
     Raises:
         ConfigError: no AssemblyAI key in ``config``.
+        SttRejected: the service refused the key, checked before joining.
         RecorderError: the recording could not start, or the STT service refused
             us for good; what was recorded is kept.
     """
@@ -114,6 +119,8 @@ async def record(
         console = LiveConsole(names, quiet=True)
     else:
         console.add_names(names)
+    if options.check_key:
+        await _check_key(config.streaming_url, api_key, console)
     companions = list(observers)
     if recap is not None:
         from recorder.recap.observer import RecapObserver
@@ -170,6 +177,26 @@ async def record(
         return await run(store)
     async with await TranscriptStore.open(config.database_url) as opened:
         return await run(opened)
+
+
+async def _check_key(streaming_url: str, api_key: str, console: LiveConsole) -> None:
+    """Stop before joining if the service refuses the key; say so if it cannot be reached.
+
+    Raises:
+        SttRejected: the key was refused (HTTP 401/403 from the token endpoint).
+    """
+    from recorder.stt.connect import check_api_key
+
+    check = await check_api_key(streaming_url, api_key)
+    if check.is_verified:
+        log.info("= the speech-to-text service accepted the API key")
+    elif not check.is_reachable:
+        console.info(
+            f"! the speech-to-text service is unreachable: {check.problem}; "
+            "recording anyway, transcription will keep retrying"
+        )
+    else:
+        log.info("= the API key could not be checked: %s", check.problem)
 
 
 async def _stop_when_set(stop: asyncio.Event, recorder: MeetingRecorder) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, quote, quote_plus, unquote
+from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit
 
 from recorder.errors import ConfigError
 
@@ -29,6 +29,7 @@ __all__ = [
     "EMULATOR_PATHS",
     "LLM_REGION_URLS",
     "MAX_UID",
+    "SPEECH_MODELS",
     "STT_REGION_URLS",
     "Config",
     "default_database_url",
@@ -40,6 +41,15 @@ __all__ = [
 
 DEFAULT_BOT_UID = 9999
 DEFAULT_SPEECH_MODEL = "u3-rt-pro"
+# The streaming models the service documents (docs/providers.md, "Streaming: speech models").
+SPEECH_MODELS = (
+    "u3-rt-pro",
+    "u3-pro",
+    "universal-3-5-pro",
+    "universal-3-6-pro",
+    "universal-streaming-english",
+    "universal-streaming-multilingual",
+)
 # Agora uids are unsigned 32-bit; 0 asks the server to assign one, which a bot must not do.
 MAX_UID = 2**32 - 1
 # Chosen from bench/bench_idle_close.py (README, "Costs: idle sockets"): short enough that a
@@ -250,6 +260,10 @@ def normalize_database_url(url: str) -> str:
     parsed = _DatabaseUrl.parse(url)
     if parsed is None:
         raise ConfigError(f"{mask_url(url)!r} is not a database URL; expected e.g. {_URL_EXAMPLES}")
+    if parsed.port is not None and not 0 < parsed.port <= 65535:
+        raise ConfigError(
+            f"the database URL {parsed.render(hide_password=True)} has a port out of range 1-65535"
+        )
     driver = ASYNC_DRIVERS.get(parsed.driver)
     if driver is None:
         raise ConfigError(
@@ -277,6 +291,43 @@ def _validate_database_url(url: str, source: str) -> str:
         return normalize_database_url(url)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from exc
+
+
+def _shown(value: str) -> str:
+    """A value from the user, quoted on one printable line and cut short."""
+    text = ascii(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _check_websocket_url(
+    url: str, source: str, path: str, *, schemes: tuple[str, str] = ("ws", "wss")
+) -> None:
+    """A ws:// or wss:// URL (or ``schemes``) with a host and, if given, a port of 1-65535.
+
+    Raises:
+        ConfigError: naming the flag or variable, the value and what is wrong.
+    """
+    plain, secure = schemes
+    example = f"e.g. {plain}://127.0.0.1:8765{path}"
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises for a port out of range or not a number
+    except ValueError as exc:
+        if "IPv6" in str(exc):
+            problem = f"a malformed IPv6 host (write it in brackets: {plain}://[::1]:8765{path})"
+        elif "out of range" in str(exc):
+            problem = "a port out of range 1-65535"
+        else:
+            problem = "a port that is not a number"
+        raise ConfigError(f"{source}: {_shown(url)} has {problem}; {example}") from None
+    if parts.scheme not in schemes:
+        raise ConfigError(f"{source} must start with {plain}:// or {secure}://, got {_shown(url)}")
+    if not parts.hostname:
+        raise ConfigError(f"{source}: {_shown(url)} has no host; {example}")
+    if port == 0:
+        raise ConfigError(f"{source}: {_shown(url)} has a port out of range 1-65535; {example}")
+    if any(ch.isspace() or not ch.isprintable() for ch in url):
+        raise ConfigError(f"{source}: {_shown(url)} holds spaces or control characters")
 
 
 def _parse_uid(value: str, source: str) -> int:
@@ -356,17 +407,23 @@ def load_config(
     if region not in STT_REGION_URLS:
         raise ConfigError(f"{region_source} must be one of us, eu; got {region!r}")
     stt_url, stt_source = pick("stt_url", "RECORDER_STT_URL")
-    if stt_url and not stt_url.startswith(("ws://", "wss://")):
-        raise ConfigError(f"{stt_source} must start with ws:// or wss://, got {stt_url!r}")
+    if stt_url:
+        _check_websocket_url(stt_url, stt_source, "/v3/ws")
     agent_url, agent_source = pick("agent_url", "RECORDER_AGENT_URL")
-    if agent_url and not agent_url.startswith(("ws://", "wss://")):
-        raise ConfigError(f"{agent_source} must start with ws:// or wss://, got {agent_url!r}")
-    speech_model, _ = pick("speech_model", "RECORDER_SPEECH_MODEL")
+    if agent_url:
+        _check_websocket_url(agent_url, agent_source, "/v1/ws")
+    speech_model, model_source = pick("speech_model", "RECORDER_SPEECH_MODEL")
+    if speech_model is not None and speech_model not in SPEECH_MODELS:
+        raise ConfigError(
+            f"{model_source}: unknown speech model {_shown(speech_model)}; "
+            f"use one of {', '.join(SPEECH_MODELS)}"
+        )
     llm_url, llm_source = pick("llm_url", "RECORDER_LLM_URL")
-    if llm_url and not llm_url.startswith(("http://", "https://")):
-        raise ConfigError(f"{llm_source} must start with http:// or https://, got {llm_url!r}")
+    if llm_url:
+        _check_websocket_url(llm_url, llm_source, "/v1", schemes=("http", "https"))
     emulator_url, emulator_source = pick("emulator_url", "RECORDER_EMULATOR")
     if emulator_url:
+        _check_websocket_url(emulator_url, emulator_source, "", schemes=("http", "https"))
         derived = emulator_urls(emulator_url, emulator_source)
         stt_url = stt_url or derived["stt_url"]
         agent_url = agent_url or derived["agent_url"]

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from recorder.audio import Chunk
-from recorder.errors import RecorderError, SttRejected
+from recorder.errors import RecorderError, SttError, SttRejected
 from recorder.limiter import SessionBudget
 from recorder.stt.events import (
     AudioDropped,
@@ -232,7 +232,12 @@ class ParticipantStream:
 
     def _send(self, fed: _Fed, chunk: Chunk) -> None:
         fed.timeline.add(chunk.start_ms, chunk.duration_ms)
-        fed.stream.send(chunk.pcm)
+        try:
+            fed.stream.send(chunk.pcm)
+        except SttError:
+            # The stream failed for good; its consumer reports why, once. Raising here
+            # would escape into the transport's hand-off (a traceback per chunk).
+            return
         if chunk.is_speech:
             fed.speech_ms += chunk.duration_ms
             self._last_speech_end_ms = chunk.end_ms

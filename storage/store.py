@@ -506,10 +506,12 @@ class TranscriptStore:
                     "or try 'recorder demo'"
                 )
             return int(found)
-        if not text.isdigit():
+        if not (text.isascii() and text.isdigit()):
             raise NotFoundError(
                 f"{text!r} is not a meeting; give a meeting id from 'recorder meetings' or 'latest'"
             )
+        if int(text) >= 2**63:  # beyond any id a database holds (SQLite's INTEGER)
+            raise NotFoundError(f"no meeting with id {text}; run 'recorder meetings' to list them")
         by_id = select(MeetingRow.id).where(MeetingRow.id == int(text))
         if channel is not None:
             by_id = by_id.where(MeetingRow.channel == channel)

@@ -106,3 +106,6 @@ async def store(db_url: str) -> AsyncIterator[object]:
         yield opened
     finally:
         await opened.close()
+
+
+from agora_standin.plugin import agora_wrapper_site, native_world, world  # noqa: E402, F401

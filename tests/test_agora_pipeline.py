@@ -1,10 +1,12 @@
-"""The whole pipeline on the fake Agora SDK: scripted meetings come out as on the replay transport.
+"""The whole pipeline on both Agora backends: scripted meetings come out as on the replay transport.
 
-A :class:`FakeMeeting` plays a :class:`MeetingScript` into the fake world on a
-real thread (joins, leaves, mutes, each clip's PCM via ``speak``) at the
-script's times, ``speed`` times faster than real time; the fake's native thread
-delivers the 10 ms frames to the real :class:`AgoraTransport`, and the real
-MeetingRecorder, STT emulator and SQLite store do the rest.
+A :class:`FakeMeeting` plays a :class:`MeetingScript` into the backend (the
+Python fake, or the SDK's real wrapper over the native stand-in: the ``world``
+fixture of tests/agora_standin/plugin.py) on a real thread (joins, leaves,
+mutes, each clip's PCM via ``speak``) at the script's times, ``speed`` times
+faster than real time; the backend's native thread delivers the 10 ms frames
+to the real :class:`AgoraTransport`, and the real MeetingRecorder, STT
+emulator and SQLite store do the rest.
 """
 
 from __future__ import annotations
@@ -12,13 +14,12 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fake_agora import installed_fake_agora
 
 from recorder.app import RecordingOptions, record
 from recorder.audio import bytes_for_ms
@@ -27,6 +28,7 @@ from recorder.config import Config
 from recorder.emulator.streaming.server import StreamingEmulator
 from recorder.errors import TransportError
 from recorder.transport.agora.transport import AgoraTransport
+from recorder.transport.bridge import DEFAULT_FILL_GAPS_AFTER_MS
 from recorder.transport.script import ExpectedWord, MeetingScript, SpeechClip, parse_script
 from storage.db import upgrade_database
 from storage.records import Meeting
@@ -40,19 +42,15 @@ TOLERANCE_MS = 150.0
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[Any]:
-    with installed_fake_agora(tmp_path) as world:
-        world.sdk_prints = False
-        world.compute_levels = False
-        world.tick_s = 0.010 / SPEED
-        yield world
+@pytest.fixture(autouse=True)
+def fast_world(world: Any) -> None:
+    world.tick_s = 0.010 / SPEED
 
 
 class FakeMeeting:
-    """Plays a script into the fake channel on a thread; its clock is the meeting clock.
+    """Plays a script into the backend's channel on a thread; its clock is the meeting clock.
 
-    The clock starts when the fake connects the bot (script time 0), so the
+    The clock starts when the backend connects the bot (script time 0), so the
     transport's timestamps and the script's share one origin.
     """
 
@@ -70,31 +68,22 @@ class FakeMeeting:
         self.faults = faults or []
         self.channel = world.channel(script.channel)
         self._origin: float | None = None
-        self._connected = threading.Event()
         self._stop = threading.Event()
         self.finished = asyncio.Event()
         self._loop = asyncio.get_running_loop()
         self._present: set[int] = set()
         self._muted: set[int] = set()
-        join = world._join
-
-        def join_and_start_clock(conn: Any, reason: int) -> None:
-            if self._origin is None:
-                self._origin = time.monotonic()
-                self._connected.set()
-            join(conn, reason)
-
-        world._join = join_and_start_clock
         self._thread = threading.Thread(target=self._run, name="fake-meeting", daemon=True)
         self._thread.start()
 
     def clock_ms(self) -> float:
         origin = self._origin
+        if origin is None:
+            origin = self._origin = self.world.connected_at()
         return 0.0 if origin is None else (time.monotonic() - origin) * 1000.0 * self.speed
 
     def close(self) -> None:
         self._stop.set()
-        self._connected.set()
         self._thread.join(5)
 
     def _run(self) -> None:
@@ -106,7 +95,11 @@ class FakeMeeting:
         for at_ms, fault in self.faults:
             items.append((at_ms, 2, fault))
         items.sort(key=lambda item: item[:2])
-        self._connected.wait()
+        while self._origin is None:  # script time 0 is when the bot is connected
+            if self._stop.is_set():
+                return
+            if self.world.wait_until(lambda: self.world.connected_at() is not None, 0.1):
+                self._origin = self.world.connected_at()
         for at_ms, _, apply in items:
             if self._wait_until(at_ms):
                 return
@@ -177,6 +170,7 @@ async def record_on_fake_agora(
         app_certificate=CERTIFICATE,
         log_dir=tmp_path / "agora-log",
         clock_ms=meeting.clock_ms,
+        fill_gaps_after_ms=DEFAULT_FILL_GAPS_AFTER_MS * SPEED,  # 300 ms of wall clock
     )
     emulator = StreamingEmulator(realtime_factor=SPEED * 3)
     try:
@@ -299,7 +293,7 @@ async def test_scripted_meeting_matches_the_script(
     bridge = recorded.transport.bridge
     assert bridge is not None and bridge.wakeups < bridge.frames / 7
     assert recorded.transport.callback_errors == 0 and world.errors == []
-    assert world.connections[0].released
+    assert world.connections()[0].released
 
 
 async def test_outage_is_a_gap_with_no_words_invented(world: Any, tmp_path: Path) -> None:
@@ -411,3 +405,36 @@ async def test_join_command_records_through_agora(
     assert CERTIFICATE not in result.output + failed.output
     bad_channel = await asyncio.to_thread(_join_cli, "--channel", "a/b", "--db", db_url, **env)
     assert bad_channel.exit_code == 1 and "characters Agora does not allow" in bad_channel.stderr
+
+
+@pytest.mark.parametrize("idle_silence", [True, False], ids=["silent-frames", "no-frames"])
+async def test_a_pause_ends_the_turn_with_or_without_silent_frames(
+    world: Any, tmp_path: Path, idle_silence: bool
+) -> None:
+    # Two sentences 5 s apart: without silent frames the socket once heard no silence,
+    # so they came out as one turn. A gap in frames is silence, by the clock.
+    world.idle_silence = idle_silence
+    script = parse_script(
+        {
+            "channel": "pause",
+            "events": [
+                {"at": 0.0, "uid": 5, "join": True},
+                {"at": 0.3, "uid": 5, "say": "One two three four."},
+                {"at": 6.0, "uid": 5, "say": "Five six seven eight."},
+            ],
+            "end": 9.5,
+        }
+    )
+    recorded = await record_on_fake_agora(world, script, tmp_path)
+    assert_words_match(recorded.meeting, script.expected_words())
+    assert [t.text for t in recorded.meeting.turns] == [
+        "One two three four.",
+        "Five six seven eight.",
+    ]
+    # Idle close (3 s) fired in the pause: a socket per sentence, each closed, and the
+    # socket-open time billed is about the same either way.
+    sessions = recorded.meeting.stream_sessions
+    assert len(sessions) == 2 and all(s.closed_at is not None for s in sessions)
+    bridge = recorded.transport.bridge
+    assert bridge is not None
+    assert (bridge.filled_ms > 2000) is (not idle_silence)

@@ -177,3 +177,106 @@ def test_a_closed_loop_is_counted_never_raised() -> None:
 def test_the_bound_must_be_positive(loop: asyncio.AbstractEventLoop) -> None:
     with pytest.raises(ValueError, match="max_queued_s"):
         AudioBridge(loop, Record(), max_queued_s=0)
+
+
+# --- gaps in frames are silence (Agora may send nothing while someone is silent) ---------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.ms = 0.0
+
+    def __call__(self) -> float:
+        return self.ms
+
+
+def filling(loop: asyncio.AbstractEventLoop) -> tuple[AudioBridge, Record, Clock]:
+    sink, clock = Record(), Clock()
+    bridge = AudioBridge(loop, sink, clock_ms=clock, fill_gaps_after_ms=300.0)
+    return bridge, sink, clock
+
+
+def silent_ms(chunks: list[Chunk]) -> float:
+    return sum(c.duration_ms for c in chunks if not any(c.pcm))
+
+
+def test_missing_frames_become_silence_by_the_clock(loop: asyncio.AbstractEventLoop) -> None:
+    bridge, sink, clock = filling(loop)
+    speech = (1000).to_bytes(2, "little", signed=True) * 160
+
+    def native() -> None:
+        bridge.push_event(ConnectionStateChanged(ConnectionState.CONNECTED, 0.0))
+        bridge.push_event(ParticipantJoined(1, 0.0))
+        for at in range(10, 510, 10):
+            bridge.push_frame(1, speech, float(at))
+
+    on_native_thread(native)
+    drain(loop)
+    clock.ms = 700.0  # 200 ms without frames: could be jitter, nothing yet
+    bridge.fill_gaps()
+    assert silent_ms(sink.chunks(1)) == 0
+    clock.ms = 1000.0  # 500 ms without frames: silence, from where the audio stopped
+    bridge.fill_gaps()
+    chunks = sink.chunks(1)
+    for before, after in zip(chunks, chunks[1:], strict=False):
+        assert after.start_ms == pytest.approx(before.end_ms)  # one contiguous timeline
+    assert chunks[0].start_ms == 0.0 and chunks[-1].end_ms == pytest.approx(990.0)
+    assert silent_ms(chunks) == pytest.approx(490.0) == bridge.filled_ms
+    assert all(c.duration_ms <= 100 for c in chunks)
+    clock.ms = 1100.0  # still nothing: the next 100 ms
+    bridge.fill_gaps()
+    assert sink.chunks(1)[-1].end_ms == pytest.approx(1090.0)
+    # Frames again: they follow the silence on the timeline, no overlap.
+    on_native_thread(
+        lambda: [bridge.push_frame(1, speech, float(at)) for at in range(1110, 1310, 10)]
+    )
+    drain(loop)
+    later = [c for c in sink.chunks(1) if c.start_ms >= 1090.0 and any(c.pcm)]
+    assert later and later[0].start_ms == pytest.approx(1100.0)
+
+
+def test_no_silence_while_frames_flow_muted_left_or_in_an_outage(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    bridge, sink, clock = filling(loop)
+
+    def native() -> None:
+        bridge.push_event(ConnectionStateChanged(ConnectionState.CONNECTED, 0.0))
+        for uid in (1, 2, 3):
+            bridge.push_event(ParticipantJoined(uid, 0.0))
+        talk(bridge, 1, 0.0, 2.0)  # 1 keeps sending frames (silent ones) all along
+        bridge.push_event(ParticipantMuted(2, 0.0, is_muted=True))
+        bridge.push_event(ParticipantLeft(3, 0.0))
+
+    on_native_thread(native)
+    drain(loop)
+    clock.ms = 2000.0
+    bridge.fill_gaps()
+    assert bridge.filled_ms == 0 and sink.chunks(2) == [] and sink.chunks(3) == []
+    # An outage is a gap, not silence; silence resumes from the reconnection only.
+    on_native_thread(
+        lambda: bridge.push_event(ConnectionStateChanged(ConnectionState.RECONNECTING, 2000.0))
+    )
+    drain(loop)
+    clock.ms = 5000.0
+    bridge.fill_gaps()
+    assert bridge.filled_ms == 0
+    on_native_thread(
+        lambda: bridge.push_event(ConnectionStateChanged(ConnectionState.CONNECTED, 5000.0))
+    )
+    drain(loop)
+    clock.ms = 5500.0
+    bridge.fill_gaps()
+    filled = [c for c in sink.chunks(1) if c.start_ms >= 2000.0]
+    assert filled[0].start_ms == pytest.approx(5000.0)
+    assert bridge.filled_ms == pytest.approx(490.0)
+
+
+def test_filling_is_off_unless_asked(loop: asyncio.AbstractEventLoop) -> None:
+    sink = Record()
+    bridge = AudioBridge(loop, sink, clock_ms=lambda: 0.0)
+    on_native_thread(lambda: bridge.push_event(ParticipantJoined(1, 0.0)))
+    drain(loop)
+    assert bridge._fill_timer is None
+    with pytest.raises(ValueError, match="fill_gaps_after_ms"):
+        AudioBridge(loop, sink, fill_gaps_after_ms=50.0)

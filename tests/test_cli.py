@@ -73,7 +73,7 @@ def test_version() -> None:
 def test_unknown_command_exits_2_without_traceback() -> None:
     result = CliRunner().invoke(cli, ["frobnicate"])
     assert result.exit_code == 2
-    assert "No such command 'frobnicate'" in result.output
+    assert result.output == "error: no such command 'frobnicate' (see 'cli --help')\n"
     assert "Traceback" not in result.output
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -153,3 +154,44 @@ async def test_online_check_opens_and_closes_one_session(migrated_db: str) -> No
 def test_doctor_is_listed_in_help() -> None:
     result = CliRunner().invoke(cli, ["--help"])
     assert "doctor" in result.output
+
+
+@pytest.mark.parametrize(
+    ("damage", "expected"),
+    [
+        (None, ["ok import would load it", "libagora_rtc_sdk.so"]),
+        (
+            "newline",
+            ["FAIL import would delete the native library and try to download it", "printf"],
+        ),
+        ("older", ["FAIL import would delete", "not the URL this SDK expects"]),
+        ("aosl", ["FAIL import would fail", "libaosl.so is not a shared library"]),
+        ("library", ["FAIL import would exit the process", "sys.exit(1)"]),
+    ],
+)
+def test_agora_line_says_what_the_real_import_would_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damage: str | None, expected: list[str]
+) -> None:
+    from agora_standin.plugin import build_site
+    from fake_agora import purge_agora_modules
+
+    site = build_site(tmp_path / "site")
+    sdk_dir = site.package / "agora_sdk"
+    if damage == "newline":
+        (site.package / "version.txt").write_text(site.url + "\n")
+    elif damage == "older":
+        (site.package / "version.txt").write_text(site.url.replace("174", "150"))
+    elif damage == "aosl":
+        (sdk_dir / "libaosl.so").write_bytes(b"")
+    elif damage == "library":
+        (sdk_dir / "libagora_rtc_sdk.so").write_bytes(b"<html>not found</html>")
+    purge_agora_modules()
+    monkeypatch.syspath_prepend(str(site.root))
+    try:
+        line = lines(doctor())["agora sdk"]
+    finally:
+        purge_agora_modules()
+    for words in expected:
+        assert words in line, line
+    assert "agora" not in sys.modules  # judged without importing it
+    assert (sdk_dir / "libagora_rtc_sdk.so").exists()

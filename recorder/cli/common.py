@@ -8,6 +8,8 @@ network or audio library (tests/test_imports.py checks).
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -18,12 +20,17 @@ from recorder.errors import RecorderError
 
 __all__ = [
     "CONTEXT_SETTINGS",
+    "MAX_DURATION_S",
+    "Duration",
+    "FiniteFloat",
     "RecorderGroup",
+    "Text",
     "build_config",
     "db_option",
     "emulator_option",
     "fail",
     "llm_url_option",
+    "parse_duration",
     "run",
 ]
 
@@ -46,15 +53,48 @@ class _CleanExit(click.ClickException):
         click.echo(f"error: {self.format_message()}", err=True)
 
 
+class _OneLineUsage(click.UsageError):
+    """A bad flag or value: one line on stderr naming the command's --help, exit code 2."""
+
+    def show(self, file: Any = None) -> None:
+        """Print ``error: <message> (see 'recorder CMD --help')``, without the usage block."""
+        message = self.format_message()
+        message = message[:1].lower() + message[1:].rstrip(".")
+        where = f" (see '{self.ctx.command_path} --help')" if self.ctx is not None else ""
+        click.echo(f"error: {message}{where}", err=True)
+
+
 class RecorderGroup(click.Group):
-    """A click group that turns every RecorderError into one line and an exit code."""
+    """A click group that turns every RecorderError and bad flag into one line and an exit code."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        """Run the command; a RecorderError leaves as one line and its exit code."""
+        """Run the command; a RecorderError or a bad value leaves as one line and its exit code."""
         try:
             return super().invoke(ctx)
         except RecorderError as exc:
             raise _CleanExit(exc) from exc
+        except click.UsageError as exc:
+            raise _one_line(exc) from exc
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        """Parse the group's own flags; a bad one is one line too."""
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as exc:
+            raise _one_line(exc) from exc
+
+
+def _one_line(error: click.UsageError) -> click.UsageError:
+    """The usage error as one line, except help asked for by giving no arguments."""
+    if isinstance(error, _OneLineUsage | click.exceptions.NoArgsIsHelpError):
+        return error
+    return _OneLineUsage(" ".join(error.format_message().split()), error.ctx)
 
 
 def fail(error: RecorderError) -> click.ClickException:
@@ -112,3 +152,127 @@ def llm_url_option(function: F) -> F:
 def build_config(**flags: Any) -> Config:
     """Load the Config with these flag values on top of the environment."""
     return load_config(**flags)
+
+
+# -- values every command validates the same way ------------------------------------
+
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|h|m|s)")
+_DURATION = re.compile(r"(?:\d+(?:\.\d+)?\s*(?:ms|h|m|s)\s*)+")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION_HINT = "use e.g. 90s, 10m, 1h or 1h30m (a bare number is seconds)"
+#: The longest duration any option takes: a week (a larger value is a typo).
+MAX_DURATION_S = 7 * 24 * 3600.0
+
+
+def parse_duration(text: str) -> float:
+    """Parse ``90``, ``90s``, ``15m``, ``1h``, ``1h30m`` (or ``500ms``) into seconds.
+
+    Args:
+        text: the duration as the user wrote it.
+
+    Returns:
+        Seconds, positive and finite.
+
+    Raises:
+        ValueError: not a positive duration (the message says what is expected).
+    """
+    compact = text.strip().lower()
+    total = 0.0
+    if _NUMBER.fullmatch(compact):
+        total = float(compact)
+    elif _DURATION.fullmatch(compact):
+        total = sum(float(n) * _UNIT_S[unit] for n, unit in _PART.findall(compact))
+    if 0 < total < math.inf:
+        return total
+    shown = text if len(text) <= 40 else text[:37] + "..."
+    raise ValueError(f"{shown!r} is not a duration; {_DURATION_HINT}")
+
+
+def _seconds_text(seconds: float) -> str:
+    return f"{seconds:g}s"
+
+
+class Duration(click.ParamType[float]):
+    """A duration: ``90``, ``90s``, ``15m``, ``1h`` or ``1h30m``, handed on in seconds.
+
+    Args:
+        min_s: the shortest duration accepted.
+        max_s: the longest duration accepted.
+    """
+
+    name = "duration"
+
+    def __init__(self, *, min_s: float = 0.0, max_s: float = MAX_DURATION_S) -> None:
+        self.min_s = min_s
+        self.max_s = max_s
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        """Parse the value or fail with one line saying what is expected."""
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            seconds = float(value)  # a default
+            if not math.isfinite(seconds) or seconds <= 0:
+                self.fail(f"{value!r} is not a duration; {_DURATION_HINT}", param, ctx)
+        else:
+            try:
+                seconds = parse_duration(str(value))
+            except ValueError as exc:
+                self.fail(str(exc), param, ctx)
+        if seconds < self.min_s:
+            self.fail(
+                f"{value!r} is too short; use at least {_seconds_text(self.min_s)}", param, ctx
+            )
+        if seconds > self.max_s:
+            self.fail(f"{value!r} is too long; use at most {_seconds_text(self.max_s)}", param, ctx)
+        return seconds
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        """Shown in usage lines."""
+        return "DURATION"
+
+
+class FiniteFloat(click.FloatRange):
+    """A number in a range that is never ``nan`` (nor ``inf`` unless allowed).
+
+    click's ``FloatRange`` lets ``nan`` through (every comparison with it is
+    false); this refuses it with one line.
+    """
+
+    def __init__(
+        self,
+        min: float | None = None,  # noqa: A002 - click's own parameter names
+        max: float | None = None,  # noqa: A002
+        *,
+        min_open: bool = False,
+        max_open: bool = False,
+        allow_infinity: bool = False,
+    ) -> None:
+        super().__init__(min, max, min_open=min_open, max_open=max_open)
+        self.allow_infinity = allow_infinity
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        """Parse the number; refuse ``nan`` and, unless allowed, ``inf``."""
+        number = float(super().convert(value, param, ctx))
+        if math.isnan(number) or (math.isinf(number) and not self.allow_infinity):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+class Text(click.ParamType[str]):
+    """Text that can be stored and sent: UTF-8, without control characters.
+
+    An argument holding bytes that are not UTF-8 reaches Python as lone
+    surrogates, which no database, URL or terminal can take.
+    """
+
+    name = "text"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        """Return the text, or fail with one line naming the first bad character."""
+        text = str(value)
+        for char in text:
+            if 0xD800 <= ord(char) <= 0xDFFF:
+                self.fail(f"{ascii(text)} holds bytes that are not UTF-8 text", param, ctx)
+            if not char.isprintable() and char not in " \t":
+                self.fail(f"{ascii(text)} holds a control character {ascii(char)}", param, ctx)
+        return text

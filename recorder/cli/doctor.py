@@ -82,16 +82,30 @@ def check_python() -> Check:
 
 
 def check_agora_sdk() -> Check:
-    """The Agora extra and its native library, found without importing the SDK."""
-    from recorder.transport.agora.preflight import locate_agora_sdk
+    """The Agora SDK judged as its own import would judge it, without importing it.
+
+    Its ``agora/__init__.py`` decides at import whether to keep its native
+    library, or delete it and download it again, or exit; the pre-flight
+    reads the same files the same way (docs/providers.md, "Agora: the stand-in").
+    """
+    from recorder.transport.agora.preflight import WOULD_IMPORT, judge_agora_sdk
 
     try:
-        install = locate_agora_sdk()
+        verdict = judge_agora_sdk()
     except RecorderError as exc:
         return _fail("agora sdk", str(exc))
-    return _ok(
-        "agora sdk", f"native library {install.native_library.name} in {install.library_dir}"
-    )
+    if verdict.outcome == WOULD_IMPORT:
+        return _ok("agora sdk", f"import would load it: {verdict.reason}")
+    outcome = _AGORA_OUTCOMES.get(verdict.outcome, verdict.outcome)
+    return _fail("agora sdk", f"import {outcome}: {verdict.reason}")
+
+
+# What a refused import would do, by verdict (recorder.transport.agora.preflight).
+_AGORA_OUTCOMES = {
+    "download": "would delete the native library and try to download it",
+    "fail": "would fail",
+    "exit": "would exit the process",
+}
 
 
 def check_app_id(config: Config) -> Check:

@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from recorder.cli.common import CONTEXT_SETTINGS, fail, run
+from recorder.cli.common import CONTEXT_SETTINGS, FiniteFloat, fail, run
 from recorder.errors import ConfigError
 
 __all__ = ["emulate"]
@@ -73,8 +73,9 @@ async def _serve(
     "--realtime-factor",
     default=1.0,
     show_default=True,
-    type=click.FloatRange(min=0, min_open=True),
-    help="Accept audio this many times faster than real time (1.0 is the real rule).",
+    type=FiniteFloat(min=0, min_open=True, allow_infinity=True),
+    help="Accept audio this many times faster than real time (1.0 is the real rule; "
+    "inf turns the rule off). Clients replaying with --speed N need at least N.",
 )
 @click.option(
     "--llm-fault",

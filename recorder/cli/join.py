@@ -15,6 +15,9 @@ import click
 
 from recorder.cli.common import (
     CONTEXT_SETTINGS,
+    Duration,
+    FiniteFloat,
+    Text,
     build_config,
     db_option,
     emulator_option,
@@ -22,8 +25,8 @@ from recorder.cli.common import (
     run,
 )
 from recorder.cli.recap_options import recap_options
-from recorder.config import DEFAULT_IDLE_CLOSE_S, DEFAULT_SESSIONS_PER_MINUTE, Config
-from recorder.errors import ConfigError
+from recorder.config import DEFAULT_IDLE_CLOSE_S, DEFAULT_SESSIONS_PER_MINUTE, MAX_UID, Config
+from recorder.errors import ConfigError, SttRejected, UsageError
 
 if TYPE_CHECKING:
     from recorder.app import RecordingOptions
@@ -34,29 +37,51 @@ __all__ = ["demo", "join"]
 
 
 def _read_names(path: Path | None) -> dict[int, str]:
-    """Read ``--speaker-names``: JSON {"101": "Alice"} or lines ``101=Alice``."""
+    """Read ``--speaker-names``: JSON {"101": "Alice"} or lines ``101=Alice``.
+
+    Raises:
+        ConfigError: the file cannot be read, or an entry is not a uid and a name.
+    """
     if path is None:
         return {}
+    where = f"--speaker-names file {str(path)!r}"
     try:
         text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{where} is not UTF-8 text") from None
     except OSError as exc:
-        raise ConfigError(
-            f"cannot read --speaker-names file {str(path)!r}: {exc.strerror}"
-        ) from exc
-    names: dict[int, str] = {}
+        raise ConfigError(f"cannot read {where}: {exc.strerror}") from exc
+    items: list[tuple[Any, Any]]
     try:
         data = json.loads(text)
-        items: list[tuple[Any, Any]] = list(data.items()) if isinstance(data, dict) else []
-    except json.JSONDecodeError:
-        items = [tuple(line.split("=", 1)) for line in text.splitlines() if line.strip()]  # type: ignore[misc]
-    for item in items:
-        if len(item) != 2:
-            raise ConfigError(f"--speaker-names file {str(path)!r}: expected lines like 101=Alice")
-        uid, name = item
+    except (json.JSONDecodeError, RecursionError):
+        items = []
+        for line in text.splitlines():
+            if line.strip():
+                uid, equals, name = line.partition("=")
+                if not equals:
+                    raise ConfigError(
+                        f"{where}: expected lines like 101=Alice, got {line!r}"
+                    ) from None
+                items.append((uid, name))
+    else:
+        if not isinstance(data, dict):
+            raise ConfigError(f'{where}: expected a JSON object like {{"101": "Alice"}}')
+        items = list(data.items())
+    names: dict[int, str] = {}
+    for uid_text, name in items:
+        uid_text = str(uid_text).strip()
+        if not (uid_text.isascii() and uid_text.isdigit()) or not 0 < int(uid_text) <= MAX_UID:
+            raise ConfigError(f"{where}: {uid_text!r} is not a uid (1 to {MAX_UID})")
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(f"{where}: the name for uid {uid_text} must be non-empty text")
         try:
-            names[int(str(uid).strip())] = str(name).strip()
-        except ValueError:
-            raise ConfigError(f"--speaker-names file {str(path)!r}: {uid!r} is not a uid") from None
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ConfigError(
+                f"{where}: the name for uid {uid_text} holds an invalid character"
+            ) from None
+        names[int(uid_text)] = name.strip()
     return names
 
 
@@ -114,8 +139,34 @@ def _install_signal_handlers(stop: Callable[[], None], say: Callable[[str], None
         pass
 
 
+def _check_speed(speed: float, transport_spec: str, config: Config) -> None:
+    """``--speed`` plays a replay faster than real time, which only an emulator accepts.
+
+    Raises:
+        UsageError: --speed with a live channel, or against the real service.
+    """
+    if speed == 1.0:
+        return
+    if not transport_spec.startswith("replay:"):
+        raise UsageError(f"--speed {speed:g} only applies to --transport replay:FILE")
+    if config.stt_url is None:
+        raise UsageError(
+            f"--speed {speed:g} sends audio faster than real time, which the real service "
+            f"refuses; use --stt-url with an emulator started with --realtime-factor {speed:g}"
+        )
+
+
+#: The service takes at most 100 keyterms (docs/providers.md, "Streaming: connecting").
+_MAX_KEYTERMS = 100
+
+
 def _split_keyterms(keyterms: str) -> tuple[str, ...]:
-    return tuple(k.strip() for k in keyterms.split(",") if k.strip())
+    terms = tuple(k.strip() for k in keyterms.split(",") if k.strip())
+    if len(terms) > _MAX_KEYTERMS:
+        raise UsageError(
+            f"--keyterms has {len(terms)} terms; the service takes at most {_MAX_KEYTERMS}"
+        )
+    return terms
 
 
 def _print_report(report: MeetingReport, config: Config) -> None:
@@ -181,15 +232,15 @@ def _recording_options(function: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--idle-close",
             "idle_close_s",
-            type=click.FloatRange(min=0.5),
+            type=Duration(min_s=0.5),
             default=DEFAULT_IDLE_CLOSE_S,
             show_default=True,
-            metavar="SECONDS",
-            help="Close a participant's stream after this much silence (it bills while open).",
+            help="Close a participant's stream after this much silence (it bills while open), "
+            "e.g. 2 or 30s.",
         ),
         click.option(
             "--sessions-per-minute",
-            type=click.FloatRange(min=0.1),
+            type=FiniteFloat(min=0.1, max=100_000),
             default=DEFAULT_SESSIONS_PER_MINUTE,
             show_default=True,
             help="New STT sessions your AssemblyAI account allows a minute (free: 5, paid: 100+).",
@@ -197,9 +248,8 @@ def _recording_options(function: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--duration",
             "duration_s",
-            type=click.FloatRange(min=0.1),
-            metavar="SECONDS",
-            help="Stop recording after this many seconds.",
+            type=Duration(min_s=0.1),
+            help="Stop recording after this long, e.g. 90, 90s, 15m, 1h or 1h30m.",
         ),
         click.option(
             "--speaker-names",
@@ -207,11 +257,15 @@ def _recording_options(function: Callable[..., Any]) -> Callable[..., Any]:
             help='Names for uids: JSON {"101": "Alice"} or lines 101=Alice.',
         ),
         click.option(
-            "--keyterms", default="", help="Comma-separated words to boost (names, jargon)."
+            "--keyterms",
+            type=Text(),
+            default="",
+            help="Comma-separated words to boost (names, jargon).",
         ),
-        click.option("--prompt", help="Instructions for the speech model (beta)."),
+        click.option("--prompt", type=Text(), help="Instructions for the speech model (beta)."),
         click.option(
             "--speech-model",
+            type=Text(),
             help="Streaming speech model (default u3-rt-pro; $RECORDER_SPEECH_MODEL).",
         ),
         click.option("--quiet", "-q", is_flag=True, help="Do not print turns as they are spoken."),
@@ -223,7 +277,7 @@ def _recording_options(function: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
-@click.option("--channel", help="Agora channel to join ($AGORA_CHANNEL).")
+@click.option("--channel", type=Text(), help="Agora channel to join ($AGORA_CHANNEL).")
 @click.option(
     "--transport",
     "transport_spec",
@@ -236,10 +290,11 @@ def _recording_options(function: Callable[..., Any]) -> Callable[..., Any]:
 )
 @click.option(
     "--speed",
-    type=click.FloatRange(min=0.1, max=100),
+    type=FiniteFloat(min=0.1, max=100),
     default=1.0,
     show_default=True,
-    help="Replay speed (only against an emulator that allows it).",
+    help="Replay speed (needs --stt-url of an emulator started with --realtime-factor "
+    "at least this).",
 )
 @_recording_options
 @recap_options
@@ -275,7 +330,7 @@ def join(
     \b
     Examples:
         recorder join --channel standup
-        recorder join --channel standup --duration 3600 --speaker-names names.json
+        recorder join --channel standup --duration 1h --speaker-names names.json
         recorder join --transport replay:meeting.json --stt-url ws://127.0.0.1:8765/v3/ws
         recorder join --channel standup --recap --recap-every 15m --recap-on-end
         recorder join --channel standup --notes
@@ -297,6 +352,7 @@ def join(
         emulator_url=emulator_url,
     )
     config.require_api_key()  # before the transport: its SDK may not even be installed
+    _check_speed(speed, transport_spec, config)
     options = RecordingOptions(
         idle_close_s=idle_close_s,
         sessions_per_minute=sessions_per_minute,
@@ -307,16 +363,25 @@ def join(
         realtime_factor=speed,
         recap=recap,
     )
-    report = run(
-        _record(
-            config,
-            transport_spec,
-            channel=config.channel,
-            speed=speed,
-            options=options,
-            quiet=quiet,
+    try:
+        report = run(
+            _record(
+                config,
+                transport_spec,
+                channel=config.channel,
+                speed=speed,
+                options=options,
+                quiet=quiet,
+            )
         )
-    )
+    except SttRejected as exc:
+        if exc.code == 3007 and "rate exceeded" in exc.reason.lower() and speed > 1:
+            url = config.streaming_url.split("?", 1)[0]
+            raise ConfigError(
+                f"the emulator at {url} refused audio played at --speed {speed:g}; "
+                f"start it with 'recorder emulate --realtime-factor {speed:g}'"
+            ) from exc
+        raise
     _print_report(report, config)
     if make_notes:
         run(_notes_after(config, report.meeting_id))
@@ -325,7 +390,7 @@ def join(
 @click.command(context_settings=CONTEXT_SETTINGS)
 @click.option(
     "--speed",
-    type=click.FloatRange(min=0.5, max=50),
+    type=FiniteFloat(min=0.5, max=50),
     default=1.0,
     show_default=True,
     help="Play the meeting this many times faster than real time.",

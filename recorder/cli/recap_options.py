@@ -9,65 +9,18 @@ when the CLI loads, so it imports only click and light modules.
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Callable
 from typing import Any
 
 import click
 
+from recorder.cli.common import Duration, Text, parse_duration
 from recorder.recap.settings import DEFAULT_PHRASE, RecapSettings
 
 __all__ = ["MIN_RECAP_EVERY_S", "Duration", "parse_duration", "recap_options"]
 
-_NUMBER = re.compile(r"\d+(?:\.\d+)?")
-_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|h|m|s)")
-_DURATION = re.compile(r"(?:\d+(?:\.\d+)?\s*(?:ms|h|m|s)\s*)+")
-_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_duration(text: str) -> float:
-    """Parse ``90s``, ``10m``, ``1h``, ``1h30m`` or a bare number of seconds.
-
-    Args:
-        text: the duration as the user wrote it.
-
-    Returns:
-        Seconds.
-
-    Raises:
-        ValueError: not a positive duration (the message says what is expected).
-    """
-    compact = text.strip().lower()
-    total = 0.0
-    if _NUMBER.fullmatch(compact):
-        total = float(compact)
-    elif _DURATION.fullmatch(compact):
-        total = sum(float(n) * _UNIT_S[unit] for n, unit in _PART.findall(compact))
-    if total > 0:
-        return total
-    raise ValueError(f"{text!r} is not a duration; use e.g. 90s, 10m, 1h or 1h30m")
-
-
 #: A recap takes a while to say; a shorter period would talk over the meeting.
 MIN_RECAP_EVERY_S = 10.0
-
-
-class Duration(click.ParamType[float]):
-    """A duration like ``90s``, ``10m``, ``1h`` or ``1h30m``, in seconds."""
-
-    name = "duration"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        """Parse the value or fail with a usage error."""
-        if isinstance(value, float):
-            return value
-        try:
-            seconds = parse_duration(str(value))
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
-        if seconds < MIN_RECAP_EVERY_S:
-            self.fail(f"{value!r} is too short; use at least {MIN_RECAP_EVERY_S:g}s", param, ctx)
-        return seconds
 
 
 _OPTIONS = [
@@ -79,13 +32,14 @@ _OPTIONS = [
     ),
     click.option(
         "--recap-phrase",
+        type=Text(),
         default=DEFAULT_PHRASE,
         show_default=True,
         help='A participant saying this asks for a recap ("" turns it off).',
     ),
     click.option(
         "--recap-every",
-        type=Duration(),
+        type=Duration(min_s=MIN_RECAP_EVERY_S),
         metavar="DURATION",
         help="Also speak a recap this often, e.g. 10m (skipped when nothing new was said).",
     ),
@@ -97,10 +51,13 @@ _OPTIONS = [
     ),
     click.option(
         "--recap-prompt",
+        type=Text(),
         metavar="TEXT",
         help='What the recap should cover, e.g. "focus on decisions and owners".',
     ),
-    click.option("--voice", help="The recap's voice, e.g. ivy (default: the service's)."),
+    click.option(
+        "--voice", type=Text(), help="The recap's voice, e.g. ivy (default: the service's)."
+    ),
     click.option(
         "--agent-url",
         help="Voice Agent endpoint override, e.g. an emulator ($RECORDER_AGENT_URL).",

@@ -1,15 +1,19 @@
 """Export a stored meeting to a file (written atomically) or to stdout.
 
 The turns stream from the store into the renderer and out to the file, so a
-100,000-turn meeting exports in constant memory. A file is written under a
-temporary name and renamed when complete, so a failed export leaves nothing
-half-written behind.
+100,000-turn meeting exports in constant memory. A regular file is written
+under a temporary name and renamed when complete, so a failed export leaves
+nothing half-written behind. Anything else (``/dev/null``, a FIFO, a terminal)
+is written directly and never renamed over: renaming would replace the device
+node or pipe with a regular file. A write that fails (``/dev/full``: no space
+left) is a :class:`~recorder.errors.RenderError`, never a success.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import stat
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -103,10 +107,13 @@ async def export_meeting(
                 sys.stdout.flush()
             except BrokenPipeError:
                 _silence_stdout()  # the reader left (| head): stop quietly, like cat
+            except OSError as exc:
+                _silence_stdout()  # the interpreter's final flush would fail again
+                raise RenderError(f"cannot write to standard output: {exc.strerror}") from exc
             return chosen
         # Plain blocking file writes of small rendered pieces: the CLI's loop serves
         # only this export.
-        handle = _open_part_file(output)
+        handle = _open_output(output)
         try:
             with handle:
                 await render_export(header, turns, chosen, handle.write)
@@ -114,14 +121,40 @@ async def export_meeting(
         except OSError as exc:
             raise RenderError(f"cannot write {str(output)!r}: {exc.strerror}") from exc
         finally:
-            _discard(Path(handle.name))
+            _discard(Path(handle.name), output)
     return chosen
+
+
+def _open_output(output: Path) -> IO[str]:
+    """A temporary file beside a regular (or new) file; anything else opened as it is.
+
+    A device, FIFO or socket is written directly: renaming over it would replace
+    it with a regular file (``/dev/null`` too, as root).
+
+    Raises:
+        RenderError: ``output`` is a directory or cannot be opened.
+    """
+    try:
+        mode = output.stat().st_mode  # follows symlinks
+    except FileNotFoundError:
+        return _open_part_file(output.resolve())  # a new file (or a dangling link's target)
+    except OSError as exc:
+        raise RenderError(f"cannot write {str(output)!r}: {exc.strerror}") from exc
+    if stat.S_ISDIR(mode):
+        raise RenderError(f"cannot write {str(output)!r}: it is a directory; name a file")
+    if stat.S_ISREG(mode):
+        return _open_part_file(output.resolve())  # through symlinks: the file itself
+    try:
+        # "a": nothing to truncate on a device or pipe, and never created here.
+        return output.open("a", encoding="utf-8", newline="")
+    except OSError as exc:
+        raise RenderError(f"cannot write {str(output)!r}: {exc.strerror}") from exc
 
 
 def _open_part_file(output: Path) -> IO[str]:
     # Mode "x" creates the file with the user's umask, like any file they write
     # (tempfile would make it private, 0600) and never reuses an existing name.
-    part = output.resolve().parent / f".{output.name}.{secrets.token_hex(4)}.part"
+    part = output.parent / f".{output.name}.{secrets.token_hex(4)}.part"
     try:
         return part.open("x", encoding="utf-8", newline="")
     except OSError as exc:
@@ -135,9 +168,11 @@ def _silence_stdout() -> None:
     os.close(devnull)
 
 
-def _publish(part: Path, output: Path) -> None:
-    os.replace(part, output)
+def _publish(written: Path, output: Path) -> None:
+    if written != output:  # a temporary file: it becomes the file (through symlinks)
+        os.replace(written, output.resolve())
 
 
-def _discard(part: Path) -> None:
-    part.unlink(missing_ok=True)
+def _discard(written: Path, output: Path) -> None:
+    if written != output:  # never the device or pipe written directly
+        written.unlink(missing_ok=True)

@@ -8,8 +8,15 @@ httpcore's ``map_exceptions``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import http.client
+import json
+import urllib.error
+import urllib.request
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import (
@@ -24,7 +31,18 @@ from recorder import __version__
 from recorder.errors import SttConnectionError, SttRejected
 from recorder.wirelog import wire_logger
 
-__all__ = ["FOREIGN_EXCEPTIONS", "WIRE_LOGGER", "map_exceptions", "open_socket", "redact_url"]
+__all__ = [
+    "FOREIGN_EXCEPTIONS",
+    "KEY_CHECK_TIMEOUT_S",
+    "WIRE_LOGGER",
+    "KeyCheck",
+    "KeyRejected",
+    "check_api_key",
+    "map_exceptions",
+    "open_socket",
+    "redact_url",
+    "token_url",
+]
 
 # Every foreign exception type map_exceptions catches (tests check each one maps).
 FOREIGN_EXCEPTIONS: tuple[type[BaseException], ...] = (
@@ -128,3 +146,107 @@ async def open_socket(
             max_size=2**20,
             logger=WIRE_LOGGER,
         )
+
+
+# -- checking the key before joining -------------------------------------------------
+
+#: How long the key check waits for the token endpoint before carrying on without it.
+KEY_CHECK_TIMEOUT_S = 3.0
+
+
+class KeyRejected(SttRejected):
+    """The key was refused before any session was opened (the token endpoint said 401/403)."""
+
+    def __str__(self) -> str:
+        return f"the speech-to-text service refused the API key ({self.reason}); {self.hint}"
+
+
+@dataclass(frozen=True, slots=True)
+class KeyCheck:
+    """What the token endpoint said about the key.
+
+    Attributes:
+        is_verified: the service accepted the key.
+        is_reachable: the host answered and was serving (not a network error, 429 or 5xx).
+        problem: why the key could not be verified, or None.
+    """
+
+    is_verified: bool
+    is_reachable: bool = True
+    problem: str | None = None
+
+
+def token_url(streaming_url: str) -> str:
+    """The temporary-token endpoint beside a streaming endpoint.
+
+    ``wss://HOST/v3/ws`` gives ``https://HOST/v3/token`` (``ws://`` gives
+    ``http://``); the streaming URL's query (an emulator's knobs) is dropped
+    (docs/providers.md, "Streaming: speech models, key check and pacing").
+    """
+    parts = urlsplit(streaming_url)
+    scheme = "https" if parts.scheme == "wss" else "http"
+    base = parts.path.rsplit("/", 1)[0] if "/" in parts.path else ""
+    return urlunsplit((scheme, parts.netloc, f"{base}/token", "expires_in_seconds=60", ""))
+
+
+async def check_api_key(
+    streaming_url: str, api_key: str, *, timeout_s: float = KEY_CHECK_TIMEOUT_S
+) -> KeyCheck:
+    """Ask the temporary-token endpoint whether the key is good, opening no session.
+
+    ``GET /v3/token`` with the key answers 200 with a token for a good key and 401
+    for a bad one; no streaming session is opened, so nothing is billed. The
+    token is not used.
+
+    Returns:
+        Verified, or not verified with the reason (unreachable, an HTTP error
+        other than 401/403, no token endpoint at that host): the caller carries on.
+
+    Raises:
+        KeyRejected: the service refused the key (HTTP 401 or 403), or the key
+            holds characters no key has (spaces, control or non-ASCII).
+    """
+    if not api_key.isascii() or not api_key.isprintable() or " " in api_key:
+        raise KeyRejected("it holds spaces, control or non-ASCII characters", hint=_KEY_HINT)
+    url = token_url(streaming_url)
+    request = urllib.request.Request(  # noqa: S310 - the scheme is http(s), built above
+        url,
+        headers={"Authorization": api_key, "User-Agent": f"recorder/{__version__}"},
+    )
+    where = redact_url(url)
+    try:
+        status, body = await asyncio.wait_for(
+            asyncio.to_thread(_fetch, request, timeout_s), timeout_s + 1.0
+        )
+    except TimeoutError:
+        return KeyCheck(False, False, f"no answer from {where} within {timeout_s:g} s")
+    except OSError as exc:
+        reason = getattr(exc, "reason", None) or exc.strerror or exc
+        return KeyCheck(False, False, f"cannot reach {where} ({reason})")
+    except (http.client.HTTPException, ValueError) as exc:
+        return KeyCheck(
+            False, True, f"{where} gave an unreadable answer ({exc.__class__.__name__})"
+        )
+    if status in (401, 403):
+        raise KeyRejected(f"HTTP {status}", code=status, hint=_KEY_HINT)
+    if status == 200:
+        try:
+            token = json.loads(body).get("token")
+        except (ValueError, AttributeError):
+            token = None
+        if isinstance(token, str) and token:
+            return KeyCheck(True)
+        return KeyCheck(False, True, f"{where} answered without a token")
+    # 429 and 5xx: the service is there but not serving; anything else: no token endpoint.
+    serving = status != 429 and status < 500
+    return KeyCheck(False, serving, f"{where} answered HTTP {status}")
+
+
+def _fetch(request: urllib.request.Request, timeout_s: float) -> tuple[int, bytes]:
+    """One blocking GET (run in a thread): the status and at most 64 KiB of body."""
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310
+            return int(response.status), response.read(65536)
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, b""

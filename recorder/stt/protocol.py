@@ -59,6 +59,11 @@ MAX_KEYTERM_CHARS = 50
 
 _KEY_HINT = "check ASSEMBLYAI_API_KEY (or the temporary token) and the account's balance"
 _BUG_HINT = "this is a bug in recorder; please report it with the log"
+# docs/providers.md, "Streaming: speech models, key check and pacing".
+_TOO_FAST_HINT = (
+    "audio arrived faster than the pacing rule allows; to replay with --speed N, start the "
+    "emulator with 'recorder emulate --realtime-factor N' (or more), or use --speed 1"
+)
 
 _TERMINATE = json.dumps({"type": "Terminate"})
 _FORCE_ENDPOINT = json.dumps({"type": "ForceEndpoint"})
@@ -205,6 +210,8 @@ def classify_close(
         return Disposition.FATAL, f"the server rejected a control message; {_BUG_HINT}"
     if code == 3007:
         # A blind retry that resends a backlog would fail the same way.
+        if "rate exceeded" in reason.lower():
+            return Disposition.FATAL, _TOO_FAST_HINT
         return Disposition.FATAL, f"audio chunk size or pacing was violated; {_BUG_HINT}"
     if code == 3008:
         return Disposition.REOPEN, ""

@@ -5,6 +5,12 @@ participant's frames into ~100 ms chunks and wakes the event loop at most once
 per chunk, never once per frame (docs/architecture.md, "Threads and the event
 loop"). Its queue is bounded in seconds of audio; what a full queue drops is
 counted, never silent.
+
+A transport whose native side may send nothing while a participant is silent
+(Agora without silent frames: docs/providers.md, "Agora: audio frames") asks
+the bridge to fill such gaps: a present, unmuted participant's missing frames
+become silence by the wall clock, so end-of-turn, idle close, cost and the
+timeline behave as if silent frames had arrived.
 """
 
 from __future__ import annotations
@@ -17,15 +23,18 @@ import zlib
 from collections import deque
 from collections.abc import Callable
 
-from recorder.audio import CHUNK_MS, Chunk, ChunkAssembler, bytes_for_ms
+from recorder.audio import CHUNK_MS, FRAME_MS, Chunk, ChunkAssembler, bytes_for_ms
 from recorder.transport.base import (
+    ConnectionState,
+    ConnectionStateChanged,
+    ParticipantJoined,
     ParticipantLeft,
     ParticipantMuted,
     TransportEvent,
     TransportSink,
 )
 
-__all__ = ["DEFAULT_MAX_QUEUED_S", "AudioBridge"]
+__all__ = ["DEFAULT_FILL_GAPS_AFTER_MS", "DEFAULT_MAX_QUEUED_S", "AudioBridge"]
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +43,16 @@ log = logging.getLogger(__name__)
 #: fifty times longer (a long garbage collection, a slow synchronous call) for
 #: every participant at once, while bounding memory at 160 KB per participant.
 DEFAULT_MAX_QUEUED_S = 5.0
+#: A participant's frames missing this long (present, unmuted, connected) are
+#: silence. Longer than a native thread's usual jitter; a native thread stalled
+#: longer than this shows as a pause before the late audio.
+DEFAULT_FILL_GAPS_AFTER_MS = 300.0
+# States in which the channel is not delivering audio: an outage is a gap, not silence.
+_NOT_DELIVERING = (
+    ConnectionState.RECONNECTING,
+    ConnectionState.FAILED,
+    ConnectionState.DISCONNECTED,
+)
 # A stalled loop drops every participant's chunks every 100 ms: one warning per
 # interval, with the totals, is enough to see it happened and how much was lost.
 _DROP_LOG_INTERVAL_S = 10.0
@@ -63,6 +82,9 @@ class AudioBridge:
         clock_ms: the transport's clock (milliseconds since it started).
         chunk_ms: chunk length handed to the sink.
         max_queued_s: most audio of one participant waiting for the loop.
+        fill_gaps_after_ms: if set, a present, unmuted participant whose frames
+            have been missing this long (while connected) gets silence for the
+            gap, by the clock, checked every ``chunk_ms`` on the loop.
     """
 
     def __init__(
@@ -73,9 +95,12 @@ class AudioBridge:
         clock_ms: Callable[[], float] | None = None,
         chunk_ms: int = CHUNK_MS,
         max_queued_s: float = DEFAULT_MAX_QUEUED_S,
+        fill_gaps_after_ms: float | None = None,
     ) -> None:
         if max_queued_s <= 0:
             raise ValueError("max_queued_s must be positive")
+        if fill_gaps_after_ms is not None and fill_gaps_after_ms < chunk_ms:
+            raise ValueError("fill_gaps_after_ms must be at least one chunk")
         self._loop = loop
         self._sink = sink
         self._chunk_ms = chunk_ms
@@ -104,6 +129,14 @@ class AudioBridge:
         self._dropped_ms: dict[int, float] = {}  # written under _lock
         self._drops_logged = 0
         self._drop_logged_at: float | None = None
+        # Gap filling (loop side, under _lock where the native side writes too).
+        self._fill_after_ms = fill_gaps_after_ms
+        self._heard_ms: dict[int, float] = {}  # each uid's last frame (or join, unmute)
+        self._filled_until: dict[int, float] = {}  # end of the silence given for a gap
+        self._audible: dict[int, float] = {}  # present and unmuted uids, since when
+        self._delivering = True
+        self._fill_timer: asyncio.TimerHandle | None = None
+        self.filled_ms = 0.0
 
     @property
     def dropped_ms(self) -> dict[int, float]:
@@ -136,9 +169,11 @@ class AudioBridge:
         try:
             self.frames += 1
             assembler = self._assemblers.get(uid) or self._assembler(uid)
-            # Uncontended (~0.1 us): only end_audio, from an event thread, competes.
+            # Uncontended (~0.1 us): only end_audio and the gap filler compete.
             with self._lock:
-                chunk = assembler.append(frame, self.clock_ms() if at_ms is None else at_ms)
+                arrival = self.clock_ms() if at_ms is None else at_ms
+                self._heard_ms[uid] = arrival
+                chunk = assembler.append(frame, arrival)
                 if chunk is not None:
                     self.chunks += 1
                     if not self._admit(uid, chunk):
@@ -203,9 +238,70 @@ class AudioBridge:
                 taken[uid] = taken.get(uid, 0) + len(chunk.pcm)
                 sink.on_audio(uid, chunk)
             else:
+                if self._fill_after_ms is not None:
+                    self._track_audible(item)
                 sink.on_event(item)
         if self.dropped_chunks != self._drops_logged:
             self._log_drops()
+
+    # -- gaps are silence -----------------------------------------------------------
+
+    def _track_audible(self, event: TransportEvent) -> None:
+        """On the loop, in order with the audio: who could be heard now, and since when."""
+        with self._lock:
+            if isinstance(event, ParticipantJoined) or (
+                isinstance(event, ParticipantMuted) and not event.is_muted
+            ):
+                self._audible[event.uid] = event.at_ms
+                self._heard_ms[event.uid] = max(self._heard_ms.get(event.uid, 0.0), event.at_ms)
+            elif isinstance(event, ParticipantLeft | ParticipantMuted):
+                self._audible.pop(event.uid, None)
+            elif isinstance(event, ConnectionStateChanged):
+                was = self._delivering
+                self._delivering = event.state not in _NOT_DELIVERING
+                if self._delivering and not was:
+                    for uid in self._audible:  # the outage itself stays a gap
+                        self._heard_ms[uid] = max(self._heard_ms.get(uid, 0.0), event.at_ms)
+        if self._audible and self._delivering and self._fill_timer is None:
+            self._fill_timer = self._loop.call_later(self._chunk_ms / 1000, self.fill_gaps)
+        elif self._fill_timer is not None and (not self._audible or not self._delivering):
+            self._fill_timer.cancel()
+            self._fill_timer = None
+
+    def fill_gaps(self) -> None:
+        """On the loop, every chunk (its timer; tests call it): silence where frames stopped."""
+        self._fill_timer = None
+        assert self._fill_after_ms is not None
+        ready: list[tuple[int, Chunk]] = []
+        now = self.clock_ms()
+        # Up to one frame before now: a frame arriving now covers the 10 ms before it.
+        until = now - FRAME_MS
+        with self._lock:
+            if not self._delivering:
+                return
+            for uid, since in self._audible.items():
+                heard = max(self._heard_ms.get(uid, since), since)
+                if now - heard < self._fill_after_ms:
+                    continue
+                assembler = self._assemblers.get(uid)
+                partial = assembler.flush() if assembler is not None else None
+                if partial is not None and self._admit(uid, partial):
+                    ready.append((uid, partial))
+                start = max(heard, self._filled_until.get(uid, heard))
+                while until - start >= FRAME_MS:
+                    span = min(float(self._chunk_ms), until - start)
+                    span -= span % FRAME_MS
+                    chunk = Chunk(bytes(bytes_for_ms(span)), start, False)
+                    start += span
+                    self.filled_ms += span
+                    if self._admit(uid, chunk):
+                        ready.append((uid, chunk))
+                self._filled_until[uid] = start
+        if ready:  # already on the loop: hand them over now, no wake-up needed
+            self._ready.extend(ready)
+            self._drain()
+        if self._audible and self._fill_timer is None:
+            self._fill_timer = self._loop.call_later(self._chunk_ms / 1000, self.fill_gaps)
 
     def _log_drops(self) -> None:
         """Warn that audio was dropped, at most once per interval (on the loop)."""

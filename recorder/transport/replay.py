@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -69,8 +70,8 @@ class ReplayTransport(Transport):
         publish_lead_ms: float = DEFAULT_LEAD_MS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if speed <= 0:
-            raise ValueError("speed must be positive")
+        if not 0 < speed < math.inf:  # also refuses nan
+            raise ValueError(f"speed must be a positive, finite number, got {speed!r}")
         self.script = script
         self.channel = script.channel
         self.speed = speed

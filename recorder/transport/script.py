@@ -19,7 +19,11 @@ participant that overlaps their own earlier speech starts when that ends.
 
 from __future__ import annotations
 
+import difflib
 import json
+import math
+import os
+import stat
 import wave
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +34,11 @@ from recorder.config import MAX_UID
 from recorder.errors import ReplayError
 
 __all__ = [
+    "MAX_EVENTS",
+    "MAX_FILE_BYTES",
+    "MAX_MEETING_S",
+    "MAX_SAY_CHARS",
+    "MAX_SPEECH_S",
     "ExpectedWord",
     "MeetingScript",
     "ScriptAction",
@@ -39,6 +48,28 @@ __all__ = [
 ]
 
 _ACTIONS = ("join", "leave", "mute", "unmute", "say", "wav")
+_TOP_KEYS = ("channel", "participants", "events", "end")
+_PARTICIPANT_KEYS = ("uid", "name")
+_EVENT_KEYS = ("at", "uid", *_ACTIONS)
+
+#: No event, speech or end later than a day into the meeting (a larger number is a typo).
+MAX_MEETING_S = 24 * 3600
+#: The longest ``say`` text (about fourteen minutes of synthetic speech).
+MAX_SAY_CHARS = 10_000
+#: The most speech (``say`` and ``wav``, all participants) one file may render: 6 h,
+#: about 700 MB of audio held in memory while it plays.
+MAX_SPEECH_S = 6 * 3600
+#: The most events one file may hold.
+MAX_EVENTS = 100_000
+#: The largest replay file read.
+MAX_FILE_BYTES = 64 * 2**20
+_MAX_CHANNEL_CHARS = 256
+_MAX_NAME_CHARS = 256
+_MAX_PATH_CHARS = 4096
+_SHOWN_CHARS = 60
+_MIN_WAV_RATE_HZ = 8000
+_MAX_WAV_RATE_HZ = 192_000
+_MAX_WAV_CHANNELS = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,13 +146,78 @@ def _fail(source: str, where: str, problem: str) -> ReplayError:
     )
 
 
-def _number(value: Any, source: str, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise _fail(source, where, f"expected a number of seconds >= 0, got {value!r}")
+def _quote(text: str) -> str:
+    """``text`` quoted as Python would, escaped to ASCII if it is not printable UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return ascii(text)
+    return repr(text) if text.isprintable() else ascii(text)
+
+
+def _show(value: Any) -> str:
+    """A short, one-line, printable rendering of a value from the file."""
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "null"
+    text = _quote(value) if isinstance(value, str) else repr(value)
+    return text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 3] + "..."
+
+
+def _check_keys(entry: dict[str, Any], allowed: tuple[str, ...], source: str, where: str) -> None:
+    for key in entry:
+        if key in allowed:
+            continue
+        close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+        hint = (
+            f"did you mean {close[0]!r}?"
+            if close
+            else f"expected {', '.join(repr(k) for k in allowed)}"
+        )
+        raise _fail(source, where, f"unknown key {_show(key)} ({hint})")
+
+
+def _seconds(value: Any, source: str, where: str) -> float:
+    """Seconds from the start of the meeting: a finite number, 0 up to a day."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _fail(source, where, f"expected a number of seconds, got {_show(value)}")
+    if not (isinstance(value, int) or math.isfinite(value)) or not 0 <= value <= MAX_MEETING_S:
+        raise _fail(
+            source,
+            where,
+            f"expected seconds between 0 and {MAX_MEETING_S} (24 h), got {_show(value)}",
+        )
     return float(value)
 
 
-def _read_wav(path: Path, source: str, where: str) -> bytes:
+def _text(value: Any, source: str, where: str, *, limit: int, what: str) -> str:
+    """A non-empty string of at most ``limit`` characters that UTF-8 can encode."""
+    if not isinstance(value, str) or not value.strip():
+        raise _fail(source, where, f"expected non-empty {what}, got {_show(value)}")
+    if len(value) > limit:
+        raise _fail(source, where, f"the {what} is {len(value)} characters long; at most {limit}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = value[exc.start : exc.end]
+        raise _fail(
+            source, where, f"the {what} holds an invalid character {ascii(bad)} (a lone surrogate)"
+        ) from None
+    return value
+
+
+def _uid(value: Any, source: str, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_UID:
+        raise _fail(source, where, f"expected a uid between 1 and {MAX_UID}, got {_show(value)}")
+    return value
+
+
+def _read_wav(path: Path, name: str, source: str, where: str) -> bytes:
+    """Read a wav clip as 16 kHz mono PCM16; errors show ``name`` as the file spells it."""
+    shown = _quote(name)
     try:
         with wave.open(str(path), "rb") as reader:
             width, channels, rate = (
@@ -129,17 +225,48 @@ def _read_wav(path: Path, source: str, where: str) -> bytes:
                 reader.getnchannels(),
                 reader.getframerate(),
             )
-            frames = reader.readframes(reader.getnframes())
+            count = reader.getnframes()
+            if width != 2:
+                raise _fail(
+                    source,
+                    where,
+                    f"wav file {shown} is {8 * width}-bit; only 16-bit PCM is supported",
+                )
+            if not _MIN_WAV_RATE_HZ <= rate <= _MAX_WAV_RATE_HZ:
+                raise _fail(
+                    source,
+                    where,
+                    f"wav file {shown} has a sample rate of {rate} Hz; "
+                    f"use {_MIN_WAV_RATE_HZ}-{_MAX_WAV_RATE_HZ} Hz",
+                )
+            if not 1 <= channels <= _MAX_WAV_CHANNELS:
+                raise _fail(
+                    source,
+                    where,
+                    f"wav file {shown} has {channels} channels; use mono or stereo",
+                )
+            if count / rate > MAX_MEETING_S:
+                raise _fail(source, where, f"wav file {shown} is longer than 24 h")
+            frames = reader.readframes(count)
     except FileNotFoundError:
-        raise _fail(source, where, f"wav file {str(path)!r} does not exist") from None
-    except (OSError, EOFError, wave.Error) as exc:
-        raise _fail(source, where, f"cannot read wav file {str(path)!r} ({exc})") from exc
-    if width != 2:
+        raise _fail(source, where, f"wav file {shown} does not exist") from None
+    except IsADirectoryError:
+        raise _fail(source, where, f"wav file {shown} is a directory") from None
+    except PermissionError:
+        raise _fail(source, where, f"wav file {shown} cannot be read (permission denied)") from None
+    except wave.Error as exc:
+        raise _fail(source, where, f"wav file {shown} is not a PCM WAV file ({exc})") from None
+    except EOFError:
+        raise _fail(source, where, f"wav file {shown} is empty or cut short") from None
+    except ValueError:  # a NUL in the name
+        raise _fail(source, where, f"{shown} is not a valid file name") from None
+    except OSError as exc:
         raise _fail(
-            source,
-            where,
-            f"wav file {str(path)!r} is {8 * width}-bit; only 16-bit PCM is supported",
-        )
+            source, where, f"cannot read wav file {shown} ({exc.strerror or exc})"
+        ) from None
+    frames = frames[: len(frames) - len(frames) % (width * channels)]
+    if not frames:
+        raise _fail(source, where, f"wav file {shown} holds no audio")
     if channels > 1:
         import numpy as np
 
@@ -148,10 +275,79 @@ def _read_wav(path: Path, source: str, where: str) -> bytes:
     return resample(frames, rate, SAMPLE_RATE_HZ)
 
 
+@dataclass(frozen=True, slots=True)
+class _Event:
+    """One event, checked, with its index in the file (``value``: a wav's audio, read)."""
+
+    index: int
+    at_ms: float
+    uid: int
+    kind: str
+    value: Any
+
+
+def _check_event(event: Any, index: int, source: str, base_dir: Path | None) -> _Event:
+    where = f"events[{index}]"
+    if not isinstance(event, dict):
+        raise _fail(source, where, f"expected an object, got {_show(event)}")
+    _check_keys(event, _EVENT_KEYS, source, where)
+    if "at" not in event:
+        raise _fail(source, where, "missing 'at' (seconds from the start)")
+    at_ms = _seconds(event["at"], source, f"{where}.at") * 1000.0
+    if "uid" not in event:
+        raise _fail(source, where, "missing 'uid'")
+    uid = _uid(event["uid"], source, f"{where}.uid")
+    kinds = [name for name in _ACTIONS if name in event]
+    if len(kinds) != 1:
+        found = f"got {', '.join(kinds)}" if kinds else "got none"
+        raise _fail(source, where, f"expected exactly one of {', '.join(_ACTIONS)} ({found})")
+    kind = kinds[0]
+    value = event[kind]
+    if kind == "say":
+        value = _text(value, source, f"{where}.say", limit=MAX_SAY_CHARS, what="text")
+    elif kind == "wav":
+        name = _text(value, source, f"{where}.wav", limit=_MAX_PATH_CHARS, what="file name")
+        path = Path(name) if Path(name).is_absolute() else (base_dir or Path.cwd()) / name
+        value = _read_wav(path, name, source, f"{where}.wav")
+    elif value is not True:
+        raise _fail(source, f"{where}.{kind}", f"expected true, got {_show(value)}")
+    return _Event(index, at_ms, uid, kind, value)
+
+
+def _check_participants(raw: Any, source: str) -> dict[int, str]:
+    if not isinstance(raw, list):
+        raise _fail(source, "participants", f"expected a list, got {_show(raw)}")
+    names: dict[int, str] = {}
+    seen: set[int] = set()
+    for index, entry in enumerate(raw):
+        where = f"participants[{index}]"
+        if not isinstance(entry, dict):
+            raise _fail(
+                source,
+                where,
+                f'expected {{"uid": <integer>, "name": <string>}}, got {_show(entry)}',
+            )
+        _check_keys(entry, _PARTICIPANT_KEYS, source, where)
+        if "uid" not in entry:
+            raise _fail(source, where, "missing 'uid'")
+        uid = _uid(entry["uid"], source, f"{where}.uid")
+        if uid in seen:
+            raise _fail(source, f"{where}.uid", f"uid {uid} is listed twice")
+        seen.add(uid)
+        if "name" in entry:
+            names[uid] = _text(
+                entry["name"], source, f"{where}.name", limit=_MAX_NAME_CHARS, what="name"
+            )
+    return names
+
+
 def parse_script(
     data: Any, *, base_dir: Path | None = None, source: str = "<script>"
 ) -> MeetingScript:
     """Validate a decoded JSON script and render its audio.
+
+    Every field is checked with its type before anything is rendered; errors
+    name the event by its index in the file and the offending key.
 
     Raises:
         ReplayError: the script is malformed; the message names the event and field.
@@ -159,76 +355,83 @@ def parse_script(
     from recorder.tonecode import encode_words
 
     if not isinstance(data, dict):
-        raise _fail(source, "top level", "expected a JSON object")
-    channel = data.get("channel")
-    if not isinstance(channel, str) or not channel:
-        raise _fail(source, "channel", "expected a non-empty string")
-    names: dict[int, str] = {}
-    for index, entry in enumerate(data.get("participants", [])):
-        where = f"participants[{index}]"
-        if (
-            not isinstance(entry, dict)
-            or not isinstance(entry.get("uid"), int)
-            or isinstance(entry.get("uid"), bool)
-        ):
-            raise _fail(source, where, 'expected {"uid": <integer>, "name": <string>}')
-        if "name" in entry:
-            if not isinstance(entry["name"], str):
-                raise _fail(source, where, "name must be a string")
-            names[entry["uid"]] = entry["name"]
-    events = data.get("events")
-    if not isinstance(events, list) or not events:
-        raise _fail(source, "events", "expected a non-empty list")
+        raise _fail(source, "top level", f"expected a JSON object, got {_show(data)}")
+    _check_keys(data, _TOP_KEYS, source, "top level")
+    if "channel" not in data:
+        raise _fail(source, "top level", "missing 'channel'")
+    channel = _text(
+        data["channel"], source, "channel", limit=_MAX_CHANNEL_CHARS, what="channel name"
+    )
+    names = _check_participants(data.get("participants", []), source)
+    raw_events = data.get("events")
+    if not isinstance(raw_events, list) or not raw_events:
+        raise _fail(source, "events", f"expected a non-empty list, got {_show(raw_events)}")
+    if len(raw_events) > MAX_EVENTS:
+        raise _fail(source, "events", f"{len(raw_events)} events; at most {MAX_EVENTS}")
+    checked = [
+        _check_event(event, index, source, base_dir) for index, event in enumerate(raw_events)
+    ]
+    end = data.get("end")
+    end_ms = None if end is None else _seconds(end, source, "end") * 1000.0
+    if end_ms is not None and end_ms <= 0:
+        raise _fail(source, "end", "the meeting must last longer than 0 s")
+    first_join: dict[int, float] = {}
+    for event in checked:
+        if event.kind == "join":
+            first_join[event.uid] = min(first_join.get(event.uid, math.inf), event.at_ms)
+    for event in checked:
+        if event.kind not in ("say", "wav"):
+            continue
+        joins_ms = first_join.get(event.uid)
+        if joins_ms is None:
+            raise _fail(
+                source,
+                f"events[{event.index}].uid",
+                f"uid {event.uid} speaks but never joins; add "
+                f'{{"at": <seconds>, "uid": {event.uid}, "join": true}} before it',
+            )
+        if event.at_ms < joins_ms:
+            raise _fail(
+                source,
+                f"events[{event.index}].at",
+                f"uid {event.uid} speaks at {event.at_ms / 1000:g} s but first joins at "
+                f"{joins_ms / 1000:g} s; nobody would hear it",
+            )
     actions: list[ScriptAction] = []
     clips: list[SpeechClip] = []
     speech_free_at: dict[int, float] = {}
-    last_ms = 0.0
-    for index, event in enumerate(
-        sorted(events, key=lambda e: e.get("at", 0) if isinstance(e, dict) else 0)
-    ):
-        where = f"events[{index}]"
-        if not isinstance(event, dict):
-            raise _fail(source, where, "expected a JSON object")
-        at_ms = _number(event.get("at"), source, f"{where}.at") * 1000.0
-        uid = event.get("uid")
-        if not isinstance(uid, int) or isinstance(uid, bool) or not 0 < uid <= MAX_UID:
-            raise _fail(
-                source, f"{where}.uid", f"expected a uid between 1 and {MAX_UID}, got {uid!r}"
-            )
-        kinds = [name for name in _ACTIONS if name in event]
-        if len(kinds) != 1:
-            raise _fail(source, where, f"expected exactly one of {', '.join(_ACTIONS)}")
-        kind = kinds[0]
+    speech_ms = last_ms = 0.0
+    # Stable: events at the same moment keep their order in the file.
+    for event in sorted(checked, key=lambda e: e.at_ms):
+        where = f"events[{event.index}]"
+        uid, at_ms = event.uid, event.at_ms
         last_ms = max(last_ms, at_ms)
-        if kind in ("say", "wav"):
+        if event.kind == "say":
             start = max(at_ms, speech_free_at.get(uid, 0.0))
-            if kind == "say":
-                text = event["say"]
-                if not isinstance(text, str) or not text.strip():
-                    raise _fail(source, f"{where}.say", "expected non-empty text")
-                pcm, decoded = encode_words(text, SAMPLE_RATE_HZ, start_ms=0)
-                words = tuple(
-                    ExpectedWord(uid, w.text or "", start + w.start_ms, start + w.end_ms)
-                    for w in decoded
-                )
-            else:
-                name = event["wav"]
-                if not isinstance(name, str) or not name:
-                    raise _fail(source, f"{where}.wav", "expected a file name")
-                path = Path(name) if Path(name).is_absolute() else (base_dir or Path.cwd()) / name
-                pcm, words = _read_wav(path, source, f"{where}.wav"), ()
-            clip = SpeechClip(uid, start, pcm, words)
-            speech_free_at[uid] = clip.end_ms
-            clips.append(clip)
-            last_ms = max(last_ms, clip.end_ms)
+            pcm, decoded = encode_words(event.value, SAMPLE_RATE_HZ, start_ms=0)
+            words = tuple(
+                ExpectedWord(uid, w.text or "", start + w.start_ms, start + w.end_ms)
+                for w in decoded
+            )
+        elif event.kind == "wav":
+            start = max(at_ms, speech_free_at.get(uid, 0.0))
+            pcm, words = event.value, ()
         else:
-            if event[kind] is not True:
-                raise _fail(source, f"{where}.{kind}", "expected true")
-            actions.append(ScriptAction(at_ms, uid, kind))
-    end = data.get("end")
-    end_ms = _number(end, source, "end") * 1000.0 if end is not None else last_ms + 2000.0
-    if end_ms <= 0:
-        raise _fail(source, "end", "the meeting must last longer than 0 s")
+            actions.append(ScriptAction(at_ms, uid, event.kind))
+            continue
+        clip = SpeechClip(uid, start, pcm, words)
+        if clip.end_ms > MAX_MEETING_S * 1000.0:
+            raise _fail(source, where, "the speech would end more than 24 h into the meeting")
+        speech_ms += clip.end_ms - clip.start_ms
+        if speech_ms > MAX_SPEECH_S * 1000.0:
+            raise _fail(
+                source, where, f"the file holds more than {MAX_SPEECH_S // 3600} h of speech"
+            )
+        speech_free_at[uid] = clip.end_ms
+        clips.append(clip)
+        last_ms = max(last_ms, clip.end_ms)
+    if end_ms is None:
+        end_ms = min(last_ms + 2000.0, MAX_MEETING_S * 1000.0)
     return MeetingScript(channel, names, tuple(actions), tuple(clips), end_ms, source)
 
 
@@ -238,19 +441,51 @@ def load_script(path: Path) -> MeetingScript:
     Raises:
         ReplayError: the file is missing, not JSON, or malformed.
     """
+    shown = _quote(str(path))
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise ReplayError(f"replay file {shown} is not a regular file")
+            raw = handle.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
-        raise ReplayError(f"replay file {str(path)!r} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
+        raise ReplayError(f"replay file {shown} does not exist") from None
+    except IsADirectoryError:
+        raise ReplayError(f"replay file {shown} is a directory, not a file") from None
+    except OSError as exc:
         raise ReplayError(
-            f"cannot read replay file {str(path)!r}: {exc.__class__.__name__}"
-        ) from exc
+            f"cannot read replay file {shown}: {exc.strerror or exc.__class__.__name__}"
+        ) from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise ReplayError(f"replay file {shown} is larger than {MAX_FILE_BYTES // 2**20} MiB")
     try:
-        data = json.loads(text)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ReplayError(
+            f"replay file {shown} is not UTF-8 text (byte {exc.start}); save it as UTF-8 JSON"
+        ) from None
+    try:
+        data = json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
         raise ReplayError(
-            f"replay file {str(path)!r} is not valid JSON "
+            f"replay file {shown} is not valid JSON "
             f"(line {exc.lineno}, column {exc.colno}: {exc.msg})"
         ) from None
-    return parse_script(data, base_dir=path.parent, source=repr(str(path)))
+    except _NonFinite as exc:
+        raise ReplayError(
+            f"replay file {shown} is not valid JSON ({exc.args[0]} is not a JSON number)"
+        ) from None
+    except RecursionError:
+        raise ReplayError(f"replay file {shown} is nested too deeply to be a replay file") from None
+    except ValueError:  # an integer of thousands of digits
+        raise ReplayError(
+            f"replay file {shown} holds a number too long to read; use seconds like 12.5"
+        ) from None
+    return parse_script(data, base_dir=path.parent, source=shown)
+
+
+class _NonFinite(ValueError):
+    """NaN or Infinity in the file: Python's json accepts them, JSON does not."""
+
+
+def _reject_constant(name: str) -> Any:
+    raise _NonFinite(name)

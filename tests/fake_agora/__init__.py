@@ -19,12 +19,19 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import platform
 import sys
 import types
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["SDK_SOURCE", "SURFACE_PATH", "installed_fake_agora", "purge_agora_modules"]
+__all__ = [
+    "SDK_SOURCE",
+    "SURFACE_PATH",
+    "installed_fake_agora",
+    "native_placeholder",
+    "purge_agora_modules",
+]
 
 HERE = Path(__file__).resolve().parent
 SDK_SOURCE = HERE / "sdk"
@@ -40,6 +47,21 @@ def purge_agora_modules() -> None:
             del sys.modules[name]
 
 
+def native_placeholder(name: str) -> bytes:
+    """A file the pre-flight takes for a loadable library of this machine (never loaded).
+
+    An ELF header for this processor (or a Mach-O magic for a ``.dylib``): the
+    pre-flight reads library headers because the real wrapper cannot load an
+    empty file (docs/providers.md, "Agora: the stand-in").
+    """
+    if name.endswith(".dylib"):
+        return b"\xcf\xfa\xed\xfe" + bytes(60)
+    machines = {"x86_64": 62, "amd64": 62, "aarch64": 183, "arm64": 183}
+    machine = machines.get(platform.machine().lower(), 62)
+    header = b"\x7fELF" + bytes([2, 1, 1]) + bytes(9)
+    return header + (3).to_bytes(2, "little") + machine.to_bytes(2, "little") + bytes(44)
+
+
 def _materialise(root: Path) -> Path:
     package = root / "agora"
     package.mkdir(parents=True)
@@ -48,10 +70,11 @@ def _materialise(root: Path) -> Path:
             (package / entry.name).symlink_to(entry, target_is_directory=entry.is_dir())
     (package / "agora_sdk").mkdir()
     for name in NATIVE_FILES:
-        (package / "agora_sdk" / name).write_bytes(b"")
+        (package / "agora_sdk" / name).write_bytes(native_placeholder(name))
     init = (SDK_SOURCE / "__init__.py").read_text(encoding="utf-8")
     url = init.split('FAKE_DOWNLOAD_URL = "', 1)[1].split('"', 1)[0]
-    (package / "version.txt").write_text(url + "\n", encoding="utf-8")
+    # What the SDK's installer writes: the URL, no newline (compared byte for byte).
+    (package / "version.txt").write_text(url, encoding="utf-8")
     return package
 
 

@@ -16,6 +16,7 @@ import importlib
 import importlib.util
 import io
 import logging
+import os
 import platform
 import ssl
 import sys
@@ -30,7 +31,14 @@ __all__ = [
     "AGORA_MODULES",
     "INSTALL_HINT",
     "AgoraSdk",
+    "WOULD_DOWNLOAD",
+    "WOULD_EXIT",
+    "WOULD_FAIL",
+    "WOULD_IMPORT",
     "AgoraSdkInstall",
+    "AgoraSdkVerdict",
+    "expected_version_url",
+    "judge_agora_sdk",
     "load_agora_sdk",
     "locate_agora_sdk",
 ]
@@ -61,7 +69,17 @@ _REQUIRED_LIBRARIES = {
     "linux": ("libagora_rtc_sdk.so", "libaosl.so"),
     "darwin": ("libAgoraRtcKit.dylib",),
 }
-_DOWNLOAD_HOST = "https://download.agora.io/"
+# The function in agora/__init__.py that decides at import whether to delete and
+# re-download the native library (docs/providers.md, "Agora: the stand-in").
+_CHECK_FUNCTION = "_check_download_and_extract_sdk"
+# ELF e_machine values of the native builds (the System V gABI), by platform.machine().
+_ELF_MACHINES = {"x86_64": 62, "amd64": 62, "aarch64": 183, "arm64": 183}
+# The SDK's own logger never logs below this (its DEBUG lines carry tokens).
+_SDK_LOG_FLOOR = logging.INFO
+_MACH_O_MAGICS = (b"\xcf\xfa\xed\xfe", b"\xca\xfe\xba\xbe", b"\xbe\xba\xfe\xca")
+
+#: What importing the SDK would do, as its own import-time code decides.
+WOULD_IMPORT, WOULD_DOWNLOAD, WOULD_FAIL, WOULD_EXIT = "import", "download", "fail", "exit"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,13 +90,30 @@ class AgoraSdkInstall:
         package_dir: the ``agora`` package directory.
         library_dir: its ``agora_sdk`` directory holding the native libraries.
         native_library: the main native library file.
-        version: the content of ``version.txt`` (the download URL it came from).
+        version: the first line of ``version.txt`` (the download URL it came from).
     """
 
     package_dir: Path
     library_dir: Path
     native_library: Path
     version: str
+
+
+@dataclass(frozen=True, slots=True)
+class AgoraSdkVerdict:
+    """What ``import agora`` would do here, judged the way its own code judges.
+
+    Attributes:
+        outcome: ``import`` (it would load), ``download`` (it would delete
+            ``agora_sdk/`` and try to download it again), ``fail`` (it would raise
+            loading ``libaosl.so``) or ``exit`` (it would call ``sys.exit(1)``).
+        reason: what was found, and how to repair it (one line).
+        install: where the SDK is (also when it would not import).
+    """
+
+    outcome: str
+    reason: str
+    install: AgoraSdkInstall
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,42 +141,148 @@ def _unavailable(reason: str) -> TransportUnavailable:
     return TransportUnavailable(f"the agora transport is unavailable: {reason}; {INSTALL_HINT}")
 
 
-def _download_urls(init_file: Path) -> set[str] | None:
-    """Return the download URLs written as literals in ``agora/__init__.py``.
-
-    None means the file could not be read or parsed, so no comparison is made.
-    """
-    try:
-        tree = ast.parse(init_file.read_text(encoding="utf-8"))
-    except (OSError, SyntaxError, ValueError):
-        return None
-    return {
-        node.value.strip()
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Constant)
-        and isinstance(node.value, str)
-        and node.value.startswith(_DOWNLOAD_HOST)
-    }
+class _Unknown(Exception):
+    """The import-time check uses something this reading does not follow."""
 
 
-def locate_agora_sdk(*, system: str | None = None, machine: str | None = None) -> AgoraSdkInstall:
-    """Find the installed Agora SDK and its native library, importing nothing.
+def _evaluate(node: ast.expr, names: dict[str, object], system: str, machine: str) -> object:
+    """The value of a (small) expression of the SDK's check function."""
+    if isinstance(node, ast.Constant):
+        return node.value
+    if isinstance(node, ast.Name):
+        if node.id not in names:
+            raise _Unknown(node.id)
+        return names[node.id]
+    if isinstance(node, ast.Attribute) and ast.unparse(node) == "sys.platform":
+        return system
+    if isinstance(node, ast.Call) and not node.args and not node.keywords:
+        called = ast.unparse(node.func)
+        if called == "platform.machine":
+            return machine
+        if called == "platform.system":
+            return {"linux": "Linux", "darwin": "Darwin"}.get(system, system)
+    if isinstance(node, ast.BoolOp):
+        values = [_evaluate(value, names, system, machine) for value in node.values]
+        return all(values) if isinstance(node.op, ast.And) else any(values)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+        return not _evaluate(node.operand, names, system, machine)
+    if isinstance(node, ast.Compare) and len(node.ops) == 1:
+        left = _evaluate(node.left, names, system, machine)
+        right = _evaluate(node.comparators[0], names, system, machine)
+        if isinstance(node.ops[0], ast.Eq):
+            return left == right
+        if isinstance(node.ops[0], ast.NotEq):
+            return left != right
+    raise _Unknown(ast.unparse(node))
 
-    Only :func:`importlib.util.find_spec` on the top-level name is used, which
-    does not run ``agora/__init__.py``. The native files are the ones whose
-    absence makes that ``__init__`` delete and re-download its library or exit
-    (docs/providers.md, "Agora: loading the SDK").
 
-    Args:
-        system: ``sys.platform`` to check for (tests); defaults to this one.
-        machine: ``platform.machine()`` to check for (tests); defaults to this one.
+def _run_assignments(
+    body: list[ast.stmt], names: dict[str, object], system: str, machine: str
+) -> None:
+    """Follow the check function's assignments and ``if`` branches, in order."""
+    for statement in body:
+        if isinstance(statement, ast.Assign) and all(
+            isinstance(target, ast.Name) for target in statement.targets
+        ):
+            try:
+                value = _evaluate(statement.value, names, system, machine)
+            except _Unknown:
+                value = _UNKNOWN
+            for target in statement.targets:
+                assert isinstance(target, ast.Name)
+                names[target.id] = value
+        elif isinstance(statement, ast.If):
+            mentions = {n.id for n in ast.walk(statement.test) if isinstance(n, ast.Name)}
+            if "version_url" in mentions:
+                return  # the comparison itself: url is final here
+            branch = _evaluate(statement.test, names, system, machine)
+            _run_assignments(statement.body if branch else statement.orelse, names, system, machine)
+
+
+_UNKNOWN = object()
+
+
+def expected_version_url(
+    init_source: str, *, system: str | None = None, machine: str | None = None
+) -> str | None:
+    """The download URL ``agora/__init__.py`` compares ``version.txt`` with, on a platform.
+
+    Its check function assigns several URL literals in turn (older ones stay in
+    the file), then picks one per platform; this follows those assignments and
+    branches as Python would, without running anything.
 
     Returns:
-        Where the SDK is.
+        The URL, or None when the file is not shaped as this reading expects.
+    """
+    system = sys.platform if system is None else system
+    machine = platform.machine() if machine is None else machine
+    try:
+        tree = ast.parse(init_source)
+    except (SyntaxError, ValueError):
+        return None
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == _CHECK_FUNCTION:
+            names: dict[str, object] = {}
+            try:
+                _run_assignments(node.body, names, system, machine)
+            except _Unknown:
+                return None
+            url = names.get("url")
+            return url if isinstance(url, str) else None
+    return None
+
+
+def _first_line(path: Path) -> str | None:
+    """``version.txt``'s first line as the SDK reads it (newline kept); None if absent."""
+    if not path.exists():
+        return None
+    try:
+        with path.open(encoding=None) as handle:  # the SDK's open(path, 'r')
+            return handle.readline()
+    except (OSError, UnicodeDecodeError, ValueError):
+        return ""  # the SDK logs the error and compares "" (a mismatch)
+
+
+def _loadable(path: Path, system: str, machine: str) -> str | None:
+    """Why ``path`` cannot be a loadable shared library here, or None if it looks loadable."""
+    try:
+        with path.open("rb") as handle:
+            header = handle.read(20)
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror})"
+    if system == "darwin":
+        return None if header[:4] in _MACH_O_MAGICS else "is not a Mach-O library"
+    if len(header) < 20 or header[:4] != b"\x7fELF":
+        return "is not a shared library (empty or not ELF)"
+    if header[4] != 2:
+        return "is a 32-bit library"
+    expected = _ELF_MACHINES.get(machine.lower())
+    found = int.from_bytes(header[18:20], "little" if header[5] == 1 else "big")
+    if expected is not None and found != expected:
+        return f"is built for another processor (ELF machine {found}, not {expected})"
+    return None
+
+
+def _repair_hint(version_file: Path, url: str) -> str:
+    return (
+        f"if {version_file.parent / 'agora_sdk'} holds the libraries downloaded from that URL, "
+        f"write it back without a newline: printf '%s' '{url}' > '{version_file}'; otherwise "
+        "reinstall the SDK"
+    )
+
+
+def judge_agora_sdk(*, system: str | None = None, machine: str | None = None) -> AgoraSdkVerdict:
+    """Judge, without importing it, what ``import agora`` would do here.
+
+    The SDK's ``__init__`` keeps its libraries only when ``version.txt``'s raw
+    first line (newline included) equals this platform's final download URL
+    and the main library exists; otherwise it deletes ``agora_sdk/`` and
+    downloads it. It then loads ``libaosl.so`` unguarded (an ``OSError``), and
+    ``agora/rtc/__init__.py`` loads the main library or calls ``sys.exit(1)``
+    (docs/providers.md, "Agora: loading the SDK" and "Agora: the stand-in").
 
     Raises:
-        TransportUnavailable: the platform is unsupported, or the package or
-            its native library is missing or incomplete.
+        TransportUnavailable: the platform is unsupported or the package is missing.
     """
     system = sys.platform if system is None else system
     machine = platform.machine() if machine is None else machine
@@ -160,34 +301,91 @@ def locate_agora_sdk(*, system: str | None = None, machine: str | None = None) -
         raise _unavailable(f"the 'agora' package at {package_dir} is not agora-python-server-sdk")
     library_dir = package_dir / "agora_sdk"
     required = _REQUIRED_LIBRARIES[system]
-    missing = [name for name in required if not (library_dir / name).is_file()]
-    if missing:
-        # Importing now would rm -rf agora_sdk and try to download it.
-        raise _unavailable(
-            f"the Agora native library is missing ({', '.join(missing)} not in {library_dir}); "
-            "importing the SDK now would try to download it"
-        )
-    try:
-        version = (package_dir / "version.txt").read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError):
-        version = ""
-    if not version:
-        raise _unavailable(
-            f"the Agora native library has no version.txt in {package_dir}; "
-            "importing the SDK now would try to download it again"
-        )
-    urls = _download_urls(Path(spec.origin))
-    if urls and version not in urls:
-        raise _unavailable(
-            f"the Agora native library in {library_dir} does not match this SDK version; "
-            "importing the SDK now would try to download it again"
-        )
-    return AgoraSdkInstall(
+    version_file = package_dir / "version.txt"
+    line = _first_line(version_file)
+    install = AgoraSdkInstall(
         package_dir=package_dir,
         library_dir=library_dir,
         native_library=library_dir / required[0],
-        version=version,
+        version=(line or "").rstrip("\r\n"),
     )
+
+    def verdict(outcome: str, reason: str) -> AgoraSdkVerdict:
+        return AgoraSdkVerdict(outcome, reason, install)
+
+    try:
+        url = expected_version_url(
+            Path(spec.origin).read_text(encoding="utf-8"), system=system, machine=machine
+        )
+    except (OSError, UnicodeDecodeError):
+        url = None
+    download = "importing the SDK now would delete its native library and try to download it"
+    if url is None:
+        return verdict(
+            WOULD_DOWNLOAD,
+            f"cannot tell which download URL {spec.origin} expects on {system}/{machine}; "
+            f"{download} if version.txt does not match it",
+        )
+    if not os.path.exists(install.native_library):
+        return verdict(
+            WOULD_DOWNLOAD,
+            f"the Agora native library is missing ({required[0]} not in {library_dir}); {download}",
+        )
+    if line is None or not line:
+        return verdict(
+            WOULD_DOWNLOAD,
+            f"the Agora native library has no version.txt in {package_dir}; {download}",
+        )
+    if line != url:
+        if line.rstrip("\r\n") == url:
+            problem = f"{version_file} ends with a newline, and the SDK compares it byte for byte"
+        elif line.startswith("https://"):
+            problem = (
+                f"{version_file} names {line.strip()}, not the URL this SDK expects on "
+                f"{system}/{machine} ({url})"
+            )
+        else:
+            problem = f"{version_file} does not hold this SDK's download URL ({url})"
+        return verdict(WOULD_DOWNLOAD, f"{problem}; {download}; {_repair_hint(version_file, url)}")
+    for name in required[1:]:
+        path = library_dir / name
+        why = "is missing" if not path.exists() else _loadable(path, system, machine)
+        if why is not None:
+            return verdict(
+                WOULD_FAIL,
+                f"{path} {why}; importing the SDK would fail loading it; reinstall the SDK",
+            )
+    why = _loadable(install.native_library, system, machine)
+    if why is not None:
+        return verdict(
+            WOULD_EXIT,
+            f"{install.native_library} {why}; importing the SDK would exit the process "
+            "(sys.exit(1)); reinstall the SDK",
+        )
+    return verdict(WOULD_IMPORT, f"native library {required[0]} in {library_dir}")
+
+
+def locate_agora_sdk(*, system: str | None = None, machine: str | None = None) -> AgoraSdkInstall:
+    """Find the installed Agora SDK and make sure importing it would do no harm.
+
+    Only :func:`importlib.util.find_spec` on the top-level name is used, which
+    does not run ``agora/__init__.py``; see :func:`judge_agora_sdk`.
+
+    Args:
+        system: ``sys.platform`` to check for (tests); defaults to this one.
+        machine: ``platform.machine()`` to check for (tests); defaults to this one.
+
+    Returns:
+        Where the SDK is.
+
+    Raises:
+        TransportUnavailable: the platform is unsupported, the package is missing,
+            or importing it would download, fail or exit.
+    """
+    judged = judge_agora_sdk(system=system, machine=machine)
+    if judged.outcome != WOULD_IMPORT:
+        raise _unavailable(judged.reason)
+    return judged.install
 
 
 class _Capture(logging.Handler):
@@ -221,9 +419,11 @@ def _contained_import() -> Iterator[tuple[_Capture, io.StringIO]]:
     finally:
         ssl._create_default_https_context = saved_https_context
         # Import-time noise (paths logged at ERROR) went to the capture;
-        # later SDK logs follow the user's logging setup again.
+        # later SDK logs follow the user's logging setup again, but never below
+        # INFO: the SDK's callbacks log their arguments at DEBUG, tokens included
+        # (on_token_privilege_will_expire), and secrets stay out of logs.
         agora_logger.propagate, agora_logger.handlers = saved[0], saved[2]
-        agora_logger.setLevel(saved[1])
+        agora_logger.setLevel(max(saved[1], _SDK_LOG_FLOOR))
 
 
 def load_agora_sdk(*, system: str | None = None, machine: str | None = None) -> AgoraSdk:

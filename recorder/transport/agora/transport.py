@@ -46,7 +46,7 @@ from recorder.transport.base import (
     Transport,
     TransportSink,
 )
-from recorder.transport.bridge import AudioBridge
+from recorder.transport.bridge import DEFAULT_FILL_GAPS_AFTER_MS, AudioBridge
 
 __all__ = ["AgoraTransport", "release_agora_service"]
 
@@ -80,6 +80,8 @@ class AgoraTransport(TokenRenewal, Transport):
         log_dir: where the SDK writes its log (default: the user log directory).
         sdk: the SDK modules (default: :func:`load_agora_sdk` at start).
         clock_ms: milliseconds since the transport started (tests may scale time).
+        fill_gaps_after_ms: a participant's frames missing this long (on ``clock_ms``)
+            are silence; None turns it off.
     """
 
     def __init__(
@@ -100,6 +102,7 @@ class AgoraTransport(TokenRenewal, Transport):
         log_dir: Path | None = None,
         sdk: AgoraSdk | None = None,
         clock_ms: Callable[[], float] | None = None,
+        fill_gaps_after_ms: float | None = DEFAULT_FILL_GAPS_AFTER_MS,
     ) -> None:
         self.channel = validate_channel_name(channel)
         self.bot_uid = validate_uid(bot_uid)
@@ -122,6 +125,7 @@ class AgoraTransport(TokenRenewal, Transport):
         self._log_dir = log_dir
         self._sdk = sdk
         self._clock_override = clock_ms
+        self._fill_gaps_after_ms = fill_gaps_after_ms
         self._origin = time.monotonic()
         self._publisher = PcmPublisher(lead_ms=publish_lead_ms)
         self.bridge: AudioBridge | None = None
@@ -179,7 +183,12 @@ class AgoraTransport(TokenRenewal, Transport):
         """
         self._loop = asyncio.get_running_loop()
         self._origin = time.monotonic()
-        self.bridge = AudioBridge(self._loop, sink, clock_ms=self._clock)
+        # Whether Agora sends frames while an unmuted participant is silent is
+        # unconfirmed: a gap in someone's frames is silence (docs/providers.md,
+        # "Agora: the stand-in").
+        self.bridge = AudioBridge(
+            self._loop, sink, clock_ms=self._clock, fill_gaps_after_ms=self._fill_gaps_after_ms
+        )
         self._finished = self._loop.create_future()
         self.bridge.push_event(ConnectionStateChanged(ConnectionState.CONNECTING, self._clock()))
         self.load_sdk()

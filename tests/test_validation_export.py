@@ -1,0 +1,125 @@
+"""Exports to things that are not regular files: written directly, never renamed over.
+
+A write that fails (``/dev/full``) is one line and exit 1, never "wrote".
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from recorder.cli import cli
+from tests.support.export_data import populate
+from tests.support.timing import TIMEOUT
+
+needs_dev_full = pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full")
+
+
+def export(db_url: str, *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, ["export", "latest", "--db", db_url, *args])
+    assert isinstance(result.exception, SystemExit | None), result.exception
+    return result.exit_code, result.output
+
+
+@needs_dev_full
+@pytest.mark.parametrize("fmt", ["md", "html", "json"])
+def test_a_full_device_is_an_error_and_stays_a_device(sqlite_url: str, fmt: str) -> None:
+    populate(sqlite_url)
+    code, output = export(sqlite_url, "-f", fmt, "-o", "/dev/full")
+    assert code == 1
+    assert output == "error: cannot write '/dev/full': No space left on device\n"
+    assert stat.S_ISCHR(os.stat("/dev/full").st_mode)
+
+
+def test_dev_null_is_written_and_stays_a_device(sqlite_url: str) -> None:
+    populate(sqlite_url)
+    code, output = export(sqlite_url, "-f", "html", "-o", os.devnull)
+    assert (code, output) == (0, f"wrote {os.devnull} (html)\n")
+    assert stat.S_ISCHR(os.stat(os.devnull).st_mode)
+
+
+def test_a_fifo_is_written_directly_and_stays_a_fifo(sqlite_url: str, tmp_path: Path) -> None:
+    populate(sqlite_url)
+    fifo = tmp_path / "pipe.md"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+
+    def read() -> None:
+        with fifo.open("rb") as reader:  # blocks until the export opens the other end
+            received.append(reader.read())
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    code, output = export(sqlite_url, "-o", str(fifo))
+    reader.join(TIMEOUT)
+    assert (code, output) == (0, f"wrote {fifo} (md)\n")
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+    assert received and received[0].startswith("# design-review ✨".encode())
+    assert not list(tmp_path.glob(".*.part"))
+
+
+def test_a_directory_is_refused(sqlite_url: str, tmp_path: Path) -> None:
+    populate(sqlite_url)
+    (tmp_path / "out.md").mkdir()
+    code, output = export(sqlite_url, "-o", str(tmp_path / "out.md"))
+    assert code == 2
+    assert "is a directory" in output and len(output.splitlines()) == 1, output
+
+
+def test_the_target_check_refuses_a_directory(tmp_path: Path) -> None:
+    from recorder.errors import RenderError
+    from recorder.export.files import _open_output
+
+    (tmp_path / "d").mkdir()
+    with pytest.raises(RenderError, match="it is a directory; name a file"):
+        _open_output(tmp_path / "d")
+
+
+def test_a_symlink_stays_a_symlink_and_its_file_is_replaced(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    populate(sqlite_url)
+    real = tmp_path / "real.md"
+    real.write_text("old")
+    link = tmp_path / "link.md"
+    link.symlink_to(real)
+    code, _ = export(sqlite_url, "-o", str(link))
+    assert code == 0
+    assert link.is_symlink()
+    assert real.read_text(encoding="utf-8").startswith("# design-review")
+    assert not list(tmp_path.glob(".*.part"))
+
+
+def test_a_regular_file_is_replaced_whole(sqlite_url: str, tmp_path: Path) -> None:
+    populate(sqlite_url)
+    output = tmp_path / "x.md"
+    output.write_text("old contents")
+    code, _ = export(sqlite_url, "-o", str(output))
+    assert code == 0
+    assert output.read_text(encoding="utf-8").startswith("# design-review")
+    assert not list(tmp_path.glob(".*.part"))
+
+
+@needs_dev_full
+def test_stdout_on_a_full_device_is_one_line(sqlite_url: str) -> None:
+    populate(sqlite_url)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECORDER_")}
+    with open("/dev/full", "wb") as full:
+        done = subprocess.run(
+            [sys.executable, "-m", "recorder", "export", "latest", "--db", sqlite_url],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            env=env,
+            timeout=60,
+            check=False,
+        )
+    stderr = done.stderr.decode()
+    assert done.returncode == 1, stderr
+    assert stderr == "error: cannot write to standard output: No space left on device\n"
