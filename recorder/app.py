@@ -56,6 +56,10 @@ class RecordingOptions:
         check_key: ask the service whether the key is good before joining (no
             session is opened; docs/providers.md, "Streaming: speech models, key
             check and pacing").
+        empty_timeout_s: stop once the channel has had no remote participant this
+            long (None: never).
+        meeting_id: continue this meeting (taken over from another process)
+            instead of starting a new one.
     """
 
     idle_close_s: float = DEFAULT_IDLE_CLOSE_S
@@ -67,6 +71,8 @@ class RecordingOptions:
     realtime_factor: float = 1.0
     recap: RecapSettings | None = None
     check_key: bool = True
+    empty_timeout_s: float | None = None
+    meeting_id: int | None = None
 
 
 async def record(
@@ -141,6 +147,8 @@ async def record(
         sessions_per_minute=options.sessions_per_minute,
         duration_s=duration_s,
         names=names,
+        empty_timeout_s=options.empty_timeout_s,
+        meeting_id=options.meeting_id,
     )
     open_stream = stream_factory(
         ConnectSettings(

@@ -63,6 +63,10 @@ class RecorderSettings:
         duration_s: stop after this long (None: until the transport ends or a signal).
         stop_timeout_s: bound on closing every socket at shutdown.
         names: display names by uid, stored with the participants.
+        empty_timeout_s: stop once the channel has had no remote participant this
+            long, from the start or since the last one left (None: never).
+        meeting_id: continue this meeting (a recording taken over from another
+            process) instead of starting a new one.
     """
 
     bot_uid: int
@@ -71,6 +75,8 @@ class RecorderSettings:
     duration_s: float | None = None
     stop_timeout_s: float = 10.0
     names: dict[int, str] = field(default_factory=dict)
+    empty_timeout_s: float | None = None
+    meeting_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +133,9 @@ class MeetingReport:
     # Participants' audio the transport dropped before the bot saw it (the loop fell
     # behind for longer than the bridge's bound), ms in all.
     dropped_audio_ms: float = 0.0
+    # Why it ended: "finished" (the transport ended), "stopped", "duration", "empty"
+    # (no remote participant for the empty timeout) or "failed".
+    end_reason: str = "finished"
 
 
 class MeetingRecorder(TransportSink):
@@ -168,6 +177,9 @@ class MeetingRecorder(TransportSink):
         self._meeting_id: int | None = None
         self._started_at = datetime.now(UTC)
         self._seen: set[int] = set()
+        self._present: set[int] = set()
+        self._presence_changed = asyncio.Event()
+        self._end_reason = "finished"
         self.turns = 0
         self.billed_seconds = 0.0
         self.sessions = 0
@@ -177,8 +189,10 @@ class MeetingRecorder(TransportSink):
         """The meeting's id once recording has started."""
         return self._meeting_id
 
-    def request_stop(self) -> None:
+    def request_stop(self, reason: str = "stopped") -> None:
         """Ask the recording to stop cleanly (Ctrl+C, SIGTERM, --duration)."""
+        if not self._stop.is_set():
+            self._end_reason = reason
         self._stop.set()
 
     async def run(self) -> MeetingReport:
@@ -189,12 +203,21 @@ class MeetingRecorder(TransportSink):
                 refused us for good (bad key); what was recorded is kept.
         """
         interrupted = await self.store.mark_interrupted_meetings()
-        self._started_at = datetime.now(UTC)
-        self._meeting_id = await self.store.start_meeting(
-            self.transport.channel, self.settings.bot_uid, self._started_at
-        )
+        if self.settings.meeting_id is not None:
+            self._meeting_id = self.settings.meeting_id
+            self._started_at = await self.store.resume_meeting(self._meeting_id)
+        else:
+            self._started_at = datetime.now(UTC)
+            self._meeting_id = await self.store.start_meeting(
+                self.transport.channel, self.settings.bot_uid, self._started_at
+            )
         writer_task = asyncio.create_task(self._writer.run(), name="transcript-writer")
         heartbeat = asyncio.create_task(self._heartbeat(), name="meeting-heartbeat")
+        empty = self.settings.empty_timeout_s
+        watch = asyncio.create_task(
+            self._watch_empty(empty) if empty is not None else asyncio.sleep(0),
+            name="empty-channel-watch",
+        )
         try:
             if not await self._start_transport():
                 return await self._report(interrupted)  # stopped while joining
@@ -213,6 +236,7 @@ class MeetingRecorder(TransportSink):
                 await self.observer.before_end()
         finally:
             heartbeat.cancel()
+            watch.cancel()
             await self._shutdown(writer_task)
         if self._fatal is not None:
             raise self._fatal
@@ -256,15 +280,32 @@ class MeetingRecorder(TransportSink):
             except RecorderError as exc:
                 log.warning("! heartbeat not stored: %s", exc)
 
+    async def _watch_empty(self, timeout_s: float) -> None:
+        """Stop once no remote participant has been in the channel for ``timeout_s``."""
+        while not self._stop.is_set():
+            self._presence_changed.clear()
+            if self._present:
+                await self._presence_changed.wait()
+                continue
+            try:
+                await asyncio.wait_for(self._presence_changed.wait(), timeout_s)
+            except TimeoutError:
+                who = "nobody joined" if not self._seen else "everyone left"
+                self.console.info(f"channel empty for {timeout_s:g} s ({who}): stopping")
+                self.request_stop("empty")
+                return
+
     async def _wait_for_end(self) -> None:
         waiters = [
             asyncio.create_task(self._stop.wait(), name="stop-requested"),
             asyncio.create_task(self.transport.wait_finished(), name="transport-finished"),
         ]
         try:
-            await asyncio.wait(
+            done, _ = await asyncio.wait(
                 waiters, timeout=self.settings.duration_s, return_when=asyncio.FIRST_COMPLETED
             )
+            if not done:
+                self._end_reason = "duration"
             finished = waiters[1]
             if finished.done() and not finished.cancelled():
                 error = finished.exception()
@@ -319,6 +360,7 @@ class MeetingRecorder(TransportSink):
             dropped_speech_ms=sum(s.dropped_ms for s in self._streams.values()),
             interrupted_before=interrupted,
             dropped_audio_ms=sum(self.transport.dropped_audio_ms.values()),
+            end_reason=self._end_reason,
         )
 
     # -- TransportSink (on the loop) -----------------------------------------
@@ -326,12 +368,20 @@ class MeetingRecorder(TransportSink):
     def on_event(self, event: TransportEvent) -> None:
         """Route a participant or connection event."""
         if isinstance(event, ParticipantJoined):
-            self._spawn(self._record_participant(event.uid, event.at_ms), f"joined-{event.uid}")
+            self._present.add(event.uid)
+            self._presence_changed.set()
+            self._spawn(
+                self._record_participant(event.uid, event.at_ms, "joined"), f"joined-{event.uid}"
+            )
             self.console.info(f"+ {self.console.label(event.uid)} joined")
         elif isinstance(event, ParticipantLeft):
+            self._present.discard(event.uid)
+            self._presence_changed.set()
             if (stream := self._streams.get(event.uid)) is not None:
                 stream.pause("left")
-            self._spawn(self._record_participant(event.uid, event.at_ms), f"left-{event.uid}")
+            self._spawn(
+                self._record_participant(event.uid, event.at_ms, "left"), f"left-{event.uid}"
+            )
             self.console.info(f"- {self.console.label(event.uid)} left ({event.reason})")
         elif isinstance(event, ParticipantMuted):
             if event.is_muted and (stream := self._streams.get(event.uid)) is not None:
@@ -442,14 +492,18 @@ class MeetingRecorder(TransportSink):
         if self._fatal is None:
             self._fatal = error
             log.error("! %s", error)
-        self.request_stop()
+        self.request_stop("failed")
 
-    async def _record_participant(self, uid: int, at_ms: float) -> None:
+    async def _record_participant(self, uid: int, at_ms: float, presence: str) -> None:
         assert self._meeting_id is not None
         self._seen.add(uid)
         seen_at = self._started_at + timedelta(milliseconds=at_ms)
         await self.store.record_participant(
-            self._meeting_id, uid, seen_at, display_name=self.settings.names.get(uid)
+            self._meeting_id,
+            uid,
+            seen_at,
+            display_name=self.settings.names.get(uid),
+            presence=presence,
         )
 
     def _spawn(self, coroutine: object, name: str) -> None:

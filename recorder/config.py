@@ -23,6 +23,7 @@ from recorder.errors import ConfigError
 __all__ = [
     "ASYNC_DRIVERS",
     "DEFAULT_BOT_UID",
+    "DEFAULT_EMPTY_TIMEOUT_S",
     "DEFAULT_IDLE_CLOSE_S",
     "DEFAULT_SESSIONS_PER_MINUTE",
     "DEFAULT_SPEECH_MODEL",
@@ -58,6 +59,8 @@ DEFAULT_IDLE_CLOSE_S = 2.0
 # Free AssemblyAI accounts may open 5 sessions a minute; paid ones 100+
 # (docs/providers.md, "Streaming: limits and billing").
 DEFAULT_SESSIONS_PER_MINUTE = 5.0
+# A recording ends once its channel has had no remote participant this long.
+DEFAULT_EMPTY_TIMEOUT_S = 120.0
 # Streaming v3 endpoints per data-residency region
 # (https://www.assemblyai.com/docs/streaming/endpoints-and-data-zones).
 STT_REGION_URLS = {
@@ -95,6 +98,7 @@ class Config:
         llm_url: LLM Gateway base URL override (an emulator), else from ``stt_region``.
         emulator_url: the one emulator every AssemblyAI endpoint points at, if any
             (``--emulator``/``RECORDER_EMULATOR``; already applied to the URLs above).
+        webhook_key: the server key webhook signing secrets are derived from (secret).
     """
 
     database_url: str
@@ -115,6 +119,8 @@ class Config:
     def llm_base_url(self) -> str:
         """The LLM Gateway base URL (``.../v1``): the override, else the region's."""
         return (self.llm_url or LLM_REGION_URLS[self.stt_region]).rstrip("/")
+
+    webhook_key: str | None = field(default=None, repr=False)
 
     @property
     def is_default_database(self) -> bool:
@@ -446,4 +452,14 @@ def load_config(
         agent_url=agent_url,
         llm_url=llm_url.rstrip("/") if llm_url else None,
         emulator_url=emulator_url,
+        webhook_key=_webhook_key(env.get("RECORDER_WEBHOOK_KEY") or None),
     )
+
+
+def _webhook_key(value: str | None) -> str | None:
+    if value is not None and len(value) < 32:
+        raise ConfigError(
+            "RECORDER_WEBHOOK_KEY is shorter than 32 characters; use a long random value, e.g. "
+            "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
+    return value

@@ -31,8 +31,11 @@ from sqlalchemy.types import TypeDecorator
 
 __all__ = [
     "FTS_OBJECT_NAMES",
+    "ApiTokenRow",
+    "AuditRow",
     "Base",
     "MeetingNotesRow",
+    "MeetingEventRow",
     "MeetingRow",
     "NoteRow",
     "NotesPendingRow",
@@ -40,6 +43,8 @@ __all__ = [
     "StreamSessionRow",
     "TurnRow",
     "UTCDateTime",
+    "WebhookDeliveryRow",
+    "WebhookEndpointRow",
     "include_object",
 ]
 
@@ -56,6 +61,9 @@ NAMING_CONVENTION = {
 # describe: the FTS5 table and its shadow tables (SQLite), the generated
 # tsvector column and its GIN index (PostgreSQL).
 FTS_OBJECT_NAMES = frozenset({"turns_fts", "text_search", "ix_turns_text_search"})
+# The fleet's own table (migrations/versions/0004_fleet.py); procrastinate's start with
+# procrastinate_.
+FLEET_TABLE_NAMES = frozenset({"recordings"})
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -226,6 +234,89 @@ class NotesPendingRow(Base):
     options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
+class ApiTokenRow(Base):
+    """A bearer token of the HTTP API; only its SHA-256 is stored (storage/tokens.py)."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class MeetingEventRow(Base):
+    """Something that happened in a meeting, in commit order (storage/events.py)."""
+
+    __tablename__ = "meeting_events"
+    __table_args__ = (
+        Index(None, "meeting_id", "id"),
+        Index(None, "turn_id"),
+        Index(None, "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    meeting_id: Mapped[int] = mapped_column(ForeignKey("meetings.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))
+    turn_id: Mapped[int | None] = mapped_column(Integer)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class AuditRow(Base):
+    """An irreversible action taken through the API (a meeting deleted, ...)."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(32))
+    target: Mapped[str] = mapped_column(String(255))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class WebhookEndpointRow(Base):
+    """A URL that receives signed events; its secret is derived, never stored."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    events: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # Random, not secret: mixed into the derivation so a new endpoint never reuses a secret.
+    salt: Mapped[str] = mapped_column(String(64))
+    allow_private: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class WebhookDeliveryRow(Base):
+    """One event for one endpoint: attempts, when to try next, what happened."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("endpoint_id", "event_id"),
+        Index(None, "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"))
+    event_id: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
 def include_object(
     obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
 ) -> bool:
@@ -238,4 +329,6 @@ def include_object(
         return True
     if type_ == "table" and (name in FTS_OBJECT_NAMES or name.startswith("turns_fts_")):
         return False
+    if type_ == "table" and (name in FLEET_TABLE_NAMES or name.startswith("procrastinate_")):
+        return False  # the fleet's tables: PostgreSQL only, queried without models
     return not (type_ in ("column", "index") and name in FTS_OBJECT_NAMES)

@@ -22,9 +22,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from recorder.errors import MigrationRequired, NotFoundError, RecorderError
 from storage import db
+from storage.bounded import run_bounded_query
 from storage.errors import is_locked_error, mask_url, raise_translated
+from storage.events import record_meeting_event, record_turn_events
 from storage.models import MeetingRow, NoteRow, ParticipantRow, StreamSessionRow, TurnRow
-from storage.readonly import run_read_only_query
 from storage.records import (
     MEETING_STATUSES,
     Meeting,
@@ -193,7 +194,46 @@ class TranscriptStore:
                 )
                 .returning(MeetingRow.id)
             )
-            return int(result.scalar_one())
+            meeting_id = int(result.scalar_one())
+            await record_meeting_event(
+                connection,
+                self._dialect,
+                meeting_id,
+                "meeting.started",
+                {"channel": channel, "status": "recording", "at": started_at.isoformat()},
+            )
+            return meeting_id
+
+        return await self._transaction(work, write=True)
+
+    async def resume_meeting(self, meeting_id: int) -> datetime:
+        """Continue a meeting another process recorded: ``recording`` again, owned by us.
+
+        Returns:
+            When the meeting started (its clock's origin).
+
+        Raises:
+            NotFoundError: no such meeting.
+        """
+
+        async def work(connection: AsyncConnection) -> datetime:
+            started = await connection.scalar(
+                select(MeetingRow.started_at).where(MeetingRow.id == meeting_id)
+            )
+            if started is None:
+                raise NotFoundError(f"no meeting with id {meeting_id}")
+            await connection.execute(
+                update(MeetingRow)
+                .where(MeetingRow.id == meeting_id)
+                .values(
+                    status="recording",
+                    ended_at=None,
+                    host=_HOST,
+                    pid=os.getpid(),
+                    heartbeat_at=datetime.now(UTC),
+                )
+            )
+            return started
 
         return await self._transaction(work, write=True)
 
@@ -265,6 +305,13 @@ class TranscriptStore:
             )
             if result.rowcount == 0:
                 raise NotFoundError(f"no meeting with id {meeting_id}")
+            await record_meeting_event(
+                connection,
+                self._dialect,
+                meeting_id,
+                "meeting.ended",
+                {"status": status, "at": ended_at.isoformat()},
+            )
 
         await self._transaction(work, write=True)
 
@@ -276,9 +323,17 @@ class TranscriptStore:
             raise NotFoundError(f"no meeting with id {meeting_id}")
 
     async def record_participant(
-        self, meeting_id: int, uid: int, seen_at: datetime, display_name: str | None = None
+        self,
+        meeting_id: int,
+        uid: int,
+        seen_at: datetime,
+        display_name: str | None = None,
+        *,
+        presence: str | None = None,
     ) -> int:
         """Add a participant, or update when it was last seen (and its name, if given).
+
+        ``presence`` (``joined`` or ``left``) also records that event for live streams.
 
         Returns:
             The participant's row id.
@@ -289,9 +344,18 @@ class TranscriptStore:
 
         async def work(connection: AsyncConnection) -> int:
             await self._require_meeting(connection, meeting_id)
-            return await upsert_participant(
+            participant_id = await upsert_participant(
                 connection, self._dialect, meeting_id, uid, seen_at, display_name
             )
+            if presence is not None:
+                await record_meeting_event(
+                    connection,
+                    self._dialect,
+                    meeting_id,
+                    f"participant.{presence}",
+                    {"uid": uid, "display_name": display_name, "at": seen_at.isoformat()},
+                )
+            return participant_id
 
         return await self._transaction(work, write=True)
 
@@ -409,6 +473,7 @@ class TranscriptStore:
 
         async def work(connection: AsyncConnection) -> None:
             await upsert_turn_rows(connection, self._dialect, records)
+            await record_turn_events(connection, self._dialect, records)
 
         await self._transaction(work, write=True)
 
@@ -654,4 +719,4 @@ class TranscriptStore:
             ReadOnlyViolation: the statement tried to change something.
             StorageError: the statement failed (syntax, unknown table, timeout, ...).
         """
-        return await run_read_only_query(self._url, sql, max_rows=max_rows, timeout_s=timeout_s)
+        return await run_bounded_query(self._url, sql, max_rows=max_rows, timeout_s=timeout_s)

@@ -17,6 +17,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from recorder.errors import NotFoundError, StorageError
+from storage.events import record_meeting_event
 from storage.models import MeetingRow, ParticipantRow, StreamSessionRow, TurnRow
 from storage.records import TurnRecord
 from storage.rows import clean_optional, storable_text, words_to_json
@@ -191,6 +192,13 @@ async def mark_abandoned_meetings(
                 update(MeetingRow)
                 .where(MeetingRow.id == row.id, MeetingRow.status == "recording")
                 .values(status="interrupted", ended_at=last)
+            )
+            await record_meeting_event(
+                connection,
+                connection.dialect.name,
+                row.id,
+                "meeting.ended",
+                {"status": "interrupted", "at": last.isoformat()},
             )
             marked += 1
     return marked

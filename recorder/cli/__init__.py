@@ -17,9 +17,11 @@ from recorder.cli.db import db
 from recorder.cli.doctor import doctor
 from recorder.cli.emulate import emulate
 from recorder.cli.export import export
+from recorder.cli.fleet import cancel, jobs, record, stop, worker
 from recorder.cli.join import demo, join
 from recorder.cli.notes import ask, notes
 from recorder.cli.query import meetings, search, show, speakers, sql
+from recorder.cli.service import mcp, serve, tokens, webhooks
 
 __all__ = ["cli", "main"]
 
@@ -61,6 +63,8 @@ cli.add_command(emulate)
 cli.add_command(join)
 cli.add_command(demo)
 cli.add_command(doctor)
+for _command in (worker, record, jobs, stop, cancel, serve, mcp, tokens, webhooks):
+    cli.add_command(_command)
 cli.add_command(notes)
 cli.add_command(ask)
 

@@ -8,15 +8,17 @@ network or audio library (tests/test_imports.py checks).
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-from recorder.config import Config, load_config
-from recorder.errors import RecorderError
+from recorder.config import MAX_UID, Config, load_config
+from recorder.errors import ConfigError, RecorderError, UsageError
 
 __all__ = [
     "CONTEXT_SETTINGS",
@@ -31,7 +33,9 @@ __all__ = [
     "fail",
     "llm_url_option",
     "parse_duration",
+    "read_names",
     "run",
+    "split_keyterms",
 ]
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -276,3 +280,69 @@ class Text(click.ParamType[str]):
             if not char.isprintable() and char not in " \t":
                 self.fail(f"{ascii(text)} holds a control character {ascii(char)}", param, ctx)
         return text
+
+
+# -- inputs of the recording commands (join, demo, record) ------------------------------
+
+
+def read_names(path: Path | None) -> dict[int, str]:
+    """Read ``--speaker-names``: JSON {"101": "Alice"} or lines ``101=Alice``.
+
+    Raises:
+        ConfigError: the file cannot be read, or an entry is not a uid and a name.
+    """
+    if path is None:
+        return {}
+    where = f"--speaker-names file {str(path)!r}"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{where} is not UTF-8 text") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {where}: {exc.strerror}") from exc
+    items: list[tuple[Any, Any]]
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        items = []
+        for line in text.splitlines():
+            if line.strip():
+                uid, equals, name = line.partition("=")
+                if not equals:
+                    raise ConfigError(
+                        f"{where}: expected lines like 101=Alice, got {line!r}"
+                    ) from None
+                items.append((uid, name))
+    else:
+        if not isinstance(data, dict):
+            raise ConfigError(f'{where}: expected a JSON object like {{"101": "Alice"}}')
+        items = list(data.items())
+    names: dict[int, str] = {}
+    for uid_text, name in items:
+        uid_text = str(uid_text).strip()
+        if not (uid_text.isascii() and uid_text.isdigit()) or not 0 < int(uid_text) <= MAX_UID:
+            raise ConfigError(f"{where}: {uid_text!r} is not a uid (1 to {MAX_UID})")
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(f"{where}: the name for uid {uid_text} must be non-empty text")
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ConfigError(
+                f"{where}: the name for uid {uid_text} holds an invalid character"
+            ) from None
+        names[int(uid_text)] = name.strip()
+    return names
+
+
+#: The service takes at most 100 keyterms (docs/providers.md, "Streaming: connecting").
+_MAX_KEYTERMS = 100
+
+
+def split_keyterms(keyterms: str) -> tuple[str, ...]:
+    """``--keyterms a,b`` as a tuple of non-empty terms (at most the service's limit)."""
+    terms = tuple(k.strip() for k in keyterms.split(",") if k.strip())
+    if len(terms) > _MAX_KEYTERMS:
+        raise UsageError(
+            f"--keyterms has {len(terms)} terms; the service takes at most {_MAX_KEYTERMS}"
+        )
+    return terms

@@ -23,11 +23,15 @@ def upgrade(database_url: str | None) -> None:
     Example:
         recorder db upgrade --db postgresql+asyncpg://recorder@db.example/recorder
     """
+    from storage.bounded import ensure_reader
     from storage.db import upgrade_database
 
     config = build_config(database_url=database_url)
     revision = run(upgrade_database(config.database_url))
     click.echo(f"database is at revision {revision}")
+    warning = run(ensure_reader(config.database_url))
+    if warning is not None:
+        click.echo(f"warning: {warning}", err=True)
 
 
 @db.command()

@@ -28,6 +28,7 @@ __all__ = [
     "check_credentials",
     "check_database",
     "check_python",
+    "check_read_only_sql",
     "check_streaming",
     "check_token",
     "doctor",
@@ -222,6 +223,21 @@ async def check_database(config: Config) -> Check:
     )
 
 
+async def check_read_only_sql(config: Config) -> list[Check]:
+    """PostgreSQL: the role that keeps 'recorder sql', the API and MCP read-only exists."""
+    from storage.bounded import reader_status
+
+    if not config.database_url.startswith("postgresql"):
+        return []
+    try:
+        problem = await reader_status(config.database_url)
+    except RecorderError as exc:
+        return [_warn("read-only sql", str(exc))]
+    if problem is not None:
+        return [_warn("read-only sql", problem)]
+    return [_ok("read-only sql", "statements run as the read-only role recorder_reader")]
+
+
 async def check_streaming(config: Config) -> Check:
     """Open one streaming session: Begin, then Terminate; report the billed seconds."""
     from recorder.stt.events import SessionStarted, SessionTerminated
@@ -284,6 +300,8 @@ async def run_checks(config: Config | ConfigError, *, online: bool) -> list[Chec
     ]
     checks += [check(config) for check in agora]
     checks.append(await check_database(config))
+    if checks[-1].status == "ok":
+        checks.extend(await check_read_only_sql(config))
     if online:
         checks.append(await check_streaming(config))
     return checks

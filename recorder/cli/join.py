@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import os
 import signal
 from collections.abc import Callable
@@ -22,10 +21,17 @@ from recorder.cli.common import (
     db_option,
     emulator_option,
     llm_url_option,
+    read_names,
     run,
+    split_keyterms,
 )
 from recorder.cli.recap_options import recap_options
-from recorder.config import DEFAULT_IDLE_CLOSE_S, DEFAULT_SESSIONS_PER_MINUTE, MAX_UID, Config
+from recorder.config import (
+    DEFAULT_EMPTY_TIMEOUT_S,
+    DEFAULT_IDLE_CLOSE_S,
+    DEFAULT_SESSIONS_PER_MINUTE,
+    Config,
+)
 from recorder.errors import ConfigError, SttRejected, UsageError
 
 if TYPE_CHECKING:
@@ -34,55 +40,6 @@ if TYPE_CHECKING:
     from recorder.recap.settings import RecapSettings
 
 __all__ = ["demo", "join"]
-
-
-def _read_names(path: Path | None) -> dict[int, str]:
-    """Read ``--speaker-names``: JSON {"101": "Alice"} or lines ``101=Alice``.
-
-    Raises:
-        ConfigError: the file cannot be read, or an entry is not a uid and a name.
-    """
-    if path is None:
-        return {}
-    where = f"--speaker-names file {str(path)!r}"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError(f"{where} is not UTF-8 text") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read {where}: {exc.strerror}") from exc
-    items: list[tuple[Any, Any]]
-    try:
-        data = json.loads(text)
-    except (json.JSONDecodeError, RecursionError):
-        items = []
-        for line in text.splitlines():
-            if line.strip():
-                uid, equals, name = line.partition("=")
-                if not equals:
-                    raise ConfigError(
-                        f"{where}: expected lines like 101=Alice, got {line!r}"
-                    ) from None
-                items.append((uid, name))
-    else:
-        if not isinstance(data, dict):
-            raise ConfigError(f'{where}: expected a JSON object like {{"101": "Alice"}}')
-        items = list(data.items())
-    names: dict[int, str] = {}
-    for uid_text, name in items:
-        uid_text = str(uid_text).strip()
-        if not (uid_text.isascii() and uid_text.isdigit()) or not 0 < int(uid_text) <= MAX_UID:
-            raise ConfigError(f"{where}: {uid_text!r} is not a uid (1 to {MAX_UID})")
-        if not isinstance(name, str) or not name.strip():
-            raise ConfigError(f"{where}: the name for uid {uid_text} must be non-empty text")
-        try:
-            name.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ConfigError(
-                f"{where}: the name for uid {uid_text} holds an invalid character"
-            ) from None
-        names[int(uid_text)] = name.strip()
-    return names
 
 
 async def _record(
@@ -156,19 +113,6 @@ def _check_speed(speed: float, transport_spec: str, config: Config) -> None:
         )
 
 
-#: The service takes at most 100 keyterms (docs/providers.md, "Streaming: connecting").
-_MAX_KEYTERMS = 100
-
-
-def _split_keyterms(keyterms: str) -> tuple[str, ...]:
-    terms = tuple(k.strip() for k in keyterms.split(",") if k.strip())
-    if len(terms) > _MAX_KEYTERMS:
-        raise UsageError(
-            f"--keyterms has {len(terms)} terms; the service takes at most {_MAX_KEYTERMS}"
-        )
-    return terms
-
-
 def _print_report(report: MeetingReport, config: Config) -> None:
     minutes, seconds = divmod(int(report.duration_s), 60)
     click.echo(
@@ -177,6 +121,9 @@ def _print_report(report: MeetingReport, config: Config) -> None:
         f"{report.billed_seconds:.1f} s of streaming billed over {report.sessions} sessions",
         err=True,
     )
+    if report.end_reason == "empty":
+        who = "nobody joined" if report.participants == 0 else "everyone had left"
+        click.echo(f"the channel stayed empty ({who}); recording ended", err=True)
     if report.dropped_speech_ms:
         click.echo(
             f"warning: {report.dropped_speech_ms / 1000:.1f} s of speech could not be transcribed",
@@ -252,6 +199,14 @@ def _recording_options(function: Callable[..., Any]) -> Callable[..., Any]:
             help="Stop recording after this long, e.g. 90, 90s, 15m, 1h or 1h30m.",
         ),
         click.option(
+            "--empty-timeout",
+            "empty_timeout_s",
+            type=Duration(min_s=0.1),
+            default=DEFAULT_EMPTY_TIMEOUT_S,
+            show_default=True,
+            help="Stop once the channel has had nobody in it this long, e.g. 2m.",
+        ),
+        click.option(
             "--speaker-names",
             type=click.Path(path_type=Path, dir_okay=False),
             help='Names for uids: JSON {"101": "Alice"} or lines 101=Alice.',
@@ -309,6 +264,7 @@ def join(
     idle_close_s: float,
     sessions_per_minute: float,
     duration_s: float | None,
+    empty_timeout_s: float,
     speaker_names: Path | None,
     keyterms: str,
     prompt: str | None,
@@ -357,8 +313,9 @@ def join(
         idle_close_s=idle_close_s,
         sessions_per_minute=sessions_per_minute,
         duration_s=duration_s,
-        names=_read_names(speaker_names),
-        keyterms=_split_keyterms(keyterms),
+        empty_timeout_s=empty_timeout_s,
+        names=read_names(speaker_names),
+        keyterms=split_keyterms(keyterms),
         prompt=prompt,
         realtime_factor=speed,
         recap=recap,
@@ -431,6 +388,7 @@ def demo(
     idle_close_s: float,
     sessions_per_minute: float,
     duration_s: float | None,
+    empty_timeout_s: float,
     speaker_names: Path | None,
     keyterms: str,
     prompt: str | None,
@@ -486,8 +444,9 @@ def demo(
                         idle_close_s=idle_close_s,
                         sessions_per_minute=max(sessions_per_minute, 60.0),
                         duration_s=duration_s,
-                        names=_read_names(speaker_names),
-                        keyterms=_split_keyterms(keyterms),
+                        empty_timeout_s=empty_timeout_s,
+                        names=read_names(speaker_names),
+                        keyterms=split_keyterms(keyterms),
                         prompt=prompt,
                         realtime_factor=speed,
                         # The bundled meeting has no spoken request: recap when it ends.

@@ -495,9 +495,23 @@ def _parse_assignment(item: str) -> tuple[int, str | None]:
     show_default=True,
     help="Print at most this many rows.",
 )
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=click.FloatRange(0, min_open=True),
+    default=30.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Stop the statement after this long.",
+)
 @db_option
 def sql(
-    statement: str, as_json: bool, as_csv: bool, max_rows: int, database_url: str | None
+    statement: str,
+    as_json: bool,
+    as_csv: bool,
+    max_rows: int,
+    timeout_s: float,
+    database_url: str | None,
 ) -> None:
     """Run one read-only SQL statement; anything that would change the database fails.
 
@@ -515,7 +529,7 @@ def sql(
 
     async def main() -> Any:
         async with await _open(database_url) as store:
-            return await store.run_query(statement, max_rows=max_rows)
+            return await store.run_query(statement, max_rows=max_rows, timeout_s=timeout_s)
 
     result = run(main())
     columns = list(result.columns)

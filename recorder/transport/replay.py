@@ -60,6 +60,9 @@ class ReplayTransport(Transport):
         publish_lead_ms: most published audio queued ahead of the script clock.
         clock: wall-clock seconds, monotonic, that the playback thread paces
             itself by (tests may pass another).
+        start_ms: script time to start playing at, as a rejoin of a live channel
+            joins a meeting already under way: what was said before is not played,
+            and who joined before is present from the first frame.
     """
 
     def __init__(
@@ -69,9 +72,12 @@ class ReplayTransport(Transport):
         speed: float = 1.0,
         publish_lead_ms: float = DEFAULT_LEAD_MS,
         clock: Callable[[], float] = time.monotonic,
+        start_ms: float = 0.0,
     ) -> None:
         if not 0 < speed < math.inf:  # also refuses nan
             raise ValueError(f"speed must be a positive, finite number, got {speed!r}")
+        if start_ms < 0:
+            raise ValueError("start_ms must not be negative")
         self.script = script
         self.channel = script.channel
         self.speed = speed
@@ -93,7 +99,8 @@ class ReplayTransport(Transport):
         self._finished: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._noise = _noise_bank()
-        self._script_ms = 0.0
+        self._start_tick = int(start_ms // FRAME_MS)
+        self._script_ms = float(self._start_tick * FRAME_MS)
 
     @property
     def names(self) -> dict[int, str]:
@@ -106,7 +113,7 @@ class ReplayTransport(Transport):
 
     def linger(self, seconds: float) -> float | None:
         """Play ``seconds`` of silence after the script ends; returns when the script ends."""
-        ends_s = self.script.end_ms / 1000.0 / self.speed
+        ends_s = (self.script.end_ms - self._start_tick * FRAME_MS) / 1000.0 / self.speed
         self.script = dataclasses.replace(self.script, end_ms=self.script.end_ms + seconds * 1000)
         return ends_s
 
@@ -187,11 +194,11 @@ class ReplayTransport(Transport):
             clips.setdefault(clip.uid, deque()).append(clip)
         present: dict[int, bool] = {}  # uid -> muted
         noise_at = 0
-        tick = 0
+        tick = self._start_tick
         clock, pacer, lock = self._clock, self._pacer, self._publish_lock
         queue, published = self._publish_queue, self.published
-        origin = clock()
         frame_ms = float(FRAME_MS)
+        origin = clock() - tick * frame_ms / 1000.0 / self.speed
         try:
             while not self._stop.is_set():
                 now_ms = tick * frame_ms

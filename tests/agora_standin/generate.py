@@ -17,7 +17,7 @@ writes:
   a structure out differently from ctypes fails the build), the callback
   function-pointer types, and a prototype of every bound function;
 * a JSON file: the bindings (name, library, C prototype) for the stub
-  generator in ``build.py`` and for tests.
+  stub generator in ``wrapper.py`` and for tests.
 """
 
 from __future__ import annotations

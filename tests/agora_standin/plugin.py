@@ -28,7 +28,7 @@ from agora_standin.wrapper import Unavailable, WrapperSite, prepare_site
 from fake_agora import installed_fake_agora, purge_agora_modules
 from fake_agora.control import FakeControl
 
-__all__ = ["agora_wrapper_site", "native_world", "require_wrapper", "world"]
+__all__ = ["agora_wrapper_site", "native_world", "require_wrapper", "world", "wrapper_harm"]
 
 # Read at import, before the autouse fixture clears RECORDER_* for every test.
 REQUIRE_WRAPPER = os.environ.get("RECORDER_REQUIRE_AGORA_WRAPPER", "") == "1"
@@ -49,6 +49,17 @@ def build_site(root: Path) -> WrapperSite:
     except Unavailable as exc:
         require_wrapper(f"the Agora wrapper on the native stand-in is unavailable: {exc}")
         raise  # not reached: require_wrapper raises
+
+
+def wrapper_harm(audit: list[tuple[str, tuple[Any, ...]]]) -> list[str]:
+    """What the wrapper's import does on a mismatch: ``rm -rf agora_sdk``, a download from Agora."""
+    harm = []
+    for event, args in audit:
+        if event == "os.system" and "rm -rf" in str(args[0]):
+            harm.append(f"os.system({args[0]!r})")
+        elif event == "urllib.Request" and "download.agora.io" in str(args[0]):
+            harm.append(f"download {args[0]}")
+    return harm
 
 
 @pytest.fixture(scope="session")
@@ -73,7 +84,7 @@ def native_world(agora_wrapper_site: WrapperSite) -> Iterator[NativeControl]:
 
         release_agora_service()
         problems = control.problems()
-        harm = [event for event, _ in control.audit if event != "sys.unraisablehook"]
+        harm = wrapper_harm(control.audit)
         library_intact = site.library.is_file()
         control.close()
         sys.path.remove(str(site.root))

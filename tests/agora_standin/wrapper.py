@@ -53,6 +53,12 @@ SDK_VERSION = "2.4.10"
 SDIST_NAME = f"agora_python_server_sdk-{SDK_VERSION}.tar.gz"
 SDIST_SHA256 = "f02cae825be2986435ef5b9a0ab3de30eaa9bf692a9be37a3f5f90fe338788cd"
 HERE = Path(__file__).resolve().parent
+# The model: a private header, the world and its native threads, the SDK entry points,
+# the test-control exports.
+_MODEL_SOURCES = [
+    HERE / name for name in ("standin.h", "standin_core.c", "standin_sdk.c", "standin_control.c")
+]
+_C_FILES = [p.name for p in _MODEL_SOURCES if p.suffix == ".c"]
 # Read at import, before the tests' autouse fixture clears RECORDER_* variables.
 _CACHE_OVERRIDE = os.environ.get("RECORDER_TEST_CACHE_DIR", "")
 
@@ -157,7 +163,7 @@ def _compiler() -> str:
 
 def _build(root: Path, package: Path) -> tuple[Path, Path, dict[str, Any]]:
     """Generate the declarations, then compile the stand-in and libaosl (cached by input hash)."""
-    sources = [HERE / "standin.c", HERE / "generate.py", HERE / "wrapper.py"]
+    sources = [*_MODEL_SOURCES, HERE / "generate.py", HERE / "wrapper.py"]
     key = hashlib.sha256()
     for source in sources:
         key.update(source.read_bytes())
@@ -172,6 +178,7 @@ def _build(root: Path, package: Path) -> tuple[Path, Path, dict[str, Any]]:
     if library.is_file() and aosl.is_file() and meta_path.is_file():
         return library, aosl, json.loads(meta_path.read_text(encoding="utf-8"))
     cc = _compiler()
+    root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=root))
     try:
         generated = subprocess.run(
@@ -189,7 +196,7 @@ def _build(root: Path, package: Path) -> tuple[Path, Path, dict[str, Any]]:
         if generated.returncode != 0:
             raise Unavailable(f"generating the stand-in declarations failed:\n{generated.stderr}")
         meta = json.loads((staging / "bindings.json").read_text(encoding="utf-8"))
-        modelled = (HERE / "standin.c").read_text(encoding="utf-8")
+        modelled = "\n".join(p.read_text(encoding="utf-8") for p in _MODEL_SOURCES)
         stubs = ["#include <stddef.h>", '#include "standin_gen.h"', ""]
         stubs.append("void standin_unmodelled(const char *name);")
         for binding in meta["bindings"]:
@@ -203,11 +210,12 @@ def _build(root: Path, package: Path) -> tuple[Path, Path, dict[str, Any]]:
                 f'    standin_unmodelled("{name}");{ret}\n}}'
             )
         (staging / "stubs.c").write_text("\n".join(stubs) + "\n", encoding="utf-8")
-        shutil.copy(HERE / "standin.c", staging / "standin.c")
+        for source in _MODEL_SOURCES:
+            shutil.copy(source, staging / source.name)
         (staging / "aosl.c").write_text("/* Loaded by the wrapper; nothing is used. */\n")
         flags = ["-shared", "-fPIC", "-pthread", "-O2", "-Wall", "-Werror", "-std=gnu11"]
         for output, inputs in (
-            ("libagora_rtc_sdk.so", ["standin.c", "stubs.c"]),
+            ("libagora_rtc_sdk.so", [*_C_FILES, "stubs.c"]),
             ("libaosl.so", ["aosl.c"]),
         ):
             compiled = subprocess.run(

@@ -1,0 +1,273 @@
+"""The fleet's commands and pieces without worker processes: enqueue, list, stop, cancel, refuse.
+
+Worker processes, takeovers and drains are in tests/test_fleet_processes.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from recorder.app import RecordingOptions, record
+from recorder.cli import cli
+from recorder.config import Config
+from recorder.emulator.streaming.server import StreamingEmulator
+from recorder.fleet.shift import ShiftedTransport
+from recorder.transport.replay import ReplayTransport
+from recorder.transport.script import parse_script
+from storage.db import upgrade_database
+from storage.store import TranscriptStore
+
+SCRIPT = {
+    "channel": "standup",
+    "participants": [{"uid": 1, "name": "Ann"}],
+    "events": [
+        {"at": 0.0, "uid": 1, "join": True},
+        {"at": 0.2, "uid": 1, "say": "alpha bravo charlie."},
+        {"at": 2.0, "uid": 1, "say": "delta echo foxtrot."},
+        {"at": 4.0, "uid": 1, "say": "golf hotel india."},
+    ],
+    "end": 6.0,
+}
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+async def ainvoke(*args: str) -> tuple[int, str, str]:
+    """Run a command from an async test (the command runs its own event loop)."""
+    return await asyncio.to_thread(invoke, *args)
+
+
+def test_worker_on_sqlite_is_one_clear_line(tmp_path: Path) -> None:
+    code, out, err = invoke("worker", f"--db=sqlite+aiosqlite:///{tmp_path / 'r.db'}")
+    assert code == 1 and not out
+    assert err.startswith("error: recorder worker needs PostgreSQL")
+    assert "SQLite" in err and "postgresql+asyncpg://" in err and "recorder db upgrade" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("command", [["record", "--channel", "c"], ["jobs"], ["stop", "1"]])
+def test_every_fleet_command_refuses_sqlite(tmp_path: Path, command: list[str]) -> None:
+    code, _, err = invoke(*command, f"--db=sqlite+aiosqlite:///{tmp_path / 'r.db'}")
+    assert code == 1 and "needs PostgreSQL" in err
+
+
+def test_conninfo_keeps_the_schema() -> None:
+    from recorder.fleet.connect import fleet_database
+
+    database = fleet_database(
+        "postgresql+asyncpg://rec:s3cret@db.example:6543/notes?search_path=team_a"
+    )
+    conninfo = database.conninfo
+    for part in ("host=db.example", "port=6543", "user=rec", "dbname=notes", "search_path=team_a"):
+        assert part in conninfo
+    assert "s3cret" not in database.shown
+
+
+@pytest.mark.postgres
+async def test_fleet_commands_before_the_upgrade_say_so(postgres_url: str) -> None:
+    code, _, err = await ainvoke("jobs", f"--db={postgres_url}")
+    assert code == 1 and "no fleet tables yet" in err and "recorder db upgrade" in err
+
+
+@pytest.mark.postgres
+async def test_record_jobs_stop_cancel(postgres_url: str, tmp_path: Path) -> None:
+    await upgrade_database(postgres_url)
+    script = tmp_path / "m.json"
+    script.write_text(json.dumps(SCRIPT))  # noqa: ASYNC240 - a few bytes
+    db = f"--db={postgres_url}"
+    code, out, err = await ainvoke(
+        "record", "--channel", "standup", f"--transport=replay:{script}", db
+    )
+    assert code == 0, err
+    first = int(out.strip())
+    assert "queued" in err
+    # One waiting recording per channel (procrastinate's queueing lock).
+    code, _, err = await ainvoke("record", "--channel", "standup", db)
+    assert code == 2 and "already has a recording waiting" in err
+    code, out, err = await ainvoke("record", "--channel", "later", "--at", "+10m", "--json", db)
+    assert code == 0, err
+    later: dict[str, Any] = json.loads(out)
+    assert later["status"] == "scheduled" and later["transport"] == "agora"
+    code, out, _ = await ainvoke("jobs", "--json", db)
+    listed = {row["id"]: row for row in map(json.loads, out.splitlines())}
+    assert listed[first]["status"] == "queued" and listed[first]["channel"] == "standup"
+    assert listed[first]["transport"] == f"replay:{script.resolve()}"
+    assert listed[first]["worker_host"] is None and listed[first]["wait_s"] >= 0
+    code, out, _ = await ainvoke("jobs", db)
+    assert code == 0 and "standup" in out and "WAIT" in out
+    code, _, err = await ainvoke("stop", str(first), db)
+    assert code == 2 and f"recorder cancel {first}" in err
+    code, out, _ = await ainvoke("cancel", str(first), db)
+    assert code == 0 and "cancelled" in out
+    code, _, err = await ainvoke("cancel", str(first), db)
+    assert code == 0 and "already cancelled" in err
+    code, _, err = await ainvoke("stop", "999", db)
+    assert code == 1 and "no recording 999" in err
+    code, out, _ = await ainvoke("jobs", "--status", "cancelled", "--json", db)
+    (row,) = map(json.loads, out.splitlines())
+    assert row["id"] == first and row["reason"] == "cancelled before it started"
+    # The channel is free again once its waiting recording is cancelled.
+    code, _, err = await ainvoke("record", "--channel", "standup", db)
+    assert code == 0, err
+
+
+def test_record_refuses_a_missing_replay_file(tmp_path: Path) -> None:
+    code, _, err = invoke(
+        "record",
+        "--channel",
+        "c",
+        "--transport=replay:nope.json",
+        "--db=postgresql+asyncpg://u@127.0.0.1:1/db",
+    )
+    assert code == 1 and "does not exist" in err
+
+
+def test_record_refuses_a_bad_time() -> None:
+    code, _, err = invoke(
+        "record", "--channel", "c", "--at", "tomorrowish", "--db=postgresql+asyncpg://u@h/db"
+    )
+    assert code == 1 and "--at 'tomorrowish' is not a time" in err
+
+
+async def _record(
+    data: dict[str, Any], tmp_path: Path, **options: Any
+) -> tuple[Any, Any, ReplayTransport]:
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'r.db'}"
+    script = parse_script(data)
+    start_ms = options.pop("start_ms", 0.0)
+    shift_ms = options.pop("shift_ms", 0.0)
+    transport: Any = ReplayTransport(script, speed=4.0, start_ms=start_ms)
+    if shift_ms:
+        transport = ShiftedTransport(transport, shift_ms)
+    async with (
+        StreamingEmulator(realtime_factor=12).serve() as server,
+        await TranscriptStore.open(db_url, auto_migrate=True) as store,
+    ):
+        report = await record(
+            Config(database_url=db_url, assemblyai_api_key="k", stt_url=server.url),
+            transport,
+            options=RecordingOptions(sessions_per_minute=600, realtime_factor=8, **options),
+            store=store,
+        )
+        meeting = await store.get_meeting(report.meeting_id)
+    return report, meeting, transport
+
+
+async def test_a_channel_nobody_joins_ends_completed_after_the_empty_timeout(
+    tmp_path: Path,
+) -> None:
+    nobody = {"channel": "void", "events": [{"at": 50.0, "uid": 1, "join": True}], "end": 60}
+    report, meeting, transport = await _record(nobody, tmp_path, empty_timeout_s=0.5)
+    assert report.end_reason == "empty" and report.turns == 0 and report.participants == 0
+    assert meeting.summary.status == "completed"
+    assert transport.clock_ms() < 50_000  # it did not wait for the late joiner
+
+
+async def test_everyone_leaving_ends_the_recording(tmp_path: Path) -> None:
+    data = {**SCRIPT, "events": [*SCRIPT["events"][:2], {"at": 1.5, "uid": 1, "leave": True}]}
+    data["end"] = 120.0
+    report, meeting, _ = await _record(data, tmp_path, empty_timeout_s=1.0)
+    assert report.end_reason == "empty" and report.participants == 1
+    assert [t.text for t in meeting.turns] == ["alpha bravo charlie."]
+
+
+async def test_a_replay_started_late_plays_only_what_is_left(tmp_path: Path) -> None:
+    report, meeting, _ = await _record(SCRIPT, tmp_path, start_ms=1900.0)
+    texts = [t.text for t in meeting.turns]
+    assert texts == ["delta echo foxtrot.", "golf hotel india."]
+    assert meeting.turns[0].start_ms >= 2000  # on the meeting's own clock
+    assert report.participants == 1  # present from the first frame
+
+
+async def test_a_recording_continues_its_meeting(tmp_path: Path) -> None:
+    first, _, _ = await _record({**SCRIPT, "end": 2.0}, tmp_path)
+    again, meeting, _ = await _record(
+        SCRIPT, tmp_path, start_ms=1900.0, meeting_id=first.meeting_id
+    )
+    assert again.meeting_id == first.meeting_id
+    assert [t.text for t in meeting.turns] == [
+        "alpha bravo charlie.",
+        "delta echo foxtrot.",
+        "golf hotel india.",
+    ]
+    assert meeting.summary.status == "completed"
+
+
+def test_retry_decisions() -> None:
+    from procrastinate.jobs import Job
+
+    from recorder.errors import JoinError, SttConnectionError, SttRejected
+    from recorder.fleet.job import is_permanent
+    from recorder.fleet.queue import MAX_ATTEMPTS, HandBack, RecordRetry, Transient
+
+    def job(attempts: int) -> Job:
+        return Job(id=1, queue="recordings", lock=None, queueing_lock=None,
+                   task_name="recorder.record", attempts=attempts)  # fmt: skip
+
+    strategy = RecordRetry()
+    handed = strategy.get_retry_decision(exception=HandBack(), job=job(9))
+    assert handed is not None and handed.retry_at is not None  # at once, however often
+    passing = Transient(SttConnectionError("unreachable"))
+    waits = []
+    for attempts in range(MAX_ATTEMPTS):
+        decision = strategy.get_retry_decision(exception=passing, job=job(attempts))
+        waits.append(None if decision is None else decision.retry_at)
+    assert all(w is not None for w in waits[:-1]) and waits[-1] is None
+    assert waits[0] < waits[1] < waits[2]  # type: ignore[operator]  # backoff grows
+    assert strategy.get_retry_decision(exception=ValueError("bug"), job=job(0)) is None
+    assert is_permanent(SttRejected("bad key", code=1008))
+    assert is_permanent(JoinError("token rejected"))
+    assert not is_permanent(SttConnectionError("unreachable"))
+
+
+async def test_a_live_channel_rejoined_keeps_the_meetings_clock(tmp_path: Path) -> None:
+    report, meeting, transport = await _record(SCRIPT, tmp_path, shift_ms=60_000.0)
+    assert [t.text for t in meeting.turns][0] == "alpha bravo charlie."
+    assert all(t.start_ms >= 60_000 for t in meeting.turns)
+    assert meeting.turns[0].start_ms < 60_500
+    assert transport.clock_ms() >= 66_000 and report.duration_s >= 66
+
+
+@pytest.mark.postgres
+async def test_record_keeps_joins_options_for_the_worker(postgres_url: str, tmp_path: Path) -> None:
+    from recorder.fleet.connect import fleet_database
+    from recorder.fleet.queue import make_app
+    from recorder.fleet.recordings import Recordings
+    from recorder.recap.settings import RecapSettings
+
+    await upgrade_database(postgres_url)
+    names = tmp_path / "names.txt"
+    names.write_text("101=Alice\n")  # noqa: ASYNC240 - a few bytes
+    code, out, err = await ainvoke(
+        "record", "--channel", "board", "--recap", "--recap-every", "10m",
+        "--keyterms", "Kubernetes, Alice", f"--speaker-names={names}",
+        "--max-duration", "3600", "--empty-timeout", "30", f"--db={postgres_url}",
+    )  # fmt: skip
+    assert code == 0, err
+    app = make_app(fleet_database(postgres_url))
+    await app.open_async()
+    try:
+        row = await Recordings(app.connector).get(int(out))  # type: ignore[arg-type]
+    finally:
+        await app.close_async()
+    assert row is not None
+    options = row.options
+    assert options["names"] == {"101": "Alice"} and options["keyterms"] == ["Kubernetes", "Alice"]
+    assert options["max_duration_s"] == 3600 and options["empty_timeout_s"] == 30
+    recap = RecapSettings(**options["recap"])
+    assert recap.every_s == 600
+
+
+def test_an_unreachable_database_is_one_line_at_once() -> None:
+    code, _, err = invoke("jobs", "--db=postgresql+asyncpg://u:s3cret@127.0.0.1:1/db")
+    assert code == 1 and err.startswith("error: cannot reach the fleet's database")
+    assert "s3cret" not in err and len(err.strip().splitlines()) == 1

@@ -1,0 +1,248 @@
+"""Webhooks: signed (Standard Webhooks), each event delivered once, retried while refused."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import text
+
+from recorder.cli import cli
+from recorder.service.app import create_app
+from recorder.service.delivery import RetryPolicy
+from recorder.service.signing import derive_secret
+from recorder.service.targets import TargetRefused, check_target
+from storage.db import create_engine, upgrade_database
+from storage.store import TranscriptStore
+from storage.tokens import create_token
+from tests.support.service import START, add_turns, seed_meeting, serving
+from tests.support.timing import TIMEOUT
+
+KEY = "k" * 40
+FAST = RetryPolicy(first_retry_s=0.2, max_retry_s=0.4)
+
+
+def standard_webhooks_verify(secret: str, headers: dict[str, str], body: bytes) -> bool:
+    """The Standard Webhooks check, written from its specification, not from our code."""
+    key = base64.b64decode(secret.split("_", 1)[1])
+    signed = f"{headers['webhook-id']}.{headers['webhook-timestamp']}.".encode() + body
+    expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+    return any(
+        part.split(",", 1)[1] == expected
+        for part in headers["webhook-signature"].split(" ")
+        if part.startswith("v1,")
+    )
+
+
+@dataclass
+class Receiver:
+    failing: bool = False
+    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+    refused: int = 0
+    changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        headers = {k.decode(): v.decode() for k, v in scope["headers"]}
+        status = 500 if self.failing else 204
+        async with self.changed:
+            if self.failing:
+                self.refused += 1
+            else:
+                self.received.append((headers, body))
+            self.changed.notify_all()
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def wait(self, predicate: Any) -> None:
+        async with self.changed:
+            await asyncio.wait_for(self.changed.wait_for(predicate), TIMEOUT * 3)
+
+    def kinds(self) -> list[str]:
+        return [json.loads(body)["type"] for _, body in self.received]
+
+
+@dataclass
+class Setup:
+    api: httpx.AsyncClient
+    receiver: Receiver
+    receiver_url: str
+    url: str
+    store: TranscriptStore
+
+
+@pytest.fixture
+async def setup(postgres_url: str) -> AsyncIterator[Setup]:
+    await upgrade_database(postgres_url)
+    engine = create_engine(postgres_url)
+    try:
+        _, token = await create_token(engine, "hooks")
+    finally:
+        await engine.dispose()
+    receiver = Receiver()
+    store = await TranscriptStore.open(postgres_url)
+    app = create_app(postgres_url, mcp=False, webhook_key=KEY, retry_policy=FAST)
+    try:
+        async with serving(receiver) as receiver_url, serving(app) as base_url:
+            async with httpx.AsyncClient(
+                base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=30
+            ) as api:
+                yield Setup(api, receiver, receiver_url, postgres_url, store)
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:9/",
+        "http://localhost/",
+        "http://10.1.2.3/",
+        "http://169.254.169.254/latest/meta-data",
+        "http://[::1]/",
+        "ftp://example.com/",
+        "http:///nohost",
+    ],
+)
+async def test_private_and_odd_targets_are_refused(url: str) -> None:
+    with pytest.raises(TargetRefused):
+        await check_target(url, allow_private=False)
+
+
+@pytest.mark.postgres
+async def test_events_arrive_signed_once_each(setup: Setup) -> None:
+    refused = await setup.api.post(
+        "/v1/webhooks", json={"url": setup.receiver_url, "events": ["turn.final"]}
+    )
+    assert refused.status_code == 422 and "private" in refused.json()["error"]["message"]
+    created = await setup.api.post(
+        "/v1/webhooks",
+        json={
+            "url": setup.receiver_url,
+            "events": ["turn.final", "meeting.ended"],
+            "allow_private_targets": True,
+        },
+    )
+    assert created.status_code == 201
+    hook = created.json()
+    assert hook["secret"].startswith("whsec_")
+    assert hook["secret"] == derive_secret(KEY, hook["id"], await _salt(setup.url, hook["id"]))
+    meeting_id = await seed_meeting(setup.store, finish=False)
+    script = [(101, i * 1000, i * 1000 + 800, f"words number {i}") for i in range(5)]
+    await add_turns(setup.store, meeting_id, {}, script)
+    await setup.store.finish_meeting(meeting_id, START + timedelta(seconds=10))
+    await setup.receiver.wait(lambda: len(setup.receiver.received) >= 6)
+    received = setup.receiver.received
+    # Standard Webhooks promises no order across events; each arrives once.
+    assert sorted(setup.receiver.kinds()) == ["meeting.ended"] + ["turn.final"] * 5
+    assert len({headers["webhook-id"] for headers, _ in received}) == 6
+    for headers, body in received:
+        assert standard_webhooks_verify(hook["secret"], headers, body)
+        assert not standard_webhooks_verify(hook["secret"], headers, body + b" ")
+    texts = sorted(
+        json.loads(body)["data"]["text"]
+        for _, body in received
+        if json.loads(body)["type"] == "turn.final"
+    )
+    assert texts == sorted(text for *_, text in script)
+    log = (await setup.api.get(f"/v1/webhooks/{hook['id']}/deliveries")).json()
+    assert {d["status"] for d in log} == {"delivered"} and len(log) == 6
+
+
+@pytest.mark.postgres
+async def test_a_failing_receiver_gets_every_event_later(setup: Setup) -> None:
+    hook = (
+        await setup.api.post(
+            "/v1/webhooks",
+            json={"url": setup.receiver_url, "events": ["*"], "allow_private_targets": True},
+        )
+    ).json()
+    setup.receiver.failing = True
+    meeting_id = await seed_meeting(setup.store, finish=False)
+    await add_turns(
+        setup.store, meeting_id, {}, [(7, i * 10, i * 10 + 5, f"t{i}") for i in range(4)]
+    )
+    # Retried: several refusals, and the log says so.
+    await setup.receiver.wait(lambda: setup.receiver.refused >= 10)
+    log = (await setup.api.get(f"/v1/webhooks/{hook['id']}/deliveries")).json()
+    assert {d["status"] for d in log} == {"pending"}
+    assert max(d["attempts"] for d in log) >= 2 and {d["last_status"] for d in log} == {500}
+    setup.receiver.failing = False
+    await setup.store.finish_meeting(meeting_id, START + timedelta(seconds=1))
+    expected = 1 + 4 + 1  # started, four turns, ended
+    await setup.receiver.wait(lambda: len(setup.receiver.received) >= expected)
+    ids = [headers["webhook-id"] for headers, _ in setup.receiver.received]
+    assert len(ids) == len(set(ids)) == expected
+    assert sorted(setup.receiver.kinds()) == sorted(
+        ["meeting.started", "meeting.ended"] + ["turn.final"] * 4
+    )
+
+
+@pytest.mark.postgres
+async def test_webhooks_cli(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    await upgrade_database(postgres_url)
+    runner = CliRunner()
+
+    def invoke(*args: str):
+        return asyncio.to_thread(runner.invoke, cli, [*args, "--db", postgres_url])
+
+    missing_key = await invoke("webhooks", "add", "https://example.com/hook")
+    assert missing_key.exit_code == 1 and "RECORDER_WEBHOOK_KEY" in missing_key.output
+    monkeypatch.setenv("RECORDER_WEBHOOK_KEY", KEY)
+    refused = await invoke("webhooks", "add", "http://127.0.0.1:9/hook")
+    assert refused.exit_code == 2 and "private" in refused.output
+    bad = await invoke("webhooks", "add", "http://127.0.0.1:9/", "--events", "nope")
+    assert bad.exit_code == 2 and "unknown event kind" in bad.output
+    added = await invoke(
+        "webhooks",
+        "add",
+        "http://127.0.0.1:9/hook",
+        "--events",
+        "turn.final",
+        "--allow-private-targets",
+    )
+    assert added.exit_code == 0, added.output
+    secret = added.stdout.strip()
+    assert secret.startswith("whsec_")
+    listed = json.loads((await invoke("webhooks", "list", "--json")).stdout)
+    assert listed == [{"id": 1, "url": "http://127.0.0.1:9/hook", "events": ["turn.final"]}]
+    engine = create_engine(postgres_url)
+    try:
+        async with engine.connect() as connection:
+            rows = (await connection.execute(text("SELECT * FROM webhook_endpoints"))).all()
+    finally:
+        await engine.dispose()
+    assert secret not in repr(rows) and secret[6:] not in repr(rows)
+    assert (await invoke("webhooks", "log")).exit_code == 0
+    assert (await invoke("webhooks", "remove", "1")).exit_code == 0
+    assert json.loads((await invoke("webhooks", "list", "--json")).stdout) == []
+
+
+async def _salt(url: str, endpoint_id: int) -> str:
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as connection:
+            return str(
+                await connection.scalar(
+                    text("SELECT salt FROM webhook_endpoints WHERE id = :i"), {"i": endpoint_id}
+                )
+            )
+    finally:
+        await engine.dispose()
