@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -25,7 +26,9 @@ from recorder.bot import (
 from recorder.config import DEFAULT_IDLE_CLOSE_S, DEFAULT_SESSIONS_PER_MINUTE, Config
 from recorder.console import LiveConsole
 from recorder.errors import RecorderError
+from recorder.limiter import SessionBudget
 from recorder.pipeline import FinalTurn
+from recorder.stt.hold import DEFAULT_HOLD_MS, ClosePolicy
 from recorder.stt.settings import ConnectSettings
 from recorder.stt.stream import stream_factory
 from recorder.transport.base import Transport
@@ -53,6 +56,9 @@ class RecordingOptions:
         realtime_factor: how much faster than real time audio arrives (a replay
             played fast); the STT streams pace and lead by it.
         recap: speak recaps into the channel (None: never).
+        close_policy: close a participant's socket at the end of a turn (default),
+            or only after ``idle_close_s`` of silence (the earlier policy).
+        hold_s: with the turn-end policy, silence after the last speech before closing.
         check_key: ask the service whether the key is good before joining (no
             session is opened; docs/providers.md, "Streaming: speech models, key
             check and pacing").
@@ -70,6 +76,8 @@ class RecordingOptions:
     prompt: str | None = None
     realtime_factor: float = 1.0
     recap: RecapSettings | None = None
+    close_policy: ClosePolicy = ClosePolicy.TURN_END
+    hold_s: float = DEFAULT_HOLD_MS / 1000
     check_key: bool = True
     empty_timeout_s: float | None = None
     meeting_id: int | None = None
@@ -147,8 +155,17 @@ async def record(
         sessions_per_minute=options.sessions_per_minute,
         duration_s=duration_s,
         names=names,
+        close_policy=options.close_policy,
+        hold_s=options.hold_s,
         empty_timeout_s=options.empty_timeout_s,
         meeting_id=options.meeting_id,
+    )
+    # One budget for the meeting: the pipeline spends a session per stream it opens, each
+    # stream one per later socket, and refusals teach it the account's rate. A replay
+    # played N times faster runs it on the meeting's clock.
+    speed = options.realtime_factor
+    budget = SessionBudget(
+        options.sessions_per_minute, clock=lambda: time.monotonic() * speed, speed=speed
     )
     open_stream = stream_factory(
         ConnectSettings(
@@ -159,6 +176,7 @@ async def record(
             prompt=options.prompt,
         ),
         realtime_factor=options.realtime_factor,
+        gate=budget,
     )
 
     async def run(into: TranscriptStore) -> MeetingReport:
@@ -169,6 +187,7 @@ async def record(
             settings=settings,
             console=console,
             observer=_combine(companions),
+            budget=budget,
         )
         if on_ready is not None:
             on_ready()

@@ -24,6 +24,7 @@ from recorder.errors import RecorderError
 from recorder.limiter import SessionBudget
 from recorder.pipeline import FinalTurn, ParticipantStream, SpeechStream, StreamHooks
 from recorder.stt.events import SocketClosed, SocketOpened
+from recorder.stt.hold import DEFAULT_HOLD_MS, ClosePolicy
 from recorder.transport.base import (
     ConnectionStateChanged,
     ParticipantJoined,
@@ -63,6 +64,8 @@ class RecorderSettings:
         duration_s: stop after this long (None: until the transport ends or a signal).
         stop_timeout_s: bound on closing every socket at shutdown.
         names: display names by uid, stored with the participants.
+        close_policy: close a socket at the end of a turn, or only after ``idle_close_s``.
+        hold_s: with the turn-end policy, silence after the last speech before closing.
         empty_timeout_s: stop once the channel has had no remote participant this
             long, from the start or since the last one left (None: never).
         meeting_id: continue this meeting (a recording taken over from another
@@ -75,6 +78,8 @@ class RecorderSettings:
     duration_s: float | None = None
     stop_timeout_s: float = 10.0
     names: dict[int, str] = field(default_factory=dict)
+    close_policy: ClosePolicy = ClosePolicy.TURN_END
+    hold_s: float = DEFAULT_HOLD_MS / 1000
     empty_timeout_s: float | None = None
     meeting_id: int | None = None
 
@@ -133,6 +138,12 @@ class MeetingReport:
     # Participants' audio the transport dropped before the bot saw it (the loop fell
     # behind for longer than the bridge's bound), ms in all.
     dropped_audio_ms: float = 0.0
+    # What it cost: socket-open time (what streaming bills), the speech it carried
+    # (each final turn from its first word to its last), and the session rate learned.
+    billed_ms: float = 0.0
+    speech_ms: float = 0.0
+    sessions_per_minute: float = 0.0
+    session_refusals: int = 0
     # Why it ended: "finished" (the transport ended), "stopped", "duration", "empty"
     # (no remote participant for the empty timeout) or "failed".
     end_reason: str = "finished"
@@ -147,6 +158,9 @@ class MeetingRecorder(TransportSink):
         open_stream: makes a new STT stream for a participant (uid → stream).
         settings: how to record.
         console: the live display.
+        observer: an optional companion (the recap).
+        budget: the new-session budget shared with the streams (default: one at
+            ``settings.sessions_per_minute``).
     """
 
     def __init__(
@@ -158,6 +172,7 @@ class MeetingRecorder(TransportSink):
         settings: RecorderSettings,
         console: LiveConsole | None = None,
         observer: MeetingObserver | None = None,
+        budget: SessionBudget | None = None,
     ) -> None:
         self.transport = transport
         self.observer = observer
@@ -165,7 +180,8 @@ class MeetingRecorder(TransportSink):
         self.settings = settings
         self.console = console or LiveConsole(settings.names, quiet=True)
         self._open_stream = open_stream
-        self._budget = SessionBudget(settings.sessions_per_minute)
+        self._budget = budget or SessionBudget(settings.sessions_per_minute)
+        self._turn_spans: dict[tuple[int, tuple[int, int], int], int] = {}
         self._streams: dict[int, ParticipantStream] = {}
         self._session_ids: dict[tuple[int, tuple[int, int]], int] = {}
         self._session_opened_at: dict[int, datetime] = {}
@@ -360,6 +376,10 @@ class MeetingRecorder(TransportSink):
             dropped_speech_ms=sum(s.dropped_ms for s in self._streams.values()),
             interrupted_before=interrupted,
             dropped_audio_ms=sum(self.transport.dropped_audio_ms.values()),
+            billed_ms=self.billed_seconds * 1000,
+            speech_ms=float(sum(self._turn_spans.values())),
+            sessions_per_minute=self._budget.per_minute,
+            session_refusals=self._budget.refusals,
             end_reason=self._end_reason,
         )
 
@@ -408,6 +428,8 @@ class MeetingRecorder(TransportSink):
                 budget=self._budget,
                 hooks=self._hooks,
                 idle_close_ms=self.settings.idle_close_s * 1000,
+                close_policy=self.settings.close_policy,
+                hold_ms=self.settings.hold_s * 1000,
             )
         stream.feed(chunk)
         if chunk.is_speech and self.observer is not None:
@@ -449,6 +471,8 @@ class MeetingRecorder(TransportSink):
             )
         )
         self.turns += 1
+        # A formatted final repeats its turn_order: the span is counted once.
+        self._turn_spans[(turn.uid, turn.socket_key, turn.turn_order)] = turn.end_ms - turn.start_ms
         self.console.final(turn.uid, turn.start_ms, turn.text)
         if self.observer is not None:
             self.observer.final_turn(turn)

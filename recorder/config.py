@@ -53,8 +53,9 @@ SPEECH_MODELS = (
 )
 # Agora uids are unsigned 32-bit; 0 asks the server to assign one, which a bot must not do.
 MAX_UID = 2**32 - 1
-# Chosen from bench/bench_idle_close.py (README, "Costs: idle sockets"): short enough that a
-# participant talking 20% of the time bills well under 1.5x their speech.
+# Silence after which a socket closes whatever the turns: the whole rule under
+# --close-policy idle, the fallback under turn-end (README, "Costs: idle sockets";
+# measured with bench/bench_cost.py).
 DEFAULT_IDLE_CLOSE_S = 2.0
 # Free AssemblyAI accounts may open 5 sessions a minute; paid ones 100+
 # (docs/providers.md, "Streaming: limits and billing").
@@ -98,6 +99,9 @@ class Config:
         llm_url: LLM Gateway base URL override (an emulator), else from ``stt_region``.
         emulator_url: the one emulator every AssemblyAI endpoint points at, if any
             (``--emulator``/``RECORDER_EMULATOR``; already applied to the URLs above).
+        price_per_hour: streaming price in USD per hour of socket-open time, to
+            estimate what a meeting cost (None: the model's list price,
+            ``recorder.stt.price``).
         webhook_key: the server key webhook signing secrets are derived from (secret).
     """
 
@@ -120,6 +124,7 @@ class Config:
         """The LLM Gateway base URL (``.../v1``): the override, else the region's."""
         return (self.llm_url or LLM_REGION_URLS[self.stt_region]).rstrip("/")
 
+    price_per_hour: float | None = None
     webhook_key: str | None = field(default=None, repr=False)
 
     @property
@@ -369,6 +374,16 @@ def emulator_urls(base: str, source: str = "--emulator") -> dict[str, str]:
     }
 
 
+def _parse_price(value: str, source: str) -> float:
+    try:
+        price = float(value)
+    except ValueError:
+        price = -1.0
+    if not 0 <= price < 1000 or price != price:
+        raise ConfigError(f"{source} must be a price in USD per hour, like 0.45; got {value!r}")
+    return price
+
+
 def load_config(
     environ: Mapping[str, str] | None = None,
     *,
@@ -434,6 +449,8 @@ def load_config(
         stt_url = stt_url or derived["stt_url"]
         agent_url = agent_url or derived["agent_url"]
         llm_url = llm_url or derived["llm_url"]
+    raw_price, price_source = pick("price_per_hour", "RECORDER_PRICE_PER_HOUR")
+    price_per_hour = _parse_price(raw_price, price_source) if raw_price else None
 
     return Config(
         database_url=database_url,
@@ -452,6 +469,7 @@ def load_config(
         agent_url=agent_url,
         llm_url=llm_url.rstrip("/") if llm_url else None,
         emulator_url=emulator_url,
+        price_per_hour=price_per_hour,
         webhook_key=_webhook_key(env.get("RECORDER_WEBHOOK_KEY") or None),
     )
 

@@ -2,8 +2,10 @@
 
 A socket opens on the participant's first speech (not on join), with a
 pre-roll of the audio just before it so the first word is whole. It closes
-after ``idle_close_ms`` of silence (while the session budget can afford a
-reopen) or when they mute or leave, since streaming bills socket-open time
+at the end of a turn (a final covers the last speech and a short hold of
+silence has passed; :mod:`recorder.stt.hold`), or after ``idle_close_ms`` of
+silence under the earlier policy, while the session budget can afford a
+reopen, and at once when they mute or leave, since streaming bills socket-open time
 (docs/providers.md, "Streaming: limits and billing"). Every word is mapped
 back to meeting time through a :class:`~recorder.timeline.Timeline` of what
 was sent.
@@ -37,6 +39,7 @@ from recorder.stt.events import (
     SocketOpened,
     SpeechStarted,
 )
+from recorder.stt.hold import DEFAULT_HOLD_MS, ClosePolicy, CloseSettings, SocketHold
 from recorder.timeline import Timeline
 
 __all__ = ["FinalTurn", "ParticipantStream", "PlacedWord", "SpeechStream", "StreamHooks"]
@@ -129,8 +132,10 @@ class ParticipantStream:
         open_stream: makes a new (not yet started) SpeechStream.
         budget: the meeting's shared new-session budget.
         hooks: where turns and socket records go.
-        idle_close_ms: silence after which the socket closes.
+        idle_close_ms: silence after which the socket closes (under either policy).
         preroll_ms: audio kept while no stream is open, and given first to the next one.
+        close_policy: close at the end of a turn (default) or only after ``idle_close_ms``.
+        hold_ms: with the turn-end policy, silence after the last speech before closing.
     """
 
     def __init__(
@@ -142,12 +147,17 @@ class ParticipantStream:
         hooks: StreamHooks,
         idle_close_ms: float,
         preroll_ms: float = 400.0,
+        close_policy: ClosePolicy = ClosePolicy.TURN_END,
+        hold_ms: float = DEFAULT_HOLD_MS,
     ) -> None:
         self.uid = uid
         self._open_stream = open_stream
         self._budget = budget
         self._hooks = hooks
-        self._idle_close_ms = idle_close_ms
+        self._hold = SocketHold(
+            CloseSettings(policy=close_policy, hold_ms=hold_ms, idle_close_ms=idle_close_ms)
+        )
+        self._now_ms = 0.0  # the end of the last chunk fed: the meeting time now
         self._preroll_ms = preroll_ms
         self._state = _State.CLOSED
         self._preroll: deque[Chunk] = deque()
@@ -155,7 +165,6 @@ class ParticipantStream:
         self._open: _Fed | None = None  # the stream that is open (or closing)
         self._next: _Fed | None = None  # the stream being fed before it starts
         self._generation = 0
-        self._last_speech_end_ms = 0.0
         self._reopen_after_close = False
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -165,15 +174,14 @@ class ParticipantStream:
         """Take one chunk of this participant's audio (on the loop; never blocks)."""
         if self._stopping:
             return
+        self._now_ms = chunk.end_ms
+        if chunk.is_speech:
+            self._hold.heard_speech(chunk.start_ms, chunk.end_ms)
         if self._state is _State.OPEN:
             assert self._open is not None
             self._send(self._open, chunk)
-            if (
-                not chunk.is_speech
-                and chunk.end_ms - self._last_speech_end_ms >= self._idle_close_ms
-                and self._budget.can_afford_close()
-            ):
-                self._begin_close(reason="idle")
+            if not chunk.is_speech:
+                self._close_if_idle()
             return
         self._keep_preroll(chunk)
         if self._next is None and self._state is _State.CLOSING:
@@ -240,7 +248,23 @@ class ParticipantStream:
             return
         if chunk.is_speech:
             fed.speech_ms += chunk.duration_ms
-            self._last_speech_end_ms = chunk.end_ms
+
+    def _close_if_idle(self) -> None:
+        """Close the open socket if its speaker has stopped and a reopen is affordable.
+
+        When the session budget cannot afford the reopen the socket stays open (billed)
+        rather than risk a refused reopen holding the next speech back; while sessions
+        are scarce it closes only after a long silence, where a session saves the most.
+        """
+        budget = self._budget
+        if (
+            self._state is _State.OPEN
+            and not self._stopping
+            and self._hold.due(self._now_ms, scarce=budget.is_scarce)
+            and budget.can_afford_close()
+        ):
+            reason = "turn end" if self._hold.turn_is_covered else "idle"
+            self._begin_close(reason=reason)
 
     def _begin_close(self, *, reason: str) -> None:
         self._state = _State.CLOSING
@@ -272,6 +296,7 @@ class ParticipantStream:
             self._state = _State.CLOSED
             return
         self._next, self._open = None, fed
+        self._hold.reset()
         self._clear_preroll()
         fed.consumer = asyncio.create_task(
             self._consume(fed.stream, self._generation, fed.timeline),
@@ -306,7 +331,11 @@ class ParticipantStream:
             async for event in stream.events():
                 if isinstance(event, FinalTranscript):
                     key = (generation, event.socket_index)
-                    await hooks.on_final(self._place(event, key, timeline))
+                    turn = self._place(event, key, timeline)
+                    await hooks.on_final(turn)
+                    if turn.words and generation == self._generation:
+                        self._hold.heard_final(turn.end_ms)
+                        self._close_if_idle()
                 elif isinstance(event, PartialTranscript):
                     hooks.on_partial(self.uid, event.transcript)
                 elif isinstance(event, SpeechStarted):

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import os
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from recorder.errors import MigrationRequired, NotFoundError, RecorderError
 from storage import db
 from storage.bounded import run_bounded_query
+from storage.costs import MeetingCost, select_costs
 from storage.errors import is_locked_error, mask_url, raise_translated
 from storage.events import record_meeting_event, record_turn_events
 from storage.models import MeetingRow, NoteRow, ParticipantRow, StreamSessionRow, TurnRow
@@ -543,6 +544,11 @@ class TranscriptStore:
             return [summary_from_row(row) for row in (await connection.execute(query)).all()]
 
         return await self._transaction(work, write=False)
+
+    async def meeting_costs(self, meeting_ids: Iterable[int]) -> dict[int, MeetingCost]:
+        """Billed socket time and speech of each meeting (``storage.costs``)."""
+        ids = list(meeting_ids)
+        return await self._transaction(lambda c: select_costs(c, ids), write=False)
 
     async def resolve_meeting(self, ref: str | int, *, channel: str | None = None) -> int:
         """Turn a user's meeting reference (an id, or ``latest``) into a meeting id.

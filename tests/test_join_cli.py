@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import json
 import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -275,3 +276,45 @@ def test_bad_speaker_names_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     code, output = run_cli(tmp_path, "join", "--channel", "c", "--speaker-names", "names.txt")
     assert code == 1
     assert "'alice' is not a uid" in output
+
+
+@pytest.mark.slow
+def test_the_summary_says_what_streaming_cost(tmp_path: Path) -> None:
+    async def main() -> tuple[int, str]:
+        db_url = f"sqlite+aiosqlite:///{tmp_path / 'r.db'}"
+        await upgrade_database(db_url)
+        path = tmp_path / "meeting.json"
+        path.write_text(json.dumps(SCRIPT))
+        (tmp_path / ".env").write_text("RECORDER_PRICE_PER_HOUR=0.6\n")
+        async with StreamingEmulator().serve() as server:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "recorder",
+                "join",
+                f"--transport=replay:{path}",
+                f"--stt-url={server.url}",
+                f"--db={db_url}",
+                "--duration=6",
+                "--sessions-per-minute=100",
+                cwd=tmp_path,
+                env=clean_env(tmp_path),
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            _, err = await asyncio.wait_for(process.communicate(), 30)
+        return process.returncode or 0, err.decode()
+
+    code, err = asyncio.run(main())
+    assert code == 0, err
+    [line] = [line for line in err.splitlines() if line.startswith("cost: ")]
+    found = re.fullmatch(
+        r"cost: ([\d.]+) s billed for ([\d.]+) s of speech \(([\d.]+)x\), "
+        r"about \$([\d.]+) at \$0\.6/h; session rate 100/min",
+        line,
+    )
+    assert found, line  # the price came from .env
+    billed, speech, ratio, usd = (float(value) for value in found.groups())
+    assert billed > 0 and speech > 0
+    assert ratio == pytest.approx(billed / speech, abs=0.05)
+    assert usd == pytest.approx(billed / 3600 * 0.6, abs=1e-4)

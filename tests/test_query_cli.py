@@ -31,12 +31,24 @@ def _ok(*args: str) -> str:
 def test_meetings_lists_newest_first(db_url: str) -> None:
     ids = populate(db_url, meetings=2)
     lines = _ok("meetings", "--db", db_url).splitlines()
-    assert lines[0].split() == ["ID", "CHANNEL", "STARTED", "DURATION", "PEOPLE", "TURNS", "STATUS"]
+    assert lines[0].split() == [
+        "ID",
+        "CHANNEL",
+        "STARTED",
+        "DURATION",
+        "PEOPLE",
+        "TURNS",
+        "STATUS",
+        "BILLED",
+        "SPEECH",
+        "RATIO",
+        "COST",
+    ]
     assert len(lines) == 3
     golden = next(line for line in lines if "design-review" in line)
     assert golden.split()[0] == str(ids[0])
     assert "2026-11-20 09:00 UTC" in golden and "2 h 00 min" in golden
-    assert golden.split()[-3:] == ["3", "9", "completed"]
+    assert "3 9 completed" in " ".join(golden.split())
 
 
 def test_meetings_json_and_filters(db_url: str) -> None:
@@ -52,12 +64,47 @@ def test_meetings_json_and_filters(db_url: str) -> None:
         "participants",
         "turns",
         "status",
+        "billed_ms",
+        "speech_ms",
+        "billed_speech_ratio",
+        "price_per_hour",
+        "estimated_cost_usd",
     }
     assert rows[0]["started_at"] == "2026-11-20T09:00:00Z"
     assert len(json.loads(_ok("meetings", "--json", "--since", "2026-11-20", "--db", db_url))) == 3
     result = _run("meetings", "--since", "2026-11-21T00:00", "--db", db_url)
     assert result.exit_code == 1
     assert result.output.startswith("error: no meetings since 2026-11-21T00:00")
+
+
+def test_meetings_say_what_streaming_cost(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.support.export_data import golden_meeting
+
+    populate(db_url)
+    golden = golden_meeting()
+    billed_ms = round(sum(s.billed_seconds for s in golden.stream_sessions) * 1000)
+    speech_ms = sum(t.end_ms - t.start_ms for t in golden.turns)
+    monkeypatch.setenv("RECORDER_PRICE_PER_HOUR", "0.5")
+    [row] = json.loads(_ok("meetings", "--json", "--db", db_url))
+    assert row["billed_ms"] == billed_ms > 0
+    assert row["speech_ms"] == speech_ms > 0
+    assert row["billed_speech_ratio"] == pytest.approx(billed_ms / speech_ms, abs=1e-3)
+    assert row["price_per_hour"] == 0.5
+    assert row["estimated_cost_usd"] == pytest.approx(billed_ms / 3_600_000 * 0.5)
+    table = _ok("meetings", "--db", db_url).splitlines()[1]
+    assert f"{billed_ms / speech_ms:.2f}x" in table
+    assert f"${billed_ms / 3_600_000 * 0.5:.3f}" in table
+    title = _ok("show", "latest", "--db", db_url).splitlines()[0]
+    assert f"({billed_ms / speech_ms:.2f}x), about $" in title
+
+
+def test_a_bad_price_is_one_clear_line(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    populate(db_url)
+    monkeypatch.setenv("RECORDER_PRICE_PER_HOUR", "cheap")
+    result = _run("meetings", "--db", db_url)
+    assert result.exit_code != 0
+    assert result.output.startswith("error: RECORDER_PRICE_PER_HOUR must be a price")
+    assert "Traceback" not in result.output
 
 
 # -- show -----------------------------------------------------------------------------

@@ -800,3 +800,60 @@ async def test_pacing_runs_on_the_injected_clock():
         events = await run_to_end(s)
     assert conn.audio_bytes == pcm(0, 500)
     assert any(isinstance(e, SocketClosed) for e in events)
+
+
+class RecordingGate:
+    """A SessionGate that records what the stream asked of it."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    async def acquire(self) -> None:
+        self.calls.append("acquire")
+
+    def opened(self) -> None:
+        self.calls.append("opened")
+
+    def refused(self) -> None:
+        self.calls.append("refused")
+
+
+@pytest.mark.parametrize(
+    ("code", "reason"),
+    [
+        (3009, "Unauthorized Connection: Too many concurrent sessions"),
+        (1008, "Unauthorized connection: Too many concurrent sessions"),  # before 2026-02-24
+    ],
+)
+async def test_a_rate_refusal_is_reported_and_the_retry_waits_for_the_gate(code, reason):
+    async def refuse(conn: FakeConnection) -> None:
+        await conn.close(code, reason)
+
+    async def accept(conn: FakeConnection) -> None:
+        await conn.begin()
+        await conn.terminate_reply()
+
+    gate = RecordingGate()
+    async with FakeSttServer([refuse, accept]) as server:
+        s = session(server.url, gate=gate)
+        await s.start()
+        await s.stop()
+    assert s.error is None and server.attempts == 2
+    # The caller paid for the first attempt; the retry is paid here, after the refusal.
+    assert gate.calls == ["refused", "acquire", "opened"]
+
+
+async def test_other_closes_before_begin_are_not_rate_refusals():
+    async def fail(conn: FakeConnection) -> None:
+        await conn.close(1011, "internal error")
+
+    async def accept(conn: FakeConnection) -> None:
+        await conn.begin()
+        await conn.terminate_reply()
+
+    gate = RecordingGate()
+    async with FakeSttServer([fail, accept]) as server:
+        s = session(server.url, gate=gate)
+        await s.start()
+        await s.stop()
+    assert gate.calls == ["acquire", "opened"]

@@ -264,3 +264,32 @@ def test_text_options_refuse_what_cannot_be_stored(
 def test_text_options_keep_accents_and_tabs(tmp_path: Path) -> None:
     code, output = join(tmp_path, "--prompt", "Noms: Chloé,\tDmitri", "--keyterms", "Chloé")
     assert (code, output.strip()) == (1, _PAST_THE_OPTIONS)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["sql", "--timeout", "nan", "SELECT 1"], "'nan' is not a duration"),
+        (["sql", "--timeout", "1e308", "SELECT 1"], "'1e308' is not a duration"),
+        (["stop", "99999999999999999999999"], "99999999999999999999999 is not in the range"),
+        (["cancel", "0"], "0 is not in the range 1<=x<=9223372036854775807"),
+        (["webhooks", "remove", "99999999999999999999999"], "is not in the range"),
+        (["webhooks", "log", "--endpoint", "-3"], "-3 is not in the range"),
+    ],
+)
+def test_other_commands_refuse_impossible_values(args: list[str], message: str) -> None:
+    result = CliRunner().invoke(cli, args)
+    assert isinstance(result.exception, SystemExit), result.exception
+    assert result.exit_code == 2
+    assert result.output.startswith("error: invalid value for ") and message in result.output
+    assert len(result.output.splitlines()) == 1
+
+
+def test_sql_timeout_takes_a_duration(sqlite_url: str) -> None:
+    from tests.support.export_data import populate
+
+    populate(sqlite_url)
+    result = CliRunner().invoke(
+        cli, ["sql", "--timeout", "2m", "SELECT 1 AS one", "--db", sqlite_url]
+    )
+    assert result.exit_code == 0, result.output

@@ -22,9 +22,10 @@ from recorder.errors import ConfigError, RecorderError, UsageError
 
 __all__ = [
     "CONTEXT_SETTINGS",
-    "MAX_DURATION_S",
     "Duration",
     "FiniteFloat",
+    "MAX_DURATION_S",
+    "ROW_ID",
     "RecorderGroup",
     "Text",
     "build_config",
@@ -346,3 +347,7 @@ def split_keyterms(keyterms: str) -> tuple[str, ...]:
             f"--keyterms has {len(terms)} terms; the service takes at most {_MAX_KEYTERMS}"
         )
     return terms
+
+
+#: A database row id: 1 up to the largest integer SQLite and PostgreSQL ``BIGINT`` hold.
+ROW_ID = click.IntRange(1, 2**63 - 1)

@@ -61,6 +61,20 @@ def export(
 
     config = build_config(database_url=database_url)
     chosen = choose_format(fmt, output)  # fail on a bad format before touching the database
-    run(export_meeting(config.database_url, meeting, output, fmt=chosen, channel=channel))
+    price = config.price_per_hour
+    if price is None:
+        from recorder.stt.price import list_price_per_hour
+
+        price = list_price_per_hour(config.speech_model)
+    run(
+        export_meeting(
+            config.database_url,
+            meeting,
+            output,
+            fmt=chosen,
+            channel=channel,
+            price_per_hour=price,
+        )
+    )
     if output is not None and str(output) != "-":
         click.echo(f"wrote {output} ({chosen})", err=True)

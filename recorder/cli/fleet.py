@@ -20,6 +20,7 @@ import click
 
 from recorder.cli.common import (
     CONTEXT_SETTINGS,
+    ROW_ID,
     Duration,
     FiniteFloat,
     Text,
@@ -386,7 +387,7 @@ def jobs(statuses: tuple[str, ...], limit: int, as_json: bool, database_url: str
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
-@click.argument("recording_id", type=int, metavar="ID")
+@click.argument("recording_id", type=ROW_ID, metavar="ID")
 @db_option
 def stop(recording_id: int, database_url: str | None) -> None:
     """Ask the worker recording ID to stop cleanly (it hears within a second or two).
@@ -419,7 +420,7 @@ def stop(recording_id: int, database_url: str | None) -> None:
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
-@click.argument("recording_id", type=int, metavar="ID")
+@click.argument("recording_id", type=ROW_ID, metavar="ID")
 @db_option
 def cancel(recording_id: int, database_url: str | None) -> None:
     """Cancel a recording that has not started yet.

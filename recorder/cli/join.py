@@ -33,6 +33,7 @@ from recorder.config import (
     Config,
 )
 from recorder.errors import ConfigError, SttRejected, UsageError
+from recorder.stt.hold import ClosePolicy
 
 if TYPE_CHECKING:
     from recorder.app import RecordingOptions
@@ -113,6 +114,24 @@ def _check_speed(speed: float, transport_spec: str, config: Config) -> None:
         )
 
 
+def _cost_line(report: MeetingReport, config: Config) -> str:
+    """What the streaming cost: billed socket time, speech, their ratio, price, session rate."""
+    from recorder.stt.price import estimate_cost, list_price_per_hour
+
+    price = config.price_per_hour
+    if price is None:
+        price = list_price_per_hour(config.speech_model)
+    ratio = f"{report.billed_ms / report.speech_ms:.2f}x" if report.speech_ms else "no speech"
+    rate = f"{report.sessions_per_minute:g}/min"
+    if report.session_refusals:
+        rate += f", learned after {report.session_refusals} refused"
+    return (
+        f"cost: {report.billed_ms / 1000:.1f} s billed for {report.speech_ms / 1000:.1f} s "
+        f"of speech ({ratio}), about ${estimate_cost(report.billed_ms, price):.4f} "
+        f"at ${price:g}/h; session rate {rate}"
+    )
+
+
 def _print_report(report: MeetingReport, config: Config) -> None:
     minutes, seconds = divmod(int(report.duration_s), 60)
     click.echo(
@@ -135,6 +154,7 @@ def _print_report(report: MeetingReport, config: Config) -> None:
             "before transcription (this machine fell behind)",
             err=True,
         )
+    click.echo(_cost_line(report, config), err=True)
     db = "" if config.is_default_database else " --db URL"
     click.echo(f"next: recorder export {report.meeting_id}{db} -o meeting.html", err=True)
 
@@ -223,6 +243,20 @@ def _recording_options(function: Callable[..., Any]) -> Callable[..., Any]:
             type=Text(),
             help="Streaming speech model (default u3-rt-pro; $RECORDER_SPEECH_MODEL).",
         ),
+        click.option(
+            "--close-policy",
+            type=click.Choice([p.value for p in ClosePolicy]),
+            default=ClosePolicy.TURN_END.value,
+            show_default=True,
+            help="Close a stream at the end of each turn, or only after --idle-close of silence.",
+        ),
+        click.option(
+            "--price-per-hour",
+            type=FiniteFloat(min=0, max=1000),
+            metavar="USD",
+            help="Streaming price per hour, for the cost estimate "
+            "(default: the model's list price; $RECORDER_PRICE_PER_HOUR).",
+        ),
         click.option("--quiet", "-q", is_flag=True, help="Do not print turns as they are spoken."),
         db_option,
     ]
@@ -269,6 +303,8 @@ def join(
     keyterms: str,
     prompt: str | None,
     speech_model: str | None,
+    close_policy: str,
+    price_per_hour: float | None,
     quiet: bool,
     database_url: str | None,
     recap: RecapSettings | None,
@@ -306,6 +342,7 @@ def join(
         agent_url=agent_url,
         llm_url=llm_url,
         emulator_url=emulator_url,
+        price_per_hour=price_per_hour,
     )
     config.require_api_key()  # before the transport: its SDK may not even be installed
     _check_speed(speed, transport_spec, config)
@@ -319,6 +356,7 @@ def join(
         prompt=prompt,
         realtime_factor=speed,
         recap=recap,
+        close_policy=ClosePolicy(close_policy),
     )
     try:
         report = run(
@@ -393,6 +431,8 @@ def demo(
     keyterms: str,
     prompt: str | None,
     speech_model: str | None,
+    close_policy: str,
+    price_per_hour: float | None,
     quiet: bool,
     database_url: str | None,
 ) -> None:
@@ -411,7 +451,9 @@ def demo(
     """
     from importlib.resources import as_file, files
 
-    config = build_config(database_url=database_url, speech_model=speech_model)
+    config = build_config(
+        database_url=database_url, speech_model=speech_model, price_per_hour=price_per_hour
+    )
     resource = files("recorder.data").joinpath("demo_meeting.json")
 
     async def main() -> MeetingReport:
@@ -451,6 +493,7 @@ def demo(
                         realtime_factor=speed,
                         # The bundled meeting has no spoken request: recap when it ends.
                         recap=RecapSettings(on_end=True) if recap_on_end else None,
+                        close_policy=ClosePolicy(close_policy),
                     ),
                     quiet=quiet,
                 )

@@ -19,12 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from recorder.cli.common import CONTEXT_SETTINGS, build_config, db_option, run
+from recorder.cli.common import CONTEXT_SETTINGS, Duration, build_config, db_option, run
 from recorder.errors import NotFoundError, UsageError
 from recorder.export.escape import clean_text
 from recorder.timeline import format_clock
 
 if TYPE_CHECKING:
+    from storage.costs import MeetingCost
     from storage.records import Participant, SearchHit
     from storage.store import TranscriptStore
 
@@ -119,6 +120,42 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+def _price_per_hour(database_url: str | None) -> float:
+    """The streaming price to estimate costs with: configured, else the model's list price."""
+    from recorder.stt.price import list_price_per_hour
+
+    config = build_config(database_url=database_url)
+    if config.price_per_hour is not None:
+        return config.price_per_hour
+    return list_price_per_hour(config.speech_model)
+
+
+def _cost_json(cost: MeetingCost, price: float) -> dict[str, Any]:
+    from recorder.stt.price import estimate_cost
+
+    ratio = cost.ratio
+    return {
+        "billed_ms": cost.billed_ms,
+        "speech_ms": cost.speech_ms,
+        "billed_speech_ratio": None if ratio is None else round(ratio, 3),
+        "price_per_hour": price,
+        "estimated_cost_usd": round(estimate_cost(cost.billed_ms, price), 6),
+    }
+
+
+def _cost_cells(cost: MeetingCost, price: float) -> list[str]:
+    from recorder.export.render import format_duration
+    from recorder.stt.price import estimate_cost
+
+    ratio = cost.ratio
+    return [
+        format_duration(cost.billed_ms),
+        format_duration(cost.speech_ms),
+        "-" if ratio is None else f"{ratio:.2f}x",
+        f"${estimate_cost(cost.billed_ms, price):.3f}",
+    ]
+
+
 async def _open(database_url: str | None) -> TranscriptStore:
     from storage.store import TranscriptStore
 
@@ -179,10 +216,12 @@ def meetings(
     from recorder.export.render import format_datetime, format_duration
 
     since_at = parse_since(since) if since is not None else None
+    price = _price_per_hour(database_url)
 
     async def main() -> None:
         async with await _open(database_url) as store:
             found = await store.list_meetings(channel=channel, since=since_at)
+            costs = await store.meeting_costs(m.id for m in found)
             if not found:
                 filters = " ".join(
                     part
@@ -205,6 +244,7 @@ def meetings(
                         "participants": m.participant_count,
                         "turns": m.turn_count,
                         "status": m.status,
+                        **_cost_json(costs[m.id], price),
                     }
                     for m in found
                 ]
@@ -219,10 +259,12 @@ def meetings(
                 str(m.participant_count),
                 str(m.turn_count),
                 m.status,
+                *_cost_cells(costs[m.id], price),
             ]
             for m in found
         ]
         headers = ["ID", "CHANNEL", "STARTED", "DURATION", "PEOPLE", "TURNS", "STATUS"]
+        headers += ["BILLED", "SPEECH", "RATIO", "COST"]
         click.echo(format_table(headers, rows))
 
     run(main())
@@ -261,11 +303,13 @@ def show(
     end_ms = parse_clock(to, "--to") if to is not None else None
     if end_ms is not None and end_ms < start_ms:
         raise UsageError(f"--to ({to}) is before --from ({from_})")
+    price = _price_per_hour(database_url)
 
     async def main() -> None:
         async with await _open(database_url) as store:
             meeting_id = await store.resolve_meeting(meeting, channel=channel)
             header = await store.get_meeting(meeting_id, with_turns=False)
+            cost = (await store.meeting_costs([meeting_id]))[meeting_id]
             turns = store.iter_turns(meeting_id, batch=_TURNS_PER_QUERY, with_words=False)
             participants = header.participants
             uid = _match_speaker(participants, speaker, meeting_id) if speaker else None
@@ -278,6 +322,8 @@ def show(
                 f"{clean_text(summary.channel)} · meeting {summary.id} · "
                 f"{format_datetime(summary.started_at)} · {duration} · {summary.status}"
             )
+            billed, speech, ratio, usd = _cost_cells(cost, price)
+            title += f" · {billed} billed for {speech} of speech ({ratio}), about {usd}"
             shown = 0
             async for turn in turns:
                 if turn.start_ms < start_ms or (uid is not None and turn.uid != uid):
@@ -498,11 +544,10 @@ def _parse_assignment(item: str) -> tuple[int, str | None]:
 @click.option(
     "--timeout",
     "timeout_s",
-    type=click.FloatRange(0, min_open=True),
+    type=Duration(min_s=0.001),
     default=30.0,
     show_default=True,
-    metavar="SECONDS",
-    help="Stop the statement after this long.",
+    help="Stop the statement after this long, e.g. 30 or 2m.",
 )
 @db_option
 def sql(

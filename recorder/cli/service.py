@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from recorder.cli.common import CONTEXT_SETTINGS, build_config, db_option, run
+from recorder.cli.common import CONTEXT_SETTINGS, ROW_ID, build_config, db_option, run
 from recorder.errors import ConfigError
 
 __all__ = ["mcp", "serve", "tokens", "webhooks"]
@@ -301,7 +301,7 @@ def list_hooks(as_json: bool, database_url: str | None) -> None:
 
 
 @webhooks.command("remove")
-@click.argument("endpoint_id", type=int, metavar="ID")
+@click.argument("endpoint_id", type=ROW_ID, metavar="ID")
 @db_option
 def remove(endpoint_id: int, database_url: str | None) -> None:
     """Stop sending to an endpoint (its log stays).
@@ -318,7 +318,7 @@ def remove(endpoint_id: int, database_url: str | None) -> None:
 
 
 @webhooks.command("log")
-@click.option("--endpoint", "endpoint_id", type=int, metavar="ID", help="Only this endpoint.")
+@click.option("--endpoint", "endpoint_id", type=ROW_ID, metavar="ID", help="Only this endpoint.")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")
 @db_option

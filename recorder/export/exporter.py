@@ -53,7 +53,13 @@ def _script() -> tuple[Markup, str]:
     return Markup(source), f"sha256-{digest}"
 
 
-def iter_export(meeting: Meeting, turns: AsyncIterable[Turn], fmt: str) -> AsyncIterator[str]:
+def iter_export(
+    meeting: Meeting,
+    turns: AsyncIterable[Turn],
+    fmt: str,
+    *,
+    price_per_hour: float | None = None,
+) -> AsyncIterator[str]:
     """The export as a stream of text pieces.
 
     Args:
@@ -61,6 +67,7 @@ def iter_export(meeting: Meeting, turns: AsyncIterable[Turn], fmt: str) -> Async
             (``meeting.turns`` is ignored).
         turns: the meeting's turns in time order.
         fmt: one of :data:`FORMATS`.
+        price_per_hour: prices the streaming in JSON (default: the list price).
 
     Returns:
         An async iterator of output pieces; joined, they are the whole file.
@@ -70,7 +77,7 @@ def iter_export(meeting: Meeting, turns: AsyncIterable[Turn], fmt: str) -> Async
     """
     fmt = parse_format(fmt)
     if fmt == "json":
-        return write_json(meeting, turns)
+        return write_json(meeting, turns, price_per_hour=price_per_hour)
     speakers = Speakers(meeting.participants)
     view = build_meeting_view(meeting, speakers)
     stream = turn_views(turns, speakers)
@@ -94,7 +101,9 @@ async def export_meeting(
     turns: AsyncIterable[Turn],
     fmt: str,
     write: Callable[[str], object],
+    *,
+    price_per_hour: float | None = None,
 ) -> None:
     """Render the export and hand each piece to ``write`` (e.g. ``file.write``)."""
-    async for piece in iter_export(meeting, turns, fmt):
+    async for piece in iter_export(meeting, turns, fmt, price_per_hour=price_per_hour):
         write(piece)

@@ -75,6 +75,7 @@ async def export_meeting(
     *,
     fmt: str | None = None,
     channel: str | None = None,
+    price_per_hour: float | None = None,
 ) -> str:
     """Export a meeting from the database to a file, or to stdout when ``output`` is None.
 
@@ -84,6 +85,7 @@ async def export_meeting(
         output: the file to write; ``None`` or ``-`` for stdout.
         fmt: the format; by default from the file's extension, else Markdown.
         channel: with ``latest``, the latest meeting of this channel.
+        price_per_hour: prices the streaming in JSON (default: the list price).
 
     Returns:
         The format written.
@@ -103,7 +105,9 @@ async def export_meeting(
         )
         if output is None:
             try:
-                await render_export(header, turns, chosen, sys.stdout.write)
+                await render_export(
+                    header, turns, chosen, sys.stdout.write, price_per_hour=price_per_hour
+                )
                 sys.stdout.flush()
             except BrokenPipeError:
                 _silence_stdout()  # the reader left (| head): stop quietly, like cat
@@ -116,7 +120,9 @@ async def export_meeting(
         handle = _open_output(output)
         try:
             with handle:
-                await render_export(header, turns, chosen, handle.write)
+                await render_export(
+                    header, turns, chosen, handle.write, price_per_hour=price_per_hour
+                )
             _publish(Path(handle.name), output)
         except OSError as exc:
             raise RenderError(f"cannot write {str(output)!r}: {exc.strerror}") from exc

@@ -57,6 +57,11 @@ meeting:
     duration_ms        integer or null while recording
     participant_count  integer
     turn_count         integer
+    billed_ms          integer, streaming socket-open time (what is billed), all sockets
+    speech_ms          integer, the turns' spans (first word to last), all participants
+    billed_speech_ratio  number or null without speech, billed_ms / speech_ms
+    price_per_hour     number, USD per hour of socket-open time the estimate uses
+    estimated_cost_usd number, billed_ms at price_per_hour
 
 participant:
     uid           integer, the Agora uid
@@ -135,10 +140,20 @@ def _time(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z")
 
 
-def meeting_to_json(meeting: Meeting) -> dict[str, Any]:
-    """Everything but the turns, as the JSON-ready header object."""
+def meeting_to_json(meeting: Meeting, *, price_per_hour: float | None = None) -> dict[str, Any]:
+    """Everything but the turns, as the JSON-ready header object.
+
+    ``price_per_hour`` prices the streaming (default: the default model's list price).
+    """
+    from recorder.config import DEFAULT_SPEECH_MODEL
+    from recorder.stt.price import estimate_cost, list_price_per_hour
+
     summary = meeting.summary
     duration_s = summary.duration_s
+    billed_ms = round(sum(s.billed_seconds for s in meeting.stream_sessions) * 1000)
+    speech_ms = sum(p.talk_ms for p in meeting.participants)
+    if price_per_hour is None:
+        price_per_hour = list_price_per_hour(DEFAULT_SPEECH_MODEL)
     return {
         "schema_version": SCHEMA_VERSION,
         "meeting": {
@@ -151,6 +166,11 @@ def meeting_to_json(meeting: Meeting) -> dict[str, Any]:
             "duration_ms": None if duration_s is None else round(duration_s * 1000),
             "participant_count": summary.participant_count,
             "turn_count": summary.turn_count,
+            "billed_ms": billed_ms,
+            "speech_ms": speech_ms,
+            "billed_speech_ratio": round(billed_ms / speech_ms, 3) if speech_ms else None,
+            "price_per_hour": price_per_hour,
+            "estimated_cost_usd": round(estimate_cost(billed_ms, price_per_hour), 6),
         },
         "participants": [
             {
@@ -241,17 +261,20 @@ def _dumps(value: Any, **options: Any) -> str:
     return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
 
-async def write_json(meeting: Meeting, turns: AsyncIterable[Turn]) -> AsyncIterator[str]:
+async def write_json(
+    meeting: Meeting, turns: AsyncIterable[Turn], *, price_per_hour: float | None = None
+) -> AsyncIterator[str]:
     """Stream the export: the header pretty-printed, then one turn per line.
 
     Args:
         meeting: header records (its ``turns`` are ignored).
         turns: the meeting's turns in time order.
+        price_per_hour: prices the streaming (default: the list price).
 
     Yields:
         Pieces of one JSON document.
     """
-    header = _dumps(meeting_to_json(meeting), indent=2)
+    header = _dumps(meeting_to_json(meeting, price_per_hour=price_per_hour), indent=2)
     yield header[: header.rindex("}")].rstrip() + ',\n  "turns": ['
     first = True
     async for turn in turns:

@@ -32,6 +32,7 @@ from recorder.stt.events import (
 )
 
 __all__ = [
+    "is_rate_refusal",
     "MAX_CHUNK_MS",
     "MAX_KEYTERMS",
     "MAX_KEYTERM_CHARS",
@@ -178,6 +179,14 @@ def auth_headers(api_key: str) -> dict[str, str]:
     See docs/providers.md, "Streaming: connecting".
     """
     return {"Authorization": api_key}
+
+
+def is_rate_refusal(code: int | None, reason: str) -> bool:
+    """Whether a close refused a new session for the account's rate (3009, or 1008 before).
+
+    See docs/providers.md, "Streaming: close codes".
+    """
+    return code == 3009 or (code == 1008 and "concurrent" in reason.lower())
 
 
 def classify_close(

@@ -22,7 +22,7 @@ import contextlib
 import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from websockets.asyncio.client import ClientConnection
 
@@ -46,6 +46,7 @@ from recorder.stt.protocol import (
     SttProtocol,
     auth_headers,
     bytes_per_second,
+    is_rate_refusal,
 )
 from recorder.stt.resend import ResendBuffer, SocketMap
 from recorder.stt.settings import (
@@ -58,7 +59,7 @@ from recorder.stt.settings import (
     RetrySettings,
 )
 
-__all__ = ["LIVE_PACING", "SttStream", "stream_factory"]
+__all__ = ["LIVE_PACING", "SessionGate", "SttStream", "stream_factory"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,11 +67,31 @@ logger = logging.getLogger(__name__)
 _CLOSE_TIMEOUT_S = 1.0
 
 #: Pacing of a live recording's streams. A socket opens with the pipeline's 400 ms
-#: pre-roll, which goes out at once; without a lead every later chunk would queue
-#: behind it for the socket's whole life (latency, billed seconds and a timer per
-#: chunk). The pre-roll plus one chunk is far below any lead known to trip the limit
-#: (docs/architecture.md, "Decisions and measurements").
-LIVE_PACING = PacingSettings(max_lead_s=0.5)
+#: pre-roll and the audio that arrived while it connected (a few hundred ms on the
+#: real service), which go out at once; without a lead every later chunk would queue
+#: behind them for the socket's whole life (latency, billed seconds, since the socket
+#: closes only once a final covers the speech, and a timer per chunk). One second is
+#: far below any lead known to trip the limit (docs/architecture.md, "Decisions and
+#: measurements").
+LIVE_PACING = PacingSettings(max_lead_s=1.0)
+
+
+class SessionGate(Protocol):
+    """The meeting's new-session budget, as a stream sees it (``recorder.limiter.SessionBudget``).
+
+    The caller spends a session for a stream's first socket; the stream spends one
+    for every later attempt (a reconnect, a retry after a refusal) and reports how
+    each went, so the budget learns the account's rate.
+    """
+
+    async def acquire(self) -> None:
+        """Wait for a session, then spend it."""
+
+    def opened(self) -> None:
+        """A socket opened cleanly (``Begin``)."""
+
+    def refused(self) -> None:
+        """A socket was refused for the new-session rate (3009)."""
 
 
 class SttStream:
@@ -96,6 +117,7 @@ class SttStream:
         buffers: how much audio is held, unsent and for resending.
         name: a label for logs, e.g. ``"uid 1234"``.
         clock: the pacer's clock (tests may drive it by hand).
+        gate: the meeting's session budget; every socket after the first waits for it.
     """
 
     def __init__(
@@ -107,7 +129,9 @@ class SttStream:
         buffers: BufferSettings = DEFAULT_BUFFERS,
         name: str = "stt",
         clock: PacingClock = MONOTONIC_CLOCK,
+        gate: SessionGate | None = None,
     ) -> None:
+        self._gate = gate
         self._url = connect.socket_url()
         self._headers = auth_headers(connect.api_key) if connect.api_key is not None else {}
         self._has_token = connect.token is not None
@@ -337,6 +361,8 @@ class SttStream:
         while True:
             if not first and self._stopping and not self._buffer.has_unfinalised:
                 return
+            if not first and self._gate is not None:
+                await self._gate.acquire()
             first = False
             if self._has_token and self._sockets_opened > 0:
                 raise SttRejected(
@@ -359,6 +385,12 @@ class SttStream:
                 made_progress = self._finals_emitted > finals_before
                 disposition = closed.disposition
                 problem = f"close code {closed.code}: {closed.reason or 'no reason'}"
+                if (
+                    lifetime is None
+                    and self._gate is not None
+                    and is_rate_refusal(closed.code, closed.reason)
+                ):
+                    self._gate.refused()
                 if self._stopping and (disposition is Disposition.DONE or terminate_sent):
                     return
                 if disposition is Disposition.FATAL:
@@ -439,6 +471,8 @@ class SttStream:
 
     def _on_begin(self) -> None:
         self._sockets_opened += 1
+        if self._gate is not None:
+            self._gate.opened()
         if self._opened is not None and not self._opened.done():
             self._opened.set_result(None)
 
@@ -449,6 +483,7 @@ def stream_factory(
     realtime_factor: float = 1.0,
     retry: RetrySettings = DEFAULT_RETRY,
     buffers: BufferSettings = DEFAULT_BUFFERS,
+    gate: SessionGate | None = None,
 ) -> Callable[[int], SttStream]:
     """Make the function a recording calls to open a new stream for a participant (by uid).
 
@@ -459,6 +494,7 @@ def stream_factory(
         realtime_factor: audio clock speed; 1.0 in production, higher in tests.
         retry: timeouts and the reconnect policy.
         buffers: how much audio each stream holds.
+        gate: the meeting's session budget, for every socket after a stream's first.
 
     Raises:
         ConfigError: a realtime factor that is not positive.
@@ -466,6 +502,8 @@ def stream_factory(
     pacing = dataclasses.replace(LIVE_PACING, realtime_factor=realtime_factor)
 
     def open_stream(uid: int) -> SttStream:
-        return SttStream(connect, pacing=pacing, retry=retry, buffers=buffers, name=f"uid {uid}")
+        return SttStream(
+            connect, pacing=pacing, retry=retry, buffers=buffers, name=f"uid {uid}", gate=gate
+        )
 
     return open_stream
