@@ -55,6 +55,7 @@ CHANNEL = "recorder_events"
 EVENT_KINDS = (
     "meeting.started",
     "meeting.ended",
+    "meeting.resumed",
     "participant.joined",
     "participant.left",
     "turn.final",

@@ -218,11 +218,27 @@ class TranscriptStore:
         """
 
         async def work(connection: AsyncConnection) -> datetime:
-            started = await connection.scalar(
-                select(MeetingRow.started_at).where(MeetingRow.id == meeting_id)
-            )
-            if started is None:
+            found = (
+                await connection.execute(
+                    select(MeetingRow.started_at, MeetingRow.status).where(
+                        MeetingRow.id == meeting_id
+                    )
+                )
+            ).first()
+            if found is None:
                 raise NotFoundError(f"no meeting with id {meeting_id}")
+            started: datetime = found.started_at
+            previous = found.status
+            now = datetime.now(UTC)
+            # Live streams learn that the meeting goes on (after a takeover, a
+            # meeting.ended "interrupted" may have been sent; this follows it).
+            await record_meeting_event(
+                connection,
+                self._dialect,
+                meeting_id,
+                "meeting.resumed",
+                {"status": "recording", "previous_status": previous, "at": now.isoformat()},
+            )
             await connection.execute(
                 update(MeetingRow)
                 .where(MeetingRow.id == meeting_id)
@@ -231,7 +247,7 @@ class TranscriptStore:
                     ended_at=None,
                     host=_HOST,
                     pid=os.getpid(),
-                    heartbeat_at=datetime.now(UTC),
+                    heartbeat_at=now,
                 )
             )
             return started

@@ -1,7 +1,7 @@
 """Webhook endpoints and their deliveries: what to send where, and what happened.
 
 An endpoint's signing secret is derived from a server key and the endpoint's
-random salt (``recorder.service.signing``), so the database never holds one.
+random salt (``recorder.fleet.signing``), so the database never holds one.
 Deliveries are rows: one per (endpoint, event), ``pending`` until a 2xx answer
 (``delivered``) or until the sender gives up (``failed``). Several API
 processes share the work: :func:`claim_due` takes rows with ``FOR UPDATE SKIP
@@ -33,6 +33,7 @@ __all__ = [
     "add_endpoint",
     "check_events",
     "claim_due",
+    "claim_one",
     "deliveries",
     "enqueue_new_events",
     "get_endpoint",
@@ -51,7 +52,7 @@ def _table(model: type[Any]) -> Table:
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
-    """A webhook target (its secret is derived, see ``recorder.service.signing``)."""
+    """A webhook target (its secret is derived, see ``recorder.fleet.signing``)."""
 
     id: int
     url: str
@@ -275,6 +276,49 @@ async def claim_due(
                 ).all()
             }
     return [(delivery, found[delivery.endpoint_id]) for delivery in claimed]
+
+
+_CLAIM_ONE = text(
+    """
+    UPDATE webhook_deliveries AS d
+       SET next_attempt_at = now() + make_interval(secs => :lease_s),
+           attempts = d.attempts + 1,
+           last_attempt_at = now()
+     WHERE d.id = (
+           SELECT id FROM webhook_deliveries
+            WHERE id = :id AND status = 'pending'
+              AND next_attempt_at <= now() + make_interval(secs => :early_s)
+              FOR UPDATE SKIP LOCKED)
+    RETURNING d.*
+    """
+)
+
+
+async def claim_one(
+    engine: AsyncEngine, delivery_id: int, *, lease_s: float, early_s: float = 5.0
+) -> tuple[Delivery, Endpoint] | None:
+    """Take one delivery if it is pending and due (within ``early_s``); None otherwise.
+
+    The claim leases the row for ``lease_s`` (as :func:`claim_due`), so a second
+    job for the same delivery finds it not due and does nothing.
+    """
+    endpoints = _table(WebhookEndpointRow)
+    with map_db_errors(given_url(engine)):
+        async with engine.begin() as connection:
+            row = (
+                await connection.execute(
+                    _CLAIM_ONE, {"id": delivery_id, "lease_s": lease_s, "early_s": early_s}
+                )
+            ).first()
+            if row is None:
+                return None
+            delivery = _delivery(row)
+            endpoint = (
+                await connection.execute(
+                    select(*endpoints.c).where(endpoints.c.id == delivery.endpoint_id)
+                )
+            ).one()
+    return delivery, _endpoint(endpoint)
 
 
 async def record_attempt(

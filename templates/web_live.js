@@ -78,7 +78,18 @@
   source.addEventListener("turn.final", function (e) { add(JSON.parse(e.data)); });
   source.addEventListener("turn.updated", function (e) { add(JSON.parse(e.data)); });
   source.addEventListener("meeting.ended", function (e) {
-    ended(JSON.parse(e.data));
-    source.close();
+    var event = JSON.parse(e.data);
+    ended(event);
+    // A worker that died leaves the meeting interrupted; another worker may resume it.
+    if (event.status !== "interrupted") { source.close(); }
+  });
+  source.addEventListener("meeting.resumed", function () {
+    var status = document.querySelector(".kicker .status");
+    if (status) {
+      status.textContent = "recording";
+      status.className = "status status-recording";
+    }
+    main.dataset.live = "1";
+    main.dataset.ended = "0";
   });
 }());

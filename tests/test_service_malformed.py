@@ -20,6 +20,7 @@ from tests.support.service import seed_meeting, serving
 pytestmark = pytest.mark.postgres
 
 M = "/v1/meetings"
+R = "/v1/recordings"
 
 
 def _b64(value: object) -> str:
@@ -139,6 +140,46 @@ CASES: list[tuple[str, str, dict[str, Any]]] = [
     ("PUT", M, {}),
     ("POST", M + "/{id}", {}),
     ("GET", "/v1/nothing", {}),
+    # recordings: bodies, values (checked as 'recorder record' checks them), ids, filters
+    ("POST", R, _json("{")),
+    ("POST", R, _json("[]")),
+    ("POST", R, _json("{}")),
+    ("POST", R, _json('{"channel": 5}')),
+    ("POST", R, _json('{"channel": ""}')),
+    ("POST", R, _json('{"channel": "a\\u0000b"}')),
+    ("POST", R, _json('{"channel": "a\\u0007b"}')),
+    ("POST", R, _json('{"channel": "' + "c" * 300 + '"}')),
+    ("POST", R, _json('{"channel": "c", "bogus": 1}')),
+    ("POST", R, _json('{"channel": "c", "speed": 0}')),
+    ("POST", R, _json('{"channel": "c", "speed": "fast"}')),
+    ("POST", R, _json('{"channel": "c", "speed": 1e400}')),
+    ("POST", R, _json('{"channel": "c", "empty_timeout_s": -1}')),
+    ("POST", R, _json('{"channel": "c", "idle_close_s": 0.1}')),
+    ("POST", R, _json('{"channel": "c", "max_duration_s": 0}')),
+    ("POST", R, _json('{"channel": "c", "transport": "zoom"}')),
+    ("POST", R, _json('{"channel": "c", "transport": "replay:/no/such/file.json"}')),
+    ("POST", R, _json('{"channel": "c", "names": {"abc": "Ann"}}')),
+    ("POST", R, _json('{"channel": "c", "names": {"0": "Ann"}}')),
+    ("POST", R, _json('{"channel": "c", "names": {"101": ""}}')),
+    ("POST", R, _json('{"channel": "c", "keyterms": "a,b"}')),
+    ("POST", R, _json('{"channel": "c", "keyterms": ' + json.dumps(["k"] * 101) + "}")),
+    ("POST", R, _json('{"channel": "c", "at": "tomorrow"}')),
+    ("POST", R, _json('{"channel": "c", "recap": {"every_s": 1}}')),
+    ("POST", R, _json('{"channel": "c", "recap": {"bogus": true}}')),
+    ("POST", R, {"content": b'{"channel": "c"}', "headers": {"Content-Type": "text/plain"}}),
+    ("GET", R + "?limit=0", {}),
+    ("GET", R + "?status=bogus", {}),
+    ("GET", R + "?cursor=!!!", {}),
+    ("GET", R + "?cursor=" + _b64(["x"]), {}),
+    ("GET", R + "/abc", {}),
+    ("GET", R + "/0", {}),
+    ("GET", R + "/2147483648", {}),
+    ("GET", R + "/9223372036854775808", {}),
+    ("GET", R + "/999999", {}),
+    ("POST", R + "/999999/stop", {}),
+    ("POST", R + "/abc/stop", {}),
+    ("GET", R + "/1/stop", {}),
+    ("POST", R + "/999999/cancel", {}),
     ("GET", M + "/{id}/participants/{uid}", {}),
 ]
 

@@ -18,10 +18,17 @@ from click.testing import CliRunner
 from sqlalchemy import text
 
 from recorder.cli import cli
+from recorder.fleet.connect import fleet_database
+from recorder.fleet.queue import make_app, open_app
+from recorder.fleet.signing import derive_secret
+from recorder.fleet.targets import TargetRefused, check_target
+from recorder.fleet.webhooks import (
+    RetryPolicy,
+    WebhookSender,
+    register_webhook_task,
+    webhook_worker,
+)
 from recorder.service.app import create_app
-from recorder.service.delivery import RetryPolicy
-from recorder.service.signing import derive_secret
-from recorder.service.targets import TargetRefused, check_target
 from storage.db import create_engine, upgrade_database
 from storage.store import TranscriptStore
 from storage.tokens import create_token
@@ -98,14 +105,28 @@ async def setup(postgres_url: str) -> AsyncIterator[Setup]:
         await engine.dispose()
     receiver = Receiver()
     store = await TranscriptStore.open(postgres_url)
-    app = create_app(postgres_url, mcp=False, webhook_key=KEY, retry_policy=FAST)
+    app = create_app(postgres_url, mcp=False, webhook_key=KEY)
+    # The webhook half of a 'recorder worker' (recorder.fleet.webhooks), in this process.
+    database = fleet_database(postgres_url)
+    fleet = make_app(database)
+    engine = create_engine(postgres_url)
+    sender = WebhookSender(engine, KEY, policy=FAST)
+    register_webhook_task(fleet, sender)
+    await open_app(fleet, database)
     try:
-        async with serving(receiver) as receiver_url, serving(app) as base_url:
+        async with (
+            sender,
+            webhook_worker(fleet, sender, database.conninfo, name="tests", poll_s=0.2),
+            serving(receiver) as receiver_url,
+            serving(app) as base_url,
+        ):
             async with httpx.AsyncClient(
                 base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=30
             ) as api:
                 yield Setup(api, receiver, receiver_url, postgres_url, store)
     finally:
+        await fleet.close_async()
+        await engine.dispose()
         await store.close()
 
 
@@ -164,6 +185,32 @@ async def test_events_arrive_signed_once_each(setup: Setup) -> None:
     assert texts == sorted(text for *_, text in script)
     log = (await setup.api.get(f"/v1/webhooks/{hook['id']}/deliveries")).json()
     assert {d["status"] for d in log} == {"delivered"} and len(log) == 6
+    # Sent by the queue's workers: one procrastinate job per delivery.
+    assert await _jobs(setup.url, "succeeded") == 6
+
+
+async def _jobs(url: str, status: str) -> int:
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as connection:
+            return int(
+                await connection.scalar(
+                    text(
+                        "SELECT count(*) FROM procrastinate_jobs "
+                        "WHERE task_name = 'recorder.deliver_webhook' AND status = :s"
+                    ),
+                    {"s": status},
+                )
+                or 0
+            )
+    finally:
+        await engine.dispose()
+
+
+def test_delivery_retries_back_off_and_stop_after_a_day() -> None:
+    policy = RetryPolicy(first_retry_s=5, max_retry_s=3600)
+    assert [policy.next_delay_s(n) for n in (1, 2, 3, 4)] == [5, 10, 20, 40]
+    assert policy.next_delay_s(30) == 3600 and policy.give_up_after == timedelta(days=1)
 
 
 @pytest.mark.postgres
@@ -245,4 +292,40 @@ async def _salt(url: str, endpoint_id: int) -> str:
                 )
             )
     finally:
+        await engine.dispose()
+
+
+@pytest.mark.postgres
+async def test_finished_jobs_are_pruned(postgres_url: str) -> None:
+    from recorder.fleet.queue import WEBHOOK_QUEUE, prune_jobs
+
+    await upgrade_database(postgres_url)
+    database = fleet_database(postgres_url)
+    fleet = make_app(database)
+    engine = create_engine(postgres_url)
+    register_webhook_task(fleet, WebhookSender(engine, KEY))
+    await open_app(fleet, database)
+    try:
+        defer = fleet.configure_task(name="recorder.deliver_webhook", queue=WEBHOOK_QUEUE)
+        old, fresh, waiting = [await defer.defer_async(delivery_id=n) for n in (1, 2, 3)]
+        async with engine.begin() as connection:
+            await connection.execute(
+                text("UPDATE procrastinate_jobs SET status = 'succeeded' WHERE id IN (:a, :b)"),
+                {"a": old, "b": fresh},
+            )
+            await connection.execute(
+                text(
+                    "UPDATE procrastinate_events SET at = now() - interval '2 hours' "
+                    "WHERE job_id = :a"
+                ),
+                {"a": old},
+            )
+        await prune_jobs(fleet)
+        async with engine.connect() as connection:
+            left = set(
+                (await connection.execute(text("SELECT id FROM procrastinate_jobs"))).scalars()
+            )
+        assert left == {fresh, waiting}
+    finally:
+        await fleet.close_async()
         await engine.dispose()

@@ -7,11 +7,8 @@ are imported inside the commands, so ``recorder --help`` loads neither.
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import json
 import re
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,7 +30,7 @@ from recorder.cli.common import (
 )
 from recorder.cli.recap_options import recap_options
 from recorder.config import DEFAULT_EMPTY_TIMEOUT_S, DEFAULT_IDLE_CLOSE_S, Config
-from recorder.errors import ConfigError, NotFoundError, UsageError
+from recorder.errors import ConfigError
 
 if TYPE_CHECKING:
     from recorder.fleet.connect import FleetDatabase
@@ -89,6 +86,15 @@ def _database(config: Config, what: str) -> FleetDatabase:
     metavar="SECONDS",
     help="On SIGTERM, hand recordings back within this long, then exit.",
 )
+@click.option(
+    "--webhook-retry",
+    "webhook_retry_s",
+    type=FiniteFloat(min=0.1, max=3600),
+    default=5.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Pause after a failed webhook delivery, doubling each time (up to an hour, for a day).",
+)
 @db_option
 def worker(
     capacity: int,
@@ -96,12 +102,15 @@ def worker(
     heartbeat_s: float,
     stall_s: float,
     drain_s: float,
+    webhook_retry_s: float,
     database_url: str | None,
 ) -> None:
     """Record meetings from the fleet's queue until stopped (PostgreSQL only).
 
     Run one per machine, all on the same database. Prints one line per job
-    event. SIGTERM (or Ctrl+C) hands held recordings back to the queue, where
+    event. With RECORDER_WEBHOOK_KEY set it also sends the webhooks (from a
+    queue of their own, so they never take a recording's place). SIGTERM (or
+    Ctrl+C) hands held recordings back to the queue, where
     another worker continues the same meetings, and exits 0; a second SIGTERM
     exits at once. A worker that dies is taken over by the others within
     --stall-timeout plus a few seconds.
@@ -122,6 +131,8 @@ def worker(
         stall_s=stall_s,
         lease_s=stall_s,
         drain_s=drain_s,
+        webhook_first_retry_s=webhook_retry_s,
+        webhook_max_retry_s=max(3600.0, webhook_retry_s),
     )
     raise SystemExit(run(run_worker(database, config, settings)))
 
@@ -234,34 +245,33 @@ def record(
         recorder record --channel board --at 2026-12-05T09:30 --max-duration 3600
         recorder record --channel demo --transport replay:/srv/meetings/demo.json
     """
+    from recorder.fleet.options import RecordingRequest, recording_options
+
     config = build_config(database_url=database_url)
     database = _database(config, "recorder record")
-    if transport_spec.startswith("replay:"):
-        path = Path(transport_spec[len("replay:") :]).expanduser()
-        if not path.is_file():
-            raise ConfigError(f"replay file {str(path)!r} does not exist")
-        transport_spec = f"replay:{path.resolve()}"
-    elif transport_spec.strip().lower() != "agora":
-        raise ConfigError(f"unknown transport {transport_spec!r}; use 'agora' or 'replay:PATH'")
-    options: dict[str, Any] = {
-        "transport": transport_spec,
-        "speed": speed,
-        "max_duration_s": max_duration_s,
-        "empty_timeout_s": empty_timeout_s,
-        "idle_close_s": idle_close_s,
-        "sessions_per_minute": sessions_per_minute,
-        "names": {str(uid): name for uid, name in read_names(speaker_names).items()},
-        "keyterms": list(split_keyterms(keyterms)),
-        "prompt": prompt,
-        "speech_model": speech_model,
-        "recap": _recap_json(recap),
-    }
-    at = _parse_at(at_text)
+    channel, options, at = recording_options(
+        RecordingRequest(
+            channel=channel,
+            transport=transport_spec,
+            speed=speed,
+            max_duration_s=max_duration_s,
+            empty_timeout_s=empty_timeout_s,
+            idle_close_s=idle_close_s,
+            sessions_per_minute=sessions_per_minute,
+            names=read_names(speaker_names),
+            keyterms=split_keyterms(keyterms),
+            prompt=prompt,
+            speech_model=speech_model,
+            recap=_recap_request(recap),
+            at=_parse_at(at_text),
+        )
+    )
 
     async def main() -> RecordingRow:
+        from recorder.fleet.control import open_fleet
         from recorder.fleet.queue import enqueue
 
-        async with _open_app(database) as app:
+        async with open_fleet(database) as app:
             return await enqueue(app, channel, options, at=at)
 
     row = run(main())
@@ -276,62 +286,25 @@ def record(
         )
 
 
-def _recap_json(recap: RecapSettings | None) -> dict[str, Any] | None:
+def _recap_request(recap: RecapSettings | None) -> Any:
+    from recorder.fleet.options import RecapRequest
+
     if recap is None:
         return None
-    fields = ("every_s", "on_end", "phrase", "voice", "prompt_extra", "since_last")
-    values = dataclasses.asdict(recap)
-    return {name: values[name] for name in fields}
-
-
-@contextlib.asynccontextmanager
-async def _open_app(database: FleetDatabase) -> AsyncIterator[Any]:
-    """The fleet's procrastinate app, open for the duration of a command."""
-    from recorder.fleet.queue import make_app, open_app
-
-    app = make_app(database)
-    await open_app(app, database)
-    try:
-        await _require_tables(app, database)
-        yield app
-    finally:
-        await app.close_async()
-
-
-async def _require_tables(app: Any, database: FleetDatabase) -> None:
-    from recorder.errors import MigrationRequired
-
-    row = await app.connector.execute_query_one_async(
-        "SELECT to_regclass('recordings') IS NOT NULL AS ready"
+    return RecapRequest(
+        every_s=recap.every_s,
+        on_end=recap.on_end,
+        phrase=recap.phrase,
+        voice=recap.voice,
+        prompt_extra=recap.prompt_extra,
+        since_last=recap.since_last,
     )
-    if not row["ready"]:
-        raise MigrationRequired(
-            f"the database at {database.shown} has no fleet tables yet; run "
-            f"'recorder db upgrade --db {database.shown}' once"
-        )
 
 
 def _row_json(row: RecordingRow) -> dict[str, Any]:
-    def iso(value: datetime | None) -> str | None:
-        return value.isoformat() if value is not None else None
+    from recorder.fleet.control import recording_json
 
-    return {
-        "id": row.id,
-        "channel": row.channel,
-        "status": row.status,
-        "worker_host": row.worker_host,
-        "worker_pid": row.worker_pid,
-        "created_at": iso(row.created_at),
-        "scheduled_at": iso(row.scheduled_at),
-        "started_at": iso(row.started_at),
-        "ended_at": iso(row.ended_at),
-        "meeting_id": row.meeting_id,
-        "wait_s": round(row.wait_s, 3),
-        "claims": row.claims,
-        "turns": row.turns,
-        "reason": row.reason,
-        "transport": row.options.get("transport"),
-    }
+    return recording_json(row)
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
@@ -360,10 +333,11 @@ def jobs(statuses: tuple[str, ...], limit: int, as_json: bool, database_url: str
     database = _database(config, "recorder jobs")
 
     async def main() -> list[RecordingRow]:
+        from recorder.fleet.control import open_fleet
         from recorder.fleet.recordings import Recordings
 
-        async with _open_app(database) as app:
-            return await Recordings(app.connector).list(statuses, limit)
+        async with open_fleet(database) as app:
+            return await Recordings(app.connector).list(statuses, limit)  # type: ignore[arg-type]
 
     rows = run(main())
     if as_json:
@@ -399,20 +373,13 @@ def stop(recording_id: int, database_url: str | None) -> None:
     config = build_config(database_url=database_url)
     database = _database(config, "recorder stop")
 
-    async def main() -> RecordingRow | None:
-        from recorder.fleet.recordings import Recordings
+    async def main() -> RecordingRow:
+        from recorder.fleet.control import open_fleet, stop_recording
 
-        async with _open_app(database) as app:
-            return await Recordings(app.connector).request_stop(recording_id)
+        async with open_fleet(database) as app:
+            return await stop_recording(app, recording_id)
 
     row = run(main())
-    if row is None:
-        raise NotFoundError(f"no recording {recording_id}; see 'recorder jobs'")
-    if row.status in ("queued", "scheduled"):
-        raise UsageError(
-            f"recording {recording_id} has not started; cancel it with "
-            f"'recorder cancel {recording_id}'"
-        )
     if row.status != "recording":
         click.echo(f"recording {recording_id} is already {row.status}", err=True)
         return
@@ -432,26 +399,14 @@ def cancel(recording_id: int, database_url: str | None) -> None:
     config = build_config(database_url=database_url)
     database = _database(config, "recorder cancel")
 
-    async def main() -> tuple[bool, RecordingRow | None]:
-        from recorder.fleet.recordings import Recordings
+    async def main() -> tuple[bool, RecordingRow]:
+        from recorder.fleet.control import cancel_recording, open_fleet
 
-        async with _open_app(database) as app:
-            recordings = Recordings(app.connector)
-            cancelled = await recordings.mark_cancelled(recording_id)
-            row = await recordings.get(recording_id)
-            if cancelled and row is not None and row.job_id is not None:
-                await app.job_manager.cancel_job_by_id_async(row.job_id)
-            return cancelled, row
+        async with open_fleet(database) as app:
+            return await cancel_recording(app, recording_id)
 
     cancelled, row = run(main())
-    if row is None:
-        raise NotFoundError(f"no recording {recording_id}; see 'recorder jobs'")
     if cancelled:
         click.echo(f"recording {recording_id} cancelled")
         return
-    if row.status == "recording":
-        raise UsageError(
-            f"recording {recording_id} is recording on {row.worker_host}; stop it with "
-            f"'recorder stop {recording_id}'"
-        )
     click.echo(f"recording {recording_id} is already {row.status}", err=True)

@@ -31,10 +31,12 @@ def _require_service_extra() -> None:
 
 async def _check_database(database_url: str) -> None:
     """Fail before serving: PostgreSQL, reachable, migrated."""
+    from recorder.fleet.connect import fleet_database
     from recorder.service.app import require_postgres
     from storage.store import TranscriptStore
 
     require_postgres(database_url)
+    fleet_database(database_url, what="recorder serve")  # psycopg and procrastinate present
     store = await TranscriptStore.open(database_url, auto_migrate=False)
     await store.close()
 
@@ -51,7 +53,9 @@ def serve(host: str, port: int, no_mcp: bool, database_url: str | None) -> None:
 
     Needs PostgreSQL, migrated with 'recorder db upgrade', and a token from
     'recorder tokens create' for every request but /healthz and /readyz.
-    Webhooks are sent while RECORDER_WEBHOOK_KEY is set.
+    POST /v1/recordings queues recordings for 'recorder worker's. With
+    RECORDER_WEBHOOK_KEY set, webhooks can be added; the workers (started with
+    the same key) send them.
 
     \b
     Examples:
@@ -210,7 +214,11 @@ def revoke(name: str, database_url: str | None) -> None:
 
 @click.group(context_settings=CONTEXT_SETTINGS)
 def webhooks() -> None:
-    """Send events to URLs, signed the Standard Webhooks way (needs RECORDER_WEBHOOK_KEY)."""
+    """Send events to URLs, signed the Standard Webhooks way (needs RECORDER_WEBHOOK_KEY).
+
+    Deliveries go through the fleet's queue: at least one 'recorder worker'
+    started with the same RECORDER_WEBHOOK_KEY sends them.
+    """
 
 
 def _webhook_key(database_url: str | None) -> tuple[str, str]:
@@ -230,7 +238,7 @@ def _webhook_key(database_url: str | None) -> tuple[str, str]:
     default="*",
     show_default=True,
     metavar="KINDS",
-    help="Comma-separated: meeting.started, meeting.ended, participant.joined, "
+    help="Comma-separated: meeting.started, meeting.ended, meeting.resumed, participant.joined, "
     "participant.left, turn.final, turn.updated; or * for all.",
 )
 @click.option(
@@ -247,8 +255,8 @@ def add(url: str, events: str, allow_private_targets: bool, database_url: str | 
         recorder webhooks add https://app.example/hooks --events turn.final,meeting.ended
     """
     from recorder.errors import UsageError
-    from recorder.service.signing import derive_secret
-    from recorder.service.targets import TargetRefused, check_target
+    from recorder.fleet.signing import derive_secret
+    from recorder.fleet.targets import TargetRefused, check_target
     from storage.webhooks import add_endpoint, check_events
 
     url_db, key = _webhook_key(database_url)

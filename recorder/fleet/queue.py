@@ -26,6 +26,7 @@ from recorder.fleet.recordings import RecordingRow, Recordings
 __all__ = [
     "QUEUE",
     "RECORD_TASK",
+    "WEBHOOK_QUEUE",
     "HandBack",
     "RecordRetry",
     "Transient",
@@ -33,9 +34,17 @@ __all__ = [
     "enqueue",
     "make_app",
     "open_app",
+    "prune_jobs",
 ]
 
 QUEUE = "recordings"
+# Webhook deliveries (recorder.fleet.webhooks): a queue of their own, so they never
+# take a recording's place on a worker.
+WEBHOOK_QUEUE = "webhooks"
+# Finished jobs are deleted after this many hours: the ``recordings`` table and the
+# webhook delivery log keep the history, the jobs are only the queue's bookkeeping.
+KEEP_RECORD_JOBS_H = 24 * 7
+KEEP_WEBHOOK_JOBS_H = 1
 RECORD_TASK = "recorder.record"
 # Transient failures (the STT service or the channel unreachable) retry this many
 # times, waiting 2, 4, 8, ... seconds (at most 5 minutes) between attempts.
@@ -159,3 +168,10 @@ async def enqueue(
         ) from None
     await recordings.set_job(row.id, job_id)
     return row
+
+
+async def prune_jobs(app: App) -> None:
+    """Delete finished jobs: webhook jobs after an hour, recording jobs after a week."""
+    finished = {"include_failed": True, "include_cancelled": True, "include_aborted": True}
+    await app.job_manager.delete_old_jobs(KEEP_WEBHOOK_JOBS_H, queue=WEBHOOK_QUEUE, **finished)
+    await app.job_manager.delete_old_jobs(KEEP_RECORD_JOBS_H, queue=QUEUE, **finished)

@@ -13,6 +13,7 @@ psycopg pool), with the database's ``now()`` as the only clock.
 
 from __future__ import annotations
 
+import builtins
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -138,6 +139,29 @@ class Recordings:
             limit=limit,
         )
         return [RecordingRow.of(row) for row in rows]
+
+    async def page(
+        self,
+        *,
+        statuses: tuple[str, ...] = (),
+        channel: str | None = None,
+        before_id: int | None = None,
+        limit: int = 50,
+    ) -> tuple[builtins.list[RecordingRow], bool]:
+        """A page of recordings, newest first, below ``before_id``; and whether more follow."""
+        rows = await self._db.execute_query_all_async(
+            "SELECT " + _COLUMNS + " FROM recordings "
+            "WHERE (cardinality(%(statuses)s::text[]) = 0 OR status = ANY(%(statuses)s::text[])) "
+            "AND (%(channel)s::text IS NULL OR channel = %(channel)s::text) "
+            "AND (%(before)s::bigint IS NULL OR id < %(before)s::bigint) "
+            "ORDER BY id DESC LIMIT %(limit)s",
+            statuses=list(statuses),
+            channel=channel,
+            before=before_id,
+            limit=limit + 1,
+        )
+        found = [RecordingRow.of(row) for row in rows]
+        return found[:limit], len(found) > limit
 
     async def request_stop(self, recording_id: int) -> RecordingRow | None:
         """Flag a recording to stop and wake the worker holding it (LISTEN/NOTIFY)."""

@@ -35,7 +35,7 @@ from recorder.config import Config
 from recorder.errors import MigrationRequired
 from recorder.fleet.connect import FleetDatabase
 from recorder.fleet.job import FleetRuntime, run_job
-from recorder.fleet.queue import QUEUE, RECORD_TASK, make_app, open_app
+from recorder.fleet.queue import QUEUE, RECORD_TASK, make_app, open_app, prune_jobs
 from recorder.fleet.recordings import STOP_CHANNEL, Recordings
 from storage.db import create_engine, ensure_schema
 
@@ -56,6 +56,9 @@ class WorkerSettings:
         poll_s: how often the queue is polled besides LISTEN/NOTIFY.
         drain_s: bound on handing recordings back after SIGTERM.
         status_s: how often the worker prints a heartbeat line.
+        prune_s: how often finished jobs are pruned from the queue's tables.
+        webhook_first_retry_s: the pause after a failed webhook delivery (doubling).
+        webhook_max_retry_s: the longest pause between webhook attempts.
     """
 
     capacity: int = 4
@@ -65,6 +68,9 @@ class WorkerSettings:
     poll_s: float = 1.0
     drain_s: float = 30.0
     status_s: float = 60.0
+    prune_s: float = 600.0
+    webhook_first_retry_s: float = 5.0
+    webhook_max_retry_s: float = 3600.0
 
 
 def _say(text: str) -> None:
@@ -89,8 +95,18 @@ async def run_worker(database: FleetDatabase, config: Config, settings: WorkerSe
         await run_job(runtime, context, recording_id)
 
     app = make_app(database, handle)
-    await open_app(app, database)
     engine = create_engine(database.url)
+    sender = None
+    if config.webhook_key:
+        from recorder.fleet.webhooks import RetryPolicy, WebhookSender, register_webhook_task
+
+        policy = RetryPolicy(
+            first_retry_s=settings.webhook_first_retry_s,
+            max_retry_s=settings.webhook_max_retry_s,
+        )
+        sender = WebhookSender(engine, config.webhook_key, policy=policy)
+        register_webhook_task(app, sender)
+    await open_app(app, database)
     try:
         schema = await _check_schema(app, database)
         await ensure_schema(engine, auto_migrate=False, url=database.url)
@@ -104,7 +120,23 @@ async def run_worker(database: FleetDatabase, config: Config, settings: WorkerSe
             lease_s=settings.lease_s,
             say=_say,
         )
-        return await _serve(app, database, runtime, settings, schema)
+        if sender is None:
+            return await _serve(app, database, runtime, settings, schema)
+        from recorder.fleet.webhooks import webhook_worker
+
+        async with (
+            sender,
+            webhook_worker(
+                app,
+                sender,
+                database.conninfo,
+                name=f"{host}:{pid}",
+                poll_s=settings.poll_s,
+                say=_say,
+            ),
+        ):
+            _say("webhooks: this worker sends them (RECORDER_WEBHOOK_KEY is set)")
+            return await _serve(app, database, runtime, settings, schema)
     finally:
         await app.close_async()
         await engine.dispose()
@@ -163,6 +195,7 @@ async def _serve(
         asyncio.create_task(_sweep_stalled(app, runtime, settings), name="stalled-sweep"),
         asyncio.create_task(_listen_for_stops(database, runtime, schema), name="stop-listener"),
         asyncio.create_task(_status(runtime, settings), name="status"),
+        asyncio.create_task(_prune(app, settings), name="prune"),
     ]
     runtime.say(
         f"worker {runtime.host}:{runtime.pid} ready: capacity {settings.capacity}, "
@@ -300,3 +333,13 @@ async def _status(runtime: FleetRuntime, settings: WorkerSettings) -> None:
         runtime.say(
             f"heartbeat: {len(runtime.active)}/{settings.capacity} recordings held ({held})"
         )
+
+
+async def _prune(app: App, settings: WorkerSettings) -> None:
+    """Delete the queue's finished jobs now and then (every worker; it is idempotent)."""
+    while True:
+        await asyncio.sleep(settings.prune_s)
+        try:
+            await prune_jobs(app)
+        except Exception as exc:
+            log.warning("! pruning finished jobs failed: %s", exc)

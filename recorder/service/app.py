@@ -19,8 +19,7 @@ from pydantic import BaseModel
 
 from recorder import __version__
 from recorder.errors import ConfigError
-from recorder.service import live, meetings, sql, web, webhooks
-from recorder.service.delivery import RetryPolicy, WebhookDispatcher
+from recorder.service import live, meetings, recordings, sql, web, webhooks
 from recorder.service.errors import error_response, install_error_handlers
 from recorder.service.hub import EventHub
 from recorder.service.limits import BodyLimit
@@ -66,7 +65,6 @@ def create_app(
     poll_s: float = 5.0,
     mcp: bool = True,
     webhook_key: str | None = None,
-    retry_policy: RetryPolicy | None = None,
 ) -> FastAPI:
     """Build the service for one PostgreSQL database (migrated to head beforehand).
 
@@ -75,8 +73,8 @@ def create_app(
         max_body_bytes: larger request bodies are refused with 413.
         poll_s: how often live streams look for events they were not woken for.
         mcp: also serve the MCP endpoint at ``/mcp``.
-        webhook_key: ``RECORDER_WEBHOOK_KEY``; None turns webhooks off.
-        retry_policy: when failed webhook deliveries are tried again.
+        webhook_key: ``RECORDER_WEBHOOK_KEY``, to give new endpoints their secret
+            (None: webhooks cannot be added). Workers send them (recorder.fleet.webhooks).
 
     Raises:
         ConfigError: not a PostgreSQL URL.
@@ -90,6 +88,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from recorder.fleet.connect import fleet_database
+        from recorder.fleet.control import open_fleet
         from storage.store import TranscriptStore
 
         async with AsyncExitStack() as stack:
@@ -97,6 +97,7 @@ def create_app(
             stack.push_async_callback(store.close)
             engine = create_engine(database_url)
             stack.push_async_callback(engine.dispose)
+            fleet = await stack.enter_async_context(open_fleet(fleet_database(database_url)))
             hub = EventHub(database_url, engine, poll_s=poll_s)
             await hub.start()
             stack.push_async_callback(hub.stop)
@@ -106,12 +107,8 @@ def create_app(
                 hub=hub,
                 database_url=database_url,
                 webhook_key=webhook_key,
+                fleet=fleet,
             )
-            if webhook_key:
-                dispatcher = WebhookDispatcher(engine, webhook_key, policy=retry_policy)
-                hub.on_notify.append(dispatcher.wake)
-                await dispatcher.start()
-                stack.push_async_callback(dispatcher.stop)
             if endpoint is not None:
                 endpoint.backend.store = store
                 endpoint.backend.database_url = database_url
@@ -141,7 +138,7 @@ def create_app(
         responses={503: {"model": ErrorResponse}},
     )
     async def readyz(request: Request) -> Any:
-        """The database answers (no auth)."""
+        """The database and the fleet's queue answer (no auth)."""
         from sqlalchemy import text
 
         service: Service = request.app.state.service
@@ -150,9 +147,19 @@ def create_app(
                 await connection.execute(text("SELECT 1"))
         except Exception:
             return error_response(503, "the database does not answer")
-        return JSONResponse({"status": "ok", "events": service.hub.is_listening})
+        try:
+            assert service.fleet is not None
+            row = await service.fleet.connector.execute_query_one_async(
+                "SELECT to_regclass('procrastinate_jobs') IS NOT NULL AS ready"
+            )
+        except Exception:
+            return error_response(503, "the fleet's queue does not answer")
+        if not row["ready"]:
+            return error_response(503, "the fleet's queue has no tables; run 'recorder db upgrade'")
+        return JSONResponse({"status": "ok", "events": service.hub.is_listening, "queue": True})
 
     app.include_router(meetings.router, tags=["meetings"])
+    app.include_router(recordings.router, tags=["recordings"])
     app.include_router(live.router, tags=["live"])
     app.include_router(sql.router, tags=["sql"])
     app.include_router(webhooks.router, tags=["webhooks"])

@@ -89,7 +89,8 @@ async def _stream(
             for event in events:
                 yield format_event(event)
                 last_id = event.id
-                if event.kind == "meeting.ended":
+                # An end followed by more (a fleet takeover resumed it) is not the end.
+                if event.kind == "meeting.ended" and event is events[-1] and len(events) < 1000:
                     return
             if len(events) < 1000:
                 break
@@ -108,7 +109,7 @@ async def _stream(
                     continue
                 yield format_event(event)
                 last_id = event.id
-                if event.kind == "meeting.ended":
+                if event.kind == "meeting.ended" and event is batch[-1]:
                     return
     finally:
         if subscription is not None:

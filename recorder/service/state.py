@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from fastapi import Request
 
 if TYPE_CHECKING:
+    from procrastinate import App
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from recorder.service.hub import EventHub
@@ -26,6 +27,7 @@ class Service:
         hub: wakes live-event streams when a recorder commits events.
         database_url: the database URL (with its password; never shown).
         webhook_key: the root of webhook signing secrets (None: webhooks are off).
+        fleet: the fleet's procrastinate app (recordings are queued through it).
     """
 
     store: TranscriptStore
@@ -33,6 +35,7 @@ class Service:
     hub: EventHub
     database_url: str = field(repr=False)
     webhook_key: str | None = field(default=None, repr=False)
+    fleet: App | None = None
 
 
 def service_of(request: Request) -> Service:

@@ -8,11 +8,11 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Depends, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from recorder.fleet.targets import TargetRefused, check_target
 from recorder.service.auth import require_token
 from recorder.service.errors import ApiError
 from recorder.service.schemas import ErrorResponse, SafeText
 from recorder.service.state import Service, service_of
-from recorder.service.targets import TargetRefused, check_target
 
 __all__ = [
     "DeliveryOut",
@@ -91,7 +91,7 @@ async def add_webhook(
 
     The response holds the endpoint's ``whsec_`` secret, shown only this once.
     """
-    from recorder.service.signing import derive_secret
+    from recorder.fleet.signing import derive_secret
     from storage.webhooks import add_endpoint, check_events
 
     try:
