@@ -7,8 +7,9 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test test-fast lint format bench clean
 
-# Rebuild the environment whenever the dependencies change.
-$(STAMP): pyproject.toml
+# Rebuild the environment whenever the dependencies (or the native tap's source) change;
+# the editable install compiles the tap in place when a C compiler is present.
+$(STAMP): pyproject.toml hatch_build.py recorder/transport/agora/_tap.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'

@@ -3,21 +3,30 @@
 The SDK's Python wrapper (agora-python-server-sdk 2.4.10, fetched and pinned by
 tests/agora_standin) runs unmodified on the native stand-in, whose native
 thread delivers a 10 ms frame per speaker on an absolute 10 ms clock, as
-Agora's library would. Three runs per size, each ``BENCH_SECONDS`` (default
+Agora's library would. Four runs per size, each ``BENCH_SECONDS`` (default
 10) of speech from every speaker:
 
 * native alone: no frame observer registered (the stand-in's own cost);
 * wrapper: a frame observer that does nothing (the wrapper's own per-frame
   path: thunk, struct decode, copy, dataclass, dispatch);
-* recorder: the real AgoraTransport, AudioBridge and pipeline (STT client,
-  turns, SQLite) against the streaming emulator, which runs in its own
-  process (its CPU is not counted).
+* (a) Python observer: the real AgoraTransport through the wrapper's frame
+  observer, AudioBridge and pipeline (STT client, turns, SQLite) against the
+  streaming emulator, which runs in its own process (its CPU is not counted);
+* (b) native tap: the same recorder with the frames taken by the C tap
+  (docs/providers.md, "Agora: the native tap");
+* (c) official SDK: the ``assemblyai`` package's ``StreamingClient`` (a
+  websocket, a write thread and a read thread per speaker), fed each 100 ms
+  chunk by the wrapper's Python per-frame observer;
+* (d) minimal client: the wrapper's Python per-frame observer appending to a
+  buffer per speaker and handing each 100 ms chunk to the loop, which sends it
+  on that speaker's websockets connection to the same emulator (no turns, no
+  SQL, no pacing): the floor for any Python bot on the wrapper's per-frame path.
 
-Prints, per size: process CPU ms per participant-second of each run, the
-recorder's own share (recorder minus wrapper), and the native thread's tick
-lateness p50/p99/max in the recorder run (how far behind real time the
-audio thread fell). Run: ``python bench/bench_agora_path.py``
-(``BENCH_SIZES=50,200`` to choose sizes).
+Prints, per size and path: process CPU ms per participant-second (every
+thread), the ratio a/b, the native thread's tick lateness p50/p99/max, how
+many chunks reached the pipeline more than 50 ms after their last sample
+(and the worst), and audio dropped. Run: ``python bench/bench_agora_path.py``
+(``BENCH_SIZES=50,200`` to choose sizes, ``BENCH_PATHS=tap`` for one path).
 """
 
 from __future__ import annotations
@@ -41,7 +50,8 @@ from agora_standin.control import NativeControl  # noqa: E402
 from agora_standin.wrapper import Unavailable, prepare_site  # noqa: E402
 
 from recorder.app import RecordingOptions, record  # noqa: E402
-from recorder.audio import bytes_for_ms  # noqa: E402
+from recorder.audio import Chunk, bytes_for_ms  # noqa: E402
+from recorder.bot import MeetingRecorder  # noqa: E402
 from recorder.config import Config  # noqa: E402
 from recorder.tonecode import encode  # noqa: E402
 from recorder.transport.agora.preflight import load_agora_sdk  # noqa: E402
@@ -50,6 +60,7 @@ from recorder.transport.agora.service import (  # noqa: E402
     release_agora_service,
     shared_service,
 )
+from recorder.transport.agora.tap import TAP_ENV, NativeAudioBridge, load_tap  # noqa: E402
 from recorder.transport.agora.transport import AgoraTransport  # noqa: E402
 from storage.store import TranscriptStore  # noqa: E402
 
@@ -140,8 +151,167 @@ def start_emulator() -> tuple[subprocess.Popen[str], str]:
     raise RuntimeError("the emulator did not print its URL")
 
 
-async def with_recorder(control: NativeControl, uids: list[int], url: str) -> tuple[float, Any]:
+LATE_MS = 50.0
+CHUNK = bytes_for_ms(100)
+
+
+def official_sdk(control: NativeControl, sdk: Any, uids: list[int], url: str) -> float:
+    """CPU ms per participant-second of the official SDK's streaming client (c)."""
+    from assemblyai.streaming.v3 import (
+        StreamingClient,
+        StreamingClientOptions,
+        StreamingEvents,
+        StreamingParameters,
+    )
+
+    from recorder.config import DEFAULT_SPEECH_MODEL
+
+    host = url.removesuffix("/v3/ws")
+    clients = {}
+    begun: list[int] = []
+    turns: list[int] = []
+    for uid in uids:
+        client = StreamingClient(StreamingClientOptions(api_key="bench", api_host=host))
+        client.on(StreamingEvents.Begin, lambda *_: begun.append(1))
+        client.on(StreamingEvents.Turn, lambda *_: turns.append(1))
+        client.connect(StreamingParameters(sample_rate=16000, speech_model=DEFAULT_SPEECH_MODEL))
+        clients[str(uid)] = client
+    buffers: dict[str, bytearray] = {}
+
+    class Chunked(sdk.audio_frame_observer.IAudioFrameObserver):  # type: ignore[misc]
+        def on_playback_audio_frame_before_mixing(
+            self, user: Any, channel: str, uid: str, frame: Any, state: int, vad: Any
+        ) -> int:
+            buffer = buffers.get(uid)
+            if buffer is None:
+                buffer = buffers[uid] = bytearray()
+            buffer += frame.buffer
+            if len(buffer) >= CHUNK:
+                clients[uid].stream(bytes(buffer))
+                buffer.clear()
+            return 1
+
+    deadline = time.monotonic() + 60
+    while len(begun) < len(uids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if len(begun) < len(uids):
+        raise RuntimeError(f"only {len(begun)} of {len(uids)} SDK sessions began")
+    conn = observed_connection(control, sdk, uids, Chunked())
+    cpu, _ = speak_and_measure(control, uids)
+    if not turns:
+        raise RuntimeError("the SDK sessions transcribed nothing")
+    conn.disconnect()
+    conn.release()
+    for client in clients.values():
+        client.disconnect(terminate=True)
+    return cpu * 1000 / (len(uids) * SECONDS)
+
+
+def observed_connection(control: NativeControl, sdk: Any, uids: list[int], frames: Any) -> Any:
+    """A connection of the SDK's own objects with ``frames`` as its frame observer, all joined."""
+    log_dir = Path(tempfile.mkdtemp())
+    service = shared_service(sdk, APP_ID, log_dir)
+    conn_config, publish_config = connection_configs(sdk, publish=False)
+    conn = service.create_rtc_connection(conn_config, publish_config)
+    conn.register_observer(sdk.connection_observer.IRTCConnectionObserver())
+    conn.register_local_user_observer(sdk.local_user_observer.IRTCLocalUserObserver())
+    conn.get_local_user().set_playback_audio_frame_before_mixing_parameters(1, 16000)
+    conn.register_audio_frame_observer(frames, 0, None)
+    conn.connect(APP_ID, CHANNEL, "9999")
+    control.wait_until(lambda: control.counts.get("on_user_joined", 0) == len(uids), 60)
+    return conn
+
+
+async def minimal_client(control: NativeControl, sdk: Any, uids: list[int], url: str) -> float:
+    """CPU ms per participant-second of the minimal chunked client (d)."""
+    from websockets.asyncio.client import connect
+
+    from recorder.config import DEFAULT_SPEECH_MODEL
+    from recorder.stt.protocol import build_url
+
+    loop = asyncio.get_running_loop()
+    target = build_url(url, speech_model=DEFAULT_SPEECH_MODEL)
+    sockets = {
+        uid: await connect(target, additional_headers={"Authorization": "bench"}, compression=None)
+        for uid in uids
+    }
+
+    async def drain(ws: Any) -> None:
+        async for _ in ws:
+            pass
+
+    readers = [asyncio.create_task(drain(ws)) for ws in sockets.values()]
+    buffers: dict[str, bytearray] = {}
+    send = {str(uid): ws.send for uid, ws in sockets.items()}
+
+    def deliver(uid: str, chunk: bytes) -> None:
+        task = asyncio.ensure_future(send[uid](chunk))
+        task.add_done_callback(lambda t: t.exception())
+
+    class Chunked(sdk.audio_frame_observer.IAudioFrameObserver):  # type: ignore[misc]
+        def on_playback_audio_frame_before_mixing(
+            self, user: Any, channel: str, uid: str, frame: Any, state: int, vad: Any
+        ) -> int:
+            buffer = buffers.get(uid)
+            if buffer is None:
+                buffer = buffers[uid] = bytearray()
+            buffer += frame.buffer
+            if len(buffer) >= CHUNK:
+                loop.call_soon_threadsafe(deliver, uid, bytes(buffer))
+                buffer.clear()
+            return 1
+
+    log_dir = Path(tempfile.mkdtemp())
+    service = shared_service(sdk, APP_ID, log_dir)
+    conn_config, publish_config = connection_configs(sdk, publish=False)
+    conn = service.create_rtc_connection(conn_config, publish_config)
+    conn.register_observer(sdk.connection_observer.IRTCConnectionObserver())
+    conn.register_local_user_observer(sdk.local_user_observer.IRTCLocalUserObserver())
+    conn.get_local_user().set_playback_audio_frame_before_mixing_parameters(1, 16000)
+    conn.register_audio_frame_observer(Chunked(), 0, None)
+    conn.connect(APP_ID, CHANNEL, "9999")
+    await asyncio.to_thread(
+        control.wait_until, lambda: control.counts.get("on_user_joined", 0) == len(uids), 60
+    )
+    cpu, _ = await asyncio.to_thread(speak_and_measure, control, uids)
+    await asyncio.to_thread(conn.disconnect)
+    await asyncio.to_thread(conn.release)
+    for ws in sockets.values():
+        await ws.send('{"type": "Terminate"}')
+    for ws in sockets.values():
+        await ws.close()
+    await asyncio.gather(*readers, return_exceptions=True)
+    return cpu * 1000 / (len(uids) * SECONDS)
+
+
+class Arrivals:
+    """How late each chunk reaches the pipeline: its last sample to the loop handing it over."""
+
+    def __init__(self) -> None:
+        self.late_ms: list[float] = []
+        self.clock: Any = None
+
+    def install(self) -> None:
+        original = MeetingRecorder.on_audio
+        arrivals = self
+
+        def on_audio(recorder: MeetingRecorder, uid: int, chunk: Chunk) -> None:
+            if arrivals.clock is not None:
+                arrivals.late_ms.append(arrivals.clock() - chunk.end_ms)
+            original(recorder, uid, chunk)
+
+        MeetingRecorder.on_audio = on_audio  # type: ignore[method-assign]
+
+
+ARRIVALS = Arrivals()
+
+
+async def with_recorder(
+    control: NativeControl, uids: list[int], url: str, *, tap: bool
+) -> tuple[float, Any]:
     """CPU ms per participant-second of the whole recorder path, and the transport."""
+    os.environ[TAP_ENV] = "native" if tap else "python"
+    ARRIVALS.late_ms = []
     with tempfile.TemporaryDirectory() as folder:
         db = f"sqlite+aiosqlite:///{Path(folder) / 'bench.db'}"
         async with await TranscriptStore.open(db, auto_migrate=True) as store:
@@ -154,15 +324,19 @@ async def with_recorder(control: NativeControl, uids: list[int], url: str) -> tu
             task = asyncio.create_task(
                 record(config, transport, options=options, store=store, stop=stop)
             )
+            ARRIVALS.clock = transport.clock_ms
             present = transport.participants.present
             joined = await asyncio.to_thread(
                 control.wait_until, lambda: len(present()) >= len(uids), 60
             )
             if not joined:
                 raise RuntimeError("the speakers were not all announced")
+            if isinstance(transport.bridge, NativeAudioBridge) != tap:
+                raise RuntimeError(f"asked for tap={tap}, got {type(transport.bridge).__name__}")
             cpu, _ = await asyncio.to_thread(speak_and_measure, control, uids)
             stop.set()
             await task
+            ARRIVALS.clock = None
     return cpu * 1000 / (len(uids) * SECONDS), transport
 
 
@@ -175,14 +349,19 @@ def say(text: str) -> None:
 
 async def main() -> None:
     sizes = [int(s) for s in os.environ.get("BENCH_SIZES", "50,200,500").split(",")]
+    paths = os.environ.get("BENCH_PATHS", "python,tap,sdk,minimal").split(",")
     site_root = Path(tempfile.mkdtemp(prefix="agora-bench-"))
     try:
         site = prepare_site(site_root)
     except Unavailable as exc:
         say(f"cannot run: {exc}")
         return
+    if "tap" in paths and load_tap() is None:
+        say("the native tap is not built (python hatch_build.py); measuring the Python path only")
+        paths = [p for p in paths if p != "tap"]
     sys.path.insert(0, str(site.root))
     sdk = load_agora_sdk()
+    ARRIVALS.install()
     control = NativeControl(str(site.library))
     emulator, url = start_emulator()
     say(
@@ -198,20 +377,71 @@ async def main() -> None:
             release_agora_service()
             wrapper = await asyncio.to_thread(sdk_only, control, sdk, uids, observe=True)
             release_agora_service()
-            recorder, transport = await with_recorder(control, uids, url)
-            release_agora_service()
-            late = [s * 1000 for s in control.lateness_s()]
-            dropped = sum(transport.dropped_audio_ms.values())
             say(
                 f"{size:4d} speakers: native alone {native:5.3f}; wrapper (observer a no-op) "
-                f"{wrapper:5.3f}; wrapper + recorder {recorder:5.3f}; recorder's own "
-                f"{recorder - wrapper:5.3f} ms per participant-second"
+                f"{wrapper:5.3f} ms per participant-second"
             )
-            say(
-                f"      native thread lateness p50 {percentile(late, 0.5):6.1f} ms, "
-                f"p99 {percentile(late, 0.99):6.1f} ms, max {max(late, default=0.0):6.1f} ms; "
-                f"{dropped / 1000:.1f} s of audio dropped by the bridge"
-            )
+            cost: dict[str, float] = {}
+            for path in [p for p in paths if p in ("python", "tap")]:
+                control.close()
+                control = NativeControl(str(site.library))
+                for uid in uids:
+                    control.channel(CHANNEL).add_user(uid)
+                cost[path], transport = await with_recorder(control, uids, url, tap=path == "tap")
+                release_agora_service()
+                late = [s * 1000 for s in control.lateness_s()]
+                arrivals = ARRIVALS.late_ms
+                sent_late = sum(1 for ms in arrivals if ms > LATE_MS)
+                dropped = sum(transport.dropped_audio_ms.values())
+                name = "(a) Python observer" if path == "python" else "(b) native tap     "
+                say(
+                    f"      {name} {cost[path]:5.3f} ms/participant-s everything included; "
+                    f"native lateness p50 {percentile(late, 0.5):6.1f} p99 "
+                    f"{percentile(late, 0.99):6.1f} max {max(late, default=0.0):6.1f} ms; "
+                    f"chunks >{LATE_MS:.0f} ms late {sent_late}/{len(arrivals)} "
+                    f"(worst {max(arrivals, default=0.0):.0f} ms); dropped {dropped / 1000:.1f} s"
+                )
+            if "sdk" in paths:
+                control.close()
+                control = NativeControl(str(site.library))
+                for uid in uids:
+                    control.channel(CHANNEL).add_user(uid)
+                try:
+                    cost["sdk"] = await asyncio.to_thread(official_sdk, control, sdk, uids, url)
+                except Exception as exc:  # the official client at this size: say why
+                    say(f"      (c) official SDK        failed: {exc!r}"[:200])
+                else:
+                    late = [s * 1000 for s in control.lateness_s()]
+                    say(
+                        f"      (c) official SDK    {cost['sdk']:5.3f} ms/participant-s (wrapper "
+                        f"per-frame observer, StreamingClient.stream per chunk); native lateness "
+                        f"p50 {percentile(late, 0.5):6.1f} p99 {percentile(late, 0.99):6.1f} max "
+                        f"{max(late, default=0.0):6.1f} ms"
+                    )
+                release_agora_service()
+            if "minimal" in paths:
+                control.close()
+                control = NativeControl(str(site.library))
+                for uid in uids:
+                    control.channel(CHANNEL).add_user(uid)
+                cost["minimal"] = await minimal_client(control, sdk, uids, url)
+                release_agora_service()
+                late = [s * 1000 for s in control.lateness_s()]
+                say(
+                    f"      (d) minimal client  {cost['minimal']:5.3f} ms/participant-s (wrapper "
+                    f"per-frame observer, one websockets send per chunk); native lateness p50 "
+                    f"{percentile(late, 0.5):6.1f} p99 {percentile(late, 0.99):6.1f} max "
+                    f"{max(late, default=0.0):6.1f} ms"
+                )
+            if "python" in cost and "tap" in cost:
+                say(
+                    f"      ratio (a)/(b) {cost['python'] / cost['tap']:4.1f}x; tap's own share "
+                    f"over the native thread alone {cost['tap'] - native:5.3f} ms"
+                )
+            if "sdk" in cost and "tap" in cost:
+                say(f"      ratio (c)/(b) {cost['sdk'] / cost['tap']:4.1f}x")
+            if "minimal" in cost and "tap" in cost:
+                say(f"      ratio (d)/(b) {cost['minimal'] / cost['tap']:4.1f}x")
             control.close()
             control = NativeControl(str(site.library))
     finally:

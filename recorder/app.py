@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -29,7 +29,7 @@ from recorder.errors import RecorderError
 from recorder.limiter import SessionBudget
 from recorder.pipeline import FinalTurn
 from recorder.stt.hold import DEFAULT_HOLD_MS, ClosePolicy
-from recorder.stt.settings import ConnectSettings
+from recorder.stt.settings import DEFAULT_BUFFERS, BufferSettings, ConnectSettings
 from recorder.stt.stream import stream_factory
 from recorder.transport.base import Transport
 from storage.store import TranscriptStore
@@ -40,6 +40,9 @@ if TYPE_CHECKING:
 __all__ = ["RecordingOptions", "record"]
 
 log = logging.getLogger(__name__)
+
+# Seconds of held audio a participant's stream catches up after an outage (see record).
+_CATCH_UP_S = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +180,16 @@ async def record(
         ),
         realtime_factor=options.realtime_factor,
         gate=budget,
+        # After an outage live transcription resumes at the present: at most this much
+        # held audio is caught up (paced at real time, it stays that far behind live);
+        # the rest becomes a gap, repaired from the kept audio. Scaled with the audio
+        # clock, so a fast replay allows the same wall-clock lag.
+        buffers=BufferSettings(catch_up_max_s=_CATCH_UP_S * options.realtime_factor)
+        if config.is_audio_kept
+        else DEFAULT_BUFFERS,
     )
+
+    audio_dir = config.audio_directory if config.is_audio_kept else None
 
     async def run(into: TranscriptStore) -> MeetingReport:
         recorder = MeetingRecorder(
@@ -188,6 +200,8 @@ async def record(
             console=console,
             observer=_combine(companions),
             budget=budget,
+            audio_dir=audio_dir,
+            repair=_repairer(config, api_key, into, console),
         )
         if on_ready is not None:
             on_ready()
@@ -204,6 +218,22 @@ async def record(
         return await run(store)
     async with await TranscriptStore.open(config.database_url) as opened:
         return await run(opened)
+
+
+def _repairer(
+    config: Config, api_key: str, store: TranscriptStore, console: LiveConsole
+) -> Callable[[int], Awaitable[None]]:
+    """Repair a meeting's open gaps from its stored audio with the async API."""
+
+    async def repair(meeting_id: int) -> None:
+        from recorder.audio_store.repair import repair_meeting
+        from recorder.batch.client import AsyncClient
+
+        async with AsyncClient(config.async_base_url, api_key) as client:
+            outcome = await repair_meeting(store, meeting_id, client, say=console.info)
+        console.info(outcome.summary())
+
+    return repair
 
 
 async def _check_key(streaming_url: str, api_key: str, console: LiveConsole) -> None:

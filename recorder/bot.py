@@ -11,17 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 from recorder.audio import Chunk
 from recorder.config import DEFAULT_IDLE_CLOSE_S, DEFAULT_SESSIONS_PER_MINUTE
 from recorder.console import LiveConsole
-from recorder.errors import RecorderError
+from recorder.errors import RecorderError, SttRejected
+from recorder.gaps import GapLedger
 from recorder.limiter import SessionBudget
+from recorder.persist import DatabaseGuard
 from recorder.pipeline import FinalTurn, ParticipantStream, SpeechStream, StreamHooks
 from recorder.stt.events import SocketClosed, SocketOpened
 from recorder.stt.hold import DEFAULT_HOLD_MS, ClosePolicy
@@ -35,8 +39,11 @@ from recorder.transport.base import (
     TransportSink,
 )
 from recorder.writer import TranscriptWriter
-from storage.records import TurnRecord, Word
+from storage.records import Gap, TurnRecord, Word
 from storage.store import TranscriptStore
+
+if TYPE_CHECKING:
+    from recorder.audio_store import AudioFailure, AudioKeeper
 
 __all__ = [
     "MeetingContext",
@@ -49,6 +56,12 @@ __all__ = [
 # A recording process marks its meeting alive this often, so a fleet sharing one
 # database can tell a live meeting from one whose recorder was killed.
 HEARTBEAT_S = 60.0
+# A key refused once sockets had opened (HTTP 401/403 at the upgrade, close 1008 or
+# 4001-4003: docs/providers.md, "Streaming: close codes") means the key was revoked
+# or the account ran dry mid-meeting: the recording goes on, keeping the audio.
+_REFUSED_KEY_CODES = frozenset({401, 403, 1008, 4001, 4002, 4003})
+# At the end, how long to wait for an away database to store the meeting's end.
+_FINISH_GIVE_UP_S = 300.0
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +151,13 @@ class MeetingReport:
     # Participants' audio the transport dropped before the bot saw it (the loop fell
     # behind for longer than the bridge's bound), ms in all.
     dropped_audio_ms: float = 0.0
+    # How the meeting ended: completed (everything transcribed, live or repaired),
+    # partial (gaps left), failed (nothing could be recorded), interrupted.
+    status: str = "completed"
+    gaps: tuple[Gap, ...] = ()
+    # Participants' audio kept on disk, seconds in all (0 with --no-audio).
+    audio_kept_s: float = 0.0
+    audio_problem: str | None = None
     # What it cost: socket-open time (what streaming bills), the speech it carried
     # (each final turn from its first word to its last), and the session rate learned.
     billed_ms: float = 0.0
@@ -147,6 +167,16 @@ class MeetingReport:
     # Why it ended: "finished" (the transport ended), "stopped", "duration", "empty"
     # (no remote participant for the empty timeout) or "failed".
     end_reason: str = "finished"
+
+
+async def _settle_tasks(tasks: Collection[asyncio.Task[Any]], timeout_s: float) -> None:
+    """Wait for ``tasks`` at most ``timeout_s``, then cancel what is left."""
+    if not tasks:
+        return
+    _, pending = await asyncio.wait(set(tasks), timeout=timeout_s)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
 
 
 class MeetingRecorder(TransportSink):
@@ -172,9 +202,15 @@ class MeetingRecorder(TransportSink):
         settings: RecorderSettings,
         console: LiveConsole | None = None,
         observer: MeetingObserver | None = None,
+        audio_dir: Path | None = None,
+        repair: Callable[[int], Awaitable[None]] | None = None,
         budget: SessionBudget | None = None,
     ) -> None:
         self.transport = transport
+        self._audio_dir = audio_dir
+        self._keeper: AudioKeeper | None = None
+        self._repair = repair
+
         self.observer = observer
         self.store = store
         self.settings = settings
@@ -184,8 +220,15 @@ class MeetingRecorder(TransportSink):
         self._turn_spans: dict[tuple[int, tuple[int, int], int], int] = {}
         self._streams: dict[int, ParticipantStream] = {}
         self._session_ids: dict[tuple[int, tuple[int, int]], int] = {}
+        self._session_tasks: dict[tuple[int, tuple[int, int]], asyncio.Task[int]] = {}
         self._session_opened_at: dict[int, datetime] = {}
-        self._writer = TranscriptWriter(store.upsert_turns)
+        self._guard = DatabaseGuard(self.console.info)
+        self._ledger = GapLedger(
+            store, self.console, self._guard, self._clock_ms, is_audio_kept=audio_dir is not None
+        )
+        self._writer = TranscriptWriter(
+            store.upsert_turns, on_trouble=self._guard.trouble, on_recovered=self._guard.recovered
+        )
         self._tasks: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
         self._fatal: RecorderError | None = None
@@ -193,6 +236,7 @@ class MeetingRecorder(TransportSink):
         self._meeting_id: int | None = None
         self._started_at = datetime.now(UTC)
         self._seen: set[int] = set()
+        self._gaps: tuple[Gap, ...] = ()
         self._present: set[int] = set()
         self._presence_changed = asyncio.Event()
         self._end_reason = "finished"
@@ -226,6 +270,17 @@ class MeetingRecorder(TransportSink):
             self._started_at = datetime.now(UTC)
             self._meeting_id = await self.store.start_meeting(
                 self.transport.channel, self.settings.bot_uid, self._started_at
+            )
+        self._ledger.meeting_id = self._meeting_id
+        if self._audio_dir is not None:
+            from recorder.audio_store import AudioKeeper
+
+            self._keeper = AudioKeeper(
+                self.store,
+                self._meeting_id,
+                self._audio_dir,
+                on_failure=self._on_audio_failure,
+                guard=self._guard,
             )
         writer_task = asyncio.create_task(self._writer.run(), name="transcript-writer")
         heartbeat = asyncio.create_task(self._heartbeat(), name="meeting-heartbeat")
@@ -351,13 +406,65 @@ class MeetingRecorder(TransportSink):
             await asyncio.wait_for(asyncio.gather(*streams), self.settings.stop_timeout_s)
         except TimeoutError:
             log.warning("! some streams did not close within %.0f s", self.settings.stop_timeout_s)
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            for stream in self._streams.values():
+                stream.uncovered()
+        await _settle_tasks(self._tasks, _FINISH_GIVE_UP_S)
+        await _settle_tasks(list(self._session_tasks.values()), _FINISH_GIVE_UP_S)
         self._writer.close()
-        await asyncio.shield(writer_task)
+        try:
+            # The writer retries while the database is away; bounded, as everything here.
+            await asyncio.wait_for(asyncio.shield(writer_task), _FINISH_GIVE_UP_S)
+        except TimeoutError:
+            log.error(
+                "! %d turns could not be stored: the database stayed away", self._writer.pending
+            )
+        await self._finish_audio()
+        await _settle_tasks(self._ledger.tasks, _FINISH_GIVE_UP_S)
+        self._status = await self._settle_status()
         ended = self._started_at + timedelta(milliseconds=self._clock_ms())
-        await self.store.finish_meeting(
-            self._meeting_id, ended_at=max(ended, self._started_at), status=self._status
+        meeting_id, status = self._meeting_id, self._status
+        await self._guard.run(
+            lambda: self.store.finish_meeting(
+                meeting_id, ended_at=max(ended, self._started_at), status=status
+            ),
+            give_up_s=_FINISH_GIVE_UP_S,
+        )
+
+    async def _finish_audio(self) -> None:
+        """Finish every audio file; audio that could not be kept is a gap of its own."""
+        keeper = self._keeper
+        if keeper is None:
+            return
+        await keeper.aclose()
+        if keeper.failure is None:
+            return
+        for uid, lost_from in keeper.lost_from_ms.items():
+            end = keeper.last_end_ms.get(uid, lost_from)
+            # Live transcription may have heard it, but nothing can repair or re-check it.
+            await self._ledger.store(
+                uid,
+                int(lost_from),
+                int(max(lost_from, end)),
+                f"audio not kept: {keeper.failure}",
+                state="lost",
+            )
+
+    async def _settle_status(self) -> str:
+        """Repair what can be repaired, then say how the meeting ended."""
+        if self._status == "interrupted":
+            return self._status
+        keeper = self._keeper
+        status, self._gaps = await self._ledger.settle(
+            repair=self._repair,
+            turns=self.turns,
+            kept_ms=sum(keeper.kept_ms.values()) if keeper is not None else 0.0,
+        )
+        return status
+
+    def _on_audio_failure(self, failure: AudioFailure) -> None:
+        self.console.info(
+            f"! warning: {failure}; the recording goes on, but audio is no longer kept "
+            "and this meeting will end partial"
         )
 
     def _clock_ms(self) -> float:
@@ -365,7 +472,12 @@ class MeetingRecorder(TransportSink):
 
     async def _report(self, interrupted: int) -> MeetingReport:
         assert self._meeting_id is not None
+        keeper = self._keeper
         return MeetingReport(
+            status=self._status,
+            gaps=self._gaps,
+            audio_kept_s=sum(keeper.kept_ms.values()) / 1000 if keeper is not None else 0.0,
+            audio_problem=str(keeper.failure) if keeper and keeper.failure else None,
             meeting_id=self._meeting_id,
             channel=self.transport.channel,
             duration_s=self._clock_ms() / 1000,
@@ -399,6 +511,8 @@ class MeetingRecorder(TransportSink):
             self._presence_changed.set()
             if (stream := self._streams.get(event.uid)) is not None:
                 stream.pause("left")
+            if self._keeper is not None:
+                self._keeper.end_run(event.uid)
             self._spawn(
                 self._record_participant(event.uid, event.at_ms, "left"), f"left-{event.uid}"
             )
@@ -406,6 +520,8 @@ class MeetingRecorder(TransportSink):
         elif isinstance(event, ParticipantMuted):
             if event.is_muted and (stream := self._streams.get(event.uid)) is not None:
                 stream.pause("muted")
+            if event.is_muted and self._keeper is not None:
+                self._keeper.end_run(event.uid)
             self.console.info(
                 f"{'~' if event.is_muted else '+'} {self.console.label(event.uid)} "
                 f"{'muted' if event.is_muted else 'unmuted'}"
@@ -420,6 +536,8 @@ class MeetingRecorder(TransportSink):
 
     def on_audio(self, uid: int, chunk: Chunk) -> None:
         """Hand a chunk to the participant's stream, creating it on first audio."""
+        if self._keeper is not None:
+            self._keeper.feed(uid, chunk)
         stream = self._streams.get(uid)
         if stream is None:
             stream = self._streams[uid] = ParticipantStream(
@@ -446,30 +564,34 @@ class MeetingRecorder(TransportSink):
             on_socket_opened=self._on_socket_opened,
             on_socket_closed=self._on_socket_closed,
             on_fatal=self._on_fatal,
+            on_gap=self._ledger.on_gap,
+            on_trouble=self._ledger.say_down,
         )
 
     async def _on_final(self, turn: FinalTurn) -> None:
         assert self._meeting_id is not None
-        session_id = self._session_ids.get((turn.uid, turn.socket_key))
-        if session_id is None:  # a final without its socket record: make one
-            session_id = await self._open_session_record(turn.uid, turn.socket_key, None)
-        self._writer.put(
-            TurnRecord(
-                meeting_id=self._meeting_id,
-                uid=turn.uid,
-                stream_session_id=session_id,
-                turn_order=turn.turn_order,
-                start_ms=turn.start_ms,
-                end_ms=turn.end_ms,
-                text=turn.text,
-                words=tuple(
-                    Word(w.text, int(round(w.start_ms)), int(round(w.end_ms)), w.confidence)
-                    for w in turn.words
-                ),
-                end_of_turn_confidence=turn.end_of_turn_confidence,
-                language=turn.language,
-            )
+        record = TurnRecord(
+            meeting_id=self._meeting_id,
+            uid=turn.uid,
+            stream_session_id=0,  # filled in once the socket's record exists
+            turn_order=turn.turn_order,
+            start_ms=turn.start_ms,
+            end_ms=turn.end_ms,
+            text=turn.text,
+            words=tuple(
+                Word(w.text, int(round(w.start_ms)), int(round(w.end_ms)), w.confidence)
+                for w in turn.words
+            ),
+            end_of_turn_confidence=turn.end_of_turn_confidence,
+            language=turn.language,
         )
+        session = self._session_record(turn.uid, turn.socket_key, None)
+        if session.done() and not session.cancelled() and session.exception() is None:
+            self._writer.put(dataclasses.replace(record, stream_session_id=session.result()))
+        else:
+            # The database is away: the turn waits for its socket's record, off the
+            # stream's path, so the stream's later finals are not held up.
+            self._spawn(self._put_when_recorded(session, record), f"turn-{turn.uid}")
         self.turns += 1
         # A formatted final repeats its turn_order: the span is counted once.
         self._turn_spans[(turn.uid, turn.socket_key, turn.turn_order)] = turn.end_ms - turn.start_ms
@@ -477,16 +599,36 @@ class MeetingRecorder(TransportSink):
         if self.observer is not None:
             self.observer.final_turn(turn)
 
-    async def _on_socket_opened(self, uid: int, key: tuple[int, int], event: SocketOpened) -> int:
-        return await self._open_session_record(uid, key, event.provider_id)
+    async def _put_when_recorded(self, session: asyncio.Task[int], record: TurnRecord) -> None:
+        session_id = await session
+        self._writer.put(dataclasses.replace(record, stream_session_id=session_id))
+
+    async def _on_socket_opened(self, uid: int, key: tuple[int, int], event: SocketOpened) -> None:
+        self._ledger.transcription_back(uid)
+        self._session_record(uid, key, event.provider_id)
+
+    def _session_record(
+        self, uid: int, key: tuple[int, int], provider_id: str | None
+    ) -> asyncio.Task[int]:
+        """The task storing a socket's stream-session row (started on first need)."""
+        task = self._session_tasks.get((uid, key))
+        if task is None:
+            task = asyncio.create_task(
+                self._open_session_record(uid, key, provider_id), name=f"session-{uid}-{key}"
+            )
+            self._session_tasks[(uid, key)] = task
+        return task
 
     async def _open_session_record(
         self, uid: int, key: tuple[int, int], provider_id: str | None
     ) -> int:
         assert self._meeting_id is not None
         opened_at = datetime.now(UTC)
-        session_id = await self.store.open_stream_session(
-            self._meeting_id, uid, opened_at, provider_session_id=provider_id
+        meeting_id = self._meeting_id
+        session_id = await self._guard.run(
+            lambda: self.store.open_stream_session(
+                meeting_id, uid, opened_at, provider_session_id=provider_id
+            )
         )
         self._session_ids[(uid, key)] = session_id
         self._session_opened_at[session_id] = opened_at
@@ -494,17 +636,23 @@ class MeetingRecorder(TransportSink):
         return session_id
 
     async def _on_socket_closed(self, uid: int, key: tuple[int, int], event: SocketClosed) -> None:
-        session_id = self._session_ids.get((uid, key))
-        if session_id is None:
+        session = self._session_tasks.get((uid, key))
+        if session is None:
             return
-        opened_at = self._session_opened_at.get(session_id, datetime.now(UTC))
         self.billed_seconds += event.open_seconds
-        await self.store.close_stream_session(
-            session_id,
-            closed_at=opened_at + timedelta(seconds=event.open_seconds),
-            audio_seconds=event.audio_seconds,
-            close_code=event.close_code,
-            close_reason=event.reason or None,
+        self._spawn(self._close_session_record(session, event), f"session-closed-{uid}")
+
+    async def _close_session_record(self, session: asyncio.Task[int], event: SocketClosed) -> None:
+        session_id = await session
+        opened_at = self._session_opened_at.get(session_id, datetime.now(UTC))
+        await self._guard.run(
+            lambda: self.store.close_stream_session(
+                session_id,
+                closed_at=opened_at + timedelta(seconds=event.open_seconds),
+                audio_seconds=event.audio_seconds,
+                close_code=event.close_code,
+                close_reason=event.reason or None,
+            )
         )
 
     def _on_speech_started(self, uid: int) -> None:
@@ -513,6 +661,14 @@ class MeetingRecorder(TransportSink):
             self.observer.speech(uid)
 
     def _on_fatal(self, error: RecorderError) -> None:
+        keeper = self._keeper
+        is_refusal = isinstance(error, SttRejected) and error.code in _REFUSED_KEY_CODES
+        if is_refusal and self._session_tasks and keeper is not None and keeper.failure is None:
+            # Refused mid-meeting (the key revoked, the account out of credit): the
+            # audio is still kept and the stretch is a gap (the stream recorded it), to
+            # repair once the service takes the key again. The recording goes on.
+            log.error("! %s", error)
+            return
         if self._fatal is None:
             self._fatal = error
             log.error("! %s", error)
@@ -522,12 +678,15 @@ class MeetingRecorder(TransportSink):
         assert self._meeting_id is not None
         self._seen.add(uid)
         seen_at = self._started_at + timedelta(milliseconds=at_ms)
-        await self.store.record_participant(
-            self._meeting_id,
-            uid,
-            seen_at,
-            display_name=self.settings.names.get(uid),
-            presence=presence,
+        meeting_id = self._meeting_id
+        await self._guard.run(
+            lambda: self.store.record_participant(
+                meeting_id,
+                uid,
+                seen_at,
+                display_name=self.settings.names.get(uid),
+                presence=presence,
+            )
         )
 
     def _spawn(self, coroutine: object, name: str) -> None:

@@ -76,6 +76,12 @@ LLM_REGION_URLS = {
 # Where each AssemblyAI endpoint lives on one emulator (``recorder emulate``), so one
 # ``--emulator URL`` points them all at it; an endpoint's own override still wins.
 EMULATOR_PATHS = {"stt_url": "/v3/ws", "agent_url": "/v1/ws", "llm_url": "/v1"}
+# Pre-recorded (async) API hosts per region
+# (https://www.assemblyai.com/docs/pre-recorded-audio/select-the-region).
+ASYNC_REGION_URLS = {
+    "us": "https://api.assemblyai.com",
+    "eu": "https://api.eu.assemblyai.com",
+}
 # Settings whose command-line flag is not simply the field name.
 _FLAG_NAMES = {"database_url": "--db", "emulator_url": "--emulator"}
 
@@ -103,6 +109,10 @@ class Config:
             estimate what a meeting cost (None: the model's list price,
             ``recorder.stt.price``).
         webhook_key: the server key webhook signing secrets are derived from (secret).
+        audio_dir: where participants' audio is kept (None: next to the database).
+        is_audio_kept: False (``--no-audio``) keeps no audio, so nothing can be repaired.
+        async_url: pre-recorded (async) API base URL override (an emulator), else from
+            ``stt_region``.
     """
 
     database_url: str
@@ -126,6 +136,29 @@ class Config:
 
     price_per_hour: float | None = None
     webhook_key: str | None = field(default=None, repr=False)
+    audio_dir: str | None = None
+    is_audio_kept: bool = True
+    async_url: str | None = None
+
+    @property
+    def audio_directory(self) -> Path:
+        """Where audio is kept: ``audio_dir``, else an ``audio`` folder next to the database.
+
+        Next to a SQLite file; for a server database, in the user data directory.
+        """
+        if self.audio_dir:
+            return Path(self.audio_dir).expanduser()
+        match = re.match(r"sqlite\+\w+:///(?!:memory:)(.+)$", self.database_url)
+        if match and not match.group(1).startswith("file:"):
+            return Path(match.group(1)).expanduser().parent / "audio"
+        from platformdirs import user_data_path
+
+        return user_data_path("recorder", appauthor=False) / "audio"
+
+    @property
+    def async_base_url(self) -> str:
+        """The pre-recorded (async) API to repair gaps with: the override, else the region's."""
+        return (self.async_url or ASYNC_REGION_URLS[self.stt_region]).rstrip("/")
 
     @property
     def is_default_database(self) -> bool:
@@ -318,21 +351,24 @@ def _check_websocket_url(
     Raises:
         ConfigError: naming the flag or variable, the value and what is wrong.
     """
-    plain, secure = schemes
-    example = f"e.g. {plain}://127.0.0.1:8765{path}"
+    example = f"e.g. {schemes[0]}://127.0.0.1:8765{path}"
     try:
         parts = urlsplit(url)
         port = parts.port  # raises for a port out of range or not a number
     except ValueError as exc:
         if "IPv6" in str(exc):
-            problem = f"a malformed IPv6 host (write it in brackets: {plain}://[::1]:8765{path})"
+            problem = (
+                f"a malformed IPv6 host (write it in brackets: {schemes[0]}://[::1]:8765{path})"
+            )
         elif "out of range" in str(exc):
             problem = "a port out of range 1-65535"
         else:
             problem = "a port that is not a number"
         raise ConfigError(f"{source}: {_shown(url)} has {problem}; {example}") from None
     if parts.scheme not in schemes:
-        raise ConfigError(f"{source} must start with {plain}:// or {secure}://, got {_shown(url)}")
+        raise ConfigError(
+            f"{source} must start with {schemes[0]}:// or {schemes[1]}://, got {_shown(url)}"
+        )
     if not parts.hostname:
         raise ConfigError(f"{source}: {_shown(url)} has no host; {example}")
     if port == 0:
@@ -449,6 +485,10 @@ def load_config(
         stt_url = stt_url or derived["stt_url"]
         agent_url = agent_url or derived["agent_url"]
         llm_url = llm_url or derived["llm_url"]
+    async_url, async_source = pick("async_url", "RECORDER_ASYNC_URL")
+    if async_url:
+        _check_websocket_url(async_url, async_source, "", schemes=("http", "https"))
+    audio_dir, _ = pick("audio_dir", "RECORDER_AUDIO_DIR")
     raw_price, price_source = pick("price_per_hour", "RECORDER_PRICE_PER_HOUR")
     price_per_hour = _parse_price(raw_price, price_source) if raw_price else None
 
@@ -469,6 +509,9 @@ def load_config(
         agent_url=agent_url,
         llm_url=llm_url.rstrip("/") if llm_url else None,
         emulator_url=emulator_url,
+        audio_dir=audio_dir,
+        is_audio_kept=bool(flags.get("is_audio_kept", True)),
+        async_url=async_url,
         price_per_hour=price_per_hour,
         webhook_key=_webhook_key(env.get("RECORDER_WEBHOOK_KEY") or None),
     )

@@ -46,6 +46,10 @@ __all__ = ["FinalTurn", "ParticipantStream", "PlacedWord", "SpeechStream", "Stre
 
 log = logging.getLogger(__name__)
 
+# Speech given to a stream this far past the end of its last final's words is not
+# yet transcribed (a speech chunk may run a little past the last word).
+_UNCOVERED_SLACK_MS = 300.0
+
 
 class SpeechStream(Protocol):
     """What the pipeline needs of an STT stream (``recorder.stt.stream.SttStream``)."""
@@ -105,6 +109,12 @@ class StreamHooks:
     on_socket_opened: Callable[[int, tuple[int, int], SocketOpened], Awaitable[object]]
     on_socket_closed: Callable[[int, tuple[int, int], SocketClosed], Awaitable[None]]
     on_fatal: Callable[[RecorderError], None]
+    # A stretch of this participant's audio live transcription missed:
+    # (uid, from_ms, to_ms, cause), meeting time. The stored audio can repair it.
+    on_gap: Callable[[int, int, int, str], None] | None = None
+    # Live transcription of this participant is in trouble (uid, why), e.g. the
+    # service does not answer yet; said once per change by the bot.
+    on_trouble: Callable[[int, str], None] | None = None
 
 
 class _State(enum.Enum):
@@ -122,6 +132,11 @@ class _Fed:
     timeline: Timeline = field(default_factory=Timeline)
     speech_ms: float = 0.0  # speech given to it, lost if it never opens
     consumer: asyncio.Task[None] | None = None
+    # Stream positions (ms): the end of the last final's words, and of the last speech
+    # given; speech past the first is not transcribed yet.
+    covered_ms: float = 0.0
+    speech_end_ms: float = 0.0
+    is_gap_recorded: bool = False
 
 
 class ParticipantStream:
@@ -134,6 +149,7 @@ class ParticipantStream:
         hooks: where turns and socket records go.
         idle_close_ms: silence after which the socket closes (under either policy).
         preroll_ms: audio kept while no stream is open, and given first to the next one.
+        slow_open_s: a stream not open after this long is reported as in trouble.
         close_policy: close at the end of a turn (default) or only after ``idle_close_ms``.
         hold_ms: with the turn-end policy, silence after the last speech before closing.
     """
@@ -147,10 +163,12 @@ class ParticipantStream:
         hooks: StreamHooks,
         idle_close_ms: float,
         preroll_ms: float = 400.0,
+        slow_open_s: float = 3.0,
         close_policy: ClosePolicy = ClosePolicy.TURN_END,
         hold_ms: float = DEFAULT_HOLD_MS,
     ) -> None:
         self.uid = uid
+        self._slow_open_s = slow_open_s
         self._open_stream = open_stream
         self._budget = budget
         self._hooks = hooks
@@ -239,15 +257,47 @@ class ParticipantStream:
         return fed
 
     def _send(self, fed: _Fed, chunk: Chunk) -> None:
-        fed.timeline.add(chunk.start_ms, chunk.duration_ms)
+        position = fed.timeline.add(chunk.start_ms, chunk.duration_ms)
+        if chunk.is_speech:
+            fed.speech_ms += chunk.duration_ms
+            fed.speech_end_ms = position + chunk.duration_ms
         try:
             fed.stream.send(chunk.pcm)
         except SttError:
-            # The stream failed for good; its consumer reports why, once. Raising here
-            # would escape into the transport's hand-off (a traceback per chunk).
+            # The stream failed for good; its consumer reports why, once (and records
+            # the gap). Raising here would escape into the transport's hand-off.
             return
-        if chunk.is_speech:
-            fed.speech_ms += chunk.duration_ms
+
+    def _record_gap(self, fed: _Fed, cause: str) -> None:
+        """Report the speech ``fed`` was given that no final covers, once."""
+        if fed.is_gap_recorded or self._hooks.on_gap is None:
+            return
+        # A speech chunk may run a little past the last word's end.
+        if fed.speech_end_ms <= fed.covered_ms + _UNCOVERED_SLACK_MS:
+            return
+        fed.is_gap_recorded = True
+        timeline = fed.timeline
+        start = int(timeline.to_meeting_ms(fed.covered_ms))
+        end = int(round(timeline.to_meeting_ms(timeline.stream_end_ms, is_end=True)))
+        self._hooks.on_gap(self.uid, start, max(start, end), cause)
+
+    def uncovered(self) -> None:
+        """Report as gaps the speech given to streams that did not finish (a stop ran out)."""
+        if self._open is not None:
+            self._record_gap(
+                self._open, "the stop came before the speech-to-text service had finished"
+            )
+        if self._next is not None:
+            self._record_gap(
+                self._next,
+                "the speech-to-text service could not be reached"
+                if self._state is _State.OPENING
+                else "the stop came before the speech-to-text service had finished",
+            )
+
+    def _slow_open(self) -> None:
+        if self._hooks.on_trouble is not None and self._state is _State.OPENING:
+            self._hooks.on_trouble(self.uid, "the speech-to-text service does not answer; retrying")
 
     def _close_if_idle(self) -> None:
         """Close the open socket if its speaker has stopped and a reopen is affordable.
@@ -276,14 +326,17 @@ class ParticipantStream:
         assert fed is not None
         await self._budget.acquire()
         self._generation += 1
+        notice = asyncio.get_running_loop().call_later(self._slow_open_s, self._slow_open)
         try:
             await fed.stream.start()
         except SttRejected as exc:
+            self._record_gap(fed, f"the speech-to-text service refused us: {exc}")
             self._next = None
             self._state = _State.CLOSED
             self._hooks.on_fatal(exc)
             return
         except RecorderError as exc:
+            self._record_gap(fed, f"the speech-to-text service is unreachable: {exc}")
             self.dropped_ms += fed.speech_ms
             log.warning(
                 "! uid=%d could not open a stream, %.0f ms of speech lost: %s",
@@ -295,11 +348,13 @@ class ParticipantStream:
             self._clear_preroll()
             self._state = _State.CLOSED
             return
+        finally:
+            notice.cancel()
         self._next, self._open = None, fed
         self._hold.reset()
         self._clear_preroll()
         fed.consumer = asyncio.create_task(
-            self._consume(fed.stream, self._generation, fed.timeline),
+            self._consume(fed, self._generation),
             name=f"stt-events-uid-{self.uid}",
         )
         self._state = _State.OPEN
@@ -322,15 +377,26 @@ class ParticipantStream:
             self._state = _State.OPENING
             await self._start_next()
         else:
+            if self._next is not None and self._stopping and self._next.speech_ms > 0:
+                # Speech came while the last socket closed, then the stop: send it
+                # rather than drop it (a failure to send it is recorded as a gap).
+                self._state = _State.OPENING
+                await self._start_next()
+                return
             # Not wanted after all (never started): the pre-roll keeps the last of it.
             self._next = None
 
-    async def _consume(self, stream: SpeechStream, generation: int, timeline: Timeline) -> None:
+    async def _consume(self, fed: _Fed, generation: int) -> None:
         hooks = self._hooks
+        stream, timeline = fed.stream, fed.timeline
         try:
             async for event in stream.events():
                 if isinstance(event, FinalTranscript):
                     key = (generation, event.socket_index)
+                    if event.words:
+                        fed.covered_ms = max(
+                            fed.covered_ms, event.audio_offset_ms + event.words[-1].end_ms
+                        )
                     turn = self._place(event, key, timeline)
                     await hooks.on_final(turn)
                     if turn.words and generation == self._generation:
@@ -345,6 +411,21 @@ class ParticipantStream:
                 elif isinstance(event, SocketClosed):
                     await hooks.on_socket_closed(self.uid, (generation, event.socket_index), event)
                 elif isinstance(event, AudioDropped):
+                    if hooks.on_gap is not None:
+                        start = int(timeline.to_meeting_ms(event.audio_offset_ms))
+                        end = int(
+                            round(
+                                timeline.to_meeting_ms(
+                                    event.audio_offset_ms + event.duration_ms, is_end=True
+                                )
+                            )
+                        )
+                        hooks.on_gap(
+                            self.uid,
+                            start,
+                            max(start, end),
+                            "the speech-to-text outage outlasted the reconnect buffer",
+                        )
                     self.dropped_ms += event.duration_ms
                     log.warning(
                         "! uid=%d stream dropped %d ms of unsent audio (its buffer was full)",
@@ -352,9 +433,16 @@ class ParticipantStream:
                         event.duration_ms,
                     )
         except SttRejected as exc:
+            self._record_gap(fed, f"the speech-to-text service refused us: {exc}")
             hooks.on_fatal(exc)
         except RecorderError as exc:
             log.warning("! uid=%d stream failed: %s", self.uid, exc)
+            self._record_gap(fed, f"the speech-to-text stream gave up: {exc}")
+            if self._open is fed and self._state is _State.OPEN:
+                # Giving up on a socket is not giving up on the speech: the next
+                # speech opens a new stream, the missed stretch is repaired.
+                self._open = None
+                self._state = _State.CLOSED
 
     def _place(self, turn: FinalTranscript, key: tuple[int, int], timeline: Timeline) -> FinalTurn:
         offset = turn.audio_offset_ms

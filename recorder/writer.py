@@ -28,6 +28,8 @@ class TranscriptWriter:
         max_batch: turns per transaction at most.
         max_delay_s: longest a turn waits before its commit starts.
         retry_delay_s: pause after a failed commit before trying again.
+        on_trouble: told of each failed commit (the database away).
+        on_recovered: told of each commit that worked.
     """
 
     def __init__(
@@ -37,8 +39,12 @@ class TranscriptWriter:
         max_batch: int = 200,
         max_delay_s: float = 0.5,
         retry_delay_s: float = 1.0,
+        on_trouble: Callable[[RecorderError], None] | None = None,
+        on_recovered: Callable[[], None] | None = None,
     ) -> None:
         self._upsert = upsert
+        self._on_trouble = on_trouble
+        self._on_recovered = on_recovered
         self._max_batch = max_batch
         self._max_delay_s = max_delay_s
         self._retry_delay_s = retry_delay_s
@@ -81,8 +87,12 @@ class TranscriptWriter:
             except RecorderError as exc:
                 self.failures += 1
                 log.warning("! storing %d turns failed, will retry: %s", len(batch), exc)
+                if self._on_trouble is not None:
+                    self._on_trouble(exc)
                 await asyncio.sleep(self._retry_delay_s)
                 continue
+            if self._on_recovered is not None:
+                self._on_recovered()
             del self._pending[: len(batch)]
             self.committed += len(batch)
             self.commits += 1

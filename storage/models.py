@@ -32,8 +32,10 @@ from sqlalchemy.types import TypeDecorator
 __all__ = [
     "FTS_OBJECT_NAMES",
     "ApiTokenRow",
+    "AudioSegmentRow",
     "AuditRow",
     "Base",
+    "GapRow",
     "MeetingNotesRow",
     "MeetingEventRow",
     "MeetingRow",
@@ -106,7 +108,10 @@ class MeetingRow(Base):
 
     __tablename__ = "meetings"
     __table_args__ = (
-        CheckConstraint("status IN ('recording', 'completed', 'interrupted')", name="status"),
+        CheckConstraint(
+            "status IN ('recording', 'completed', 'partial', 'failed', 'interrupted')",
+            name="status",
+        ),
         Index(None, "channel", "started_at"),
     )
 
@@ -162,6 +167,7 @@ class TurnRow(Base):
         UniqueConstraint("stream_session_id", "turn_order"),
         Index(None, "meeting_id", "start_ms"),
         Index(None, "participant_id"),
+        Index(None, "meeting_id", "revision"),
     )
 
     # Integer (not BigInteger) so that SQLite makes it the rowid, which the
@@ -179,6 +185,49 @@ class TurnRow(Base):
     words: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     end_of_turn_confidence: Mapped[float | None] = mapped_column(Float)
     language: Mapped[str | None] = mapped_column(String(32))
+    # 'live' (streaming), 'repaired' (a gap transcribed from the stored audio) or
+    # 'retranscribed'; and which transcript revision the turn belongs to (1: the
+    # recording's own, live and repaired; 2 and up: 'recorder retranscribe').
+    source: Mapped[str] = mapped_column(String(16), default="live", server_default="live")
+    revision: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+
+
+class AudioSegmentRow(Base):
+    """One file of a participant's stored audio: a continuous run of what was received."""
+
+    __tablename__ = "audio_segments"
+    __table_args__ = (Index(None, "meeting_id", "uid", "start_ms"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    meeting_id: Mapped[int] = mapped_column(ForeignKey("meetings.id", ondelete="CASCADE"))
+    uid: Mapped[int] = mapped_column(BigInteger)
+    start_ms: Mapped[int] = mapped_column(BigInteger)
+    duration_ms: Mapped[int] = mapped_column(BigInteger)
+    sample_rate_hz: Mapped[int] = mapped_column(Integer)
+    format: Mapped[str] = mapped_column(String(16))
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    path: Mapped[str] = mapped_column(Text)
+    is_complete: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class GapRow(Base):
+    """A stretch of a participant's audio that live transcription missed."""
+
+    __tablename__ = "gaps"
+    __table_args__ = (
+        CheckConstraint("state IN ('open', 'repaired', 'lost')", name="state"),
+        Index(None, "meeting_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    meeting_id: Mapped[int] = mapped_column(ForeignKey("meetings.id", ondelete="CASCADE"))
+    uid: Mapped[int] = mapped_column(BigInteger)
+    from_ms: Mapped[int] = mapped_column(BigInteger)
+    to_ms: Mapped[int] = mapped_column(BigInteger)
+    cause: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16), default="open")
+    detail: Mapped[str | None] = mapped_column(Text)
 
 
 class NoteRow(Base):

@@ -17,6 +17,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MEETING_STATUSES",
+    "GAP_STATES",
+    "TURN_SOURCES",
+    "AudioSegment",
+    "Gap",
     "Meeting",
     "MeetingSummary",
     "Note",
@@ -29,7 +33,11 @@ __all__ = [
     "Word",
 ]
 
-MEETING_STATUSES = ("recording", "completed", "interrupted")
+MEETING_STATUSES = ("recording", "completed", "partial", "failed", "interrupted")
+#: Where a turn's words came from: the live stream, a gap repaired from the stored
+#: audio, or a re-transcription of the whole meeting.
+TURN_SOURCES = ("live", "repaired", "retranscribed")
+GAP_STATES = ("open", "repaired", "lost")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +68,8 @@ class TurnRecord:
     words: tuple[Word, ...] = ()
     end_of_turn_confidence: float | None = None
     language: str | None = None
+    source: str = "live"
+    revision: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,11 +88,59 @@ class Turn:
     words: tuple[Word, ...] = ()
     end_of_turn_confidence: float | None = None
     language: str | None = None
+    source: str = "live"
+    revision: int = 1
 
     @property
     def speaker(self) -> str:
         """The name to show: the display name if known, else the uid."""
         return self.display_name or str(self.uid)
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """A stretch of one participant's audio that live transcription missed.
+
+    ``state`` is ``open`` (not transcribed yet; the stored audio can repair it),
+    ``repaired`` (transcribed from the stored audio) or ``lost`` (nothing to
+    repair it from). ``cause`` says why live transcription missed it.
+    """
+
+    id: int
+    meeting_id: int
+    uid: int
+    from_ms: int
+    to_ms: int
+    cause: str
+    state: str
+    detail: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AudioSegment:
+    """One stored audio file: a continuous run of one participant's received audio.
+
+    ``start_ms`` is where its first sample sits on the meeting timeline.
+    ``is_complete`` is false while it is being written (or if the recorder died
+    before it was finished: the file is then the uncompressed one being written).
+    """
+
+    id: int
+    meeting_id: int
+    uid: int
+    start_ms: int
+    duration_ms: int
+    sample_rate_hz: int
+    format: str
+    bytes: int
+    sha256: str | None
+    path: str
+    is_complete: bool
+
+    @property
+    def end_ms(self) -> int:
+        """Where its last sample ends on the meeting timeline."""
+        return self.start_ms + self.duration_ms
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +208,7 @@ class MeetingSummary:
     bot_uid: int
     participant_count: int
     turn_count: int
+    open_gaps: int = 0
 
     @property
     def duration_s(self) -> float | None:
@@ -171,6 +230,9 @@ class Meeting:
     turns: tuple[Turn, ...]
     notes: tuple[Note, ...]
     stream_sessions: tuple[StreamSession, ...] = ()
+    gaps: tuple[Gap, ...] = ()
+    revision: int = 1
+    revisions: tuple[int, ...] = (1,)
     meeting_notes: MeetingNotes | None = None
 
 

@@ -12,16 +12,37 @@ from typing import Any
 from sqlalchemy import Select, func, null, select
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.orm import aliased
 
 from recorder.errors import NotFoundError
-from storage.models import MeetingRow, NoteRow, ParticipantRow, StreamSessionRow, TurnRow
+from storage.models import (
+    GapRow,
+    MeetingRow,
+    NoteRow,
+    ParticipantRow,
+    StreamSessionRow,
+    TurnRow,
+)
 from storage.notes import load_current_notes
-from storage.records import Meeting, MeetingSummary, Note, Participant, StreamSession, Turn, Word
+from storage.records import (
+    Gap,
+    Meeting,
+    MeetingSummary,
+    Note,
+    Participant,
+    StreamSession,
+    Turn,
+    Word,
+)
+from storage.status import effective_status
 
 __all__ = [
     "clean_optional",
     "storable_text",
+    "load_gaps",
     "load_meeting",
+    "meeting_revisions",
+    "pick_revision",
     "summary_from_row",
     "summary_select",
     "turn_from_row",
@@ -88,8 +109,21 @@ def summary_select() -> Select[Any]:
         .where(ParticipantRow.meeting_id == MeetingRow.id)
         .scalar_subquery()
     )
+    newer = aliased(TurnRow)
+    latest_revision = (
+        select(func.coalesce(func.max(newer.revision), 1))
+        .where(newer.meeting_id == MeetingRow.id)
+        .scalar_subquery()
+    )
     turn_count = (
-        select(func.count(TurnRow.id)).where(TurnRow.meeting_id == MeetingRow.id).scalar_subquery()
+        select(func.count(TurnRow.id))
+        .where(TurnRow.meeting_id == MeetingRow.id, TurnRow.revision == latest_revision)
+        .scalar_subquery()
+    )
+    open_gaps = (
+        select(func.count(GapRow.id))
+        .where(GapRow.meeting_id == MeetingRow.id, GapRow.state != "repaired")
+        .scalar_subquery()
     )
     return select(
         MeetingRow.id,
@@ -100,6 +134,10 @@ def summary_select() -> Select[Any]:
         MeetingRow.bot_uid,
         participant_count.label("participant_count"),
         turn_count.label("turn_count"),
+        open_gaps.label("open_gaps"),
+        MeetingRow.host,
+        MeetingRow.pid,
+        MeetingRow.heartbeat_at,
     )
 
 
@@ -110,10 +148,13 @@ def summary_from_row(row: Row[Any]) -> MeetingSummary:
         channel=row.channel,
         started_at=row.started_at,
         ended_at=row.ended_at,
-        status=row.status,
+        status=effective_status(
+            row.status, host=row.host, pid=row.pid, heartbeat_at=row.heartbeat_at
+        ),
         bot_uid=row.bot_uid,
         participant_count=int(row.participant_count or 0),
         turn_count=int(row.turn_count or 0),
+        open_gaps=int(row.open_gaps or 0),
     )
 
 
@@ -137,6 +178,8 @@ def turn_select(*, with_words: bool = True) -> Select[Any]:
         (TurnRow.words if with_words else null()).label("words"),
         TurnRow.end_of_turn_confidence,
         TurnRow.language,
+        TurnRow.source,
+        TurnRow.revision,
     ).join(ParticipantRow, ParticipantRow.id == TurnRow.participant_id)
 
 
@@ -159,6 +202,8 @@ def turn_from_row(row: Row[Any]) -> Turn:
         words,
         end_of_turn_confidence,
         language,
+        source,
+        revision,
     ) = row
     return Turn(
         id=turn_id,
@@ -173,16 +218,82 @@ def turn_from_row(row: Row[Any]) -> Turn:
         words=words_from_json(words) if words is not None else (),
         end_of_turn_confidence=end_of_turn_confidence,
         language=language,
+        source=source,
+        revision=revision,
+    )
+
+
+async def meeting_revisions(connection: AsyncConnection, meeting_id: int) -> tuple[int, ...]:
+    """The transcript revisions a meeting has, oldest first (``(1,)`` with no turns)."""
+    found = tuple(
+        int(value)
+        for value in await connection.scalars(
+            select(TurnRow.revision)
+            .where(TurnRow.meeting_id == meeting_id)
+            .distinct()
+            .order_by(TurnRow.revision)
+        )
+    )
+    return found or (1,)
+
+
+async def pick_revision(
+    connection: AsyncConnection, meeting_id: int, revision: int | None
+) -> tuple[int, tuple[int, ...]]:
+    """The revision to read (the latest unless one is asked for) and all of them.
+
+    Raises:
+        NotFoundError: the meeting has no such revision.
+    """
+    revisions = await meeting_revisions(connection, meeting_id)
+    if revision is None:
+        return revisions[-1], revisions
+    if revision not in revisions:
+        listed = ", ".join(str(r) for r in revisions)
+        raise NotFoundError(
+            f"meeting {meeting_id} has no transcript revision {revision}; it has {listed}"
+        )
+    return revision, revisions
+
+
+async def load_gaps(connection: AsyncConnection, meeting_id: int) -> tuple[Gap, ...]:
+    """A meeting's gaps in time order."""
+    return tuple(
+        Gap(
+            id=row.id,
+            meeting_id=row.meeting_id,
+            uid=row.uid,
+            from_ms=row.from_ms,
+            to_ms=row.to_ms,
+            cause=row.cause,
+            state=row.state,
+            detail=row.detail,
+        )
+        for row in await connection.execute(
+            select(GapRow)
+            .where(GapRow.meeting_id == meeting_id)
+            .order_by(GapRow.from_ms, GapRow.uid, GapRow.id)
+        )
     )
 
 
 async def load_meeting(
-    connection: AsyncConnection, meeting_id: int, *, with_turns: bool = True
+    connection: AsyncConnection,
+    meeting_id: int,
+    *,
+    with_turns: bool = True,
+    revision: int | None = None,
 ) -> Meeting:
     """Read a whole meeting on one connection (``with_turns=False``: all but its turns).
 
+    Args:
+        connection: where to read.
+        meeting_id: the meeting.
+        with_turns: False leaves ``turns`` empty.
+        revision: the transcript revision to read (None: the latest).
+
     Raises:
-        NotFoundError: no such meeting.
+        NotFoundError: no such meeting, or no such revision.
     """
     header = (
         await connection.execute(summary_select().where(MeetingRow.id == meeting_id))
@@ -191,13 +302,14 @@ async def load_meeting(
         raise NotFoundError(
             f"no meeting with id {meeting_id}; run 'recorder meetings' to list them"
         )
+    chosen, revisions = await pick_revision(connection, meeting_id, revision)
     talk = (
         select(
             TurnRow.participant_id,
             func.sum(TurnRow.end_ms - TurnRow.start_ms).label("talk_ms"),
             func.count(TurnRow.id).label("turn_count"),
         )
-        .where(TurnRow.meeting_id == meeting_id)
+        .where(TurnRow.meeting_id == meeting_id, TurnRow.revision == chosen)
         .group_by(TurnRow.participant_id)
         .subquery()
     )
@@ -230,7 +342,7 @@ async def load_meeting(
             turn_from_row(row)
             for row in await connection.execute(
                 turn_select()
-                .where(TurnRow.meeting_id == meeting_id)
+                .where(TurnRow.meeting_id == meeting_id, TurnRow.revision == chosen)
                 .order_by(TurnRow.start_ms, TurnRow.id)
             )
         )
@@ -288,5 +400,8 @@ async def load_meeting(
         turns=turns,
         notes=notes,
         stream_sessions=sessions,
+        gaps=await load_gaps(connection, meeting_id),
+        revision=chosen,
+        revisions=revisions,
         meeting_notes=await load_current_notes(connection, meeting_id),
     )

@@ -39,6 +39,7 @@ from storage.records import (
 from storage.rows import (
     clean_optional,
     load_meeting,
+    pick_revision,
     storable_text,
     summary_from_row,
     summary_select,
@@ -176,6 +177,15 @@ class TranscriptStore:
     def _insert(self, model: Any) -> Any:
         return insert_for(self._dialect, model)
 
+    async def run_in_transaction(
+        self, work: Callable[[AsyncConnection], Awaitable[T]], *, write: bool
+    ) -> T:
+        """Run ``work`` in one short transaction, as the store's own methods do.
+
+        For the store's companion modules (``storage.gaps``, ``storage.audio``).
+        """
+        return await self._transaction(work, write=write)
+
     # -- meetings -------------------------------------------------------------
 
     async def start_meeting(self, channel: str, bot_uid: int, started_at: datetime) -> int:
@@ -308,11 +318,14 @@ class TranscriptStore:
         """Record the end of a meeting.
 
         Raises:
-            ValueError: ``status`` is not ``completed`` or ``interrupted``.
+            ValueError: ``status`` is not a finished one (completed, partial, failed,
+                interrupted).
             NotFoundError: no such meeting.
         """
         if status not in MEETING_STATUSES or status == "recording":
-            raise ValueError(f"a finished meeting is completed or interrupted, not {status!r}")
+            raise ValueError(
+                f"a finished meeting is completed, partial, failed or interrupted, not {status!r}"
+            )
 
         async def work(connection: AsyncConnection) -> None:
             result = await connection.execute(
@@ -613,45 +626,59 @@ class TranscriptStore:
             )
         return int(text)
 
-    async def get_meeting(self, meeting_id: int, *, with_turns: bool = True) -> Meeting:
-        """A whole meeting: header, participants with talk time, turns, notes, sessions.
+    async def get_meeting(
+        self, meeting_id: int, *, with_turns: bool = True, revision: int | None = None
+    ) -> Meeting:
+        """A whole meeting: header, participants with talk time, turns, notes, sessions, gaps.
 
         Args:
             meeting_id: the meeting.
             with_turns: False leaves ``turns`` empty (stream them with :meth:`iter_turns`).
+            revision: the transcript revision (None: the latest).
 
         Raises:
-            NotFoundError: no such meeting.
+            NotFoundError: no such meeting, or no such revision.
         """
 
         async def work(connection: AsyncConnection) -> Meeting:
-            return await load_meeting(connection, meeting_id, with_turns=with_turns)
+            return await load_meeting(
+                connection, meeting_id, with_turns=with_turns, revision=revision
+            )
 
         return await self._transaction(work, write=False)
 
     async def iter_turns(
-        self, meeting_id: int, *, batch: int = 1000, with_words: bool = True
+        self,
+        meeting_id: int,
+        *,
+        batch: int = 1000,
+        with_words: bool = True,
+        revision: int | None = None,
     ) -> AsyncIterator[Turn]:
         """Yield a meeting's turns in time order, ``batch`` rows per query.
 
         Keyset pagination on (start_ms, id): memory stays flat however long the
         meeting, and no transaction stays open while the caller works.
         ``with_words=False`` leaves each turn's ``words`` empty, which is several
-        times cheaper for readers that need only the text.
+        times cheaper for readers that need only the text. ``revision`` picks a
+        transcript revision (None: the latest).
 
         Raises:
-            NotFoundError: no such meeting.
+            NotFoundError: no such meeting, or no such revision.
         """
         if batch < 1:
             raise ValueError("batch must be at least 1")
 
-        async def exists(connection: AsyncConnection) -> None:
+        async def exists(connection: AsyncConnection) -> int:
             await self._require_meeting(connection, meeting_id)
+            return (await pick_revision(connection, meeting_id, revision))[0]
 
-        await self._transaction(exists, write=False)
+        chosen = await self._transaction(exists, write=False)
         after: tuple[int, int] | None = None
         while True:
-            query = turn_select(with_words=with_words).where(TurnRow.meeting_id == meeting_id)
+            query = turn_select(with_words=with_words).where(
+                TurnRow.meeting_id == meeting_id, TurnRow.revision == chosen
+            )
             if after is not None:
                 query = query.where(
                     (TurnRow.start_ms > after[0])

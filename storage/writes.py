@@ -136,10 +136,21 @@ async def upsert_turn_rows(
                 "words": words_to_json(record.words),
                 "end_of_turn_confidence": record.end_of_turn_confidence,
                 "language": clean_optional(record.language),
+                "source": record.source,
+                "revision": record.revision,
             }
         )
     statement = insert_for(dialect, TurnRow)
-    replaced = ("start_ms", "end_ms", "text", "words", "end_of_turn_confidence", "language")
+    replaced = (
+        "start_ms",
+        "end_ms",
+        "text",
+        "words",
+        "end_of_turn_confidence",
+        "language",
+        "source",
+        "revision",
+    )
     statement = statement.on_conflict_do_update(
         index_elements=[TurnRow.stream_session_id, TurnRow.turn_order],
         set_={name: statement.excluded[name] for name in replaced},

@@ -12,6 +12,7 @@ emulator and SQLite store do the rest.
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from recorder.bot import MeetingReport
 from recorder.config import Config
 from recorder.emulator.streaming.server import StreamingEmulator
 from recorder.errors import TransportError
+from recorder.transport.agora.tap import LinearClock
 from recorder.transport.agora.transport import AgoraTransport
 from recorder.transport.bridge import DEFAULT_FILL_GAPS_AFTER_MS
 from recorder.transport.script import ExpectedWord, MeetingScript, SpeechClip, parse_script
@@ -45,6 +47,18 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(autouse=True)
 def fast_world(world: Any) -> None:
     world.tick_s = 0.010 / SPEED
+
+
+class _MeetingClock(LinearClock):
+    """Zero when the bot connected (read on first use), running at the meeting's speed."""
+
+    def __init__(self, meeting: FakeMeeting) -> None:
+        super().__init__(math.inf, meeting.speed)
+        self.meeting = meeting
+
+    def __call__(self) -> float:
+        self.meeting.find_origin()
+        return super().__call__()
 
 
 class FakeMeeting:
@@ -68,6 +82,9 @@ class FakeMeeting:
         self.faults = faults or []
         self.channel = world.channel(script.channel)
         self._origin: float | None = None
+        # The transport's clock: zero when the bot connects, running at ``speed``; a
+        # LinearClock so the native tap can stamp frames on it.
+        self.clock = _MeetingClock(self)
         self._stop = threading.Event()
         self.finished = asyncio.Event()
         self._loop = asyncio.get_running_loop()
@@ -77,10 +94,15 @@ class FakeMeeting:
         self._thread.start()
 
     def clock_ms(self) -> float:
+        return self.clock()
+
+    def find_origin(self) -> float | None:
         origin = self._origin
         if origin is None:
             origin = self._origin = self.world.connected_at()
-        return 0.0 if origin is None else (time.monotonic() - origin) * 1000.0 * self.speed
+            if origin is not None:
+                self.clock.rebase(origin)
+        return origin
 
     def close(self) -> None:
         self._stop.set()
@@ -99,7 +121,7 @@ class FakeMeeting:
             if self._stop.is_set():
                 return
             if self.world.wait_until(lambda: self.world.connected_at() is not None, 0.1):
-                self._origin = self.world.connected_at()
+                self.find_origin()
         for at_ms, _, apply in items:
             if self._wait_until(at_ms):
                 return
@@ -169,7 +191,7 @@ async def record_on_fake_agora(
         bot_uid=9999,
         app_certificate=CERTIFICATE,
         log_dir=tmp_path / "agora-log",
-        clock_ms=meeting.clock_ms,
+        clock_ms=meeting.clock,
         fill_gaps_after_ms=DEFAULT_FILL_GAPS_AFTER_MS * SPEED,  # 300 ms of wall clock
     )
     emulator = StreamingEmulator(realtime_factor=SPEED * 3)

@@ -24,6 +24,7 @@ from recorder.transport.agora.codes import (
     connect_result_problem,
     reason_problem,
 )
+from recorder.transport.agora.tap import LinearClock
 from recorder.transport.agora.token import RtcPrivilege, parse_access_token2, verify_access_token2
 from recorder.transport.agora.transport import AgoraTransport
 from recorder.transport.base import (
@@ -314,10 +315,7 @@ async def test_mute_leave_and_rejoin_become_events(world: Any, tmp_path: Path) -
 
 async def test_reconnect_is_a_gap_in_the_audio(world: Any, tmp_path: Path) -> None:
     world.tick_s = 0.002  # 5x real time
-    clock_origin = time.monotonic()
-
-    def clock_ms() -> float:  # meeting time runs 5x, like the fake's clock
-        return (time.monotonic() - clock_origin) * 1000 * 5
+    clock_ms = LinearClock(time.monotonic(), 5.0)  # meeting time runs 5x, like the fake's clock
 
     # A gap in frames becomes silence after a while; here only after 1 s of wall clock
     # (5 s of this clock), so that a loaded machine, slow to report the outage, does not

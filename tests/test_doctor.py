@@ -66,7 +66,7 @@ def test_nothing_set_up_fails_and_says_what_to_do(tmp_path: Path) -> None:
     assert report["assemblyai key"].startswith("FAIL ASSEMBLYAI_API_KEY is not set")
     assert report["database"].startswith("FAIL") and "recorder db upgrade" in report["database"]
     assert "check(s) failed" in result.stderr
-    assert len(result.stdout.splitlines()) == 8  # one screen: one line per check
+    assert len(result.stdout.splitlines()) == 9  # one screen: one line per check
 
 
 def test_ready_machine_passes_without_showing_secrets(world: Any, migrated_db: str) -> None:

@@ -342,10 +342,12 @@ async def test_json_schema_documents_every_field() -> None:
         "participants",
         "stream_sessions",
         "notes",
+        "gaps",
         "meeting_notes",
         "turns",
     ]
     sections = {
+        "gaps": "\ngap (",
         "meeting": "\nmeeting:",
         "participants": "\nparticipant:",
         "stream_sessions": "\nstream_session (",

@@ -43,6 +43,7 @@ def test_meetings_lists_newest_first(db_url: str) -> None:
         "SPEECH",
         "RATIO",
         "COST",
+        "GAPS",
     ]
     assert len(lines) == 3
     golden = next(line for line in lines if "design-review" in line)
@@ -69,6 +70,7 @@ def test_meetings_json_and_filters(db_url: str) -> None:
         "billed_speech_ratio",
         "price_per_hour",
         "estimated_cost_usd",
+        "open_gaps",
     }
     assert rows[0]["started_at"] == "2026-11-20T09:00:00Z"
     assert len(json.loads(_ok("meetings", "--json", "--since", "2026-11-20", "--db", db_url))) == 3

@@ -1,7 +1,7 @@
 """Written meeting notes, with revisions, and the meetings whose notes are pending.
 
 Revision ID: 0003_notes
-Revises: 0007_service
+Revises: 0002_durable
 Create Date: 2026-12-04
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0003_notes"
-down_revision: str | Sequence[str] | None = "0007_service"
+down_revision: str | Sequence[str] | None = "0002_durable"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

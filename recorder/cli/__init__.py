@@ -21,6 +21,7 @@ from recorder.cli.fleet import cancel, jobs, record, stop, worker
 from recorder.cli.join import demo, join
 from recorder.cli.notes import ask, notes
 from recorder.cli.query import meetings, search, show, speakers, sql
+from recorder.cli.repair import repair, retranscribe
 from recorder.cli.service import mcp, serve, tokens, webhooks
 
 __all__ = ["cli", "main"]
@@ -67,6 +68,8 @@ for _command in (worker, record, jobs, stop, cancel, serve, mcp, tokens, webhook
     cli.add_command(_command)
 cli.add_command(notes)
 cli.add_command(ask)
+cli.add_command(repair)
+cli.add_command(retranscribe)
 
 
 def main() -> None:

@@ -24,6 +24,7 @@ __all__ = [
     "check_agora_sdk",
     "check_api_key",
     "check_app_id",
+    "check_audio_tap",
     "check_channel",
     "check_credentials",
     "check_database",
@@ -99,6 +100,18 @@ def check_agora_sdk() -> Check:
         return _ok("agora sdk", f"import would load it: {verdict.reason}")
     outcome = _AGORA_OUTCOMES.get(verdict.outcome, verdict.outcome)
     return _fail("agora sdk", f"import {outcome}: {verdict.reason}")
+
+
+def check_audio_tap() -> Check:
+    """Which path Agora's audio frames take: the native tap, or the Python observer.
+
+    See docs/providers.md, "Agora: the native tap". Both record the same
+    audio; the Python observer costs several times more CPU per participant.
+    """
+    from recorder.transport.agora.tap import tap_status
+
+    native, detail = tap_status()
+    return _ok("audio tap", detail) if native else _warn("audio tap", detail)
 
 
 # What a refused import would do, by verdict (recorder.transport.agora.preflight).
@@ -288,7 +301,7 @@ async def run_checks(config: Config | ConfigError, *, online: bool) -> list[Chec
             checks that need no settings run, after one line saying what is wrong).
         online: also open a real streaming session.
     """
-    checks: list[Check] = [check_python(), check_agora_sdk()]
+    checks: list[Check] = [check_python(), check_agora_sdk(), check_audio_tap()]
     if isinstance(config, ConfigError):
         return [*checks, _fail("settings", str(config))]
     agora: list[Callable[[Config], Check]] = [

@@ -19,13 +19,16 @@ async def _serve(
     port: int,
     api_keys: tuple[str, ...],
     realtime_factor: float,
+    async_port: int,
     llm_fault: str | None = None,
 ) -> None:
     import asyncio
 
+    from recorder.emulator.batch import BatchEmulator
     from recorder.emulator.llm import LlmBehaviour, LlmGatewayEmulator
     from recorder.emulator.server import serve_emulators
 
+    binding = port
     try:
         llm = LlmGatewayEmulator(
             api_keys=api_keys,
@@ -34,23 +37,32 @@ async def _serve(
         server_cm = serve_emulators(
             host, port, api_keys=frozenset(api_keys), realtime_factor=realtime_factor, llm=llm
         )
-        async with server_cm as server:
+        batch = BatchEmulator(api_keys=frozenset(api_keys))
+        async with contextlib.AsyncExitStack() as stack:
+            server = await stack.enter_async_context(server_cm)
+            binding = async_port
+            batch_server = await stack.enter_async_context(batch.serve(host, async_port))
             for name, url in server.urls.items():
                 click.echo(f"{name}: {url}")
+            click.echo(f"async: {batch_server.url}")
             emulator_url = server.urls["emulator"]
-            # One line to copy: every AssemblyAI endpoint at this emulator.
+            # One line to copy: streaming, Voice Agent and LLM Gateway at this emulator.
             click.echo(f"export RECORDER_EMULATOR={emulator_url}")
             click.echo(
-                f"try: recorder join --transport replay:FILE --emulator {emulator_url} --notes"
+                f"try: recorder join --transport replay:FILE --emulator {emulator_url} "
+                f"--async-url {batch_server.url} --notes"
             )
             click.echo("press Ctrl+C to stop", err=True)
             await asyncio.Event().wait()
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             raise fail(
-                ConfigError(f"port {port} on {host} is in use; pick another with --port")
+                ConfigError(
+                    f"port {binding} on {host} is in use; pick another with "
+                    + ("--port" if binding == port else "--async-port")
+                )
             ) from exc
-        raise fail(ConfigError(f"cannot listen on {host}:{port} ({exc.strerror})")) from exc
+        raise fail(ConfigError(f"cannot listen on {host}:{binding} ({exc.strerror})")) from exc
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
@@ -82,12 +94,19 @@ async def _serve(
     type=click.Choice(["429", "500", "503", "malformed", "truncated"]),
     help="Make every LLM Gateway request fail this way (to try retries and error messages).",
 )
+@click.option(
+    "--async-port",
+    default=None,
+    type=click.IntRange(0, 65535),
+    help="TCP port of the pre-recorded (async) API emulator (default: --port + 1; 0: any).",
+)
 def emulate(
     host: str,
     port: int,
     api_keys: tuple[str, ...],
     realtime_factor: float,
     llm_fault: str | None,
+    async_port: int | None,
 ) -> None:
     """Serve local AssemblyAI-compatible emulators, no account needed.
 
@@ -100,13 +119,16 @@ def emulate(
     logs one line per session: id, audio seconds, billed seconds and close code.
     It prints the one line that points every command at it:
     RECORDER_EMULATOR=http://HOST:PORT (or --emulator URL).
+    The pre-recorded (async) API emulator, which repairs gaps, answers HTTP on
+    the next port (pass it to 'recorder join --async-url').
 
     \b
     Example:
         recorder emulate --port 8765 --api-key dev-key
         # then, in another shell, with ASSEMBLYAI_API_KEY=dev-key:
         export RECORDER_EMULATOR=http://127.0.0.1:8765
-        recorder join --transport replay:meeting.json --notes
+        recorder join --transport replay:meeting.json --notes \\
+            --async-url http://127.0.0.1:8766
         recorder emulate --llm-fault 503   # every notes request fails
     """  # noqa: D301 - click's no-rewrap marker must be a real backspace, not r"\b"
     import logging
@@ -118,7 +140,9 @@ def emulate(
     emulator_log.setLevel(logging.INFO)
     try:
         with contextlib.suppress(KeyboardInterrupt):
-            run(_serve(host, port, api_keys, realtime_factor, llm_fault))
+            if async_port is None:
+                async_port = port + 1 if 0 < port < 65535 else 0
+            run(_serve(host, port, api_keys, realtime_factor, async_port, llm_fault))
         click.echo("stopped", err=True)
     finally:
         emulator_log.removeHandler(handler)

@@ -37,19 +37,26 @@ _FORMATS_HELP = "html, md, json, txt, srt, vtt"
     help="Write to FILE instead of stdout.",
 )
 @click.option("--channel", metavar="NAME", help="With 'latest': the latest meeting of NAME.")
+@click.option(
+    "--revision",
+    type=click.IntRange(min=1),
+    help="Export this transcript revision (default: the latest; see 'recorder retranscribe').",
+)
 @db_option
 def export(
     meeting: str,
     fmt: str | None,
     output: Path | None,
     channel: str | None,
+    revision: int | None,
     database_url: str | None,
 ) -> None:
     """Export a meeting (html, md, json, txt, srt, vtt).
 
     MEETING is a meeting id (see 'recorder meetings') or 'latest'. HTML is one
     self-contained page; JSON keeps everything (schema_version 1); SRT and
-    WebVTT are subtitles cut at word timings.
+    WebVTT are subtitles cut at word timings. Stretches nothing could
+    transcribe are listed as gaps; turns repaired from the kept audio are marked.
 
     \b
     Examples:
@@ -74,6 +81,7 @@ def export(
             fmt=chosen,
             channel=channel,
             price_per_hour=price,
+            revision=revision,
         )
     )
     if output is not None and str(output) != "-":

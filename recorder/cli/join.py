@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import os
 import signal
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,13 +35,17 @@ from recorder.config import (
 )
 from recorder.errors import ConfigError, SttRejected, UsageError
 from recorder.stt.hold import ClosePolicy
+from recorder.timeline import format_clock
 
 if TYPE_CHECKING:
     from recorder.app import RecordingOptions
     from recorder.bot import MeetingReport
     from recorder.recap.settings import RecapSettings
 
-__all__ = ["demo", "join"]
+__all__ = ["EXIT_CODES", "demo", "join"]
+
+#: How a recording's exit code says how the meeting ended (README, "Statuses and exit codes").
+EXIT_CODES = {"completed": 0, "partial": 3, "failed": 1, "interrupted": 1}
 
 
 async def _record(
@@ -155,7 +160,25 @@ def _print_report(report: MeetingReport, config: Config) -> None:
             err=True,
         )
     click.echo(_cost_line(report, config), err=True)
+    if report.audio_kept_s:
+        click.echo(
+            f"audio kept: {report.audio_kept_s:.0f} s of participants' audio in "
+            f"{config.audio_directory / f'meeting-{report.meeting_id}'}",
+            err=True,
+        )
+    if report.audio_problem:
+        click.echo(f"warning: {report.audio_problem}", err=True)
+    for gap in report.gaps:
+        if gap.state != "repaired":
+            click.echo(
+                f"gap: uid {gap.uid} {format_clock(gap.from_ms)}-{format_clock(gap.to_ms)}: "
+                f"{gap.cause} ({gap.state})",
+                err=True,
+            )
     db = "" if config.is_default_database else " --db URL"
+    click.echo(f"status: {report.status}", err=True)
+    if report.status == "partial" and any(g.state == "open" for g in report.gaps):
+        click.echo(f"next: recorder repair {report.meeting_id}{db}", err=True)
     click.echo(f"next: recorder export {report.meeting_id}{db} -o meeting.html", err=True)
 
 
@@ -192,6 +215,13 @@ async def _notes_after(config: Config, meeting_id: int) -> None:
         f"see 'recorder notes {meeting_id}'",
         err=True,
     )
+
+
+def _exit_for(report: MeetingReport) -> None:
+    """Exit 3 for a partial meeting, 1 for a failed one (0, by returning, when completed)."""
+    code = EXIT_CODES.get(report.status, 0)
+    if code:
+        sys.exit(code)
 
 
 def _recording_options(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -258,6 +288,19 @@ def _recording_options(function: Callable[..., Any]) -> Callable[..., Any]:
             "(default: the model's list price; $RECORDER_PRICE_PER_HOUR).",
         ),
         click.option("--quiet", "-q", is_flag=True, help="Do not print turns as they are spoken."),
+        click.option(
+            "--audio-dir",
+            type=click.Path(path_type=Path, file_okay=False),
+            help=(
+                "Where participants' audio is kept ($RECORDER_AUDIO_DIR; default: an 'audio' "
+                "folder next to the database)."
+            ),
+        ),
+        click.option(
+            "--no-audio",
+            is_flag=True,
+            help="Keep no audio (then nothing live transcription misses can be repaired).",
+        ),
         db_option,
     ]
     for option in reversed(options):
@@ -278,6 +321,13 @@ def _recording_options(function: Callable[..., Any]) -> Callable[..., Any]:
     "--stt-url", help="Streaming endpoint override, e.g. an emulator ($RECORDER_STT_URL)."
 )
 @click.option(
+    "--async-url",
+    help=(
+        "Pre-recorded (async) API override, used to repair gaps, e.g. an emulator's "
+        "http://127.0.0.1:8766 ($RECORDER_ASYNC_URL)."
+    ),
+)
+@click.option(
     "--speed",
     type=FiniteFloat(min=0.1, max=100),
     default=1.0,
@@ -294,6 +344,7 @@ def join(
     channel: str | None,
     transport_spec: str,
     stt_url: str | None,
+    async_url: str | None,
     speed: float,
     idle_close_s: float,
     sessions_per_minute: float,
@@ -306,6 +357,8 @@ def join(
     close_policy: str,
     price_per_hour: float | None,
     quiet: bool,
+    audio_dir: Path | None,
+    no_audio: bool,
     database_url: str | None,
     recap: RecapSettings | None,
     agent_url: str | None,
@@ -331,6 +384,14 @@ def join(
     With --recap, saying "recorder, recap" in the meeting makes the bot speak
     a recap of the meeting so far (AssemblyAI Voice Agent, same key); anyone
     speaking over it stops it. Recaps are stored as notes.
+
+    Every participant's audio is kept (FLAC, about 35-70 MB an hour each); what
+    live transcription misses (service unreachable, outages) is recorded as a
+    gap and repaired from that audio with the pre-recorded API.
+
+    \b
+    Exit status: 0 completed, 3 partial (gaps left; 'recorder repair' retries),
+    1 failed (nothing could be recorded) or an error, 2 bad usage.
     """
     from recorder.app import RecordingOptions
 
@@ -342,6 +403,9 @@ def join(
         agent_url=agent_url,
         llm_url=llm_url,
         emulator_url=emulator_url,
+        async_url=async_url,
+        audio_dir=str(audio_dir) if audio_dir is not None else None,
+        is_audio_kept=False if no_audio else None,
         price_per_hour=price_per_hour,
     )
     config.require_api_key()  # before the transport: its SDK may not even be installed
@@ -380,6 +444,7 @@ def join(
     _print_report(report, config)
     if make_notes:
         run(_notes_after(config, report.meeting_id))
+    _exit_for(report)
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
@@ -434,6 +499,8 @@ def demo(
     close_policy: str,
     price_per_hour: float | None,
     quiet: bool,
+    audio_dir: Path | None,
+    no_audio: bool,
     database_url: str | None,
 ) -> None:
     """Record a bundled meeting on the local emulator: no account or network needed.
@@ -452,7 +519,11 @@ def demo(
     from importlib.resources import as_file, files
 
     config = build_config(
-        database_url=database_url, speech_model=speech_model, price_per_hour=price_per_hour
+        database_url=database_url,
+        speech_model=speech_model,
+        price_per_hour=price_per_hour,
+        audio_dir=str(audio_dir) if audio_dir is not None else None,
+        is_audio_kept=False if no_audio else None,
     )
     resource = files("recorder.data").joinpath("demo_meeting.json")
 
@@ -466,12 +537,18 @@ def demo(
         emulator = StreamingEmulator(realtime_factor=max(1.0, speed) * 1.5)
         # The agent speaks at the replay's pace, as the real one speaks in real time.
         agent = VoiceAgentEmulator(realtime_factor=speed)
-        async with serve_emulators(streaming=emulator, agent=agent) as server:
+        from recorder.emulator.batch import BatchEmulator
+
+        async with (
+            serve_emulators(streaming=emulator, agent=agent) as server,
+            BatchEmulator().serve() as batch,
+        ):
             demo_config = dataclasses.replace(
                 config,
                 assemblyai_api_key="demo-key",
                 stt_url=server.urls["streaming"],
                 agent_url=server.urls["agent"],
+                async_url=batch.url,
                 llm_url=server.urls["llm"],
                 emulator_url=server.urls["emulator"],
             )

@@ -244,6 +244,7 @@ def meetings(
                         "participants": m.participant_count,
                         "turns": m.turn_count,
                         "status": m.status,
+                        "open_gaps": m.open_gaps,
                         **_cost_json(costs[m.id], price),
                     }
                     for m in found
@@ -260,11 +261,12 @@ def meetings(
                 str(m.turn_count),
                 m.status,
                 *_cost_cells(costs[m.id], price),
+                str(m.open_gaps) if m.open_gaps else "",
             ]
             for m in found
         ]
         headers = ["ID", "CHANNEL", "STARTED", "DURATION", "PEOPLE", "TURNS", "STATUS"]
-        headers += ["BILLED", "SPEECH", "RATIO", "COST"]
+        headers += ["BILLED", "SPEECH", "RATIO", "COST", "GAPS"]
         click.echo(format_table(headers, rows))
 
     run(main())
@@ -279,6 +281,11 @@ def meetings(
 @click.option("--speaker", metavar="NAME|UID", help="Only this participant's turns.")
 @click.option("--from", "from_", metavar="MM:SS", help="Start at this meeting time.")
 @click.option("--to", metavar="MM:SS", help="Stop at this meeting time.")
+@click.option(
+    "--revision",
+    type=click.IntRange(min=1),
+    help="Show this transcript revision (default: the latest; see 'recorder retranscribe').",
+)
 @db_option
 def show(
     meeting: str,
@@ -286,16 +293,20 @@ def show(
     speaker: str | None,
     from_: str | None,
     to: str | None,
+    revision: int | None,
     database_url: str | None,
 ) -> None:
     """Print a meeting's transcript: one [hh:mm:ss] Name: text line per turn.
 
-    MEETING is a meeting id (see 'recorder meetings') or 'latest'.
+    MEETING is a meeting id (see 'recorder meetings') or 'latest'. Turns
+    repaired from the stored audio are marked (repaired); stretches nothing
+    could transcribe are listed as gaps at the end.
 
     \b
     Examples:
         recorder show latest
         recorder show 12 --speaker Alice --from 10:00 --to 25:30
+        recorder show 12 --revision 1
     """
     from recorder.export.render import format_datetime, format_duration
 
@@ -308,9 +319,11 @@ def show(
     async def main() -> None:
         async with await _open(database_url) as store:
             meeting_id = await store.resolve_meeting(meeting, channel=channel)
-            header = await store.get_meeting(meeting_id, with_turns=False)
+            header = await store.get_meeting(meeting_id, with_turns=False, revision=revision)
             cost = (await store.meeting_costs([meeting_id]))[meeting_id]
-            turns = store.iter_turns(meeting_id, batch=_TURNS_PER_QUERY, with_words=False)
+            turns = store.iter_turns(
+                meeting_id, batch=_TURNS_PER_QUERY, with_words=False, revision=revision
+            )
             participants = header.participants
             uid = _match_speaker(participants, speaker, meeting_id) if speaker else None
             style = _speaker_style(participants)
@@ -324,6 +337,8 @@ def show(
             )
             billed, speech, ratio, usd = _cost_cells(cost, price)
             title += f" · {billed} billed for {speech} of speech ({ratio}), about {usd}"
+            if len(header.revisions) > 1:
+                title += f" · revision {header.revision} of {header.revisions[-1]}"
             shown = 0
             async for turn in turns:
                 if turn.start_ms < start_ms or (uid is not None and turn.uid != uid):
@@ -334,13 +349,24 @@ def show(
                     click.echo(title)
                 name = clean_text(turn.display_name or "") or str(turn.uid)
                 text = clean_text(turn.text)
+                mark = " (repaired)" if turn.source == "repaired" else ""
                 click.echo(
-                    f"[{format_clock(turn.start_ms)}] {style(turn.uid, name)}:"
+                    f"[{format_clock(turn.start_ms)}] {style(turn.uid, name)}{mark}:"
                     + (f" {text}" if text else "")
                 )
                 shown += 1
-            if shown == 0:
+            names = {p.uid: p.speaker for p in participants}
+            unrepaired = [g for g in header.gaps if g.state != "repaired"]
+            if shown == 0 and not unrepaired:
                 raise NotFoundError(f"no turns in meeting {meeting_id} match the filters")
+            if shown == 0:
+                click.echo(title)
+            for gap in unrepaired:
+                click.echo(
+                    f"gap: {clean_text(names.get(gap.uid, str(gap.uid)))} "
+                    f"{format_clock(gap.from_ms)}-{format_clock(gap.to_ms)}: "
+                    f"{clean_text(gap.cause)} ({gap.state})"
+                )
             if header.meeting_notes is not None and not (speaker or from_ or to):
                 from recorder.notes.text import notes_lines
 

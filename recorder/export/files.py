@@ -51,21 +51,32 @@ def choose_format(fmt: str | None, output: Path | None) -> str:
     return found
 
 
-async def meeting_header(store: TranscriptStore, meeting_id: int) -> Meeting:
-    """The meeting's summary, participants, notes and sessions, without its turns."""
-    return await store.get_meeting(meeting_id, with_turns=False)
+async def meeting_header(
+    store: TranscriptStore, meeting_id: int, *, revision: int | None = None
+) -> Meeting:
+    """The meeting's summary, participants, notes, sessions and gaps, without its turns."""
+    if revision is None:  # the latest
+        return await store.get_meeting(meeting_id, with_turns=False)
+    return await store.get_meeting(meeting_id, with_turns=False, revision=revision)
 
 
 async def load_for_export(
-    store: TranscriptStore, meeting_id: int, *, with_words: bool = True
+    store: TranscriptStore,
+    meeting_id: int,
+    *,
+    with_words: bool = True,
+    revision: int | None = None,
 ) -> tuple[Meeting, AsyncIterator[Turn]]:
     """The meeting's header and a stream of its turns in time order (flat memory).
 
     Word timings are most of a turn row (JSON to parse) and only JSON, SRT and
     WebVTT use them, so the others read turns without them.
     """
-    header = await meeting_header(store, meeting_id)
-    return header, store.iter_turns(meeting_id, batch=_BATCH, with_words=with_words)
+    header = await meeting_header(store, meeting_id, revision=revision)
+    if revision is None:  # the latest
+        return header, store.iter_turns(meeting_id, batch=_BATCH, with_words=with_words)
+    turns = store.iter_turns(meeting_id, batch=_BATCH, with_words=with_words, revision=revision)
+    return header, turns
 
 
 async def export_meeting(
@@ -75,6 +86,7 @@ async def export_meeting(
     *,
     fmt: str | None = None,
     channel: str | None = None,
+    revision: int | None = None,
     price_per_hour: float | None = None,
 ) -> str:
     """Export a meeting from the database to a file, or to stdout when ``output`` is None.
@@ -85,6 +97,7 @@ async def export_meeting(
         output: the file to write; ``None`` or ``-`` for stdout.
         fmt: the format; by default from the file's extension, else Markdown.
         channel: with ``latest``, the latest meeting of this channel.
+        revision: the transcript revision (None: the latest).
         price_per_hour: prices the streaming in JSON (default: the list price).
 
     Returns:
@@ -101,7 +114,7 @@ async def export_meeting(
     async with await TranscriptStore.open(database_url) as store:
         meeting_id = await store.resolve_meeting(meeting, channel=channel)
         header, turns = await load_for_export(
-            store, meeting_id, with_words=chosen in _FORMATS_WITH_WORDS
+            store, meeting_id, with_words=chosen in _FORMATS_WITH_WORDS, revision=revision
         )
         if output is None:
             try:

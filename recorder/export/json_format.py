@@ -44,6 +44,7 @@ Top level (keys in this order):
     participants     array of participant objects, by first_seen
     stream_sessions  array of stream session objects, by opened_at
     notes            array of note objects, by created_at
+    gaps             array of gap objects, by from_ms
     meeting_notes    meeting_notes object, the current written notes, or null
     turns            array of turn objects, in time order (start_ms), one per line
 
@@ -51,7 +52,10 @@ meeting:
     id                 integer
     channel            string, the Agora channel
     bot_uid            integer, the uid the recorder joined with
-    status             string, one of "recording", "completed", "interrupted"
+    status             string, one of "recording", "completed" (everything said was
+                       transcribed, live or repaired), "partial" (some speech is
+                       not transcribed: see gaps), "failed" (nothing could be
+                       recorded), "interrupted" (the recorder stopped abnormally)
     started_at         string (time of day)
     ended_at           string (time of day) or null while recording
     duration_ms        integer or null while recording
@@ -62,6 +66,8 @@ meeting:
     billed_speech_ratio  number or null without speech, billed_ms / speech_ms
     price_per_hour     number, USD per hour of socket-open time the estimate uses
     estimated_cost_usd number, billed_ms at price_per_hour
+    revision           integer, the transcript revision exported (1: as recorded;
+                       higher: 'recorder retranscribe')
 
 participant:
     uid           integer, the Agora uid
@@ -89,6 +95,15 @@ note:
     created_at  string (time of day)
     spoken      boolean, whether it was spoken into the channel
     meta        object, free-form details from the writer
+
+gap (a stretch of one participant's audio live transcription missed):
+    uid        integer
+    from_ms    integer
+    to_ms      integer
+    cause      string, why it was missed (service unreachable, outage, ...)
+    state      string: "open" (not transcribed yet; 'recorder repair' can retry),
+               "repaired" (its words are in turns with source "repaired"),
+               "lost" (no audio was kept to repair it from)
 
 meeting_notes (written by the LLM Gateway; the highest revision is current):
     revision       integer, 1 for the first notes, +1 each time they are remade
@@ -124,6 +139,9 @@ turn:
     text                    string, may be empty
     language                string or null
     end_of_turn_confidence  number or null
+    source                  string: "live", "repaired" (from the kept audio) or
+                            "retranscribed"
+    revision                integer
     words                   array of word objects (may be empty)
 
 word:
@@ -171,6 +189,7 @@ def meeting_to_json(meeting: Meeting, *, price_per_hour: float | None = None) ->
             "billed_speech_ratio": round(billed_ms / speech_ms, 3) if speech_ms else None,
             "price_per_hour": price_per_hour,
             "estimated_cost_usd": round(estimate_cost(billed_ms, price_per_hour), 6),
+            "revision": meeting.revision,
         },
         "participants": [
             {
@@ -207,6 +226,16 @@ def meeting_to_json(meeting: Meeting, *, price_per_hour: float | None = None) ->
                 "meta": n.meta,
             }
             for n in meeting.notes
+        ],
+        "gaps": [
+            {
+                "uid": g.uid,
+                "from_ms": g.from_ms,
+                "to_ms": g.to_ms,
+                "cause": g.cause,
+                "state": g.state,
+            }
+            for g in meeting.gaps
         ],
         "meeting_notes": (
             None if meeting.meeting_notes is None else meeting_notes_to_json(meeting.meeting_notes)
@@ -247,6 +276,8 @@ def turn_to_json(turn: Turn) -> dict[str, Any]:
         "text": turn.text,
         "language": turn.language,
         "end_of_turn_confidence": turn.end_of_turn_confidence,
+        "source": turn.source,
+        "revision": turn.revision,
         "words": [
             {"text": w.text, "start_ms": w.start_ms, "end_ms": w.end_ms, "confidence": w.confidence}
             for w in turn.words

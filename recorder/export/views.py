@@ -18,6 +18,7 @@ from storage.records import Meeting, Note, Participant, Turn, Word
 
 __all__ = [
     "PALETTE_SIZE",
+    "GapView",
     "MeetingView",
     "NoteItemView",
     "NoteView",
@@ -114,6 +115,18 @@ class TurnView:
     words: tuple[Word, ...]
     is_group_start: bool
     is_group_end: bool
+    is_repaired: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class GapView:
+    """A stretch of one participant's speech nothing could transcribe."""
+
+    speaker: SpeakerView
+    from_ms: int
+    to_ms: int
+    cause: str
+    state: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +143,7 @@ class MeetingView:
     notes: tuple[NoteView, ...]
     turn_count: int
     title: str
+    gaps: tuple[GapView, ...] = ()
     written: WrittenNotesView | None = None
 
 
@@ -240,6 +254,17 @@ def build_meeting_view(meeting: Meeting, speakers: Speakers | None = None) -> Me
         notes=notes,
         turn_count=summary.turn_count,
         title=f"{channel} · meeting {summary.id}",
+        gaps=tuple(
+            GapView(
+                speaker=speakers.get(gap.uid),
+                from_ms=gap.from_ms,
+                to_ms=gap.to_ms,
+                cause=clean_text(gap.cause),
+                state=gap.state,
+            )
+            for gap in meeting.gaps
+            if gap.state != "repaired"
+        ),
         written=written_notes_view(meeting.meeting_notes),
     )
 
@@ -272,4 +297,5 @@ def _view(turn: Turn, speakers: Speakers, starts: bool, ends: bool) -> TurnView:
         words=turn.words,
         is_group_start=starts,
         is_group_end=ends,
+        is_repaired=turn.source == "repaired",
     )

@@ -124,8 +124,15 @@ async def open_socket(
     *,
     open_timeout_s: float,
     close_timeout_s: float,
+    ping_interval_s: float | None = 20.0,
+    ping_timeout_s: float | None = 20.0,
 ) -> ClientConnection:
     """Open one streaming socket (the upgrade only; ``Begin`` is read by the caller).
+
+    A server that stops answering pings (a stalled socket: connected, silent)
+    is dropped ``ping_timeout_s`` after a ping (close code 1011), so the stream
+    reconnects instead of waiting forever
+    (https://websockets.readthedocs.io/en/stable/topics/keepalive.html).
 
     Compression is off: PCM barely compresses and permessage-deflate costs about
     4x the client CPU (docs/architecture.md, "Decisions and measurements").
@@ -141,6 +148,8 @@ async def open_socket(
             compression=None,
             open_timeout=open_timeout_s,
             close_timeout=close_timeout_s,
+            ping_interval=ping_interval_s,
+            ping_timeout=ping_timeout_s,
             user_agent_header=f"recorder/{__version__}",
             # Server frames are JSON turns, far below 1 MiB.
             max_size=2**20,

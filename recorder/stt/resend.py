@@ -11,6 +11,7 @@ byte positions (bytes given to ``send()``).
 from __future__ import annotations
 
 import collections
+from collections.abc import Callable
 
 __all__ = ["ResendBuffer", "SocketMap"]
 
@@ -42,6 +43,9 @@ class ResendBuffer:
         self.pending_bytes = 0
         self._sent: collections.deque[tuple[int, bytes]] = collections.deque()
         self.sent_bytes = 0
+        # Sent audio pushed out of the resend window before a final covered it, as
+        # (position, bytes) runs: lost if a reconnect follows, so it is reported then.
+        self._forgotten: list[tuple[int, int]] = []
         self._sample_bytes = sample_bytes
         self._min_bytes = min_bytes
         self._max_bytes = max_bytes
@@ -79,10 +83,18 @@ class ResendBuffer:
         self._sent.append((pos, chunk))
         self.sent_bytes += len(chunk)
         while self.sent_bytes > self._resend_max_bytes:
-            self.sent_bytes -= len(self._sent.popleft()[1])
+            old_pos, old = self._sent.popleft()
+            self.sent_bytes -= len(old)
+            forgotten = self._forgotten
+            if forgotten and forgotten[-1][0] + forgotten[-1][1] == old_pos:
+                forgotten[-1] = (forgotten[-1][0], forgotten[-1][1] + len(old))
+            else:
+                forgotten.append((old_pos, len(old)))
 
     def finalised_up_to(self, end_pos: int) -> None:
         """Forget sent audio before ``end_pos`` (the end of a final turn's last word)."""
+        if self._forgotten:
+            self._forgotten = [(pos, size) for pos, size in self._forgotten if pos + size > end_pos]
         sent = self._sent
         while sent and sent[0][0] + len(sent[0][1]) <= end_pos:
             self.sent_bytes -= len(sent.popleft()[1])
@@ -98,6 +110,42 @@ class ResendBuffer:
         """Drop the unfinalised sent audio (the server saw it all and went idle)."""
         self._sent.clear()
         self.sent_bytes = 0
+        self._forgotten.clear()
+
+    def take_forgotten(self) -> list[tuple[int, int]]:
+        """Sent, unfinalised audio that can no longer be resent: ``(position, bytes)`` runs."""
+        forgotten, self._forgotten = self._forgotten, []
+        return forgotten
+
+    def trim_backlog(
+        self,
+        max_bytes: int,
+        *,
+        starts_quiet: Callable[[bytes], bool] | None = None,
+        extra_max_bytes: int = 0,
+    ) -> list[tuple[int, int]]:
+        """Drop the oldest held audio beyond ``max_bytes``; returns the dropped runs.
+
+        With ``starts_quiet``, keep dropping (up to ``extra_max_bytes`` more) until the
+        first chunk kept starts quiet, so sending resumes between words, not inside one.
+        """
+        runs: list[tuple[int, int]] = []
+        extra = 0
+        while self.pending:
+            head = self.pending[0][1]
+            if self.pending_bytes - len(head) < max_bytes:
+                if not runs or starts_quiet is None or starts_quiet(head):
+                    break
+                if extra + len(head) > extra_max_bytes or len(self.pending) == 1:
+                    break
+                extra += len(head)
+            pos, chunk = self.pending.popleft()
+            self.pending_bytes -= len(chunk)
+            if runs and runs[-1][0] + runs[-1][1] == pos:
+                runs[-1] = (runs[-1][0], runs[-1][1] + len(chunk))
+            else:
+                runs.append((pos, len(chunk)))
+        return runs
 
     def rewind(self) -> None:
         """Put the unfinalised sent audio back in front of the queue, in 50-1000 ms chunks."""

@@ -128,6 +128,9 @@ class RetrySettings:
         give_up_s: stop reconnecting after this long without a working socket.
         quick_failure_s: a socket that dies sooner than this after ``Begin`` is a quick failure.
         quick_failure_limit: this many quick failures in a row: give up.
+        ping_interval_s: WebSocket ping period; a server that stops answering
+            (a stalled socket) is dropped after ``ping_timeout_s`` more and replaced.
+        ping_timeout_s: how long a ping may go unanswered.
     """
 
     connect_timeout_s: float = 10.0
@@ -137,6 +140,8 @@ class RetrySettings:
     give_up_s: float = 60.0
     quick_failure_s: float = 5.0
     quick_failure_limit: int = 3
+    ping_interval_s: float = 5.0
+    ping_timeout_s: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,10 +154,15 @@ class BufferSettings:
             dropped and reported as ``AudioDropped``.
         resend_max_s: most sent audio kept until a final turn covers it; only
             this much can be sent again after a reconnect.
+        catch_up_max_s: after a reconnect, at most this much held audio is sent
+            (it is paced at real time, so it stays that far behind live); older held
+            audio is dropped and reported as ``AudioDropped``, for the caller to
+            transcribe another way (None: send it all).
     """
 
     backlog_max_s: float = 60.0
     resend_max_s: float = 15.0
+    catch_up_max_s: float | None = None
 
 
 DEFAULT_PACING = PacingSettings()

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 from websockets.asyncio.client import ClientConnection
 
+from recorder.audio import SPEECH_DBFS, level_dbfs
 from recorder.errors import RecorderError, SttConnectionError, SttRejected
 from recorder.stt.backoff import RetryBudget
 from recorder.stt.chunker import Chunker
@@ -172,6 +173,9 @@ class SttStream:
             backlog_max_bytes=int(buffers.backlog_max_s * self._bps),
         )
         self._pending = self._buffer.pending  # the sender's queue, shared for speed
+        self._catch_up_max_bytes = (
+            None if buffers.catch_up_max_s is None else int(buffers.catch_up_max_s * self._bps)
+        )
         self._config_updates: dict[str, Any] = {}  # re-applied on every new socket
         self.dropped_bytes = 0
 
@@ -375,6 +379,8 @@ class SttStream:
                     self._headers,
                     open_timeout_s=self._retry_settings.connect_timeout_s,
                     close_timeout_s=_CLOSE_TIMEOUT_S,
+                    ping_interval_s=self._retry_settings.ping_interval_s,
+                    ping_timeout_s=self._retry_settings.ping_timeout_s,
                 )
             except SttConnectionError as exc:
                 problem = str(exc)
@@ -432,8 +438,19 @@ class SttStream:
             Its Closed event, its lifetime after Begin (None without Begin), whether
             Terminate was sent, and the last ``Error`` frame's text.
         """
-        # Resend: the new socket starts with the oldest audio no final covers yet.
+        # Resend: the new socket starts with the oldest audio no final covers yet;
+        # what fell out of the resend window unfinalised is lost to this stream.
+        for pos, size in self._buffer.take_forgotten():
+            self._report_dropped(pos, size)
         self._buffer.rewind()
+        if self._catch_up_max_bytes is not None and not self._stopping:
+            # Live resumes at the present; what is older goes to the caller as dropped.
+            for pos, size in self._buffer.trim_backlog(
+                self._catch_up_max_bytes,
+                starts_quiet=self._starts_quiet if self._encoding == "pcm_s16le" else None,
+                extra_max_bytes=self._bps * 2,
+            ):
+                self._report_dropped(pos, size)
         start_pos = self._pending[0][0] if self._pending else self._chunked_pos
         proto = SttProtocol(
             sample_rate_hz=self._sample_rate_hz,
@@ -468,6 +485,10 @@ class SttStream:
         finally:
             self._link = None
         return closed, lifetime, link.terminate_sent, link.last_server_error
+
+    def _starts_quiet(self, chunk: bytes) -> bool:
+        """Whether audio starts below speech level (its first 20 ms), i.e. between words."""
+        return level_dbfs(chunk[: self._bps // 50]) < SPEECH_DBFS
 
     def _on_begin(self) -> None:
         self._sockets_opened += 1

@@ -253,7 +253,7 @@ class AudioBridge:
                 isinstance(event, ParticipantMuted) and not event.is_muted
             ):
                 self._audible[event.uid] = event.at_ms
-                self._heard_ms[event.uid] = max(self._heard_ms.get(event.uid, 0.0), event.at_ms)
+                self._hear(event.uid, event.at_ms)
             elif isinstance(event, ParticipantLeft | ParticipantMuted):
                 self._audible.pop(event.uid, None)
             elif isinstance(event, ConnectionStateChanged):
@@ -261,7 +261,7 @@ class AudioBridge:
                 self._delivering = event.state not in _NOT_DELIVERING
                 if self._delivering and not was:
                     for uid in self._audible:  # the outage itself stays a gap
-                        self._heard_ms[uid] = max(self._heard_ms.get(uid, 0.0), event.at_ms)
+                        self._hear(uid, event.at_ms)
         if self._audible and self._delivering and self._fill_timer is None:
             self._fill_timer = self._loop.call_later(self._chunk_ms / 1000, self.fill_gaps)
         elif self._fill_timer is not None and (not self._audible or not self._delivering):
@@ -280,13 +280,9 @@ class AudioBridge:
             if not self._delivering:
                 return
             for uid, since in self._audible.items():
-                heard = max(self._heard_ms.get(uid, since), since)
-                if now - heard < self._fill_after_ms:
+                heard = self._stale(uid, now, since, ready)
+                if heard is None:
                     continue
-                assembler = self._assemblers.get(uid)
-                partial = assembler.flush() if assembler is not None else None
-                if partial is not None and self._admit(uid, partial):
-                    ready.append((uid, partial))
                 start = max(heard, self._filled_until.get(uid, heard))
                 while until - start >= FRAME_MS:
                     span = min(float(self._chunk_ms), until - start)
@@ -298,10 +294,35 @@ class AudioBridge:
                         ready.append((uid, chunk))
                 self._filled_until[uid] = start
         if ready:  # already on the loop: hand them over now, no wake-up needed
-            self._ready.extend(ready)
-            self._drain()
+            self._deliver_now(ready)
         if self._audible and self._fill_timer is None:
             self._fill_timer = self._loop.call_later(self._chunk_ms / 1000, self.fill_gaps)
+
+    def _hear(self, uid: int, at_ms: float) -> None:
+        """Count ``uid`` as heard at ``at_ms`` (joined, unmuted, back); under ``_lock``."""
+        self._heard_ms[uid] = max(self._heard_ms.get(uid, 0.0), at_ms)
+
+    def _stale(
+        self, uid: int, now: float, since: float, ready: list[tuple[int, Chunk]]
+    ) -> float | None:
+        """When ``uid`` was last heard, if long enough ago to fill; else None.
+
+        Its partial chunk then goes to ``ready``. Under ``_lock``.
+        """
+        assert self._fill_after_ms is not None
+        heard = max(self._heard_ms.get(uid, since), since)
+        if now - heard < self._fill_after_ms:
+            return None
+        assembler = self._assemblers.get(uid)
+        partial = assembler.flush() if assembler is not None else None
+        if partial is not None and self._admit(uid, partial):
+            ready.append((uid, partial))
+        return heard
+
+    def _deliver_now(self, ready: list[tuple[int, Chunk]]) -> None:
+        """On the loop: deliver ``ready`` after everything queued before it."""
+        self._ready.extend(ready)
+        self._drain()
 
     def _log_drops(self) -> None:
         """Warn that audio was dropped, at most once per interval (on the loop)."""

@@ -97,10 +97,26 @@ def native_world(agora_wrapper_site: WrapperSite) -> Iterator[NativeControl]:
             pytest.fail(f"the wrapper's import tried to delete or download its library: {harm}")
 
 
-@pytest.fixture(params=["fake", "native"])
-def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
-    """The Agora backend under test, through one control API (``fake_agora.control``)."""
+@pytest.fixture(params=["fake", "native", "native-py"])
+def world(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Any]:
+    """The Agora backend under test, through one control API (``fake_agora.control``).
+
+    ``native`` takes the frames through the native tap (required where the
+    wrapper is), ``native-py`` through the wrapper's Python frame observer.
+    """
     if request.param == "native":
+        from recorder.transport.agora.tap import load_tap
+
+        if load_tap() is None:
+            require_wrapper("the native audio tap is not built (python hatch_build.py builds it)")
+        yield request.getfixturevalue("native_world")
+        return
+    if request.param == "native-py":
+        from recorder.transport.agora.tap import TAP_ENV
+
+        monkeypatch.setenv(TAP_ENV, "python")
         yield request.getfixturevalue("native_world")
         return
     with installed_fake_agora(tmp_path) as fake:

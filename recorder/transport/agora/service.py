@@ -19,6 +19,7 @@ from typing import Any
 from recorder.errors import JoinError
 from recorder.transport.agora.observers import Observers
 from recorder.transport.agora.preflight import AgoraSdk
+from recorder.transport.agora.tap import TapRegistration
 
 __all__ = [
     "SdkCall",
@@ -165,8 +166,13 @@ async def create_connection(
     return conn
 
 
-async def prepare_connection(call: SdkCall, conn: Any, observers: Observers) -> None:
+async def prepare_connection(
+    call: SdkCall, conn: Any, observers: Observers, tap: TapRegistration | None = None
+) -> None:
     """Register every observer once, before ``connect``, so no early event is missed.
+
+    With ``tap``, the native tap's table takes the frames in place of
+    ``observers.audio_frame`` (docs/providers.md, "Agora: the native tap").
 
     Raises:
         JoinError: the connection has no local user, or refused an observer.
@@ -177,6 +183,10 @@ async def prepare_connection(call: SdkCall, conn: Any, observers: Observers) -> 
     local_user = conn.get_local_user()
     # Channels first, then the rate; before the frame observer.
     await call(local_user.set_playback_audio_frame_before_mixing_parameters, 1, 16000)
+    if tap is not None:
+        if await call(tap.register) != 0:
+            raise JoinError("the Agora connection refused the audio tap; try again")
+        return
     # enable_vad=0, vad_configure=None: the SDK's Python VAD is slow and leaks.
     if await call(conn.register_audio_frame_observer, observers.audio_frame, 0, None) != 0:
         raise JoinError("the Agora connection refused the audio observer; try again")

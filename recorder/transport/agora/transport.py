@@ -40,6 +40,14 @@ from recorder.transport.agora.service import (
     prepare_connection,
     release_agora_service,
 )
+from recorder.transport.agora.tap import (
+    LinearClock,
+    NativeAudioBridge,
+    TapRegistration,
+    binding_module,
+    load_tap,
+    make_bridge,
+)
 from recorder.transport.base import (
     ConnectionState,
     ConnectionStateChanged,
@@ -79,7 +87,8 @@ class AgoraTransport(TokenRenewal, Transport):
         publish_lead_ms: most recap audio pushed ahead of the wall clock.
         log_dir: where the SDK writes its log (default: the user log directory).
         sdk: the SDK modules (default: :func:`load_agora_sdk` at start).
-        clock_ms: milliseconds since the transport started (tests may scale time).
+        clock_ms: milliseconds since the transport started (tests may scale time); the
+            native tap follows only a :class:`~.tap.LinearClock` (else the Python observer).
         fill_gaps_after_ms: a participant's frames missing this long (on ``clock_ms``)
             are silence; None turns it off.
     """
@@ -141,6 +150,8 @@ class AgoraTransport(TokenRenewal, Transport):
         self.participants = Participants()
         self._is_published = False
         self._closing = False
+        self._frames: TapRegistration | None = None
+        self._tap_bindings: Any = None
         self._stop_task: asyncio.Task[None] | None = None
         self._recovery: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -183,15 +194,25 @@ class AgoraTransport(TokenRenewal, Transport):
         """
         self._loop = asyncio.get_running_loop()
         self._origin = time.monotonic()
+        self.load_sdk()
+        assert self._sdk is not None
+        # The native tap when it is built and the wrapper has the raw binding
+        # (docs/providers.md, "Agora: the native tap"); else the Python observer.
+        tap = load_tap()
+        self._tap_bindings = binding_module(self._sdk.base) if tap is not None else None
+        clock = self._clock_override or LinearClock(self._origin)
         # Whether Agora sends frames while an unmuted participant is silent is
         # unconfirmed: a gap in someone's frames is silence (docs/providers.md,
         # "Agora: the stand-in").
-        self.bridge = AudioBridge(
-            self._loop, sink, clock_ms=self._clock, fill_gaps_after_ms=self._fill_gaps_after_ms
+        self.bridge = make_bridge(
+            self._loop,
+            sink,
+            clock=clock,
+            fill_gaps_after_ms=self._fill_gaps_after_ms,
+            tap_module=tap if self._tap_bindings is not None else None,
         )
         self._finished = self._loop.create_future()
         self.bridge.push_event(ConnectionStateChanged(ConnectionState.CONNECTING, self._clock()))
-        self.load_sdk()
         try:
             await self._join(self._credentials.join_token())
         except BaseException:
@@ -309,12 +330,14 @@ class AgoraTransport(TokenRenewal, Transport):
         )
         self._handler = handler
         self._observers = observers = make_observers(sdk, handler, self.bridge.push_frame)
+        if isinstance(self.bridge, NativeAudioBridge) and self._tap_bindings is not None:
+            self._frames = TapRegistration(self.bridge, conn.get_local_user(), self._tap_bindings)
         self._conn = conn
         self._is_published = False
         self._disconnected.clear()
         self._connected.clear()
         self._joined = self._loop.create_future()
-        await prepare_connection(self._call, conn, observers)
+        await prepare_connection(self._call, conn, observers, self._frames)
         result = await self._call(conn.connect, token, self.channel, str(self.bot_uid))
         if result != 0:
             raise JoinError(connect_result_problem(result, channel=self.channel))
@@ -332,11 +355,12 @@ class AgoraTransport(TokenRenewal, Transport):
         except (RecorderError, AttributeError):
             self.sid = ""
         log.info(
-            "= joined agora channel %s as uid %d (%s, sid %s)",
+            "= joined agora channel %s as uid %d (%s, sid %s, frames via %s)",
             self.channel,
             self.bot_uid,
             "host" if self.publish_enabled else "audience",
             self.sid or "unknown",
+            "the native tap" if self._frames is not None else "the Python observer",
         )
 
     # -- events on the loop -----------------------------------------------------
@@ -488,6 +512,8 @@ class AgoraTransport(TokenRenewal, Transport):
             self.bridge.push_event(
                 ConnectionStateChanged(ConnectionState.DISCONNECTED, self._clock(), "left")
             )
+            if isinstance(self.bridge, NativeAudioBridge):
+                self.bridge.close()
         finished = self._finished
         if finished is not None:
             if not finished.done():
@@ -505,7 +531,10 @@ class AgoraTransport(TokenRenewal, Transport):
             return
         # A publish() in progress stops before its next push: this connection is going.
         self._publisher.flush(None)
+        frames, self._frames = self._frames, None
         try:
+            if frames is not None:  # ours, not the wrapper's: it would not unregister it
+                await self._call(frames.unregister)
             if self._is_published:
                 self._is_published = False
                 await self._call(conn.unpublish_audio)

@@ -1,0 +1,499 @@
+"""Scripted meetings with faults: the stored transcript (live + repaired) matches the script.
+
+Each test plays a meeting through ``app.record`` against the streaming and the
+async API emulators, breaks something, and checks every said word is stored
+exactly once, for the right speaker, within 150 ms, and prints per fault:
+words said / live / repaired / lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from recorder.app import RecordingOptions, record
+from recorder.bot import MeetingReport
+from recorder.config import Config
+from recorder.emulator.batch import BatchBehaviour, BatchEmulator
+from recorder.emulator.faults import Fault, FaultKind, FaultPlan
+from recorder.emulator.streaming.server import StreamingEmulator
+from recorder.transport.replay import ReplayTransport
+from storage.audio import list_segments
+from storage.db import upgrade_database
+from storage.records import Meeting
+from storage.store import TranscriptStore
+from tests.support.harness import assert_matches_script, script_of
+from tests.support.proxy import CuttableProxy, OutageAt
+from tests.support.timing import TIMEOUT
+
+pytestmark = pytest.mark.slow
+
+SPEED = 10.0
+
+MEETING: dict[str, Any] = {
+    "channel": "durable",
+    "participants": [{"uid": 101, "name": "Ada"}, {"uid": 202, "name": "Bo"}],
+    "events": [
+        {"at": 0.0, "uid": 101, "join": True},
+        {"at": 0.1, "uid": 202, "join": True},
+        {"at": 0.5, "uid": 101, "say": "Good morning, shall we start the review?"},
+        {"at": 4.0, "uid": 202, "say": "Yes, the numbers look fine to me."},
+        {"at": 8.0, "uid": 101, "say": "Then we ship on Friday."},
+        {"at": 11.0, "uid": 202, "say": "Agreed, see you all then."},
+    ],
+    "end": 15.0,
+}
+
+
+def closed_port_url() -> str:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"ws://127.0.0.1:{port}/v3/ws"
+
+
+def tally(name: str, meeting: Meeting, script: dict[str, Any]) -> dict[str, int]:
+    said = len(script_of(script).expected_words())
+    live = sum(len(t.words) for t in meeting.turns if t.source == "live")
+    repaired = sum(len(t.words) for t in meeting.turns if t.source == "repaired")
+    counts = {"said": said, "live": live, "repaired": repaired, "lost": said - live - repaired}
+    print(f"{name}: words said {said} / live {live} / repaired {repaired} / lost {counts['lost']}")
+    return counts
+
+
+async def record_meeting(
+    tmp_path: Path,
+    script: dict[str, Any],
+    *,
+    stt_url: str | None = None,
+    batch: BatchEmulator | None = None,
+) -> tuple[MeetingReport, Meeting, TranscriptStore | None]:
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'recorder.db'}"
+    streaming = StreamingEmulator(realtime_factor=SPEED * 3)
+    batch = batch or BatchEmulator(behaviour=BatchBehaviour(processing_s=0.05))
+    async with (
+        streaming.serve() as live,
+        batch.serve() as repair,
+        await TranscriptStore.open(db_url, auto_migrate=True) as store,
+    ):
+        config = Config(
+            database_url=db_url,
+            assemblyai_api_key="test-key",
+            stt_url=stt_url or live.url,
+            async_url=repair.url,
+        )
+        report = await record(
+            config,
+            ReplayTransport(script_of(script), speed=SPEED),
+            options=RecordingOptions(
+                sessions_per_minute=600.0,
+                names={101: "Ada", 202: "Bo"},
+                realtime_factor=SPEED * 2,
+            ),
+            store=store,
+        )
+        meeting = await store.get_meeting(report.meeting_id)
+        segments = await list_segments(store, report.meeting_id)
+    assert segments and all(s.is_complete and s.format == "flac" for s in segments)
+    assert all(Path(s.path).is_file() for s in segments)  # noqa: ASYNC240 - after the run
+    return report, meeting, None
+
+
+async def test_a_clean_meeting_keeps_its_audio_and_ends_completed(tmp_path: Path) -> None:
+    report, meeting, _ = await record_meeting(tmp_path, MEETING)
+    assert_matches_script(meeting, script_of(MEETING))
+    assert report.status == "completed" and meeting.gaps == ()
+    counts = tally("no fault", meeting, MEETING)
+    assert counts["repaired"] == 0 and counts["lost"] == 0
+    # Audio kept for both participants, about as long as the meeting.
+    assert report.audio_kept_s > 2 * 10
+
+
+async def test_service_unreachable_for_the_whole_meeting_is_repaired(tmp_path: Path) -> None:
+    report, meeting, _ = await record_meeting(tmp_path, MEETING, stt_url=closed_port_url())
+    counts = tally("stt unreachable, whole meeting", meeting, MEETING)
+    assert_matches_script(meeting, script_of(MEETING))
+    assert report.status == "completed", meeting.gaps
+    assert counts["live"] == 0 and counts["lost"] == 0
+    assert meeting.gaps and all(g.state == "repaired" for g in meeting.gaps)
+    assert {g.uid for g in meeting.gaps} == {101, 202}
+
+
+# -- an outage of the streaming service mid-meeting ------------------------------------
+
+
+LONG_MEETING: dict[str, Any] = {
+    "channel": "outage",
+    "participants": [{"uid": 101, "name": "Ada"}, {"uid": 202, "name": "Bo"}],
+    "events": [
+        {"at": 0.0, "uid": 101, "join": True},
+        {"at": 0.1, "uid": 202, "join": True},
+    ]
+    + [
+        {
+            "at": 0.5 + 4.0 * i,
+            "uid": 101 if i % 2 == 0 else 202,
+            "say": f"Item {i} is on the list, alpha bravo charlie.",
+        }
+        for i in range(14)
+    ],
+    "end": 60.0,
+}
+
+
+async def test_a_30_second_outage_mid_meeting_is_repaired(tmp_path: Path) -> None:
+    speed = 4.0
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'recorder.db'}"
+    streaming = StreamingEmulator(realtime_factor=speed * 3)
+    batch = BatchEmulator(behaviour=BatchBehaviour(processing_s=0.05))
+    async with (
+        streaming.serve() as live,
+        batch.serve() as repair,
+        CuttableProxy(int(live.url.rsplit(":", 1)[1].split("/")[0])) as proxy,
+        await TranscriptStore.open(db_url, auto_migrate=True) as store,
+    ):
+        config = Config(
+            database_url=db_url,
+            assemblyai_api_key="test-key",
+            stt_url=proxy.url,
+            async_url=repair.url,
+        )
+        report = await record(
+            config,
+            OutageAt(script_of(LONG_MEETING), proxy, 15_000, 45_000, speed=speed),
+            options=RecordingOptions(
+                sessions_per_minute=600.0, names={101: "Ada", 202: "Bo"}, realtime_factor=speed * 2
+            ),
+            store=store,
+        )
+        meeting = await store.get_meeting(report.meeting_id)
+    counts = tally("stt unreachable 30 s mid-meeting", meeting, LONG_MEETING)
+    assert_matches_script(meeting, script_of(LONG_MEETING))
+    assert report.status == "completed", meeting.gaps
+    assert counts["live"] > 0 and counts["repaired"] > 0 and counts["lost"] == 0
+
+
+# -- the recorder killed mid-meeting, then 'recorder repair' -------------------------------
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("RECORDER_", "ASSEMBLYAI", "AGORA"))
+    }
+    env["ASSEMBLYAI_API_KEY"] = "test-key"
+    env["XDG_DATA_HOME"] = str(tmp_path / "data")
+    env.pop("PYTHONASYNCIODEBUG", None)
+    return env
+
+
+async def test_sigkill_then_repair_transcribes_what_the_killed_recorder_kept(
+    tmp_path: Path,
+) -> None:
+    speed = 4.0
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'recorder.db'}"
+    script_path = tmp_path / "meeting.json"
+    script_path.write_text(json.dumps(LONG_MEETING))  # noqa: ASYNC240 - before the run
+    await upgrade_database(db_url)
+    streaming = StreamingEmulator(realtime_factor=speed * 3)
+    batch = BatchEmulator(behaviour=BatchBehaviour(processing_s=0.05))
+    async with streaming.serve() as live, batch.serve() as repair:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "recorder",
+            "join",
+            f"--transport=replay:{script_path}",
+            f"--stt-url={live.url}",
+            f"--async-url={repair.url}",
+            f"--speed={speed}",
+            f"--db={db_url}",
+            cwd=tmp_path,
+            env=_env(tmp_path),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        assert process.stdout is not None
+        # Killed in the middle of the meeting, while a participant is talking: after
+        # the sixth turn was printed.
+        for _ in range(6):
+            line = await asyncio.wait_for(process.stdout.readline(), TIMEOUT * 4)
+            assert line, "recorder exited early"
+        process.kill()
+        await process.wait()
+        async with await TranscriptStore.open(db_url) as store:
+            (summary,) = await store.list_meetings()
+            assert summary.status == "interrupted"
+            segments = await list_segments(store, summary.id)
+        assert segments and any(not s.is_complete for s in segments)
+        fixed = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "recorder",
+            "repair",
+            str(summary.id),
+            f"--async-url={repair.url}",
+            f"--db={db_url}",
+            cwd=tmp_path,
+            env=_env(tmp_path),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, err = await asyncio.wait_for(fixed.communicate(), TIMEOUT * 4)
+    text = err.decode()
+    assert fixed.returncode == 0, text
+    assert "Traceback" not in text and "repaired" in text, text
+    async with await TranscriptStore.open(db_url) as store:
+        meeting = await store.get_meeting(summary.id)
+        segments = await list_segments(store, summary.id)
+    # Every word whose audio was kept before the kill is stored exactly once.
+    kept_until = {}
+    for segment in segments:
+        size = Path(segment.path).stat().st_size if not segment.is_complete else 0  # noqa: ASYNC240
+        end = segment.start_ms + (size // 32 if size else segment.duration_ms)
+        kept_until[segment.uid] = max(kept_until.get(segment.uid, 0), end)
+    said = [
+        w for w in script_of(LONG_MEETING).expected_words() if w.end_ms < kept_until[w.uid] - 200
+    ]
+    for uid in (101, 202):
+        want = [w for w in said if w.uid == uid]
+        got = [w for t in meeting.turns if t.uid == uid for w in t.words]
+        assert [w.text for w in got[: len(want)]] == [w.text for w in want], uid
+        for stored, spoken in zip(got, want, strict=False):
+            assert abs(stored.start_ms - spoken.start_ms) <= 150, (uid, stored, spoken)
+        assert len(got) - len(want) <= 1  # at most the word cut by the kill, heard in part
+    live = sum(len(t.words) for t in meeting.turns if t.source == "live")
+    repaired = sum(len(t.words) for t in meeting.turns if t.source == "repaired")
+    print(
+        f"SIGKILL mid-meeting then repair: words said before the kill {len(said)} / "
+        f"live {live} / repaired {repaired} / lost {max(0, len(said) - live - repaired)}"
+    )
+    assert repaired > 0
+
+
+# One participant talking without a pause long enough to close the socket.
+TALKER: dict[str, Any] = {
+    "channel": "talker",
+    "participants": [{"uid": 101, "name": "Ada"}],
+    "events": [{"at": 0.0, "uid": 101, "join": True}]
+    + [
+        {"at": 0.5 + 4.0 * i, "uid": 101, "say": f"Item {i} is on the list, alpha bravo charlie."}
+        for i in range(12)
+    ],
+    "end": 50.0,
+}
+
+
+async def test_a_stalled_socket_is_replaced_and_its_stretch_repaired(tmp_path: Path) -> None:
+    # The first socket stops answering (connected, silent) after 4 s of audio: pings go
+    # unanswered, the socket is dropped and replaced, the stretch is repaired.
+    speed = 2.0
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'recorder.db'}"
+    faults = FaultPlan(per_connection={0: (Fault(FaultKind.STALL, at_audio_s=4.0),)})
+    streaming = StreamingEmulator(realtime_factor=speed * 3, faults=faults)
+    batch = BatchEmulator(behaviour=BatchBehaviour(processing_s=0.05))
+    async with (
+        streaming.serve() as live,
+        batch.serve() as repair,
+        await TranscriptStore.open(db_url, auto_migrate=True) as store,
+    ):
+        config = Config(
+            database_url=db_url, assemblyai_api_key="k", stt_url=live.url, async_url=repair.url
+        )
+        report = await record(
+            config,
+            ReplayTransport(script_of(TALKER), speed=speed),
+            options=RecordingOptions(
+                sessions_per_minute=600.0, names={101: "Ada"}, realtime_factor=speed * 2
+            ),
+            store=store,
+        )
+        meeting = await store.get_meeting(report.meeting_id)
+    counts = tally("stalled socket", meeting, TALKER)
+    assert_matches_script(meeting, script_of(TALKER))
+    assert report.status == "completed", meeting.gaps
+    assert counts["lost"] == 0
+    # The stalled socket was replaced (by a ping timeout, or by closing at a turn's end
+    # and opening another): live transcription came back.
+    assert len(meeting.stream_sessions) > 1
+    assert any(t.source == "live" and t.start_ms > 36_000 for t in meeting.turns)
+
+
+async def test_retranscribe_stores_a_new_revision_and_keeps_the_old(tmp_path: Path) -> None:
+    from recorder.audio_store.repair import retranscribe_meeting
+    from recorder.batch import AsyncClient
+
+    report, first, _ = await record_meeting(tmp_path, MEETING)
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'recorder.db'}"
+    batch = BatchEmulator(behaviour=BatchBehaviour(processing_s=0.01))
+    async with (
+        batch.serve() as server,
+        await TranscriptStore.open(db_url) as store,
+    ):
+        client = AsyncClient(server.url, "k", poll_interval_s=0.01)
+        revision, words = await retranscribe_meeting(
+            store, report.meeting_id, client, keyterms=("Friday",)
+        )
+        latest = await store.get_meeting(report.meeting_id)
+        original = await store.get_meeting(report.meeting_id, revision=1)
+    assert revision == 2 and words == len(script_of(MEETING).expected_words())
+    assert latest.revision == 2 and latest.revisions == (1, 2)
+    assert {t.source for t in latest.turns} == {"retranscribed"}
+    assert_matches_script(latest, script_of(MEETING))
+    assert [t.text for t in original.turns] == [t.text for t in first.turns]
+    created = [j.params for j in batch.jobs.values()]
+    assert all(p.get("keyterms_prompt") == ["Friday"] for p in created)
+
+
+# Every socket is closed by the server (a retryable code) after a little audio, again and
+# again: the quick-failure guard gives up on sockets, never on the speech.
+@pytest.mark.parametrize("code", [1011, 3005])
+async def test_retryable_closes_on_every_socket_lose_no_words(tmp_path: Path, code: int) -> None:
+    speed = 4.0
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'recorder.db'}"
+    faults = FaultPlan(default=(Fault.close(code, at_audio_s=2.5),))
+    streaming = StreamingEmulator(realtime_factor=speed * 3, faults=faults)
+    batch = BatchEmulator(behaviour=BatchBehaviour(processing_s=0.02))
+    async with (
+        streaming.serve() as live,
+        batch.serve() as repair,
+        await TranscriptStore.open(db_url, auto_migrate=True) as store,
+    ):
+        config = Config(
+            database_url=db_url, assemblyai_api_key="k", stt_url=live.url, async_url=repair.url
+        )
+        report = await record(
+            config,
+            ReplayTransport(script_of(LONG_MEETING), speed=speed),
+            options=RecordingOptions(
+                sessions_per_minute=600.0, names={101: "Ada", 202: "Bo"}, realtime_factor=speed * 2
+            ),
+            store=store,
+        )
+        meeting = await store.get_meeting(report.meeting_id)
+    counts = tally(f"close code {code} on every socket", meeting, LONG_MEETING)
+    assert_matches_script(meeting, script_of(LONG_MEETING))
+    assert report.status == "completed", meeting.gaps
+    assert counts["lost"] == 0
+
+
+SEVEN_MINUTES: dict[str, Any] = {
+    "channel": "long-outage",
+    "participants": [{"uid": 101, "name": "Ada"}, {"uid": 202, "name": "Bo"}],
+    "events": [
+        {"at": 0.0, "uid": 101, "join": True},
+        {"at": 0.1, "uid": 202, "join": True},
+    ]
+    + [
+        {
+            "at": 0.5 + 4.0 * i,
+            "uid": 101 if i % 2 == 0 else 202,
+            "say": f"Point {i} stands, alpha bravo.",
+        }
+        for i in range(104)
+    ],
+    "end": 420.0,
+}
+
+
+async def test_a_5_minute_outage_mid_meeting_is_repaired(tmp_path: Path) -> None:
+    speed = 10.0
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'recorder.db'}"
+    streaming = StreamingEmulator(realtime_factor=speed * 3)
+    batch = BatchEmulator(behaviour=BatchBehaviour(processing_s=0.05))
+    async with (
+        streaming.serve() as live,
+        batch.serve() as repair,
+        CuttableProxy(int(live.url.rsplit(":", 1)[1].split("/")[0])) as proxy,
+        await TranscriptStore.open(db_url, auto_migrate=True) as store,
+    ):
+        config = Config(
+            database_url=db_url, assemblyai_api_key="k", stt_url=proxy.url, async_url=repair.url
+        )
+        report = await record(
+            config,
+            OutageAt(script_of(SEVEN_MINUTES), proxy, 60_000, 360_000, speed=speed),
+            options=RecordingOptions(
+                sessions_per_minute=600.0, names={101: "Ada", 202: "Bo"}, realtime_factor=speed * 2
+            ),
+            store=store,
+        )
+        meeting = await store.get_meeting(report.meeting_id)
+    counts = tally("stt unreachable 5 min mid-meeting", meeting, SEVEN_MINUTES)
+    assert_matches_script(meeting, script_of(SEVEN_MINUTES))
+    assert report.status == "completed", meeting.gaps
+    assert counts["live"] > 0 and counts["repaired"] > 0 and counts["lost"] == 0
+
+
+class RevokeAt(ReplayTransport):
+    """A replay that makes the streaming emulator refuse the key from meeting time ``at_ms``."""
+
+    def __init__(self, script: Any, emulator: StreamingEmulator, at_ms: float, **kw: Any):
+        super().__init__(script, **kw)
+        self._emulator, self._at = emulator, at_ms
+
+    async def start(self, sink: Any) -> None:
+        emulator, at = self._emulator, self._at
+
+        class Sink:
+            def on_event(self, event: Any) -> None:
+                sink.on_event(event)
+
+            def on_audio(self, uid: int, chunk: Any) -> None:
+                if chunk.start_ms >= at:
+                    emulator.api_keys = frozenset({"the-new-key"})
+                sink.on_audio(uid, chunk)
+
+        await super().start(Sink())
+
+
+async def test_a_key_revoked_mid_meeting_keeps_recording_and_repairs_with_a_new_key(
+    tmp_path: Path,
+) -> None:
+    from recorder.audio_store.repair import repair_meeting
+    from recorder.batch import AsyncClient
+
+    speed = 4.0
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'recorder.db'}"
+    streaming = StreamingEmulator(api_keys={"old-key"}, realtime_factor=speed * 3)
+    batch = BatchEmulator(api_keys={"the-new-key"}, behaviour=BatchBehaviour(processing_s=0.02))
+    async with (
+        streaming.serve() as live,
+        batch.serve() as repair,
+        await TranscriptStore.open(db_url, auto_migrate=True) as store,
+    ):
+        config = Config(
+            database_url=db_url,
+            assemblyai_api_key="old-key",
+            stt_url=live.url,
+            async_url=repair.url,
+        )
+        report = await record(
+            config,
+            RevokeAt(script_of(LONG_MEETING), streaming, 20_000, speed=speed),
+            options=RecordingOptions(
+                sessions_per_minute=600.0, names={101: "Ada", 202: "Bo"}, realtime_factor=speed * 2
+            ),
+            store=store,
+        )
+        # The recording went on to the end; its gaps wait for a key that works.
+        assert report.status == "partial" and report.duration_s >= 59
+        assert report.gaps and all(g.state == "open" for g in report.gaps)
+        outcome = await repair_meeting(
+            store,
+            report.meeting_id,
+            AsyncClient(repair.url, "the-new-key", poll_interval_s=0.01),
+        )
+        assert outcome.left_open == 0
+        meeting = await store.get_meeting(report.meeting_id)
+    counts = tally("key revoked mid-meeting, repaired with a new key", meeting, LONG_MEETING)
+    assert_matches_script(meeting, script_of(LONG_MEETING))
+    assert counts["live"] > 0 and counts["repaired"] > 0 and counts["lost"] == 0
