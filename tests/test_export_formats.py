@@ -343,6 +343,7 @@ async def test_json_schema_documents_every_field() -> None:
         "stream_sessions",
         "notes",
         "gaps",
+        "meeting_notes",
         "turns",
     ]
     sections = {

@@ -19,6 +19,7 @@ from recorder.cli.emulate import emulate
 from recorder.cli.export import export
 from recorder.cli.fleet import cancel, jobs, record, stop, worker
 from recorder.cli.join import demo, join
+from recorder.cli.notes import ask, notes
 from recorder.cli.query import meetings, search, show, speakers
 from recorder.cli.repair import repair, retranscribe
 from recorder.cli.service import mcp, serve, tokens, webhooks
@@ -43,6 +44,9 @@ def cli() -> None:
         recorder meetings
         recorder export latest -o standup.html
         recorder search "budget"
+    Write notes (summary, decisions, action items) and ask questions:
+        recorder notes latest
+        recorder ask latest "Who owns the budget?"
     """
 
 
@@ -55,6 +59,8 @@ cli.add_command(demo)
 cli.add_command(doctor)
 for _command in (worker, record, jobs, stop, cancel, serve, mcp, tokens, webhooks):
     cli.add_command(_command)
+cli.add_command(notes)
+cli.add_command(ask)
 cli.add_command(repair)
 cli.add_command(retranscribe)
 

@@ -32,7 +32,9 @@ __all__ = [
     "Text",
     "build_config",
     "db_option",
+    "emulator_option",
     "fail",
+    "llm_url_option",
     "no_color_option",
     "parse_duration",
     "read_names",
@@ -214,6 +216,32 @@ def db_option(function: F) -> F:
             "Database URL (SQLAlchemy async form), e.g. sqlite+aiosqlite:///notes.db or "
             "postgresql+asyncpg://user@host/db. Default: $RECORDER_DATABASE_URL, else a "
             "SQLite file in your user data directory."
+        ),
+    )(function)
+
+
+def emulator_option(function: F) -> F:
+    """``--emulator URL``: point every AssemblyAI endpoint at one ``recorder emulate``."""
+    return click.option(
+        "--emulator",
+        "emulator_url",
+        metavar="URL",
+        help=(
+            "Point every AssemblyAI endpoint (streaming, Voice Agent, LLM Gateway) at one "
+            "'recorder emulate', e.g. http://127.0.0.1:8765 ($RECORDER_EMULATOR). An endpoint's "
+            "own override (--stt-url, --llm-url, ...) still wins."
+        ),
+    )(function)
+
+
+def llm_url_option(function: F) -> F:
+    """``--llm-url URL``: the LLM Gateway base URL override."""
+    return click.option(
+        "--llm-url",
+        metavar="URL",
+        help=(
+            "LLM Gateway base URL, e.g. an emulator's http://127.0.0.1:8765/v1 "
+            "($RECORDER_LLM_URL). Default: https://llm-gateway.assemblyai.com/v1."
         ),
     )(function)
 

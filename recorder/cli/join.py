@@ -20,6 +20,8 @@ from recorder.cli.common import (
     Text,
     build_config,
     db_option,
+    emulator_option,
+    llm_url_option,
     read_names,
     run,
     split_keyterms,
@@ -186,6 +188,41 @@ def _print_report(report: MeetingReport, config: Config, *, hint_next: bool = Tr
         click.echo(f"next: recorder export {report.meeting_id}{db} -o meeting.html", err=True)
 
 
+def _notes_option(function: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--notes",
+        "make_notes",
+        is_flag=True,
+        help=(
+            "When the meeting ends, write its notes with AssemblyAI's LLM Gateway (sends "
+            "the transcript with speakers' names). A failure leaves the recording as it "
+            "is; 'recorder notes --pending' retries."
+        ),
+    )(function)
+
+
+async def _notes_after(config: Config, meeting_id: int) -> None:
+    """Make the notes of a meeting that just ended; report, never fail the recording."""
+    from recorder.notes.service import NotesOptions, notes_after_recording
+    from recorder.notes.text import format_cost
+
+    made, error = await notes_after_recording(config, meeting_id, NotesOptions())
+    if made is None:
+        click.echo(
+            f"warning: notes were not made ({error}); the recording is saved; "
+            "retry with 'recorder notes --pending'",
+            err=True,
+        )
+        return
+    content = made.content
+    click.echo(
+        f"notes: {len(content.decisions)} decisions, {len(content.action_items)} action items, "
+        f"{len(content.open_questions)} open questions ({format_cost(made)}); "
+        f"see 'recorder notes {meeting_id}'",
+        err=True,
+    )
+
+
 def _exit_for(report: MeetingReport) -> None:
     """Exit 3 for a partial meeting, 1 for a failed one (0, by returning, when completed)."""
     code = EXIT_CODES.get(report.status, 0)
@@ -306,6 +343,9 @@ def _recording_options(function: Callable[..., Any]) -> Callable[..., Any]:
 )
 @_recording_options
 @recap_options
+@_notes_option
+@llm_url_option
+@emulator_option
 def join(
     channel: str | None,
     transport_spec: str,
@@ -328,6 +368,9 @@ def join(
     database_url: str | None,
     recap: RecapSettings | None,
     agent_url: str | None,
+    make_notes: bool,
+    llm_url: str | None,
+    emulator_url: str | None,
 ) -> None:
     """Join a channel and record every participant's speech until stopped.
 
@@ -341,6 +384,8 @@ def join(
         recorder join --channel standup --duration 1h --speaker-names names.json
         recorder join --transport replay:meeting.json --stt-url ws://127.0.0.1:8765/v3/ws
         recorder join --channel standup --recap --recap-every 15m --recap-on-end
+        recorder join --channel standup --notes
+        recorder join --transport replay:meeting.json --emulator http://127.0.0.1:8765 --notes
 
     With --recap, saying "recorder, recap" in the meeting makes the bot speak
     a recap of the meeting so far (AssemblyAI Voice Agent, same key); anyone
@@ -362,6 +407,8 @@ def join(
         stt_url=stt_url,
         speech_model=speech_model,
         agent_url=agent_url,
+        llm_url=llm_url,
+        emulator_url=emulator_url,
         async_url=async_url,
         audio_dir=str(audio_dir) if audio_dir is not None else None,
         is_audio_kept=False if no_audio else None,
@@ -401,6 +448,8 @@ def join(
             ) from exc
         raise
     _print_report(report, config)
+    if make_notes:
+        run(_notes_after(config, report.meeting_id))
     _exit_for(report)
 
 
@@ -432,12 +481,19 @@ def join(
     is_flag=True,
     help="End with a spoken recap from the local Voice Agent emulator.",
 )
+@click.option(
+    "--notes",
+    "make_notes",
+    is_flag=True,
+    help="Write the meeting's notes with the local LLM Gateway emulator when it ends.",
+)
 @_recording_options
 def demo(
     speed: float,
     script_path: Path | None,
     output: Path,
     recap_on_end: bool,
+    make_notes: bool,
     idle_close_s: float,
     sessions_per_minute: float,
     duration_s: float | None,
@@ -464,6 +520,7 @@ def demo(
         recorder demo
         recorder demo --speed 4 -o standup.html
         recorder demo --recap
+        recorder demo --notes
     """
     from importlib.resources import as_file, files
 
@@ -492,16 +549,19 @@ def demo(
             serve_emulators(streaming=emulator, agent=agent) as server,
             BatchEmulator().serve() as batch,
         ):
+            demo_config = dataclasses.replace(
+                config,
+                assemblyai_api_key="demo-key",
+                stt_url=server.urls["streaming"],
+                agent_url=server.urls["agent"],
+                async_url=batch.url,
+                llm_url=server.urls["llm"],
+                emulator_url=server.urls["emulator"],
+            )
             with as_file(resource) as bundled:
                 path = script_path or bundled
-                return await _record(
-                    dataclasses.replace(
-                        config,
-                        assemblyai_api_key="demo-key",
-                        stt_url=server.urls["streaming"],
-                        agent_url=server.urls["agent"],
-                        async_url=batch.url,
-                    ),
+                report = await _record(
+                    demo_config,
                     f"replay:{path}",
                     channel=None,
                     speed=speed,
@@ -520,9 +580,14 @@ def demo(
                     ),
                     quiet=quiet,
                 )
+            if make_notes:
+                _print_report(report, config, hint_next=False)
+                await _notes_after(demo_config, report.meeting_id)
+            return report
 
     report = run(main())
-    _print_report(report, config, hint_next=False)  # the demo prints its own next steps
+    if not make_notes:
+        _print_report(report, config, hint_next=False)  # the demo prints its own next steps
     _write_demo_transcript(config, report.meeting_id, output)
 
 

@@ -471,6 +471,12 @@ def show(
                     )
             if shown == 0:
                 _nothing(f"no turns in meeting {meeting_id} match the filters")
+            if as_text and header.meeting_notes is not None and not (speaker or from_ or to):
+                from recorder.notes.text import notes_lines
+
+                click.echo("")
+                for line in notes_lines(header.meeting_notes, clean_text):
+                    click.echo(line)
         return records
 
     records = run(main())
