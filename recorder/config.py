@@ -27,11 +27,14 @@ __all__ = [
     "DEFAULT_IDLE_CLOSE_S",
     "DEFAULT_SESSIONS_PER_MINUTE",
     "DEFAULT_SPEECH_MODEL",
+    "EMULATOR_PATHS",
+    "LLM_REGION_URLS",
     "MAX_UID",
     "SPEECH_MODELS",
     "STT_REGION_URLS",
     "Config",
     "default_database_url",
+    "emulator_urls",
     "load_config",
     "mask_url",
     "normalize_database_url",
@@ -65,6 +68,14 @@ STT_REGION_URLS = {
     "us": "wss://streaming.assemblyai.com/v3/ws",
     "eu": "wss://streaming.eu.assemblyai.com/v3/ws",
 }
+# LLM Gateway base URLs per region (docs/providers.md, "LLM Gateway").
+LLM_REGION_URLS = {
+    "us": "https://llm-gateway.assemblyai.com/v1",
+    "eu": "https://llm-gateway.eu.assemblyai.com/v1",
+}
+# Where each AssemblyAI endpoint lives on one emulator (``recorder emulate``), so one
+# ``--emulator URL`` points them all at it; an endpoint's own override still wins.
+EMULATOR_PATHS = {"stt_url": "/v3/ws", "agent_url": "/v1/ws", "llm_url": "/v1"}
 # Pre-recorded (async) API hosts per region
 # (https://www.assemblyai.com/docs/pre-recorded-audio/select-the-region).
 ASYNC_REGION_URLS = {
@@ -72,7 +83,7 @@ ASYNC_REGION_URLS = {
     "eu": "https://api.eu.assemblyai.com",
 }
 # Settings whose command-line flag is not simply the field name.
-_FLAG_NAMES = {"database_url": "--db"}
+_FLAG_NAMES = {"database_url": "--db", "emulator_url": "--emulator"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +102,9 @@ class Config:
         stt_region: ``us`` or ``eu``.
         speech_model: the streaming speech model.
         agent_url: Voice Agent URL override (an emulator), if any.
+        llm_url: LLM Gateway base URL override (an emulator), else from ``stt_region``.
+        emulator_url: the one emulator every AssemblyAI endpoint points at, if any
+            (``--emulator``/``RECORDER_EMULATOR``; already applied to the URLs above).
         price_per_hour: streaming price in USD per hour of socket-open time, to
             estimate what a meeting cost (None: the model's list price,
             ``recorder.stt.price``).
@@ -112,6 +126,14 @@ class Config:
     stt_region: str = "us"
     speech_model: str = DEFAULT_SPEECH_MODEL
     agent_url: str | None = None
+    llm_url: str | None = None
+    emulator_url: str | None = None
+
+    @property
+    def llm_base_url(self) -> str:
+        """The LLM Gateway base URL (``.../v1``): the override, else the region's."""
+        return (self.llm_url or LLM_REGION_URLS[self.stt_region]).rstrip("/")
+
     price_per_hour: float | None = None
     webhook_key: str | None = field(default=None, repr=False)
     audio_dir: str | None = None
@@ -365,6 +387,29 @@ def _parse_uid(value: str, source: str) -> int:
     return uid
 
 
+def emulator_urls(base: str, source: str = "--emulator") -> dict[str, str]:
+    """Every AssemblyAI endpoint on one emulator at ``base`` (``http://HOST:PORT``).
+
+    Returns:
+        ``{"stt_url": "ws://HOST:PORT/v3/ws", "agent_url": ..., "llm_url": "http://HOST:PORT/v1"}``.
+
+    Raises:
+        ConfigError: ``base`` is not an http(s):// or ws(s):// URL.
+    """
+    scheme, sep, rest = base.partition("://")
+    host = rest.split("/", 1)[0]
+    if not sep or scheme not in ("http", "https", "ws", "wss") or not host:
+        raise ConfigError(
+            f"{source} must be an emulator URL like http://127.0.0.1:8765, got {base!r}"
+        )
+    secure = scheme in ("https", "wss")
+    ws = f"{'wss' if secure else 'ws'}://{host}"
+    http = f"{'https' if secure else 'http'}://{host}"
+    return {
+        name: (http if name == "llm_url" else ws) + path for name, path in EMULATOR_PATHS.items()
+    }
+
+
 def _parse_price(value: str, source: str) -> float:
     try:
         price = float(value)
@@ -430,6 +475,16 @@ def load_config(
             f"{model_source}: unknown speech model {_shown(speech_model)}; "
             f"use one of {', '.join(SPEECH_MODELS)}"
         )
+    llm_url, llm_source = pick("llm_url", "RECORDER_LLM_URL")
+    if llm_url:
+        _check_websocket_url(llm_url, llm_source, "/v1", schemes=("http", "https"))
+    emulator_url, emulator_source = pick("emulator_url", "RECORDER_EMULATOR")
+    if emulator_url:
+        _check_websocket_url(emulator_url, emulator_source, "", schemes=("http", "https"))
+        derived = emulator_urls(emulator_url, emulator_source)
+        stt_url = stt_url or derived["stt_url"]
+        agent_url = agent_url or derived["agent_url"]
+        llm_url = llm_url or derived["llm_url"]
     async_url, async_source = pick("async_url", "RECORDER_ASYNC_URL")
     if async_url:
         _check_websocket_url(async_url, async_source, "", schemes=("http", "https"))
@@ -452,6 +507,8 @@ def load_config(
         stt_region=region,
         speech_model=speech_model or DEFAULT_SPEECH_MODEL,
         agent_url=agent_url,
+        llm_url=llm_url.rstrip("/") if llm_url else None,
+        emulator_url=emulator_url,
         audio_dir=audio_dir,
         is_audio_kept=bool(flags.get("is_audio_kept", True)),
         async_url=async_url,

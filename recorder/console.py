@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 from collections.abc import Mapping
 from typing import TextIO
 
 from recorder.timeline import format_clock
 
-__all__ = ["LiveConsole"]
+__all__ = ["LiveConsole", "plural"]
+
+
+def plural(count: int, noun: str, many: str | None = None) -> str:
+    """``1 turn``, ``2 turns``, ``0 meetings`` (``many`` for irregular plurals)."""
+    return f"{count} {noun if count == 1 else (many or noun + 's')}"
 
 
 class LiveConsole:
@@ -85,7 +91,9 @@ class LiveConsole:
             tail = f": {text[-40:]}" if text else ""
             parts.append(f"{self.label(uid)}{tail}")
         line = "speaking: " + " | ".join(parts)
-        self._status.write("\r\x1b[2K" + line[:160])
+        # One terminal row at most: a wrapped line could not be redrawn in place.
+        width = shutil.get_terminal_size((160, 24)).columns - 1
+        self._status.write("\r\x1b[2K" + line[: max(20, width)])
         self._status.flush()
         self._status_drawn = True
 

@@ -20,6 +20,9 @@ The tree::
     │   └── SttRejected          it refused us for good (key, account, params)
     ├── AgentError               the Voice Agent service (recaps)
     │   └── AgentProtocolError   it sent something we cannot parse
+    ├── LlmError                 the LLM Gateway (written notes, ask)
+    │   ├── LlmRejected          it refused the request for good (key, model, body)
+    │   └── LlmAnswerError       its answer was unusable (invalid or truncated), twice
     ├── StorageError             the transcript database
     │   ├── DatabaseUnreachable  cannot connect
     │   ├── MigrationRequired    the schema is behind; run ``recorder db upgrade``
@@ -40,6 +43,9 @@ __all__ = [
     "ConfigError",
     "DatabaseUnreachable",
     "JoinError",
+    "LlmAnswerError",
+    "LlmError",
+    "LlmRejected",
     "MigrationRequired",
     "NotFoundError",
     "ReadOnlyViolation",
@@ -152,6 +158,18 @@ class AgentProtocolError(AgentError):
     def __init__(self, message: str, *, field: str | None = None) -> None:
         self.field = field
         super().__init__(message)
+
+
+class LlmError(RecorderError):
+    """The LLM Gateway failed (unreachable, rate limited or erroring after retries)."""
+
+
+class LlmRejected(LlmError):
+    """The LLM Gateway refused the request for good (key, entitlement, model, body)."""
+
+
+class LlmAnswerError(LlmError):
+    """The model's answer could not be used (invalid JSON, wrong shape, truncated)."""
 
 
 class StorageError(RecorderError):

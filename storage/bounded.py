@@ -61,7 +61,7 @@ DEFAULT_MAX_ROWS = 1000
 READER_ROLE = "recorder_reader"
 FUNCTION = "recorder_read_only_query"
 # What read-only SQL may see: the transcripts, not the API's token hashes or audit log.
-READABLE_TABLES = ("meetings", "participants", "stream_sessions", "turns", "notes")
+READABLE_TABLES = ("meetings", "participants", "stream_sessions", "turns", "notes", "transcript")
 _PERMISSION_SQLSTATES = ("42501",)  # insufficient_privilege
 _READ_ONLY_SQLSTATES = ("25006", "25001")
 _TIMEOUT_SQLSTATE = "57014"

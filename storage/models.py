@@ -36,9 +36,11 @@ __all__ = [
     "AuditRow",
     "Base",
     "GapRow",
+    "MeetingNotesRow",
     "MeetingEventRow",
     "MeetingRow",
     "NoteRow",
+    "NotesPendingRow",
     "ParticipantRow",
     "StreamSessionRow",
     "TurnRow",
@@ -241,6 +243,44 @@ class NoteRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     spoken: Mapped[bool] = mapped_column(Boolean, default=False)
     meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class MeetingNotesRow(Base):
+    """One revision of a meeting's written notes (summary, decisions, actions, questions).
+
+    The highest revision is the current one; ``recorder notes --force`` adds a new one
+    and keeps the earlier ones.
+    """
+
+    __tablename__ = "meeting_notes"
+    __table_args__ = (UniqueConstraint("meeting_id", "revision"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    meeting_id: Mapped[int] = mapped_column(ForeignKey("meetings.id", ondelete="CASCADE"))
+    revision: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    model: Mapped[str] = mapped_column(String(128))
+    language: Mapped[str | None] = mapped_column(String(64))
+    prompt: Mapped[str | None] = mapped_column(Text)
+    content: Mapped[dict[str, Any]] = mapped_column(JSON)
+    input_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    output_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    calls: Mapped[int] = mapped_column(Integer, default=0)
+    price_usd: Mapped[float | None] = mapped_column(Float)
+
+
+class NotesPendingRow(Base):
+    """A meeting whose notes were asked for but not yet made (``recorder notes --pending``)."""
+
+    __tablename__ = "notes_pending"
+
+    meeting_id: Mapped[int] = mapped_column(
+        ForeignKey("meetings.id", ondelete="CASCADE"), primary_key=True
+    )
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
 class ApiTokenRow(Base):

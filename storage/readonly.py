@@ -19,17 +19,23 @@ import asyncio
 import re
 import sqlite3
 import time
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 from sqlalchemy.engine import URL
 
 from recorder.errors import ReadOnlyViolation, RecorderError, StorageError
-from storage.db import create_engine, is_memory_database, sqlite_path
-from storage.errors import translate_db_error
+from storage.db import create_engine, is_memory_database, normalize_url, sqlite_path
+from storage.errors import map_db_errors, translate_db_error
 from storage.records import QueryResult
 
-__all__ = ["run_read_only_query"]
+__all__ = ["Column", "TableSchema", "describe_schema", "run_read_only_query"]
+
+# Internal objects `recorder sql --tables` does not list: migration bookkeeping,
+# the SQLite full-text index and its shadow tables, the PostgreSQL tsvector.
+_HIDDEN_TABLE_PREFIXES = ("alembic_version", "turns_fts", "sqlite_")
+_HIDDEN_COLUMNS = frozenset({("turns", "text_search")})
 
 # 25006 read_only_sql_transaction; 25001 active_sql_transaction, raised by
 # "SET TRANSACTION READ WRITE" once the transaction has run a query.
@@ -242,3 +248,80 @@ async def run_read_only_query(
         )
     except TimeoutError as exc:
         raise StorageError(f"the query ran longer than {timeout_s:g} s and was stopped") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One column of a table or view, as the database describes it."""
+
+    name: str
+    type: str
+    nullable: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TableSchema:
+    """A table or view a user can query with ``recorder sql``.
+
+    Attributes:
+        name: the table or view name.
+        kind: ``table`` or ``view``.
+        columns: in their order in the table.
+    """
+
+    name: str
+    kind: str
+    columns: tuple[Column, ...]
+
+
+def _type_name(value: Any) -> str:
+    from sqlalchemy.types import NullType
+
+    if isinstance(value, NullType):  # an expression in a view: no declared type
+        return ""
+    try:
+        return str(value)
+    except Exception:  # a type the dialect cannot render (e.g. tsvector)
+        return str(value.__class__.__name__).lower()
+
+
+async def describe_schema(url: str | URL) -> list[TableSchema]:
+    """The tables and views of the database and their columns, by name.
+
+    Raises:
+        StorageError: no database file, or the database cannot be read.
+    """
+    from sqlalchemy import inspect
+
+    parsed = normalize_url(url)
+    path = sqlite_path(parsed)
+    if path is not None and not path.exists():
+        raise StorageError(
+            f"there is no database file at {path}; record a meeting first ('recorder demo')"
+        )
+
+    def read(sync: Any) -> list[TableSchema]:
+        inspector = inspect(sync)
+        found = []
+        for kind, names in (
+            ("table", inspector.get_table_names()),
+            ("view", inspector.get_view_names()),
+        ):
+            for name in names:
+                if name.startswith(_HIDDEN_TABLE_PREFIXES):
+                    continue
+                columns = tuple(
+                    Column(str(c["name"]), _type_name(c["type"]), bool(c.get("nullable", True)))
+                    for c in inspector.get_columns(name)
+                    if (name, c["name"]) not in _HIDDEN_COLUMNS
+                )
+                found.append(TableSchema(name, kind, columns))
+        return sorted(found, key=lambda table: table.name)
+
+    engine = create_engine(parsed, pooled=False)
+    try:
+        with map_db_errors(parsed):
+            async with engine.connect() as connection:
+                return await connection.run_sync(read)
+    finally:
+        await engine.dispose()

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from storage.notes import MeetingNotes
 
 __all__ = [
     "MEETING_STATUSES",
@@ -217,7 +220,10 @@ class MeetingSummary:
 
 @dataclass(frozen=True, slots=True)
 class Meeting:
-    """A whole meeting: header, participants, turns in time order, notes, sessions."""
+    """A whole meeting: header, participants, turns in time order, notes, sessions.
+
+    ``meeting_notes`` is the current revision of the written notes, if any.
+    """
 
     summary: MeetingSummary
     participants: tuple[Participant, ...]
@@ -227,6 +233,7 @@ class Meeting:
     gaps: tuple[Gap, ...] = ()
     revision: int = 1
     revisions: tuple[int, ...] = (1,)
+    meeting_notes: MeetingNotes | None = None
 
 
 @dataclass(frozen=True, slots=True)

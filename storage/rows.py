@@ -23,6 +23,7 @@ from storage.models import (
     StreamSessionRow,
     TurnRow,
 )
+from storage.notes import load_current_notes
 from storage.records import (
     Gap,
     Meeting,
@@ -402,4 +403,5 @@ async def load_meeting(
         gaps=await load_gaps(connection, meeting_id),
         revision=chosen,
         revisions=revisions,
+        meeting_notes=await load_current_notes(connection, meeting_id),
     )

@@ -7,9 +7,13 @@ column filters) is read as words or separators, never as query syntax. The
 terms are then rendered as an FTS5 MATCH string of quoted phrases (SQLite) or a
 tsquery of quoted lexemes (PostgreSQL), so neither parser can fail on them.
 
-SQLite (unicode61, remove_diacritics 2) folds accents, so ``cafe`` finds
-``café``; PostgreSQL's ``simple`` configuration does not, and its parser
-treats number symbols such as ``²`` or ``½`` as separators.
+Both databases ignore case and accents alike: SQLite's unicode61 tokenizer
+(``remove_diacritics 2``) folds accents, so ``cafe`` finds ``café``; on
+PostgreSQL the indexed tsvector is built from the text with the same letters
+folded (migration ``0006_transcript_view``, :func:`fold_accents` here for the
+query words), and the snippet is marked here, by :func:`make_snippet`.
+PostgreSQL's parser still treats number symbols such as ``²`` or ``½`` as
+separators.
 
 Ranking covers the :data:`RANK_WINDOW` most recent matching turns (bm25 on
 SQLite, ts_rank on PostgreSQL), which keeps every search fast however common
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -32,11 +37,11 @@ from sqlalchemy import (
     Float,
     Integer,
     Select,
-    String,
     TextClause,
     column,
     func,
     literal_column,
+    null,
     select,
     table,
     text,
@@ -52,9 +57,13 @@ __all__ = [
     "MAX_TERMS",
     "RANK_WINDOW",
     "Term",
+    "build_count",
     "build_search",
     "estimate_statement",
+    "fold_accents",
+    "fold_table",
     "is_dense_estimate",
+    "make_snippet",
     "parse_query",
     "to_fts5_match",
     "to_tsquery",
@@ -77,15 +86,55 @@ RANK_WINDOW = 2000
 _DENSE_FACTOR = 20
 # Tokens around a match in an SQLite snippet (FTS5 allows up to 64).
 _SNIPPET_TOKENS = 16
-_HEADLINE_OPTIONS = (
-    f'StartSel="{HIGHLIGHT_START}", StopSel="{HIGHLIGHT_END}", '
-    f'MaxWords=24, MinWords=10, ShortWord=1, FragmentDelimiter=" {ELLIPSIS} "'
-)
 
 _PHRASE = re.compile(r'"([^"]*)"(\*?)')
 # A word as both FTS5 unicode61 and PostgreSQL's parser see it: letters and
 # digits; underscore, apostrophes, hyphens and every symbol separate words.
 _WORD = re.compile(r"([^\W_]+)(\*?)")
+
+
+# Letters SQLite's unicode61 does not fold although they decompose like the
+# others (found by matching every candidate in FTS5; see fold_table).
+_NOT_FOLDED_BY_SQLITE = frozenset("\u01e0\u01e1")
+_FOLD_RANGES = ((0x00C0, 0x0250), (0x1E00, 0x1F00))
+_COMBINING_MARKS = range(0x0300, 0x0370)
+# Words around the first match in a snippet made by make_snippet (as ts_headline's MaxWords).
+_SNIPPET_WORDS = 24
+
+
+def fold_table() -> tuple[str, str, str]:
+    """The accent folding both databases apply: ``(from, to, deleted)`` characters.
+
+    Every Latin letter (Latin-1, Extended-A/B, Extended Additional) that is an
+    ASCII letter plus combining marks folds to that letter, as unicode61 with
+    ``remove_diacritics 2`` does; combining marks themselves are deleted.
+    Migration ``0006_transcript_view`` holds a copy for PostgreSQL's
+    ``translate`` (a test checks they agree).
+    """
+    sources, targets = [], []
+    for low, high in _FOLD_RANGES:
+        for code in range(low, high):
+            char = chr(code)
+            parts = unicodedata.normalize("NFD", char)
+            if (
+                char.isalpha()
+                and len(parts) > 1
+                and parts[0].isascii()
+                and all(unicodedata.category(mark) == "Mn" for mark in parts[1:])
+                and char not in _NOT_FOLDED_BY_SQLITE
+            ):
+                sources.append(char)
+                targets.append(parts[0])
+    return "".join(sources), "".join(targets), "".join(chr(c) for c in _COMBINING_MARKS)
+
+
+_SOURCES, _TARGETS, _DELETED = fold_table()
+_FOLD = str.maketrans(_SOURCES, _TARGETS, _DELETED)
+
+
+def fold_accents(text: str) -> str:
+    """``text`` with accents folded as the search index folds them (``Délayed`` -> ``Delayed``)."""
+    return text.translate(_FOLD)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +211,7 @@ def to_tsquery(terms: tuple[Term, ...]) -> str:
     """
     parts = []
     for term in terms:
-        lexemes = [f"'{word.replace(chr(39), chr(39) * 2)}'" for word in term.words]
+        lexemes = [f"'{fold_accents(word).replace(chr(39), chr(39) * 2)}'" for word in term.words]
         if term.is_prefix:
             lexemes[-1] += ":*"
         parts.append("(" + " <-> ".join(lexemes) + ")")
@@ -230,6 +279,37 @@ def _window_start(recent: Select[Any]) -> ColumnElement[Any]:
     """The smallest turn id among the window of most recent matches (0 if none)."""
     window = recent.subquery("recent")
     return func.coalesce(select(func.min(window.c.id)).scalar_subquery(), 0)
+
+
+def build_count(
+    dialect: str,
+    terms: tuple[Term, ...],
+    *,
+    channel: str | None = None,
+    speaker: str | None = None,
+    since: datetime | None = None,
+    cap: int = RANK_WINDOW,
+) -> Select[Any]:
+    """How many turns match, counting at most ``cap`` (so a common word stays cheap)."""
+    conditions = _filters(channel=channel, speaker=speaker, since=since)
+    if dialect == "sqlite":
+        fts = table("turns_fts", column("rowid", Integer))
+        matches = literal_column("turns_fts").op("MATCH")(to_fts5_match(terms))
+        found = select(fts.c.rowid).select_from(fts).join(TurnRow, TurnRow.id == fts.c.rowid)
+    elif dialect == "postgresql":
+        tsquery = func.to_tsquery(literal_column("'simple'::regconfig"), to_tsquery(terms))
+        matches = literal_column("turns.text_search").op("@@")(tsquery)
+        found = select(TurnRow.id)
+    else:
+        raise ValueError(f"no full-text search for dialect {dialect!r}")
+    capped = (
+        found.join(MeetingRow, MeetingRow.id == TurnRow.meeting_id)
+        .join(ParticipantRow, ParticipantRow.id == TurnRow.participant_id)
+        .where(matches, *conditions)
+        .limit(cap)
+        .subquery("capped")
+    )
+    return select(func.count()).select_from(capped)
 
 
 def build_search(
@@ -336,11 +416,51 @@ def build_search(
             .limit(limit)
             .subquery("ranked")
         )
-        # ts_headline re-parses the text, so only the returned rows get one.
-        headline = func.ts_headline(config, ranked.c.text, tsquery, _HEADLINE_OPTIONS, type_=String)
+        # ts_headline would match the unfolded text against folded words and
+        # miss "Délayed" for "delayed": make_snippet marks the returned rows.
         return select(
             *[c for c in ranked.c if c.name != "rank"],
-            headline.label("snippet"),
+            null().label("snippet"),
             ranked.c.rank,
         ).order_by(ranked.c.rank.desc(), ranked.c.turn_id)
     raise ValueError(f"no full-text search for dialect {dialect!r}")
+
+
+def make_snippet(text: str, terms: tuple[Term, ...], words: int = _SNIPPET_WORDS) -> str:
+    """Up to ``words`` words of ``text`` around its first match, each match «marked».
+
+    Words match as the index matches them: case and accents folded, the last
+    word of a prefix term as a prefix, a phrase's words adjacent.
+    """
+    tokens = [
+        (match.start(), match.end(), fold_accents(match.group()).lower())
+        for match in re.finditer(r"[^\W_]+", text)
+    ]
+    if not tokens:
+        return text
+    marked: set[int] = set()
+    for term in terms:
+        wanted = [fold_accents(word).lower() for word in term.words]
+        size = len(wanted)
+        for i in range(len(tokens) - size + 1):
+            found = [tokens[i + k][2] for k in range(size)]
+            if found[:-1] == wanted[:-1] and (
+                found[-1].startswith(wanted[-1]) if term.is_prefix else found[-1] == wanted[-1]
+            ):
+                marked.update(range(i, i + size))
+    first = min(marked) if marked else 0
+    start = max(0, min(first - 3, len(tokens) - words))
+    end = min(len(tokens), start + words)
+    pieces = [ELLIPSIS + " " if start > 0 else ""]
+    position = tokens[start][0] if start > 0 else 0
+    for index in range(start, end):
+        begin, finish, _ = tokens[index]
+        pieces.append(text[position:begin])
+        word = text[begin:finish]
+        pieces.append(f"{HIGHLIGHT_START}{word}{HIGHLIGHT_END}" if index in marked else word)
+        position = finish
+    if end < len(tokens):
+        pieces.append(" " + ELLIPSIS)
+    else:
+        pieces.append(text[position:])
+    return "".join(pieces)

@@ -46,7 +46,14 @@ from storage.rows import (
     turn_from_row,
     turn_select,
 )
-from storage.search import build_search, estimate_statement, is_dense_estimate, parse_query
+from storage.search import (
+    build_count,
+    build_search,
+    estimate_statement,
+    is_dense_estimate,
+    make_snippet,
+    parse_query,
+)
 from storage.writes import (
     insert_for,
     mark_abandoned_meetings,
@@ -746,11 +753,33 @@ class TranscriptStore:
                     start_ms=row.start_ms,
                     end_ms=row.end_ms,
                     text=row.text,
-                    snippet=row.snippet or row.text,
+                    snippet=row.snippet or make_snippet(row.text, terms),
                     rank=float(row.rank or 0.0),
                 )
                 for row in await connection.execute(statement)
             ]
+
+        return await self._transaction(work, write=False)
+
+    async def count_matches(
+        self,
+        query: str,
+        *,
+        channel: str | None = None,
+        speaker: str | None = None,
+        since: datetime | None = None,
+        cap: int = 10_000,
+    ) -> int:
+        """How many turns :meth:`search` would find with no limit, counting at most ``cap``."""
+        terms = parse_query(query)
+        if not terms:
+            return 0
+        statement = build_count(
+            self._dialect, terms, channel=channel, speaker=speaker, since=since, cap=cap
+        )
+
+        async def work(connection: AsyncConnection) -> int:
+            return int((await connection.execute(statement)).scalar() or 0)
 
         return await self._transaction(work, write=False)
 

@@ -65,7 +65,7 @@ def test_nothing_set_up_fails_and_says_what_to_do(tmp_path: Path) -> None:
     assert report["agora app id"].startswith("FAIL AGORA_APP_ID is not set")
     assert report["assemblyai key"].startswith("FAIL ASSEMBLYAI_API_KEY is not set")
     assert report["database"].startswith("FAIL") and "recorder db upgrade" in report["database"]
-    assert "check(s) failed" in result.stderr
+    assert "4 checks failed" in result.stderr
     assert len(result.stdout.splitlines()) == 9  # one screen: one line per check
 
 

@@ -87,7 +87,13 @@ async def test_mid_sentence_pause_gives_one_partial(emulators: EmulatorServer) -
 
 async def test_serve_emulators_routes_and_records(emulators: EmulatorServer) -> None:
     base = f"ws://127.0.0.1:{emulators.port}"
-    assert emulators.urls == {"streaming": f"{base}/v3/ws", "agent": f"{base}/v1/ws"}
+    http = f"http://127.0.0.1:{emulators.port}"
+    assert emulators.urls == {
+        "streaming": f"{base}/v3/ws",
+        "agent": f"{base}/v1/ws",
+        "llm": f"{http}/v1",
+        "emulator": http,
+    }
     client = await open_client(emulators.urls["streaming"])
     await client.next_of("Begin")
     await client.ws.close()

@@ -343,6 +343,7 @@ async def test_json_schema_documents_every_field() -> None:
         "stream_sessions",
         "notes",
         "gaps",
+        "meeting_notes",
         "turns",
     ]
     sections = {
@@ -438,6 +439,7 @@ async def test_overlapping_turns_give_cues_in_start_order() -> None:
     text=st.text(min_size=1, max_size=120),
     name=st.one_of(st.none(), st.text(max_size=20)),
 )
+@example(text="0" * 85, name=None)  # once split into 4 SRT cues and 3 WebVTT ones
 @settings(max_examples=60, deadline=None)
 def test_any_text_gives_valid_files_in_every_format(text: str, name: str | None) -> None:
     import asyncio
@@ -453,7 +455,8 @@ def test_any_text_gives_valid_files_in_every_format(text: str, name: str | None)
     # SRT and WebVTT: parse, and every word of the turn is in some cue, in order.
     subtitles = list(srt.parse(out["srt"]))
     captions = webvtt.from_buffer(io.StringIO(out["vtt"]))
-    assert len(subtitles) == len(captions) >= 1 + bool(words)
+    # SRT's name prefix takes room on the first line, so it may need more cues.
+    assert len(subtitles) >= len(captions) >= 1 + bool(words)
     # (webvtt-py leaves character references in voice names as they are)
     voices = {html.unescape(c.voice) for c in captions}
     assert voices <= {"B", clean_text(name or "") or "101"}

@@ -250,7 +250,7 @@ async def test_record_keeps_joins_options_for_the_worker(postgres_url: str, tmp_
     code, out, err = await ainvoke(
         "record", "--channel", "board", "--recap", "--recap-every", "10m",
         "--keyterms", "Kubernetes, Alice", f"--speaker-names={names}",
-        "--max-duration", "3600", "--empty-timeout", "30", f"--db={postgres_url}",
+        "--max-duration", "3600", "--empty-timeout", "30", "--notes", f"--db={postgres_url}",
     )  # fmt: skip
     assert code == 0, err
     app = make_app(fleet_database(postgres_url))
@@ -263,6 +263,7 @@ async def test_record_keeps_joins_options_for_the_worker(postgres_url: str, tmp_
     options = row.options
     assert options["names"] == {"101": "Alice"} and options["keyterms"] == ["Kubernetes", "Alice"]
     assert options["max_duration_s"] == 3600 and options["empty_timeout_s"] == 30
+    assert options["notes"] is True
     recap = RecapSettings(**options["recap"])
     assert recap.every_s == 600
 

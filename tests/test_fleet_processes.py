@@ -445,3 +445,19 @@ async def test_stop_reaches_the_worker_within_two_seconds(fleet: Fleet) -> None:
     assert meeting.summary.status == "completed"
     print(f"\nstop reached the worker in {heard_s * 1000:.0f} ms")
     no_traceback(fleet)
+
+
+async def test_a_recording_with_notes_gets_them_when_it_is_done(fleet: Fleet) -> None:
+    from storage.notes import NotesStore
+
+    # The emulator serves the gateway beside the streaming socket (docs/providers.md).
+    host = fleet.stt_url.split("://", 1)[1].split("/", 1)[0]
+    fleet.env["RECORDER_LLM_URL"] = f"http://{host}/v1"
+    worker = await fleet.add_worker()
+    await fleet.enqueue(meeting_script(0, 6.0), notes=True)
+    await worker.wait_line("notes made", 60)
+    (row,) = await fleet.wait_rows(lambda rows: rows[0]["status"] == "done", 30)
+    async with await TranscriptStore.open(fleet.db_url) as store:
+        notes = await NotesStore(store).current(row["meeting_id"])
+    assert notes is not None and notes.content.summary
+    no_traceback(fleet)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,11 @@ from tests.support.export_data import make_meeting, make_turn, migrate, populate
 
 def _run(*args: str):
     return CliRunner().invoke(cli, list(args))
+
+
+def _columns(text: str) -> int:
+    # Terminal columns: CJK characters take two.
+    return sum(2 if unicodedata.east_asian_width(char) in "WF" else 1 for char in text)
 
 
 def _ok(*args: str) -> str:
@@ -56,27 +62,55 @@ def test_meetings_json_and_filters(db_url: str) -> None:
     populate(db_url, meetings=3)
     rows = json.loads(_ok("meetings", "--json", "--channel", "finance-1", "--db", db_url))
     assert [r["channel"] for r in rows] == ["finance-1"]
-    assert set(rows[0]) == {
+    assert list(rows[0]) == [
         "id",
         "channel",
+        "bot_uid",
+        "status",
         "started_at",
         "ended_at",
-        "duration_s",
-        "participants",
-        "turns",
-        "status",
+        "duration_ms",
+        "participant_count",
+        "turn_count",
         "billed_ms",
         "speech_ms",
         "billed_speech_ratio",
         "price_per_hour",
         "estimated_cost_usd",
         "open_gaps",
-    }
+    ]
     assert rows[0]["started_at"] == "2026-11-20T09:00:00Z"
+    assert rows[0]["duration_ms"] == 3_600_000
     assert len(json.loads(_ok("meetings", "--json", "--since", "2026-11-20", "--db", db_url))) == 3
+    # Nothing matches: not an error. A note on stderr, [] with --json, exit 0.
     result = _run("meetings", "--since", "2026-11-21T00:00", "--db", db_url)
-    assert result.exit_code == 1
-    assert result.output.startswith("error: no meetings since 2026-11-21T00:00")
+    assert result.exit_code == 0
+    assert result.stdout == ""
+    assert result.stderr.startswith("no meetings since 2026-11-21T00:00")
+    result = _run("meetings", "--since", "2026-11-21T00:00", "--json", "--db", db_url)
+    assert (result.exit_code, result.stdout) == (0, "[]\n")
+
+
+def test_meetings_json_matches_the_export_meeting_object(db_url: str, tmp_path: Path) -> None:
+    populate(db_url)
+    (listed,) = json.loads(_ok("meetings", "--json", "--db", db_url))
+    out = tmp_path / "m.json"
+    _ok("export", "latest", "-o", str(out), "--db", db_url)
+    exported = json.loads(out.read_text(encoding="utf-8").split("\n{", 1)[0])["meeting"]
+    # Every field both print has the same name and value.
+    shared = set(listed) & set(exported)
+    assert {"id", "duration_ms", "participant_count", "turn_count", "billed_ms"} <= shared
+    assert {key: listed[key] for key in shared} == {key: exported[key] for key in shared}
+
+
+def test_meetings_csv(db_url: str) -> None:
+    populate(db_url)
+    lines = _ok("meetings", "--csv", "--db", db_url).splitlines()
+    assert lines[0] == (
+        "id,channel,bot_uid,status,started_at,ended_at,duration_ms,participant_count,turn_count,"
+        "billed_ms,speech_ms,billed_speech_ratio,price_per_hour,estimated_cost_usd,open_gaps"
+    )
+    assert len(lines) == 2 and ",7205000," in lines[1]
 
 
 def test_meetings_say_what_streaming_cost(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -119,8 +153,39 @@ def test_show_prints_the_transcript(db_url: str) -> None:
     assert lines[0].startswith("design-review ✨ · meeting ")
     assert lines[1] == "[00:00:01] Alice Martín: Good morning, everyone. Let's get started."
     assert "[00:00:22] 李雷:" in lines
-    assert lines[-1].startswith("[01:59:45] Alice Martín: That's all.")
+    last_turn = lines.index(next(line for line in lines if line.startswith("[01:59:45]")))
+    assert lines[last_turn].startswith("[01:59:45] Alice Martín: That's all.")
+    # The recap note is printed where it was made, its lines indented.
+    assert lines[last_turn + 1 :] == [
+        "[01:59:55] (recap) Launch is on track for Friday.",
+        "    Rollout: 50% then 100%.",
+        "",
+        "    Next sync: next week.",
+    ]
     assert "\x1b[" not in output  # no colours when stdout is not a terminal
+
+
+def test_show_json_and_csv_list_turns(db_url: str) -> None:
+    populate(db_url)
+    turns = json.loads(_ok("show", "latest", "--speaker", "303", "--json", "--db", db_url))
+    assert len(turns) == 2
+    assert list(turns[0]) == [
+        "id",
+        "meeting_id",
+        "uid",
+        "speaker",
+        "display_name",
+        "start_ms",
+        "end_ms",
+        "text",
+    ]
+    assert turns[0]["speaker"] == "303" and turns[0]["display_name"] is None
+    lines = _ok("show", "latest", "--speaker", "303", "--csv", "--db", db_url).splitlines()
+    assert lines[0] == "id,meeting_id,uid,speaker,display_name,start_ms,end_ms,text"
+    assert len(lines) == 3
+    result = _run("show", "latest", "--from", "3:00:00", "--json", "--db", db_url)
+    assert (result.exit_code, result.stdout) == (0, "[]\n")
+    assert result.stderr.startswith("no turns in meeting")
 
 
 def test_show_filters_by_speaker_and_time(db_url: str) -> None:
@@ -148,7 +213,6 @@ def test_show_filters_by_speaker_and_time(db_url: str) -> None:
         (["show", "latest", "--speaker", "Nobody"], 1, "error: no participant 'Nobody'"),
         (["show", "latest", "--from", "ten"], 2, "error: --from must be a time like 12:30"),
         (["show", "latest", "--from", "5:00", "--to", "1:00"], 2, "error: --to (1:00) is before"),
-        (["show", "latest", "--from", "3:00:00"], 1, "error: no turns in meeting"),
         (["meetings", "--since", "yesterday"], 2, "error: --since must be a date"),
         (["meetings", "--since", "2026-02-30"], 2, "error: --since must be a date"),
         (["search", "x", "--since", "2026/11/20"], 2, "error: --since must be a date"),
@@ -169,20 +233,55 @@ def test_errors_are_one_clear_line(db_url: str, args: list[str], code: int, mess
 
 @pytest.mark.parametrize(
     "args",
-    [
-        ["meetings"],
-        ["meetings", "--json"],
-        ["show", "latest"],
-        ["search", "budget"],
-        ["speakers", "latest"],
-        ["export", "latest"],
-    ],
+    [["show", "latest"], ["speakers", "latest"], ["export", "latest"]],
 )
-def test_an_empty_database_is_a_clear_error(db_url: str, args: list[str]) -> None:
+def test_latest_on_an_empty_database_is_a_clear_error(db_url: str, args: list[str]) -> None:
     migrate(db_url)
     result = _run(*args, "--db", db_url)
     assert result.exit_code == 1, result.output
     assert result.output.startswith("error: no meetings recorded yet"), result.output
+
+
+@pytest.mark.parametrize(
+    "args", [["meetings"], ["search", "budget"], ["sql", "SELECT * FROM transcript"]]
+)
+def test_an_empty_listing_is_not_an_error(db_url: str, args: list[str]) -> None:
+    migrate(db_url)
+    for extra, stdout in (([], ""), (["--json"], "[]\n"), (["--csv"], None)):
+        result = _run(*args, *extra, "--db", db_url)
+        assert result.exit_code == 0, result.output
+        if args[0] != "sql" and stdout is not None:
+            assert result.stdout == stdout
+            assert result.stderr.startswith("no meetings recorded yet"), result.stderr
+    assert _run(*args, "--json", "--db", db_url).stdout == "[]\n"
+    # CSV: the header row alone.
+    header = _run(*args, "--csv", "--db", db_url).stdout.splitlines()
+    assert len(header) == 1 and header[0].count(",") >= 6
+
+
+def test_record_keys_are_the_documented_fields(db_url: str) -> None:
+    from recorder.cli.query import (
+        COST_FIELDS,
+        HIT_FIELDS,
+        MEETING_FIELDS,
+        PARTICIPANT_FIELDS,
+        TURN_FIELDS,
+    )
+
+    populate(db_url)
+    for args, fields in (
+        (["meetings"], (*MEETING_FIELDS, *COST_FIELDS, "open_gaps")),
+        (["show", "latest"], TURN_FIELDS),
+        (["search", "rollout"], HIT_FIELDS),
+        (["speakers", "latest"], PARTICIPANT_FIELDS),
+    ):
+        (first, *_) = json.loads(_ok(*args, "--json", "--db", db_url))
+        assert tuple(first) == fields, args
+        assert _ok(*args, "--csv", "--db", db_url).splitlines()[0] == ",".join(fields)
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    machine = readme.split("### Machine output", 1)[1].split("###", 1)[0]
+    for field in HIT_FIELDS:
+        assert f"`{field}`" in machine, field
 
 
 # -- search ---------------------------------------------------------------------------
@@ -194,13 +293,22 @@ def test_search_ranks_and_marks_matches(db_url: str) -> None:
     assert len(lines) == 1
     assert lines[0].startswith(f"{ids[0]} design-review ✨ 2026-11-20 [00:00:23] 303: ")
     assert "«rollout»" in lines[0]
-    lines = _ok("search", "budget", "--limit", "1", "--db", db_url).splitlines()
+    result = _run("search", "budget", "--limit", "1", "--db", db_url)
+    lines = result.stdout.splitlines()
     assert len(lines) == 1 and "«Budget»" in lines[0]
+    every = json.loads(_ok("search", "budget", "--limit", "1000", "--json", "--db", db_url))
+    assert len(every) > 1
+    assert f"{len(every) - 1} more; use --limit {len(every)} to see them" in result.stderr
+    assert "more" not in _run("search", "budget", "--limit", "1000", "--db", db_url).stderr
+    assert "more" not in _run("search", "budget", "--limit", str(len(every)), "--db", db_url).stderr
     hits = json.loads(_ok("search", "budget", "--channel", "finance-2", "--json", "--db", db_url))
     assert [h["channel"] for h in hits] == ["finance-2"]
     assert hits[0]["speaker"] == "Dana" and hits[0]["start_ms"] == 1000
     result = _run("search", "rollout", "--speaker", "Alice Martín", "--db", db_url)
-    assert result.exit_code == 1 and result.output.startswith("error: nothing matches 'rollout'")
+    assert result.exit_code == 0 and result.stdout == ""
+    assert result.stderr.startswith("nothing matches 'rollout'")
+    result = _run("search", "rollout", "--speaker", "Alice Martín", "--json", "--db", db_url)
+    assert (result.exit_code, result.stdout) == (0, "[]\n")
     assert len(_ok("search", "friday", "--speaker", "101", "--db", db_url).splitlines()) == 1
 
 
@@ -273,7 +381,7 @@ def test_sql_table_cuts_long_cells_but_json_does_not(db_url: str) -> None:
     populate(db_url)
     statement = "SELECT text FROM turns WHERE text LIKE '%staging%'"
     table = _ok("sql", statement, "--db", db_url).splitlines()
-    assert len(table[1]) == 60 and table[1].endswith("…")
+    assert _columns(table[1]) == 60 and table[1].endswith("…")
     (row,) = json.loads(_ok("sql", statement, "--json", "--db", db_url))
     assert row["text"].endswith("written down in the runbook.")
 
@@ -284,7 +392,7 @@ def test_sql_max_rows_says_it_truncated(db_url: str) -> None:
         cli, ["sql", "SELECT id FROM turns ORDER BY id", "--max-rows", "2", "--db", db_url]
     )
     assert result.exit_code == 0
-    assert "only the first 2 rows are shown" in result.output
+    assert "only the first 2 rows shown" in result.output
 
 
 WRITES = {
@@ -369,3 +477,115 @@ def test_parse_since_accepts_dates_and_times() -> None:
     assert parse_since("2026-11-20T11:30+02:00").isoformat() == "2026-11-20T09:30:00+00:00"
     with pytest.raises(UsageError, match="--since must be a date"):
         parse_since("20/11/2026")
+
+
+# -- sql --tables, --schema and the transcript view ----------------------------------
+
+
+def test_sql_tables_lists_tables_and_the_transcript_view(db_url: str) -> None:
+    populate(db_url)
+    tables = {t["name"]: t for t in json.loads(_ok("sql", "--tables", "--json", "--db", db_url))}
+    assert {"meetings", "participants", "stream_sessions", "turns", "notes", "transcript"} <= set(
+        tables
+    )
+    assert tables["transcript"]["kind"] == "view"
+    assert tables["transcript"]["columns"] == [
+        "meeting",
+        "channel",
+        "uid",
+        "speaker",
+        "start_ms",
+        "end_ms",
+        "text",
+    ]
+    # Internal objects stay hidden.
+    assert not [name for name in tables if name.startswith(("alembic", "turns_fts", "sqlite"))]
+    assert "text_search" not in tables["turns"]["columns"]
+    lines = _ok("sql", "--tables", "--db", db_url).splitlines()
+    at = lines.index("transcript (view)")
+    assert lines[at + 1] == "    meeting, channel, uid, speaker, start_ms, end_ms, text"
+    assert "turns (table)" in lines and all(len(line) <= 100 for line in lines)
+
+
+def test_sql_schema_of_one_table(db_url: str) -> None:
+    migrate(db_url)
+    columns = json.loads(_ok("sql", "--schema", "TURNS", "--json", "--db", db_url))
+    by_name = {c["name"]: c for c in columns}
+    assert {"id", "meeting_id", "participant_id", "start_ms", "end_ms", "text"} <= set(by_name)
+    assert by_name["text"]["nullable"] is False
+    lines = _ok("sql", "--schema", "transcript", "--db", db_url).splitlines()
+    assert lines[0].split() == ["COLUMN", "TYPE", "NULL"] and len(lines) == 8
+    result = _run("sql", "--schema", "nope", "--db", db_url)
+    assert result.exit_code == 1
+    assert result.output.startswith("error: no table or view 'nope'; try one of: ")
+    result = _run("sql", "SELECT 1", "--tables", "--db", db_url)
+    assert result.exit_code == 2 and "give one of SQL, --tables" in result.output
+    result = _run("sql", "--db", db_url)
+    assert result.exit_code == 2 and "--tables" in result.output
+
+
+def test_the_transcript_view_answers_who_said_what(db_url: str) -> None:
+    (meeting_id,) = populate(db_url)
+    rows = json.loads(
+        _ok(
+            "sql",
+            "SELECT speaker, count(*) AS turns FROM transcript GROUP BY speaker ORDER BY speaker",
+            "--json",
+            "--db",
+            db_url,
+        )
+    )
+    # Named participants by name, the unnamed one by uid.
+    assert {row["speaker"] for row in rows} == {"Alice Martín", "李雷", "303"}
+    first = json.loads(
+        _ok(
+            "sql",
+            f"SELECT * FROM transcript WHERE meeting = {meeting_id} ORDER BY start_ms LIMIT 1",
+            "--json",
+            "--db",
+            db_url,
+        )
+    )
+    # The same turn as `show --json` lists first, in the view's columns.
+    turn = json.loads(_ok("show", str(meeting_id), "--json", "--db", db_url))[0]
+    assert first == [
+        {
+            "meeting": meeting_id,
+            "channel": "design-review ✨",
+            "uid": turn["uid"],
+            "speaker": turn["speaker"],
+            "start_ms": turn["start_ms"],
+            "end_ms": turn["end_ms"],
+            "text": turn["text"],
+        }
+    ]
+    assert first[0]["speaker"] == "Alice Martín"
+
+
+def test_sql_tables_without_a_database_file(tmp_path: Path) -> None:
+    result = _run("sql", "--tables", "--db", f"sqlite:///{tmp_path / 'none.db'}")
+    assert result.exit_code == 1
+    assert result.output.startswith("error: there is no database file at ")
+
+
+def test_db_info_json(db_url: str) -> None:
+    populate(db_url)
+    info = json.loads(_ok("db", "info", "--json", "--db", db_url))
+    assert info["revision"] == info["head"]
+    assert info["meetings"] == 1 and info["turns"] > 0
+
+
+@pytest.mark.postgres
+def test_the_reader_role_may_read_the_transcript_view(postgres_url: str) -> None:
+    # On PostgreSQL `recorder sql` runs as the read-only role when it is set up:
+    # the view must be among what that role may read, and --tables lists only that.
+    from storage.bounded import ensure_reader, run_bounded_query
+
+    populate(postgres_url)
+    assert asyncio.run(ensure_reader(postgres_url)) is None
+    result = asyncio.run(run_bounded_query(postgres_url, "SELECT count(*) FROM transcript"))
+    assert result.rows[0][0] > 0
+    rows = json.loads(_ok("sql", "SELECT speaker FROM transcript", "--json", "--db", postgres_url))
+    assert rows and {"speaker"} == set(rows[0])
+    names = {t["name"] for t in json.loads(_ok("sql", "--tables", "--json", "--db", postgres_url))}
+    assert "transcript" in names and not names & {"api_tokens", "audit_log"}

@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -232,9 +233,16 @@ async def test_participant_is_renamed_and_the_name_is_validated(api: Api) -> Non
     assert nobody.status_code == 404
 
 
-async def test_delete_is_irreversible_and_audited(api: Api) -> None:
+async def test_delete_is_irreversible_and_audited(api: Api, tmp_path: Path) -> None:
+    from storage.audio import add_segment
+
     meeting_id = await seed_meeting(api.store, turns=TURNS)
     await api.store.add_note(meeting_id, "recap", "gone soon", created_at=START)
+    audio = tmp_path / "101-0.flac"
+    audio.write_bytes(b"fLaC")  # noqa: ASYNC240 - a few bytes
+    await add_segment(
+        api.store, meeting_id, 101, start_ms=0, sample_rate_hz=16000, format="flac", path=str(audio)
+    )
     live = await seed_meeting(api.store, turns=TURNS, finish=False)
     assert (await api.client.delete(f"/v1/meetings/{live}")).status_code == 409
     deleted = await api.client.delete(f"/v1/meetings/{meeting_id}")
@@ -256,6 +264,7 @@ async def test_delete_is_irreversible_and_audited(api: Api) -> None:
     finally:
         await engine.dispose()
     assert set(left.values()) == {0}
+    assert not audio.exists()
     assert [tuple(row) for row in audit] == [
         ("token:tests", "meeting.delete", f"meeting:{meeting_id}")
     ]

@@ -152,7 +152,7 @@ async def test_the_api_stores_the_options_the_cli_stores(api: Api, tmp_path: Pat
         "record", "--channel", "cli", "--recap", "--recap-every", "10m", "--recap-on-end",
         "--keyterms", "Kubernetes, Alice", f"--speaker-names={names}", "--speed", "2",
         "--max-duration", "1h", "--empty-timeout", "30", "--idle-close", "5",
-        "--prompt", "be brief", f"--db={api.url}",
+        "--prompt", "be brief", "--notes", f"--db={api.url}",
     )  # fmt: skip
     assert code == 0, err
     created = await api.client.post(
@@ -167,6 +167,7 @@ async def test_the_api_stores_the_options_the_cli_stores(api: Api, tmp_path: Pat
             "empty_timeout_s": 30,
             "idle_close_s": 5,
             "prompt": "be brief",
+            "notes": True,
         },
     )
     assert created.status_code == 201, created.text

@@ -12,26 +12,27 @@ import sys
 import click
 
 from recorder import __version__
-from recorder.cli.common import CONTEXT_SETTINGS, RecorderGroup
+from recorder.cli.common import CONTEXT_SETTINGS, RecorderGroup, no_color_option, verbose_option
 from recorder.cli.db import db
 from recorder.cli.doctor import doctor
 from recorder.cli.emulate import emulate
 from recorder.cli.export import export
 from recorder.cli.fleet import cancel, jobs, record, stop, worker
 from recorder.cli.join import demo, join
-from recorder.cli.query import meetings, search, show, speakers, sql
+from recorder.cli.notes import ask, notes
+from recorder.cli.query import meetings, search, show, speakers
 from recorder.cli.repair import repair, retranscribe
 from recorder.cli.service import mcp, serve, tokens, webhooks
+from recorder.cli.sql import sql
 
 __all__ = ["cli", "main"]
 
 
 @click.group(cls=RecorderGroup, context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, "-V", "--version", prog_name="recorder")
-@click.option(
-    "-v", "--verbose", count=True, help="Log what happens on stderr (-v: info, -vv: debug)."
-)
-def cli(verbose: int) -> None:
+@verbose_option
+@no_color_option
+def cli() -> None:
     """Record Agora meetings as speaker-attributed transcripts in SQL.
 
     \b
@@ -43,14 +44,10 @@ def cli(verbose: int) -> None:
         recorder meetings
         recorder export latest -o standup.html
         recorder search "budget"
+    Write notes (summary, decisions, action items) and ask questions:
+        recorder notes latest
+        recorder ask latest "Who owns the budget?"
     """
-    if verbose:
-        import logging
-
-        logging.basicConfig(
-            level=logging.DEBUG if verbose > 1 else logging.INFO,
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        )
 
 
 cli.add_command(db)
@@ -62,6 +59,8 @@ cli.add_command(demo)
 cli.add_command(doctor)
 for _command in (worker, record, jobs, stop, cancel, serve, mcp, tokens, webhooks):
     cli.add_command(_command)
+cli.add_command(notes)
+cli.add_command(ask)
 cli.add_command(repair)
 cli.add_command(retranscribe)
 

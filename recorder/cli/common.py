@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
+import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
@@ -30,11 +32,16 @@ __all__ = [
     "Text",
     "build_config",
     "db_option",
+    "emulator_option",
     "fail",
+    "llm_url_option",
+    "no_color_option",
     "parse_duration",
     "read_names",
     "run",
     "split_keyterms",
+    "use_colour",
+    "verbose_option",
 ]
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -56,6 +63,81 @@ class _CleanExit(click.ClickException):
         click.echo(f"error: {self.format_message()}", err=True)
 
 
+def _set_verbosity(ctx: click.Context, param: click.Parameter, count: int) -> None:
+    """``-v``: log on stderr (info; ``-vv`` debug), wherever it is on the command line."""
+    if not count:
+        return
+    import logging
+
+    level = logging.DEBUG if count > 1 else logging.INFO
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    root.setLevel(min(level, root.level or logging.WARNING))
+
+
+def _set_no_colour(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    """``--no-color`` or a non-empty ``$NO_COLOR`` (https://no-color.org): plain text."""
+    if value or os.environ.get("NO_COLOR"):
+        # click.echo strips styles when the context says so; child contexts inherit it.
+        ctx.color = False
+
+
+def verbose_option(function: F) -> F:
+    """``-v/--verbose``, accepted before or after the command name."""
+    return click.option(
+        "-v",
+        "--verbose",
+        count=True,
+        expose_value=False,
+        is_eager=True,
+        callback=_set_verbosity,
+        help="Log what happens on stderr (-v: info, -vv: debug).",
+    )(function)
+
+
+def no_color_option(function: F) -> F:
+    """``--no-color``: no colours even on a terminal (as ``NO_COLOR=1``)."""
+    return click.option(
+        "--no-color",
+        is_flag=True,
+        expose_value=False,
+        is_eager=True,
+        callback=_set_no_colour,
+        help="No colours, even on a terminal (as NO_COLOR=1).",
+    )(function)
+
+
+def use_colour() -> bool:
+    """Whether to style output: stdout is a terminal, and neither NO_COLOR nor --no-color."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and ctx.color is not None:
+        return ctx.color
+    if os.environ.get("NO_COLOR"):
+        return False
+    return sys.stdout.isatty()
+
+
+def _add_shared_options(command: click.Command) -> None:
+    taken = {opt for param in command.params for opt in param.opts}
+    for decorator, flag in ((verbose_option, "-v"), (no_color_option, "--no-color")):
+        if flag not in taken:
+            decorator(command)
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            _add_shared_options(sub)
+
+
+def _quiet_closed_pipe() -> None:
+    """The reader went away (``| head``): exit 0 without a word, like other tools."""
+    # Python docs, "Note on SIGPIPE": point stdout at devnull so the final flush is silent.
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # not a real file (tests)
+        pass
+
+
 class _OneLineUsage(click.UsageError):
     """A bad flag or value: one line on stderr naming the command's --help, exit code 2."""
 
@@ -68,7 +150,16 @@ class _OneLineUsage(click.UsageError):
 
 
 class RecorderGroup(click.Group):
-    """A click group that turns every RecorderError and bad flag into one line and an exit code."""
+    """A click group that turns every RecorderError and bad flag into one line and an exit code.
+
+    Every command added to it also takes ``-v`` and ``--no-color`` after its name,
+    and a closed pipe (``recorder show 1 | head -1``) ends it quietly with exit 0.
+    """
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        """Register a command, giving it the shared ``-v`` and ``--no-color`` options."""
+        _add_shared_options(cmd)
+        super().add_command(cmd, name)
 
     def invoke(self, ctx: click.Context) -> Any:
         """Run the command; a RecorderError or a bad value leaves as one line and its exit code."""
@@ -76,6 +167,9 @@ class RecorderGroup(click.Group):
             return super().invoke(ctx)
         except RecorderError as exc:
             raise _CleanExit(exc) from exc
+        except BrokenPipeError:
+            _quiet_closed_pipe()
+            raise click.exceptions.Exit(0) from None
         except click.UsageError as exc:
             raise _one_line(exc) from exc
 
@@ -122,6 +216,32 @@ def db_option(function: F) -> F:
             "Database URL (SQLAlchemy async form), e.g. sqlite+aiosqlite:///notes.db or "
             "postgresql+asyncpg://user@host/db. Default: $RECORDER_DATABASE_URL, else a "
             "SQLite file in your user data directory."
+        ),
+    )(function)
+
+
+def emulator_option(function: F) -> F:
+    """``--emulator URL``: point every AssemblyAI endpoint at one ``recorder emulate``."""
+    return click.option(
+        "--emulator",
+        "emulator_url",
+        metavar="URL",
+        help=(
+            "Point every AssemblyAI endpoint (streaming, Voice Agent, LLM Gateway) at one "
+            "'recorder emulate', e.g. http://127.0.0.1:8765 ($RECORDER_EMULATOR). An endpoint's "
+            "own override (--stt-url, --llm-url, ...) still wins."
+        ),
+    )(function)
+
+
+def llm_url_option(function: F) -> F:
+    """``--llm-url URL``: the LLM Gateway base URL override."""
+    return click.option(
+        "--llm-url",
+        metavar="URL",
+        help=(
+            "LLM Gateway base URL, e.g. an emulator's http://127.0.0.1:8765/v1 "
+            "($RECORDER_LLM_URL). Default: https://llm-gateway.assemblyai.com/v1."
         ),
     )(function)
 

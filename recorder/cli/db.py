@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from recorder.cli.common import CONTEXT_SETTINGS, build_config, db_option, run
+from recorder.cli.output import echo_json
 
 __all__ = ["db"]
 
@@ -35,17 +36,22 @@ def upgrade(database_url: str | None) -> None:
 
 
 @db.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object, for scripts.")
 @db_option
-def info(database_url: str | None) -> None:
+def info(as_json: bool, database_url: str | None) -> None:
     """Show the database URL (password masked), its revision and row counts.
 
     \b
-    Example:
+    Examples:
         recorder db info
+        recorder db info --json
     """
     from storage.db import database_info
 
     config = build_config(database_url=database_url)
     details = run(database_info(config.database_url))
+    if as_json:
+        echo_json(details)
+        return
     for key, value in details.items():
         click.echo(f"{key}: {value}")

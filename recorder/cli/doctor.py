@@ -16,7 +16,9 @@ from dataclasses import dataclass
 import click
 
 from recorder.cli.common import CONTEXT_SETTINGS, build_config, db_option, run
+from recorder.cli.output import echo_json
 from recorder.config import Config, mask_url
+from recorder.console import plural
 from recorder.errors import ConfigError, RecorderError
 
 __all__ = [
@@ -227,7 +229,10 @@ async def check_database(config: Config) -> Check:
         return _fail("database", str(exc))
     revision, head = str(info.get("revision")), str(info.get("head"))
     if revision == head:
-        return _ok("database", f"{where} at revision {head}, {info.get('meetings', 0)} meetings")
+        return _ok(
+            "database",
+            f"{where} at revision {head}, {plural(int(str(info.get('meetings', 0))), 'meeting')}",
+        )
     if config.is_default_database:
         return _warn("database", f"{where} is created and migrated on the first recording")
     return _fail(
@@ -333,9 +338,15 @@ _MARKS = {"ok": "ok  ", "warn": "warn", "fail": "FAIL"}
 @click.option(
     "--stt-url", help="Streaming endpoint override, e.g. an emulator ($RECORDER_STT_URL)."
 )
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the checks as a JSON array (name, status, detail, required).",
+)
 @db_option
 def doctor(
-    online: bool, channel: str | None, stt_url: str | None, database_url: str | None
+    online: bool, channel: str | None, stt_url: str | None, as_json: bool, database_url: str | None
 ) -> None:
     """Check this machine is ready to record a real meeting.
 
@@ -346,6 +357,7 @@ def doctor(
     Examples:
         recorder doctor
         recorder doctor --online --channel standup
+        recorder doctor --json
     """  # noqa: D301 - click needs a real \b to keep example lines
     config: Config | ConfigError
     try:
@@ -353,11 +365,26 @@ def doctor(
     except ConfigError as exc:  # still report the rest, in the same format
         config = exc
     checks = run(run_checks(config, online=online))
-    width = max(len(check.name) for check in checks)
-    for check in checks:
-        click.echo(f"{_MARKS[check.status]}  {check.name:<{width}}  {check.detail}")
+    if as_json:
+        echo_json(
+            [
+                {
+                    "name": check.name,
+                    "status": check.status,
+                    "detail": check.detail,
+                    "required": check.is_required,
+                }
+                for check in checks
+            ]
+        )
+    else:
+        width = max(len(check.name) for check in checks)
+        for check in checks:
+            click.echo(f"{_MARKS[check.status]}  {check.name:<{width}}  {check.detail}")
     failures = [check for check in checks if check.is_failure]
     if failures:
-        click.echo(f"{len(failures)} check(s) failed; fix them before 'recorder join'", err=True)
+        click.echo(
+            f"{plural(len(failures), 'check')} failed; fix them before 'recorder join'", err=True
+        )
         sys.exit(1)
     click.echo("ready to record", err=True)

@@ -15,17 +15,27 @@ __all__ = ["emulate"]
 
 
 async def _serve(
-    host: str, port: int, api_keys: tuple[str, ...], realtime_factor: float, async_port: int
+    host: str,
+    port: int,
+    api_keys: tuple[str, ...],
+    realtime_factor: float,
+    async_port: int,
+    llm_fault: str | None = None,
 ) -> None:
     import asyncio
 
     from recorder.emulator.batch import BatchEmulator
+    from recorder.emulator.llm import LlmBehaviour, LlmGatewayEmulator
     from recorder.emulator.server import serve_emulators
 
     binding = port
     try:
+        llm = LlmGatewayEmulator(
+            api_keys=api_keys,
+            behaviour=LlmBehaviour(fault=llm_fault) if llm_fault else None,  # type: ignore[arg-type]
+        )
         server_cm = serve_emulators(
-            host, port, api_keys=frozenset(api_keys), realtime_factor=realtime_factor
+            host, port, api_keys=frozenset(api_keys), realtime_factor=realtime_factor, llm=llm
         )
         batch = BatchEmulator(api_keys=frozenset(api_keys))
         async with contextlib.AsyncExitStack() as stack:
@@ -35,10 +45,12 @@ async def _serve(
             for name, url in server.urls.items():
                 click.echo(f"{name}: {url}")
             click.echo(f"async: {batch_server.url}")
-            streaming_url = server.urls["streaming"]
+            emulator_url = server.urls["emulator"]
+            # One line to copy: streaming, Voice Agent and LLM Gateway at this emulator.
+            click.echo(f"export RECORDER_EMULATOR={emulator_url}")
             click.echo(
-                f"try: recorder join --transport replay:FILE --stt-url {streaming_url} "
-                f"--async-url {batch_server.url}"
+                f"try: recorder join --transport replay:FILE --emulator {emulator_url} "
+                f"--async-url {batch_server.url} --notes"
             )
             click.echo("press Ctrl+C to stop", err=True)
             await asyncio.Event().wait()
@@ -78,6 +90,11 @@ async def _serve(
     "inf turns the rule off). Clients replaying with --speed N need at least N.",
 )
 @click.option(
+    "--llm-fault",
+    type=click.Choice(["429", "500", "503", "malformed", "truncated"]),
+    help="Make every LLM Gateway request fail this way (to try retries and error messages).",
+)
+@click.option(
     "--async-port",
     default=None,
     type=click.IntRange(0, 65535),
@@ -88,6 +105,7 @@ def emulate(
     port: int,
     api_keys: tuple[str, ...],
     realtime_factor: float,
+    llm_fault: str | None,
     async_port: int | None,
 ) -> None:
     """Serve local AssemblyAI-compatible emulators, no account needed.
@@ -95,8 +113,12 @@ def emulate(
     The streaming emulator speaks the Universal-Streaming v3 protocol at /v3/ws
     and hears the synthetic tone-code speech of `recorder demo` and the replay
     transport. The Voice Agent emulator, for spoken recaps, answers at /v1/ws
-    on the same port (pass it to 'recorder join --recap --agent-url'). It
+    on the same port (pass it to 'recorder join --recap --agent-url'), and the
+    LLM Gateway emulator, for written notes, at /v1/chat/completions (its
+    "model" extracts commitments, agreements and unanswered questions). It
     logs one line per session: id, audio seconds, billed seconds and close code.
+    It prints the one line that points every command at it:
+    RECORDER_EMULATOR=http://HOST:PORT (or --emulator URL).
     The pre-recorded (async) API emulator, which repairs gaps, answers HTTP on
     the next port (pass it to 'recorder join --async-url').
 
@@ -104,8 +126,10 @@ def emulate(
     Example:
         recorder emulate --port 8765 --api-key dev-key
         # then, in another shell, with ASSEMBLYAI_API_KEY=dev-key:
-        recorder join --transport replay:meeting.json --stt-url ws://127.0.0.1:8765/v3/ws \\
+        export RECORDER_EMULATOR=http://127.0.0.1:8765
+        recorder join --transport replay:meeting.json --notes \\
             --async-url http://127.0.0.1:8766
+        recorder emulate --llm-fault 503   # every notes request fails
     """  # noqa: D301 - click's no-rewrap marker must be a real backspace, not r"\b"
     import logging
 
@@ -118,7 +142,7 @@ def emulate(
         with contextlib.suppress(KeyboardInterrupt):
             if async_port is None:
                 async_port = port + 1 if 0 < port < 65535 else 0
-            run(_serve(host, port, api_keys, realtime_factor, async_port))
+            run(_serve(host, port, api_keys, realtime_factor, async_port, llm_fault))
         click.echo("stopped", err=True)
     finally:
         emulator_log.removeHandler(handler)

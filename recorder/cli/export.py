@@ -61,7 +61,7 @@ def export(
     \b
     Examples:
         recorder export latest -o standup.html
-        recorder export 12 --format json > meeting-12.json
+        recorder export 1 --format json > meeting-1.json
         recorder export latest --channel standup -f vtt -o standup.vtt
     """
     from recorder.export.files import choose_format, export_meeting

@@ -212,6 +212,12 @@ def _parse_at(text: str | None) -> datetime | None:
 )
 @click.option("--prompt", type=Text(), help="Instructions for the speech model (beta).")
 @click.option("--speech-model", type=Text(), help="Streaming speech model (default: the worker's).")
+@click.option(
+    "--notes",
+    "make_notes",
+    is_flag=True,
+    help="Write the meeting's notes with the LLM Gateway when it ends (sends the transcript).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the recording as JSON.")
 @db_option
 @recap_options
@@ -228,6 +234,7 @@ def record(
     keyterms: str,
     prompt: str | None,
     speech_model: str | None,
+    make_notes: bool,
     as_json: bool,
     database_url: str | None,
     recap: RecapSettings | None,
@@ -264,6 +271,7 @@ def record(
             speech_model=speech_model,
             recap=_recap_request(recap),
             at=_parse_at(at_text),
+            notes=make_notes,
         )
     )
 

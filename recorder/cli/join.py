@@ -20,6 +20,8 @@ from recorder.cli.common import (
     Text,
     build_config,
     db_option,
+    emulator_option,
+    llm_url_option,
     read_names,
     run,
     split_keyterms,
@@ -30,6 +32,7 @@ from recorder.config import (
     DEFAULT_IDLE_CLOSE_S,
     DEFAULT_SESSIONS_PER_MINUTE,
     Config,
+    mask_url,
 )
 from recorder.errors import ConfigError, SttRejected, UsageError
 from recorder.stt.hold import ClosePolicy
@@ -135,12 +138,16 @@ def _cost_line(report: MeetingReport, config: Config) -> str:
     )
 
 
-def _print_report(report: MeetingReport, config: Config) -> None:
-    minutes, seconds = divmod(int(report.duration_s), 60)
+def _print_report(report: MeetingReport, config: Config, *, hint_next: bool = True) -> None:
+    from recorder.console import plural
+    from recorder.export.render import format_duration
+
     click.echo(
-        f"meeting {report.meeting_id} ({report.channel}): {minutes}m{seconds:02d}s, "
-        f"{report.turns} turns from {report.participants} participants, "
-        f"{report.billed_seconds:.1f} s of streaming billed over {report.sessions} sessions",
+        f"meeting {report.meeting_id} ({report.channel}): "
+        f"{format_duration(round(report.duration_s * 1000))}, "
+        f"{plural(report.turns, 'turn')} from {plural(report.participants, 'participant')}, "
+        f"{report.billed_seconds:.1f} s of streaming billed over "
+        f"{plural(report.sessions, 'session')}",
         err=True,
     )
     if report.end_reason == "empty":
@@ -177,7 +184,43 @@ def _print_report(report: MeetingReport, config: Config) -> None:
     click.echo(f"status: {report.status}", err=True)
     if report.status == "partial" and any(g.state == "open" for g in report.gaps):
         click.echo(f"next: recorder repair {report.meeting_id}{db}", err=True)
-    click.echo(f"next: recorder export {report.meeting_id}{db} -o meeting.html", err=True)
+    if hint_next:
+        click.echo(f"next: recorder export {report.meeting_id}{db} -o meeting.html", err=True)
+
+
+def _notes_option(function: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--notes",
+        "make_notes",
+        is_flag=True,
+        help=(
+            "When the meeting ends, write its notes with AssemblyAI's LLM Gateway (sends "
+            "the transcript with speakers' names). A failure leaves the recording as it "
+            "is; 'recorder notes --pending' retries."
+        ),
+    )(function)
+
+
+async def _notes_after(config: Config, meeting_id: int) -> None:
+    """Make the notes of a meeting that just ended; report, never fail the recording."""
+    from recorder.notes.service import NotesOptions, notes_after_recording
+    from recorder.notes.text import format_cost
+
+    made, error = await notes_after_recording(config, meeting_id, NotesOptions())
+    if made is None:
+        click.echo(
+            f"warning: notes were not made ({error}); the recording is saved; "
+            "retry with 'recorder notes --pending'",
+            err=True,
+        )
+        return
+    content = made.content
+    click.echo(
+        f"notes: {len(content.decisions)} decisions, {len(content.action_items)} action items, "
+        f"{len(content.open_questions)} open questions ({format_cost(made)}); "
+        f"see 'recorder notes {meeting_id}'",
+        err=True,
+    )
 
 
 def _exit_for(report: MeetingReport) -> None:
@@ -300,6 +343,9 @@ def _recording_options(function: Callable[..., Any]) -> Callable[..., Any]:
 )
 @_recording_options
 @recap_options
+@_notes_option
+@llm_url_option
+@emulator_option
 def join(
     channel: str | None,
     transport_spec: str,
@@ -322,6 +368,9 @@ def join(
     database_url: str | None,
     recap: RecapSettings | None,
     agent_url: str | None,
+    make_notes: bool,
+    llm_url: str | None,
+    emulator_url: str | None,
 ) -> None:
     """Join a channel and record every participant's speech until stopped.
 
@@ -335,6 +384,8 @@ def join(
         recorder join --channel standup --duration 1h --speaker-names names.json
         recorder join --transport replay:meeting.json --stt-url ws://127.0.0.1:8765/v3/ws
         recorder join --channel standup --recap --recap-every 15m --recap-on-end
+        recorder join --channel standup --notes
+        recorder join --transport replay:meeting.json --emulator http://127.0.0.1:8765 --notes
 
     With --recap, saying "recorder, recap" in the meeting makes the bot speak
     a recap of the meeting so far (AssemblyAI Voice Agent, same key); anyone
@@ -356,6 +407,8 @@ def join(
         stt_url=stt_url,
         speech_model=speech_model,
         agent_url=agent_url,
+        llm_url=llm_url,
+        emulator_url=emulator_url,
         async_url=async_url,
         audio_dir=str(audio_dir) if audio_dir is not None else None,
         is_audio_kept=False if no_audio else None,
@@ -395,6 +448,8 @@ def join(
             ) from exc
         raise
     _print_report(report, config)
+    if make_notes:
+        run(_notes_after(config, report.meeting_id))
     _exit_for(report)
 
 
@@ -426,12 +481,19 @@ def join(
     is_flag=True,
     help="End with a spoken recap from the local Voice Agent emulator.",
 )
+@click.option(
+    "--notes",
+    "make_notes",
+    is_flag=True,
+    help="Write the meeting's notes with the local LLM Gateway emulator when it ends.",
+)
 @_recording_options
 def demo(
     speed: float,
     script_path: Path | None,
     output: Path,
     recap_on_end: bool,
+    make_notes: bool,
     idle_close_s: float,
     sessions_per_minute: float,
     duration_s: float | None,
@@ -458,6 +520,7 @@ def demo(
         recorder demo
         recorder demo --speed 4 -o standup.html
         recorder demo --recap
+        recorder demo --notes
     """
     from importlib.resources import as_file, files
 
@@ -486,16 +549,19 @@ def demo(
             serve_emulators(streaming=emulator, agent=agent) as server,
             BatchEmulator().serve() as batch,
         ):
+            demo_config = dataclasses.replace(
+                config,
+                assemblyai_api_key="demo-key",
+                stt_url=server.urls["streaming"],
+                agent_url=server.urls["agent"],
+                async_url=batch.url,
+                llm_url=server.urls["llm"],
+                emulator_url=server.urls["emulator"],
+            )
             with as_file(resource) as bundled:
                 path = script_path or bundled
-                return await _record(
-                    dataclasses.replace(
-                        config,
-                        assemblyai_api_key="demo-key",
-                        stt_url=server.urls["streaming"],
-                        agent_url=server.urls["agent"],
-                        async_url=batch.url,
-                    ),
+                report = await _record(
+                    demo_config,
                     f"replay:{path}",
                     channel=None,
                     speed=speed,
@@ -514,9 +580,14 @@ def demo(
                     ),
                     quiet=quiet,
                 )
+            if make_notes:
+                _print_report(report, config, hint_next=False)
+                await _notes_after(demo_config, report.meeting_id)
+            return report
 
     report = run(main())
-    _print_report(report, config)
+    if not make_notes:
+        _print_report(report, config, hint_next=False)  # the demo prints its own next steps
     _write_demo_transcript(config, report.meeting_id, output)
 
 
@@ -525,6 +596,37 @@ def _write_demo_transcript(config: Config, meeting_id: int, output: Path) -> Non
 
     run(export_meeting(config.database_url, meeting_id, output))
     click.echo(f"transcript written to {output}", err=True)
-    click.echo(
-        "try next: recorder meetings | recorder show latest | recorder search standup", err=True
-    )
+    click.echo("try next:", err=True)
+    for line in _try_next_lines(config):
+        click.echo(f"    {line}", err=True)
+
+
+def _try_next_lines(config: Config) -> list[str]:
+    """Commands to run after the demo, each runnable verbatim in a new shell."""
+    import shlex
+    import shutil
+    import sys
+
+    lines = []
+    bin_dir = Path(sys.executable).parent
+    found = shutil.which("recorder")
+    if sys.prefix != sys.base_prefix and (
+        found is None or Path(found).parent.resolve() != bin_dir.resolve()
+    ):
+        # Run from a virtual environment that is not on PATH (as 'make demo' does).
+        activate = bin_dir / "activate"
+        if activate.is_relative_to(Path.cwd()):
+            activate = activate.relative_to(Path.cwd())
+        lines.append(f". {shlex.quote(str(activate))}    # puts recorder on your PATH")
+    db = ""
+    if not config.is_default_database and "RECORDER_DATABASE_URL" not in os.environ:
+        shown = mask_url(config.database_url)
+        # Never print a password: then the user fills the URL in.
+        db = " --db " + (shlex.quote(shown) if shown == config.database_url else "URL")
+    lines += [
+        f"recorder meetings{db}",
+        f"recorder show latest{db}",
+        f"recorder search delayed{db}",
+        f"recorder sql --tables{db}",
+    ]
+    return lines

@@ -1,51 +1,51 @@
-"""``recorder meetings``, ``show``, ``search``, ``speakers`` and ``sql``: read what was recorded.
+"""``recorder meetings``, ``show``, ``search`` and ``speakers``: read what was recorded.
 
 Every command is a thin shell over one :class:`storage.store.TranscriptStore`
 call. Untrusted text (transcripts, names) is cleaned of control characters
 before it reaches the terminal, so a transcript cannot send escape sequences.
+An empty result is not an error: a note on stderr, ``[]`` with ``--json``, exit 0.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import re
-import sys
-import unicodedata
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, time
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from recorder.cli.common import CONTEXT_SETTINGS, Duration, build_config, db_option, run
+from recorder.cli.common import CONTEXT_SETTINGS, build_config, db_option, run, use_colour
+from recorder.cli.output import echo_csv, echo_json, echo_table, iso_time
 from recorder.errors import NotFoundError, UsageError
 from recorder.export.escape import clean_text
 from recorder.timeline import format_clock
 
 if TYPE_CHECKING:
     from storage.costs import MeetingCost
-    from storage.records import Participant, SearchHit
+    from storage.records import MeetingSummary, Note, Participant, SearchHit, Turn
     from storage.store import TranscriptStore
 
 __all__ = [
-    "format_table",
+    "COST_FIELDS",
+    "HIT_FIELDS",
+    "MEETING_FIELDS",
+    "PARTICIPANT_FIELDS",
+    "TURN_FIELDS",
     "meetings",
     "parse_clock",
     "parse_since",
     "search",
     "show",
     "speakers",
-    "sql",
 ]
 
-# Longest cell in a `recorder sql` table (--json and --csv are never cut).
-_MAX_CELL_CHARS = 60
 # Turns read per query by `show`: fewer round trips; memory stays bounded by one page.
 _TURNS_PER_QUERY = 5000
 # Terminal colours per speaker, in participant order (as the HTML palette).
 _SPEAKER_COLOURS = ("blue", "yellow", "green", "magenta", "red", "cyan")
+# Matches counted at most, for "N more; use --limit" (the count stays cheap).
+_COUNT_CAP = 10_000
 _CLOCK = re.compile(r"^(?:(?:(\d+):)?(\d+):)?(\d+)(?:\.(\d{1,3}))?$")
 
 
@@ -82,42 +82,6 @@ def parse_since(value: str) -> datetime:
             f"--since must be a date like 2026-11-20 or 2026-11-20T09:30, got {value!r}"
         ) from None
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-
-
-def _display_width(text: str) -> int:
-    # CJK and other wide characters take two terminal columns.
-    return sum(2 if unicodedata.east_asian_width(char) in "WF" else 1 for char in text)
-
-
-def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Columns padded to their widest cell, two spaces apart; no trailing blanks."""
-    widths = [_display_width(h) for h in headers]
-    for row in rows:
-        widths = [max(w, _display_width(cell)) for w, cell in zip(widths, row, strict=True)]
-    lines = [
-        "  ".join(
-            cell + " " * (width - _display_width(cell))
-            for cell, width in zip(line, widths, strict=True)
-        ).rstrip()
-        for line in [list(headers), *rows]
-    ]
-    return "\n".join(lines)
-
-
-def _echo_json(value: Any) -> None:
-    click.echo(json.dumps(value, ensure_ascii=False, indent=2, default=_json_default))
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        from recorder.export.render import format_datetime
-
-        return format_datetime(value, "iso")
-    if isinstance(value, date | time):
-        return value.isoformat()
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value).hex()
-    return str(value)
 
 
 def _price_per_hour(database_url: str | None) -> float:
@@ -165,14 +129,16 @@ async def _open(database_url: str | None) -> TranscriptStore:
 
 async def _no_meetings_error(store: TranscriptStore, what: str) -> NotFoundError:
     if not await store.list_meetings():
-        return NotFoundError(
-            "no meetings recorded yet; record one with 'recorder join' or try 'recorder demo'"
-        )
+        return NotFoundError(_NO_MEETINGS)
     return NotFoundError(what)
 
 
-def _stdout_is_tty() -> bool:
-    return sys.stdout.isatty()
+_NO_MEETINGS = "no meetings recorded yet; record one with 'recorder join' or try 'recorder demo'"
+
+
+def _nothing(message: str) -> None:
+    """An empty result: say so on stderr (stdout stays empty, or ``[]``), exit 0."""
+    click.echo(message, err=True)
 
 
 def _speaker_style(participants: Sequence[Participant]) -> Callable[[int, str], str]:
@@ -185,6 +151,82 @@ def _speaker_style(participants: Sequence[Participant]) -> Callable[[int, str], 
     return style
 
 
+def _format_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """``--json`` and ``--csv``, for listings."""
+    function = click.option(
+        "--csv", "as_csv", is_flag=True, help="Print CSV with a header row, for spreadsheets."
+    )(function)
+    return click.option(
+        "--json", "as_json", is_flag=True, help="Print a JSON array, for scripts ([] if none)."
+    )(function)
+
+
+def _check_formats(as_json: bool, as_csv: bool) -> None:
+    if as_json and as_csv:
+        raise UsageError("choose one of --json and --csv")
+
+
+def _emit(
+    as_json: bool,
+    as_csv: bool,
+    fields: Sequence[str],
+    records: list[dict[str, Any]],
+    table: Callable[[], None],
+) -> None:
+    """Print ``records`` as JSON or CSV (``fields`` as columns), else draw the table."""
+    if as_json:
+        echo_json(records)
+    elif as_csv:
+        echo_csv(fields, [[record[field] for field in fields] for record in records])
+    else:
+        table()
+
+
+# Machine output fields, in order (README, "Machine output"): the JSON export's names.
+MEETING_FIELDS = (
+    "id",
+    "channel",
+    "bot_uid",
+    "status",
+    "started_at",
+    "ended_at",
+    "duration_ms",
+    "participant_count",
+    "turn_count",
+)
+# What `meetings` adds to each meeting: the streaming cost (see _cost_json).
+COST_FIELDS = (
+    "billed_ms",
+    "speech_ms",
+    "billed_speech_ratio",
+    "price_per_hour",
+    "estimated_cost_usd",
+)
+TURN_FIELDS = ("id", "meeting_id", "uid", "speaker", "display_name", "start_ms", "end_ms", "text")
+HIT_FIELDS = (
+    "meeting_id",
+    "channel",
+    "meeting_started_at",
+    "turn_id",
+    "uid",
+    "speaker",
+    "start_ms",
+    "end_ms",
+    "text",
+    "snippet",
+    "rank",
+)
+PARTICIPANT_FIELDS = (
+    "uid",
+    "display_name",
+    "speaker",
+    "first_seen",
+    "last_seen",
+    "talk_ms",
+    "turn_count",
+)
+
+
 meeting_argument = click.argument("meeting", metavar="MEETING")
 channel_option = click.option(
     "--channel", metavar="NAME", help="Only meetings of this channel (with 'latest': its latest)."
@@ -192,7 +234,22 @@ channel_option = click.option(
 since_option = click.option(
     "--since", metavar="DATE", help="Only meetings started on or after DATE (UTC), e.g. 2026-11-20."
 )
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")
+
+
+def _meeting_record(m: MeetingSummary) -> dict[str, Any]:
+    """A meeting as in the JSON export's ``meeting`` object."""
+    duration_s = m.duration_s
+    return {
+        "id": m.id,
+        "channel": m.channel,
+        "bot_uid": m.bot_uid,
+        "status": m.status,
+        "started_at": iso_time(m.started_at),
+        "ended_at": iso_time(m.ended_at),
+        "duration_ms": None if duration_s is None else round(duration_s * 1000),
+        "participant_count": m.participant_count,
+        "turn_count": m.turn_count,
+    }
 
 
 # -- meetings -------------------------------------------------------------------------
@@ -201,10 +258,10 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON, 
 @click.command(context_settings=CONTEXT_SETTINGS)
 @channel_option
 @since_option
-@json_option
+@_format_options
 @db_option
 def meetings(
-    channel: str | None, since: str | None, as_json: bool, database_url: str | None
+    channel: str | None, since: str | None, as_json: bool, as_csv: bool, database_url: str | None
 ) -> None:
     """List recorded meetings, newest first.
 
@@ -212,13 +269,15 @@ def meetings(
     Examples:
         recorder meetings
         recorder meetings --channel standup --since 2026-11-01 --json
+        recorder meetings --csv > meetings.csv
     """
     from recorder.export.render import format_datetime, format_duration
 
+    _check_formats(as_json, as_csv)
     since_at = parse_since(since) if since is not None else None
     price = _price_per_hour(database_url)
 
-    async def main() -> None:
+    async def main() -> tuple[list[MeetingSummary], dict[int, MeetingCost]]:
         async with await _open(database_url) as store:
             found = await store.list_meetings(channel=channel, since=since_at)
             costs = await store.meeting_costs(m.id for m in found)
@@ -231,25 +290,13 @@ def meetings(
                     )
                     if part
                 )
-                raise await _no_meetings_error(store, f"no meetings {filters}".rstrip())
-        if as_json:
-            _echo_json(
-                [
-                    {
-                        "id": m.id,
-                        "channel": m.channel,
-                        "started_at": m.started_at,
-                        "ended_at": m.ended_at,
-                        "duration_s": m.duration_s,
-                        "participants": m.participant_count,
-                        "turns": m.turn_count,
-                        "status": m.status,
-                        "open_gaps": m.open_gaps,
-                        **_cost_json(costs[m.id], price),
-                    }
-                    for m in found
-                ]
-            )
+                _nothing(str(await _no_meetings_error(store, f"no meetings {filters}".rstrip())))
+            return found, costs
+
+    found, costs = run(main())
+
+    def table() -> None:
+        if not found:
             return
         rows = [
             [
@@ -267,12 +314,34 @@ def meetings(
         ]
         headers = ["ID", "CHANNEL", "STARTED", "DURATION", "PEOPLE", "TURNS", "STATUS"]
         headers += ["BILLED", "SPEECH", "RATIO", "COST", "GAPS"]
-        click.echo(format_table(headers, rows))
+        echo_table(headers, rows)
 
-    run(main())
+    records = [
+        {**_meeting_record(m), **_cost_json(costs[m.id], price), "open_gaps": m.open_gaps}
+        for m in found
+    ]
+    _emit(as_json, as_csv, (*MEETING_FIELDS, *COST_FIELDS, "open_gaps"), records, table)
 
 
 # -- show -----------------------------------------------------------------------------
+
+
+def _turn_record(turn: Turn) -> dict[str, Any]:
+    """A turn as in the JSON export's ``turn`` object, without its words."""
+    return {
+        "id": turn.id,
+        "meeting_id": turn.meeting_id,
+        "uid": turn.uid,
+        "speaker": turn.speaker,
+        "display_name": turn.display_name,
+        "start_ms": turn.start_ms,
+        "end_ms": turn.end_ms,
+        "text": turn.text,
+    }
+
+
+def _note_ms(note: Note, started_at: datetime) -> int:
+    return max(0, round((note.created_at - started_at).total_seconds() * 1000))
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
@@ -286,6 +355,7 @@ def meetings(
     type=click.IntRange(min=1),
     help="Show this transcript revision (default: the latest; see 'recorder retranscribe').",
 )
+@_format_options
 @db_option
 def show(
     meeting: str,
@@ -293,30 +363,40 @@ def show(
     speaker: str | None,
     from_: str | None,
     to: str | None,
+    as_json: bool,
+    as_csv: bool,
     revision: int | None,
     database_url: str | None,
 ) -> None:
     """Print a meeting's transcript: one [hh:mm:ss] Name: text line per turn.
 
-    MEETING is a meeting id (see 'recorder meetings') or 'latest'. Turns
-    repaired from the stored audio are marked (repaired); stretches nothing
-    could transcribe are listed as gaps at the end.
+    MEETING is a meeting id (see 'recorder meetings') or 'latest'. Notes such
+    as spoken recaps appear where they were made; turns repaired from the
+    stored audio are marked (repaired); stretches nothing could transcribe are
+    listed as gaps at the end. --json and --csv list the turns.
 
     \b
     Examples:
         recorder show latest
-        recorder show 12 --speaker Alice --from 10:00 --to 25:30
-        recorder show 12 --revision 1
+        recorder show 1 --speaker Alice --from 0:10 --to 0:40
+        recorder show latest --json
+        recorder show 1 --revision 1
     """
     from recorder.export.render import format_datetime, format_duration
 
+    _check_formats(as_json, as_csv)
     start_ms = parse_clock(from_, "--from") if from_ is not None else 0
     end_ms = parse_clock(to, "--to") if to is not None else None
     if end_ms is not None and end_ms < start_ms:
         raise UsageError(f"--to ({to}) is before --from ({from_})")
+    as_text = not (as_json or as_csv)
     price = _price_per_hour(database_url)
 
-    async def main() -> None:
+    def wanted(position_ms: int) -> bool:
+        return position_ms >= start_ms and (end_ms is None or position_ms <= end_ms)
+
+    async def main() -> list[dict[str, Any]]:
+        records: list[dict[str, Any]] = []
         async with await _open(database_url) as store:
             meeting_id = await store.resolve_meeting(meeting, channel=channel)
             header = await store.get_meeting(meeting_id, with_turns=False, revision=revision)
@@ -331,22 +411,47 @@ def show(
             duration = format_duration(
                 None if summary.duration_s is None else round(summary.duration_s * 1000)
             )
-            title = (
-                f"{clean_text(summary.channel)} · meeting {summary.id} · "
-                f"{format_datetime(summary.started_at)} · {duration} · {summary.status}"
+            if as_text:
+                billed, speech, ratio, usd = _cost_cells(cost, price)
+                click.echo(
+                    f"{clean_text(summary.channel)} · meeting {summary.id} · "
+                    f"{format_datetime(summary.started_at)} · {duration} · {summary.status} · "
+                    f"{billed} billed for {speech} of speech ({ratio}), about {usd}"
+                    + (
+                        f" · revision {header.revision} of {header.revisions[-1]}"
+                        if len(header.revisions) > 1
+                        else ""
+                    )
+                )
+            notes = sorted(
+                (
+                    (_note_ms(note, summary.started_at), note)
+                    for note in header.notes
+                    if uid is None and wanted(_note_ms(note, summary.started_at))
+                ),
+                key=lambda pair: pair[0],
             )
-            billed, speech, ratio, usd = _cost_cells(cost, price)
-            title += f" · {billed} billed for {speech} of speech ({ratio}), about {usd}"
-            if len(header.revisions) > 1:
-                title += f" · revision {header.revision} of {header.revisions[-1]}"
+
+            def print_notes(before_ms: int | None) -> None:
+                while notes and (before_ms is None or notes[0][0] <= before_ms):
+                    at_ms, note = notes.pop(0)
+                    lines = clean_text(note.text, keep_newlines=True).splitlines() or [""]
+                    label = click.style(f"({clean_text(note.kind)})", dim=True)
+                    click.echo(f"[{format_clock(at_ms)}] {label} {lines[0]}")
+                    for line in lines[1:]:
+                        click.echo(f"    {line}".rstrip())
+
             shown = 0
             async for turn in turns:
                 if turn.start_ms < start_ms or (uid is not None and turn.uid != uid):
                     continue
                 if end_ms is not None and turn.start_ms > end_ms:
                     break
-                if shown == 0:
-                    click.echo(title)
+                shown += 1
+                if not as_text:
+                    records.append(_turn_record(turn))
+                    continue
+                print_notes(turn.start_ms)
                 name = clean_text(turn.display_name or "") or str(turn.uid)
                 text = clean_text(turn.text)
                 mark = " (repaired)" if turn.source == "repaired" else ""
@@ -354,21 +459,29 @@ def show(
                     f"[{format_clock(turn.start_ms)}] {style(turn.uid, name)}{mark}:"
                     + (f" {text}" if text else "")
                 )
-                shown += 1
             names = {p.uid: p.speaker for p in participants}
             unrepaired = [g for g in header.gaps if g.state != "repaired"]
-            if shown == 0 and not unrepaired:
-                raise NotFoundError(f"no turns in meeting {meeting_id} match the filters")
+            if as_text:
+                print_notes(None)
+                for gap in unrepaired:
+                    click.echo(
+                        f"gap: {clean_text(names.get(gap.uid, str(gap.uid)))} "
+                        f"{format_clock(gap.from_ms)}-{format_clock(gap.to_ms)}: "
+                        f"{clean_text(gap.cause)} ({gap.state})"
+                    )
             if shown == 0:
-                click.echo(title)
-            for gap in unrepaired:
-                click.echo(
-                    f"gap: {clean_text(names.get(gap.uid, str(gap.uid)))} "
-                    f"{format_clock(gap.from_ms)}-{format_clock(gap.to_ms)}: "
-                    f"{clean_text(gap.cause)} ({gap.state})"
-                )
+                _nothing(f"no turns in meeting {meeting_id} match the filters")
+            if as_text and header.meeting_notes is not None and not (speaker or from_ or to):
+                from recorder.notes.text import notes_lines
 
-    run(main())
+                click.echo("")
+                for line in notes_lines(header.meeting_notes, clean_text):
+                    click.echo(line)
+        return records
+
+    records = run(main())
+    if not as_text:
+        _emit(as_json, as_csv, TURN_FIELDS, records, lambda: None)
 
 
 def _match_speaker(participants: Sequence[Participant], wanted: str, meeting_id: int) -> int:
@@ -393,6 +506,23 @@ def _match_speaker(participants: Sequence[Participant], wanted: str, meeting_id:
 # -- search ---------------------------------------------------------------------------
 
 
+def _hit_record(hit: SearchHit) -> dict[str, Any]:
+    """A search hit for --json and --csv."""
+    return {
+        "meeting_id": hit.meeting_id,
+        "channel": hit.channel,
+        "meeting_started_at": iso_time(hit.meeting_started_at),
+        "turn_id": hit.turn_id,
+        "uid": hit.uid,
+        "speaker": hit.speaker,
+        "start_ms": hit.start_ms,
+        "end_ms": hit.end_ms,
+        "text": hit.text,
+        "snippet": hit.snippet,
+        "rank": hit.rank,
+    }
+
+
 @click.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("query")
 @channel_option
@@ -401,7 +531,7 @@ def _match_speaker(participants: Sequence[Participant], wanted: str, meeting_id:
 @click.option(
     "--limit", type=click.IntRange(1, 1000), default=20, show_default=True, help="Most hits."
 )
-@json_option
+@_format_options
 @db_option
 def search(
     query: str,
@@ -410,72 +540,83 @@ def search(
     since: str | None,
     limit: int,
     as_json: bool,
+    as_csv: bool,
     database_url: str | None,
 ) -> None:
     """Search every transcript; best matches first, matches marked «like this».
 
-    QUERY is words, "quoted phrases" or a prefix*; every word must match.
+    QUERY is words, "quoted phrases" or a prefix*; every word must match,
+    whatever its case or accents (delayed finds Délayed). No match is not an
+    error: a note on stderr ([] with --json) and exit 0.
 
     \b
     Examples:
-        recorder search budget
-        recorder search '"ship the beta"' --channel standup --since 2026-11-01 --json
+        recorder search delayed
+        recorder search '"billing export"' --channel standup --json
+        recorder search 'deplo*' --speaker Dmitri --limit 5
     """
     from recorder.export.render import format_datetime
 
+    _check_formats(as_json, as_csv)
     since_at = parse_since(since) if since is not None else None
     if not query.strip():
         raise UsageError("the search query is empty; give a word to look for")
 
-    async def main() -> list[SearchHit]:
+    async def main() -> tuple[list[SearchHit], int, bool]:
         async with await _open(database_url) as store:
             hits = await store.search(
                 query, channel=channel, speaker=speaker, since=since_at, limit=limit
             )
             if not hits:
-                raise await _no_meetings_error(store, f"nothing matches {query!r}")
-            return hits
+                _nothing(str(await _no_meetings_error(store, f"nothing matches {query!r}")))
+            elif len(hits) == limit:
+                total = await store.count_matches(
+                    query, channel=channel, speaker=speaker, since=since_at, cap=_COUNT_CAP
+                )
+                return hits, max(0, total - limit), total >= _COUNT_CAP
+            return hits, 0, False
 
-    hits = run(main())
-    if as_json:
-        _echo_json(
-            [
-                {
-                    "meeting_id": h.meeting_id,
-                    "channel": h.channel,
-                    "meeting_started_at": h.meeting_started_at,
-                    "turn_id": h.turn_id,
-                    "uid": h.uid,
-                    "speaker": h.speaker,
-                    "start_ms": h.start_ms,
-                    "end_ms": h.end_ms,
-                    "text": h.text,
-                    "snippet": h.snippet,
-                    "rank": h.rank,
-                }
-                for h in hits
-            ]
-        )
-        return
-    tty = _stdout_is_tty()
-    for hit in hits:
-        where = click.style(
-            f"{hit.meeting_id} {clean_text(hit.channel)} "
-            f"{format_datetime(hit.meeting_started_at, 'date')} [{format_clock(hit.start_ms)}]",
-            dim=True,
-        )
-        name = click.style(clean_text(hit.display_name or "") or str(hit.uid), bold=True)
-        click.echo(f"{where} {name}: {_highlight(clean_text(hit.snippet), tty)}")
+    hits, more, at_least = run(main())
+
+    def table() -> None:
+        colour = use_colour()
+        for hit in hits:
+            where = click.style(
+                f"{hit.meeting_id} {clean_text(hit.channel)} "
+                f"{format_datetime(hit.meeting_started_at, 'date')} "
+                f"[{format_clock(hit.start_ms)}]",
+                dim=True,
+            )
+            name = click.style(clean_text(hit.display_name or "") or str(hit.uid), bold=True)
+            click.echo(f"{where} {name}: {_highlight(clean_text(hit.snippet), colour)}")
+
+    _emit(as_json, as_csv, HIT_FIELDS, [_hit_record(h) for h in hits], table)
+    if more:
+        count = f"{more}+" if at_least else str(more)
+        click.echo(f"{count} more; use --limit {min(1000, limit + more)} to see them", err=True)
 
 
 def _highlight(snippet: str, tty: bool) -> str:
-    """Bold the «marked» matches on a terminal; keep the plain markers otherwise."""
+    """Bold the «marked» matches when colours are on; keep the plain markers otherwise."""
     if not tty:
         return snippet
     return re.sub("«([^»]*)»", lambda m: click.style(m.group(1), fg="yellow", bold=True), snippet)
 
 
 # -- speakers -------------------------------------------------------------------------
+
+
+def _participant_record(p: Participant) -> dict[str, Any]:
+    """A participant as in the JSON export's ``participant`` object."""
+    return {
+        "uid": p.uid,
+        "display_name": p.display_name,
+        "speaker": p.speaker,
+        "first_seen": iso_time(p.first_seen),
+        "last_seen": iso_time(p.last_seen),
+        "talk_ms": p.talk_ms,
+        "turn_count": p.turn_count,
+    }
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
@@ -488,22 +629,30 @@ def _highlight(snippet: str, tty: bool) -> str:
     multiple=True,
     help="Name a participant (repeatable); an empty NAME forgets the name.",
 )
+@_format_options
 @db_option
 def speakers(
-    meeting: str, channel: str | None, assignments: tuple[str, ...], database_url: str | None
+    meeting: str,
+    channel: str | None,
+    assignments: tuple[str, ...],
+    as_json: bool,
+    as_csv: bool,
+    database_url: str | None,
 ) -> None:
     """List a meeting's participants, or name them so exports show names, not uids.
 
     \b
     Examples:
         recorder speakers latest
-        recorder speakers 12 --set 101=Alice --set 102="Bob Li"
+        recorder speakers latest --json
+        recorder speakers 1 --set 101=Alice --set 202="Bob Li"
     """
     from recorder.export.render import format_datetime, format_duration
 
+    _check_formats(as_json, as_csv)
     names = [_parse_assignment(item) for item in assignments]
 
-    async def main() -> None:
+    async def main() -> tuple[int, tuple[Participant, ...]]:
         async with await _open(database_url) as store:
             meeting_id = await store.resolve_meeting(meeting, channel=channel)
             header = await store.get_meeting(meeting_id, with_turns=False)
@@ -522,6 +671,15 @@ def speakers(
                 )
             if names:
                 header = await store.get_meeting(meeting_id, with_turns=False)
+        return meeting_id, header.participants
+
+    meeting_id, participants = run(main())
+    if not participants:
+        _nothing(f"nobody was in meeting {meeting_id}")
+
+    def table() -> None:
+        if not participants:
+            return
         rows = [
             [
                 str(p.uid),
@@ -530,13 +688,13 @@ def speakers(
                 str(p.turn_count),
                 format_datetime(p.first_seen, "seconds"),
             ]
-            for p in header.participants
+            for p in participants
         ]
-        if not rows:
-            raise NotFoundError(f"nobody was in meeting {meeting_id}")
-        click.echo(format_table(["UID", "NAME", "TALK TIME", "TURNS", "FIRST SEEN"], rows))
+        echo_table(["UID", "NAME", "TALK TIME", "TURNS", "FIRST SEEN"], rows)
 
-    run(main())
+    _emit(
+        as_json, as_csv, PARTICIPANT_FIELDS, [_participant_record(p) for p in participants], table
+    )
 
 
 def _parse_assignment(item: str) -> tuple[int, str | None]:
@@ -545,86 +703,3 @@ def _parse_assignment(item: str) -> tuple[int, str | None]:
         raise UsageError(f"--set wants UID=NAME, like 101=Alice; got {item!r}")
     cleaned = clean_text(name)
     return int(uid_text.strip()), cleaned or None
-
-
-# -- sql ------------------------------------------------------------------------------
-
-
-@click.command(context_settings=CONTEXT_SETTINGS)
-@click.argument("statement", metavar="SQL")
-@json_option
-@click.option("--csv", "as_csv", is_flag=True, help="Print CSV with a header row.")
-@click.option(
-    "--max-rows",
-    type=click.IntRange(1),
-    default=1000,
-    show_default=True,
-    help="Print at most this many rows.",
-)
-@click.option(
-    "--timeout",
-    "timeout_s",
-    type=Duration(min_s=0.001),
-    default=30.0,
-    show_default=True,
-    help="Stop the statement after this long, e.g. 30 or 2m.",
-)
-@db_option
-def sql(
-    statement: str,
-    as_json: bool,
-    as_csv: bool,
-    max_rows: int,
-    timeout_s: float,
-    database_url: str | None,
-) -> None:
-    """Run one read-only SQL statement; anything that would change the database fails.
-
-    Tables: meetings, participants, stream_sessions, turns, notes.
-
-    \b
-    Examples:
-        recorder sql "SELECT channel, count(*) FROM meetings GROUP BY channel"
-        recorder sql "SELECT start_ms, text FROM turns WHERE meeting_id = 3" --csv
-    """
-    if as_json and as_csv:
-        raise UsageError("choose one of --json and --csv")
-    if not statement.strip():
-        raise UsageError("the SQL statement is empty")
-
-    async def main() -> Any:
-        async with await _open(database_url) as store:
-            return await store.run_query(statement, max_rows=max_rows, timeout_s=timeout_s)
-
-    result = run(main())
-    columns = list(result.columns)
-    if as_json:
-        _echo_json([dict(zip(columns, row, strict=True)) for row in result.rows])
-    elif as_csv:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(columns)
-        writer.writerows(
-            [_json_default(v) if v is not None and not _plain(v) else v for v in row]
-            for row in result.rows
-        )
-        click.echo(buffer.getvalue(), nl=False)
-    else:
-        rows = [[_cell(value) for value in row] for row in result.rows]
-        if columns:
-            click.echo(format_table(columns, rows))
-        click.echo(f"({len(rows)} row{'s' if len(rows) != 1 else ''})", err=True)
-    if getattr(result, "truncated", False):
-        click.echo(f"only the first {max_rows} rows are shown; raise --max-rows", err=True)
-
-
-def _plain(value: Any) -> bool:
-    return isinstance(value, str | int | float | bool)
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "NULL"
-    text = clean_text(str(value if _plain(value) else _json_default(value)))
-    # Keep the table readable; --json and --csv give whole values.
-    return text if len(text) <= _MAX_CELL_CHARS else text[: _MAX_CELL_CHARS - 1] + "…"

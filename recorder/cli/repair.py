@@ -159,8 +159,8 @@ def retranscribe(
     \b
     Examples:
         recorder retranscribe latest --keyterms "Kubernetes,Zoë"
-        recorder retranscribe 12 --speech-model universal-3-pro --language es
-        recorder show 12 --revision 1
+        recorder retranscribe 1 --speech-model universal-3-pro --language es
+        recorder show 1 --revision 1
     """
     if language is not None and not language.replace("_", "").isalpha():
         raise UsageError(f"--language must be a language code such as en or es, not {language!r}")

@@ -1,8 +1,9 @@
 """Serve every emulator on one port, routed by request path.
 
 The streaming emulator answers ``/v3/ws`` (and ``/v3/token``), the Voice Agent
-emulator ``/v1/ws`` (and ``/v1/token``). Used by ``recorder emulate``, the demo
-and the benchmarks.
+emulator ``/v1/ws`` (and ``/v1/token``), the LLM Gateway emulator plain HTTP under
+``/v1`` (``/v1/chat/completions``, ``/v1/models``). Used by ``recorder emulate``, the
+demo and the benchmarks.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
 from recorder.emulator.agent.server import AGENT_PATH, VoiceAgentEmulator
+from recorder.emulator.llm.gateway import LLM_BASE_PATH, LlmGatewayEmulator
+from recorder.emulator.llm.http import HttpSide
 from recorder.emulator.serving import server_options
 from recorder.emulator.streaming.records import StreamingBehaviour
 from recorder.emulator.streaming.server import STREAMING_PATH, StreamingEmulator
@@ -48,8 +51,10 @@ class EmulatorServer:
         streaming: the streaming emulator (its ``sessions`` are the records).
         agent: the Voice Agent emulator.
         urls: what is served, by name (``"streaming"``: ``ws://HOST:PORT/v3/ws``,
-            ``"agent"``: ``ws://HOST:PORT/v1/ws``).
+            ``"agent"``: ``ws://HOST:PORT/v1/ws``, ``"llm"``: ``http://HOST:PORT/v1``,
+            ``"emulator"``: ``http://HOST:PORT``, for ``--emulator``).
         server: the websockets server.
+        llm: the LLM Gateway emulator.
     """
 
     host: str
@@ -58,6 +63,7 @@ class EmulatorServer:
     agent: VoiceAgentEmulator
     urls: Mapping[str, str] = field(default_factory=dict)
     server: Server | None = None
+    llm: LlmGatewayEmulator | None = None
 
 
 def _route(emulators: Iterable[RoutedEmulator], path: str) -> RoutedEmulator | None:
@@ -76,6 +82,7 @@ async def serve_emulators(
     realtime_factor: float = 1.0,
     streaming: StreamingEmulator | None = None,
     agent: VoiceAgentEmulator | None = None,
+    llm: LlmGatewayEmulator | None = None,
 ) -> AsyncIterator[EmulatorServer]:
     """Serve the emulators on one port until the block exits.
 
@@ -88,6 +95,7 @@ async def serve_emulators(
         streaming: a pre-built streaming emulator (tests); overrides the two above.
             Without it, frames are not recorded (``record_frames=False``), only sessions.
         agent: a pre-built Voice Agent emulator (tests).
+        llm: a pre-built LLM Gateway emulator (tests).
 
     Yields:
         The running emulators and their URLs.
@@ -101,7 +109,11 @@ async def serve_emulators(
         )
     if agent is None:
         agent = VoiceAgentEmulator(api_keys=api_keys, realtime_factor=realtime_factor)
+    if llm is None:
+        llm = LlmGatewayEmulator(api_keys=api_keys)
     emulators: list[RoutedEmulator] = [streaming, agent]
+    # The gateway is plain HTTP (POST bodies), taken over before websockets sees it.
+    http = HttpSide((llm.is_http, llm.handle))
 
     def process_request(connection: ServerConnection, request: Request) -> Response | None:
         emulator = _route(emulators, urlsplit(request.path).path)
@@ -120,10 +132,24 @@ async def serve_emulators(
             return
         await emulator.handle(connection)
 
-    async with serve(handle, host, port, process_request=process_request, **server_options()) as (
-        server
-    ):
+    async with serve(
+        handle,
+        host,
+        port,
+        process_request=process_request,
+        create_connection=http.connection_class,
+        **server_options(),
+    ) as server:
         bound_host, bound_port = next(iter(server.sockets)).getsockname()[:2]
         base = f"ws://{bound_host}:{bound_port}"
-        urls = {"streaming": base + STREAMING_PATH, "agent": base + AGENT_PATH}
-        yield EmulatorServer(bound_host, bound_port, streaming, agent, urls, server)
+        http_base = f"http://{bound_host}:{bound_port}"
+        urls = {
+            "streaming": base + STREAMING_PATH,
+            "agent": base + AGENT_PATH,
+            "llm": http_base + LLM_BASE_PATH,
+            "emulator": http_base,
+        }
+        try:
+            yield EmulatorServer(bound_host, bound_port, streaming, agent, urls, server, llm)
+        finally:
+            http.close()

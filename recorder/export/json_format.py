@@ -12,6 +12,7 @@ from collections.abc import AsyncIterable, AsyncIterator
 from datetime import datetime
 from typing import Any
 
+from storage.notes import MeetingNotes, content_to_json
 from storage.records import (
     Meeting,
     Turn,
@@ -20,6 +21,7 @@ from storage.records import (
 __all__ = [
     "SCHEMA",
     "SCHEMA_VERSION",
+    "meeting_notes_to_json",
     "meeting_to_json",
     "turn_to_json",
     "write_json",
@@ -43,6 +45,7 @@ Top level (keys in this order):
     stream_sessions  array of stream session objects, by opened_at
     notes            array of note objects, by created_at
     gaps             array of gap objects, by from_ms
+    meeting_notes    meeting_notes object, the current written notes, or null
     turns            array of turn objects, in time order (start_ms), one per line
 
 meeting:
@@ -101,6 +104,28 @@ gap (a stretch of one participant's audio live transcription missed):
     state      string: "open" (not transcribed yet; 'recorder repair' can retry),
                "repaired" (its words are in turns with source "repaired"),
                "lost" (no audio was kept to repair it from)
+
+meeting_notes (written by the LLM Gateway; the highest revision is current):
+    revision       integer, 1 for the first notes, +1 each time they are remade
+    created_at     string (time of day)
+    model          string, the gateway model that wrote them
+    language       string or null, the language asked for
+    prompt         string or null, extra instructions given
+    usage          object: input_tokens, output_tokens, calls (integers) and
+                   price_usd (number, an estimate at published rates, or null)
+    summary        array of strings, a few sentences
+    bullets        array of note item objects, key points
+    decisions      array of note item objects
+    action_items   array of note item objects (with owner and due)
+    open_questions array of note item objects
+
+note item (each points at the turns it comes from):
+    text      string
+    start_ms  integer, start of its first turn
+    end_ms    integer, end of its last turn
+    turn_ids  array of integers, ids of the turns (see turn.id), at least one
+    owner     string or null, the participant who will do it (action items)
+    due       string or null, when it is due, as said (action items)
 
 turn:
     id                      integer
@@ -212,6 +237,28 @@ def meeting_to_json(meeting: Meeting, *, price_per_hour: float | None = None) ->
             }
             for g in meeting.gaps
         ],
+        "meeting_notes": (
+            None if meeting.meeting_notes is None else meeting_notes_to_json(meeting.meeting_notes)
+        ),
+    }
+
+
+def meeting_notes_to_json(notes: MeetingNotes) -> dict[str, Any]:
+    """The written notes as their JSON object (``meeting_notes`` in the schema)."""
+    content = notes.content
+    return {
+        "revision": notes.revision,
+        "created_at": _time(notes.created_at),
+        "model": notes.model,
+        "language": notes.language,
+        "prompt": notes.prompt,
+        "usage": {
+            "input_tokens": notes.usage.input_tokens,
+            "output_tokens": notes.usage.output_tokens,
+            "calls": notes.usage.calls,
+            "price_usd": notes.usage.price_usd,
+        },
+        **content_to_json(content),
     }
 
 

@@ -13,18 +13,22 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from recorder.export.escape import clean_text
+from storage.notes import MeetingNotes, NoteItem
 from storage.records import Meeting, Note, Participant, Turn, Word
 
 __all__ = [
     "PALETTE_SIZE",
     "GapView",
     "MeetingView",
+    "NoteItemView",
     "NoteView",
     "SpeakerView",
     "Speakers",
     "TurnView",
+    "WrittenNotesView",
     "build_meeting_view",
     "turn_views",
+    "written_notes_view",
 ]
 
 # Colours are CSS classes .s0 ... .s9 in the HTML; beyond ten speakers they repeat.
@@ -59,6 +63,39 @@ class NoteView:
     created_at: datetime
     offset_ms: int
     spoken: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NoteItemView:
+    """A decision, action item, open question or bullet, cleaned, with its first turn.
+
+    Attributes:
+        turn_id: the first turn it comes from (the HTML links to ``#t<turn_id>``).
+    """
+
+    text: str
+    start_ms: int
+    end_ms: int
+    turn_id: int
+    turn_ids: tuple[int, ...]
+    owner: str | None
+    due: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class WrittenNotesView:
+    """The meeting's written notes (LLM Gateway), cleaned for rendering."""
+
+    revision: int
+    model: str
+    summary: tuple[str, ...]
+    bullets: tuple[NoteItemView, ...]
+    decisions: tuple[NoteItemView, ...]
+    action_items: tuple[NoteItemView, ...]
+    open_questions: tuple[NoteItemView, ...]
+    input_tokens: int
+    output_tokens: int
+    price_usd: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +144,7 @@ class MeetingView:
     turn_count: int
     title: str
     gaps: tuple[GapView, ...] = ()
+    written: WrittenNotesView | None = None
 
 
 class Speakers:
@@ -150,6 +188,37 @@ def _note_title(note: Note) -> str:
     kind = clean_text(note.kind) or "note"
     title = kind[:1].upper() + kind[1:]
     return f"{title} (spoken)" if note.spoken else title
+
+
+def _item_view(item: NoteItem) -> NoteItemView:
+    return NoteItemView(
+        text=clean_text(item.text),
+        start_ms=item.start_ms,
+        end_ms=item.end_ms,
+        turn_id=item.turn_ids[0] if item.turn_ids else 0,
+        turn_ids=item.turn_ids,
+        owner=clean_text(item.owner) if item.owner else None,
+        due=clean_text(item.due) if item.due else None,
+    )
+
+
+def written_notes_view(notes: MeetingNotes | None) -> WrittenNotesView | None:
+    """The written notes ready to render, or None."""
+    if notes is None:
+        return None
+    content = notes.content
+    return WrittenNotesView(
+        revision=notes.revision,
+        model=clean_text(notes.model),
+        summary=tuple(clean_text(s) for s in content.summary),
+        bullets=tuple(_item_view(i) for i in content.bullets),
+        decisions=tuple(_item_view(i) for i in content.decisions),
+        action_items=tuple(_item_view(i) for i in content.action_items),
+        open_questions=tuple(_item_view(i) for i in content.open_questions),
+        input_tokens=notes.usage.input_tokens,
+        output_tokens=notes.usage.output_tokens,
+        price_usd=notes.usage.price_usd,
+    )
 
 
 def build_meeting_view(meeting: Meeting, speakers: Speakers | None = None) -> MeetingView:
@@ -196,6 +265,7 @@ def build_meeting_view(meeting: Meeting, speakers: Speakers | None = None) -> Me
             for gap in meeting.gaps
             if gap.state != "repaired"
         ),
+        written=written_notes_view(meeting.meeting_notes),
     )
 
 

@@ -320,6 +320,19 @@ async def run_job(runtime: FleetRuntime, context: JobContext, recording_id: int)
     reason = _describe(report, active, _empty_timeout(row.options))
     await recordings.release(recording_id, token, status="done", reason=reason, turns=report.turns)
     runtime.say(f"{where}: done, meeting {report.meeting_id}: {reason}")
+    if row.options.get("notes"):
+        await _write_notes(runtime, where, report.meeting_id)
+
+
+async def _write_notes(runtime: FleetRuntime, where: str, meeting_id: int) -> None:
+    """The meeting's notes, after the recording is done; a failure leaves it pending."""
+    from recorder.notes.service import NotesOptions, notes_after_recording
+
+    made, error = await notes_after_recording(runtime.config, meeting_id, NotesOptions())
+    if made is None:
+        runtime.say(f"{where}: notes not made ({error}); 'recorder notes --pending' retries")
+    else:
+        runtime.say(f"{where}: notes made for meeting {meeting_id}")
 
 
 async def _claim(

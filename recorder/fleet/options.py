@@ -77,6 +77,7 @@ class RecordingRequest:
     speech_model: str | None = None
     recap: RecapRequest | None = None
     at: datetime | None = None
+    notes: bool = False
 
 
 def check_text(what: str, text: str, *, max_length: int = 1000) -> str:
@@ -182,6 +183,7 @@ def recording_options(request: RecordingRequest) -> tuple[str, dict[str, Any], d
         if request.speech_model is None
         else check_text("--speech-model", request.speech_model, max_length=100),
         "recap": recap,
+        "notes": bool(request.notes),
     }
     at = request.at
     if at is not None and at.tzinfo is None:

@@ -6,9 +6,12 @@ transcript streams through the same exporters as ``recorder export``.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
+import logging
+import pathlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Literal
@@ -33,6 +36,8 @@ from recorder.service.schemas import (
 )
 from recorder.service.state import Service, service_of
 from storage.tokens import ApiToken
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "ExportFormat",
@@ -205,17 +210,35 @@ async def patch_participant(
     summary="Delete a meeting for good",
 )
 async def delete_meeting(meeting_id: MeetingId, service: ServiceDep, token: TokenDep) -> Response:
-    """Delete the meeting's transcript, participants, notes and events; irreversible.
+    """Delete the meeting's transcript, participants, notes, events and audio; irreversible.
 
     The deletion is written to the audit log with the name of the token that asked.
+    Audio files are removed where this process can reach them (the audit says how many
+    were listed); a fleet whose workers keep audio on their own disks removes the rest there.
     """
     from storage.api import delete_meeting as delete
+    from storage.audio import list_segments
 
+    files = [segment.path for segment in await list_segments(service.store, meeting_id)]
     try:
-        await delete(service.engine, meeting_id, actor=f"token:{token.name}")
+        await delete(
+            service.engine,
+            meeting_id,
+            actor=f"token:{token.name}",
+            detail={"audio_files": len(files)},
+        )
     except UsageError as exc:  # still recording
         raise ApiError(409, str(exc)) from exc
+    await asyncio.to_thread(_remove_audio, meeting_id, files)
     return Response(status_code=204)
+
+
+def _remove_audio(meeting_id: int, files: list[str]) -> None:
+    for name in files:
+        try:
+            pathlib.Path(name).unlink(missing_ok=True)
+        except OSError as exc:
+            log.warning("! audio file of deleted meeting %d not removed: %s", meeting_id, exc)
 
 
 @router.get("/search", response_model=SearchResults, summary="Search every transcript")

@@ -84,6 +84,9 @@ class RecordingCreate(BaseModel):
     prompt: Annotated[SafeText, Field(max_length=10_000)] | None = None
     speech_model: Annotated[SafeText, Field(max_length=100)] | None = None
     recap: RecapIn | None = None
+    notes: bool = Field(
+        False, description="Write the meeting's notes (LLM Gateway) when it ends, as --notes."
+    )
 
 
 class RecordingOut(BaseModel):
@@ -181,6 +184,7 @@ async def create_recording(
                     since_last=recap.since_last,
                 ),
                 at=request.at,
+                notes=request.notes,
             )
         )
     except (ConfigError, UsageError) as exc:

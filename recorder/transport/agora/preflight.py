@@ -45,11 +45,28 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-INSTALL_HINT = (
-    "install the extra with: pip install --no-cache-dir 'meeting-recorder[agora]' "
-    "(Linux x86_64/aarch64 or macOS; the install downloads Agora's native library once, "
-    "so it needs network access)"
-)
+
+def _install_hint() -> str:
+    """The command that installs the Agora extra into the Python running recorder.
+
+    The package is not on PyPI yet: it installs from a clone (README, "Real use").
+    Run from a clone (as ``make demo`` installs it), the command names that clone.
+    """
+    import shlex
+
+    clone = Path(__file__).resolve().parents[3]
+    if (clone / "pyproject.toml").is_file():
+        target = shlex.quote(f"{clone}[agora]")
+    else:
+        target = "'.[agora]' (in a clone of the recorder repository)"
+    return (
+        f"install the extra with: {shlex.quote(sys.executable)} -m pip install --no-cache-dir "
+        f"{target} (Linux x86_64/aarch64 or macOS; the install downloads Agora's native "
+        "library once, so it needs network access)"
+    )
+
+
+INSTALL_HINT = _install_hint()
 
 # The SDK modules the transport uses, by the attribute name they get on AgoraSdk.
 AGORA_MODULES = {
