@@ -443,7 +443,7 @@ async def test_join_command_records_through_agora(
         result = await asyncio.to_thread(_join_cli, *args, **env)
         assert result.exit_code == 0, result.output
         assert "meeting 1 (standup)" in result.stderr
-        assert "1 participants" in result.stderr  # 101 was announced after the join
+        assert "from 1 participant," in result.stderr  # 101 was announced after the join
         world.join_failure = 6
         failed = await asyncio.to_thread(_join_cli, *args, **env)
     assert failed.exit_code == 1
