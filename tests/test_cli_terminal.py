@@ -29,7 +29,10 @@ _TIMEOUT_S = 60
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "COLUMNS", "LINES")}
+    # Not PYTHONASYNCIODEBUG either (`make test` sets it): its slow-callback warnings
+    # would be stderr lines of the command under test.
+    dropped = ("NO_COLOR", "COLUMNS", "LINES", "PYTHONASYNCIODEBUG")
+    env = {k: v for k, v in os.environ.items() if k not in dropped}
     env["PYTHONPATH"] = str(ROOT)
     env.update(extra)
     return env
