@@ -50,6 +50,7 @@ async def test_refused_sessions_teach_the_budget_the_accounts_rate(tmp_path: Pat
     assert out.report.session_refusals == out.refused
     # Learned at 3 a minute (then raised 10% a minute, which 3.3 a minute still rounds to).
     assert int(out.learned_per_minute) == 3
-    # Refused sockets were retried on the budget, the audio held meanwhile: nothing lost.
+    # Refused sockets were retried on the budget; speech held too long for the live
+    # socket to catch up was repaired from the kept audio: nothing lost.
     assert out.words_lost == 0
     assert out.words_extra == 0

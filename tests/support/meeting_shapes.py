@@ -27,6 +27,7 @@ from recorder.audio import bytes_for_ms
 from recorder.bot import MeetingReport
 from recorder.config import Config
 from recorder.console import LiveConsole
+from recorder.emulator.batch import BatchBehaviour, BatchEmulator
 from recorder.emulator.streaming.records import StreamingBehaviour
 from recorder.emulator.streaming.server import StreamingEmulator
 from recorder.stt.hold import DEFAULT_HOLD_MS, ClosePolicy
@@ -296,12 +297,22 @@ async def record_meeting(
             record_frames=False,
         ),
     )
+    # Speech held too long (a session refused for a while) is repaired from the kept
+    # audio through the async API, as in production: the emulator's stands in for it.
+    batch = BatchEmulator(behaviour=BatchBehaviour(processing_s=0.05))
     async with (
         emulator.serve() as server,
+        batch.serve() as repair,
         await TranscriptStore.open(db_url, auto_migrate=True) as store,
     ):
         report = await record(
-            Config(database_url=db_url, assemblyai_api_key="bench-key", stt_url=server.url),
+            Config(
+                database_url=db_url,
+                assemblyai_api_key="bench-key",
+                stt_url=server.url,
+                async_url=repair.url,
+                audio_dir=str(folder / "audio"),
+            ),
             ReplayTransport(script, speed=speed),
             options=RecordingOptions(
                 sessions_per_minute=sessions_per_minute,
