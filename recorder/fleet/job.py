@@ -20,11 +20,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from procrastinate import JobContext
 from sqlalchemy.engine import URL
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from recorder.app import RecordingOptions, record
 from recorder.bot import MeetingContext, MeetingReport
@@ -56,6 +56,7 @@ from storage.store import TranscriptStore
 __all__ = ["ActiveRecording", "FencedStore", "FleetRuntime", "is_permanent", "run_job"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Failures retrying cannot fix: the recording fails with the reason at once.
 _PERMANENT = (
@@ -149,6 +150,10 @@ class ActiveRecording:
         self.request_stop("lost its lease")
 
 
+class LeaseLost(RecorderError):
+    """A write refused because another worker holds the recording now."""
+
+
 class FencedStore(TranscriptStore):
     """A transcript store that writes only while the recording's lease is held.
 
@@ -172,6 +177,15 @@ class FencedStore(TranscriptStore):
 
     async def _allowed(self) -> bool:
         return self.fence is None or await self.fence.may_write()
+
+    async def _transaction(
+        self, work: Callable[[AsyncConnection], Awaitable[T]], *, write: bool
+    ) -> T:
+        # Companion modules (gaps, audio index, notes) write through here, not through the
+        # methods below: a holder that lost its lease must not write there either.
+        if write and not await self._allowed():
+            raise LeaseLost("this worker no longer holds the recording's lease")
+        return await super()._transaction(work, write=write)
 
     async def upsert_turns(self, *args: Any, **kwargs: Any) -> None:
         """Store final turns (refused without the lease)."""
