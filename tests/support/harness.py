@@ -6,6 +6,7 @@ the CLI calls, so the tests exercise the production wiring.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,7 +79,16 @@ def assert_matches_script(
     for uid in uids:
         want = [w for w in expected if w.uid == uid]
         got = [w for t in meeting.turns if t.uid == uid for w in t.words]
-        assert [w.text for w in got] == [w.text for w in want], f"uid {uid} words differ"
+        if [w.text for w in got] != [w.text for w in want]:
+            diff = difflib.unified_diff(
+                [f"{w.text} {w.start_ms:.0f}" for w in want],
+                [f"{w.text} {w.start_ms:.0f}" for w in got],
+                "said",
+                "stored",
+                n=1,
+                lineterm="",
+            )
+            raise AssertionError(f"uid {uid} words differ:\n" + "\n".join(list(diff)[:40]))
         for stored, said in zip(got, want, strict=True):
             assert abs(stored.start_ms - said.start_ms) <= tolerance_ms, (uid, stored, said)
             assert abs(stored.end_ms - said.end_ms) <= tolerance_ms, (uid, stored, said)
