@@ -65,6 +65,7 @@ NOT_HERE = [
     (r"^recorder webhooks remove\b", "needs: an endpoint added first"),
     (r"^recorder (worker|record|jobs|stop|cancel)\b", "needs: PostgreSQL (the fleet's queue)"),
     (r"^recorder (repair|retranscribe)\b", "needs: an AssemblyAI key (transcribes kept audio)"),
+    (r"^recorder (notes|ask)\b", "needs: an AssemblyAI key (the LLM Gateway)"),
 ]
 # (pattern, allowed exit codes): documented non-zero exits.
 EXIT_CODES = [(r"^recorder doctor\b", {0, 1})]
