@@ -53,7 +53,7 @@ from recorder.pipeline import FinalTurn
 from recorder.transport.base import Transport
 from storage.store import TranscriptStore
 
-__all__ = ["ActiveRecording", "FencedStore", "FleetRuntime", "is_permanent", "run_job"]
+__all__ = ["ActiveRecording", "FencedStore", "FleetRuntime", "LeaseLost", "is_permanent", "run_job"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
