@@ -54,6 +54,22 @@ def test_worker_on_sqlite_is_one_clear_line(tmp_path: Path) -> None:
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
+def test_worker_durations_take_units(tmp_path: Path) -> None:
+    db = f"--db=sqlite+aiosqlite:///{tmp_path / 'r.db'}"
+    # Parsed: the next complaint is the database.
+    code, _, err = invoke("worker", "--heartbeat=500ms", "--stall-timeout=10s", "--drain-timeout=2m",
+                          "--webhook-retry=1m30s", db)  # fmt: skip
+    assert code == 1 and "needs PostgreSQL" in err
+    for option, problem in [
+        ("--stall-timeout=nan", "is not a duration"),
+        ("--heartbeat=10ms", "too short"),
+        ("--drain-timeout=2d", "is not a duration"),
+        ("--webhook-retry=2h", "too long"),
+    ]:
+        code, _, err = invoke("worker", option, db)
+        assert code == 2 and problem in err and "Traceback" not in err, (option, err)
+
+
 @pytest.mark.parametrize("command", [["record", "--channel", "c"], ["jobs"], ["stop", "1"]])
 def test_every_fleet_command_refuses_sqlite(tmp_path: Path, command: list[str]) -> None:
     code, _, err = invoke(*command, f"--db=sqlite+aiosqlite:///{tmp_path / 'r.db'}")
