@@ -23,7 +23,7 @@ from recorder.transport.script import parse_script
 from storage.db import upgrade_database
 from storage.store import TranscriptStore
 
-SCRIPT = {
+SCRIPT: dict[str, Any] = {
     "channel": "standup",
     "participants": [{"uid": 1, "name": "Ann"}],
     "events": [
@@ -57,8 +57,8 @@ def test_worker_on_sqlite_is_one_clear_line(tmp_path: Path) -> None:
 def test_worker_durations_take_units(tmp_path: Path) -> None:
     db = f"--db=sqlite+aiosqlite:///{tmp_path / 'r.db'}"
     # Parsed: the next complaint is the database.
-    code, _, err = invoke("worker", "--heartbeat=500ms", "--stall-timeout=10s", "--drain-timeout=2m",
-                          "--webhook-retry=1m30s", db)  # fmt: skip
+    durations = ("--heartbeat=500ms", "--stall-timeout=10s", "--drain-timeout=2m")
+    code, _, err = invoke("worker", *durations, "--webhook-retry=1m30s", db)
     assert code == 1 and "needs PostgreSQL" in err
     for option, problem in [
         ("--stall-timeout=nan", "is not a duration"),

@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 
 from recorder.transport.script import ExpectedWord, MeetingScript
-from storage.records import Meeting
 from storage.db import upgrade_database
+from storage.records import Meeting
 from storage.store import TranscriptStore
 from tests.support.timing import TIMEOUT
 
@@ -188,7 +188,9 @@ class Fleet:
             cursor = await connection.execute("SELECT *, now() AS now FROM recordings ORDER BY id")
             return list(await cursor.fetchall())
 
-    async def wait_rows(self, predicate: Any, within: float, *, check: Any = None) -> list[dict]:
+    async def wait_rows(
+        self, predicate: Any, within: float, *, check: Any = None
+    ) -> list[dict[str, Any]]:
         """Poll ``recordings`` until ``predicate(rows)``; ``check(rows)`` on every poll."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within
@@ -249,9 +251,7 @@ def expected(script: dict[str, Any]) -> list[ExpectedWord]:
     from recorder.transport.script import parse_script
 
     parsed: MeetingScript = parse_script(script)
-    return [
-        dataclasses.replace(w, text=w.text.strip(".")) for w in parsed.expected_words()
-    ]
+    return [dataclasses.replace(w, text=w.text.strip(".")) for w in parsed.expected_words()]
 
 
 @dataclass
@@ -280,9 +280,7 @@ def check_takeover(script: dict[str, Any], words: Counter[str], meeting: Meeting
     lost_gaps = [g for g in takeover if g.state == "lost"]
     assert all(g.state == "repaired" for g in takeover if g not in lost_gaps), takeover
     assert meeting.summary.status == ("partial" if lost_gaps else "completed"), meeting.gaps
-    source = {
-        w.text.strip("."): t.source for t in meeting.turns for w in t.words
-    }
+    source = {w.text.strip("."): t.source for t in meeting.turns for w in t.words}
     count = Accounting()
     assert max(words.values(), default=1) == 1, [w for w, n in words.items() if n > 1]
     assert set(words) <= {w.text for w in expected(script)}
@@ -317,7 +315,7 @@ async def test_twenty_recordings_three_workers_one_killed(fleet: Fleet) -> None:
     ids = [await fleet.enqueue(script) for script in scripts]
     most_held: Counter[int] = Counter()
 
-    def within_capacity(rows: list[dict]) -> None:
+    def within_capacity(rows: list[dict[str, Any]]) -> None:
         held = Counter(r["worker_pid"] for r in rows if r["status"] == "recording")
         for pid, count in held.items():
             most_held[pid] = max(most_held[pid], count)
@@ -325,14 +323,14 @@ async def test_twenty_recordings_three_workers_one_killed(fleet: Fleet) -> None:
 
     # Kill a worker in the second wave: every recording started, the victim holds some
     # that have run a few seconds (words committed), and the others have room for them.
-    def ripe(rows: list[dict]) -> list[dict]:
+    def ripe(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return [
             r
             for r in rows
             if r["status"] == "recording" and (r["now"] - r["started_at"]).total_seconds() > 4.0
         ]
 
-    def victim_of(rows: list[dict]) -> Proc | None:
+    def victim_of(rows: list[dict[str, Any]]) -> Proc | None:
         """A worker holding a ripe recording whose recordings the others have room for."""
         if [r for r in rows if r["status"] == "queued"]:
             return None

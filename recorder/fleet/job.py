@@ -520,23 +520,7 @@ async def _record(
     speed = float(options.get("speed") or 1.0)
     rejoin_ms = claim.elapsed_s * 1000 * speed
     store = FencedStore.sharing(runtime.engine, runtime.url, active)
-    takeover = None
-    if row.meeting_id is not None and claim.last_renewed_s is not None:
-        # Stored before the channel is rejoined: what the previous worker left is final.
-        outage = Outage(
-            from_ms=max(0.0, rejoin_ms - claim.last_renewed_s * 1000 * speed),
-            to_ms=rejoin_ms,
-            handed_back=claim.handed_back,
-        )
-        gaps = await store_takeover_gaps(store, row.meeting_id, outage)
-        store.continued = True
-        takeover = (outage, gaps)
-        runtime.say(
-            f"recording {row.id} ({row.channel}): outage {outage.from_ms / 1000:.1f}-"
-            f"{outage.to_ms / 1000:.1f} s stored as gaps: {gaps.to_repair} to repair from "
-            f"the kept audio when the meeting ends, {gaps.lost} lost "
-            f"({gaps.lost_ms / 1000:.1f} participant-seconds nobody received)"
-        )
+    takeover = await _take_over(runtime, claim, store, rejoin_ms, speed)
     transport = _open_transport(config, row.channel, options, rejoin_ms)
     try:
         return await record(
@@ -551,6 +535,35 @@ async def _record(
         )
     finally:
         store.fence = None
+
+
+async def _take_over(
+    runtime: FleetRuntime, claim: Claim, store: FencedStore, rejoin_ms: float, speed: float
+) -> tuple[Outage, TakeoverGaps] | None:
+    """Store what the channel's time without a recorder missed; None on a first claim."""
+    row = claim.row
+    if claim.previous_host is None or claim.last_renewed_s is None:
+        return None
+    if row.meeting_id is None:
+        # An earlier attempt failed before the meeting began (a retry): the channel went
+        # unheard from the recording's start. Whoever is in it at the rejoin gets a lost
+        # gap when the meeting ends.
+        return Outage(from_ms=0.0, to_ms=rejoin_ms, handed_back=True), TakeoverGaps(frozenset())
+    # Stored before the channel is rejoined: what the previous worker left is final.
+    outage = Outage(
+        from_ms=max(0.0, rejoin_ms - claim.last_renewed_s * 1000 * speed),
+        to_ms=rejoin_ms,
+        handed_back=claim.handed_back,
+    )
+    gaps = await store_takeover_gaps(store, row.meeting_id, outage)
+    store.continued = True
+    runtime.say(
+        f"recording {row.id} ({row.channel}): outage {outage.from_ms / 1000:.1f}-"
+        f"{outage.to_ms / 1000:.1f} s stored as gaps: {gaps.to_repair} to repair from the "
+        f"kept audio when the meeting ends, {gaps.lost} lost ({gaps.lost_ms / 1000:.1f} "
+        "participant-seconds nobody received)"
+    )
+    return outage, gaps
 
 
 def _describe(report: MeetingReport, active: ActiveRecording, empty_timeout_s: float) -> str:

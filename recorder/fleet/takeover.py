@@ -180,7 +180,9 @@ async def _known(connection: AsyncConnection, meeting_id: int) -> set[int]:
     return {int(uid) for (uid,) in rows}
 
 
-async def _words_end(connection: AsyncConnection, meeting_id: int, before_ms: float) -> dict[int, int]:
+async def _words_end(
+    connection: AsyncConnection, meeting_id: int, before_ms: float
+) -> dict[int, int]:
     """Where each participant's stored words end (live or repaired, first revision)."""
     rows = await connection.execute(
         select(ParticipantRow.uid, func.max(TurnRow.end_ms))
