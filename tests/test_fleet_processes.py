@@ -137,12 +137,17 @@ class Fleet:
     env: dict[str, str]
 
     async def add_worker(
-        self, capacity: int = 4, *, heartbeat_s: float = HEARTBEAT_S, stall_s: float = STALL_S
+        self,
+        capacity: int = 4,
+        *,
+        heartbeat_s: float = HEARTBEAT_S,
+        stall_s: float = STALL_S,
+        db_url: str | None = None,
     ) -> Proc:
         worker = await start(
             self.tmp_path,
             "worker",
-            f"--db={self.db_url}",
+            f"--db={db_url or self.db_url}",
             f"--capacity={capacity}",
             f"--heartbeat={heartbeat_s}",
             f"--stall-timeout={stall_s}",

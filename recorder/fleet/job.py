@@ -39,6 +39,7 @@ from recorder.console import LiveConsole
 from recorder.errors import (
     ChannelError,
     ConfigError,
+    DatabaseUnreachable,
     MigrationRequired,
     NotFoundError,
     RecorderError,
@@ -295,7 +296,13 @@ async def run_job(runtime: FleetRuntime, context: JobContext, recording_id: int)
         runtime.lease_s,
         lambda: recordings.renew(recording_id, token, runtime.lease_s),
     )
-    claim = await _claim(runtime, recording_id, token, active)
+    try:
+        claim = await _claim(runtime, recording_id, token, active)
+    except (HandBack, asyncio.CancelledError):
+        raise
+    except Exception as exc:  # the queue's database away: the job would be lost, not retried
+        runtime.say(f"recording {recording_id}: will retry: the lease could not be taken: {exc}")
+        raise Transient(DatabaseUnreachable(f"the lease could not be taken: {exc}")) from exc
     if claim is None:
         return
     row = claim.row
@@ -328,9 +335,12 @@ async def run_job(runtime: FleetRuntime, context: JobContext, recording_id: int)
             await recordings.release(recording_id, token, status="failed", reason=reason)
             return
         runtime.say(f"{where}: will retry (attempt {attempts + 1} of {MAX_ATTEMPTS}): {exc}")
-        await recordings.release(
-            recording_id, token, status="queued", reason=f"retrying after: {exc}"
-        )
+        try:
+            await recordings.release(
+                recording_id, token, status="queued", reason=f"retrying after: {exc}"
+            )
+        except Exception as away:  # the retry claims it once the lease has expired
+            log.warning("! lease of recording %d not handed back: %s", recording_id, away)
         raise Transient(exc) from exc
     except Exception as exc:
         log.exception("! %s failed", where)
