@@ -288,3 +288,69 @@ def test_an_unreachable_database_is_one_line_at_once() -> None:
     code, _, err = invoke("jobs", "--db=postgresql+asyncpg://u:s3cret@127.0.0.1:1/db")
     assert code == 1 and err.startswith("error: cannot reach the fleet's database")
     assert "s3cret" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.postgres
+async def test_a_takeover_stores_what_it_missed_as_gaps(postgres_url: str, tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from recorder.fleet.takeover import Outage, store_newcomer_gaps, store_takeover_gaps
+    from storage.audio import add_segment, finish_segment
+    from storage.gaps import list_gaps, store_transcribed_turns
+    from storage.records import TurnRecord, Word
+
+    await upgrade_database(postgres_url)
+    t0 = datetime(2026, 12, 5, 9, 0, tzinfo=UTC)
+    async with await TranscriptStore.open(postgres_url) as store:
+
+        async def meeting_as_the_dead_worker_left_it() -> int:
+            meeting = await store.start_meeting("c", 0, t0)
+            for uid in (1, 2, 3):
+                await store.record_participant(meeting, uid, t0, presence="joined")
+            await store.record_participant(meeting, 3, t0, presence="left")
+            words = (Word("alpha", 3500, 4000, 0.9),)
+            turn = TurnRecord(meeting, 1, 0, 0, 3500, 4000, "alpha", words)
+            await store_transcribed_turns(
+                store, meeting, 1, [turn], transcript_id="t", transcribed_at=t0, audio_seconds=1
+            )
+            # uid 1 and 2: raw files the killed worker was writing; uid 3: finished.
+            for uid, length_ms in ((1, 5000), (2, 4500)):
+                path = tmp_path / f"m{meeting}-{uid}.pcm"
+                path.write_bytes(bytes(length_ms * 32))  # noqa: ASYNC240 - a few bytes
+                await add_segment(store, meeting, uid, start_ms=0, sample_rate_hz=16000,
+                                  format="pcm_s16le", path=str(path))  # fmt: skip
+            done = await add_segment(store, meeting, 3, start_ms=0, sample_rate_hz=16000,
+                                     format="flac", path="gone.flac")  # fmt: skip
+            await finish_segment(store, done, duration_ms=2000, size=1, sha256=None,
+                                 format="flac", path="gone.flac")  # fmt: skip
+            return meeting
+
+        def spans(gaps: list[Any]) -> list[tuple[int, int, int, str]]:
+            return [(g.uid, g.from_ms, g.to_ms, g.state) for g in gaps if g.cause == "takeover"]
+
+        killed = await meeting_as_the_dead_worker_left_it()
+        outage = Outage(from_ms=5000, to_ms=9000, handed_back=False)
+        gaps = await store_takeover_gaps(store, killed, outage)
+        assert gaps.known == {1, 2, 3} and (gaps.to_repair, gaps.lost) == (3, 2)
+        assert sorted(spans(await list_gaps(store, killed))) == [
+            (1, 4000, 5000, "open"),  # kept audio after the last stored word: repair it
+            (1, 5000, 9000, "lost"),  # nobody received this
+            (2, 0, 4500, "open"),
+            (2, 4500, 9000, "lost"),
+            (3, 0, 2000, "open"),  # had left before the outage: nothing lost
+        ]
+        # Participants first seen at the rejoin may have spoken during the outage.
+        for uid, seen_ms in ((4, 7000), (5, 9500), (6, 20_000)):
+            await store.record_participant(killed, uid, t0 + timedelta(milliseconds=seen_ms))
+        assert await store_newcomer_gaps(store, killed, outage, gaps.known) == 2
+        assert sorted(spans(await list_gaps(store, killed)))[-2:] == [
+            (4, 7000, 9000, "lost"),  # joined during the outage (a replay says when)
+            (5, 5000, 9000, "lost"),  # reported at the rejoin: since the outage began
+        ]
+        # A worker that handed the recording back transcribed what it heard itself.
+        drained = await meeting_as_the_dead_worker_left_it()
+        await store_takeover_gaps(store, drained, Outage(5000, 9000, handed_back=True))
+        assert sorted(spans(await list_gaps(store, drained))) == [
+            (1, 5000, 9000, "lost"),
+            (2, 4500, 9000, "lost"),
+        ]
