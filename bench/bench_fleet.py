@@ -93,7 +93,7 @@ async def one_round(fleet: Fleet, count: int, seconds: float, first_index: int) 
     async with await psycopg.AsyncConnection.connect(fleet.conninfo, autocommit=True) as db:
         for row, script in zip(rows, scripts, strict=True):
             words, _ = await words_of(fleet.db_url, row["meeting_id"])
-            want = {word for word, _ in expected(script)}
+            want = {word.text for word in expected(script)}
             said += len(want)
             lost += len(want - set(words))
             claims.append((row["started_at"] - row["created_at"]).total_seconds())
