@@ -31,14 +31,8 @@ from sqlalchemy import text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 from storage.db import create_engine, upgrade_database  # noqa: E402
-from tests.test_fleet_processes import (  # noqa: E402
-    Fleet,
-    Proc,
-    clean_env,
-    expected,
-    start,
-    words_of,
-)
+from tests.support.fleet import Fleet, expected, words_of  # noqa: E402
+from tests.support.processes import Proc, clean_env, start  # noqa: E402
 
 
 def six_person_meeting(index: int, seconds: float) -> dict[str, Any]:

@@ -3,8 +3,8 @@
 A job whose database connection is refused at its start fails for now, goes
 back to the queue, and is retried with backoff; a worker signalled twice while
 draining exits at once and another worker takes its recording over. The
-fixtures (emulator process, workers, the ``recordings`` table) are those of
-tests/test_fleet_processes.py.
+harness (emulator process, workers, the ``recordings`` table) is
+tests/support/fleet.py.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import pytest
 from sqlalchemy.engine import make_url
 
-from tests.test_fleet_processes import (
+from tests.support.fleet import (
     Fleet,
     check_takeover,
     fleet,
