@@ -294,7 +294,12 @@ def test_an_unreachable_database_is_one_line_at_once() -> None:
 async def test_a_takeover_stores_what_it_missed_as_gaps(postgres_url: str, tmp_path: Path) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from recorder.fleet.takeover import Outage, store_newcomer_gaps, store_takeover_gaps
+    from recorder.fleet.takeover import (
+        Outage,
+        is_takeover,
+        store_newcomer_gaps,
+        store_takeover_gaps,
+    )
     from storage.audio import add_segment, finish_segment
     from storage.gaps import list_gaps, store_transcribed_turns
     from storage.records import TurnRecord, Word
@@ -326,7 +331,7 @@ async def test_a_takeover_stores_what_it_missed_as_gaps(postgres_url: str, tmp_p
             return meeting
 
         def spans(gaps: list[Any]) -> list[tuple[int, int, int, str]]:
-            return [(g.uid, g.from_ms, g.to_ms, g.state) for g in gaps if g.cause == "takeover"]
+            return [(g.uid, g.from_ms, g.to_ms, g.state) for g in gaps if is_takeover(g)]
 
         killed = await meeting_as_the_dead_worker_left_it()
         outage = Outage(from_ms=5000, to_ms=9000, handed_back=False)
@@ -339,6 +344,8 @@ async def test_a_takeover_stores_what_it_missed_as_gaps(postgres_url: str, tmp_p
             (2, 4500, 9000, "lost"),
             (3, 0, 2000, "open"),  # had left before the outage: nothing lost
         ]
+        shown = {g.cause for g in await list_gaps(store, killed)}
+        assert any("nobody received the audio" in cause for cause in shown), shown
         # Participants first seen at the rejoin may have spoken during the outage.
         for uid, seen_ms in ((4, 7000), (5, 9500), (6, 20_000)):
             await store.record_participant(killed, uid, t0 + timedelta(milliseconds=seen_ms))

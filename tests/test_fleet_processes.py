@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from recorder.fleet.takeover import is_takeover
 from storage.store import TranscriptStore
 from tests.support.fleet import (
     Accounting,
@@ -104,7 +105,7 @@ async def test_twenty_recordings_three_workers_one_killed(fleet: Fleet) -> None:
             continue
         assert row["claims"] == 2, row
         total.add(check_takeover(script, words, meeting))
-        lost_gaps = [g for g in meeting.gaps if g.cause == "takeover" and g.state == "lost"]
+        lost_gaps = [g for g in meeting.gaps if is_takeover(g) and g.state == "lost"]
         assert lost_gaps, meeting.gaps  # both participants were in the channel
         killed_ms = (kill_at - row["started_at"]).total_seconds() * 1000
         resumed_ms = max(g.to_ms for g in lost_gaps)
@@ -156,7 +157,7 @@ async def test_sigterm_hands_back_and_another_worker_continues_the_meeting(fleet
     count = check_takeover(script, words, stored)
     # From the hand-back to the takeover nobody heard the channel: lost, so partial. The
     # drained worker transcribed everything it heard, so nothing was left to repair.
-    takeover = [g for g in stored.gaps if g.cause == "takeover"]
+    takeover = [g for g in stored.gaps if is_takeover(g)]
     assert takeover and all(g.state == "lost" for g in takeover), takeover
     assert stored.summary.status == "partial"
     print(

@@ -311,8 +311,12 @@ async def run_job(runtime: FleetRuntime, context: JobContext, recording_id: int)
         outage = claim.last_renewed_s
         runtime.say(
             f"{where}: taking over from {claim.previous_host}:{claim.previous_pid}"
-            + (f", {outage:.1f} s after its last lease renewal" if outage is not None else "")
-            + f"; continuing meeting {row.meeting_id} at {claim.elapsed_s:.1f} s"
+            + (f", {outage:.1f} s after its last sign of life" if outage is not None else "")
+            + (
+                f"; continuing meeting {row.meeting_id} at {claim.elapsed_s:.1f} s"
+                if row.meeting_id is not None
+                else f"; its meeting never began: joining at {claim.elapsed_s:.1f} s"
+            )
         )
     else:
         runtime.say(f"{where}: started (waited {row.wait_s:.1f} s in the queue)")

@@ -14,8 +14,8 @@ back) rejoins at meeting time ``E``. For each participant the meeting knew:
 
 A participant the meeting did not know who is already in the channel at the
 rejoin may have spoken during the outage too: :func:`store_newcomer_gaps`
-gives them a ``lost`` gap at the end. Every gap's cause is ``takeover``; its
-detail says which kind it is.
+gives them a ``lost`` gap at the end. Every such gap's cause starts with
+``takeover:`` and says which kind it is (``show`` and the exports print it).
 """
 
 from __future__ import annotations
@@ -31,13 +31,26 @@ from recorder.audio_store.reader import _length_ms
 from storage.audio import list_segments
 from storage.gaps import add_gap
 from storage.models import MeetingEventRow, MeetingRow, ParticipantRow, TurnRow
+from storage.records import Gap
 from storage.store import TranscriptStore
 
-__all__ = ["CAUSE", "Outage", "TakeoverGaps", "store_newcomer_gaps", "store_takeover_gaps"]
+__all__ = [
+    "CAUSE",
+    "Outage",
+    "TakeoverGaps",
+    "is_takeover",
+    "store_newcomer_gaps",
+    "store_takeover_gaps",
+]
 
 log = logging.getLogger(__name__)
 
 CAUSE = "takeover"
+_KEPT = f"{CAUSE}: the worker recording it stopped before transcribing this kept audio"
+_UNHEARD = f"{CAUSE}: nobody received the audio while the recording moved to another worker"
+_NEWCOMER = (
+    f"{CAUSE}: in the channel when another worker rejoined it; nobody received what was said before"
+)
 #: Audio a killed worker had received but not yet written: its loop gathers half a
 #: second per participant before the writer thread gets it, and the thread may lag a
 #: little. A participant's audio ending more than this before the worker's last sign of
@@ -47,6 +60,11 @@ UNFLUSHED_MS = 2000
 JOIN_BURST_MS = 2000
 #: Stretches shorter than this are not worth a gap (one frame of jitter).
 _MIN_MS = 20
+
+
+def is_takeover(gap: Gap) -> bool:
+    """Whether a gap was left by a takeover."""
+    return gap.cause.startswith(f"{CAUSE}:")
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,30 +126,13 @@ async def store_takeover_gaps(
         words = words_end.get(uid, 0)
         audio = audio_end.get(uid)
         if not outage.handed_back and audio is not None and audio - words >= _MIN_MS:
-            await add_gap(
-                store,
-                meeting_id,
-                uid,
-                words,
-                audio,
-                CAUSE,
-                detail="kept audio the worker recording it had not transcribed when it stopped",
-            )
+            await add_gap(store, meeting_id, uid, words, audio, _KEPT)
             to_repair += 1
         if not present.get(uid, True):
             continue  # left before the outage: nothing to miss
         start = round(max(words, audio or 0, outage.from_ms - UNFLUSHED_MS, 0))
         if end - start >= _MIN_MS:
-            await add_gap(
-                store,
-                meeting_id,
-                uid,
-                start,
-                end,
-                CAUSE,
-                state="lost",
-                detail="no worker received this audio: the recording was moving to another worker",
-            )
+            await add_gap(store, meeting_id, uid, start, end, _UNHEARD, state="lost")
             lost += 1
             lost_ms += end - start
     return TakeoverGaps(frozenset(uids), to_repair, lost, lost_ms)
@@ -155,17 +156,7 @@ async def store_newcomer_gaps(
         start = outage.from_ms if first_ms >= outage.to_ms else max(outage.from_ms, first_ms)
         if end - start < _MIN_MS:
             continue
-        await add_gap(
-            store,
-            meeting_id,
-            uid,
-            round(start),
-            end,
-            CAUSE,
-            state="lost",
-            detail="in the channel when another worker took the recording over; "
-            "what they said before was not received",
-        )
+        await add_gap(store, meeting_id, uid, round(start), end, _NEWCOMER, state="lost")
         added += 1
     return added
 

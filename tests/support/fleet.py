@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from recorder.fleet.takeover import is_takeover
 from recorder.transport.script import ExpectedWord, MeetingScript
 from storage.db import upgrade_database
 from storage.records import Meeting
@@ -221,7 +222,7 @@ def check_takeover(script: dict[str, Any], words: Counter[str], meeting: Meeting
     and gaps of kept audio the previous worker had not transcribed, which must be
     repaired by the meeting's end. The meeting is ``partial`` if anything was lost.
     """
-    takeover = [g for g in meeting.gaps if g.cause == "takeover"]
+    takeover = [g for g in meeting.gaps if is_takeover(g)]
     lost_gaps = [g for g in takeover if g.state == "lost"]
     assert all(g.state == "repaired" for g in takeover if g not in lost_gaps), takeover
     assert meeting.summary.status == ("partial" if lost_gaps else "completed"), meeting.gaps
