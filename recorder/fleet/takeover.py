@@ -53,8 +53,9 @@ _NEWCOMER = (
 )
 #: Audio a killed worker had received but not yet written: its loop gathers half a
 #: second per participant before the writer thread gets it, and the thread may lag a
-#: little. A participant's audio ending more than this before the worker's last sign of
-#: life means they sent nothing then (muted, or no frames in silence), not a loss.
+#: little. Only for a participant whose audio had stopped before (their last file was
+#: finished: a mute, a leave, no frames in silence) does the lost stretch start this
+#: long before the worker's last sign of life rather than where their audio ends.
 UNFLUSHED_MS = 2000
 #: Participants already in a channel are reported within this long of a rejoin.
 JOIN_BURST_MS = 2000
@@ -114,10 +115,12 @@ async def store_takeover_gaps(
     )
     present = await store.run_in_transaction(lambda c: _present(c, meeting_id), write=False)
     audio_end: dict[int, int] = {}
-    for segment in await list_segments(store, meeting_id):
+    flowing: dict[int, bool] = {}  # whether the participant's last file was still being written
+    for segment in await list_segments(store, meeting_id):  # by uid, then time
         if segment.start_ms < outage.to_ms:
             end = segment.start_ms + _length_ms(segment)
             audio_end[segment.uid] = max(audio_end.get(segment.uid, 0), end)
+            flowing[segment.uid] = not segment.is_complete
     uids = frozenset(known) | frozenset(audio_end)
     to_repair = lost = 0
     lost_ms = 0.0
@@ -130,7 +133,10 @@ async def store_takeover_gaps(
             to_repair += 1
         if not present.get(uid, True):
             continue  # left before the outage: nothing to miss
-        start = round(max(words, audio or 0, outage.from_ms - UNFLUSHED_MS, 0))
+        # Audio still flowing at the death is lost from where the files end; a participant
+        # who had stopped sending lost nothing before the worker's last sign of life.
+        stopped = 0.0 if flowing.get(uid) else outage.from_ms - UNFLUSHED_MS
+        start = round(max(words, audio or 0, stopped, 0))
         if end - start >= _MIN_MS:
             await add_gap(store, meeting_id, uid, start, end, _UNHEARD, state="lost")
             lost += 1
