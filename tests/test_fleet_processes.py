@@ -37,6 +37,11 @@ __all__ = ["fleet"]  # the fixture, imported to be used here
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 
+def log_of(fleet: Fleet, recording: int) -> list[str]:
+    """What the workers said about one recording."""
+    return [line for w in fleet.workers for line in w.lines if f"recording {recording} " in line]
+
+
 async def test_twenty_recordings_three_workers_one_killed(fleet: Fleet) -> None:
     seconds = 14.0
     scripts = [meeting_script(i, seconds) for i in range(20)]
@@ -103,7 +108,7 @@ async def test_twenty_recordings_three_workers_one_killed(fleet: Fleet) -> None:
             assert not missing, f"recording {row['id']} lost {missing}"
             assert meeting.summary.status == "completed"
             continue
-        assert row["claims"] == 2, row
+        assert row["claims"] == 2, "\n".join([str(row["reason"]), *log_of(fleet, row["id"])])
         total.add(check_takeover(script, words, meeting))
         lost_gaps = [g for g in meeting.gaps if is_takeover(g) and g.state == "lost"]
         assert lost_gaps, meeting.gaps  # both participants were in the channel
