@@ -21,6 +21,7 @@ async def _repair(config: Config, meeting: str) -> str:
     from recorder.audio_store.reader import _length_ms
     from recorder.audio_store.repair import repair_meeting
     from recorder.batch.client import AsyncClient
+    from recorder.writer import replay_leftover_journals
     from storage.audio import list_segments
     from storage.gaps import add_crash_gaps, list_gaps, set_meeting_status
     from storage.store import TranscriptStore
@@ -29,6 +30,13 @@ async def _repair(config: Config, meeting: str) -> str:
     async with await TranscriptStore.open(config.database_url) as store:
         await store.mark_interrupted_meetings()
         meeting_id = await store.resolve_meeting(meeting)
+        # Writes a recorder killed while the database was away left in its journal.
+        await replay_leftover_journals(
+            store,
+            config.audio_directory,
+            meeting_id=meeting_id,
+            say=lambda s: click.echo(s, err=True),
+        )
         summary = (await store.get_meeting(meeting_id, with_turns=False)).summary
         if summary.status == "recording":
             raise UsageError(
