@@ -11,6 +11,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
+from recorder.transport.base import TransportSink
 from recorder.transport.replay import ReplayTransport
 
 __all__ = ["Cuttable", "CuttableProxy", "OutageAt", "SqliteLock"]
@@ -164,7 +165,7 @@ class OutageAt(ReplayTransport):
     async def start(self, sink: Any) -> None:
         proxy, cut_at, back_at, on_restore = self._proxy, self._from, self._to, self._on_restore
 
-        class Sink:
+        class Sink(TransportSink):
             def on_event(self, event: Any) -> None:
                 sink.on_event(event)
 
