@@ -20,13 +20,20 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
-from recorder.errors import MigrationRequired, NotFoundError, ReadOnlyViolation, StorageError
+from recorder.errors import (
+    MigrationRequired,
+    NotFoundError,
+    ReadOnlyViolation,
+    RecorderError,
+    StorageError,
+)
 from storage.audio import finish_segment
 from storage.keyed import add_gap_once, add_segment_once, open_stream_session_once
 from storage.records import TurnRecord, Word
 from storage.store import TranscriptStore
 
 __all__ = [
+    "BadWrite",
     "DatabaseGuard",
     "StoreWrites",
     "Write",
@@ -265,6 +272,10 @@ def segment_finished_write(
     }
 
 
+class BadWrite(RecorderError):
+    """A write that can never be stored (malformed); it is dropped with an error line."""
+
+
 class StoreWrites:
     """Applies writes to the store, remembering the ids of the rows named by a ref.
 
@@ -299,6 +310,13 @@ class StoreWrites:
         Raises:
             StorageError: the database failed (see :func:`is_transient`).
         """
+        try:
+            await self._apply(writes)
+        except (KeyError, TypeError, ValueError) as exc:
+            # A journal line of another version, or edited by hand: it cannot be stored.
+            raise BadWrite(f"a malformed {writes[0].get('op')!r} write: {exc!r}") from exc
+
+    async def _apply(self, writes: Sequence[Write]) -> None:
         if not writes:
             return
         if writes[0]["op"] == "turn":
@@ -372,4 +390,4 @@ class StoreWrites:
                 path=write["path"],
             )
         else:
-            raise StorageError(f"unknown write {op!r} in the journal")
+            raise BadWrite(f"an unknown write {op!r}")

@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
-from recorder.errors import NotFoundError, StorageError
+from recorder.errors import NotFoundError, RecorderError
 from recorder.journal import Journal, JournalFull, leftover_journals, read_entries
 from recorder.persist import (
     DatabaseGuard,
@@ -233,7 +233,9 @@ class TranscriptWriter:
         try:
             # Shielded: cancelling the writer mid-commit must not lose the commit.
             await asyncio.shield(self._applier.apply(batch))
-        except StorageError as exc:
+        except RecorderError as exc:
+            # The database away (or a lost connection): keep the batch and retry. Any
+            # other error (no such row, a fleet worker that lost its lease) is for good.
             if is_transient(exc):
                 self.failures += 1
                 self._guard.trouble(exc)
@@ -245,7 +247,7 @@ class TranscriptWriter:
         self.commits += 1
         return True
 
-    async def _store_one_by_one(self, batch: Sequence[Write], error: StorageError) -> None:
+    async def _store_one_by_one(self, batch: Sequence[Write], error: RecorderError) -> None:
         """A batch failed for good: store what can be, and drop (and say) what cannot."""
         if len(batch) == 1:
             self.dropped += 1
@@ -255,7 +257,7 @@ class TranscriptWriter:
             while True:
                 try:
                     await asyncio.shield(self._applier.apply([write]))
-                except StorageError as exc:
+                except RecorderError as exc:
                     if is_transient(exc):
                         self._guard.trouble(exc)
                         await asyncio.sleep(self._retry_delay_s)
@@ -412,7 +414,7 @@ async def _apply_or_drop(applier: Applier, batch: Sequence[Write]) -> None:
     try:
         await applier.apply(batch)
         return
-    except StorageError as exc:
+    except RecorderError as exc:
         if is_transient(exc):
             raise
         if len(batch) == 1:

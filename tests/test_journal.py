@@ -179,3 +179,16 @@ async def test_a_journal_of_another_database_is_left_alone(
     path.write_text(json.dumps(header) + "\n" + "".join(lines[1:]))
     assert await replay_leftover_journals(store, tmp_path) == 0
     assert path.exists()
+
+
+async def test_a_malformed_journal_line_is_dropped_and_the_rest_stored(
+    store: TranscriptStore, tmp_path: Path
+) -> None:
+    meeting, path = await _journal_of_a_meeting(store, tmp_path)
+    lines = path.read_text().splitlines(keepends=True)
+    broken = json.dumps({"op": "turn", "ref": None, "id": 1}) + "\n"  # no record
+    unknown = json.dumps({"op": "teleport"}) + "\n"
+    path.write_text(lines[0] + broken + unknown + "".join(lines[1:]))
+    assert await replay_leftover_journals(store, tmp_path) == 11
+    stored = await store.get_meeting(meeting)
+    assert [t.text for t in stored.turns] == ["Hello", "Later"]
