@@ -350,14 +350,17 @@ class TranscriptWriter:
         if self.journal_path is not None and self.journal_failure is None:
             await self._spill()
         journal = self._journal
+        meeting = self.journal_header.get("meeting_id", "MEETING")
         if journal is not None and journal.exists:
             journal.close()
-            log.error(
-                "! the database stayed away: writes kept in %s; 'recorder repair' stores them",
-                journal.path,
+            self._guard.say(
+                f"! the database stayed away: what it did not get is kept in {journal.path}; "
+                f"'recorder repair {meeting}' stores it once the database is back"
             )
         if self._pending:
-            log.error("! %d writes could not be stored: the database stayed away", self.pending)
+            self._guard.say(
+                f"! {self.pending} writes could not be stored: the database stayed away"
+            )
 
     def _should_gather(self) -> bool:
         return (
