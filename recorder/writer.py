@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import itertools
 import logging
 import os
@@ -134,7 +135,7 @@ class TranscriptWriter:
 
     def put(self, record: TurnRecord, *, session: str | None = None) -> None:
         """Queue a final turn (``session``: its socket's ref, if its id is not known)."""
-        self.submit(turn_write(record, session=self.ref(session) if session else None))
+        self.submit(turn_write(record, session=session))
 
     def ref(self, key: str) -> str:
         """This writer's name for a row the recording refers to by ``key``."""
@@ -142,7 +143,7 @@ class TranscriptWriter:
 
     def submit(self, write: Write) -> None:
         """Queue any write; its ``ref`` (if any) is this writer's name for ``key``."""
-        if write.get("ref") is not None and write["op"] != "turn":
+        if write.get("ref") is not None:
             write = {**write, "ref": self.ref(write["ref"])}
         self._pending.append(write)
         self.most_held = max(self.most_held, len(self._pending))
@@ -390,22 +391,44 @@ async def replay_leftover_journals(
     """
     total = 0
     for path in leftover_journals(directory, meeting_id):
-        applier = StoreWrites(store)
-        count = offset = 0
-        if not await _belongs_here(store, path):
+        try:
+            count = await _replay_one(store, path)
+        except OSError as exc:
+            log.warning("! journal %s not replayed: %s", path, exc)
             continue
-        while True:
-            entries, offset = await asyncio.to_thread(read_entries, path, offset, limit=500)
-            if not entries:
-                break
-            for batch in _batches(entries, 200):
-                await _apply_or_drop(applier, batch)
-            count += len(entries)
-        path.unlink(missing_ok=True)
+        if count is None:
+            continue
         total += count
         if say is not None:
             say(f"+ stored {count} writes a stopped recorder had journaled ({path.name})")
     return total
+
+
+async def _replay_one(store: TranscriptStore, path: Path) -> int | None:
+    """Store one left-over journal and remove it; None if it is not this database's."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        try:
+            # Held while replaying: two recorders starting at once replay it once.
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return None
+        if not await _belongs_here(store, path):
+            return None
+        applier = StoreWrites(store)
+        count = offset = 0
+        while True:
+            entries, offset = await asyncio.to_thread(read_entries, path, offset, limit=500)
+            if not entries:
+                break
+            writes = [e for e in entries if e.get("op") != "journal"]
+            for batch in _batches(writes, 200):
+                await _apply_or_drop(applier, batch)
+            count += len(writes)
+        await asyncio.to_thread(path.unlink, missing_ok=True)
+        return count
+    finally:
+        os.close(fd)
 
 
 async def _apply_or_drop(applier: Applier, batch: Sequence[Write]) -> None:
