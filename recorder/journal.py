@@ -145,17 +145,12 @@ class Journal:
         """
         if not entries:
             return
-        data = b"".join(
-            json.dumps(entry, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
-            for entry in entries
-        )
+        data = _encode(entries)
         if self.size + len(data) > self._max_bytes:
             raise JournalFull(self.path, f"over its bound of {self._max_bytes} bytes")
         try:
             fd = self._open()
-            written = 0
-            while written < len(data):
-                written += os.write(fd, data[written:])
+            _write_all(fd, data)
             os.fsync(fd)
         except OSError as exc:
             if self._fd is not None:
@@ -167,6 +162,40 @@ class Journal:
             reason = "no space left on the device" if exc.errno == errno.ENOSPC else exc.strerror
             raise JournalFull(self.path, reason or str(exc)) from exc
         self.size += len(data)
+        self.appended += len(entries)
+
+    def insert_first(self, entries: Sequence[Any]) -> None:
+        """Put ``entries`` before everything journaled so far (after the header line).
+
+        For writes that were in flight when later ones were journaled, and are
+        left over as the writer stops. The file is rewritten and renamed over.
+
+        Raises:
+            JournalFull: the disk is full or unwritable (the journal is unchanged).
+        """
+        if not entries or self._fd is None:
+            return
+        old = self._fd
+        try:
+            content = os.pread(old, self.size, 0)
+            split = content.find(b"\n") + 1
+            data = content[:split] + _encode(entries) + content[split:]
+            temporary = self.path.with_name(self.path.name + ".tmp")
+            fd = os.open(temporary, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            try:
+                _write_all(fd, data)
+                os.fsync(fd)
+                os.replace(temporary, self.path)
+            except OSError:
+                os.close(fd)
+                temporary.unlink(missing_ok=True)
+                raise
+        except OSError as exc:
+            raise JournalFull(self.path, exc.strerror or str(exc)) from exc
+        os.close(old)
+        self._fd = fd
+        self.size = len(data)
         self.appended += len(entries)
 
     def read(self, offset: int, limit: int) -> tuple[list[Any], int]:
@@ -219,3 +248,16 @@ def _whole_lines(fd: int) -> int:
             return start + newline + 1
         end = start
     return 0
+
+
+def _encode(entries: Sequence[Any]) -> bytes:
+    return b"".join(
+        json.dumps(entry, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+        for entry in entries
+    )
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    written = 0
+    while written < len(data):
+        written += os.write(fd, data[written:])

@@ -110,6 +110,9 @@ class TranscriptWriter:
         self._journal_max_bytes = journal_max_bytes
         self._journal: Journal | None = None
         self._replayed_to = 0  # bytes of the journal already stored
+        # The first writes held that are older than the journal (a batch in flight when
+        # what came after it was journaled); stored before the journal is replayed.
+        self._ahead = 0
         self._prefix = f"{os.getpid()}.{next(_WRITERS)}/"
         self._pending: list[Write] = []
         self._wake = asyncio.Event()
@@ -203,6 +206,15 @@ class TranscriptWriter:
     async def _run(self) -> None:
         delay = self._retry_delay_s
         while True:
+            if self._ahead:
+                # A batch that was in flight when what came after it was journaled: it
+                # goes before the journal.
+                if not await self._store(self._pending[: self._ahead], is_head=True):
+                    await self._wait_to_retry(delay)
+                    delay = min(delay * 2, self._max_retry_delay_s)
+                    continue
+                del self._pending[: self._ahead]
+                self._ahead = 0
             if self.is_journaling:
                 if not await self._replay_journal():
                     await self._wait_to_retry(delay)
@@ -222,18 +234,35 @@ class TranscriptWriter:
                 except TimeoutError:
                     pass
             batch = _batches(self._pending[: self._max_batch], self._max_batch)[0]
-            if not await self._store(batch):
+            if not await self._store(batch, is_head=True):
                 await self._wait_to_retry(delay)
                 delay = min(delay * 2, self._max_retry_delay_s)
                 continue
             delay = self._retry_delay_s
             del self._pending[: len(batch)]
+            self._ahead = 0
 
-    async def _store(self, batch: Sequence[Write]) -> bool:
-        """Store one batch; False if the database is away (the batch is kept)."""
+    async def _store(self, batch: Sequence[Write], *, is_head: bool = False) -> bool:
+        """Store one batch; False if the database is away (the batch is kept).
+
+        While the database takes its time to answer (a lock held elsewhere, a
+        connection that hangs), writes arriving meanwhile are journaled whenever
+        ``memory_limit`` of them are held: all but the batch in flight
+        (``is_head``: the first writes held), which then goes before the journal.
+        """
+        # Shielded: cancelling the writer mid-commit must not lose the commit.
+        apply = asyncio.ensure_future(self._applier.apply(batch))
+        while not apply.done():
+            full = asyncio.ensure_future(self._full.wait())
+            try:
+                await asyncio.wait({apply, full}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                full.cancel()
+            if not apply.done():
+                self._full.clear()
+                await self._spill(keep=len(batch) if is_head else 0)
         try:
-            # Shielded: cancelling the writer mid-commit must not lose the commit.
-            await asyncio.shield(self._applier.apply(batch))
+            apply.result()
         except RecorderError as exc:
             # The database away (or a lost connection): keep the batch and retry. Any
             # other error (no such row, a fleet worker that lost its lease) is for good.
@@ -311,12 +340,18 @@ class TranscriptWriter:
             except TimeoutError:
                 return
 
-    async def _spill(self) -> None:
-        if not self._pending or self.journal_path is None or self.journal_failure is not None:
+    async def _spill(self, keep: int | None = None) -> None:
+        """Journal the writes held, but the first ``keep`` (default: those ahead of the journal)."""
+        keep = self._ahead if keep is None else keep
+        if (
+            len(self._pending) <= keep
+            or self.journal_path is None
+            or self.journal_failure is not None
+        ):
             return
         if self._journal is None:
             self._journal = Journal(self.journal_path, **self._journal_limits())
-        held = [self._applier.resolve(w) for w in self._pending]
+        held = [self._applier.resolve(w) for w in self._pending[keep:]]
         header = [] if self._journal.exists else [self.journal_header]
         # The append runs to its end even if the writer is cancelled meanwhile (a stop
         # while the database is away), so what is on disk and in memory never overlap.
@@ -328,7 +363,8 @@ class TranscriptWriter:
                 with contextlib.suppress(JournalFull):
                     await append
                 if append.exception() is None:
-                    del self._pending[: len(held)]
+                    del self._pending[keep : keep + len(held)]
+                    self._ahead = keep
                 raise
         except JournalFull as exc:
             self.journal_failure = exc
@@ -341,14 +377,25 @@ class TranscriptWriter:
             log.info("= journaling writes in %s while the database is away", self._journal.path)
         self.journaled += len(held)
         # The held writes are on disk now, after everything journaled before them.
-        del self._pending[: len(held)]
+        del self._pending[keep : keep + len(held)]
+        self._ahead = keep
 
     def _journal_limits(self) -> dict[str, int]:
         return {} if self._journal_max_bytes is None else {"max_bytes": self._journal_max_bytes}
 
     async def _keep_for_later(self) -> None:
         """The writer stopped with writes left: journal them and keep the journal."""
-        if self.journal_path is not None and self.journal_failure is None:
+        journal = self._journal
+        if self._ahead and journal is not None and journal.exists:
+            ahead = [self._applier.resolve(w) for w in self._pending[: self._ahead]]
+            try:
+                await asyncio.to_thread(journal.insert_first, ahead)
+            except JournalFull as exc:
+                self._guard.say(f"! warning: {exc}")
+            else:
+                del self._pending[: self._ahead]
+                self._ahead = 0
+        if self.journal_path is not None and self.journal_failure is None and not self._ahead:
             await self._spill()
         journal = self._journal
         meeting = self.journal_header.get("meeting_id", "MEETING")

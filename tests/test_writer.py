@@ -4,6 +4,8 @@ import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
+
 from recorder.errors import NotFoundError, StorageError
 from recorder.journal import read_entries
 from recorder.persist import DatabaseGuard, Write, gap_write
@@ -206,3 +208,54 @@ async def test_a_full_journal_is_said_and_the_writes_held_in_memory(tmp_path: Pa
     writer.close()
     await asyncio.wait_for(task, TIMEOUT)
     assert db.orders == list(range(40))
+
+
+class SlowDatabase(FakeDatabase):
+    """A database that does not answer (a lock held elsewhere, a hung connection) until told."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.answer = asyncio.Event()
+        self.fails_once = False
+
+    async def apply(self, writes: Sequence[Write]) -> None:
+        self.tried.set()
+        await self.answer.wait()
+        if self.fails_once:
+            self.fails_once = False
+            raise StorageError("database is locked")
+        await super().apply(writes)
+
+
+@pytest.mark.parametrize("then", ["answers", "fails", "stops"])
+async def test_writes_made_while_a_commit_hangs_are_journaled_and_kept_in_order(
+    tmp_path: Path, then: str
+) -> None:
+    db = SlowDatabase()
+    db.fails_once = then == "fails"
+    path = tmp_path / "meeting-1.jsonl"
+    writer = TranscriptWriter(
+        db, journal_path=path, max_batch=10, max_delay_s=0.01, retry_delay_s=0.01, memory_limit=20
+    )
+    task = start(writer)
+    for order in range(10):
+        writer.put(record(order))
+    await asyncio.wait_for(db.tried.wait(), TIMEOUT)  # the first ten are in flight
+    for order in range(10, 100):
+        writer.put(record(order))
+        await asyncio.sleep(0.001)
+    await asyncio.sleep(0.05)
+    # Held in memory: the batch in flight, and less than the bound of what came after.
+    assert writer.pending <= 10 + 20 and writer.is_journaling
+    if then == "stops":
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        entries, _ = read_entries(path)
+        orders = [e["record"]["turn_order"] for e in entries if e["op"] == "turn"]
+        assert orders == list(range(100))  # the batch in flight first
+        return
+    db.answer.set()
+    writer.close()
+    await asyncio.wait_for(task, TIMEOUT)
+    assert db.orders == list(range(100))
+    assert not path.exists()
