@@ -79,7 +79,7 @@ class TranscriptWriter:
         journal_path: where to journal writes while the database is away
             (None: hold them in memory).
         max_batch: turns per transaction at most.
-        max_delay_s: longest a write waits before its commit starts.
+        max_delay_s: longest a turn waits for others to share its commit.
         retry_delay_s: first pause after a failed commit (doubling up to
             ``max_retry_delay_s``).
         memory_limit: while the database is away, at most this many writes
@@ -411,8 +411,12 @@ class TranscriptWriter:
             )
 
     def _should_gather(self) -> bool:
+        # Only turns are batched: any other write goes at once (and ends the wait).
         return (
-            not self._closing and not self._flush_waiters and len(self._pending) < self._max_batch
+            not self._closing
+            and not self._flush_waiters
+            and len(self._pending) < self._max_batch
+            and all(write["op"] == "turn" for write in self._pending)
         )
 
     async def _closed_or_full(self) -> None:

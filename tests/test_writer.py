@@ -259,3 +259,16 @@ async def test_writes_made_while_a_commit_hangs_are_journaled_and_kept_in_order(
     await asyncio.wait_for(task, TIMEOUT)
     assert db.orders == list(range(100))
     assert not path.exists()
+
+
+async def test_only_turns_wait_to_be_batched() -> None:
+    db = FakeDatabase()
+    writer = TranscriptWriter(db, max_delay_s=60)
+    task = start(writer)
+    writer.put(record(1))
+    writer.submit(gap_write(1, 7, 10, 20, "service unreachable"))
+    # Not the 60 s batching delay: a write that cannot join a batch ends the wait.
+    await asyncio.wait_for(db.tried.wait(), TIMEOUT)
+    writer.close()
+    await task
+    assert [[w["op"] for w in b] for b in db.batches] == [["turn"], ["gap"]]
