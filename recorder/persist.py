@@ -38,6 +38,7 @@ __all__ = [
     "StoreWrites",
     "Write",
     "gap_write",
+    "heartbeat_write",
     "is_transient",
     "journal_header",
     "participant_write",
@@ -157,6 +158,11 @@ def journal_header(meeting_id: int, channel: str, started_at: datetime) -> Write
         "channel": channel,
         "started_at": _at(started_at),
     }
+
+
+def heartbeat_write(meeting_id: int, at: datetime) -> Write:
+    """The meeting's recorder is alive (written at once when the database is back)."""
+    return {"op": "heartbeat", "meeting_id": meeting_id, "at": _at(at)}
 
 
 def turn_write(record: TurnRecord, *, session: str | None = None) -> Write:
@@ -335,6 +341,9 @@ class StoreWrites:
         op, store = write["op"], self._store
         if op == "journal":
             return  # the header line: nothing to store
+        if op == "heartbeat":
+            await store.heartbeat(write["meeting_id"], datetime.fromisoformat(write["at"]))
+            return
         if op == "session":
             self.refs[write["ref"]] = await open_stream_session_once(
                 store,

@@ -20,7 +20,7 @@ import itertools
 import logging
 import os
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -30,6 +30,7 @@ from recorder.persist import (
     DatabaseGuard,
     StoreWrites,
     Write,
+    heartbeat_write,
     is_transient,
     journal_header,
     turn_write,
@@ -272,10 +273,22 @@ class TranscriptWriter:
                 return False
             await self._store_one_by_one(batch, exc)
             return True
-        self._guard.recovered()
+        if self._guard.is_away:
+            self._guard.recovered()
+            self._beat()
         self.committed += len(batch)
         self.commits += 1
         return True
+
+    def _beat(self) -> None:
+        """The database is back: mark the meeting alive at once.
+
+        Readers take a meeting whose heartbeat is stale for one whose recorder
+        died; after a long outage they should not have to wait for the next beat.
+        """
+        meeting_id = self.journal_header.get("meeting_id")
+        if isinstance(meeting_id, int):
+            self.submit(heartbeat_write(meeting_id, datetime.now(UTC)))
 
     async def _store_one_by_one(self, batch: Sequence[Write], error: RecorderError) -> None:
         """A batch failed for good: store what can be, and drop (and say) what cannot."""
@@ -472,7 +485,8 @@ async def _replay_one(store: TranscriptStore, path: Path) -> int | None:
             entries, offset = await asyncio.to_thread(read_entries, path, offset, limit=500)
             if not entries:
                 break
-            writes = [e for e in entries if e.get("op") != "journal"]
+            # A dead recorder's heartbeat would make its meeting look alive again.
+            writes = [e for e in entries if e.get("op") not in ("journal", "heartbeat")]
             for batch in _batches(writes, 200):
                 await _apply_or_drop(applier, batch)
             count += len(writes)

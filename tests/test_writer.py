@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -272,3 +273,20 @@ async def test_only_turns_wait_to_be_batched() -> None:
     writer.close()
     await task
     assert [[w["op"] for w in b] for b in db.batches] == [["turn"], ["gap"]]
+
+
+async def test_the_meeting_is_marked_alive_as_soon_as_the_database_is_back(
+    tmp_path: Path,
+) -> None:
+    db = FakeDatabase()
+    db.is_away = True
+    writer = TranscriptWriter(db, max_delay_s=0.01, retry_delay_s=0.01)
+    writer.journal_to(tmp_path / "j.jsonl", 5, "standup", datetime.now(UTC))
+    task = start(writer)
+    writer.put(record(1))
+    await asyncio.wait_for(db.tried.wait(), TIMEOUT)
+    db.is_away = False
+    writer.close()
+    await asyncio.wait_for(task, TIMEOUT)
+    ops = [w["op"] for b in db.batches for w in b]
+    assert ops == ["turn", "heartbeat"]
