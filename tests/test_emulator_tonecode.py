@@ -92,6 +92,7 @@ async def test_serve_emulators_routes_and_records(emulators: EmulatorServer) -> 
         "streaming": f"{base}/v3/ws",
         "agent": f"{base}/v1/ws",
         "llm": f"{http}/v1",
+        "async": http,
         "emulator": http,
     }
     client = await open_client(emulators.urls["streaming"])
