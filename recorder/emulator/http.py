@@ -33,6 +33,7 @@ __all__ = [
     "HttpResponse",
     "HttpSide",
     "json_reply",
+    "serve_connection",
     "serve_http",
     "text_reply",
 ]
