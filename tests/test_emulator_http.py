@@ -157,3 +157,30 @@ async def test_a_handler_bug_is_a_500_and_a_log_line(caplog: pytest.LogCaptureFi
         assert responses(data) == [(500, b"Internal Server Error")]
         assert "! GET /x failed" in caplog.text
         assert responses(await exchange(port, b"NONSENSE\r\n\r\n"))[0][0] == 400
+
+
+async def test_expect_continue_and_http_1_0() -> None:
+    batch = BatchEmulator(behaviour=BatchBehaviour(max_upload_bytes=64))
+    async with serve_emulators(batch=batch) as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(
+            b"POST /v2/upload HTTP/1.1\r\nAuthorization: k\r\nContent-Length: 5\r\n"
+            b"Expect: 100-continue\r\n\r\n"
+        )
+        async with asyncio.timeout(TIMEOUT):
+            assert await reader.readuntil(b"\r\n\r\n") == b"HTTP/1.1 100 Continue\r\n\r\n"
+            writer.write(b"hello")
+            assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200 OK\r\n")
+        writer.close()
+        assert list(batch.uploads.values()) == [b"hello"]
+        # A body too large is refused at once, never invited.
+        too_big = (
+            b"POST /v2/upload HTTP/1.1\r\nAuthorization: k\r\nContent-Length: 65\r\n"
+            b"Expect: 100-continue\r\n\r\n"
+        )
+        assert [s for s, _ in responses(await exchange(server.port, too_big))] == [413]
+        # HTTP/1.0 without keep-alive: one answer, then the server closes.
+        data = await exchange(
+            server.port, b"GET /v2/transcript HTTP/1.0\r\nAuthorization: k\r\n\r\n"
+        )
+        assert [s for s, _ in responses(data)] == [200] and b"Connection: close\r\n" in data

@@ -43,6 +43,7 @@ log = logging.getLogger("recorder.emulator.http")
 MAX_HEAD_BYTES = 64 * 1024
 # A meeting transcript for the gateway is a few MB; the async API sets its own (2.2 GB).
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +154,10 @@ async def _read_chunked(reader: asyncio.StreamReader, limit: int) -> bytes:
         await reader.readexactly(2)  # the CRLF after each chunk
 
 
-async def _read_request(reader: asyncio.StreamReader, app: HttpApp) -> HttpRequest:
+async def _read_request(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, app: HttpApp
+) -> tuple[HttpRequest, bool]:
+    """One request, and whether the connection stays open after its answer."""
     try:
         head = await reader.readuntil(b"\r\n\r\n")
     except asyncio.LimitOverrunError:
@@ -168,8 +172,16 @@ async def _read_request(reader: asyncio.StreamReader, app: HttpApp) -> HttpReque
         name, sep, value = line.partition(":")
         if sep:
             headers[name.strip().lower()] = value.strip()
+    # HTTP/1.1 keeps a connection open unless told otherwise; 1.0 only when asked to.
+    connection = headers.get("connection", "").lower()
+    keep_alive = connection != "close" if parts[2] != "HTTP/1.0" else connection == "keep-alive"
     limit = app.body_limit(method, target.path)
+    # curl waits for this before sending a large upload (RFC 9110 section 10.1.1); it is
+    # sent only once the body is known to be welcome.
+    expects = headers.get("expect", "").lower() == "100-continue"
     if "chunked" in headers.get("transfer-encoding", "").lower():
+        if expects:
+            writer.write(_CONTINUE)
         body = await _read_chunked(reader, limit)
     else:
         try:
@@ -180,12 +192,11 @@ async def _read_request(reader: asyncio.StreamReader, app: HttpApp) -> HttpReque
             raise _refuse(400, "bad content-length")
         if length > limit:
             raise _refuse(413, "body too large")
+        if expects and length:
+            writer.write(_CONTINUE)
         body = await reader.readexactly(length) if length else b""
-    return HttpRequest(method, target.path, headers, body, dict(parse_qsl(target.query)))
-
-
-def _keeps_alive(request: HttpRequest) -> bool:
-    return request.headers.get("connection", "").lower() != "close"
+    request = HttpRequest(method, target.path, headers, body, dict(parse_qsl(target.query)))
+    return request, keep_alive
 
 
 async def serve_connection(
@@ -195,7 +206,7 @@ async def serve_connection(
     try:
         while True:
             try:
-                request = await _read_request(reader, app)
+                request, keep_alive = await _read_request(reader, writer, app)
             except _BadRequest as bad:
                 writer.write(_encode(bad.reply, keep_alive=False))
                 await writer.drain()
@@ -208,7 +219,6 @@ async def serve_connection(
             if response is None:  # an injected dropped connection
                 writer.transport.abort()
                 return
-            keep_alive = _keeps_alive(request)
             writer.write(_encode(response, keep_alive=keep_alive))
             await writer.drain()
             if not keep_alive:
