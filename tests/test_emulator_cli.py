@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import os
 import re
 import signal
 import socket
@@ -20,7 +19,7 @@ import numpy as np
 import pytest
 import soundfile
 from click.testing import CliRunner
-from test_emulator_support import TIMEOUT, open_client
+from test_emulator_support import open_client
 
 from recorder import tonecode
 from recorder.batch import AsyncClient
@@ -28,6 +27,8 @@ from recorder.cli import cli
 from recorder.errors import SttConnectionError, SttRejected
 from storage.store import TranscriptStore
 from tests.support.harness import assert_matches_script, script_of
+from tests.support.processes import clean_env
+from tests.support.timing import TIMEOUT
 
 
 async def start(*args: str) -> tuple[asyncio.subprocess.Process, dict[str, str]]:
@@ -174,12 +175,7 @@ async def test_emulator_switch_repairs_a_meeting_the_live_service_missed(tmp_pat
     script = tmp_path / "meeting.json"
     script.write_text(json.dumps(MEETING))
     db_url = f"sqlite+aiosqlite:///{tmp_path / 'recorder.db'}"
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(("RECORDER_", "ASSEMBLYAI_"))
-    }
-    env["ASSEMBLYAI_API_KEY"] = "k1"
+    env = clean_env(tmp_path, ASSEMBLYAI_API_KEY="k1")
     async with await TranscriptStore.open(db_url, auto_migrate=True):
         pass  # join records into an existing database only
     process, printed = await start("--api-key", "k1")
