@@ -211,3 +211,13 @@ async def test_emulator_switch_repairs_a_meeting_the_live_service_missed(tmp_pat
         meeting = await store.get_meeting(await store.resolve_meeting("latest"))
     assert meeting.turns and {t.source for t in meeting.turns} == {"repaired"}, output
     assert_matches_script(meeting, script_of(MEETING))
+
+
+@pytest.mark.parametrize("command", ["repair", "retranscribe"])
+def test_repair_commands_take_the_one_switch(command: str, tmp_path: Path) -> None:
+    assert "--emulator URL" in CliRunner().invoke(cli, [command, "--help"]).output
+    db = f"sqlite+aiosqlite:///{tmp_path / 'absent.db'}"
+    bad = CliRunner().invoke(cli, [command, "latest", "--emulator", "127.0.0.1:8765", "--db", db])
+    assert bad.exit_code == 1
+    assert "--emulator must start with http:// or https://" in bad.output
+    assert "Traceback" not in bad.output
