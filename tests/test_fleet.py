@@ -366,3 +366,48 @@ async def test_a_takeover_stores_what_it_missed_as_gaps(postgres_url: str, tmp_p
             (2, 2000, 9000, "lost"),
             (7, 3000, 9000, "lost"),
         ]
+
+
+@pytest.mark.postgres
+async def test_resuming_a_meeting_while_another_recorder_closes_it_does_not_deadlock(
+    postgres_url: str,
+) -> None:
+    """A takeover resumes the dead worker's meeting as another recorder, starting, marks it
+    abandoned: the second takes the meeting's row, then the events' advisory lock; so must
+    the first, or each waits for the other."""
+    from datetime import UTC, datetime
+
+    import psycopg
+
+    from recorder.fleet.connect import fleet_database
+    from storage.events import _LOCK_KEY
+
+    await upgrade_database(postgres_url)
+    async with await TranscriptStore.open(postgres_url) as store:
+        meeting = await store.start_meeting("c", 0, datetime.now(UTC))
+        conninfo = fleet_database(postgres_url).conninfo
+        async with await psycopg.AsyncConnection.connect(conninfo) as closer:
+            # The closer's transaction: the meeting's row first (as marking it abandoned does).
+            await closer.execute(
+                "UPDATE meetings SET heartbeat_at = now() WHERE id = %s", (meeting,)
+            )
+            resuming = asyncio.create_task(store.resume_meeting(meeting))
+            async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as watch:
+                for _ in range(1000):  # until the resume waits for the closer (its row)
+                    cursor = await watch.execute(
+                        "SELECT count(*) FROM pg_stat_activity "
+                        "WHERE %s = ANY(pg_blocking_pids(pid))",
+                        (closer.info.backend_pid,),
+                    )
+                    row = await cursor.fetchone()
+                    if (row and row[0]) or resuming.done():
+                        break
+                    await asyncio.sleep(0.01)
+            # Then the events' lock: free, because the resume has not taken it yet.
+            await asyncio.wait_for(
+                closer.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_LOCK_KEY, meeting)), 5
+            )
+            await closer.commit()
+        await asyncio.wait_for(resuming, 10)
+        summary = (await store.get_meeting(meeting, with_turns=False)).summary
+        assert summary.status == "recording"
