@@ -145,6 +145,34 @@ def test_bad_urls_and_models_are_one_line(tmp_path: Path, args: list[str], messa
     assert len(output.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--stt-url", "ws://me:s3cret@127.0.0.1:8765/v3/ws"],
+        ["--stt-url", "ws://me:s3cret@127.0.0.1:99999/v3/ws"],  # the port error showed it too
+        ["--async-url", "http://me:s3cret@127.0.0.1:8766"],
+        ["--emulator", "http://me:s3cret@127.0.0.1:8765"],
+    ],
+)
+def test_a_password_in_an_endpoint_url_is_refused_and_never_shown(
+    tmp_path: Path, args: list[str]
+) -> None:
+    # It was sent on and printed in every "cannot reach http://me:s3cret@..." line.
+    code, output = join(tmp_path, *args)
+    assert code == 1
+    assert output == (
+        f"error: {args[0]} holds a user name or password (user@host); "
+        "the API key goes in ASSEMBLYAI_API_KEY, never in a URL\n"
+    )
+    assert "s3cret" not in output
+
+
+@pytest.mark.parametrize("url", ["ws://127.0.0.1:8765/v3/ws?who=a@b", "ws://h#x@y"])
+def test_an_at_sign_after_the_host_is_not_a_password(tmp_path: Path, url: str) -> None:
+    code, output = join(tmp_path, "--stt-url", url)
+    assert (code, output.strip()) == (1, _PAST_THE_OPTIONS)
+
+
 def test_a_bad_speech_model_from_the_environment_names_the_variable(tmp_path: Path) -> None:
     result = CliRunner().invoke(
         cli,
