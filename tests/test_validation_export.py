@@ -182,3 +182,20 @@ def test_dev_stdout_appended_to_a_file_keeps_what_the_file_held(
     text = log.read_text(encoding="utf-8")
     assert text.startswith("earlier line\n# design-review"), text[:80]
     assert not list(Path("/dev").glob(".stdout.*.part"))
+
+
+@pytest.mark.parametrize(
+    ("path", "is_descriptor"),
+    [
+        ("/dev/stdout", True),
+        ("/dev/fd/3", True),
+        ("/proc/self/fd/1", True),
+        ("/dev/shm/notes.md", False),  # a real file system: replaced whole, as anywhere
+        ("/proc/version", False),
+        ("dev/stdout", False),  # relative: ./dev/stdout
+    ],
+)
+def test_only_descriptor_paths_are_written_through(path: str, is_descriptor: bool) -> None:
+    from recorder.export.files import _names_a_descriptor
+
+    assert _names_a_descriptor(Path(path)) is is_descriptor

@@ -149,7 +149,7 @@ def _open_output(output: Path) -> IO[str]:
 
     A device, FIFO or socket is written directly: renaming over it would replace
     it with a regular file (``/dev/null`` too, as root). So is a regular file
-    named through ``/dev`` or ``/proc`` (``-o /dev/stdout >> log.txt``), appended to.
+    named through a descriptor (``-o /dev/stdout >> log.txt``), appended to.
 
     Raises:
         RenderError: ``output`` is a directory or cannot be opened.
@@ -172,12 +172,15 @@ def _open_output(output: Path) -> IO[str]:
 
 
 def _names_a_descriptor(output: Path) -> bool:
-    """``/dev/stdout``, ``/dev/fd/N``, ``/proc/self/fd/N``: another process's open file.
+    """``/dev/stdout``, ``/dev/fd/N``, ``/proc/self/fd/N``: an open file of the shell's.
 
     It may be a regular file (``>> log.txt``): renaming a new file over it would
     drop what the shell's file held and leave the shell writing to a deleted one.
     """
-    return Path(os.path.abspath(output)).parts[1:2] in (("dev",), ("proc",))
+    parts = Path(os.path.abspath(output)).parts[1:]
+    return parts[:2] in (("dev", "stdout"), ("dev", "stderr"), ("dev", "fd")) or (
+        len(parts) > 3 and parts[0] == "proc" and parts[2] == "fd"
+    )
 
 
 def _open_part_file(output: Path) -> IO[str]:
