@@ -59,7 +59,7 @@ def _wav_event(name: str) -> dict[str, Any]:
 
 
 # (id, file content: JSON-able object, raw text or raw bytes, extra setup, expected fragment)
-Setup = Callable[[Path], None] | None
+Setup = Callable[[Path], object] | None
 CASES: list[tuple[str, object, Setup, str]] = [
     ("at-string", _ok({"at": "1s", "uid": 1, "say": "hi"}), None, "events[1].at: expected a number of seconds, got '1s'"),
     ("at-null", _ok({"at": None, "uid": 1, "say": "hi"}), None, "events[1].at: expected a number of seconds, got null"),
