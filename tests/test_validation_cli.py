@@ -321,3 +321,29 @@ def test_sql_timeout_takes_a_duration(sqlite_url: str) -> None:
         cli, ["sql", "--timeout", "2m", "SELECT 1 AS one", "--db", sqlite_url]
     )
     assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize(
+    ("output", "code", "message"),
+    [
+        (
+            "/dev/full",
+            2,
+            "error: -o: cannot tell the format from 'full'; "
+            "end the name with .html, .md, .json, .txt, .srt or .vtt",
+        ),
+        ("notes.docx", 2, "error: -o: cannot tell the format from 'notes.docx'"),
+        ("missing/x.html", 1, "error: cannot write 'missing/x.html': the folder '"),
+    ],
+)
+def test_the_demo_checks_its_output_before_playing_the_meeting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, output: str, code: int, message: str
+) -> None:
+    # It played the whole 50 s meeting first, then failed on the file name.
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["demo", "-o", output], env={"XDG_DATA_HOME": str(tmp_path)})
+    assert isinstance(result.exception, SystemExit), result.exception
+    assert result.exit_code == code
+    assert result.output.startswith(message), result.output
+    assert len(result.output.splitlines()) == 1
+    assert not (tmp_path / "recorder").exists()  # no database made, no meeting recorded
