@@ -281,6 +281,20 @@ class ParticipantStream:
         end = int(round(timeline.to_meeting_ms(timeline.stream_end_ms, is_end=True)))
         self._hooks.on_gap(self.uid, start, max(start, end), cause)
 
+    def settled_ms(self) -> float:
+        """Meeting time up to which this participant's live transcription is settled.
+
+        Every speech before it is in a final turn already handed on, or recorded
+        as a gap: a repair of audio before it cannot meet a live word still to come.
+        """
+        settled = self._now_ms
+        for fed in (self._open, self._next):
+            if fed is None or fed.is_gap_recorded:
+                continue
+            if fed.speech_end_ms > fed.covered_ms + _UNCOVERED_SLACK_MS:
+                settled = min(settled, fed.timeline.to_meeting_ms(fed.covered_ms))
+        return settled
+
     def uncovered(self) -> None:
         """Report as gaps the speech given to streams that did not finish (a stop ran out)."""
         if self._open is not None:
