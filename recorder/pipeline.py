@@ -182,6 +182,7 @@ class ParticipantStream:
         self._preroll_held_ms = 0.0
         self._open: _Fed | None = None  # the stream that is open (or closing)
         self._next: _Fed | None = None  # the stream being fed before it starts
+        self._closing: _Fed | None = None  # the stream ending, once no longer open
         self._generation = 0
         self._reopen_after_close = False
         self._task: asyncio.Task[None] | None = None
@@ -288,7 +289,7 @@ class ParticipantStream:
         as a gap: a repair of audio before it cannot meet a live word still to come.
         """
         settled = self._now_ms
-        for fed in (self._open, self._next):
+        for fed in (self._closing, self._open, self._next):
             if fed is None or fed.is_gap_recorded:
                 continue
             if fed.speech_end_ms > fed.covered_ms + _UNCOVERED_SLACK_MS:
@@ -297,10 +298,11 @@ class ParticipantStream:
 
     def uncovered(self) -> None:
         """Report as gaps the speech given to streams that did not finish (a stop ran out)."""
-        if self._open is not None:
-            self._record_gap(
-                self._open, "the stop came before the speech-to-text service had finished"
-            )
+        for fed in (self._closing, self._open):
+            if fed is not None:
+                self._record_gap(
+                    fed, "the stop came before the speech-to-text service had finished"
+                )
         if self._next is not None:
             self._record_gap(
                 self._next,
@@ -379,12 +381,14 @@ class ParticipantStream:
     async def _close(self) -> None:
         fed, self._open = self._open, None
         if fed is not None:
+            self._closing = fed  # until its last finals are in (a stop may run out first)
             try:
                 await fed.stream.stop()
             except RecorderError as exc:
                 log.warning("! uid=%d stream did not close cleanly: %s", self.uid, exc)
             if fed.consumer is not None:
                 await fed.consumer
+            self._closing = None
         self._state = _State.CLOSED
         if self._reopen_after_close and not self._stopping:
             self._reopen_after_close = False

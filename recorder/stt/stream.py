@@ -408,6 +408,16 @@ class SttStream:
                     # is still talking, so treat it as a drop.
                     logger.warning("! %s: the server ended the socket unasked", self.name)
                     disposition = Disposition.RETRY
+                if (
+                    disposition is Disposition.REOPEN
+                    and lifetime is not None
+                    and lifetime < self._retry_settings.quick_failure_s
+                    and not made_progress
+                ):
+                    # 3008 caps a session at hours: one that ends at once with nothing
+                    # transcribed is a failing socket, and reopening it at once forever
+                    # would spend a session each time; the quick-failure guard decides.
+                    disposition = Disposition.RETRY
                 if lifetime is not None:
                     if disposition is Disposition.RETRY:
                         self._retry.socket_closed(lifetime, problem, made_progress=made_progress)
