@@ -180,7 +180,7 @@ class GapLedger:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._progress.wait(), _RECHECK_S)
         lock = self._locks.setdefault(uid, asyncio.Lock())
-        async with self._slots, lock:
+        async with lock, self._slots:  # one repair per participant at a time
             task = asyncio.current_task()
             assert task is not None
             self._repairing.add(task)

@@ -370,6 +370,12 @@ async def _repair_stretch(
     edges = [edge for gap in group for edge in (gap.from_ms, gap.to_ms)]
     placed, displaced = place_repaired(transcript.words, lo, stored, edges)
     rewritten, deleted = _without(stored, displaced)
+    if displaced:
+        log.info(
+            "= repair of uid %d: %d stored word(s) cut by a gap's edge replaced by whole words",
+            uid,
+            len(displaced),
+        )
     turns = _turns(
         meeting_id,
         uid,
