@@ -21,9 +21,10 @@ from recorder.audio import Chunk
 from recorder.console import LiveConsole
 from recorder.errors import RecorderError, SttRejected
 from recorder.gaps import GapLedger, Repair
+from recorder.journal import journal_path
 from recorder.limiter import SessionBudget
 from recorder.meeting import MeetingContext, MeetingObserver, MeetingReport, RecorderSettings
-from recorder.persist import DatabaseGuard
+from recorder.persist import DatabaseGuard, StoreWrites, participant_write
 from recorder.pipeline import FinalTurn, ParticipantStream, SpeechStream, StreamHooks
 from recorder.sessions import SocketRecords
 from recorder.stt.events import SocketClosed, SocketOpened
@@ -36,7 +37,7 @@ from recorder.transport.base import (
     TransportEvent,
     TransportSink,
 )
-from recorder.writer import TranscriptWriter
+from recorder.writer import TranscriptWriter, replay_leftover_journals
 from storage.records import Gap
 from storage.store import TranscriptStore
 
@@ -104,9 +105,12 @@ class MeetingRecorder(TransportSink):
         audio_dir: Path | None = None,
         repair: Repair | None = None,
         budget: SessionBudget | None = None,
+        journal_dir: Path | None = None,
     ) -> None:
         self.transport = transport
         self._audio_dir = audio_dir
+        # Where writes wait while the database is away (default: the audio directory).
+        self._journal_dir = journal_dir if journal_dir is not None else audio_dir
         self._keeper: AudioKeeper | None = None
         self._repair = repair
 
@@ -118,20 +122,19 @@ class MeetingRecorder(TransportSink):
         self._budget = budget or SessionBudget(settings.sessions_per_minute)
         self._streams: dict[int, ParticipantStream] = {}
         self._guard = DatabaseGuard(self.console.info)
+        # The one retrying writer: every write while recording, journaled while away.
+        self._writer = TranscriptWriter(StoreWrites(store), guard=self._guard)
+        self._records = SocketRecords(self._writer)
         self._ledger = GapLedger(
             store,
             self.console,
-            self._guard,
+            self._writer,
             self._clock_ms,
             is_audio_kept=audio_dir is not None,
             repair=repair,
             live=self,
         )
-        self._writer = TranscriptWriter(
-            store.upsert_turns, on_trouble=self._guard.trouble, on_recovered=self._guard.recovered
-        )
         self._tasks: set[asyncio.Task[None]] = set()
-        self._records = SocketRecords(store, self._guard, self._writer, self._spawn)
         self._stop = asyncio.Event()
         self._fatal: RecorderError | None = None
         self._status = "completed"
@@ -162,6 +165,8 @@ class MeetingRecorder(TransportSink):
                 refused us for good (bad key); what was recorded is kept.
         """
         interrupted = await self.store.mark_interrupted_meetings()
+        if self._journal_dir is not None:
+            await replay_leftover_journals(self.store, self._journal_dir, say=self.console.info)
         if self.settings.meeting_id is not None:
             self._meeting_id = self.settings.meeting_id
             self._started_at = await self.store.resume_meeting(self._meeting_id)
@@ -171,6 +176,13 @@ class MeetingRecorder(TransportSink):
                 self.transport.channel, self.settings.bot_uid, self._started_at
             )
         self._ledger.meeting_id = self._records.meeting_id = self._meeting_id
+        if self._journal_dir is not None:
+            self._writer.journal_to(
+                journal_path(self._journal_dir, self._meeting_id),
+                self._meeting_id,
+                self.transport.channel,
+                self._started_at,
+            )
         if self._audio_dir is not None:
             from recorder.audio_store import AudioKeeper
 
@@ -179,7 +191,7 @@ class MeetingRecorder(TransportSink):
                 self._meeting_id,
                 self._audio_dir,
                 on_failure=self._on_audio_failure,
-                guard=self._guard,
+                writer=self._writer,
             )
         writer_task = asyncio.create_task(self._writer.run(), name="transcript-writer")
         heartbeat = asyncio.create_task(self._heartbeat(), name="meeting-heartbeat")
@@ -310,17 +322,15 @@ class MeetingRecorder(TransportSink):
             for stream in self._streams.values():
                 stream.uncovered()
         await _settle_tasks(self._tasks, _FINISH_GIVE_UP_S)
-        await _settle_tasks(list(self._records.tasks.values()), _FINISH_GIVE_UP_S)
+        await self._finish_audio()
+        await _settle_tasks(self._ledger.tasks, _FINISH_GIVE_UP_S)
         self._writer.close()
         try:
             # The writer retries while the database is away; bounded, as everything here.
             await asyncio.wait_for(asyncio.shield(writer_task), _FINISH_GIVE_UP_S)
         except TimeoutError:
-            log.error(
-                "! %d turns could not be stored: the database stayed away", self._writer.pending
-            )
-        await self._finish_audio()
-        await _settle_tasks(self._ledger.tasks, _FINISH_GIVE_UP_S)
+            writer_task.cancel()  # what is left stays in the journal for 'recorder repair'
+            await asyncio.gather(writer_task, return_exceptions=True)
         self._status = await self._settle_status()
         ended = self._started_at + timedelta(milliseconds=self._clock_ms())
         meeting_id, status = self._meeting_id, self._status
@@ -505,7 +515,8 @@ class MeetingRecorder(TransportSink):
     def _on_fatal(self, error: RecorderError) -> None:
         keeper = self._keeper
         is_refusal = isinstance(error, SttRejected) and error.code in _REFUSED_KEY_CODES
-        if is_refusal and self._records.tasks and keeper is not None and keeper.failure is None:
+        is_audio_kept = keeper is not None and keeper.failure is None
+        if is_refusal and self._records.has_sockets and is_audio_kept:
             # Refused mid-meeting (the key revoked, the account out of credit): the
             # audio is still kept and the stretch is a gap (the stream recorded it), to
             # repair once the service takes the key again. The recording goes on.
@@ -520,14 +531,9 @@ class MeetingRecorder(TransportSink):
         assert self._meeting_id is not None
         self._seen.add(uid)
         seen_at = self._started_at + timedelta(milliseconds=at_ms)
-        meeting_id = self._meeting_id
-        await self._guard.run(
-            lambda: self.store.record_participant(
-                meeting_id,
-                uid,
-                seen_at,
-                display_name=self.settings.names.get(uid),
-                presence=presence,
+        self._writer.submit(
+            participant_write(
+                self._meeting_id, uid, seen_at, self.settings.names.get(uid), presence
             )
         )
 
