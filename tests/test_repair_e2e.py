@@ -16,6 +16,7 @@ import re
 import socket
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -562,3 +563,66 @@ async def test_a_key_revoked_mid_meeting_keeps_recording_and_repairs_with_a_new_
     counts = tally("key revoked mid-meeting, repaired with a new key", meeting, LONG_MEETING)
     assert_matches_script(meeting, script_of(LONG_MEETING))
     assert counts["live"] > 0 and counts["repaired"] > 0 and counts["lost"] == 0
+
+
+async def test_a_live_fragment_where_live_audio_resumed_gives_way_to_the_whole_word(
+    tmp_path: Path,
+) -> None:
+    # The 5-minute outage's defect, made certain: live transcription resumed inside a
+    # word (the backlog it caught up began where the buffer's cap had cut it), heard its
+    # tail as a fragment, and the repair heard the word whole: it is stored once, whole.
+    from recorder.audio import Chunk
+    from recorder.audio_store import AudioKeeper
+    from recorder.audio_store.repair import repair_meeting
+    from recorder.batch import AsyncClient
+    from recorder.tonecode import encode_words
+    from storage.gaps import add_gap
+    from storage.records import TurnRecord, Word
+
+    pcm, words = encode_words("alpha bravo charlie delta echo.")
+    delta, echo = words[3], words[4]
+    resumed_ms = (delta.start_ms + delta.end_ms) // 2  # live audio resumed mid-"delta"
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'recorder.db'}"
+    batch = BatchEmulator(behaviour=BatchBehaviour(processing_s=0.01))
+    async with (
+        batch.serve() as server,
+        await TranscriptStore.open(db_url, auto_migrate=True) as store,
+    ):
+        meeting_id = await store.start_meeting("fragment", 1, datetime.now(UTC))
+        keeper = AudioKeeper(store, meeting_id, tmp_path / "audio")
+        step = 3200  # 100 ms
+        for at in range(0, len(pcm), step):
+            keeper.feed(5, Chunk(pcm[at : at + step], at // 32, is_speech=True))
+        await keeper.aclose()
+        session = await store.open_stream_session(meeting_id, 5, datetime.now(UTC))
+        fragment = Word("[speech 0.1 s]", resumed_ms, int(delta.end_ms))
+        whole = Word(str(echo.text), int(echo.start_ms), int(echo.end_ms))
+        await store.upsert_turns(
+            [
+                TurnRecord(
+                    meeting_id,
+                    5,
+                    session,
+                    0,
+                    fragment.start_ms,
+                    whole.end_ms,
+                    f"{fragment.text} {whole.text}",
+                    (fragment, whole),
+                )
+            ]
+        )
+        await add_gap(store, meeting_id, 5, 0, resumed_ms, "the outage outlasted the buffer")
+        outcome = await repair_meeting(
+            store, meeting_id, AsyncClient(server.url, "k", poll_interval_s=0.01)
+        )
+        meeting = await store.get_meeting(meeting_id)
+    assert outcome.repaired == 1 and outcome.left_open == 0
+    stored = [(w.text, t.source) for t in meeting.turns for w in t.words]
+    assert stored == [
+        ("alpha", "repaired"),
+        ("bravo", "repaired"),
+        ("charlie", "repaired"),
+        ("delta", "repaired"),
+        ("echo.", "live"),
+    ]
+    assert [t.text for t in meeting.turns] == ["alpha bravo charlie delta", "echo."]
