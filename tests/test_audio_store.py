@@ -11,7 +11,7 @@ import numpy as np
 import soundfile
 
 from recorder.audio import Chunk
-from recorder.audio_store import AudioKeeper, covered_ms, read_stretch
+from recorder.audio_store import AudioFailure, AudioKeeper, covered_ms, read_stretch
 from recorder.audio_store.repair import place_repaired
 from storage.audio import list_segments
 from storage.records import Turn, Word
@@ -107,7 +107,7 @@ async def test_an_unwritable_directory_is_one_warning_and_no_crash(
     meeting = await store.start_meeting("c", 1, T0)
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where the audio folder should be")  # noqa: ASYNC240
-    failures = []
+    failures: list[AudioFailure] = []
     keeper = AudioKeeper(store, meeting, blocker, on_failure=failures.append)
     for chunk in chunks(0, 3000, seed=6):
         keeper.feed(1, chunk)
