@@ -56,15 +56,26 @@ async def test_a_good_key_is_verified_and_opens_no_session() -> None:
     assert emulator.sessions == []
 
 
-@pytest.mark.parametrize("key", ["wrong", "right\n", "rïght"])
-async def test_a_bad_key_is_refused_without_a_session(key: str) -> None:
+async def test_a_bad_key_is_refused_without_a_session() -> None:
     emulator = StreamingEmulator(api_keys={"right"})
     async with emulator.serve() as server:
         with pytest.raises(KeyRejected) as info:
-            await check_api_key(server.url, key)
+            await check_api_key(server.url, "wrong")
     assert str(info.value).startswith("the speech-to-text service refused the API key (")
-    assert "ASSEMBLYAI_API_KEY" in str(info.value) and key not in str(info.value)
+    assert "ASSEMBLYAI_API_KEY" in str(info.value) and "wrong" not in str(info.value)
     assert emulator.sessions == []
+
+
+@pytest.mark.parametrize("key", ["right\n", "rïght", "ri ght"])
+async def test_a_malformed_key_is_refused_here_and_never_sent(key: str) -> None:
+    # The local check refuses it (nothing listens at the port, so nothing was sent):
+    # saying the service refused it would be untrue.
+    with pytest.raises(KeyRejected) as info:
+        await check_api_key(f"ws://127.0.0.1:{_closed_port()}/v3/ws", key)
+    text = str(info.value)
+    assert text.startswith("the API key is malformed (") and "it was not sent" in text
+    assert "service refused" not in text and key not in text
+    assert "ASSEMBLYAI_API_KEY" in text
 
 
 def _closed_port() -> int:

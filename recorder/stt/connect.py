@@ -167,6 +167,8 @@ class KeyRejected(SttRejected):
     """The key was refused before any session was opened (the token endpoint said 401/403)."""
 
     def __str__(self) -> str:
+        if self.code is None:  # refused here, by the local check: never sent
+            return f"the API key is malformed ({self.reason}; it was not sent); {self.hint}"
         return f"the speech-to-text service refused the API key ({self.reason}); {self.hint}"
 
 
