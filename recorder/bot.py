@@ -361,7 +361,12 @@ class MeetingRecorder(TransportSink):
             )
 
     async def _settle_status(self) -> str:
-        """Repair what can be repaired, then say how the meeting ended."""
+        """Repair what can be repaired, then say how the meeting ended.
+
+        A recording a fatal error stopped before the meeting's end is
+        ``interrupted`` even once its gaps are repaired: what came after the stop
+        was never heard (``failed`` if nothing at all was recorded).
+        """
         if self._status == "interrupted":
             return self._status
         keeper = self._keeper
@@ -370,6 +375,8 @@ class MeetingRecorder(TransportSink):
             turns=self._records.turns,
             kept_ms=sum(keeper.kept_ms.values()) if keeper is not None else 0.0,
         )
+        if self._fatal is not None and status != "failed":
+            return "interrupted"
         return status
 
     def _on_audio_failure(self, failure: AudioFailure) -> None:
@@ -518,13 +525,16 @@ class MeetingRecorder(TransportSink):
         is_audio_kept = keeper is not None and keeper.failure is None
         if is_refusal and self._records.has_sockets and is_audio_kept:
             # Refused mid-meeting (the key revoked, the account out of credit): the
-            # audio is still kept and the stretch is a gap (the stream recorded it), to
-            # repair once the service takes the key again. The recording goes on.
-            log.error("! %s", error)
+            # audio is still kept and the stretch is a gap (the stream records it and
+            # the console says so), to repair once the service takes the key again.
+            # The recording goes on.
+            log.info("= refused mid-meeting: %s", error)
             return
         if self._fatal is None:
             self._fatal = error
-            log.error("! %s", error)
+            # run() raises it and the caller says it, once: nothing else repeats it.
+            log.info("= stopping: %s", error)
+            self._ledger.quiet()
         self.request_stop("failed")
 
     async def _record_participant(self, uid: int, at_ms: float, presence: str) -> None:

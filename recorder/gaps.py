@@ -104,6 +104,7 @@ class GapLedger:
         self._slots = asyncio.Semaphore(_MAX_REPAIRS)
         self._progress = asyncio.Event()
         self._is_stopping = False
+        self._is_quiet = False
 
     def on_gap(self, uid: int, from_ms: int, to_ms: int, cause: str) -> None:
         """A stretch live transcription missed: say so (once per change) and store it."""
@@ -115,8 +116,14 @@ class GapLedger:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
+    def quiet(self) -> None:
+        """A fatal error stops the recording, and its caller says why: say no more of it."""
+        self._is_quiet = True
+
     def say_down(self, uid: int, cause: str, *, at_ms: float | None = None) -> None:
         """Say once per change that a participant's live transcription stopped, and why."""
+        if self._is_quiet:
+            return
         said = self._down.get(uid)
         if said is not None and said[0] == cause:
             self._down[uid] = (cause, said[1] + 1)

@@ -106,7 +106,8 @@ class MeetingReport:
     # behind for longer than the bridge's bound), ms in all.
     dropped_audio_ms: float = 0.0
     # How the meeting ended: completed (everything transcribed, live or repaired),
-    # partial (gaps left), failed (nothing could be recorded), interrupted.
+    # partial (gaps left), failed (nothing could be recorded), interrupted (stopped
+    # before the meeting's end: killed, channel lost, a fatal error).
     status: str = "completed"
     gaps: tuple[Gap, ...] = ()
     # Participants' audio kept on disk, seconds in all (0 with --no-audio).

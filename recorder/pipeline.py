@@ -346,10 +346,12 @@ class ParticipantStream:
         try:
             await fed.stream.start()
         except SttRejected as exc:
+            # on_fatal first: a refusal that stops the recording is said once, by the
+            # recording's end, not again as a gap (which is still recorded).
+            self._hooks.on_fatal(exc)
             self._record_gap(fed, f"the speech-to-text service refused us: {exc}")
             self._next = None
             self._state = _State.CLOSED
-            self._hooks.on_fatal(exc)
             return
         except RecorderError as exc:
             self._record_gap(fed, f"the speech-to-text service is unreachable: {exc}")
@@ -451,10 +453,11 @@ class ParticipantStream:
                         event.duration_ms,
                     )
         except SttRejected as exc:
+            hooks.on_fatal(exc)  # first, as in _start_next
             self._record_gap(fed, f"the speech-to-text service refused us: {exc}")
-            hooks.on_fatal(exc)
         except RecorderError as exc:
-            log.warning("! uid=%d stream failed: %s", self.uid, exc)
+            # The gap below says it on the console; this is for -v.
+            log.info("= uid=%d stream failed: %s", self.uid, exc)
             self._record_gap(fed, f"the speech-to-text stream gave up: {exc}")
             if self._open is fed and self._state is _State.OPEN:
                 # Giving up on a socket is not giving up on the speech: the next

@@ -55,7 +55,8 @@ meeting:
     status             string, one of "recording", "completed" (everything said was
                        transcribed, live or repaired), "partial" (some speech is
                        not transcribed: see gaps), "failed" (nothing could be
-                       recorded), "interrupted" (the recorder stopped abnormally)
+                       recorded), "interrupted" (the recorder stopped before the
+                       meeting's end: killed, channel lost, or a fatal error)
     started_at         string (time of day)
     ended_at           string (time of day) or null while recording
     duration_ms        integer or null while recording

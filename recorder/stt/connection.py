@@ -272,9 +272,8 @@ class SttConnection:
                 self._terminated = event
             elif isinstance(event, ServerError):
                 self.last_server_error = event.message
-                logger.warning(
-                    "! %s: stt server error %s: %s", self._name, event.code, event.message
-                )
+                # The close that follows reports it (once, by the stream's reader).
+                logger.info("= %s: stt server error %s: %s", self._name, event.code, event.message)
             self._emit(event)
 
     def _remap(self, event: Any) -> Any:

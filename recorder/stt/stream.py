@@ -355,7 +355,8 @@ class SttStream:
             await self._run_sockets()
         except RecorderError as exc:
             self.error = exc
-            logger.warning("! %s: stt stream failed: %s", self.name, exc)
+            # Raised to the stream's reader, which reports it once; this is for -v.
+            logger.info("= %s: stt stream failed: %s", self.name, exc)
         finally:
             self._finish()
 
