@@ -125,8 +125,10 @@ class GapLedger:
         if self._is_quiet:
             return
         said = self._down.get(uid)
-        if said is not None and said[0] == cause:
-            self._down[uid] = (cause, said[1] + 1)
+        if said is not None:
+            # Still down: said already (the first cause), counted for the "back" line,
+            # whatever this one's wording ("does not answer", then "could not be reached").
+            self._down[uid] = (said[0], said[1] + 1)
             return
         when = format_clock(self._clock_ms() if at_ms is None else at_ms, compact=True)
         kept = (

@@ -49,6 +49,10 @@ log = logging.getLogger(__name__)
 # Speech given to a stream this far past the end of its last final's words is not
 # yet transcribed (a speech chunk may run a little past the last word).
 _UNCOVERED_SLACK_MS = 300.0
+# At the stop, how long a stream still opening may take to open before it is given up
+# (its speech goes to repair): a service that answers does so well within it (the
+# upgrade and Begin), one that does not answer would hold the stop for its whole bound.
+_OPEN_GRACE_S = 1.0
 
 
 class SpeechStream(Protocol):
@@ -226,15 +230,34 @@ class ParticipantStream:
             self._clear_preroll()
 
     async def aclose(self) -> None:
-        """Stop for good: close any socket and wait for its last turns."""
+        """Stop for good: close any socket and wait for its last turns.
+
+        A stream still opening has nothing to close: after a short grace it is
+        given up at once and what it was given is a gap (repaired from the kept
+        audio), rather than holding the stop while the service does not answer.
+        """
         self._stopping = True
         self._reopen_after_close = False
-        if self._task is not None:
-            await asyncio.shield(self._task)
+        await self._await_task()
         if self._state is _State.OPEN:
             self._begin_close(reason="shutdown")
-            assert self._task is not None
-            await asyncio.shield(self._task)
+            await self._await_task()
+
+    async def _await_task(self) -> None:
+        task = self._task
+        if task is None:
+            return
+        if self._state is _State.OPENING:
+            await asyncio.wait({task}, timeout=_OPEN_GRACE_S)
+        if self._state is _State.OPENING and not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            if self._next is not None:
+                self._record_gap(self._next, "the speech-to-text service could not be reached")
+                self._next = None
+            self._state = _State.CLOSED
+            return
+        await asyncio.shield(task)
 
     # -- internals ---------------------------------------------------------
 
