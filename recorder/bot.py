@@ -401,9 +401,26 @@ class MeetingRecorder(TransportSink):
     def _clock_ms(self) -> float:
         return self.transport.clock_ms()
 
+    async def _repaired(self) -> tuple[int, float]:
+        """Turns repaired from the kept audio, and the speech they carry (ms)."""
+        assert self._meeting_id is not None
+        count, speech_ms = 0, 0.0
+        if not any(g.state == "repaired" for g in self._gaps):
+            return count, speech_ms
+        try:
+            # Paged and without words: bounded however long the meeting.
+            async for turn in self.store.iter_turns(self._meeting_id, with_words=False):
+                if turn.source == "repaired":
+                    count += 1
+                    speech_ms += turn.end_ms - turn.start_ms
+        except RecorderError as exc:
+            log.warning("! repaired turns not counted: %s", exc)
+        return count, speech_ms
+
     async def _report(self, interrupted: int) -> MeetingReport:
         assert self._meeting_id is not None
         keeper = self._keeper
+        repaired_turns, repaired_speech_ms = await self._repaired()
         return MeetingReport(
             status=self._status,
             gaps=self._gaps,
@@ -412,7 +429,8 @@ class MeetingRecorder(TransportSink):
             meeting_id=self._meeting_id,
             channel=self.transport.channel,
             duration_s=self._clock_ms() / 1000,
-            turns=self._records.turns,
+            turns=self._records.turns + repaired_turns,
+            repaired_turns=repaired_turns,
             participants=len(self._seen),
             billed_seconds=self._records.billed_seconds,
             sessions=self._records.sessions,
@@ -420,7 +438,7 @@ class MeetingRecorder(TransportSink):
             interrupted_before=interrupted,
             dropped_audio_ms=sum(self.transport.dropped_audio_ms.values()),
             billed_ms=self._records.billed_seconds * 1000,
-            speech_ms=self._records.speech_ms,
+            speech_ms=self._records.speech_ms + repaired_speech_ms,
             sessions_per_minute=self._budget.per_minute,
             session_refusals=self._budget.refusals,
             end_reason=self._end_reason,

@@ -119,6 +119,8 @@ class MeetingReport:
     speech_ms: float = 0.0
     sessions_per_minute: float = 0.0
     session_refusals: int = 0
+    # Of ``turns`` (live and repaired), how many were repaired from the kept audio.
+    repaired_turns: int = 0
     # Why it ended: "finished" (the transport ended), "stopped", "duration", "empty"
     # (no remote participant for the empty timeout) or "failed".
     end_reason: str = "finished"

@@ -79,3 +79,8 @@ async def test_an_unreachable_service_is_said_once_per_participant_and_stops_fas
     assert took < SHORT["end"] + 12, (took, lines)
     assert "did not close" not in caplog.text
     assert meeting.summary.status == "completed" and meeting.turns, lines
+    # The report counts the repaired turns and their speech, not only the live ones.
+    repaired = [t for t in meeting.turns if t.source == "repaired"]
+    assert len(repaired) == 2 and len(meeting.turns) == 2
+    assert (report.turns, report.repaired_turns) == (2, 2)
+    assert report.speech_ms == sum(t.end_ms - t.start_ms for t in repaired) > 0

@@ -145,7 +145,9 @@ def _print_report(report: MeetingReport, config: Config, *, hint_next: bool = Tr
     click.echo(
         f"meeting {report.meeting_id} ({report.channel}): "
         f"{format_duration(round(report.duration_s * 1000))}, "
-        f"{plural(report.turns, 'turn')} from {plural(report.participants, 'participant')}, "
+        f"{plural(report.turns, 'turn')}"
+        f"{f' ({report.repaired_turns} repaired)' if report.repaired_turns else ''} "
+        f"from {plural(report.participants, 'participant')}, "
         f"{report.billed_seconds:.1f} s of streaming billed over "
         f"{plural(report.sessions, 'session')}",
         err=True,
