@@ -124,7 +124,7 @@ class MeetingRecorder(TransportSink):
         self._guard = DatabaseGuard(self.console.info)
         # The one retrying writer: every write while recording, journaled while away.
         self._writer = TranscriptWriter(StoreWrites(store), guard=self._guard)
-        self._records = SocketRecords(self._writer)
+        self._records = SocketRecords(self._writer, speed=settings.realtime_factor)
         self._ledger = GapLedger(
             store,
             self.console,

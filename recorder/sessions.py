@@ -25,10 +25,17 @@ class SocketRecords:
 
     Args:
         writer: the recording's one writer.
+        speed: meeting seconds per wall-clock second (a replay at ``--speed N``).
+
+    A socket's open time is counted and stored on the meeting's clock (wall seconds
+    times ``speed``), the clock its speech is measured on: a replay at ``--speed 4``
+    open 10 s bills what the same meeting would in 40 s of real time. At speed 1
+    nothing changes.
     """
 
-    def __init__(self, writer: TranscriptWriter) -> None:
+    def __init__(self, writer: TranscriptWriter, *, speed: float = 1.0) -> None:
         self._writer = writer
+        self._speed = speed
         self.meeting_id: int | None = None
         # Each socket's stream-session row, named by a ref until the writer stores it.
         self._refs: dict[tuple[int, tuple[int, int]], str] = {}
@@ -87,11 +94,13 @@ class SocketRecords:
         ref = self._refs.get((uid, key))
         if ref is None:
             return
-        self.billed_seconds += event.open_seconds
+        open_seconds = event.open_seconds * self._speed
+        self.billed_seconds += open_seconds
         self._writer.submit(
             session_closed_write(
                 ref,
-                closed_at=self._opened_at[ref] + timedelta(seconds=event.open_seconds),
+                # closed_at - opened_at is the billed time (storage.records.StreamSession).
+                closed_at=self._opened_at[ref] + timedelta(seconds=open_seconds),
                 audio_seconds=event.audio_seconds,
                 close_code=event.close_code,
                 close_reason=event.reason or None,

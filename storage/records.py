@@ -177,7 +177,12 @@ class StreamSession:
 
     @property
     def billed_seconds(self) -> float:
-        """Seconds the socket was open (0 while still open)."""
+        """Seconds the socket was open (0 while still open), on the meeting's clock.
+
+        The recorder stores ``closed_at`` as ``opened_at`` plus the open time on the
+        meeting's clock: wall seconds at real time, wall seconds times N for a
+        replay at ``--speed N`` (recorder.sessions.SocketRecords).
+        """
         if self.closed_at is None:
             return 0.0
         return max(0.0, (self.closed_at - self.opened_at).total_seconds())

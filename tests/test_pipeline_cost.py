@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from recorder.stt.hold import ClosePolicy
+from storage.store import TranscriptStore
 from tests.support.meeting_shapes import SHAPES, generate, record_meeting
 
 # Whole meetings played through the emulator at 10x: seconds each.
@@ -54,3 +55,18 @@ async def test_refused_sessions_teach_the_budget_the_accounts_rate(tmp_path: Pat
     # socket to catch up was repaired from the kept audio: nothing lost.
     assert out.words_lost == 0
     assert out.words_extra == 0
+
+
+async def test_billed_time_at_speed_is_on_the_meetings_clock(tmp_path: Path) -> None:
+    # Played 10x faster, a socket open 1 s of wall time carries 10 s of the meeting:
+    # the report and the stored sessions bill it as the emulator (on the meeting's
+    # clock) does, not as 1 s, which made billed/speech look 10x too good.
+    script = generate("standup", seed=7, minutes=0.5).script()
+    out = await record_meeting(script, tmp_path, speed=10.0, sessions_per_minute=100)
+    async with await TranscriptStore.open(f"sqlite+aiosqlite:///{tmp_path / 'cost.db'}") as store:
+        (cost,) = (await store.meeting_costs([out.report.meeting_id])).values()
+    assert out.billed_s > 0
+    # Within the pacing jitter of 10x wall time (each socket a few wall ms either way).
+    assert out.report.billed_ms / 1000 == pytest.approx(out.billed_s, rel=0.15)
+    assert cost.billed_ms / 1000 == pytest.approx(out.billed_s, rel=0.15)
+    assert 1.0 <= out.report.billed_ms / out.report.speech_ms < 5.0

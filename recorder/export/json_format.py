@@ -62,7 +62,8 @@ meeting:
     duration_ms        integer or null while recording
     participant_count  integer
     turn_count         integer
-    billed_ms          integer, streaming socket-open time (what is billed), all sockets
+    billed_ms          integer, streaming socket-open time (what is billed), all sockets,
+                       on the meeting's clock (a replay at --speed N: wall time x N)
     speech_ms          integer, the turns' spans (first word to last), all participants
     billed_speech_ratio  number or null without speech, billed_ms / speech_ms
     price_per_hour     number, USD per hour of socket-open time the estimate uses
@@ -84,7 +85,9 @@ stream_session (one speech-to-text socket; its open time is what is billed):
     uid                  integer
     provider_session_id  string or null
     opened_at            string (time of day)
-    closed_at            string (time of day) or null if still open
+    closed_at            string (time of day) or null if still open; closed_at -
+                         opened_at is the open time on the meeting's clock (wall
+                         time, or wall time x N for a replay at --speed N)
     audio_seconds        number, audio sent on the socket
     close_code           integer or null
     close_reason         string or null
