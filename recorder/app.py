@@ -163,7 +163,6 @@ async def record(
         hold_s=options.hold_s,
         empty_timeout_s=options.empty_timeout_s,
         meeting_id=options.meeting_id,
-        realtime_factor=options.realtime_factor,
     )
     # One budget for the meeting: the pipeline spends a session per stream it opens, each
     # stream one per later socket, and refusals teach it the account's rate. A replay

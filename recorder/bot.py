@@ -124,7 +124,10 @@ class MeetingRecorder(TransportSink):
         self._guard = DatabaseGuard(self.console.info)
         # The one retrying writer: every write while recording, journaled while away.
         self._writer = TranscriptWriter(StoreWrites(store), guard=self._guard)
-        self._records = SocketRecords(self._writer, speed=settings.realtime_factor)
+        # A replay at --speed N plays N meeting seconds a wall second (a live channel
+        # has no speed: 1); socket time is counted on the meeting's clock, as speech is.
+        speed = float(getattr(transport, "speed", 1.0))
+        self._records = SocketRecords(self._writer, speed=speed)
         self._ledger = GapLedger(
             store,
             self.console,

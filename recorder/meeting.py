@@ -37,8 +37,6 @@ class RecorderSettings:
             long, from the start or since the last one left (None: never).
         meeting_id: continue this meeting (a recording taken over from another
             process) instead of starting a new one.
-        realtime_factor: how much faster than real time the audio arrives (a replay
-            at ``--speed N``); socket time is stored and billed on the meeting's clock.
     """
 
     bot_uid: int
@@ -51,7 +49,6 @@ class RecorderSettings:
     hold_s: float = DEFAULT_HOLD_MS / 1000
     empty_timeout_s: float | None = None
     meeting_id: int | None = None
-    realtime_factor: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
