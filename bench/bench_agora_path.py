@@ -32,7 +32,9 @@ many chunks reached the pipeline more than 50 ms after their last sample
 from __future__ import annotations
 
 import asyncio
+import cProfile
 import logging
+import math
 import os
 import re
 import resource
@@ -65,6 +67,10 @@ from recorder.transport.agora.transport import AgoraTransport  # noqa: E402
 from storage.store import TranscriptStore  # noqa: E402
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "10"))
+#: A file name prefix: profile the loop's thread while the speakers speak (cProfile).
+PROFILE = os.environ.get("BENCH_PROFILE", "")
+#: ``0`` skips the native-alone and no-op-observer runs (quicker while iterating).
+BASELINES = os.environ.get("BENCH_BASELINES", "1") != "0"
 APP_ID = "0123456789abcdef0123456789abcdef"
 CHANNEL = "bench"
 FRAME = bytes_for_ms(10)
@@ -333,7 +339,13 @@ async def with_recorder(
                 raise RuntimeError("the speakers were not all announced")
             if isinstance(transport.bridge, NativeAudioBridge) != tap:
                 raise RuntimeError(f"asked for tap={tap}, got {type(transport.bridge).__name__}")
+            profiler = cProfile.Profile() if PROFILE else None
+            if profiler is not None:
+                profiler.enable()  # the loop's thread only: where the Python time goes
             cpu, _ = await asyncio.to_thread(speak_and_measure, control, uids)
+            if profiler is not None:
+                profiler.disable()
+                profiler.dump_stats(f"{PROFILE}.{'tap' if tap else 'python'}.{len(uids)}")
             stop.set()
             await task
             ARRIVALS.clock = None
@@ -373,10 +385,12 @@ async def main() -> None:
             uids = list(range(1000, 1000 + size))
             for uid in uids:
                 control.channel(CHANNEL).add_user(uid)
-            native = await asyncio.to_thread(sdk_only, control, sdk, uids, observe=False)
-            release_agora_service()
-            wrapper = await asyncio.to_thread(sdk_only, control, sdk, uids, observe=True)
-            release_agora_service()
+            native = wrapper = math.nan
+            if BASELINES:
+                native = await asyncio.to_thread(sdk_only, control, sdk, uids, observe=False)
+                release_agora_service()
+                wrapper = await asyncio.to_thread(sdk_only, control, sdk, uids, observe=True)
+                release_agora_service()
             say(
                 f"{size:4d} speakers: native alone {native:5.3f}; wrapper (observer a no-op) "
                 f"{wrapper:5.3f} ms per participant-second"

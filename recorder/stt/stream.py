@@ -24,8 +24,6 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
-from websockets.asyncio.client import ClientConnection
-
 from recorder.audio import SPEECH_DBFS, level_dbfs
 from recorder.errors import RecorderError, SttConnectionError, SttRejected
 from recorder.stt.backoff import RetryBudget
@@ -50,6 +48,7 @@ from recorder.stt.protocol import (
     is_rate_refusal,
 )
 from recorder.stt.resend import ResendBuffer, SocketMap
+from recorder.stt.wire import WireSocket
 from recorder.stt.settings import (
     DEFAULT_BUFFERS,
     DEFAULT_PACING,
@@ -430,7 +429,7 @@ class SttStream:
                     await self._stop_requested.wait()
 
     async def _run_socket(
-        self, conn: ClientConnection
+        self, conn: WireSocket
     ) -> tuple[Closed, float | None, bool, str | None]:
         """Drive one socket until it closes.
 
