@@ -48,7 +48,6 @@ from recorder.stt.protocol import (
     is_rate_refusal,
 )
 from recorder.stt.resend import ResendBuffer, SocketMap
-from recorder.stt.wire import WireSocket
 from recorder.stt.settings import (
     DEFAULT_BUFFERS,
     DEFAULT_PACING,
@@ -58,6 +57,7 @@ from recorder.stt.settings import (
     PacingSettings,
     RetrySettings,
 )
+from recorder.stt.wire import WireSocket
 
 __all__ = ["LIVE_PACING", "SessionGate", "SttStream", "stream_factory"]
 
@@ -428,9 +428,7 @@ class SttStream:
                 async with asyncio.timeout(delay):
                     await self._stop_requested.wait()
 
-    async def _run_socket(
-        self, conn: WireSocket
-    ) -> tuple[Closed, float | None, bool, str | None]:
+    async def _run_socket(self, conn: WireSocket) -> tuple[Closed, float | None, bool, str | None]:
         """Drive one socket until it closes.
 
         Returns:

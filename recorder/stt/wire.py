@@ -211,11 +211,13 @@ class WireSocket(asyncio.Protocol):
     # -- asyncio.Protocol -----------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """TCP (and TLS) is up: write through it from now on."""
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         transport.set_write_buffer_limits(high=HIGH_WATER)
 
     def data_received(self, data: bytes) -> None:
+        """Feed the protocol; answer pings and close frames; hand on messages."""
         protocol = self.protocol
         protocol.receive_data(data)
         events = protocol.events_received()
@@ -251,12 +253,14 @@ class WireSocket(asyncio.Protocol):
             self._schedule_ping()
 
     def eof_received(self) -> bool | None:
+        """The server half-closed: the protocol decides what follows."""
         self.protocol.receive_eof()
         self.protocol.events_received()
         self._flush()
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
+        """TCP is gone: settle the handshake, the drain waiter and :attr:`closed`."""
         self.protocol.receive_eof()  # idempotent: the protocol is CLOSED after it
         for handle in (self._ping_handle, self._close_handle):
             if handle is not None:
@@ -272,9 +276,11 @@ class WireSocket(asyncio.Protocol):
         self.closed.set_result(None)
 
     def pause_writing(self) -> None:
+        """The transport's buffer passed the high-water mark."""
         self.paused = True
 
     def resume_writing(self) -> None:
+        """The transport's buffer drained: wake whoever waits in :meth:`drain`."""
         self.paused = False
         if self._drain is not None and not self._drain.done():
             self._drain.set_result(None)
