@@ -201,6 +201,7 @@ async def record(
             observer=_combine(companions),
             budget=budget,
             audio_dir=audio_dir,
+            journal_dir=config.audio_directory,
             repair=_repairer(config, api_key, into, console),
         )
         if on_ready is not None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
@@ -24,8 +23,15 @@ from recorder.config import DEFAULT_IDLE_CLOSE_S, DEFAULT_SESSIONS_PER_MINUTE
 from recorder.console import LiveConsole
 from recorder.errors import RecorderError, SttRejected
 from recorder.gaps import GapLedger
+from recorder.journal import journal_path
 from recorder.limiter import SessionBudget
-from recorder.persist import DatabaseGuard
+from recorder.persist import (
+    DatabaseGuard,
+    StoreWrites,
+    participant_write,
+    session_closed_write,
+    session_write,
+)
 from recorder.pipeline import FinalTurn, ParticipantStream, SpeechStream, StreamHooks
 from recorder.stt.events import SocketClosed, SocketOpened
 from recorder.stt.hold import DEFAULT_HOLD_MS, ClosePolicy
@@ -38,7 +44,7 @@ from recorder.transport.base import (
     TransportEvent,
     TransportSink,
 )
-from recorder.writer import TranscriptWriter
+from recorder.writer import TranscriptWriter, replay_leftover_journals
 from storage.records import Gap, TurnRecord, Word
 from storage.store import TranscriptStore
 
@@ -205,9 +211,12 @@ class MeetingRecorder(TransportSink):
         audio_dir: Path | None = None,
         repair: Callable[[int], Awaitable[None]] | None = None,
         budget: SessionBudget | None = None,
+        journal_dir: Path | None = None,
     ) -> None:
         self.transport = transport
         self._audio_dir = audio_dir
+        # Where writes wait while the database is away (default: the audio directory).
+        self._journal_dir = journal_dir if journal_dir is not None else audio_dir
         self._keeper: AudioKeeper | None = None
         self._repair = repair
 
@@ -219,15 +228,14 @@ class MeetingRecorder(TransportSink):
         self._budget = budget or SessionBudget(settings.sessions_per_minute)
         self._turn_spans: dict[tuple[int, tuple[int, int], int], int] = {}
         self._streams: dict[int, ParticipantStream] = {}
-        self._session_ids: dict[tuple[int, tuple[int, int]], int] = {}
-        self._session_tasks: dict[tuple[int, tuple[int, int]], asyncio.Task[int]] = {}
-        self._session_opened_at: dict[int, datetime] = {}
+        # Each socket's stream-session row, named by a ref until the writer stores it.
+        self._session_refs: dict[tuple[int, tuple[int, int]], str] = {}
+        self._session_opened_at: dict[str, datetime] = {}
         self._guard = DatabaseGuard(self.console.info)
+        # The one retrying writer: every write while recording, journaled while away.
+        self._writer = TranscriptWriter(StoreWrites(store), guard=self._guard)
         self._ledger = GapLedger(
-            store, self.console, self._guard, self._clock_ms, is_audio_kept=audio_dir is not None
-        )
-        self._writer = TranscriptWriter(
-            store.upsert_turns, on_trouble=self._guard.trouble, on_recovered=self._guard.recovered
+            store, self.console, self._writer, self._clock_ms, is_audio_kept=audio_dir is not None
         )
         self._tasks: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
@@ -263,6 +271,8 @@ class MeetingRecorder(TransportSink):
                 refused us for good (bad key); what was recorded is kept.
         """
         interrupted = await self.store.mark_interrupted_meetings()
+        if self._journal_dir is not None:
+            await replay_leftover_journals(self.store, self._journal_dir, say=self.console.info)
         if self.settings.meeting_id is not None:
             self._meeting_id = self.settings.meeting_id
             self._started_at = await self.store.resume_meeting(self._meeting_id)
@@ -272,6 +282,13 @@ class MeetingRecorder(TransportSink):
                 self.transport.channel, self.settings.bot_uid, self._started_at
             )
         self._ledger.meeting_id = self._meeting_id
+        if self._journal_dir is not None:
+            self._writer.journal_to(
+                journal_path(self._journal_dir, self._meeting_id),
+                self._meeting_id,
+                self.transport.channel,
+                self._started_at,
+            )
         if self._audio_dir is not None:
             from recorder.audio_store import AudioKeeper
 
@@ -280,7 +297,7 @@ class MeetingRecorder(TransportSink):
                 self._meeting_id,
                 self._audio_dir,
                 on_failure=self._on_audio_failure,
-                guard=self._guard,
+                writer=self._writer,
             )
         writer_task = asyncio.create_task(self._writer.run(), name="transcript-writer")
         heartbeat = asyncio.create_task(self._heartbeat(), name="meeting-heartbeat")
@@ -409,17 +426,15 @@ class MeetingRecorder(TransportSink):
             for stream in self._streams.values():
                 stream.uncovered()
         await _settle_tasks(self._tasks, _FINISH_GIVE_UP_S)
-        await _settle_tasks(list(self._session_tasks.values()), _FINISH_GIVE_UP_S)
+        await self._finish_audio()
+        await _settle_tasks(self._ledger.tasks, _FINISH_GIVE_UP_S)
         self._writer.close()
         try:
             # The writer retries while the database is away; bounded, as everything here.
             await asyncio.wait_for(asyncio.shield(writer_task), _FINISH_GIVE_UP_S)
         except TimeoutError:
-            log.error(
-                "! %d turns could not be stored: the database stayed away", self._writer.pending
-            )
-        await self._finish_audio()
-        await _settle_tasks(self._ledger.tasks, _FINISH_GIVE_UP_S)
+            writer_task.cancel()  # what is left stays in the journal for 'recorder repair'
+            await asyncio.gather(writer_task, return_exceptions=True)
         self._status = await self._settle_status()
         ended = self._started_at + timedelta(milliseconds=self._clock_ms())
         meeting_id, status = self._meeting_id, self._status
@@ -585,13 +600,8 @@ class MeetingRecorder(TransportSink):
             end_of_turn_confidence=turn.end_of_turn_confidence,
             language=turn.language,
         )
-        session = self._session_record(turn.uid, turn.socket_key, None)
-        if session.done() and not session.cancelled() and session.exception() is None:
-            self._writer.put(dataclasses.replace(record, stream_session_id=session.result()))
-        else:
-            # The database is away: the turn waits for its socket's record, off the
-            # stream's path, so the stream's later finals are not held up.
-            self._spawn(self._put_when_recorded(session, record), f"turn-{turn.uid}")
+        # The writer stores it after its socket's record, whose id it fills in.
+        self._writer.put(record, session=self._session_record(turn.uid, turn.socket_key, None))
         self.turns += 1
         # A formatted final repeats its turn_order: the span is counted once.
         self._turn_spans[(turn.uid, turn.socket_key, turn.turn_order)] = turn.end_ms - turn.start_ms
@@ -599,56 +609,30 @@ class MeetingRecorder(TransportSink):
         if self.observer is not None:
             self.observer.final_turn(turn)
 
-    async def _put_when_recorded(self, session: asyncio.Task[int], record: TurnRecord) -> None:
-        session_id = await session
-        self._writer.put(dataclasses.replace(record, stream_session_id=session_id))
-
     async def _on_socket_opened(self, uid: int, key: tuple[int, int], event: SocketOpened) -> None:
         self._ledger.transcription_back(uid)
         self._session_record(uid, key, event.provider_id)
 
-    def _session_record(
-        self, uid: int, key: tuple[int, int], provider_id: str | None
-    ) -> asyncio.Task[int]:
-        """The task storing a socket's stream-session row (started on first need)."""
-        task = self._session_tasks.get((uid, key))
-        if task is None:
-            task = asyncio.create_task(
-                self._open_session_record(uid, key, provider_id), name=f"session-{uid}-{key}"
-            )
-            self._session_tasks[(uid, key)] = task
-        return task
-
-    async def _open_session_record(
-        self, uid: int, key: tuple[int, int], provider_id: str | None
-    ) -> int:
-        assert self._meeting_id is not None
-        opened_at = datetime.now(UTC)
-        meeting_id = self._meeting_id
-        session_id = await self._guard.run(
-            lambda: self.store.open_stream_session(
-                meeting_id, uid, opened_at, provider_session_id=provider_id
-            )
-        )
-        self._session_ids[(uid, key)] = session_id
-        self._session_opened_at[session_id] = opened_at
-        self.sessions += 1
-        return session_id
+    def _session_record(self, uid: int, key: tuple[int, int], provider_id: str | None) -> str:
+        """The ref of a socket's stream-session row (its write queued on first need)."""
+        ref = self._session_refs.get((uid, key))
+        if ref is None:
+            assert self._meeting_id is not None
+            ref = self._session_refs[(uid, key)] = f"session-{uid}-{key[0]}-{key[1]}"
+            opened_at = self._session_opened_at[ref] = datetime.now(UTC)
+            self._writer.submit(session_write(ref, self._meeting_id, uid, opened_at, provider_id))
+            self.sessions += 1
+        return ref
 
     async def _on_socket_closed(self, uid: int, key: tuple[int, int], event: SocketClosed) -> None:
-        session = self._session_tasks.get((uid, key))
-        if session is None:
+        ref = self._session_refs.get((uid, key))
+        if ref is None:
             return
         self.billed_seconds += event.open_seconds
-        self._spawn(self._close_session_record(session, event), f"session-closed-{uid}")
-
-    async def _close_session_record(self, session: asyncio.Task[int], event: SocketClosed) -> None:
-        session_id = await session
-        opened_at = self._session_opened_at.get(session_id, datetime.now(UTC))
-        await self._guard.run(
-            lambda: self.store.close_stream_session(
-                session_id,
-                closed_at=opened_at + timedelta(seconds=event.open_seconds),
+        self._writer.submit(
+            session_closed_write(
+                ref,
+                closed_at=self._session_opened_at[ref] + timedelta(seconds=event.open_seconds),
                 audio_seconds=event.audio_seconds,
                 close_code=event.close_code,
                 close_reason=event.reason or None,
@@ -663,7 +647,7 @@ class MeetingRecorder(TransportSink):
     def _on_fatal(self, error: RecorderError) -> None:
         keeper = self._keeper
         is_refusal = isinstance(error, SttRejected) and error.code in _REFUSED_KEY_CODES
-        if is_refusal and self._session_tasks and keeper is not None and keeper.failure is None:
+        if is_refusal and self._session_refs and keeper is not None and keeper.failure is None:
             # Refused mid-meeting (the key revoked, the account out of credit): the
             # audio is still kept and the stretch is a gap (the stream recorded it), to
             # repair once the service takes the key again. The recording goes on.
@@ -678,14 +662,9 @@ class MeetingRecorder(TransportSink):
         assert self._meeting_id is not None
         self._seen.add(uid)
         seen_at = self._started_at + timedelta(milliseconds=at_ms)
-        meeting_id = self._meeting_id
-        await self._guard.run(
-            lambda: self.store.record_participant(
-                meeting_id,
-                uid,
-                seen_at,
-                display_name=self.settings.names.get(uid),
-                presence=presence,
+        self._writer.submit(
+            participant_write(
+                self._meeting_id, uid, seen_at, self.settings.names.get(uid), presence
             )
         )
 

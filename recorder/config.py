@@ -75,7 +75,10 @@ LLM_REGION_URLS = {
 }
 # Where each AssemblyAI endpoint lives on one emulator (``recorder emulate``), so one
 # ``--emulator URL`` points them all at it; an endpoint's own override still wins.
-EMULATOR_PATHS = {"stt_url": "/v3/ws", "agent_url": "/v1/ws", "llm_url": "/v1"}
+# The async API's base URL is the host itself (its paths start with /v2).
+EMULATOR_PATHS = {"stt_url": "/v3/ws", "agent_url": "/v1/ws", "llm_url": "/v1", "async_url": ""}
+# The endpoints spoken over plain HTTP(S); the others are WebSocket URLs.
+_HTTP_ENDPOINTS = frozenset({"llm_url", "async_url"})
 # Pre-recorded (async) API hosts per region
 # (https://www.assemblyai.com/docs/pre-recorded-audio/select-the-region).
 ASYNC_REGION_URLS = {
@@ -104,7 +107,8 @@ class Config:
         agent_url: Voice Agent URL override (an emulator), if any.
         llm_url: LLM Gateway base URL override (an emulator), else from ``stt_region``.
         emulator_url: the one emulator every AssemblyAI endpoint points at, if any
-            (``--emulator``/``RECORDER_EMULATOR``; already applied to the URLs above).
+            (``--emulator``/``RECORDER_EMULATOR``; already applied to the URLs here,
+            ``async_url`` included).
         price_per_hour: streaming price in USD per hour of socket-open time, to
             estimate what a meeting cost (None: the model's list price,
             ``recorder.stt.price``).
@@ -391,7 +395,8 @@ def emulator_urls(base: str, source: str = "--emulator") -> dict[str, str]:
     """Every AssemblyAI endpoint on one emulator at ``base`` (``http://HOST:PORT``).
 
     Returns:
-        ``{"stt_url": "ws://HOST:PORT/v3/ws", "agent_url": ..., "llm_url": "http://HOST:PORT/v1"}``.
+        ``{"stt_url": "ws://HOST:PORT/v3/ws", "agent_url": ..., "llm_url": "http://HOST:PORT/v1",
+        "async_url": "http://HOST:PORT"}``.
 
     Raises:
         ConfigError: ``base`` is not an http(s):// or ws(s):// URL.
@@ -406,7 +411,8 @@ def emulator_urls(base: str, source: str = "--emulator") -> dict[str, str]:
     ws = f"{'wss' if secure else 'ws'}://{host}"
     http = f"{'https' if secure else 'http'}://{host}"
     return {
-        name: (http if name == "llm_url" else ws) + path for name, path in EMULATOR_PATHS.items()
+        name: (http if name in _HTTP_ENDPOINTS else ws) + path
+        for name, path in EMULATOR_PATHS.items()
     }
 
 
@@ -478,6 +484,9 @@ def load_config(
     llm_url, llm_source = pick("llm_url", "RECORDER_LLM_URL")
     if llm_url:
         _check_websocket_url(llm_url, llm_source, "/v1", schemes=("http", "https"))
+    async_url, async_source = pick("async_url", "RECORDER_ASYNC_URL")
+    if async_url:
+        _check_websocket_url(async_url, async_source, "", schemes=("http", "https"))
     emulator_url, emulator_source = pick("emulator_url", "RECORDER_EMULATOR")
     if emulator_url:
         _check_websocket_url(emulator_url, emulator_source, "", schemes=("http", "https"))
@@ -485,9 +494,7 @@ def load_config(
         stt_url = stt_url or derived["stt_url"]
         agent_url = agent_url or derived["agent_url"]
         llm_url = llm_url or derived["llm_url"]
-    async_url, async_source = pick("async_url", "RECORDER_ASYNC_URL")
-    if async_url:
-        _check_websocket_url(async_url, async_source, "", schemes=("http", "https"))
+        async_url = async_url or derived["async_url"]
     audio_dir, _ = pick("audio_dir", "RECORDER_AUDIO_DIR")
     raw_price, price_source = pick("price_per_hour", "RECORDER_PRICE_PER_HOUR")
     price_per_hour = _parse_price(raw_price, price_source) if raw_price else None

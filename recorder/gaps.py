@@ -4,7 +4,7 @@
 missed (the pipeline's ``on_gap`` hook) and of trouble before it is a stretch
 (``on_trouble``). It says so on the console once per change, with a count for
 repeats, and says when transcription is back; it stores each gap through the
-database guard; and at the end it has the open gaps repaired from the kept
+recording's one writer; and at the end it has the open gaps repaired from the kept
 audio and decides how the meeting ended: ``completed`` (every stretch
 transcribed, live or repaired), ``partial`` or ``failed`` (nothing recorded).
 """
@@ -14,14 +14,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from recorder.console import LiveConsole
 from recorder.errors import RecorderError
-from recorder.persist import DatabaseGuard
+from recorder.persist import gap_write
 from recorder.timeline import format_clock
-from storage.gaps import add_gap, list_gaps, set_gap_state
+from storage.gaps import list_gaps, set_gap_state
 from storage.records import Gap
 from storage.store import TranscriptStore
+
+if TYPE_CHECKING:
+    from recorder.writer import TranscriptWriter
 
 __all__ = ["GapLedger"]
 
@@ -34,7 +38,7 @@ class GapLedger:
     Args:
         store: where gaps are stored.
         console: where the user is told.
-        guard: retries writes while the database is away.
+        writer: the recording's writer (retries and journals while the database is away).
         clock_ms: meeting time now.
         is_audio_kept: whether the recording keeps audio (so gaps can be repaired).
     """
@@ -43,14 +47,14 @@ class GapLedger:
         self,
         store: TranscriptStore,
         console: LiveConsole,
-        guard: DatabaseGuard,
+        writer: TranscriptWriter,
         clock_ms: Callable[[], float],
         *,
         is_audio_kept: bool,
     ) -> None:
         self._store = store
         self._console = console
-        self._guard = guard
+        self._writer = writer
         self._clock_ms = clock_ms
         self._is_audio_kept = is_audio_kept
         self.meeting_id: int | None = None
@@ -104,9 +108,7 @@ class GapLedger:
         meeting_id = self.meeting_id
         assert meeting_id is not None
         try:
-            await self._guard.run(
-                lambda: add_gap(self._store, meeting_id, uid, from_ms, to_ms, cause, state=state)
-            )
+            await self._writer.write(gap_write(meeting_id, uid, from_ms, to_ms, cause, state=state))
         except RecorderError as exc:
             log.warning("! gap of uid %d not stored: %s", uid, exc)
 

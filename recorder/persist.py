@@ -1,23 +1,53 @@
 """Keep a recording's writes going while the database is away.
 
-Every write a recording makes (stream sessions, participants, gaps, the
-meeting's end; turns go through :class:`~recorder.writer.TranscriptWriter`,
-which retries on its own) goes through :meth:`DatabaseGuard.run`: a database
-that cannot be reached, or that fails a statement, is retried with backoff
-until it is back, and the console says once that it is away and once that it
-is back. Errors retrying cannot fix (no such row) are raised at once.
+Every write a recording makes while it records (turns, stream sessions,
+participants, gaps, the audio index) is a :data:`Write`, a JSON-ready value the
+one :class:`~recorder.writer.TranscriptWriter` stores in order through
+:class:`StoreWrites`, and journals to disk while the database is away
+(:mod:`recorder.journal`). The few writes whose answer the recording waits for
+(starting and finishing the meeting) go through :meth:`DatabaseGuard.run`. The
+guard keeps the one notion of "the database is away": the console says once
+that it is away and once that it is back. Errors retrying cannot fix (no such
+row) are raised at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
 
-from recorder.errors import MigrationRequired, NotFoundError, ReadOnlyViolation, StorageError
+from recorder.errors import (
+    MigrationRequired,
+    NotFoundError,
+    ReadOnlyViolation,
+    RecorderError,
+    StorageError,
+)
+from storage.audio import finish_segment
+from storage.keyed import add_gap_once, add_segment_once, open_stream_session_once
+from storage.records import TurnRecord, Word
+from storage.store import TranscriptStore
 
-__all__ = ["DatabaseGuard", "is_transient"]
+__all__ = [
+    "BadWrite",
+    "DatabaseGuard",
+    "StoreWrites",
+    "Write",
+    "gap_write",
+    "heartbeat_write",
+    "is_transient",
+    "journal_header",
+    "participant_write",
+    "segment_finished_write",
+    "segment_write",
+    "session_closed_write",
+    "session_write",
+    "turn_write",
+]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +82,10 @@ class DatabaseGuard:
         self._max_delay_s = max_delay_s
         self._is_away = False
         self.failures = 0
+
+    def say(self, line: str) -> None:
+        """Tell the user something about the database (the live console)."""
+        self._say(line)
 
     @property
     def is_away(self) -> bool:
@@ -100,3 +134,269 @@ class DatabaseGuard:
                 continue
             self.recovered()
             return result
+
+
+# -- the writes a recording makes, as journal entries ------------------------------
+#
+# Each write is a JSON-ready dict (``op`` names it), so the same value is held in
+# memory, appended to the journal and replayed. A row the recording needs the id
+# of later (a stream session for its turns, an audio file for its completion) is
+# named by ``ref``, a key the recording picks; ``id`` is filled in once known.
+
+Write = dict[str, Any]
+
+
+def _at(moment: datetime) -> str:
+    return moment.isoformat()
+
+
+def journal_header(meeting_id: int, channel: str, started_at: datetime) -> Write:
+    """A journal's first line: the meeting (of which database) its writes belong to."""
+    return {
+        "op": "journal",
+        "meeting_id": meeting_id,
+        "channel": channel,
+        "started_at": _at(started_at),
+    }
+
+
+def heartbeat_write(meeting_id: int, at: datetime) -> Write:
+    """The meeting's recorder is alive (written at once when the database is back)."""
+    return {"op": "heartbeat", "meeting_id": meeting_id, "at": _at(at)}
+
+
+def turn_write(record: TurnRecord, *, session: str | None = None) -> Write:
+    """A final turn; ``session`` is its socket's ref (else ``record.stream_session_id``)."""
+    data = dataclasses.asdict(record)
+    return {
+        "op": "turn",
+        "ref": session,
+        "id": None if session is not None else record.stream_session_id,
+        "record": data,
+    }
+
+
+def session_write(
+    ref: str, meeting_id: int, uid: int, opened_at: datetime, provider_id: str | None
+) -> Write:
+    """A socket opened: its stream-session row (the billing record)."""
+    return {
+        "op": "session",
+        "ref": ref,
+        "meeting_id": meeting_id,
+        "uid": uid,
+        "opened_at": _at(opened_at),
+        "provider_id": provider_id,
+    }
+
+
+def session_closed_write(
+    ref: str,
+    *,
+    closed_at: datetime,
+    audio_seconds: float,
+    close_code: int | None,
+    close_reason: str | None,
+) -> Write:
+    """A socket closed: the billed interval and why."""
+    return {
+        "op": "session_closed",
+        "ref": ref,
+        "id": None,
+        "closed_at": _at(closed_at),
+        "audio_seconds": audio_seconds,
+        "close_code": close_code,
+        "close_reason": close_reason,
+    }
+
+
+def participant_write(
+    meeting_id: int, uid: int, seen_at: datetime, display_name: str | None, presence: str | None
+) -> Write:
+    """A participant seen (joined or left)."""
+    return {
+        "op": "participant",
+        "meeting_id": meeting_id,
+        "uid": uid,
+        "seen_at": _at(seen_at),
+        "display_name": display_name,
+        "presence": presence,
+    }
+
+
+def gap_write(
+    meeting_id: int, uid: int, from_ms: int, to_ms: int, cause: str, *, state: str = "open"
+) -> Write:
+    """A stretch live transcription missed."""
+    return {
+        "op": "gap",
+        "meeting_id": meeting_id,
+        "uid": uid,
+        "from_ms": int(from_ms),
+        "to_ms": int(to_ms),
+        "cause": cause,
+        "state": state,
+    }
+
+
+def segment_write(
+    ref: str,
+    meeting_id: int,
+    uid: int,
+    *,
+    start_ms: int,
+    sample_rate_hz: int,
+    format: str,
+    path: str,
+) -> Write:
+    """An audio file opened: its index row."""
+    return {
+        "op": "segment",
+        "ref": ref,
+        "meeting_id": meeting_id,
+        "uid": uid,
+        "start_ms": int(start_ms),
+        "sample_rate_hz": sample_rate_hz,
+        "format": format,
+        "path": path,
+    }
+
+
+def segment_finished_write(
+    ref: str, *, duration_ms: int, size: int, sha256: str | None, format: str, path: str
+) -> Write:
+    """An audio file finished: its length, size, checksum, format and path."""
+    return {
+        "op": "segment_finished",
+        "ref": ref,
+        "id": None,
+        "duration_ms": int(duration_ms),
+        "size": int(size),
+        "sha256": sha256,
+        "format": format,
+        "path": path,
+    }
+
+
+class BadWrite(RecorderError):
+    """A write that can never be stored (malformed); it is dropped with an error line."""
+
+
+class StoreWrites:
+    """Applies writes to the store, remembering the ids of the rows named by a ref.
+
+    Every write may be applied twice (a lost answer to a commit, a journal
+    replayed again after a crash) and stores its row once: turns are upserts,
+    updates are updates, and inserts look for their natural key first
+    (:mod:`storage.keyed`).
+    """
+
+    def __init__(self, store: TranscriptStore) -> None:
+        self._store = store
+        self.refs: dict[str, int] = {}
+
+    def resolve(self, write: Write) -> Write:
+        """``write`` with the id of its ref filled in, if known (for the journal)."""
+        ref = write.get("ref")
+        if "id" in write and write["id"] is None and ref is not None and ref in self.refs:
+            return {**write, "id": self.refs[ref]}
+        return write
+
+    def _id(self, write: Write) -> int:
+        if write.get("id") is not None:
+            return int(write["id"])
+        ref = write.get("ref")
+        if ref is None or ref not in self.refs:
+            raise NotFoundError(f"{write['op']} names {ref!r}, which was never stored")
+        return self.refs[ref]
+
+    async def apply(self, writes: Sequence[Write]) -> None:
+        """Apply a run of turns in one transaction, or one other write.
+
+        Raises:
+            StorageError: the database failed (see :func:`is_transient`).
+        """
+        try:
+            await self._apply(writes)
+        except (KeyError, TypeError, ValueError) as exc:
+            # A journal line of another version, or edited by hand: it cannot be stored.
+            raise BadWrite(f"a malformed {writes[0].get('op')!r} write: {exc!r}") from exc
+
+    async def _apply(self, writes: Sequence[Write]) -> None:
+        if not writes:
+            return
+        if writes[0]["op"] == "turn":
+            records = []
+            for write in writes:
+                data = dict(write["record"])
+                data["words"] = tuple(Word(**w) for w in data.get("words") or ())
+                data["stream_session_id"] = self._id(write)
+                records.append(TurnRecord(**data))
+            await self._store.upsert_turns(records)
+            return
+        (write,) = writes
+        await self._apply_one(write)
+
+    async def _apply_one(self, write: Write) -> None:
+        op, store = write["op"], self._store
+        if op == "journal":
+            return  # the header line: nothing to store
+        if op == "heartbeat":
+            await store.heartbeat(write["meeting_id"], datetime.fromisoformat(write["at"]))
+            return
+        if op == "session":
+            self.refs[write["ref"]] = await open_stream_session_once(
+                store,
+                write["meeting_id"],
+                write["uid"],
+                datetime.fromisoformat(write["opened_at"]),
+                write["provider_id"],
+            )
+        elif op == "session_closed":
+            await store.close_stream_session(
+                self._id(write),
+                closed_at=datetime.fromisoformat(write["closed_at"]),
+                audio_seconds=write["audio_seconds"],
+                close_code=write["close_code"],
+                close_reason=write["close_reason"],
+            )
+        elif op == "participant":
+            await store.record_participant(
+                write["meeting_id"],
+                write["uid"],
+                datetime.fromisoformat(write["seen_at"]),
+                display_name=write["display_name"],
+                presence=write["presence"],
+            )
+        elif op == "gap":
+            await add_gap_once(
+                store,
+                write["meeting_id"],
+                write["uid"],
+                write["from_ms"],
+                write["to_ms"],
+                write["cause"],
+                state=write["state"],
+            )
+        elif op == "segment":
+            self.refs[write["ref"]] = await add_segment_once(
+                store,
+                write["meeting_id"],
+                write["uid"],
+                start_ms=write["start_ms"],
+                sample_rate_hz=write["sample_rate_hz"],
+                format=write["format"],
+                path=write["path"],
+            )
+        elif op == "segment_finished":
+            await finish_segment(
+                store,
+                self._id(write),
+                duration_ms=write["duration_ms"],
+                size=write["size"],
+                sha256=write["sha256"],
+                format=write["format"],
+                path=write["path"],
+            )
+        else:
+            raise BadWrite(f"an unknown write {op!r}")

@@ -33,7 +33,7 @@ async def add_segment(
 
     async def work(connection: AsyncConnection) -> int:
         result = await connection.execute(
-            store._insert(AudioSegmentRow)
+            store.insert(AudioSegmentRow)
             .values(
                 meeting_id=meeting_id,
                 uid=uid,

@@ -40,7 +40,7 @@ from sqlalchemy.engine import URL
 from recorder.errors import ReadOnlyViolation, RecorderError, StorageError
 from storage.db import create_engine, normalize_url
 from storage.errors import mask_url, translate_db_error
-from storage.readonly import run_read_only_query
+from storage.readonly import READABLE_TABLES, run_read_only_query
 from storage.records import QueryResult
 
 __all__ = [
@@ -60,8 +60,6 @@ DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_MAX_ROWS = 1000
 READER_ROLE = "recorder_reader"
 FUNCTION = "recorder_read_only_query"
-# What read-only SQL may see: the transcripts, not the API's token hashes or audit log.
-READABLE_TABLES = ("meetings", "participants", "stream_sessions", "turns", "notes", "transcript")
 _PERMISSION_SQLSTATES = ("42501",)  # insufficient_privilege
 _READ_ONLY_SQLSTATES = ("25006", "25001")
 _TIMEOUT_SQLSTATE = "57014"

@@ -218,7 +218,7 @@ class NotesStore:
                 item["due"] = clean(item["due"])
 
         async def work(connection: AsyncConnection) -> MeetingNotes:
-            await self._store._require_meeting(connection, meeting_id)
+            await self._store.require_meeting(connection, meeting_id)
             latest = await connection.scalar(
                 select(func.max(MeetingNotesRow.revision)).where(
                     MeetingNotesRow.meeting_id == meeting_id
@@ -238,14 +238,14 @@ class NotesStore:
                 "price_usd": usage.price_usd,
             }
             result = await connection.execute(
-                self._store._insert(MeetingNotesRow).values(**values).returning(MeetingNotesRow.id)
+                self._store.insert(MeetingNotesRow).values(**values).returning(MeetingNotesRow.id)
             )
             await connection.execute(
                 delete(NotesPendingRow).where(NotesPendingRow.meeting_id == meeting_id)
             )
             return _from_row(_Row(id=int(result.scalar_one()), **values))
 
-        return await self._store._transaction(work, write=True)
+        return await self._store.run_in_transaction(work, write=True)
 
     async def current(self, meeting_id: int) -> MeetingNotes | None:
         """The meeting's current notes, or None when it has none."""
@@ -253,7 +253,7 @@ class NotesStore:
         async def work(connection: AsyncConnection) -> MeetingNotes | None:
             return await load_current_notes(connection, meeting_id)
 
-        return await self._store._transaction(work, write=False)
+        return await self._store.run_in_transaction(work, write=False)
 
     async def revisions(self, meeting_id: int) -> list[MeetingNotes]:
         """Every revision of the meeting's notes, oldest first."""
@@ -266,7 +266,7 @@ class NotesStore:
             )
             return [_from_row(row) for row in rows]
 
-        return await self._store._transaction(work, write=False)
+        return await self._store.run_in_transaction(work, write=False)
 
     async def mark_pending(
         self,
@@ -287,14 +287,14 @@ class NotesStore:
         from storage.rows import storable_text
 
         async def work(connection: AsyncConnection) -> None:
-            await self._store._require_meeting(connection, meeting_id)
+            await self._store.require_meeting(connection, meeting_id)
             found = await connection.scalar(
                 select(NotesPendingRow.attempts).where(NotesPendingRow.meeting_id == meeting_id)
             )
             message = None if error is None else storable_text(error)
             if found is None:
                 await connection.execute(
-                    self._store._insert(NotesPendingRow).values(
+                    self._store.insert(NotesPendingRow).values(
                         meeting_id=meeting_id,
                         requested_at=requested_at,
                         attempts=1 if error is not None else 0,
@@ -315,7 +315,7 @@ class NotesStore:
                     .values(**values)
                 )
 
-        await self._store._transaction(work, write=True)
+        await self._store.run_in_transaction(work, write=True)
 
     async def pending(self) -> list[PendingNotes]:
         """Meetings whose notes are still to be made, oldest request first."""
@@ -337,7 +337,7 @@ class NotesStore:
                 for row in rows
             ]
 
-        return await self._store._transaction(work, write=False)
+        return await self._store.run_in_transaction(work, write=False)
 
 
 @dataclass(frozen=True, slots=True)

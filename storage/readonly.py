@@ -3,9 +3,12 @@
 Read-only is enforced by the database, not by inspecting the SQL:
 
 * SQLite: a separate connection opened ``mode=ro`` (URI), ``PRAGMA
-  query_only=ON``, and an authorizer that refuses ATTACH/DETACH (which would
-  create files, as would ``VACUUM INTO``) and any PRAGMA that is not a known
-  read (``writable_schema``, ``journal_mode=...`` and friends);
+  query_only=ON``, and an authorizer (https://www.sqlite.org/c3ref/set_authorizer.html)
+  that refuses ATTACH/DETACH (which would create files, as would ``VACUUM INTO``),
+  any PRAGMA that is not a known read (``writable_schema``, ``journal_mode=...``
+  and friends), and reading any table outside :data:`READABLE_TABLES` (the API's
+  token hashes, webhook secrets, audit log), as the reader role's grants do on
+  PostgreSQL (:mod:`storage.bounded`);
 * PostgreSQL: a fresh, unpooled connection whose session default and
   transaction are ``READ ONLY``, with a statement timeout; it is closed
   afterwards, so no ``SET`` can leak into the store's pool. ``COPY`` is
@@ -30,7 +33,20 @@ from storage.db import create_engine, is_memory_database, normalize_url, sqlite_
 from storage.errors import map_db_errors, translate_db_error
 from storage.records import QueryResult
 
-__all__ = ["Column", "TableSchema", "describe_schema", "run_read_only_query"]
+__all__ = ["READABLE_TABLES", "Column", "TableSchema", "describe_schema", "run_read_only_query"]
+
+# What read-only SQL may see: the transcripts, not the API's token hashes, webhook
+# secrets or audit log. PostgreSQL grants the reader role these (storage.bounded);
+# on SQLite the authorizer below refuses reading any other table.
+READABLE_TABLES = ("meetings", "participants", "stream_sessions", "turns", "notes", "transcript")
+# What else a SQLite statement may read, none of it beyond the transcripts: the
+# full-text index of turns and its shadow tables, which FTS5 also reads on the
+# statement's behalf (on PostgreSQL, the column turns.text_search), and the JSON
+# table-valued functions. The schema (sqlite_master; on PostgreSQL pg_catalog is
+# readable too) and the PRAGMA functions (checked as PRAGMAs) are not tables of the
+# database, so the authorizer lets them through.
+_SQLITE_READABLE = frozenset({"json_each", "json_tree", "jsonb_each", "jsonb_tree"})
+_SQLITE_READABLE_PREFIX = "turns_fts"
 
 # Internal objects `recorder sql --tables` does not list: migration bookkeeping,
 # the SQLite full-text index and its shadow tables, the PostgreSQL tsvector.
@@ -87,17 +103,62 @@ _PRAGMAS_READ = frozenset(
 _PROGRESS_STEPS = 10_000  # SQLite VM steps between deadline checks
 
 
-def _authorize(
-    action: int, arg1: str | None, arg2: str | None, database: str | None, trigger: str | None
-) -> int:
-    if action in (sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH):
-        return sqlite3.SQLITE_DENY
-    if action == sqlite3.SQLITE_PRAGMA:
-        name = (arg1 or "").lower()
-        if name in _PRAGMAS_WITH_ARGUMENT or (name in _PRAGMAS_READ and arg2 is None):
-            return sqlite3.SQLITE_OK
-        return sqlite3.SQLITE_DENY
-    return sqlite3.SQLITE_OK
+class _Authorizer:
+    """SQLite's authorizer callback for one query; remembers a table it refused to read.
+
+    SQLite calls it while preparing each statement, on aiosqlite's thread; the
+    query's coroutine reads :attr:`refused` only after that statement failed.
+
+    Args:
+        objects: the lower-cased names of the database's tables, views and
+            virtual-table modules (``dbstat`` and the like). A read of one of them
+            outside the readable ones is refused; any other name read is a CTE's.
+    """
+
+    def __init__(self, objects: frozenset[str]) -> None:
+        self.refused: str | None = None
+        self._objects = objects
+
+    def __call__(
+        self,
+        action: int,
+        arg1: str | None,
+        arg2: str | None,
+        database: str | None,
+        trigger: str | None,
+    ) -> int:
+        if action in (sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH):
+            return sqlite3.SQLITE_DENY
+        if action == sqlite3.SQLITE_PRAGMA:
+            name = (arg1 or "").lower()
+            if name in _PRAGMAS_WITH_ARGUMENT or (name in _PRAGMAS_READ and arg2 is None):
+                return sqlite3.SQLITE_OK
+            return sqlite3.SQLITE_DENY
+        # SQLITE_READ comes for each column read, with the column "" when none is
+        # (count(*)), and for each table behind a view; a recursive CTE's own name
+        # comes too, which is why only the database's own names are checked.
+        if action == sqlite3.SQLITE_READ:
+            name = (arg1 or "").lower()
+            if name in self._objects and not _is_readable(name):
+                self.refused = arg1
+                return sqlite3.SQLITE_DENY
+        return sqlite3.SQLITE_OK
+
+
+def _is_readable(name: str) -> bool:
+    return (
+        name in READABLE_TABLES
+        or name in _SQLITE_READABLE
+        or name.startswith(_SQLITE_READABLE_PREFIX)
+    )
+
+
+async def _sqlite_objects(connection: Any) -> frozenset[str]:
+    names: set[str] = set()
+    for sql in ("SELECT name FROM sqlite_master", "PRAGMA module_list"):
+        async with connection.execute(sql) as cursor:
+            names.update(str(row[0]).lower() for row in await cursor.fetchall())
+    return frozenset(names)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -105,9 +166,16 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else exc.__class__.__name__
 
 
-def _sqlite_error(exc: sqlite3.Error, *, timed_out: bool, timeout_s: float) -> RecorderError:
+def _sqlite_error(
+    exc: sqlite3.Error, *, refused: str | None, timed_out: bool, timeout_s: float
+) -> RecorderError:
     message = _first_line(exc)
     name = getattr(exc, "sqlite_errorname", "") or ""
+    if refused is not None:
+        return ReadOnlyViolation(
+            f"read-only SQL may read only recorder's transcript tables "
+            f"({', '.join(READABLE_TABLES)}), not {refused}"
+        )
     if name.startswith("SQLITE_READONLY") or "readonly database" in message:
         return ReadOnlyViolation(
             f"'recorder sql' is read-only; the statement tried to change the database ({message})"
@@ -133,6 +201,7 @@ async def _run_sqlite(url: URL, sql: str, *, max_rows: int, timeout_s: float) ->
     uri = f"file:{quote(str(path.resolve()))}?mode=ro"
     deadline = time.monotonic() + timeout_s
     timed_out = False
+    authorizer: _Authorizer | None = None
 
     def past_deadline() -> int:
         nonlocal timed_out
@@ -143,7 +212,8 @@ async def _run_sqlite(url: URL, sql: str, *, max_rows: int, timeout_s: float) ->
         async with aiosqlite.connect(uri, uri=True) as connection:
             await connection.execute("PRAGMA query_only = ON")
             await connection.execute("PRAGMA busy_timeout = 10000")
-            await connection.set_authorizer(_authorize)
+            authorizer = _Authorizer(await _sqlite_objects(connection))
+            await connection.set_authorizer(authorizer)
             await connection.set_progress_handler(past_deadline, _PROGRESS_STEPS)
             async with connection.execute(sql) as cursor:
                 columns = tuple(item[0] for item in cursor.description or ())
@@ -151,7 +221,12 @@ async def _run_sqlite(url: URL, sql: str, *, max_rows: int, timeout_s: float) ->
             # A DML statement has run by now (and failed); undo anything partial.
             await connection.rollback()
     except sqlite3.Error as exc:
-        raise _sqlite_error(exc, timed_out=timed_out, timeout_s=timeout_s) from exc
+        raise _sqlite_error(
+            exc,
+            refused=authorizer.refused if authorizer else None,
+            timed_out=timed_out,
+            timeout_s=timeout_s,
+        ) from exc
     except ValueError as exc:  # e.g. NUL in the statement
         raise StorageError(f"the query failed: {_first_line(exc)}") from exc
     return QueryResult(

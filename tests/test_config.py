@@ -162,3 +162,32 @@ def test_database_url_helpers_agree_with_storage(url: str) -> None:
         assert str(info.value) == str(exc)
     else:
         assert normalize_database_url(url) == expected
+
+
+def test_one_emulator_switch_points_the_async_api_there_too(no_dotenv: Path) -> None:
+    emulator = {"RECORDER_EMULATOR": "http://127.0.0.1:8765"}
+    config = load_config(emulator, dotenv_path=no_dotenv)
+    assert config.async_base_url == "http://127.0.0.1:8765"
+    assert config.streaming_url == "ws://127.0.0.1:8765/v3/ws"
+    flag = load_config({}, dotenv_path=no_dotenv, emulator_url="https://emu.test:9000/")
+    assert flag.async_base_url == "https://emu.test:9000"
+    assert flag.llm_base_url == "https://emu.test:9000/v1"
+    assert flag.streaming_url == "wss://emu.test:9000/v3/ws"
+    # An endpoint's own override still wins, from a flag or the environment.
+    own = load_config(emulator, dotenv_path=no_dotenv, async_url="http://10.0.0.1:9")
+    assert own.async_base_url == "http://10.0.0.1:9"
+    env = load_config(
+        {**emulator, "RECORDER_ASYNC_URL": "http://10.0.0.2:9"}, dotenv_path=no_dotenv
+    )
+    assert env.async_base_url == "http://10.0.0.2:9"
+    assert load_config({}, dotenv_path=no_dotenv).async_base_url == "https://api.assemblyai.com"
+    eu = load_config({"RECORDER_STT_REGION": "eu"}, dotenv_path=no_dotenv)
+    assert eu.async_base_url == "https://api.eu.assemblyai.com"
+
+
+def test_a_bad_async_url_names_its_source_even_beside_the_emulator(no_dotenv: Path) -> None:
+    with pytest.raises(ConfigError, match="RECORDER_ASYNC_URL"):
+        load_config(
+            {"RECORDER_EMULATOR": "http://127.0.0.1:8765", "RECORDER_ASYNC_URL": "ws://x:1"},
+            dotenv_path=no_dotenv,
+        )

@@ -10,13 +10,14 @@ from collections.abc import AsyncIterator
 import numpy as np
 import pytest
 import websockets
-from test_emulator_support import RATE, TIMEOUT, open_client
+from test_emulator_support import RATE, open_client
 from websockets.asyncio.client import connect
 
 from recorder import tonecode
 from recorder.emulator.server import EmulatorServer, serve_emulators
 from recorder.emulator.streaming.records import StreamingBehaviour
 from recorder.emulator.streaming.server import StreamingEmulator
+from tests.support.timing import TIMEOUT
 
 SENTENCES = ["Hello there.", "How are you today?", "Let's ship the beta on Friday!"]
 
@@ -92,6 +93,7 @@ async def test_serve_emulators_routes_and_records(emulators: EmulatorServer) -> 
         "streaming": f"{base}/v3/ws",
         "agent": f"{base}/v1/ws",
         "llm": f"{http}/v1",
+        "async": http,
         "emulator": http,
     }
     client = await open_client(emulators.urls["streaming"])

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import sys
 from collections import Counter
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ import pytest
 from recorder.transport.script import MeetingScript
 from storage.db import upgrade_database
 from storage.store import TranscriptStore
+from tests.support.processes import Proc, clean_env, start
 from tests.support.timing import TIMEOUT
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
@@ -53,74 +52,6 @@ def meeting_script(index: int, seconds: float) -> dict[str, Any]:
         "events": events,
         "end": seconds,
     }
-
-
-def clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("RECORDER_", "ASSEMBLYAI", "AGORA"))
-    }
-    env["XDG_DATA_HOME"] = str(tmp_path / "data")
-    env.pop("PYTHONASYNCIODEBUG", None)
-    env.update(extra)
-    return env
-
-
-@dataclass
-class Proc:
-    """A ``recorder`` subprocess whose stdout lines are collected as they come."""
-
-    process: asyncio.subprocess.Process
-    lines: list[str] = field(default_factory=list)
-    changed: asyncio.Condition = field(default_factory=asyncio.Condition)
-    reader: asyncio.Task[None] | None = None
-
-    async def _read(self) -> None:
-        assert self.process.stdout is not None
-        while line := await self.process.stdout.readline():
-            async with self.changed:
-                self.lines.append(line.decode().rstrip())
-                self.changed.notify_all()
-        async with self.changed:
-            self.changed.notify_all()
-
-    async def wait_line(self, text: str, within: float) -> str:
-        """The first line containing ``text``, waiting for it."""
-
-        def found() -> str | None:
-            return next((line for line in self.lines if text in line), None)
-
-        async with self.changed:
-            await asyncio.wait_for(
-                self.changed.wait_for(lambda: found() is not None or self.process.returncode),
-                within,
-            )
-        line = found()
-        assert line is not None, f"no {text!r} in {self.lines}"
-        return line
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-
-async def start(tmp_path: Path, *args: str, env: dict[str, str], name: str) -> Proc:
-    stderr = (tmp_path / f"{name}.err").open("wb")  # noqa: ASYNC230 - opened once, before the run
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "recorder",
-        *args,
-        cwd=tmp_path,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=stderr,
-    )
-    stderr.close()
-    proc = Proc(process)
-    proc.reader = asyncio.create_task(proc._read())
-    return proc
 
 
 @dataclass

@@ -447,6 +447,29 @@ def _tables_query(backend: str) -> str:
     return "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
 
 
+def test_sql_on_sqlite_cannot_read_token_hashes(sqlite_url: str) -> None:
+    from storage.db import create_engine
+    from storage.tokens import create_token
+
+    populate(sqlite_url)
+
+    async def make_token() -> None:
+        engine = create_engine(sqlite_url)
+        try:
+            await create_token(engine, "secret")
+        finally:
+            await engine.dispose()
+
+    asyncio.run(make_token())
+    result = _run("sql", "SELECT token_hash FROM api_tokens", "--db", sqlite_url)
+    assert result.exit_code == 1
+    assert result.output == (
+        "error: read-only SQL may read only recorder's transcript tables (meetings, "
+        "participants, stream_sessions, turns, notes, transcript), not api_tokens\n"
+    )
+    assert _ok("sql", "SELECT count(*) AS n FROM transcript", "--json", "--db", sqlite_url)
+
+
 def test_sql_write_error_names_read_only(db_url: str) -> None:
     populate(db_url)
     result = _run("sql", "DELETE FROM turns", "--db", db_url)

@@ -15,6 +15,7 @@ import soundfile
 from recorder.audio_store.repair import place_words
 from recorder.batch import AsyncClient
 from recorder.emulator.batch import BatchBehaviour, BatchEmulator
+from recorder.emulator.server import serve_emulators
 from recorder.errors import SttConnectionError, SttError, SttRejected
 from recorder.tonecode import encode_words, silence
 from storage.records import Word
@@ -188,6 +189,53 @@ async def test_webhooks_are_delivered_and_retried() -> None:
     assert [w.text for w in transcript.words] == ["Done."]
     assert got == [{"transcript_id": created["id"], "status": "completed"}] * 2
     assert [status for _, _, status in emulator.webhooks] == [500, 200]
+
+
+async def test_the_one_emulator_port_serves_the_async_api_beside_streaming() -> None:
+    pcm, said = speech("Alpha bravo charlie delta echo foxtrot golf hotel india.")
+    batch = BatchEmulator(api_keys={KEY}, behaviour=BatchBehaviour(processing_s=0.05))
+    async with serve_emulators(api_keys={KEY}, batch=batch) as server:
+        url = server.urls["async"]
+        assert server.batch is batch and url == server.urls["emulator"]
+        c = client(url)
+        job = await c.create(await c.upload(flac(pcm)))
+        transcript = await c.wait(job)
+        assert [w.text for w in transcript.words] == [w.text for w in said]
+        status, listing, _ = await raw(url, "GET", "/v2/transcript")
+        assert status == 200
+        assert listing["transcripts"][0]["resource_url"] == f"{url}/v2/transcript/{job}"
+        srt = await asyncio.to_thread(
+            lambda: urllib.request.urlopen(
+                urllib.request.Request(
+                    f"{url}/v2/transcript/{job}/srt", headers={"Authorization": KEY}
+                )
+            ).read()
+        )
+        assert srt.decode().startswith("1\n00:00:00,5") and "india." in srt.decode()
+        assert (await raw(url, "GET", f"/v2/transcript/{job}/pdf"))[0] == 404
+        assert (await raw(url, "GET", "/v2/transcript", key="wrong"))[0] == 401
+        assert (await raw(url, "DELETE", f"/v2/transcript/{job}"))[1]["text"] == "Deleted by user."
+    assert server.streaming.sessions == []  # nothing of it reached the streaming side
+
+
+async def test_a_fault_for_every_request() -> None:
+    for fault, expected in [(429, 429), (504, 504), (0, None)]:
+        emulator = BatchEmulator(behaviour=BatchBehaviour(fault=fault))
+        async with emulator.serve() as server:
+            if expected is None:
+                with pytest.raises(ConnectionError):  # closed without an answer
+                    await raw(server.url, "GET", "/v2/transcript")
+                continue
+            status, body, headers = await raw(server.url, "GET", "/v2/transcript")
+            assert status == expected
+            if fault == 429:
+                assert body == {"error": "Too Many Requests"} and headers["Retry-After"] == "1"
+            with pytest.raises(SttConnectionError, match="kept failing"):
+                await client(server.url, attempts=2).upload(b"abc")
+    with pytest.raises(ValueError, match="unknown fault"):
+        BatchBehaviour(fault=418)
+    with pytest.raises(ValueError, match="unknown fault"):
+        BatchEmulator().fail_next(418)
 
 
 def test_placed_words_never_repeat_a_word_already_stored() -> None:

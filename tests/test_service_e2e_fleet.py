@@ -20,10 +20,10 @@ import pytest
 
 from storage.db import create_engine, upgrade_database
 from storage.tokens import create_token
+from tests.support.processes import Proc, clean_env, start
 from tests.support.service import serving
 from tests.support.timing import TIMEOUT
-from tests.test_fleet_processes import Proc, clean_env, start
-from tests.test_service_webhooks import Receiver, standard_webhooks_verify
+from tests.support.webhooks import Receiver, standard_webhooks_verify
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 

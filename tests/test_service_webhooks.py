@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
-import hmac
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 import httpx
 import pytest
@@ -33,57 +29,10 @@ from storage.db import create_engine, upgrade_database
 from storage.store import TranscriptStore
 from storage.tokens import create_token
 from tests.support.service import START, add_turns, seed_meeting, serving
-from tests.support.timing import TIMEOUT
+from tests.support.webhooks import Receiver, standard_webhooks_verify
 
 KEY = "k" * 40
 FAST = RetryPolicy(first_retry_s=0.2, max_retry_s=0.4)
-
-
-def standard_webhooks_verify(secret: str, headers: dict[str, str], body: bytes) -> bool:
-    """The Standard Webhooks check, written from its specification, not from our code."""
-    key = base64.b64decode(secret.split("_", 1)[1])
-    signed = f"{headers['webhook-id']}.{headers['webhook-timestamp']}.".encode() + body
-    expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
-    return any(
-        part.split(",", 1)[1] == expected
-        for part in headers["webhook-signature"].split(" ")
-        if part.startswith("v1,")
-    )
-
-
-@dataclass
-class Receiver:
-    failing: bool = False
-    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
-    refused: int = 0
-    changed: asyncio.Condition = field(default_factory=asyncio.Condition)
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        headers = {k.decode(): v.decode() for k, v in scope["headers"]}
-        status = 500 if self.failing else 204
-        async with self.changed:
-            if self.failing:
-                self.refused += 1
-            else:
-                self.received.append((headers, body))
-            self.changed.notify_all()
-        await send({"type": "http.response.start", "status": status, "headers": []})
-        await send({"type": "http.response.body", "body": b""})
-
-    async def wait(self, predicate: Any) -> None:
-        async with self.changed:
-            await asyncio.wait_for(self.changed.wait_for(predicate), TIMEOUT * 3)
-
-    def kinds(self) -> list[str]:
-        return [json.loads(body)["type"] for _, body in self.received]
 
 
 @dataclass

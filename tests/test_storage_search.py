@@ -322,6 +322,58 @@ async def test_run_query_allows_reading_pragmas_and_search(
     assert len(found.rows) == 4
 
 
+# On SQLite nothing but the transcript tables may be read (PostgreSQL: the reader
+# role's grants, tests/test_service_sql.py), however the table is reached.
+SQLITE_OFF_LIMITS = [
+    ("SELECT token_hash FROM api_tokens", "api_tokens"),
+    ("SELECT count(*) FROM api_tokens", "api_tokens"),
+    ('SELECT * FROM main."API_TOKENS"', "api_tokens"),
+    ("SELECT 1 WHERE EXISTS (SELECT 1 FROM api_tokens)", "api_tokens"),
+    ("WITH t AS (SELECT * FROM webhook_endpoints) SELECT count(*) FROM t", "webhook_endpoints"),
+    ("SELECT id FROM turns UNION SELECT id FROM audit_log", "audit_log"),
+    ("SELECT * FROM meeting_events", "meeting_events"),
+    ("SELECT * FROM gaps", "gaps"),
+    ("SELECT * FROM dbstat", "dbstat"),
+]
+
+
+async def test_sqlite_sql_reads_only_the_transcript_tables(sqlite_url: str) -> None:
+    from storage.db import create_engine, upgrade_database
+    from storage.tokens import create_token
+
+    await upgrade_database(sqlite_url)
+    engine = create_engine(sqlite_url)
+    try:
+        await create_token(engine, "secret")
+    finally:
+        await engine.dispose()
+    store = await TranscriptStore.open(sqlite_url)
+    try:
+        await seed(store)
+        for sql, table in SQLITE_OFF_LIMITS:
+            with pytest.raises(ReadOnlyViolation) as caught:
+                await store.run_query(sql)
+            assert str(caught.value) == (
+                "read-only SQL may read only recorder's transcript tables (meetings, "
+                f"participants, stream_sessions, turns, notes, transcript), not {table}"
+            ), sql
+        # What stays readable: the transcripts, their search index, the schema.
+        for sql in (
+            "SELECT count(*) FROM transcript",
+            "SELECT (SELECT count(*) FROM meetings), (SELECT count(*) FROM participants), "
+            "(SELECT count(*) FROM stream_sessions), (SELECT count(*) FROM notes)",
+            "SELECT rowid FROM turns_fts WHERE turns_fts MATCH 'budget'",
+            "SELECT name FROM sqlite_master WHERE type = 'table'",
+            "SELECT name FROM pragma_table_info('turns')",
+            "SELECT value FROM json_each('[1, 2]')",
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n LIMIT 3) "
+            "SELECT count(*) FROM n",
+        ):
+            assert (await store.run_query(sql)).rows, sql
+    finally:
+        await store.close()
+
+
 async def test_run_query_times_out(store: TranscriptStore, backend: str) -> None:
     slow = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT count(*) FROM n"
     with pytest.raises(StorageError, match="longer than"):

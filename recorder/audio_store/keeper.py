@@ -17,13 +17,17 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from recorder.audio import Chunk
 from recorder.audio_store.files import SAMPLE_RATE_HZ, AudioFailure, AudioFiles, FileResult
 from recorder.errors import RecorderError
-from recorder.persist import DatabaseGuard
+from recorder.persist import segment_finished_write, segment_write
 from storage.audio import add_segment, finish_segment
 from storage.store import TranscriptStore
+
+if TYPE_CHECKING:
+    from recorder.writer import TranscriptWriter
 
 __all__ = ["AudioKeeper"]
 
@@ -54,7 +58,8 @@ class AudioKeeper:
         batch_ms: audio gathered on the loop before the thread gets it.
         max_fill_ms: a pause up to this long is filled with silence, not a new file.
         on_failure: told once when audio can no longer be written.
-        guard: retries the index writes while the database is away.
+        writer: the recording's writer: the index writes go through it (in order,
+            journaled while the database is away) instead of straight to the store.
     """
 
     def __init__(
@@ -66,9 +71,9 @@ class AudioKeeper:
         batch_ms: float = 500.0,
         max_fill_ms: float = 1000.0,
         on_failure: Callable[[AudioFailure], None] | None = None,
-        guard: DatabaseGuard | None = None,
+        writer: TranscriptWriter | None = None,
     ) -> None:
-        self._guard = guard
+        self._writer = writer
         self._store = store
         self._meeting_id = meeting_id
         self._folder = directory / f"meeting-{meeting_id}"
@@ -182,6 +187,20 @@ class AudioKeeper:
             run.held_bytes = 0
 
     async def _index_opened(self, run: _Run) -> int | None:
+        if self._writer is not None:
+            self._writer.submit(
+                segment_write(
+                    str(run.path),
+                    self._meeting_id,
+                    run.uid,
+                    start_ms=int(round(run.start_ms)),
+                    sample_rate_hz=SAMPLE_RATE_HZ,
+                    format="pcm_s16le",
+                    path=str(run.path),
+                )
+            )
+            return 0  # the writer knows the row by its ref, the file's first path
+
         def write() -> Awaitable[int]:
             return add_segment(
                 self._store,
@@ -194,7 +213,7 @@ class AudioKeeper:
             )
 
         try:
-            return await (write() if self._guard is None else self._guard.run(write))
+            return await write()
         except RecorderError as exc:
             log.warning("! audio file %s not indexed: %s", run.path, exc)
             return None
@@ -204,6 +223,18 @@ class AudioKeeper:
         assert run.indexed is not None
         segment_id = await run.indexed
         if result is None or segment_id is None:
+            return
+        if self._writer is not None:
+            self._writer.submit(
+                segment_finished_write(
+                    str(run.path),
+                    duration_ms=result.duration_ms,
+                    size=result.size,
+                    sha256=result.sha256,
+                    format=result.format,
+                    path=result.path,
+                )
+            )
             return
 
         def write() -> Awaitable[None]:
@@ -218,7 +249,7 @@ class AudioKeeper:
             )
 
         try:
-            await (write() if self._guard is None else self._guard.run(write))
+            await write()
         except RecorderError as exc:
             log.warning("! audio file %s not indexed: %s", result.path, exc)
 

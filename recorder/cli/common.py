@@ -227,7 +227,8 @@ def emulator_option(function: F) -> F:
         "emulator_url",
         metavar="URL",
         help=(
-            "Point every AssemblyAI endpoint (streaming, Voice Agent, LLM Gateway) at one "
+            "Point every AssemblyAI endpoint (streaming, Voice Agent, LLM Gateway, the "
+            "pre-recorded API that repairs gaps) at one "
             "'recorder emulate', e.g. http://127.0.0.1:8765 ($RECORDER_EMULATOR). An endpoint's "
             "own override (--stt-url, --llm-url, ...) still wins."
         ),

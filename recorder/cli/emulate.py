@@ -14,55 +14,53 @@ from recorder.errors import ConfigError
 __all__ = ["emulate"]
 
 
+# --async-fault's choices: an HTTP status, or a connection dropped without an answer.
+_ASYNC_FAULTS = {"429": 429, "500": 500, "503": 503, "504": 504, "drop": 0}
+
+
 async def _serve(
     host: str,
     port: int,
     api_keys: tuple[str, ...],
     realtime_factor: float,
-    async_port: int,
     llm_fault: str | None = None,
+    async_fault: str | None = None,
 ) -> None:
     import asyncio
 
-    from recorder.emulator.batch import BatchEmulator
+    from recorder.emulator.batch import BatchBehaviour, BatchEmulator
     from recorder.emulator.llm import LlmBehaviour, LlmGatewayEmulator
     from recorder.emulator.server import serve_emulators
 
-    binding = port
+    keys = frozenset(api_keys)
+    llm = LlmGatewayEmulator(
+        api_keys=keys,
+        behaviour=LlmBehaviour(fault=llm_fault) if llm_fault else None,  # type: ignore[arg-type]
+    )
+    batch = BatchEmulator(
+        api_keys=keys,
+        behaviour=BatchBehaviour(fault=_ASYNC_FAULTS[async_fault] if async_fault else None),
+    )
     try:
-        llm = LlmGatewayEmulator(
-            api_keys=api_keys,
-            behaviour=LlmBehaviour(fault=llm_fault) if llm_fault else None,  # type: ignore[arg-type]
-        )
-        server_cm = serve_emulators(
-            host, port, api_keys=frozenset(api_keys), realtime_factor=realtime_factor, llm=llm
-        )
-        batch = BatchEmulator(api_keys=frozenset(api_keys))
-        async with contextlib.AsyncExitStack() as stack:
-            server = await stack.enter_async_context(server_cm)
-            binding = async_port
-            batch_server = await stack.enter_async_context(batch.serve(host, async_port))
+        async with serve_emulators(
+            host, port, api_keys=keys, realtime_factor=realtime_factor, llm=llm, batch=batch
+        ) as server:
             for name, url in server.urls.items():
                 click.echo(f"{name}: {url}")
-            click.echo(f"async: {batch_server.url}")
             emulator_url = server.urls["emulator"]
-            # One line to copy: streaming, Voice Agent and LLM Gateway at this emulator.
+            # One line to copy: streaming, Voice Agent, LLM Gateway and the async API here.
             click.echo(f"export RECORDER_EMULATOR={emulator_url}")
             click.echo(
-                f"try: recorder join --transport replay:FILE --emulator {emulator_url} "
-                f"--async-url {batch_server.url} --notes"
+                f"try: recorder join --transport replay:FILE --emulator {emulator_url} --notes"
             )
             click.echo("press Ctrl+C to stop", err=True)
             await asyncio.Event().wait()
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             raise fail(
-                ConfigError(
-                    f"port {binding} on {host} is in use; pick another with "
-                    + ("--port" if binding == port else "--async-port")
-                )
+                ConfigError(f"port {port} on {host} is in use; pick another with --port")
             ) from exc
-        raise fail(ConfigError(f"cannot listen on {host}:{binding} ({exc.strerror})")) from exc
+        raise fail(ConfigError(f"cannot listen on {host}:{port} ({exc.strerror})")) from exc
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
@@ -95,10 +93,10 @@ async def _serve(
     help="Make every LLM Gateway request fail this way (to try retries and error messages).",
 )
 @click.option(
-    "--async-port",
-    default=None,
-    type=click.IntRange(0, 65535),
-    help="TCP port of the pre-recorded (async) API emulator (default: --port + 1; 0: any).",
+    "--async-fault",
+    type=click.Choice(list(_ASYNC_FAULTS)),
+    help="Make every pre-recorded (async) API request fail this way: an HTTP status, "
+    "or 'drop' the connection (to try repair's retries and error messages).",
 )
 def emulate(
     host: str,
@@ -106,30 +104,29 @@ def emulate(
     api_keys: tuple[str, ...],
     realtime_factor: float,
     llm_fault: str | None,
-    async_port: int | None,
+    async_fault: str | None,
 ) -> None:
     """Serve local AssemblyAI-compatible emulators, no account needed.
 
-    The streaming emulator speaks the Universal-Streaming v3 protocol at /v3/ws
-    and hears the synthetic tone-code speech of `recorder demo` and the replay
-    transport. The Voice Agent emulator, for spoken recaps, answers at /v1/ws
-    on the same port (pass it to 'recorder join --recap --agent-url'), and the
-    LLM Gateway emulator, for written notes, at /v1/chat/completions (its
-    "model" extracts commitments, agreements and unanswered questions). It
-    logs one line per session: id, audio seconds, billed seconds and close code.
+    All on one port: the streaming emulator speaks the Universal-Streaming v3
+    protocol at /v3/ws and hears the synthetic tone-code speech of `recorder
+    demo` and the replay transport; the Voice Agent emulator, for spoken
+    recaps, answers at /v1/ws; the LLM Gateway emulator, for written notes, at
+    /v1/chat/completions (its "model" extracts commitments, agreements and
+    unanswered questions); the pre-recorded (async) API emulator, which
+    repairs gaps, at /v2 (uploads, transcripts, polling, webhooks). It logs
+    one line per session: id, audio seconds, billed seconds and close code.
     It prints the one line that points every command at it:
     RECORDER_EMULATOR=http://HOST:PORT (or --emulator URL).
-    The pre-recorded (async) API emulator, which repairs gaps, answers HTTP on
-    the next port (pass it to 'recorder join --async-url').
 
     \b
     Example:
         recorder emulate --port 8765 --api-key dev-key
         # then, in another shell, with ASSEMBLYAI_API_KEY=dev-key:
         export RECORDER_EMULATOR=http://127.0.0.1:8765
-        recorder join --transport replay:meeting.json --notes \\
-            --async-url http://127.0.0.1:8766
-        recorder emulate --llm-fault 503   # every notes request fails
+        recorder join --transport replay:meeting.json --notes
+        recorder emulate --llm-fault 503     # every notes request fails
+        recorder emulate --async-fault 503   # every repair request fails
     """  # noqa: D301 - click's no-rewrap marker must be a real backspace, not r"\b"
     import logging
 
@@ -140,9 +137,7 @@ def emulate(
     emulator_log.setLevel(logging.INFO)
     try:
         with contextlib.suppress(KeyboardInterrupt):
-            if async_port is None:
-                async_port = port + 1 if 0 < port < 65535 else 0
-            run(_serve(host, port, api_keys, realtime_factor, async_port, llm_fault))
+            run(_serve(host, port, api_keys, realtime_factor, llm_fault, async_fault))
         click.echo("stopped", err=True)
     finally:
         emulator_log.removeHandler(handler)

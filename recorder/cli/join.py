@@ -330,7 +330,7 @@ def _recording_options(function: Callable[..., Any]) -> Callable[..., Any]:
     "--async-url",
     help=(
         "Pre-recorded (async) API override, used to repair gaps, e.g. an emulator's "
-        "http://127.0.0.1:8766 ($RECORDER_ASYNC_URL)."
+        "http://127.0.0.1:8765 ($RECORDER_ASYNC_URL)."
     ),
 )
 @click.option(
@@ -543,18 +543,14 @@ def demo(
         emulator = StreamingEmulator(realtime_factor=max(1.0, speed) * 1.5)
         # The agent speaks at the replay's pace, as the real one speaks in real time.
         agent = VoiceAgentEmulator(realtime_factor=speed)
-        from recorder.emulator.batch import BatchEmulator
-
-        async with (
-            serve_emulators(streaming=emulator, agent=agent) as server,
-            BatchEmulator().serve() as batch,
-        ):
+        # One emulator for every endpoint: streaming, the agent, notes and repair.
+        async with serve_emulators(streaming=emulator, agent=agent) as server:
             demo_config = dataclasses.replace(
                 config,
                 assemblyai_api_key="demo-key",
                 stt_url=server.urls["streaming"],
                 agent_url=server.urls["agent"],
-                async_url=batch.url,
+                async_url=server.urls["async"],
                 llm_url=server.urls["llm"],
                 emulator_url=server.urls["emulator"],
             )

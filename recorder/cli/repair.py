@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import click
 
-from recorder.cli.common import CONTEXT_SETTINGS, build_config, db_option, run
+from recorder.cli.common import CONTEXT_SETTINGS, build_config, db_option, emulator_option, run
 from recorder.config import Config
 from recorder.errors import UsageError
 
 __all__ = ["repair", "retranscribe"]
 
 _ASYNC_URL_HELP = (
-    "Pre-recorded (async) API override, e.g. an emulator's http://127.0.0.1:8766 "
+    "Pre-recorded (async) API override, e.g. an emulator's http://127.0.0.1:8765 "
     "($RECORDER_ASYNC_URL)."
 )
 
@@ -21,6 +21,7 @@ async def _repair(config: Config, meeting: str) -> str:
     from recorder.audio_store.reader import _length_ms
     from recorder.audio_store.repair import repair_meeting
     from recorder.batch.client import AsyncClient
+    from recorder.writer import replay_leftover_journals
     from storage.audio import list_segments
     from storage.gaps import add_crash_gaps, list_gaps, set_meeting_status
     from storage.store import TranscriptStore
@@ -29,6 +30,13 @@ async def _repair(config: Config, meeting: str) -> str:
     async with await TranscriptStore.open(config.database_url) as store:
         await store.mark_interrupted_meetings()
         meeting_id = await store.resolve_meeting(meeting)
+        # Writes a recorder killed while the database was away left in its journal.
+        await replay_leftover_journals(
+            store,
+            config.audio_directory,
+            meeting_id=meeting_id,
+            say=lambda s: click.echo(s, err=True),
+        )
         summary = (await store.get_meeting(meeting_id, with_turns=False)).summary
         if summary.status == "recording":
             raise UsageError(
@@ -71,8 +79,11 @@ async def _repair(config: Config, meeting: str) -> str:
 @click.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("meeting", metavar="MEETING")
 @click.option("--async-url", help=_ASYNC_URL_HELP)
+@emulator_option
 @db_option
-def repair(meeting: str, async_url: str | None, database_url: str | None) -> None:
+def repair(
+    meeting: str, async_url: str | None, emulator_url: str | None, database_url: str | None
+) -> None:
     """Transcribe what live transcription missed in a meeting, from its kept audio.
 
     MEETING is a meeting id (see 'recorder meetings') or 'latest'. Each open
@@ -91,7 +102,7 @@ def repair(meeting: str, async_url: str | None, database_url: str | None) -> Non
     Exit status: 0 completed (or interrupted, with nothing left to repair),
     3 partial (gaps left), 1 failed or an error.
     """
-    config = build_config(database_url=database_url, async_url=async_url)
+    config = build_config(database_url=database_url, async_url=async_url, emulator_url=emulator_url)
     status = run(_repair(config, meeting))
     code = {"partial": 3, "failed": 1}.get(status, 0)
     if code:
@@ -140,6 +151,7 @@ async def _retranscribe(
 @click.option("--keyterms", default="", help="Comma-separated words to boost (names, jargon).")
 @click.option("--language", metavar="CODE", help="Language code, e.g. en, es, de.")
 @click.option("--async-url", help=_ASYNC_URL_HELP)
+@emulator_option
 @db_option
 def retranscribe(
     meeting: str,
@@ -147,6 +159,7 @@ def retranscribe(
     keyterms: str,
     language: str | None,
     async_url: str | None,
+    emulator_url: str | None,
     database_url: str | None,
 ) -> None:
     """Transcribe a meeting's whole kept audio again, as a new transcript revision.
@@ -164,7 +177,7 @@ def retranscribe(
     """
     if language is not None and not language.replace("_", "").isalpha():
         raise UsageError(f"--language must be a language code such as en or es, not {language!r}")
-    config = build_config(database_url=database_url, async_url=async_url)
+    config = build_config(database_url=database_url, async_url=async_url, emulator_url=emulator_url)
     terms = tuple(k.strip() for k in keyterms.split(",") if k.strip())
     meeting_id, revision, words = run(
         _retranscribe(config, meeting, speech_models, terms, language)

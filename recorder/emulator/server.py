@@ -1,8 +1,12 @@
 """Serve every emulator on one port, routed by request path.
 
 The streaming emulator answers ``/v3/ws`` (and ``/v3/token``), the Voice Agent
-emulator ``/v1/ws`` (and ``/v1/token``), the LLM Gateway emulator plain HTTP under
-``/v1`` (``/v1/chat/completions``, ``/v1/models``). Used by ``recorder emulate``, the
+emulator ``/v1/ws`` (and ``/v1/token``): WebSocket upgrades, served by websockets. The
+plain HTTP APIs go through one :class:`~recorder.emulator.http.HttpSide` and one
+:class:`~recorder.emulator.router.Router`: the pre-recorded (async) API under ``/v2``
+(``/v2/upload``, ``/v2/transcript``...), the LLM Gateway under ``/v1``
+(``/v1/chat/completions``, ``/v1/models``). So ``http://HOST:PORT`` stands in for every
+AssemblyAI host the recorder uses (``--emulator``). Used by ``recorder emulate``, the
 demo and the benchmarks.
 """
 
@@ -18,8 +22,10 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
 from recorder.emulator.agent.server import AGENT_PATH, VoiceAgentEmulator
+from recorder.emulator.batch.server import BatchEmulator
+from recorder.emulator.http import HttpSide
 from recorder.emulator.llm.gateway import LLM_BASE_PATH, LlmGatewayEmulator
-from recorder.emulator.llm.http import HttpSide
+from recorder.emulator.router import Router
 from recorder.emulator.serving import server_options
 from recorder.emulator.streaming.records import StreamingBehaviour
 from recorder.emulator.streaming.server import STREAMING_PATH, StreamingEmulator
@@ -52,9 +58,11 @@ class EmulatorServer:
         agent: the Voice Agent emulator.
         urls: what is served, by name (``"streaming"``: ``ws://HOST:PORT/v3/ws``,
             ``"agent"``: ``ws://HOST:PORT/v1/ws``, ``"llm"``: ``http://HOST:PORT/v1``,
+            ``"async"``: ``http://HOST:PORT`` (the API's paths start ``/v2``),
             ``"emulator"``: ``http://HOST:PORT``, for ``--emulator``).
         server: the websockets server.
         llm: the LLM Gateway emulator.
+        batch: the pre-recorded (async) API emulator.
     """
 
     host: str
@@ -64,6 +72,7 @@ class EmulatorServer:
     urls: Mapping[str, str] = field(default_factory=dict)
     server: Server | None = None
     llm: LlmGatewayEmulator | None = None
+    batch: BatchEmulator | None = None
 
 
 def _route(emulators: Iterable[RoutedEmulator], path: str) -> RoutedEmulator | None:
@@ -83,6 +92,7 @@ async def serve_emulators(
     streaming: StreamingEmulator | None = None,
     agent: VoiceAgentEmulator | None = None,
     llm: LlmGatewayEmulator | None = None,
+    batch: BatchEmulator | None = None,
 ) -> AsyncIterator[EmulatorServer]:
     """Serve the emulators on one port until the block exits.
 
@@ -96,6 +106,7 @@ async def serve_emulators(
             Without it, frames are not recorded (``record_frames=False``), only sessions.
         agent: a pre-built Voice Agent emulator (tests).
         llm: a pre-built LLM Gateway emulator (tests).
+        batch: a pre-built pre-recorded (async) API emulator (tests, fault switches).
 
     Yields:
         The running emulators and their URLs.
@@ -111,9 +122,14 @@ async def serve_emulators(
         agent = VoiceAgentEmulator(api_keys=api_keys, realtime_factor=realtime_factor)
     if llm is None:
         llm = LlmGatewayEmulator(api_keys=api_keys)
+    if batch is None:
+        batch = BatchEmulator(api_keys=api_keys)
     emulators: list[RoutedEmulator] = [streaming, agent]
-    # The gateway is plain HTTP (POST bodies), taken over before websockets sees it.
-    http = HttpSide((llm.is_http, llm.handle))
+    # The REST APIs are plain HTTP (POST bodies), taken over before websockets sees them.
+    rest = Router()
+    rest.mount(batch)
+    rest.mount(llm.router)
+    http = HttpSide(rest)
 
     def process_request(connection: ServerConnection, request: Request) -> Response | None:
         emulator = _route(emulators, urlsplit(request.path).path)
@@ -147,9 +163,12 @@ async def serve_emulators(
             "streaming": base + STREAMING_PATH,
             "agent": base + AGENT_PATH,
             "llm": http_base + LLM_BASE_PATH,
+            "async": http_base,
             "emulator": http_base,
         }
+        batch.base_url = http_base
         try:
-            yield EmulatorServer(bound_host, bound_port, streaming, agent, urls, server, llm)
+            yield EmulatorServer(bound_host, bound_port, streaming, agent, urls, server, llm, batch)
         finally:
-            http.close()
+            await batch.aclose()
+            await http.aclose()

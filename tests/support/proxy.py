@@ -1,13 +1,77 @@
-"""A TCP proxy that a test can cut (a network outage) and restore: real sockets, real failures."""
+"""Outages a test can start and end: a TCP proxy cut (a network outage), a SQLite file locked.
+
+Real sockets and real locks, so the recorder meets real failures.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import sqlite3
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Protocol
 
+from recorder.transport.base import TransportSink
 from recorder.transport.replay import ReplayTransport
 
-__all__ = ["CuttableProxy", "OutageAt"]
+__all__ = ["Cuttable", "CuttableProxy", "OutageAt", "SqliteLock"]
+
+
+class Cuttable(Protocol):
+    """Something an :class:`OutageAt` cuts and restores (called on the loop, never blocking)."""
+
+    @property
+    def is_cut(self) -> bool: ...
+
+    def cut(self) -> None: ...
+
+    def restore(self) -> None: ...
+
+
+class SqliteLock:
+    """Another connection holding a SQLite file's write lock (``BEGIN EXCLUSIVE``) while cut.
+
+    As a backup tool or an open ``sqlite3`` shell transaction would: every write of
+    the recorder meets "database is locked". The lock is taken and released on a
+    thread of its own, so the event loop never waits for it.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-lock")
+        self._connection: sqlite3.Connection | None = None
+        self._is_cut = False
+        self.taken: Future[None] | None = None
+        self.cuts = 0
+
+    @property
+    def is_cut(self) -> bool:
+        return self._is_cut
+
+    def cut(self) -> None:
+        self._is_cut = True
+        self.cuts += 1
+        self.taken = self._thread.submit(self._lock)
+
+    def restore(self) -> None:
+        self._is_cut = False
+        self._thread.submit(self._unlock)
+
+    def close(self) -> None:
+        if self._is_cut:
+            self.restore()
+        self._thread.shutdown(wait=True)
+
+    def _lock(self) -> None:
+        connection = sqlite3.connect(self._path, timeout=60, isolation_level=None)
+        connection.execute("BEGIN EXCLUSIVE")
+        self._connection = connection
+
+    def _unlock(self) -> None:
+        if self._connection is not None:
+            self._connection.execute("ROLLBACK")
+            self._connection.close()
+            self._connection = None
 
 
 class CuttableProxy:
@@ -76,16 +140,32 @@ class CuttableProxy:
 
 
 class OutageAt(ReplayTransport):
-    """A replay that cuts the proxy at meeting time ``from_ms`` and restores it at ``to_ms``."""
+    """A replay that cuts ``proxy`` at meeting time ``from_ms`` and restores it at ``to_ms``.
 
-    def __init__(self, script: Any, proxy: CuttableProxy, from_ms: float, to_ms: float, **kw: Any):
+    Both times are meeting time (the replayed audio's own clock), whatever the
+    replay's speed: a 5-minute outage at ``speed=20`` lasts 15 s of wall time.
+    ``on_restore`` is called just before the restore (a test looks at the
+    recorder while the database is still away).
+    """
+
+    def __init__(
+        self,
+        script: Any,
+        proxy: Cuttable,
+        from_ms: float,
+        to_ms: float,
+        *,
+        on_restore: Any = None,
+        **kw: Any,
+    ):
         super().__init__(script, **kw)
         self._proxy, self._from, self._to = proxy, from_ms, to_ms
+        self._on_restore = on_restore
 
     async def start(self, sink: Any) -> None:
-        proxy, cut_at, back_at = self._proxy, self._from, self._to
+        proxy, cut_at, back_at, on_restore = self._proxy, self._from, self._to, self._on_restore
 
-        class Sink:
+        class Sink(TransportSink):
             def on_event(self, event: Any) -> None:
                 sink.on_event(event)
 
@@ -93,6 +173,8 @@ class OutageAt(ReplayTransport):
                 if cut_at <= chunk.start_ms < back_at and not proxy.is_cut:
                     proxy.cut()
                 elif chunk.start_ms >= back_at and proxy.is_cut:
+                    if on_restore is not None:
+                        on_restore()
                     proxy.restore()
                 sink.on_audio(uid, chunk)
 

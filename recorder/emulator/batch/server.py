@@ -7,6 +7,10 @@ with retries, ``401`` for an unknown key, ``404`` for an unknown id, request
 validation, an account-wide request budget answered with ``429`` and
 ``Retry-After``, a concurrency limit (jobs wait, ``throttled``), and injected
 failures. It hears tone-code speech exactly as the streaming emulator does.
+
+It is an :class:`~recorder.emulator.http.HttpApp`: ``recorder emulate`` mounts it
+beside the other emulators on one port; :meth:`BatchEmulator.serve` puts it on a port
+of its own.
 """
 
 from __future__ import annotations
@@ -24,15 +28,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from recorder.emulator.batch.http import Request, Response, json_response, serve_http
 from recorder.emulator.batch.recognize import MIN_DURATION_MS, NotAudio, recognize
+from recorder.emulator.http import HttpRequest, HttpResponse, json_reply, serve_http
+from recorder.emulator.router import Router
 
-__all__ = ["BATCH_PATH", "BatchBehaviour", "BatchEmulator", "BatchServer"]
+__all__ = ["BATCH_PATH", "FAULTS", "BatchBehaviour", "BatchEmulator", "BatchServer"]
 
 log = logging.getLogger("recorder.emulator.batch")
 
 BATCH_PATH = "/v2"
 _AUTH_ERROR = "Authentication error, API token missing/invalid"
+#: Injectable faults (``fail_next``, ``BatchBehaviour.fault``, ``recorder emulate
+#: --async-fault``): an HTTP status, or 0 to drop the connection without an answer.
+FAULTS = (0, 429, 500, 503, 504)
 _MODELS = frozenset({"universal-3-pro", "universal-2", "universal-3-5-pro", "assemblyai-stt-3-7"})
 # Create parameters the emulator knows (others are refused: the spec sets
 # additionalProperties false).
@@ -68,6 +76,7 @@ class BatchBehaviour:
         webhook_retry_s: pause between webhook attempts (the real one: 10 s).
         webhook_attempts: webhook attempts at most.
         max_upload_bytes: the largest upload accepted.
+        fault: a fault for every request (one of :data:`FAULTS`), or None.
     """
 
     processing_s: float = 0.0
@@ -77,6 +86,11 @@ class BatchBehaviour:
     webhook_retry_s: float = 10.0
     webhook_attempts: int = 10
     max_upload_bytes: int = 2_200_000_000
+    fault: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.fault is not None and self.fault not in FAULTS:
+            raise ValueError(f"unknown fault {self.fault!r}; one of {FAULTS}")
 
 
 @dataclass(slots=True)
@@ -140,6 +154,14 @@ class _Job:
         return body
 
 
+_NOT_FOUND = json_reply(404, {"error": "Not found"})
+
+
+def _too_many(retry_after_s: float) -> HttpResponse:
+    after = max(1, int(retry_after_s) + 1)
+    return json_reply(429, {"error": "Too Many Requests"}, {"Retry-After": str(after)})
+
+
 def _now() -> str:
     return datetime.now(UTC).replace(tzinfo=None).isoformat()
 
@@ -151,6 +173,13 @@ class BatchEmulator:
     Args:
         api_keys: keys accepted; empty means any non-empty key.
         behaviour: timings and limits.
+
+    Attributes:
+        base_url: where it is served (``http://HOST:PORT``), for the URLs in its answers.
+        uploads: uploaded bytes by upload URL.
+        jobs: transcripts by id.
+        requests: ``(method, path)`` of every request, in order.
+        webhooks: ``(url, payload, status)`` of every webhook attempt.
     """
 
     api_keys: Iterable[str] = frozenset()
@@ -167,11 +196,27 @@ class BatchEmulator:
         self._slots = asyncio.Semaphore(self.behaviour.concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         self.base_url = ""
+        self._router = Router(
+            BATCH_PATH,
+            # The retired v2 streaming socket is the streaming emulator's to refuse (410).
+            exclude=("/v2/realtime",),
+            not_found=_NOT_FOUND,
+            max_body_bytes=self.behaviour.max_upload_bytes,
+        )
+        add = self._router.add
+        add("POST", "/v2/upload", self._upload)
+        add("POST", "/v2/transcript", self._create)
+        add("GET", "/v2/transcript", self._list)
+        add("GET", "/v2/transcript/{id}", self._get)
+        add("DELETE", "/v2/transcript/{id}", self._delete)
+        add("GET", "/v2/transcript/{id}/{kind}", self._subtitles)
 
     # -- controls for tests ----------------------------------------------------
 
     def fail_next(self, status: int, count: int = 1) -> None:
-        """Answer the next ``count`` requests with ``status`` (500, 503, 504, or 0 to drop)."""
+        """Answer the next ``count`` requests with ``status`` (one of :data:`FAULTS`)."""
+        if status not in FAULTS:
+            raise ValueError(f"unknown fault {status!r}; one of {FAULTS}")
         self._faults.extend([status] * count)
 
     # -- serving ---------------------------------------------------------------
@@ -179,87 +224,96 @@ class BatchEmulator:
     @contextlib.asynccontextmanager
     async def serve(self, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[BatchServer]:
         """Serve on ``host:port`` (0: a free port) until the block exits."""
-        async with serve_http(
-            self.handle, host, port, max_body_bytes=self.behaviour.max_upload_bytes
-        ) as server:
+        async with serve_http(self, host, port) as server:
             bound_host, bound_port = server.sockets[0].getsockname()[:2]
             self.base_url = f"http://{bound_host}:{bound_port}"
             try:
                 yield BatchServer(self.base_url, self)
             finally:
-                for task in list(self._tasks):
-                    task.cancel()
-                await asyncio.gather(*self._tasks, return_exceptions=True)
+                await self.aclose()
 
-    async def handle(self, request: Request) -> Response | None:
-        """Answer one request."""
+    async def aclose(self) -> None:
+        """Stop the jobs still running and their webhook deliveries."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def claims(self, method: str, path: str) -> bool:
+        """Whether a request is for this API (everything under ``/v2``)."""
+        return self._router.claims(method, path)
+
+    def body_limit(self, method: str, path: str) -> int:
+        """The largest body accepted: an upload's limit."""
+        return self.behaviour.max_upload_bytes
+
+    async def __call__(self, request: HttpRequest) -> HttpResponse | None:
+        """Answer one request (the :class:`~recorder.emulator.http.HttpApp` interface)."""
+        return await self.handle(request)
+
+    async def handle(self, request: HttpRequest) -> HttpResponse | None:
+        """Answer one request: faults, then the key, then the budget, then the route."""
         self.requests.append((request.method, request.path))
-        if self._faults:
-            status = self._faults.popleft()
-            if status == 0:
-                return None
-            body = b"" if status in (503, 504) else b'{"error": "Internal Server Error"}'
-            return Response(status, body, {"Content-Type": "application/json"})
+        fault = self._faults.popleft() if self._faults else self.behaviour.fault
+        if fault is not None:
+            return self._fault(fault)
         key = request.headers.get("authorization", "")
         if key.lower().startswith("bearer "):
             key = key[7:]
         if not key or (self._keys and key not in self._keys):
-            return json_response(401, {"error": _AUTH_ERROR})
+            return json_reply(401, {"error": _AUTH_ERROR})
         limited = self._rate_limited()
         if limited is not None:
             return limited
-        parts = [p for p in request.path.split("/") if p]
-        if parts[:1] != ["v2"]:
-            return json_response(404, {"error": "Not found"})
-        route = parts[1:]
-        if route == ["upload"] and request.method == "POST":
-            return self._upload(request)
-        if route == ["transcript"] and request.method == "POST":
-            return self._create(request)
-        if route == ["transcript"] and request.method == "GET":
-            return self._list(request)
-        if len(route) >= 2 and route[0] == "transcript":
-            job = self.jobs.get(route[1])
-            if job is None:
-                return json_response(404, {"error": "Not found"})
-            if len(route) == 2 and request.method == "GET":
-                return json_response(200, job.body())
-            if len(route) == 2 and request.method == "DELETE":
-                job.is_deleted = True
-                job.words = None
-                self.uploads.pop(job.params["audio_url"], None)
-                return json_response(200, job.body())
-            if len(route) == 3 and route[2] in ("srt", "vtt") and request.method == "GET":
-                return self._subtitles(job, route[2])
-        return json_response(404, {"error": "Not found"})
+        return await self._router(request)
 
-    def _rate_limited(self) -> Response | None:
+    def _fault(self, status: int) -> HttpResponse | None:
+        if status == 0:
+            return None
+        if status == 429:
+            return _too_many(0)  # retry at once: the fault, not a budget, refused it
+        if status in (503, 504):  # the real service answers these with an empty body
+            return HttpResponse(status)
+        return json_reply(status, {"error": "Internal Server Error"})
+
+    def _rate_limited(self) -> HttpResponse | None:
         now = time.monotonic()
         window = self.behaviour.window_s
         while self._recent and now - self._recent[0] >= window:
             self._recent.popleft()
         if len(self._recent) >= self.behaviour.requests_per_window:
-            after = max(1, int(window - (now - self._recent[0])) + 1)
-            return json_response(429, {"error": "Too Many Requests"}, **{"Retry-After": str(after)})
+            return _too_many(window - (now - self._recent[0]))
         self._recent.append(now)
         return None
 
-    def _upload(self, request: Request) -> Response:
+    async def _upload(self, request: HttpRequest) -> HttpResponse:
         if not request.body:
-            return json_response(400, {"error": "Upload failed: the file is empty"})
+            return json_reply(400, {"error": "Upload failed: the file is empty"})
         url = f"https://cdn.assemblyai.com/upload/{uuid.uuid4()}"
         self.uploads[url] = request.body
-        return json_response(200, {"upload_url": url})
+        return json_reply(200, {"upload_url": url})
 
-    def _create(self, request: Request) -> Response:
+    async def _get(self, request: HttpRequest) -> HttpResponse:
+        job = self.jobs.get(request.params["id"])
+        return _NOT_FOUND if job is None else json_reply(200, job.body())
+
+    async def _delete(self, request: HttpRequest) -> HttpResponse:
+        job = self.jobs.get(request.params["id"])
+        if job is None:
+            return _NOT_FOUND
+        job.is_deleted = True
+        job.words = None
+        self.uploads.pop(job.params["audio_url"], None)
+        return json_reply(200, job.body())
+
+    async def _create(self, request: HttpRequest) -> HttpResponse:
         try:
             params = json.loads(request.body or b"")
         except ValueError:
-            return json_response(400, {"error": "Invalid JSON body"})
+            return json_reply(400, {"error": "Invalid JSON body"})
         if not isinstance(params, dict):
-            return json_response(400, {"error": "Invalid JSON body"})
+            return json_reply(400, {"error": "Invalid JSON body"})
         if "speech_model" in params:
-            return json_response(
+            return json_reply(
                 400,
                 {
                     "error": 'speech_model is deprecated. Use "speech_models" instead. See '
@@ -270,15 +324,15 @@ class BatchEmulator:
         for name, value in params.items():
             kind = _PARAMS.get(name)
             if kind is None:
-                return json_response(400, {"error": f"{name} is not a valid parameter"})
+                return json_reply(400, {"error": f"{name} is not a valid parameter"})
             if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
                 shown = {bool: "a Boolean", str: "a string", list: "a list", int: "an integer"}
-                return json_response(400, {"error": f"{name} must be {shown[kind]}"})
+                return json_reply(400, {"error": f"{name} must be {shown[kind]}"})
         if "audio_url" not in params:
-            return json_response(400, {"error": "audio_url is required"})
+            return json_reply(400, {"error": "audio_url is required"})
         models = params.get("speech_models")
         if models is not None and (not models or not set(models) <= _MODELS):
-            return json_response(
+            return json_reply(
                 400,
                 {
                     "error": '"speech_models" must be a non-empty list containing one or more '
@@ -286,27 +340,25 @@ class BatchEmulator:
                 },
             )
         if "prompt" in params and "keyterms_prompt" in params:
-            return json_response(
-                400, {"error": "prompt and keyterms_prompt cannot be used together"}
-            )
+            return json_reply(400, {"error": "prompt and keyterms_prompt cannot be used together"})
         if len(params.get("keyterms_prompt") or ()) > 1000:
-            return json_response(400, {"error": "keyterms_prompt has more than 1000 terms"})
+            return json_reply(400, {"error": "keyterms_prompt has more than 1000 terms"})
         job = _Job(str(uuid.uuid4()), params, _now())
         self.jobs[job.id] = job
         task = asyncio.create_task(self._process(job), name=f"batch-job-{job.id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        return json_response(200, job.body())
+        return json_reply(200, job.body())
 
-    def _list(self, request: Request) -> Response:
+    async def _list(self, request: HttpRequest) -> HttpResponse:
         try:
             limit = min(200, max(1, int(request.query.get("limit", "10"))))
         except ValueError:
-            return json_response(400, {"error": "limit must be an integer"})
+            return json_reply(400, {"error": "limit must be an integer"})
         status = request.query.get("status")
         jobs = [j for j in reversed(self.jobs.values()) if status is None or j.status == status]
         page = jobs[:limit]
-        return json_response(
+        return json_reply(
             200,
             {
                 "page_details": {
@@ -335,9 +387,12 @@ class BatchEmulator:
             },
         )
 
-    def _subtitles(self, job: _Job, kind: str) -> Response:
+    async def _subtitles(self, request: HttpRequest) -> HttpResponse:
+        job, kind = self.jobs.get(request.params["id"]), request.params["kind"]
+        if job is None or kind not in ("srt", "vtt"):
+            return _NOT_FOUND
         if job.status != "completed" or not job.words:
-            return json_response(400, {"error": "Transcript is not completed"})
+            return json_reply(400, {"error": "Transcript is not completed"})
 
         def stamp(ms: int) -> str:
             hours, rest = divmod(ms, 3_600_000)
@@ -354,7 +409,7 @@ class BatchEmulator:
             lines.append(f"{stamp(cue[0]['start'])} --> {stamp(cue[-1]['end'])}")
             lines.append(" ".join(w["text"] for w in cue))
             lines.append("")
-        return Response(200, "\n".join(lines).encode(), {"Content-Type": "text/plain"})
+        return HttpResponse(200, "\n".join(lines).encode(), content_type="text/plain")
 
     # -- jobs --------------------------------------------------------------------
 

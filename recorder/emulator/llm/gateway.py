@@ -20,8 +20,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from recorder.emulator.http import HttpRequest, HttpResponse, json_reply, text_reply
 from recorder.emulator.llm import model as extractive
-from recorder.emulator.llm.http import HttpRequest, HttpResponse, json_reply
+from recorder.emulator.router import Router
 
 __all__ = [
     "CHAT_PATH",
@@ -132,7 +133,7 @@ class _Window:
 
 
 class LlmGatewayEmulator:
-    """The emulated gateway; route HTTP requests for :attr:`paths` to :meth:`handle`.
+    """The emulated gateway; mount :attr:`router` in an HTTP server.
 
     Args:
         api_keys: accepted keys; empty accepts any non-empty key.
@@ -156,14 +157,17 @@ class LlmGatewayEmulator:
         self._faults: deque[Fault] = deque()
         self._windows: dict[tuple[str, str], _Window] = {}
         self._clock = clock
+        # Everything under /v1 but the Voice Agent's sockets is the gateway's.
+        self.router = Router(
+            LLM_BASE_PATH,
+            exclude=("/v1/ws", "/v1/token"),
+            method_not_allowed=text_reply(405, "Method Not Allowed"),
+        )
+        self.router.add("GET", MODELS_PATH, self._models)
+        self.router.add("POST", CHAT_PATH, self._chat_completions)
 
     def __repr__(self) -> str:
         return f"<LlmGatewayEmulator {len(self.requests)} requests>"
-
-    @staticmethod
-    def is_http(method: str, path: str) -> bool:
-        """Whether a request is for the gateway (everything under /v1 but the agent's)."""
-        return path.startswith(LLM_BASE_PATH + "/") and path not in ("/v1/ws", "/v1/token")
 
     def inject(self, *faults: Fault) -> None:
         """Answer the next requests with these faults, one each, in order."""
@@ -219,15 +223,11 @@ class LlmGatewayEmulator:
             return None
         return value
 
-    async def handle(self, request: HttpRequest) -> HttpResponse:
+    async def handle(self, request: HttpRequest) -> HttpResponse | None:
         """Answer one HTTP request under ``/v1``."""
-        path = request.path.split("?", 1)[0]
-        if path == MODELS_PATH and request.method == "GET":
-            return self._models()
-        if path != CHAT_PATH:
-            return HttpResponse(404, b"Not found", content_type="text/plain")
-        if request.method != "POST":
-            return HttpResponse(405, b"Method Not Allowed", content_type="text/plain")
+        return await self.router(request)
+
+    async def _chat_completions(self, request: HttpRequest) -> HttpResponse:
         response, record = self._chat(request)
         self.requests.append(record)
         log.info(
@@ -241,7 +241,7 @@ class LlmGatewayEmulator:
         )
         return response
 
-    def _models(self) -> HttpResponse:
+    async def _models(self, request: HttpRequest) -> HttpResponse:
         data = [
             {
                 "id": name,

@@ -1,0 +1,119 @@
+"""What every part of the transcript store shares: the engines and the one transaction runner.
+
+:class:`StoreBase` holds the connection pool and runs each unit of work in one
+short transaction, retrying SQLite's "database is locked" and translating
+database errors at this seam. Its public part (:meth:`StoreBase.run_in_transaction`,
+:meth:`StoreBase.insert`, :meth:`StoreBase.require_meeting`) is what the store's
+companion modules (``storage.gaps``, ``storage.audio``, ``storage.notes``) build on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from recorder.errors import NotFoundError, RecorderError
+from storage import db
+from storage.errors import is_locked_error, mask_url, raise_translated
+from storage.models import MeetingRow
+from storage.writes import insert_for
+
+__all__ = ["StoreBase"]
+
+log = logging.getLogger("storage.store")
+
+T = TypeVar("T")
+
+# SQLite: after busy_timeout (db.BUSY_TIMEOUT_S) a writer may still meet
+# "database is locked" (e.g. a checkpoint); retry the whole short transaction
+# a few times before telling the user.
+_LOCK_RETRIES = 3
+_LOCK_BACKOFF_S = 0.05
+
+
+class StoreBase:
+    """The engines, the dialect and the transaction runner of a transcript store.
+
+    Every transaction, the store's own and its companion modules', starts in
+    :meth:`_transaction`: a subclass that must guard writes overrides that one
+    method (``recorder.fleet.job.FencedStore`` refuses them once its lease is lost).
+    """
+
+    def __init__(self, engine: AsyncEngine, url: URL) -> None:
+        self._engine = engine
+        self._writer = engine.execution_options(**db.WRITE)
+        self._url = url
+        self._dialect = url.get_backend_name()
+
+    @property
+    def url(self) -> str:
+        """The database URL with the password masked."""
+        return mask_url(self._url)
+
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self._dialect
+
+    async def _transaction(
+        self, work: Callable[[AsyncConnection], Awaitable[T]], *, write: bool
+    ) -> T:
+        engine = self._writer if write else self._engine
+        attempt = 0
+        while True:
+            try:
+                async with engine.begin() as connection:
+                    return await work(connection)
+            except RecorderError:
+                raise
+            except Exception as exc:
+                if is_locked_error(exc) and attempt < _LOCK_RETRIES:
+                    attempt += 1
+                    log.debug("= database locked, retry %d of %d", attempt, _LOCK_RETRIES)
+                    await asyncio.sleep(_LOCK_BACKOFF_S * 2**attempt)
+                    continue
+                raise_translated(exc, self._url)
+
+    async def run_in_transaction(
+        self, work: Callable[[AsyncConnection], Awaitable[T]], *, write: bool
+    ) -> T:
+        """Run ``work`` in one short transaction, as the store's own methods do.
+
+        For the store's companion modules (``storage.gaps``, ``storage.audio``,
+        ``storage.notes``).
+
+        Args:
+            work: the statements, given the transaction's connection.
+            write: whether ``work`` writes (SQLite: takes the write lock up front).
+
+        Raises:
+            StorageError: the database failed (translated; see ``storage.errors``).
+        """
+        return await self._transaction(work, write=write)
+
+    def insert(self, model: Any) -> Any:
+        """An INSERT into ``model``'s table in the store's dialect.
+
+        Both dialects' constructs offer ``returning`` and ``on_conflict_do_update``.
+        """
+        return insert_for(self._dialect, model)
+
+    def _insert(self, model: Any) -> Any:
+        # Kept while storage.gaps still calls it; new code uses insert().
+        return self.insert(model)
+
+    async def require_meeting(self, connection: AsyncConnection, meeting_id: int) -> None:
+        """Check, inside a transaction, that the meeting exists.
+
+        Raises:
+            NotFoundError: no such meeting.
+        """
+        found = await connection.scalar(select(MeetingRow.id).where(MeetingRow.id == meeting_id))
+        if found is None:
+            raise NotFoundError(f"no meeting with id {meeting_id}")
