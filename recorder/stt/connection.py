@@ -83,6 +83,10 @@ class SttConnection:
         self._map = socket_map
         self._pacer = pacer
         self._wake = wake
+        # On the real clock, audio held back by pacing goes out from a loop timer
+        # (pump): no task switch per chunk. A test clock keeps the sender task waiting.
+        self._timed = pacer.is_monotonic
+        self._timer: asyncio.TimerHandle | None = None
         self._is_stopping = is_stopping
         self._emit = emit
         self._on_begin = on_begin
@@ -93,6 +97,7 @@ class SttConnection:
         self._name = name
         self.terminate_sent = False
         self._begun: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._sender: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None
         self.last_server_error: str | None = None
         self._terminated: SessionTerminated | None = None
@@ -136,6 +141,35 @@ class SttConnection:
         conn.send_binary(chunk)
         return True
 
+    def pump(self) -> bool:
+        """Send the queued audio that is due now; on the real clock, time the rest.
+
+        Called by the stream after it queued audio. Returns whether the socket
+        took care of it (sent, or a timer will); False leaves it to the sender
+        task (a test clock, backpressure, a closing or stopping socket).
+        """
+        if not self._timed or self._is_stopping() or self._sender is None:
+            return False
+        conn, proto, pacer, buffer = self.conn, self.proto, self._pacer, self._buffer
+        pending = buffer.pending
+        while pending:
+            if conn.paused or not conn.is_open or proto.state is not State.OPEN:
+                return False
+            delay = pacer.delay(proto.audio_bytes_sent)
+            if delay > 0:
+                if self._timer is None:
+                    self._timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
+                return True
+            pos, chunk = buffer.take()
+            self._record_sent(pos, chunk)
+            conn.send_binary(chunk)
+        return True
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if not self.pump():
+            self._wake.set()  # the sender task takes over (stopping, paused, closed)
+
     def _record_sent(self, pos: int, chunk: bytes) -> None:
         self._map.add(pos, len(chunk))
         self.proto.send_audio(chunk)
@@ -173,7 +207,7 @@ class SttConnection:
                 self._pacer.restart()
                 if config_updates:
                     self.queue_update(config_updates)
-                sender = asyncio.create_task(
+                sender = self._sender = asyncio.create_task(
                     self._send_loop(), name=f"stt {self._name} sender {proto.socket_index}"
                 )
                 await asyncio.shield(conn.closed)
@@ -184,6 +218,10 @@ class SttConnection:
             self._close_events(upgraded_at, began_at)
             raise
         finally:
+            self._sender = None
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
             if sender is not None:
                 sender.cancel()
                 try:
@@ -305,7 +343,11 @@ class SttConnection:
                 await conn.drain()
                 continue
             if not self._pacer.is_due(proto.audio_bytes_sent):
-                await self._pacer.wait(proto.audio_bytes_sent)
+                if self._timed and not self._is_stopping() and self.pump():
+                    self._wake.clear()  # the timer sends it, or wakes us
+                    await self._wake.wait()
+                else:
+                    await self._pacer.wait(proto.audio_bytes_sent)
                 continue
             pos, chunk = self._buffer.take()
             self._record_sent(pos, chunk)

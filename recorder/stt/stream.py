@@ -250,7 +250,7 @@ class SttStream:
                 dropped = self._buffer.queue(pos, chunk)
                 if dropped is not None:
                     self._report_dropped(*dropped)
-        if self._pending:
+        if self._pending and (link is None or not link.pump()):
             self._wake.set()
 
     def force_endpoint(self) -> None:
