@@ -31,14 +31,8 @@ from sqlalchemy import text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 from storage.db import create_engine, upgrade_database  # noqa: E402
-from tests.test_fleet_processes import (  # noqa: E402
-    Fleet,
-    Proc,
-    clean_env,
-    expected,
-    start,
-    words_of,
-)
+from tests.support.fleet import Fleet, expected, words_of  # noqa: E402
+from tests.support.processes import Proc, clean_env, start  # noqa: E402
 
 
 def six_person_meeting(index: int, seconds: float) -> dict[str, Any]:
@@ -93,7 +87,7 @@ async def one_round(fleet: Fleet, count: int, seconds: float, first_index: int) 
     async with await psycopg.AsyncConnection.connect(fleet.conninfo, autocommit=True) as db:
         for row, script in zip(rows, scripts, strict=True):
             words, _ = await words_of(fleet.db_url, row["meeting_id"])
-            want = {word for word, _ in expected(script)}
+            want = {word.text for word in expected(script)}
             said += len(want)
             lost += len(want - set(words))
             claims.append((row["started_at"] - row["created_at"]).total_seconds())

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -26,6 +26,7 @@ from recorder.bot import (
 from recorder.config import DEFAULT_IDLE_CLOSE_S, DEFAULT_SESSIONS_PER_MINUTE, Config
 from recorder.console import LiveConsole
 from recorder.errors import RecorderError
+from recorder.gaps import Repair
 from recorder.limiter import SessionBudget
 from recorder.pipeline import FinalTurn
 from recorder.stt.hold import DEFAULT_HOLD_MS, ClosePolicy
@@ -221,18 +222,21 @@ async def record(
         return await run(opened)
 
 
-def _repairer(
-    config: Config, api_key: str, store: TranscriptStore, console: LiveConsole
-) -> Callable[[int], Awaitable[None]]:
+def _repairer(config: Config, api_key: str, store: TranscriptStore, console: LiveConsole) -> Repair:
     """Repair a meeting's open gaps from its stored audio with the async API."""
 
-    async def repair(meeting_id: int) -> None:
+    async def repair(
+        meeting_id: int, *, uid: int | None = None, until_ms: int | None = None
+    ) -> None:
         from recorder.audio_store.repair import repair_meeting
         from recorder.batch.client import AsyncClient
 
         async with AsyncClient(config.async_base_url, api_key) as client:
-            outcome = await repair_meeting(store, meeting_id, client, say=console.info)
-        console.info(outcome.summary())
+            outcome = await repair_meeting(
+                store, meeting_id, client, say=console.info, uid=uid, until_ms=until_ms
+            )
+        if uid is None:  # the end of the meeting (a repair during it says what it did)
+            console.info(outcome.summary())
 
     return repair
 

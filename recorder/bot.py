@@ -12,29 +12,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Collection
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from recorder.audio import Chunk
-from recorder.config import DEFAULT_IDLE_CLOSE_S, DEFAULT_SESSIONS_PER_MINUTE
 from recorder.console import LiveConsole
 from recorder.errors import RecorderError, SttRejected
-from recorder.gaps import GapLedger
+from recorder.gaps import GapLedger, Repair
 from recorder.journal import journal_path
 from recorder.limiter import SessionBudget
-from recorder.persist import (
-    DatabaseGuard,
-    StoreWrites,
-    participant_write,
-    session_closed_write,
-    session_write,
-)
+from recorder.meeting import MeetingContext, MeetingObserver, MeetingReport, RecorderSettings
+from recorder.persist import DatabaseGuard, StoreWrites, participant_write
 from recorder.pipeline import FinalTurn, ParticipantStream, SpeechStream, StreamHooks
+from recorder.sessions import SocketRecords
 from recorder.stt.events import SocketClosed, SocketOpened
-from recorder.stt.hold import DEFAULT_HOLD_MS, ClosePolicy
 from recorder.transport.base import (
     ConnectionStateChanged,
     ParticipantJoined,
@@ -45,7 +38,7 @@ from recorder.transport.base import (
     TransportSink,
 )
 from recorder.writer import TranscriptWriter, replay_leftover_journals
-from storage.records import Gap, TurnRecord, Word
+from storage.records import Gap
 from storage.store import TranscriptStore
 
 if TYPE_CHECKING:
@@ -62,6 +55,8 @@ __all__ = [
 # A recording process marks its meeting alive this often, so a fleet sharing one
 # database can tell a live meeting from one whose recorder was killed.
 HEARTBEAT_S = 60.0
+# (MeetingContext, MeetingObserver, MeetingReport and RecorderSettings live in
+# recorder.meeting and are re-exported here, where callers have always found them.)
 # A key refused once sockets had opened (HTTP 401/403 at the upgrade, close 1008 or
 # 4001-4003: docs/providers.md, "Streaming: close codes") means the key was revoked
 # or the account ran dry mid-meeting: the recording goes on, keeping the audio.
@@ -70,109 +65,6 @@ _REFUSED_KEY_CODES = frozenset({401, 403, 1008, 4001, 4002, 4003})
 _FINISH_GIVE_UP_S = 300.0
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class RecorderSettings:
-    """How a meeting is recorded.
-
-    Attributes:
-        bot_uid: the bot's own uid (stored with the meeting).
-        idle_close_s: silence after which a participant's socket closes.
-        sessions_per_minute: new STT sessions the account allows per minute.
-        duration_s: stop after this long (None: until the transport ends or a signal).
-        stop_timeout_s: bound on closing every socket at shutdown.
-        names: display names by uid, stored with the participants.
-        close_policy: close a socket at the end of a turn, or only after ``idle_close_s``.
-        hold_s: with the turn-end policy, silence after the last speech before closing.
-        empty_timeout_s: stop once the channel has had no remote participant this
-            long, from the start or since the last one left (None: never).
-        meeting_id: continue this meeting (a recording taken over from another
-            process) instead of starting a new one.
-    """
-
-    bot_uid: int
-    idle_close_s: float = DEFAULT_IDLE_CLOSE_S
-    sessions_per_minute: float = DEFAULT_SESSIONS_PER_MINUTE
-    duration_s: float | None = None
-    stop_timeout_s: float = 10.0
-    names: dict[int, str] = field(default_factory=dict)
-    close_policy: ClosePolicy = ClosePolicy.TURN_END
-    hold_s: float = DEFAULT_HOLD_MS / 1000
-    empty_timeout_s: float | None = None
-    meeting_id: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class MeetingContext:
-    """What an observer of a recording (the recap) may use.
-
-    Attributes:
-        meeting_id: the meeting being recorded.
-        store: the transcript store (turns are there once ``flush_turns`` returns).
-        transport: the channel, for publishing audio into it.
-        flush_turns: waits until every final turn so far is committed.
-        clock_ms: meeting time now, in ms.
-    """
-
-    meeting_id: int
-    store: TranscriptStore
-    transport: Transport
-    flush_turns: Callable[[], Awaitable[None]]
-    clock_ms: Callable[[], float]
-
-
-class MeetingObserver(Protocol):
-    """Optional companion of a recording (e.g. the spoken recap); every call is on the loop."""
-
-    async def started(self, context: MeetingContext) -> None:
-        """The meeting started recording."""
-
-    def final_turn(self, turn: FinalTurn) -> None:
-        """A final turn was placed on the timeline (not yet committed). Must not block."""
-
-    def speech(self, uid: int) -> None:
-        """``uid`` is speaking now (a speech chunk or the STT's speech start). Must not block."""
-
-    async def before_end(self) -> None:
-        """The recording is about to stop; the channel and streams are still up."""
-
-    async def stopped(self) -> None:
-        """The recording stopped; release everything."""
-
-
-@dataclass(frozen=True, slots=True)
-class MeetingReport:
-    """What a finished recording tells the user."""
-
-    meeting_id: int
-    channel: str
-    duration_s: float
-    turns: int
-    participants: int
-    billed_seconds: float
-    sessions: int
-    dropped_speech_ms: float
-    interrupted_before: int
-    # Participants' audio the transport dropped before the bot saw it (the loop fell
-    # behind for longer than the bridge's bound), ms in all.
-    dropped_audio_ms: float = 0.0
-    # How the meeting ended: completed (everything transcribed, live or repaired),
-    # partial (gaps left), failed (nothing could be recorded), interrupted.
-    status: str = "completed"
-    gaps: tuple[Gap, ...] = ()
-    # Participants' audio kept on disk, seconds in all (0 with --no-audio).
-    audio_kept_s: float = 0.0
-    audio_problem: str | None = None
-    # What it cost: socket-open time (what streaming bills), the speech it carried
-    # (each final turn from its first word to its last), and the session rate learned.
-    billed_ms: float = 0.0
-    speech_ms: float = 0.0
-    sessions_per_minute: float = 0.0
-    session_refusals: int = 0
-    # Why it ended: "finished" (the transport ended), "stopped", "duration", "empty"
-    # (no remote participant for the empty timeout) or "failed".
-    end_reason: str = "finished"
 
 
 async def _settle_tasks(tasks: Collection[asyncio.Task[Any]], timeout_s: float) -> None:
@@ -195,6 +87,8 @@ class MeetingRecorder(TransportSink):
         settings: how to record.
         console: the live display.
         observer: an optional companion (the recap).
+        audio_dir: keep every participant's audio here (None: keep none).
+        repair: repairs gaps from the kept audio, during the meeting and at its end.
         budget: the new-session budget shared with the streams (default: one at
             ``settings.sessions_per_minute``).
     """
@@ -209,7 +103,7 @@ class MeetingRecorder(TransportSink):
         console: LiveConsole | None = None,
         observer: MeetingObserver | None = None,
         audio_dir: Path | None = None,
-        repair: Callable[[int], Awaitable[None]] | None = None,
+        repair: Repair | None = None,
         budget: SessionBudget | None = None,
         journal_dir: Path | None = None,
     ) -> None:
@@ -226,16 +120,19 @@ class MeetingRecorder(TransportSink):
         self.console = console or LiveConsole(settings.names, quiet=True)
         self._open_stream = open_stream
         self._budget = budget or SessionBudget(settings.sessions_per_minute)
-        self._turn_spans: dict[tuple[int, tuple[int, int], int], int] = {}
         self._streams: dict[int, ParticipantStream] = {}
-        # Each socket's stream-session row, named by a ref until the writer stores it.
-        self._session_refs: dict[tuple[int, tuple[int, int]], str] = {}
-        self._session_opened_at: dict[str, datetime] = {}
         self._guard = DatabaseGuard(self.console.info)
         # The one retrying writer: every write while recording, journaled while away.
         self._writer = TranscriptWriter(StoreWrites(store), guard=self._guard)
+        self._records = SocketRecords(self._writer)
         self._ledger = GapLedger(
-            store, self.console, self._writer, self._clock_ms, is_audio_kept=audio_dir is not None
+            store,
+            self.console,
+            self._writer,
+            self._clock_ms,
+            is_audio_kept=audio_dir is not None,
+            repair=repair,
+            live=self,
         )
         self._tasks: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
@@ -248,9 +145,6 @@ class MeetingRecorder(TransportSink):
         self._present: set[int] = set()
         self._presence_changed = asyncio.Event()
         self._end_reason = "finished"
-        self.turns = 0
-        self.billed_seconds = 0.0
-        self.sessions = 0
 
     @property
     def meeting_id(self) -> int | None:
@@ -281,7 +175,7 @@ class MeetingRecorder(TransportSink):
             self._meeting_id = await self.store.start_meeting(
                 self.transport.channel, self.settings.bot_uid, self._started_at
             )
-        self._ledger.meeting_id = self._meeting_id
+        self._ledger.meeting_id = self._records.meeting_id = self._meeting_id
         if self._journal_dir is not None:
             self._writer.journal_to(
                 journal_path(self._journal_dir, self._meeting_id),
@@ -411,6 +305,8 @@ class MeetingRecorder(TransportSink):
 
     async def _shutdown(self, writer_task: asyncio.Task[None]) -> None:
         assert self._meeting_id is not None
+        # Repairs under way finish; the rest wait for the end, after the last live word.
+        await self._ledger.stop_repairs()
         if self.observer is not None:
             try:
                 await self.observer.stopped()
@@ -471,7 +367,7 @@ class MeetingRecorder(TransportSink):
         keeper = self._keeper
         status, self._gaps = await self._ledger.settle(
             repair=self._repair,
-            turns=self.turns,
+            turns=self._records.turns,
             kept_ms=sum(keeper.kept_ms.values()) if keeper is not None else 0.0,
         )
         return status
@@ -481,6 +377,19 @@ class MeetingRecorder(TransportSink):
             f"! warning: {failure}; the recording goes on, but audio is no longer kept "
             "and this meeting will end partial"
         )
+
+    # -- what a repair during the meeting needs (recorder.gaps.LiveRepair) ------
+
+    def settled_ms(self, uid: int) -> float:
+        """Meeting time up to which ``uid``'s live transcription is settled."""
+        stream = self._streams.get(uid)
+        return stream.settled_ms() if stream is not None else self._clock_ms()
+
+    async def flush(self, uid: int) -> None:
+        """Put ``uid``'s audio and every final turn so far in the store."""
+        if self._keeper is not None:
+            await self._keeper.flush(uid)
+        await self._writer.flush()
 
     def _clock_ms(self) -> float:
         return self.transport.clock_ms()
@@ -496,15 +405,15 @@ class MeetingRecorder(TransportSink):
             meeting_id=self._meeting_id,
             channel=self.transport.channel,
             duration_s=self._clock_ms() / 1000,
-            turns=self.turns,
+            turns=self._records.turns,
             participants=len(self._seen),
-            billed_seconds=self.billed_seconds,
-            sessions=self.sessions,
+            billed_seconds=self._records.billed_seconds,
+            sessions=self._records.sessions,
             dropped_speech_ms=sum(s.dropped_ms for s in self._streams.values()),
             interrupted_before=interrupted,
             dropped_audio_ms=sum(self.transport.dropped_audio_ms.values()),
-            billed_ms=self.billed_seconds * 1000,
-            speech_ms=float(sum(self._turn_spans.values())),
+            billed_ms=self._records.billed_seconds * 1000,
+            speech_ms=self._records.speech_ms,
             sessions_per_minute=self._budget.per_minute,
             session_refusals=self._budget.refusals,
             end_reason=self._end_reason,
@@ -584,60 +493,19 @@ class MeetingRecorder(TransportSink):
         )
 
     async def _on_final(self, turn: FinalTurn) -> None:
-        assert self._meeting_id is not None
-        record = TurnRecord(
-            meeting_id=self._meeting_id,
-            uid=turn.uid,
-            stream_session_id=0,  # filled in once the socket's record exists
-            turn_order=turn.turn_order,
-            start_ms=turn.start_ms,
-            end_ms=turn.end_ms,
-            text=turn.text,
-            words=tuple(
-                Word(w.text, int(round(w.start_ms)), int(round(w.end_ms)), w.confidence)
-                for w in turn.words
-            ),
-            end_of_turn_confidence=turn.end_of_turn_confidence,
-            language=turn.language,
-        )
-        # The writer stores it after its socket's record, whose id it fills in.
-        self._writer.put(record, session=self._session_record(turn.uid, turn.socket_key, None))
-        self.turns += 1
-        # A formatted final repeats its turn_order: the span is counted once.
-        self._turn_spans[(turn.uid, turn.socket_key, turn.turn_order)] = turn.end_ms - turn.start_ms
+        self._records.put_final(turn)
+        self._ledger.progress()
         self.console.final(turn.uid, turn.start_ms, turn.text)
         if self.observer is not None:
             self.observer.final_turn(turn)
 
     async def _on_socket_opened(self, uid: int, key: tuple[int, int], event: SocketOpened) -> None:
+        self._records.opened(uid, key, event.provider_id)
         self._ledger.transcription_back(uid)
-        self._session_record(uid, key, event.provider_id)
-
-    def _session_record(self, uid: int, key: tuple[int, int], provider_id: str | None) -> str:
-        """The ref of a socket's stream-session row (its write queued on first need)."""
-        ref = self._session_refs.get((uid, key))
-        if ref is None:
-            assert self._meeting_id is not None
-            ref = self._session_refs[(uid, key)] = f"session-{uid}-{key[0]}-{key[1]}"
-            opened_at = self._session_opened_at[ref] = datetime.now(UTC)
-            self._writer.submit(session_write(ref, self._meeting_id, uid, opened_at, provider_id))
-            self.sessions += 1
-        return ref
 
     async def _on_socket_closed(self, uid: int, key: tuple[int, int], event: SocketClosed) -> None:
-        ref = self._session_refs.get((uid, key))
-        if ref is None:
-            return
-        self.billed_seconds += event.open_seconds
-        self._writer.submit(
-            session_closed_write(
-                ref,
-                closed_at=self._session_opened_at[ref] + timedelta(seconds=event.open_seconds),
-                audio_seconds=event.audio_seconds,
-                close_code=event.close_code,
-                close_reason=event.reason or None,
-            )
-        )
+        self._records.closed(uid, key, event)
+        self._ledger.progress()
 
     def _on_speech_started(self, uid: int) -> None:
         self.console.speaking(uid, True)
@@ -647,7 +515,8 @@ class MeetingRecorder(TransportSink):
     def _on_fatal(self, error: RecorderError) -> None:
         keeper = self._keeper
         is_refusal = isinstance(error, SttRejected) and error.code in _REFUSED_KEY_CODES
-        if is_refusal and self._session_refs and keeper is not None and keeper.failure is None:
+        is_audio_kept = keeper is not None and keeper.failure is None
+        if is_refusal and self._records.has_sockets and is_audio_kept:
             # Refused mid-meeting (the key revoked, the account out of credit): the
             # audio is still kept and the stretch is a gap (the stream recorded it), to
             # repair once the service takes the key again. The recording goes on.

@@ -356,6 +356,13 @@ def _check_websocket_url(
         ConfigError: naming the flag or variable, the value and what is wrong.
     """
     example = f"e.g. {schemes[0]}://127.0.0.1:8765{path}"
+    authority = re.split(r"[/?#]", url.partition("://")[2], maxsplit=1)[0]
+    if "@" in authority:
+        # Never echoed: it may hold a password, and the URL is printed in every error.
+        raise ConfigError(
+            f"{source} holds a user name or password (user@host); the API key goes in "
+            "ASSEMBLYAI_API_KEY, never in a URL"
+        )
     try:
         parts = urlsplit(url)
         port = parts.port  # raises for a port out of range or not a number

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from collections.abc import Mapping
@@ -15,6 +16,16 @@ __all__ = ["LiveConsole", "plural"]
 def plural(count: int, noun: str, many: str | None = None) -> str:
     """``1 turn``, ``2 turns``, ``0 meetings`` (``many`` for irregular plurals)."""
     return f"{count} {noun if count == 1 else (many or noun + 's')}"
+
+
+def _silence(stream: TextIO) -> None:
+    """Point ``stream``'s descriptor at /dev/null so no later flush fails again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # not a real file (tests)
+        pass
 
 
 class LiveConsole:
@@ -60,11 +71,19 @@ class LiveConsole:
         if self._quiet:
             return
         self._clear_status()
-        print(
-            f"[{format_clock(start_ms, compact=True)}] {self.label(uid)}: {text}",
-            file=self._out,
-            flush=True,
-        )
+        try:
+            print(
+                f"[{format_clock(start_ms, compact=True)}] {self.label(uid)}: {text}",
+                file=self._out,
+                flush=True,
+            )
+        except OSError as exc:
+            # The reader left (| head) or the disk is full: the turns are stored all the
+            # same, so the recording goes on without printing them.
+            self._quiet = True
+            _silence(self._out)
+            self.info(f"! turns are no longer printed ({exc.strerror or exc}); recording goes on")
+            return
         self._draw_status()
 
     def partial(self, uid: int, text: str) -> None:

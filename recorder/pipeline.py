@@ -182,6 +182,7 @@ class ParticipantStream:
         self._preroll_held_ms = 0.0
         self._open: _Fed | None = None  # the stream that is open (or closing)
         self._next: _Fed | None = None  # the stream being fed before it starts
+        self._closing: _Fed | None = None  # the stream ending, once no longer open
         self._generation = 0
         self._reopen_after_close = False
         self._task: asyncio.Task[None] | None = None
@@ -281,12 +282,27 @@ class ParticipantStream:
         end = int(round(timeline.to_meeting_ms(timeline.stream_end_ms, is_end=True)))
         self._hooks.on_gap(self.uid, start, max(start, end), cause)
 
+    def settled_ms(self) -> float:
+        """Meeting time up to which this participant's live transcription is settled.
+
+        Every speech before it is in a final turn already handed on, or recorded
+        as a gap: a repair of audio before it cannot meet a live word still to come.
+        """
+        settled = self._now_ms
+        for fed in (self._closing, self._open, self._next):
+            if fed is None or fed.is_gap_recorded:
+                continue
+            if fed.speech_end_ms > fed.covered_ms + _UNCOVERED_SLACK_MS:
+                settled = min(settled, fed.timeline.to_meeting_ms(fed.covered_ms))
+        return settled
+
     def uncovered(self) -> None:
         """Report as gaps the speech given to streams that did not finish (a stop ran out)."""
-        if self._open is not None:
-            self._record_gap(
-                self._open, "the stop came before the speech-to-text service had finished"
-            )
+        for fed in (self._closing, self._open):
+            if fed is not None:
+                self._record_gap(
+                    fed, "the stop came before the speech-to-text service had finished"
+                )
         if self._next is not None:
             self._record_gap(
                 self._next,
@@ -365,12 +381,14 @@ class ParticipantStream:
     async def _close(self) -> None:
         fed, self._open = self._open, None
         if fed is not None:
+            self._closing = fed  # until its last finals are in (a stop may run out first)
             try:
                 await fed.stream.stop()
             except RecorderError as exc:
                 log.warning("! uid=%d stream did not close cleanly: %s", self.uid, exc)
             if fed.consumer is not None:
                 await fed.consumer
+            self._closing = None
         self._state = _State.CLOSED
         if self._reopen_after_close and not self._stopping:
             self._reopen_after_close = False

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from recorder.errors import NotFoundError
@@ -130,8 +130,15 @@ async def store_transcribed_turns(
     transcribed_at: datetime,
     audio_seconds: float,
     repaired_gap_ids: Sequence[int] = (),
+    rewritten: Sequence[TurnRecord] = (),
+    deleted_turn_ids: Sequence[int] = (),
 ) -> int:
     """Store turns transcribed from the stored audio, in one transaction.
+
+    ``rewritten`` turns (already stored, keyed by their own session and order)
+    replace their stored versions and ``deleted_turn_ids`` are removed, in the
+    same transaction: a live word cut by a gap's edge gives way to the whole
+    word heard in the stored audio.
 
     One stream-session row stands for the async transcript (its provider id and
     the audio it was given); the turns are attached to it, their
@@ -178,8 +185,10 @@ async def store_transcribed_turns(
             )
             for order, turn in enumerate(turns)
         ]
-        if records:
-            await upsert_turn_rows(connection, store.dialect, records)
+        if records or rewritten:
+            await upsert_turn_rows(connection, store.dialect, [*rewritten, *records])
+        if deleted_turn_ids:
+            await connection.execute(delete(TurnRow).where(TurnRow.id.in_(list(deleted_turn_ids))))
         if repaired_gap_ids:
             await connection.execute(
                 update(GapRow).where(GapRow.id.in_(list(repaired_gap_ids))).values(state="repaired")

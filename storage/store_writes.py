@@ -82,11 +82,14 @@ class StoreWrites(StoreBase):
         """
 
         async def work(connection: AsyncConnection) -> datetime:
+            # The row first, then the events' advisory lock, in the order every writer
+            # that marks a meeting abandoned takes them: the other order deadlocked with
+            # a recorder closing the dead holder's meetings as this one resumed it.
             found = (
                 await connection.execute(
-                    select(MeetingRow.started_at, MeetingRow.status).where(
-                        MeetingRow.id == meeting_id
-                    )
+                    select(MeetingRow.started_at, MeetingRow.status)
+                    .where(MeetingRow.id == meeting_id)
+                    .with_for_update()
                 )
             ).first()
             if found is None:

@@ -11,8 +11,10 @@ import numpy as np
 import soundfile
 
 from recorder.audio import Chunk
-from recorder.audio_store import AudioKeeper, covered_ms, read_stretch
+from recorder.audio_store import AudioFailure, AudioKeeper, covered_ms, read_stretch
+from recorder.audio_store.repair import place_repaired
 from storage.audio import list_segments
+from storage.records import Turn, Word
 from storage.store import TranscriptStore
 
 T0 = datetime(2026, 12, 4, 9, 0, tzinfo=UTC)
@@ -105,7 +107,7 @@ async def test_an_unwritable_directory_is_one_warning_and_no_crash(
     meeting = await store.start_meeting("c", 1, T0)
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where the audio folder should be")  # noqa: ASYNC240
-    failures = []
+    failures: list[AudioFailure] = []
     keeper = AudioKeeper(store, meeting, blocker, on_failure=failures.append)
     for chunk in chunks(0, 3000, seed=6):
         keeper.feed(1, chunk)
@@ -115,3 +117,69 @@ async def test_an_unwritable_directory_is_one_warning_and_no_crash(
     assert keeper.failure is not None
     assert keeper.lost_from_ms == {1: 0.0}
     assert keeper.kept_ms == {1: 0.0}
+
+
+async def test_a_flushed_run_reads_back_while_it_is_still_being_recorded(
+    tmp_path: Path, store: TranscriptStore
+) -> None:
+    # A repair during the meeting reads the file being written, up to what was flushed.
+    meeting = await store.start_meeting("c", 1, T0)
+    keeper = AudioKeeper(store, meeting, tmp_path, batch_ms=1000)
+    said = chunks(2000, 700, seed=6)  # less than a batch: still held on the loop
+    for chunk in said:
+        keeper.feed(9, chunk)
+    await keeper.flush(9)
+    [segment] = await list_segments(store, meeting)
+    assert not segment.is_complete
+    assert read_stretch([segment], 2000, 2700) == b"".join(c.pcm for c in said)
+    more = chunks(2700, 300, seed=7)
+    for chunk in more:
+        keeper.feed(9, chunk)  # the same run goes on after the flush
+    await keeper.aclose()
+    [segment] = await list_segments(store, meeting)
+    assert segment.is_complete and segment.duration_ms == 1000
+    assert read_stretch([segment], 2000, 3000) == b"".join(c.pcm for c in said + more)
+    await keeper.flush(9)  # after the end: nothing to do, and no hang
+
+
+def _turn(turn_id: int, words: list[tuple[str, int, int]], order: int = 0) -> Turn:
+    placed = tuple(Word(text, start, end) for text, start, end in words)
+    return Turn(
+        id=turn_id,
+        meeting_id=1,
+        uid=5,
+        display_name=None,
+        stream_session_id=turn_id,
+        turn_order=order,
+        start_ms=placed[0].start_ms,
+        end_ms=placed[-1].end_ms,
+        text=" ".join(w.text for w in placed),
+        words=placed,
+    )
+
+
+def test_a_repaired_word_across_a_gap_edge_replaces_the_live_fragment() -> None:
+    # The gap is 10_000..20_000. Live transcription resumed inside "bravo" (19_900..
+    # 20_200) and heard its tail as a fragment; "alpha" before the gap was heard whole.
+    stored = [
+        _turn(1, [("alpha", 9_500, 9_800)]),
+        _turn(2, [("[speech 0.2 s]", 20_000, 20_200), ("charlie.", 20_260, 20_600)]),
+        _turn(3, [("[speech 0.1 s]", 9_950, 10_050)]),  # live's own cut at the start
+    ]
+    heard = [  # the stored audio from 9_000 (the gap's padded stretch), whole words
+        Word("alpha", 500, 800),
+        Word("one", 900, 1_080),
+        Word("two", 3_000, 3_200),
+        Word("bravo", 10_900, 11_200),
+        Word("charlie.", 11_260, 11_600),
+    ]
+    placed, displaced = place_repaired(heard, 9_000, stored, [10_000, 20_000])
+    assert [(w.text, w.start_ms) for w in placed] == [
+        ("one", 9_900),
+        ("two", 12_000),
+        ("bravo", 19_900),
+    ]
+    assert displaced == {(2, 0), (3, 0)}
+    # A plain word inside the gap displaces nothing, and live words outside stay.
+    placed, displaced = place_repaired(heard[2:3], 9_000, stored, [10_000, 20_000])
+    assert [w.text for w in placed] == ["two"] and displaced == set()

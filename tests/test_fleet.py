@@ -23,7 +23,7 @@ from recorder.transport.script import parse_script
 from storage.db import upgrade_database
 from storage.store import TranscriptStore
 
-SCRIPT = {
+SCRIPT: dict[str, Any] = {
     "channel": "standup",
     "participants": [{"uid": 1, "name": "Ann"}],
     "events": [
@@ -52,6 +52,22 @@ def test_worker_on_sqlite_is_one_clear_line(tmp_path: Path) -> None:
     assert err.startswith("error: recorder worker needs PostgreSQL")
     assert "SQLite" in err and "postgresql+asyncpg://" in err and "recorder db upgrade" in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_worker_durations_take_units(tmp_path: Path) -> None:
+    db = f"--db=sqlite+aiosqlite:///{tmp_path / 'r.db'}"
+    # Parsed: the next complaint is the database.
+    durations = ("--heartbeat=500ms", "--stall-timeout=10s", "--drain-timeout=2m")
+    code, _, err = invoke("worker", *durations, "--webhook-retry=1m30s", db)
+    assert code == 1 and "needs PostgreSQL" in err
+    for option, problem in [
+        ("--stall-timeout=nan", "is not a duration"),
+        ("--heartbeat=10ms", "too short"),
+        ("--drain-timeout=2d", "is not a duration"),
+        ("--webhook-retry=2h", "too long"),
+    ]:
+        code, _, err = invoke("worker", option, db)
+        assert code == 2 and problem in err and "Traceback" not in err, (option, err)
 
 
 @pytest.mark.parametrize("command", [["record", "--channel", "c"], ["jobs"], ["stop", "1"]])
@@ -272,3 +288,126 @@ def test_an_unreachable_database_is_one_line_at_once() -> None:
     code, _, err = invoke("jobs", "--db=postgresql+asyncpg://u:s3cret@127.0.0.1:1/db")
     assert code == 1 and err.startswith("error: cannot reach the fleet's database")
     assert "s3cret" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.postgres
+async def test_a_takeover_stores_what_it_missed_as_gaps(postgres_url: str, tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from recorder.fleet.takeover import (
+        Outage,
+        is_takeover,
+        store_newcomer_gaps,
+        store_takeover_gaps,
+    )
+    from storage.audio import add_segment, finish_segment
+    from storage.gaps import list_gaps, store_transcribed_turns
+    from storage.records import TurnRecord, Word
+
+    await upgrade_database(postgres_url)
+    t0 = datetime(2026, 12, 5, 9, 0, tzinfo=UTC)
+    async with await TranscriptStore.open(postgres_url) as store:
+
+        async def meeting_as_the_dead_worker_left_it() -> int:
+            meeting = await store.start_meeting("c", 0, t0)
+            for uid in (1, 2, 3, 7):
+                await store.record_participant(meeting, uid, t0, presence="joined")
+            await store.record_participant(meeting, 3, t0, presence="left")
+            words = (Word("alpha", 3500, 4000, 0.9),)
+            turn = TurnRecord(meeting, 1, 0, 0, 3500, 4000, "alpha", words)
+            await store_transcribed_turns(
+                store, meeting, 1, [turn], transcript_id="t", transcribed_at=t0, audio_seconds=1
+            )
+            # uid 1 and 2: raw files the killed worker was writing (uid 2's lagging behind);
+            # uid 3 and 7: finished (3 left, 7 muted, say).
+            for uid, length_ms in ((1, 5000), (2, 2000)):
+                path = tmp_path / f"m{meeting}-{uid}.pcm"
+                path.write_bytes(bytes(length_ms * 32))  # noqa: ASYNC240 - a few bytes
+                await add_segment(store, meeting, uid, start_ms=0, sample_rate_hz=16000,
+                                  format="pcm_s16le", path=str(path))  # fmt: skip
+            for uid, length_ms in ((3, 2000), (7, 1000)):
+                done = await add_segment(store, meeting, uid, start_ms=0, sample_rate_hz=16000,
+                                         format="flac", path="gone.flac")  # fmt: skip
+                await finish_segment(store, done, duration_ms=length_ms, size=1, sha256=None,
+                                     format="flac", path="gone.flac")  # fmt: skip
+            return meeting
+
+        def spans(gaps: list[Any]) -> list[tuple[int, int, int, str]]:
+            return [(g.uid, g.from_ms, g.to_ms, g.state) for g in gaps if is_takeover(g)]
+
+        killed = await meeting_as_the_dead_worker_left_it()
+        outage = Outage(from_ms=5000, to_ms=9000, handed_back=False)
+        gaps = await store_takeover_gaps(store, killed, outage)
+        assert gaps.known == {1, 2, 3, 7} and (gaps.to_repair, gaps.lost) == (4, 3)
+        assert sorted(spans(await list_gaps(store, killed))) == [
+            (1, 4000, 5000, "open"),  # kept audio after the last stored word: repair it
+            (1, 5000, 9000, "lost"),  # nobody received this
+            (2, 0, 2000, "open"),
+            (2, 2000, 9000, "lost"),  # audio flowing: lost from where its file ends
+            (3, 0, 2000, "open"),  # had left before the outage: nothing lost
+            (7, 0, 1000, "open"),
+            (7, 3000, 9000, "lost"),  # sent nothing lately: lost from the last sign of life
+        ]
+        shown = {g.cause for g in await list_gaps(store, killed)}
+        assert any("nobody received the audio" in cause for cause in shown), shown
+        # Participants first seen at the rejoin may have spoken during the outage.
+        for uid, seen_ms in ((4, 7000), (5, 9500), (6, 20_000)):
+            await store.record_participant(killed, uid, t0 + timedelta(milliseconds=seen_ms))
+        assert await store_newcomer_gaps(store, killed, outage, gaps.known) == 2
+        assert [s for s in sorted(spans(await list_gaps(store, killed))) if s[0] in (4, 5, 6)] == [
+            (4, 7000, 9000, "lost"),  # joined during the outage (a replay says when)
+            (5, 5000, 9000, "lost"),  # reported at the rejoin: since the outage began
+        ]
+        # A worker that handed the recording back transcribed what it heard itself.
+        drained = await meeting_as_the_dead_worker_left_it()
+        await store_takeover_gaps(store, drained, Outage(5000, 9000, handed_back=True))
+        assert sorted(spans(await list_gaps(store, drained))) == [
+            (1, 5000, 9000, "lost"),
+            (2, 2000, 9000, "lost"),
+            (7, 3000, 9000, "lost"),
+        ]
+
+
+@pytest.mark.postgres
+async def test_resuming_a_meeting_while_another_recorder_closes_it_does_not_deadlock(
+    postgres_url: str,
+) -> None:
+    """A takeover resumes the dead worker's meeting as another recorder, starting, marks it
+    abandoned: the second takes the meeting's row, then the events' advisory lock; so must
+    the first, or each waits for the other."""
+    from datetime import UTC, datetime
+
+    import psycopg
+
+    from recorder.fleet.connect import fleet_database
+    from storage.events import _LOCK_KEY
+
+    await upgrade_database(postgres_url)
+    async with await TranscriptStore.open(postgres_url) as store:
+        meeting = await store.start_meeting("c", 0, datetime.now(UTC))
+        conninfo = fleet_database(postgres_url).conninfo
+        async with await psycopg.AsyncConnection.connect(conninfo) as closer:
+            # The closer's transaction: the meeting's row first (as marking it abandoned does).
+            await closer.execute(
+                "UPDATE meetings SET heartbeat_at = now() WHERE id = %s", (meeting,)
+            )
+            resuming = asyncio.create_task(store.resume_meeting(meeting))
+            async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as watch:
+                for _ in range(1000):  # until the resume waits for the closer (its row)
+                    cursor = await watch.execute(
+                        "SELECT count(*) FROM pg_stat_activity "
+                        "WHERE %s = ANY(pg_blocking_pids(pid))",
+                        (closer.info.backend_pid,),
+                    )
+                    row = await cursor.fetchone()
+                    if (row and row[0]) or resuming.done():
+                        break
+                    await asyncio.sleep(0.01)
+            # Then the events' lock: free, because the resume has not taken it yet.
+            await asyncio.wait_for(
+                closer.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_LOCK_KEY, meeting)), 5
+            )
+            await closer.commit()
+        await asyncio.wait_for(resuming, 10)
+        summary = (await store.get_meeting(meeting, with_turns=False)).summary
+        assert summary.status == "recording"

@@ -129,3 +129,58 @@ async def test_repaired_turns_fill_their_gap_and_revisions_are_separate(
     assert [t.text async for t in store.iter_turns(meeting)] == ["all again."]
     with pytest.raises(NotFoundError, match="revision 7"):
         await store.get_meeting(meeting, revision=7)
+
+
+async def test_a_repair_rewrites_and_deletes_the_live_turns_it_displaces(
+    store: TranscriptStore,
+) -> None:
+    # A live word cut by a gap's edge gives way to the whole word, in the same transaction.
+    meeting = await store.start_meeting("c", 1, T0)
+    live = await store.open_stream_session(meeting, 101, T0)
+    cut = TurnRecord(
+        meeting,
+        101,
+        live,
+        0,
+        2900,
+        3400,
+        "[speech 0.1 s] bravo",
+        (Word("[speech 0.1 s]", 2900, 3000), Word("bravo", 3060, 3400)),
+    )
+    alone = TurnRecord(
+        meeting, 101, live, 1, 5000, 5100, "[speech 0.1 s]", (Word("[speech 0.1 s]", 5000, 5100),)
+    )
+    await store.upsert_turns([cut, alone])
+    gap = await add_gap(store, meeting, 101, 1000, 2900, "stt unreachable")
+    turns = {t.turn_order: t for t in (await store.get_meeting(meeting)).turns}
+    await store_transcribed_turns(
+        store,
+        meeting,
+        101,
+        [
+            TurnRecord(
+                meeting,
+                101,
+                0,
+                0,
+                2700,
+                3000,
+                "alpha",
+                (Word("alpha", 2700, 3000),),
+                source="repaired",
+            )
+        ],
+        transcript_id="t-1",
+        transcribed_at=T0,
+        audio_seconds=2.0,
+        repaired_gap_ids=[gap],
+        rewritten=[TurnRecord(meeting, 101, live, 0, 3060, 3400, "bravo", cut.words[1:])],
+        deleted_turn_ids=[turns[1].id],
+    )
+    got = await store.get_meeting(meeting)
+    assert [(t.text, t.source, [w.text for w in t.words]) for t in got.turns] == [
+        ("alpha", "repaired", ["alpha"]),
+        ("bravo", "live", ["bravo"]),
+    ]
+    assert [g.state for g in got.gaps] == ["repaired"]
+    assert await store.search("speech") == []  # the full-text index forgot them too

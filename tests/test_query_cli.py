@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from recorder.cli import cli
-from recorder.cli.query import parse_clock, parse_since
+from recorder.cli.reading import parse_clock, parse_since
 from recorder.errors import UsageError
 from tests.support.export_data import make_meeting, make_turn, migrate, populate, store_meeting
 
@@ -260,7 +260,7 @@ def test_an_empty_listing_is_not_an_error(db_url: str, args: list[str]) -> None:
 
 
 def test_record_keys_are_the_documented_fields(db_url: str) -> None:
-    from recorder.cli.query import (
+    from recorder.cli.reading import (
         COST_FIELDS,
         HIT_FIELDS,
         MEETING_FIELDS,
@@ -313,7 +313,9 @@ def test_search_ranks_and_marks_matches(db_url: str) -> None:
 
 
 def test_search_highlights_in_colour_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
-    from recorder.cli import query
+    import importlib
+
+    query = importlib.import_module("recorder.cli.search")
 
     assert query._highlight("a «b» c", tty=False) == "a «b» c"
     coloured = query._highlight("a «b» c", tty=True)

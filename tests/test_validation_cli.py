@@ -145,6 +145,34 @@ def test_bad_urls_and_models_are_one_line(tmp_path: Path, args: list[str], messa
     assert len(output.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--stt-url", "ws://me:s3cret@127.0.0.1:8765/v3/ws"],
+        ["--stt-url", "ws://me:s3cret@127.0.0.1:99999/v3/ws"],  # the port error showed it too
+        ["--async-url", "http://me:s3cret@127.0.0.1:8766"],
+        ["--emulator", "http://me:s3cret@127.0.0.1:8765"],
+    ],
+)
+def test_a_password_in_an_endpoint_url_is_refused_and_never_shown(
+    tmp_path: Path, args: list[str]
+) -> None:
+    # It was sent on and printed in every "cannot reach http://me:s3cret@..." line.
+    code, output = join(tmp_path, *args)
+    assert code == 1
+    assert output == (
+        f"error: {args[0]} holds a user name or password (user@host); "
+        "the API key goes in ASSEMBLYAI_API_KEY, never in a URL\n"
+    )
+    assert "s3cret" not in output
+
+
+@pytest.mark.parametrize("url", ["ws://127.0.0.1:8765/v3/ws?who=a@b", "ws://h#x@y"])
+def test_an_at_sign_after_the_host_is_not_a_password(tmp_path: Path, url: str) -> None:
+    code, output = join(tmp_path, "--stt-url", url)
+    assert (code, output.strip()) == (1, _PAST_THE_OPTIONS)
+
+
 def test_a_bad_speech_model_from_the_environment_names_the_variable(tmp_path: Path) -> None:
     result = CliRunner().invoke(
         cli,
@@ -293,3 +321,29 @@ def test_sql_timeout_takes_a_duration(sqlite_url: str) -> None:
         cli, ["sql", "--timeout", "2m", "SELECT 1 AS one", "--db", sqlite_url]
     )
     assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize(
+    ("output", "code", "message"),
+    [
+        (
+            "/dev/full",
+            2,
+            "error: -o: cannot tell the format from 'full'; "
+            "end the name with .html, .md, .json, .txt, .srt or .vtt",
+        ),
+        ("notes.docx", 2, "error: -o: cannot tell the format from 'notes.docx'"),
+        ("missing/x.html", 1, "error: cannot write 'missing/x.html': the folder '"),
+    ],
+)
+def test_the_demo_checks_its_output_before_playing_the_meeting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, output: str, code: int, message: str
+) -> None:
+    # It played the whole 50 s meeting first, then failed on the file name.
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["demo", "-o", output], env={"XDG_DATA_HOME": str(tmp_path)})
+    assert isinstance(result.exception, SystemExit), result.exception
+    assert result.exit_code == code
+    assert result.output.startswith(message), result.output
+    assert len(result.output.splitlines()) == 1
+    assert not (tmp_path / "recorder").exists()  # no database made, no meeting recorded

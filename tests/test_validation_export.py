@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -123,3 +124,78 @@ def test_stdout_on_a_full_device_is_one_line(sqlite_url: str) -> None:
     stderr = done.stderr.decode()
     assert done.returncode == 1, stderr
     assert stderr == "error: cannot write to standard output: No space left on device\n"
+
+
+def _run(args: list[str], stdout: Any) -> tuple[int, str]:
+    """``recorder ARGS`` in a real process with this stdout; its exit code and stderr."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECORDER_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "recorder", *args],
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    return done.returncode, done.stderr.decode()
+
+
+@needs_dev_full
+@pytest.mark.parametrize(
+    ("args", "uses_db"),
+    [
+        (["show", "latest"], True),
+        (["meetings", "--json"], True),
+        (["meetings", "--csv"], True),
+        (["speakers", "latest"], True),
+        (["sql", "--tables"], True),
+        (["--help"], False),
+        (["show", "--help"], False),
+        (["--version"], False),
+    ],
+    ids=lambda value: " ".join(value) if isinstance(value, list) else "",
+)
+def test_every_command_on_a_full_device_is_one_line(
+    sqlite_url: str, args: list[str], uses_db: bool
+) -> None:
+    populate(sqlite_url)
+    db = ["--db", sqlite_url] if uses_db else []
+    with open("/dev/full", "wb") as full:
+        code, stderr = _run([*args, *db], full)
+    assert code == 1, stderr
+    assert stderr == "error: cannot write to standard output: No space left on device\n"
+
+
+def test_dev_stdout_appended_to_a_file_keeps_what_the_file_held(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    # '-o /dev/stdout >> log': /dev/stdout leads to the regular file log; renaming a
+    # new file over it dropped the log's earlier lines.
+    populate(sqlite_url)
+    log = tmp_path / "log.md"
+    log.write_text("earlier line\n")
+    with log.open("ab") as appended:
+        code, stderr = _run(
+            ["export", "latest", "--db", sqlite_url, "-f", "md", "-o", "/dev/stdout"], appended
+        )
+    assert code == 0, stderr
+    text = log.read_text(encoding="utf-8")
+    assert text.startswith("earlier line\n# design-review"), text[:80]
+    assert not list(Path("/dev").glob(".stdout.*.part"))
+
+
+@pytest.mark.parametrize(
+    ("path", "is_descriptor"),
+    [
+        ("/dev/stdout", True),
+        ("/dev/fd/3", True),
+        ("/proc/self/fd/1", True),
+        ("/dev/shm/notes.md", False),  # a real file system: replaced whole, as anywhere
+        ("/proc/version", False),
+        ("dev/stdout", False),  # relative: ./dev/stdout
+    ],
+)
+def test_only_descriptor_paths_are_written_through(path: str, is_descriptor: bool) -> None:
+    from recorder.export.files import _names_a_descriptor
+
+    assert _names_a_descriptor(Path(path)) is is_descriptor

@@ -13,6 +13,7 @@ import os
 import struct
 import subprocess
 import sys
+import threading
 import wave
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +25,7 @@ from click.testing import CliRunner
 from recorder.cli import cli
 from recorder.errors import ReplayError
 from recorder.transport.script import MAX_SAY_CHARS, load_script
+from tests.support.timing import TIMEOUT
 
 
 def _ok(*events: dict[str, Any], **top: Any) -> dict[str, Any]:
@@ -57,7 +59,7 @@ def _wav_event(name: str) -> dict[str, Any]:
 
 
 # (id, file content: JSON-able object, raw text or raw bytes, extra setup, expected fragment)
-Setup = Callable[[Path], None] | None
+Setup = Callable[[Path], object] | None
 CASES: list[tuple[str, object, Setup, str]] = [
     ("at-string", _ok({"at": "1s", "uid": 1, "say": "hi"}), None, "events[1].at: expected a number of seconds, got '1s'"),
     ("at-null", _ok({"at": None, "uid": 1, "say": "hi"}), None, "events[1].at: expected a number of seconds, got null"),
@@ -115,6 +117,11 @@ CASES: list[tuple[str, object, Setup, str]] = [
     ("wav-odd-rate", _wav_event("slow.wav"), lambda d: _wav(d / "slow.wav", rate=100), "events[1].wav: wav file 'slow.wav' has a sample rate of 100 Hz"),
     ("wav-directory", _wav_event("adir"), lambda d: (d / "adir").mkdir(), "events[1].wav: wav file 'adir' is a directory"),
     ("wav-nul-in-name", _wav_event("a\x00b.wav"), None, "events[1].wav: 'a\\x00b.wav' is not a valid file name"),
+    ("top-key-twice", '{"channel": "c", "channel": "d", "events": [{"at": 0, "uid": 1, "join": true}]}', None, "top level: the key 'channel' is given twice"),
+    ("event-key-twice", '{"channel": "c", "events": [{"at": 0, "uid": 1, "join": true}, {"at": 1, "at": 2, "uid": 1, "mute": true}]}', None, "events[1]: the key 'at' is given twice"),
+    ("participant-key-twice", '{"channel": "c", "participants": [{"uid": 1, "name": "A", "name": "B"}], "events": [{"at": 0, "uid": 1, "join": true}]}', None, "participants[0]: the key 'name' is given twice"),
+    ("channel-line-break", {"channel": "a\nb", "events": [{"at": 0, "uid": 1, "join": True}]}, None, "channel: the channel name holds a control character '\\n'"),
+    ("participant-name-escape", _ok(participants=[{"uid": 1, "name": "A\x1b[2J"}]), None, "participants[0].name: the name holds a control character '\\x1b'"),
 ]  # fmt: skip
 
 
@@ -186,6 +193,36 @@ def test_a_fifo_is_not_read(tmp_path: Path) -> None:
             load_script(fifo)
     finally:
         os.close(writer)
+
+
+def test_a_fifo_with_no_writer_is_refused_at_once(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.json"
+    os.mkfifo(fifo)
+    outcome: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            load_script(fifo)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            outcome.append(exc)
+
+    # Opening a FIFO for reading waits for a writer: run it aside so a hang fails the test.
+    reader = threading.Thread(target=load, daemon=True)
+    reader.start()
+    reader.join(TIMEOUT)
+    if reader.is_alive():
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))  # let the thread go
+        pytest.fail("load_script waited for a writer on a FIFO")
+    assert len(outcome) == 1 and isinstance(outcome[0], ReplayError), outcome
+    assert "is not a regular file" in str(outcome[0])
+
+
+def test_a_byte_order_mark_is_accepted(tmp_path: Path) -> None:
+    # What Notepad and other Windows editors write at the start of a UTF-8 file.
+    path = tmp_path / "bom.json"
+    script = {"channel": "c", "events": [{"at": 0, "uid": 1, "join": True}]}
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(script).encode())
+    assert load_script(path).channel == "c"
 
 
 def test_valid_files_still_load(tmp_path: Path) -> None:

@@ -129,6 +129,12 @@ class AudioFiles:
         self._commands.put(("close", key, done))
         return done
 
+    def sync(self) -> concurrent.futures.Future[None]:
+        """A future resolved once every write queued before it is on disk (readable)."""
+        done: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._commands.put(("sync", -1, done))
+        return done
+
     def stop(self) -> concurrent.futures.Future[None]:
         """Finish what is queued and end the thread; the future resolves when it has."""
         done: concurrent.futures.Future[None] = concurrent.futures.Future()
@@ -187,6 +193,11 @@ class AudioFiles:
                     data = data[done:]
             except OSError as exc:
                 self._fail(key, opened.path, exc)
+        elif kind == "sync":
+            # Files are unbuffered (``buffering=0``): what was written is readable now.
+            synced = command[2]
+            assert isinstance(synced, concurrent.futures.Future)
+            synced.set_result(None)
         elif kind == "close":
             done = command[2]
             assert isinstance(done, concurrent.futures.Future)

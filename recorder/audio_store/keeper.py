@@ -84,6 +84,7 @@ class AudioKeeper:
         self._all_runs: list[_Run] = []
         self._failed_runs: list[_Run] = []
         self._next_key = 0
+        self._is_closed = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._on_failure = on_failure
         self.failure: AudioFailure | None = None
@@ -129,8 +130,26 @@ class AudioKeeper:
         done = asyncio.wrap_future(self._files.close(run.key))
         self._spawn(self._index_finished(run, done), f"audio-close-{run.uid}")
 
+    async def flush(self, uid: int) -> None:
+        """Put ``uid``'s audio received so far on disk, readable by a repair meanwhile.
+
+        The run being recorded stays open; its raw file can be read up to here
+        (:func:`~recorder.audio_store.reader.read_stretch` reads an unfinished file).
+        """
+        if self._is_closed:
+            return
+        run = self._runs.get(uid)
+        if run is not None:
+            self._hand_over(run)
+        if self.failure is None:
+            await asyncio.wrap_future(self._files.sync())
+        # A repair finds the files through the index: wait for the open run's row.
+        indexing = [r.indexed for r in self._all_runs if r.uid == uid and r.indexed is not None]
+        await asyncio.gather(*indexing, return_exceptions=True)
+
     async def aclose(self) -> None:
         """Finish every file, wait for the thread and the index, stop the thread."""
+        self._is_closed = True
         for uid in list(self._runs):
             self.end_run(uid)
         await asyncio.wrap_future(self._files.stop())

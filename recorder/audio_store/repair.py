@@ -26,12 +26,13 @@ from recorder.errors import RecorderError, SttRejected
 from recorder.tonecode import ends_sentence
 from storage.audio import list_segments
 from storage.gaps import latest_revision, list_gaps, set_gap_state, store_transcribed_turns
-from storage.records import AudioSegment, Gap, TurnRecord, Word
+from storage.records import AudioSegment, Gap, Turn, TurnRecord, Word
 from storage.store import TranscriptStore
 
 __all__ = [
     "RepairOutcome",
     "Transcriber",
+    "place_repaired",
     "place_words",
     "repair_meeting",
     "retranscribe_meeting",
@@ -41,6 +42,8 @@ log = logging.getLogger(__name__)
 
 #: Audio read either side of a gap, so a word its edge cuts is transcribed whole.
 PAD_MS = 1000
+#: A repaired word reaching this far past a gap's edge (ms) was cut by that edge.
+STRADDLE_MS = 10
 #: A pause this long between two words starts a new turn.
 TURN_PAUSE_MS = 1000
 #: Longest stretch sent as one transcript when re-transcribing.
@@ -193,13 +196,82 @@ def _turns(
     return turns
 
 
-async def _stored_words(store: TranscriptStore, meeting_id: int, uid: int) -> list[Word]:
-    return [
-        word
-        async for turn in store.iter_turns(meeting_id, revision=1)
-        if turn.uid == uid
-        for word in turn.words
+async def _stored_turns(store: TranscriptStore, meeting_id: int, uid: int) -> list[Turn]:
+    return [turn async for turn in store.iter_turns(meeting_id, revision=1) if turn.uid == uid]
+
+
+def _straddles(start: int, end: int, edges: Sequence[int]) -> bool:
+    return any(start < edge - STRADDLE_MS and end > edge + STRADDLE_MS for edge in edges)
+
+
+def place_repaired(
+    words: Sequence[_Word],
+    offset_ms: int,
+    stored: Sequence[Turn],
+    edges: Sequence[int],
+) -> tuple[list[Word], set[tuple[int, int]]]:
+    """A repair's words at meeting time, and the stored words they displace.
+
+    A word that straddles a gap's edge (``edges``) was cut there for live
+    transcription, which heard only part of it (a fragment, or a wrong word):
+    the whole word heard in the stored audio replaces every stored word it
+    overlaps. Any other word already stored (its middle inside a stored word)
+    is dropped, so nothing is stored twice.
+
+    Returns:
+        The words to store, and the displaced stored words as (turn id, index).
+    """
+    stored_words = [
+        (word.start_ms, word.end_ms, turn.id, index)
+        for turn in stored
+        for index, word in enumerate(turn.words)
     ]
+    displaced: set[tuple[int, int]] = set()
+    whole: list[Word] = []
+    rest: list[_Word] = []
+    for word in words:
+        start, end = offset_ms + word.start_ms, offset_ms + word.end_ms
+        if _straddles(start, end, edges):
+            whole.append(Word(word.text, start, end, word.confidence))
+            displaced |= {(t, i) for s, e, t, i in stored_words if s < end and e > start}
+        else:
+            rest.append(word)
+    kept = [Word("", s, e) for s, e, t, i in stored_words if (t, i) not in displaced]
+    placed = whole + place_words(rest, offset_ms, kept)
+    placed.sort(key=lambda w: w.start_ms)
+    return placed, displaced
+
+
+def _without(
+    stored: Sequence[Turn], displaced: set[tuple[int, int]]
+) -> tuple[list[TurnRecord], list[int]]:
+    """The stored turns that lose words: rewritten without them, or deleted if emptied."""
+    rewritten: list[TurnRecord] = []
+    deleted: list[int] = []
+    for turn in stored:
+        left = tuple(w for i, w in enumerate(turn.words) if (turn.id, i) not in displaced)
+        if len(left) == len(turn.words):
+            continue
+        if not left:
+            deleted.append(turn.id)
+            continue
+        rewritten.append(
+            TurnRecord(
+                meeting_id=turn.meeting_id,
+                uid=turn.uid,
+                stream_session_id=turn.stream_session_id,
+                turn_order=turn.turn_order,
+                start_ms=left[0].start_ms,
+                end_ms=max(left[0].start_ms, left[-1].end_ms),
+                text=" ".join(w.text for w in left),
+                words=left,
+                end_of_turn_confidence=turn.end_of_turn_confidence,
+                language=turn.language,
+                source=turn.source,
+                revision=turn.revision,
+            )
+        )
+    return rewritten, deleted
 
 
 async def repair_meeting(
@@ -208,26 +280,44 @@ async def repair_meeting(
     client: Transcriber,
     *,
     say: Callable[[str], None] | None = None,
+    uid: int | None = None,
+    until_ms: int | None = None,
 ) -> RepairOutcome:
     """Transcribe every open gap of a meeting from its stored audio.
 
     A gap no stored audio covers is marked ``lost``. A gap the service could not
     transcribe now stays ``open`` for a later ``recorder repair``.
 
+    Args:
+        store: the meeting's store.
+        meeting_id: the meeting.
+        client: the async API client.
+        say: where progress lines go.
+        uid: repair only this participant's gaps (during the meeting).
+        until_ms: repair only gaps whose padded stretch ends by this meeting time
+            (during the meeting: where the participant's live transcription is
+            settled, so its words there are stored and none is heard twice).
+
     Raises:
         SttRejected: the async API rejected the key (nothing more can be done now).
     """
-    gaps = [g for g in await list_gaps(store, meeting_id) if g.state == "open"]
+    gaps = [
+        g
+        for g in await list_gaps(store, meeting_id)
+        if g.state == "open" and (uid is None or g.uid == uid)
+    ]
     repaired = lost = left_open = words = 0
     problem: str | None = None
     by_uid: dict[int, list[Gap]] = {}
     for gap in gaps:
         by_uid.setdefault(gap.uid, []).append(gap)
-    for uid, theirs in sorted(by_uid.items()):
-        segments = await list_segments(store, meeting_id, uid)
+    for who, theirs in sorted(by_uid.items()):
+        segments = await list_segments(store, meeting_id, who)
         for group in _merge(theirs):
             lo = max(0, min(g.from_ms for g in group) - PAD_MS)
             hi = max(g.to_ms for g in group) + PAD_MS
+            if until_ms is not None and hi > until_ms:
+                continue  # live transcription is not settled there yet
             if not segments or covered_ms(segments, lo, hi) == 0:
                 for gap in group:
                     await set_gap_state(store, gap.id, "lost", detail="no stored audio covers it")
@@ -236,13 +326,13 @@ async def repair_meeting(
             hi = min(hi, max(s.start_ms + _length(s) for s in segments))
             try:
                 count = await _repair_stretch(
-                    store, meeting_id, uid, group, segments, lo, hi, client
+                    store, meeting_id, who, group, segments, lo, hi, client
                 )
             except SttRejected:
                 raise
             except (RecorderError, OSError) as exc:
                 problem = str(exc)
-                log.warning("! repair of uid %d %d..%d ms failed: %s", uid, lo, hi, exc)
+                log.warning("! repair of uid %d %d..%d ms failed: %s", who, lo, hi, exc)
                 left_open += len(group)
                 continue
             repaired += len(group)
@@ -251,7 +341,7 @@ async def repair_meeting(
                 from recorder.timeline import format_clock
 
                 say(
-                    f"+ repaired uid {uid} {format_clock(lo)}-{format_clock(hi)} from the "
+                    f"+ repaired uid {who} {format_clock(lo)}-{format_clock(hi)} from the "
                     f"stored audio: {count} word(s)"
                 )
     return RepairOutcome(repaired, lost, left_open, words, problem)
@@ -276,8 +366,16 @@ async def _repair_stretch(
     pcm = await asyncio.to_thread(read_stretch, segments, lo, hi)
     audio = await asyncio.to_thread(_encode, pcm)
     transcript = await client.transcribe(audio)
-    kept = await _stored_words(store, meeting_id, uid)
-    placed = place_words(transcript.words, lo, kept)
+    stored = await _stored_turns(store, meeting_id, uid)
+    edges = [edge for gap in group for edge in (gap.from_ms, gap.to_ms)]
+    placed, displaced = place_repaired(transcript.words, lo, stored, edges)
+    rewritten, deleted = _without(stored, displaced)
+    if displaced:
+        log.info(
+            "= repair of uid %d: %d stored word(s) cut by a gap's edge replaced by whole words",
+            uid,
+            len(displaced),
+        )
     turns = _turns(
         meeting_id,
         uid,
@@ -295,6 +393,8 @@ async def _repair_stretch(
         transcribed_at=datetime.now(UTC),
         audio_seconds=(hi - lo) / 1000,
         repaired_gap_ids=[g.id for g in group],
+        rewritten=rewritten,
+        deleted_turn_ids=deleted,
     )
     return len(placed)
 

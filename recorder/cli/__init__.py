@@ -20,9 +20,11 @@ from recorder.cli.export import export
 from recorder.cli.fleet import cancel, jobs, record, stop, worker
 from recorder.cli.join import demo, join
 from recorder.cli.notes import ask, notes
-from recorder.cli.query import meetings, search, show, speakers
+from recorder.cli.query import meetings, show
 from recorder.cli.repair import repair, retranscribe
+from recorder.cli.search import search
 from recorder.cli.service import mcp, serve, tokens, webhooks
+from recorder.cli.speakers import speakers
 from recorder.cli.sql import sql
 
 __all__ = ["cli", "main"]

@@ -8,6 +8,7 @@ network or audio library (tests/test_imports.py checks).
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -138,6 +139,10 @@ def _quiet_closed_pipe() -> None:
         pass
 
 
+#: Errors of a write that did not happen: no space, over quota, too large, I/O error.
+_WRITE_FAILURES = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
+
+
 class _OneLineUsage(click.UsageError):
     """A bad flag or value: one line on stderr naming the command's --help, exit code 2."""
 
@@ -172,6 +177,8 @@ class RecorderGroup(click.Group):
             raise click.exceptions.Exit(0) from None
         except click.UsageError as exc:
             raise _one_line(exc) from exc
+        except OSError as exc:
+            raise _write_failure(exc) from None
 
     def make_context(
         self,
@@ -185,6 +192,25 @@ class RecorderGroup(click.Group):
             return super().make_context(info_name, args, parent, **extra)
         except click.UsageError as exc:
             raise _one_line(exc) from exc
+        except BrokenPipeError:  # --help or --version into a closed pipe
+            _quiet_closed_pipe()
+            raise click.exceptions.Exit(0) from None
+        except OSError as exc:  # --help or --version into a full device
+            raise _write_failure(exc) from None
+
+
+def _write_failure(error: OSError) -> click.ClickException:
+    """A write that did not happen, as one line; any other OSError is a bug (re-raised).
+
+    Output to a full disk or device (``> /dev/full``) or a failing drive means
+    the command did not do what it says. Commands wrap their own files' errors
+    in RecorderError, so what reaches here is a write to standard output.
+    """
+    if error.errno not in _WRITE_FAILURES:
+        raise error
+    _quiet_closed_pipe()  # the interpreter's final flush would fail again
+    where = repr(error.filename) if error.filename else "standard output"
+    return _CleanExit(RecorderError(f"cannot write to {where}: {error.strerror or error}"))
 
 
 def _one_line(error: click.UsageError) -> click.UsageError:

@@ -62,38 +62,36 @@ def _database(config: Config, what: str) -> FleetDatabase:
 @click.option(
     "--heartbeat",
     "heartbeat_s",
-    type=FiniteFloat(min=0.1, max=3600),
+    type=Duration(min_s=0.1, max_s=3600),
     default=2.0,
     show_default=True,
-    metavar="SECONDS",
-    help="How often this worker tells the queue it is alive.",
+    help="How often this worker tells the queue it is alive, e.g. 2s.",
 )
 @click.option(
     "--stall-timeout",
     "stall_s",
-    type=FiniteFloat(min=0.5, max=3600),
+    type=Duration(min_s=0.5, max_s=3600),
     default=10.0,
     show_default=True,
-    metavar="SECONDS",
-    help="A worker silent this long is dead: its recordings are taken over (also each lease).",
+    help="A worker silent this long is dead: its recordings are taken over (also each "
+    "lease), e.g. 10s.",
 )
 @click.option(
     "--drain-timeout",
     "drain_s",
-    type=FiniteFloat(min=1, max=3600),
+    type=Duration(min_s=1, max_s=3600),
     default=30.0,
     show_default=True,
-    metavar="SECONDS",
-    help="On SIGTERM, hand recordings back within this long, then exit.",
+    help="On SIGTERM, hand recordings back within this long, then exit, e.g. 30s or 2m.",
 )
 @click.option(
     "--webhook-retry",
     "webhook_retry_s",
-    type=FiniteFloat(min=0.1, max=3600),
+    type=Duration(min_s=0.1, max_s=3600),
     default=5.0,
     show_default=True,
-    metavar="SECONDS",
-    help="Pause after a failed webhook delivery, doubling each time (up to an hour, for a day).",
+    help="Pause after a failed webhook delivery, doubling each time (up to an hour, for a "
+    "day), e.g. 5s.",
 )
 @db_option
 def worker(

@@ -524,6 +524,7 @@ def demo(
     """
     from importlib.resources import as_file, files
 
+    _check_demo_output(output)
     config = build_config(
         database_url=database_url,
         speech_model=speech_model,
@@ -585,6 +586,27 @@ def demo(
     if not make_notes:
         _print_report(report, config, hint_next=False)  # the demo prints its own next steps
     _write_demo_transcript(config, report.meeting_id, output)
+
+
+def _check_demo_output(output: Path) -> None:
+    """Fail on an output the transcript could not go to before playing the meeting.
+
+    Raises:
+        UsageError: the file name does not say the format (the demo has no --format).
+        ConfigError: its folder does not exist.
+    """
+    from recorder.export.exporter import FORMATS, format_for_path
+
+    if format_for_path(output) is None:
+        raise UsageError(
+            f"-o: cannot tell the format from {output.name!r}; end the name with "
+            f"{', '.join('.' + f for f in FORMATS[:-1])} or .{FORMATS[-1]}"
+        )
+    folder = output.absolute().parent
+    if not folder.is_dir():
+        raise ConfigError(
+            f"cannot write {str(output)!r}: the folder {str(folder)!r} does not exist"
+        )
 
 
 def _write_demo_transcript(config: Config, meeting_id: int, output: Path) -> None:

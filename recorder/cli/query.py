@@ -1,4 +1,4 @@
-"""``recorder meetings``, ``show``, ``search`` and ``speakers``: read what was recorded.
+"""``recorder meetings`` and ``show``: read what was recorded.
 
 Every command is a thin shell over one :class:`storage.store.TranscriptStore`
 call. Untrusted text (transcripts, names) is cleaned of control characters
@@ -8,80 +8,44 @@ An empty result is not an error: a note on stderr, ``[]`` with ``--json``, exit 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
-from datetime import UTC, date, datetime, time
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from recorder.cli.common import CONTEXT_SETTINGS, build_config, db_option, run, use_colour
-from recorder.cli.output import echo_csv, echo_json, echo_table, iso_time
+from recorder.cli.common import CONTEXT_SETTINGS, build_config, db_option, run
+from recorder.cli.output import echo_table, iso_time
+from recorder.cli.reading import (
+    COST_FIELDS,
+    MEETING_FIELDS,
+    TURN_FIELDS,
+    channel_option,
+    check_formats,
+    emit,
+    format_options,
+    meeting_argument,
+    no_meetings_error,
+    nothing,
+    open_store,
+    parse_clock,
+    parse_since,
+    since_option,
+)
 from recorder.errors import NotFoundError, UsageError
 from recorder.export.escape import clean_text
 from recorder.timeline import format_clock
 
 if TYPE_CHECKING:
     from storage.costs import MeetingCost
-    from storage.records import MeetingSummary, Note, Participant, SearchHit, Turn
-    from storage.store import TranscriptStore
+    from storage.records import MeetingSummary, Note, Participant, Turn
 
-__all__ = [
-    "COST_FIELDS",
-    "HIT_FIELDS",
-    "MEETING_FIELDS",
-    "PARTICIPANT_FIELDS",
-    "TURN_FIELDS",
-    "meetings",
-    "parse_clock",
-    "parse_since",
-    "search",
-    "show",
-    "speakers",
-]
+__all__ = ["meetings", "show"]
 
 # Turns read per query by `show`: fewer round trips; memory stays bounded by one page.
 _TURNS_PER_QUERY = 5000
 # Terminal colours per speaker, in participant order (as the HTML palette).
 _SPEAKER_COLOURS = ("blue", "yellow", "green", "magenta", "red", "cyan")
-# Matches counted at most, for "N more; use --limit" (the count stays cheap).
-_COUNT_CAP = 10_000
-_CLOCK = re.compile(r"^(?:(?:(\d+):)?(\d+):)?(\d+)(?:\.(\d{1,3}))?$")
-
-
-def parse_clock(value: str, option: str) -> int:
-    """Read a meeting time such as ``12:30``, ``1:02:03`` or ``90`` (seconds) as ms.
-
-    Raises:
-        UsageError: not a time.
-    """
-    match = _CLOCK.match(value.strip())
-    if match is None:
-        raise UsageError(f"{option} must be a time like 12:30 or 1:02:03, got {value!r}")
-    hours, minutes, seconds, fraction = match.groups()
-    if (minutes is not None and int(seconds) >= 60) or (hours is not None and int(minutes) >= 60):
-        raise UsageError(f"{option} must be a time like 12:30 or 1:02:03, got {value!r}")
-    total_s = int(hours or 0) * 3600 + int(minutes or 0) * 60 + int(seconds)
-    return total_s * 1000 + int((fraction or "0").ljust(3, "0"))
-
-
-def parse_since(value: str) -> datetime:
-    """Read ``--since``: an ISO date (``2026-11-20``) or date-time; naive means UTC.
-
-    Raises:
-        UsageError: not a date.
-    """
-    text = value.strip()
-    try:
-        if len(text) == 10:
-            parsed = datetime.combine(date.fromisoformat(text), time(0))
-        else:
-            parsed = datetime.fromisoformat(text)
-    except ValueError:
-        raise UsageError(
-            f"--since must be a date like 2026-11-20 or 2026-11-20T09:30, got {value!r}"
-        ) from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def _price_per_hour(database_url: str | None) -> float:
@@ -120,27 +84,6 @@ def _cost_cells(cost: MeetingCost, price: float) -> list[str]:
     ]
 
 
-async def _open(database_url: str | None) -> TranscriptStore:
-    from storage.store import TranscriptStore
-
-    config = build_config(database_url=database_url)
-    return await TranscriptStore.open(config.database_url)
-
-
-async def _no_meetings_error(store: TranscriptStore, what: str) -> NotFoundError:
-    if not await store.list_meetings():
-        return NotFoundError(_NO_MEETINGS)
-    return NotFoundError(what)
-
-
-_NO_MEETINGS = "no meetings recorded yet; record one with 'recorder join' or try 'recorder demo'"
-
-
-def _nothing(message: str) -> None:
-    """An empty result: say so on stderr (stdout stays empty, or ``[]``), exit 0."""
-    click.echo(message, err=True)
-
-
 def _speaker_style(participants: Sequence[Participant]) -> Callable[[int, str], str]:
     order = {p.uid: i for i, p in enumerate(participants)}
 
@@ -149,91 +92,6 @@ def _speaker_style(participants: Sequence[Participant]) -> Callable[[int, str], 
         return click.style(name, fg=_SPEAKER_COLOURS[index % len(_SPEAKER_COLOURS)], bold=True)
 
     return style
-
-
-def _format_options(function: Callable[..., Any]) -> Callable[..., Any]:
-    """``--json`` and ``--csv``, for listings."""
-    function = click.option(
-        "--csv", "as_csv", is_flag=True, help="Print CSV with a header row, for spreadsheets."
-    )(function)
-    return click.option(
-        "--json", "as_json", is_flag=True, help="Print a JSON array, for scripts ([] if none)."
-    )(function)
-
-
-def _check_formats(as_json: bool, as_csv: bool) -> None:
-    if as_json and as_csv:
-        raise UsageError("choose one of --json and --csv")
-
-
-def _emit(
-    as_json: bool,
-    as_csv: bool,
-    fields: Sequence[str],
-    records: list[dict[str, Any]],
-    table: Callable[[], None],
-) -> None:
-    """Print ``records`` as JSON or CSV (``fields`` as columns), else draw the table."""
-    if as_json:
-        echo_json(records)
-    elif as_csv:
-        echo_csv(fields, [[record[field] for field in fields] for record in records])
-    else:
-        table()
-
-
-# Machine output fields, in order (README, "Machine output"): the JSON export's names.
-MEETING_FIELDS = (
-    "id",
-    "channel",
-    "bot_uid",
-    "status",
-    "started_at",
-    "ended_at",
-    "duration_ms",
-    "participant_count",
-    "turn_count",
-)
-# What `meetings` adds to each meeting: the streaming cost (see _cost_json).
-COST_FIELDS = (
-    "billed_ms",
-    "speech_ms",
-    "billed_speech_ratio",
-    "price_per_hour",
-    "estimated_cost_usd",
-)
-TURN_FIELDS = ("id", "meeting_id", "uid", "speaker", "display_name", "start_ms", "end_ms", "text")
-HIT_FIELDS = (
-    "meeting_id",
-    "channel",
-    "meeting_started_at",
-    "turn_id",
-    "uid",
-    "speaker",
-    "start_ms",
-    "end_ms",
-    "text",
-    "snippet",
-    "rank",
-)
-PARTICIPANT_FIELDS = (
-    "uid",
-    "display_name",
-    "speaker",
-    "first_seen",
-    "last_seen",
-    "talk_ms",
-    "turn_count",
-)
-
-
-meeting_argument = click.argument("meeting", metavar="MEETING")
-channel_option = click.option(
-    "--channel", metavar="NAME", help="Only meetings of this channel (with 'latest': its latest)."
-)
-since_option = click.option(
-    "--since", metavar="DATE", help="Only meetings started on or after DATE (UTC), e.g. 2026-11-20."
-)
 
 
 def _meeting_record(m: MeetingSummary) -> dict[str, Any]:
@@ -258,7 +116,7 @@ def _meeting_record(m: MeetingSummary) -> dict[str, Any]:
 @click.command(context_settings=CONTEXT_SETTINGS)
 @channel_option
 @since_option
-@_format_options
+@format_options
 @db_option
 def meetings(
     channel: str | None, since: str | None, as_json: bool, as_csv: bool, database_url: str | None
@@ -273,12 +131,12 @@ def meetings(
     """
     from recorder.export.render import format_datetime, format_duration
 
-    _check_formats(as_json, as_csv)
+    check_formats(as_json, as_csv)
     since_at = parse_since(since) if since is not None else None
     price = _price_per_hour(database_url)
 
     async def main() -> tuple[list[MeetingSummary], dict[int, MeetingCost]]:
-        async with await _open(database_url) as store:
+        async with await open_store(database_url) as store:
             found = await store.list_meetings(channel=channel, since=since_at)
             costs = await store.meeting_costs(m.id for m in found)
             if not found:
@@ -290,7 +148,7 @@ def meetings(
                     )
                     if part
                 )
-                _nothing(str(await _no_meetings_error(store, f"no meetings {filters}".rstrip())))
+                nothing(str(await no_meetings_error(store, f"no meetings {filters}".rstrip())))
             return found, costs
 
     found, costs = run(main())
@@ -320,7 +178,7 @@ def meetings(
         {**_meeting_record(m), **_cost_json(costs[m.id], price), "open_gaps": m.open_gaps}
         for m in found
     ]
-    _emit(as_json, as_csv, (*MEETING_FIELDS, *COST_FIELDS, "open_gaps"), records, table)
+    emit(as_json, as_csv, (*MEETING_FIELDS, *COST_FIELDS, "open_gaps"), records, table)
 
 
 # -- show -----------------------------------------------------------------------------
@@ -355,7 +213,7 @@ def _note_ms(note: Note, started_at: datetime) -> int:
     type=click.IntRange(min=1),
     help="Show this transcript revision (default: the latest; see 'recorder retranscribe').",
 )
-@_format_options
+@format_options
 @db_option
 def show(
     meeting: str,
@@ -384,7 +242,7 @@ def show(
     """
     from recorder.export.render import format_datetime, format_duration
 
-    _check_formats(as_json, as_csv)
+    check_formats(as_json, as_csv)
     start_ms = parse_clock(from_, "--from") if from_ is not None else 0
     end_ms = parse_clock(to, "--to") if to is not None else None
     if end_ms is not None and end_ms < start_ms:
@@ -397,7 +255,7 @@ def show(
 
     async def main() -> list[dict[str, Any]]:
         records: list[dict[str, Any]] = []
-        async with await _open(database_url) as store:
+        async with await open_store(database_url) as store:
             meeting_id = await store.resolve_meeting(meeting, channel=channel)
             header = await store.get_meeting(meeting_id, with_turns=False, revision=revision)
             cost = (await store.meeting_costs([meeting_id]))[meeting_id]
@@ -470,7 +328,7 @@ def show(
                         f"{clean_text(gap.cause)} ({gap.state})"
                     )
             if shown == 0:
-                _nothing(f"no turns in meeting {meeting_id} match the filters")
+                nothing(f"no turns in meeting {meeting_id} match the filters")
             if as_text and header.meeting_notes is not None and not (speaker or from_ or to):
                 from recorder.notes.text import notes_lines
 
@@ -481,7 +339,7 @@ def show(
 
     records = run(main())
     if not as_text:
-        _emit(as_json, as_csv, TURN_FIELDS, records, lambda: None)
+        emit(as_json, as_csv, TURN_FIELDS, records, lambda: None)
 
 
 def _match_speaker(participants: Sequence[Participant], wanted: str, meeting_id: int) -> int:
@@ -501,205 +359,3 @@ def _match_speaker(participants: Sequence[Participant], wanted: str, meeting_id:
     if matches:
         raise UsageError(f"{len(matches)} participants are called {wanted!r}; give a uid: {known}")
     raise NotFoundError(f"no participant {wanted!r} in meeting {meeting_id}; try one of: {known}")
-
-
-# -- search ---------------------------------------------------------------------------
-
-
-def _hit_record(hit: SearchHit) -> dict[str, Any]:
-    """A search hit for --json and --csv."""
-    return {
-        "meeting_id": hit.meeting_id,
-        "channel": hit.channel,
-        "meeting_started_at": iso_time(hit.meeting_started_at),
-        "turn_id": hit.turn_id,
-        "uid": hit.uid,
-        "speaker": hit.speaker,
-        "start_ms": hit.start_ms,
-        "end_ms": hit.end_ms,
-        "text": hit.text,
-        "snippet": hit.snippet,
-        "rank": hit.rank,
-    }
-
-
-@click.command(context_settings=CONTEXT_SETTINGS)
-@click.argument("query")
-@channel_option
-@click.option("--speaker", metavar="NAME|UID", help="Only turns of this participant.")
-@since_option
-@click.option(
-    "--limit", type=click.IntRange(1, 1000), default=20, show_default=True, help="Most hits."
-)
-@_format_options
-@db_option
-def search(
-    query: str,
-    channel: str | None,
-    speaker: str | None,
-    since: str | None,
-    limit: int,
-    as_json: bool,
-    as_csv: bool,
-    database_url: str | None,
-) -> None:
-    """Search every transcript; best matches first, matches marked «like this».
-
-    QUERY is words, "quoted phrases" or a prefix*; every word must match,
-    whatever its case or accents (delayed finds Délayed). No match is not an
-    error: a note on stderr ([] with --json) and exit 0.
-
-    \b
-    Examples:
-        recorder search delayed
-        recorder search '"billing export"' --channel standup --json
-        recorder search 'deplo*' --speaker Dmitri --limit 5
-    """
-    from recorder.export.render import format_datetime
-
-    _check_formats(as_json, as_csv)
-    since_at = parse_since(since) if since is not None else None
-    if not query.strip():
-        raise UsageError("the search query is empty; give a word to look for")
-
-    async def main() -> tuple[list[SearchHit], int, bool]:
-        async with await _open(database_url) as store:
-            hits = await store.search(
-                query, channel=channel, speaker=speaker, since=since_at, limit=limit
-            )
-            if not hits:
-                _nothing(str(await _no_meetings_error(store, f"nothing matches {query!r}")))
-            elif len(hits) == limit:
-                total = await store.count_matches(
-                    query, channel=channel, speaker=speaker, since=since_at, cap=_COUNT_CAP
-                )
-                return hits, max(0, total - limit), total >= _COUNT_CAP
-            return hits, 0, False
-
-    hits, more, at_least = run(main())
-
-    def table() -> None:
-        colour = use_colour()
-        for hit in hits:
-            where = click.style(
-                f"{hit.meeting_id} {clean_text(hit.channel)} "
-                f"{format_datetime(hit.meeting_started_at, 'date')} "
-                f"[{format_clock(hit.start_ms)}]",
-                dim=True,
-            )
-            name = click.style(clean_text(hit.display_name or "") or str(hit.uid), bold=True)
-            click.echo(f"{where} {name}: {_highlight(clean_text(hit.snippet), colour)}")
-
-    _emit(as_json, as_csv, HIT_FIELDS, [_hit_record(h) for h in hits], table)
-    if more:
-        count = f"{more}+" if at_least else str(more)
-        click.echo(f"{count} more; use --limit {min(1000, limit + more)} to see them", err=True)
-
-
-def _highlight(snippet: str, tty: bool) -> str:
-    """Bold the «marked» matches when colours are on; keep the plain markers otherwise."""
-    if not tty:
-        return snippet
-    return re.sub("«([^»]*)»", lambda m: click.style(m.group(1), fg="yellow", bold=True), snippet)
-
-
-# -- speakers -------------------------------------------------------------------------
-
-
-def _participant_record(p: Participant) -> dict[str, Any]:
-    """A participant as in the JSON export's ``participant`` object."""
-    return {
-        "uid": p.uid,
-        "display_name": p.display_name,
-        "speaker": p.speaker,
-        "first_seen": iso_time(p.first_seen),
-        "last_seen": iso_time(p.last_seen),
-        "talk_ms": p.talk_ms,
-        "turn_count": p.turn_count,
-    }
-
-
-@click.command(context_settings=CONTEXT_SETTINGS)
-@meeting_argument
-@channel_option
-@click.option(
-    "--set",
-    "assignments",
-    metavar="UID=NAME",
-    multiple=True,
-    help="Name a participant (repeatable); an empty NAME forgets the name.",
-)
-@_format_options
-@db_option
-def speakers(
-    meeting: str,
-    channel: str | None,
-    assignments: tuple[str, ...],
-    as_json: bool,
-    as_csv: bool,
-    database_url: str | None,
-) -> None:
-    """List a meeting's participants, or name them so exports show names, not uids.
-
-    \b
-    Examples:
-        recorder speakers latest
-        recorder speakers latest --json
-        recorder speakers 1 --set 101=Alice --set 202="Bob Li"
-    """
-    from recorder.export.render import format_datetime, format_duration
-
-    _check_formats(as_json, as_csv)
-    names = [_parse_assignment(item) for item in assignments]
-
-    async def main() -> tuple[int, tuple[Participant, ...]]:
-        async with await _open(database_url) as store:
-            meeting_id = await store.resolve_meeting(meeting, channel=channel)
-            header = await store.get_meeting(meeting_id, with_turns=False)
-            known = {p.uid for p in header.participants}
-            for uid, _name in names:
-                if uid not in known:
-                    raise NotFoundError(
-                        f"uid {uid} was not in meeting {meeting_id}; "
-                        f"run 'recorder speakers {meeting_id}' to list its participants"
-                    )
-            for uid, name in names:
-                await store.set_display_name(meeting_id, uid, name)
-                click.echo(
-                    f"uid {uid} is now {name!r}" if name else f"uid {uid} has no name now",
-                    err=True,
-                )
-            if names:
-                header = await store.get_meeting(meeting_id, with_turns=False)
-        return meeting_id, header.participants
-
-    meeting_id, participants = run(main())
-    if not participants:
-        _nothing(f"nobody was in meeting {meeting_id}")
-
-    def table() -> None:
-        if not participants:
-            return
-        rows = [
-            [
-                str(p.uid),
-                clean_text(p.display_name or "") or "-",
-                format_duration(p.talk_ms),
-                str(p.turn_count),
-                format_datetime(p.first_seen, "seconds"),
-            ]
-            for p in participants
-        ]
-        echo_table(["UID", "NAME", "TALK TIME", "TURNS", "FIRST SEEN"], rows)
-
-    _emit(
-        as_json, as_csv, PARTICIPANT_FIELDS, [_participant_record(p) for p in participants], table
-    )
-
-
-def _parse_assignment(item: str) -> tuple[int, str | None]:
-    uid_text, sep, name = item.partition("=")
-    if not sep or not uid_text.strip().isdigit():
-        raise UsageError(f"--set wants UID=NAME, like 101=Alice; got {item!r}")
-    cleaned = clean_text(name)
-    return int(uid_text.strip()), cleaned or None

@@ -148,7 +148,8 @@ def _open_output(output: Path) -> IO[str]:
     """A temporary file beside a regular (or new) file; anything else opened as it is.
 
     A device, FIFO or socket is written directly: renaming over it would replace
-    it with a regular file (``/dev/null`` too, as root).
+    it with a regular file (``/dev/null`` too, as root). So is a regular file
+    named through a descriptor (``-o /dev/stdout >> log.txt``), appended to.
 
     Raises:
         RenderError: ``output`` is a directory or cannot be opened.
@@ -161,13 +162,25 @@ def _open_output(output: Path) -> IO[str]:
         raise RenderError(f"cannot write {str(output)!r}: {exc.strerror}") from exc
     if stat.S_ISDIR(mode):
         raise RenderError(f"cannot write {str(output)!r}: it is a directory; name a file")
-    if stat.S_ISREG(mode):
+    if stat.S_ISREG(mode) and not _names_a_descriptor(output):
         return _open_part_file(output.resolve())  # through symlinks: the file itself
     try:
         # "a": nothing to truncate on a device or pipe, and never created here.
         return output.open("a", encoding="utf-8", newline="")
     except OSError as exc:
         raise RenderError(f"cannot write {str(output)!r}: {exc.strerror}") from exc
+
+
+def _names_a_descriptor(output: Path) -> bool:
+    """``/dev/stdout``, ``/dev/fd/N``, ``/proc/self/fd/N``: an open file of the shell's.
+
+    It may be a regular file (``>> log.txt``): renaming a new file over it would
+    drop what the shell's file held and leave the shell writing to a deleted one.
+    """
+    parts = Path(os.path.abspath(output)).parts[1:]
+    return parts[:2] in (("dev", "stdout"), ("dev", "stderr"), ("dev", "fd")) or (
+        len(parts) > 3 and parts[0] == "proc" and parts[2] == "fd"
+    )
 
 
 def _open_part_file(output: Path) -> IO[str]:

@@ -5,7 +5,9 @@ through :func:`recorder.app.record` exactly as ``recorder join`` does, renews
 the lease every few seconds and stops writing the moment it could have lost it.
 A takeover continues the same meeting: a replayed channel starts at the script
 time already elapsed since the recording started, as a rejoin of a live channel
-would, and the outage is noted on the meeting (a ``gap`` note).
+would, and the outage is stored as gaps (:mod:`recorder.fleet.takeover`): the
+kept audio the previous worker had not transcribed is repaired when the meeting
+ends, what nobody received is ``lost`` and leaves the meeting ``partial``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -38,6 +39,7 @@ from recorder.console import LiveConsole
 from recorder.errors import (
     ChannelError,
     ConfigError,
+    DatabaseUnreachable,
     MigrationRequired,
     NotFoundError,
     RecorderError,
@@ -49,6 +51,12 @@ from recorder.errors import (
 from recorder.fleet.queue import MAX_ATTEMPTS, HandBack, Transient
 from recorder.fleet.recordings import FINAL_STATUSES, Claim, Recordings
 from recorder.fleet.shift import ShiftedTransport
+from recorder.fleet.takeover import (
+    Outage,
+    TakeoverGaps,
+    store_newcomer_gaps,
+    store_takeover_gaps,
+)
 from recorder.pipeline import FinalTurn
 from recorder.transport.base import Transport
 from storage.store import TranscriptStore
@@ -164,6 +172,9 @@ class FencedStore(TranscriptStore):
     """
 
     fence: ActiveRecording | None = None
+    # The meeting was recorded by another worker before (a takeover): its turns are
+    # not this worker's, so "nothing recorded" is never true of it.
+    continued: bool = False
 
     @classmethod
     def sharing(cls, engine: AsyncEngine, url: URL, fence: ActiveRecording) -> FencedStore:
@@ -218,8 +229,23 @@ class FencedStore(TranscriptStore):
         """End the meeting, unless it goes on elsewhere (hand-back) or is not ours."""
         if self.fence is not None and self.fence.handback:
             return
-        if await self._allowed():
-            await super().finish_meeting(*args, **kwargs)
+        if not await self._allowed():
+            return
+        if self.continued and _status_of(args, kwargs) == "failed":
+            # The ledger judged only this worker's part; the meeting has what the
+            # previous worker recorded, so it is partial, not failed.
+            meeting_id = int(args[0] if args else kwargs["meeting_id"])
+            summary = (await self.get_meeting(meeting_id, with_turns=False)).summary
+            if summary.turn_count:
+                if len(args) >= 3:
+                    args = (*args[:2], "partial", *args[3:])
+                else:
+                    kwargs["status"] = "partial"
+        await super().finish_meeting(*args, **kwargs)
+
+
+def _status_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    return str(args[2] if len(args) >= 3 else kwargs.get("status", "completed"))
 
 
 @dataclass
@@ -270,7 +296,13 @@ async def run_job(runtime: FleetRuntime, context: JobContext, recording_id: int)
         runtime.lease_s,
         lambda: recordings.renew(recording_id, token, runtime.lease_s),
     )
-    claim = await _claim(runtime, recording_id, token, active)
+    try:
+        claim = await _claim(runtime, recording_id, token, active)
+    except (HandBack, asyncio.CancelledError):
+        raise
+    except Exception as exc:  # the queue's database away: the job would be lost, not retried
+        runtime.say(f"recording {recording_id}: will retry: the lease could not be taken: {exc}")
+        raise Transient(DatabaseUnreachable(f"the lease could not be taken: {exc}")) from exc
     if claim is None:
         return
     row = claim.row
@@ -279,8 +311,12 @@ async def run_job(runtime: FleetRuntime, context: JobContext, recording_id: int)
         outage = claim.last_renewed_s
         runtime.say(
             f"{where}: taking over from {claim.previous_host}:{claim.previous_pid}"
-            + (f", {outage:.1f} s after its last lease renewal" if outage is not None else "")
-            + f"; continuing meeting {row.meeting_id} at {claim.elapsed_s:.1f} s"
+            + (f", {outage:.1f} s after its last sign of life" if outage is not None else "")
+            + (
+                f"; continuing meeting {row.meeting_id} at {claim.elapsed_s:.1f} s"
+                if row.meeting_id is not None
+                else f"; its meeting never began: joining at {claim.elapsed_s:.1f} s"
+            )
         )
     else:
         runtime.say(f"{where}: started (waited {row.wait_s:.1f} s in the queue)")
@@ -303,9 +339,12 @@ async def run_job(runtime: FleetRuntime, context: JobContext, recording_id: int)
             await recordings.release(recording_id, token, status="failed", reason=reason)
             return
         runtime.say(f"{where}: will retry (attempt {attempts + 1} of {MAX_ATTEMPTS}): {exc}")
-        await recordings.release(
-            recording_id, token, status="queued", reason=f"retrying after: {exc}"
-        )
+        try:
+            await recordings.release(
+                recording_id, token, status="queued", reason=f"retrying after: {exc}"
+            )
+        except Exception as away:  # the retry claims it once the lease has expired
+            log.warning("! lease of recording %d not handed back: %s", recording_id, away)
         raise Transient(exc) from exc
     except Exception as exc:
         log.exception("! %s failed", where)
@@ -382,33 +421,26 @@ async def _keep_lease(runtime: FleetRuntime, active: ActiveRecording) -> None:
 
 
 class _Companion:
-    """Notes the meeting id on the recording and, on a takeover, the outage as a gap."""
+    """Notes the meeting id on the recording; after a takeover, gaps for newcomers."""
 
-    def __init__(self, runtime: FleetRuntime, claim: Claim, token: str, speed: float) -> None:
+    def __init__(
+        self,
+        runtime: FleetRuntime,
+        claim: Claim,
+        token: str,
+        takeover: tuple[Outage, TakeoverGaps] | None,
+    ) -> None:
         self._runtime = runtime
         self._claim = claim
         self._token = token
-        self._speed = speed
+        self._takeover = takeover
+        self._context: MeetingContext | None = None
 
     async def started(self, context: MeetingContext) -> None:
-        claim = self._claim
-        await self._runtime.recordings.set_meeting(claim.row.id, self._token, context.meeting_id)
-        if claim.row.meeting_id is None or claim.last_renewed_s is None:
-            return
-        end_ms = claim.elapsed_s * 1000 * self._speed
-        start_ms = max(0.0, end_ms - claim.last_renewed_s * 1000 * self._speed)
-        try:
-            await context.store.add_note(
-                context.meeting_id,
-                "gap",
-                f"not heard live for {(end_ms - start_ms) / 1000:.1f} s while the recording "
-                f"moved from {claim.previous_host}:{claim.previous_pid} to "
-                f"{self._runtime.host}:{self._runtime.pid}",
-                created_at=datetime.now(UTC),
-                meta={"start_ms": round(start_ms), "end_ms": round(end_ms), "cause": "takeover"},
-            )
-        except RecorderError as exc:
-            log.warning("! gap note not stored: %s", exc)
+        self._context = context
+        await self._runtime.recordings.set_meeting(
+            self._claim.row.id, self._token, context.meeting_id
+        )
 
     def final_turn(self, turn: FinalTurn) -> None:
         pass
@@ -417,7 +449,16 @@ class _Companion:
         pass
 
     async def before_end(self) -> None:
-        pass
+        # By now everyone already in the channel at the rejoin has been reported.
+        if self._takeover is None or self._context is None:
+            return
+        outage, gaps = self._takeover
+        try:
+            await store_newcomer_gaps(
+                self._context.store, self._context.meeting_id, outage, gaps.known
+            )
+        except RecorderError as exc:
+            log.warning("! takeover gaps of newcomers not stored: %s", exc)
 
     async def stopped(self) -> None:
         pass
@@ -491,8 +532,10 @@ async def _record(
     if options.get("speech_model"):
         config = dataclasses.replace(config, speech_model=str(options["speech_model"]))
     speed = float(options.get("speed") or 1.0)
-    transport = _open_transport(config, row.channel, options, claim.elapsed_s * 1000 * speed)
+    rejoin_ms = claim.elapsed_s * 1000 * speed
     store = FencedStore.sharing(runtime.engine, runtime.url, active)
+    takeover = await _take_over(runtime, claim, store, rejoin_ms, speed)
+    transport = _open_transport(config, row.channel, options, rejoin_ms)
     try:
         return await record(
             config,
@@ -500,12 +543,41 @@ async def _record(
             options=_options(options, claim),
             # The worker prints job events only; participants' comings and goings stay quiet.
             console=LiveConsole(quiet=True, status=_Discard()),
-            observers=(_Companion(runtime, claim, token, speed),),
+            observers=(_Companion(runtime, claim, token, takeover),),
             store=store,
             stop=active.stop,
         )
     finally:
         store.fence = None
+
+
+async def _take_over(
+    runtime: FleetRuntime, claim: Claim, store: FencedStore, rejoin_ms: float, speed: float
+) -> tuple[Outage, TakeoverGaps] | None:
+    """Store what the channel's time without a recorder missed; None on a first claim."""
+    row = claim.row
+    if claim.previous_host is None or claim.last_renewed_s is None:
+        return None
+    if row.meeting_id is None:
+        # An earlier attempt failed before the meeting began (a retry): the channel went
+        # unheard from the recording's start. Whoever is in it at the rejoin gets a lost
+        # gap when the meeting ends.
+        return Outage(from_ms=0.0, to_ms=rejoin_ms, handed_back=True), TakeoverGaps(frozenset())
+    # Stored before the channel is rejoined: what the previous worker left is final.
+    outage = Outage(
+        from_ms=max(0.0, rejoin_ms - claim.last_renewed_s * 1000 * speed),
+        to_ms=rejoin_ms,
+        handed_back=claim.handed_back,
+    )
+    gaps = await store_takeover_gaps(store, row.meeting_id, outage)
+    store.continued = True
+    runtime.say(
+        f"recording {row.id} ({row.channel}): outage {outage.from_ms / 1000:.1f}-"
+        f"{outage.to_ms / 1000:.1f} s stored as gaps: {gaps.to_repair} to repair from the "
+        f"kept audio when the meeting ends, {gaps.lost} lost ({gaps.lost_ms / 1000:.1f} "
+        "participant-seconds nobody received)"
+    )
+    return outage, gaps
 
 
 def _describe(report: MeetingReport, active: ActiveRecording, empty_timeout_s: float) -> str:
@@ -517,11 +589,15 @@ def _describe(report: MeetingReport, active: ActiveRecording, empty_timeout_s: f
         )
     if report.dropped_audio_ms:
         said += f"; {report.dropped_audio_ms / 1000:.1f} s of audio lost (this worker fell behind)"
+    lost = [g for g in report.gaps if g.state != "repaired"]
+    if lost:
+        said += f"; {len(lost)} gap(s) not repaired (see 'recorder show {report.meeting_id}')"
+    status = report.status
     if report.end_reason == "empty":
         who = "nobody joined" if report.participants == 0 else "everyone left"
-        return f"completed: the channel stayed empty for {empty_timeout_s:g} s ({who}); {said}"
+        return f"{status}: the channel stayed empty for {empty_timeout_s:g} s ({who}); {said}"
     if report.end_reason == "duration":
-        return f"completed at its --max-duration; {said}"
+        return f"{status} at its --max-duration; {said}"
     if report.end_reason == "stopped":
-        return f"completed ({active.stop_reason or 'stopped'}); {said}"
-    return f"completed: the channel ended; {said}"
+        return f"{status} ({active.stop_reason or 'stopped'}); {said}"
+    return f"{status}: the channel ended; {said}"

@@ -78,6 +78,8 @@ class Claim:
         previous_pid: that holder's process id.
         last_renewed_s: how long ago (database clock) the previous holder last
             renewed its lease or handed it back: the outage a takeover leaves.
+        handed_back: the previous holder gave the lease up (a drain or a retry)
+            rather than losing it (killed, frozen).
     """
 
     row: RecordingRow
@@ -85,6 +87,7 @@ class Claim:
     previous_host: str | None
     previous_pid: int | None
     last_renewed_s: float | None
+    handed_back: bool = False
 
 
 class Recordings:
@@ -208,7 +211,8 @@ class Recordings:
             # handed back records when it was handed back.
             "(SELECT extract(epoch FROM now() - old.lease_expires)::float8 "
             "  + CASE WHEN old.lease_token IS NULL THEN 0 ELSE %(lease)s END "
-            " FROM old) AS last_renewed_s "
+            " FROM old) AS last_renewed_s, "
+            "(SELECT old.lease_token IS NULL FROM old) AS handed_back "
             "FROM claimed",
             id=recording_id,
             token=token,
@@ -223,12 +227,14 @@ class Recordings:
         previous_host = row.pop("previous_host")
         previous_pid = row.pop("previous_pid")
         last_renewed = row.pop("last_renewed_s")
+        handed_back = bool(row.pop("handed_back"))
         return Claim(
             RecordingRow.of(row),
             elapsed,
             previous_host,
             previous_pid,
             None if last_renewed is None else float(last_renewed),
+            handed_back,
         )
 
     async def renew(self, recording_id: int, token: str, lease_s: float) -> bool | None:

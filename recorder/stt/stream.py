@@ -181,6 +181,7 @@ class SttStream:
         # One socket at a time.
         self._link: SttConnection | None = None
         self._sockets_opened = 0
+        self._quick_reopens = 0  # 3008s in a row that came at once (see _run_sockets)
 
         self._wake = asyncio.Event()
         self._stop_requested = asyncio.Event()
@@ -407,6 +408,17 @@ class SttStream:
                     # is still talking, so treat it as a drop.
                     logger.warning("! %s: the server ended the socket unasked", self.name)
                     disposition = Disposition.RETRY
+                if disposition is Disposition.REOPEN:
+                    # 3008 caps a session at hours: sockets that end at once with nothing
+                    # transcribed, again and again, are failing, and reopening them at once
+                    # forever would spend a session each time; the quick-failure guard
+                    # decides after the first.
+                    is_quick = lifetime is not None and (
+                        lifetime < self._retry_settings.quick_failure_s and not made_progress
+                    )
+                    self._quick_reopens = self._quick_reopens + 1 if is_quick else 0
+                    if self._quick_reopens > 1:
+                        disposition = Disposition.RETRY
                 if lifetime is not None:
                     if disposition is Disposition.RETRY:
                         self._retry.socket_closed(lifetime, problem, made_progress=made_progress)

@@ -168,6 +168,10 @@ def _show(value: Any) -> str:
 
 
 def _check_keys(entry: dict[str, Any], allowed: tuple[str, ...], source: str, where: str) -> None:
+    repeated = getattr(entry, "repeated", None)
+    if repeated is not None:
+        # JSON would silently keep the last value: say so rather than guess.
+        raise _fail(source, where, f"the key {_show(repeated)} is given twice")
     for key in entry:
         if key in allowed:
             continue
@@ -193,8 +197,14 @@ def _seconds(value: Any, source: str, where: str) -> float:
     return float(value)
 
 
-def _text(value: Any, source: str, where: str, *, limit: int, what: str) -> str:
-    """A non-empty string of at most ``limit`` characters that UTF-8 can encode."""
+def _text(
+    value: Any, source: str, where: str, *, limit: int, what: str, one_line: bool = False
+) -> str:
+    """A non-empty string of at most ``limit`` characters that UTF-8 can encode.
+
+    ``one_line``: a label printed on the console and in exports (a channel, a
+    name), which must hold no line break or other control character.
+    """
     if not isinstance(value, str) or not value.strip():
         raise _fail(source, where, f"expected non-empty {what}, got {_show(value)}")
     if len(value) > limit:
@@ -206,6 +216,10 @@ def _text(value: Any, source: str, where: str, *, limit: int, what: str) -> str:
         raise _fail(
             source, where, f"the {what} holds an invalid character {ascii(bad)} (a lone surrogate)"
         ) from None
+    if one_line:
+        for char in value:
+            if not char.isprintable() and char != " ":
+                raise _fail(source, where, f"the {what} holds a control character {ascii(char)}")
     return value
 
 
@@ -336,7 +350,12 @@ def _check_participants(raw: Any, source: str) -> dict[int, str]:
         seen.add(uid)
         if "name" in entry:
             names[uid] = _text(
-                entry["name"], source, f"{where}.name", limit=_MAX_NAME_CHARS, what="name"
+                entry["name"],
+                source,
+                f"{where}.name",
+                limit=_MAX_NAME_CHARS,
+                what="name",
+                one_line=True,
             )
     return names
 
@@ -360,7 +379,12 @@ def parse_script(
     if "channel" not in data:
         raise _fail(source, "top level", "missing 'channel'")
     channel = _text(
-        data["channel"], source, "channel", limit=_MAX_CHANNEL_CHARS, what="channel name"
+        data["channel"],
+        source,
+        "channel",
+        limit=_MAX_CHANNEL_CHARS,
+        what="channel name",
+        one_line=True,
     )
     names = _check_participants(data.get("participants", []), source)
     raw_events = data.get("events")
@@ -443,7 +467,12 @@ def load_script(path: Path) -> MeetingScript:
     """
     shown = _quote(str(path))
     try:
-        with path.open("rb") as handle:
+        # O_NONBLOCK: opening a FIFO with no writer would otherwise wait forever; on a
+        # regular file it changes nothing.
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        with open(descriptor, "rb") as handle:
+            if stat.S_ISDIR(os.fstat(handle.fileno()).st_mode):
+                raise IsADirectoryError
             if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
                 raise ReplayError(f"replay file {shown} is not a regular file")
             raw = handle.read(MAX_FILE_BYTES + 1)
@@ -458,13 +487,14 @@ def load_script(path: Path) -> MeetingScript:
     if len(raw) > MAX_FILE_BYTES:
         raise ReplayError(f"replay file {shown} is larger than {MAX_FILE_BYTES // 2**20} MiB")
     try:
-        text = raw.decode("utf-8")
+        # utf-8-sig: editors on Windows start UTF-8 files with a byte order mark.
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ReplayError(
             f"replay file {shown} is not UTF-8 text (byte {exc.start}); save it as UTF-8 JSON"
         ) from None
     try:
-        data = json.loads(text, parse_constant=_reject_constant)
+        data = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_JsonObject)
     except json.JSONDecodeError as exc:
         raise ReplayError(
             f"replay file {shown} is not valid JSON "
@@ -481,6 +511,22 @@ def load_script(path: Path) -> MeetingScript:
             f"replay file {shown} holds a number too long to read; use seconds like 12.5"
         ) from None
     return parse_script(data, base_dir=path.parent, source=shown)
+
+
+class _JsonObject(dict[str, Any]):
+    """A JSON object that remembers the first key it held twice (json keeps the last)."""
+
+    repeated: str | None = None
+
+    def __init__(self, pairs: list[tuple[str, Any]]) -> None:
+        super().__init__(pairs)
+        if len(self) != len(pairs):
+            seen: set[str] = set()
+            for key, _ in pairs:
+                if key in seen:
+                    self.repeated = key
+                    break
+                seen.add(key)
 
 
 class _NonFinite(ValueError):
