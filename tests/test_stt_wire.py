@@ -240,3 +240,47 @@ async def test_fragmented_text_is_joined() -> None:
         await asyncio.wait_for(arrived.wait(), 5)
         wire.abort()
     assert got == ['{"a": 1}']
+
+
+async def test_an_http_proxy_from_the_environment_is_tunnelled_through(
+    echo: tuple[str, list[bytes | str], list[dict[str, str]]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """HTTP(S)_PROXY is honoured as websockets' own connect() does (CONNECT, then the handshake)."""
+    url, got, _ = echo
+    target = url.split("/")[2]
+    asked: list[str] = []
+
+    async def tunnel(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        asked.append(head.split(b"\r\n", 1)[0].decode())
+        host, port = target.rsplit(":", 1)
+        up_reader, up_writer = await asyncio.open_connection(host, int(port))
+        writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            while data := await src.read(65536):
+                dst.write(data)
+            dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    proxy = await asyncio.start_server(tunnel, "127.0.0.1", 0)
+    async with proxy:
+        port = proxy.sockets[0].getsockname()[1]
+        for name in ("no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY", "https_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{port}")
+        wire = await opened(url)
+        texts: list[str] = []
+        arrived = asyncio.Event()
+
+        def on_text(text: str) -> None:
+            texts.append(text)
+            arrived.set()
+
+        wire.receive(on_text)
+        await asyncio.wait_for(arrived.wait(), 5)
+        assert texts == ['{"type": "Begin"}']
+        assert asked == [f"CONNECT {target} HTTP/1.1"]
+        wire.abort()

@@ -26,12 +26,13 @@ import ssl
 import struct
 from collections.abc import Callable, Mapping
 
+from websockets.asyncio.client import connect_http_proxy
 from websockets.client import ClientProtocol
 from websockets.exceptions import InvalidHandshake
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Response
 from websockets.protocol import State
-from websockets.uri import parse_uri
+from websockets.uri import Proxy, WebSocketURI, get_proxy, parse_proxy, parse_uri
 
 try:
     from websockets.speedups import apply_mask
@@ -321,15 +322,19 @@ async def open_wire(
         return wire
 
     context = ssl.create_default_context() if uri.secure else None
+    proxy = get_proxy(uri)  # HTTPS_PROXY / HTTP_PROXY / NO_PROXY, as websockets' connect()
     try:
         async with asyncio.timeout(open_timeout_s):
-            await loop.create_connection(
-                factory,
-                uri.host,
-                uri.port,
-                ssl=context,
-                server_hostname=uri.host if context is not None else None,
-            )
+            if proxy is None:
+                await loop.create_connection(
+                    factory,
+                    uri.host,
+                    uri.port,
+                    ssl=context,
+                    server_hostname=uri.host if context is not None else None,
+                )
+            else:
+                await _through_proxy(factory(), uri, parse_proxy(proxy), context, user_agent)
             assert wire is not None
             request = protocol.connect()
             request.headers.update(headers)
@@ -342,3 +347,35 @@ async def open_wire(
             wire.abort()
         raise
     return wire
+
+
+async def _through_proxy(
+    wire: WireSocket,
+    uri: WebSocketURI,
+    proxy: Proxy,
+    context: ssl.SSLContext | None,
+    user_agent: str,
+) -> None:
+    """Tunnel through an HTTP(S) proxy (CONNECT), then TLS to the server, as websockets does.
+
+    https://websockets.readthedocs.io/en/stable/topics/proxies.html
+    """
+    if not proxy.scheme.startswith("http"):
+        raise OSError(f"a {proxy.scheme} proxy is not supported for speech-to-text sockets")
+    transport: asyncio.BaseTransport = await connect_http_proxy(
+        proxy,
+        uri,
+        user_agent_header=user_agent,
+        ssl=ssl.create_default_context() if proxy.scheme == "https" else None,
+    )
+    transport.set_protocol(wire)
+    if context is not None:
+        upgraded = await asyncio.get_running_loop().start_tls(
+            transport,  # type: ignore[arg-type]
+            wire,
+            context,
+            server_hostname=uri.host,
+        )
+        assert upgraded is not None
+        transport = upgraded
+    wire.connection_made(transport)
