@@ -171,7 +171,8 @@ class ClockedConsole(LiveConsole):
 
 
 BACK = re.compile(
-    r"^\+ transcription back for (Ada|Bo) \(\d+\); "
+    # A participant's further trouble while down is counted, not said again.
+    r"^\+ transcription back for (Ada|Bo) \(\d+\)( \(seen \d+ times\))?; "
     r"repairing \d\d:\d\d:\d\d-\d\d:\d\d:\d\d from the stored audio$"
 )
 
