@@ -46,7 +46,7 @@ def cli() -> None:
     Then read, export and search what was said:
         recorder meetings
         recorder export latest -o standup.html
-        recorder search "budget"
+        recorder search "billing export"
     Write notes (summary, decisions, action items) and ask questions:
         recorder notes latest
         recorder ask latest "Who owns the budget?"
