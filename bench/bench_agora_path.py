@@ -32,7 +32,9 @@ many chunks reached the pipeline more than 50 ms after their last sample
 from __future__ import annotations
 
 import asyncio
+import cProfile
 import logging
+import math
 import os
 import re
 import resource
@@ -65,6 +67,10 @@ from recorder.transport.agora.transport import AgoraTransport  # noqa: E402
 from storage.store import TranscriptStore  # noqa: E402
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "10"))
+#: A file name prefix: profile the loop's thread while the speakers speak (cProfile).
+PROFILE = os.environ.get("BENCH_PROFILE", "")
+#: ``0`` skips the native-alone and no-op-observer runs (quicker while iterating).
+BASELINES = os.environ.get("BENCH_BASELINES", "1") != "0"
 APP_ID = "0123456789abcdef0123456789abcdef"
 CHANNEL = "bench"
 FRAME = bytes_for_ms(10)
@@ -174,7 +180,8 @@ def official_sdk(control: NativeControl, sdk: Any, uids: list[int], url: str) ->
         client = StreamingClient(StreamingClientOptions(api_key="bench", api_host=host))
         client.on(StreamingEvents.Begin, lambda *_: begun.append(1))
         client.on(StreamingEvents.Turn, lambda *_: turns.append(1))
-        client.connect(StreamingParameters(sample_rate=16000, speech_model=DEFAULT_SPEECH_MODEL))
+        params = StreamingParameters(sample_rate=16000, speech_model=DEFAULT_SPEECH_MODEL)  # type: ignore[call-arg,arg-type]
+        client.connect(params)
         clients[str(uid)] = client
     buffers: dict[str, bytearray] = {}
 
@@ -300,10 +307,12 @@ class Arrivals:
                 arrivals.late_ms.append(arrivals.clock() - chunk.end_ms)
             original(recorder, uid, chunk)
 
-        MeetingRecorder.on_audio = on_audio  # type: ignore[method-assign]
+        MeetingRecorder.on_audio = on_audio  # type: ignore[method-assign,assignment]
 
 
 ARRIVALS = Arrivals()
+#: The last recorder run's CPU split, ms per participant-second: the loop's thread, kernel.
+SPLIT: dict[str, float] = {}
 
 
 async def with_recorder(
@@ -333,7 +342,17 @@ async def with_recorder(
                 raise RuntimeError("the speakers were not all announced")
             if isinstance(transport.bridge, NativeAudioBridge) != tap:
                 raise RuntimeError(f"asked for tap={tap}, got {type(transport.bridge).__name__}")
+            profiler = cProfile.Profile() if PROFILE else None
+            if profiler is not None:
+                profiler.enable()  # the loop's thread only: where the Python time goes
+            loop0, sys0 = time.thread_time(), resource.getrusage(resource.RUSAGE_SELF).ru_stime
             cpu, _ = await asyncio.to_thread(speak_and_measure, control, uids)
+            per = 1000 / (len(uids) * SECONDS)
+            SPLIT["loop"] = (time.thread_time() - loop0) * per
+            SPLIT["sys"] = (resource.getrusage(resource.RUSAGE_SELF).ru_stime - sys0) * per
+            if profiler is not None:
+                profiler.disable()
+                profiler.dump_stats(f"{PROFILE}.{'tap' if tap else 'python'}.{len(uids)}")
             stop.set()
             await task
             ARRIVALS.clock = None
@@ -373,10 +392,12 @@ async def main() -> None:
             uids = list(range(1000, 1000 + size))
             for uid in uids:
                 control.channel(CHANNEL).add_user(uid)
-            native = await asyncio.to_thread(sdk_only, control, sdk, uids, observe=False)
-            release_agora_service()
-            wrapper = await asyncio.to_thread(sdk_only, control, sdk, uids, observe=True)
-            release_agora_service()
+            native = wrapper = math.nan
+            if BASELINES:
+                native = await asyncio.to_thread(sdk_only, control, sdk, uids, observe=False)
+                release_agora_service()
+                wrapper = await asyncio.to_thread(sdk_only, control, sdk, uids, observe=True)
+                release_agora_service()
             say(
                 f"{size:4d} speakers: native alone {native:5.3f}; wrapper (observer a no-op) "
                 f"{wrapper:5.3f} ms per participant-second"
@@ -399,7 +420,9 @@ async def main() -> None:
                     f"native lateness p50 {percentile(late, 0.5):6.1f} p99 "
                     f"{percentile(late, 0.99):6.1f} max {max(late, default=0.0):6.1f} ms; "
                     f"chunks >{LATE_MS:.0f} ms late {sent_late}/{len(arrivals)} "
-                    f"(worst {max(arrivals, default=0.0):.0f} ms); dropped {dropped / 1000:.1f} s"
+                    f"(worst {max(arrivals, default=0.0):.0f} ms); dropped {dropped / 1000:.1f} s; "
+                    f"of which the loop's thread {SPLIT['loop']:5.3f}, in the kernel "
+                    f"{SPLIT['sys']:5.3f} (all threads)"
                 )
             if "sdk" in paths:
                 control.close()

@@ -148,23 +148,28 @@ async def test_while_away_writes_go_to_the_journal_and_memory_stays_bounded(
         memory_limit=50,
     )
     task = start(writer)
-    for order in range(600):
+    turns = 2000
+    for order in range(turns):
         writer.put(record(order))
         if order == 300:
             writer.submit(gap_write(1, 7, 10, 20, "service unreachable"))
         await asyncio.sleep(0.001)  # turns arrive over time (far faster than in a meeting)
-    await asyncio.sleep(0.1)
-    # Everything is on disk: a recorder killed now loses nothing.
+    # Everything reaches the disk (a failed retry spills what is held, before the next
+    # retry): a recorder killed then loses nothing.
+    for _ in range(2):
+        db.tried.clear()
+        await asyncio.wait_for(db.tried.wait(), TIMEOUT)
     assert writer.pending == 0 and writer.is_journaling
     entries, _ = read_entries(path)
     assert entries[0]["op"] == "journal"
-    assert sum(e["op"] == "turn" for e in entries) == 600
-    # The bound, plus what arrives while one spill is being written and fsync'd.
-    assert writer.most_held <= 150
+    assert sum(e["op"] == "turn" for e in entries) == turns
+    # The bound, plus what arrives while one spill is being written and fsync'd (a slow
+    # disk or a loaded machine lengthens that): far below everything that arrived.
+    assert writer.most_held <= 400
     db.is_away = False
     writer.close()
     await asyncio.wait_for(task, TIMEOUT)
-    assert db.orders == list(range(600))  # in order, each once
+    assert db.orders == list(range(turns))  # in order, each once
     ops = [w["op"] for b in db.batches for w in b]
     assert ops.index("gap") == 301
     assert not path.exists() and not writer.is_journaling

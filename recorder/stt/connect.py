@@ -18,7 +18,6 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
-from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import (
     ConnectionClosed,
     InvalidHandshake,
@@ -29,6 +28,7 @@ from websockets.exceptions import (
 
 from recorder import __version__
 from recorder.errors import SttConnectionError, SttRejected
+from recorder.stt.wire import WireSocket, open_wire
 from recorder.wirelog import wire_logger
 
 __all__ = [
@@ -126,7 +126,7 @@ async def open_socket(
     close_timeout_s: float,
     ping_interval_s: float | None = 20.0,
     ping_timeout_s: float | None = 20.0,
-) -> ClientConnection:
+) -> WireSocket:
     """Open one streaming socket (the upgrade only; ``Begin`` is read by the caller).
 
     A server that stops answering pings (a stalled socket: connected, silent)
@@ -136,21 +136,21 @@ async def open_socket(
 
     Compression is off: PCM barely compresses and permessage-deflate costs about
     4x the client CPU (docs/architecture.md, "Decisions and measurements").
+    The socket connects directly (no HTTP proxy), like the real-time path it serves.
 
     Raises:
         SttRejected: see :func:`map_exceptions`.
         SttConnectionError: see :func:`map_exceptions`.
     """
     with map_exceptions(redact_url(url)):
-        return await connect(
+        return await open_wire(
             url,
-            additional_headers=dict(headers),
-            compression=None,
-            open_timeout=open_timeout_s,
-            close_timeout=close_timeout_s,
-            ping_interval=ping_interval_s,
-            ping_timeout=ping_timeout_s,
-            user_agent_header=f"recorder/{__version__}",
+            headers,
+            open_timeout_s=open_timeout_s,
+            close_timeout_s=close_timeout_s,
+            ping_interval_s=ping_interval_s,
+            ping_timeout_s=ping_timeout_s,
+            user_agent=f"recorder/{__version__}",
             # Server frames are JSON turns, far below 1 MiB.
             max_size=2**20,
             logger=WIRE_LOGGER,

@@ -1,7 +1,10 @@
 """One socket of a streaming STT stream: wait for Begin, pace audio out, read turns in.
 
-:class:`SttConnection` drives a websockets connection with an
-:class:`~recorder.stt.protocol.SttProtocol` until it closes; the
+:class:`SttConnection` drives a :class:`~recorder.stt.wire.WireSocket` with an
+:class:`~recorder.stt.protocol.SttProtocol` until it closes. Server messages
+are parsed on the socket's read callback; audio and control messages are
+written straight to the transport, one write per message; a task waits only
+when a chunk is not due yet or the transport is paused. The
 :class:`~recorder.stt.stream.SttStream` around it owns the audio
 held audio, the events and the reconnect policy.
 """
@@ -14,10 +17,6 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
-
-from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed
-from websockets.protocol import State as WsState
 
 from recorder.stt.events import (
     Closed,
@@ -35,21 +34,18 @@ from recorder.stt.pacer import Pacer
 from recorder.stt.protocol import State, SttProtocol
 from recorder.stt.resend import ResendBuffer, SocketMap
 from recorder.stt.settings import RetrySettings
+from recorder.stt.wire import WireSocket
 
 __all__ = ["SttConnection"]
 
 logger = logging.getLogger("recorder.stt.stream")
 
-# Above this many unsent bytes in the socket's write buffer, write_now() declines and
-# leaves the chunk to the sender task, which awaits drain().
-_DIRECT_WRITE_HIGH_WATER = 64 * 1024
-
 
 class SttConnection:
-    """One open socket: its protocol state, pacer, sender task and receive loop.
+    """One open socket: its protocol state, pacer, and a sender task for what must wait.
 
     Args:
-        conn: the upgraded websockets connection.
+        conn: the upgraded socket.
         proto: a fresh protocol for it (state CONNECTING).
         buffer: the stream's held audio (unsent, and sent but not yet final).
         socket_map: where this socket's audio comes from in the caller's audio.
@@ -66,7 +62,7 @@ class SttConnection:
 
     def __init__(
         self,
-        conn: ClientConnection,
+        conn: WireSocket,
         proto: SttProtocol,
         *,
         buffer: ResendBuffer,
@@ -87,6 +83,10 @@ class SttConnection:
         self._map = socket_map
         self._pacer = pacer
         self._wake = wake
+        # On the real clock, audio held back by pacing goes out from a loop timer
+        # (pump): no task switch per chunk. A test clock keeps the sender task waiting.
+        self._timed = pacer.is_monotonic
+        self._timer: asyncio.TimerHandle | None = None
         self._is_stopping = is_stopping
         self._emit = emit
         self._on_begin = on_begin
@@ -95,8 +95,10 @@ class SttConnection:
         self._terminate_timeout_s = retry.terminate_timeout_s
         self._speech_model = speech_model
         self._name = name
-        self._control: list[str] = []
         self.terminate_sent = False
+        self._begun: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._sender: asyncio.Task[None] | None = None
+        self._failure: BaseException | None = None
         self.last_server_error: str | None = None
         self._terminated: SessionTerminated | None = None
 
@@ -104,17 +106,19 @@ class SttConnection:
         """Queue ``ForceEndpoint`` (ignored unless the socket is open)."""
         if self.proto.state is State.OPEN:
             self.proto.send_force_endpoint()
-            self._queue_control_frames()
+            self._send_control_frames()
 
     def queue_update(self, fields: Mapping[str, Any]) -> None:
         """Queue ``UpdateConfiguration`` with wire-named fields (ignored unless open)."""
         if self.proto.state is State.OPEN:
             self.proto.send_update_configuration(**fields)
-            self._queue_control_frames()
+            self._send_control_frames()
 
-    def _queue_control_frames(self) -> None:
-        self._control.extend(str(frame) for frame in self.proto.data_to_send())
-        self._wake.set()
+    def _send_control_frames(self) -> None:
+        # Written at once: before any audio still queued, as the sender task used to.
+        for frame in self.proto.data_to_send():
+            if self.conn.is_open:
+                self.conn.send_text(str(frame))
 
     def write_now(self, pos: int, chunk: bytes) -> bool:
         """Write a live chunk straight to the socket when nothing needs waiting for.
@@ -122,26 +126,49 @@ class SttConnection:
         The common case (live audio at real time, nothing queued) then costs no
         task switch, which keeps 200 sockets in one process cheap
         (docs/architecture.md, "Decisions and measurements").
-        Anything else (a pacing delay, control frames, backpressure, a closing
-        socket) is declined and left to the sender task.
+        Anything else (a pacing delay, backpressure, a closing socket) is
+        declined and left to the sender task.
         """
         conn, proto = self.conn, self.proto
         if (
-            self._control
-            or proto.state is not State.OPEN
-            or conn.protocol.state is not WsState.OPEN
-            or conn.fragmented_send_waiter is not None
-            or conn.transport.get_write_buffer_size() > _DIRECT_WRITE_HIGH_WATER
+            proto.state is not State.OPEN
+            or conn.paused
+            or not conn.is_open
             or not self._pacer.is_due(proto.audio_bytes_sent)
         ):
             return False
         self._record_sent(pos, chunk)
-        try:
-            conn.protocol.send_binary(chunk)
-            conn.send_data()
-        except (OSError, RuntimeError) as exc:  # the socket died under us: the receiver sees it
-            logger.debug("! %s: direct write failed: %s", self._name, exc)
+        conn.send_binary(chunk)
         return True
+
+    def pump(self) -> bool:
+        """Send the queued audio that is due now; on the real clock, time the rest.
+
+        Called by the stream after it queued audio. Returns whether the socket
+        took care of it (sent, or a timer will); False leaves it to the sender
+        task (a test clock, backpressure, a closing or stopping socket).
+        """
+        if not self._timed or self._is_stopping() or self._sender is None:
+            return False
+        conn, proto, pacer, buffer = self.conn, self.proto, self._pacer, self._buffer
+        pending = buffer.pending
+        while pending:
+            if conn.paused or not conn.is_open or proto.state is not State.OPEN:
+                return False
+            delay = pacer.delay(proto.audio_bytes_sent)
+            if delay > 0:
+                if self._timer is None:
+                    self._timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
+                return True
+            pos, chunk = buffer.take()
+            self._record_sent(pos, chunk)
+            conn.send_binary(chunk)
+        return True
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if not self.pump():
+            self._wake.set()  # the sender task takes over (stopping, paused, closed)
 
     def _record_sent(self, pos: int, chunk: bytes) -> None:
         self._map.add(pos, len(chunk))
@@ -163,39 +190,38 @@ class SttConnection:
         upgraded_at = time.monotonic()
         began_at: float | None = None
         sender: asyncio.Task[None] | None = None
+        conn.receive(self._on_text)
         try:
             try:
                 async with asyncio.timeout(self._connect_timeout_s):
-                    while proto.state is State.CONNECTING:
-                        frame = await conn.recv()
-                        if isinstance(frame, str):
-                            proto.receive_text(frame)
-                            self._dispatch()
+                    await asyncio.wait(
+                        (self._begun, conn.closed), return_when=asyncio.FIRST_COMPLETED
+                    )
             except TimeoutError:
                 logger.info("! %s: no begin within %g s", self._name, self._connect_timeout_s)
-                conn.transport.abort()
+                conn.abort()
                 proto.receive_close(None, "no Begin from the server in time")
                 return self._close_events(upgraded_at, None), None
-            began_at = time.monotonic()
-            self._pacer.restart()
-            if config_updates:
-                self.queue_update(config_updates)
-            sender = asyncio.create_task(
-                self._send_loop(), name=f"stt {self._name} sender {proto.socket_index}"
-            )
-            async for frame in conn:
-                if isinstance(frame, str):
-                    proto.receive_text(frame)
-                    self._dispatch()
-        except ConnectionClosed:
-            pass
+            if self._begun.done():
+                began_at = time.monotonic()
+                self._pacer.restart()
+                if config_updates:
+                    self.queue_update(config_updates)
+                sender = self._sender = asyncio.create_task(
+                    self._send_loop(), name=f"stt {self._name} sender {proto.socket_index}"
+                )
+                await asyncio.shield(conn.closed)
         except asyncio.CancelledError:
             # Aborted (aclose, task group cancelled): still close the cost record.
-            conn.transport.abort()
+            conn.abort()
             proto.receive_close(None, "closed by the client")
             self._close_events(upgraded_at, began_at)
             raise
         finally:
+            self._sender = None
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
             if sender is not None:
                 sender.cancel()
                 try:
@@ -203,10 +229,23 @@ class SttConnection:
                 except asyncio.CancelledError:
                     pass
             if conn.close_code is None:
-                conn.transport.abort()  # cancelled: do not linger on the socket
+                conn.abort()  # cancelled: do not linger on the socket
+        if self._failure is not None:
+            raise self._failure
         proto.receive_close(conn.close_code, conn.close_reason or "")
         lifetime = None if began_at is None else time.monotonic() - began_at
         return self._close_events(upgraded_at, began_at), lifetime
+
+    def _on_text(self, text: str) -> None:
+        """A server message, on the socket's read callback."""
+        if self._failure is not None:
+            return
+        try:
+            self.proto.receive_text(text)
+            self._dispatch()
+        except Exception as exc:  # raised by run(), not lost in the transport's callback
+            self._failure = exc
+            self.conn.abort()
 
     def _close_events(self, upgraded_at: float, began_at: float | None) -> Closed:
         proto = self.proto
@@ -267,6 +306,8 @@ class SttConnection:
                         event.model,
                     )
                 self._on_begin()
+                if not self._begun.done():
+                    self._begun.set_result(None)
                 continue
             elif isinstance(event, SessionTerminated):
                 self._terminated = event
@@ -286,37 +327,37 @@ class SttConnection:
         return dataclasses.replace(event, audio_offset_ms=offset * 1000 // self._bps)
 
     async def _send_loop(self) -> None:
-        """Send queued audio paced to real time, then ``Terminate`` when stopping."""
+        """Send the audio that had to wait (pacing, backpressure), then ``Terminate``."""
         conn, proto = self.conn, self.proto
         pending = self._buffer.pending
-        try:
-            while True:
-                if self._control:
-                    frames, self._control = self._control, []
-                    for text in frames:
-                        await conn.send(text)
-                    continue
-                if not pending:
-                    if self._is_stopping():
-                        break
-                    self._wake.clear()
+        while True:
+            if not conn.is_open:
+                return
+            if not pending:
+                if self._is_stopping():
+                    break
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            if conn.paused:
+                await conn.drain()
+                continue
+            if not self._pacer.is_due(proto.audio_bytes_sent):
+                if self._timed and not self._is_stopping() and self.pump():
+                    self._wake.clear()  # the timer sends it, or wakes us
                     await self._wake.wait()
-                    continue
-                if not self._pacer.is_due(proto.audio_bytes_sent):
+                else:
                     await self._pacer.wait(proto.audio_bytes_sent)
-                    continue
-                pos, chunk = self._buffer.take()
-                self._record_sent(pos, chunk)
-                await conn.send(chunk)
-            proto.send_terminate()
-            self.terminate_sent = True
-            for frame in proto.data_to_send():
-                await conn.send(frame)
-            # Bounded wait for Termination; the receive loop ends when the server closes.
-            await asyncio.sleep(self._terminate_timeout_s)
-            logger.warning(
-                "! %s: no termination within %g s; closing", self._name, self._terminate_timeout_s
-            )
-            await conn.close()
-        except ConnectionClosed:
-            return
+                continue
+            pos, chunk = self._buffer.take()
+            self._record_sent(pos, chunk)
+            conn.send_binary(chunk)
+        proto.send_terminate()
+        self.terminate_sent = True
+        self._send_control_frames()
+        # Bounded wait for Termination; the socket closes when the server closes it.
+        await asyncio.sleep(self._terminate_timeout_s)
+        logger.warning(
+            "! %s: no termination within %g s; closing", self._name, self._terminate_timeout_s
+        )
+        conn.close()

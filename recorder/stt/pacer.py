@@ -64,6 +64,15 @@ class Pacer:
         """The clock time at which the message after ``bytes_sent`` bytes may go."""
         return self._began_at + (bytes_sent - self._lead_bytes) / self._bytes_per_clock_s
 
+    @property
+    def is_monotonic(self) -> bool:
+        """Whether the clock is ``time.monotonic`` itself (a loop timer can stand for it)."""
+        return self._clock is MONOTONIC_CLOCK
+
+    def delay(self, bytes_sent: int) -> float:
+        """Seconds from now until the message after ``bytes_sent`` bytes may go (<= 0: now)."""
+        return self.due(bytes_sent) - self._clock.monotonic()
+
     def is_due(self, bytes_sent: int) -> bool:
         """Whether the message after ``bytes_sent`` bytes may go now."""
         return self._clock.monotonic() >= self.due(bytes_sent)

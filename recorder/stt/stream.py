@@ -24,8 +24,6 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
-from websockets.asyncio.client import ClientConnection
-
 from recorder.audio import SPEECH_DBFS, level_dbfs
 from recorder.errors import RecorderError, SttConnectionError, SttRejected
 from recorder.stt.backoff import RetryBudget
@@ -59,6 +57,7 @@ from recorder.stt.settings import (
     PacingSettings,
     RetrySettings,
 )
+from recorder.stt.wire import WireSocket
 
 __all__ = ["LIVE_PACING", "SessionGate", "SttStream", "stream_factory"]
 
@@ -252,7 +251,7 @@ class SttStream:
                 dropped = self._buffer.queue(pos, chunk)
                 if dropped is not None:
                     self._report_dropped(*dropped)
-        if self._pending:
+        if self._pending and (link is None or not link.pump()):
             self._wake.set()
 
     def force_endpoint(self) -> None:
@@ -441,9 +440,7 @@ class SttStream:
                 async with asyncio.timeout(delay):
                     await self._stop_requested.wait()
 
-    async def _run_socket(
-        self, conn: ClientConnection
-    ) -> tuple[Closed, float | None, bool, str | None]:
+    async def _run_socket(self, conn: WireSocket) -> tuple[Closed, float | None, bool, str | None]:
         """Drive one socket until it closes.
 
         Returns:

@@ -1,0 +1,286 @@
+"""The STT wire: websockets' sans-I/O client on an asyncio transport, against real servers."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import InvalidStatus
+from websockets.frames import Frame, Opcode
+
+from recorder.stt.wire import WireSocket, open_wire
+
+LOG = logging.getLogger("test.wire")
+GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+async def opened(url: str, **kwargs: float | None) -> WireSocket:
+    options: dict[str, float | None] = {
+        "open_timeout_s": 5.0,
+        "close_timeout_s": 1.0,
+        "ping_interval_s": None,
+        "ping_timeout_s": None,
+    }
+    options.update(kwargs)
+    return await open_wire(
+        url,
+        {"Authorization": "key"},
+        user_agent="recorder/test",
+        max_size=2**20,
+        logger=LOG,
+        **options,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+async def echo() -> AsyncIterator[tuple[str, list[bytes | str], list[dict[str, str]]]]:
+    """A websockets server that greets, records what it gets and echoes text as text."""
+    got: list[bytes | str] = []
+    headers: list[dict[str, str]] = []
+
+    async def handler(ws: ServerConnection) -> None:
+        assert ws.request is not None
+        headers.append(dict(ws.request.headers.raw_items()))
+        await ws.send('{"type": "Begin"}')
+        async for message in ws:
+            got.append(message)
+            if isinstance(message, str):
+                if message == "close":
+                    await ws.close(4001, "asked")
+                    return
+                await ws.send(message.upper())
+
+    async with serve(handler, "127.0.0.1", 0) as server:
+        port = list(server.sockets)[0].getsockname()[1]
+        yield f"ws://127.0.0.1:{port}/v3/ws", got, headers
+
+
+async def test_handshake_first_message_audio_and_text(
+    echo: tuple[str, list[bytes | str], list[dict[str, str]]],
+) -> None:
+    url, got, headers = echo
+    wire = await opened(url)
+    texts: list[str] = []
+    arrived = asyncio.Event()
+
+    def on_text(text: str) -> None:
+        texts.append(text)
+        arrived.set()
+
+    await asyncio.sleep(0.05)  # Begin may arrive before anyone listens: it is held
+    wire.receive(on_text)
+    assert texts == ['{"type": "Begin"}']
+    chunks = [bytes([i]) * 3200 for i in range(5)] + [b"x" * 70_000, b"y" * 10]
+    for chunk in chunks:
+        wire.send_binary(chunk)
+    arrived.clear()
+    wire.send_text("hello")
+    await asyncio.wait_for(arrived.wait(), 5)
+    assert texts[-1] == "HELLO"
+    assert got == [*chunks, "hello"]  # unmasked by the server: the masking was right
+    assert headers[0]["Authorization"] == "key"
+    assert headers[0]["User-Agent"] == "recorder/test"
+    wire.close()
+    await asyncio.wait_for(wire.closed, 5)
+    assert wire.close_code == 1000
+    with pytest.raises(RuntimeError, match="not open"):
+        wire.send_binary(b"late")
+
+
+async def test_server_close_code_and_reason(
+    echo: tuple[str, list[bytes | str], list[dict[str, str]]],
+) -> None:
+    url, _, _ = echo
+    wire = await opened(url)
+    wire.receive(lambda text: None)
+    wire.send_text("close")
+    await asyncio.wait_for(wire.closed, 5)
+    assert (wire.close_code, wire.close_reason) == (4001, "asked")
+    assert not wire.is_open
+
+
+async def test_masking_keys_differ_per_frame() -> None:
+    """RFC 6455 §5.3: every frame has its own unpredictable key (pooled, not repeated)."""
+    received = bytearray()
+    done = asyncio.Event()
+
+    async def raw(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await handshake(reader, writer)
+        while len(received) < 2000 * 14:
+            received.extend(await reader.read(65536))
+        done.set()
+        await reader.read()
+
+    server = await raw_server(raw)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        wire = await opened(f"ws://127.0.0.1:{port}/")
+        for _ in range(2000):  # past one pool of keys
+            wire.send_binary(b"\0" * 8)
+        await asyncio.wait_for(done.wait(), 5)
+        wire.abort()
+    keys = [bytes(received[i * 14 + 2 : i * 14 + 6]) for i in range(2000)]
+    payloads = [bytes(received[i * 14 + 6 : i * 14 + 14]) for i in range(2000)]
+    assert all(received[i * 14] == 0x82 and received[i * 14 + 1] == 0x88 for i in range(2000))
+    assert payloads == [key * 2 for key in keys]  # zeros masked: the key itself
+    assert len(set(keys)) > 1990
+
+
+async def raw_server(
+    handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+) -> asyncio.Server:
+    """A raw TCP server on a free port; each connection is closed when its handler ends."""
+
+    async def run(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await handler(reader, writer)
+        finally:
+            writer.close()
+
+    return await asyncio.start_server(run, "127.0.0.1", 0)
+
+
+async def handshake(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Answer a client's upgrade by hand (a server that then does nothing websockets would)."""
+    request = (await reader.readuntil(b"\r\n\r\n")).decode()
+    key = next(
+        line.split(":", 1)[1].strip()
+        for line in request.split("\r\n")
+        if line.lower().startswith("sec-websocket-key")
+    )
+    accept = base64.b64encode(hashlib.sha1((key + GUID).encode()).digest()).decode()
+    writer.write(
+        (
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+        ).encode()
+    )
+    await writer.drain()
+
+
+async def test_a_server_that_stops_answering_pings_is_dropped() -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await handshake(reader, writer)
+        await reader.read()  # reads pings, never answers
+
+    server = await raw_server(silent)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        wire = await opened(f"ws://127.0.0.1:{port}/", ping_interval_s=0.05, ping_timeout_s=0.1)
+        await asyncio.wait_for(wire.closed, 5)
+    assert wire.close_code == 1006  # no close frame came back: as websockets reports it
+
+
+async def test_pongs_keep_the_socket_open(
+    echo: tuple[str, list[bytes | str], list[dict[str, str]]],
+) -> None:
+    url, _, _ = echo
+    wire = await opened(url, ping_interval_s=0.02, ping_timeout_s=0.2)
+    await asyncio.sleep(0.5)
+    assert wire.is_open
+    wire.close()
+    await asyncio.wait_for(wire.closed, 5)
+
+
+async def test_refused_upgrade_raises_invalid_status() -> None:
+    async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await raw_server(refuse)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        with pytest.raises(InvalidStatus) as info:
+            await opened(f"ws://127.0.0.1:{port}/")
+    assert info.value.response.status_code == 401
+
+
+async def test_no_answer_times_out() -> None:
+    async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()
+
+    server = await raw_server(mute)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        with pytest.raises(TimeoutError):
+            await opened(f"ws://127.0.0.1:{port}/", open_timeout_s=0.2)
+
+
+async def test_fragmented_text_is_joined() -> None:
+    got: list[str] = []
+    arrived = asyncio.Event()
+
+    async def fragments(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await handshake(reader, writer)
+        for frame in (
+            Frame(Opcode.TEXT, b'{"a": ', fin=False),
+            Frame(Opcode.CONT, b"1}", fin=True),
+        ):
+            writer.write(frame.serialize(mask=False))
+        await writer.drain()
+        await reader.read()
+
+    server = await raw_server(fragments)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        wire = await opened(f"ws://127.0.0.1:{port}/")
+
+        def on_text(text: str) -> None:
+            got.append(text)
+            arrived.set()
+
+        wire.receive(on_text)
+        await asyncio.wait_for(arrived.wait(), 5)
+        wire.abort()
+    assert got == ['{"a": 1}']
+
+
+async def test_an_http_proxy_from_the_environment_is_tunnelled_through(
+    echo: tuple[str, list[bytes | str], list[dict[str, str]]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """HTTP(S)_PROXY is honoured as websockets' own connect() does (CONNECT, then the handshake)."""
+    url, got, _ = echo
+    target = url.split("/")[2]
+    asked: list[str] = []
+
+    async def tunnel(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        asked.append(head.split(b"\r\n", 1)[0].decode())
+        host, port = target.rsplit(":", 1)
+        up_reader, up_writer = await asyncio.open_connection(host, int(port))
+        writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            while data := await src.read(65536):
+                dst.write(data)
+            dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    proxy = await asyncio.start_server(tunnel, "127.0.0.1", 0)
+    async with proxy:
+        port = proxy.sockets[0].getsockname()[1]
+        for name in ("no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY", "https_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{port}")
+        wire = await opened(url)
+        texts: list[str] = []
+        arrived = asyncio.Event()
+
+        def on_text(text: str) -> None:
+            texts.append(text)
+            arrived.set()
+
+        wire.receive(on_text)
+        await asyncio.wait_for(arrived.wait(), 5)
+        assert texts == ['{"type": "Begin"}']
+        assert asked == [f"CONNECT {target} HTTP/1.1"]
+        wire.abort()
