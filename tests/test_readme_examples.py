@@ -197,7 +197,7 @@ def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _groups() -> list[object]:
     """Examples run in the order they are written, each group on its own copy of the
     demo database: the README, then each command's help (create then revoke, ...)."""
-    groups = [pytest.param(readme_examples(), id="README")]
+    groups: list[object] = [pytest.param(readme_examples(), id="README")]
     for path, examples in help_examples_by_command().items():
         groups.append(pytest.param(examples, id=f"{path} --help"))
     return groups
