@@ -69,6 +69,9 @@ NOT_HERE = [
 ]
 # (pattern, allowed exit codes): documented non-zero exits.
 EXIT_CODES = [(r"^recorder doctor\b", {0, 1})]
+# Examples that read the demo's database: each must find something there, since an
+# example that prints nothing (no rows, `[]`, a CSV header alone) shows the reader nothing.
+READS = r"^recorder (meetings|show|search|speakers|sql)\b"
 
 _ASSIGNMENT = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_]*=\S*\s+)*")
 
@@ -148,6 +151,15 @@ def _allowed_codes(example: str) -> set[int]:
     return {0}
 
 
+def _prints_nothing(example: str, stdout: str) -> bool:
+    """A reading example (:data:`READS`) whose output on the terminal is empty."""
+    command = _ASSIGNMENT.sub("", example.partition(" # ")[0]).strip()
+    if not re.search(READS, command) or re.search(r"\s(>|-o)\s", command):
+        return False  # not a reader, or its output goes to a file
+    lines = stdout.strip().splitlines()
+    return not lines or lines == ["[]"] or ("--csv" in command and len(lines) < 2)
+
+
 def _new_shell_env(home: Path, *, path: str) -> dict[str, str]:
     env = {
         name: value
@@ -185,7 +197,7 @@ def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _groups() -> list[object]:
     """Examples run in the order they are written, each group on its own copy of the
     demo database: the README, then each command's help (create then revoke, ...)."""
-    groups = [pytest.param(readme_examples(), id="README")]
+    groups: list[object] = [pytest.param(readme_examples(), id="README")]
     for path, examples in help_examples_by_command().items():
         groups.append(pytest.param(examples, id=f"{path} --help"))
     return groups
@@ -230,6 +242,8 @@ def test_examples_run(examples: list[str], demo_home: Path, tmp_path: Path) -> N
             or "command not found" in output
         ):
             failures.append(f"{example}\n  exit {done.returncode}: {output.strip()[-500:]}")
+        elif _prints_nothing(example, done.stdout):
+            failures.append(f"{example}\n  found nothing in the demo meeting: {output.strip()}")
     print("not run here:", *skipped, sep="\n  ")
     assert not failures, "\n".join(failures)
 

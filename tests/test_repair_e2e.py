@@ -219,7 +219,7 @@ async def test_a_30_second_outage_mid_meeting_is_repaired(tmp_path: Path) -> Non
     assert all(at < 60_000 for at in back_at), said
     # The repairs began then, while the meeting went on (the async API is polled every
     # 3 s, so at this speed they may finish just after its last audio) ...
-    repaired_at = [at for at, line in console.lines if line.startswith("+ repaired uid")]
+    repaired_at = [at for at, line in console.lines if line.startswith("+ repaired ")]
     print(f"transcription back at {back_at} ms; repairs done at {repaired_at} ms of meeting time")
     assert len(repaired_at) == 2, said
     # ... and nothing was left for the end of the meeting.

@@ -141,8 +141,9 @@ async def test_drops_at_random_points_lose_no_word(code, seed):
 
 async def test_session_cap_3008_reopens_and_loses_no_word():
     pcm, words = encode_words(" ".join(SENTENCES[:3]))
-    # The cap is wall-clock: 0.15 s is 3 s of audio at SPEED.
-    emu = emulator(behaviour=StreamingBehaviour(processing_delay_s=0.01, session_cap_s=0.15))
+    # The cap is wall-clock: 0.25 s is 5 s of audio at SPEED (the audio is 7.4 s), so one
+    # session is capped; a loaded machine still transcribes something in each session.
+    emu = emulator(behaviour=StreamingBehaviour(processing_delay_s=0.01, session_cap_s=0.25))
     async with emu.serve() as server:
         events = await transcribe(server.url, pcm)
     assert [w for w, _, _ in final_words(events)] == [w.text for w in words]

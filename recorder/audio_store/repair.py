@@ -95,15 +95,33 @@ class RepairOutcome:
     problem: str | None = None
 
     def summary(self) -> str:
-        """One line for the console."""
-        line = f"repair: {self.repaired} gap(s) repaired with {self.words} word(s)"
+        """One line for the console: what was repaired, lost, and left for later."""
+        from recorder.console import plural
+
+        line = f"repair: {plural(self.repaired, 'gap')} repaired with {plural(self.words, 'word')}"
         if self.lost:
             line += f", {self.lost} lost (no stored audio)"
         if self.left_open:
             line += f", {self.left_open} still open"
-            if self.problem:
-                line += f" ({self.problem}; try 'recorder repair' later)"
+            problem = self.problem or "the service could not transcribe them"
+            # The async client's errors already say what to run; say it once.
+            again = "" if "recorder repair" in problem else "; run 'recorder repair' again later"
+            line += f": {problem}{again}"
         return line
+
+
+async def _speakers(store: TranscriptStore, meeting_id: int) -> dict[int, str]:
+    """How the console names each participant: ``Ada (101)``, else ``uid 101``."""
+    meeting = await store.get_meeting(meeting_id, with_turns=False)
+    names = {p.uid: p.display_name for p in meeting.participants}
+    return {uid: f"{name} ({uid})" if name else f"uid {uid}" for uid, name in names.items()}
+
+
+def _stretch(lo: int, hi: int) -> str:
+    """A stretch of meeting time as the console prints it, ``00:01:05-00:01:40``."""
+    from recorder.timeline import format_clock
+
+    return f"{format_clock(lo)}-{format_clock(hi)}"
 
 
 def _encode(pcm: bytes) -> bytes:
@@ -311,7 +329,9 @@ async def repair_meeting(
     by_uid: dict[int, list[Gap]] = {}
     for gap in gaps:
         by_uid.setdefault(gap.uid, []).append(gap)
+    speakers = await _speakers(store, meeting_id) if by_uid else {}
     for who, theirs in sorted(by_uid.items()):
+        speaker = speakers.get(who, f"uid {who}")
         segments = await list_segments(store, meeting_id, who)
         for group in _merge(theirs):
             lo = max(0, min(g.from_ms for g in group) - PAD_MS)
@@ -332,17 +352,17 @@ async def repair_meeting(
                 raise
             except (RecorderError, OSError) as exc:
                 problem = str(exc)
-                log.warning("! repair of uid %d %d..%d ms failed: %s", who, lo, hi, exc)
+                log.warning("! could not repair %s %s: %s", speaker, _stretch(lo, hi), exc)
                 left_open += len(group)
                 continue
             repaired += len(group)
             words += count
             if say is not None:
-                from recorder.timeline import format_clock
+                from recorder.console import plural
 
                 say(
-                    f"+ repaired uid {who} {format_clock(lo)}-{format_clock(hi)} from the "
-                    f"stored audio: {count} word(s)"
+                    f"+ repaired {speaker} {_stretch(lo, hi)} from the stored audio: "
+                    f"{plural(count, 'word')}"
                 )
     return RepairOutcome(repaired, lost, left_open, words, problem)
 
@@ -433,6 +453,7 @@ async def retranscribe_meeting(
     by_uid: dict[int, list[AudioSegment]] = {}
     for segment in segments:
         by_uid.setdefault(segment.uid, []).append(segment)
+    speakers = await _speakers(store, meeting_id)
     for uid, theirs in sorted(by_uid.items()):
         turns: list[TurnRecord] = []
         ids: list[str] = []
@@ -465,7 +486,10 @@ async def retranscribe_meeting(
             audio_seconds=seconds,
         )
         if say is not None:
-            say(f"+ uid {uid}: {sum(len(t.words) for t in turns)} word(s)")
+            from recorder.console import plural
+
+            heard = plural(sum(len(t.words) for t in turns), "word")
+            say(f"+ {speakers.get(uid, f'uid {uid}')}: {heard} in revision {revision}")
     return revision, total
 
 

@@ -14,11 +14,12 @@ import click
 from recorder import __version__
 from recorder.cli.common import CONTEXT_SETTINGS, RecorderGroup, no_color_option, verbose_option
 from recorder.cli.db import db
+from recorder.cli.demo import demo
 from recorder.cli.doctor import doctor
 from recorder.cli.emulate import emulate
 from recorder.cli.export import export
 from recorder.cli.fleet import cancel, jobs, record, stop, worker
-from recorder.cli.join import demo, join
+from recorder.cli.join import join
 from recorder.cli.notes import ask, notes
 from recorder.cli.query import meetings, show
 from recorder.cli.repair import repair, retranscribe
@@ -45,7 +46,7 @@ def cli() -> None:
     Then read, export and search what was said:
         recorder meetings
         recorder export latest -o standup.html
-        recorder search "budget"
+        recorder search "billing export"
     Write notes (summary, decisions, action items) and ask questions:
         recorder notes latest
         recorder ask latest "Who owns the budget?"

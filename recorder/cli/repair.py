@@ -21,6 +21,8 @@ async def _repair(config: Config, meeting: str) -> str:
     from recorder.audio_store.reader import _length_ms
     from recorder.audio_store.repair import repair_meeting
     from recorder.batch.client import AsyncClient
+    from recorder.console import plural
+    from recorder.timeline import format_clock
     from recorder.writer import replay_leftover_journals
     from storage.audio import list_segments
     from storage.gaps import add_crash_gaps, list_gaps, set_meeting_status
@@ -37,7 +39,9 @@ async def _repair(config: Config, meeting: str) -> str:
             meeting_id=meeting_id,
             say=lambda s: click.echo(s, err=True),
         )
-        summary = (await store.get_meeting(meeting_id, with_turns=False)).summary
+        read = await store.get_meeting(meeting_id, with_turns=False)
+        summary = read.summary
+        names = {p.uid: p.display_name for p in read.participants}
         if summary.status == "recording":
             raise UsageError(
                 f"meeting {meeting_id} is still being recorded; it repairs itself when it ends"
@@ -51,7 +55,9 @@ async def _repair(config: Config, meeting: str) -> str:
             added = await add_crash_gaps(store, meeting_id, ends)
             if added:
                 click.echo(
-                    f"found {added} stretch(es) the stopped recorder had not transcribed", err=True
+                    f"found {plural(added, 'stretch', 'stretches')} of audio the stopped "
+                    "recorder had not transcribed",
+                    err=True,
                 )
         if not any(g.state == "open" for g in await list_gaps(store, meeting_id)):
             click.echo(f"meeting {meeting_id} has nothing to repair ({summary.status})", err=True)
@@ -71,7 +77,13 @@ async def _repair(config: Config, meeting: str) -> str:
             await set_meeting_status(store, meeting_id, status)
         for gap in gaps:
             if gap.state != "repaired":
-                click.echo(f"gap: uid {gap.uid} {gap.from_ms}-{gap.to_ms} ms {gap.state}", err=True)
+                name = names.get(gap.uid)
+                who = f"{name} ({gap.uid})" if name else f"uid {gap.uid}"
+                click.echo(
+                    f"gap: {who} {format_clock(gap.from_ms)}-{format_clock(gap.to_ms)}: "
+                    f"{gap.cause} ({gap.state})",
+                    err=True,
+                )
         click.echo(f"meeting {meeting_id}: {status}", err=True)
         return status
 
@@ -91,12 +103,16 @@ def repair(
     stored at their true times as turns marked 'repaired', never repeating a
     live word. A meeting whose recorder was killed is repaired too: its audio
     after each participant's last transcribed word is transcribed. A recording
-    repairs itself when it ends; run this when that could not finish.
+    repairs itself when it ends; run this when that could not finish. It
+    prints each stretch it repairs ("+ repaired Ada (101) 00:01:05-00:01:40
+    from the stored audio: 42 words"), then any gap still open and the
+    meeting's status.
 
     \b
     Examples:
         recorder repair latest
         recorder repair 12 --db postgresql://user@host/notes
+        recorder repair latest --emulator http://127.0.0.1:8765   # offline: 'recorder emulate'
 
     \b
     Exit status: 0 completed (or interrupted, with nothing left to repair),
@@ -165,9 +181,10 @@ def retranscribe(
     """Transcribe a meeting's whole kept audio again, as a new transcript revision.
 
     MEETING is a meeting id or 'latest'. Uses AssemblyAI's pre-recorded API
-    (same key): try a better model, new keyterms or another language. Nothing
-    earlier is deleted: 'show' and 'export' use the newest revision unless
-    given --revision N.
+    (same key): try a better model, new keyterms or another language. It
+    prints each participant's word count, then the new revision's number.
+    Nothing earlier is deleted: 'show' and 'export' use the newest revision
+    unless given --revision N.
 
     \b
     Examples:
@@ -182,8 +199,10 @@ def retranscribe(
     meeting_id, revision, words = run(
         _retranscribe(config, meeting, speech_models, terms, language)
     )
+    from recorder.console import plural
+
     click.echo(
-        f"meeting {meeting_id}: revision {revision} stored with {words} word(s); "
+        f"meeting {meeting_id}: revision {revision} stored with {plural(words, 'word')}; "
         f"see 'recorder show {meeting_id}' (or --revision {revision - 1} for the previous one)",
         err=True,
     )
