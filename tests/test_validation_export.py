@@ -129,6 +129,7 @@ def test_stdout_on_a_full_device_is_one_line(sqlite_url: str) -> None:
 def _run(args: list[str], stdout: Any) -> tuple[int, str]:
     """``recorder ARGS`` in a real process with this stdout; its exit code and stderr."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RECORDER_")}
+    env.pop("PYTHONASYNCIODEBUG", None)  # its slow-callback lines are not the command's
     done = subprocess.run(
         [sys.executable, "-m", "recorder", *args],
         stdout=stdout,
