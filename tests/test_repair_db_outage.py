@@ -218,7 +218,7 @@ async def test_postgres_away_for_5_minutes_mid_meeting_loses_nothing(
     strict=False,
     reason=(
         "known defect (issue 18): at 20x on a loaded machine the event loop can fall 5 s of "
-        "audio behind, and AudioBridge then drops audio without recording a gap, so a "
+        "audio behind, and AudioBridge then drops audio it cannot keep up with, so a "
         "sentence is lost (seen in CI: 7 of 520 words)"
     ),
 )
