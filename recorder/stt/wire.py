@@ -32,12 +32,14 @@ from websockets.exceptions import InvalidHandshake
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Response
 from websockets.protocol import State
-from websockets.uri import Proxy, WebSocketURI, get_proxy, parse_proxy, parse_uri
+from websockets.uri import Proxy, WebSocketURI, parse_proxy, parse_uri
 
 try:
     from websockets.speedups import apply_mask
 except ImportError:  # pragma: no cover - websockets built without its C extension
     from websockets.utils import apply_mask
+
+from recorder.stt.proxy import proxy_for
 
 __all__ = ["HIGH_WATER", "WireSocket", "open_wire"]
 
@@ -322,7 +324,7 @@ async def open_wire(
         return wire
 
     context = ssl.create_default_context() if uri.secure else None
-    proxy = get_proxy(uri)  # HTTPS_PROXY / HTTP_PROXY / NO_PROXY, as websockets' connect()
+    proxy = proxy_for(uri)  # HTTPS_PROXY / HTTP_PROXY / NO_PROXY, as websockets' connect()
     try:
         async with asyncio.timeout(open_timeout_s):
             if proxy is None:
