@@ -10,6 +10,7 @@ what this code relies on is summarised in docs/providers.md, "Streaming: ..." se
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import logging
 import math
@@ -131,29 +132,36 @@ def build_url(
         raise ConfigError(
             f"stt inactivity timeout {inactivity_timeout_s} s is out of range; use 5-3600 s"
         )
+    return _encode_url(
+        base_url,
+        (
+            ("speech_model", speech_model),
+            ("sample_rate", str(sample_rate_hz)),
+            ("encoding", encoding),
+            ("language_detection", "true" if language_detection else "false"),
+            ("keyterms_prompt", json.dumps(terms) if terms else None),
+            ("prompt", prompt),
+            ("inactivity_timeout", _str_or_none(inactivity_timeout_s)),
+            ("min_turn_silence", _str_or_none(min_turn_silence_ms)),
+            ("max_turn_silence", _str_or_none(max_turn_silence_ms)),
+            ("token", token),
+        ),
+    )
+
+
+def _str_or_none(value: int | None) -> str | None:
+    return None if value is None else str(value)
+
+
+# A stream is built per speaker and per reconnect with the same settings: encode once.
+@functools.lru_cache(maxsize=64)
+def _encode_url(base_url: str, settings: tuple[tuple[str, str | None], ...]) -> str:
+    """``base_url`` with the settings that are not None in its query (replacing its own)."""
     parts = urlsplit(base_url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    params: list[tuple[str, str]] = [
-        ("speech_model", speech_model),
-        ("sample_rate", str(sample_rate_hz)),
-        ("encoding", encoding),
-        ("language_detection", "true" if language_detection else "false"),
-    ]
-    if terms:
-        params.append(("keyterms_prompt", json.dumps(terms)))
-    if prompt is not None:
-        params.append(("prompt", prompt))
-    if inactivity_timeout_s is not None:
-        params.append(("inactivity_timeout", str(inactivity_timeout_s)))
-    if min_turn_silence_ms is not None:
-        params.append(("min_turn_silence", str(min_turn_silence_ms)))
-    if max_turn_silence_ms is not None:
-        params.append(("max_turn_silence", str(max_turn_silence_ms)))
-    if token is not None:
-        params.append(("token", token))
+    params = [(name, value) for name, value in settings if value is not None]
     ours = {name for name, _ in params}
-    query = [(k, v) for k, v in query if k not in ours] + params
-    return urlunsplit(parts._replace(query=urlencode(query)))
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in ours]
+    return urlunsplit(parts._replace(query=urlencode(query + params)))
 
 
 def check_keyterms(keyterms: Iterable[str]) -> list[str]:

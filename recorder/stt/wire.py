@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import ssl
@@ -290,6 +291,10 @@ class WireSocket(asyncio.Protocol):
         self._drain = None
 
 
+# Every socket of a meeting opens the same URL; a WebSocketURI is never changed after parsing.
+_parse_uri = functools.lru_cache(maxsize=64)(parse_uri)
+
+
 async def open_wire(
     url: str,
     headers: Mapping[str, str],
@@ -308,7 +313,7 @@ async def open_wire(
     (``InvalidURI``, ``InvalidStatus``, ``InvalidHandshake``, ``OSError``,
     ``TimeoutError``), so the caller maps them in one place.
     """
-    uri = parse_uri(url)
+    uri = _parse_uri(url)
     loop = asyncio.get_running_loop()
     protocol = ClientProtocol(uri, extensions=None, max_size=max_size, logger=logger)
     wire: WireSocket | None = None
