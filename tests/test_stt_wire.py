@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import InvalidHeaderValue, InvalidMessage, InvalidStatus
 from websockets.frames import Frame, Opcode
 
 from recorder.stt.wire import WireSocket, open_wire
@@ -284,3 +284,83 @@ async def test_an_http_proxy_from_the_environment_is_tunnelled_through(
         assert texts == ['{"type": "Begin"}']
         assert asked == [f"CONNECT {target} HTTP/1.1"]
         wire.abort()
+
+
+async def answer_with(reader: asyncio.StreamReader, answer: str) -> bytes:
+    """Read a client's upgrade and return ``answer`` (``{accept}`` filled in) as bytes."""
+    request = (await reader.readuntil(b"\r\n\r\n")).decode()
+    key = next(
+        line.split(":", 1)[1].strip()
+        for line in request.split("\r\n")
+        if line.lower().startswith("sec-websocket-key")
+    )
+    accept = base64.b64encode(hashlib.sha1((key + GUID).encode()).digest()).decode()
+    return answer.format(accept=accept).encode()
+
+
+@pytest.mark.parametrize(
+    "connection",
+    ["Upgrade", "keep-alive, Upgrade"],  # the second is websockets' to judge
+)
+async def test_an_answer_in_pieces_with_a_message_behind_it(connection: str) -> None:
+    async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        answer = await answer_with(
+            reader,
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+            f"Connection: {connection}\r\nSec-WebSocket-Accept: {{accept}}\r\n\r\n",
+        )
+        for i in range(len(answer) - 1):
+            writer.write(answer[i : i + 1])
+            await writer.drain()
+        writer.write(answer[-1:] + Frame(Opcode.TEXT, b'{"type": "Begin"}').serialize(mask=False))
+        await writer.drain()
+        await reader.read()
+
+    server = await raw_server(trickle)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        wire = await opened(f"ws://127.0.0.1:{port}/")
+        arrived = asyncio.Event()
+        texts: list[str] = []
+
+        def on_text(text: str) -> None:
+            texts.append(text)
+            arrived.set()
+
+        wire.receive(on_text)
+        await asyncio.wait_for(arrived.wait(), 5)
+        assert wire.is_open
+        wire.close()
+        await asyncio.wait_for(wire.closed, 5)
+    assert texts == ['{"type": "Begin"}']
+
+
+async def test_a_connection_closed_mid_answer_fails_as_websockets_says() -> None:
+    async def cut(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        answer = await answer_with(reader, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: web")
+        writer.write(answer)
+        await writer.drain()
+
+    server = await raw_server(cut)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        with pytest.raises(InvalidMessage, match="did not receive a valid HTTP response") as info:
+            await opened(f"ws://127.0.0.1:{port}/")
+    assert isinstance(info.value.__cause__, EOFError)
+
+
+async def test_a_bad_accept_fails_as_websockets_says() -> None:
+    async def wrong(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await answer_with(reader, "")
+        writer.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Accept: nope\r\n\r\n"
+        )
+        await writer.drain()
+        await reader.read()
+
+    server = await raw_server(wrong)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        with pytest.raises(InvalidHeaderValue, match="Sec-WebSocket-Accept"):
+            await opened(f"ws://127.0.0.1:{port}/")

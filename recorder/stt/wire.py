@@ -14,6 +14,10 @@ Audio frames are framed here rather than by ``Protocol.send_binary``, whose
 masking key: the keys come from one ``os.urandom`` read per 1,024 frames,
 still a strong source as RFC 6455 §5.3 asks, and the payload is masked by
 websockets' C ``apply_mask``. Control and text frames go through the protocol.
+
+The upgrade request is websockets' own, built once per URL, and a plainly
+good ``101`` answer is checked here rather than by websockets' HTTP parser
+(:mod:`recorder.stt.upgrade`): a socket is opened per turn.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ except ImportError:  # pragma: no cover - websockets built without its C extensi
     from websockets.utils import apply_mask
 
 from recorder.stt.proxy import proxy_for
+from recorder.stt.upgrade import MAX_ANSWER_BYTES, is_plain_upgrade, request_bytes
 
 __all__ = ["HIGH_WATER", "WireSocket", "open_wire"]
 
@@ -94,6 +99,8 @@ class WireSocket(asyncio.Protocol):
         self._close_handle: asyncio.TimerHandle | None = None
         self._keys = b""
         self._key_at = 0
+        # The upgrade's answer so far, while :meth:`expect_upgrade` reads it (see upgrade.py).
+        self._answer: bytearray | None = None
 
     # -- state ------------------------------------------------------------------
 
@@ -220,8 +227,36 @@ class WireSocket(asyncio.Protocol):
         self.transport = transport
         transport.set_write_buffer_limits(high=HIGH_WATER)
 
+    def expect_upgrade(self) -> None:
+        """Read the upgrade's answer here, handing websockets only what is not plainly good."""
+        self._answer = bytearray()
+
+    def _read_answer(self, data: bytes) -> bytes:
+        """Take answer bytes; return what the protocol is to parse (b"" while the head is open)."""
+        answer = self._answer
+        assert answer is not None
+        answer += data
+        end = answer.find(b"\r\n\r\n")
+        if end < 0 and len(answer) <= MAX_ANSWER_BYTES:
+            return b""  # the head goes on
+        self._answer = None
+        protocol = self.protocol
+        if end < 0 or not is_plain_upgrade(bytes(answer[: end + 4]), protocol.key):
+            return bytes(answer)  # websockets parses it as it always did
+        # What ClientProtocol.parse does after a good answer: OPEN, then frames.
+        protocol.state = State.OPEN
+        protocol.parser = protocol.parse()
+        next(protocol.parser)
+        self.handshake.set_result(None)
+        self._schedule_ping()
+        return bytes(answer[end + 4 :])
+
     def data_received(self, data: bytes) -> None:
         """Feed the protocol; answer pings and close frames; hand on messages."""
+        if self._answer is not None:
+            data = self._read_answer(data)
+            if not data:
+                return
         protocol = self.protocol
         protocol.receive_data(data)
         events = protocol.events_received()
@@ -256,8 +291,15 @@ class WireSocket(asyncio.Protocol):
                 self._ping_handle.cancel()
             self._schedule_ping()
 
+    def _give_up_answer(self) -> None:
+        """The connection ends before the answer's head did: websockets judges what came."""
+        if self._answer is not None:
+            answer, self._answer = bytes(self._answer), None
+            self.protocol.receive_data(answer)  # no head: at most a handshake_exc, no event
+
     def eof_received(self) -> bool | None:
         """The server half-closed: the protocol decides what follows."""
+        self._give_up_answer()
         self.protocol.receive_eof()
         self.protocol.events_received()
         self._flush()
@@ -265,6 +307,7 @@ class WireSocket(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         """TCP is gone: settle the handshake, the drain waiter and :attr:`closed`."""
+        self._give_up_answer()
         self.protocol.receive_eof()  # idempotent: the protocol is CLOSED after it
         for handle in (self._ping_handle, self._close_handle):
             if handle is not None:
@@ -343,11 +386,18 @@ async def open_wire(
             else:
                 await _through_proxy(factory(), uri, parse_proxy(proxy), context, user_agent)
             assert wire is not None
-            request = protocol.connect()
-            request.headers.update(headers)
-            request.headers.setdefault("User-Agent", user_agent)
-            protocol.send_request(request)
-            wire._flush()
+            if protocol.debug:  # websockets logs the request and answer (the logger redacts)
+                request = protocol.connect()
+                request.headers.update(headers)
+                request.headers.setdefault("User-Agent", user_agent)
+                protocol.send_request(request)
+                wire._flush()
+            else:
+                assert wire.transport is not None
+                wire.expect_upgrade()
+                wire.transport.write(
+                    request_bytes(url, tuple(headers.items()), user_agent, protocol.key)
+                )
             await wire.handshake
     except BaseException:
         if wire is not None:
