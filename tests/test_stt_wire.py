@@ -364,3 +364,16 @@ async def test_a_bad_accept_fails_as_websockets_says() -> None:
     async with server:
         with pytest.raises(InvalidHeaderValue, match="Sec-WebSocket-Accept"):
             await opened(f"ws://127.0.0.1:{port}/")
+
+
+async def test_at_debug_websockets_logs_the_handshake(
+    echo: tuple[str, list[bytes | str], list[dict[str, str]]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    url, _, headers = echo
+    caplog.set_level(logging.DEBUG, logger=LOG.name)
+    wire = await opened(url)
+    wire.abort()
+    lines = [record.getMessage() for record in caplog.records if record.name == LOG.name]
+    assert "> GET /v3/ws HTTP/1.1" in lines and "< HTTP/1.1 101 Switching Protocols" in lines
+    assert headers[0]["User-Agent"] == "recorder/test"
