@@ -245,8 +245,14 @@ def classify_close(
 # -- parsing ---------------------------------------------------------------
 
 
+_NUMBER = (int, float)
+
+
 def _get(msg: Mapping[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
     value = msg.get(name)
+    # JSON gives exact types (bool is not int), so the usual case is one comparison.
+    if type(value) is kind or (kind is _NUMBER and type(value) in _NUMBER):
+        return value
     if (
         value is None
         or not isinstance(value, kind)
@@ -267,17 +273,21 @@ def _opt(msg: Mapping[str, Any], name: str, kind: type | tuple[type, ...]) -> An
 
 
 def _ms(msg: Mapping[str, Any], name: str) -> int:
-    value = _get(msg, name, (int, float))
+    value = _get(msg, name, _NUMBER)
+    if type(value) is int:
+        return value
     if not math.isfinite(value):
         raise SttProtocolError(f"stt message field {name!r} is not finite", field=name)
     return int(round(value))
 
 
 def _number(msg: Mapping[str, Any], name: str) -> float | None:
-    value = _opt(msg, name, (int, float))
-    if value is not None and not math.isfinite(value):
+    value = _opt(msg, name, _NUMBER)
+    if value is None:
+        return None
+    if not math.isfinite(value):
         raise SttProtocolError(f"stt message field {name!r} is not finite", field=name)
-    return None if value is None else float(value)
+    return float(value)
 
 
 def _words(msg: Mapping[str, Any], default_final: bool) -> tuple[SttWord, ...]:
@@ -286,21 +296,20 @@ def _words(msg: Mapping[str, Any], default_final: bool) -> tuple[SttWord, ...]:
         return ()
     if not isinstance(raw, list):
         raise SttProtocolError("stt message field 'words' is not a list", field="words")
-    words = []
-    for item in raw:
-        if not isinstance(item, dict):
-            raise SttProtocolError("stt word is not an object", field="words")
-        final = _opt(item, "word_is_final", bool)
-        words.append(
-            SttWord(
-                text=_get(item, "text", str),
-                start_ms=_ms(item, "start"),
-                end_ms=_ms(item, "end"),
-                confidence=_number(item, "confidence"),
-                word_is_final=default_final if final is None else final,
-            )
-        )
-    return tuple(words)
+    return tuple([_word(item, default_final) for item in raw])
+
+
+def _word(item: object, default_final: bool) -> SttWord:
+    if not isinstance(item, dict):
+        raise SttProtocolError("stt word is not an object", field="words")
+    final = _opt(item, "word_is_final", bool)
+    return SttWord(
+        _get(item, "text", str),
+        _ms(item, "start"),
+        _ms(item, "end"),
+        _number(item, "confidence"),
+        default_final if final is None else final,
+    )
 
 
 def parse_message(text: str, *, socket_index: int = 0, audio_offset_ms: int = 0) -> Event | None:
