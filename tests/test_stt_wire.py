@@ -6,14 +6,18 @@ import asyncio
 import base64
 import hashlib
 import logging
+import shutil
+import ssl
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import InvalidHeaderValue, InvalidMessage, InvalidStatus
 from websockets.frames import Frame, Opcode
 
-from recorder.stt.wire import WireSocket, open_wire
+from recorder.stt.wire import WireSocket, open_wire, tls_context
 
 LOG = logging.getLogger("test.wire")
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -377,3 +381,54 @@ async def test_at_debug_websockets_logs_the_handshake(
     lines = [record.getMessage() for record in caplog.records if record.name == LOG.name]
     assert "> GET /v3/ws HTTP/1.1" in lines and "< HTTP/1.1 101 Switching Protocols" in lines
     assert headers[0]["User-Agent"] == "recorder/test"
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key (made by the openssl command)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]
+        + ["-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-keyout", str(key)]
+        + ["-out", str(cert), "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+async def test_wss_sockets_share_one_verified_tls_context(
+    certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Building a context loads the CA store (tens of ms): it is built once, not per socket."""
+    cert, key = certificate
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(cert, key)
+    built: list[ssl.SSLContext] = []
+    real = ssl.create_default_context
+
+    def trusting_the_test_certificate() -> ssl.SSLContext:
+        context = real()
+        context.load_verify_locations(cert)
+        built.append(context)
+        return context
+
+    async def greet(ws: ServerConnection) -> None:
+        await ws.send('{"type": "Begin"}')
+        await ws.wait_closed()
+
+    monkeypatch.setattr(ssl, "create_default_context", trusting_the_test_certificate)
+    tls_context.cache_clear()
+    try:
+        async with serve(greet, "127.0.0.1", 0, ssl=server_context) as server:
+            port = list(server.sockets)[0].getsockname()[1]
+            for _ in range(2):
+                wire = await opened(f"wss://127.0.0.1:{port}/v3/ws")
+                assert wire.is_open
+                wire.close()
+                await asyncio.wait_for(wire.closed, 5)
+    finally:
+        tls_context.cache_clear()  # later tests get the real one
+    assert len(built) == 1 and built[0].verify_mode is ssl.CERT_REQUIRED

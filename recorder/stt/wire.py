@@ -47,7 +47,7 @@ except ImportError:  # pragma: no cover - websockets built without its C extensi
 from recorder.stt.proxy import proxy_for
 from recorder.stt.upgrade import MAX_ANSWER_BYTES, is_plain_upgrade, request_bytes
 
-__all__ = ["HIGH_WATER", "WireSocket", "open_wire"]
+__all__ = ["HIGH_WATER", "WireSocket", "open_wire", "tls_context"]
 
 #: Above this many unsent bytes the transport pauses us (asyncio's flow control).
 HIGH_WATER = 64 * 1024
@@ -334,6 +334,16 @@ class WireSocket(asyncio.Protocol):
         self._drain = None
 
 
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """The client TLS settings every socket shares (verified, the system's CAs).
+
+    Building one loads the CA store, tens of ms of CPU: once per socket, with a
+    socket per turn, that was more than the audio cost at 200 speakers.
+    """
+    return ssl.create_default_context()
+
+
 # Every socket of a meeting opens the same URL; a WebSocketURI is never changed after parsing.
 _parse_uri = functools.lru_cache(maxsize=64)(parse_uri)
 
@@ -371,7 +381,7 @@ async def open_wire(
         )
         return wire
 
-    context = ssl.create_default_context() if uri.secure else None
+    context = tls_context() if uri.secure else None
     proxy = proxy_for(uri)  # HTTPS_PROXY / HTTP_PROXY / NO_PROXY, as websockets' connect()
     try:
         async with asyncio.timeout(open_timeout_s):
@@ -423,7 +433,7 @@ async def _through_proxy(
         proxy,
         uri,
         user_agent_header=user_agent,
-        ssl=ssl.create_default_context() if proxy.scheme == "https" else None,
+        ssl=tls_context() if proxy.scheme == "https" else None,
     )
     transport.set_protocol(wire)
     if context is not None:
