@@ -19,7 +19,7 @@ mixed-case names (``Https_Proxy``) are not read.
 from __future__ import annotations
 
 import os
-from urllib.request import proxy_bypass_environment
+from urllib.request import proxy_bypass_environment  # type: ignore[attr-defined]  # not in typeshed
 
 from websockets.uri import WebSocketURI
 
