@@ -214,14 +214,6 @@ async def test_postgres_away_for_5_minutes_mid_meeting_loses_nothing(
     )
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "known defect (issue 18): at 20x on a loaded machine the event loop can fall 5 s of "
-        "audio behind, and AudioBridge then drops audio it cannot keep up with, so a "
-        "sentence is lost (seen in CI: 7 of 520 words)"
-    ),
-)
 async def test_sqlite_locked_by_another_program_for_5_minutes_loses_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
