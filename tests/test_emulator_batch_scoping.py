@@ -208,3 +208,21 @@ async def test_the_shared_emulator_port_serves_the_eu_prefix_too() -> None:
         assert server.batch is not None
         assert done["id"] in server.batch.stores["eu"].jobs
         assert done["id"] not in server.batch.jobs
+
+
+async def test_a_negative_balance_runs_queued_transcripts_one_at_a_time() -> None:
+    behaviour = BatchBehaviour(concurrency=2, processing_s=TIMEOUT / 5)
+    emulator = BatchEmulator(key_scopes=SCOPES, behaviour=behaviour)
+    async with emulator.serve() as server:
+        api = Api(server.url, "k1")
+        upload = await api.upload(flac(speech("Hi.")[0]))
+        jobs = [(await api.create({"audio_url": upload}))["id"] for _ in range(4)]
+        await api.until(jobs[3], throttled=True)
+        emulator.set_balance_negative("acme")
+        await api.until(jobs[2], status="processing")
+        still_waiting = await api.until(jobs[3])
+        emulator.set_balance_negative("acme", False)  # topped up: the slot is free again
+        await api.until(jobs[3], status="processing")
+        running_beside = await api.until(jobs[2])
+    assert still_waiting["status"] == "queued" and still_waiting["throttled"] is True
+    assert running_beside["status"] == "processing"
