@@ -14,7 +14,6 @@ import json
 import os
 import re
 import socket
-import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -38,6 +37,7 @@ from storage.db import upgrade_database
 from storage.records import Meeting
 from storage.store import TranscriptStore
 from tests.support.harness import assert_matches_script, script_of
+from tests.support.processes import recorder_exec
 from tests.support.proxy import CuttableProxy, OutageAt
 from tests.support.timing import TIMEOUT
 
@@ -231,18 +231,6 @@ async def test_a_30_second_outage_mid_meeting_is_repaired(tmp_path: Path) -> Non
 # -- the recorder killed mid-meeting, then 'recorder repair' -------------------------------
 
 
-def _env(tmp_path: Path) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("RECORDER_", "ASSEMBLYAI", "AGORA"))
-    }
-    env["ASSEMBLYAI_API_KEY"] = "test-key"
-    env["XDG_DATA_HOME"] = str(tmp_path / "data")
-    env.pop("PYTHONASYNCIODEBUG", None)
-    return env
-
-
 async def test_sigkill_then_repair_transcribes_what_the_killed_recorder_kept(
     tmp_path: Path,
 ) -> None:
@@ -254,20 +242,14 @@ async def test_sigkill_then_repair_transcribes_what_the_killed_recorder_kept(
     streaming = StreamingEmulator(realtime_factor=speed * 3)
     batch = BatchEmulator(behaviour=BatchBehaviour(processing_s=0.05))
     async with streaming.serve() as live, batch.serve() as repair:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "recorder",
+        process = await recorder_exec(
+            tmp_path,
             "join",
             f"--transport=replay:{script_path}",
             f"--stt-url={live.url}",
             f"--async-url={repair.url}",
             f"--speed={speed}",
             f"--db={db_url}",
-            cwd=tmp_path,
-            env=_env(tmp_path),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
         )
         assert process.stdout is not None
         # Killed in the middle of the meeting, while a participant is talking: after
@@ -282,18 +264,12 @@ async def test_sigkill_then_repair_transcribes_what_the_killed_recorder_kept(
             assert summary.status == "interrupted"
             segments = await list_segments(store, summary.id)
         assert segments and any(not s.is_complete for s in segments)
-        fixed = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "recorder",
+        fixed = await recorder_exec(
+            tmp_path,
             "repair",
             str(summary.id),
             f"--async-url={repair.url}",
             f"--db={db_url}",
-            cwd=tmp_path,
-            env=_env(tmp_path),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
         )
         _, err = await asyncio.wait_for(fixed.communicate(), TIMEOUT * 4)
     text = err.decode()
