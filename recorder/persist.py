@@ -165,9 +165,22 @@ def heartbeat_write(meeting_id: int, at: datetime) -> Write:
     return {"op": "heartbeat", "meeting_id": meeting_id, "at": _at(at)}
 
 
+_TURN_FIELDS = tuple(field.name for field in dataclasses.fields(TurnRecord))
+_WORD_FIELDS = tuple(field.name for field in dataclasses.fields(Word))
+
+
+def _turn_data(record: TurnRecord) -> dict[str, Any]:
+    """``dataclasses.asdict(record)``, built directly: asdict deep-copies every word."""
+    data = {name: getattr(record, name) for name in _TURN_FIELDS}
+    data["words"] = tuple(
+        {name: getattr(word, name) for name in _WORD_FIELDS} for word in record.words
+    )
+    return data
+
+
 def turn_write(record: TurnRecord, *, session: str | None = None) -> Write:
     """A final turn; ``session`` is its socket's ref (else ``record.stream_session_id``)."""
-    data = dataclasses.asdict(record)
+    data = _turn_data(record)
     return {
         "op": "turn",
         "ref": session,

@@ -8,7 +8,7 @@ SHA-256.
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from recorder.errors import NotFoundError
@@ -33,7 +33,7 @@ async def add_segment(
 
     async def work(connection: AsyncConnection) -> int:
         result = await connection.execute(
-            store.insert(AudioSegmentRow)
+            insert(AudioSegmentRow)
             .values(
                 meeting_id=meeting_id,
                 uid=uid,

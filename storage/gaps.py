@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from recorder.errors import NotFoundError
@@ -58,7 +58,7 @@ async def add_gap(
 
     async def work(connection: AsyncConnection) -> int:
         result = await connection.execute(
-            store._insert(GapRow)
+            insert(GapRow)
             .values(
                 meeting_id=meeting_id,
                 uid=uid,
@@ -155,7 +155,7 @@ async def store_transcribed_turns(
             connection, store.dialect, meeting_id, uid, transcribed_at, None
         )
         result = await connection.execute(
-            store._insert(StreamSessionRow)
+            insert(StreamSessionRow)
             .values(
                 meeting_id=meeting_id,
                 participant_id=participant_id,

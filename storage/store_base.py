@@ -98,15 +98,13 @@ class StoreBase:
         return await self._transaction(work, write=write)
 
     def insert(self, model: Any) -> Any:
-        """An INSERT into ``model``'s table in the store's dialect.
+        """An INSERT into ``model``'s table in the store's dialect, for an upsert.
 
-        Both dialects' constructs offer ``returning`` and ``on_conflict_do_update``.
+        Both dialects' constructs offer ``returning`` and ``on_conflict_do_update``,
+        but SQLAlchemy never caches their compiled form: a plain insert is
+        ``sqlalchemy.insert``, compiled once.
         """
         return insert_for(self._dialect, model)
-
-    def _insert(self, model: Any) -> Any:
-        # Kept while storage.gaps still calls it; new code uses insert().
-        return self.insert(model)
 
     async def require_meeting(self, connection: AsyncConnection, meeting_id: int) -> None:
         """Check, inside a transaction, that the meeting exists.

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from recorder.errors import NotFoundError
@@ -47,7 +47,7 @@ class StoreWrites(StoreBase):
 
         async def work(connection: AsyncConnection) -> int:
             result = await connection.execute(
-                self.insert(MeetingRow)
+                insert(MeetingRow)
                 .values(
                     channel=storable_text(channel),
                     bot_uid=bot_uid,
@@ -283,7 +283,7 @@ class StoreWrites(StoreBase):
                 connection, self._dialect, meeting_id, uid, opened_at, None
             )
             result = await connection.execute(
-                self.insert(StreamSessionRow)
+                insert(StreamSessionRow)
                 .values(
                     meeting_id=meeting_id,
                     participant_id=participant_id,
@@ -378,7 +378,7 @@ class StoreWrites(StoreBase):
         async def work(connection: AsyncConnection) -> int:
             await self.require_meeting(connection, meeting_id)
             result = await connection.execute(
-                self.insert(NoteRow)
+                insert(NoteRow)
                 .values(
                     meeting_id=meeting_id,
                     kind=storable_text(kind),

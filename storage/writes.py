@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -62,6 +62,25 @@ async def upsert_participant(
 
     Also counts as a heartbeat of the meeting.
     """
+    latest = func.max if dialect == "sqlite" else func.greatest
+    # A participant is seen many times (every socket it opens) and added once: the
+    # UPDATE first, a statement SQLAlchemy compiles once (it never caches the
+    # dialects' INSERT .. ON CONFLICT), which stays for the first sighting (and a race).
+    seen = literal(seen_at, ParticipantRow.last_seen.type)  # stored as the column stores it
+    changes: dict[str, Any] = {"last_seen": latest(ParticipantRow.last_seen, seen)}
+    if display_name is not None:
+        changes["display_name"] = clean_optional(display_name)
+    found = (
+        await connection.execute(
+            update(ParticipantRow)
+            .where(ParticipantRow.meeting_id == meeting_id, ParticipantRow.uid == uid)
+            .values(changes)
+            .returning(ParticipantRow.id)
+        )
+    ).scalar_one_or_none()
+    if found is not None:
+        await _beat(connection, meeting_id, seen_at)
+        return int(found)
     statement = insert_for(dialect, ParticipantRow).values(
         meeting_id=meeting_id,
         uid=uid,
@@ -69,20 +88,23 @@ async def upsert_participant(
         first_seen=seen_at,
         last_seen=seen_at,
     )
-    latest = func.max if dialect == "sqlite" else func.greatest
-    changes: dict[str, Any] = {
+    on_conflict: dict[str, Any] = {
         "last_seen": latest(ParticipantRow.last_seen, statement.excluded.last_seen)
     }
     if display_name is not None:
-        changes["display_name"] = statement.excluded.display_name
+        on_conflict["display_name"] = statement.excluded.display_name
     statement = statement.on_conflict_do_update(
-        index_elements=[ParticipantRow.meeting_id, ParticipantRow.uid], set_=changes
+        index_elements=[ParticipantRow.meeting_id, ParticipantRow.uid], set_=on_conflict
     ).returning(ParticipantRow.id)
     participant_id = int((await connection.execute(statement)).scalar_one())
-    await connection.execute(
-        update(MeetingRow).where(MeetingRow.id == meeting_id).values(heartbeat_at=seen_at)
-    )
+    await _beat(connection, meeting_id, seen_at)
     return participant_id
+
+
+async def _beat(connection: AsyncConnection, meeting_id: int, at: datetime) -> None:
+    await connection.execute(
+        update(MeetingRow).where(MeetingRow.id == meeting_id).values(heartbeat_at=at)
+    )
 
 
 async def upsert_turn_rows(

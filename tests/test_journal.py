@@ -192,3 +192,29 @@ async def test_a_malformed_journal_line_is_dropped_and_the_rest_stored(
     assert await replay_leftover_journals(store, tmp_path) == 10
     stored = await store.get_meeting(meeting)
     assert [t.text for t in stored.turns] == ["Hello", "Later"]
+
+
+def test_a_turn_write_carries_the_record_as_asdict_would() -> None:
+    import dataclasses
+
+    record = TurnRecord(
+        meeting_id=1,
+        uid=2,
+        stream_session_id=3,
+        turn_order=4,
+        start_ms=5,
+        end_ms=9,
+        text="Hello there",
+        words=(Word("Hello", 5, 7, 0.9), Word("there", 7, 9, None)),
+        end_of_turn_confidence=0.8,
+        language="en",
+    )
+    write = turn_write(record, session="session-2-1-0")
+    assert write["record"] == dataclasses.asdict(record)
+    assert write["ref"] == "session-2-1-0" and write["id"] is None
+    assert json.loads(json.dumps(write))["record"]["words"][1] == {
+        "text": "there",
+        "start_ms": 7,
+        "end_ms": 9,
+        "confidence": None,
+    }
