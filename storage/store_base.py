@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 from sqlalchemy import select
@@ -35,6 +36,12 @@ T = TypeVar("T")
 # a few times before telling the user.
 _LOCK_RETRIES = 3
 _LOCK_BACKOFF_S = 0.05
+
+# The transaction of a StoreBase.run_as_one under way in this task, which the store's
+# own transactions join.
+_JOINED: ContextVar[tuple[StoreBase, AsyncConnection] | None] = ContextVar(
+    "storage_joined_transaction", default=None
+)
 
 
 class StoreBase:
@@ -64,6 +71,9 @@ class StoreBase:
     async def _transaction(
         self, work: Callable[[AsyncConnection], Awaitable[T]], *, write: bool
     ) -> T:
+        joined = _JOINED.get()
+        if joined is not None and joined[0] is self:
+            return await work(joined[1])  # inside run_as_one: its transaction
         engine = self._writer if write else self._engine
         attempt = 0
         while True:
@@ -96,6 +106,26 @@ class StoreBase:
             StorageError: the database failed (translated; see ``storage.errors``).
         """
         return await self._transaction(work, write=write)
+
+    async def run_as_one(self, work: Callable[[], Awaitable[T]]) -> T:
+        """Run ``work`` with every call it makes to this store in one write transaction.
+
+        Each call then costs no connection checkout and no commit of its own (the
+        recording's writer stores a batch of writes so). One failure rolls all of
+        ``work`` back; a "database is locked" runs it again from the start.
+
+        Raises:
+            StorageError: the database failed (translated; see ``storage.errors``).
+        """
+
+        async def joined(connection: AsyncConnection) -> T:
+            token = _JOINED.set((self, connection))
+            try:
+                return await work()
+            finally:
+                _JOINED.reset(token)
+
+        return await self._transaction(joined, write=True)
 
     def insert(self, model: Any) -> Any:
         """An INSERT into ``model``'s table in the store's dialect, for an upsert.

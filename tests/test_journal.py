@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from recorder.errors import NotFoundError
 from recorder.journal import Journal, JournalFull, journal_path, leftover_journals, read_entries
 from recorder.persist import (
+    StoreWrites,
     gap_write,
     journal_header,
     participant_write,
@@ -218,3 +220,34 @@ def test_a_turn_write_carries_the_record_as_asdict_would() -> None:
         "end_ms": 9,
         "confidence": None,
     }
+
+
+async def test_a_batch_is_one_transaction_and_a_failed_one_keeps_no_ref(
+    store: TranscriptStore,
+) -> None:
+    started = datetime(2026, 12, 5, 10, 0, tzinfo=UTC)
+    meeting = await store.start_meeting("standup", 1, started)
+    applier = StoreWrites(store)
+
+    def turn(session: int, text: str) -> TurnRecord:
+        return TurnRecord(
+            meeting_id=meeting,
+            uid=202,
+            stream_session_id=session,
+            turn_order=0,
+            start_ms=0,
+            end_ms=500,
+            text=text,
+        )
+
+    opened = session_write("s-1", meeting, 202, started, "prov-1")
+    stray = turn_write(turn(987654, "Nowhere"))  # names a session that does not exist
+    with pytest.raises(NotFoundError):
+        await applier.apply([opened, stray])
+    assert applier.refs == {}  # rolled back: no id to hand to later writes
+    assert not (await store.get_meeting(meeting)).stream_sessions
+
+    await applier.apply([opened, turn_write(turn(0, "Hello"), session="s-1")])
+    stored = await store.get_meeting(meeting)
+    assert [s.id for s in stored.stream_sessions] == [applier.refs["s-1"]]
+    assert [t.text for t in stored.turns] == ["Hello"]
