@@ -34,6 +34,10 @@ __all__ = [
     "store_transcribed_turns",
 ]
 
+# Built once: building a statement costs more than running it once its compiled form
+# is cached.
+_ADD_GAP = insert(GapRow).returning(GapRow.id)
+
 
 async def add_gap(
     store: TranscriptStore,
@@ -58,17 +62,16 @@ async def add_gap(
 
     async def work(connection: AsyncConnection) -> int:
         result = await connection.execute(
-            insert(GapRow)
-            .values(
-                meeting_id=meeting_id,
-                uid=uid,
-                from_ms=int(from_ms),
-                to_ms=int(to_ms),
-                cause=storable_text(cause),
-                state=state,
-                detail=clean_optional(detail),
-            )
-            .returning(GapRow.id)
+            _ADD_GAP,
+            {
+                "meeting_id": meeting_id,
+                "uid": uid,
+                "from_ms": int(from_ms),
+                "to_ms": int(to_ms),
+                "cause": storable_text(cause),
+                "state": state,
+                "detail": clean_optional(detail),
+            },
         )
         return int(result.scalar_one())
 

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -36,6 +36,9 @@ T = TypeVar("T")
 # a few times before telling the user.
 _LOCK_RETRIES = 3
 _LOCK_BACKOFF_S = 0.05
+
+# Built once: building a statement costs more than running a cached one.
+_MEETING_ID = select(MeetingRow.id).where(MeetingRow.id == bindparam("meeting_id_"))
 
 # The transaction of a StoreBase.run_as_one under way in this task, which the store's
 # own transactions join.
@@ -142,6 +145,6 @@ class StoreBase:
         Raises:
             NotFoundError: no such meeting.
         """
-        found = await connection.scalar(select(MeetingRow.id).where(MeetingRow.id == meeting_id))
+        found = await connection.scalar(_MEETING_ID, {"meeting_id_": meeting_id})
         if found is None:
             raise NotFoundError(f"no meeting with id {meeting_id}")

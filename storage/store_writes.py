@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from recorder.errors import NotFoundError
@@ -35,6 +35,16 @@ log = logging.getLogger("storage.store")
 # restart on one machine of a fleet never closes a live meeting on another.
 DEFAULT_STALE_AFTER = timedelta(hours=6)
 _HOST = socket.gethostname()
+
+# The statements a recording runs again and again, built once: building one costs
+# more than running it once SQLAlchemy has cached its compiled form.
+_HEARTBEAT = (
+    update(MeetingRow)
+    .where(MeetingRow.id == bindparam("meeting_id_"))
+    .values(heartbeat_at=bindparam("heartbeat_at"))
+)
+_OPEN_SESSION = insert(StreamSessionRow).returning(StreamSessionRow.id)
+_UPDATE_SESSION = update(StreamSessionRow).where(StreamSessionRow.id == bindparam("session_id_"))
 
 
 class StoreWrites(StoreBase):
@@ -125,9 +135,7 @@ class StoreWrites(StoreBase):
         """Note that the meeting's recorder is alive (see :meth:`mark_interrupted_meetings`)."""
 
         async def work(connection: AsyncConnection) -> None:
-            await connection.execute(
-                update(MeetingRow).where(MeetingRow.id == meeting_id).values(heartbeat_at=at)
-            )
+            await connection.execute(_HEARTBEAT, {"meeting_id_": meeting_id, "heartbeat_at": at})
 
         await self._transaction(work, write=True)
 
@@ -283,15 +291,14 @@ class StoreWrites(StoreBase):
                 connection, self._dialect, meeting_id, uid, opened_at, None
             )
             result = await connection.execute(
-                insert(StreamSessionRow)
-                .values(
-                    meeting_id=meeting_id,
-                    participant_id=participant_id,
-                    provider_session_id=clean_optional(provider_session_id),
-                    opened_at=opened_at,
-                    audio_seconds=0.0,
-                )
-                .returning(StreamSessionRow.id)
+                _OPEN_SESSION,
+                {
+                    "meeting_id": meeting_id,
+                    "participant_id": participant_id,
+                    "provider_session_id": clean_optional(provider_session_id),
+                    "opened_at": opened_at,
+                    "audio_seconds": 0.0,
+                },
             )
             return int(result.scalar_one())
 
@@ -330,8 +337,9 @@ class StoreWrites(StoreBase):
 
     async def _update_session(self, session_id: int, **values: Any) -> None:
         async def work(connection: AsyncConnection) -> None:
+            # The columns set are the parameters given (besides the row's id).
             result = await connection.execute(
-                update(StreamSessionRow).where(StreamSessionRow.id == session_id).values(**values)
+                _UPDATE_SESSION, {"session_id_": session_id, **values}
             )
             if result.rowcount == 0:
                 raise NotFoundError(f"no stream session with id {session_id}")
