@@ -347,16 +347,21 @@ class StoreWrites:
 
         async def work() -> None:
             stored.clear()  # run again from the start after "database is locked"
-            start = 0
-            while start < len(writes):
-                end = start + 1
-                if writes[start]["op"] != "turn":
-                    await self._apply_one(writes[start], stored)
-                else:
-                    while end < len(writes) and writes[end]["op"] == "turn":
-                        end += 1
-                    await self._apply_turns(writes[start:end], stored)
-                start = end
+            # The batch's turns go in one upsert (one statement, compiled once), after
+            # the writes that no turn depends on and that tell live streams nothing
+            # (socket rows, gaps, audio files), but before a participant's: its
+            # joined/left event comes after the turns said before it.
+            turns: list[Write] = []
+            for write in writes:
+                if write["op"] == "turn":
+                    turns.append(write)
+                    continue
+                if turns and write["op"] == "participant":
+                    await self._apply_turns(turns, stored)
+                    turns = []
+                await self._apply_one(write, stored)
+            if turns:
+                await self._apply_turns(turns, stored)
 
         if len(writes) == 1:
             await work()  # one write: its own transactions, as it always had

@@ -9,11 +9,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from recorder.errors import NotFoundError
 from recorder.journal import Journal, JournalFull, journal_path, leftover_journals, read_entries
 from recorder.persist import (
     StoreWrites,
+    Write,
     gap_write,
     journal_header,
     participant_write,
@@ -251,3 +254,61 @@ async def test_a_batch_is_one_transaction_and_a_failed_one_keeps_no_ref(
     stored = await store.get_meeting(meeting)
     assert [s.id for s in stored.stream_sessions] == [applier.refs["s-1"]]
     assert [t.text for t in stored.turns] == ["Hello"]
+
+
+async def test_a_batchs_turns_are_stored_together_before_a_participant_leaves(
+    store: TranscriptStore,
+) -> None:
+    started = datetime(2026, 12, 5, 10, 0, tzinfo=UTC)
+    meeting = await store.start_meeting("standup", 1, started)
+    applier = StoreWrites(store)
+
+    def said(uid: int, order: int, text: str) -> Write:
+        record = TurnRecord(
+            meeting_id=meeting,
+            uid=uid,
+            stream_session_id=0,
+            turn_order=order,
+            start_ms=order * 1000,
+            end_ms=order * 1000 + 500,
+            text=text,
+        )
+        return turn_write(record, session=f"s-{uid}")
+
+    def closed(uid: int) -> Write:
+        return session_closed_write(
+            f"s-{uid}", closed_at=started, audio_seconds=1.0, close_code=1000, close_reason=None
+        )
+
+    left = started + timedelta(seconds=9)
+    await applier.apply(
+        [
+            session_write("s-101", meeting, 101, started, None),
+            said(101, 0, "Hello"),
+            closed(101),
+            session_write("s-202", meeting, 202, started, None),
+            said(202, 1, "Hi"),
+            participant_write(meeting, 202, left, None, "left"),
+            said(101, 2, "Bye"),
+            closed(202),
+            said(101, 0, "Hello."),  # a formatted final: the later record wins
+        ]
+    )
+    stored = await store.get_meeting(meeting)
+    assert [(t.uid, t.text) for t in stored.turns] == [(101, "Hello."), (202, "Hi"), (101, "Bye")]
+    assert all(s.closed_at is not None for s in stored.stream_sessions)
+    if store.dialect == "postgresql":
+
+        async def kinds_of(connection: AsyncConnection) -> list[str]:
+            query = "SELECT kind FROM meeting_events WHERE meeting_id = :m ORDER BY id"
+            return list((await connection.execute(text(query), {"m": meeting})).scalars())
+
+        kinds = await store.run_in_transaction(kinds_of, write=False)
+        assert kinds == [
+            "meeting.started",
+            "turn.final",
+            "turn.final",
+            "participant.left",
+            "turn.updated",  # one upsert's events go in meeting time order
+            "turn.final",
+        ]
