@@ -74,25 +74,32 @@ async def upsert_participant(
     if found is not None:
         await _beat(connection, meeting_id, seen_at)
         return int(found)
-    statement = insert_for(dialect, ParticipantRow).values(
-        meeting_id=meeting_id,
-        uid=uid,
-        display_name=clean_optional(display_name),
-        first_seen=seen_at,
-        last_seen=seen_at,
-    )
+    first_sight = {
+        "meeting_id": meeting_id,
+        "uid": uid,
+        "display_name": clean_optional(display_name),
+        "first_seen": seen_at,
+        "last_seen": seen_at,
+    }
+    statement = _first_sight(dialect, display_name is not None)
+    participant_id = int((await connection.execute(statement, first_sight)).scalar_one())
+    await _beat(connection, meeting_id, seen_at)
+    return participant_id
+
+
+@functools.cache
+def _first_sight(dialect: str, with_name: bool) -> Any:
+    """The upsert of a participant not seen yet (built once per dialect and variant)."""
+    statement = insert_for(dialect, ParticipantRow)
     latest = func.max if dialect == "sqlite" else func.greatest
     on_conflict: dict[str, Any] = {
         "last_seen": latest(ParticipantRow.last_seen, statement.excluded.last_seen)
     }
-    if display_name is not None:
+    if with_name:
         on_conflict["display_name"] = statement.excluded.display_name
-    statement = statement.on_conflict_do_update(
+    return statement.on_conflict_do_update(
         index_elements=[ParticipantRow.meeting_id, ParticipantRow.uid], set_=on_conflict
     ).returning(ParticipantRow.id)
-    participant_id = int((await connection.execute(statement)).scalar_one())
-    await _beat(connection, meeting_id, seen_at)
-    return participant_id
 
 
 @functools.cache
@@ -184,6 +191,18 @@ async def upsert_turn_rows(
                 "revision": record.revision,
             }
         )
+    statement = _turn_upsert(dialect)
+    for start in range(0, len(rows), _TURN_CHUNK):
+        await connection.execute(statement, rows[start : start + _TURN_CHUNK])
+    meeting_ids = sorted({record.meeting_id for record in latest.values()})
+    await connection.execute(
+        _BEAT_ALL, {"meeting_ids_": meeting_ids, "heartbeat_at": datetime.now(UTC)}
+    )
+
+
+@functools.cache
+def _turn_upsert(dialect: str) -> Any:
+    """Insert or replace turns (built once per dialect: ``excluded`` alone costs a ms)."""
     statement = insert_for(dialect, TurnRow)
     replaced = (
         "start_ms",
@@ -195,15 +214,9 @@ async def upsert_turn_rows(
         "source",
         "revision",
     )
-    statement = statement.on_conflict_do_update(
+    return statement.on_conflict_do_update(
         index_elements=[TurnRow.stream_session_id, TurnRow.turn_order],
         set_={name: statement.excluded[name] for name in replaced},
-    )
-    for start in range(0, len(rows), _TURN_CHUNK):
-        await connection.execute(statement, rows[start : start + _TURN_CHUNK])
-    meeting_ids = sorted({record.meeting_id for record in latest.values()})
-    await connection.execute(
-        _BEAT_ALL, {"meeting_ids_": meeting_ids, "heartbeat_at": datetime.now(UTC)}
     )
 
 
