@@ -20,7 +20,10 @@ Agora's library would. Four runs per size, each ``BENCH_SECONDS`` (default
 * (d) minimal client: the wrapper's Python per-frame observer appending to a
   buffer per speaker and handing each 100 ms chunk to the loop, which sends it
   on that speaker's websockets connection to the same emulator (no turns, no
-  SQL, no pacing): the floor for any Python bot on the wrapper's per-frame path.
+  SQL, no pacing): the floor for any Python bot on the wrapper's per-frame path;
+* (e) tap floor: the native tap handing each chunk to a sink that sends it, one
+  write, on that speaker's lean websocket (recorder.stt.wire), kept open: no
+  pipeline, no turns, no SQL. The floor of (b)'s own architecture.
 
 Prints, per size and path: process CPU ms per participant-second (every
 thread), the ratio a/b, the native thread's tick lateness p50/p99/max, how
@@ -110,8 +113,14 @@ def speak_and_measure(control: NativeControl, uids: list[int]) -> tuple[float, f
     cpu0, wall0 = cpu_seconds(), time.monotonic()
     for uid in uids:
         channel.speak(uid, speech[uid])
-    if not control.wait_idle(SECONDS * 20 + 60):
-        raise RuntimeError("the stand-in did not deliver everything")
+    # Polled, not waited on: a waiter on the stand-in's condition wakes on every 10 ms
+    # tick and contends for its lock, CPU the process would be charged for (~0.1 ms
+    # per participant-second at 200 speakers) that is neither Agora's nor ours.
+    deadline = time.monotonic() + SECONDS * 20 + 60
+    while not control.wait_idle(0):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the stand-in did not deliver everything")
+        time.sleep(0.02)
     return cpu_seconds() - cpu0, time.monotonic() - wall0
 
 
@@ -291,6 +300,55 @@ async def minimal_client(control: NativeControl, sdk: Any, uids: list[int], url:
     return cpu * 1000 / (len(uids) * SECONDS)
 
 
+async def tap_floor(control: NativeControl, uids: list[int], url: str) -> float:
+    """CPU ms per participant-second of the native tap and bare wire sends (e)."""
+    from recorder.config import DEFAULT_SPEECH_MODEL
+    from recorder.stt.protocol import build_url
+    from recorder.stt.wire import open_wire
+    from recorder.transport.base import TransportEvent, TransportSink
+
+    os.environ[TAP_ENV] = "native"
+    target = build_url(url, speech_model=DEFAULT_SPEECH_MODEL)
+    wires = {}
+    for uid in uids:
+        wire = await open_wire(
+            target,
+            {"Authorization": "bench"},
+            open_timeout_s=30.0,
+            close_timeout_s=1.0,
+            ping_interval_s=None,
+            ping_timeout_s=None,
+            user_agent="bench",
+            max_size=2**20,
+            logger=logging.getLogger("bench"),
+        )
+        wire.receive(lambda text: None)
+        wires[uid] = wire
+
+    class Send(TransportSink):
+        def on_event(self, event: TransportEvent) -> None:
+            pass
+
+        def on_audio(self, uid: int, chunk: Chunk) -> None:
+            wires[uid].send_binary(chunk.pcm)
+
+    with tempfile.TemporaryDirectory() as folder:
+        transport = AgoraTransport(
+            app_id=APP_ID, channel=CHANNEL, bot_uid=9999, log_dir=Path(folder) / "agora"
+        )
+        await transport.start(Send())
+        present = transport.participants.present
+        if not await asyncio.to_thread(control.wait_until, lambda: len(present()) >= len(uids), 60):
+            raise RuntimeError("the speakers were not all announced")
+        if not isinstance(transport.bridge, NativeAudioBridge):
+            raise RuntimeError(f"asked for the tap, got {type(transport.bridge).__name__}")
+        cpu, _ = await asyncio.to_thread(speak_and_measure, control, uids)
+        await transport.stop()
+    for wire in wires.values():
+        wire.close()
+    return cpu * 1000 / (len(uids) * SECONDS)
+
+
 class Arrivals:
     """How late each chunk reaches the pipeline: its last sample to the loop handing it over."""
 
@@ -368,7 +426,7 @@ def say(text: str) -> None:
 
 async def main() -> None:
     sizes = [int(s) for s in os.environ.get("BENCH_SIZES", "50,200,500").split(",")]
-    paths = os.environ.get("BENCH_PATHS", "python,tap,sdk,minimal").split(",")
+    paths = os.environ.get("BENCH_PATHS", "python,tap,sdk,minimal,floor").split(",")
     site_root = Path(tempfile.mkdtemp(prefix="agora-bench-"))
     try:
         site = prepare_site(site_root)
@@ -453,6 +511,20 @@ async def main() -> None:
                 say(
                     f"      (d) minimal client  {cost['minimal']:5.3f} ms/participant-s (wrapper "
                     f"per-frame observer, one websockets send per chunk); native lateness p50 "
+                    f"{percentile(late, 0.5):6.1f} p99 {percentile(late, 0.99):6.1f} max "
+                    f"{max(late, default=0.0):6.1f} ms"
+                )
+            if "floor" in paths and load_tap() is not None:
+                control.close()
+                control = NativeControl(str(site.library))
+                for uid in uids:
+                    control.channel(CHANNEL).add_user(uid)
+                cost["floor"] = await tap_floor(control, uids, url)
+                release_agora_service()
+                late = [s * 1000 for s in control.lateness_s()]
+                say(
+                    f"      (e) tap floor       {cost['floor']:5.3f} ms/participant-s (native "
+                    f"tap, one wire send per chunk, nothing else); native lateness p50 "
                     f"{percentile(late, 0.5):6.1f} p99 {percentile(late, 0.99):6.1f} max "
                     f"{max(late, default=0.0):6.1f} ms"
                 )

@@ -30,6 +30,7 @@ from recorder.sessions import SocketRecords
 from recorder.stt.events import SocketClosed, SocketOpened
 from recorder.transport.base import (
     ConnectionStateChanged,
+    LoopFellBehind,
     ParticipantJoined,
     ParticipantLeft,
     ParticipantMuted,
@@ -478,6 +479,8 @@ class MeetingRecorder(TransportSink):
                 f"{'~' if event.is_muted else '+'} {self.console.label(event.uid)} "
                 f"{'muted' if event.is_muted else 'unmuted'}"
             )
+        elif isinstance(event, LoopFellBehind):
+            self._ledger.on_dropped(event.uid, event.at_ms, event.to_ms)
         elif isinstance(event, ConnectionStateChanged):
             log.info(
                 "= channel %s connection %s %s",

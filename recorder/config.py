@@ -501,7 +501,10 @@ def load_config(
         stt_url = stt_url or derived["stt_url"]
         agent_url = agent_url or derived["agent_url"]
         llm_url = llm_url or derived["llm_url"]
-        async_url = async_url or derived["async_url"]
+        # The emulator keeps the EU pre-recorded API's own store under /eu, as the real
+        # service keeps api.eu.assemblyai.com apart (recorder/emulator/batch/accounts.py).
+        eu = "/eu" if region == "eu" else ""
+        async_url = async_url or derived["async_url"] + eu
     audio_dir, _ = pick("audio_dir", "RECORDER_AUDIO_DIR")
     raw_price, price_source = pick("price_per_hour", "RECORDER_PRICE_PER_HOUR")
     price_per_hour = _parse_price(raw_price, price_source) if raw_price else None

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
@@ -31,10 +32,12 @@ from storage.store import TranscriptStore
 if TYPE_CHECKING:
     from recorder.writer import TranscriptWriter
 
-__all__ = ["GapLedger", "LiveRepair", "Repair"]
+__all__ = ["DROPPED_CAUSE", "GapLedger", "LiveRepair", "Repair"]
 
 log = logging.getLogger(__name__)
 
+#: Why a stretch the bridge dropped is lost (the gap row's cause).
+DROPPED_CAUSE = "the recorder fell behind and dropped this audio before keeping it"
 # Audio read either side of a gap by a repair (recorder.audio_store.repair.PAD_MS):
 # live transcription must be settled this far past a gap before it is repaired.
 _PAD_MS = 1000
@@ -105,6 +108,7 @@ class GapLedger:
         self._progress = asyncio.Event()
         self._is_stopping = False
         self._is_quiet = False
+        self._dropped_said: set[int] = set()
 
     def on_gap(self, uid: int, from_ms: int, to_ms: int, cause: str) -> None:
         """A stretch live transcription missed: say so (once per change) and store it."""
@@ -112,6 +116,26 @@ class GapLedger:
         self._missed.setdefault(uid, []).append((from_ms, to_ms))
         task = asyncio.create_task(
             self.store(uid, from_ms, to_ms, cause), name=f"gap-{uid}-{from_ms}"
+        )
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def on_dropped(self, uid: int, from_ms: float, to_ms: float) -> None:
+        """Audio the recorder dropped before keeping it (it fell behind): a lost stretch.
+
+        Said once per participant (the bridge's warning gives the totals), stored
+        ``lost``: nothing kept it, so no repair can bring it back.
+        """
+        if uid not in self._dropped_said and not self._is_quiet:
+            self._dropped_said.add(uid)
+            self._console.info(
+                f"! the recorder fell behind and dropped audio of {self._console.label(uid)} "
+                f"at {format_clock(from_ms, compact=True)}; that stretch cannot be repaired "
+                "(this machine is overloaded: record fewer meetings on it)"
+            )
+        task = asyncio.create_task(
+            self.store(uid, int(from_ms), math.ceil(to_ms), DROPPED_CAUSE, state="lost"),
+            name=f"dropped-{uid}-{int(from_ms)}",
         )
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)

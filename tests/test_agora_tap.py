@@ -23,7 +23,12 @@ from agora_standin.plugin import require_wrapper
 
 from recorder.audio import Chunk
 from recorder.transport.agora.tap import TAP_ENV, LinearClock, NativeAudioBridge, load_tap
-from recorder.transport.base import ParticipantJoined, ParticipantLeft, ParticipantMuted
+from recorder.transport.base import (
+    LoopFellBehind,
+    ParticipantJoined,
+    ParticipantLeft,
+    ParticipantMuted,
+)
 from recorder.transport.bridge import AudioBridge
 from tests.support.timing import TIMEOUT
 from tests.test_agora_transport import Sink, joined, tone
@@ -159,6 +164,11 @@ async def test_a_full_queue_drops_counts_and_reports(
     got = sum(c.duration_ms for c in sink.chunks[7])
     assert math.isclose(got + dropped, 1000.0 - (1000.0 - got - dropped) % 100, abs_tol=100)
     assert "fell more than 0.3 s behind" in caplog.text
+    # The stretch dropped reaches the sink once, where the kept audio stops.
+    [stretch] = sink.of(LoopFellBehind)
+    assert stretch.uid == 7 and stretch.at_ms == pytest.approx(sink.chunks[7][-1].end_ms)
+    assert stretch.to_ms - stretch.at_ms == pytest.approx(dropped)
+    assert bridge.tap.drop_runs() == []
     bridge.close()
 
 

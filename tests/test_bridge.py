@@ -8,6 +8,7 @@ is exactly a loop stalled for as long as the producer takes.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -18,6 +19,7 @@ from recorder.audio import Chunk, silence
 from recorder.transport.base import (
     ConnectionState,
     ConnectionStateChanged,
+    LoopFellBehind,
     ParticipantJoined,
     ParticipantLeft,
     ParticipantMuted,
@@ -75,6 +77,11 @@ def talk(bridge: AudioBridge, uid: int, start_ms: float, seconds: float) -> floa
     return at
 
 
+def holes(chunks: list[Chunk]) -> list[tuple[float, float]]:
+    """Where a participant's chunks do not follow one another."""
+    return [(a.end_ms, b.start_ms) for a, b in itertools.pairwise(chunks) if b.start_ms > a.end_ms]
+
+
 def test_a_stalled_loop_drops_audio_beyond_the_bound_keeps_events_and_order(
     loop: asyncio.AbstractEventLoop, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -105,8 +112,10 @@ def test_a_stalled_loop_drops_audio_beyond_the_bound_keeps_events_and_order(
     with caplog.at_level(logging.WARNING, logger="recorder.transport.bridge"):
         drain(loop)
 
-    # Every event arrived, in order, none lost to the full queue.
-    assert sink.events() == events
+    # Every event arrived, in order, none lost to the full queue; then what was dropped.
+    dropped = [e for e in sink.events() if isinstance(e, LoopFellBehind)]
+    assert [e for e in sink.events() if not isinstance(e, LoopFellBehind)] == events
+    assert sink.items[-len(dropped) :] == dropped
     for uid in (1, 2):
         chunks = sink.chunks(uid)
         kept_ms = sum(chunk.duration_ms for chunk in chunks)
@@ -116,6 +125,9 @@ def test_a_stalled_loop_drops_audio_beyond_the_bound_keeps_events_and_order(
         for before, after in zip(chunks, chunks[1:], strict=False):
             assert after.start_ms >= before.end_ms - 0.001  # in order; a hole where dropped
         assert bridge.dropped_ms[uid] == pytest.approx(3000 - kept_ms)
+        # The hole is said, once, exactly.
+        [stretch] = [e for e in dropped if e.uid == uid]
+        assert [(stretch.at_ms, stretch.to_ms)] == holes(chunks)
     assert bridge.dropped_chunks >= 2 * 19
     assert bridge.dropped_ms_total == pytest.approx(sum(bridge.dropped_ms.values()))
     # Each participant's audio sits between their join and their mute / leave.
@@ -147,6 +159,9 @@ def test_room_comes_back_once_the_loop_drains(loop: asyncio.AbstractEventLoop) -
     on_native_thread(lambda: talk(bridge, 7, 3000.0, 0.4))
     drain(loop)
     assert bridge.dropped_ms[7] == dropped
+    # Said once (not again when nothing more is dropped), exactly where the hole is.
+    [stretch] = [e for e in sink.events() if isinstance(e, LoopFellBehind)]
+    assert [(stretch.at_ms, stretch.to_ms)] == holes(sink.chunks(7))[:1]
     later = [chunk for chunk in sink.chunks(7) if chunk.start_ms >= 3000]
     assert sum(chunk.duration_ms for chunk in later) == pytest.approx(400)
 

@@ -183,6 +183,9 @@ def test_one_emulator_switch_points_the_async_api_there_too(no_dotenv: Path) -> 
     assert load_config({}, dotenv_path=no_dotenv).async_base_url == "https://api.assemblyai.com"
     eu = load_config({"RECORDER_STT_REGION": "eu"}, dotenv_path=no_dotenv)
     assert eu.async_base_url == "https://api.eu.assemblyai.com"
+    # The emulator keeps the EU store under /eu, as the real EU host is its own.
+    eu_emulated = load_config({**emulator, "RECORDER_STT_REGION": "eu"}, dotenv_path=no_dotenv)
+    assert eu_emulated.async_base_url == "http://127.0.0.1:8765/eu"
 
 
 def test_a_bad_async_url_names_its_source_even_beside_the_emulator(no_dotenv: Path) -> None:

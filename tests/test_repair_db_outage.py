@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,9 +33,10 @@ from recorder.writer import TranscriptWriter
 from storage.db import upgrade_database
 from storage.store import TranscriptStore
 from tests.support.harness import assert_matches_script, script_of
+from tests.support.processes import recorder_exec
 from tests.support.proxy import CuttableProxy, OutageAt, SqliteLock
 from tests.support.timing import TIMEOUT
-from tests.test_repair_e2e import LONG_MEETING, _env, tally
+from tests.test_repair_e2e import LONG_MEETING, tally
 
 pytestmark = [pytest.mark.slow]
 
@@ -214,14 +214,6 @@ async def test_postgres_away_for_5_minutes_mid_meeting_loses_nothing(
     )
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "known defect (issue 18): at 20x on a loaded machine the event loop can fall 5 s of "
-        "audio behind, and AudioBridge then drops audio it cannot keep up with, so a "
-        "sentence is lost (seen in CI: 7 of 520 words)"
-    ),
-)
 async def test_sqlite_locked_by_another_program_for_5_minutes_loses_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -263,20 +255,14 @@ async def test_a_recorder_killed_while_postgres_is_away_leaves_a_journal_repair_
         BatchEmulator(behaviour=BatchBehaviour(processing_s=0.05)).serve() as repair,
     ):
         via_proxy = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "recorder",
+        process = await recorder_exec(
+            tmp_path,
             "join",
             f"--transport=replay:{script_path}",
             f"--stt-url={live.url}",
             f"--async-url={repair.url}",
             f"--speed={speed}",
             f"--db={via_proxy}",
-            cwd=tmp_path,
-            env=_env(tmp_path),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
         )
         assert process.stdout is not None and process.stderr is not None
         # Two turns stored, then the database goes away; two more turns are said.
@@ -300,18 +286,12 @@ async def test_a_recorder_killed_while_postgres_is_away_leaves_a_journal_repair_
         entries, _ = read_entries(journal)
         meeting_id = entries[0]["meeting_id"]
         kept = [e["record"]["text"] for e in entries if e.get("op") == "turn"]
-        fixed = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "recorder",
+        fixed = await recorder_exec(
+            tmp_path,
             "repair",
             str(meeting_id),
             f"--async-url={repair.url}",
             f"--db={postgres_url}",
-            cwd=tmp_path,
-            env=_env(tmp_path),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
         )
         _, err = await asyncio.wait_for(fixed.communicate(), TIMEOUT * 4)
     text = err.decode()

@@ -17,6 +17,7 @@ from recorder.audio import Chunk
 __all__ = [
     "ConnectionState",
     "ConnectionStateChanged",
+    "LoopFellBehind",
     "ParticipantJoined",
     "ParticipantLeft",
     "ParticipantMuted",
@@ -71,7 +72,22 @@ class ConnectionStateChanged:
     reason: str = ""
 
 
-TransportEvent = ParticipantJoined | ParticipantLeft | ParticipantMuted | ConnectionStateChanged
+@dataclass(frozen=True, slots=True)
+class LoopFellBehind:
+    """The recorder fell behind and dropped ``uid``'s audio from ``at_ms`` to ``to_ms``.
+
+    The bridge drops audio only when the event loop is seconds late; what it drops
+    never reaches the stored audio, so it is a stretch no repair can recover.
+    """
+
+    uid: int
+    at_ms: float
+    to_ms: float
+
+
+TransportEvent = (
+    ParticipantJoined | ParticipantLeft | ParticipantMuted | ConnectionStateChanged | LoopFellBehind
+)
 
 
 class TransportSink(ABC):

@@ -27,6 +27,7 @@ from recorder.audio import CHUNK_MS, FRAME_MS, Chunk, ChunkAssembler, bytes_for_
 from recorder.transport.base import (
     ConnectionState,
     ConnectionStateChanged,
+    LoopFellBehind,
     ParticipantJoined,
     ParticipantLeft,
     ParticipantMuted,
@@ -72,9 +73,10 @@ class AudioBridge:
     The queue holds at most ``max_queued_s`` of each participant's audio. When
     the loop falls that far behind, further chunks of that participant are
     dropped, counted (:attr:`dropped_chunks`, :attr:`dropped_ms` per uid) and
-    logged (rate-limited, from the loop); the next delivered chunk starts later,
-    which the pipeline sees as a gap. Events are never dropped: they are rare
-    and carry state (who is present, who is muted, the connection).
+    logged (rate-limited, from the loop), and each stretch dropped reaches the
+    sink as an :class:`LoopFellBehind` event, so the recording can say what it
+    lost. Events are never dropped: they are rare and carry state (who is
+    present, who is muted, the connection).
 
     Args:
         loop: the event loop the sink lives on.
@@ -127,6 +129,9 @@ class AudioBridge:
         self.callback_errors = 0
         self.dropped_chunks = 0
         self._dropped_ms: dict[int, float] = {}  # written under _lock
+        # Each uid's stretch dropped since the loop last looked: [from, to), under _lock.
+        self._drop_runs: dict[int, list[float]] = {}
+        self._drops_seen = 0
         self._drops_logged = 0
         self._drop_logged_at: float | None = None
         # Gap filling (loop side, under _lock where the native side writes too).
@@ -210,7 +215,13 @@ class AudioBridge:
         size = len(chunk.pcm)
         if queued + size - self._taken_bytes.get(uid, 0) > self._max_queued_bytes:
             self.dropped_chunks += 1
-            self._dropped_ms[uid] = self._dropped_ms.get(uid, 0.0) + chunk.duration_ms
+            duration = chunk.duration_ms
+            self._dropped_ms[uid] = self._dropped_ms.get(uid, 0.0) + duration
+            run = self._drop_runs.get(uid)
+            if run is None:
+                self._drop_runs[uid] = [chunk.start_ms, chunk.start_ms + duration]
+            else:  # drops follow one another until the loop drains: one stretch
+                run[1] = max(run[1], chunk.start_ms + duration)
             return False
         self._queued_bytes[uid] = queued + size
         return True
@@ -241,8 +252,21 @@ class AudioBridge:
                 if self._fill_after_ms is not None:
                     self._track_audible(item)
                 sink.on_event(item)
-        if self.dropped_chunks != self._drops_logged:
-            self._log_drops()
+        if self.dropped_chunks != self._drops_seen:
+            self._report_drops()
+
+    def _report_drops(self) -> None:
+        """On the loop: hand each stretch dropped so far to the sink, and warn (rate-limited)."""
+        self._drops_seen = self.dropped_chunks  # before taking: a later drop reports again
+        for uid, from_ms, to_ms in self._take_drop_runs():
+            self._sink.on_event(LoopFellBehind(uid, from_ms, to_ms))
+        self._log_drops()
+
+    def _take_drop_runs(self) -> list[tuple[int, float, float]]:
+        """The stretches dropped since the last call, as (uid, from_ms, to_ms)."""
+        with self._lock:
+            runs, self._drop_runs = self._drop_runs, {}
+        return [(uid, run[0], run[1]) for uid, run in runs.items()]
 
     # -- gaps are silence -----------------------------------------------------------
 

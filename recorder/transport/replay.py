@@ -32,7 +32,7 @@ from recorder.transport.base import (
     Transport,
     TransportSink,
 )
-from recorder.transport.bridge import AudioBridge
+from recorder.transport.bridge import DEFAULT_MAX_QUEUED_S, AudioBridge
 from recorder.transport.pacing import DEFAULT_LEAD_MS, PublishPacer
 from recorder.transport.script import MeetingScript, ScriptAction, SpeechClip
 
@@ -43,12 +43,24 @@ log = logging.getLogger(__name__)
 _FRAME_BYTES = bytes_for_ms(FRAME_MS)
 # Comfort noise of a quiet room, far below the speech threshold (audio.SPEECH_DBFS).
 _NOISE_DBFS = -72.0
+# Most audio a replay's bridge queues per participant, however fast it plays (s).
+_MOST_QUEUED_S = 120.0
 
 
 def _noise_bank(seconds: float = 3.0) -> bytes:
     rng = np.random.default_rng(1234)
     scale = 32768 * 10 ** (_NOISE_DBFS / 20)
     return (rng.standard_normal(int(16_000 * seconds)) * scale).astype("<i2").tobytes()
+
+
+def _queue_bound_s(speed: float) -> float:
+    """Audio the bridge may queue per participant at ``speed``: the same wall-clock slack.
+
+    The bound exists for a stalled loop, which is measured in wall time: at 20x,
+    5 s of audio is 250 ms of wall time, which a busy machine's loop can lose
+    without being stalled. Capped so memory stays bounded (4 MB per participant).
+    """
+    return min(DEFAULT_MAX_QUEUED_S * max(speed, 1.0), _MOST_QUEUED_S)
 
 
 class ReplayTransport(Transport):
@@ -126,7 +138,12 @@ class ReplayTransport(Transport):
         """Start the playback thread."""
         self._loop = asyncio.get_running_loop()
         self._finished = asyncio.Event()
-        self.bridge = AudioBridge(self._loop, sink, clock_ms=lambda: self._script_ms)
+        self.bridge = AudioBridge(
+            self._loop,
+            sink,
+            clock_ms=lambda: self._script_ms,
+            max_queued_s=_queue_bound_s(self.speed),
+        )
         self.bridge.push_event(ConnectionStateChanged(ConnectionState.CONNECTED, 0.0))
         self._thread = threading.Thread(
             target=self._run, name=f"replay-{self.channel}", daemon=True

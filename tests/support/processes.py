@@ -11,7 +11,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Proc", "clean_env", "start"]
+__all__ = ["Proc", "clean_env", "recorder_exec", "start"]
 
 
 def clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -80,3 +80,17 @@ async def start(tmp_path: Path, *args: str, env: dict[str, str], name: str) -> P
     proc = Proc(process)
     proc.reader = asyncio.create_task(proc._read())
     return proc
+
+
+async def recorder_exec(tmp_path: Path, *args: str) -> asyncio.subprocess.Process:
+    """``recorder ARGS`` in ``tmp_path``, clean environment and a test key, output piped."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "recorder",
+        *args,
+        cwd=tmp_path,
+        env=clean_env(tmp_path, ASSEMBLYAI_API_KEY="test-key"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )

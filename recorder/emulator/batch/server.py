@@ -1,12 +1,26 @@
 """An emulator of AssemblyAI's pre-recorded (async) API v2, for tests and the demo.
 
-It follows the emulator checklist of docs/providers.md, "Pre-recorded (async)
-API": uploads (``POST /v2/upload``), transcripts (create, get, list, delete),
-polling through ``queued`` → ``processing`` → ``completed``/``error``, webhooks
-with retries, ``401`` for an unknown key, ``404`` for an unknown id, request
-validation, an account-wide request budget answered with ``429`` and
-``Retry-After``, a concurrency limit (jobs wait, ``throttled``), and injected
-failures. It hears tone-code speech exactly as the streaming emulator does.
+It follows the emulator checklist of the async API spec (section 11 of
+/work/shared/specs/assemblyai-async-transcription.md; docs/providers.md, "Pre-recorded
+(async) API"): uploads (``POST /v2/upload``), transcripts (create, get, list, delete),
+polling through ``queued`` → ``processing`` → ``completed``/``error``, webhooks with
+retries, subtitles (``/srt``, ``/vtt`` with ``chars_per_caption``), ``/sentences``,
+``/paragraphs``, ``/word-search``, ``/redacted-audio``, ``401`` for an unknown key,
+``404`` for an unknown id, request validation (:mod:`.validate`), an account-wide request
+budget answered with ``429`` and ``Retry-After``, an account-wide concurrency limit (jobs
+wait, ``throttled``), and injected failures. It hears tone-code speech exactly as the
+streaming emulator does.
+
+Keys and projects: a key maps to an (account, project) (``key_scopes``; without a map
+every accepted key is one default account and project). Uploads and transcripts belong
+to the project: another project's transcript id is ``404``, another project's upload URL
+in ``audio_url`` is ``403 {"error": "Cannot access uploaded file"}``. The request
+budget and the concurrency limit are the account's.
+
+Regions: the US host (``api.assemblyai.com``) is the emulator's root, the EU host
+(``api.eu.assemblyai.com``) is the path prefix ``/eu`` (``http://HOST:PORT/eu/v2/...``),
+or a request whose ``Host`` header names the EU host. Each region keeps its own uploads
+and transcripts, as the spec asks (reading across regions is UNCONFIRMED).
 
 It is an :class:`~recorder.emulator.http.HttpApp`: ``recorder emulate`` mounts it
 beside the other emulators on one port; :meth:`BatchEmulator.serve` puts it on a port
@@ -17,144 +31,87 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import dataclasses
 import json
 import logging
 import time
-import urllib.request
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
+from recorder.emulator.batch.accounts import DEFAULT_SCOPE, Account, AccountState, KeyScope
+from recorder.emulator.batch.behaviour import FAULTS, BatchBehaviour
+from recorder.emulator.batch.jobs import Job
 from recorder.emulator.batch.recognize import MIN_DURATION_MS, NotAudio, recognize
+from recorder.emulator.batch.results import shape_words
+from recorder.emulator.batch.validate import (
+    check_create,
+    model_used,
+    models_by_default,
+)
+from recorder.emulator.batch.views import (
+    paragraphs,
+    search_terms,
+    sentences,
+    subtitles,
+    word_search,
+)
+from recorder.emulator.batch.webhooks import deliver
 from recorder.emulator.http import HttpRequest, HttpResponse, json_reply, serve_http
 from recorder.emulator.router import Router
 
-__all__ = ["BATCH_PATH", "FAULTS", "BatchBehaviour", "BatchEmulator", "BatchServer"]
+__all__ = [
+    "BATCH_PATH",
+    "EU_HOST",
+    "EU_PREFIX",
+    "FAULTS",
+    "Account",
+    "BatchBehaviour",
+    "BatchEmulator",
+    "BatchServer",
+    "KeyScope",
+    "RegionStore",
+]
 
 log = logging.getLogger("recorder.emulator.batch")
 
 BATCH_PATH = "/v2"
+#: The path prefix standing in for the EU host.
+EU_PREFIX = "/eu"
+#: The EU host's name: a request with this ``Host`` header is the EU's too.
+EU_HOST = "api.eu.assemblyai.com"
 _AUTH_ERROR = "Authentication error, API token missing/invalid"
-#: Injectable faults (``fail_next``, ``BatchBehaviour.fault``, ``recorder emulate
-#: --async-fault``): an HTTP status, or 0 to drop the connection without an answer.
-FAULTS = (0, 429, 500, 503, 504)
-_MODELS = frozenset({"universal-3-pro", "universal-2", "universal-3-5-pro", "assemblyai-stt-3-7"})
-# Create parameters the emulator knows (others are refused: the spec sets
-# additionalProperties false).
-_PARAMS = {
-    "audio_url": str,
-    "speech_models": list,
-    "language_code": str,
-    "language_detection": bool,
-    "punctuate": bool,
-    "format_text": bool,
-    "disfluencies": bool,
-    "filter_profanity": bool,
-    "speaker_labels": bool,
-    "keyterms_prompt": list,
-    "prompt": str,
-    "webhook_url": str,
-    "webhook_auth_header_name": str,
-    "webhook_auth_header_value": str,
-    "audio_start_from": int,
-    "audio_end_at": int,
-}
-
-
-@dataclass(frozen=True, slots=True)
-class BatchBehaviour:
-    """What the emulated service does.
-
-    Attributes:
-        processing_s: how long a job takes once it runs.
-        concurrency: jobs processed at once (5 on a free account).
-        requests_per_window: the account's request budget per ``window_s``.
-        window_s: the budget's window (the real one: 20,000 per five minutes).
-        webhook_retry_s: pause between webhook attempts (the real one: 10 s).
-        webhook_attempts: webhook attempts at most.
-        max_upload_bytes: the largest upload accepted.
-        fault: a fault for every request (one of :data:`FAULTS`), or None.
-    """
-
-    processing_s: float = 0.0
-    concurrency: int = 5
-    requests_per_window: int = 20_000
-    window_s: float = 300.0
-    webhook_retry_s: float = 10.0
-    webhook_attempts: int = 10
-    max_upload_bytes: int = 2_200_000_000
-    fault: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.fault is not None and self.fault not in FAULTS:
-            raise ValueError(f"unknown fault {self.fault!r}; one of {FAULTS}")
+_FOREIGN_UPLOAD = "Cannot access uploaded file"
+_NEGATIVE_BALANCE = (
+    "Your current account balance is negative. Please top up to continue using the API."
+)
+_REDACTED_AUDIO_HOST = {"us": "https://cdn.assemblyai.com", "eu": "https://cdn.eu.assemblyai.com"}
 
 
 @dataclass(slots=True)
-class _Job:
-    id: str
-    params: dict[str, Any]
-    created: str
-    status: str = "queued"
-    throttled: bool = False
-    words: list[dict[str, Any]] | None = None
-    duration_s: int | None = None
-    error: str | None = None
-    completed: str | None = None
-    webhook_status_code: int | None = None
-    is_deleted: bool = False
+class RegionStore:
+    """One region's data: uploads (bytes and owning project) and transcripts."""
 
-    def body(self) -> dict[str, Any]:
-        params = self.params
-        done = self.status == "completed" and not self.is_deleted
-        words = self.words if done else None
-        models = params.get("speech_models") or ["universal-3-pro", "universal-2"]
-        body: dict[str, Any] = {
-            "id": self.id,
-            "status": self.status,
-            "audio_url": "http://deleted_by_user" if self.is_deleted else params["audio_url"],
-            "text": (
-                "Deleted by user."
-                if self.is_deleted
-                else " ".join(w["text"] for w in words)
-                if words is not None
-                else None
-            ),
-            "words": words,
-            "utterances": None,
-            "confidence": (0.99 if words else None) if done else None,
-            "audio_duration": self.duration_s,
-            "speech_models": params.get("speech_models"),
-            "speech_model_used": models[0] if done else None,
-            "speech_model": None,
-            "language_code": params.get("language_code") or "en_us",
-            "language_confidence": None,
-            "language_confidence_threshold": None,
-            "language_model": "assemblyai_default",
-            "acoustic_model": "assemblyai_default",
-            "punctuate": params.get("punctuate", True),
-            "format_text": params.get("format_text", True),
-            "keyterms_prompt": params.get("keyterms_prompt"),
-            "webhook_url": (
-                "http://deleted_by_user" if self.is_deleted else params.get("webhook_url")
-            ),
-            "webhook_auth": "webhook_auth_header_name" in params,
-            "webhook_auth_header_name": params.get("webhook_auth_header_name"),
-            "webhook_status_code": self.webhook_status_code,
-            "throttled": self.throttled,
-            "auto_highlights": False,
-            "redact_pii": False,
-            "summarization": False,
-        }
-        if self.status == "error":
-            body["error"] = self.error
-        return body
+    uploads: dict[str, bytes] = field(default_factory=dict)
+    upload_projects: dict[str, str] = field(default_factory=dict)
+    jobs: dict[str, Job] = field(default_factory=dict)
 
 
-_NOT_FOUND = json_reply(404, {"error": "Not found"})
+@dataclass(frozen=True, slots=True)
+class _Caller:
+    scope: KeyScope
+    region: str
+
+
+# Who is asking, for the route handlers (set around each routed request).
+_caller: contextvars.ContextVar[_Caller] = contextvars.ContextVar("batch_caller")
+
+
+_NO_ROUTE = json_reply(404, {"error": "Not found"})
 
 
 def _too_many(retry_after_s: float) -> HttpResponse:
@@ -166,41 +123,63 @@ def _now() -> str:
     return datetime.now(UTC).replace(tzinfo=None).isoformat()
 
 
+def _bad(message: str) -> HttpResponse:
+    return json_reply(400, {"error": message})
+
+
+def _region_of(request: HttpRequest) -> tuple[str, str]:
+    """``(region, path without the region prefix)``."""
+    if request.path == EU_PREFIX or request.path.startswith(EU_PREFIX + "/"):
+        return "eu", request.path[len(EU_PREFIX) :] or "/"
+    host = request.headers.get("host", "").split(":", 1)[0].lower()
+    return ("eu" if host == EU_HOST else "us"), request.path
+
+
 @dataclass
 class BatchEmulator:
     """The emulated service: its state, and :meth:`serve` to put it on a port.
 
     Args:
-        api_keys: keys accepted; empty means any non-empty key.
-        behaviour: timings and limits.
+        api_keys: keys accepted (besides those of ``key_scopes``); both empty means any
+            non-empty key.
+        behaviour: timings, limits and switches.
+        key_scopes: the (account, project) of each key; a key without one is in the
+            default account and project.
+        accounts: account settings by name (concurrency, creation date, negative balance).
 
     Attributes:
         base_url: where it is served (``http://HOST:PORT``), for the URLs in its answers.
-        uploads: uploaded bytes by upload URL.
-        jobs: transcripts by id.
+        stores: each region's uploads and transcripts (``"us"``, ``"eu"``).
+        uploads: the US region's uploaded bytes by upload URL.
+        jobs: the US region's transcripts by id.
         requests: ``(method, path)`` of every request, in order.
         webhooks: ``(url, payload, status)`` of every webhook attempt.
     """
 
     api_keys: Iterable[str] = frozenset()
     behaviour: BatchBehaviour = field(default_factory=BatchBehaviour)
+    key_scopes: Mapping[str, KeyScope] = field(default_factory=dict)
+    accounts: Mapping[str, Account] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self._keys = frozenset(self.api_keys)
-        self.uploads: dict[str, bytes] = {}
-        self.jobs: dict[str, _Job] = {}
+        self._scopes = dict(self.key_scopes)
+        self._keys = frozenset(self.api_keys) | frozenset(self._scopes)
+        self.stores = {"us": RegionStore(), "eu": RegionStore()}
+        self.uploads = self.stores["us"].uploads
+        self.jobs = self.stores["us"].jobs
         self.requests: list[tuple[str, str]] = []
         self.webhooks: list[tuple[str, dict[str, Any], int | None]] = []
         self._faults: deque[int] = deque()
-        self._recent: deque[float] = deque()
-        self._slots = asyncio.Semaphore(self.behaviour.concurrency)
+        self._accounts: dict[str, AccountState] = {}
+        for name, account in self.accounts.items():
+            self._account(name).account = account
         self._tasks: set[asyncio.Task[None]] = set()
         self.base_url = ""
         self._router = Router(
             BATCH_PATH,
             # The retired v2 streaming socket is the streaming emulator's to refuse (410).
             exclude=("/v2/realtime",),
-            not_found=_NOT_FOUND,
+            not_found=_NO_ROUTE,
             max_body_bytes=self.behaviour.max_upload_bytes,
         )
         add = self._router.add
@@ -209,6 +188,11 @@ class BatchEmulator:
         add("GET", "/v2/transcript", self._list)
         add("GET", "/v2/transcript/{id}", self._get)
         add("DELETE", "/v2/transcript/{id}", self._delete)
+        # The named views before the subtitle pattern, which would match them too.
+        add("GET", "/v2/transcript/{id}/sentences", self._sentences)
+        add("GET", "/v2/transcript/{id}/paragraphs", self._paragraphs)
+        add("GET", "/v2/transcript/{id}/word-search", self._word_search)
+        add("GET", "/v2/transcript/{id}/redacted-audio", self._redacted_audio)
         add("GET", "/v2/transcript/{id}/{kind}", self._subtitles)
 
     # -- controls for tests ----------------------------------------------------
@@ -218,6 +202,19 @@ class BatchEmulator:
         if status not in FAULTS:
             raise ValueError(f"unknown fault {status!r}; one of {FAULTS}")
         self._faults.extend([status] * count)
+
+    def set_balance_negative(self, account: str, negative: bool = True) -> None:
+        """Make an account's balance negative (requests refused) or topped up again."""
+        state = self._account(account)
+        state.account = dataclasses.replace(state.account, balance_negative=negative)
+        if not negative:  # its slots are back: let waiting jobs run
+            while state.waiting and state.running < state.limit:
+                state.running += 1
+                turn = state.waiting.popleft()
+                if not turn.done():
+                    turn.set_result(None)
+                else:
+                    state.running -= 1
 
     # -- serving ---------------------------------------------------------------
 
@@ -239,7 +236,9 @@ class BatchEmulator:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def claims(self, method: str, path: str) -> bool:
-        """Whether a request is for this API (everything under ``/v2``)."""
+        """Whether a request is for this API (everything under ``/v2`` or ``/eu/v2``)."""
+        if path.startswith(EU_PREFIX + "/"):
+            path = path[len(EU_PREFIX) :]
         return self._router.claims(method, path)
 
     def body_limit(self, method: str, path: str) -> int:
@@ -261,10 +260,27 @@ class BatchEmulator:
             key = key[7:]
         if not key or (self._keys and key not in self._keys):
             return json_reply(401, {"error": _AUTH_ERROR})
-        limited = self._rate_limited()
-        if limited is not None:
-            return limited
-        return await self._router(request)
+        scope = self._scopes.get(key, DEFAULT_SCOPE)
+        behaviour = self.behaviour
+        wait_s = self._account(scope.account).over_budget(
+            behaviour.requests_per_window, behaviour.window_s
+        )
+        if wait_s is not None:
+            return _too_many(wait_s)
+        region, path = _region_of(request)
+        token = _caller.set(_Caller(scope, region))
+        try:
+            return await self._router(dataclasses.replace(request, path=path))
+        finally:
+            _caller.reset(token)
+
+    def _account(self, name: str) -> AccountState:
+        state = self._accounts.get(name)
+        if state is None:
+            account = self.accounts.get(name, Account())
+            state = AccountState(account, account.concurrency or self.behaviour.concurrency)
+            self._accounts[name] = state
+        return state
 
     def _fault(self, status: int) -> HttpResponse | None:
         if status == 0:
@@ -275,77 +291,93 @@ class BatchEmulator:
             return HttpResponse(status)
         return json_reply(status, {"error": "Internal Server Error"})
 
-    def _rate_limited(self) -> HttpResponse | None:
-        now = time.monotonic()
-        window = self.behaviour.window_s
-        while self._recent and now - self._recent[0] >= window:
-            self._recent.popleft()
-        if len(self._recent) >= self.behaviour.requests_per_window:
-            return _too_many(window - (now - self._recent[0]))
-        self._recent.append(now)
-        return None
+    def _not_found_reply(self) -> HttpResponse:
+        if self.behaviour.unknown_id == "lookup_error":
+            return _bad("Transcript lookup error, transcript id not found")
+        return json_reply(404, {"error": "Not found"})
+
+    # -- the caller's data -------------------------------------------------------
+
+    @staticmethod
+    def _caller() -> _Caller:
+        return _caller.get()
+
+    def _store(self) -> RegionStore:
+        return self.stores[self._caller().region]
+
+    def _region_base(self) -> str:
+        return self.base_url + (EU_PREFIX if self._caller().region == "eu" else "")
+
+    def _job(self, request: HttpRequest) -> Job | None:
+        """The caller's project's transcript of the path's id; another project's is not found."""
+        job = self._store().jobs.get(request.params["id"])
+        if job is None or job.scope.project != self._caller().scope.project:
+            return None
+        return job
+
+    def _today(self) -> date:
+        return self.behaviour.today or datetime.now(UTC).date()
+
+    # -- routes ------------------------------------------------------------------
 
     async def _upload(self, request: HttpRequest) -> HttpResponse:
         if not request.body:
-            return json_reply(400, {"error": "Upload failed: the file is empty"})
+            return _bad("Upload failed: the file is empty")
         url = f"https://cdn.assemblyai.com/upload/{uuid.uuid4()}"
-        self.uploads[url] = request.body
+        store = self._store()
+        store.uploads[url] = request.body
+        store.upload_projects[url] = self._caller().scope.project
         return json_reply(200, {"upload_url": url})
 
     async def _get(self, request: HttpRequest) -> HttpResponse:
-        job = self.jobs.get(request.params["id"])
-        return _NOT_FOUND if job is None else json_reply(200, job.body())
+        job = self._job(request)
+        return self._not_found_reply() if job is None else json_reply(200, job.body())
 
     async def _delete(self, request: HttpRequest) -> HttpResponse:
-        job = self.jobs.get(request.params["id"])
+        job = self._job(request)
         if job is None:
-            return _NOT_FOUND
+            return self._not_found_reply()
         job.is_deleted = True
         job.words = None
-        self.uploads.pop(job.params["audio_url"], None)
+        store = self._store()
+        store.uploads.pop(job.params["audio_url"], None)
+        store.upload_projects.pop(job.params["audio_url"], None)
         return json_reply(200, job.body())
 
     async def _create(self, request: HttpRequest) -> HttpResponse:
         try:
             params = json.loads(request.body or b"")
         except ValueError:
-            return json_reply(400, {"error": "Invalid JSON body"})
+            return _bad("Invalid JSON body")
         if not isinstance(params, dict):
-            return json_reply(400, {"error": "Invalid JSON body"})
-        if "speech_model" in params:
-            return json_reply(
-                400,
-                {
-                    "error": 'speech_model is deprecated. Use "speech_models" instead. See '
-                    "documentation: https://www.assemblyai.com/docs/pre-recorded-audio/"
-                    "select-the-speech-model"
-                },
-            )
-        for name, value in params.items():
-            kind = _PARAMS.get(name)
-            if kind is None:
-                return json_reply(400, {"error": f"{name} is not a valid parameter"})
-            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-                shown = {bool: "a Boolean", str: "a string", list: "a list", int: "an integer"}
-                return json_reply(400, {"error": f"{name} must be {shown[kind]}"})
-        if "audio_url" not in params:
-            return json_reply(400, {"error": "audio_url is required"})
-        models = params.get("speech_models")
-        if models is not None and (not models or not set(models) <= _MODELS):
-            return json_reply(
-                400,
-                {
-                    "error": '"speech_models" must be a non-empty list containing one or more '
-                    "of: " + ", ".join(f'"{m}"' for m in sorted(_MODELS))
-                },
-            )
-        if "prompt" in params and "keyterms_prompt" in params:
-            return json_reply(400, {"error": "prompt and keyterms_prompt cannot be used together"})
-        if len(params.get("keyterms_prompt") or ()) > 1000:
-            return json_reply(400, {"error": "keyterms_prompt has more than 1000 terms"})
-        job = _Job(str(uuid.uuid4()), params, _now())
-        self.jobs[job.id] = job
-        task = asyncio.create_task(self._process(job), name=f"batch-job-{job.id}")
+            return _bad("Invalid JSON body")
+        caller = self._caller()
+        account = self._account(caller.scope.account)
+        behaviour = self.behaviour
+        checked = check_create(
+            params,
+            policy=behaviour.speech_models_policy,
+            deprecated=behaviour.deprecated_models,
+            default_models=models_by_default(
+                behaviour.speech_models_policy, account.account.created, self._today()
+            ),
+            feature_languages=behaviour.feature_languages,
+            reject_unknown=behaviour.unknown_params == "reject",
+        )
+        if isinstance(checked, str):
+            return _bad(checked)
+        if account.account.balance_negative:
+            return _bad(_NEGATIVE_BALANCE)
+        store = self._store()
+        owner = store.upload_projects.get(params["audio_url"])
+        foreign = owner is not None and owner != caller.scope.project
+        if foreign and behaviour.foreign_upload == "refuse":
+            return json_reply(403, {"error": _FOREIGN_UPLOAD})
+        job = Job(str(uuid.uuid4()), checked.params, _now(), checked.models, caller.scope)
+        store.jobs[job.id] = job
+        task = asyncio.create_task(
+            self._process(job, store, account, foreign), name=f"batch-job-{job.id}"
+        )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return json_reply(200, job.body())
@@ -354,19 +386,25 @@ class BatchEmulator:
         try:
             limit = min(200, max(1, int(request.query.get("limit", "10"))))
         except ValueError:
-            return json_reply(400, {"error": "limit must be an integer"})
+            return _bad("limit must be an integer")
         status = request.query.get("status")
-        jobs = [j for j in reversed(self.jobs.values()) if status is None or j.status == status]
+        project = self._caller().scope.project
+        jobs = [
+            j
+            for j in reversed(self._store().jobs.values())
+            if j.scope.project == project and (status is None or j.status == status)
+        ]
         page = jobs[:limit]
+        base = self._region_base()
         return json_reply(
             200,
             {
                 "page_details": {
                     "limit": limit,
                     "result_count": len(page),
-                    "current_url": f"{self.base_url}/v2/transcript?limit={limit}",
+                    "current_url": f"{base}/v2/transcript?limit={limit}",
                     "prev_url": (
-                        f"{self.base_url}/v2/transcript?limit={limit}&before_id={page[-1].id}"
+                        f"{base}/v2/transcript?limit={limit}&before_id={page[-1].id}"
                         if len(jobs) > limit
                         else None
                     ),
@@ -375,7 +413,7 @@ class BatchEmulator:
                 "transcripts": [
                     {
                         "id": j.id,
-                        "resource_url": f"{self.base_url}/v2/transcript/{j.id}",
+                        "resource_url": f"{base}/v2/transcript/{j.id}",
                         "status": j.status,
                         "created": j.created,
                         "completed": j.completed,
@@ -387,75 +425,134 @@ class BatchEmulator:
             },
         )
 
+    def _completed(self, request: HttpRequest) -> Job | HttpResponse:
+        """The transcript for a read view, or the answer that says why not."""
+        job = self._job(request)
+        if job is None:
+            return self._not_found_reply()
+        if not job.is_done:
+            return _bad("Transcript is not completed")
+        return job
+
     async def _subtitles(self, request: HttpRequest) -> HttpResponse:
-        job, kind = self.jobs.get(request.params["id"]), request.params["kind"]
-        if job is None or kind not in ("srt", "vtt"):
-            return _NOT_FOUND
-        if job.status != "completed" or not job.words:
-            return json_reply(400, {"error": "Transcript is not completed"})
+        kind = request.params["kind"]
+        if kind not in ("srt", "vtt"):
+            return self._not_found_reply()
+        job = self._completed(request)
+        if isinstance(job, HttpResponse):
+            return job
+        chars = request.query.get("chars_per_caption")
+        if chars is not None and (not chars.isdigit() or int(chars) < 1):
+            return _bad("chars_per_caption must be a positive integer")
+        assert job.words is not None
+        text = subtitles(job.words, kind, int(chars) if chars is not None else None)
+        return HttpResponse(200, text.encode(), content_type="text/plain")
 
-        def stamp(ms: int) -> str:
-            hours, rest = divmod(ms, 3_600_000)
-            minutes, rest = divmod(rest, 60_000)
-            seconds, millis = divmod(rest, 1000)
-            sep = "," if kind == "srt" else "."
-            return f"{hours:02d}:{minutes:02d}:{seconds:02d}{sep}{millis:03d}"
+    async def _sentences(self, request: HttpRequest) -> HttpResponse:
+        job = self._completed(request)
+        if isinstance(job, HttpResponse):
+            return job
+        body = job.body()
+        found = sentences(body["words"])
+        return json_reply(200, {**_view_head(body), "sentences": found})
 
-        cues = [job.words[i : i + 8] for i in range(0, len(job.words), 8)]
-        lines = ["WEBVTT", ""] if kind == "vtt" else []
-        for number, cue in enumerate(cues, 1):
-            if kind == "srt":
-                lines.append(str(number))
-            lines.append(f"{stamp(cue[0]['start'])} --> {stamp(cue[-1]['end'])}")
-            lines.append(" ".join(w["text"] for w in cue))
-            lines.append("")
-        return HttpResponse(200, "\n".join(lines).encode(), content_type="text/plain")
+    async def _paragraphs(self, request: HttpRequest) -> HttpResponse:
+        job = self._completed(request)
+        if isinstance(job, HttpResponse):
+            return job
+        body = job.body()
+        return json_reply(200, {**_view_head(body), "paragraphs": paragraphs(body["words"])})
+
+    async def _word_search(self, request: HttpRequest) -> HttpResponse:
+        job = self._completed(request)
+        if isinstance(job, HttpResponse):
+            return job
+        terms = search_terms(request.query)
+        if isinstance(terms, str):
+            return _bad(terms)
+        assert job.words is not None
+        total, matches = word_search(job.words, terms)
+        return json_reply(200, {"id": job.id, "total_count": total, "matches": matches})
+
+    async def _redacted_audio(self, request: HttpRequest) -> HttpResponse:
+        job = self._job(request)
+        if job is None:
+            return self._not_found_reply()
+        if not (job.params.get("redact_pii") and job.params.get("redact_pii_audio")):
+            return _bad("Redacted audio is only available with redact_pii and redact_pii_audio")
+        if job.status == "error" or job.is_deleted:
+            return _bad("Redacted audio is not available for this transcript")
+        age = None if job.completed_at is None else time.monotonic() - job.completed_at
+        if age is None or age < self.behaviour.redacted_audio_delay_s:
+            return json_reply(202, {"status": job.status})  # the SDK's "not ready yet"
+        if age >= self.behaviour.redacted_audio_ttl_s:
+            return _bad("Redacted audio is no longer available")  # the SDK's "expired"
+        extension = job.params.get("redact_pii_audio_quality") or "mp3"
+        host = _REDACTED_AUDIO_HOST[self._caller().region]
+        return json_reply(
+            200,
+            {
+                "status": "redacted_audio_ready",
+                "redacted_audio_url": f"{host}/redacted-audio/{job.id}.{extension}",
+            },
+        )
 
     # -- jobs --------------------------------------------------------------------
 
-    async def _process(self, job: _Job) -> None:
-        if self._slots.locked():
+    async def _process(
+        self, job: Job, store: RegionStore, account: AccountState, foreign: bool
+    ) -> None:
+        turn = account.must_wait()
+        if turn is not None:
             job.throttled = True
-        async with self._slots:
+            await turn
+        try:
             job.throttled = False
             job.status = "processing"
             await asyncio.sleep(self.behaviour.processing_s)
-            data = self.uploads.get(job.params["audio_url"])
-            if data is None:
-                job.status, job.error = "error", _download_error(job.params["audio_url"])
-            else:
-                try:
-                    words, duration_ms = await asyncio.to_thread(recognize, data)
-                except NotAudio:
-                    job.status = "error"
-                    job.error = "File does not appear to contain audio."
-                else:
-                    if duration_ms < MIN_DURATION_MS:
-                        job.status, job.error = "error", "Audio duration is too short."
-                    else:
-                        job.words, job.duration_s = words, round(duration_ms / 1000)
-                        job.status = "completed"
+            await self._run(job, store, foreign)
             job.completed = _now()
+            job.completed_at = time.monotonic()
+        finally:
+            account.release()
         log.info("= async transcript %s %s", job.id, job.status)
         if job.params.get("webhook_url"):
-            await self._deliver(job)
-
-    async def _deliver(self, job: _Job) -> None:
-        url = str(job.params["webhook_url"])
-        payload = {"transcript_id": job.id, "status": job.status}
-        headers = {"Content-Type": "application/json"}
-        if job.params.get("webhook_auth_header_name"):
-            headers[job.params["webhook_auth_header_name"]] = str(
-                job.params.get("webhook_auth_header_value", "")
+            behaviour = self.behaviour
+            await deliver(
+                job,
+                attempts=behaviour.webhook_attempts,
+                retry_s=behaviour.webhook_retry_s,
+                record=lambda *attempt: self.webhooks.append(attempt),
             )
-        for attempt in range(self.behaviour.webhook_attempts):
-            status = await asyncio.to_thread(_post, url, payload, headers)
-            self.webhooks.append((url, payload, status))
-            job.webhook_status_code = status
-            if status is not None and (200 <= status < 300 or 400 <= status < 500):
-                return
-            if attempt + 1 < self.behaviour.webhook_attempts:
-                await asyncio.sleep(self.behaviour.webhook_retry_s)
+
+    async def _run(self, job: Job, store: RegionStore, foreign: bool) -> None:
+        url = job.params["audio_url"]
+        data = store.uploads.get(url)
+        if foreign:
+            job.status, job.error = "error", _FOREIGN_UPLOAD
+            return
+        if data is None:
+            job.status, job.error = "error", _download_error(url)
+            return
+        try:
+            words, duration_ms = await asyncio.to_thread(recognize, data)
+        except NotAudio:
+            job.status, job.error = "error", "File does not appear to contain audio."
+            return
+        if duration_ms < MIN_DURATION_MS:
+            job.status, job.error = "error", "Audio duration is too short."
+            return
+        job.words, job.duration_s = shape_words(words, job.params), round(duration_ms / 1000)
+        job.model_used = model_used(job.models, job.params.get("language_code") or "en")
+        job.status = "completed"
+
+
+def _view_head(body: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": body["id"],
+        "confidence": body["confidence"],
+        "audio_duration": body["audio_duration"],
+    }
 
 
 def _download_error(url: str) -> str:
@@ -463,19 +560,6 @@ def _download_error(url: str) -> str:
         f"Download error, unable to download {url}. Please make sure the file exists "
         "and is accessible from the internet."
     )
-
-
-def _post(url: str, payload: dict[str, Any], headers: dict[str, str]) -> int | None:
-    request = urllib.request.Request(
-        url, data=json.dumps(payload).encode(), headers=headers, method="POST"
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return int(exc.code)
-    except (urllib.error.URLError, OSError):
-        return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -106,6 +106,8 @@ typedef struct {
     int heard;
     size_t queued_bytes;
     double dropped_ms;
+    int dropping;             /* a stretch dropped since the loop last looked: */
+    double drop_from_ms, drop_to_ms; /* [from, to) on the transport's clock */
 } part_t;
 
 typedef struct {
@@ -229,6 +231,20 @@ static void push_item(Tap *t, item_t *it) {
     wake(t);
 }
 
+/* p's gathered audio is dropped (the queue is full): counted, and its stretch noted. */
+static void drop(Tap *t, part_t *p, double start, double duration) {
+    t->dropped_chunks++;
+    p->dropped_ms += duration;
+    p->len = 0;
+    if (!p->dropping) {
+        p->dropping = 1;
+        p->drop_from_ms = start;
+        p->drop_to_ms = start + duration;
+    } else if (start + duration > p->drop_to_ms) {
+        p->drop_to_ms = start + duration;
+    }
+}
+
 /* Whatever p has gathered becomes a chunk (admitted or dropped, counted). */
 static void take(Tap *t, part_t *p) {
     if (!p->len || !p->has_start) return;
@@ -238,16 +254,12 @@ static void take(Tap *t, part_t *p) {
     p->start_ms += duration;
     t->chunks++;
     if (p->queued_bytes + len > t->max_queued_bytes) {
-        t->dropped_chunks++;
-        p->dropped_ms += duration;
-        p->len = 0;
+        drop(t, p, start, duration);
         return;
     }
     item_t *it = malloc(sizeof *it);
     if (!it) {
-        t->dropped_chunks++;
-        p->dropped_ms += duration;
-        p->len = 0;
+        drop(t, p, start, duration);
         return;
     }
     const int16_t *s = (const int16_t *)p->buf;
@@ -710,6 +722,43 @@ static PyObject *Tap_dropped_ms(Tap *t, PyObject *unused) {
     return out;
 }
 
+typedef struct {
+    uint64_t uid;
+    double from_ms, to_ms;
+} run_t;
+
+/* The stretches dropped since the last call: [(uid, from_ms, to_ms)], each reported once. */
+static PyObject *Tap_drop_runs(Tap *t, PyObject *unused) {
+    (void)unused;
+    pthread_mutex_lock(&t->mu);
+    size_t n = 0;
+    for (size_t i = 0; i < t->cap; i++) n += t->parts[i].used && t->parts[i].dropping;
+    run_t *runs = n ? malloc(n * sizeof *runs) : NULL;
+    size_t k = 0;
+    if (runs) {
+        for (size_t i = 0; i < t->cap; i++) {
+            part_t *p = &t->parts[i];
+            if (p->used && p->dropping) {
+                runs[k].uid = p->uid;
+                runs[k].from_ms = p->drop_from_ms;
+                runs[k++].to_ms = p->drop_to_ms;
+                p->dropping = 0;
+            }
+        }
+    }
+    pthread_mutex_unlock(&t->mu);
+    if (n && !runs) return PyErr_NoMemory(); /* the stretches stay noted for the next call */
+    PyObject *out = PyList_New((Py_ssize_t)k);
+    for (size_t i = 0; out && i < k; i++) {
+        PyObject *run = Py_BuildValue("(Kdd)", (unsigned long long)runs[i].uid, runs[i].from_ms,
+                                      runs[i].to_ms);
+        if (!run) Py_CLEAR(out);
+        else PyList_SET_ITEM(out, (Py_ssize_t)i, run);
+    }
+    free(runs);
+    return out;
+}
+
 static PyObject *Tap_get_attached(Tap *t, void *closure) {
     (void)closure;
     return PyBool_FromLong(t->attached);
@@ -737,6 +786,8 @@ static PyMethodDef Tap_methods[] = {
      "_hold(seconds): tests; hold the tap as a callback in flight would."},
     {"fileno", (PyCFunction)Tap_fileno, METH_NOARGS, "The descriptor readable when items wait."},
     {"stats", (PyCFunction)Tap_stats, METH_NOARGS, "Counters, as a dict."},
+    {"drop_runs", (PyCFunction)Tap_drop_runs, METH_NOARGS,
+     "The stretches dropped since the last call: [(uid, from_ms, to_ms)]."},
     {"dropped_ms", (PyCFunction)Tap_dropped_ms, METH_NOARGS,
      "Audio dropped because the queue was full, ms per uid."},
     {NULL, NULL, 0, NULL},

@@ -280,8 +280,12 @@ class NativeAudioBridge(AudioBridge):
                 if fill:
                     self._track_audible(item)
                 sink.on_event(item)
-        if self.dropped_chunks != self._drops_logged:
-            self._log_drops()
+        if self.dropped_chunks != self._drops_seen:
+            self._report_drops()
+
+    def _take_drop_runs(self) -> list[tuple[int, float, float]]:
+        runs: list[tuple[int, float, float]] = self.tap.drop_runs()
+        return runs
 
     def _hear(self, uid: int, at_ms: float) -> None:
         self.tap.hear(uid, at_ms)
