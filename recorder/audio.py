@@ -8,7 +8,7 @@ Audio is always PCM16 little-endian mono unless a name says otherwise.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import soxr
@@ -84,21 +84,21 @@ class Chunk:
         start_ms: position of the first sample on the transport's clock
             (milliseconds since the transport started).
         is_speech: whether its level reached the speech threshold.
+        duration_ms: length of the chunk in milliseconds (derived from ``pcm``).
+        end_ms: position just after the last sample on the transport's clock.
     """
 
     pcm: bytes
     start_ms: float
     is_speech: bool
+    # Derived once: the loop reads them several times per chunk, for every speaker.
+    duration_ms: float = field(init=False, repr=False, compare=False)
+    end_ms: float = field(init=False, repr=False, compare=False)
 
-    @property
-    def duration_ms(self) -> float:
-        """Length of the chunk in milliseconds."""
-        return ms_for_bytes(len(self.pcm))
-
-    @property
-    def end_ms(self) -> float:
-        """Position just after the last sample on the transport's clock."""
-        return self.start_ms + self.duration_ms
+    def __post_init__(self) -> None:
+        duration_ms = len(self.pcm) / _BYTES_PER_MS
+        object.__setattr__(self, "duration_ms", duration_ms)
+        object.__setattr__(self, "end_ms", self.start_ms + duration_ms)
 
 
 class ChunkAssembler:

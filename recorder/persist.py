@@ -165,9 +165,22 @@ def heartbeat_write(meeting_id: int, at: datetime) -> Write:
     return {"op": "heartbeat", "meeting_id": meeting_id, "at": _at(at)}
 
 
+_TURN_FIELDS = tuple(field.name for field in dataclasses.fields(TurnRecord))
+_WORD_FIELDS = tuple(field.name for field in dataclasses.fields(Word))
+
+
+def _turn_data(record: TurnRecord) -> dict[str, Any]:
+    """``dataclasses.asdict(record)``, built directly: asdict deep-copies every word."""
+    data = {name: getattr(record, name) for name in _TURN_FIELDS}
+    data["words"] = tuple(
+        {name: getattr(word, name) for name in _WORD_FIELDS} for word in record.words
+    )
+    return data
+
+
 def turn_write(record: TurnRecord, *, session: str | None = None) -> Write:
     """A final turn; ``session`` is its socket's ref (else ``record.stream_session_id``)."""
-    data = dataclasses.asdict(record)
+    data = _turn_data(record)
     return {
         "op": "turn",
         "ref": session,
@@ -302,16 +315,19 @@ class StoreWrites:
             return {**write, "id": self.refs[ref]}
         return write
 
-    def _id(self, write: Write) -> int:
+    def _id(self, write: Write, stored: dict[str, int]) -> int:
         if write.get("id") is not None:
             return int(write["id"])
         ref = write.get("ref")
-        if ref is None or ref not in self.refs:
+        found = stored.get(ref) if ref is not None else None
+        if found is None:
+            found = self.refs.get(ref) if ref is not None else None
+        if found is None:
             raise NotFoundError(f"{write['op']} names {ref!r}, which was never stored")
-        return self.refs[ref]
+        return found
 
     async def apply(self, writes: Sequence[Write]) -> None:
-        """Apply a run of turns in one transaction, or one other write.
+        """Apply writes in order, in one transaction (consecutive turns in one upsert).
 
         Raises:
             StorageError: the database failed (see :func:`is_transient`).
@@ -325,19 +341,44 @@ class StoreWrites:
     async def _apply(self, writes: Sequence[Write]) -> None:
         if not writes:
             return
-        if writes[0]["op"] == "turn":
-            records = []
-            for write in writes:
-                data = dict(write["record"])
-                data["words"] = tuple(Word(**w) for w in data.get("words") or ())
-                data["stream_session_id"] = self._id(write)
-                records.append(TurnRecord(**data))
-            await self._store.upsert_turns(records)
-            return
-        (write,) = writes
-        await self._apply_one(write)
+        # The ids of the rows this batch adds, known to the batch's later writes, and to
+        # later batches once it is committed (a rolled-back row has no id).
+        stored: dict[str, int] = {}
 
-    async def _apply_one(self, write: Write) -> None:
+        async def work() -> None:
+            stored.clear()  # run again from the start after "database is locked"
+            # The batch's turns go in one upsert (one statement, compiled once), after
+            # the writes that no turn depends on and that tell live streams nothing
+            # (socket rows, gaps, audio files), but before a participant's: its
+            # joined/left event comes after the turns said before it.
+            turns: list[Write] = []
+            for write in writes:
+                if write["op"] == "turn":
+                    turns.append(write)
+                    continue
+                if turns and write["op"] == "participant":
+                    await self._apply_turns(turns, stored)
+                    turns = []
+                await self._apply_one(write, stored)
+            if turns:
+                await self._apply_turns(turns, stored)
+
+        if len(writes) == 1:
+            await work()  # one write: its own transactions, as it always had
+        else:
+            await self._store.run_as_one(work)
+        self.refs.update(stored)
+
+    async def _apply_turns(self, writes: Sequence[Write], stored: dict[str, int]) -> None:
+        records = []
+        for write in writes:
+            data = dict(write["record"])
+            data["words"] = tuple(Word(**w) for w in data.get("words") or ())
+            data["stream_session_id"] = self._id(write, stored)
+            records.append(TurnRecord(**data))
+        await self._store.upsert_turns(records)
+
+    async def _apply_one(self, write: Write, stored: dict[str, int]) -> None:
         op, store = write["op"], self._store
         if op == "journal":
             return  # the header line: nothing to store
@@ -345,7 +386,7 @@ class StoreWrites:
             await store.heartbeat(write["meeting_id"], datetime.fromisoformat(write["at"]))
             return
         if op == "session":
-            self.refs[write["ref"]] = await open_stream_session_once(
+            stored[write["ref"]] = await open_stream_session_once(
                 store,
                 write["meeting_id"],
                 write["uid"],
@@ -354,7 +395,7 @@ class StoreWrites:
             )
         elif op == "session_closed":
             await store.close_stream_session(
-                self._id(write),
+                self._id(write, stored),
                 closed_at=datetime.fromisoformat(write["closed_at"]),
                 audio_seconds=write["audio_seconds"],
                 close_code=write["close_code"],
@@ -379,7 +420,7 @@ class StoreWrites:
                 state=write["state"],
             )
         elif op == "segment":
-            self.refs[write["ref"]] = await add_segment_once(
+            stored[write["ref"]] = await add_segment_once(
                 store,
                 write["meeting_id"],
                 write["uid"],
@@ -391,7 +432,7 @@ class StoreWrites:
         elif op == "segment_finished":
             await finish_segment(
                 store,
-                self._id(write),
+                self._id(write, stored),
                 duration_ms=write["duration_ms"],
                 size=write["size"],
                 sha256=write["sha256"],

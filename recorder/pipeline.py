@@ -197,13 +197,14 @@ class ParticipantStream:
         """Take one chunk of this participant's audio (on the loop; never blocks)."""
         if self._stopping:
             return
-        self._now_ms = chunk.end_ms
-        if chunk.is_speech:
-            self._hold.heard_speech(chunk.start_ms, chunk.end_ms)
-        if self._state is _State.OPEN:
-            assert self._open is not None
-            self._send(self._open, chunk)
-            if not chunk.is_speech:
+        end_ms = self._now_ms = chunk.end_ms
+        is_speech = chunk.is_speech
+        if is_speech:
+            self._hold.heard_speech(chunk.start_ms, end_ms)
+        opened = self._open
+        if self._state is _State.OPEN and opened is not None:
+            self._send(opened, chunk)
+            if not is_speech:
                 self._close_if_idle()
             return
         self._keep_preroll(chunk)
@@ -212,7 +213,7 @@ class ParticipantStream:
             self._next = _Fed(self._open_stream())
         if self._next is not None:
             self._send(self._next, chunk)
-        if not chunk.is_speech:
+        if not is_speech:
             return
         if self._state is _State.CLOSED:
             self._next = self._fed_preroll()
@@ -265,9 +266,10 @@ class ParticipantStream:
         """Keep the last ``preroll_ms`` of audio (at least; whole chunks)."""
         held = self._preroll
         held.append(chunk)
-        self._preroll_held_ms += chunk.duration_ms
-        while held and self._preroll_held_ms - held[0].duration_ms >= self._preroll_ms:
-            self._preroll_held_ms -= held.popleft().duration_ms
+        held_ms = self._preroll_held_ms + chunk.duration_ms
+        while held and held_ms - held[0].duration_ms >= self._preroll_ms:
+            held_ms -= held.popleft().duration_ms
+        self._preroll_held_ms = held_ms
 
     def _clear_preroll(self) -> None:
         self._preroll.clear()
@@ -281,10 +283,11 @@ class ParticipantStream:
         return fed
 
     def _send(self, fed: _Fed, chunk: Chunk) -> None:
-        position = fed.timeline.add(chunk.start_ms, chunk.duration_ms)
+        duration_ms = chunk.duration_ms
+        position = fed.timeline.add(chunk.start_ms, duration_ms)
         if chunk.is_speech:
-            fed.speech_ms += chunk.duration_ms
-            fed.speech_end_ms = position + chunk.duration_ms
+            fed.speech_ms += duration_ms
+            fed.speech_end_ms = position + duration_ms
         try:
             fed.stream.send(chunk.pcm)
         except SttError:

@@ -1,8 +1,9 @@
 """The one task that stores a recording's writes, in order, batched, journaled while away.
 
 SQLite favours few, batched writes (each transaction costs a disk sync:
-https://www.sqlite.org/faq.html#q19): writes queue here and consecutive turns
-are committed together, at most ``max_delay_s`` after they arrive. A failed
+https://www.sqlite.org/faq.html#q19): writes queue here and what is queued is
+committed together, one transaction per batch; turns wait at most ``max_delay_s``
+for others to share their commit, any other write ends the wait. A failed
 commit keeps its writes and tries again with backoff; nothing is dropped.
 While the database is away, what is queued moves to the meeting's journal
 (:mod:`recorder.journal`) each time a retry fails or ``memory_limit`` writes
@@ -51,24 +52,15 @@ class Applier(Protocol):
     """Stores writes (:class:`~recorder.persist.StoreWrites`; tests pass a fake)."""
 
     async def apply(self, writes: Sequence[Write]) -> None:
-        """Store a run of turns, or one other write."""
+        """Store a batch of writes, in order, in one transaction."""
 
     def resolve(self, write: Write) -> Write:
         """``write`` with the ids already known filled in (for the journal)."""
 
 
 def _batches(writes: Sequence[Write], max_batch: int) -> list[Sequence[Write]]:
-    """Consecutive turns together (at most ``max_batch``), every other write alone."""
-    out: list[Sequence[Write]] = []
-    start = 0
-    while start < len(writes):
-        end = start + 1
-        if writes[start]["op"] == "turn":
-            while end < len(writes) and end - start < max_batch and writes[end]["op"] == "turn":
-                end += 1
-        out.append(writes[start:end])
-        start = end
-    return out
+    """Consecutive writes, at most ``max_batch`` a batch (one transaction each)."""
+    return [writes[start : start + max_batch] for start in range(0, len(writes), max_batch)]
 
 
 class TranscriptWriter:
@@ -79,7 +71,7 @@ class TranscriptWriter:
         guard: the one notion of "the database is away" (says away/back once).
         journal_path: where to journal writes while the database is away
             (None: hold them in memory).
-        max_batch: turns per transaction at most.
+        max_batch: writes per transaction at most.
         max_delay_s: longest a turn waits for others to share its commit.
         retry_delay_s: first pause after a failed commit (doubling up to
             ``max_retry_delay_s``).
@@ -234,7 +226,7 @@ class TranscriptWriter:
                     await asyncio.wait_for(self._closed_or_full(), self._max_delay_s)
                 except TimeoutError:
                     pass
-            batch = _batches(self._pending[: self._max_batch], self._max_batch)[0]
+            batch = self._pending[: self._max_batch]
             if not await self._store(batch, is_head=True):
                 await self._wait_to_retry(delay)
                 delay = min(delay * 2, self._max_retry_delay_s)

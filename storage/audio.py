@@ -8,7 +8,7 @@ SHA-256.
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from recorder.errors import NotFoundError
@@ -17,6 +17,11 @@ from storage.records import AudioSegment
 from storage.store import TranscriptStore
 
 __all__ = ["add_segment", "finish_segment", "list_segments"]
+
+# Built once (a file opens and finishes every few seconds per speaker): building a
+# statement costs more than running it once SQLAlchemy has cached its compiled form.
+_ADD_SEGMENT = insert(AudioSegmentRow).returning(AudioSegmentRow.id)
+_FINISH_SEGMENT = update(AudioSegmentRow).where(AudioSegmentRow.id == bindparam("segment_id_"))
 
 
 async def add_segment(
@@ -33,20 +38,19 @@ async def add_segment(
 
     async def work(connection: AsyncConnection) -> int:
         result = await connection.execute(
-            store.insert(AudioSegmentRow)
-            .values(
-                meeting_id=meeting_id,
-                uid=uid,
-                start_ms=int(start_ms),
-                duration_ms=0,
-                sample_rate_hz=sample_rate_hz,
-                format=format,
-                bytes=0,
-                sha256=None,
-                path=path,
-                is_complete=False,
-            )
-            .returning(AudioSegmentRow.id)
+            _ADD_SEGMENT,
+            {
+                "meeting_id": meeting_id,
+                "uid": uid,
+                "start_ms": int(start_ms),
+                "duration_ms": 0,
+                "sample_rate_hz": sample_rate_hz,
+                "format": format,
+                "bytes": 0,
+                "sha256": None,
+                "path": path,
+                "is_complete": False,
+            },
         )
         return int(result.scalar_one())
 
@@ -72,16 +76,16 @@ async def finish_segment(
 
     async def work(connection: AsyncConnection) -> None:
         result = await connection.execute(
-            update(AudioSegmentRow)
-            .where(AudioSegmentRow.id == segment_id)
-            .values(
-                duration_ms=int(duration_ms),
-                bytes=int(size),
-                sha256=sha256,
-                format=format,
-                path=path,
-                is_complete=is_complete,
-            )
+            _FINISH_SEGMENT,
+            {
+                "segment_id_": segment_id,
+                "duration_ms": int(duration_ms),
+                "bytes": int(size),
+                "sha256": sha256,
+                "format": format,
+                "path": path,
+                "is_complete": is_complete,
+            },
         )
         if result.rowcount == 0:
             raise NotFoundError(f"no audio segment with id {segment_id}")

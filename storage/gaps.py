@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from recorder.errors import NotFoundError
@@ -33,6 +33,10 @@ __all__ = [
     "set_meeting_status",
     "store_transcribed_turns",
 ]
+
+# Built once: building a statement costs more than running it once its compiled form
+# is cached.
+_ADD_GAP = insert(GapRow).returning(GapRow.id)
 
 
 async def add_gap(
@@ -58,17 +62,16 @@ async def add_gap(
 
     async def work(connection: AsyncConnection) -> int:
         result = await connection.execute(
-            store._insert(GapRow)
-            .values(
-                meeting_id=meeting_id,
-                uid=uid,
-                from_ms=int(from_ms),
-                to_ms=int(to_ms),
-                cause=storable_text(cause),
-                state=state,
-                detail=clean_optional(detail),
-            )
-            .returning(GapRow.id)
+            _ADD_GAP,
+            {
+                "meeting_id": meeting_id,
+                "uid": uid,
+                "from_ms": int(from_ms),
+                "to_ms": int(to_ms),
+                "cause": storable_text(cause),
+                "state": state,
+                "detail": clean_optional(detail),
+            },
         )
         return int(result.scalar_one())
 
@@ -155,7 +158,7 @@ async def store_transcribed_turns(
             connection, store.dialect, meeting_id, uid, transcribed_at, None
         )
         result = await connection.execute(
-            store._insert(StreamSessionRow)
+            insert(StreamSessionRow)
             .values(
                 meeting_id=meeting_id,
                 participant_id=participant_id,

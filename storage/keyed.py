@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from storage.audio import add_segment
 from storage.gaps import add_gap
@@ -22,6 +22,39 @@ from storage.rows import storable_text
 from storage.store import TranscriptStore
 
 __all__ = ["add_gap_once", "add_segment_once", "open_stream_session_once"]
+
+# The lookups by natural key, built once (a recording runs them for every socket and
+# file): building a statement costs more than running it once its compiled form is cached.
+_SESSION = (
+    select(StreamSessionRow.id)
+    .join(ParticipantRow, ParticipantRow.id == StreamSessionRow.participant_id)
+    .where(
+        StreamSessionRow.meeting_id == bindparam("meeting_id_"),
+        ParticipantRow.uid == bindparam("uid_"),
+        StreamSessionRow.opened_at == bindparam("opened_at_"),
+    )
+    .limit(1)
+)
+_GAP = (
+    select(GapRow.id)
+    .where(
+        GapRow.meeting_id == bindparam("meeting_id_"),
+        GapRow.uid == bindparam("uid_"),
+        GapRow.from_ms == bindparam("from_ms_"),
+        GapRow.to_ms == bindparam("to_ms_"),
+        GapRow.cause == bindparam("cause_"),
+    )
+    .limit(1)
+)
+_SEGMENT = (
+    select(AudioSegmentRow.id)
+    .where(
+        AudioSegmentRow.meeting_id == bindparam("meeting_id_"),
+        AudioSegmentRow.uid == bindparam("uid_"),
+        AudioSegmentRow.start_ms == bindparam("start_ms_"),
+    )
+    .limit(1)
+)
 
 
 async def open_stream_session_once(
@@ -32,17 +65,8 @@ async def open_stream_session_once(
     provider_session_id: str | None = None,
 ) -> int:
     """The id of the participant's session opened at ``opened_at``, stored if it is not yet."""
-    query = (
-        select(StreamSessionRow.id)
-        .join(ParticipantRow, ParticipantRow.id == StreamSessionRow.participant_id)
-        .where(
-            StreamSessionRow.meeting_id == meeting_id,
-            ParticipantRow.uid == uid,
-            StreamSessionRow.opened_at == opened_at,
-        )
-        .limit(1)
-    )
-    found = await store.run_in_transaction(lambda c: c.scalar(query), write=False)
+    key = {"meeting_id_": meeting_id, "uid_": uid, "opened_at_": opened_at}
+    found = await store.run_in_transaction(lambda c: c.scalar(_SESSION, key), write=False)
     if found is not None:
         return int(found)
     return await store.open_stream_session(
@@ -62,18 +86,14 @@ async def add_gap_once(
     detail: str | None = None,
 ) -> int:
     """The id of this gap, stored if it is not yet."""
-    query = (
-        select(GapRow.id)
-        .where(
-            GapRow.meeting_id == meeting_id,
-            GapRow.uid == uid,
-            GapRow.from_ms == int(from_ms),
-            GapRow.to_ms == int(to_ms),
-            GapRow.cause == storable_text(cause),
-        )
-        .limit(1)
-    )
-    found = await store.run_in_transaction(lambda c: c.scalar(query), write=False)
+    key = {
+        "meeting_id_": meeting_id,
+        "uid_": uid,
+        "from_ms_": int(from_ms),
+        "to_ms_": int(to_ms),
+        "cause_": storable_text(cause),
+    }
+    found = await store.run_in_transaction(lambda c: c.scalar(_GAP, key), write=False)
     if found is not None:
         return int(found)
     return await add_gap(store, meeting_id, uid, from_ms, to_ms, cause, state=state, detail=detail)
@@ -90,16 +110,8 @@ async def add_segment_once(
     path: str,
 ) -> int:
     """The id of the participant's audio file starting at ``start_ms``, indexed if it is not yet."""
-    query = (
-        select(AudioSegmentRow.id)
-        .where(
-            AudioSegmentRow.meeting_id == meeting_id,
-            AudioSegmentRow.uid == uid,
-            AudioSegmentRow.start_ms == int(start_ms),
-        )
-        .limit(1)
-    )
-    found = await store.run_in_transaction(lambda c: c.scalar(query), write=False)
+    key = {"meeting_id_": meeting_id, "uid_": uid, "start_ms_": int(start_ms)}
+    found = await store.run_in_transaction(lambda c: c.scalar(_SEGMENT, key), write=False)
     if found is not None:
         return int(found)
     return await add_segment(

@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -35,6 +36,15 @@ T = TypeVar("T")
 # a few times before telling the user.
 _LOCK_RETRIES = 3
 _LOCK_BACKOFF_S = 0.05
+
+# Built once: building a statement costs more than running a cached one.
+_MEETING_ID = select(MeetingRow.id).where(MeetingRow.id == bindparam("meeting_id_"))
+
+# The transaction of a StoreBase.run_as_one under way in this task, which the store's
+# own transactions join.
+_JOINED: ContextVar[tuple[StoreBase, AsyncConnection] | None] = ContextVar(
+    "storage_joined_transaction", default=None
+)
 
 
 class StoreBase:
@@ -64,6 +74,9 @@ class StoreBase:
     async def _transaction(
         self, work: Callable[[AsyncConnection], Awaitable[T]], *, write: bool
     ) -> T:
+        joined = _JOINED.get()
+        if joined is not None and joined[0] is self:
+            return await work(joined[1])  # inside run_as_one: its transaction
         engine = self._writer if write else self._engine
         attempt = 0
         while True:
@@ -97,16 +110,34 @@ class StoreBase:
         """
         return await self._transaction(work, write=write)
 
-    def insert(self, model: Any) -> Any:
-        """An INSERT into ``model``'s table in the store's dialect.
+    async def run_as_one(self, work: Callable[[], Awaitable[T]]) -> T:
+        """Run ``work`` with every call it makes to this store in one write transaction.
 
-        Both dialects' constructs offer ``returning`` and ``on_conflict_do_update``.
+        Each call then costs no connection checkout and no commit of its own (the
+        recording's writer stores a batch of writes so). One failure rolls all of
+        ``work`` back; a "database is locked" runs it again from the start.
+
+        Raises:
+            StorageError: the database failed (translated; see ``storage.errors``).
+        """
+
+        async def joined(connection: AsyncConnection) -> T:
+            token = _JOINED.set((self, connection))
+            try:
+                return await work()
+            finally:
+                _JOINED.reset(token)
+
+        return await self._transaction(joined, write=True)
+
+    def insert(self, model: Any) -> Any:
+        """An INSERT into ``model``'s table in the store's dialect, for an upsert.
+
+        Both dialects' constructs offer ``returning`` and ``on_conflict_do_update``,
+        but SQLAlchemy never caches their compiled form: a plain insert is
+        ``sqlalchemy.insert``, compiled once.
         """
         return insert_for(self._dialect, model)
-
-    def _insert(self, model: Any) -> Any:
-        # Kept while storage.gaps still calls it; new code uses insert().
-        return self.insert(model)
 
     async def require_meeting(self, connection: AsyncConnection, meeting_id: int) -> None:
         """Check, inside a transaction, that the meeting exists.
@@ -114,6 +145,6 @@ class StoreBase:
         Raises:
             NotFoundError: no such meeting.
         """
-        found = await connection.scalar(select(MeetingRow.id).where(MeetingRow.id == meeting_id))
+        found = await connection.scalar(_MEETING_ID, {"meeting_id_": meeting_id})
         if found is None:
             raise NotFoundError(f"no meeting with id {meeting_id}")

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from recorder.errors import NotFoundError
@@ -36,6 +36,16 @@ log = logging.getLogger("storage.store")
 DEFAULT_STALE_AFTER = timedelta(hours=6)
 _HOST = socket.gethostname()
 
+# The statements a recording runs again and again, built once: building one costs
+# more than running it once SQLAlchemy has cached its compiled form.
+_HEARTBEAT = (
+    update(MeetingRow)
+    .where(MeetingRow.id == bindparam("meeting_id_"))
+    .values(heartbeat_at=bindparam("heartbeat_at"))
+)
+_OPEN_SESSION = insert(StreamSessionRow).returning(StreamSessionRow.id)
+_UPDATE_SESSION = update(StreamSessionRow).where(StreamSessionRow.id == bindparam("session_id_"))
+
 
 class StoreWrites(StoreBase):
     """The writes of :class:`storage.store.TranscriptStore`."""
@@ -47,7 +57,7 @@ class StoreWrites(StoreBase):
 
         async def work(connection: AsyncConnection) -> int:
             result = await connection.execute(
-                self.insert(MeetingRow)
+                insert(MeetingRow)
                 .values(
                     channel=storable_text(channel),
                     bot_uid=bot_uid,
@@ -125,9 +135,7 @@ class StoreWrites(StoreBase):
         """Note that the meeting's recorder is alive (see :meth:`mark_interrupted_meetings`)."""
 
         async def work(connection: AsyncConnection) -> None:
-            await connection.execute(
-                update(MeetingRow).where(MeetingRow.id == meeting_id).values(heartbeat_at=at)
-            )
+            await connection.execute(_HEARTBEAT, {"meeting_id_": meeting_id, "heartbeat_at": at})
 
         await self._transaction(work, write=True)
 
@@ -283,15 +291,14 @@ class StoreWrites(StoreBase):
                 connection, self._dialect, meeting_id, uid, opened_at, None
             )
             result = await connection.execute(
-                self.insert(StreamSessionRow)
-                .values(
-                    meeting_id=meeting_id,
-                    participant_id=participant_id,
-                    provider_session_id=clean_optional(provider_session_id),
-                    opened_at=opened_at,
-                    audio_seconds=0.0,
-                )
-                .returning(StreamSessionRow.id)
+                _OPEN_SESSION,
+                {
+                    "meeting_id": meeting_id,
+                    "participant_id": participant_id,
+                    "provider_session_id": clean_optional(provider_session_id),
+                    "opened_at": opened_at,
+                    "audio_seconds": 0.0,
+                },
             )
             return int(result.scalar_one())
 
@@ -330,8 +337,9 @@ class StoreWrites(StoreBase):
 
     async def _update_session(self, session_id: int, **values: Any) -> None:
         async def work(connection: AsyncConnection) -> None:
+            # The columns set are the parameters given (besides the row's id).
             result = await connection.execute(
-                update(StreamSessionRow).where(StreamSessionRow.id == session_id).values(**values)
+                _UPDATE_SESSION, {"session_id_": session_id, **values}
             )
             if result.rowcount == 0:
                 raise NotFoundError(f"no stream session with id {session_id}")
@@ -378,7 +386,7 @@ class StoreWrites(StoreBase):
         async def work(connection: AsyncConnection) -> int:
             await self.require_meeting(connection, meeting_id)
             result = await connection.execute(
-                self.insert(NoteRow)
+                insert(NoteRow)
                 .values(
                     meeting_id=meeting_id,
                     kind=storable_text(kind),

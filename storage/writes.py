@@ -6,12 +6,13 @@ uses the dialect's ``INSERT .. ON CONFLICT DO UPDATE``.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -62,27 +63,88 @@ async def upsert_participant(
 
     Also counts as a heartbeat of the meeting.
     """
-    statement = insert_for(dialect, ParticipantRow).values(
-        meeting_id=meeting_id,
-        uid=uid,
-        display_name=clean_optional(display_name),
-        first_seen=seen_at,
-        last_seen=seen_at,
-    )
+    # A participant is seen many times (every socket it opens) and added once: the
+    # UPDATE first, a statement SQLAlchemy compiles once (it never caches the
+    # dialects' INSERT .. ON CONFLICT), which stays for the first sighting (and a race).
+    params = {"meeting_id_": meeting_id, "uid_": uid, "seen_at_": seen_at}
+    if display_name is not None:
+        params["display_name"] = clean_optional(display_name)
+    seen_again = _seen_again(dialect, display_name is not None)
+    found = (await connection.execute(seen_again, params)).scalar_one_or_none()
+    if found is not None:
+        await _beat(connection, meeting_id, seen_at)
+        return int(found)
+    first_sight = {
+        "meeting_id": meeting_id,
+        "uid": uid,
+        "display_name": clean_optional(display_name),
+        "first_seen": seen_at,
+        "last_seen": seen_at,
+    }
+    statement = _first_sight(dialect, display_name is not None)
+    participant_id = int((await connection.execute(statement, first_sight)).scalar_one())
+    await _beat(connection, meeting_id, seen_at)
+    return participant_id
+
+
+@functools.cache
+def _first_sight(dialect: str, with_name: bool) -> Any:
+    """The upsert of a participant not seen yet (built once per dialect and variant)."""
+    statement = insert_for(dialect, ParticipantRow)
     latest = func.max if dialect == "sqlite" else func.greatest
-    changes: dict[str, Any] = {
+    on_conflict: dict[str, Any] = {
         "last_seen": latest(ParticipantRow.last_seen, statement.excluded.last_seen)
     }
-    if display_name is not None:
-        changes["display_name"] = statement.excluded.display_name
-    statement = statement.on_conflict_do_update(
-        index_elements=[ParticipantRow.meeting_id, ParticipantRow.uid], set_=changes
+    if with_name:
+        on_conflict["display_name"] = statement.excluded.display_name
+    return statement.on_conflict_do_update(
+        index_elements=[ParticipantRow.meeting_id, ParticipantRow.uid], set_=on_conflict
     ).returning(ParticipantRow.id)
-    participant_id = int((await connection.execute(statement)).scalar_one())
-    await connection.execute(
-        update(MeetingRow).where(MeetingRow.id == meeting_id).values(heartbeat_at=seen_at)
+
+
+@functools.cache
+def _seen_again(dialect: str, with_name: bool) -> Any:
+    """The UPDATE of a participant seen again (built once: building costs more than running)."""
+    latest = func.max if dialect == "sqlite" else func.greatest
+    seen = bindparam("seen_at_", type_=ParticipantRow.last_seen.type)
+    changes: dict[str, Any] = {"last_seen": latest(ParticipantRow.last_seen, seen)}
+    if with_name:
+        changes["display_name"] = bindparam("display_name", type_=ParticipantRow.display_name.type)
+    return (
+        update(ParticipantRow)
+        .where(
+            ParticipantRow.meeting_id == bindparam("meeting_id_"),
+            ParticipantRow.uid == bindparam("uid_"),
+        )
+        .values(changes)
+        .returning(ParticipantRow.id)
     )
-    return participant_id
+
+
+_BEAT = (
+    update(MeetingRow)
+    .where(MeetingRow.id == bindparam("meeting_id_"))
+    .values(heartbeat_at=bindparam("heartbeat_at"))
+)
+_BEAT_ALL = (
+    update(MeetingRow)
+    .where(MeetingRow.id.in_(bindparam("meeting_ids_", expanding=True)))
+    .values(heartbeat_at=bindparam("heartbeat_at"))
+)
+_TURN_SESSIONS = (
+    select(
+        StreamSessionRow.id,
+        StreamSessionRow.meeting_id,
+        StreamSessionRow.participant_id,
+        ParticipantRow.uid,
+    )
+    .join(ParticipantRow, ParticipantRow.id == StreamSessionRow.participant_id)
+    .where(StreamSessionRow.id.in_(bindparam("session_ids_", expanding=True)))
+)
+
+
+async def _beat(connection: AsyncConnection, meeting_id: int, at: datetime) -> None:
+    await connection.execute(_BEAT, {"meeting_id_": meeting_id, "heartbeat_at": at})
 
 
 async def upsert_turn_rows(
@@ -100,18 +162,7 @@ async def upsert_turn_rows(
     session_ids = sorted({record.stream_session_id for record in latest.values()})
     sessions = {
         row.id: row
-        for row in (
-            await connection.execute(
-                select(
-                    StreamSessionRow.id,
-                    StreamSessionRow.meeting_id,
-                    StreamSessionRow.participant_id,
-                    ParticipantRow.uid,
-                )
-                .join(ParticipantRow, ParticipantRow.id == StreamSessionRow.participant_id)
-                .where(StreamSessionRow.id.in_(session_ids))
-            )
-        ).all()
+        for row in (await connection.execute(_TURN_SESSIONS, {"session_ids_": session_ids})).all()
     }
     rows = []
     for record in latest.values():
@@ -140,6 +191,18 @@ async def upsert_turn_rows(
                 "revision": record.revision,
             }
         )
+    statement = _turn_upsert(dialect)
+    for start in range(0, len(rows), _TURN_CHUNK):
+        await connection.execute(statement, rows[start : start + _TURN_CHUNK])
+    meeting_ids = sorted({record.meeting_id for record in latest.values()})
+    await connection.execute(
+        _BEAT_ALL, {"meeting_ids_": meeting_ids, "heartbeat_at": datetime.now(UTC)}
+    )
+
+
+@functools.cache
+def _turn_upsert(dialect: str) -> Any:
+    """Insert or replace turns (built once per dialect: ``excluded`` alone costs a ms)."""
     statement = insert_for(dialect, TurnRow)
     replaced = (
         "start_ms",
@@ -151,17 +214,9 @@ async def upsert_turn_rows(
         "source",
         "revision",
     )
-    statement = statement.on_conflict_do_update(
+    return statement.on_conflict_do_update(
         index_elements=[TurnRow.stream_session_id, TurnRow.turn_order],
         set_={name: statement.excluded[name] for name in replaced},
-    )
-    for start in range(0, len(rows), _TURN_CHUNK):
-        await connection.execute(statement, rows[start : start + _TURN_CHUNK])
-    meeting_ids = sorted({record.meeting_id for record in latest.values()})
-    await connection.execute(
-        update(MeetingRow)
-        .where(MeetingRow.id.in_(meeting_ids))
-        .values(heartbeat_at=datetime.now(UTC))
     )
 
 

@@ -9,9 +9,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from recorder.errors import NotFoundError
 from recorder.journal import Journal, JournalFull, journal_path, leftover_journals, read_entries
 from recorder.persist import (
+    StoreWrites,
+    Write,
     gap_write,
     journal_header,
     participant_write,
@@ -192,3 +197,118 @@ async def test_a_malformed_journal_line_is_dropped_and_the_rest_stored(
     assert await replay_leftover_journals(store, tmp_path) == 10
     stored = await store.get_meeting(meeting)
     assert [t.text for t in stored.turns] == ["Hello", "Later"]
+
+
+def test_a_turn_write_carries_the_record_as_asdict_would() -> None:
+    import dataclasses
+
+    record = TurnRecord(
+        meeting_id=1,
+        uid=2,
+        stream_session_id=3,
+        turn_order=4,
+        start_ms=5,
+        end_ms=9,
+        text="Hello there",
+        words=(Word("Hello", 5, 7, 0.9), Word("there", 7, 9, None)),
+        end_of_turn_confidence=0.8,
+        language="en",
+    )
+    write = turn_write(record, session="session-2-1-0")
+    assert write["record"] == dataclasses.asdict(record)
+    assert write["ref"] == "session-2-1-0" and write["id"] is None
+    assert json.loads(json.dumps(write))["record"]["words"][1] == {
+        "text": "there",
+        "start_ms": 7,
+        "end_ms": 9,
+        "confidence": None,
+    }
+
+
+async def test_a_batch_is_one_transaction_and_a_failed_one_keeps_no_ref(
+    store: TranscriptStore,
+) -> None:
+    started = datetime(2026, 12, 5, 10, 0, tzinfo=UTC)
+    meeting = await store.start_meeting("standup", 1, started)
+    applier = StoreWrites(store)
+
+    def turn(session: int, text: str) -> TurnRecord:
+        return TurnRecord(
+            meeting_id=meeting,
+            uid=202,
+            stream_session_id=session,
+            turn_order=0,
+            start_ms=0,
+            end_ms=500,
+            text=text,
+        )
+
+    opened = session_write("s-1", meeting, 202, started, "prov-1")
+    stray = turn_write(turn(987654, "Nowhere"))  # names a session that does not exist
+    with pytest.raises(NotFoundError):
+        await applier.apply([opened, stray])
+    assert applier.refs == {}  # rolled back: no id to hand to later writes
+    assert not (await store.get_meeting(meeting)).stream_sessions
+
+    await applier.apply([opened, turn_write(turn(0, "Hello"), session="s-1")])
+    stored = await store.get_meeting(meeting)
+    assert [s.id for s in stored.stream_sessions] == [applier.refs["s-1"]]
+    assert [t.text for t in stored.turns] == ["Hello"]
+
+
+async def test_a_batchs_turns_are_stored_together_before_a_participant_leaves(
+    store: TranscriptStore,
+) -> None:
+    started = datetime(2026, 12, 5, 10, 0, tzinfo=UTC)
+    meeting = await store.start_meeting("standup", 1, started)
+    applier = StoreWrites(store)
+
+    def said(uid: int, order: int, text: str) -> Write:
+        record = TurnRecord(
+            meeting_id=meeting,
+            uid=uid,
+            stream_session_id=0,
+            turn_order=order,
+            start_ms=order * 1000,
+            end_ms=order * 1000 + 500,
+            text=text,
+        )
+        return turn_write(record, session=f"s-{uid}")
+
+    def closed(uid: int) -> Write:
+        return session_closed_write(
+            f"s-{uid}", closed_at=started, audio_seconds=1.0, close_code=1000, close_reason=None
+        )
+
+    left = started + timedelta(seconds=9)
+    await applier.apply(
+        [
+            session_write("s-101", meeting, 101, started, None),
+            said(101, 0, "Hello"),
+            closed(101),
+            session_write("s-202", meeting, 202, started, None),
+            said(202, 1, "Hi"),
+            participant_write(meeting, 202, left, None, "left"),
+            said(101, 2, "Bye"),
+            closed(202),
+            said(101, 0, "Hello."),  # a formatted final: the later record wins
+        ]
+    )
+    stored = await store.get_meeting(meeting)
+    assert [(t.uid, t.text) for t in stored.turns] == [(101, "Hello."), (202, "Hi"), (101, "Bye")]
+    assert all(s.closed_at is not None for s in stored.stream_sessions)
+    if store.dialect == "postgresql":
+
+        async def kinds_of(connection: AsyncConnection) -> list[str]:
+            query = "SELECT kind FROM meeting_events WHERE meeting_id = :m ORDER BY id"
+            return list((await connection.execute(text(query), {"m": meeting})).scalars())
+
+        kinds = await store.run_in_transaction(kinds_of, write=False)
+        assert kinds == [
+            "meeting.started",
+            "turn.final",
+            "turn.final",
+            "participant.left",
+            "turn.updated",  # one upsert's events go in meeting time order
+            "turn.final",
+        ]

@@ -273,11 +273,12 @@ async def test_only_turns_wait_to_be_batched() -> None:
     task = start(writer)
     writer.put(record(1))
     writer.submit(gap_write(1, 7, 10, 20, "service unreachable"))
-    # Not the 60 s batching delay: a write that cannot join a batch ends the wait.
+    # Not the 60 s batching delay: any write but a turn ends the wait
     await asyncio.wait_for(db.tried.wait(), TIMEOUT)
     writer.close()
     await task
-    assert [[w["op"] for w in b] for b in db.batches] == [["turn"], ["gap"]]
+    # ... and joins the batch: one transaction.
+    assert [[w["op"] for w in b] for b in db.batches] == [["turn", "gap"]]
 
 
 async def test_the_meeting_is_marked_alive_as_soon_as_the_database_is_back(

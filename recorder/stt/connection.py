@@ -137,7 +137,11 @@ class SttConnection:
             or not self._pacer.is_due(proto.audio_bytes_sent)
         ):
             return False
-        self._record_sent(pos, chunk)
+        # _record_sent, inline: this runs for every chunk of every speaker.
+        self._map.add(pos, len(chunk))
+        proto.send_audio(chunk)
+        proto.data_to_send()  # the chunk itself is written below
+        self._buffer.mark_sent(pos, chunk)
         conn.send_binary(chunk)
         return True
 

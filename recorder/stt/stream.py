@@ -243,15 +243,16 @@ class SttStream:
         chunks = self._chunker.push(pcm)
         if not chunks:
             return
-        link = self._link
+        link, pending = self._link, self._pending
+        pos = self._chunked_pos
         for chunk in chunks:
-            pos = self._chunked_pos
-            self._chunked_pos += len(chunk)
-            if self._pending or link is None or not link.write_now(pos, chunk):
+            if pending or link is None or not link.write_now(pos, chunk):
                 dropped = self._buffer.queue(pos, chunk)
                 if dropped is not None:
                     self._report_dropped(*dropped)
-        if self._pending and (link is None or not link.pump()):
+            pos += len(chunk)
+        self._chunked_pos = pos
+        if pending and (link is None or not link.pump()):
             self._wake.set()
 
     def force_endpoint(self) -> None:
