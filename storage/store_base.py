@@ -15,15 +15,13 @@ from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, select
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from recorder.errors import NotFoundError, RecorderError
+from recorder.errors import RecorderError
 from storage import db
 from storage.errors import is_locked_error, mask_url, raise_translated
-from storage.models import MeetingRow
-from storage.writes import insert_for
+from storage.writes import Heartbeats, insert_for, require_meeting
 
 __all__ = ["StoreBase"]
 
@@ -36,9 +34,6 @@ T = TypeVar("T")
 # a few times before telling the user.
 _LOCK_RETRIES = 3
 _LOCK_BACKOFF_S = 0.05
-
-# Built once: building a statement costs more than running a cached one.
-_MEETING_ID = select(MeetingRow.id).where(MeetingRow.id == bindparam("meeting_id_"))
 
 # The transaction of a StoreBase.run_as_one under way in this task, which the store's
 # own transactions join.
@@ -60,6 +55,8 @@ class StoreBase:
         self._writer = engine.execution_options(**db.WRITE)
         self._url = url
         self._dialect = url.get_backend_name()
+        # The meetings' heartbeats this store's writes committed (beaten every few s at most).
+        self._heartbeats = Heartbeats()
 
     @property
     def url(self) -> str:
@@ -81,8 +78,11 @@ class StoreBase:
         attempt = 0
         while True:
             try:
-                async with engine.begin() as connection:
-                    return await work(connection)
+                with self._heartbeats.transaction() as beats:
+                    async with engine.begin() as connection:
+                        result = await work(connection)
+                    self._heartbeats.committed(beats)  # a rolled-back beat never counts
+                    return result
             except RecorderError:
                 raise
             except Exception as exc:
@@ -145,6 +145,4 @@ class StoreBase:
         Raises:
             NotFoundError: no such meeting.
         """
-        found = await connection.scalar(_MEETING_ID, {"meeting_id_": meeting_id})
-        if found is None:
-            raise NotFoundError(f"no meeting with id {meeting_id}")
+        await require_meeting(connection, meeting_id)

@@ -233,7 +233,7 @@ class StoreWrites(StoreBase):
         """
 
         async def work(connection: AsyncConnection) -> int:
-            await self.require_meeting(connection, meeting_id)
+            # upsert_participant checks the meeting (only when the participant is new).
             participant_id = await upsert_participant(
                 connection, self._dialect, meeting_id, uid, seen_at, display_name
             )
@@ -286,7 +286,7 @@ class StoreWrites(StoreBase):
         """
 
         async def work(connection: AsyncConnection) -> int:
-            await self.require_meeting(connection, meeting_id)
+            # upsert_participant checks the meeting (only when the participant is new).
             participant_id = await upsert_participant(
                 connection, self._dialect, meeting_id, uid, opened_at, None
             )

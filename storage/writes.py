@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,9 +26,12 @@ from storage.records import TurnRecord
 from storage.rows import clean_optional, storable_text, words_to_json
 
 __all__ = [
+    "BEAT_EVERY",
+    "Heartbeats",
     "insert_for",
     "is_pid_alive",
     "mark_abandoned_meetings",
+    "require_meeting",
     "upsert_participant",
     "upsert_turn_rows",
 ]
@@ -61,7 +66,10 @@ async def upsert_participant(
 ) -> int:
     """Add a participant or move its last_seen forward; returns its row id.
 
-    Also counts as a heartbeat of the meeting.
+    Also counts as a heartbeat of the meeting (see :class:`Heartbeats`).
+
+    Raises:
+        NotFoundError: no such meeting.
     """
     # A participant is seen many times (every socket it opens) and added once: the
     # UPDATE first, a statement SQLAlchemy compiles once (it never caches the
@@ -72,8 +80,10 @@ async def upsert_participant(
     seen_again = _seen_again(dialect, display_name is not None)
     found = (await connection.execute(seen_again, params)).scalar_one_or_none()
     if found is not None:
-        await _beat(connection, meeting_id, seen_at)
+        # The participant's row exists, so does its meeting: no lookup needed.
+        await _beat(connection, [meeting_id], seen_at)
         return int(found)
+    await require_meeting(connection, meeting_id)
     first_sight = {
         "meeting_id": meeting_id,
         "uid": uid,
@@ -83,7 +93,7 @@ async def upsert_participant(
     }
     statement = _first_sight(dialect, display_name is not None)
     participant_id = int((await connection.execute(statement, first_sight)).scalar_one())
-    await _beat(connection, meeting_id, seen_at)
+    await _beat(connection, [meeting_id], seen_at)
     return participant_id
 
 
@@ -121,6 +131,7 @@ def _seen_again(dialect: str, with_name: bool) -> Any:
     )
 
 
+_MEETING_ID = select(MeetingRow.id).where(MeetingRow.id == bindparam("meeting_id_"))
 _BEAT = (
     update(MeetingRow)
     .where(MeetingRow.id == bindparam("meeting_id_"))
@@ -143,8 +154,85 @@ _TURN_SESSIONS = (
 )
 
 
-async def _beat(connection: AsyncConnection, meeting_id: int, at: datetime) -> None:
-    await connection.execute(_BEAT, {"meeting_id_": meeting_id, "heartbeat_at": at})
+async def require_meeting(connection: AsyncConnection, meeting_id: int) -> None:
+    """Check, inside a transaction, that the meeting exists.
+
+    Raises:
+        NotFoundError: no such meeting.
+    """
+    found = await connection.scalar(_MEETING_ID, {"meeting_id_": meeting_id})
+    if found is None:
+        raise NotFoundError(f"no meeting with id {meeting_id}")
+
+
+#: How often at most a participant or turn write beats its meeting. Readers take a
+#: meeting for dead after ``storage.status.STALE_HEARTBEAT`` (minutes) without one, and
+#: the recorder beats every minute besides: a beat skipped leaves one this much older.
+BEAT_EVERY = timedelta(seconds=5)
+
+
+class Heartbeats:
+    """The meetings' heartbeats a store's participant and turn writes committed.
+
+    Every such write beat its meeting: one more statement per socket opened. Now
+    a write skips the beat when one at most :data:`BEAT_EVERY` older (or newer)
+    was committed, or is in its own transaction. A beat counts once its
+    transaction commits (:meth:`transaction`): a rolled-back one never did.
+    """
+
+    def __init__(self, every: timedelta = BEAT_EVERY) -> None:
+        self._every = every
+        self._committed: dict[int, datetime] = {}
+
+    @contextmanager
+    def transaction(self) -> Iterator[dict[int, datetime]]:
+        """The beats of one transaction; the caller commits them with :meth:`committed`."""
+        beats: dict[int, datetime] = {}
+        token = _BEATS.set((self, beats))
+        try:
+            yield beats
+        finally:
+            _BEATS.reset(token)
+
+    def committed(self, beats: dict[int, datetime]) -> None:
+        """The transaction that made ``beats`` committed."""
+        for meeting_id, at in beats.items():
+            last = self._committed.get(meeting_id)
+            if last is None or at > last:
+                self._committed[meeting_id] = at
+
+    def due(
+        self, meeting_ids: Sequence[int], at: datetime, beats: dict[int, datetime]
+    ) -> list[int]:
+        """Which of ``meeting_ids`` to beat at ``at`` (noted in ``beats``, the transaction's)."""
+        due = []
+        for meeting_id in meeting_ids:
+            last = max(
+                (t for t in (self._committed.get(meeting_id), beats.get(meeting_id)) if t),
+                default=None,
+            )
+            if last is None or at - last >= self._every:
+                due.append(meeting_id)
+                beats[meeting_id] = at
+        return due
+
+
+# The store transaction under way in this task: its Heartbeats and the beats it made.
+_BEATS: ContextVar[tuple[Heartbeats, dict[int, datetime]] | None] = ContextVar(
+    "storage_transaction_beats", default=None
+)
+
+
+async def _beat(connection: AsyncConnection, meeting_ids: Sequence[int], at: datetime) -> None:
+    """Beat the meetings at ``at``, those not beaten lately (outside a store's transaction: all)."""
+    current = _BEATS.get()
+    if current is not None:
+        heartbeats, beats = current
+        meeting_ids = heartbeats.due(meeting_ids, at, beats)
+    if len(meeting_ids) == 1:
+        await connection.execute(_BEAT, {"meeting_id_": meeting_ids[0], "heartbeat_at": at})
+    elif meeting_ids:
+        await connection.execute(_BEAT_ALL, {"meeting_ids_": list(meeting_ids), "heartbeat_at": at})
 
 
 async def upsert_turn_rows(
@@ -195,9 +283,7 @@ async def upsert_turn_rows(
     for start in range(0, len(rows), _TURN_CHUNK):
         await connection.execute(statement, rows[start : start + _TURN_CHUNK])
     meeting_ids = sorted({record.meeting_id for record in latest.values()})
-    await connection.execute(
-        _BEAT_ALL, {"meeting_ids_": meeting_ids, "heartbeat_at": datetime.now(UTC)}
-    )
+    await _beat(connection, meeting_ids, datetime.now(UTC))
 
 
 @functools.cache
