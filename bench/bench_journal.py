@@ -43,7 +43,7 @@ class Outage:
         self.is_away = True
         self.tried = asyncio.Event()
 
-    async def apply(self, writes: Sequence[Write]) -> None:
+    async def apply(self, writes: Sequence[Write], *, fresh: bool = False) -> None:
         self.tried.set()
         if self.is_away:
             raise StorageError("cannot connect to the database")

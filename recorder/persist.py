@@ -301,7 +301,7 @@ class StoreWrites:
     Every write may be applied twice (a lost answer to a commit, a journal
     replayed again after a crash) and stores its row once: turns are upserts,
     updates are updates, and inserts look for their natural key first
-    (:mod:`storage.keyed`).
+    (:mod:`storage.keyed`), unless the caller says the batch is ``fresh``.
     """
 
     def __init__(self, store: TranscriptStore) -> None:
@@ -326,19 +326,23 @@ class StoreWrites:
             raise NotFoundError(f"{write['op']} names {ref!r}, which was never stored")
         return found
 
-    async def apply(self, writes: Sequence[Write]) -> None:
+    async def apply(self, writes: Sequence[Write], *, fresh: bool = False) -> None:
         """Apply writes in order, in one transaction (consecutive turns in one upsert).
+
+        ``fresh``: none of ``writes`` was ever tried before (the first attempt of
+        new writes, not a retry nor a journal), so none can be stored yet and the
+        inserts skip looking for their row (one statement per socket and file).
 
         Raises:
             StorageError: the database failed (see :func:`is_transient`).
         """
         try:
-            await self._apply(writes)
+            await self._apply(writes, fresh)
         except (KeyError, TypeError, ValueError) as exc:
             # A journal line of another version, or edited by hand: it cannot be stored.
             raise BadWrite(f"a malformed {writes[0].get('op')!r} write: {exc!r}") from exc
 
-    async def _apply(self, writes: Sequence[Write]) -> None:
+    async def _apply(self, writes: Sequence[Write], fresh: bool) -> None:
         if not writes:
             return
         # The ids of the rows this batch adds, known to the batch's later writes, and to
@@ -359,7 +363,7 @@ class StoreWrites:
                 if turns and write["op"] == "participant":
                     await self._apply_turns(turns, stored)
                     turns = []
-                await self._apply_one(write, stored)
+                await self._apply_one(write, stored, fresh)
             if turns:
                 await self._apply_turns(turns, stored)
 
@@ -378,7 +382,7 @@ class StoreWrites:
             records.append(TurnRecord(**data))
         await self._store.upsert_turns(records)
 
-    async def _apply_one(self, write: Write, stored: dict[str, int]) -> None:
+    async def _apply_one(self, write: Write, stored: dict[str, int], fresh: bool) -> None:
         op, store = write["op"], self._store
         if op == "journal":
             return  # the header line: nothing to store
@@ -392,6 +396,7 @@ class StoreWrites:
                 write["uid"],
                 datetime.fromisoformat(write["opened_at"]),
                 write["provider_id"],
+                fresh=fresh,
             )
         elif op == "session_closed":
             await store.close_stream_session(
@@ -428,6 +433,7 @@ class StoreWrites:
                 sample_rate_hz=write["sample_rate_hz"],
                 format=write["format"],
                 path=write["path"],
+                fresh=fresh,
             )
         elif op == "segment_finished":
             await finish_segment(

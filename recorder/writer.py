@@ -51,8 +51,11 @@ _WRITERS = itertools.count(1)
 class Applier(Protocol):
     """Stores writes (:class:`~recorder.persist.StoreWrites`; tests pass a fake)."""
 
-    async def apply(self, writes: Sequence[Write]) -> None:
-        """Store a batch of writes, in order, in one transaction."""
+    async def apply(self, writes: Sequence[Write], *, fresh: bool = False) -> None:
+        """Store a batch of writes, in order, in one transaction.
+
+        ``fresh``: no write of the batch was ever tried before, so none is stored yet.
+        """
 
     def resolve(self, write: Write) -> Write:
         """``write`` with the ids already known filled in (for the journal)."""
@@ -106,6 +109,9 @@ class TranscriptWriter:
         # The first writes held that are older than the journal (a batch in flight when
         # what came after it was journaled); stored before the journal is replayed.
         self._ahead = 0
+        # The first writes held that were given to the applier at least once: a batch
+        # of none of them is fresh (it cannot be stored yet: no lookups needed).
+        self._tried = 0
         self._prefix = f"{os.getpid()}.{next(_WRITERS)}/"
         self._pending: list[Write] = []
         self._wake = asyncio.Event()
@@ -206,7 +212,7 @@ class TranscriptWriter:
                     await self._wait_to_retry(delay)
                     delay = min(delay * 2, self._max_retry_delay_s)
                     continue
-                del self._pending[: self._ahead]
+                self._forget_head(self._ahead)
                 self._ahead = 0
             if self.is_journaling:
                 if not await self._replay_journal():
@@ -232,7 +238,7 @@ class TranscriptWriter:
                 delay = min(delay * 2, self._max_retry_delay_s)
                 continue
             delay = self._retry_delay_s
-            del self._pending[: len(batch)]
+            self._forget_head(len(batch))
             self._ahead = 0
 
     async def _store(self, batch: Sequence[Write], *, is_head: bool = False) -> bool:
@@ -243,8 +249,12 @@ class TranscriptWriter:
         ``memory_limit`` of them are held: all but the batch in flight
         (``is_head``: the first writes held), which then goes before the journal.
         """
+        # A retry, or a journal replayed, may find its rows stored by an earlier try.
+        fresh = is_head and self._tried == 0
+        if is_head:
+            self._tried = max(self._tried, len(batch))
         # Shielded: cancelling the writer mid-commit must not lose the commit.
-        apply = asyncio.ensure_future(self._applier.apply(batch))
+        apply = asyncio.ensure_future(self._applier.apply(batch, fresh=fresh))
         while not apply.done():
             full = asyncio.ensure_future(self._full.wait())
             try:
@@ -369,6 +379,7 @@ class TranscriptWriter:
                     await append
                 if append.exception() is None:
                     del self._pending[keep : keep + len(held)]
+                    self._tried = min(self._tried, keep)
                     self._ahead = keep
                 raise
         except JournalFull as exc:
@@ -383,7 +394,13 @@ class TranscriptWriter:
         self.journaled += len(held)
         # The held writes are on disk now, after everything journaled before them.
         del self._pending[keep : keep + len(held)]
+        self._tried = min(self._tried, keep)
         self._ahead = keep
+
+    def _forget_head(self, count: int) -> None:
+        """The first ``count`` writes held are stored (or journaled): no longer held."""
+        del self._pending[:count]
+        self._tried = max(0, self._tried - count)
 
     def _journal_limits(self) -> dict[str, int]:
         return {} if self._journal_max_bytes is None else {"max_bytes": self._journal_max_bytes}
@@ -398,7 +415,7 @@ class TranscriptWriter:
             except JournalFull as exc:
                 self._guard.say(f"! warning: {exc}")
             else:
-                del self._pending[: self._ahead]
+                self._forget_head(self._ahead)
                 self._ahead = 0
         if self.journal_path is not None and self.journal_failure is None and not self._ahead:
             await self._spill()

@@ -7,6 +7,11 @@ Each of these rows has a natural key, so the write looks for it first:
 a stream session by (meeting, participant, ``opened_at``), a gap by (meeting,
 uid, from, to, cause), an audio file by (meeting, uid, ``start_ms``). Turns
 need nothing more: they are upserted by (stream session, turn order).
+
+A caller that knows a write was never tried before (``fresh``: the first attempt
+of a batch, not a journal replayed) skips the lookup of a stream session or an
+audio file, one statement per socket or file: such a row cannot be stored yet.
+Gaps always look (rare, and the same gap may be reported twice).
 """
 
 from __future__ import annotations
@@ -63,8 +68,17 @@ async def open_stream_session_once(
     uid: int,
     opened_at: datetime,
     provider_session_id: str | None = None,
+    *,
+    fresh: bool = False,
 ) -> int:
-    """The id of the participant's session opened at ``opened_at``, stored if it is not yet."""
+    """The id of the participant's session opened at ``opened_at``, stored if it is not yet.
+
+    ``fresh``: this write was never tried before, so no lookup.
+    """
+    if fresh:
+        return await store.open_stream_session(
+            meeting_id, uid, opened_at, provider_session_id=provider_session_id
+        )
     key = {"meeting_id_": meeting_id, "uid_": uid, "opened_at_": opened_at}
     found = await store.run_in_transaction(lambda c: c.scalar(_SESSION, key), write=False)
     if found is not None:
@@ -108,12 +122,17 @@ async def add_segment_once(
     sample_rate_hz: int,
     format: str,
     path: str,
+    fresh: bool = False,
 ) -> int:
-    """The id of the participant's audio file starting at ``start_ms``, indexed if it is not yet."""
-    key = {"meeting_id_": meeting_id, "uid_": uid, "start_ms_": int(start_ms)}
-    found = await store.run_in_transaction(lambda c: c.scalar(_SEGMENT, key), write=False)
-    if found is not None:
-        return int(found)
+    """The id of the participant's audio file starting at ``start_ms``, indexed if it is not yet.
+
+    ``fresh``: this write was never tried before, so no lookup.
+    """
+    if not fresh:
+        key = {"meeting_id_": meeting_id, "uid_": uid, "start_ms_": int(start_ms)}
+        found = await store.run_in_transaction(lambda c: c.scalar(_SEGMENT, key), write=False)
+        if found is not None:
+            return int(found)
     return await add_segment(
         store,
         meeting_id,

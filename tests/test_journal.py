@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import json
 import os
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,7 +14,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from recorder.errors import NotFoundError
+from recorder.errors import NotFoundError, StorageError
 from recorder.journal import Journal, JournalFull, journal_path, leftover_journals, read_entries
 from recorder.persist import (
     StoreWrites,
@@ -26,7 +28,7 @@ from recorder.persist import (
     session_write,
     turn_write,
 )
-from recorder.writer import replay_leftover_journals
+from recorder.writer import TranscriptWriter, replay_leftover_journals
 from storage.audio import list_segments
 from storage.gaps import list_gaps
 from storage.records import TurnRecord, Word
@@ -312,3 +314,47 @@ async def test_a_batchs_turns_are_stored_together_before_a_participant_leaves(
             "turn.updated",  # one upsert's events go in meeting time order
             "turn.final",
         ]
+
+
+class _LostAnswer:
+    """A store whose first commit succeeds but whose answer is lost (the connection cut)."""
+
+    def __init__(self, applier: StoreWrites) -> None:
+        self.applier = applier
+        self.fresh: list[bool] = []
+
+    async def apply(self, writes: Sequence[Write], *, fresh: bool = False) -> None:
+        self.fresh.append(fresh)
+        await self.applier.apply(writes, fresh=fresh)
+        if len(self.fresh) == 1:
+            raise StorageError("the connection was closed after COMMIT")
+
+    def resolve(self, write: Write) -> Write:
+        return self.applier.resolve(write)
+
+
+@pytest.mark.parametrize("size", [1, 3])
+async def test_a_fresh_batch_committed_but_unanswered_is_stored_once(
+    store: TranscriptStore, size: int
+) -> None:
+    started = datetime(2026, 12, 5, 10, 0, tzinfo=UTC)
+    meeting = await store.start_meeting("standup", 1, started)
+    applier = _LostAnswer(StoreWrites(store))
+    writer = TranscriptWriter(applier, max_delay_s=0.01, retry_delay_s=0.01)
+    writes = [
+        session_write("s-1", meeting, 202, started, "prov-1"),
+        segment_write(
+            "a.pcm", meeting, 202, start_ms=0, sample_rate_hz=16000, format="pcm_s16le", path="a"
+        ),
+        gap_write(meeting, 202, 0, 500, "the service was unreachable"),
+    ][:size]
+    for write in writes:
+        writer.submit(write)
+    task = asyncio.create_task(writer.run())
+    await writer.flush()
+    writer.close()
+    await task
+    assert applier.fresh == [True, False]  # the retry looks for what the first try stored
+    assert len((await store.get_meeting(meeting)).stream_sessions) == 1
+    assert len(await list_segments(store, meeting)) == (size >= 2)
+    assert len(await list_gaps(store, meeting)) == (size >= 3)

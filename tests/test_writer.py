@@ -35,9 +35,13 @@ class FakeDatabase:
         self.is_away = False
         self.fail_for_good: set[int] = set()  # turn orders that can never be stored
         self.tried = asyncio.Event()
+        self.fresh: list[bool] = []  # per attempt: whether the writer said it was fresh
+        self.attempts: list[tuple[bool, list[str]]] = []  # (fresh, the writes' ops)
 
-    async def apply(self, writes: Sequence[Write]) -> None:
+    async def apply(self, writes: Sequence[Write], *, fresh: bool = False) -> None:
         await asyncio.sleep(0)
+        self.fresh.append(fresh)
+        self.attempts.append((fresh, [w["op"] for w in writes]))
         self.tried.set()
         if self.is_away:
             raise StorageError("cannot connect to the database")
@@ -90,6 +94,44 @@ async def test_failed_commit_is_retried_not_lost() -> None:
     assert db.orders == [1, 2]
     assert writer.failures >= 1
     assert [line[:24] for line in said] == ["! the database is unreac", "+ the database is back; "]
+
+
+async def test_only_a_first_attempt_is_fresh_a_retry_may_find_its_rows() -> None:
+    db = FakeDatabase()
+    db.is_away = True
+    writer = TranscriptWriter(db, max_delay_s=0.01, retry_delay_s=0.01)
+    task = start(writer)
+    writer.put(record(1))
+    await asyncio.wait_for(db.tried.wait(), TIMEOUT)
+    db.is_away = False
+    await writer.flush()
+    writer.put(record(2))
+    await writer.flush()
+    writer.close()
+    await asyncio.wait_for(task, TIMEOUT)
+    assert db.orders == [1, 2]
+    # The failed first try was fresh, its retries not; the next new write is fresh again.
+    assert db.fresh[0] is True and db.fresh[-1] is True
+    assert db.fresh[1:-1] and not any(db.fresh[1:-1])
+
+
+async def test_journaled_writes_are_never_fresh(tmp_path: Path) -> None:
+    db = FakeDatabase()
+    db.is_away = True
+    writer = TranscriptWriter(
+        db, journal_path=tmp_path / "j.jsonl", max_delay_s=0.01, retry_delay_s=0.01
+    )
+    writer.put(record(1))
+    writer.put(record(2))
+    task = start(writer)
+    await asyncio.wait_for(db.tried.wait(), TIMEOUT)
+    db.is_away = False
+    writer.close()
+    await asyncio.wait_for(task, TIMEOUT)
+    assert db.orders == [1, 2] and writer.journaled == 2
+    # Tried once, then journaled: every later try (the replay) may find its rows.
+    with_turns = [fresh for fresh, ops in db.attempts if "turn" in ops]
+    assert with_turns[0] is True and len(with_turns) >= 2 and not any(with_turns[1:])
 
 
 async def test_a_write_that_can_never_be_stored_is_dropped_and_the_rest_kept() -> None:
@@ -224,7 +266,7 @@ class SlowDatabase(FakeDatabase):
         self.answer = asyncio.Event()
         self.fails_once = False
 
-    async def apply(self, writes: Sequence[Write]) -> None:
+    async def apply(self, writes: Sequence[Write], *, fresh: bool = False) -> None:
         self.tried.set()
         await self.answer.wait()
         if self.fails_once:
