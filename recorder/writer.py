@@ -3,7 +3,8 @@
 SQLite favours few, batched writes (each transaction costs a disk sync:
 https://www.sqlite.org/faq.html#q19): writes queue here and what is queued is
 committed together, one transaction per batch; turns wait at most ``max_delay_s``
-for others to share their commit, any other write ends the wait. A failed
+for others to share their commit, any other write at most ``gather_s`` (a
+socket opening or closing: a fast loop would otherwise commit them one by one). A failed
 commit keeps its writes and tries again with backoff; nothing is dropped.
 While the database is away, what is queued moves to the meeting's journal
 (:mod:`recorder.journal`) each time a retry fails or ``memory_limit`` writes
@@ -76,6 +77,8 @@ class TranscriptWriter:
             (None: hold them in memory).
         max_batch: writes per transaction at most.
         max_delay_s: longest a turn waits for others to share its commit.
+        gather_s: longest any other write waits for others to share its commit
+            (at most ``max_delay_s``).
         retry_delay_s: first pause after a failed commit (doubling up to
             ``max_retry_delay_s``).
         memory_limit: while the database is away, at most this many writes
@@ -91,6 +94,7 @@ class TranscriptWriter:
         journal_path: Path | None = None,
         max_batch: int = 200,
         max_delay_s: float = 0.5,
+        gather_s: float = 0.05,
         retry_delay_s: float = 0.25,
         max_retry_delay_s: float = 5.0,
         memory_limit: int = 1000,
@@ -100,6 +104,7 @@ class TranscriptWriter:
         self._guard = guard or DatabaseGuard(lambda line: log.warning("%s", line))
         self._max_batch = max_batch
         self._max_delay_s = max_delay_s
+        self._gather_s = min(gather_s, max_delay_s)
         self._retry_delay_s = retry_delay_s
         self._max_retry_delay_s = max_retry_delay_s
         self._memory_limit = memory_limit
@@ -227,11 +232,7 @@ class TranscriptWriter:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            if self._should_gather():
-                try:
-                    await asyncio.wait_for(self._closed_or_full(), self._max_delay_s)
-                except TimeoutError:
-                    pass
+            await self._gather()
             batch = self._pending[: self._max_batch]
             if not await self._store(batch, is_head=True):
                 await self._wait_to_retry(delay)
@@ -432,19 +433,32 @@ class TranscriptWriter:
                 f"! {self.pending} writes could not be stored: the database stayed away"
             )
 
-    def _should_gather(self) -> bool:
-        # Only turns are batched: any other write goes at once (and ends the wait).
+    def _may_gather(self) -> bool:
         return (
-            not self._closing
-            and not self._flush_waiters
-            and len(self._pending) < self._max_batch
-            and all(write["op"] == "turn" for write in self._pending)
+            not self._closing and not self._flush_waiters and len(self._pending) < self._max_batch
         )
 
-    async def _closed_or_full(self) -> None:
-        while self._should_gather():
+    async def _gather(self) -> None:
+        """Let a batch gather: turns up to ``max_delay_s``, any other write up to ``gather_s``.
+
+        Ends at once when the writer closes, someone flushes, or a batch is full.
+        """
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        only_turns, checked = True, 0
+        while self._may_gather():
+            # Only turns wait long: a socket's row or a participant goes soon after.
+            if only_turns:
+                only_turns = all(write["op"] == "turn" for write in self._pending[checked:])
+                checked = len(self._pending)
+            left = started + (self._max_delay_s if only_turns else self._gather_s) - loop.time()
+            if left <= 0:
+                return
             self._wake.clear()
-            await self._wake.wait()
+            try:
+                await asyncio.wait_for(self._wake.wait(), left)
+            except TimeoutError:
+                return
 
 
 async def replay_leftover_journals(

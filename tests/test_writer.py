@@ -323,6 +323,32 @@ async def test_only_turns_wait_to_be_batched() -> None:
     assert [[w["op"] for w in b] for b in db.batches] == [["turn", "gap"]]
 
 
+async def test_other_writes_gather_briefly_to_share_a_commit() -> None:
+    db = FakeDatabase()
+    writer = TranscriptWriter(db, max_delay_s=60, gather_s=30)
+    task = start(writer)
+    writer.submit(gap_write(1, 7, 0, 100, "a"))
+    for _ in range(5):
+        await asyncio.sleep(0)  # let the writer take the first write
+    writer.submit(gap_write(1, 7, 100, 200, "b"))
+    await writer.flush()  # ends the wait at once
+    assert [[w["cause"] for w in batch] for batch in db.batches] == [["a", "b"]]
+    writer.close()
+    await asyncio.wait_for(task, TIMEOUT)
+
+
+async def test_other_writes_wait_far_less_than_turns() -> None:
+    db = FakeDatabase()
+    writer = TranscriptWriter(db, max_delay_s=60, gather_s=0.01)
+    task = start(writer)
+    writer.put(record(1))
+    writer.submit(gap_write(1, 7, 0, 100, "a"))
+    await asyncio.wait_for(db.tried.wait(), TIMEOUT)  # not the turns' 60 s
+    assert db.orders == [1]
+    writer.close()
+    await asyncio.wait_for(task, TIMEOUT)
+
+
 async def test_the_meeting_is_marked_alive_as_soon_as_the_database_is_back(
     tmp_path: Path,
 ) -> None:
