@@ -34,7 +34,7 @@ from recorder.transport.base import TransportSink
 from recorder.transport.replay import ReplayTransport
 from storage.audio import list_segments
 from storage.db import upgrade_database
-from storage.records import Meeting
+from storage.records import AudioSegment, Meeting
 from storage.store import TranscriptStore
 from tests.support.harness import assert_matches_script, script_of
 from tests.support.processes import recorder_exec
@@ -79,15 +79,19 @@ def tally(name: str, meeting: Meeting, script: dict[str, Any]) -> dict[str, int]
     return counts
 
 
-async def record_meeting(
+async def record_with_emulators(
     tmp_path: Path,
-    script: dict[str, Any],
+    transport: ReplayTransport,
     *,
+    names: dict[int, str],
+    faults: FaultPlan | None = None,
     stt_url: str | None = None,
     batch: BatchEmulator | None = None,
-) -> tuple[MeetingReport, Meeting, TranscriptStore | None]:
+) -> tuple[MeetingReport, Meeting, list[AudioSegment]]:
+    """Record ``transport``'s meeting against both emulators; the report, meeting, audio."""
+    speed = transport.speed
     db_url = f"sqlite+aiosqlite:///{tmp_path / 'recorder.db'}"
-    streaming = StreamingEmulator(realtime_factor=SPEED * 3)
+    streaming = StreamingEmulator(realtime_factor=speed * 3, faults=faults)
     batch = batch or BatchEmulator(behaviour=BatchBehaviour(processing_s=0.05))
     async with (
         streaming.serve() as live,
@@ -102,16 +106,31 @@ async def record_meeting(
         )
         report = await record(
             config,
-            ReplayTransport(script_of(script), speed=SPEED),
+            transport,
             options=RecordingOptions(
-                sessions_per_minute=600.0,
-                names={101: "Ada", 202: "Bo"},
-                realtime_factor=SPEED * 2,
+                sessions_per_minute=600.0, names=names, realtime_factor=speed * 2
             ),
             store=store,
         )
         meeting = await store.get_meeting(report.meeting_id)
         segments = await list_segments(store, report.meeting_id)
+    return report, meeting, segments
+
+
+async def record_meeting(
+    tmp_path: Path,
+    script: dict[str, Any],
+    *,
+    stt_url: str | None = None,
+    batch: BatchEmulator | None = None,
+) -> tuple[MeetingReport, Meeting, TranscriptStore | None]:
+    report, meeting, segments = await record_with_emulators(
+        tmp_path,
+        ReplayTransport(script_of(script), speed=SPEED),
+        names={101: "Ada", 202: "Bo"},
+        stt_url=stt_url,
+        batch=batch,
+    )
     assert segments and all(s.is_complete and s.format == "flac" for s in segments)
     assert all(Path(s.path).is_file() for s in segments)  # noqa: ASYNC240 - after the run
     return report, meeting, None
@@ -320,27 +339,12 @@ async def test_a_stalled_socket_is_replaced_and_its_stretch_repaired(tmp_path: P
     # The first socket stops answering (connected, silent) after 4 s of audio: pings go
     # unanswered, the socket is dropped and replaced, the stretch is repaired.
     speed = 2.0
-    db_url = f"sqlite+aiosqlite:///{tmp_path / 'recorder.db'}"
-    faults = FaultPlan(per_connection={0: (Fault(FaultKind.STALL, at_audio_s=4.0),)})
-    streaming = StreamingEmulator(realtime_factor=speed * 3, faults=faults)
-    batch = BatchEmulator(behaviour=BatchBehaviour(processing_s=0.05))
-    async with (
-        streaming.serve() as live,
-        batch.serve() as repair,
-        await TranscriptStore.open(db_url, auto_migrate=True) as store,
-    ):
-        config = Config(
-            database_url=db_url, assemblyai_api_key="k", stt_url=live.url, async_url=repair.url
-        )
-        report = await record(
-            config,
-            ReplayTransport(script_of(TALKER), speed=speed),
-            options=RecordingOptions(
-                sessions_per_minute=600.0, names={101: "Ada"}, realtime_factor=speed * 2
-            ),
-            store=store,
-        )
-        meeting = await store.get_meeting(report.meeting_id)
+    report, meeting, _ = await record_with_emulators(
+        tmp_path,
+        ReplayTransport(script_of(TALKER), speed=speed),
+        names={101: "Ada"},
+        faults=FaultPlan(per_connection={0: (Fault(FaultKind.STALL, at_audio_s=4.0),)}),
+    )
     counts = tally("stalled socket", meeting, TALKER)
     assert_matches_script(meeting, script_of(TALKER))
     assert report.status == "completed", meeting.gaps
@@ -403,27 +407,13 @@ async def test_retryable_closes_on_every_socket_lose_no_words(
     tmp_path: Path, code: int, reason: str | None
 ) -> None:
     speed = 4.0
-    db_url = f"sqlite+aiosqlite:///{tmp_path / 'recorder.db'}"
-    faults = FaultPlan(default=(Fault.close(code, reason, at_audio_s=2.5),))
-    streaming = StreamingEmulator(realtime_factor=speed * 3, faults=faults)
-    batch = BatchEmulator(behaviour=BatchBehaviour(processing_s=0.02))
-    async with (
-        streaming.serve() as live,
-        batch.serve() as repair,
-        await TranscriptStore.open(db_url, auto_migrate=True) as store,
-    ):
-        config = Config(
-            database_url=db_url, assemblyai_api_key="k", stt_url=live.url, async_url=repair.url
-        )
-        report = await record(
-            config,
-            ReplayTransport(script_of(LONG_MEETING), speed=speed),
-            options=RecordingOptions(
-                sessions_per_minute=600.0, names={101: "Ada", 202: "Bo"}, realtime_factor=speed * 2
-            ),
-            store=store,
-        )
-        meeting = await store.get_meeting(report.meeting_id)
+    report, meeting, _ = await record_with_emulators(
+        tmp_path,
+        ReplayTransport(script_of(LONG_MEETING), speed=speed),
+        names={101: "Ada", 202: "Bo"},
+        faults=FaultPlan(default=(Fault.close(code, reason, at_audio_s=2.5),)),
+        batch=BatchEmulator(behaviour=BatchBehaviour(processing_s=0.02)),
+    )
     counts = tally(f"close code {code} on every socket", meeting, LONG_MEETING)
     assert_matches_script(meeting, script_of(LONG_MEETING))
     assert report.status == "completed", meeting.gaps
@@ -636,26 +626,11 @@ async def test_audio_dropped_by_a_stalled_loop_is_a_lost_gap_and_the_meeting_par
     # The bridge holds 0.5 s of each participant's audio; the loop stalls 1 s of wall
     # time (10 s of meeting at this speed) once Bo has begun: what it drops is gone.
     monkeypatch.setattr("recorder.transport.replay._queue_bound_s", lambda speed: 0.5)
-    db_url = f"sqlite+aiosqlite:///{tmp_path / 'recorder.db'}"
-    streaming = StreamingEmulator(realtime_factor=SPEED * 3)
-    batch = BatchEmulator(behaviour=BatchBehaviour(processing_s=0.05))
-    async with (
-        streaming.serve() as live,
-        batch.serve() as repair,
-        await TranscriptStore.open(db_url, auto_migrate=True) as store,
-    ):
-        config = Config(
-            database_url=db_url, assemblyai_api_key="k", stt_url=live.url, async_url=repair.url
-        )
-        report = await record(
-            config,
-            StallAt(script_of(MEETING), 4_500, 1.0, speed=SPEED),
-            options=RecordingOptions(
-                sessions_per_minute=600.0, names={101: "Ada", 202: "Bo"}, realtime_factor=SPEED * 2
-            ),
-            store=store,
-        )
-        meeting = await store.get_meeting(report.meeting_id)
+    report, meeting, _ = await record_with_emulators(
+        tmp_path,
+        StallAt(script_of(MEETING), 4_500, 1.0, speed=SPEED),
+        names={101: "Ada", 202: "Bo"},
+    )
     counts = tally("loop stalled 10 s of meeting", meeting, MEETING)
     assert counts["lost"] > 0
     assert report.status == "partial" and report.dropped_audio_ms > 5_000
