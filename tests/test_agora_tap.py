@@ -8,6 +8,7 @@ runs per frame.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import random
 import select
@@ -170,6 +171,38 @@ async def test_a_full_queue_drops_counts_and_reports(
     assert stretch.to_ms - stretch.at_ms == pytest.approx(dropped)
     assert bridge.tap.drop_runs() == []
     bridge.close()
+
+
+async def test_stretches_dropped_apart_are_said_apart(tap_module: Any) -> None:
+    # As in the Python bridge: a chunk admitted while the loop drains splits what is
+    # dropped around it into two stretches, each said once, exactly.
+    loop = asyncio.get_running_loop()
+    sent = [0]
+
+    def talk(start_ms: float, frames: int) -> None:
+        for n in range(frames):
+            sent[0] += 1
+            bridge.push_frame(7, frame(7, sent[0], True), start_ms + 10.0 * (n + 1))
+
+    class Refill(Sink):
+        def on_audio(self, uid: int, chunk: Chunk) -> None:
+            super().on_audio(uid, chunk)
+            if sum(len(c) for c in self.chunks.values()) == 1:
+                talk(600.0, 60)  # as the first chunk is taken: 0.6 s more arrives
+
+    sink = Refill()
+    bridge = NativeAudioBridge(
+        loop, sink, tap_module=tap_module, clock=LinearClock(), max_queued_s=0.3
+    )
+    talk(0.0, 60)
+    await sink.wait(lambda: len(sink.of(LoopFellBehind)) >= 2)
+    bridge.close()
+    chunks = sink.chunks[7]
+    stretches = [(e.at_ms, e.to_ms) for e in sink.of(LoopFellBehind)]
+    holes = [(a.end_ms, b.start_ms) for a, b in itertools.pairwise(chunks) if b.start_ms > a.end_ms]
+    assert len(stretches) == 2
+    assert [stretches[0]] == holes and stretches[1][0] == chunks[-1].end_ms
+    assert sum(b - a for a, b in stretches) == pytest.approx(bridge.dropped_ms[7])
 
 
 def test_detach_waits_for_a_callback_in_flight(tap_module: Any) -> None:

@@ -295,3 +295,24 @@ def test_filling_is_off_unless_asked(loop: asyncio.AbstractEventLoop) -> None:
     assert bridge._fill_timer is None
     with pytest.raises(ValueError, match="fill_gaps_after_ms"):
         AudioBridge(loop, sink, fill_gaps_after_ms=50.0)
+
+
+def test_stretches_dropped_apart_are_said_apart(loop: asyncio.AbstractEventLoop) -> None:
+    # While the loop drains, the native side goes on: room frees, a chunk is admitted,
+    # then the queue fills again. The two stretches dropped around it stay two.
+    class Refill(Record):
+        def on_audio(self, uid: int, chunk: Chunk) -> None:
+            super().on_audio(uid, chunk)
+            if len(self.items) == 1:  # as the first chunk is taken: 0.6 s more arrives
+                talk(bridge, 7, 600.0, 0.6)
+
+    sink = Refill()
+    bridge = AudioBridge(loop, sink, clock_ms=lambda: 0.0, max_queued_s=0.3)
+    on_native_thread(lambda: talk(bridge, 7, 0.0, 0.6))
+    drain(loop)
+    chunks = sink.chunks(7)
+    stretches = [(e.at_ms, e.to_ms) for e in sink.events() if isinstance(e, LoopFellBehind)]
+    assert len(stretches) == 2
+    # The hole between the chunks, then from the last chunk on (the rest is still gathering).
+    assert [stretches[0]] == holes(chunks) and stretches[1][0] == chunks[-1].end_ms
+    assert sum(b - a for a, b in stretches) == pytest.approx(bridge.dropped_ms[7])

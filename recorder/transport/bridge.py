@@ -54,6 +54,8 @@ _NOT_DELIVERING = (
     ConnectionState.FAILED,
     ConnectionState.DISCONNECTED,
 )
+# Chunks this close (ms) follow one another: their drops are one stretch.
+_CONTIGUOUS_MS = 0.5
 # A stalled loop drops every participant's chunks every 100 ms: one warning per
 # interval, with the totals, is enough to see it happened and how much was lost.
 _DROP_LOG_INTERVAL_S = 10.0
@@ -129,8 +131,8 @@ class AudioBridge:
         self.callback_errors = 0
         self.dropped_chunks = 0
         self._dropped_ms: dict[int, float] = {}  # written under _lock
-        # Each uid's stretch dropped since the loop last looked: [from, to), under _lock.
-        self._drop_runs: dict[int, list[float]] = {}
+        # Each uid's stretches dropped since the loop last looked: [from, to), under _lock.
+        self._drop_runs: dict[int, list[list[float]]] = {}
         self._drops_seen = 0
         self._drops_logged = 0
         self._drop_logged_at: float | None = None
@@ -217,11 +219,12 @@ class AudioBridge:
             self.dropped_chunks += 1
             duration = chunk.duration_ms
             self._dropped_ms[uid] = self._dropped_ms.get(uid, 0.0) + duration
-            run = self._drop_runs.get(uid)
-            if run is None:
-                self._drop_runs[uid] = [chunk.start_ms, chunk.start_ms + duration]
-            else:  # drops follow one another until the loop drains: one stretch
-                run[1] = max(run[1], chunk.start_ms + duration)
+            runs = self._drop_runs.setdefault(uid, [])
+            end = chunk.start_ms + duration
+            if runs and abs(chunk.start_ms - runs[-1][1]) < _CONTIGUOUS_MS:
+                runs[-1][1] = end  # the next chunk dropped too: one stretch
+            else:  # a chunk was admitted in between: its own stretch
+                runs.append([chunk.start_ms, end])
             return False
         self._queued_bytes[uid] = queued + size
         return True
@@ -266,7 +269,7 @@ class AudioBridge:
         """The stretches dropped since the last call, as (uid, from_ms, to_ms)."""
         with self._lock:
             runs, self._drop_runs = self._drop_runs, {}
-        return [(uid, run[0], run[1]) for uid, run in runs.items()]
+        return [(uid, run[0], run[1]) for uid, stretches in runs.items() for run in stretches]
 
     # -- gaps are silence -----------------------------------------------------------
 

@@ -81,6 +81,7 @@ _Static_assert(offsetof(struct AudioFrameObserverInner, on_playback_audio_frame_
 
 #define BYTES_PER_MS 32.0     /* PCM16 mono 16 kHz, as recorder.audio */
 #define GAP_TOLERANCE_MS 200.0 /* recorder.audio._GAP_TOLERANCE_MS */
+#define CONTIGUOUS_MS 0.5      /* chunks this close follow one another (bridge._CONTIGUOUS_MS) */
 #define MAX_FRAME_BYTES (48000 / 100 * 2 * 2)
 #define MAX_TAPS 16
 
@@ -111,6 +112,11 @@ typedef struct {
 } part_t;
 
 typedef struct {
+    uint64_t uid;
+    double from_ms, to_ms;
+} run_t;
+
+typedef struct {
     PyObject_HEAD
     pthread_mutex_t mu;
     void *handle;
@@ -128,6 +134,8 @@ typedef struct {
     int wake_pending;
     int rfd, wfd;
     unsigned long long frames, chunks, wakeups, dropped_chunks, bad_frames, collects;
+    run_t *closed; /* stretches dropped and closed since drop_runs last looked */
+    size_t nclosed, capclosed;
     PyObject *chunk_type;
 } Tap;
 
@@ -231,18 +239,30 @@ static void push_item(Tap *t, item_t *it) {
     wake(t);
 }
 
+/* p's stretch dropped so far is closed (audio was admitted after it): kept for drop_runs. */
+static void close_run(Tap *t, part_t *p) {
+    if (t->nclosed == t->capclosed) {
+        size_t cap = t->capclosed ? t->capclosed * 2 : 16;
+        run_t *runs = realloc(t->closed, cap * sizeof *runs);
+        if (!runs) return; /* out of memory: the stretch stays open and grows over the gap */
+        t->closed = runs;
+        t->capclosed = cap;
+    }
+    t->closed[t->nclosed++] = (run_t){p->uid, p->drop_from_ms, p->drop_to_ms};
+    p->dropping = 0;
+}
+
 /* p's gathered audio is dropped (the queue is full): counted, and its stretch noted. */
 static void drop(Tap *t, part_t *p, double start, double duration) {
     t->dropped_chunks++;
     p->dropped_ms += duration;
     p->len = 0;
+    if (p->dropping && fabs(start - p->drop_to_ms) >= CONTIGUOUS_MS) close_run(t, p);
     if (!p->dropping) {
         p->dropping = 1;
         p->drop_from_ms = start;
-        p->drop_to_ms = start + duration;
-    } else if (start + duration > p->drop_to_ms) {
-        p->drop_to_ms = start + duration;
     }
+    p->drop_to_ms = start + duration;
 }
 
 /* Whatever p has gathered becomes a chunk (admitted or dropped, counted). */
@@ -458,6 +478,7 @@ static void Tap_dealloc(Tap *t) {
     drop_items(t->head);
     for (size_t i = 0; i < t->cap; i++) free(t->parts[i].buf);
     free(t->parts);
+    free(t->closed);
     if (t->rfd >= 0) close(t->rfd);
     if (t->wfd >= 0 && t->wfd != t->rfd) close(t->wfd);
     Py_XDECREF(t->chunk_type);
@@ -722,20 +743,17 @@ static PyObject *Tap_dropped_ms(Tap *t, PyObject *unused) {
     return out;
 }
 
-typedef struct {
-    uint64_t uid;
-    double from_ms, to_ms;
-} run_t;
-
 /* The stretches dropped since the last call: [(uid, from_ms, to_ms)], each reported once. */
 static PyObject *Tap_drop_runs(Tap *t, PyObject *unused) {
     (void)unused;
     pthread_mutex_lock(&t->mu);
-    size_t n = 0;
+    size_t n = t->nclosed;
     for (size_t i = 0; i < t->cap; i++) n += t->parts[i].used && t->parts[i].dropping;
     run_t *runs = n ? malloc(n * sizeof *runs) : NULL;
     size_t k = 0;
     if (runs) {
+        for (; k < t->nclosed; k++) runs[k] = t->closed[k];
+        t->nclosed = 0;
         for (size_t i = 0; i < t->cap; i++) {
             part_t *p = &t->parts[i];
             if (p->used && p->dropping) {
