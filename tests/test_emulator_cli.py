@@ -78,6 +78,7 @@ def flac(pcm: bytes) -> bytes:
 async def test_serves_logs_sessions_and_stops_on_ctrl_c() -> None:
     process, printed = await start("--api-key", "k1", "--api-key", "k2", "--realtime-factor", "50")
     url = printed["streaming"]
+    assert printed["async (EU)"] == printed["async"] + "/eu"
     try:
         client = await open_client(url, key="k2")
         begin = await client.next_of("Begin")

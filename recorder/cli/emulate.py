@@ -47,6 +47,8 @@ async def _serve(
         ) as server:
             for name, url in server.urls.items():
                 click.echo(f"{name}: {url}")
+            if "async" in server.urls:  # the EU host's own store (recorder/emulator/batch)
+                click.echo(f"async (EU): {server.urls['async']}/eu")
             emulator_url = server.urls["emulator"]
             # One line to copy: streaming, Voice Agent, LLM Gateway and the async API here.
             click.echo(f"export RECORDER_EMULATOR={emulator_url}")
