@@ -41,6 +41,8 @@ _UNREACHABLE_SQLSTATE_PREFIXES = ("08", "28", "3D", "57P0")
 _READ_ONLY_SQLSTATE = "25006"  # read_only_sql_transaction
 _NO_SCHEMA_SQLSTATE = "3F000"  # invalid_schema_name: search_path names no schema
 _SQLITE_UNREACHABLE = ("unable to open database file", "disk i/o error")
+# deadlock_detected, serialization_failure: the server rolled the transaction back.
+_PG_RETRY_STATES = frozenset({"40P01", "40001"})
 _SQLITE_LOCKED = ("database is locked", "database is busy", "database table is locked")
 
 
@@ -88,7 +90,14 @@ def _sqlstate(exc: BaseException) -> str | None:
 
 
 def is_locked_error(exc: BaseException) -> bool:
-    """Whether this is SQLite's "database is locked" (worth retrying)."""
+    """Whether a lock conflict refused the transaction, so running it again succeeds.
+
+    SQLite's "database is locked"; PostgreSQL's deadlock (one of the transactions is
+    rolled back to break it) and serialization failure
+    (https://www.postgresql.org/docs/current/mvcc-serialization-failure-handling.html).
+    """
+    if _sqlstate(exc) in _PG_RETRY_STATES:
+        return True
     root = _root(exc)
     return isinstance(root, sqlite3.OperationalError) and any(
         text in str(root).lower() for text in _SQLITE_LOCKED

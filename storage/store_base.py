@@ -88,7 +88,7 @@ class StoreBase:
             except Exception as exc:
                 if is_locked_error(exc) and attempt < _LOCK_RETRIES:
                     attempt += 1
-                    log.debug("= database locked, retry %d of %d", attempt, _LOCK_RETRIES)
+                    log.debug("= lock conflict, retry %d of %d", attempt, _LOCK_RETRIES)
                     await asyncio.sleep(_LOCK_BACKOFF_S * 2**attempt)
                     continue
                 raise_translated(exc, self._url)

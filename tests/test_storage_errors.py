@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
 from alembic.util.exc import CommandError
 from click.testing import CliRunner
 from sqlalchemy import exc as sa_exc
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from recorder.cli import cli
@@ -24,6 +27,7 @@ from recorder.errors import (
 from storage.db import database_info, upgrade_database
 from storage.errors import map_db_errors, mask_url
 from storage.store import TranscriptStore
+from tests.support.timing import TIMEOUT
 
 SECRET = "hunter2"
 URL = f"postgresql+asyncpg://rec:{SECRET}@db.example:5432/recorder"
@@ -229,3 +233,40 @@ async def test_database_info_counts(store: TranscriptStore, db_url: str) -> None
     await store.start_meeting("c", 1, datetime.now(UTC))
     info = await database_info(db_url)
     assert info["meetings"] == 1 and info["turns"] == 0 and info["revision"] == info["head"]
+
+
+@pytest.mark.postgres
+async def test_a_postgres_deadlock_victim_runs_again(postgres_url: str) -> None:
+    # Two transactions lock two rows in opposite orders: PostgreSQL rolls one back
+    # (deadlock detected); the store runs it again, and both are stored.
+    async with await TranscriptStore.open(postgres_url, auto_migrate=True) as store:
+
+        async def setup(connection: Any) -> None:
+            await connection.execute(text("CREATE TABLE probe (id int PRIMARY KEY, v int)"))
+            await connection.execute(text("INSERT INTO probe VALUES (1, 0), (2, 0)"))
+
+        await store.run_in_transaction(setup, write=True)
+        holding = {1: asyncio.Event(), 2: asyncio.Event()}
+        attempts = {1: 0, 2: 0}
+
+        def locking(first: int, then: int) -> Any:
+            async def work(connection: Any) -> None:
+                attempts[first] += 1
+                update = text("UPDATE probe SET v = v + 1 WHERE id = :id")
+                await connection.execute(update, {"id": first})
+                holding[first].set()
+                await holding[then].wait()  # each holds its row, then wants the other's
+                await connection.execute(update, {"id": then})
+
+            return work
+
+        async with asyncio.timeout(TIMEOUT * 2):
+            await asyncio.gather(
+                store.run_in_transaction(locking(1, 2), write=True),
+                store.run_in_transaction(locking(2, 1), write=True),
+            )
+        values = await store.run_in_transaction(
+            lambda c: c.execute(text("SELECT v FROM probe ORDER BY id")), write=False
+        )
+    assert sorted(attempts.values()) == [1, 2]  # one was the deadlock's victim, once
+    assert [row[0] for row in values] == [2, 2]  # both transactions stored, once each
