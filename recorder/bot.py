@@ -38,6 +38,7 @@ from recorder.transport.base import (
     TransportEvent,
     TransportSink,
 )
+from recorder.unheard import UNHEARD_CAUSE, SpeechSpans, uncovered_speech
 from recorder.writer import TranscriptWriter, replay_leftover_journals
 from storage.records import Gap
 from storage.store import TranscriptStore
@@ -146,6 +147,7 @@ class MeetingRecorder(TransportSink):
         self._started_at = datetime.now(UTC)
         self._seen: set[int] = set()
         self._gaps: tuple[Gap, ...] = ()
+        self._speech = SpeechSpans()  # where each participant's audio carried speech
         self._present: set[int] = set()
         self._presence_changed = asyncio.Event()
         self._end_reason = "finished"
@@ -328,6 +330,7 @@ class MeetingRecorder(TransportSink):
         await _settle_tasks(self._tasks, _FINISH_GIVE_UP_S)
         await self._finish_audio()
         await _settle_tasks(self._ledger.tasks, _FINISH_GIVE_UP_S)
+        await self._store_unheard()
         self._writer.close()
         try:
             # The writer retries while the database is away; bounded, as everything here.
@@ -363,6 +366,25 @@ class MeetingRecorder(TransportSink):
                 f"audio not kept: {keeper.failure}",
                 state="lost",
             )
+
+    async def _store_unheard(self) -> None:
+        """Speech no stored turn or gap covers becomes a gap, repaired below (recorder.unheard)."""
+        meeting_id = self._meeting_id
+        if self._status == "interrupted" or meeting_id is None:
+            return
+        try:
+            await asyncio.wait_for(self._writer.flush(), _FINISH_GIVE_UP_S)
+            missed = await uncovered_speech(self.store, meeting_id, self._speech)
+        except (TimeoutError, RecorderError) as exc:
+            log.warning("! speech not checked against the transcript: %s", exc or "timed out")
+            return
+        if missed:
+            self.console.info(
+                f"! {len(missed)} stretch(es) of speech no live transcript covered; "
+                "they are repaired from the stored audio"
+            )
+        for uid, from_ms, to_ms in missed:
+            await self._ledger.store(uid, from_ms, to_ms, UNHEARD_CAUSE)
 
     async def _settle_status(self) -> str:
         """Repair what can be repaired, then say how the meeting ended.
@@ -493,6 +515,7 @@ class MeetingRecorder(TransportSink):
         """Hand a chunk to the participant's stream, creating it on first audio."""
         if self._keeper is not None:
             self._keeper.feed(uid, chunk)
+        self._speech.heard(uid, chunk)
         stream = self._streams.get(uid)
         if stream is None:
             stream = self._streams[uid] = ParticipantStream(

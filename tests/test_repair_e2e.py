@@ -30,8 +30,10 @@ from recorder.emulator.batch import BatchBehaviour, BatchEmulator
 from recorder.emulator.faults import Fault, FaultKind, FaultPlan
 from recorder.emulator.streaming.server import StreamingEmulator
 from recorder.gaps import DROPPED_CAUSE
+from recorder.pipeline import ParticipantStream
 from recorder.transport.base import TransportSink
 from recorder.transport.replay import ReplayTransport
+from recorder.unheard import UNHEARD_CAUSE
 from storage.audio import list_segments
 from storage.db import upgrade_database
 from storage.records import AudioSegment, Meeting
@@ -640,3 +642,25 @@ async def test_audio_dropped_by_a_stalled_loop_is_a_lost_gap_and_the_meeting_par
     assert sum(g.to_ms - g.from_ms for g in lost) == pytest.approx(report.dropped_audio_ms, abs=20)
     err = capsys.readouterr().err
     assert "the recorder fell behind and dropped audio of Bo (202) at 00:0" in err
+
+
+async def test_speech_a_stream_forgot_to_report_is_found_and_repaired(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Every socket is cut before its first final, and no stream reports what it missed:
+    # the end-of-meeting check finds the speech no turn covers and repairs it all.
+    monkeypatch.setattr(ParticipantStream, "_record_gap", lambda *args, **kwargs: None)
+    faults = FaultPlan(default=(Fault.close(3005, None, at_audio_s=2.5),))
+    report, meeting, _ = await record_with_emulators(
+        tmp_path,
+        ReplayTransport(script_of(MEETING), speed=SPEED),
+        names={101: "Ada", 202: "Bo"},
+        faults=faults,
+    )
+    counts = tally("streams report no gaps", meeting, MEETING)
+    assert_matches_script(meeting, script_of(MEETING))
+    assert report.status == "completed", meeting.gaps
+    assert counts["repaired"] > 0 and counts["lost"] == 0
+    found = [g for g in meeting.gaps if g.cause == UNHEARD_CAUSE]
+    assert found and all(g.state == "repaired" for g in found)
+    assert "stretch(es) of speech no live transcript covered" in capsys.readouterr().err
