@@ -3,8 +3,9 @@
 :class:`MeetingRecorder` is the transport's sink. It makes a
 :class:`~recorder.pipeline.ParticipantStream` on a participant's first audio,
 stores each socket as a stream session (the cost record) and each final turn
-through the one :class:`~recorder.writer.TranscriptWriter`, and on stop ends
-every socket cleanly before marking the meeting completed.
+through the one :class:`~recorder.writer.TranscriptWriter`, and on stop hands
+its parts to :class:`~recorder.meeting_end.MeetingEnd`, which ends every socket
+cleanly, repairs what it can and says how the meeting ended.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from recorder.audio import Chunk
 from recorder.console import LiveConsole
@@ -24,6 +25,7 @@ from recorder.gaps import GapLedger, Repair
 from recorder.journal import journal_path
 from recorder.limiter import SessionBudget
 from recorder.meeting import MeetingContext, MeetingObserver, MeetingReport, RecorderSettings
+from recorder.meeting_end import MeetingEnd
 from recorder.persist import DatabaseGuard, StoreWrites, participant_write
 from recorder.pipeline import FinalTurn, ParticipantStream, SpeechStream, StreamHooks
 from recorder.sessions import SocketRecords
@@ -38,7 +40,7 @@ from recorder.transport.base import (
     TransportEvent,
     TransportSink,
 )
-from recorder.unheard import UNHEARD_CAUSE, SpeechSpans, uncovered_speech
+from recorder.unheard import SpeechSpans
 from recorder.writer import TranscriptWriter, replay_leftover_journals
 from storage.records import Gap
 from storage.store import TranscriptStore
@@ -63,20 +65,8 @@ HEARTBEAT_S = 60.0
 # 4001-4003: docs/providers.md, "Streaming: close codes") means the key was revoked
 # or the account ran dry mid-meeting: the recording goes on, keeping the audio.
 _REFUSED_KEY_CODES = frozenset({401, 403, 1008, 4001, 4002, 4003})
-# At the end, how long to wait for an away database to store the meeting's end.
-_FINISH_GIVE_UP_S = 300.0
 
 log = logging.getLogger(__name__)
-
-
-async def _settle_tasks(tasks: Collection[asyncio.Task[Any]], timeout_s: float) -> None:
-    """Wait for ``tasks`` at most ``timeout_s``, then cancel what is left."""
-    if not tasks:
-        return
-    _, pending = await asyncio.wait(set(tasks), timeout=timeout_s)
-    for task in pending:
-        task.cancel()
-    await asyncio.gather(*pending, return_exceptions=True)
 
 
 class MeetingRecorder(TransportSink):
@@ -311,99 +301,28 @@ class MeetingRecorder(TransportSink):
 
     async def _shutdown(self, writer_task: asyncio.Task[None]) -> None:
         assert self._meeting_id is not None
-        # Repairs under way finish; the rest wait for the end, after the last live word.
-        await self._ledger.stop_repairs()
-        if self.observer is not None:
-            try:
-                await self.observer.stopped()
-            except RecorderError as exc:
-                log.warning("! %s", exc)
-        with contextlib.suppress(RecorderError):
-            await self.transport.stop()
-        streams = [stream.aclose() for stream in self._streams.values()]
-        try:
-            await asyncio.wait_for(asyncio.gather(*streams), self.settings.stop_timeout_s)
-        except TimeoutError:
-            log.warning("! some streams did not close within %.0f s", self.settings.stop_timeout_s)
-            for stream in self._streams.values():
-                stream.uncovered()
-        await _settle_tasks(self._tasks, _FINISH_GIVE_UP_S)
-        await self._finish_audio()
-        await _settle_tasks(self._ledger.tasks, _FINISH_GIVE_UP_S)
-        await self._store_unheard()
-        self._writer.close()
-        try:
-            # The writer retries while the database is away; bounded, as everything here.
-            await asyncio.wait_for(asyncio.shield(writer_task), _FINISH_GIVE_UP_S)
-        except TimeoutError:
-            writer_task.cancel()  # what is left stays in the journal for 'recorder repair'
-            await asyncio.gather(writer_task, return_exceptions=True)
-        self._status = await self._settle_status()
-        ended = self._started_at + timedelta(milliseconds=self._clock_ms())
-        meeting_id, status = self._meeting_id, self._status
-        await self._guard.run(
-            lambda: self.store.finish_meeting(
-                meeting_id, ended_at=max(ended, self._started_at), status=status
-            ),
-            give_up_s=_FINISH_GIVE_UP_S,
-        )
-
-    async def _finish_audio(self) -> None:
-        """Finish every audio file; audio that could not be kept is a gap of its own."""
-        keeper = self._keeper
-        if keeper is None:
-            return
-        await keeper.aclose()
-        if keeper.failure is None:
-            return
-        for uid, lost_from in keeper.lost_from_ms.items():
-            end = keeper.last_end_ms.get(uid, lost_from)
-            # Live transcription may have heard it, but nothing can repair or re-check it.
-            await self._ledger.store(
-                uid,
-                int(lost_from),
-                int(max(lost_from, end)),
-                f"audio not kept: {keeper.failure}",
-                state="lost",
-            )
-
-    async def _store_unheard(self) -> None:
-        """Speech no stored turn or gap covers becomes a gap, repaired below (recorder.unheard)."""
-        meeting_id = self._meeting_id
-        if self._status == "interrupted" or meeting_id is None:
-            return
-        try:
-            await asyncio.wait_for(self._writer.flush(), _FINISH_GIVE_UP_S)
-            missed = await uncovered_speech(self.store, meeting_id, self._speech)
-        except (TimeoutError, RecorderError) as exc:
-            log.warning("! speech not checked against the transcript: %s", exc or "timed out")
-            return
-        if missed:
-            self.console.info(
-                f"! {len(missed)} stretch(es) of speech no live transcript covered; "
-                "they are repaired from the stored audio"
-            )
-        for uid, from_ms, to_ms in missed:
-            await self._ledger.store(uid, from_ms, to_ms, UNHEARD_CAUSE)
-
-    async def _settle_status(self) -> str:
-        """Repair what can be repaired, then say how the meeting ended.
-
-        A recording a fatal error stopped before the meeting's end is
-        ``interrupted`` even once its gaps are repaired: what came after the stop
-        was never heard (``failed`` if nothing at all was recorded).
-        """
-        if self._status == "interrupted":
-            return self._status
-        keeper = self._keeper
-        status, self._gaps = await self._ledger.settle(
+        end = MeetingEnd(
+            meeting_id=self._meeting_id,
+            started_at=self._started_at,
+            store=self.store,
+            transport=self.transport,
+            observer=self.observer,
+            streams=self._streams,
+            tasks=self._tasks,
+            writer=self._writer,
+            guard=self._guard,
+            ledger=self._ledger,
+            keeper=self._keeper,
+            speech=self._speech,
+            records=self._records,
             repair=self._repair,
-            turns=self._records.turns,
-            kept_ms=sum(keeper.kept_ms.values()) if keeper is not None else 0.0,
+            console=self.console,
+            stop_timeout_s=self.settings.stop_timeout_s,
+            clock_ms=self._clock_ms,
+            fatal=lambda: self._fatal,
         )
-        if self._fatal is not None and status != "failed":
-            return "interrupted"
-        return status
+        self._status, self._gaps = await end.settle(writer_task, self._status)
+        await end.store_end(self._status)
 
     def _on_audio_failure(self, failure: AudioFailure) -> None:
         self.console.info(
