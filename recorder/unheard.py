@@ -46,10 +46,11 @@ class SpeechSpans:
         spans = self._spans.get(uid)
         if spans is None:
             spans = self._spans[uid] = []
-        if spans and chunk.start_ms - spans[-1][1] <= _JOIN_MS:
-            spans[-1][1] = max(spans[-1][1], chunk.end_ms)
-        else:
-            spans.append([chunk.start_ms, chunk.end_ms])
+        elif chunk.start_ms - (last := spans[-1])[1] <= _JOIN_MS:
+            if chunk.end_ms > last[1]:
+                last[1] = chunk.end_ms
+            return
+        spans.append([chunk.start_ms, chunk.end_ms])
 
     def of(self, uid: int) -> list[tuple[float, float]]:
         """``uid``'s speech spans, in time order."""

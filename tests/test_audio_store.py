@@ -183,3 +183,79 @@ def test_a_repaired_word_across_a_gap_edge_replaces_the_live_fragment() -> None:
     # A plain word inside the gap displaces nothing, and live words outside stay.
     placed, displaced = place_repaired(heard[2:3], 9_000, stored, [10_000, 20_000])
     assert [w.text for w in placed] == ["two"] and displaced == set()
+
+
+class CountedWrites:
+    """Counts the write commands a keeper sends its thread (each one wakes it)."""
+
+    def __init__(self, keeper: AudioKeeper) -> None:
+        self.commands: list[str] = []
+        files = keeper.files
+        write, write_many = files.write, files.write_many
+
+        def one(key: int, blocks: list[bytes]) -> None:
+            self.commands.append("write")
+            write(key, blocks)
+
+        def many(writes: list[tuple[int, list[bytes]]]) -> None:
+            self.commands.append(f"write_many({len(writes)})")
+            write_many(writes)
+
+        files.write, files.write_many = one, many  # type: ignore[method-assign]
+
+
+async def test_runs_due_in_one_tick_go_to_the_thread_in_one_command(
+    tmp_path: Path, store: TranscriptStore
+) -> None:
+    meeting = await store.start_meeting("c", 1, T0)
+    keeper = AudioKeeper(store, meeting, tmp_path, batch_ms=500)
+    counted = CountedWrites(keeper)
+    said = {uid: chunks(0, 1000, seed=uid) for uid in range(1, 51)}
+    for step in range(10):  # ten ticks of the loop, each with every speaker's next chunk
+        for uid, theirs in said.items():
+            keeper.feed(uid, theirs[step])
+        await asyncio.sleep(0)
+    # Not 100 commands (one per speaker per batch): one per tick a batch fell due in.
+    assert counted.commands == ["write_many(50)", "write_many(50)"]
+    await keeper.aclose()
+    segments = {s.uid: s for s in await list_segments(store, meeting)}
+    for uid, theirs in said.items():
+        assert read_stretch([segments[uid]], 0, 1000) == b"".join(c.pcm for c in theirs)
+
+
+async def test_staggered_runs_fall_into_step(tmp_path: Path, store: TranscriptStore) -> None:
+    # Speakers starting 0-400 ms apart: a batch handed over takes along every run
+    # holding half a batch, so after the first few their batches go together.
+    meeting = await store.start_meeting("c", 1, T0)
+    keeper = AudioKeeper(store, meeting, tmp_path, batch_ms=500)
+    counted = CountedWrites(keeper)
+    said = {uid: chunks(100 * (uid % 5), 3000, seed=uid) for uid in range(1, 21)}
+    for step in range(34):
+        for uid, theirs in said.items():
+            late = uid % 5  # this speaker's first chunk comes this many ticks later
+            if 0 <= step - late < len(theirs):
+                keeper.feed(uid, theirs[step - late])
+        await asyncio.sleep(0)
+    # Batch by batch, a command each: 20 speakers x 6 = 120. In step: 7.
+    assert len(counted.commands) == 7
+    assert all(command.startswith("write_many") for command in counted.commands)
+    await keeper.aclose()  # each run's last part of a batch goes as its run ends
+    segments = {s.uid: s for s in await list_segments(store, meeting)}
+    for uid, theirs in said.items():
+        start = 100 * (uid % 5)
+        assert read_stretch([segments[uid]], start, start + 3000) == b"".join(c.pcm for c in theirs)
+
+
+async def test_a_backlog_fed_in_one_go_is_handed_over_without_waiting_for_the_tick(
+    tmp_path: Path, store: TranscriptStore
+) -> None:
+    # The loop draining seconds of queued audio at once holds at most two batches a run.
+    meeting = await store.start_meeting("c", 1, T0)
+    keeper = AudioKeeper(store, meeting, tmp_path, batch_ms=300)
+    counted = CountedWrites(keeper)
+    for chunk in chunks(0, 1200, seed=8):
+        keeper.feed(3, chunk)
+    assert counted.commands == ["write", "write"]  # at 600 ms and at 1200 ms held
+    await keeper.aclose()
+    [segment] = await list_segments(store, meeting)
+    assert segment.duration_ms == 1200

@@ -123,6 +123,10 @@ class AudioFiles:
         """Append these PCM blocks to run ``key``."""
         self._commands.put(("write", key, blocks))
 
+    def write_many(self, writes: list[tuple[int, list[bytes]]]) -> None:
+        """Append each run's PCM blocks to it: one command, so the thread wakes once for all."""
+        self._commands.put(("writes", -1, writes))
+
     def close(self, key: int) -> concurrent.futures.Future[FileResult | None]:
         """Finish run ``key``; the future gets its file (None if writing it failed)."""
         done: concurrent.futures.Future[FileResult | None] = concurrent.futures.Future()
@@ -177,22 +181,14 @@ class AudioFiles:
             except OSError as exc:
                 self._fail(key, path, exc)
         elif kind == "write":
-            opened = self._files.get(key)
-            if opened is None:
-                return
             blocks = command[2]
             assert isinstance(blocks, list)
-            try:
-                data = memoryview(b"".join(blocks))
-                while data:
-                    # A short write (the disk or the file size limit reached) is
-                    # followed by one that raises, naming the reason.
-                    done = opened.file.write(data) or 0
-                    opened.written += done
-                    self.written[key] = opened.written
-                    data = data[done:]
-            except OSError as exc:
-                self._fail(key, opened.path, exc)
+            self._write(key, blocks)
+        elif kind == "writes":
+            writes = command[2]
+            assert isinstance(writes, list)
+            for run_key, run_blocks in writes:
+                self._write(run_key, run_blocks)
         elif kind == "sync":
             # Files are unbuffered (``buffering=0``): what was written is readable now.
             synced = command[2]
@@ -202,6 +198,22 @@ class AudioFiles:
             done = command[2]
             assert isinstance(done, concurrent.futures.Future)
             done.set_result(self._finish(key))
+
+    def _write(self, key: int, blocks: list[bytes]) -> None:
+        opened = self._files.get(key)
+        if opened is None:
+            return
+        try:
+            data = memoryview(b"".join(blocks))
+            while data:
+                # A short write (the disk or the file size limit reached) is
+                # followed by one that raises, naming the reason.
+                done = opened.file.write(data) or 0
+                opened.written += done
+                self.written[key] = opened.written
+                data = data[done:]
+        except OSError as exc:
+            self._fail(key, opened.path, exc)
 
     def _finish(self, key: int) -> FileResult | None:
         opened = self._files.pop(key, None)
