@@ -424,6 +424,39 @@ def say(text: str) -> None:
     print(text, file=OUT, flush=True)
 
 
+def targets(
+    size: int, cost: dict[str, float], late: tuple[list[float], list[float]] | None
+) -> list[str]:
+    """Issue 13's targets for the native tap at this size: each with its figure, met or not."""
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "NOT met"
+
+    tap = cost["tap"]
+    lines = []
+    if size == 200:
+        lines.append(f"200 speakers: (b) {tap:.3f} <= 0.5 ms/participant-s: {verdict(tap <= 0.5)}")
+        if "python" in cost:
+            ratio = cost["python"] / tap
+            lines.append(f"200 speakers: (a)/(b) {ratio:.1f}x >= 5x: {verdict(ratio >= 5)}")
+        if "sdk" in cost:
+            ratio = cost["sdk"] / tap
+            lines.append(f"200 speakers: (c)/(b) {ratio:.1f}x >= 4x: {verdict(ratio >= 4)}")
+    if size == 500 and late is not None:
+        native, arrivals = late
+        p99, worst = percentile(native, 0.99), max(native, default=0.0)
+        sent_late = sum(1 for ms in arrivals if ms > LATE_MS)
+        lines.append(
+            f"500 speakers: native lateness p99 {p99:.1f} <= 10 ms and max {worst:.1f} <= 20 ms: "
+            f"{verdict(p99 <= 10 and worst <= 20)}"
+        )
+        lines.append(
+            f"500 speakers: chunks more than {LATE_MS:.0f} ms late {sent_late} = 0: "
+            f"{verdict(sent_late == 0)}"
+        )
+    return lines
+
+
 async def main() -> None:
     sizes = [int(s) for s in os.environ.get("BENCH_SIZES", "50,200,500").split(",")]
     paths = os.environ.get("BENCH_PATHS", "python,tap,sdk,minimal,floor").split(",")
@@ -441,6 +474,8 @@ async def main() -> None:
     ARRIVALS.install()
     control = NativeControl(str(site.library))
     emulator, url = start_emulator()
+    verdicts: list[str] = []
+    tap_late: dict[int, tuple[list[float], list[float]]] = {}
     say(
         f"{SECONDS:.0f} s of speech per speaker; CPU ms per participant-second "
         "(process CPU over the speaking window, every thread)"
@@ -473,6 +508,8 @@ async def main() -> None:
                 sent_late = sum(1 for ms in arrivals if ms > LATE_MS)
                 dropped = sum(transport.dropped_audio_ms.values())
                 name = "(a) Python observer" if path == "python" else "(b) native tap     "
+                if path == "tap":
+                    tap_late[size] = (late, arrivals)
                 say(
                     f"      {name} {cost[path]:5.3f} ms/participant-s everything included; "
                     f"native lateness p50 {percentile(late, 0.5):6.1f} p99 "
@@ -537,12 +574,18 @@ async def main() -> None:
                 say(f"      ratio (c)/(b) {cost['sdk'] / cost['tap']:4.1f}x")
             if "minimal" in cost and "tap" in cost:
                 say(f"      ratio (d)/(b) {cost['minimal'] / cost['tap']:4.1f}x")
+            if "tap" in cost:
+                verdicts.extend(targets(size, cost, tap_late.get(size)))
             control.close()
             control = NativeControl(str(site.library))
     finally:
         control.close()
         emulator.terminate()
         emulator.wait(10)
+    if verdicts:
+        say("issue 13's targets:")
+        for line in verdicts:
+            say(f"  {line}")
 
 
 if __name__ == "__main__":
