@@ -72,6 +72,8 @@ from storage.store import TranscriptStore  # noqa: E402
 SECONDS = float(os.environ.get("BENCH_SECONDS", "10"))
 #: A file name prefix: profile the loop's thread while the speakers speak (cProfile).
 PROFILE = os.environ.get("BENCH_PROFILE", "")
+#: ``0``: the floor (e) sends nothing (the tap and the loop's hand-over alone).
+FLOOR_SENDS = os.environ.get("BENCH_FLOOR_SENDS", "1") != "0"
 #: ``0`` skips the native-alone and no-op-observer runs (quicker while iterating).
 BASELINES = os.environ.get("BENCH_BASELINES", "1") != "0"
 APP_ID = "0123456789abcdef0123456789abcdef"
@@ -330,7 +332,8 @@ async def tap_floor(control: NativeControl, uids: list[int], url: str) -> float:
             pass
 
         def on_audio(self, uid: int, chunk: Chunk) -> None:
-            wires[uid].send_binary(chunk.pcm)
+            if FLOOR_SENDS:
+                wires[uid].send_binary(chunk.pcm)
 
     with tempfile.TemporaryDirectory() as folder:
         transport = AgoraTransport(
@@ -342,7 +345,11 @@ async def tap_floor(control: NativeControl, uids: list[int], url: str) -> float:
             raise RuntimeError("the speakers were not all announced")
         if not isinstance(transport.bridge, NativeAudioBridge):
             raise RuntimeError(f"asked for the tap, got {type(transport.bridge).__name__}")
+        loop0, sys0 = time.thread_time(), resource.getrusage(resource.RUSAGE_SELF).ru_stime
         cpu, _ = await asyncio.to_thread(speak_and_measure, control, uids)
+        per = 1000 / (len(uids) * SECONDS)
+        SPLIT["floor loop"] = (time.thread_time() - loop0) * per
+        SPLIT["floor sys"] = (resource.getrusage(resource.RUSAGE_SELF).ru_stime - sys0) * per
         await transport.stop()
     for wire in wires.values():
         wire.close()
@@ -563,7 +570,8 @@ async def main() -> None:
                     f"      (e) tap floor       {cost['floor']:5.3f} ms/participant-s (native "
                     f"tap, one wire send per chunk, nothing else); native lateness p50 "
                     f"{percentile(late, 0.5):6.1f} p99 {percentile(late, 0.99):6.1f} max "
-                    f"{max(late, default=0.0):6.1f} ms"
+                    f"{max(late, default=0.0):6.1f} ms; of which the loop's thread "
+                    f"{SPLIT['floor loop']:5.3f}, in the kernel {SPLIT['floor sys']:5.3f}"
                 )
             if "python" in cost and "tap" in cost:
                 say(
