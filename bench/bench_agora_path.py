@@ -44,6 +44,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -356,6 +357,53 @@ async def tap_floor(control: NativeControl, uids: list[int], url: str) -> float:
     return cpu * 1000 / (len(uids) * SECONDS)
 
 
+WRITES_PROFILE = cProfile.Profile(time.thread_time)  # CPU, not wall: it waits for the GIL
+
+
+def profile_sqlite_writes() -> None:
+    """With BENCH_PROFILE: profile the store's writing thread too (its batches)."""
+    from storage.sqlite_thread import SqliteBatches
+
+    transact = SqliteBatches._transact
+
+    def profiled(self: SqliteBatches, work: Any) -> Any:
+        WRITES_PROFILE.enable()
+        try:
+            return transact(self, work)
+        finally:
+            WRITES_PROFILE.disable()
+
+    SqliteBatches._transact = profiled  # type: ignore[method-assign]
+
+
+def thread_cpu() -> dict[int, float]:
+    """CPU seconds (user and kernel) of each of this process's threads, by thread id."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        out[int(task.name)] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def by_thread(before: dict[int, float], after: dict[int, float], per: float) -> str:
+    """Where the CPU went, by thread: Python's by name (the loop, the SQLite writer, the
+    audio files), every other (the SDK's, the tap's callbacks) as "native"."""
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    loop_id = threading.get_native_id()
+    spent: dict[str, float] = {}
+    for tid, seconds in after.items():
+        used = seconds - before.get(tid, 0.0)
+        name = "loop" if tid == loop_id else names.get(tid, "native")
+        name = re.sub(r"[_-]\d+$", "", name.split(" ")[0])
+        spent[name] = spent.get(name, 0.0) + used * per
+    top = sorted(spent.items(), key=lambda kv: -kv[1])
+    return ", ".join(f"{name} {ms:.3f}" for name, ms in top if ms >= 0.005)
+
+
 class Arrivals:
     """How late each chunk reaches the pipeline: its last sample to the loop handing it over."""
 
@@ -410,14 +458,18 @@ async def with_recorder(
             profiler = cProfile.Profile() if PROFILE else None
             if profiler is not None:
                 profiler.enable()  # the loop's thread only: where the Python time goes
+                profile_sqlite_writes()
             loop0, sys0 = time.thread_time(), resource.getrusage(resource.RUSAGE_SELF).ru_stime
+            threads0 = thread_cpu()
             cpu, _ = await asyncio.to_thread(speak_and_measure, control, uids)
             per = 1000 / (len(uids) * SECONDS)
             SPLIT["loop"] = (time.thread_time() - loop0) * per
+            SPLIT["threads"] = by_thread(threads0, thread_cpu(), per)  # type: ignore[assignment]
             SPLIT["sys"] = (resource.getrusage(resource.RUSAGE_SELF).ru_stime - sys0) * per
             if profiler is not None:
                 profiler.disable()
                 profiler.dump_stats(f"{PROFILE}.{'tap' if tap else 'python'}.{len(uids)}")
+                WRITES_PROFILE.dump_stats(f"{PROFILE}.sqlite.{len(uids)}")
             stop.set()
             await task
             ARRIVALS.clock = None
@@ -526,6 +578,7 @@ async def main() -> None:
                     f"of which the loop's thread {SPLIT['loop']:5.3f}, in the kernel "
                     f"{SPLIT['sys']:5.3f} (all threads)"
                 )
+                say(f"          by thread: {SPLIT['threads']}")
             if "sdk" in paths:
                 control.close()
                 control = NativeControl(str(site.library))
