@@ -59,6 +59,7 @@ from recorder.app import RecordingOptions, record  # noqa: E402
 from recorder.audio import Chunk, bytes_for_ms  # noqa: E402
 from recorder.bot import MeetingRecorder  # noqa: E402
 from recorder.config import Config  # noqa: E402
+from recorder.tonecode import SENTENCE_GAP_MS as SENTENCE_GAP_MS_CODEC  # noqa: E402
 from recorder.tonecode import encode  # noqa: E402
 from recorder.transport.agora.preflight import load_agora_sdk  # noqa: E402
 from recorder.transport.agora.service import (  # noqa: E402
@@ -71,6 +72,8 @@ from recorder.transport.agora.transport import AgoraTransport  # noqa: E402
 from storage.store import TranscriptStore  # noqa: E402
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "10"))
+#: Silence between one speaker's sentences (ms); see speech_for.
+SENTENCE_GAP_MS = int(os.environ.get("BENCH_SENTENCE_GAP_MS", str(SENTENCE_GAP_MS_CODEC)))
 #: A file name prefix: profile the loop's thread while the speakers speak (cProfile).
 PROFILE = os.environ.get("BENCH_PROFILE", "")
 #: ``0``: the floor (e) sends nothing (the tap and the loop's hand-over alone).
@@ -88,9 +91,17 @@ def cpu_seconds() -> float:
 
 
 def speech_for(uids: list[int]) -> dict[int, bytes]:
-    """``SECONDS`` of tone-coded speech per speaker, each from a different place."""
-    text = " ".join(f"word{i} alpha bravo charlie delta." for i in range(60))
-    speech = encode(text)
+    """``SECONDS`` of tone-coded speech per speaker, each from a different place.
+
+    Sentences are ``SENTENCE_GAP_MS`` apart: by default the codec's 1.2 s, longer than
+    the socket's hold after a final (recorder.stt.hold), so every sentence opens a
+    socket of its own (the worst case for socket churn); 500 is the median pause
+    between one speaker's sentences on bench_cost's meetings.
+    """
+    pause = bytes(bytes_for_ms(SENTENCE_GAP_MS))
+    codec_pause = bytes_for_ms(SENTENCE_GAP_MS_CODEC)
+    said = (encode(f"word{i} alpha bravo charlie delta.") for i in range(60))
+    speech = b"".join(audio[: len(audio) - codec_pause] + pause for audio in said)
     size = bytes_for_ms(SECONDS * 1000)
     while len(speech) < 2 * size:
         speech += speech
