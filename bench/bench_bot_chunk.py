@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import statistics
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from recorder.audio import Chunk
+from recorder.audio_store import AudioKeeper
 from recorder.bot import MeetingRecorder, RecorderSettings
 from recorder.pipeline import ParticipantStream, SpeechStream
 from recorder.transport.base import Transport, TransportSink
@@ -107,6 +110,12 @@ async def one_round(folder: Path, *, keep_audio: bool, feed: bool = True) -> tup
 async def main() -> None:
     ParticipantStream.feed = lambda self, chunk: None  # type: ignore[method-assign]
     print(f"{SPEAKERS} speakers, {SECONDS} s, {CHUNK_MS} ms chunks; best of {ROUNDS}")
+    with tempfile.TemporaryDirectory() as folder:
+        median_ns, quickest_ns, commands = await keeper_alone(Path(folder))
+    print(
+        f"  AudioKeeper.feed alone: {median_ns:5.0f} ns per chunk (median tick), quickest tick "
+        f"{quickest_ns:4.0f} ns; {commands} commands to its thread"
+    )
     # The loop's own turn per tick (a drain's worth of chunks) is not the recorder's:
     # measured alone, it is taken off the figures below.
     base_loop, base_all = await best(keep_audio=True, feed=False)
@@ -119,6 +128,42 @@ async def main() -> None:
             f"  {what}: {loop_us:5.2f} µs per chunk on the loop, {all_us:5.2f} µs every thread "
             f"({all_us * 1000 / CHUNK_MS / 1000:5.3f} ms per participant-second)"
         )
+
+
+async def keeper_alone(folder: Path) -> tuple[float, float, int]:
+    """AudioKeeper.feed alone, every speaker's chunk each tick: ns per chunk (median and
+    quickest tick), and the commands its thread got."""
+    db = f"sqlite+aiosqlite:///{folder / 'bench.db'}"
+    pcm = bytes(CHUNK_MS * 32)
+    async with await TranscriptStore.open(db, auto_migrate=True) as store:
+        meeting = await store.start_meeting("bench", 9999, datetime.now(UTC))
+        keeper = AudioKeeper(store, meeting, folder / "audio")
+        commands = 0
+        files = keeper.files
+        write, write_many = files.write, files.write_many
+
+        def one(key: int, blocks: list[bytes]) -> None:
+            nonlocal commands
+            commands += 1
+            write(key, blocks)
+
+        def many(writes: list[tuple[int, list[bytes]]]) -> None:
+            nonlocal commands
+            commands += 1
+            write_many(writes)
+
+        files.write, files.write_many = one, many  # type: ignore[method-assign]
+        feed = keeper.feed
+        per_tick: list[float] = []
+        for tick in range(SECONDS * 1000 // CHUNK_MS):
+            given = [(uid, Chunk(pcm, float(tick * CHUNK_MS), True)) for uid in range(SPEAKERS)]
+            started = time.thread_time_ns()
+            for uid, chunk in given:
+                feed(uid, chunk)
+            await asyncio.sleep(0)  # the tick ends: the batches due go to the thread
+            per_tick.append((time.thread_time_ns() - started) / SPEAKERS)
+        await keeper.aclose()
+    return statistics.median(per_tick), min(per_tick), commands
 
 
 async def best(*, keep_audio: bool, feed: bool = True) -> tuple[float, float]:
