@@ -138,9 +138,9 @@ class SttConnection:
         ):
             return False
         # _record_sent, inline: this runs for every chunk of every speaker.
-        self._map.add(pos, len(chunk))
-        proto.send_audio(chunk)
-        proto.data_to_send()  # the chunk itself is written below
+        size = len(chunk)
+        self._map.add(pos, size)
+        proto.audio_written(size)  # the chunk itself is written below
         self._buffer.mark_sent(pos, chunk)
         conn.send_binary(chunk)
         return True
@@ -176,8 +176,7 @@ class SttConnection:
 
     def _record_sent(self, pos: int, chunk: bytes) -> None:
         self._map.add(pos, len(chunk))
-        self.proto.send_audio(chunk)
-        self.proto.data_to_send()  # the chunk itself is written by the caller
+        self.proto.audio_written(len(chunk))  # the chunk itself is written by the caller
         self._buffer.mark_sent(pos, chunk)
 
     async def run(self, config_updates: Mapping[str, Any]) -> tuple[Closed, float | None]:
