@@ -103,6 +103,9 @@ class WireSocket(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.handshake: asyncio.Future[None] = self._loop.create_future()
         self.closed: asyncio.Future[None] = self._loop.create_future()
+        # Called as TCP goes, after :attr:`closed` resolves: a waiter woken by it
+        # directly resumes one loop iteration sooner than one chained to the future.
+        self.on_close: Callable[[], None] | None = None
         self.paused = False
         self._drain: asyncio.Future[None] | None = None
         self._fragments: list[bytes] = []
@@ -411,6 +414,8 @@ class WireSocket(asyncio.Protocol):
         if self._drain is not None and not self._drain.done():
             self._drain.set_result(None)
         self.closed.set_result(None)
+        if self.on_close is not None:
+            self.on_close()
 
     def pause_writing(self) -> None:
         """The transport's buffer passed the high-water mark."""
