@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -36,9 +37,12 @@ from recorder.stt.resend import ResendBuffer, SocketMap
 from recorder.stt.settings import RetrySettings
 from recorder.stt.wire import WireSocket
 
-__all__ = ["SttConnection"]
+__all__ = ["PACING_TICK_S", "SttConnection"]
 
 logger = logging.getLogger("recorder.stt.stream")
+
+#: Audio held back by pacing goes out on this grid of the loop's clock (seconds).
+PACING_TICK_S = 0.02
 
 
 class SttConnection:
@@ -199,7 +203,12 @@ class SttConnection:
             delay = pacer.delay(proto.audio_bytes_sent)
             if delay > 0:
                 if self._timer is None:
-                    self._timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
+                    # On a shared grid: the sockets whose audio waits for pacing are sent
+                    # to in one loop iteration per tick, not one wake-up each. Late by
+                    # less than a tick is harmless; pacing only forbids early.
+                    loop = self._loop
+                    when = math.ceil((loop.time() + delay) / PACING_TICK_S) * PACING_TICK_S
+                    self._timer = loop.call_at(when, self._on_timer)
                 return True
             pos, chunk = buffer.take()
             self._record_sent(pos, chunk)
