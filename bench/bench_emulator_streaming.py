@@ -1,4 +1,4 @@
-"""The streaming emulator's own CPU per session-second, and its turn latency, at 50/200/500 sessions.
+"""The streaming emulator's own CPU per session-second and its turn latency, at 50-500 sessions.
 
 Starts ``recorder emulate`` in a subprocess (as bench_agora_path.py does), opens
 N lean websockets to it (:mod:`recorder.stt.wire`: one write per chunk, text
