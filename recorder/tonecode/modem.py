@@ -169,16 +169,24 @@ def _edges(
     """
     length = max(1, round(0.0025 * sample_rate_hz))
     power = np.square(signal, dtype=np.float64)
-    cumulative = np.concatenate(([0.0], np.cumsum(power)))
-    envelope = (cumulative[length:] - cumulative[:-length]) / length
+    cumulative = np.empty(power.size + 1)
+    cumulative[0] = 0.0
+    np.cumsum(power, out=cumulative[1:])
+    envelope = cumulative[length:] - cumulative[:-length]
+    envelope /= length
     core_env = envelope[core.start : max(core.start + 1, core.stop - length + 1)]
     level = 0.25 * high_level(core_env) if core_env.size else 0.0
-    above = np.flatnonzero(envelope >= level)
-    if not above.size or level <= 0.0:
+    if level <= 0.0:
         return 0.0, 0.0
+    # Only the first and the last crossing count: argmax finds them without listing them all.
+    above = envelope >= level
+    first = int(above.argmax())
+    if not above[first]:
+        return 0.0, 0.0
+    last = above.size - 1 - int(above[::-1].argmax())
     centre = (length - 1) / 2
     half_ramp = RAMP_MS * sample_rate_hz / 2000
-    return above[0] + centre - half_ramp, above[-1] + centre + 1 + half_ramp
+    return first + centre - half_ramp, last + centre + 1 + half_ramp
 
 
 def demodulate(
