@@ -69,9 +69,10 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
 
 
-def process_cpu_s(pid: int) -> float:
+def process_cpu_s(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds of a process (every thread)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK  # utime, stime
 
 
 def own_cpu_s() -> float:
@@ -180,7 +181,8 @@ async def run_size(size: int, url: str, pid: int, audio: bytes, ends: list[int])
             session.wire.send_binary(audio[at : at + CHUNK])
     # The last chunks' turns: one more pause and the processing delay.
     await asyncio.sleep(1.5)
-    cpu = process_cpu_s(pid) - cpu0
+    user1, system1 = process_cpu_s(pid)
+    cpu, system = user1 + system1 - sum(cpu0), system1 - cpu0[1]
     mine = own_cpu_s() - mine0
     for session in sessions:
         session.stop_measuring()  # the finals Terminate flushes wait for no pause
@@ -193,7 +195,8 @@ async def run_size(size: int, url: str, pid: int, audio: bytes, ends: list[int])
     session_s = size * SECONDS  # the drain's CPU counts: a backlog is worked off there
     turns = sum(s.turns for s in sessions)
     return (
-        f"{size:4d} sessions: emulator {cpu * 1000 / session_s:6.3f} ms CPU per session-second; "
+        f"{size:4d} sessions: emulator {cpu * 1000 / session_s:6.3f} ms CPU per session-second "
+        f"(kernel {system * 1000 / session_s:5.3f}); "
         f"turn latency p50 {percentile(latencies, 0.5):6.0f} p99 "
         f"{percentile(latencies, 0.99):6.0f} max {max(latencies, default=0.0):6.0f} ms "
         f"({len(latencies)} words); {turns} Turns; client {mine * 1000 / session_s:5.3f} ms/s, "
