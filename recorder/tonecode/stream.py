@@ -9,6 +9,7 @@ going on now, and how much silence ends what was fed.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import deque
 
@@ -60,6 +61,20 @@ _BURST_HEADROOM_DB = 10.0
 _SEGMENT_MARGIN_DB = 3.0
 #: Bursts longer than this are not buffered for decoding (a word of ~2000 bytes).
 _MAX_DECODE_MS = 60_000
+#: The level of a frame of digital silence, as :meth:`StreamDecoder.feed` measures it.
+_SILENT_LEVEL_DB = float(10.0 * np.log10(np.zeros(1) / FULL_SCALE**2 + 1e-12)[0])
+
+
+@functools.lru_cache(maxsize=8)
+def _silent_pcm(size: int) -> bytes:
+    return bytes(size)
+
+
+@functools.lru_cache(maxsize=8)
+def _silent_samples(count: int) -> npt.NDArray[np.float32]:
+    samples = np.zeros(count, dtype=np.float32)
+    samples.flags.writeable = False  # shared by every stream that keeps it
+    return samples
 
 
 class StreamDecoder:
@@ -144,9 +159,15 @@ class StreamDecoder:
         """
         if len(pcm) % 2:
             raise ValueError(f"pcm16 needs whole samples; got {len(pcm)} bytes")
-        samples = np.frombuffer(pcm, dtype="<i2").astype(np.float32)
-        if not samples.size:
+        if not pcm:
             return []
+        # Digital silence (the gaps of tone code, gaps a client filled) measures the same
+        # every time: no need to measure it.
+        is_silent = not self._remainder.size and pcm == _silent_pcm(len(pcm))
+        if is_silent:
+            samples = _silent_samples(len(pcm) // 2)
+        else:
+            samples = np.frombuffer(pcm, dtype="<i2").astype(np.float32)
         self._kept.append(samples)
         self._fed += samples.size
         buffer = np.concatenate((self._remainder, samples)) if self._remainder.size else samples
@@ -154,11 +175,14 @@ class StreamDecoder:
         out: list[DecodedWord] = []
         if count:
             frames = buffer[: count * self._frame].reshape(count, self._frame)
-            power = np.einsum("ij,ij->i", frames, frames, dtype=np.float64) / self._frame
-            level_db = 10.0 * np.log10(power / FULL_SCALE**2 + 1e-12)
-            # A few frames per chunk: plain floats are cheaper to judge than numpy calls.
-            levels: list[float] = level_db.tolist()
-            self._powers += power.tolist()
+            if is_silent:
+                powers, levels = [0.0] * count, [_SILENT_LEVEL_DB] * count
+            else:
+                power = np.einsum("ij,ij->i", frames, frames, dtype=np.float64) / self._frame
+                level_db = 10.0 * np.log10(power / FULL_SCALE**2 + 1e-12)
+                # A few frames per chunk: plain floats are cheaper to judge than numpy calls.
+                powers, levels = power.tolist(), level_db.tolist()
+            self._powers += powers
             self._levels += levels
             self._segment(self._classify(levels, frames), out)
         self._remainder = buffer[count * self._frame :]
