@@ -131,7 +131,12 @@ def _real_basis(width: int, sample_rate_hz: int) -> npt.NDArray[np.float32]:
     return np.concatenate((np.cos(angle), np.sin(angle)), axis=1).astype(np.float32)
 
 
-def tonality(frames: npt.NDArray[np.float32], sample_rate_hz: int) -> npt.NDArray[np.float64]:
+def tonality(
+    frames: npt.NDArray[np.float32],
+    sample_rate_hz: int,
+    *,
+    squares: npt.NDArray[np.float64] | None = None,
+) -> npt.NDArray[np.float64]:
     """Return, per row of ``frames``, the share of its energy in its two strongest code tones.
 
     Tone-code frames score about 0.5 or more (two tones when a frame straddles a symbol
@@ -140,13 +145,18 @@ def tonality(frames: npt.NDArray[np.float32], sample_rate_hz: int) -> npt.NDArra
     Args:
         frames: Rows of samples, a few ms each.
         sample_rate_hz: Their sample rate.
+        squares: each row's sum of squares (``einsum("ij,ij->i", frames, frames)`` in
+            float64), when the caller has measured it already.
     """
     width = frames.shape[1]
     projection = (frames @ _real_basis(width, sample_rate_hz)).astype(np.float64)
     tones = _ALL_HZ.size
-    power = np.square(projection[:, :tones]) + np.square(projection[:, tones:])
+    np.square(projection, out=projection)
+    power = projection[:, :tones] + projection[:, tones:]
     top_two = np.partition(power, tones - 2, axis=1)[:, tones - 2 :].sum(axis=1)
-    energy = np.einsum("ij,ij->i", frames, frames, dtype=np.float64) * (width / 2)
+    if squares is None:
+        squares = np.einsum("ij,ij->i", frames, frames, dtype=np.float64)
+    energy = squares * (width / 2)
     return np.asarray(top_two / np.maximum(energy, 1.0))
 
 

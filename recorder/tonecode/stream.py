@@ -176,15 +176,17 @@ class StreamDecoder:
         if count:
             frames = buffer[: count * self._frame].reshape(count, self._frame)
             if is_silent:
+                squares = np.zeros(count)
                 powers, levels = [0.0] * count, [_SILENT_LEVEL_DB] * count
             else:
-                power = np.einsum("ij,ij->i", frames, frames, dtype=np.float64) / self._frame
+                squares = np.einsum("ij,ij->i", frames, frames, dtype=np.float64)
+                power = squares / self._frame
                 level_db = 10.0 * np.log10(power / FULL_SCALE**2 + 1e-12)
                 # A few frames per chunk: plain floats are cheaper to judge than numpy calls.
                 powers, levels = power.tolist(), level_db.tolist()
             self._powers += powers
             self._levels += levels
-            self._segment(self._classify(levels, frames), out)
+            self._segment(self._classify(levels, frames, squares), out)
         self._remainder = buffer[count * self._frame :]
         self._release_pending(out, final=False)
         self._trim()
@@ -207,7 +209,12 @@ class StreamDecoder:
     def _ms(self, samples: int) -> int:
         return round(samples * 1000 / self._rate)
 
-    def _classify(self, levels: list[float], frames: npt.NDArray[np.float32]) -> list[bool]:
+    def _classify(
+        self,
+        levels: list[float],
+        frames: npt.NDArray[np.float32],
+        squares: npt.NDArray[np.float64],
+    ) -> list[bool]:
         """Mark frames above the threshold, updating the noise floor block by block."""
         loud: list[bool] = []
         frame = self._frames
@@ -218,7 +225,7 @@ class StreamDecoder:
             threshold = self._threshold_db
             self._block_thresholds[frame // _BLOCK_FRAMES] = threshold
             loud += [level > threshold for level in part]
-            self._lower_block_min(part, frames, i)
+            self._lower_block_min(part, frames[i:j], squares[i:j])
             frame += j - i
             i = j
             if frame % _BLOCK_FRAMES == 0:
@@ -232,7 +239,12 @@ class StreamDecoder:
                 self._threshold_db = max(_MIN_THRESHOLD_DB, floor + _FLOOR_OFFSET_DB)
         return loud
 
-    def _lower_block_min(self, part: list[float], frames: npt.NDArray[np.float32], at: int) -> None:
+    def _lower_block_min(
+        self,
+        part: list[float],
+        frames: npt.NDArray[np.float32],
+        squares: npt.NDArray[np.float64],
+    ) -> None:
         """Lower the block's background minimum by the frames of ``part`` that are not tones.
 
         Frames below the lowest threshold are background whatever they hold, so the tone
@@ -246,7 +258,9 @@ class StreamDecoder:
             self._block_min = lowest  # the quietest frame is background
             return
         candidates = [k for k, level in enumerate(part) if level < self._block_min]
-        shares = tonality(frames[[at + k for k in candidates]], self._rate).tolist()
+        if len(candidates) < len(part):
+            frames, squares = frames[candidates], squares[candidates]
+        shares = tonality(frames, self._rate, squares=squares).tolist()
         background = [
             part[k] for k, share in zip(candidates, shares, strict=True) if share < _TONAL_SHARE
         ]
@@ -402,8 +416,9 @@ class StreamDecoder:
             anchor = self._open
         keep_from = max(0, (anchor - _MARGIN_FRAMES) * self._frame)
         oldest_block = (max(self._frames, 1) - 1) // _BLOCK_FRAMES
-        for block in [b for b in self._block_thresholds if b < oldest_block]:
-            del self._block_thresholds[block]
+        if len(self._block_thresholds) > 1:  # only the block in progress is left after this
+            for block in [b for b in self._block_thresholds if b < oldest_block]:
+                del self._block_thresholds[block]
         kept_from = self._kept_from
         while self._kept and self._kept_from + self._kept[0].size <= keep_from:
             self._kept_from += self._kept.pop(0).size
