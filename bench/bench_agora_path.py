@@ -44,6 +44,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,7 @@ from recorder.app import RecordingOptions, record  # noqa: E402
 from recorder.audio import Chunk, bytes_for_ms  # noqa: E402
 from recorder.bot import MeetingRecorder  # noqa: E402
 from recorder.config import Config  # noqa: E402
+from recorder.tonecode import SENTENCE_GAP_MS as SENTENCE_GAP_MS_CODEC  # noqa: E402
 from recorder.tonecode import encode  # noqa: E402
 from recorder.transport.agora.preflight import load_agora_sdk  # noqa: E402
 from recorder.transport.agora.service import (  # noqa: E402
@@ -70,8 +72,12 @@ from recorder.transport.agora.transport import AgoraTransport  # noqa: E402
 from storage.store import TranscriptStore  # noqa: E402
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "10"))
+#: Silence between one speaker's sentences (ms); see speech_for.
+SENTENCE_GAP_MS = int(os.environ.get("BENCH_SENTENCE_GAP_MS", str(SENTENCE_GAP_MS_CODEC)))
 #: A file name prefix: profile the loop's thread while the speakers speak (cProfile).
 PROFILE = os.environ.get("BENCH_PROFILE", "")
+#: ``0``: the floor (e) sends nothing (the tap and the loop's hand-over alone).
+FLOOR_SENDS = os.environ.get("BENCH_FLOOR_SENDS", "1") != "0"
 #: ``0`` skips the native-alone and no-op-observer runs (quicker while iterating).
 BASELINES = os.environ.get("BENCH_BASELINES", "1") != "0"
 APP_ID = "0123456789abcdef0123456789abcdef"
@@ -85,9 +91,17 @@ def cpu_seconds() -> float:
 
 
 def speech_for(uids: list[int]) -> dict[int, bytes]:
-    """``SECONDS`` of tone-coded speech per speaker, each from a different place."""
-    text = " ".join(f"word{i} alpha bravo charlie delta." for i in range(60))
-    speech = encode(text)
+    """``SECONDS`` of tone-coded speech per speaker, each from a different place.
+
+    Sentences are ``SENTENCE_GAP_MS`` apart: by default the codec's 1.2 s, longer than
+    the socket's hold after a final (recorder.stt.hold), so every sentence opens a
+    socket of its own (the worst case for socket churn); 500 is the median pause
+    between one speaker's sentences on bench_cost's meetings.
+    """
+    pause = bytes(bytes_for_ms(SENTENCE_GAP_MS))
+    codec_pause = bytes_for_ms(SENTENCE_GAP_MS_CODEC)
+    said = (encode(f"word{i} alpha bravo charlie delta.") for i in range(60))
+    speech = b"".join(audio[: len(audio) - codec_pause] + pause for audio in said)
     size = bytes_for_ms(SECONDS * 1000)
     while len(speech) < 2 * size:
         speech += speech
@@ -110,7 +124,9 @@ def speak_and_measure(control: NativeControl, uids: list[int]) -> tuple[float, f
     speech = speech_for(uids)
     channel = control.channel(CHANNEL)
     control.lib.standin_clear_lateness()
-    cpu0, wall0 = cpu_seconds(), time.monotonic()
+    # This thread is the bench's (it hands the stand-in its speech, then waits): its CPU
+    # is neither Agora's nor ours, and is left out.
+    cpu0, wall0, own0 = cpu_seconds(), time.monotonic(), time.thread_time()
     for uid in uids:
         channel.speak(uid, speech[uid])
     # Polled, not waited on: a waiter on the stand-in's condition wakes on every 10 ms
@@ -121,7 +137,8 @@ def speak_and_measure(control: NativeControl, uids: list[int]) -> tuple[float, f
         if time.monotonic() > deadline:
             raise RuntimeError("the stand-in did not deliver everything")
         time.sleep(0.02)
-    return cpu_seconds() - cpu0, time.monotonic() - wall0
+    own = time.thread_time() - own0
+    return cpu_seconds() - cpu0 - own, time.monotonic() - wall0
 
 
 def sdk_only(control: NativeControl, sdk: Any, uids: list[int], *, observe: bool) -> float:
@@ -330,7 +347,8 @@ async def tap_floor(control: NativeControl, uids: list[int], url: str) -> float:
             pass
 
         def on_audio(self, uid: int, chunk: Chunk) -> None:
-            wires[uid].send_binary(chunk.pcm)
+            if FLOOR_SENDS:
+                wires[uid].send_binary(chunk.pcm)
 
     with tempfile.TemporaryDirectory() as folder:
         transport = AgoraTransport(
@@ -342,11 +360,64 @@ async def tap_floor(control: NativeControl, uids: list[int], url: str) -> float:
             raise RuntimeError("the speakers were not all announced")
         if not isinstance(transport.bridge, NativeAudioBridge):
             raise RuntimeError(f"asked for the tap, got {type(transport.bridge).__name__}")
+        loop0, sys0 = time.thread_time(), resource.getrusage(resource.RUSAGE_SELF).ru_stime
         cpu, _ = await asyncio.to_thread(speak_and_measure, control, uids)
+        per = 1000 / (len(uids) * SECONDS)
+        SPLIT["floor loop"] = (time.thread_time() - loop0) * per
+        SPLIT["floor sys"] = (resource.getrusage(resource.RUSAGE_SELF).ru_stime - sys0) * per
         await transport.stop()
     for wire in wires.values():
         wire.close()
     return cpu * 1000 / (len(uids) * SECONDS)
+
+
+WRITES_PROFILE = cProfile.Profile(time.thread_time)  # CPU, not wall: it waits for the GIL
+
+
+def profile_sqlite_writes() -> None:
+    """With BENCH_PROFILE: profile the store's writing thread too (its batches)."""
+    from storage.sqlite_thread import SqliteBatches
+
+    transact = SqliteBatches._transact
+
+    def profiled(self: SqliteBatches, work: Any) -> Any:
+        WRITES_PROFILE.enable()
+        try:
+            return transact(self, work)
+        finally:
+            WRITES_PROFILE.disable()
+
+    SqliteBatches._transact = profiled  # type: ignore[method-assign]
+
+
+def thread_cpu() -> dict[int, float]:
+    """CPU seconds (user and kernel) of each of this process's threads, by thread id."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        out[int(task.name)] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def by_thread(before: dict[int, float], after: dict[int, float], per: float) -> str:
+    """Where the CPU went, by thread: Python's by name (the loop, the SQLite writer, the
+    audio files), every other (the SDK's, the tap's callbacks) as "native"."""
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    loop_id = threading.get_native_id()
+    spent: dict[str, float] = {}
+    for tid, seconds in after.items():
+        used = seconds - before.get(tid, 0.0)
+        name = "loop" if tid == loop_id else names.get(tid, "native")
+        name = re.sub(r"[_-]\d+$", "", name.split(" ")[0])
+        if name == "asyncio":  # to_thread's: while speaking, only the bench's wait
+            name = "bench's wait (left out)"
+        spent[name] = spent.get(name, 0.0) + used * per
+    top = sorted(spent.items(), key=lambda kv: -kv[1])
+    return ", ".join(f"{name} {ms:.3f}" for name, ms in top if ms >= 0.005)
 
 
 class Arrivals:
@@ -403,14 +474,18 @@ async def with_recorder(
             profiler = cProfile.Profile() if PROFILE else None
             if profiler is not None:
                 profiler.enable()  # the loop's thread only: where the Python time goes
+                profile_sqlite_writes()
             loop0, sys0 = time.thread_time(), resource.getrusage(resource.RUSAGE_SELF).ru_stime
+            threads0 = thread_cpu()
             cpu, _ = await asyncio.to_thread(speak_and_measure, control, uids)
             per = 1000 / (len(uids) * SECONDS)
             SPLIT["loop"] = (time.thread_time() - loop0) * per
+            SPLIT["threads"] = by_thread(threads0, thread_cpu(), per)  # type: ignore[assignment]
             SPLIT["sys"] = (resource.getrusage(resource.RUSAGE_SELF).ru_stime - sys0) * per
             if profiler is not None:
                 profiler.disable()
                 profiler.dump_stats(f"{PROFILE}.{'tap' if tap else 'python'}.{len(uids)}")
+                WRITES_PROFILE.dump_stats(f"{PROFILE}.sqlite.{len(uids)}")
             stop.set()
             await task
             ARRIVALS.clock = None
@@ -422,6 +497,39 @@ OUT = sys.stdout  # figures go here; the SDK's own prints go nowhere
 
 def say(text: str) -> None:
     print(text, file=OUT, flush=True)
+
+
+def targets(
+    size: int, cost: dict[str, float], late: tuple[list[float], list[float]] | None
+) -> list[str]:
+    """Issue 13's targets for the native tap at this size: each with its figure, met or not."""
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "NOT met"
+
+    tap = cost["tap"]
+    lines = []
+    if size == 200:
+        lines.append(f"200 speakers: (b) {tap:.3f} <= 0.5 ms/participant-s: {verdict(tap <= 0.5)}")
+        if "python" in cost:
+            ratio = cost["python"] / tap
+            lines.append(f"200 speakers: (a)/(b) {ratio:.1f}x >= 5x: {verdict(ratio >= 5)}")
+        if "sdk" in cost:
+            ratio = cost["sdk"] / tap
+            lines.append(f"200 speakers: (c)/(b) {ratio:.1f}x >= 4x: {verdict(ratio >= 4)}")
+    if size == 500 and late is not None:
+        native, arrivals = late
+        p99, worst = percentile(native, 0.99), max(native, default=0.0)
+        sent_late = sum(1 for ms in arrivals if ms > LATE_MS)
+        lines.append(
+            f"500 speakers: native lateness p99 {p99:.1f} <= 10 ms and max {worst:.1f} <= 20 ms: "
+            f"{verdict(p99 <= 10 and worst <= 20)}"
+        )
+        lines.append(
+            f"500 speakers: chunks more than {LATE_MS:.0f} ms late {sent_late} = 0: "
+            f"{verdict(sent_late == 0)}"
+        )
+    return lines
 
 
 async def main() -> None:
@@ -441,6 +549,8 @@ async def main() -> None:
     ARRIVALS.install()
     control = NativeControl(str(site.library))
     emulator, url = start_emulator()
+    verdicts: list[str] = []
+    tap_late: dict[int, tuple[list[float], list[float]]] = {}
     say(
         f"{SECONDS:.0f} s of speech per speaker; CPU ms per participant-second "
         "(process CPU over the speaking window, every thread)"
@@ -473,6 +583,8 @@ async def main() -> None:
                 sent_late = sum(1 for ms in arrivals if ms > LATE_MS)
                 dropped = sum(transport.dropped_audio_ms.values())
                 name = "(a) Python observer" if path == "python" else "(b) native tap     "
+                if path == "tap":
+                    tap_late[size] = (late, arrivals)
                 say(
                     f"      {name} {cost[path]:5.3f} ms/participant-s everything included; "
                     f"native lateness p50 {percentile(late, 0.5):6.1f} p99 "
@@ -482,6 +594,7 @@ async def main() -> None:
                     f"of which the loop's thread {SPLIT['loop']:5.3f}, in the kernel "
                     f"{SPLIT['sys']:5.3f} (all threads)"
                 )
+                say(f"          by thread: {SPLIT['threads']}")
             if "sdk" in paths:
                 control.close()
                 control = NativeControl(str(site.library))
@@ -526,7 +639,8 @@ async def main() -> None:
                     f"      (e) tap floor       {cost['floor']:5.3f} ms/participant-s (native "
                     f"tap, one wire send per chunk, nothing else); native lateness p50 "
                     f"{percentile(late, 0.5):6.1f} p99 {percentile(late, 0.99):6.1f} max "
-                    f"{max(late, default=0.0):6.1f} ms"
+                    f"{max(late, default=0.0):6.1f} ms; of which the loop's thread "
+                    f"{SPLIT['floor loop']:5.3f}, in the kernel {SPLIT['floor sys']:5.3f}"
                 )
             if "python" in cost and "tap" in cost:
                 say(
@@ -537,12 +651,18 @@ async def main() -> None:
                 say(f"      ratio (c)/(b) {cost['sdk'] / cost['tap']:4.1f}x")
             if "minimal" in cost and "tap" in cost:
                 say(f"      ratio (d)/(b) {cost['minimal'] / cost['tap']:4.1f}x")
+            if "tap" in cost:
+                verdicts.extend(targets(size, cost, tap_late.get(size)))
             control.close()
             control = NativeControl(str(site.library))
     finally:
         control.close()
         emulator.terminate()
         emulator.wait(10)
+    if verdicts:
+        say("issue 13's targets:")
+        for line in verdicts:
+            say(f"  {line}")
 
 
 if __name__ == "__main__":

@@ -367,7 +367,7 @@ class StoreWrites:
             if turns:
                 await self._apply_turns(turns, stored)
 
-        if len(writes) == 1:
+        if len(writes) == 1 and not self._store.batches_in_thread:
             await work()  # one write: its own transactions, as it always had
         else:
             await self._store.run_as_one(work)

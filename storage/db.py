@@ -19,11 +19,12 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy import event, func, select
-from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.pool import NullPool, StaticPool
+from sqlalchemy.pool import NullPool, SingletonThreadPool, StaticPool
 
 import migrations
 from recorder.config import ASYNC_DRIVERS, default_database_url
@@ -35,6 +36,7 @@ __all__ = [
     "BUSY_TIMEOUT_S",
     "WRITE",
     "create_engine",
+    "create_sync_sqlite_engine",
     "current_revision",
     "database_info",
     "default_database_url",
@@ -187,6 +189,20 @@ def create_engine(url: str | URL, *, pooled: bool = True) -> AsyncEngine:
     with map_db_errors(given):
         engine = create_async_engine(parsed, connect_args=connect_args, **pool)
     _GIVEN_URLS[engine.sync_engine] = given
+    return engine
+
+
+def create_sync_sqlite_engine(url: URL) -> Engine:
+    """A sync engine on a SQLite file, its connections set up as :func:`create_engine`'s.
+
+    For a thread that runs the store's write batches on ``sqlite3`` directly
+    (:mod:`storage.sqlite_thread`), one connection at a time.
+    """
+    engine = create_sync_engine(
+        url.set(drivername="sqlite+pysqlite"), poolclass=SingletonThreadPool
+    )
+    event.listen(engine, "connect", _on_sqlite_connect)
+    event.listen(engine, "begin", _on_sqlite_begin)
     return engine
 
 

@@ -74,7 +74,8 @@ class TranscriptStore(StoreWrites, StoreReads):
         return cls(engine, parsed)
 
     async def close(self) -> None:
-        """Close every pooled connection."""
+        """Close every pooled connection (and the writing thread's)."""
+        await self._close_batches()
         await self._engine.dispose()
 
     async def __aenter__(self) -> Self:

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from recorder.errors import RecorderError
 from storage import db
 from storage.errors import is_locked_error, mask_url, raise_translated
+from storage.sqlite_thread import SqliteBatches
 from storage.writes import Heartbeats, insert_for, require_meeting
 
 __all__ = ["StoreBase"]
@@ -57,6 +58,13 @@ class StoreBase:
         self._dialect = url.get_backend_name()
         # The meetings' heartbeats this store's writes committed (beaten every few s at most).
         self._heartbeats = Heartbeats()
+        # A SQLite file's batches run on a thread of their own (storage.sqlite_thread);
+        # not for a store that guards its transactions (its _transaction must see each).
+        self._batches = (
+            SqliteBatches(url, self._heartbeats)
+            if db.sqlite_path(url) is not None and type(self)._transaction is StoreBase._transaction
+            else None
+        )
 
     @property
     def url(self) -> str:
@@ -110,12 +118,20 @@ class StoreBase:
         """
         return await self._transaction(work, write=write)
 
+    @property
+    def batches_in_thread(self) -> bool:
+        """Whether :meth:`run_as_one` runs on a thread of its own (a SQLite file)."""
+        return self._batches is not None
+
     async def run_as_one(self, work: Callable[[], Awaitable[T]]) -> T:
         """Run ``work`` with every call it makes to this store in one write transaction.
 
         Each call then costs no connection checkout and no commit of its own (the
         recording's writer stores a batch of writes so). One failure rolls all of
         ``work`` back; a "database is locked" runs it again from the start.
+
+        On a SQLite file ``work`` runs on the store's writing thread, in one hop
+        (:mod:`storage.sqlite_thread`): it must await nothing but this store.
 
         Raises:
             StorageError: the database failed (translated; see ``storage.errors``).
@@ -128,7 +144,18 @@ class StoreBase:
             finally:
                 _JOINED.reset(token)
 
-        return await self._transaction(joined, write=True)
+        if self._batches is None:
+            return await self._transaction(joined, write=True)
+        try:
+            return await self._batches.run(joined)
+        except RecorderError:
+            raise
+        except Exception as exc:
+            raise_translated(exc, self._url)
+
+    async def _close_batches(self) -> None:
+        if self._batches is not None:
+            await self._batches.close()
 
     def insert(self, model: Any) -> Any:
         """An INSERT into ``model``'s table in the store's dialect, for an upsert.
