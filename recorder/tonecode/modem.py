@@ -168,6 +168,23 @@ def _basis(sample_rate_hz: int) -> tuple[npt.NDArray[np.complex128], int]:
     return np.exp(-2j * np.pi * n * _ALL_HZ[None, :] / sample_rate_hz), width
 
 
+@functools.lru_cache(maxsize=64)
+def _symbol_grid(
+    sample_rate_hz: int, count: int
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """Return where the symbol windows of a burst of ``count`` symbols are (read-only arrays).
+
+    That is each window's offset from the burst's start (samples, unrounded), the sample
+    indices of one window (as a row) and ``arange(count)``; words of one length recur.
+    """
+    grid = (np.arange(count) * SYMBOL_MS + GUARD_MS) * sample_rate_hz / 1000
+    window = np.arange(_basis(sample_rate_hz)[1])[None, :]
+    rows = np.arange(count)
+    for array in (grid, window, rows):
+        array.flags.writeable = False
+    return grid, window, rows
+
+
 def _edges(
     signal: npt.NDArray[np.float32], core: slice, sample_rate_hz: int
 ) -> tuple[float, float]:
@@ -220,20 +237,22 @@ def demodulate(
     if abs(count_f - count) > _MAX_SYMBOL_SLIP or count < _MIN_SYMBOLS or count % 2 == 0:
         return None
     basis, width = _basis(sample_rate_hz)
-    offsets = np.rint(
-        start + (np.arange(count) * SYMBOL_MS + GUARD_MS) * sample_rate_hz / 1000
-    ).astype(np.intp)
+    grid, window, rows = _symbol_grid(sample_rate_hz, count)
+    offsets = np.rint(start + grid).astype(np.intp)
     if offsets[0] < 0 or offsets[-1] + width > signal.size:
         return None
-    windows = signal[offsets[:, None] + np.arange(width)[None, :]].astype(np.float64)
+    windows = signal[offsets[:, None] + window].astype(np.float64)
     magnitude = np.abs(windows @ basis) ** 2
     best = magnitude.argmax(axis=1)
-    energy = np.einsum("ij,ij->i", windows, windows) * (width / 2)
-    purity = magnitude[np.arange(count), best] / np.maximum(energy, 1e-9)
-    if best[0] != 0 or np.any(best[1:] == 0) or float(purity.min()) < _MIN_PURITY:
+    tones: list[int] = best.tolist()
+    if tones[0] != 0 or 0 in tones[1:]:
         return None
-    nibbles = (best[1:] - 1).astype(np.uint8)
-    data = ((nibbles[0::2] << 4) | nibbles[1::2]).tobytes()
+    energy = np.einsum("ij,ij->i", windows, windows) * (width / 2)
+    purity = magnitude[rows, best] / np.maximum(energy, 1e-9)
+    if float(purity.min()) < _MIN_PURITY:
+        return None
+    # Tones 1-16 are the nibbles 0-15, high nibble first.
+    data = bytes(16 * high + low - 17 for high, low in zip(tones[1::2], tones[2::2], strict=True))
     payload, crc = data[:-2], int.from_bytes(data[-2:], "big")
     if binascii.crc_hqx(payload, 0xFFFF) != crc:
         return None
