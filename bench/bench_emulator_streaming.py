@@ -7,7 +7,9 @@ tone-coded speech in 100 ms chunks on a real-time clock, the sessions spread
 evenly over each 100 ms so the load is steady. Prints, per size:
 
 * the emulator process's CPU (user + system, every thread, read from
-  ``/proc/<pid>/stat``) over the sending window, in ms per session-second;
+  ``/proc/<pid>/stat``) from the first chunk to 1.5 s after the last (so a
+  backlog is worked off inside the window), in ms per session-second of audio,
+  and the kernel's share of it;
 * turn latency p50/p99/max: for each ``Turn`` that brings a new last word, the
   time from sending the chunk that carries that word's end to receiving the
   ``Turn``. Its floor is the emulator's model, not its cost: the pause that
