@@ -348,11 +348,14 @@ class ParticipantStream:
         rather than risk a refused reopen holding the next speech back; while sessions
         are scarce it closes only after a long silence, where a session saves the most.
         """
-        budget = self._budget
+        budget, hold, now_ms = self._budget, self._hold, self._now_ms
         if (
             self._state is _State.OPEN
             and not self._stopping
-            and self._hold.due(self._now_ms, scarce=budget.is_scarce)
+            # Scarcity only holds a close back: asked (it reads the clock) once the hold
+            # would let the socket go, not for every silent chunk.
+            and hold.due(now_ms)
+            and (not budget.is_scarce or hold.due(now_ms, scarce=True))
             and budget.can_afford_close()
         ):
             reason = "turn end" if self._hold.turn_is_covered else "idle"

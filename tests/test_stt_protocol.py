@@ -175,6 +175,47 @@ def test_final_caller_positions():
     assert isinstance(empty, FinalTranscript) and empty.start_ms is None and empty.end_ms is None
 
 
+def test_words_of_every_shape_parse_alike():
+    """The inline check of the usual word shape and _word's careful one give the same words."""
+    words = [
+        {"text": "a", "start": 1, "end": 2, "confidence": 0.5},
+        {"text": "b", "start": 3.4, "end": 4.6, "confidence": 1},
+        {"text": "c", "start": 5, "end": 6, "confidence": None, "word_is_final": False},
+        {"text": "d", "start": 7, "end": 8, "word_is_final": True, "extra": [1]},
+    ]
+    message = {"type": "Turn", "turn_order": 0, "end_of_turn": False, "transcript": "a b c d"}
+    event = parse_message(json.dumps({**message, "words": words}))
+    assert isinstance(event, PartialTranscript)
+    assert event.words == (
+        SttWord("a", 1, 2, 0.5, False),
+        SttWord("b", 3, 5, 1.0, False),
+        SttWord("c", 5, 6, None, False),
+        SttWord("d", 7, 8, None, True),
+    )
+    assert type(event.words[1].confidence) is float
+
+
+@pytest.mark.parametrize(
+    ("word", "field"),
+    [
+        ('{"text": "a", "start": 1, "end": 2, "confidence": NaN}', "confidence"),
+        ('{"text": "a", "start": 1, "end": 2, "confidence": Infinity}', "confidence"),
+        ('{"text": "a", "start": true, "end": 2}', "start"),
+        ('{"text": "a", "start": 1, "end": 2, "word_is_final": 1}', "word_is_final"),
+        ('{"text": 1, "start": 1, "end": 2}', "text"),
+        ('{"text": "a", "start": 1, "end": 2, "confidence": "high"}', "confidence"),
+        ('"a"', "words"),
+    ],
+)
+def test_an_odd_word_is_still_refused(word, field):
+    with pytest.raises(SttProtocolError) as info:
+        parse_message(
+            '{"type": "Turn", "turn_order": 1, "end_of_turn": false, "transcript": "a",'
+            f' "words": [{word}]}}'
+        )
+    assert info.value.field == field
+
+
 @pytest.mark.parametrize(
     ("text", "field"),
     [

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -36,9 +37,12 @@ from recorder.stt.resend import ResendBuffer, SocketMap
 from recorder.stt.settings import RetrySettings
 from recorder.stt.wire import WireSocket
 
-__all__ = ["SttConnection"]
+__all__ = ["PACING_TICK_S", "SttConnection"]
 
 logger = logging.getLogger("recorder.stt.stream")
+
+#: Audio held back by pacing goes out on this grid of the loop's clock (seconds).
+PACING_TICK_S = 0.02
 
 
 class SttConnection:
@@ -96,8 +100,15 @@ class SttConnection:
         self._speech_model = speech_model
         self._name = name
         self.terminate_sent = False
-        self._begun: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._loop = asyncio.get_running_loop()
+        self._began = False
+        # What run() waits for, resolved on the socket's own callbacks (Begin, then the
+        # close of TCP): one loop iteration per step, no wait() or shield() chain.
+        self._step: asyncio.Future[None] = self._loop.create_future()
+        self._running = False  # from Begin until run() ends: audio goes out from here
+        # Started only when audio must wait (backpressure, a test clock, the tail at a stop).
         self._sender: asyncio.Task[None] | None = None
+        self._terminate_timer: asyncio.TimerHandle | None = None
         self._failure: BaseException | None = None
         self.last_server_error: str | None = None
         self._terminated: SessionTerminated | None = None
@@ -138,21 +149,51 @@ class SttConnection:
         ):
             return False
         # _record_sent, inline: this runs for every chunk of every speaker.
-        self._map.add(pos, len(chunk))
-        proto.send_audio(chunk)
-        proto.data_to_send()  # the chunk itself is written below
+        size = len(chunk)
+        self._map.add(pos, size)
+        proto.audio_written(size)  # the chunk itself is written below
         self._buffer.mark_sent(pos, chunk)
         conn.send_binary(chunk)
         return True
 
+    def kick(self) -> None:
+        """Audio was queued, or the stream is stopping: send what is due, or see that it will be.
+
+        On the real clock, due audio goes out at once and a timer sends the
+        rest; a stop with nothing queued sends ``Terminate`` at once. Anything
+        else (a test clock, backpressure, a closing socket, the queued tail of a
+        stop) is left to the sender task, started on first need. Before
+        ``Begin`` nothing happens: run() kicks once the socket is open.
+        """
+        if not self._running:
+            self._wake.set()
+            return
+        if self.pump():
+            return
+        if (
+            self._sender is None
+            and self._is_stopping()
+            and not self._buffer.pending
+            and not self.terminate_sent
+            and self.conn.is_open
+            and self.proto.state is State.OPEN
+        ):
+            self._terminate()
+            return
+        self._wake.set()
+        if self._sender is None:
+            self._sender = asyncio.create_task(
+                self._send_loop(), name=f"stt {self._name} sender {self.proto.socket_index}"
+            )
+
     def pump(self) -> bool:
         """Send the queued audio that is due now; on the real clock, time the rest.
 
-        Called by the stream after it queued audio. Returns whether the socket
-        took care of it (sent, or a timer will); False leaves it to the sender
-        task (a test clock, backpressure, a closing or stopping socket).
+        Returns whether the socket took care of it (sent, or a timer will);
+        False leaves it to the sender task (a test clock, backpressure, a
+        closing or stopping socket).
         """
-        if not self._timed or self._is_stopping() or self._sender is None:
+        if not self._timed or self._is_stopping() or not self._running:
             return False
         conn, proto, pacer, buffer = self.conn, self.proto, self._pacer, self._buffer
         pending = buffer.pending
@@ -162,7 +203,12 @@ class SttConnection:
             delay = pacer.delay(proto.audio_bytes_sent)
             if delay > 0:
                 if self._timer is None:
-                    self._timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
+                    # On a shared grid: the sockets whose audio waits for pacing are sent
+                    # to in one loop iteration per tick, not one wake-up each. Late by
+                    # less than a tick is harmless; pacing only forbids early.
+                    loop = self._loop
+                    when = math.ceil((loop.time() + delay) / PACING_TICK_S) * PACING_TICK_S
+                    self._timer = loop.call_at(when, self._on_timer)
                 return True
             pos, chunk = buffer.take()
             self._record_sent(pos, chunk)
@@ -171,13 +217,11 @@ class SttConnection:
 
     def _on_timer(self) -> None:
         self._timer = None
-        if not self.pump():
-            self._wake.set()  # the sender task takes over (stopping, paused, closed)
+        self.kick()  # sends what is due; else the sender task takes over
 
     def _record_sent(self, pos: int, chunk: bytes) -> None:
         self._map.add(pos, len(chunk))
-        self.proto.send_audio(chunk)
-        self.proto.data_to_send()  # the chunk itself is written by the caller
+        self.proto.audio_written(len(chunk))  # the chunk itself is written by the caller
         self._buffer.mark_sent(pos, chunk)
 
     async def run(self, config_updates: Mapping[str, Any]) -> tuple[Closed, float | None]:
@@ -193,28 +237,30 @@ class SttConnection:
         conn, proto = self.conn, self.proto
         upgraded_at = time.monotonic()
         began_at: float | None = None
-        sender: asyncio.Task[None] | None = None
+        conn.on_close = self._wake_run
         conn.receive(self._on_text)
+        if conn.closed.done():
+            self._wake_run()
         try:
             try:
                 async with asyncio.timeout(self._connect_timeout_s):
-                    await asyncio.wait(
-                        (self._begun, conn.closed), return_when=asyncio.FIRST_COMPLETED
-                    )
+                    await self._step  # Begin, or the close
             except TimeoutError:
                 logger.info("! %s: no begin within %g s", self._name, self._connect_timeout_s)
                 conn.abort()
                 proto.receive_close(None, "no Begin from the server in time")
                 return self._close_events(upgraded_at, None), None
-            if self._begun.done():
+            if self._began:
                 began_at = time.monotonic()
                 self._pacer.restart()
                 if config_updates:
                     self.queue_update(config_updates)
-                sender = self._sender = asyncio.create_task(
-                    self._send_loop(), name=f"stt {self._name} sender {proto.socket_index}"
-                )
-                await asyncio.shield(conn.closed)
+                self._step = self._loop.create_future()  # now the close alone
+                if conn.closed.done():
+                    self._wake_run()
+                self._running = True
+                self.kick()  # what was queued while the socket opened
+                await self._step
         except asyncio.CancelledError:
             # Aborted (aclose, task group cancelled): still close the cost record.
             conn.abort()
@@ -222,10 +268,13 @@ class SttConnection:
             self._close_events(upgraded_at, began_at)
             raise
         finally:
-            self._sender = None
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
+            self._running = False
+            conn.on_close = None
+            for timer in (self._timer, self._terminate_timer):
+                if timer is not None:
+                    timer.cancel()
+            self._timer = self._terminate_timer = None
+            sender, self._sender = self._sender, None
             if sender is not None:
                 sender.cancel()
                 try:
@@ -239,6 +288,10 @@ class SttConnection:
         proto.receive_close(conn.close_code, conn.close_reason or "")
         lifetime = None if began_at is None else time.monotonic() - began_at
         return self._close_events(upgraded_at, began_at), lifetime
+
+    def _wake_run(self) -> None:
+        if not self._step.done():
+            self._step.set_result(None)
 
     def _on_text(self, text: str) -> None:
         """A server message, on the socket's read callback."""
@@ -310,8 +363,8 @@ class SttConnection:
                         event.model,
                     )
                 self._on_begin()
-                if not self._begun.done():
-                    self._begun.set_result(None)
+                self._began = True
+                self._wake_run()
                 continue
             elif isinstance(event, SessionTerminated):
                 self._terminated = event
@@ -355,12 +408,22 @@ class SttConnection:
             pos, chunk = self._buffer.take()
             self._record_sent(pos, chunk)
             conn.send_binary(chunk)
-        proto.send_terminate()
+        if not self.terminate_sent:
+            self._terminate()
+
+    def _terminate(self) -> None:
+        """Send ``Terminate``; close ourselves if ``Termination`` does not come in time."""
+        self.proto.send_terminate()
         self.terminate_sent = True
         self._send_control_frames()
         # Bounded wait for Termination; the socket closes when the server closes it.
-        await asyncio.sleep(self._terminate_timeout_s)
+        self._terminate_timer = self._loop.call_later(
+            self._terminate_timeout_s, self._terminate_timed_out
+        )
+
+    def _terminate_timed_out(self) -> None:
+        self._terminate_timer = None
         logger.warning(
             "! %s: no termination within %g s; closing", self._name, self._terminate_timeout_s
         )
-        conn.close()
+        self.conn.close()

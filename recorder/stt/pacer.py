@@ -7,6 +7,8 @@ monotonic clock by default), so a test can drive a socket's pacing by hand
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Protocol
 
 from recorder.clock import SystemClock
@@ -41,7 +43,7 @@ class Pacer:
         clock: where the time is read.
     """
 
-    __slots__ = ("_began_at", "_bytes_per_clock_s", "_clock", "_lead_bytes")
+    __slots__ = ("_began_at", "_bytes_per_clock_s", "_clock", "_lead_bytes", "_now")
 
     def __init__(
         self,
@@ -52,13 +54,17 @@ class Pacer:
         clock: PacingClock = MONOTONIC_CLOCK,
     ) -> None:
         self._clock = clock
+        # The real clock is read straight from time.monotonic: asked for every chunk.
+        self._now: Callable[[], float] = (
+            time.monotonic if clock is MONOTONIC_CLOCK else clock.monotonic
+        )
         self._bytes_per_clock_s = bytes_per_second * realtime_factor
         self._lead_bytes = max_lead_s * bytes_per_second
         self._began_at = clock.monotonic()
 
     def restart(self) -> None:
         """Start the socket's audio clock now (at ``Begin``)."""
-        self._began_at = self._clock.monotonic()
+        self._began_at = self._now()
 
     def due(self, bytes_sent: int) -> float:
         """The clock time at which the message after ``bytes_sent`` bytes may go."""
@@ -71,11 +77,14 @@ class Pacer:
 
     def delay(self, bytes_sent: int) -> float:
         """Seconds from now until the message after ``bytes_sent`` bytes may go (<= 0: now)."""
-        return self.due(bytes_sent) - self._clock.monotonic()
+        return self.due(bytes_sent) - self._now()
 
     def is_due(self, bytes_sent: int) -> bool:
         """Whether the message after ``bytes_sent`` bytes may go now."""
-        return self._clock.monotonic() >= self.due(bytes_sent)
+        return (
+            self._now()
+            >= self._began_at + (bytes_sent - self._lead_bytes) / self._bytes_per_clock_s
+        )
 
     async def wait(self, bytes_sent: int) -> None:
         """Wait until the message after ``bytes_sent`` bytes may go."""

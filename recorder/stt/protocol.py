@@ -296,7 +296,27 @@ def _words(msg: Mapping[str, Any], default_final: bool) -> tuple[SttWord, ...]:
         return ()
     if not isinstance(raw, list):
         raise SttProtocolError("stt message field 'words' is not a list", field="words")
-    return tuple([_word(item, default_final) for item in raw])
+    words = []
+    isfinite = math.isfinite
+    for item in raw:
+        # Every word of every partial comes here: the usual shape (integer times, a
+        # finite float or no confidence) is checked inline, anything else by _word.
+        if type(item) is dict:
+            text, start, end = item.get("text"), item.get("start"), item.get("end")
+            confidence, final = item.get("confidence"), item.get("word_is_final")
+            if (
+                type(text) is str
+                and type(start) is int
+                and type(end) is int
+                and (confidence is None or type(confidence) is float and isfinite(confidence))
+                and (final is None or final is True or final is False)
+            ):
+                words.append(
+                    SttWord(text, start, end, confidence, default_final if final is None else final)
+                )
+                continue
+        words.append(_word(item, default_final))
+    return tuple(words)
 
 
 def _word(item: object, default_final: bool) -> SttWord:
@@ -340,11 +360,19 @@ def parse_message(text: str, *, socket_index: int = 0, audio_offset_ms: int = 0)
     if kind is None and "error" in msg:
         kind = "Error"  # the legacy bare {"error": "..."} form
     if kind == "Turn":
-        end_of_turn = _get(msg, "end_of_turn", bool)
-        turn_order = _get(msg, "turn_order", int)
-        transcript = _get(msg, "transcript", str)
+        end_of_turn = msg.get("end_of_turn")
+        if end_of_turn is not True and end_of_turn is not False:
+            end_of_turn = _get(msg, "end_of_turn", bool)  # raises
+        turn_order = msg.get("turn_order")
+        if type(turn_order) is not int:
+            turn_order = _get(msg, "turn_order", int)
+        transcript = msg.get("transcript")
+        if type(transcript) is not str:
+            transcript = _get(msg, "transcript", str)
         words = _words(msg, end_of_turn)
-        speaker = _opt(msg, "speaker_label", str)
+        speaker = msg.get("speaker_label")
+        if speaker is not None and type(speaker) is not str:
+            speaker = _get(msg, "speaker_label", str)
         if not end_of_turn:
             return PartialTranscript(
                 turn_order, transcript, words, speaker, socket_index, audio_offset_ms
@@ -470,6 +498,23 @@ class SttProtocol:
             )
         self.audio_bytes_sent += len(pcm)
         self._out.append(pcm)
+
+    def audio_written(self, size: int) -> None:
+        """Count one audio frame of ``size`` bytes the caller writes itself (as :meth:`send_audio`).
+
+        The hot path's :meth:`send_audio` without the frame queued for :meth:`data_to_send`.
+
+        Raises:
+            RuntimeError: not OPEN.
+            ValueError: the chunk is outside 50-1000 ms (the server would close 3007).
+        """
+        if self.state is not State.OPEN:
+            self._check_can_send()
+        if not self._min_chunk <= size <= self._max_chunk:
+            raise ValueError(
+                f"audio chunk of {size} bytes is outside {MIN_CHUNK_MS}-{MAX_CHUNK_MS} ms"
+            )
+        self.audio_bytes_sent += size
 
     def send_force_endpoint(self) -> None:
         """Queue ``ForceEndpoint``: end the current turn now."""

@@ -215,11 +215,11 @@ class SttStream:
         self._opened = loop.create_future()
         self._runner = asyncio.create_task(self._run(), name=f"stt {self.name}")
         try:
-            await asyncio.wait({self._opened, self._runner}, return_when=asyncio.FIRST_COMPLETED)
+            await self._opened  # resolved at Begin, or as the runner ends without one
         except asyncio.CancelledError:
             await self.aclose()
             raise
-        if not self._opened.done():
+        if self._sockets_opened == 0:
             self._raise_error()
 
     def send(self, pcm: bytes) -> None:
@@ -252,8 +252,11 @@ class SttStream:
                     self._report_dropped(*dropped)
             pos += len(chunk)
         self._chunked_pos = pos
-        if pending and (link is None or not link.pump()):
-            self._wake.set()
+        if pending:
+            if link is None:
+                self._wake.set()
+            else:
+                link.kick()
 
     def force_endpoint(self) -> None:
         """End the current turn now (``ForceEndpoint``); ignored while no socket is open."""
@@ -304,6 +307,8 @@ class SttStream:
                 self._buffer.queue(self._chunked_pos, tail)
                 self._chunked_pos += len(tail)
             self._wake.set()
+            if self._link is not None:
+                self._link.kick()
         try:
             await asyncio.shield(self._runner)
         except RecorderError:
@@ -359,6 +364,8 @@ class SttStream:
             logger.info("= %s: stt stream failed: %s", self.name, exc)
         finally:
             self._finish()
+            if self._opened is not None and not self._opened.done():
+                self._opened.set_result(None)  # start() raises the error
 
     async def _run_sockets(self) -> None:
         loop = asyncio.get_running_loop()

@@ -18,6 +18,13 @@ websockets' C ``apply_mask``. Control and text frames go through the protocol.
 The upgrade request is websockets' own, built once per URL, and a plainly
 good ``101`` answer is checked here rather than by websockets' HTTP parser
 (:mod:`recorder.stt.upgrade`): a socket is opened per turn.
+
+Server frames are cut here too: a whole, final, unmasked text frame (the
+server's JSON, RFC 6455 §5.2) is decoded and handed on directly, and every
+other whole frame (fragments, ping, pong, close, anything odd) is handed to
+the protocol alone, so its parser always starts on a frame boundary and
+decides exactly as it did when it read every byte. A header it must judge at
+once (masked, too big) hands it the rest of the connection.
 """
 
 from __future__ import annotations
@@ -57,6 +64,7 @@ _HEAD_SHORT = struct.Struct("!BB")
 _HEAD_MEDIUM = struct.Struct("!BBH")
 _HEAD_LONG = struct.Struct("!BBQ")
 _BINARY_FIN = 0x80 | Opcode.BINARY.value
+_TEXT_FIN = 0x80 | Opcode.TEXT.value
 
 
 class WireSocket(asyncio.Protocol):
@@ -72,6 +80,10 @@ class WireSocket(asyncio.Protocol):
         ping_timeout_s: how long a ping may go unanswered before the socket fails (1011).
         close_timeout_s: how long to wait for the server to close TCP after the close frames.
     """
+
+    #: Cut server frames here (see the module's docstring); False leaves every byte to
+    #: websockets (tests compare the two).
+    parse_frames = True
 
     def __init__(
         self,
@@ -91,6 +103,9 @@ class WireSocket(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.handshake: asyncio.Future[None] = self._loop.create_future()
         self.closed: asyncio.Future[None] = self._loop.create_future()
+        # Called as TCP goes, after :attr:`closed` resolves: a waiter woken by it
+        # directly resumes one loop iteration sooner than one chained to the future.
+        self.on_close: Callable[[], None] | None = None
         self.paused = False
         self._drain: asyncio.Future[None] | None = None
         self._fragments: list[bytes] = []
@@ -101,6 +116,9 @@ class WireSocket(asyncio.Protocol):
         self._key_at = 0
         # The upgrade's answer so far, while :meth:`expect_upgrade` reads it (see upgrade.py).
         self._answer: bytearray | None = None
+        # Once our own answer check opened the socket, the bytes of a frame not yet whole
+        # (see _parse); None while websockets parses every frame.
+        self._frames: bytes | None = None
 
     # -- state ------------------------------------------------------------------
 
@@ -249,14 +267,81 @@ class WireSocket(asyncio.Protocol):
         next(protocol.parser)
         self.handshake.set_result(None)
         self._schedule_ping()
+        if self.parse_frames:
+            self._frames = b""
         return bytes(answer[end + 4 :])
 
     def data_received(self, data: bytes) -> None:
-        """Feed the protocol; answer pings and close frames; hand on messages."""
+        """Hand on messages; feed the protocol what it must judge (pings, closes, oddities)."""
         if self._answer is not None:
             data = self._read_answer(data)
             if not data:
                 return
+        if self._frames is not None:
+            self._parse(data)
+        else:
+            self._feed(data)
+
+    def _parse(self, data: bytes) -> None:
+        """Cut whole frames: final text frames are handed on here, the rest fed to the protocol.
+
+        Only while the protocol is OPEN (its parser idle on a frame boundary);
+        from a closing handshake, or a header the protocol must judge at once
+        (masked, too big), everything it has not seen goes to it.
+        """
+        pending = self._frames
+        buf = pending + data if pending else data
+        size = len(buf)
+        at = 0
+        protocol = self.protocol
+        max_size = protocol.max_size
+        hand_over = False
+        while at < size:
+            if protocol.state is not State.OPEN:
+                hand_over = True
+                break
+            if size - at < 2:
+                break
+            length = buf[at + 1]  # with the mask bit set (a masked server frame): >= 128
+            if length < 126:
+                start = at + 2
+            elif length == 126:
+                if size - at < 4:
+                    break
+                length = (buf[at + 2] << 8) | buf[at + 3]
+                start = at + 4
+            elif length == 127:
+                if size - at < 10:
+                    break
+                length = int.from_bytes(buf[at + 2 : at + 10], "big")
+                start = at + 10
+            else:
+                hand_over = True
+                break
+            fragment = protocol.cur_size
+            if max_size is not None and length > max_size - (fragment or 0):
+                hand_over = True
+                break
+            end = start + length
+            if end > size:
+                break
+            if buf[at] == _TEXT_FIN and fragment is None:
+                text = buf[start:end].decode()
+                if self._on_text is not None:
+                    self._on_text(text)
+                else:
+                    self._early.append(text)
+            else:
+                self._feed(buf[at:end])  # a whole frame: the parser stays on a boundary
+            at = end
+        if hand_over:
+            self._frames = None
+            self._feed(buf[at:])
+        else:
+            self._frames = buf[at:]  # the start of a frame whose rest comes later
+
+    def _feed(self, data: bytes) -> None:
+        """The protocol parses ``data``; pongs and the close reply go out; frames are handled."""
         protocol = self.protocol
         protocol.receive_data(data)
         events = protocol.events_received()
@@ -297,9 +382,16 @@ class WireSocket(asyncio.Protocol):
             answer, self._answer = bytes(self._answer), None
             self.protocol.receive_data(answer)  # no head: at most a handshake_exc, no event
 
+    def _give_up_frames(self) -> None:
+        """The connection ends inside a frame: the protocol gets its start, as it always did."""
+        pending, self._frames = self._frames, None
+        if pending:
+            self.protocol.receive_data(pending)  # not a whole frame: no event
+
     def eof_received(self) -> bool | None:
         """The server half-closed: the protocol decides what follows."""
         self._give_up_answer()
+        self._give_up_frames()
         self.protocol.receive_eof()
         self.protocol.events_received()
         self._flush()
@@ -308,6 +400,7 @@ class WireSocket(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         """TCP is gone: settle the handshake, the drain waiter and :attr:`closed`."""
         self._give_up_answer()
+        self._give_up_frames()
         self.protocol.receive_eof()  # idempotent: the protocol is CLOSED after it
         for handle in (self._ping_handle, self._close_handle):
             if handle is not None:
@@ -321,6 +414,8 @@ class WireSocket(asyncio.Protocol):
         if self._drain is not None and not self._drain.done():
             self._drain.set_result(None)
         self.closed.set_result(None)
+        if self.on_close is not None:
+            self.on_close()
 
     def pause_writing(self) -> None:
         """The transport's buffer passed the high-water mark."""

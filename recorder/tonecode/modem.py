@@ -131,7 +131,12 @@ def _real_basis(width: int, sample_rate_hz: int) -> npt.NDArray[np.float32]:
     return np.concatenate((np.cos(angle), np.sin(angle)), axis=1).astype(np.float32)
 
 
-def tonality(frames: npt.NDArray[np.float32], sample_rate_hz: int) -> npt.NDArray[np.float64]:
+def tonality(
+    frames: npt.NDArray[np.float32],
+    sample_rate_hz: int,
+    *,
+    squares: npt.NDArray[np.float64] | None = None,
+) -> npt.NDArray[np.float64]:
     """Return, per row of ``frames``, the share of its energy in its two strongest code tones.
 
     Tone-code frames score about 0.5 or more (two tones when a frame straddles a symbol
@@ -140,13 +145,18 @@ def tonality(frames: npt.NDArray[np.float32], sample_rate_hz: int) -> npt.NDArra
     Args:
         frames: Rows of samples, a few ms each.
         sample_rate_hz: Their sample rate.
+        squares: each row's sum of squares (``einsum("ij,ij->i", frames, frames)`` in
+            float64), when the caller has measured it already.
     """
     width = frames.shape[1]
     projection = (frames @ _real_basis(width, sample_rate_hz)).astype(np.float64)
     tones = _ALL_HZ.size
-    power = np.square(projection[:, :tones]) + np.square(projection[:, tones:])
+    np.square(projection, out=projection)
+    power = projection[:, :tones] + projection[:, tones:]
     top_two = np.partition(power, tones - 2, axis=1)[:, tones - 2 :].sum(axis=1)
-    energy = np.einsum("ij,ij->i", frames, frames, dtype=np.float64) * (width / 2)
+    if squares is None:
+        squares = np.einsum("ij,ij->i", frames, frames, dtype=np.float64)
+    energy = squares * (width / 2)
     return np.asarray(top_two / np.maximum(energy, 1.0))
 
 
@@ -156,6 +166,23 @@ def _basis(sample_rate_hz: int) -> tuple[npt.NDArray[np.complex128], int]:
     width = round(WINDOW_MS * sample_rate_hz / 1000)
     n = np.arange(width)[:, None]
     return np.exp(-2j * np.pi * n * _ALL_HZ[None, :] / sample_rate_hz), width
+
+
+@functools.lru_cache(maxsize=64)
+def _symbol_grid(
+    sample_rate_hz: int, count: int
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """Return where the symbol windows of a burst of ``count`` symbols are (read-only arrays).
+
+    That is each window's offset from the burst's start (samples, unrounded), the sample
+    indices of one window (as a row) and ``arange(count)``; words of one length recur.
+    """
+    grid = (np.arange(count) * SYMBOL_MS + GUARD_MS) * sample_rate_hz / 1000
+    window = np.arange(_basis(sample_rate_hz)[1])[None, :]
+    rows = np.arange(count)
+    for array in (grid, window, rows):
+        array.flags.writeable = False
+    return grid, window, rows
 
 
 def _edges(
@@ -169,16 +196,24 @@ def _edges(
     """
     length = max(1, round(0.0025 * sample_rate_hz))
     power = np.square(signal, dtype=np.float64)
-    cumulative = np.concatenate(([0.0], np.cumsum(power)))
-    envelope = (cumulative[length:] - cumulative[:-length]) / length
+    cumulative = np.empty(power.size + 1)
+    cumulative[0] = 0.0
+    np.cumsum(power, out=cumulative[1:])
+    envelope = cumulative[length:] - cumulative[:-length]
+    envelope /= length
     core_env = envelope[core.start : max(core.start + 1, core.stop - length + 1)]
     level = 0.25 * high_level(core_env) if core_env.size else 0.0
-    above = np.flatnonzero(envelope >= level)
-    if not above.size or level <= 0.0:
+    if level <= 0.0:
         return 0.0, 0.0
+    # Only the first and the last crossing count: argmax finds them without listing them all.
+    above = envelope >= level
+    first = int(above.argmax())
+    if not above[first]:
+        return 0.0, 0.0
+    last = above.size - 1 - int(above[::-1].argmax())
     centre = (length - 1) / 2
     half_ramp = RAMP_MS * sample_rate_hz / 2000
-    return above[0] + centre - half_ramp, above[-1] + centre + 1 + half_ramp
+    return first + centre - half_ramp, last + centre + 1 + half_ramp
 
 
 def demodulate(
@@ -202,20 +237,22 @@ def demodulate(
     if abs(count_f - count) > _MAX_SYMBOL_SLIP or count < _MIN_SYMBOLS or count % 2 == 0:
         return None
     basis, width = _basis(sample_rate_hz)
-    offsets = np.rint(
-        start + (np.arange(count) * SYMBOL_MS + GUARD_MS) * sample_rate_hz / 1000
-    ).astype(np.intp)
+    grid, window, rows = _symbol_grid(sample_rate_hz, count)
+    offsets = np.rint(start + grid).astype(np.intp)
     if offsets[0] < 0 or offsets[-1] + width > signal.size:
         return None
-    windows = signal[offsets[:, None] + np.arange(width)[None, :]].astype(np.float64)
+    windows = signal[offsets[:, None] + window].astype(np.float64)
     magnitude = np.abs(windows @ basis) ** 2
     best = magnitude.argmax(axis=1)
-    energy = np.einsum("ij,ij->i", windows, windows) * (width / 2)
-    purity = magnitude[np.arange(count), best] / np.maximum(energy, 1e-9)
-    if best[0] != 0 or np.any(best[1:] == 0) or float(purity.min()) < _MIN_PURITY:
+    tones: list[int] = best.tolist()
+    if tones[0] != 0 or 0 in tones[1:]:
         return None
-    nibbles = (best[1:] - 1).astype(np.uint8)
-    data = ((nibbles[0::2] << 4) | nibbles[1::2]).tobytes()
+    energy = np.einsum("ij,ij->i", windows, windows) * (width / 2)
+    purity = magnitude[rows, best] / np.maximum(energy, 1e-9)
+    if float(purity.min()) < _MIN_PURITY:
+        return None
+    # Tones 1-16 are the nibbles 0-15, high nibble first.
+    data = bytes(16 * high + low - 17 for high, low in zip(tones[1::2], tones[2::2], strict=True))
     payload, crc = data[:-2], int.from_bytes(data[-2:], "big")
     if binascii.crc_hqx(payload, 0xFFFF) != crc:
         return None

@@ -9,6 +9,7 @@ going on now, and how much silence ends what was fed.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import deque
 
@@ -19,7 +20,6 @@ from recorder.tonecode.modem import (
     FULL_SCALE,
     DecodedWord,
     demodulate,
-    high_level,
     tonality,
 )
 
@@ -61,6 +61,20 @@ _BURST_HEADROOM_DB = 10.0
 _SEGMENT_MARGIN_DB = 3.0
 #: Bursts longer than this are not buffered for decoding (a word of ~2000 bytes).
 _MAX_DECODE_MS = 60_000
+#: The level of a frame of digital silence, as :meth:`StreamDecoder.feed` measures it.
+_SILENT_LEVEL_DB = float(10.0 * np.log10(np.zeros(1) / FULL_SCALE**2 + 1e-12)[0])
+
+
+@functools.lru_cache(maxsize=8)
+def _silent_pcm(size: int) -> bytes:
+    return bytes(size)
+
+
+@functools.lru_cache(maxsize=8)
+def _silent_samples(count: int) -> npt.NDArray[np.float32]:
+    samples = np.zeros(count, dtype=np.float32)
+    samples.flags.writeable = False  # shared by every stream that keeps it
+    return samples
 
 
 class StreamDecoder:
@@ -89,6 +103,10 @@ class StreamDecoder:
         # Retained audio for decoding: chunks starting at absolute sample _kept_from.
         self._kept: list[npt.NDArray[np.float32]] = []
         self._kept_from = 0
+        # Power and level of each frame from _kept_from on, as feed measured them, so closing
+        # a burst does not measure its frames again.
+        self._powers: list[float] = []
+        self._levels: list[float] = []
         # Segmentation: the open burst (frames), its last loud frame, the latest speech.
         self._open: int | None = None
         self._last_loud = -1
@@ -141,9 +159,15 @@ class StreamDecoder:
         """
         if len(pcm) % 2:
             raise ValueError(f"pcm16 needs whole samples; got {len(pcm)} bytes")
-        samples = np.frombuffer(pcm, dtype="<i2").astype(np.float32)
-        if not samples.size:
+        if not pcm:
             return []
+        # Digital silence (the gaps of tone code, gaps a client filled) measures the same
+        # every time: no need to measure it.
+        is_silent = not self._remainder.size and pcm == _silent_pcm(len(pcm))
+        if is_silent:
+            samples = _silent_samples(len(pcm) // 2)
+        else:
+            samples = np.frombuffer(pcm, dtype="<i2").astype(np.float32)
         self._kept.append(samples)
         self._fed += samples.size
         buffer = np.concatenate((self._remainder, samples)) if self._remainder.size else samples
@@ -151,14 +175,18 @@ class StreamDecoder:
         out: list[DecodedWord] = []
         if count:
             frames = buffer[: count * self._frame].reshape(count, self._frame)
-            power = np.einsum("ij,ij->i", frames, frames, dtype=np.float64) / self._frame
-            level_db = 10.0 * np.log10(power / FULL_SCALE**2 + 1e-12)
-            # Frames below the lowest threshold are background whatever they hold.
-            is_tonal = level_db > _MIN_THRESHOLD_DB
-            if is_tonal.any():
-                is_tonal[is_tonal] = tonality(frames[is_tonal], self._rate) >= _TONAL_SHARE
-            loud = self._classify(level_db, is_tonal)
-            self._segment(loud, out)
+            if is_silent:
+                squares = np.zeros(count)
+                powers, levels = [0.0] * count, [_SILENT_LEVEL_DB] * count
+            else:
+                squares = np.einsum("ij,ij->i", frames, frames, dtype=np.float64)
+                power = squares / self._frame
+                level_db = 10.0 * np.log10(power / FULL_SCALE**2 + 1e-12)
+                # A few frames per chunk: plain floats are cheaper to judge than numpy calls.
+                powers, levels = power.tolist(), level_db.tolist()
+            self._powers += powers
+            self._levels += levels
+            self._segment(self._classify(levels, frames, squares), out)
         self._remainder = buffer[count * self._frame :]
         self._release_pending(out, final=False)
         self._trim()
@@ -182,20 +210,22 @@ class StreamDecoder:
         return round(samples * 1000 / self._rate)
 
     def _classify(
-        self, level_db: npt.NDArray[np.float64], is_tonal: npt.NDArray[np.bool_]
-    ) -> npt.NDArray[np.bool_]:
+        self,
+        levels: list[float],
+        frames: npt.NDArray[np.float32],
+        squares: npt.NDArray[np.float64],
+    ) -> list[bool]:
         """Mark frames above the threshold, updating the noise floor block by block."""
-        loud = np.empty(level_db.size, dtype=np.bool_)
+        loud: list[bool] = []
         frame = self._frames
         i = 0
-        while i < level_db.size:
-            j = min(level_db.size, i + _BLOCK_FRAMES - frame % _BLOCK_FRAMES)
-            part = level_db[i:j]
-            self._block_thresholds[frame // _BLOCK_FRAMES] = self._threshold_db
-            loud[i:j] = part > self._threshold_db
-            background = part[~is_tonal[i:j]]
-            if background.size:
-                self._block_min = min(self._block_min, float(background.min()))
+        while i < len(levels):
+            j = min(len(levels), i + _BLOCK_FRAMES - frame % _BLOCK_FRAMES)
+            part = levels[i:j]
+            threshold = self._threshold_db
+            self._block_thresholds[frame // _BLOCK_FRAMES] = threshold
+            loud += [level > threshold for level in part]
+            self._lower_block_min(part, frames[i:j], squares[i:j])
             frame += j - i
             i = j
             if frame % _BLOCK_FRAMES == 0:
@@ -209,28 +239,56 @@ class StreamDecoder:
                 self._threshold_db = max(_MIN_THRESHOLD_DB, floor + _FLOOR_OFFSET_DB)
         return loud
 
-    def _segment(self, loud: npt.NDArray[np.bool_], out: list[DecodedWord]) -> None:
+    def _lower_block_min(
+        self,
+        part: list[float],
+        frames: npt.NDArray[np.float32],
+        squares: npt.NDArray[np.float64],
+    ) -> None:
+        """Lower the block's background minimum by the frames of ``part`` that are not tones.
+
+        Frames below the lowest threshold are background whatever they hold, so the tone
+        test (the costly part) is only run when every frame is above it, and only on frames
+        that could lower the minimum.
+        """
+        lowest = min(part)
+        if lowest >= self._block_min:
+            return
+        if lowest <= _MIN_THRESHOLD_DB:
+            self._block_min = lowest  # the quietest frame is background
+            return
+        candidates = [k for k, level in enumerate(part) if level < self._block_min]
+        if len(candidates) < len(part):
+            frames, squares = frames[candidates], squares[candidates]
+        shares = tonality(frames, self._rate, squares=squares).tolist()
+        background = [
+            part[k] for k, share in zip(candidates, shares, strict=True) if share < _TONAL_SHARE
+        ]
+        if background:
+            self._block_min = min(background)
+
+    def _segment(self, loud: list[bool], out: list[DecodedWord]) -> None:
         """Cut loud frames into bursts; close (and decode) those followed by enough silence."""
         base = self._frames
-        self._frames += loud.size
-        if self._open is not None and loud.all():
+        self._frames += len(loud)
+        if self._open is not None and all(loud):
             self._last_loud = self._frames - 1  # the common case inside a word: no cut
-            indices = np.zeros(0, dtype=np.intp)
+            indices: list[int] = []
         else:
-            indices = np.flatnonzero(loud) + base
-        if indices.size:
+            indices = [base + k for k, is_loud in enumerate(loud) if is_loud]
+        if indices:
             if self._open is None:
-                start = int(indices[0])
-                sequence = indices
+                start = previous = indices[0]
             else:
-                start = self._open
-                sequence = np.concatenate(([self._last_loud], indices))
-            for gap in np.flatnonzero(np.diff(sequence) > _END_GAP_FRAMES):
-                self._open = None
-                self._close(start, int(sequence[gap]), out)
-                start = int(sequence[gap + 1])
+                start, previous = self._open, self._last_loud
+            for index in indices:
+                if index - previous > _END_GAP_FRAMES:
+                    self._open = None
+                    self._close(start, previous, out)
+                    start = index
+                previous = index
             self._open = start
-            self._last_loud = int(indices[-1])
+            self._last_loud = indices[-1]
         if self._open is not None:
             if self._frames - 1 - self._last_loud >= _END_GAP_FRAMES:
                 start, self._open = self._open, None
@@ -291,29 +349,36 @@ class StreamDecoder:
         Returns:
             ``(first frame, last frame, mean level in dBFS)`` of each part.
         """
-        frames = self._kept_audio(start * self._frame, (last + 1) * self._frame)
-        frames = frames.reshape(-1, self._frame)
-        power = np.einsum("ij,ij->i", frames, frames, dtype=np.float64) / self._frame
-        level_db = 10.0 * np.log10(power / FULL_SCALE**2 + 1e-12)
-        threshold_db = max(
-            _MIN_THRESHOLD_DB,
-            min(
-                float(level_db.min()) + _FLOOR_OFFSET_DB,
-                high_level(level_db) - _BURST_HEADROOM_DB,
-            ),
-        )
-        loud = np.flatnonzero(level_db > threshold_db)
-        if not loud.size:
+        first_kept = self._kept_from // self._frame
+        low = max(start, first_kept) - first_kept
+        levels = self._levels[low : last + 1 - first_kept]
+        if not levels:
             return []
-        cuts = np.flatnonzero(np.diff(loud) > _END_GAP_FRAMES)
-        firsts = np.concatenate(([loud[0]], loud[cuts + 1]))
-        lasts = np.concatenate((loud[cuts], [loud[-1]]))
+        # The 90th percentile by nearest rank, as high_level takes it.
+        high = sorted(levels)[(len(levels) - 1) * 9 // 10]
+        threshold_db = max(
+            _MIN_THRESHOLD_DB, min(min(levels) + _FLOOR_OFFSET_DB, high - _BURST_HEADROOM_DB)
+        )
         parts = []
-        for a, b in zip(firsts.tolist(), lasts.tolist(), strict=True):
+        first = previous = -1
+        for k, level in enumerate(levels):
+            if level <= threshold_db:
+                continue
+            if first < 0:
+                first = k
+            elif k - previous > _END_GAP_FRAMES:
+                parts.append((first, previous))
+                first = k
+            previous = k
+        if first >= 0:
+            parts.append((first, previous))
+        out = []
+        for a, b in parts:
             if b - a + 1 >= _MIN_BURST_FRAMES:
-                mean_db = 10.0 * math.log10(float(power[a : b + 1].mean()) / FULL_SCALE**2 + 1e-12)
-                parts.append((start + a, start + b, mean_db))
-        return parts
+                power = np.array(self._powers[low + a : low + b + 1]).mean()
+                mean_db = 10.0 * math.log10(float(power) / FULL_SCALE**2 + 1e-12)
+                out.append((start + a, start + b, mean_db))
+        return out
 
     def _decode(self, start: int, last: int) -> DecodedWord:
         """Return the word in frames ``start..last``, or an undecodable segment."""
@@ -351,10 +416,17 @@ class StreamDecoder:
             anchor = self._open
         keep_from = max(0, (anchor - _MARGIN_FRAMES) * self._frame)
         oldest_block = (max(self._frames, 1) - 1) // _BLOCK_FRAMES
-        for block in [b for b in self._block_thresholds if b < oldest_block]:
-            del self._block_thresholds[block]
+        if len(self._block_thresholds) > 1:  # only the block in progress is left after this
+            for block in [b for b in self._block_thresholds if b < oldest_block]:
+                del self._block_thresholds[block]
+        kept_from = self._kept_from
         while self._kept and self._kept_from + self._kept[0].size <= keep_from:
             self._kept_from += self._kept.pop(0).size
         if self._kept and self._kept_from < keep_from:
             self._kept[0] = self._kept[0][keep_from - self._kept_from :]
             self._kept_from = keep_from
+        # Frame measures are kept from the first frame of the kept audio on.
+        drop = self._kept_from // self._frame - kept_from // self._frame
+        if drop > 0:
+            del self._powers[:drop]
+            del self._levels[:drop]

@@ -137,6 +137,8 @@ class EmulatedSession:
         self._faults = faults
         self._behaviour = behaviour
         self._factor = realtime_factor
+        self._is_paced = not math.isinf(realtime_factor)
+        self._loop_time = asyncio.get_running_loop().time
         self._clock = clock
         self._recognizer = recognizer
         self._outbox: asyncio.Queue[tuple[float, Any]] = asyncio.Queue()
@@ -308,33 +310,32 @@ class EmulatedSession:
 
     def _on_audio(self, data: bytes) -> _Outcome | None:
         assert self._engine is not None
-        params = self._engine.params
-        duration_ms = len(data) * 1000 / params.bytes_per_second
+        rate = self._engine.params.bytes_per_second
+        size = len(data)
         if self._behaviour.record_frames:
-            self._record.add_received(ReceivedFrame("audio", len(data), duration_ms))
+            self._record.add_received(ReceivedFrame("audio", size, size * 1000 / rate))
         if self._short_tail is not None:
-            return self._duration_error(len(self._short_tail) * 1000 / params.bytes_per_second)
+            return self._duration_error(len(self._short_tail) * 1000 / rate)
         # Chunk rule; integer form of 50 <= ms <= 1000.
-        size_ms = len(data) * 1000
-        if size_ms < _MIN_CHUNK_MS * params.bytes_per_second:
+        size_ms = size * 1000
+        if size_ms < _MIN_CHUNK_MS * rate:
             if self._behaviour.allow_short_tail:
                 self._short_tail = data  # fine only if Terminate comes next
                 return None
-            return self._duration_error(duration_ms)
-        if size_ms > _MAX_CHUNK_MS * params.bytes_per_second:
-            return self._duration_error(duration_ms)
-        return self._accept_audio(data)
+            return self._duration_error(size_ms / rate)
+        if size_ms > _MAX_CHUNK_MS * rate:
+            return self._duration_error(size_ms / rate)
+        return self._accept_audio(data, rate)
 
-    def _accept_audio(self, data: bytes) -> _Outcome | None:
+    def _accept_audio(self, data: bytes, rate: int) -> _Outcome | None:
         assert self._engine is not None
         record = self._record
-        params = self._engine.params
         record.audio_bytes += len(data)
-        record.audio_seconds = record.audio_bytes / params.bytes_per_second
+        record.audio_seconds = record.audio_bytes / rate
         self._chunks += 1
-        if not math.isinf(self._factor):
+        if self._is_paced:
             # Pacing rule: audio may lead wall time * factor by the allowance.
-            elapsed = asyncio.get_running_loop().time() - self._begin_loop_time
+            elapsed = self._loop_time() - self._begin_loop_time
             if record.audio_seconds > elapsed * self._factor + self._behaviour.rate_allowance_s:
                 detail = (
                     f"Audio Transmission Rate Exceeded: Received {record.audio_seconds:.1f} sec."
@@ -346,13 +347,17 @@ class EmulatedSession:
                 outcome = self._fire(fault)
                 if outcome is not None:
                     return outcome
-        self._post(self._engine.receive_audio(self._to_pcm16(data)))
+        messages = self._engine.receive_audio(self._to_pcm16(data))
+        if messages:
+            self._post(messages)
         return None
 
     def _to_pcm16(self, data: bytes) -> bytes:
         assert self._engine is not None
         if self._engine.params.encoding == "pcm_mulaw":
             return mulaw_to_pcm16(data)
+        if not self._odd_byte and not len(data) % 2:
+            return data  # the usual frame: whole samples, nothing carried over (no copy)
         # A frame may split a sample; keep the odd byte for the next frame.
         data = self._odd_byte + data
         cut = len(data) - len(data) % 2

@@ -273,9 +273,10 @@ class NativeAudioBridge(AudioBridge):
     def _collect(self) -> None:
         """On the loop (the descriptor is readable): deliver every ready item, in order."""
         sink, fill = self._sink, self._fill_after_ms is not None
+        on_audio = sink.on_audio  # looked up once per collect, not per chunk
         for item in self.tap.collect():
-            if isinstance(item, tuple):
-                sink.on_audio(item[0], item[1])
+            if type(item) is tuple:
+                on_audio(item[0], item[1])
             else:
                 if fill:
                     self._track_audible(item)
