@@ -41,7 +41,6 @@ import math
 import os
 import re
 import resource
-import subprocess
 import sys
 import tempfile
 import threading
@@ -55,6 +54,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from agora_standin.control import NativeControl  # noqa: E402
 from agora_standin.wrapper import Unavailable, prepare_site  # noqa: E402
 
+from bench.support import open_bench_wire, start_emulator  # noqa: E402
 from recorder.app import RecordingOptions, record  # noqa: E402
 from recorder.audio import Chunk, bytes_for_ms  # noqa: E402
 from recorder.bot import MeetingRecorder  # noqa: E402
@@ -165,22 +165,6 @@ def sdk_only(control: NativeControl, sdk: Any, uids: list[int], *, observe: bool
     conn.disconnect()
     conn.release()
     return cpu * 1000 / (len(uids) * SECONDS)
-
-
-def start_emulator() -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "recorder", "emulate", "--port", "0", "--realtime-factor", "1.5"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        cwd=ROOT,
-    )
-    assert process.stdout is not None
-    for line in process.stdout:
-        match = re.search(r"ws://\S+/v3/ws", line)
-        if match:
-            return process, match.group(0)
-    raise RuntimeError("the emulator did not print its URL")
 
 
 LATE_MS = 50.0
@@ -321,24 +305,13 @@ async def tap_floor(control: NativeControl, uids: list[int], url: str) -> float:
     """CPU ms per participant-second of the native tap and bare wire sends (e)."""
     from recorder.config import DEFAULT_SPEECH_MODEL
     from recorder.stt.protocol import build_url
-    from recorder.stt.wire import open_wire
     from recorder.transport.base import TransportEvent, TransportSink
 
     os.environ[TAP_ENV] = "native"
     target = build_url(url, speech_model=DEFAULT_SPEECH_MODEL)
     wires = {}
     for uid in uids:
-        wire = await open_wire(
-            target,
-            {"Authorization": "bench"},
-            open_timeout_s=30.0,
-            close_timeout_s=1.0,
-            ping_interval_s=None,
-            ping_timeout_s=None,
-            user_agent="bench",
-            max_size=2**20,
-            logger=logging.getLogger("bench"),
-        )
+        wire = await open_bench_wire(target, close_timeout_s=1.0)
         wire.receive(lambda text: None)
         wires[uid] = wire
 

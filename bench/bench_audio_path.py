@@ -17,9 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 import resource
-import subprocess
 import sys
 import tempfile
 import threading
@@ -28,6 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.support import start_emulator  # noqa: E402
 from recorder.app import RecordingOptions, record  # noqa: E402
 from recorder.audio import bytes_for_ms  # noqa: E402
 from recorder.config import Config  # noqa: E402
@@ -127,21 +126,6 @@ class _NullSink(TransportSink):
 
     def on_audio(self, uid: int, chunk: object) -> None:  # type: ignore[override]
         pass
-
-
-def start_emulator() -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "recorder", "emulate", "--port", "0", "--realtime-factor", "1.5"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    assert process.stdout is not None
-    for line in process.stdout:
-        match = re.search(r"ws://\S+/v3/ws", line)
-        if match:
-            return process, match.group(0)
-    raise RuntimeError("the emulator did not print its URL")
 
 
 def cpu_seconds() -> float:

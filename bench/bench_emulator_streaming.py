@@ -29,7 +29,6 @@ import bisect
 import json
 import logging
 import os
-import re
 import resource
 import signal
 import subprocess
@@ -40,10 +39,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT)]
 
+from bench.support import open_bench_wire, start_emulator  # noqa: E402
 from recorder.audio import bytes_for_ms  # noqa: E402
 from recorder.config import DEFAULT_SPEECH_MODEL  # noqa: E402
 from recorder.stt.protocol import build_url  # noqa: E402
-from recorder.stt.wire import WireSocket, open_wire  # noqa: E402
+from recorder.stt.wire import WireSocket  # noqa: E402
 from recorder.tonecode import encode_words  # noqa: E402
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "10"))
@@ -80,22 +80,6 @@ def process_cpu_s(pid: int) -> tuple[float, float]:
 def own_cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
-
-
-def start_emulator(profile: str | None) -> tuple[subprocess.Popen[str], str]:
-    command = [sys.executable]
-    if profile:
-        command += ["-m", "cProfile", "-o", profile]
-    command += ["-m", "recorder", "emulate", "--port", "0", "--realtime-factor", "1.5"]
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT
-    )
-    assert process.stdout is not None
-    for line in process.stdout:
-        match = re.search(r"ws://\S+/v3/ws", line)
-        if match:
-            return process, match.group(0)
-    raise RuntimeError("the emulator did not print its URL")
 
 
 def stop_emulator(process: subprocess.Popen[str]) -> None:
@@ -146,17 +130,7 @@ async def run_size(size: int, url: str, pid: int, audio: bytes, ends: list[int])
     latencies: list[float] = []
     sessions: list[Session] = []
     for i in range(size):
-        wire = await open_wire(
-            target,
-            {"Authorization": "bench"},
-            open_timeout_s=30.0,
-            close_timeout_s=2.0,
-            ping_interval_s=None,
-            ping_timeout_s=None,
-            user_agent="bench",
-            max_size=2**20,
-            logger=logging.getLogger("bench"),
-        )
+        wire = await open_bench_wire(target, close_timeout_s=2.0)
         offset = (i * 7919 * CHUNK_MS) % 60_000 // CHUNK_MS * CHUNK_MS
         first = bisect.bisect_right(ends, offset)
         sessions.append(Session(wire, offset, [e - offset for e in ends[first:]], latencies))
@@ -220,7 +194,7 @@ async def main() -> None:
             if emulator is None or PROFILE:
                 if emulator is not None:
                     stop_emulator(emulator)
-                emulator, url = start_emulator(f"{PROFILE}.{size}" if PROFILE else None)
+                emulator, url = start_emulator(profile=f"{PROFILE}.{size}" if PROFILE else None)
             print(await run_size(size, url, emulator.pid, audio, ends), flush=True)
     finally:
         if emulator is not None:
