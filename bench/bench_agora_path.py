@@ -430,7 +430,11 @@ async def with_recorder(
                 app_id=APP_ID, channel=CHANNEL, bot_uid=9999, log_dir=Path(folder) / "agora"
             )
             stop = asyncio.Event()
-            config = Config(database_url=db, assemblyai_api_key="bench", stt_url=url)
+            # Repairs go to the same emulator (it serves the async API on its port).
+            base = url.replace("ws://", "http://", 1).removesuffix("/v3/ws")
+            config = Config(
+                database_url=db, assemblyai_api_key="bench", stt_url=url, async_url=base
+            )
             options = RecordingOptions(sessions_per_minute=100_000)
             task = asyncio.create_task(
                 record(config, transport, options=options, store=store, stop=stop)
