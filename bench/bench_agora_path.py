@@ -348,7 +348,7 @@ WRITES_PROFILE = cProfile.Profile(time.thread_time)  # CPU, not wall: it waits f
 
 
 def profile_sqlite_writes() -> None:
-    """With BENCH_PROFILE: profile the store's writing thread too (its batches)."""
+    """With BENCH_PROFILE: profile the store's writing thread too (its batches); once."""
     from storage.sqlite_thread import SqliteBatches
 
     transact = SqliteBatches._transact
@@ -415,6 +415,7 @@ class Arrivals:
 ARRIVALS = Arrivals()
 #: The last recorder run's CPU split, ms per participant-second: the loop's thread, kernel.
 SPLIT: dict[str, float] = {}
+THREADS: dict[str, str] = {}  # where the last recorder run's CPU went, by thread
 
 
 async def with_recorder(
@@ -451,18 +452,18 @@ async def with_recorder(
             profiler = cProfile.Profile() if PROFILE else None
             if profiler is not None:
                 profiler.enable()  # the loop's thread only: where the Python time goes
-                profile_sqlite_writes()
             loop0, sys0 = time.thread_time(), resource.getrusage(resource.RUSAGE_SELF).ru_stime
             threads0 = thread_cpu()
             cpu, _ = await asyncio.to_thread(speak_and_measure, control, uids)
             per = 1000 / (len(uids) * SECONDS)
             SPLIT["loop"] = (time.thread_time() - loop0) * per
-            SPLIT["threads"] = by_thread(threads0, thread_cpu(), per)  # type: ignore[assignment]
+            THREADS["recorder"] = by_thread(threads0, thread_cpu(), per)
             SPLIT["sys"] = (resource.getrusage(resource.RUSAGE_SELF).ru_stime - sys0) * per
             if profiler is not None:
                 profiler.disable()
                 profiler.dump_stats(f"{PROFILE}.{'tap' if tap else 'python'}.{len(uids)}")
                 WRITES_PROFILE.dump_stats(f"{PROFILE}.sqlite.{len(uids)}")
+                WRITES_PROFILE.clear()  # the next run starts afresh
             stop.set()
             await task
             ARRIVALS.clock = None
@@ -524,6 +525,8 @@ async def main() -> None:
     sys.path.insert(0, str(site.root))
     sdk = load_agora_sdk()
     ARRIVALS.install()
+    if PROFILE:
+        profile_sqlite_writes()
     control = NativeControl(str(site.library))
     emulator, url = start_emulator()
     verdicts: list[str] = []
@@ -571,7 +574,7 @@ async def main() -> None:
                     f"of which the loop's thread {SPLIT['loop']:5.3f}, in the kernel "
                     f"{SPLIT['sys']:5.3f} (all threads)"
                 )
-                say(f"          by thread: {SPLIT['threads']}")
+                say(f"          by thread: {THREADS['recorder']}")
             if "sdk" in paths:
                 control.close()
                 control = NativeControl(str(site.library))

@@ -26,6 +26,8 @@ from recorder.errors import (
 )
 
 __all__ = [
+    "LOCK_BACKOFF_S",
+    "LOCK_RETRIES",
     "is_locked_error",
     "map_db_errors",
     "mask_url",
@@ -87,6 +89,13 @@ def _sqlstate(exc: BaseException) -> str | None:
             return state
         current = getattr(current, "orig", None) or current.__cause__
     return None
+
+
+# SQLite: after busy_timeout (db.BUSY_TIMEOUT_S) a writer may still meet
+# "database is locked" (e.g. a checkpoint): the whole short transaction runs again
+# this many times, LOCK_BACKOFF_S doubling between, before the user is told.
+LOCK_RETRIES = 3
+LOCK_BACKOFF_S = 0.05
 
 
 def is_locked_error(exc: BaseException) -> bool:

@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 from sqlalchemy.engine import URL, Connection, Engine
 
 from storage import db
-from storage.errors import is_locked_error
+from storage.errors import LOCK_BACKOFF_S, LOCK_RETRIES, is_locked_error
 from storage.writes import Heartbeats
 
 __all__ = ["SqliteBatches", "run_to_end"]
@@ -35,10 +35,6 @@ __all__ = ["SqliteBatches", "run_to_end"]
 log = logging.getLogger("storage.store")
 
 T = TypeVar("T")
-
-# As StoreBase's: a "database is locked" after the busy timeout runs the batch again.
-_LOCK_RETRIES = 3
-_LOCK_BACKOFF_S = 0.05
 
 
 def run_to_end(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -72,12 +68,6 @@ class _Connection:
 
     async def scalar(self, statement: Any, parameters: Any = None) -> Any:
         return self._sync.scalar(statement, parameters)
-
-    async def scalars(self, statement: Any, parameters: Any = None) -> Any:
-        return self._sync.scalars(statement, parameters)
-
-    async def run_sync(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        return fn(self._sync, *args, **kwargs)
 
 
 class SqliteBatches:
@@ -116,10 +106,10 @@ class SqliteBatches:
                     self._heartbeats.committed(beats)  # a rolled-back beat never counts
                     return result
             except Exception as exc:
-                if is_locked_error(exc) and attempt < _LOCK_RETRIES:
+                if is_locked_error(exc) and attempt < LOCK_RETRIES:
                     attempt += 1
-                    log.debug("= lock conflict, retry %d of %d", attempt, _LOCK_RETRIES)
-                    time.sleep(_LOCK_BACKOFF_S * 2**attempt)  # this thread's, not the loop's
+                    log.debug("= lock conflict, retry %d of %d", attempt, LOCK_RETRIES)
+                    time.sleep(LOCK_BACKOFF_S * 2**attempt)  # this thread's, not the loop's
                     continue
                 raise
 

@@ -20,7 +20,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from recorder.errors import RecorderError
 from storage import db
-from storage.errors import is_locked_error, mask_url, raise_translated
+from storage.errors import (
+    LOCK_BACKOFF_S,
+    LOCK_RETRIES,
+    is_locked_error,
+    mask_url,
+    raise_translated,
+)
 from storage.sqlite_thread import SqliteBatches
 from storage.writes import Heartbeats, insert_for, require_meeting
 
@@ -29,12 +35,6 @@ __all__ = ["StoreBase"]
 log = logging.getLogger("storage.store")
 
 T = TypeVar("T")
-
-# SQLite: after busy_timeout (db.BUSY_TIMEOUT_S) a writer may still meet
-# "database is locked" (e.g. a checkpoint); retry the whole short transaction
-# a few times before telling the user.
-_LOCK_RETRIES = 3
-_LOCK_BACKOFF_S = 0.05
 
 # The transaction of a StoreBase.run_as_one under way in this task, which the store's
 # own transactions join.
@@ -94,10 +94,10 @@ class StoreBase:
             except RecorderError:
                 raise
             except Exception as exc:
-                if is_locked_error(exc) and attempt < _LOCK_RETRIES:
+                if is_locked_error(exc) and attempt < LOCK_RETRIES:
                     attempt += 1
-                    log.debug("= lock conflict, retry %d of %d", attempt, _LOCK_RETRIES)
-                    await asyncio.sleep(_LOCK_BACKOFF_S * 2**attempt)
+                    log.debug("= lock conflict, retry %d of %d", attempt, LOCK_RETRIES)
+                    await asyncio.sleep(LOCK_BACKOFF_S * 2**attempt)
                     continue
                 raise_translated(exc, self._url)
 

@@ -121,7 +121,7 @@ class AudioFiles:
 
     def write(self, key: int, blocks: list[bytes]) -> None:
         """Append these PCM blocks to run ``key``."""
-        self._commands.put(("write", key, blocks))
+        self._commands.put(("writes", -1, [(key, blocks)]))
 
     def write_many(self, writes: list[tuple[int, list[bytes]]]) -> None:
         """Append each run's PCM blocks to it: one command, so the thread wakes once for all."""
@@ -180,10 +180,6 @@ class AudioFiles:
                 self._files[key] = _Open(path)
             except OSError as exc:
                 self._fail(key, path, exc)
-        elif kind == "write":
-            blocks = command[2]
-            assert isinstance(blocks, list)
-            self._write(key, blocks)
         elif kind == "writes":
             writes = command[2]
             assert isinstance(writes, list)
