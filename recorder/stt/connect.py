@@ -136,7 +136,7 @@ async def open_socket(
 
     Compression is off: PCM barely compresses and permessage-deflate costs about
     4x the client CPU (docs/architecture.md, "Decisions and measurements").
-    The socket connects directly (no HTTP proxy), like the real-time path it serves.
+    It goes through ``HTTPS_PROXY``/``HTTP_PROXY`` when set (``NO_PROXY`` honoured).
 
     Raises:
         SttRejected: see :func:`map_exceptions`.
