@@ -22,6 +22,7 @@ from recorder.audio import Chunk
 from recorder.console import LiveConsole
 from recorder.errors import RecorderError, SttRejected
 from recorder.gaps import GapLedger, Repair
+from recorder.heap import freeze_startup_heap
 from recorder.journal import journal_path
 from recorder.limiter import SessionBudget
 from recorder.meeting import MeetingContext, MeetingObserver, MeetingReport, RecorderSettings
@@ -199,6 +200,7 @@ class MeetingRecorder(TransportSink):
         try:
             if not await self._start_transport():
                 return await self._report(interrupted)  # stopped while joining
+            freeze_startup_heap()  # joined: the process's start-up is all loaded
             if self.observer is not None:
                 await self.observer.started(
                     MeetingContext(
