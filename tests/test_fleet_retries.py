@@ -1,7 +1,8 @@
 """A worker process's retries and its second SIGTERM, on real processes.
 
 A job whose database connection is refused at its start fails for now, goes
-back to the queue, and is retried with backoff; a worker signalled twice while
+back to the queue, and is retried with backoff; a worker whose queue connections
+are cut for a moment keeps its recording and takes the next; a worker signalled twice while
 draining exits at once and another worker takes its recording over. The
 harness (emulator process, workers, the ``recordings`` table) is
 tests/support/fleet.py.
@@ -12,14 +13,17 @@ from __future__ import annotations
 import asyncio
 import signal
 import struct
+from collections import Counter
 from dataclasses import dataclass, field
 
 import pytest
 from sqlalchemy.engine import make_url
 
 from tests.support.fleet import (
+    HEARTBEAT_S,
     Fleet,
     check_takeover,
+    expected,
     fleet,
     meeting_script,
     no_traceback,
@@ -51,15 +55,16 @@ class PgProxy:
     connections (which send it inside ``options``). While "away" it cuts the
     engine's connections and closes new ones at once: for the recording, the
     database is unreachable, as when PostgreSQL refuses new clients at its
-    connection limit. The queue's connections are spared: procrastinate's worker
-    stops when its own connection is lost, and the fleet then takes the worker's
-    recordings over (tests/test_fleet_processes.py), a different path.
+    connection limit. The queue's connections are spared then; "queue away" does
+    the same to the queue's connections alone (a blip the worker must ride out).
     """
 
     host: str
     port: int
     away: bool = False
+    queue_away: bool = False
     refused: int = 0
+    refusal: asyncio.Event = field(default_factory=asyncio.Event)
     links: set[_Link] = field(default_factory=set)
     server: asyncio.Server | None = None
 
@@ -75,6 +80,15 @@ class PgProxy:
 
     def come_back(self) -> None:
         self.away = False
+
+    def queue_goes_away(self) -> None:
+        self.queue_away = True
+        for link in [link for link in self.links if not link.is_engine]:
+            link.client.transport.abort()
+            link.server.transport.abort()
+
+    def queue_comes_back(self) -> None:
+        self.queue_away = False
 
     async def close(self) -> None:
         assert self.server is not None
@@ -97,8 +111,9 @@ class PgProxy:
                     continue
                 break
             is_engine = b"\x00search_path\x00" in b"\x00" + packet
-            if self.away and is_engine:
+            if (self.away and is_engine) or (self.queue_away and not is_engine):
                 self.refused += 1
+                self.refusal.set()
                 writer.transport.abort()
                 return
             up_reader, up_writer = await asyncio.open_connection(self.host, self.port)
@@ -158,6 +173,45 @@ async def test_a_job_whose_database_is_away_at_its_start_retries_and_completes(
         f"(backoff 2 s); words said {count.said} / live {count.live} / lost {count.lost}"
     )
     assert retried_s >= 1.5  # procrastinate waited the backoff
+    no_traceback(fleet)
+
+
+async def test_a_blip_of_the_queues_database_does_not_stop_the_worker(fleet: Fleet) -> None:
+    # procrastinate stops a worker whose heartbeat, listener or fetch loses its
+    # connection: it would finish the recording it holds, take no other, and exit.
+    url = make_url(fleet.db_url)
+    proxy = PgProxy(url.host or "127.0.0.1", url.port or 5432)
+    port = await proxy.start()
+    first, second = meeting_script(0, 12.0), meeting_script(1, 6.0)
+    try:
+        worker = await fleet.add_worker(
+            capacity=2, db_url=url.set(port=port).render_as_string(hide_password=False)
+        )
+        await fleet.enqueue(first)
+        await fleet.wait_rows(lambda rows: rows[0]["status"] == "recording", 60)
+        proxy.queue_goes_away()
+        await asyncio.wait_for(proxy.refusal.wait(), 15)  # the queue tried to reconnect
+        # The blip lasts three heartbeats, shorter than the stall timeout (no takeover).
+        await asyncio.sleep(3 * HEARTBEAT_S)
+        refused = proxy.refused
+        proxy.queue_comes_back()
+        await fleet.enqueue(second)
+        rows = await fleet.wait_rows(
+            lambda rows: len(rows) == 2 and all(row["status"] == "done" for row in rows), 90
+        )
+    finally:
+        await proxy.close()
+    assert worker.process.returncode is None, worker.lines[-5:]
+    assert not [line for line in worker.lines if "worker stopped" in line]
+    said = "\n".join(worker.lines)
+    assert "the queue's database is unreachable" in said
+    assert said.index("unreachable") < said.index("the queue's database is back")
+    for script, row in zip((first, second), rows, strict=True):
+        assert row["claims"] == 1 and row["worker_pid"] == worker.pid, row
+        words, meeting = await words_of(fleet.db_url, row["meeting_id"])
+        assert words == Counter(word.text for word in expected(script)), row
+        assert meeting.summary.status == "completed"
+    print(f"\nthe queue's connections were cut ({refused} reconnects refused); the worker stayed")
     no_traceback(fleet)
 
 

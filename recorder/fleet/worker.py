@@ -12,6 +12,9 @@ Around procrastinate's worker it runs three companions:
   recording back to the queue (another worker continues the same meeting) and
   exiting 0 within ``drain_s``; a second one exits at once and the fleet takes
   over as if the worker had been killed.
+
+Its queue bookkeeping (fetch, heartbeat, listener, a job's end) rides out a blip
+of the database (:mod:`recorder.fleet.steady`); its companions retry on their own.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from recorder.fleet.connect import FleetDatabase
 from recorder.fleet.job import FleetRuntime, run_job
 from recorder.fleet.queue import QUEUE, RECORD_TASK, make_app, open_app, prune_jobs
 from recorder.fleet.recordings import STOP_CHANNEL, Recordings
+from recorder.fleet.steady import SteadyJobManager
 from storage.db import create_engine, ensure_schema
 
 __all__ = ["WorkerSettings", "run_worker"]
@@ -95,6 +99,8 @@ async def run_worker(database: FleetDatabase, config: Config, settings: WorkerSe
         await run_job(runtime, context, recording_id)
 
     app = make_app(database, handle)
+    # A blip of the database must not stop the worker (recorder.fleet.steady).
+    app.job_manager = SteadyJobManager(app.connector, _say)
     engine = create_engine(database.url)
     sender = None
     if config.webhook_key:
