@@ -30,7 +30,8 @@ thread), the ratio a/b, the native thread's tick lateness p50/p99/max, how
 many chunks reached the pipeline more than 50 ms after their last sample
 (and the worst; the bridge's stall check's chunks, late by design, apart),
 and audio dropped. Run: ``python bench/bench_agora_path.py``
-(``BENCH_SIZES=50,200`` to choose sizes, ``BENCH_PATHS=tap`` for one path).
+(``BENCH_SIZES=50,200`` to choose sizes, ``BENCH_PATHS=tap`` for one path,
+``BENCH_ROUNDS=5`` for the medians of five rounds of every path).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ import math
 import os
 import re
 import resource
+import statistics
 import sys
 import tempfile
 import threading
@@ -70,6 +72,7 @@ from recorder.transport.agora.service import (  # noqa: E402
 )
 from recorder.transport.agora.tap import TAP_ENV, NativeAudioBridge, load_tap  # noqa: E402
 from recorder.transport.agora.transport import AgoraTransport  # noqa: E402
+from recorder.transport.bridge import AudioBridge  # noqa: E402
 from storage.store import TranscriptStore  # noqa: E402
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "10"))
@@ -79,6 +82,9 @@ SENTENCE_GAP_MS = int(os.environ.get("BENCH_SENTENCE_GAP_MS", str(SENTENCE_GAP_M
 PROFILE = os.environ.get("BENCH_PROFILE", "")
 #: ``0``: the floor (e) sends nothing (the tap and the loop's hand-over alone).
 FLOOR_SENDS = os.environ.get("BENCH_FLOOR_SENDS", "1") != "0"
+#: Rounds of every path per size; with more than one, figures and ratios are the medians
+#: (this machine's figures move by a third between runs).
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "1"))
 #: ``0`` skips the native-alone and no-op-observer runs (quicker while iterating).
 BASELINES = os.environ.get("BENCH_BASELINES", "1") != "0"
 APP_ID = "0123456789abcdef0123456789abcdef"
@@ -419,7 +425,6 @@ class Arrivals:
 
     def install(self) -> None:
         original = MeetingRecorder.on_audio
-        stale, deliver_now = NativeAudioBridge._stale, NativeAudioBridge._deliver_now
         arrivals = self
 
         def on_audio(recorder: MeetingRecorder, uid: int, chunk: Chunk) -> None:
@@ -434,23 +439,31 @@ class Arrivals:
                     arrivals.late_ms.append(late)
             original(recorder, uid, chunk)
 
-        def checked(bridge: NativeAudioBridge, uid: int, *args: Any) -> float | None:
-            heard: float | None = stale(bridge, uid, *args)
+        MeetingRecorder.on_audio = on_audio  # type: ignore[method-assign,assignment]
+        for bridge in (AudioBridge, NativeAudioBridge):  # the Python path's and the tap's
+            self._watch_stall_check(bridge)
+
+    def _watch_stall_check(self, bridge: Any) -> None:
+        """Note what ``bridge``'s stall check flushes (``_stale``) and fills (``_deliver_now``)."""
+        stale, deliver_now = bridge._stale, bridge._deliver_now
+        arrivals = self
+
+        def checked(self: AudioBridge, uid: int, *args: Any) -> float | None:
+            heard: float | None = stale(self, uid, *args)
             if heard is not None:
                 arrivals._flushed.add(uid)
             return heard
 
-        def filled(bridge: NativeAudioBridge, ready: list[tuple[int, Chunk]]) -> None:
+        def filled(self: AudioBridge, ready: list[tuple[int, Chunk]]) -> None:
             arrivals._filled = {id(chunk) for _, chunk in ready}
             try:
-                deliver_now(bridge, ready)
+                deliver_now(self, ready)
             finally:
                 arrivals._filled = set()
                 arrivals._flushed.clear()
 
-        MeetingRecorder.on_audio = on_audio  # type: ignore[method-assign,assignment]
-        NativeAudioBridge._stale = checked  # type: ignore[method-assign,assignment]
-        NativeAudioBridge._deliver_now = filled  # type: ignore[method-assign,assignment]
+        bridge._stale = checked
+        bridge._deliver_now = filled
 
 
 ARRIVALS = Arrivals()
@@ -552,6 +565,95 @@ def targets(
     return lines
 
 
+async def one_round(
+    control: NativeControl,
+    site: Any,
+    sdk: Any,
+    uids: list[int],
+    url: str,
+    paths: list[str],
+    tap_late: dict[int, tuple[list[float], list[float]]],
+) -> tuple[NativeControl, dict[str, float]]:
+    """Every path once at this size (each on a fresh stand-in): its figure and lines."""
+    size = len(uids)
+    cost: dict[str, float] = {}
+    for path in [p for p in paths if p in ("python", "tap")]:
+        control.close()
+        control = NativeControl(str(site.library))
+        for uid in uids:
+            control.channel(CHANNEL).add_user(uid)
+        cost[path], transport = await with_recorder(control, uids, url, tap=path == "tap")
+        release_agora_service()
+        late = [s * 1000 for s in control.lateness_s()]
+        arrivals, stalled = ARRIVALS.late_ms, ARRIVALS.stall_late_ms
+        sent_late = sum(1 for ms in arrivals if ms > LATE_MS)
+        dropped = sum(transport.dropped_audio_ms.values())
+        name = "(a) Python observer" if path == "python" else "(b) native tap     "
+        if path == "tap":
+            tap_late[size] = (late, arrivals)
+        say(
+            f"      {name} {cost[path]:5.3f} ms/participant-s everything included; "
+            f"native lateness p50 {percentile(late, 0.5):6.1f} p99 "
+            f"{percentile(late, 0.99):6.1f} max {max(late, default=0.0):6.1f} ms; "
+            f"chunks >{LATE_MS:.0f} ms late {sent_late}/{len(arrivals)} "
+            f"(worst {max(arrivals, default=0.0):.0f} ms), and of the stall check's "
+            f"{len(stalled)} (gap silence, flushed tails) "
+            f"{sum(1 for ms in stalled if ms > LATE_MS)} (worst "
+            f"{max(stalled, default=0.0):.0f} ms); dropped {dropped / 1000:.1f} s; "
+            f"of which the loop's thread {SPLIT['loop']:5.3f}, in the kernel "
+            f"{SPLIT['sys']:5.3f} (all threads)"
+        )
+        say(f"          by thread: {THREADS['recorder']}")
+    if "sdk" in paths:
+        control.close()
+        control = NativeControl(str(site.library))
+        for uid in uids:
+            control.channel(CHANNEL).add_user(uid)
+        try:
+            cost["sdk"] = await asyncio.to_thread(official_sdk, control, sdk, uids, url)
+        except Exception as exc:  # the official client at this size: say why
+            say(f"      (c) official SDK        failed: {exc!r}"[:200])
+        else:
+            late = [s * 1000 for s in control.lateness_s()]
+            say(
+                f"      (c) official SDK    {cost['sdk']:5.3f} ms/participant-s (wrapper "
+                f"per-frame observer, StreamingClient.stream per chunk); native lateness "
+                f"p50 {percentile(late, 0.5):6.1f} p99 {percentile(late, 0.99):6.1f} max "
+                f"{max(late, default=0.0):6.1f} ms"
+            )
+        release_agora_service()
+    if "minimal" in paths:
+        control.close()
+        control = NativeControl(str(site.library))
+        for uid in uids:
+            control.channel(CHANNEL).add_user(uid)
+        cost["minimal"] = await minimal_client(control, sdk, uids, url)
+        release_agora_service()
+        late = [s * 1000 for s in control.lateness_s()]
+        say(
+            f"      (d) minimal client  {cost['minimal']:5.3f} ms/participant-s (wrapper "
+            f"per-frame observer, one websockets send per chunk); native lateness p50 "
+            f"{percentile(late, 0.5):6.1f} p99 {percentile(late, 0.99):6.1f} max "
+            f"{max(late, default=0.0):6.1f} ms"
+        )
+    if "floor" in paths and load_tap() is not None:
+        control.close()
+        control = NativeControl(str(site.library))
+        for uid in uids:
+            control.channel(CHANNEL).add_user(uid)
+        cost["floor"] = await tap_floor(control, uids, url)
+        release_agora_service()
+        late = [s * 1000 for s in control.lateness_s()]
+        say(
+            f"      (e) tap floor       {cost['floor']:5.3f} ms/participant-s (native "
+            f"tap, one wire send per chunk, nothing else); native lateness p50 "
+            f"{percentile(late, 0.5):6.1f} p99 {percentile(late, 0.99):6.1f} max "
+            f"{max(late, default=0.0):6.1f} ms; of which the loop's thread "
+            f"{SPLIT['floor loop']:5.3f}, in the kernel {SPLIT['floor sys']:5.3f}"
+        )
+    return control, cost
+
+
 async def main() -> None:
     sizes = [int(s) for s in os.environ.get("BENCH_SIZES", "50,200,500").split(",")]
     paths = os.environ.get("BENCH_PATHS", "python,tap,sdk,minimal,floor").split(",")
@@ -592,80 +694,20 @@ async def main() -> None:
                 f"{size:4d} speakers: native alone {native:5.3f}; wrapper (observer a no-op) "
                 f"{wrapper:5.3f} ms per participant-second"
             )
-            cost: dict[str, float] = {}
-            for path in [p for p in paths if p in ("python", "tap")]:
-                control.close()
-                control = NativeControl(str(site.library))
-                for uid in uids:
-                    control.channel(CHANNEL).add_user(uid)
-                cost[path], transport = await with_recorder(control, uids, url, tap=path == "tap")
-                release_agora_service()
-                late = [s * 1000 for s in control.lateness_s()]
-                arrivals, stalled = ARRIVALS.late_ms, ARRIVALS.stall_late_ms
-                sent_late = sum(1 for ms in arrivals if ms > LATE_MS)
-                dropped = sum(transport.dropped_audio_ms.values())
-                name = "(a) Python observer" if path == "python" else "(b) native tap     "
-                if path == "tap":
-                    tap_late[size] = (late, arrivals)
+            rounds = []
+            for index in range(ROUNDS):
+                if ROUNDS > 1:
+                    say(f"    round {index + 1} of {ROUNDS}")
+                control, figures = await one_round(control, site, sdk, uids, url, paths, tap_late)
+                rounds.append(figures)
+            measured = [path for path in dict.fromkeys(p for r in rounds for p in r)]
+            cost = {
+                path: statistics.median([r[path] for r in rounds if path in r]) for path in measured
+            }
+            if ROUNDS > 1:
                 say(
-                    f"      {name} {cost[path]:5.3f} ms/participant-s everything included; "
-                    f"native lateness p50 {percentile(late, 0.5):6.1f} p99 "
-                    f"{percentile(late, 0.99):6.1f} max {max(late, default=0.0):6.1f} ms; "
-                    f"chunks >{LATE_MS:.0f} ms late {sent_late}/{len(arrivals)} "
-                    f"(worst {max(arrivals, default=0.0):.0f} ms), and of the stall check's "
-                    f"{len(stalled)} (gap silence, flushed tails) "
-                    f"{sum(1 for ms in stalled if ms > LATE_MS)} (worst "
-                    f"{max(stalled, default=0.0):.0f} ms); dropped {dropped / 1000:.1f} s; "
-                    f"of which the loop's thread {SPLIT['loop']:5.3f}, in the kernel "
-                    f"{SPLIT['sys']:5.3f} (all threads)"
-                )
-                say(f"          by thread: {THREADS['recorder']}")
-            if "sdk" in paths:
-                control.close()
-                control = NativeControl(str(site.library))
-                for uid in uids:
-                    control.channel(CHANNEL).add_user(uid)
-                try:
-                    cost["sdk"] = await asyncio.to_thread(official_sdk, control, sdk, uids, url)
-                except Exception as exc:  # the official client at this size: say why
-                    say(f"      (c) official SDK        failed: {exc!r}"[:200])
-                else:
-                    late = [s * 1000 for s in control.lateness_s()]
-                    say(
-                        f"      (c) official SDK    {cost['sdk']:5.3f} ms/participant-s (wrapper "
-                        f"per-frame observer, StreamingClient.stream per chunk); native lateness "
-                        f"p50 {percentile(late, 0.5):6.1f} p99 {percentile(late, 0.99):6.1f} max "
-                        f"{max(late, default=0.0):6.1f} ms"
-                    )
-                release_agora_service()
-            if "minimal" in paths:
-                control.close()
-                control = NativeControl(str(site.library))
-                for uid in uids:
-                    control.channel(CHANNEL).add_user(uid)
-                cost["minimal"] = await minimal_client(control, sdk, uids, url)
-                release_agora_service()
-                late = [s * 1000 for s in control.lateness_s()]
-                say(
-                    f"      (d) minimal client  {cost['minimal']:5.3f} ms/participant-s (wrapper "
-                    f"per-frame observer, one websockets send per chunk); native lateness p50 "
-                    f"{percentile(late, 0.5):6.1f} p99 {percentile(late, 0.99):6.1f} max "
-                    f"{max(late, default=0.0):6.1f} ms"
-                )
-            if "floor" in paths and load_tap() is not None:
-                control.close()
-                control = NativeControl(str(site.library))
-                for uid in uids:
-                    control.channel(CHANNEL).add_user(uid)
-                cost["floor"] = await tap_floor(control, uids, url)
-                release_agora_service()
-                late = [s * 1000 for s in control.lateness_s()]
-                say(
-                    f"      (e) tap floor       {cost['floor']:5.3f} ms/participant-s (native "
-                    f"tap, one wire send per chunk, nothing else); native lateness p50 "
-                    f"{percentile(late, 0.5):6.1f} p99 {percentile(late, 0.99):6.1f} max "
-                    f"{max(late, default=0.0):6.1f} ms; of which the loop's thread "
-                    f"{SPLIT['floor loop']:5.3f}, in the kernel {SPLIT['floor sys']:5.3f}"
+                    f"    median of {ROUNDS} rounds: "
+                    + ", ".join(f"{path} {figure:5.3f}" for path, figure in cost.items())
                 )
             if "python" in cost and "tap" in cost:
                 say(
