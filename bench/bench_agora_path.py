@@ -448,16 +448,16 @@ class Arrivals:
         stale, deliver_now = bridge._stale, bridge._deliver_now
         arrivals = self
 
-        def checked(self: AudioBridge, uid: int, *args: Any) -> float | None:
-            heard: float | None = stale(self, uid, *args)
+        def checked(instance: AudioBridge, uid: int, *args: Any) -> float | None:
+            heard: float | None = stale(instance, uid, *args)
             if heard is not None:
                 arrivals._flushed.add(uid)
             return heard
 
-        def filled(self: AudioBridge, ready: list[tuple[int, Chunk]]) -> None:
+        def filled(instance: AudioBridge, ready: list[tuple[int, Chunk]]) -> None:
             arrivals._filled = {id(chunk) for _, chunk in ready}
             try:
-                deliver_now(self, ready)
+                deliver_now(instance, ready)
             finally:
                 arrivals._filled = set()
                 arrivals._flushed.clear()
@@ -700,7 +700,7 @@ async def main() -> None:
                     say(f"    round {index + 1} of {ROUNDS}")
                 control, figures = await one_round(control, site, sdk, uids, url, paths, tap_late)
                 rounds.append(figures)
-            measured = [path for path in dict.fromkeys(p for r in rounds for p in r)]
+            measured = list(dict.fromkeys(p for r in rounds for p in r))
             cost = {
                 path: statistics.median([r[path] for r in rounds if path in r]) for path in measured
             }

@@ -18,7 +18,6 @@ exits 1 for its supervisor to restart it.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
@@ -28,8 +27,6 @@ from procrastinate.jobs import Job
 from procrastinate.manager import JobManager
 
 __all__ = ["SteadyJobManager", "is_connection_failure"]
-
-log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -83,10 +80,18 @@ class SteadyJobManager(JobManager):
         self._reached()
         return result
 
-    async def _until_stored(self, call: Callable[[], Awaitable[None]]) -> None:
+    async def _until_done(self, call: Callable[[], Awaitable[None]]) -> None:
+        """``call()`` again, waiting longer each time, until no connection failure stops it."""
         wait = FIRST_WAIT_S
         while True:
-            if await self._or_none(_done(call())) is not None:
+            try:
+                await call()
+            except Exception as exc:
+                if not is_connection_failure(exc):
+                    raise
+                self._lost(exc)
+            else:
+                self._reached()
                 return
             await asyncio.sleep(wait)
             wait = min(MAX_WAIT_S, wait * 2)
@@ -101,28 +106,15 @@ class SteadyJobManager(JobManager):
 
     async def finish_job(self, *args: Any, **kwargs: Any) -> None:
         """Store a job's end, waiting for the database if it is away."""
-        await self._until_stored(lambda: super(SteadyJobManager, self).finish_job(*args, **kwargs))
+        await self._until_done(lambda: super(SteadyJobManager, self).finish_job(*args, **kwargs))
 
     async def retry_job(self, *args: Any, **kwargs: Any) -> None:
         """Put a job back in the queue, waiting for the database if it is away."""
-        await self._until_stored(lambda: super(SteadyJobManager, self).retry_job(*args, **kwargs))
+        await self._until_done(lambda: super(SteadyJobManager, self).retry_job(*args, **kwargs))
 
     async def listen_for_jobs(self, **kwargs: Any) -> None:
-        """Listen for new jobs; listen again when the connection is lost."""
-        wait = FIRST_WAIT_S
-        while True:
-            try:
-                await super().listen_for_jobs(**kwargs)
-                return  # the connector cannot listen: the worker polls
-            except Exception as exc:
-                if not is_connection_failure(exc):
-                    raise
-                self._lost(exc)
-            await asyncio.sleep(wait)
-            wait = min(MAX_WAIT_S, wait * 2)
+        """Listen for new jobs; listen again when the connection is lost.
 
-
-async def _done(call: Awaitable[None]) -> bool:
-    """True once ``call`` is done (so that "stored" is never confused with None)."""
-    await call
-    return True
+        It returns only if the connector cannot listen (the worker then polls).
+        """
+        await self._until_done(lambda: super(SteadyJobManager, self).listen_for_jobs(**kwargs))
