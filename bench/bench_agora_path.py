@@ -503,7 +503,7 @@ async def with_recorder(
                 raise RuntimeError("the speakers were not all announced")
             if isinstance(transport.bridge, NativeAudioBridge) != tap:
                 raise RuntimeError(f"asked for tap={tap}, got {type(transport.bridge).__name__}")
-            profiler = cProfile.Profile() if PROFILE else None
+            profiler = cProfile.Profile(time.thread_time) if PROFILE else None
             if profiler is not None:
                 profiler.enable()  # the loop's thread only: where the Python time goes
             loop0, sys0 = time.thread_time(), resource.getrusage(resource.RUSAGE_SELF).ru_stime

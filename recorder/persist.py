@@ -29,7 +29,7 @@ from recorder.errors import (
 )
 from storage.audio import finish_segment
 from storage.keyed import add_gap_once, add_segment_once, open_stream_session_once
-from storage.records import TurnRecord, Word
+from storage.records import SessionClosed, SessionOpened, TurnRecord, Word
 from storage.store import TranscriptStore
 
 __all__ = [
@@ -295,6 +295,23 @@ class BadWrite(RecorderError):
     """A write that can never be stored (malformed); it is dropped with an error line."""
 
 
+@dataclasses.dataclass(slots=True)
+class _Held:
+    """Writes of a batch stored together (see :meth:`StoreWrites._apply_held`)."""
+
+    opened: list[Write] = dataclasses.field(default_factory=list)
+    turns: list[Write] = dataclasses.field(default_factory=list)
+    closed: list[Write] = dataclasses.field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.opened or self.turns or self.closed)
+
+    def clear(self) -> None:
+        self.opened.clear()
+        self.turns.clear()
+        self.closed.clear()
+
+
 class StoreWrites:
     """Applies writes to the store, remembering the ids of the rows named by a ref.
 
@@ -354,24 +371,61 @@ class StoreWrites:
             # The batch's turns go in one upsert (one statement, compiled once), after
             # the writes that no turn depends on and that tell live streams nothing
             # (socket rows, gaps, audio files), but before a participant's: its
-            # joined/left event comes after the turns said before it.
-            turns: list[Write] = []
+            # joined/left event comes after the turns said before it. A fresh batch's
+            # socket rows go the same way: every open in one INSERT before the turns
+            # (which name them), every close in one UPDATE after.
+            held = _Held()
             for write in writes:
-                if write["op"] == "turn":
-                    turns.append(write)
-                    continue
-                if turns and write["op"] == "participant":
-                    await self._apply_turns(turns, stored)
-                    turns = []
-                await self._apply_one(write, stored, fresh)
-            if turns:
-                await self._apply_turns(turns, stored)
+                op = write["op"]
+                if op == "turn":
+                    held.turns.append(write)
+                elif fresh and op == "session":
+                    held.opened.append(write)
+                elif fresh and op == "session_closed":
+                    held.closed.append(write)
+                else:
+                    if op == "participant" and held:
+                        await self._apply_held(held, stored)
+                    await self._apply_one(write, stored, fresh)
+            await self._apply_held(held, stored)
 
         if len(writes) == 1 and not self._store.batches_in_thread:
             await work()  # one write: its own transactions, as it always had
         else:
             await self._store.run_as_one(work)
         self.refs.update(stored)
+
+    async def _apply_held(self, held: _Held, stored: dict[str, int]) -> None:
+        """Store ``held`` (opens, turns, closes: each may name the one before), and empty it."""
+        if held.opened:
+            ids = await self._store.open_stream_sessions(
+                [
+                    SessionOpened(
+                        write["meeting_id"],
+                        write["uid"],
+                        datetime.fromisoformat(write["opened_at"]),
+                        write["provider_id"],
+                    )
+                    for write in held.opened
+                ]
+            )
+            stored.update(zip((write["ref"] for write in held.opened), ids, strict=True))
+        if held.turns:
+            await self._apply_turns(held.turns, stored)
+        if held.closed:
+            await self._store.close_stream_sessions(
+                [
+                    SessionClosed(
+                        self._id(write, stored),
+                        datetime.fromisoformat(write["closed_at"]),
+                        write["audio_seconds"],
+                        write["close_code"],
+                        write["close_reason"],
+                    )
+                    for write in held.closed
+                ]
+            )
+        held.clear()
 
     async def _apply_turns(self, writes: Sequence[Write], stored: dict[str, int]) -> None:
         records = []

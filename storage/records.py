@@ -27,6 +27,8 @@ __all__ = [
     "Participant",
     "QueryResult",
     "SearchHit",
+    "SessionClosed",
+    "SessionOpened",
     "StreamSession",
     "Turn",
     "TurnRecord",
@@ -186,6 +188,28 @@ class StreamSession:
         if self.closed_at is None:
             return 0.0
         return max(0.0, (self.closed_at - self.opened_at).total_seconds())
+
+
+@dataclass(frozen=True, slots=True)
+class SessionOpened:
+    """An STT socket that opened for a participant (a write; the store gives its id)."""
+
+    meeting_id: int
+    uid: int
+    opened_at: datetime
+    provider_session_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionClosed:
+    """An STT socket that closed: the billed interval and why (a write)."""
+
+    session_id: int
+    closed_at: datetime
+    audio_seconds: float
+    close_code: int | None = None
+    close_reason: str | None = None
+    provider_session_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,10 +21,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from recorder.errors import NotFoundError
 from storage.events import record_meeting_event, record_turn_events
 from storage.models import MeetingRow, NoteRow, ParticipantRow, StreamSessionRow
-from storage.records import MEETING_STATUSES, TurnRecord
+from storage.records import MEETING_STATUSES, SessionClosed, SessionOpened, TurnRecord
 from storage.rows import clean_optional, storable_text
 from storage.store_base import StoreBase
-from storage.writes import mark_abandoned_meetings, upsert_participant, upsert_turn_rows
+from storage.writes import (
+    mark_abandoned_meetings,
+    see_participants,
+    upsert_participant,
+    upsert_turn_rows,
+)
 
 __all__ = ["DEFAULT_STALE_AFTER", "StoreWrites"]
 
@@ -44,7 +49,13 @@ _HEARTBEAT = (
     .values(heartbeat_at=bindparam("heartbeat_at"))
 )
 _OPEN_SESSION = insert(StreamSessionRow).returning(StreamSessionRow.id)
+_OPEN_SESSIONS = insert(StreamSessionRow).returning(
+    StreamSessionRow.id, sort_by_parameter_order=True
+)
 _UPDATE_SESSION = update(StreamSessionRow).where(StreamSessionRow.id == bindparam("session_id_"))
+_SESSION_IDS = select(StreamSessionRow.id).where(
+    StreamSessionRow.id.in_(bindparam("session_ids_", expanding=True))
+)
 
 
 class StoreWrites(StoreBase):
@@ -284,23 +295,45 @@ class StoreWrites(StoreBase):
         Raises:
             NotFoundError: no such meeting.
         """
+        opened = SessionOpened(meeting_id, uid, opened_at, provider_session_id)
+        return (await self.open_stream_sessions([opened]))[0]
 
-        async def work(connection: AsyncConnection) -> int:
-            # upsert_participant checks the meeting (only when the participant is new).
-            participant_id = await upsert_participant(
-                connection, self._dialect, meeting_id, uid, opened_at, None
+    async def open_stream_sessions(self, opened: Sequence[SessionOpened]) -> list[int]:
+        """Record STT sockets that opened, in one transaction; their session ids, in order.
+
+        A recording opens a socket per turn of every speaker: the batch costs
+        three statements however many sockets it holds (:func:`see_participants`,
+        then one INSERT of every row), where one at a time cost two each.
+
+        Raises:
+            NotFoundError: no such meeting.
+        """
+        if not opened:
+            return []
+
+        async def work(connection: AsyncConnection) -> list[int]:
+            participants = await see_participants(
+                connection, self._dialect, [(o.meeting_id, o.uid, o.opened_at) for o in opened]
             )
-            result = await connection.execute(
-                _OPEN_SESSION,
+            rows = [
                 {
-                    "meeting_id": meeting_id,
-                    "participant_id": participant_id,
-                    "provider_session_id": clean_optional(provider_session_id),
-                    "opened_at": opened_at,
+                    "meeting_id": o.meeting_id,
+                    "participant_id": participants[o.meeting_id, o.uid],
+                    "provider_session_id": clean_optional(o.provider_session_id),
+                    "opened_at": o.opened_at,
                     "audio_seconds": 0.0,
-                },
-            )
-            return int(result.scalar_one())
+                }
+                for o in opened
+            ]
+            if len(rows) == 1:
+                return [int((await connection.execute(_OPEN_SESSION, rows[0])).scalar_one())]
+            if self._dialect != "sqlite":
+                return [int(i) for i in (await connection.execute(_OPEN_SESSIONS, rows)).scalars()]
+            # SQLite returns the rows in no set order, and SQLAlchemy keeps the order by
+            # sending one INSERT a row. But one INSERT gives its rows rowids one above the
+            # largest, in the order of its VALUES (https://www.sqlite.org/autoinc.html):
+            # ascending ids are the rows in order.
+            return sorted(int(i) for i in (await connection.execute(_OPEN_SESSION, rows)).scalars())
 
         return await self._transaction(work, write=True)
 
@@ -325,26 +358,58 @@ class StoreWrites(StoreBase):
         Raises:
             NotFoundError: no such stream session.
         """
-        values: dict[str, Any] = {
-            "closed_at": closed_at,
-            "audio_seconds": float(audio_seconds),
-            "close_code": close_code,
-            "close_reason": clean_optional(close_reason),
-        }
-        if provider_session_id is not None:
-            values["provider_session_id"] = storable_text(provider_session_id)
-        await self._update_session(session_id, **values)
+        closed = SessionClosed(
+            session_id, closed_at, audio_seconds, close_code, close_reason, provider_session_id
+        )
+        await self.close_stream_sessions([closed])
+
+    async def close_stream_sessions(self, closed: Sequence[SessionClosed]) -> None:
+        """Record STT sockets that closed, in one transaction (one UPDATE for them all).
+
+        Raises:
+            NotFoundError: one of them names no stream session.
+        """
+        # An executemany needs the same columns in every row: with and without the
+        # provider's id (known to the close when Begin came late) go apart.
+        groups: dict[bool, list[dict[str, Any]]] = {}
+        for close in closed:
+            values: dict[str, Any] = {
+                "session_id_": close.session_id,
+                "closed_at": close.closed_at,
+                "audio_seconds": float(close.audio_seconds),
+                "close_code": close.close_code,
+                "close_reason": clean_optional(close.close_reason),
+            }
+            if close.provider_session_id is not None:
+                values["provider_session_id"] = storable_text(close.provider_session_id)
+            groups.setdefault(close.provider_session_id is not None, []).append(values)
+        if not groups:
+            return
+
+        async def work(connection: AsyncConnection) -> None:
+            for rows in groups.values():
+                await self._update_sessions(connection, rows)
+
+        await self._transaction(work, write=True)
 
     async def _update_session(self, session_id: int, **values: Any) -> None:
         async def work(connection: AsyncConnection) -> None:
-            # The columns set are the parameters given (besides the row's id).
-            result = await connection.execute(
-                _UPDATE_SESSION, {"session_id_": session_id, **values}
-            )
-            if result.rowcount == 0:
-                raise NotFoundError(f"no stream session with id {session_id}")
+            await self._update_sessions(connection, [{"session_id_": session_id, **values}])
 
         await self._transaction(work, write=True)
+
+    @staticmethod
+    async def _update_sessions(connection: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+        """One UPDATE of stream sessions; the columns set are the keys of ``rows``."""
+        result = await connection.execute(_UPDATE_SESSION, rows[0] if len(rows) == 1 else rows)
+        counted = len(rows) == 1 or connection.dialect.supports_sane_multi_rowcount
+        if counted and result.rowcount == len(rows):
+            return
+        # asyncpg counts no rows of a batch, and a short count names no session: look.
+        wanted = {row["session_id_"] for row in rows}
+        found = set(await connection.scalars(_SESSION_IDS, {"session_ids_": list(wanted)}))
+        if absent := sorted(wanted - found):
+            raise NotFoundError(f"no stream session with id {', '.join(map(str, absent))}")
 
     # -- turns and notes ------------------------------------------------------
 

@@ -35,6 +35,7 @@ __all__ = [
     "is_pid_alive",
     "mark_abandoned_meetings",
     "require_meeting",
+    "see_participants",
     "upsert_participant",
     "upsert_turn_rows",
 ]
@@ -100,6 +101,54 @@ async def upsert_participant(
     return participant_id
 
 
+async def see_participants(
+    connection: AsyncConnection,
+    dialect: str,
+    sightings: Sequence[tuple[int, int, datetime]],
+) -> dict[tuple[int, int], int]:
+    """:func:`upsert_participant` for many ``(meeting_id, uid, seen_at)``: their row ids.
+
+    Participants already stored (every socket after a speaker's first) cost one
+    UPDATE and one SELECT for the whole batch, not a statement each; a new one
+    is upserted on its own.
+
+    Raises:
+        NotFoundError: no such meeting.
+    """
+    latest: dict[tuple[int, int], datetime] = {}
+    for meeting_id, uid, seen_at in sightings:
+        key = (meeting_id, uid)
+        if key not in latest or seen_at > latest[key]:
+            latest[key] = seen_at
+    if len(latest) == 1:
+        ((meeting_id, uid), seen_at), *_ = latest.items()
+        return {
+            (meeting_id, uid): await upsert_participant(
+                connection, dialect, meeting_id, uid, seen_at, None
+            )
+        }
+    await connection.execute(
+        _seen_again_many(dialect),
+        [{"meeting_id_": m, "uid_": u, "seen_at_": at} for (m, u), at in latest.items()],
+    )
+    uids: dict[int, list[int]] = {}
+    for meeting_id, uid in latest:
+        uids.setdefault(meeting_id, []).append(uid)
+    ids: dict[tuple[int, int], int] = {}
+    for meeting_id, wanted in uids.items():
+        found = await connection.execute(
+            _PARTICIPANT_IDS, {"meeting_id_": meeting_id, "uids_": wanted}
+        )
+        ids.update(((meeting_id, uid), participant_id) for uid, participant_id in found)
+    for (meeting_id, uid), seen_at in latest.items():
+        if (meeting_id, uid) not in ids:  # a first sighting (it checks the meeting)
+            ids[meeting_id, uid] = await upsert_participant(
+                connection, dialect, meeting_id, uid, seen_at, None
+            )
+    await _beat(connection, list(uids), max(latest.values()))
+    return ids
+
+
 @functools.cache
 def _first_sight(dialect: str, with_name: bool) -> Any:
     """The upsert of a participant not seen yet (built once per dialect and variant)."""
@@ -118,22 +167,32 @@ def _first_sight(dialect: str, with_name: bool) -> Any:
 @functools.cache
 def _seen_again(dialect: str, with_name: bool) -> Any:
     """The UPDATE of a participant seen again (built once: building costs more than running)."""
+    statement = _seen_again_many(dialect)
+    if with_name:
+        name = bindparam("display_name", type_=ParticipantRow.display_name.type)
+        statement = statement.values(display_name=name)
+    return statement.returning(ParticipantRow.id)
+
+
+@functools.cache
+def _seen_again_many(dialect: str) -> Any:
+    """:func:`_seen_again` for a batch (no RETURNING: an UPDATE's executemany has none)."""
     latest = func.max if dialect == "sqlite" else func.greatest
     seen = bindparam("seen_at_", type_=ParticipantRow.last_seen.type)
-    changes: dict[str, Any] = {"last_seen": latest(ParticipantRow.last_seen, seen)}
-    if with_name:
-        changes["display_name"] = bindparam("display_name", type_=ParticipantRow.display_name.type)
     return (
         update(ParticipantRow)
         .where(
             ParticipantRow.meeting_id == bindparam("meeting_id_"),
             ParticipantRow.uid == bindparam("uid_"),
         )
-        .values(changes)
-        .returning(ParticipantRow.id)
+        .values(last_seen=latest(ParticipantRow.last_seen, seen))
     )
 
 
+_PARTICIPANT_IDS = select(ParticipantRow.uid, ParticipantRow.id).where(
+    ParticipantRow.meeting_id == bindparam("meeting_id_"),
+    ParticipantRow.uid.in_(bindparam("uids_", expanding=True)),
+)
 _MEETING_ID = select(MeetingRow.id).where(MeetingRow.id == bindparam("meeting_id_"))
 _BEAT = (
     update(MeetingRow)

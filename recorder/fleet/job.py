@@ -18,7 +18,7 @@ import io
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -59,6 +59,7 @@ from recorder.fleet.takeover import (
 )
 from recorder.pipeline import FinalTurn
 from recorder.transport.base import Transport
+from storage.records import SessionClosed, SessionOpened
 from storage.store import TranscriptStore
 
 __all__ = ["ActiveRecording", "FencedStore", "FleetRuntime", "LeaseLost", "is_permanent", "run_job"]
@@ -203,14 +204,16 @@ class FencedStore(TranscriptStore):
         if await self._allowed():
             await super().upsert_turns(*args, **kwargs)
 
-    async def open_stream_session(self, *args: Any, **kwargs: Any) -> int:
-        """Record an STT socket (refused without the lease: id 0)."""
-        return await super().open_stream_session(*args, **kwargs) if await self._allowed() else 0
-
-    async def close_stream_session(self, *args: Any, **kwargs: Any) -> None:
-        """Close an STT socket's record (refused without the lease)."""
+    async def open_stream_sessions(self, opened: Sequence[SessionOpened]) -> list[int]:
+        """Record STT sockets (refused without the lease: ids 0)."""
         if await self._allowed():
-            await super().close_stream_session(*args, **kwargs)
+            return await super().open_stream_sessions(opened)
+        return [0] * len(opened)
+
+    async def close_stream_sessions(self, closed: Sequence[SessionClosed]) -> None:
+        """Close STT sockets' records (refused without the lease)."""
+        if await self._allowed():
+            await super().close_stream_sessions(closed)
 
     async def record_participant(self, *args: Any, **kwargs: Any) -> int:
         """Add or update a participant (refused without the lease: id 0)."""
