@@ -11,8 +11,12 @@ time" for the fetch and the heartbeat, retries the listener, and retries a
 job's end until it is stored (an unstored end would hold the channel's lock).
 
 Only connection failures are ridden out (psycopg's ``OperationalError``, which
-the pool's timeout also is). Anything else still stops the worker, which then
-exits 1 for its supervisor to restart it.
+the pool's timeout also is), and one consequence of a long one: a worker that
+starts while this one cannot beat deletes its row as stalled, and procrastinate
+would stop this worker at its next fetch (the job's ``worker_id`` names no
+worker). The manager registers the worker again and goes on under the new id.
+Anything else still stops the worker, which then exits 1 for its supervisor to
+restart it.
 """
 
 from __future__ import annotations
@@ -26,13 +30,21 @@ from procrastinate import BaseConnector
 from procrastinate.jobs import Job
 from procrastinate.manager import JobManager
 
-__all__ = ["SteadyJobManager", "is_connection_failure"]
+__all__ = ["SteadyJobManager", "is_connection_failure", "is_unregistered"]
 
 T = TypeVar("T")
 
 #: Waits between attempts to store a job's end or to listen again, seconds.
 FIRST_WAIT_S = 0.5
 MAX_WAIT_S = 5.0
+
+
+def is_unregistered(error: BaseException) -> bool:
+    """Whether ``error`` is a job fetch refused because the worker's row is gone."""
+    cause = error if isinstance(error, psycopg.errors.ForeignKeyViolation) else error.__cause__
+    if not isinstance(cause, psycopg.errors.ForeignKeyViolation):
+        return False
+    return "worker_id" in (cause.diag.constraint_name or "")
 
 
 def is_connection_failure(error: BaseException) -> bool:
@@ -54,6 +66,9 @@ class SteadyJobManager(JobManager):
         super().__init__(connector)
         self._say = say
         self.is_unreachable = False
+        # The worker keeps the id it registered with; after a registration again, the
+        # calls that name it are made with the new one.
+        self._ids: dict[int, int] = {}
 
     def _lost(self, error: BaseException) -> None:
         if not self.is_unreachable:
@@ -98,11 +113,30 @@ class SteadyJobManager(JobManager):
 
     async def fetch_job(self, queues: Iterable[str] | None, worker_id: int) -> Job | None:
         """The next job, or None (also while the database is away: the loop polls again)."""
-        return await self._or_none(super().fetch_job(queues, worker_id))
+        current = self._ids.get(worker_id, worker_id)
+        try:
+            return await self._or_none(super().fetch_job(queues, current))
+        except Exception as exc:
+            if not is_unregistered(exc):
+                raise
+        registered = await self._or_none(self.register_worker())
+        if registered is None:
+            return None  # the database went away again: the next fetch tries again
+        self._ids[worker_id] = registered
+        self._say(
+            f"! this worker's row in the queue was deleted as stalled (worker {current}: no"
+            f" heartbeat reached the database for too long); registered again as worker"
+            f" {registered}"
+        )
+        return await self._or_none(super().fetch_job(queues, registered))
 
     async def update_heartbeat(self, worker_id: int) -> None:
         """Say the worker is alive; skipped while the database is away."""
-        await self._or_none(super().update_heartbeat(worker_id))
+        await self._or_none(super().update_heartbeat(self._ids.get(worker_id, worker_id)))
+
+    async def unregister_worker(self, worker_id: int) -> None:
+        """Delete the worker's row (under the id it goes by now)."""
+        await super().unregister_worker(self._ids.get(worker_id, worker_id))
 
     async def finish_job(self, *args: Any, **kwargs: Any) -> None:
         """Store a job's end, waiting for the database if it is away."""
