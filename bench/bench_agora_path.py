@@ -29,7 +29,8 @@ Prints, per size and path: process CPU ms per participant-second (every
 thread), the ratio a/b, the native thread's tick lateness p50/p99/max, how
 many chunks reached the pipeline more than 50 ms after their last sample
 (and the worst; the bridge's stall check's chunks, late by design, apart),
-and audio dropped. Run: ``python bench/bench_agora_path.py``
+the garbage collector's full collections meanwhile (each pauses every
+participant's audio), and audio dropped. Run: ``python bench/bench_agora_path.py``
 (``BENCH_SIZES=50,200`` to choose sizes, ``BENCH_PATHS=tap`` for one path,
 ``BENCH_ROUNDS=5`` for the medians of five rounds of every path).
 """
@@ -38,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import cProfile
+import gc
 import logging
 import math
 import os
@@ -466,7 +468,41 @@ class Arrivals:
         bridge._deliver_now = filled
 
 
+class Collections:
+    """The garbage collector's pauses while the speakers speak.
+
+    Each holds the GIL, so every participant's audio waits behind it: full
+    (generation 2) collections are the usual cause of a chunk handed over late at
+    500 speakers; the young ones are shown beside them.
+    """
+
+    def __init__(self) -> None:
+        self.pauses_ms: list[tuple[int, float]] = []  # (generation, ms)
+        self.watching = False
+        self._started = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if not self.watching:
+            return
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.pauses_ms.append(
+                (info["generation"], (time.perf_counter() - self._started) * 1000)
+            )
+
+    def line(self) -> str:
+        full = [ms for generation, ms in self.pauses_ms if generation == 2]
+        young = [ms for generation, ms in self.pauses_ms if generation < 2]
+        return (
+            f"GC full collections {len(full)} (longest {max(full, default=0.0):.0f} ms), "
+            f"young {len(young)} (longest {max(young, default=0.0):.0f} ms)"
+        )
+
+
 ARRIVALS = Arrivals()
+COLLECTIONS = Collections()
 #: The last recorder run's CPU split, ms per participant-second: the loop's thread, kernel.
 SPLIT: dict[str, float] = {}
 THREADS: dict[str, str] = {}  # where the last recorder run's CPU went, by thread
@@ -508,9 +544,11 @@ async def with_recorder(
                 profiler.enable()  # the loop's thread only: where the Python time goes
             loop0, sys0 = time.thread_time(), resource.getrusage(resource.RUSAGE_SELF).ru_stime
             threads0 = thread_cpu()
+            COLLECTIONS.pauses_ms, COLLECTIONS.watching = [], True
             cpu, _ = await asyncio.to_thread(speak_and_measure, control, uids)
             # The speaking window is over: what the recording's end flushes is not counted.
             ARRIVALS.clock = None
+            COLLECTIONS.watching = False
             per = 1000 / (len(uids) * SECONDS)
             SPLIT["loop"] = (time.thread_time() - loop0) * per
             THREADS["recorder"] = by_thread(threads0, thread_cpu(), per)
@@ -599,7 +637,8 @@ async def one_round(
             f"(worst {max(arrivals, default=0.0):.0f} ms), and of the stall check's "
             f"{len(stalled)} (gap silence, flushed tails) "
             f"{sum(1 for ms in stalled if ms > LATE_MS)} (worst "
-            f"{max(stalled, default=0.0):.0f} ms); dropped {dropped / 1000:.1f} s; "
+            f"{max(stalled, default=0.0):.0f} ms); {COLLECTIONS.line()}; "
+            f"dropped {dropped / 1000:.1f} s; "
             f"of which the loop's thread {SPLIT['loop']:5.3f}, in the kernel "
             f"{SPLIT['sys']:5.3f} (all threads)"
         )

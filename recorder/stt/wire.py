@@ -414,8 +414,13 @@ class WireSocket(asyncio.Protocol):
         if self._drain is not None and not self._drain.done():
             self._drain.set_result(None)
         self.closed.set_result(None)
-        if self.on_close is not None:
-            self.on_close()
+        on_close = self.on_close
+        # The callbacks are bound methods of our owner, which holds us: a cycle that would
+        # leave every socket's objects to the full garbage collection (a pause of every
+        # participant's audio) rather than to their reference counts.
+        self._on_text = self.on_close = None
+        if on_close is not None:
+            on_close()
 
     def pause_writing(self) -> None:
         """The transport's buffer passed the high-water mark."""
