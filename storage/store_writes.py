@@ -302,8 +302,9 @@ class StoreWrites(StoreBase):
         """Record STT sockets that opened, in one transaction; their session ids, in order.
 
         A recording opens a socket per turn of every speaker: the batch costs
-        three statements however many sockets it holds (:func:`see_participants`,
-        then one INSERT of every row), where one at a time cost two each.
+        three or four statements however many sockets it holds
+        (:func:`see_participants`, then one INSERT of every row), where one at a
+        time cost two or three each.
 
         Raises:
             NotFoundError: no such meeting.
