@@ -497,7 +497,8 @@ class Collections:
         young = [ms for generation, ms in self.pauses_ms if generation < 2]
         return (
             f"GC full collections {len(full)} (longest {max(full, default=0.0):.0f} ms), "
-            f"young {len(young)} (longest {max(young, default=0.0):.0f} ms)"
+            f"young {len(young)} (longest {max(young, default=0.0):.0f} ms), "
+            f"{sum(full) + sum(young):.0f} ms in all"
         )
 
 
