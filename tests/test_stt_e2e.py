@@ -270,14 +270,19 @@ async def test_a_finished_streams_sockets_are_freed_by_reference_counts() -> Non
     # With hundreds of speakers a socket opens and closes every few seconds each; one
     # left in a reference cycle waits for a full garbage collection, which pauses every
     # participant's audio (70-200 ms at 500 speakers when every socket was left so).
+    from websockets.client import ClientProtocol
+    from websockets.protocol import State
+
     from recorder.stt.connection import SttConnection
     from recorder.stt.wire import WireSocket
 
     def alive() -> list[str]:
+        # A socket's protocol ends CLOSED (the upgrade's template, one per URL, never opens).
         return [
             type(o).__name__
             for o in gc.get_objects()
             if isinstance(o, WireSocket | SttConnection | SttStream)
+            or (isinstance(o, ClientProtocol) and o.state is State.CLOSED)
         ]
 
     pcm, _ = encode_words(" ".join(SENTENCES[:2]))

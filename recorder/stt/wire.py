@@ -402,6 +402,9 @@ class WireSocket(asyncio.Protocol):
         self._give_up_answer()
         self._give_up_frames()
         self.protocol.receive_eof()  # idempotent: the protocol is CLOSED after it
+        # The protocol ends parked in its own parser generator, which holds it: a cycle
+        # (see below). Closing the generator, never stepped once CLOSED, breaks it.
+        self.protocol.parser.close()
         for handle in (self._ping_handle, self._close_handle):
             if handle is not None:
                 handle.cancel()
@@ -417,7 +420,8 @@ class WireSocket(asyncio.Protocol):
         on_close = self.on_close
         # The callbacks are bound methods of our owner, which holds us: a cycle that would
         # leave every socket's objects to the full garbage collection (a pause of every
-        # participant's audio) rather than to their reference counts.
+        # participant's audio) rather than to their reference counts (as asyncpg found:
+        # https://github.com/MagicStack/asyncpg/pull/1049).
         self._on_text = self.on_close = None
         if on_close is not None:
             on_close()
