@@ -109,28 +109,26 @@ async def see_participants(
     """:func:`upsert_participant` for many ``(meeting_id, uid, seen_at)``: their row ids.
 
     Participants already stored (every socket after a speaker's first) cost one
-    UPDATE and one SELECT for the whole batch, not a statement each; a new one
-    is upserted on its own.
+    SELECT and one UPDATE for the whole batch, not a statement each; a new one
+    is added on its own first, seen first at its earliest sighting.
 
     Raises:
         NotFoundError: no such meeting.
     """
+    earliest: dict[tuple[int, int], datetime] = {}
     latest: dict[tuple[int, int], datetime] = {}
     for meeting_id, uid, seen_at in sightings:
         key = (meeting_id, uid)
+        if key not in earliest or seen_at < earliest[key]:
+            earliest[key] = seen_at
         if key not in latest or seen_at > latest[key]:
             latest[key] = seen_at
-    if len(latest) == 1:
+    if len(latest) == 1 and len(sightings) == 1:
         ((meeting_id, uid), seen_at), *_ = latest.items()
-        return {
-            (meeting_id, uid): await upsert_participant(
-                connection, dialect, meeting_id, uid, seen_at, None
-            )
-        }
-    await connection.execute(
-        _seen_again_many(dialect),
-        [{"meeting_id_": m, "uid_": u, "seen_at_": at} for (m, u), at in latest.items()],
-    )
+        participant_id = await upsert_participant(
+            connection, dialect, meeting_id, uid, seen_at, None
+        )
+        return {(meeting_id, uid): participant_id}
     uids: dict[int, list[int]] = {}
     for meeting_id, uid in latest:
         uids.setdefault(meeting_id, []).append(uid)
@@ -140,11 +138,12 @@ async def see_participants(
             _PARTICIPANT_IDS, {"meeting_id_": meeting_id, "uids_": wanted}
         )
         ids.update(((meeting_id, uid), participant_id) for uid, participant_id in found)
-    for (meeting_id, uid), seen_at in latest.items():
-        if (meeting_id, uid) not in ids:  # a first sighting (it checks the meeting)
-            ids[meeting_id, uid] = await upsert_participant(
-                connection, dialect, meeting_id, uid, seen_at, None
-            )
+    for key in latest.keys() - ids.keys():  # first sightings (each checks the meeting)
+        ids[key] = await upsert_participant(connection, dialect, *key, earliest[key], None)
+    await connection.execute(
+        _seen_again_many(dialect),
+        [{"meeting_id_": m, "uid_": u, "seen_at_": at} for (m, u), at in latest.items()],
+    )
     await _beat(connection, list(uids), max(latest.values()))
     return ids
 

@@ -72,15 +72,17 @@ async def test_a_batch_of_opens_adds_a_participant_never_seen(store: TranscriptS
     meeting = await store.start_meeting("standup", 1, T0)
     await store.open_stream_session(meeting, 101, T0)
     ids = await store.open_stream_sessions(
-        [SessionOpened(meeting, 303, T0 + timedelta(seconds=1)), SessionOpened(meeting, 101, T0)]
+        [
+            SessionOpened(meeting, 303, T0 + timedelta(seconds=4)),
+            SessionOpened(meeting, 101, T0),
+            SessionOpened(meeting, 303, T0 + timedelta(seconds=1)),
+        ]
     )
     stored = await store.get_meeting(meeting)
     by_id = {s.id: s for s in stored.stream_sessions}
-    assert [by_id[i].uid for i in ids] == [303, 101]
-    assert {p.uid: p.first_seen for p in stored.participants} == {
-        101: T0,
-        303: T0 + timedelta(seconds=1),
-    }
+    assert [by_id[i].uid for i in ids] == [303, 101, 303]
+    seen = {p.uid: (p.first_seen, p.last_seen) for p in stored.participants}
+    assert seen == {101: (T0, T0), 303: (T0 + timedelta(seconds=1), T0 + timedelta(seconds=4))}
 
 
 async def test_opens_for_a_missing_meeting_are_refused(store: TranscriptStore) -> None:
