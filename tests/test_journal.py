@@ -33,6 +33,7 @@ from storage.audio import list_segments
 from storage.gaps import list_gaps
 from storage.records import TurnRecord, Word
 from storage.store import TranscriptStore
+from tests.support.writes import turn_said
 
 
 def test_entries_come_back_in_order(tmp_path: Path) -> None:
@@ -266,16 +267,7 @@ async def test_a_batchs_turns_are_stored_together_before_a_participant_leaves(
     applier = StoreWrites(store)
 
     def said(uid: int, order: int, text: str) -> Write:
-        record = TurnRecord(
-            meeting_id=meeting,
-            uid=uid,
-            stream_session_id=0,
-            turn_order=order,
-            start_ms=order * 1000,
-            end_ms=order * 1000 + 500,
-            text=text,
-        )
-        return turn_write(record, session=f"s-{uid}")
+        return turn_said(meeting, uid, order, text, session=f"s-{uid}")
 
     def closed(uid: int) -> Write:
         return session_closed_write(

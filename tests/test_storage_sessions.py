@@ -15,10 +15,10 @@ from recorder.persist import (
     participant_write,
     session_closed_write,
     session_write,
-    turn_write,
 )
-from storage.records import SessionClosed, SessionOpened, TurnRecord
+from storage.records import SessionClosed, SessionOpened
 from storage.store import TranscriptStore
+from tests.support.writes import turn_said
 
 T0 = datetime(2026, 12, 6, 9, 0, tzinfo=UTC)
 
@@ -133,16 +133,7 @@ async def test_a_fresh_batch_stores_sockets_turns_and_presence_as_one_at_a_time_
         meeting = await store.start_meeting(f"standup-{fresh}", 1, T0)
 
         def said(uid: int, order: int, text: str) -> object:
-            record = TurnRecord(
-                meeting_id=meeting,
-                uid=uid,
-                stream_session_id=0,
-                turn_order=order,
-                start_ms=order * 1000,
-                end_ms=order * 1000 + 500,
-                text=text,
-            )
-            return turn_write(record, session=f"s-{uid}-{order}")
+            return turn_said(meeting, uid, order, text, session=f"s-{uid}-{order}")
 
         def opened(uid: int, order: int, second: int) -> object:
             at = T0 + timedelta(seconds=second)
