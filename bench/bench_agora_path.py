@@ -29,8 +29,8 @@ Prints, per size and path: process CPU ms per participant-second (every
 thread), the ratio a/b, the native thread's tick lateness p50/p99/max, how
 many chunks reached the pipeline more than 50 ms after their last sample
 (and the worst; the bridge's stall check's chunks, late by design, apart),
-the garbage collector's full collections meanwhile (each pauses every
-participant's audio), and audio dropped. Run: ``python bench/bench_agora_path.py``
+the garbage collector's pauses meanwhile (each holds every participant's
+audio; full collections the longest), and audio dropped. Run: ``python bench/bench_agora_path.py``
 (``BENCH_SIZES=50,200`` to choose sizes, ``BENCH_PATHS=tap`` for one path,
 ``BENCH_ROUNDS=5`` for the medians of five rounds of every path).
 """

@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, LiteralString
 
 import pytest
 
@@ -124,15 +124,19 @@ class Fleet:
             await app.close_async()
         return row.id
 
-    async def rows(self) -> list[dict[str, Any]]:
+    async def query(self, statement: LiteralString) -> list[dict[str, Any]]:
+        """Run ``statement`` on the queue's database; its rows, as dicts."""
         import psycopg
         from psycopg.rows import dict_row
 
         async with await psycopg.AsyncConnection.connect(
             self.conninfo, autocommit=True, row_factory=dict_row
         ) as connection:
-            cursor = await connection.execute("SELECT *, now() AS now FROM recordings ORDER BY id")
+            cursor = await connection.execute(statement)
             return list(await cursor.fetchall())
+
+    async def rows(self) -> list[dict[str, Any]]:
+        return await self.query("SELECT *, now() AS now FROM recordings ORDER BY id")
 
     async def wait_rows(
         self, predicate: Any, within: float, *, check: Any = None
