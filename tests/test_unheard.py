@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 from recorder.audio import Chunk, bytes_for_ms
 from recorder.unheard import SpeechSpans, _uncovered
 
@@ -19,6 +21,19 @@ def test_speech_chunks_merge_across_short_pauses_and_silence_is_not_kept() -> No
     spans.heard(8, chunk(0, is_speech=False))
     assert spans.of(7) == [(0, 700), (2000, 2100)]
     assert spans.uids == [7] and spans.of(8) == []
+
+
+def test_a_long_meetings_spans_are_no_work_for_the_garbage_collector() -> None:
+    # A span a sentence: an hour of 500 speakers is some 500,000, which a full
+    # collection (a pause of everyone's audio) must not have to walk.
+    spans = SpeechSpans()
+    spans.heard(7, chunk(0))
+    gc.collect()
+    before = len(gc.get_objects())
+    for second in range(1, 2001):
+        spans.heard(7, chunk(second * 1000.0))
+    assert len(gc.get_objects()) - before < 100
+    assert len(spans.of(7)) == 2001 and spans.of(7)[-1] == (2_000_000, 2_000_100)
 
 
 def test_only_what_no_cover_reaches_is_uncovered() -> None:
