@@ -550,6 +550,8 @@ async def with_recorder(
             # The speaking window is over: what the recording's end flushes is not counted.
             ARRIVALS.clock = None
             COLLECTIONS.watching = False
+            if tap:  # the recording's worst, from its join: Agora's thread waiting on ours
+                SPLIT["lock_wait"] = transport.bridge.stats["most_lock_wait_ns"] / 1e6
             per = 1000 / (len(uids) * SECONDS)
             SPLIT["loop"] = (time.thread_time() - loop0) * per
             THREADS["recorder"] = by_thread(threads0, thread_cpu(), per)
@@ -633,8 +635,13 @@ async def one_round(
         say(
             f"      {name} {cost[path]:5.3f} ms/participant-s everything included; "
             f"native lateness p50 {percentile(late, 0.5):6.1f} p99 "
-            f"{percentile(late, 0.99):6.1f} max {max(late, default=0.0):6.1f} ms; "
-            f"chunks >{LATE_MS:.0f} ms late {sent_late}/{len(arrivals)} "
+            f"{percentile(late, 0.99):6.1f} max {max(late, default=0.0):6.1f} ms"
+            + (
+                f" (a frame's longest wait for the tap's lock {SPLIT['lock_wait']:.1f} ms)"
+                if path == "tap"
+                else ""
+            )
+            + f"; chunks >{LATE_MS:.0f} ms late {sent_late}/{len(arrivals)} "
             f"(worst {max(arrivals, default=0.0):.0f} ms), and of the stall check's "
             f"{len(stalled)} (gap silence, flushed tails) "
             f"{sum(1 for ms in stalled if ms > LATE_MS)} (worst "

@@ -247,6 +247,28 @@ async def test_frames_reach_the_sink_with_no_python_per_frame(
     assert not transport.bridge.tap.attached
 
 
+async def test_the_native_threads_longest_wait_for_the_tap_is_counted(
+    native_world: NativeControl, tmp_path: Path
+) -> None:
+    # Agora's audio thread must never wait on us for long (a loop thread preempted
+    # while it holds the tap's lock makes it wait): the tap says how long it did.
+    if load_tap() is None:
+        require_wrapper("the native audio tap is not built")
+    transport, sink = await joined(tmp_path)
+    assert isinstance(transport.bridge, NativeAudioBridge)
+    assert transport.bridge.stats["most_lock_wait_ns"] < 200_000_000
+    channel = native_world.channel("standup")
+    channel.add_user(101)
+    channel.speak(101, tone(1000, 101))
+    # Held as a loop thread would hold it, while the native thread delivers frames.
+    await asyncio.to_thread(transport.bridge.tap._hold, 0.3)
+    assert await asyncio.to_thread(native_world.wait_idle, TIMEOUT)
+    await sink.wait(lambda: len(sink.pcm(101)) == len(tone(1000)))
+    await transport.stop()
+    assert sink.pcm(101) == tone(1000, 101)  # late, and whole
+    assert transport.bridge.stats["most_lock_wait_ns"] >= 200_000_000
+
+
 async def test_the_fallback_is_the_wrapper_observer(
     native_world: NativeControl, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -134,6 +134,7 @@ typedef struct {
     int wake_pending;
     int rfd, wfd;
     unsigned long long frames, chunks, wakeups, dropped_chunks, bad_frames, collects;
+    int64_t most_lock_wait_ns;
     run_t *closed; /* stretches dropped and closed since drop_runs last looked */
     size_t nclosed, capclosed;
     PyObject *chunk_type;
@@ -375,6 +376,9 @@ static int before_mixing(void *lu, const char *channel, const char *uid,
     }
     pthread_mutex_lock(&t->mu);
     pthread_mutex_unlock(&g_registry);
+    /* Agora's audio thread waits here if a loop thread holding the lock was preempted. */
+    int64_t waited = mono_ns() - now;
+    if (waited > t->most_lock_wait_ns) t->most_lock_wait_ns = waited;
     long size = frame ? (long)frame->samples_per_channel * frame->bytes_per_sample * frame->channels : 0;
     char *end = NULL;
     unsigned long long number = uid && *uid ? strtoull(uid, &end, 10) : 0;
@@ -695,12 +699,13 @@ static PyObject *Tap_stats(Tap *t, PyObject *unused) {
     (void)unused;
     pthread_mutex_lock(&t->mu);
     unsigned long long v[] = {t->frames, t->chunks, t->wakeups, t->dropped_chunks, t->bad_frames,
-                              t->collects, t->nitems, t->most_items, t->nparts};
+                              t->collects, t->nitems, t->most_items, t->nparts,
+                              (unsigned long long)t->most_lock_wait_ns};
     pthread_mutex_unlock(&t->mu);
     pthread_mutex_lock(&g_registry);
     unsigned long long unmatched = g_unmatched;
     pthread_mutex_unlock(&g_registry);
-    return Py_BuildValue("{sKsKsKsKsKsKsKsKsKsK}", "frames", v[0], "chunks", v[1], "wakeups",
+    return Py_BuildValue("{sKsKsKsKsKsKsKsKsKsKsK}", "most_lock_wait_ns", v[9], "frames", v[0], "chunks", v[1], "wakeups",
                          v[2], "dropped_chunks", v[3], "bad_frames", v[4], "collects", v[5],
                          "queued_items", v[6], "most_queued_items", v[7], "participants", v[8],
                          "unmatched_frames", unmatched);

@@ -246,7 +246,11 @@ class NativeAudioBridge(AudioBridge):
 
     @property
     def stats(self) -> dict[str, int]:
-        """The tap's counters (frames, chunks, wake-ups, drops, bad frames, ...)."""
+        """The tap's counters (frames, chunks, wake-ups, drops, bad frames, ...).
+
+        ``most_lock_wait_ns`` is the longest a frame callback (Agora's audio thread)
+        waited for the tap's lock: a loop thread preempted while holding it.
+        """
         return dict(self.tap.stats())
 
     def push_frame(
