@@ -259,13 +259,14 @@ async def test_the_native_threads_longest_wait_for_the_tap_is_counted(
     assert transport.bridge.stats["most_lock_wait_ns"] < 200_000_000
     channel = native_world.channel("standup")
     channel.add_user(101)
-    channel.speak(101, tone(1000, 101))
-    # Held as a loop thread would hold it, while the native thread delivers frames.
+    channel.speak(101, tone(2000, 101))
+    await sink.wait(lambda: len(sink.pcm(101)) > 0)  # the native thread delivers frames
+    # Held as a loop thread would hold it, with more than a second of speech to come.
     await asyncio.to_thread(transport.bridge.tap._hold, 0.3)
     assert await asyncio.to_thread(native_world.wait_idle, TIMEOUT)
-    await sink.wait(lambda: len(sink.pcm(101)) == len(tone(1000)))
+    await sink.wait(lambda: len(sink.pcm(101)) == len(tone(2000)))
     await transport.stop()
-    assert sink.pcm(101) == tone(1000, 101)  # late, and whole
+    assert sink.pcm(101) == tone(2000, 101)  # late, and whole
     assert transport.bridge.stats["most_lock_wait_ns"] >= 200_000_000
 
 

@@ -705,10 +705,10 @@ static PyObject *Tap_stats(Tap *t, PyObject *unused) {
     pthread_mutex_lock(&g_registry);
     unsigned long long unmatched = g_unmatched;
     pthread_mutex_unlock(&g_registry);
-    return Py_BuildValue("{sKsKsKsKsKsKsKsKsKsKsK}", "most_lock_wait_ns", v[9], "frames", v[0], "chunks", v[1], "wakeups",
+    return Py_BuildValue("{sKsKsKsKsKsKsKsKsKsKsK}", "frames", v[0], "chunks", v[1], "wakeups",
                          v[2], "dropped_chunks", v[3], "bad_frames", v[4], "collects", v[5],
                          "queued_items", v[6], "most_queued_items", v[7], "participants", v[8],
-                         "unmatched_frames", unmatched);
+                         "most_lock_wait_ns", v[9], "unmatched_frames", unmatched);
 }
 
 static PyObject *Tap_dropped_ms(Tap *t, PyObject *unused) {
