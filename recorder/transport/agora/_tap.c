@@ -374,11 +374,15 @@ static int before_mixing(void *lu, const char *channel, const char *uid,
         pthread_mutex_unlock(&g_registry);
         return 1;
     }
-    pthread_mutex_lock(&t->mu);
+    if (pthread_mutex_trylock(&t->mu) != 0) {
+        /* Agora's audio thread waits for a loop thread holding the lock (timed only here:
+         * from the callback's start it would count this thread's own preemptions). */
+        int64_t asked = mono_ns();
+        pthread_mutex_lock(&t->mu);
+        int64_t waited = mono_ns() - asked;
+        if (waited > t->most_lock_wait_ns) t->most_lock_wait_ns = waited;
+    }
     pthread_mutex_unlock(&g_registry);
-    /* Agora's audio thread waits here if a loop thread holding the lock was preempted. */
-    int64_t waited = mono_ns() - now;
-    if (waited > t->most_lock_wait_ns) t->most_lock_wait_ns = waited;
     long size = frame ? (long)frame->samples_per_channel * frame->bytes_per_sample * frame->channels : 0;
     char *end = NULL;
     unsigned long long number = uid && *uid ? strtoull(uid, &end, 10) : 0;
