@@ -24,7 +24,7 @@ from recorder.stt.wire import WireSocket
 MAX_SIZE = 4096
 
 
-class FakeTransport(asyncio.Transport):
+class Writes:
     """Records writes; closing only marks it (the test calls connection_lost)."""
 
     def __init__(self) -> None:
@@ -57,15 +57,23 @@ class FakeTransport(asyncio.Transport):
         pass
 
 
+class FakeTransport(Writes, asyncio.Transport):
+    """An asyncio stream transport (the selector loop's are its subclasses)."""
+
+
+class OtherLoopsTransport(Writes):
+    """A stream transport of another event loop: uvloop's do not subclass asyncio's."""
+
+
 class Opened:
     """A socket past a plain 101 answer, with what it handed on and wrote."""
 
-    def __init__(self, *, parse_frames: bool) -> None:
+    def __init__(self, *, parse_frames: bool, transport: Writes | None = None) -> None:
         protocol = ClientProtocol(parse_uri("ws://stt.test/v3/ws"), max_size=MAX_SIZE)
         self.wire = WireSocket(protocol, ping_interval_s=None, ping_timeout_s=None)
         self.wire.parse_frames = parse_frames
-        self.transport = FakeTransport()
-        self.wire.connection_made(self.transport)
+        self.transport = transport or FakeTransport()
+        self.wire.connection_made(self.transport)  # type: ignore[arg-type]
         self.texts: list[str] = []
         self.error: BaseException | None = None
         self.wire.expect_upgrade()
@@ -248,3 +256,11 @@ async def test_random_frame_streams_agree(seed: int) -> None:
     pieces = splits(data, rng)
     cut, reference = both(pieces)
     assert cut == reference
+
+
+async def test_a_stream_transport_of_another_event_loop_is_taken() -> None:
+    # It once had to be an asyncio.Transport: under uvloop every socket failed to open.
+    opened = Opened(parse_frames=True, transport=OtherLoopsTransport())
+    assert opened.wire.is_open
+    opened.wire.send_binary(b"audio")
+    assert [unmask(data) for data in opened.transport.writes] == [(0x82, b"audio")]

@@ -37,6 +37,7 @@ import os
 import ssl
 import struct
 from collections.abc import Callable, Mapping
+from typing import cast
 
 from websockets.asyncio.client import connect_http_proxy
 from websockets.client import ClientProtocol
@@ -241,9 +242,9 @@ class WireSocket(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """TCP (and TLS) is up: write through it from now on."""
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        transport.set_write_buffer_limits(high=HIGH_WATER)
+        # A stream transport (uvloop's is one, though not an asyncio.Transport subclass).
+        self.transport = cast(asyncio.Transport, transport)
+        self.transport.set_write_buffer_limits(high=HIGH_WATER)
 
     def expect_upgrade(self) -> None:
         """Read the upgrade's answer here, handing websockets only what is not plainly good."""
