@@ -8,6 +8,7 @@ runs per frame.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import math
 import random
@@ -247,27 +248,50 @@ async def test_frames_reach_the_sink_with_no_python_per_frame(
     assert not transport.bridge.tap.attached
 
 
-async def test_the_native_threads_longest_wait_for_the_tap_is_counted(
-    native_world: NativeControl, tmp_path: Path
-) -> None:
-    # Agora's audio thread must never wait on us for long (a loop thread preempted
-    # while it holds the tap's lock makes it wait): the tap says how long it did.
+async def held_while_speaking(native_world: NativeControl, tmp_path: Path) -> dict[str, int]:
+    """The tap held for 0.3 s, as a preempted loop thread would hold it, while frames come.
+
+    Returns the tap's stats once the speech has arrived whole and in order.
+    """
     if load_tap() is None:
         require_wrapper("the native audio tap is not built")
     transport, sink = await joined(tmp_path)
     assert isinstance(transport.bridge, NativeAudioBridge)
-    assert transport.bridge.stats["most_lock_wait_ns"] < 200_000_000
     channel = native_world.channel("standup")
     channel.add_user(101)
     channel.speak(101, tone(2000, 101))
     await sink.wait(lambda: len(sink.pcm(101)) > 0)  # the native thread delivers frames
-    # Held as a loop thread would hold it, with more than a second of speech to come.
+    # More than a second of speech is still to come.
     await asyncio.to_thread(transport.bridge.tap._hold, 0.3)
     assert await asyncio.to_thread(native_world.wait_idle, TIMEOUT)
     await sink.wait(lambda: len(sink.pcm(101)) == len(tone(2000)))
     await transport.stop()
-    assert sink.pcm(101) == tone(2000, 101)  # late, and whole
-    assert transport.bridge.stats["most_lock_wait_ns"] >= 200_000_000
+    assert sink.pcm(101) == tone(2000, 101)  # whole, and in order
+    stats: dict[str, int] = transport.bridge.stats
+    return stats
+
+
+async def test_agoras_audio_thread_never_waits_for_a_held_tap(
+    native_world: NativeControl, tmp_path: Path
+) -> None:
+    # A loop thread preempted while it holds the tap's lock would stall Agora's audio
+    # thread (every participant's audio): the callback defers its frame instead.
+    stats = await held_while_speaking(native_world, tmp_path)
+    assert stats["most_lock_wait_ns"] == 0
+    assert stats["deferred_frames"] >= 20  # 0.3 s of 10 ms frames, less the first in flight
+    assert stats["bad_frames"] == 0 and stats["dropped_chunks"] == 0
+
+
+async def test_past_its_deferred_limit_the_audio_thread_waits_and_it_is_counted(
+    native_world: NativeControl, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = load_tap()
+    if module is None:
+        require_wrapper("the native audio tap is not built")
+    monkeypatch.setattr(module, "Tap", functools.partial(module.Tap, max_deferred_ms=0))
+    stats = await held_while_speaking(native_world, tmp_path)
+    assert stats["most_lock_wait_ns"] >= 200_000_000
+    assert stats["deferred_frames"] == 0
 
 
 async def test_the_fallback_is_the_wrapper_observer(

@@ -12,8 +12,14 @@
  * collect() hands every ready item over in one call.
  *
  * Locks: g_registry guards which taps are attached; each tap's mu guards its
- * state. The frame callback holds g_registry only to find its tap and lock
- * it, then holds mu while it works. detach() removes the tap from the
+ * state. The frame callback holds g_registry to find its tap and try mu; with
+ * mu it works under mu. When mu is held (by a loop thread, which the OS may
+ * preempt there for milliseconds) the callback does not wait: it copies the
+ * frame onto the tap's lock-free list of deferred frames, still under
+ * g_registry, and returns. Whoever takes mu next takes the deferred frames in
+ * first, in order, and again before letting mu go (lock_tap, unlock_tap). Past
+ * max_deferred_ms of deferred audio the callback waits for mu, as it once
+ * always did, and that wait is counted. detach() removes the tap from the
  * registry and then takes and releases mu: once it returns no callback is
  * inside the tap and none can enter. Nothing here takes the GIL while
  * holding mu except the Python methods, which never wait for the GIL inside.
@@ -25,6 +31,7 @@
 #include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -116,6 +123,15 @@ typedef struct {
     double from_ms, to_ms;
 } run_t;
 
+/* A frame the callback could not add because mu was held: added by mu's next holder. */
+typedef struct deferred {
+    struct deferred *next;
+    uint64_t uid;
+    double arrival_ms;
+    size_t size;
+    char pcm[];
+} deferred_t;
+
 typedef struct {
     PyObject_HEAD
     pthread_mutex_t mu;
@@ -135,6 +151,10 @@ typedef struct {
     int rfd, wfd;
     unsigned long long frames, chunks, wakeups, dropped_chunks, bad_frames, collects;
     int64_t most_lock_wait_ns;
+    unsigned long long deferred_frames; /* taken in from the deferred list (under mu) */
+    _Atomic(deferred_t *) deferred;      /* newest first: pushed lock-free by callbacks */
+    atomic_size_t deferred_bytes;
+    size_t max_deferred_bytes;
     run_t *closed; /* stretches dropped and closed since drop_runs last looked */
     size_t nclosed, capclosed;
     PyObject *chunk_type;
@@ -143,7 +163,7 @@ typedef struct {
 static pthread_mutex_t g_registry = PTHREAD_MUTEX_INITIALIZER;
 static Tap *g_taps[MAX_TAPS];
 static int g_ntaps;
-static unsigned long long g_unmatched;
+static atomic_ullong g_unmatched; /* frames for no attached tap; read without g_registry */
 
 static int64_t mono_ns(void) {
     struct timespec ts;
@@ -343,6 +363,66 @@ static void add_frame(Tap *t, uint64_t uid, const char *pcm, size_t size, double
 
 static double clock_ms_at(Tap *t, int64_t ns) { return (double)(ns - t->origin_ns) / 1e6 * t->rate; }
 
+/* -- deferred frames: the audio thread never waits for a loop thread ---------------- */
+
+/* On the callback's thread, under g_registry (so detach waits for it): 0 if the
+ * frame is on the list, -1 if the list is full (or no memory) and the caller must
+ * wait for mu instead. */
+static int defer(Tap *t, uint64_t uid, const char *pcm, size_t size, double arrival_ms) {
+    if (atomic_fetch_add(&t->deferred_bytes, size) + size > t->max_deferred_bytes) {
+        atomic_fetch_sub(&t->deferred_bytes, size);
+        return -1;
+    }
+    deferred_t *d = malloc(sizeof *d + size);
+    if (!d) {
+        atomic_fetch_sub(&t->deferred_bytes, size);
+        return -1;
+    }
+    d->uid = uid;
+    d->arrival_ms = arrival_ms;
+    d->size = size;
+    memcpy(d->pcm, pcm, size);
+    d->next = atomic_load(&t->deferred);
+    while (!atomic_compare_exchange_weak(&t->deferred, &d->next, d)) {
+    }
+    return 0;
+}
+
+/* Under mu: add the deferred frames, oldest first (each callback thread's own order). */
+static void take_deferred(Tap *t) {
+    deferred_t *d = atomic_exchange(&t->deferred, NULL);
+    if (!d) return;
+    deferred_t *oldest = NULL;
+    while (d) {
+        deferred_t *next = d->next;
+        d->next = oldest;
+        oldest = d;
+        d = next;
+    }
+    size_t bytes = 0;
+    while (oldest) {
+        deferred_t *next = oldest->next;
+        add_frame(t, oldest->uid, oldest->pcm, oldest->size, oldest->arrival_ms);
+        bytes += oldest->size;
+        t->deferred_frames++;
+        free(oldest);
+        oldest = next;
+    }
+    atomic_fetch_sub(&t->deferred_bytes, bytes);
+}
+
+/* mu, for everything but the callback: deferred frames go in on taking it (they came
+ * before what the holder does) and on letting it go (they came while it was held). */
+static void lock_tap(Tap *t) {
+    pthread_mutex_lock(&t->mu);
+    take_deferred(t);
+}
+
+static void unlock_tap(Tap *t) {
+    take_deferred(t);
+    pthread_mutex_unlock(&t->mu);
+}
+
 /* -- the observer table the SDK calls ------------------------------------------- */
 
 static int ignore_frame(void *lu, const char *channel, struct AudioFrameInner *frame) {
@@ -364,6 +444,10 @@ static int before_mixing(void *lu, const char *channel, const char *uid,
                          struct AudioFrameInner *frame) {
     (void)channel;
     int64_t now = mono_ns();
+    long size = frame ? (long)frame->samples_per_channel * frame->bytes_per_sample * frame->channels : 0;
+    char *end = NULL;
+    unsigned long long number = uid && *uid ? strtoull(uid, &end, 10) : 0;
+    int bad = !frame || !frame->buffer || size <= 0 || size > MAX_FRAME_BYTES || !end || *end;
     pthread_mutex_lock(&g_registry);
     Tap *t = NULL;
     for (int i = 0; i < g_ntaps; i++)
@@ -374,24 +458,25 @@ static int before_mixing(void *lu, const char *channel, const char *uid,
         pthread_mutex_unlock(&g_registry);
         return 1;
     }
+    double arrival_ms = clock_ms_at(t, now); /* origin and rate: set under g_registry too */
     if (pthread_mutex_trylock(&t->mu) != 0) {
-        /* Agora's audio thread waits for a loop thread holding the lock (timed only here:
-         * from the callback's start it would count this thread's own preemptions). */
+        /* A loop thread holds mu: defer the frame rather than wait for it. */
+        if (!bad && defer(t, (uint64_t)number, frame->buffer, (size_t)size, arrival_ms) == 0) {
+            pthread_mutex_unlock(&g_registry);
+            return 1;
+        }
+        /* The list is full: Agora's audio thread waits (timed only here: from the
+         * callback's start it would count this thread's own preemptions). */
         int64_t asked = mono_ns();
         pthread_mutex_lock(&t->mu);
         int64_t waited = mono_ns() - asked;
         if (waited > t->most_lock_wait_ns) t->most_lock_wait_ns = waited;
     }
     pthread_mutex_unlock(&g_registry);
-    long size = frame ? (long)frame->samples_per_channel * frame->bytes_per_sample * frame->channels : 0;
-    char *end = NULL;
-    unsigned long long number = uid && *uid ? strtoull(uid, &end, 10) : 0;
-    if (!frame || !frame->buffer || size <= 0 || size > MAX_FRAME_BYTES || !end || *end) {
-        t->bad_frames++;
-    } else {
-        add_frame(t, (uint64_t)number, frame->buffer, (size_t)size, clock_ms_at(t, now));
-    }
-    pthread_mutex_unlock(&t->mu);
+    take_deferred(t); /* they came before this frame */
+    if (bad) t->bad_frames++;
+    else add_frame(t, (uint64_t)number, frame->buffer, (size_t)size, arrival_ms);
+    unlock_tap(t);
     return 1;
 }
 
@@ -426,26 +511,30 @@ static void do_detach(Tap *t) {
     }
     t->attached = 0;
     pthread_mutex_unlock(&g_registry);
-    /* Wait out a callback inside the tap: it holds mu until it leaves. */
-    pthread_mutex_lock(&t->mu);
-    pthread_mutex_unlock(&t->mu);
+    /* A callback deferring a frame held g_registry; one inside the tap holds mu until
+     * it leaves: wait it out (and take in what was deferred). */
+    lock_tap(t);
+    unlock_tap(t);
 }
 
 static int Tap_init(Tap *t, PyObject *args, PyObject *kw) {
     static char *names[] = {"chunk_type", "origin_s", "rate", "chunk_ms", "max_queued_ms",
-                            "speech_dbfs", NULL};
+                            "speech_dbfs", "max_deferred_ms", NULL};
     PyObject *chunk_type;
     double origin_s, rate = 1.0, max_queued_ms = 5000.0, speech_dbfs = -50.0;
+    double max_deferred_ms = 120000.0; /* 3.8 MB: 240 ms of 500 speakers' frames */
     int chunk_ms = 100;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "Od|didd", names, &chunk_type, &origin_s, &rate,
-                                     &chunk_ms, &max_queued_ms, &speech_dbfs))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "Od|diddd", names, &chunk_type, &origin_s, &rate,
+                                     &chunk_ms, &max_queued_ms, &speech_dbfs, &max_deferred_ms))
         return -1;
     if (t->chunk_type) {
         PyErr_SetString(PyExc_RuntimeError, "Tap is already initialised");
         return -1;
     }
-    if (chunk_ms < 50 || chunk_ms > 1000 || !(rate > 0) || !(max_queued_ms > 0) || !isfinite(origin_s)) {
-        PyErr_SetString(PyExc_ValueError, "chunk_ms 50-1000, rate and max_queued_ms positive");
+    if (chunk_ms < 50 || chunk_ms > 1000 || !(rate > 0) || !(max_queued_ms > 0) ||
+        !(max_deferred_ms >= 0) || !isfinite(origin_s)) {
+        PyErr_SetString(PyExc_ValueError,
+                        "chunk_ms 50-1000, rate and max_queued_ms positive, max_deferred_ms >= 0");
         return -1;
     }
     Py_INCREF(chunk_type);
@@ -455,6 +544,7 @@ static int Tap_init(Tap *t, PyObject *args, PyObject *kw) {
     t->chunk_ms = chunk_ms;
     t->chunk_bytes = bytes_for_ms(chunk_ms);
     t->max_queued_bytes = bytes_for_ms(max_queued_ms);
+    t->max_deferred_bytes = bytes_for_ms(max_deferred_ms);
     t->speech_power = 32768.0 * 32768.0 * pow(10.0, speech_dbfs / 10.0);
 #ifdef __linux__
     t->rfd = t->wfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -484,6 +574,10 @@ static PyObject *Tap_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
 static void Tap_dealloc(Tap *t) {
     if (t->attached) do_detach(t);
     drop_items(t->head);
+    for (deferred_t *d = atomic_load(&t->deferred), *next; d; d = next) {
+        next = d->next;
+        free(d);
+    }
     for (size_t i = 0; i < t->cap; i++) free(t->parts[i].buf);
     free(t->parts);
     free(t->closed);
@@ -512,9 +606,9 @@ static PyObject *Tap_attach(Tap *t, PyObject *arg) {
         PyErr_SetString(PyExc_RuntimeError, "tap already attached, or too many taps");
         return NULL;
     }
-    pthread_mutex_lock(&t->mu);
+    lock_tap(t);
     t->handle = handle;
-    pthread_mutex_unlock(&t->mu);
+    unlock_tap(t);
     g_taps[g_ntaps++] = t;
     t->attached = 1;
     pthread_mutex_unlock(&g_registry);
@@ -544,23 +638,23 @@ static PyObject *Tap_push_event(Tap *t, PyObject *args) {
     if (!it) return PyErr_NoMemory();
     Py_INCREF(event);
     it->event = event;
-    pthread_mutex_lock(&t->mu);
+    lock_tap(t);
     if (flush_uid != Py_None) {
         part_t *p = find_part(t, uid);
         if (p) flush(t, p);
     }
     push_item(t, it);
-    pthread_mutex_unlock(&t->mu);
+    unlock_tap(t);
     Py_RETURN_NONE;
 }
 
 static PyObject *Tap_end_audio(Tap *t, PyObject *arg) {
     uint64_t uid;
     if (!ready(t) || !uid_arg(arg, &uid)) return NULL;
-    pthread_mutex_lock(&t->mu);
+    lock_tap(t);
     part_t *p = find_part(t, uid);
     if (p) flush(t, p);
-    pthread_mutex_unlock(&t->mu);
+    unlock_tap(t);
     Py_RETURN_NONE;
 }
 
@@ -575,9 +669,9 @@ static PyObject *Tap_push_frame(Tap *t, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "a frame is 1 to 1920 bytes");
         return NULL;
     }
-    pthread_mutex_lock(&t->mu);
+    lock_tap(t);
     add_frame(t, (uint64_t)uid, pcm.buf, (size_t)pcm.len, at_ms);
-    pthread_mutex_unlock(&t->mu);
+    unlock_tap(t);
     PyBuffer_Release(&pcm);
     Py_RETURN_NONE;
 }
@@ -589,12 +683,12 @@ static PyObject *Tap_stale(Tap *t, PyObject *args) {
     double now_ms, after_ms, since_ms;
     if (!ready(t) || !PyArg_ParseTuple(args, "Kddd", &uid, &now_ms, &after_ms, &since_ms))
         return NULL;
-    pthread_mutex_lock(&t->mu);
+    lock_tap(t);
     part_t *p = find_part(t, (uint64_t)uid);
     double heard = p && p->heard && p->heard_ms > since_ms ? p->heard_ms : since_ms;
     int is_stale = now_ms - heard >= after_ms;
     if (is_stale && p) flush(t, p);
-    pthread_mutex_unlock(&t->mu);
+    unlock_tap(t);
     if (!is_stale) Py_RETURN_NONE;
     return PyFloat_FromDouble(heard);
 }
@@ -603,13 +697,13 @@ static PyObject *Tap_hear(Tap *t, PyObject *args) {
     unsigned long long uid;
     double at_ms;
     if (!ready(t) || !PyArg_ParseTuple(args, "Kd", &uid, &at_ms)) return NULL;
-    pthread_mutex_lock(&t->mu);
+    lock_tap(t);
     part_t *p = get_part(t, (uint64_t)uid);
     if (p && (!p->heard || p->heard_ms < at_ms)) {
         p->heard_ms = at_ms;
         p->heard = 1;
     }
-    pthread_mutex_unlock(&t->mu);
+    unlock_tap(t);
     Py_RETURN_NONE;
 }
 
@@ -620,10 +714,12 @@ static PyObject *Tap_set_clock(Tap *t, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "origin_s must be finite and rate positive");
         return NULL;
     }
-    pthread_mutex_lock(&t->mu);
+    pthread_mutex_lock(&g_registry); /* the callback reads the clock under g_registry */
+    lock_tap(t);
     t->origin_ns = (int64_t)llround(origin_s * 1e9);
     t->rate = rate;
-    pthread_mutex_unlock(&t->mu);
+    unlock_tap(t);
+    pthread_mutex_unlock(&g_registry);
     Py_RETURN_NONE;
 }
 
@@ -642,7 +738,7 @@ static PyObject *Tap_collect(Tap *t, PyObject *unused) {
     while (read(t->rfd, sink, sizeof sink) > 0) {
     }
 #endif
-    pthread_mutex_lock(&t->mu);
+    lock_tap(t);
     item_t *it = t->head;
     t->head = t->tail = NULL;
     size_t n = t->nitems;
@@ -654,7 +750,7 @@ static PyObject *Tap_collect(Tap *t, PyObject *unused) {
         part_t *p = find_part(t, i->uid);
         if (p) p->queued_bytes -= i->len < p->queued_bytes ? i->len : p->queued_bytes;
     }
-    pthread_mutex_unlock(&t->mu);
+    unlock_tap(t);
     PyObject *out = PyList_New((Py_ssize_t)n);
     if (!out) {
         drop_items(it);
@@ -690,9 +786,9 @@ static PyObject *Tap_hold(Tap *t, PyObject *arg) {
     double seconds = PyFloat_AsDouble(arg);
     if (PyErr_Occurred()) return NULL;
     struct timespec ts = {(time_t)seconds, (long)((seconds - (double)(time_t)seconds) * 1e9)};
-    Py_BEGIN_ALLOW_THREADS pthread_mutex_lock(&t->mu);
+    Py_BEGIN_ALLOW_THREADS lock_tap(t);
     nanosleep(&ts, NULL);
-    pthread_mutex_unlock(&t->mu);
+    unlock_tap(t);
     Py_END_ALLOW_THREADS Py_RETURN_NONE;
 }
 
@@ -704,25 +800,24 @@ static PyObject *Tap_fileno(Tap *t, PyObject *unused) {
 
 static PyObject *Tap_stats(Tap *t, PyObject *unused) {
     (void)unused;
-    pthread_mutex_lock(&t->mu);
+    lock_tap(t);
     unsigned long long v[] = {t->frames, t->chunks, t->wakeups, t->dropped_chunks, t->bad_frames,
                               t->collects, t->nitems, t->most_items, t->nparts,
-                              (unsigned long long)t->most_lock_wait_ns};
-    pthread_mutex_unlock(&t->mu);
-    pthread_mutex_lock(&g_registry);
-    unsigned long long unmatched = g_unmatched;
-    pthread_mutex_unlock(&g_registry);
-    return Py_BuildValue("{sKsKsKsKsKsKsKsKsKsKsK}", "frames", v[0], "chunks", v[1], "wakeups",
-                         v[2], "dropped_chunks", v[3], "bad_frames", v[4], "collects", v[5],
-                         "queued_items", v[6], "most_queued_items", v[7], "participants", v[8],
-                         "most_lock_wait_ns", v[9], "unmatched_frames", unmatched);
+                              (unsigned long long)t->most_lock_wait_ns, t->deferred_frames};
+    unlock_tap(t);
+    unsigned long long unmatched = atomic_load(&g_unmatched);
+    return Py_BuildValue("{sKsKsKsKsKsKsKsKsKsKsKsK}", "frames", v[0], "chunks", v[1],
+                         "wakeups", v[2], "dropped_chunks", v[3], "bad_frames", v[4], "collects",
+                         v[5], "queued_items", v[6], "most_queued_items", v[7], "participants",
+                         v[8], "most_lock_wait_ns", v[9], "deferred_frames", v[10],
+                         "unmatched_frames", unmatched);
 }
 
 static PyObject *Tap_dropped_ms(Tap *t, PyObject *unused) {
     (void)unused;
     PyObject *out = PyDict_New();
     if (!out) return NULL;
-    pthread_mutex_lock(&t->mu);
+    lock_tap(t);
     size_t n = 0;
     for (size_t i = 0; i < t->cap; i++) n += t->parts[i].used && t->parts[i].dropped_ms > 0;
     uint64_t *uids = n ? malloc(n * sizeof *uids) : NULL;
@@ -736,7 +831,7 @@ static PyObject *Tap_dropped_ms(Tap *t, PyObject *unused) {
             }
         }
     }
-    pthread_mutex_unlock(&t->mu);
+    unlock_tap(t);
     for (size_t i = 0; i < k; i++) {
         PyObject *key = PyLong_FromUnsignedLongLong(uids[i]);
         PyObject *value = PyFloat_FromDouble(ms[i]);
@@ -758,7 +853,7 @@ static PyObject *Tap_dropped_ms(Tap *t, PyObject *unused) {
 /* The stretches dropped since the last call: [(uid, from_ms, to_ms)], each reported once. */
 static PyObject *Tap_drop_runs(Tap *t, PyObject *unused) {
     (void)unused;
-    pthread_mutex_lock(&t->mu);
+    lock_tap(t);
     size_t n = t->nclosed;
     for (size_t i = 0; i < t->cap; i++) n += t->parts[i].used && t->parts[i].dropping;
     run_t *runs = n ? malloc(n * sizeof *runs) : NULL;
@@ -776,7 +871,7 @@ static PyObject *Tap_drop_runs(Tap *t, PyObject *unused) {
             }
         }
     }
-    pthread_mutex_unlock(&t->mu);
+    unlock_tap(t);
     if (n && !runs) return PyErr_NoMemory(); /* the stretches stay noted for the next call */
     PyObject *out = PyList_New((Py_ssize_t)k);
     for (size_t i = 0; out && i < k; i++) {
@@ -792,6 +887,15 @@ static PyObject *Tap_drop_runs(Tap *t, PyObject *unused) {
 static PyObject *Tap_get_attached(Tap *t, void *closure) {
     (void)closure;
     return PyBool_FromLong(t->attached);
+}
+
+static PyObject *Tap_get_dropped_chunks(Tap *t, void *closure) {
+    /* Read at every collect: one counter, not stats()' dict. */
+    (void)closure;
+    lock_tap(t);
+    unsigned long long n = t->dropped_chunks;
+    unlock_tap(t);
+    return PyLong_FromUnsignedLongLong(n);
 }
 
 static PyMethodDef Tap_methods[] = {
@@ -825,6 +929,8 @@ static PyMethodDef Tap_methods[] = {
 
 static PyGetSetDef Tap_getset[] = {
     {"attached", (getter)Tap_get_attached, NULL, "Whether frames are being taken.", NULL},
+    {"dropped_chunks", (getter)Tap_get_dropped_chunks, NULL,
+     "Chunks dropped because the queue was full (as stats()).", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -833,7 +939,8 @@ static PyTypeObject TapType = {
     .tp_basicsize = sizeof(Tap),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "Tap(chunk_type, origin_s, rate=1.0, chunk_ms=100, max_queued_ms=5000.0, "
-              "speech_dbfs=-50.0): one connection's frames, gathered in C.",
+              "speech_dbfs=-50.0, max_deferred_ms=120000.0): one connection's frames, "
+              "gathered in C.",
     .tp_new = Tap_new,
     .tp_init = (initproc)Tap_init,
     .tp_dealloc = (destructor)Tap_dealloc,

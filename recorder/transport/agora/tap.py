@@ -174,15 +174,24 @@ def binding_module(sdk_base: ModuleType) -> Any:
 
 
 class _Counter:
-    """A bridge counter read from the tap (the base class's own assignment is ignored)."""
+    """A bridge counter read from the tap (the base class's own assignment is ignored).
 
-    def __init__(self, key: str) -> None:
+    ``own``: the tap has it as an attribute of its own (read at every collect, so not
+    through ``stats()``, which builds a dict).
+    """
+
+    def __init__(self, key: str, *, own: bool = False) -> None:
         self._key = key
+        self._own = own
 
     def __get__(self, bridge: NativeAudioBridge | None, owner: type | None = None) -> Any:
         if bridge is None:
             return self
-        return int(bridge.tap.stats()[self._key]) if hasattr(bridge, "tap") else 0
+        if not hasattr(bridge, "tap"):
+            return 0
+        if self._own:
+            return int(getattr(bridge.tap, self._key))
+        return int(bridge.tap.stats()[self._key])
 
     def __set__(self, bridge: NativeAudioBridge, value: int) -> None:
         pass
@@ -209,7 +218,7 @@ class NativeAudioBridge(AudioBridge):
     frames = _Counter("frames")
     chunks = _Counter("chunks")
     wakeups = _Counter("wakeups")
-    dropped_chunks = _Counter("dropped_chunks")
+    dropped_chunks = _Counter("dropped_chunks", own=True)
     callback_errors = _Counter("bad_frames")  # frames the tap could not take (a bad uid)
 
     def __init__(
