@@ -389,13 +389,16 @@ async def test_timer_recaps_cover_what_was_said_since_the_last_one(tmp_path: Pat
             {"at": 0.0, "uid": 101, "join": True},
             {"at": 0.1, "uid": 202, "join": True},
             {"at": 0.3, "uid": 101, "say": "Good morning team."},
-            {"at": 10.0, "uid": 202, "say": "The patch shipped."},
+            # The first recap speaks from about 7.3 s for 2.6 s: Bob starts over a second
+            # after it (at 10 s, a loaded machine made him barge in and cut it short).
+            {"at": 11.0, "uid": 202, "say": "The patch shipped."},
         ],
         "end": 23.0,
     }
     settings = RecapSettings(every_s=7.0, since_last=True, phrase=None, timeouts=FAST)
     run = await record(meeting, tmp_path, settings=settings)
     # Due at 7 s and 14 s; at 21 s nothing new was said, so no third recap.
+    assert [note.meta["interrupted"] for note in run.notes] == [False, False]
     first, second = run.notes
     assert first.text == "Alice said: Good morning team."
     assert second.text == "Bob said: The patch shipped."
