@@ -726,9 +726,9 @@ static PyObject *Tap_set_clock(Tap *t, PyObject *args) {
 static PyObject *Tap_collect(Tap *t, PyObject *unused) {
     (void)unused;
     if (!ready(t)) return NULL;
-    /* Drained before locking: no system call while holding the lock Agora's audio thread
-     * takes (a syscall is where a holder is preempted, and the audio thread then waits).
-     * A wake written between the drain and the lock only costs one empty collect. */
+    /* Drained before locking: the lock is held as briefly as it can be (the frames that
+     * find it held are deferred, and wait for it to be let go). A wake written between
+     * the drain and the lock only costs one empty collect. */
 #ifdef __linux__
     uint64_t count;
     while (read(t->rfd, &count, sizeof count) > 0) {

@@ -257,8 +257,10 @@ class NativeAudioBridge(AudioBridge):
     def stats(self) -> dict[str, int]:
         """The tap's counters (frames, chunks, wake-ups, drops, bad frames, ...).
 
-        ``most_lock_wait_ns`` is the longest a frame callback (Agora's audio thread)
-        waited for the tap's lock: a loop thread preempted while holding it.
+        ``deferred_frames`` counts the frames a callback (Agora's audio thread) found
+        the tap's lock held and left for its next holder rather than wait;
+        ``most_lock_wait_ns`` is the longest a callback waited for it, which it does
+        only once ``max_deferred_ms`` of audio is deferred.
         """
         return dict(self.tap.stats())
 
